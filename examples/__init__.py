@@ -1,0 +1,1 @@
+"""Example projects delivered with Conveyor."""

@@ -1,0 +1,5 @@
+import sys
+
+from examples.sentiment.build import main
+
+sys.exit(main())

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The demo behind `make demo`: serve the reference model and show the classic calls.
+# DEMO_EXIT=1 stops the server after the calls instead of serving until Ctrl-C.
+set -euo pipefail
+BIN=${BIN:-.venv/bin}
+PORT=${PORT:-5000}
+MODEL=${MODEL:-models/sentiment}
+URL="http://127.0.0.1:${PORT}"
+
+if curl -s -o /dev/null "${URL}/v2/health/live"; then
+    echo "error: something already listens on port ${PORT}; run 'make demo PORT=5001'" >&2
+    exit 2
+fi
+
+"${BIN}/conveyor" serve "${MODEL}" --port "${PORT}" &
+server=$!
+trap 'kill -TERM ${server} 2>/dev/null || true; wait ${server} 2>/dev/null || true' EXIT
+
+for _ in $(seq 1 600); do
+    if curl -s -o /dev/null -w '%{http_code}' "${URL}/v2/health/ready" | grep -q 200; then break; fi
+    if ! kill -0 "${server}" 2>/dev/null; then echo "error: the server exited" >&2; exit 1; fi
+    sleep 0.1
+done
+
+echo
+echo "== the classic contract: POST /predict with a JSON array of one string =="
+for text in "MLOps is critical for robustness" "espresso is too strong" "Containers are more or less interesting"; do
+    echo "\$ curl -X POST -H \"Content-Type: application/json\" --data '[\"${text}\"]' ${URL}/predict"
+    curl -s -X POST -H "Content-Type: application/json" --data "[\"${text}\"]" "${URL}/predict"
+    echo
+done
+echo
+echo "== Open Inference Protocol v2 =="
+echo "\$ curl -X POST ${URL}/v2/models/sentiment/infer --data '{\"inputs\":[{\"name\":\"text\",\"shape\":[2],\"datatype\":\"BYTES\",\"data\":[...]}]}'"
+curl -s -X POST -H "Content-Type: application/json" "${URL}/v2/models/sentiment/infer" \
+    --data '{"inputs":[{"name":"text","shape":[2],"datatype":"BYTES","data":["What a wonderful day","The food was cold and bland"]}]}'
+echo
+echo
+echo "== a client mistake gets a 4xx with a JSON message =="
+echo "\$ curl -X POST -H \"Content-Type: application/json\" --data '[42]' ${URL}/predict"
+curl -s -w "  (HTTP %{http_code})" -X POST -H "Content-Type: application/json" --data '[42]' "${URL}/predict"
+echo
+echo
+echo "Metrics: ${URL}/metrics   OpenAPI: ${URL}/openapi.json"
+if [[ "${DEMO_EXIT:-0}" == "1" ]]; then
+    exit 0
+fi
+echo "Serving on ${URL} until Ctrl-C."
+wait "${server}"

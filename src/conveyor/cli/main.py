@@ -1,0 +1,27 @@
+"""Entry point of the ``conveyor`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from conveyor import __version__
+from conveyor.cli import serve
+
+app = typer.Typer(
+    name="conveyor",
+    help="Continuous delivery for machine-learning models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("serve", no_args_is_help=True)(serve.serve)
+
+
+@app.command("version")
+def version() -> None:
+    """Print Conveyor's version."""
+    typer.echo(__version__)
+
+
+if __name__ == "__main__":
+    app()

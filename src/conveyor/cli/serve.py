@@ -1,0 +1,72 @@
+"""``conveyor serve``: serve a model directory or an ONNX file over HTTP."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from conveyor.cli.output import fail
+from conveyor.errors import ConveyorError
+from conveyor.serving.server import ServeConfig
+from conveyor.serving.server import serve as run_server
+
+
+def serve(
+    model: Annotated[str, typer.Argument(help="A model directory (with model.yaml) or an .onnx file.")],
+    tokenizer: Annotated[
+        str | None, typer.Option(help="tokenizer.json for a bare .onnx file (without it: raw tensors only).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Serve under this model name.")] = None,
+    model_version: Annotated[str | None, typer.Option("--model-version", help="Serve as this version.")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for every interface.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes sharing the port.")] = 1,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="onnxruntime intra-op threads per worker [default: cores / workers]."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, or cuda (needs onnxruntime-gpu and a GPU).")] = "cpu",
+    max_batch_size: Annotated[int, typer.Option(min=1, help="Most texts in one inference batch.")] = 32,
+    max_batch_wait_ms: Annotated[
+        float,
+        typer.Option(min=0, help="Longest wait for more requests before a batch starts (0: never wait)."),
+    ] = 0.0,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body accepted.")] = 1_000_000,
+    max_items: Annotated[int, typer.Option(min=1, help="Most texts in one request.")] = 256,
+    graceful_timeout: Annotated[
+        float, typer.Option(help="Seconds to let in-flight requests finish on SIGTERM.")
+    ] = 30.0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+) -> None:
+    """Serve MODEL over HTTP: POST /predict, the Open Inference Protocol v2, /metrics.
+
+    \b
+    curl -X POST -H "Content-Type: application/json" \\
+         --data '["MLOps is critical for robustness"]' http://127.0.0.1:5000/predict
+    {"positive":true}
+    """
+    config = ServeConfig(
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        version=model_version,
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        device=device,
+        max_batch_size=max_batch_size,
+        max_batch_wait_ms=max_batch_wait_ms,
+        max_body_bytes=max_body_bytes,
+        max_items=max_items,
+        graceful_timeout=graceful_timeout,
+        log_level=log_level.lower(),
+        access_log=access_log,
+    )
+    try:
+        code = run_server(config)
+    except ConveyorError as exc:
+        raise fail(str(exc)) from None
+    raise typer.Exit(code)

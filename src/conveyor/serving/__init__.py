@@ -1,0 +1,1 @@
+"""The model server: routes (app) -> protocol-independent data plane -> ONNX runtime."""

@@ -1,0 +1,263 @@
+"""HTTP routes of the model server: parse, call the data plane, answer.
+
+Every client mistake is answered with a 4xx and ``{"error": "..."}``; only our
+own faults are 500s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from conveyor.errors import ClientError
+from conveyor.serving import metrics
+from conveyor.serving.dataplane import DataPlane
+from conveyor.serving.openapi import openapi_document
+from conveyor.serving.v2 import HEADER_LENGTH, decode_request
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+
+
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type=JSON, headers=headers)
+
+
+def error_response(status: int, message: str) -> Response:
+    return json_response({"error": message}, status)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == JSON or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes before reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ClientError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ClientError(413, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_texts(body: bytes, max_items: int) -> list[str]:
+    """The classic body: a JSON array of strings."""
+    if not body.strip():
+        raise ClientError(400, 'request body is empty: send a JSON array of strings, e.g. ["some text"]')
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ClientError(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, list):
+        kind = "null" if payload is None else type(payload).__name__
+        kind = {"dict": "object", "str": "string", "int": "number", "float": "number"}.get(kind, kind)
+        raise ClientError(422, f"expected a JSON array of strings, got {kind}")
+    if not payload:
+        raise ClientError(422, "expected a non-empty JSON array of strings, got []")
+    if len(payload) > max_items:
+        raise ClientError(413, f"too many items: {len(payload)} > the limit of {max_items}")
+    for index, item in enumerate(payload):
+        if type(item) is not str:
+            kind = (
+                "null"
+                if item is None
+                else {"dict": "object", "list": "array"}.get(type(item).__name__, type(item).__name__)
+            )
+            raise ClientError(422, f"item {index} must be a string, got {kind}")
+    return payload
+
+
+class Endpoints:
+    """Route handlers bound to one data plane."""
+
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+
+    async def predict(self, request: Request) -> Response:
+        content_type = request.headers.get("content-type")
+        if content_type is not None and not _is_json(content_type):
+            raise ClientError(415, f"Content-Type must be application/json, got {content_type!r}")
+        options = self.plane.options
+        body = await read_body(request, options.max_body_bytes)
+        texts = parse_texts(body, options.max_items)
+        answers = await self.plane.predict(texts)
+        return json_response(answers[0] if len(answers) == 1 else answers)
+
+    async def server_metadata(self, request: Request) -> Response:
+        return json_response(self.plane.server_metadata())
+
+    async def live(self, request: Request) -> Response:
+        return json_response({"live": True})
+
+    async def ready(self, request: Request) -> Response:
+        ready = self.plane.ready
+        body: dict[str, Any] = {"ready": ready}
+        if not ready:
+            body["state"] = self.plane.state
+        return json_response(body, 200 if ready else 503)
+
+    async def model_metadata(self, request: Request) -> Response:
+        name, version = _model_ref(request)
+        self.plane.check_model(name, version)
+        return json_response(self.plane.model_metadata())
+
+    async def model_ready(self, request: Request) -> Response:
+        name, version = _model_ref(request)
+        self.plane.check_model(name, version)
+        ready = self.plane.ready
+        return json_response({"name": name, "ready": ready}, 200 if ready else 503)
+
+    async def infer(self, request: Request) -> Response:
+        name, version = _model_ref(request)
+        self.plane.check_model(name, version)
+        # Like Triton and MLServer, the v2 route reads the body as JSON whatever the
+        # Content-Type says (tritonclient sends none for binary requests).
+        header_length = request.headers.get(HEADER_LENGTH)
+        body = await read_body(request, self.plane.options.max_body_bytes)
+        decoded = decode_request(body, header_length)
+        payload, headers = await self.plane.infer(decoded)
+        media = "application/octet-stream" if headers else JSON
+        return Response(payload, media_type=media, headers=headers)
+
+    async def metrics(self, request: Request) -> Response:
+        data, content_type = metrics.render()
+        return Response(data, media_type=content_type)
+
+    async def openapi(self, request: Request) -> Response:
+        return json_response(openapi_document(self.plane.spec))
+
+
+def _model_ref(request: Request) -> tuple[str, str | None]:
+    params = request.path_params
+    return params["name"], params.get("version")
+
+
+class MetricsMiddleware:
+    """Counts and times every request by route template (pure ASGI: no per-request task)."""
+
+    def __init__(self, app: ASGIApp, plane: DataPlane, templates: dict[Any, str]) -> None:
+        self.app = app
+        self.labels = {"model": plane.spec.name, "version": plane.spec.version}
+        self.templates = templates
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            endpoint = scope.get("endpoint")
+            versioned = "version" in scope.get("path_params", {})
+            route = self.templates.get((endpoint, versioned), "unmatched")
+            method = scope["method"]
+            metrics.REQUESTS.labels(route=route, method=method, status=str(status), **self.labels).inc()
+            metrics.REQUEST_LATENCY.labels(route=route, method=method, **self.labels).observe(
+                time.perf_counter() - started
+            )
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _guard(handler: Handler) -> Handler:
+    """Turn ClientError into its JSON answer without Starlette's exception machinery."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ClientError as exc:
+            return error_response(exc.status, exc.message)
+
+    guarded.__name__ = handler.__name__
+    return guarded
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    messages = {
+        404: f"no route {request.url.path}",
+        405: f"method {request.method} not allowed on {request.url.path}",
+    }
+    return error_response(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal server error")
+
+
+def create_app(plane: DataPlane, on_load_failure: Callable[[], None] | None = None) -> Starlette:
+    """The ASGI app for one data plane; the model loads in the background after start-up."""
+    ep = Endpoints(plane)
+    table: list[tuple[str, Handler, list[str]]] = [
+        ("/predict", ep.predict, ["POST"]),
+        ("/v2", ep.server_metadata, ["GET"]),
+        ("/v2/health/live", ep.live, ["GET"]),
+        ("/v2/health/ready", ep.ready, ["GET"]),
+        ("/v2/models/{name}", ep.model_metadata, ["GET"]),
+        ("/v2/models/{name}/versions/{version}", ep.model_metadata, ["GET"]),
+        ("/v2/models/{name}/ready", ep.model_ready, ["GET"]),
+        ("/v2/models/{name}/versions/{version}/ready", ep.model_ready, ["GET"]),
+        ("/v2/models/{name}/infer", ep.infer, ["POST"]),
+        ("/v2/models/{name}/versions/{version}/infer", ep.infer, ["POST"]),
+        ("/metrics", ep.metrics, ["GET"]),
+        ("/openapi.json", ep.openapi, ["GET"]),
+    ]
+    guarded = {handler: _guard(handler) for _, handler, _ in table}
+    routes = [Route(path, guarded[handler], methods=methods) for path, handler, methods in table]
+    templates = {(guarded[handler], "{version}" in path): path for path, handler, _ in table}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async def load() -> None:
+            try:
+                await plane.load()
+            except Exception:
+                if on_load_failure is not None:
+                    on_load_failure()
+
+        task = asyncio.create_task(load(), name="model-load")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await plane.close()
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.add_middleware(MetricsMiddleware, plane=plane, templates=templates)
+    app.state.plane = plane
+    return app

@@ -1,0 +1,224 @@
+"""The protocol-independent data plane: readiness, prediction and inference.
+
+Routes in ``app.py`` parse HTTP and call these methods; nothing here knows
+about HTTP beyond raising ``ClientError`` with a status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from conveyor import __version__
+from conveyor.errors import ClientError, NotFound, NotReady
+from conveyor.serving import metrics
+from conveyor.serving.batching import Batcher, BatchStats
+from conveyor.serving.model import TextClassifier
+from conveyor.serving.runtime import RuntimeOptions
+from conveyor.serving.spec import ResolvedModel
+from conveyor.serving.v2 import DecodedRequest, datatype_of, encode_response, texts_from_tensor
+
+log = logging.getLogger(__name__)
+
+WARMUP_TEXTS = ["warm up", "a somewhat longer sentence to warm up the model with more tokens in it"]
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """Limits and batching knobs of one server."""
+
+    max_batch_size: int = 32
+    max_batch_wait_ms: float = 0.0
+    max_body_bytes: int = 1_000_000
+    max_items: int = 256
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+class DataPlane:
+    """Serves one model version."""
+
+    def __init__(self, resolved: ResolvedModel, options: ServingOptions) -> None:
+        self.resolved = resolved
+        self.spec = resolved.spec
+        self.options = options
+        self.state = "loading"
+        self.error: str | None = None
+        self.model: TextClassifier | None = None
+        self._batcher: Batcher[str, np.ndarray] | None = None
+        self._labels = np.array(self.spec.labels, dtype=object)
+        self._metric_labels = {"model": self.spec.name, "version": self.spec.version}
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Load the session and tokenizer off the event loop, warm up, then become ready."""
+        started = time.monotonic()
+        try:
+            self.model = await asyncio.to_thread(self._load_and_warm_up)
+        except Exception as exc:
+            self.state = "failed"
+            self.error = str(exc)
+            log.error("model %s failed to load: %s", self.spec.name, exc)
+            raise
+        batcher: Batcher[str, np.ndarray] = Batcher(
+            self.model.classify,
+            max_batch_size=self.options.max_batch_size,
+            max_wait=self.options.max_batch_wait_ms / 1000,
+            on_batch=self._record_batch,
+        )
+        batcher.start()
+        self._batcher = batcher
+        self.state = "ready"
+        log.info("model %s:%s ready in %.1fs", self.spec.name, self.spec.version, time.monotonic() - started)
+
+    def _load_and_warm_up(self) -> TextClassifier:
+        model = TextClassifier(self.resolved, self.options.runtime, max_run=self.options.max_batch_size)
+        if model.takes_text:
+            model.classify(WARMUP_TEXTS[:1])
+            model.classify(WARMUP_TEXTS * (self.options.max_batch_size // 2 or 1))
+        return model
+
+    async def close(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.close()
+        if self.state != "failed":
+            self.state = "stopped"
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    def _require_ready(self) -> TextClassifier:
+        if self.state != "ready" or self.model is None:
+            raise NotReady(f"model {self.spec.name!r} is not ready yet ({self.state})")
+        return self.model
+
+    def check_model(self, name: str, version: str | None) -> None:
+        if name != self.spec.name:
+            raise NotFound(f"model {name!r} not found; this server serves {self.spec.name!r}")
+        if version is not None and version != self.spec.version:
+            raise NotFound(
+                f"version {version!r} of model {name!r} not found; this server serves version {self.spec.version!r}"
+            )
+
+    def _record_batch(self, stats: BatchStats) -> None:
+        labels = self._metric_labels
+        metrics.BATCH_SIZE.labels(**labels).observe(stats.size)
+        metrics.INFERENCE_TIME.labels(**labels).observe(stats.inference_seconds)
+        wait = metrics.QUEUE_WAIT.labels(**labels)
+        for seconds in stats.queue_waits:
+            wait.observe(seconds)
+
+    # ---- prediction ------------------------------------------------------------------------
+
+    async def classify(self, texts: list[str]) -> np.ndarray:
+        """Logits ``[len(texts), num_labels]`` through the batcher."""
+        model = self._require_ready()
+        if not model.takes_text:
+            raise ClientError(
+                400, f"model {self.spec.name!r} takes raw tensors; call /v2/models/{self.spec.name}/infer"
+            )
+        assert self._batcher is not None
+        rows = await self._batcher.submit(texts)
+        logits = np.stack(rows)
+        self._count_predictions(logits)
+        return logits
+
+    def _count_predictions(self, logits: np.ndarray) -> None:
+        winners = logits.argmax(axis=1)
+        for index, count in zip(*np.unique(winners, return_counts=True), strict=True):
+            metrics.PREDICTIONS.labels(label=self.spec.labels[index], **self._metric_labels).inc(int(count))
+
+    async def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        """The classic answer per text: ``{"positive": bool}`` or ``{"label": name}``."""
+        logits = await self.classify(texts)
+        winners = logits.argmax(axis=1).tolist()
+        boolean = self.spec.boolean_label
+        if boolean is not None:
+            target = self.spec.labels.index(boolean)
+            return [{boolean: w == target} for w in winners]
+        return [{"label": self.spec.labels[w]} for w in winners]
+
+    async def infer(self, request: DecodedRequest) -> tuple[bytes, dict[str, str]]:
+        model = self._require_ready()
+        text_inputs = [name for name, dtype in request.datatypes.items() if dtype == "BYTES"]
+        if model.takes_text and text_inputs:
+            outputs = await self._infer_text(request, text_inputs)
+        else:
+            assert self._batcher is not None
+            tensors = request.tensors
+            wanted = request.requested
+            outputs = await self._batcher.run_alone(lambda: model.run_tensors(tensors, wanted))
+        return encode_response(self.spec.name, self.spec.version, request, outputs)
+
+    async def _infer_text(self, request: DecodedRequest, text_inputs: list[str]) -> dict[str, np.ndarray]:
+        if len(text_inputs) != 1 or len(request.tensors) != 1:
+            raise ClientError(
+                422,
+                f"model {self.spec.name!r} takes exactly one BYTES input with the texts, "
+                f"got inputs {sorted(request.tensors)}",
+            )
+        name = text_inputs[0]
+        texts = texts_from_tensor(name, request.tensors[name])
+        self.check_item_count(len(texts))
+        logits = await self.classify(texts)
+        available = {
+            "logits": lambda: logits,
+            "probabilities": lambda: softmax(logits),
+            "label": lambda: self._labels[logits.argmax(axis=1)],
+        }
+        wanted = request.requested or ["logits", "label"]
+        unknown = [n for n in wanted if n not in available]
+        if unknown:
+            raise ClientError(400, f"unknown output(s) {unknown}; this model has {sorted(available)}")
+        return {n: available[n]() for n in wanted}
+
+    def check_item_count(self, count: int) -> None:
+        if count == 0:
+            raise ClientError(422, "no texts given: send at least one")
+        if count > self.options.max_items:
+            raise ClientError(413, f"too many items: {count} > the limit of {self.options.max_items}")
+
+    # ---- metadata --------------------------------------------------------------------------
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "conveyor", "version": __version__, "extensions": ["binary_tensor_data"]}
+
+    def model_metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "name": self.spec.name,
+            "versions": [self.spec.version],
+            "platform": "onnxruntime_onnx",
+        }
+        if self.spec.task == "text-classification":
+            n = len(self.spec.labels)
+            meta["inputs"] = [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+            meta["outputs"] = [
+                {"name": "logits", "datatype": "FP32", "shape": [-1, n]},
+                {"name": "label", "datatype": "BYTES", "shape": [-1]},
+                {"name": "probabilities", "datatype": "FP32", "shape": [-1, n]},
+            ]
+            meta["parameters"] = {"labels": self.spec.labels, "max_length": self.spec.max_length}
+        elif self.model is not None:
+            meta["inputs"] = [_tensor_meta(i) for i in self.model.session.inputs]
+            meta["outputs"] = [_tensor_meta(o) for o in self.model.session.outputs]
+        return meta
+
+
+def _tensor_meta(info: Any) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "datatype": datatype_of(np.empty(0, dtype=info.dtype)),
+        "shape": [-1 if d is None else d for d in info.shape],
+    }

@@ -1,0 +1,153 @@
+"""The OpenAPI 3.1 document of the model server, served at ``/openapi.json``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from conveyor import __version__
+from conveyor.serving.spec import ModelSpec
+from conveyor.serving.v2 import InferenceRequest, InferenceResponse
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    reasons = {
+        400: "Malformed JSON or a request the model cannot take",
+        404: "Unknown model or version",
+        413: "Body over the size limit, or too many items",
+        415: "Content-Type is not application/json",
+        422: "Well-formed JSON of the wrong shape (empty list, non-string items, null, objects)",
+        503: "The model is not loaded and warmed up yet",
+    }
+    return {str(code): _json(ERROR, reasons[code]) for code in codes}
+
+
+def _model_params(versioned: bool) -> list[dict[str, Any]]:
+    params = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+    if versioned:
+        params.append({"name": "version", "in": "path", "required": True, "schema": {"type": "string"}})
+    return params
+
+
+@lru_cache(maxsize=8)
+def _document(labels: tuple[str, ...], boolean: str | None) -> dict[str, Any]:
+    if boolean is not None:
+        answer = {
+            "type": "object",
+            "properties": {boolean: {"type": "boolean"}},
+            "required": [boolean],
+            "additionalProperties": False,
+        }
+    else:
+        answer = {
+            "type": "object",
+            "properties": {"label": {"type": "string", "enum": list(labels)}},
+            "required": ["label"],
+            "additionalProperties": False,
+        }
+    predict_request = {
+        "type": "array",
+        "items": {"type": "string"},
+        "minItems": 1,
+        "examples": [["MLOps is critical for robustness"]],
+    }
+    predict_response = {
+        "oneOf": [answer, {"type": "array", "items": answer, "minItems": 2}],
+        "description": "One string in: one object. N strings in: a list of N objects, in order.",
+    }
+    paths: dict[str, Any] = {
+        "/predict": {
+            "post": {
+                "summary": "Classify texts (the classic contract)",
+                "description": "Texts longer than the model's max_length tokens are truncated.",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": predict_request}},
+                },
+                "responses": {
+                    "200": _json(predict_response, "One answer per text"),
+                    **_errors(400, 413, 415, 422, 503),
+                },
+            }
+        },
+        "/v2": {"get": {"summary": "Server metadata", "responses": {"200": _json({"type": "object"}, "OK")}}},
+        "/v2/health/live": {
+            "get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "Process is up")}}
+        },
+        "/v2/health/ready": {
+            "get": {
+                "summary": "Readiness: model loaded and warmed up",
+                "responses": {"200": _json({"type": "object"}, "Ready"), **_errors(503)},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "Exposition text", "content": {"text/plain": {}}}},
+            }
+        },
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OK")}}},
+    }
+    for versioned in (False, True):
+        base = "/v2/models/{name}" + ("/versions/{version}" if versioned else "")
+        params = _model_params(versioned)
+        paths[base] = {
+            "get": {
+                "summary": "Model metadata",
+                "parameters": params,
+                "responses": {"200": _json({"type": "object"}, "Metadata"), **_errors(404)},
+            }
+        }
+        paths[base + "/ready"] = {
+            "get": {
+                "summary": "Model readiness",
+                "parameters": params,
+                "responses": {"200": _json({"type": "object"}, "Ready"), **_errors(404, 503)},
+            }
+        }
+        paths[base + "/infer"] = {
+            "post": {
+                "summary": "Inference (Open Inference Protocol v2)",
+                "description": "Text goes in as one BYTES tensor of shape [N] or [N, 1]; outputs are "
+                "logits (FP32 [N, labels]), label (BYTES [N]) and, on request, probabilities. "
+                "Models without a tokenizer take raw tensors named after the ONNX inputs. "
+                "The binary tensor data extension (Inference-Header-Content-Length) is supported.",
+                "parameters": params,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}},
+                },
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/InferenceResponse"}, "Outputs"),
+                    **_errors(400, 404, 413, 415, 422, 503),
+                },
+            }
+        }
+    request_schema = InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    response_schema = InferenceResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas: dict[str, Any] = {
+        "Error": {
+            "type": "object",
+            "properties": {"error": {"type": "string"}},
+            "required": ["error"],
+        },
+    }
+    for schema in (request_schema, response_schema):
+        schemas.update(schema.pop("$defs", {}))
+        schemas[schema["title"]] = schema
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Conveyor model server", "version": __version__},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+
+
+def openapi_document(spec: ModelSpec) -> dict[str, Any]:
+    return _document(tuple(spec.labels), spec.boolean_label)

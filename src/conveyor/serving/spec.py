@@ -1,0 +1,179 @@
+"""The model spec: what a model directory holds and how to serve it.
+
+A model directory has ``model.yaml`` (this spec), the ONNX file and, for text
+models, a ``tokenizer.json`` from the Hugging Face ``tokenizers`` library::
+
+    name: sentiment
+    version: "1"
+    task: text-classification
+    model_file: model.onnx
+    tokenizer_file: tokenizer.json
+    labels: [negative, positive]
+    positive_label: positive
+    max_length: 128
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from conveyor.errors import ModelLoadError
+
+SPEC_FILE = "model.yaml"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class ModelSpec(BaseModel):
+    """How to serve one model version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    version: str = "1"
+    task: Literal["text-classification", "tensor"] = "text-classification"
+    model_file: str = "model.onnx"
+    tokenizer_file: str | None = "tokenizer.json"
+    labels: list[str] = Field(default_factory=lambda: ["negative", "positive"], min_length=2)
+    positive_label: str | None = Field(
+        default=None,
+        description="For two labels: the label answered as a boolean by /predict, "
+        "e.g. {'positive': true}. Defaults to 'positive' if present, else the second label.",
+    )
+    max_length: int = Field(default=128, ge=2, le=8192, description="Longer texts are truncated to this.")
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(
+                f"model name {value!r} must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _valid_version(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(f"model version {value!r} must be letters, digits, '.', '_' or '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _check_labels(self) -> ModelSpec:
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels must be unique, got {self.labels}")
+        if self.positive_label is not None and self.positive_label not in self.labels:
+            raise ValueError(f"positive_label {self.positive_label!r} is not one of the labels {self.labels}")
+        if self.task == "text-classification" and not self.tokenizer_file:
+            raise ValueError("a text-classification model needs tokenizer_file")
+        return self
+
+    @property
+    def boolean_label(self) -> str | None:
+        """The label /predict answers as ``{label: bool}``; None for more than two labels."""
+        if len(self.labels) != 2:
+            return None
+        if self.positive_label:
+            return self.positive_label
+        return "positive" if "positive" in self.labels else self.labels[1]
+
+
+class ResolvedModel(BaseModel):
+    """A spec plus the absolute paths of its files."""
+
+    spec: ModelSpec
+    model_path: Path
+    tokenizer_path: Path | None
+
+
+def _load_spec_file(path: Path) -> ModelSpec:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ModelLoadError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ModelLoadError(f"{path}: expected a mapping of spec fields")
+    try:
+        return ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}" for err in exc.errors())
+        raise ModelLoadError(f"{path}: {problems}") from exc
+
+
+def resolve_model(
+    location: str | Path,
+    tokenizer: str | Path | None = None,
+    name: str | None = None,
+    version: str | None = None,
+    labels: list[str] | None = None,
+) -> ResolvedModel:
+    """Resolve a model directory or a bare ``.onnx`` file to a spec and file paths.
+
+    A bare ONNX file with ``tokenizer`` serves as a text classifier; without
+    one, it serves raw tensors over the v2 protocol only.
+    """
+    path = Path(location).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such model directory or ONNX file")
+
+    overrides: dict[str, object] = {}
+    if name:
+        overrides["name"] = name
+    if version:
+        overrides["version"] = version
+    if labels:
+        overrides["labels"] = labels
+
+    if path.is_dir():
+        spec_path = path / SPEC_FILE
+        if not spec_path.exists():
+            raise ModelLoadError(f"{path}: no {SPEC_FILE} in the model directory")
+        spec = _load_spec_file(spec_path)
+        if tokenizer:
+            overrides["tokenizer_file"] = str(Path(tokenizer).resolve())
+        if overrides:
+            spec = _with_overrides(spec, overrides)
+        model_path = path / spec.model_file
+        tokenizer_path = path / spec.tokenizer_file if spec.tokenizer_file else None
+    else:
+        if path.suffix != ".onnx":
+            raise ModelLoadError(f"{path}: expected a model directory or an .onnx file")
+        fields: dict[str, object] = {
+            "name": _name_from_stem(path.stem),
+            "model_file": path.name,
+            "task": "text-classification" if tokenizer else "tensor",
+            "tokenizer_file": str(Path(tokenizer).resolve()) if tokenizer else None,
+        }
+        fields.update(overrides)
+        try:
+            spec = ModelSpec.model_validate(fields)
+        except ValidationError as exc:
+            raise ModelLoadError(f"{path}: {exc.errors()[0]['msg']}") from exc
+        model_path = path
+        tokenizer_path = Path(tokenizer) if tokenizer else None
+
+    if not model_path.is_file():
+        raise ModelLoadError(f"{model_path}: ONNX model file not found")
+    if spec.task == "text-classification":
+        if tokenizer_path is None or not tokenizer_path.is_file():
+            raise ModelLoadError(f"{tokenizer_path}: tokenizer file not found")
+    else:
+        tokenizer_path = None
+    return ResolvedModel(spec=spec, model_path=model_path.resolve(), tokenizer_path=tokenizer_path)
+
+
+def _with_overrides(spec: ModelSpec, overrides: dict[str, object]) -> ModelSpec:
+    try:
+        return ModelSpec.model_validate({**spec.model_dump(), **overrides})
+    except ValidationError as exc:
+        raise ModelLoadError(exc.errors()[0]["msg"]) from exc
+
+
+def _name_from_stem(stem: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", stem).strip("-._") or "model"
+    return cleaned[:128]

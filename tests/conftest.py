@@ -1,0 +1,116 @@
+"""Shared fixtures: test models on disk and real ``conveyor serve`` processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests import models
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A ``conveyor serve`` subprocess."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_server(model: Path | str, *args: str, tmp_path: Path, wait_ready: bool = True) -> Server:
+    port = free_port()
+    log_path = tmp_path / f"server-{port}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "conveyor.cli.main", "serve", str(model), "--port", str(port), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", log_path)
+    if wait_ready:
+        wait_until_ready(server)
+    return server
+
+
+def wait_until_ready(server: Server, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(f"server exited with {server.process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.url}/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    server.stop()
+    raise AssertionError(f"server not ready in {timeout}s:\n{server.log()}")
+
+
+@pytest.fixture(scope="session")
+def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def vote_model(model_root: Path) -> Path:
+    return models.model_dir(model_root / "vote", "votes", models.word_vote_model, max_length=16)
+
+
+@pytest.fixture(scope="session")
+def served_vote(vote_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(
+        vote_model,
+        "--max-body-bytes",
+        "4096",
+        "--max-items",
+        "8",
+        tmp_path=tmp_path_factory.mktemp("served-vote"),
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(model_root: Path) -> Path:
+    return models.model_dir(model_root / "tiny-bert", "tiny-bert", models.tiny_bert_model)
+
+
+@pytest.fixture(scope="session")
+def no_mask(model_root: Path) -> Path:
+    return models.model_dir(model_root / "no-mask", "no-mask", models.no_mask_model)
