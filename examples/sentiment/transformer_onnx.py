@@ -53,7 +53,8 @@ class _GraphWriter:
 
     def const(self, hint: str, value: np.ndarray) -> str:
         name = self.name(hint)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        # np.ascontiguousarray would turn a 0-d scalar into shape (1,), so copy instead
+        self.initializers.append(numpy_helper.from_array(np.array(value, order="C"), name))
         return name
 
     def op(self, op_type: str, inputs: list[str], hint: str | None = None, **attrs: object) -> str:

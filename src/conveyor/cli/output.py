@@ -1,19 +1,104 @@
-"""Shared console output for the CLI: errors on stderr, never wrapped mid-path."""
+"""Shared console output for the CLI: errors, tables, JSON, progress bars, exit codes."""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import typer
+from pydantic import BaseModel
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from conveyor.errors import ClientError, ConveyorError
 
 stderr = Console(stderr=True, soft_wrap=True)
 stdout = Console(soft_wrap=True)
 
 # Exit codes CI can rely on.
-EXIT_FAILURE = 1  # the job ran and failed (a check, a load, a gate)
-EXIT_USAGE = 2  # the user asked for something impossible (bad path, bad spec, bad option)
+EXIT_FAILURE = 1  # the job ran and failed (a check, a load, a gate, a corrupt blob)
+EXIT_USAGE = 2  # the request was invalid (bad path, bad spec, bad name or option)
+EXIT_AUTH = 3  # missing, invalid or insufficient credentials
+EXIT_NOT_FOUND = 4  # the model, version, alias or file does not exist
+EXIT_CONFLICT = 5  # refused because of the current state (protected alias, alias on an archived version)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print ``error: message`` and return the Exit to raise."""
     stderr.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)
+
+
+def exit_code(exc: ConveyorError) -> int:
+    if isinstance(exc, ClientError):
+        if exc.status in (401, 403):
+            return EXIT_AUTH
+        if exc.status == 404:
+            return EXIT_NOT_FOUND
+        if exc.status == 409:
+            return EXIT_CONFLICT
+        return EXIT_USAGE
+    return EXIT_FAILURE
+
+
+@contextmanager
+def handle_errors() -> Iterator[None]:
+    """Turn Conveyor's errors into a one-line message and a meaningful exit code."""
+    try:
+        yield
+    except ConveyorError as exc:
+        raise fail(str(exc), exit_code(exc)) from None
+
+
+def print_json(data: Any) -> None:
+    if isinstance(data, BaseModel):
+        text = data.model_dump_json(indent=2)
+    elif isinstance(data, list) and data and isinstance(data[0], BaseModel):
+        text = json.dumps([item.model_dump(mode="json") for item in data], indent=2)
+    else:
+        text = json.dumps(data, indent=2, default=str)
+    sys.stdout.write(text + "\n")
+
+
+class ProgressBar:
+    """A rich transfer bar implementing the registry's Progress protocol (quiet when not a terminal)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=stderr,
+            transient=True,
+            disable=not enabled,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> ProgressBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def start(self, description: str, total: int) -> None:
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+        self._task = self._progress.add_task(description, total=total)
+
+    def advance(self, amount: int) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, amount)

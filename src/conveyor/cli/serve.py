@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from conveyor.cli.output import fail
+from conveyor.cli.output import ProgressBar, fail, handle_errors, stderr
 from conveyor.errors import ConveyorError
+from conveyor.registry.refs import looks_like_ref
+from conveyor.registry.serving import fetch_for_serving
 from conveyor.serving.server import ServeConfig
 from conveyor.serving.server import serve as run_server
 
 
 def serve(
-    model: Annotated[str, typer.Argument(help="A model directory (with model.yaml) or an .onnx file.")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="A model directory (with model.yaml), an .onnx file, or a registry reference "
+            "(name, name:version, name@alias)."
+        ),
+    ],
     tokenizer: Annotated[
         str | None, typer.Option(help="tokenizer.json for a bare .onnx file (without it: raw tensors only).")
     ] = None,
@@ -32,6 +41,10 @@ def serve(
         float,
         typer.Option(min=0, help="Longest wait for more requests before a batch starts (0: never wait)."),
     ] = 0.0,
+    parallel_batches: Annotated[
+        int,
+        typer.Option(min=1, help="Batches computed at once, each on its own thread (pair with --threads)."),
+    ] = 1,
     max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body accepted.")] = 1_000_000,
     max_items: Annotated[int, typer.Option(min=1, help="Most texts in one request.")] = 256,
     graceful_timeout: Annotated[
@@ -47,6 +60,14 @@ def serve(
          --data '["MLOps is critical for robustness"]' http://127.0.0.1:5000/predict
     {"positive":true}
     """
+    if not Path(model).exists() and looks_like_ref(model):
+        with handle_errors(), ProgressBar() as bar:
+            served = fetch_for_serving(model, bar)
+        model = str(served.model)
+        tokenizer = tokenizer or (str(served.tokenizer) if served.tokenizer else None)
+        name = name or served.version.name
+        model_version = model_version or str(served.version.version)
+        stderr.print(f"serving {served.version.ref} (sha256:{served.version.digest[:12]}, verified) from {model}")
     config = ServeConfig(
         model=model,
         tokenizer=tokenizer,
@@ -59,6 +80,7 @@ def serve(
         device=device,
         max_batch_size=max_batch_size,
         max_batch_wait_ms=max_batch_wait_ms,
+        parallel_batches=parallel_batches,
         max_body_bytes=max_body_bytes,
         max_items=max_items,
         graceful_timeout=graceful_timeout,

@@ -7,7 +7,9 @@ when the runner is free the loop takes everything already queued (up to
 for a batch to fill; under load batches grow by themselves.  An optional
 ``max_wait`` lets the loop wait a bounded time for more jobs before it starts
 a batch; it is off by default because waiting for requests that may never
-come only adds latency.
+come only adds latency.  ``parallel_batches`` > 1 computes several batches at
+once on their own threads (useful with one onnxruntime thread per batch on
+machines with many cores).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Batcher(Generic[Item, Result]):
         max_batch_size: int = 64,
         max_wait: float = 0.0,
         on_batch: Callable[[BatchStats], None] | None = None,
+        parallel_batches: int = 1,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
@@ -61,7 +64,10 @@ class Batcher(Generic[Item, Result]):
         self._on_batch = on_batch
         self._queue: asyncio.Queue[_Job[Item, Result]] = asyncio.Queue()
         self._carry: _Job[Item, Result] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self.parallel_batches = parallel_batches
+        self._slots = asyncio.Semaphore(parallel_batches)
+        self._running: set[asyncio.Task[None]] = set()
+        self._executor = ThreadPoolExecutor(max_workers=parallel_batches, thread_name_prefix="inference")
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -86,6 +92,8 @@ class Batcher(Generic[Item, Result]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._running:  # batches already handed to the inference threads finish first
+            await asyncio.gather(*self._running, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
     async def _next_batch(self) -> list[_Job[Item, Result]]:
@@ -113,21 +121,31 @@ class Batcher(Generic[Item, Result]):
         return jobs
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            jobs = await self._next_batch()
+            await self._slots.acquire()
+            try:
+                jobs = await self._next_batch()
+            except BaseException:
+                self._slots.release()
+                raise
+            task = asyncio.get_running_loop().create_task(self._run(jobs))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run(self, jobs: list[_Job[Item, Result]]) -> None:
+        try:
             jobs = [job for job in jobs if not job.future.cancelled()]  # clients that went away
             if not jobs:
-                continue
+                return
             items = [item for job in jobs for item in job.items]
             started = time.monotonic()
             try:
-                results = await loop.run_in_executor(self._executor, self._handler, items)
+                results = await asyncio.get_running_loop().run_in_executor(self._executor, self._handler, items)
             except Exception as exc:
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(exc)
-                continue
+                return
             elapsed = time.monotonic() - started
             offset = 0
             for job in jobs:
@@ -137,3 +155,5 @@ class Batcher(Generic[Item, Result]):
                 offset += count
             if self._on_batch is not None:
                 self._on_batch(BatchStats(len(items), [started - job.enqueued for job in jobs], elapsed))
+        finally:
+            self._slots.release()

@@ -34,6 +34,7 @@ class ServingOptions:
 
     max_batch_size: int = 32
     max_batch_wait_ms: float = 0.0
+    parallel_batches: int = 1
     max_body_bytes: int = 1_000_000
     max_items: int = 256
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
@@ -76,6 +77,7 @@ class DataPlane:
             max_batch_size=self.options.max_batch_size,
             max_wait=self.options.max_batch_wait_ms / 1000,
             on_batch=self._record_batch,
+            parallel_batches=self.options.parallel_batches,
         )
         batcher.start()
         self._batcher = batcher

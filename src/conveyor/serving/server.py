@@ -40,6 +40,7 @@ class ServeConfig:
     device: str = "cpu"
     max_batch_size: int = 32
     max_batch_wait_ms: float = 0.0
+    parallel_batches: int = 1
     max_body_bytes: int = 1_000_000
     max_items: int = 256
     graceful_timeout: float = 30.0
@@ -53,6 +54,7 @@ class ServeConfig:
         return ServingOptions(
             max_batch_size=self.max_batch_size,
             max_batch_wait_ms=self.max_batch_wait_ms,
+            parallel_batches=self.parallel_batches,
             max_body_bytes=self.max_body_bytes,
             max_items=self.max_items,
             runtime=RuntimeOptions(device=self.device, intra_op_threads=self.threads, workers=self.workers),

@@ -1,0 +1,330 @@
+"""``conveyor models``: register, list, show, download, alias, tag, archive and delete model versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from conveyor.cli.output import ProgressBar, fail, handle_errors, print_json, stdout
+from conveyor.errors import ClientError
+from conveyor.registry.config import open_registry
+from conveyor.registry.records import Lineage, ModelVersion
+from conveyor.registry.refs import parse_ref
+
+app = typer.Typer(help="Model versions in the registry (CONVEYOR_REGISTRY, CONVEYOR_TOKEN).", no_args_is_help=True)
+alias_app = typer.Typer(help="Point aliases like name@production at versions.", no_args_is_help=True)
+app.add_typer(alias_app, name="alias")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+RegistryOption = Annotated[
+    str | None,
+    typer.Option("--registry", envvar="CONVEYOR_REGISTRY", help="Registry: http(s) URL, database URL or folder."),
+]
+TokenOption = Annotated[
+    str | None, typer.Option("--token", envvar="CONVEYOR_TOKEN", help="Bearer token.", show_default=False)
+]
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise fail(f"{what} {item!r} must look like key=value")
+        result[key] = value
+    return result
+
+
+def _metrics(values: list[str] | None) -> dict[str, float]:
+    result = {}
+    for key, value in _pairs(values, "--metric").items():
+        try:
+            result[key] = float(value)
+        except ValueError:
+            raise fail(f"--metric {key}={value}: the value must be a number") from None
+    return result
+
+
+def _version_table(versions: list[ModelVersion], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("version", "status", "aliases", "digest", "size", "framework", "created", "tags"):
+        table.add_column(column, justify="right" if column in ("version", "size") else "left")
+    for v in versions:
+        table.add_row(
+            str(v.version),
+            v.status,
+            " ".join(f"@{a}" for a in v.aliases),
+            v.digest[:12],
+            _size(v.size),
+            " ".join(filter(None, [v.framework, v.framework_version])),
+            v.created_at.strftime("%Y-%m-%d %H:%M"),
+            " ".join(f"{k}={val}" for k, val in v.tags.items()),
+        )
+    return table
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(size)
+
+
+def _show_version(v: ModelVersion) -> None:
+    stdout.print(f"[bold]{v.ref}[/bold]  {v.status}  digest sha256:{v.digest}")
+    if v.description:
+        stdout.print(v.description)
+    rows = [
+        ("aliases", " ".join(f"@{a}" for a in v.aliases) or "-"),
+        ("framework", " ".join(filter(None, [v.framework, v.framework_version])) or "-"),
+        ("size", _size(v.size)),
+        ("created", v.created_at.isoformat()),
+        ("tags", ", ".join(f"{k}={val}" for k, val in v.tags.items()) or "-"),
+        ("properties", ", ".join(f"{k}={val}" for k, val in v.properties.items()) or "-"),
+        ("source", v.lineage.source or "-"),
+        ("git commit", v.lineage.git_commit or "-"),
+        ("run", v.lineage.run_id or "-"),
+        ("metrics", ", ".join(f"{k}={val:g}" for k, val in v.lineage.metrics.items()) or "-"),
+    ]
+    for key, value in rows:
+        stdout.print(f"  {key:<11} {value}", highlight=False)
+    files = Table(title="files")
+    files.add_column("path")
+    files.add_column("sha256")
+    files.add_column("size", justify="right")
+    for f in v.files:
+        files.add_row(f.path, f.sha256, _size(f.size))
+    stdout.print(files)
+
+
+@app.command("register")
+def register(
+    path: Annotated[Path, typer.Argument(help="A model folder or file.", exists=True)],
+    name: Annotated[str, typer.Option("--name", "-n", help="Registered model name.")],
+    description: Annotated[str, typer.Option(help="What this version is.")] = "",
+    model_description: Annotated[str | None, typer.Option(help="Set the model's own description.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Mutable tag key=value (repeatable).")] = None,
+    prop: Annotated[
+        list[str] | None, typer.Option("--property", help="Property key=value, fixed at registration.")
+    ] = None,
+    alias: Annotated[list[str] | None, typer.Option(help="Point this alias at the new version (repeatable).")] = None,
+    metric: Annotated[list[str] | None, typer.Option(help="Lineage metric key=number (repeatable).")] = None,
+    run_id: Annotated[str | None, typer.Option(help="The pipeline run that produced it.")] = None,
+    skip_unchanged: Annotated[
+        bool, typer.Option(help="Register nothing if the files equal the latest version's (aliases still move).")
+    ] = False,
+    registry: RegistryOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register PATH as the next version of NAME: every file stored by sha256, then the version made visible."""
+    with handle_errors():
+        reg = open_registry(registry, token)
+        lineage = Lineage(run_id=run_id, metrics=_metrics(metric))
+        with ProgressBar(enabled=not as_json) as bar:
+            version = reg.register(
+                path,
+                name,
+                description=description,
+                tags=_pairs(tag, "--tag"),
+                properties=_pairs(prop, "--property"),
+                aliases=alias or [],
+                lineage=lineage,
+                model_description=model_description,
+                progress=bar,
+                skip_unchanged=skip_unchanged,
+            )
+    if as_json:
+        print_json(version)
+        return
+    aliases = " ".join(f"@{a}" for a in version.aliases)
+    if version.unchanged:
+        stdout.print(f"unchanged: [bold]{version.ref}[/bold] {aliases} already holds these files")
+        return
+    stdout.print(f"registered [bold]{version.ref}[/bold] {aliases} sha256:{version.digest} ({_size(version.size)})")
+
+
+@app.command("list")
+def list_models(registry: RegistryOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """List registered models."""
+    with handle_errors():
+        models = open_registry(registry, token).list_models()
+    if as_json:
+        print_json([m.model_dump(mode="json") for m in models])
+        return
+    table = Table(title="models")
+    for column in ("name", "latest", "versions", "aliases", "updated", "description"):
+        table.add_column(column)
+    for m in models:
+        table.add_row(
+            m.name,
+            str(m.latest_version or "-"),
+            str(m.version_count),
+            " ".join(f"@{a.name}->{a.version}" + (" (protected)" if a.protected else "") for a in m.aliases),
+            m.updated_at.strftime("%Y-%m-%d %H:%M"),
+            m.description,
+        )
+    stdout.print(table)
+
+
+@app.command("show")
+def show(
+    ref: Annotated[str, typer.Argument(help="name (the model and its versions), name:version or name@alias.")],
+    all_versions: Annotated[bool, typer.Option("--all", help="Include archived versions.")] = False,
+    registry: RegistryOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a model with its versions, or one version with its files and lineage."""
+    with handle_errors():
+        reg = open_registry(registry, token)
+        parsed = parse_ref(ref)
+        if parsed.version is None and parsed.alias is None:
+            model = reg.get_model(parsed.name)
+            versions = reg.list_versions(parsed.name, include_archived=all_versions)
+            if as_json:
+                print_json({**model.model_dump(mode="json"), "versions": [v.model_dump(mode="json") for v in versions]})
+                return
+            stdout.print(f"[bold]{model.name}[/bold]  {model.description}")
+            if model.tags:
+                stdout.print("tags: " + ", ".join(f"{k}={v}" for k, v in model.tags.items()))
+            stdout.print(_version_table(versions, f"versions of {model.name}"))
+            return
+        version = reg.resolve(parsed)
+    if as_json:
+        print_json(version)
+    else:
+        _show_version(version)
+
+
+@app.command("download")
+def download(
+    ref: Annotated[str, typer.Argument(help="name, name:version or name@alias.")],
+    out: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the files into.")],
+    registry: RegistryOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Download a version's files into a folder; every file is checked against its sha256."""
+    with handle_errors(), ProgressBar(enabled=not as_json) as bar:
+        version = open_registry(registry, token).download(ref, out, progress=bar)
+    if as_json:
+        print_json({"version": version.model_dump(mode="json"), "path": str(out.resolve())})
+    else:
+        stdout.print(f"downloaded [bold]{version.ref}[/bold] to {out} ({len(version.files)} files, verified)")
+
+
+def _name_alias(text: str) -> tuple[str, str]:
+    ref = parse_ref(text)
+    if ref.alias is None:
+        raise ClientError(422, f"expected NAME@ALIAS, got {text!r}")
+    return ref.name, ref.alias
+
+
+@alias_app.command("set")
+def alias_set(
+    target: Annotated[str, typer.Argument(help="NAME@ALIAS, e.g. sentiment@production.")],
+    version: Annotated[int, typer.Argument(help="The version the alias points at.", min=1)],
+    force: Annotated[bool, typer.Option(help="Move a protected alias.")] = False,
+    protect: Annotated[bool | None, typer.Option("--protect/--unprotect", help="Protect the alias.")] = None,
+    registry: RegistryOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Point NAME@ALIAS at VERSION (creating the alias if needed)."""
+    with handle_errors():
+        name, alias = _name_alias(target)
+        result = open_registry(registry, token).set_alias(name, alias, version, force=force, protect=protect)
+    if as_json:
+        print_json(result)
+    else:
+        note = " (protected)" if result.protected else ""
+        stdout.print(f"{name}@{alias} -> {name}:{result.version}{note}")
+
+
+@alias_app.command("delete")
+def alias_delete(
+    target: Annotated[str, typer.Argument(help="NAME@ALIAS")],
+    force: Annotated[bool, typer.Option(help="Delete a protected alias.")] = False,
+    registry: RegistryOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete an alias."""
+    with handle_errors():
+        name, alias = _name_alias(target)
+        version = open_registry(registry, token).delete_alias(name, alias, force=force)
+    if as_json:
+        print_json({"name": name, "alias": alias, "version": version})
+    else:
+        stdout.print(f"deleted {name}@{alias} (was {name}:{version})")
+
+
+@app.command("tag")
+def tag(
+    ref: Annotated[str, typer.Argument(help="NAME (the model) or NAME:VERSION.")],
+    tags: Annotated[list[str] | None, typer.Argument(help="key=value pairs to set.")] = None,
+    unset: Annotated[list[str] | None, typer.Option(help="Tag keys to remove (repeatable).")] = None,
+    registry: RegistryOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Set or remove tags of a model or a version."""
+    with handle_errors():
+        parsed = parse_ref(ref)
+        if parsed.alias is not None:
+            raise ClientError(422, "tag a model (NAME) or a version (NAME:VERSION), not an alias")
+        result = open_registry(registry, token).set_tags(parsed.name, parsed.version, _pairs(tags, "tag"), unset or [])
+    if as_json:
+        print_json({"ref": ref, "tags": result})
+    else:
+        stdout.print(f"{ref}: " + (", ".join(f"{k}={v}" for k, v in result.items()) or "no tags"))
+
+
+def _exact(ref: str) -> tuple[str, int]:
+    parsed = parse_ref(ref)
+    if parsed.version is None:
+        raise ClientError(422, f"expected NAME:VERSION, got {ref!r}")
+    return parsed.name, parsed.version
+
+
+@app.command("archive")
+def archive(
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION")],
+    registry: RegistryOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Archive a version: hidden from 'latest' and lists, kept for lineage. Refused while an alias points at it."""
+    with handle_errors():
+        name, version = _exact(ref)
+        result = open_registry(registry, token).archive_version(name, version)
+    if as_json:
+        print_json(result)
+    else:
+        stdout.print(f"archived {result.ref}")
+
+
+@app.command("delete")
+def delete(
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION")],
+    registry: RegistryOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete a version's record. Refused while an alias points at it."""
+    with handle_errors():
+        name, version = _exact(ref)
+        result = open_registry(registry, token).delete_version(name, version)
+    if as_json:
+        print_json(result)
+    else:
+        stdout.print(f"deleted {result.ref}")
+
+
+__all__ = ["app"]

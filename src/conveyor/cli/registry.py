@@ -1,0 +1,131 @@
+"""``conveyor registry``: run the registry server and manage its tokens and webhooks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.table import Table
+
+from conveyor.cli.output import handle_errors, print_json, stdout
+from conveyor.registry.config import open_local
+
+app = typer.Typer(help="The registry server, its tokens and webhooks.", no_args_is_help=True)
+token_app = typer.Typer(help="Bearer tokens for the registry server (stored hashed).", no_args_is_help=True)
+webhook_app = typer.Typer(help="Signed webhooks called on new versions and alias moves.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+app.add_typer(webhook_app, name="webhook")
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        envvar="CONVEYOR_DATABASE_URL",
+        help="sqlite:///path or postgresql://... [default: $CONVEYOR_HOME/registry.db]",
+    ),
+]
+BlobOption = Annotated[
+    str | None,
+    typer.Option(
+        "--blob-store",
+        envvar="CONVEYOR_BLOB_STORE",
+        help="A folder or s3://bucket/prefix [default: $CONVEYOR_HOME/blobs]",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+    database: DatabaseOption = None,
+    blob_store: BlobOption = None,
+    insecure_no_auth: Annotated[
+        bool, typer.Option("--insecure-no-auth", help="Serve without tokens (only for a trusted loopback).")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve the registry over HTTP for CI runners and other machines (bearer tokens required)."""
+    from conveyor.registry.server import create_registry_app
+
+    with handle_errors():
+        registry = open_local(database, blob_store)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app_ = create_registry_app(registry, require_auth=not insecure_no_auth)
+    stdout.print(f"registry on http://{host}:{port}  metadata {registry.store.url}  blobs {registry.blobs.url}")
+    uvicorn.run(app_, host=host, port=port, log_level=log_level, server_header=False)
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="Who or what the token is for, e.g. ci-github.")],
+    scope: Annotated[str, typer.Option(help="read (download, list) or write (also register, alias, tag).")] = "read",
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a token; it is printed once and stored only as a hash."""
+    with handle_errors():
+        token = open_local(database).store.create_token(name, scope)  # type: ignore[arg-type]
+    if as_json:
+        print_json({"name": name, "scope": scope, "token": token})
+    else:
+        stdout.print(token, highlight=False)
+
+
+@token_app.command("list")
+def token_list(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
+    """List tokens (names and scopes; the tokens themselves are not stored)."""
+    with handle_errors():
+        tokens = open_local(database).store.list_tokens()
+    if as_json:
+        print_json(tokens)
+        return
+    table = Table(title="tokens")
+    for column in ("name", "scope", "created", "revoked"):
+        table.add_column(column)
+    for t in tokens:
+        table.add_row(t["name"], t["scope"], t["created_at"], "yes" if t["revoked"] else "")
+    stdout.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(name: Annotated[str, typer.Argument()], database: DatabaseOption = None) -> None:
+    """Revoke a token by name."""
+    with handle_errors():
+        open_local(database).store.revoke_token(name)
+    stdout.print(f"revoked {name}")
+
+
+@webhook_app.command("add")
+def webhook_add(
+    url: Annotated[str, typer.Argument(help="Receiver URL.")],
+    secret: Annotated[str, typer.Option(envvar="CONVEYOR_WEBHOOK_SECRET", help="HMAC-SHA256 signing secret.")],
+    database: DatabaseOption = None,
+) -> None:
+    """Call URL on every new version and alias move, signed with X-Conveyor-Signature."""
+    with handle_errors():
+        open_local(database).store.add_webhook(url, secret)
+    stdout.print(f"webhook {url} added")
+
+
+@webhook_app.command("list")
+def webhook_list(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
+    """List webhook URLs."""
+    with handle_errors():
+        urls = [url for url, _ in open_local(database).store.webhooks()]
+    if as_json:
+        print_json(urls)
+    else:
+        for url in urls:
+            stdout.print(url)
+
+
+@webhook_app.command("remove")
+def webhook_remove(url: Annotated[str, typer.Argument()], database: DatabaseOption = None) -> None:
+    """Stop calling URL."""
+    with handle_errors():
+        open_local(database).store.remove_webhook(url)
+    stdout.print(f"webhook {url} removed")

@@ -1,0 +1,277 @@
+"""Content-addressed blob stores: a local directory, or S3-compatible object storage.
+
+A blob's key is its sha256.  Writes go to a temporary name and are hashed as
+they stream; only a blob whose bytes match its digest is moved to its final
+key, so a crash mid-upload never leaves a corrupt blob under a real digest,
+and identical files are stored once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+from conveyor.errors import ClientError, ConveyorError
+
+CHUNK = 1024 * 1024
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+
+Progress = Callable[[int], None]
+
+
+class BlobCorrupt(ConveyorError):
+    """Stored or received bytes do not match their sha256."""
+
+
+def check_digest(digest: str) -> str:
+    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        raise ClientError(422, f"invalid sha256 digest {digest!r}: expected 64 lowercase hex characters")
+    return digest
+
+
+def sha256_file(path: Path, progress: Progress | None = None) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            if progress:
+                progress(len(chunk))
+    return digest.hexdigest(), size
+
+
+def file_chunks(path: Path, progress: Progress | None = None) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            if progress:
+                progress(len(chunk))
+            yield chunk
+
+
+class BlobStore(Protocol):
+    """Where version files live, keyed by sha256."""
+
+    url: str
+
+    def exists(self, digest: str) -> bool: ...
+
+    def put(self, digest: str, chunks: Iterable[bytes]) -> int:
+        """Store ``chunks`` under ``digest``; raises BlobCorrupt if they hash differently. Returns the size."""
+        ...
+
+    def get(self, digest: str) -> Iterator[bytes]: ...
+
+    def size(self, digest: str) -> int: ...
+
+
+class LocalBlobStore:
+    """Blobs as files under ``root/sha256/ab/abcdef...``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.url = str(self.root)
+        (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+
+    def _path(self, digest: str) -> Path:
+        check_digest(digest)
+        return self.root / "sha256" / digest[:2] / digest
+
+    def exists(self, digest: str) -> bool:
+        return self._path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        return self._path(digest).stat().st_size
+
+    def put(self, digest: str, chunks: Iterable[bytes]) -> int:
+        final = self._path(digest)
+        hasher = hashlib.sha256()
+        size = 0
+        fd, tmp_name = tempfile.mkstemp(dir=self.root / "tmp", prefix="upload-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    handle.write(chunk)
+                    size += len(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if hasher.hexdigest() != digest:
+                raise BlobCorrupt(f"received bytes hash to sha256:{hasher.hexdigest()}, expected sha256:{digest}")
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():
+                os.unlink(tmp_name)  # stored once: the identical blob is already there
+            else:
+                os.replace(tmp_name, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
+        return size
+
+    def get(self, digest: str) -> Iterator[bytes]:
+        path = self._path(digest)
+        if not path.is_file():
+            raise ClientError(404, f"blob sha256:{digest} not found in {self.url}")
+        return file_chunks(path)
+
+    def put_file(self, digest: str, path: Path, progress: Progress | None = None) -> int:
+        """Copy a local file in, hashing on the way (a copy, so the source may be moved or deleted later)."""
+        return self.put(digest, file_chunks(path, progress))
+
+    def collect_garbage(self) -> int:
+        """Remove temporary files left by crashed uploads; returns how many."""
+        removed = 0
+        for leftover in (self.root / "tmp").iterdir():
+            leftover.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+
+class _HashingReader:
+    """A file-like object over chunks that hashes what boto3 reads."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._buffer = b""
+        self.hasher = hashlib.sha256()
+        self.size = 0
+
+    def read(self, amount: int = -1) -> bytes:
+        while amount < 0 or len(self._buffer) < amount:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        if amount < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:amount], self._buffer[amount:]
+        self.hasher.update(data)
+        self.size += len(data)
+        return data
+
+
+class S3BlobStore:
+    """Blobs as objects ``prefix/sha256/<digest>`` in an S3-compatible bucket (AWS S3, MinIO, ...).
+
+    Uploads go to ``prefix/tmp/<uuid>`` (multipart, streamed), are verified,
+    then copied to their final key: readers never see a partial blob.
+    The endpoint comes from ``CONVEYOR_S3_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL``);
+    credentials from boto3's usual chain.
+    """
+
+    def __init__(self, url: str, endpoint_url: str | None = None) -> None:
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise ConveyorError(f"invalid S3 location {url!r}: expected s3://bucket/prefix")
+        self.url = url
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        endpoint = endpoint_url or os.environ.get("CONVEYOR_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+        self.client = boto3.client("s3", endpoint_url=endpoint)
+        # 8 MiB parts, few threads: memory stays flat whatever the file size.
+        self.transfer = TransferConfig(multipart_chunksize=8 * CHUNK, max_concurrency=4, io_chunksize=CHUNK)
+
+    def _key(self, digest: str) -> str:
+        check_digest(digest)
+        return f"{self.prefix}/sha256/{digest}" if self.prefix else f"sha256/{digest}"
+
+    def exists(self, digest: str) -> bool:
+        from botocore.exceptions import ClientError as BotoError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(digest))
+        except BotoError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def size(self, digest: str) -> int:
+        return int(self.client.head_object(Bucket=self.bucket, Key=self._key(digest))["ContentLength"])
+
+    def put(self, digest: str, chunks: Iterable[bytes]) -> int:
+        final = self._key(digest)
+        tmp = f"{self.prefix}/tmp/{uuid.uuid4().hex}" if self.prefix else f"tmp/{uuid.uuid4().hex}"
+        reader = _HashingReader(chunks)
+        self.client.upload_fileobj(reader, self.bucket, tmp, Config=self.transfer)
+        try:
+            if reader.hasher.hexdigest() != digest:
+                raise BlobCorrupt(
+                    f"received bytes hash to sha256:{reader.hasher.hexdigest()}, expected sha256:{digest}"
+                )
+            if not self.exists(digest):
+                self.client.copy({"Bucket": self.bucket, "Key": tmp}, self.bucket, final, Config=self.transfer)
+        finally:
+            self.client.delete_object(Bucket=self.bucket, Key=tmp)
+        return reader.size
+
+    def put_file(self, digest: str, path: Path, progress: Progress | None = None) -> int:
+        return self.put(digest, file_chunks(path, progress))
+
+    def get(self, digest: str) -> Iterator[bytes]:
+        from botocore.exceptions import ClientError as BotoError
+
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(digest))["Body"]
+        except BotoError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise ClientError(404, f"blob sha256:{digest} not found in {self.url}") from None
+            raise
+        return body.iter_chunks(CHUNK)
+
+
+def open_blob_store(location: str) -> LocalBlobStore | S3BlobStore:
+    if location.startswith("s3://"):
+        return S3BlobStore(location)
+    return LocalBlobStore(Path(location).expanduser())
+
+
+def copy_verified(chunks: Iterable[bytes], dest: Path, digest: str, progress: Progress | None = None) -> int:
+    """Write chunks to ``dest`` via a temporary file, failing loudly if they do not hash to ``digest``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    hasher = hashlib.sha256()
+    size = 0
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in chunks:
+                hasher.update(chunk)
+                handle.write(chunk)
+                size += len(chunk)
+                if progress:
+                    progress(len(chunk))
+        if hasher.hexdigest() != digest:
+            raise BlobCorrupt(
+                f"{dest.name}: downloaded bytes hash to sha256:{hasher.hexdigest()}, "
+                f"but the registry recorded sha256:{digest}; the stored blob is corrupt"
+            )
+        os.replace(tmp_name, dest)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return size
+
+
+__all__ = [
+    "BlobCorrupt",
+    "BlobStore",
+    "LocalBlobStore",
+    "S3BlobStore",
+    "check_digest",
+    "copy_verified",
+    "open_blob_store",
+    "sha256_file",
+]

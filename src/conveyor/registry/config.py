@@ -1,0 +1,52 @@
+"""Which registry to use, from arguments or the environment.
+
+* ``CONVEYOR_HOME`` (default ``~/.conveyor``): the embedded registry lives here
+  (``registry.db`` + ``blobs/``), with the download cache and local hooks.
+* ``CONVEYOR_REGISTRY``: unset for the embedded default; an ``http(s)://`` URL
+  for a registry server (with ``CONVEYOR_TOKEN``); a ``sqlite:///`` or
+  ``postgresql://`` URL for shared metadata, with ``CONVEYOR_BLOB_STORE``
+  (a folder or ``s3://bucket/prefix``) for the files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from conveyor.registry.blobs import open_blob_store
+from conveyor.registry.local import LocalRegistry
+from conveyor.registry.sql import SqlStore
+
+
+def conveyor_home() -> Path:
+    home = Path(os.environ.get("CONVEYOR_HOME") or Path.home() / ".conveyor").expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def open_local(database_url: str | None = None, blob_store: str | None = None) -> LocalRegistry:
+    home = conveyor_home()
+    database_url = database_url or f"sqlite:///{home / 'registry.db'}"
+    blob_store = blob_store or os.environ.get("CONVEYOR_BLOB_STORE") or str(home / "blobs")
+    return LocalRegistry(
+        SqlStore(database_url),
+        open_blob_store(blob_store),
+        hooks_dir=home / "hooks",
+        cache_dir=home / "cache",
+    )
+
+
+def open_registry(location: str | None = None, token: str | None = None):  # type: ignore[no-untyped-def]
+    """A LocalRegistry or a RemoteRegistry: both offer the same methods."""
+    location = location or os.environ.get("CONVEYOR_REGISTRY") or None
+    if location and location.startswith(("http://", "https://")):
+        from conveyor.registry.client import RemoteRegistry
+
+        return RemoteRegistry(location, token or os.environ.get("CONVEYOR_TOKEN"))
+    if location and "://" in location:
+        return open_local(database_url=location)
+    if location:
+        root = Path(location).expanduser()
+        root.mkdir(parents=True, exist_ok=True)
+        return open_local(f"sqlite:///{root / 'registry.db'}", str(root / "blobs"))
+    return open_local()

@@ -1,0 +1,268 @@
+"""The registry over HTTP: a JSON API plus streamed blob transfer, behind bearer tokens.
+
+Uploading a version takes two steps, like an OCI registry: ``PUT`` each blob
+(``/api/v1/blobs/{sha256}``; the server hashes the stream and refuses a
+mismatch), then ``POST`` the version's metadata, which names those blobs.
+A version exists only once the second step succeeds.
+
+Tokens (``conveyor registry token create``) have scope ``read`` or ``write``;
+``write`` includes ``read``.  Reads need ``read``; every change needs ``write``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from conveyor import __version__
+from conveyor.errors import ClientError
+from conveyor.registry.blobs import BlobCorrupt, check_digest
+from conveyor.registry.local import LocalRegistry
+from conveyor.registry.records import NewVersion
+from conveyor.registry.refs import check_alias, check_name
+
+log = logging.getLogger(__name__)
+READ_METHODS = {"GET", "HEAD"}
+
+
+def _json(content: Any, status: int = 200) -> Response:
+    if isinstance(content, BaseModel):
+        body = content.model_dump_json().encode()
+    elif isinstance(content, list) and content and isinstance(content[0], BaseModel):
+        body = b"[" + b",".join(item.model_dump_json().encode() for item in content) + b"]"
+    else:
+        body = orjson.dumps(content)
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps({"error": message}), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+class TokenAuth:
+    """Checks ``Authorization: Bearer <token>`` and the scope the method needs (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp, registry: LocalRegistry, required: bool) -> None:
+        self.app = app
+        self.registry = registry
+        self.required = required
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.required or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            response = _error(
+                401,
+                "authentication required: send Authorization: Bearer <token> (CONVEYOR_TOKEN)",
+                {"WWW-Authenticate": 'Bearer realm="conveyor"'},
+            )
+            await response(scope, receive, send)
+            return
+        found = await anyio.to_thread.run_sync(self.registry.store.token_scope, token.strip())
+        if found is None:
+            response = _error(401, "invalid or revoked token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            await response(scope, receive, send)
+            return
+        name, token_scope = found
+        if scope["method"] not in READ_METHODS and token_scope != "write":
+            await _error(403, f"token {name!r} has read scope; this request needs write")(scope, receive, send)
+            return
+        scope.setdefault("state", {})["token_name"] = name
+        await self.app(scope, receive, send)
+
+
+class Api:
+    def __init__(self, registry: LocalRegistry) -> None:
+        self.registry = registry
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    async def _body(self, request: Request, model: type[BaseModel]) -> Any:
+        raw = await request.body()
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise ClientError(422, f"invalid request body: {where}: {first['msg']}") from None
+
+    @staticmethod
+    def _version(request: Request) -> int:
+        text = request.path_params["version"]
+        if not text.isdigit() or int(text) < 1:
+            raise ClientError(422, f"invalid version {text!r}: versions are 1, 2, 3, ...")
+        return int(text)
+
+    async def health(self, request: Request) -> Response:
+        return _json({"status": "ok", "version": __version__})
+
+    async def list_models(self, request: Request) -> Response:
+        return _json([m.model_dump(mode="json") for m in await self._call(self.registry.list_models)])
+
+    async def get_model(self, request: Request) -> Response:
+        return _json(await self._call(self.registry.get_model, check_name(request.path_params["name"])))
+
+    async def list_versions(self, request: Request) -> Response:
+        archived = request.query_params.get("archived") in ("1", "true")
+        versions = await self._call(self.registry.list_versions, check_name(request.path_params["name"]), archived)
+        return _json([v.model_dump(mode="json") for v in versions])
+
+    async def create_version(self, request: Request) -> Response:
+        name = check_name(request.path_params["name"])
+        new = await self._body(request, NewVersion)
+        return _json(await self._call(self.registry.create_version, name, new), 201)
+
+    async def get_version(self, request: Request) -> Response:
+        name = check_name(request.path_params["name"])
+        return _json(await self._call(self.registry.store.get_version, name, self._version(request)))
+
+    async def delete_version(self, request: Request) -> Response:
+        name = check_name(request.path_params["name"])
+        return _json(await self._call(self.registry.delete_version, name, self._version(request)))
+
+    async def archive_version(self, request: Request) -> Response:
+        name = check_name(request.path_params["name"])
+        return _json(await self._call(self.registry.archive_version, name, self._version(request)))
+
+    async def resolve(self, request: Request) -> Response:
+        ref = request.query_params.get("ref")
+        if not ref:
+            raise ClientError(422, "missing ?ref=name, name:version or name@alias")
+        return _json(await self._call(self.registry.resolve, ref))
+
+    async def set_tags(self, request: Request) -> Response:
+        name = check_name(request.path_params["name"])
+        version = self._version(request) if "version" in request.path_params else None
+        change = await self._body(request, TagChange)
+        tags = await self._call(self.registry.set_tags, name, version, change.set, change.unset)
+        return _json({"tags": tags})
+
+    async def set_alias(self, request: Request) -> Response:
+        name = check_name(request.path_params["name"])
+        alias = check_alias(request.path_params["alias"])
+        move = await self._body(request, AliasMove)
+        return _json(await self._call(self.registry.set_alias, name, alias, move.version, move.force, move.protect))
+
+    async def delete_alias(self, request: Request) -> Response:
+        name = check_name(request.path_params["name"])
+        alias = check_alias(request.path_params["alias"])
+        force = request.query_params.get("force") in ("1", "true")
+        version = await self._call(self.registry.delete_alias, name, alias, force)
+        return _json({"alias": alias, "version": version})
+
+    async def head_blob(self, request: Request) -> Response:
+        digest = check_digest(request.path_params["digest"])
+        if not await self._call(self.registry.blobs.exists, digest):
+            return Response(status_code=404)
+        size = await self._call(self.registry.blobs.size, digest)
+        return Response(status_code=200, headers={"Content-Length": str(size)})
+
+    async def get_blob(self, request: Request) -> Response:
+        digest = check_digest(request.path_params["digest"])
+        if not await self._call(self.registry.blobs.exists, digest):
+            raise ClientError(404, f"blob sha256:{digest} not found")
+        size = await self._call(self.registry.blobs.size, digest)
+        chunks = self.registry.blobs.get(digest)
+        return StreamingResponse(
+            chunks,
+            media_type="application/octet-stream",
+            headers={"Content-Length": str(size), "X-Content-SHA256": digest},
+        )
+
+    async def put_blob(self, request: Request) -> Response:
+        digest = check_digest(request.path_params["digest"])
+        stream = request.stream().__aiter__()
+
+        def chunks() -> Iterator[bytes]:
+            while True:
+                try:
+                    yield anyio.from_thread.run(stream.__anext__)
+                except StopAsyncIteration:
+                    return
+
+        try:
+            size = await anyio.to_thread.run_sync(self.registry.blobs.put, digest, chunks())
+        except BlobCorrupt as exc:
+            raise ClientError(422, f"upload rejected: {exc}") from None
+        return _json({"sha256": digest, "size": size}, 201)
+
+
+class TagChange(BaseModel):
+    set: dict[str, str] = {}
+    unset: list[str] = []
+
+
+class AliasMove(BaseModel):
+    version: int
+    force: bool = False
+    protect: bool | None = None
+
+
+def _guard(handler: Any) -> Any:
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ClientError as exc:
+            return _error(exc.status, exc.message)
+
+    guarded.__name__ = handler.__name__
+    return guarded
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}")
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _error(500, "internal server error")
+
+
+def create_registry_app(registry: LocalRegistry, require_auth: bool = True) -> Starlette:
+    api = Api(registry)
+    base = "/api/v1"
+    model = base + "/models/{name}"
+    version = model + "/versions/{version}"
+    table = [
+        ("/healthz", api.health, ["GET"]),
+        (base + "/models", api.list_models, ["GET"]),
+        (model, api.get_model, ["GET"]),
+        (model + "/versions", api.list_versions, ["GET"]),
+        (model + "/versions", api.create_version, ["POST"]),
+        (version, api.get_version, ["GET"]),
+        (version, api.delete_version, ["DELETE"]),
+        (version + "/archive", api.archive_version, ["POST"]),
+        (model + "/tags", api.set_tags, ["PATCH"]),
+        (version + "/tags", api.set_tags, ["PATCH"]),
+        (model + "/aliases/{alias}", api.set_alias, ["PUT"]),
+        (model + "/aliases/{alias}", api.delete_alias, ["DELETE"]),
+        (base + "/resolve", api.resolve, ["GET"]),
+        (base + "/blobs/{digest}", api.get_blob, ["GET"]),
+        (base + "/blobs/{digest}", api.head_blob, ["HEAD"]),
+        (base + "/blobs/{digest}", api.put_blob, ["PUT"]),
+    ]
+    routes = [Route(path, _guard(handler), methods=methods) for path, handler, methods in table]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error})
+    app.add_middleware(TokenAuth, registry=registry, required=require_auth)
+    return app

@@ -1,0 +1,556 @@
+"""Registry metadata in SQL through SQLAlchemy: SQLite (default) or PostgreSQL.
+
+Version numbers come from a per-model counter updated inside the same
+transaction that inserts the version, under a write lock (``BEGIN IMMEDIATE``
+on SQLite, ``SELECT ... FOR UPDATE`` on PostgreSQL), so concurrent
+registrations from several processes get distinct numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from conveyor.errors import ClientError, NotFound
+from conveyor.registry.records import Alias, FileEntry, Lineage, ModelVersion, NewVersion, RegisteredModel
+from conveyor.registry.refs import ModelRef, check_alias, check_name, check_tag_key
+
+Scope = Literal["read", "write"]
+
+metadata = MetaData()
+
+models_table = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("tags", JSON, nullable=False, default=dict),
+    Column("next_version", Integer, nullable=False, default=1),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+versions_table = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("status", String(16), nullable=False, default="ready"),
+    Column("digest", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("framework", String(64)),
+    Column("framework_version", String(64)),
+    Column("tags", JSON, nullable=False, default=dict),
+    Column("properties", JSON, nullable=False, default=dict),
+    Column("lineage", JSON, nullable=False, default=dict),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("model_id", "version"),
+)
+
+files_table = Table(
+    "version_files",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version_id", Integer, ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False),
+    Column("path", String(1024), nullable=False),
+    Column("sha256", String(64), nullable=False, index=True),
+    Column("size", BigInteger, nullable=False),
+    UniqueConstraint("version_id", "path"),
+)
+
+aliases_table = Table(
+    "aliases",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("version_id", Integer, ForeignKey("model_versions.id"), nullable=False),
+    Column("protected", Boolean, nullable=False, default=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("model_id", "name"),
+)
+
+tokens_table = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("scope", String(8), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+webhooks_table = Table(
+    "webhooks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("url", String(2048), nullable=False, unique=True),
+    Column("secret", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs and use the psycopg 3 driver for them."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
+            dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock up front: no upgrade deadlocks
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class SqlStore:
+    """Models, versions, aliases, tokens and webhooks in one SQL database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # several processes may open a new database at once: create the schema one at a time
+                conn.execute(text("SELECT pg_advisory_xact_lock(7274001)"))
+            metadata.create_all(conn)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def _model_row(self, conn: Connection, name: str, lock: bool = False) -> Any:
+        query = select(models_table).where(models_table.c.name == name)
+        if lock and conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        return conn.execute(query).first()
+
+    def _require_model(self, conn: Connection, name: str, lock: bool = False) -> Any:
+        row = self._model_row(conn, check_name(name), lock)
+        if row is None:
+            raise NotFound(f"model {name!r} not found")
+        return row
+
+    def _aliases_by_version(self, conn: Connection, model_id: int) -> dict[int, list[str]]:
+        rows = conn.execute(
+            select(aliases_table.c.name, aliases_table.c.version_id).where(aliases_table.c.model_id == model_id)
+        )
+        found: dict[int, list[str]] = {}
+        for alias, version_id in rows:
+            found.setdefault(version_id, []).append(alias)
+        return found
+
+    def _version_record(self, conn: Connection, name: str, row: Any, aliases: list[str]) -> ModelVersion:
+        files = conn.execute(
+            select(files_table.c.path, files_table.c.sha256, files_table.c.size)
+            .where(files_table.c.version_id == row.id)
+            .order_by(files_table.c.path)
+        )
+        return ModelVersion(
+            name=name,
+            version=row.version,
+            description=row.description,
+            status=row.status,
+            digest=row.digest,
+            size=row.size,
+            files=[FileEntry(path=p, sha256=s, size=z) for p, s, z in files],
+            framework=row.framework,
+            framework_version=row.framework_version,
+            tags=row.tags or {},
+            properties=row.properties or {},
+            lineage=Lineage.model_validate(row.lineage or {}),
+            aliases=sorted(aliases),
+            created_at=_utc(row.created_at),
+        )
+
+    def list_models(self) -> list[RegisteredModel]:
+        with self.engine.connect() as conn:
+            names = conn.execute(select(models_table.c.name).order_by(models_table.c.name)).scalars().all()
+            return [self._model_record(conn, name) for name in names]
+
+    def get_model(self, name: str) -> RegisteredModel:
+        with self.engine.connect() as conn:
+            return self._model_record(conn, name)
+
+    def _model_record(self, conn: Connection, name: str) -> RegisteredModel:
+        row = self._require_model(conn, name)
+        versions = conn.execute(
+            select(func.count(), func.max(versions_table.c.version)).where(
+                versions_table.c.model_id == row.id, versions_table.c.status == "ready"
+            )
+        ).one()
+        alias_rows = conn.execute(
+            select(
+                aliases_table.c.name, versions_table.c.version, aliases_table.c.protected, aliases_table.c.updated_at
+            )
+            .join(versions_table, versions_table.c.id == aliases_table.c.version_id)
+            .where(aliases_table.c.model_id == row.id)
+            .order_by(aliases_table.c.name)
+        )
+        return RegisteredModel(
+            name=row.name,
+            description=row.description,
+            tags=row.tags or {},
+            latest_version=versions[1],
+            version_count=versions[0],
+            aliases=[Alias(name=a, version=v, protected=p, updated_at=_utc(t)) for a, v, p, t in alias_rows],
+            created_at=_utc(row.created_at),
+            updated_at=_utc(row.updated_at),
+        )
+
+    def list_versions(self, name: str, include_archived: bool = False) -> list[ModelVersion]:
+        with self.engine.connect() as conn:
+            model = self._require_model(conn, name)
+            query = select(versions_table).where(versions_table.c.model_id == model.id)
+            if not include_archived:
+                query = query.where(versions_table.c.status == "ready")
+            aliases = self._aliases_by_version(conn, model.id)
+            rows = conn.execute(query.order_by(versions_table.c.version)).all()
+            return [self._version_record(conn, model.name, r, aliases.get(r.id, [])) for r in rows]
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        with self.engine.connect() as conn:
+            model = self._require_model(conn, name)
+            row = self._version_row(conn, model, version)
+            return self._version_record(conn, model.name, row, self._aliases_by_version(conn, model.id).get(row.id, []))
+
+    def _version_row(self, conn: Connection, model: Any, version: int) -> Any:
+        row = conn.execute(
+            select(versions_table).where(versions_table.c.model_id == model.id, versions_table.c.version == version)
+        ).first()
+        if row is None:
+            raise NotFound(f"version {model.name}:{version} not found")
+        return row
+
+    def resolve(self, ref: ModelRef) -> ModelVersion:
+        """The version a reference points at: exact, through an alias, or the latest ready one."""
+        with self.engine.connect() as conn:
+            model = self._require_model(conn, ref.name)
+            if ref.version is not None:
+                row = self._version_row(conn, model, ref.version)
+            elif ref.alias is not None:
+                row = conn.execute(
+                    select(versions_table)
+                    .join(aliases_table, aliases_table.c.version_id == versions_table.c.id)
+                    .where(aliases_table.c.model_id == model.id, aliases_table.c.name == ref.alias)
+                ).first()
+                if row is None:
+                    raise NotFound(f"alias {ref} not found")
+            else:
+                row = conn.execute(
+                    select(versions_table)
+                    .where(versions_table.c.model_id == model.id, versions_table.c.status == "ready")
+                    .order_by(versions_table.c.version.desc())
+                    .limit(1)
+                ).first()
+                if row is None:
+                    raise NotFound(f"model {ref.name!r} has no versions")
+            aliases = self._aliases_by_version(conn, model.id).get(row.id, [])
+            return self._version_record(conn, model.name, row, aliases)
+
+    def blob_in_use(self, digest: str) -> bool:
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(select(files_table.c.id).where(files_table.c.sha256 == digest).limit(1)).first()
+                is not None
+            )
+
+    # ---- writing ----------------------------------------------------------------------------
+
+    def create_version(self, name: str, new: NewVersion, digest: str) -> ModelVersion:
+        """Insert a version whose blobs are already stored; allocates the next version number."""
+        check_name(name)
+        for alias in new.aliases:
+            check_alias(alias)
+        for key in [*new.tags, *new.properties]:
+            check_tag_key(key)
+        for attempt in range(5):
+            try:
+                return self._create_version(name, new, digest)
+            except IntegrityError:
+                # Two processes created the same new model at once on PostgreSQL: the loser retries.
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _create_version(self, name: str, new: NewVersion, digest: str) -> ModelVersion:
+        stamp = now()
+        with self._tx() as conn:
+            model = self._model_row(conn, name, lock=True)
+            if model is None:
+                conn.execute(
+                    insert(models_table).values(
+                        name=name,
+                        description=new.model_description or "",
+                        tags={},
+                        next_version=1,
+                        created_at=stamp,
+                        updated_at=stamp,
+                    )
+                )
+                model = self._model_row(conn, name, lock=True)
+            version = model.next_version
+            values: dict[str, Any] = {"next_version": version + 1, "updated_at": stamp}
+            if new.model_description is not None:
+                values["description"] = new.model_description
+            conn.execute(update(models_table).where(models_table.c.id == model.id).values(**values))
+            version_id = conn.execute(
+                insert(versions_table).values(
+                    model_id=model.id,
+                    version=version,
+                    description=new.description,
+                    status="ready",
+                    digest=digest,
+                    size=sum(f.size for f in new.files),
+                    framework=new.framework,
+                    framework_version=new.framework_version,
+                    tags=new.tags,
+                    properties=new.properties,
+                    lineage=new.lineage.model_dump(),
+                    created_at=stamp,
+                )
+            ).inserted_primary_key[0]
+            conn.execute(
+                insert(files_table),
+                [{"version_id": version_id, "path": f.path, "sha256": f.sha256, "size": f.size} for f in new.files],
+            )
+            for alias in new.aliases:
+                self._move_alias(conn, model, alias, version_id, force=False, protect=None)
+            row = self._version_row(conn, model, version)
+            return self._version_record(conn, name, row, list(new.aliases))
+
+    def _move_alias(
+        self, conn: Connection, model: Any, alias: str, version_id: int, force: bool, protect: bool | None
+    ) -> None:
+        existing = conn.execute(
+            select(aliases_table).where(aliases_table.c.model_id == model.id, aliases_table.c.name == alias)
+        ).first()
+        if existing is None:
+            conn.execute(
+                insert(aliases_table).values(
+                    model_id=model.id, name=alias, version_id=version_id, protected=bool(protect), updated_at=now()
+                )
+            )
+            return
+        if existing.protected and not force and existing.version_id != version_id:
+            raise ClientError(409, f"alias {model.name}@{alias} is protected: moving it needs --force")
+        values: dict[str, Any] = {"version_id": version_id, "updated_at": now()}
+        if protect is not None:
+            values["protected"] = protect
+        conn.execute(update(aliases_table).where(aliases_table.c.id == existing.id).values(**values))
+
+    def set_alias(self, name: str, alias: str, version: int, force: bool = False, protect: bool | None = None) -> Alias:
+        check_alias(alias)
+        with self._tx() as conn:
+            model = self._require_model(conn, name, lock=True)
+            row = self._version_row(conn, model, version)
+            if row.status != "ready":
+                raise ClientError(409, f"version {name}:{version} is archived; an alias cannot point at it")
+            self._move_alias(conn, model, alias, row.id, force, protect)
+            stored = conn.execute(
+                select(aliases_table).where(aliases_table.c.model_id == model.id, aliases_table.c.name == alias)
+            ).one()
+            return Alias(name=alias, version=version, protected=stored.protected, updated_at=_utc(stored.updated_at))
+
+    def delete_alias(self, name: str, alias: str, force: bool = False) -> int:
+        """Remove an alias; returns the version it pointed at."""
+        check_alias(alias)
+        with self._tx() as conn:
+            model = self._require_model(conn, name, lock=True)
+            existing = conn.execute(
+                select(aliases_table, versions_table.c.version)
+                .join(versions_table, versions_table.c.id == aliases_table.c.version_id)
+                .where(aliases_table.c.model_id == model.id, aliases_table.c.name == alias)
+            ).first()
+            if existing is None:
+                raise NotFound(f"alias {name}@{alias} not found")
+            if existing.protected and not force:
+                raise ClientError(409, f"alias {name}@{alias} is protected: deleting it needs --force")
+            conn.execute(delete(aliases_table).where(aliases_table.c.id == existing.id))
+            return existing.version
+
+    def set_tags(self, name: str, version: int | None, set_tags: dict[str, str], unset: list[str]) -> dict[str, str]:
+        """Change the tags of a model (version None) or of one version; returns the new tags."""
+        for key in [*set_tags, *unset]:
+            check_tag_key(key)
+        with self._tx() as conn:
+            model = self._require_model(conn, name, lock=True)
+            if version is None:
+                tags = {**(model.tags or {}), **set_tags}
+                for key in unset:
+                    tags.pop(key, None)
+                conn.execute(
+                    update(models_table).where(models_table.c.id == model.id).values(tags=tags, updated_at=now())
+                )
+                return tags
+            row = self._version_row(conn, model, version)
+            tags = {**(row.tags or {}), **set_tags}
+            for key in unset:
+                tags.pop(key, None)
+            conn.execute(update(versions_table).where(versions_table.c.id == row.id).values(tags=tags))
+            return tags
+
+    def _refuse_if_aliased(self, conn: Connection, model: Any, row: Any, action: str) -> None:
+        aliases = self._aliases_by_version(conn, model.id).get(row.id, [])
+        if aliases:
+            names = ", ".join(f"@{a}" for a in sorted(aliases))
+            raise ClientError(409, f"cannot {action} {model.name}:{row.version}: aliases point at it ({names})")
+
+    def archive_version(self, name: str, version: int) -> ModelVersion:
+        with self._tx() as conn:
+            model = self._require_model(conn, name, lock=True)
+            row = self._version_row(conn, model, version)
+            self._refuse_if_aliased(conn, model, row, "archive")
+            conn.execute(update(versions_table).where(versions_table.c.id == row.id).values(status="archived"))
+        return self.get_version(name, version)
+
+    def delete_version(self, name: str, version: int) -> ModelVersion:
+        """Remove a version's metadata (its blobs stay until no version uses them)."""
+        record = self.get_version(name, version)
+        with self._tx() as conn:
+            model = self._require_model(conn, name, lock=True)
+            row = self._version_row(conn, model, version)
+            self._refuse_if_aliased(conn, model, row, "delete")
+            conn.execute(delete(files_table).where(files_table.c.version_id == row.id))
+            conn.execute(delete(versions_table).where(versions_table.c.id == row.id))
+        return record
+
+    # ---- tokens -----------------------------------------------------------------------------
+
+    def create_token(self, name: str, scope: Scope) -> str:
+        """A new bearer token; only its sha256 is stored, so it is shown once."""
+        check_name(name, "token name")
+        if scope not in ("read", "write"):
+            raise ClientError(422, f"scope must be read or write, got {scope!r}")
+        token = "cvt_" + secrets.token_urlsafe(32)
+        try:
+            with self._tx() as conn:
+                conn.execute(
+                    insert(tokens_table).values(name=name, token_hash=hash_token(token), scope=scope, created_at=now())
+                )
+        except IntegrityError:
+            raise ClientError(409, f"a token named {name!r} exists already") from None
+        return token
+
+    def token_scope(self, token: str) -> tuple[str, Scope] | None:
+        """The (name, scope) of a valid token, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(tokens_table.c.name, tokens_table.c.scope).where(
+                    tokens_table.c.token_hash == hash_token(token), tokens_table.c.revoked_at.is_(None)
+                )
+            ).first()
+        return (row.name, row.scope) if row else None
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(tokens_table).order_by(tokens_table.c.name)).all()
+        return [
+            {
+                "name": r.name,
+                "scope": r.scope,
+                "created_at": _utc(r.created_at).isoformat(),
+                "revoked": r.revoked_at is not None,
+            }
+            for r in rows
+        ]
+
+    def revoke_token(self, name: str) -> None:
+        with self._tx() as conn:
+            result = conn.execute(
+                update(tokens_table)
+                .where(tokens_table.c.name == name, tokens_table.c.revoked_at.is_(None))
+                .values(revoked_at=now())
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"no active token named {name!r}")
+
+    # ---- webhooks ---------------------------------------------------------------------------
+
+    def add_webhook(self, url: str, secret: str) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ClientError(422, f"webhook URL must be http(s)://, got {url!r}")
+        try:
+            with self._tx() as conn:
+                conn.execute(insert(webhooks_table).values(url=url, secret=secret, created_at=now()))
+        except IntegrityError:
+            raise ClientError(409, f"webhook {url} exists already") from None
+
+    def webhooks(self) -> list[tuple[str, str]]:
+        with self.engine.connect() as conn:
+            return [(r.url, r.secret) for r in conn.execute(select(webhooks_table).order_by(webhooks_table.c.id))]
+
+    def remove_webhook(self, url: str) -> None:
+        with self._tx() as conn:
+            if conn.execute(delete(webhooks_table).where(webhooks_table.c.url == url)).rowcount == 0:
+                raise NotFound(f"no webhook {url}")
+
+
+__all__ = ["OperationalError", "SqlStore", "hash_token", "normalize_url"]
