@@ -427,8 +427,9 @@ def test_local_blob_store_refuses_a_digest_mismatch(tmp_path: Path) -> None:
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
-def test_skip_unchanged_registers_nothing_for_identical_files(registry: LocalRegistry, vote_model: Path,
-                                                              tmp_path: Path) -> None:
+def test_skip_unchanged_registers_nothing_for_identical_files(
+    registry: LocalRegistry, vote_model: Path, tmp_path: Path
+) -> None:
     first = registry.register(vote_model, "votes", skip_unchanged=True)
     again = registry.register(vote_model, "votes", skip_unchanged=True, aliases=["production"])
     assert (first.version, again.version, again.unchanged) == (1, 1, True)

@@ -293,6 +293,17 @@ def _exact(ref: str) -> tuple[str, int]:
     return parsed.name, parsed.version
 
 
+def _version_action(ref: str, action: str, registry: str | None, token: str | None, as_json: bool) -> None:
+    with handle_errors():
+        name, version = _exact(ref)
+        reg = open_registry(registry, token)
+        result = reg.archive_version(name, version) if action == "archived" else reg.delete_version(name, version)
+    if as_json:
+        print_json(result)
+    else:
+        stdout.print(f"{action} {result.ref}")
+
+
 @app.command("archive")
 def archive(
     ref: Annotated[str, typer.Argument(help="NAME:VERSION")],
@@ -301,13 +312,7 @@ def archive(
     as_json: JsonOption = False,
 ) -> None:
     """Archive a version: hidden from 'latest' and lists, kept for lineage. Refused while an alias points at it."""
-    with handle_errors():
-        name, version = _exact(ref)
-        result = open_registry(registry, token).archive_version(name, version)
-    if as_json:
-        print_json(result)
-    else:
-        stdout.print(f"archived {result.ref}")
+    _version_action(ref, "archived", registry, token, as_json)
 
 
 @app.command("delete")
@@ -318,13 +323,7 @@ def delete(
     as_json: JsonOption = False,
 ) -> None:
     """Delete a version's record. Refused while an alias points at it."""
-    with handle_errors():
-        name, version = _exact(ref)
-        result = open_registry(registry, token).delete_version(name, version)
-    if as_json:
-        print_json(result)
-    else:
-        stdout.print(f"deleted {result.ref}")
+    _version_action(ref, "deleted", registry, token, as_json)
 
 
 __all__ = ["app"]

@@ -93,19 +93,10 @@ class LocalBlobStore:
 
     def put(self, digest: str, chunks: Iterable[bytes]) -> int:
         final = self._path(digest)
-        hasher = hashlib.sha256()
-        size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=self.root / "tmp", prefix="upload-")
+        tmp_name, actual, size = write_hashed(chunks, self.root / "tmp", "upload-", fsync=True)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                for chunk in chunks:
-                    hasher.update(chunk)
-                    handle.write(chunk)
-                    size += len(chunk)
-                handle.flush()
-                os.fsync(handle.fileno())
-            if hasher.hexdigest() != digest:
-                raise BlobCorrupt(f"received bytes hash to sha256:{hasher.hexdigest()}, expected sha256:{digest}")
+            if actual != digest:
+                raise BlobCorrupt(f"received bytes hash to sha256:{actual}, expected sha256:{digest}")
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.exists():
                 os.unlink(tmp_name)  # stored once: the identical blob is already there
@@ -239,12 +230,13 @@ def open_blob_store(location: str) -> LocalBlobStore | S3BlobStore:
     return LocalBlobStore(Path(location).expanduser())
 
 
-def copy_verified(chunks: Iterable[bytes], dest: Path, digest: str, progress: Progress | None = None) -> int:
-    """Write chunks to ``dest`` via a temporary file, failing loudly if they do not hash to ``digest``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+def write_hashed(
+    chunks: Iterable[bytes], directory: Path, prefix: str, progress: Progress | None = None, fsync: bool = False
+) -> tuple[str, str, int]:
+    """Write chunks to a new temporary file in ``directory``; returns (its path, sha256, size)."""
     hasher = hashlib.sha256()
     size = 0
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=prefix)
     try:
         with os.fdopen(fd, "wb") as handle:
             for chunk in chunks:
@@ -253,15 +245,26 @@ def copy_verified(chunks: Iterable[bytes], dest: Path, digest: str, progress: Pr
                 size += len(chunk)
                 if progress:
                     progress(len(chunk))
-        if hasher.hexdigest() != digest:
-            raise BlobCorrupt(
-                f"{dest.name}: downloaded bytes hash to sha256:{hasher.hexdigest()}, "
-                f"but the registry recorded sha256:{digest}; the stored blob is corrupt"
-            )
-        os.replace(tmp_name, dest)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    return tmp_name, hasher.hexdigest(), size
+
+
+def copy_verified(chunks: Iterable[bytes], dest: Path, digest: str, progress: Progress | None = None) -> int:
+    """Write chunks to ``dest`` via a temporary file, failing loudly if they do not hash to ``digest``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp_name, actual, size = write_hashed(chunks, dest.parent, f".{dest.name}.", progress)
+    if actual != digest:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise BlobCorrupt(
+            f"{dest.name}: downloaded bytes hash to sha256:{actual}, "
+            f"but the registry recorded sha256:{digest}; the stored blob is corrupt"
+        )
+    os.replace(tmp_name, dest)
     return size
 
 

@@ -21,7 +21,6 @@ import anyio.to_thread
 import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -29,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conveyor import __version__
 from conveyor.errors import ClientError
+from conveyor.httputil import EXCEPTION_HANDLERS, error_response, guard
 from conveyor.registry.blobs import BlobCorrupt, check_digest
 from conveyor.registry.local import LocalRegistry
 from conveyor.registry.records import NewVersion
@@ -48,12 +48,6 @@ def _json(content: Any, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps({"error": message}), status_code=status, media_type="application/json", headers=headers
-    )
-
-
 class TokenAuth:
     """Checks ``Authorization: Bearer <token>`` and the scope the method needs (pure ASGI)."""
 
@@ -70,7 +64,7 @@ class TokenAuth:
         auth = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            response = _error(
+            response = error_response(
                 401,
                 "authentication required: send Authorization: Bearer <token> (CONVEYOR_TOKEN)",
                 {"WWW-Authenticate": 'Bearer realm="conveyor"'},
@@ -79,12 +73,14 @@ class TokenAuth:
             return
         found = await anyio.to_thread.run_sync(self.registry.store.token_scope, token.strip())
         if found is None:
-            response = _error(401, "invalid or revoked token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            response = error_response(
+                401, "invalid or revoked token", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            )
             await response(scope, receive, send)
             return
         name, token_scope = found
         if scope["method"] not in READ_METHODS and token_scope != "write":
-            await _error(403, f"token {name!r} has read scope; this request needs write")(scope, receive, send)
+            await error_response(403, f"token {name!r} has read scope; this request needs write")(scope, receive, send)
             return
         scope.setdefault("state", {})["token_name"] = name
         await self.app(scope, receive, send)
@@ -218,27 +214,6 @@ class AliasMove(BaseModel):
     protect: bool | None = None
 
 
-def _guard(handler: Any) -> Any:
-    async def guarded(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except ClientError as exc:
-            return _error(exc.status, exc.message)
-
-    guarded.__name__ = handler.__name__
-    return guarded
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return _error(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}")
-
-
-async def _server_error(request: Request, exc: Exception) -> Response:
-    log.exception("internal error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _error(500, "internal server error")
-
-
 def create_registry_app(registry: LocalRegistry, require_auth: bool = True) -> Starlette:
     api = Api(registry)
     base = "/api/v1"
@@ -262,7 +237,7 @@ def create_registry_app(registry: LocalRegistry, require_auth: bool = True) -> S
         (base + "/blobs/{digest}", api.head_blob, ["HEAD"]),
         (base + "/blobs/{digest}", api.put_blob, ["PUT"]),
     ]
-    routes = [Route(path, _guard(handler), methods=methods) for path, handler, methods in table]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error})
+    routes = [Route(path, guard(handler), methods=methods) for path, handler, methods in table]
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     app.add_middleware(TokenAuth, registry=registry, required=require_auth)
     return app

@@ -10,18 +10,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor.errors import ClientError
+from conveyor.httputil import EXCEPTION_HANDLERS, Handler, guard
 from conveyor.serving import metrics
 from conveyor.serving.dataplane import DataPlane
 from conveyor.serving.openapi import openapi_document
@@ -34,10 +34,6 @@ JSON = "application/json"
 
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(content), status_code=status, media_type=JSON, headers=headers)
-
-
-def error_response(status: int, message: str) -> Response:
-    return json_response({"error": message}, status)
 
 
 def _is_json(content_type: str) -> bool:
@@ -186,36 +182,6 @@ class MetricsMiddleware:
             )
 
 
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def _guard(handler: Handler) -> Handler:
-    """Turn ClientError into its JSON answer without Starlette's exception machinery."""
-
-    async def guarded(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except ClientError as exc:
-            return error_response(exc.status, exc.message)
-
-    guarded.__name__ = handler.__name__
-    return guarded
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    messages = {
-        404: f"no route {request.url.path}",
-        405: f"method {request.method} not allowed on {request.url.path}",
-    }
-    return error_response(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
-
-
-async def _server_error(request: Request, exc: Exception) -> Response:
-    log.exception("internal error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal server error")
-
-
 def create_app(plane: DataPlane, on_load_failure: Callable[[], None] | None = None) -> Starlette:
     """The ASGI app for one data plane; the model loads in the background after start-up."""
     ep = Endpoints(plane)
@@ -233,7 +199,7 @@ def create_app(plane: DataPlane, on_load_failure: Callable[[], None] | None = No
         ("/metrics", ep.metrics, ["GET"]),
         ("/openapi.json", ep.openapi, ["GET"]),
     ]
-    guarded = {handler: _guard(handler) for _, handler, _ in table}
+    guarded = {handler: guard(handler) for _, handler, _ in table}
     routes = [Route(path, guarded[handler], methods=methods) for path, handler, methods in table]
     templates = {(guarded[handler], "{version}" in path): path for path, handler, _ in table}
 
@@ -256,7 +222,7 @@ def create_app(plane: DataPlane, on_load_failure: Callable[[], None] | None = No
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.add_middleware(MetricsMiddleware, plane=plane, templates=templates)
     app.state.plane = plane

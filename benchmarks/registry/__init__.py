@@ -1,0 +1,1 @@
+"""Registry benchmark: register and download a large file, against cp."""

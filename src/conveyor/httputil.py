@@ -1,0 +1,55 @@
+"""HTTP pieces shared by the model server and the registry server: JSON errors, never tracebacks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from conveyor.errors import ClientError
+
+log = logging.getLogger("conveyor.http")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps({"error": message}), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def guard(handler: Handler) -> Handler:
+    """Turn ClientError into its JSON answer without Starlette's exception machinery."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ClientError as exc:
+            return error_response(exc.status, exc.message)
+
+    guarded.__name__ = handler.__name__
+    return guarded
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Routing errors (unknown path, wrong method) as JSON."""
+    assert isinstance(exc, HTTPException)
+    messages = {
+        404: f"no route {request.url.path}",
+        405: f"method {request.method} not allowed on {request.url.path}",
+    }
+    return error_response(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """Our own faults: logged with the traceback, answered with a plain 500."""
+    log.exception("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal server error")
+
+
+EXCEPTION_HANDLERS = {HTTPException: http_error, Exception: server_error}
