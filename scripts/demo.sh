@@ -17,6 +17,7 @@ fi
 echo "== registry: register the reference model (CONVEYOR_HOME=${CONVEYOR_HOME}) =="
 "${BIN}/conveyor" models register "${MODEL}" --name sentiment --alias production --skip-unchanged \
     --description "MiniLM + logistic regression on VADER ground truth" \
+    --model-description "Sentiment of English text (negative/positive)" \
     --metric "accuracy=$(python3 -c "import json;print(json.load(open('${MODEL}/metrics.json'))['accuracy'])")"
 "${BIN}/conveyor" models list
 echo

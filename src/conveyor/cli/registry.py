@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.table import Table
+from sqlalchemy.engine import make_url
 
 from conveyor.cli.output import handle_errors, print_json, stdout
 from conveyor.registry.config import open_local
+from conveyor.registry.sql import normalize_url
 
 app = typer.Typer(help="The registry server, its tokens and webhooks.", no_args_is_help=True)
 token_app = typer.Typer(help="Bearer tokens for the registry server (stored hashed).", no_args_is_help=True)
@@ -55,7 +57,8 @@ def serve(
         registry = open_local(database, blob_store)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app_ = create_registry_app(registry, require_auth=not insecure_no_auth)
-    stdout.print(f"registry on http://{host}:{port}  metadata {registry.store.url}  blobs {registry.blobs.url}")
+    shown = make_url(normalize_url(registry.store.url)).render_as_string(hide_password=True)
+    stdout.print(f"registry on http://{host}:{port}  metadata {shown}  blobs {registry.blobs.url}")
     uvicorn.run(app_, host=host, port=port, log_level=log_level, server_header=False)
 
 
