@@ -51,6 +51,13 @@ echo "\$ curl -X POST -H \"Content-Type: application/json\" --data '[42]' ${URL}
 curl -s -w "  (HTTP %{http_code})" -X POST -H "Content-Type: application/json" --data '[42]' "${URL}/predict"
 echo
 echo
+echo "== verification: every layer a request crosses, plus static checks of this project =="
+echo "\$ conveyor verify ${URL} --contract examples/sentiment/contract.yaml --project . \\"
+echo "      --model-ref sentiment@production --model-path ${MODEL} --junit ${CONVEYOR_HOME}/verify.xml"
+"${BIN}/conveyor" verify "${URL}" --contract examples/sentiment/contract.yaml --project . \
+    --model-ref sentiment@production --model-path "${MODEL}" \
+    --junit "${CONVEYOR_HOME}/verify.xml" || echo "(verification failed: see the table above)"
+echo
 echo "Metrics: ${URL}/metrics   OpenAPI: ${URL}/openapi.json"
 echo "Registry: CONVEYOR_HOME=${CONVEYOR_HOME} ${BIN}/conveyor models show sentiment"
 if [[ "${DEMO_EXIT:-0}" == "1" ]]; then

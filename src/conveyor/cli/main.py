@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from conveyor import __version__
-from conveyor.cli import models, registry, serve
+from conveyor.cli import init, models, registry, serve, verify
 
 app = typer.Typer(
     name="conveyor",
@@ -15,6 +15,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve", no_args_is_help=True)(serve.serve)
+app.command("verify")(verify.verify)
+app.command("init")(init.init)
 app.add_typer(models.app, name="models")
 app.add_typer(registry.app, name="registry")
 

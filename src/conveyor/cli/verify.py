@@ -1,0 +1,122 @@
+"""``conveyor verify``: check every layer a prediction request crosses, in parallel, with CI reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from conveyor.cli.output import EXIT_FAILURE, handle_errors, print_json, stderr, stdout
+from conveyor.verify.checks import Context
+from conveyor.verify.contract import V2Settings, dump_contract, load_contract
+from conveyor.verify.record import DEFAULT_EXAMPLES, record_contract
+from conveyor.verify.reports import as_json, ok, print_table, write_json, write_junit
+from conveyor.verify.runner import load_custom_checks, plan, run_checks
+from conveyor.verify.targets import Running, open_target
+
+
+def verify(
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            help="A server URL, a model folder / .onnx / registry reference (served for the run), "
+            "or an image. Leave out to run only the static checks of --project."
+        ),
+    ] = None,
+    contract_file: Annotated[Path | None, typer.Option("--contract", "-c", help="The model's contract.yaml.")] = None,
+    project: Annotated[
+        Path | None, typer.Option(help="Delivery project folder for static checks [default: . if it has conveyor.yaml]")
+    ] = None,
+    checks: Annotated[list[str] | None, typer.Option("--checks", help="Import custom checks from this module.")] = None,
+    skip: Annotated[list[str] | None, typer.Option("--skip", help="Skip checks by id or pattern (lint.*).")] = None,
+    model_ref: Annotated[str | None, typer.Option(help="Registry reference the local model must match.")] = None,
+    model_path: Annotated[
+        Path | None, typer.Option(help="Local model folder or file to compare with --model-ref.")
+    ] = None,
+    image: Annotated[bool, typer.Option("--image", help="TARGET is a container image.")] = False,
+    junit: Annotated[Path | None, typer.Option(help="Write a JUnit XML report here.")] = None,
+    json_report: Annotated[Path | None, typer.Option("--json-report", help="Write a JSON report here.")] = None,
+    as_json_out: Annotated[bool, typer.Option("--json", help="Print the JSON report instead of the table.")] = False,
+    write_contract: Annotated[
+        Path | None, typer.Option(help="Record a starter contract from TARGET into this file, for review.")
+    ] = None,
+    example: Annotated[list[str] | None, typer.Option(help="Texts to record golden examples from.")] = None,
+    parallel: Annotated[int, typer.Option(min=1, help="Checks run at once.")] = 8,
+    startup_timeout: Annotated[float, typer.Option(help="Seconds to wait for a served model or image.")] = 120,
+) -> None:
+    """Verify a model server layer by layer: HTTP, route, JSON parsing, prediction, typed response,
+    bad input, golden examples, latency, the v2 protocol; plus pinned dependencies, lint and the
+    model digest of a project. Exit code 0 only when every check passed."""
+    if project is None and Path("conveyor.yaml").is_file():
+        project = Path(".")
+    with handle_errors():
+        contract = load_contract(contract_file)
+        custom = load_custom_checks(project, checks or [])
+        if target is None:
+            results = _run(
+                Running(url=None, model_name=None),
+                contract,
+                project,
+                model_ref,
+                model_path,
+                custom,  # type: ignore[arg-type]
+                skip or [],
+                parallel,
+            )
+            _report(results, "(static checks)", junit, json_report, as_json_out)
+            return
+        with open_target(target, image=image, timeout=startup_timeout) as running:
+            if contract.v2 is None and running.model_name:
+                contract = contract.model_copy(update={"v2": V2Settings(model=running.model_name)})
+            if write_contract is not None:
+                ctx = Context(running.url, contract)
+                recorded = record_contract(ctx, example or DEFAULT_EXAMPLES, running.model_name)
+                ctx.close()
+                write_contract.write_text(dump_contract(recorded))
+                stdout.print(
+                    f"wrote {write_contract}: review the golden answers, the schema and the latency "
+                    "objective before committing it"
+                )
+                return
+            results = _run(
+                running,
+                contract,
+                project,
+                model_ref or running.model_ref,
+                model_path or running.model_path,
+                custom,
+                skip or [],
+                parallel,
+            )
+    _report(results, target, junit, json_report, as_json_out)
+
+
+def _run(running: Running, contract, project, model_ref, model_path, custom, skip, parallel):  # type: ignore[no-untyped-def]
+    ctx = Context(
+        running.url,
+        contract,
+        project=project.resolve() if project else None,
+        model_ref=model_ref,
+        model_path=model_path,
+    )
+    try:
+        selected, skipped = plan(ctx, custom, skip)
+        return run_checks(ctx, selected, skipped, parallel)
+    finally:
+        ctx.close()
+
+
+def _report(results, target: str, junit: Path | None, json_report: Path | None, as_json_out: bool) -> None:  # type: ignore[no-untyped-def]
+    if junit:
+        write_junit(results, target, junit)
+    if json_report:
+        write_json(results, target, json_report)
+    if as_json_out:
+        print_json(as_json(results, target))
+    else:
+        print_table(results, target, stdout)
+    if not ok(results):
+        if not as_json_out:
+            stderr.print("[red]verification failed[/red]")
+        raise typer.Exit(EXIT_FAILURE)

@@ -1,0 +1,152 @@
+"""The contract file a team writes once per model (``contract.yaml``).
+
+endpoint: /predict
+method: POST
+response_schema:            # JSON Schema of the answer to one string (default: the classic one)
+  type: object
+  properties: {positive: {type: boolean}}
+  required: [positive]
+golden:
+  - name: clearly-positive
+    input: ["I love this, it works perfectly"]
+    exact: {positive: true}
+  - name: any-answer
+    input: ["espresso is too strong"]
+    field: positive
+    among: [true, false]
+  - name: confident
+    protocol: v2
+    input: ["What a wonderful day"]
+    output: probabilities
+    index: 1
+    within: [0.6, 1.0]
+invalid:
+  - name: empty-list
+    body: "[]"
+    status: 422
+    error_contains: non-empty
+latency:
+  p95_ms: 250
+  concurrency: 8
+  requests: 200
+v2:
+  model: sentiment
+skip: [lint.ruff]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from conveyor.errors import ClientError
+
+CLASSIC_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"positive": {"type": "boolean"}},
+    "required": ["positive"],
+}
+
+
+class GoldenCase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    input: list[str] = Field(min_length=1)
+    protocol: Literal["classic", "v2"] = "classic"
+    exact: Any = None
+    field: str | None = Field(default=None, description="Dotted path into the answer, e.g. positive or 0.label")
+    among: list[Any] | None = None
+    within: tuple[float, float] | None = None
+    output: str | None = Field(default=None, description="v2: the output tensor to read")
+    index: int = Field(default=0, description="v2: index into the output's flat data")
+
+    @model_validator(mode="after")
+    def _one_expectation(self) -> GoldenCase:
+        given = [x is not None for x in (self.exact, self.among, self.within)]
+        if sum(given) != 1:
+            raise ValueError(f"golden case {self.name!r}: give exactly one of exact, among, within")
+        if self.protocol == "v2" and self.output is None:
+            raise ValueError(f"golden case {self.name!r}: a v2 case names its output tensor")
+        return self
+
+
+class InvalidCase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    body: str
+    content_type: str = "application/json"
+    status: int | Literal["4xx"] = "4xx"
+    error_contains: str | None = None
+
+
+class Latency(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    p95_ms: float = Field(gt=0)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    requests: int = Field(default=200, ge=1, le=100_000)
+    input: list[str] | None = None
+
+
+class V2Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    version: str | None = None
+    text_input: str = "text"
+
+
+DEFAULT_INVALID = [
+    InvalidCase(name="malformed-json", body='["unclosed'),
+    InvalidCase(name="empty-list", body="[]"),
+    InvalidCase(name="non-string-item", body="[42]"),
+    InvalidCase(name="null-body", body="null"),
+    InvalidCase(name="object-body", body='{"text": "hello"}'),
+    InvalidCase(name="wrong-content-type", body='["hello"]', content_type="text/plain"),
+]
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: str = "/predict"
+    method: Literal["POST", "PUT"] = "POST"
+    sample_input: list[str] = Field(default_factory=lambda: ["MLOps is critical for robustness"], min_length=1)
+    response_schema: dict[str, Any] = Field(default_factory=lambda: dict(CLASSIC_SCHEMA))
+    golden: list[GoldenCase] = Field(default_factory=list)
+    invalid: list[InvalidCase] = Field(default_factory=lambda: list(DEFAULT_INVALID))
+    latency: Latency | None = None
+    v2: V2Settings | None = None
+    skip: list[str] = Field(default_factory=list)
+
+
+def load_contract(path: Path | None) -> Contract:
+    if path is None:
+        return Contract()
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ClientError(404, f"{path}: contract file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ClientError(422, f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ClientError(422, f"{path}: the contract must be a mapping")
+    try:
+        return Contract.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'contract'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        raise ClientError(422, f"{path}: {problems}") from None
+
+
+def dump_contract(contract: Contract) -> str:
+    data = contract.model_dump(mode="json", exclude_none=True)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,68 @@
+"""Run checks in parallel (they are independent) and keep their declared order in the report."""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import importlib.util
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from conveyor.errors import ClientError
+from conveyor.verify.builtin import server_checks
+from conveyor.verify.checks import CUSTOM_CHECKS, Check, CheckResult, Context, run_check
+from conveyor.verify.static import static_checks
+
+PROJECT_CHECKS_FILE = "conveyor_checks.py"
+
+
+def load_custom_checks(project: Path | None, modules: list[str]) -> list[Check]:
+    """Import project checks (conveyor_checks.py, --checks modules, 'conveyor.checks' entry points)."""
+    before = len(CUSTOM_CHECKS)
+    for entry in entry_points(group="conveyor.checks"):
+        entry.load()
+    if project is not None and (project / PROJECT_CHECKS_FILE).is_file():
+        spec = importlib.util.spec_from_file_location(
+            f"conveyor_project_checks_{abs(hash(project))}", project / PROJECT_CHECKS_FILE
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ClientError(422, f"--checks {name}: cannot import it: {exc}") from None
+    return CUSTOM_CHECKS[before:]
+
+
+def select(checks: list[Check], skip: list[str]) -> tuple[list[Check], list[Check]]:
+    """(to run, skipped by the contract or --skip); patterns like 'lint.*' work."""
+    run, skipped = [], []
+    for item in checks:
+        (skipped if any(fnmatch.fnmatch(item.id, pattern) for pattern in skip) else run).append(item)
+    return run, skipped
+
+
+def plan(ctx: Context, custom: list[Check], skip: list[str]) -> tuple[list[Check], list[Check]]:
+    checks: list[Check] = []
+    if ctx.base_url is not None:
+        checks += server_checks(ctx.contract.golden, ctx.contract.invalid)
+    if ctx.project is not None or ctx.model_ref is not None:
+        checks += static_checks()
+    checks += [c for c in custom if ctx.base_url is not None or not c.needs_server]
+    ids = [c.id for c in checks]
+    duplicates = {i for i in ids if ids.count(i) > 1}
+    if duplicates:
+        raise ClientError(422, f"check ids must be unique; repeated: {sorted(duplicates)}")
+    return select(checks, [*ctx.contract.skip, *skip])
+
+
+def run_checks(ctx: Context, checks: list[Check], skipped: list[Check], parallel: int = 8) -> list[CheckResult]:
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        results = list(pool.map(lambda c: run_check(c, ctx), checks))
+    results += [CheckResult(c.id, c.layer, "skipped", 0.0, "skipped by the contract or --skip") for c in skipped]
+    return results

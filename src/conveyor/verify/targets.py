@@ -1,0 +1,161 @@
+"""What ``conveyor verify TARGET`` checks: a running server, a model served for the run, or an image.
+
+* ``http(s)://host:port``: a server that is already running;
+* a model folder, an ``.onnx`` file or a registry reference: served with
+  ``conveyor serve`` on a free loopback port for the checks, stopped after;
+* an image (``--image``, or a name with a registry host such as
+  ``localhost/sentiment:1``): started with podman or docker, removed after.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from conveyor.errors import ClientError, ConveyorError
+from conveyor.registry.refs import looks_like_ref, parse_ref
+
+
+@dataclass
+class Running:
+    url: str
+    model_name: str | None  # for the v2 checks, when we know it
+    model_ref: str | None = None
+    model_path: Path | None = None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_ready(url: str, alive: callable, logs: callable, timeout: float) -> None:  # type: ignore[valid-type]
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if not alive():
+            raise ConveyorError(f"the server under test exited before it was ready:\n{logs()}")
+        try:
+            response = httpx.get(f"{url}/v2/health/ready", timeout=2)
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}"
+        except httpx.TransportError as exc:
+            last = type(exc).__name__
+        time.sleep(0.2)
+    raise ConveyorError(f"the server under test was not ready after {timeout:g}s ({last}):\n{logs()}")
+
+
+def looks_like_image(target: str) -> bool:
+    first = target.split("/", 1)[0]
+    return "/" in target and ("." in first or ":" in first or first == "localhost")
+
+
+@contextmanager
+def serve_model(target: str, timeout: float) -> Iterator[Running]:
+    """Serve a model folder, ONNX file or registry reference with ``conveyor serve`` for the checks."""
+    from conveyor.serving.spec import resolve_model
+
+    if Path(target).exists():
+        name: str | None = resolve_model(target).spec.name if Path(target).is_dir() else Path(target).stem
+        model_ref = None
+    else:
+        name = parse_ref(target).name
+        model_ref = target
+    port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="conveyor-verify-", suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "conveyor.cli.main", "serve", target, "--port", str(port), "--log-level", "warning"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def logs() -> str:
+        return Path(log.name).read_text(errors="replace")[-3000:]
+
+    try:
+        _wait_ready(url, lambda: process.poll() is None, logs, timeout)
+        model_path = None
+        if model_ref is not None:
+            from conveyor.registry.config import open_registry
+
+            _, model_path = open_registry().cached(model_ref)
+        yield Running(url, name, model_ref, model_path)
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+        os.unlink(log.name)
+
+
+def container_engine() -> str:
+    for engine in ("podman", "docker"):
+        if shutil.which(engine):
+            return engine
+    raise ConveyorError("verifying an image needs podman or docker; neither is installed")
+
+
+@contextmanager
+def run_image(image: str, timeout: float, container_port: int = 5000) -> Iterator[Running]:
+    """Start the image on a loopback port, wait for readiness, remove the container afterwards."""
+    engine = container_engine()
+    port = free_port()
+    name = f"conveyor-verify-{port}"
+    started = subprocess.run(
+        [engine, "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{container_port}", image],
+        capture_output=True,
+        text=True,
+    )
+    if started.returncode != 0:
+        raise ConveyorError(f"{engine} run {image} failed: {started.stderr.strip()}")
+
+    def alive() -> bool:
+        state = subprocess.run([engine, "inspect", "-f", "{{.State.Running}}", name], capture_output=True, text=True)
+        return state.stdout.strip() == "true"
+
+    def logs() -> str:
+        return subprocess.run([engine, "logs", name], capture_output=True, text=True).stdout[-3000:]
+
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", alive, logs, timeout)
+        labels = subprocess.run(
+            [engine, "inspect", "-f", "{{json .Config.Labels}}", image], capture_output=True, text=True
+        ).stdout
+        model_name = None
+        if '"ai.conveyor.model.name"' in labels:
+            import json
+
+            model_name = (json.loads(labels) or {}).get("ai.conveyor.model.name")
+        yield Running(f"http://127.0.0.1:{port}", model_name)
+    finally:
+        subprocess.run([engine, "rm", "-f", name], capture_output=True)
+
+
+@contextmanager
+def open_target(target: str, image: bool = False, timeout: float = 120) -> Iterator[Running]:
+    if target.startswith(("http://", "https://")):
+        yield Running(target.rstrip("/"), None)
+    elif image or (not Path(target).exists() and looks_like_image(target)):
+        with run_image(target, timeout) as running:
+            yield running
+    elif Path(target).exists() or looks_like_ref(target):
+        with serve_model(target, timeout) as running:
+            yield running
+    else:
+        raise ClientError(422, f"{target!r} is not a URL, a model path, a registry reference or an image")
