@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from conveyor import __version__
-from conveyor.cli import init, models, registry, serve, verify
+from conveyor.cli import init, models, package, registry, serve, verify
 
 app = typer.Typer(
     name="conveyor",
@@ -17,6 +17,9 @@ app = typer.Typer(
 app.command("serve", no_args_is_help=True)(serve.serve)
 app.command("verify")(verify.verify)
 app.command("init")(init.init)
+app.command("package", no_args_is_help=True)(package.package)
+app.command("build", no_args_is_help=True)(package.build)
+app.command("smoke", no_args_is_help=True)(package.smoke)
 app.add_typer(models.app, name="models")
 app.add_typer(registry.app, name="registry")
 

@@ -264,8 +264,15 @@ def copy_verified(chunks: Iterable[bytes], dest: Path, digest: str, progress: Pr
             f"{dest.name}: downloaded bytes hash to sha256:{actual}, "
             f"but the registry recorded sha256:{digest}; the stored blob is corrupt"
         )
+    os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; downloads get the usual file mode
     os.replace(tmp_name, dest)
     return size
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 __all__ = [

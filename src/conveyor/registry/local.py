@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -10,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from conveyor.digest import digest_of_pairs
 from conveyor.errors import ClientError, ConveyorError
 from conveyor.registry.blobs import BlobStore, copy_verified, file_chunks, sha256_file
 from conveyor.registry.events import EventDispatcher, make_event
@@ -37,8 +37,7 @@ class _Silent:
 
 def version_digest(files: Iterable[FileEntry]) -> str:
     """One sha256 for a whole version: over the sorted (path, sha256) pairs."""
-    lines = sorted(f"{f.path}\t{f.sha256}\n" for f in files)
-    return hashlib.sha256("".join(lines).encode()).hexdigest()
+    return digest_of_pairs((f.path, f.sha256) for f in files)
 
 
 def check_file_path(path: str) -> str:

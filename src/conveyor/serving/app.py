@@ -182,8 +182,17 @@ class MetricsMiddleware:
             )
 
 
-def create_app(plane: DataPlane, on_load_failure: Callable[[], None] | None = None) -> Starlette:
-    """The ASGI app for one data plane; the model loads in the background after start-up."""
+def create_app(
+    plane: DataPlane, on_load_failure: Callable[[], None] | None = None, load_before_serving: bool = False
+) -> Starlette:
+    """The ASGI app for one data plane.
+
+    By default the model loads in the background after start-up, so probes see
+    live=200 and ready=503 until it is warm.  With several workers sharing one
+    port (``load_before_serving``), each worker loads before it accepts
+    connections: otherwise a request could reach a worker that is still loading
+    while another one already reports ready.
+    """
     ep = Endpoints(plane)
     table: list[tuple[str, Handler, list[str]]] = [
         ("/predict", ep.predict, ["POST"]),
@@ -212,11 +221,14 @@ def create_app(plane: DataPlane, on_load_failure: Callable[[], None] | None = No
                 if on_load_failure is not None:
                     on_load_failure()
 
-        task = asyncio.create_task(load(), name="model-load")
+        if load_before_serving:
+            await plane.load()
+        task = asyncio.create_task(load(), name="model-load") if not load_before_serving else None
         try:
             yield
         finally:
-            task.cancel()
+            if task is not None:
+                task.cancel()
             await plane.close()
 
     app = Starlette(

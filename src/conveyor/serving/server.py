@@ -78,7 +78,7 @@ def _uvicorn_kwargs(config: ServeConfig) -> dict[str, object]:
 def app_from_env():  # type: ignore[no-untyped-def]
     """App factory for worker processes: reads the config the parent put in the environment."""
     config = ServeConfig(**json.loads(os.environ[CONFIG_ENV]))
-    return create_app(DataPlane(config.resolve(), config.serving_options()))
+    return create_app(DataPlane(config.resolve(), config.serving_options()), load_before_serving=True)
 
 
 def serve(config: ServeConfig) -> int:

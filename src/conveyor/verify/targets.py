@@ -130,7 +130,9 @@ def run_image(image: str, timeout: float, container_port: int = 5000) -> Iterato
         return state.stdout.strip() == "true"
 
     def logs() -> str:
-        return subprocess.run([engine, "logs", name], capture_output=True, text=True).stdout[-3000:]
+        # the container's stdout and stderr come back on the engine's stdout and stderr
+        logs = subprocess.run([engine, "logs", name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return logs.stdout[-3000:]
 
     try:
         _wait_ready(f"http://127.0.0.1:{port}", alive, logs, timeout)

@@ -1,0 +1,141 @@
+"""Real image builders (podman, docker, buildah): build, inspect, push."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from conveyor.errors import ClientError, ConveyorError
+
+BUILDERS = ("podman", "docker", "buildah")
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    reference: str
+    image_id: str
+    size: int
+    seconds: float
+    builder: str
+
+
+def detect_builder(preferred: str | None = None) -> str:
+    if preferred:
+        if preferred not in BUILDERS:
+            raise ClientError(422, f"unknown builder {preferred!r}: use one of {', '.join(BUILDERS)}")
+        if shutil.which(preferred) is None:
+            raise ConveyorError(f"the builder {preferred} is not installed")
+        return preferred
+    for builder in BUILDERS:
+        if shutil.which(builder):
+            return builder
+    raise ConveyorError("no image builder found: install podman, docker or buildah")
+
+
+def _engine(builder: str) -> str:
+    """The command that inspects and pushes images built by ``builder``."""
+    return "buildah" if builder == "buildah" else builder
+
+
+def build_command(builder: str, context: Path, tag: str, platform: str | None) -> list[str]:
+    if builder == "docker":
+        command = ["docker", "build", "-t", tag]
+    elif builder == "buildah":
+        command = ["buildah", "build", "--format", "docker", "-t", tag]
+    else:  # podman: the docker format keeps HEALTHCHECK, which OCI image config cannot hold
+        command = ["podman", "build", "--format", "docker", "-t", tag]
+    if platform:
+        command += ["--platform", platform]
+    return [*command, str(context)]
+
+
+def build(
+    context: Path, tag: str, builder: str, platform: str | None = None, on_line: Callable[[str], None] | None = None
+) -> BuiltImage:
+    """Run the builder, streaming its output line by line."""
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}  # RUN --mount needs BuildKit on docker
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        build_command(builder, context, tag, platform),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    tail: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        tail = ([*tail, line.rstrip()])[-30:]
+        if on_line:
+            on_line(line.rstrip())
+    if process.wait() != 0:
+        raise ConveyorError(f"{builder} build failed:\n" + "\n".join(tail))
+    seconds = time.perf_counter() - started
+    info = inspect(tag, builder)
+    return BuiltImage(tag, info.get("Id", ""), int(info.get("Size", 0)), seconds, builder)
+
+
+def inspect(image: str, builder: str) -> dict:
+    engine = _engine(builder)
+    command = [engine, "inspect", "--type", "image", image] if engine != "buildah" else ["buildah", "inspect", image]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ConveyorError(f"cannot inspect {image}: {result.stderr.strip()}")
+    data = json.loads(result.stdout)
+    return data[0] if isinstance(data, list) else data
+
+
+def labels_of(image: str, builder: str) -> dict[str, str]:
+    info = inspect(image, builder)
+    config = info.get("Config") or info.get("OCIv1", {}).get("config", {})
+    return config.get("Labels") or {}
+
+
+def push(
+    image: str,
+    builder: str,
+    destination: str | None = None,
+    tls_verify: bool = True,
+    username: str | None = None,
+    password: str | None = None,
+) -> str:
+    """Push to any OCI registry; credentials from arguments or CONVEYOR_REGISTRY_USERNAME/PASSWORD."""
+    username = username or os.environ.get("CONVEYOR_REGISTRY_USERNAME")
+    password = password or os.environ.get("CONVEYOR_REGISTRY_PASSWORD")
+    target = destination or image
+    engine = _engine(builder)
+    if engine == "docker":
+        if not tls_verify:
+            raise ConveyorError(
+                "docker reads TLS settings from its daemon (insecure-registries); "
+                "--no-tls-verify needs podman or buildah"
+            )
+        if username and password:
+            login = subprocess.run(
+                ["docker", "login", "--username", username, "--password-stdin", target.split("/", 1)[0]],
+                input=password,
+                capture_output=True,
+                text=True,
+            )
+            if login.returncode != 0:
+                raise ConveyorError(f"docker login failed: {login.stderr.strip()}")
+        if destination and destination != image:
+            subprocess.run(["docker", "tag", image, destination], check=True, capture_output=True)
+        command = ["docker", "push", target]
+    else:
+        command = [engine, "push", f"--tls-verify={'true' if tls_verify else 'false'}"]
+        if username and password:
+            command += ["--creds", f"{username}:{password}"]
+        prefix = "" if "://" in target else "docker://"
+        command += [image, prefix + target]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        message = result.stderr.strip().replace(password or "\0", "***")
+        raise ConveyorError(f"push of {image} to {target} failed: {message[-800:]}")
+    return target

@@ -1,0 +1,165 @@
+"""A complete, readable build context for one registered model version.
+
+DIR/
+  Dockerfile          base -> dependencies -> model -> app, each its own cached layer
+  requirements.txt    exact versions with sha256 hashes
+  wheels/             those wheels, for an offline, reproducible install
+  model/              the version's files, exactly as registered
+  app/conveyor/       the model server code
+  .dockerignore
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import conveyor
+from conveyor import __version__
+from conveyor.digest import folder_digest
+from conveyor.errors import ConveyorError
+from conveyor.packaging.requirements import SERVING_ROOTS, closure, download_wheels, requirements_text
+from conveyor.registry.local import Progress
+from conveyor.registry.records import ModelVersion
+from conveyor.serving.spec import SPEC_FILE
+
+DEFAULT_BASE = "python:3.11-slim"
+USER_ID = 10001
+PORT = 5000
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    path: Path
+    version: ModelVersion
+    base_image: str
+    labels: dict[str, str]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        result = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def image_labels(version: ModelVersion, title: str | None) -> dict[str, str]:
+    labels = {
+        "org.opencontainers.image.title": title or version.name,
+        "org.opencontainers.image.description": version.description or f"{version.name} served by Conveyor",
+        "org.opencontainers.image.version": str(version.version),
+        "org.opencontainers.image.created": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "org.opencontainers.image.vendor": "conveyor",
+        "ai.conveyor.model.name": version.name,
+        "ai.conveyor.model.version": str(version.version),
+        "ai.conveyor.model.digest": f"sha256:{version.digest}",
+        "ai.conveyor.version": __version__,
+    }
+    source = _git("config", "--get", "remote.origin.url") or version.lineage.source
+    revision = _git("rev-parse", "HEAD") or version.lineage.git_commit
+    if source:
+        labels["org.opencontainers.image.source"] = source
+    if revision:
+        labels["org.opencontainers.image.revision"] = revision
+    return labels
+
+
+def dockerfile(version: ModelVersion, base_image: str, labels: dict[str, str]) -> str:
+    healthcheck = json.dumps(
+        [
+            "python3",
+            "-c",
+            "import sys, urllib.request; "
+            f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{PORT}/v2/health/ready', timeout=2).status == 200 "
+            "else 1)",
+        ]
+    )
+    entrypoint = json.dumps(
+        [
+            "python3",
+            "-m",
+            "conveyor.serving",
+            "/model",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(PORT),
+            "--expect-digest",
+            version.digest,
+        ]
+    )
+    label_lines = " \\\n      ".join(f"{key}={json.dumps(value)}" for key, value in labels.items())
+    return f"""\
+# Built by conveyor {__version__} for {version.ref} (sha256:{version.digest}).
+FROM {base_image}
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH
+
+# 1. Dependencies: exact versions with hashes, installed offline from the wheelhouse.
+#    Changes only when requirements.txt changes, so code and model changes reuse it.
+COPY requirements.txt /opt/conveyor/requirements.txt
+RUN --mount=type=bind,source=wheels,target=/opt/conveyor/wheels \\
+    python3 -m venv /opt/venv \\
+ && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /opt/conveyor/wheels \\
+      --require-hashes -r /opt/conveyor/requirements.txt
+
+# 2. The model, exactly as registered: its own layer, so a code change does not re-push it.
+COPY model/ /model/
+
+# 3. The server code.
+COPY app/ /app/
+ENV PYTHONPATH=/app
+
+USER {USER_ID}:{USER_ID}
+EXPOSE {PORT}
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 CMD {healthcheck}
+LABEL {label_lines}
+ENTRYPOINT {entrypoint}
+"""
+
+
+def _world_readable(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _copy_app(dest: Path) -> None:
+    source = Path(conveyor.__file__).parent
+    shutil.copytree(source, dest / "conveyor", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def write_context(
+    version: ModelVersion,
+    model_folder: Path,
+    out: Path,
+    base_image: str = DEFAULT_BASE,
+    platform: str = "linux/amd64",
+    title: str | None = None,
+    wheel_cache: Path | None = None,
+    progress: Progress | None = None,
+) -> BuildContext:
+    """Write the build context for ``version`` (whose verified files are in ``model_folder``) into ``out``."""
+    if not (model_folder / SPEC_FILE).is_file():
+        raise ConveyorError(f"{version.ref} has no {SPEC_FILE}: register a model folder with its spec to package it")
+    if out.exists() and any(out.iterdir()):
+        raise ConveyorError(f"{out} is not empty: choose a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(model_folder, out / "model", ignore=shutil.ignore_patterns(".conveyor-*"))
+    _world_readable(out / "model")  # the image runs as an unprivileged user
+    if folder_digest(out / "model") != version.digest:
+        raise ConveyorError(f"the files copied for {version.ref} do not match its digest")
+    if progress:
+        progress.start("downloading pinned wheels", 0)
+    pins = download_wheels(closure(SERVING_ROOTS, platform), out / "wheels", platform, cache=wheel_cache)
+    (out / "requirements.txt").write_text(requirements_text(pins))
+    _copy_app(out / "app")
+    _world_readable(out / "app")
+    labels = image_labels(version, title)
+    (out / "Dockerfile").write_text(dockerfile(version, base_image, labels))
+    (out / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n")
+    return BuildContext(out, version, base_image, labels)

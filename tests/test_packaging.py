@@ -1,0 +1,242 @@
+"""Packaging: build contexts, real images with podman, a loopback OCI registry, smoke tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from conveyor.digest import folder_digest
+from conveyor.registry.config import open_local
+from tests.conftest import REPO, free_port
+from tests.registry_fixtures import run_cli
+
+BASE_IMAGE = "localhost/conveyor-base:bookworm"
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("wheelhouse")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wheelhouse: Path, vote_model: Path) -> Path:
+    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CONVEYOR_WHEELHOUSE", str(wheelhouse))
+    monkeypatch.delenv("CONVEYOR_REGISTRY", raising=False)
+    open_local().register(vote_model, "votes", aliases=["production"])
+    return tmp_path / "home"
+
+
+def test_package_writes_a_complete_readable_context(home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ctx"
+    result = run_cli("package", "votes@production", "-o", str(out), "--base-image", BASE_IMAGE)
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in out.iterdir()} == {
+        "Dockerfile",
+        "requirements.txt",
+        "wheels",
+        "model",
+        "app",
+        ".dockerignore",
+    }
+    version = open_local().resolve("votes@production")
+    assert folder_digest(out / "model") == version.digest
+    dockerfile = (out / "Dockerfile").read_text()
+    assert dockerfile.startswith("# Built by conveyor") and f"FROM {BASE_IMAGE}" in dockerfile
+    # dependencies before the model before the app: each in its own cached layer
+    assert dockerfile.index("requirements.txt") < dockerfile.index("COPY model/") < dockerfile.index("COPY app/")
+    for line in (
+        "USER 10001:10001",
+        "EXPOSE 5000",
+        "HEALTHCHECK",
+        "/v2/health/ready",
+        f'ai.conveyor.model.digest="sha256:{version.digest}"',
+        "--require-hashes",
+        "--no-index",
+        f'"--expect-digest", "{version.digest}"',
+    ):
+        assert line in dockerfile
+    requirements = (out / "requirements.txt").read_text()
+    assert "onnxruntime==" in requirements and "uvicorn==" in requirements
+    wheels = {p.name for p in (out / "wheels").iterdir()}
+    assert len(wheels) == requirements.count("--hash=sha256:")
+    report = json.loads(run_cli("verify", "--project", str(out), "--skip", "lint.*", "--json").stdout)
+    pinned = next(c for c in report["checks"] if c["id"] == "deps.pinned")
+    assert pinned["status"] == "passed" and "all with hashes" in pinned["message"]
+
+
+def test_package_refuses_a_non_empty_folder(home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "file").write_text("x")
+    result = run_cli("package", "votes:1", "-o", str(out))
+    assert result.returncode == 1 and "not empty" in result.stderr
+
+
+podman = pytest.mark.skipif(
+    shutil.which("podman") is None, reason="podman is not installed (.ci/run installs it with scripts/ci-containers.sh)"
+)
+
+
+def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check)
+
+
+@pytest.fixture(scope="session")
+def base_image() -> str:
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed")
+    if _podman("image", "exists", BASE_IMAGE, check=False).returncode != 0:
+        if os.geteuid() != 0 or shutil.which("debootstrap") is None:
+            pytest.skip(f"{BASE_IMAGE} is missing and cannot be made here (needs root and debootstrap)")
+        subprocess.run(["bash", str(REPO / "scripts" / "make-base-image.sh"), BASE_IMAGE], check=True)
+    return BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if shutil.which("docker-registry") is None:
+        pytest.skip("Debian's docker-registry is not installed (.ci/run installs it)")
+    root = tmp_path_factory.mktemp("oci-registry")
+    port = free_port()
+    config = root / "config.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "version": 0.1,
+                "storage": {"filesystem": {"rootdirectory": str(root / "data")}},
+                "http": {"addr": f"127.0.0.1:{port}"},
+            }
+        )
+    )
+    process = subprocess.Popen(
+        ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    for _ in range(100):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(10)
+
+
+def _labels(image: str) -> dict[str, str]:
+    return json.loads(_podman("image", "inspect", image, "--format", "{{json .Config.Labels}}").stdout)
+
+
+@podman
+def test_build_run_push_pull_and_labels(home: Path, base_image: str, oci_registry: str, tmp_path: Path) -> None:
+    tag = f"localhost/conveyor-test-votes:{int(time.time())}"
+    remote = f"{oci_registry}/votes:1"
+    result = run_cli(
+        "build",
+        "votes@production",
+        "-t",
+        tag,
+        "--base-image",
+        base_image,
+        "--push",
+        "--push-to",
+        remote,
+        "--no-tls-verify",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    built = json.loads(result.stdout)
+    assert built["builder"] == "podman" and built["size_bytes"] > 0 and built["pushed"] == remote
+    version = open_local().resolve("votes@production")
+    try:
+        labels = _labels(tag)
+        assert labels["ai.conveyor.model.digest"] == f"sha256:{version.digest}"
+        assert labels["ai.conveyor.model.name"] == "votes" and labels["ai.conveyor.model.version"] == "1"
+        assert labels["org.opencontainers.image.revision"]
+        config = json.loads(_podman("image", "inspect", tag, "--format", "{{json .Config}}").stdout)
+        assert config["User"] == "10001:10001"
+        healthcheck = json.loads(_podman("image", "inspect", tag, "--format", "{{json .Config.Healthcheck}}").stdout)
+        assert "/v2/health/ready" in " ".join(healthcheck["Test"])
+        assert "5000/tcp" in config["ExposedPorts"]
+
+        verified = json.loads(run_cli("verify", tag, "--image", "--skip", "latency.*", "--json").stdout)
+        failed = [c for c in verified["checks"] if c["status"] in ("failed", "error")]
+        assert verified["ok"] and not failed, failed
+        assert any(c["id"] == "v2.infer" and c["status"] == "passed" for c in verified["checks"])
+
+        smoke = run_cli("smoke", tag)
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+        assert "POST /predict" in smoke.stdout and '{"positive":' in smoke.stdout
+
+        port = free_port()
+        _podman("run", "-d", "--name", f"votes-{port}", "-p", f"127.0.0.1:{port}:5000", tag)
+        try:
+            for _ in range(200):
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+            response = httpx.post(f"http://127.0.0.1:{port}/predict", json=["good great"])
+            assert response.json() == {"positive": True}
+            assert _podman("exec", f"votes-{port}", "id", "-u").stdout.strip() == "10001"
+        finally:
+            _podman("rm", "-f", f"votes-{port}", check=False)
+
+        _podman("rmi", "-f", remote, check=False)
+        _podman("pull", "--tls-verify=false", remote)
+        assert _labels(remote)["ai.conveyor.model.digest"] == f"sha256:{version.digest}"
+    finally:
+        _podman("rmi", "-f", tag, remote, check=False)
+
+
+def _layers(image: str) -> list[str]:
+    return json.loads(_podman("image", "inspect", image, "--format", "{{json .RootFS.Layers}}").stdout)
+
+
+@podman
+def test_a_code_only_rebuild_reuses_the_dependency_and_model_layers(
+    home: Path, base_image: str, tmp_path: Path
+) -> None:
+    context = tmp_path / "ctx"
+    assert run_cli("package", "votes:1", "-o", str(context), "--base-image", base_image).returncode == 0
+    first, second = "localhost/conveyor-layers:1", "localhost/conveyor-layers:2"
+    try:
+        _podman("build", "--format", "docker", "-t", first, str(context))
+        with open(context / "app" / "conveyor" / "__init__.py", "a") as handle:
+            handle.write("# a code-only change\n")
+        rebuilt = _podman("build", "--format", "docker", "-t", second, str(context))
+        before, after = _layers(first), _layers(second)
+        assert len(before) == len(after)
+        # base, requirements, dependencies, model: reused; the app layer changed
+        assert before[:-1] == after[:-1]
+        assert before[-1] != after[-1]
+        assert rebuilt.stdout.count("Using cache") >= 3
+    finally:
+        _podman("rmi", "-f", first, second, check=False)
+
+
+@podman
+def test_an_image_whose_model_does_not_match_its_digest_refuses_to_start(
+    home: Path, base_image: str, tmp_path: Path
+) -> None:
+    context = tmp_path / "ctx"
+    assert run_cli("package", "votes:1", "-o", str(context), "--base-image", base_image).returncode == 0
+    (context / "model" / "model.yaml").write_text((context / "model" / "model.yaml").read_text() + "# tampered\n")
+    tag = "localhost/conveyor-tampered:1"
+    try:
+        _podman("build", "--format", "docker", "-t", tag, str(context))
+        smoke = run_cli("smoke", tag, "--timeout", "60")
+        assert smoke.returncode == 1
+        assert "refusing to serve a model that is not the registered one" in smoke.stderr
+    finally:
+        _podman("rmi", "-f", tag, check=False)
