@@ -1,0 +1,179 @@
+"""``conveyor pipeline``: validate, run, list runs and show logs of the pipelines in conveyor.yaml."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from conveyor.cli.output import EXIT_FAILURE, fail, handle_errors, print_json, stdout
+from conveyor.pipeline.history import list_runs, load_run
+from conveyor.pipeline.runner import Runner, resolve_params
+from conveyor.pipeline.spec import get_pipeline, load_project, topological_order
+
+app = typer.Typer(help="Pipelines declared in conveyor.yaml: run locally, with history.", no_args_is_help=True)
+FileOption = Annotated[Path, typer.Option("--file", "-f", help="The project file.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+STYLES = {
+    "pending": "dim",
+    "running": "cyan",
+    "success": "green",
+    "failure": "red",
+    "skipped": "yellow",
+    "cached": "blue",
+}
+
+
+@app.command("list")
+def list_pipelines(file: FileOption = Path("conveyor.yaml"), as_json: JsonOption = False) -> None:
+    """List the pipelines with their steps and triggers."""
+    with handle_errors():
+        project = load_project(file)
+    if as_json:
+        print_json({name: p.model_dump(mode="json", by_alias=True) for name, p in project.pipelines.items()})
+        return
+    table = Table(title=str(file))
+    for column in ("pipeline", "steps (in order)", "triggers", "params"):
+        table.add_column(column)
+    for name, pipeline in project.pipelines.items():
+        table.add_row(
+            name,
+            " -> ".join(topological_order(pipeline.steps)),
+            ", ".join(t.kind for t in pipeline.triggers),
+            ", ".join(f"{k}={p.default}" for k, p in pipeline.params.items()),
+        )
+    stdout.print(table)
+
+
+@app.command("validate")
+def validate(file: FileOption = Path("conveyor.yaml")) -> None:
+    """Check conveyor.yaml: errors point at the line."""
+    with handle_errors():
+        project = load_project(file)
+    stdout.print(f"{file}: {len(project.pipelines)} pipeline(s) valid: {', '.join(project.pipelines)}")
+
+
+def _table(name: str, states: dict[str, dict], started: float) -> Table:
+    table = Table(title=f"pipeline {name}  {time.monotonic() - started:.0f}s")
+    for column in ("step", "status", "attempts", "message"):
+        table.add_column(column)
+    for step, state in states.items():
+        style = STYLES.get(state["status"], "")
+        table.add_row(
+            step,
+            f"[{style}]{state['status']}[/{style}]",
+            str(state.get("attempts") or ""),
+            state.get("message", "")[:100],
+        )
+    return table
+
+
+@app.command("run")
+def run(
+    name: Annotated[str, typer.Argument(help="The pipeline to run.")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Override a parameter: key=value.")] = None,
+    resume: Annotated[str | None, typer.Option(help="Resume this run: reuse its successful steps.")] = None,
+    file: FileOption = Path("conveyor.yaml"),
+    as_json: JsonOption = False,
+) -> None:
+    """Run a pipeline: independent steps in parallel, live status, recorded history. Exit 1 if a step failed."""
+    overrides = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise fail(f"--param {item!r} must look like key=value")
+        overrides[key] = value
+    with handle_errors():
+        project = load_project(file)
+        pipeline = get_pipeline(project, name, file)
+        params = resolve_params(pipeline, overrides)
+    states = {step: {"status": "pending", "message": ""} for step in topological_order(pipeline.steps)}
+    lock = threading.Lock()
+    live_view = sys.stdout.isatty() and not as_json
+
+    def listener(step: str, status: str, message: str) -> None:
+        with lock:
+            states[step].update(status=status, message=message)
+        if not live_view and not as_json:
+            stdout.print(f"{step:<20} {status:<8} {message}", highlight=False)
+
+    runner = Runner(name, pipeline, file.resolve().parent, params, listener)
+    started = time.monotonic()
+    with handle_errors():
+        if live_view:
+            result: dict = {}
+            thread = threading.Thread(target=lambda: result.setdefault("record", runner.run(resume)))
+            thread.start()
+            with Live(_table(name, states, started), refresh_per_second=4, console=stdout) as live:
+                while thread.is_alive():
+                    with lock:
+                        live.update(_table(name, states, started))
+                    time.sleep(0.25)
+                thread.join()
+                live.update(_table(name, {s: v for s, v in result["record"].data["steps"].items()}, started))
+            record = result["record"]
+        else:
+            record = runner.run(resume)
+    if as_json:
+        print_json(record.data)
+    else:
+        stdout.print(
+            f"run {record.id}: {record.data['status']} (logs: conveyor pipeline logs {record.id} [STEP])",
+            highlight=False,
+        )
+    if record.data["status"] != "success":
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@app.command("runs")
+def runs(
+    name: Annotated[str | None, typer.Argument(help="Only this pipeline's runs.")] = None,
+    limit: Annotated[int, typer.Option(help="How many runs to show.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """The run history: newest first, with durations and outcome."""
+    history = list_runs(name)[:limit]
+    if as_json:
+        print_json(history)
+        return
+    table = Table(title="pipeline runs")
+    for column in ("run", "pipeline", "status", "started", "steps"):
+        table.add_column(column)
+    for run_data in history:
+        counts: dict[str, int] = {}
+        for state in run_data["steps"].values():
+            counts[state["status"]] = counts.get(state["status"], 0) + 1
+        table.add_row(
+            run_data["id"],
+            run_data["pipeline"],
+            run_data["status"],
+            run_data["started_at"][:19],
+            ", ".join(f"{n} {s}" for s, n in counts.items()),
+        )
+    stdout.print(table)
+
+
+@app.command("logs")
+def logs(
+    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    step: Annotated[str | None, typer.Argument(help="One step's log (default: all, in order).")] = None,
+) -> None:
+    """Print what the steps of a run printed."""
+    with handle_errors():
+        record = load_run(run_id)
+        steps = [step] if step else list(record.data["steps"])
+        if step and step not in record.data["steps"]:
+            raise fail(f"run {run_id} has no step {step!r}", 4)
+    for name in steps:
+        path = record.log_path(name)
+        state = record.step(name)
+        stdout.print(f"[bold]== {name}: {state['status']} {state.get('message', '')}[/bold]", highlight=False)
+        if path.is_file():
+            sys.stdout.write(path.read_text(errors="replace"))
+            sys.stdout.flush()

@@ -1,0 +1,1 @@
+"""Pipelines: declared steps (conveyor.yaml) run locally as a DAG, and generated as CI workflows."""

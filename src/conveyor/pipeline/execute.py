@@ -1,0 +1,89 @@
+"""Run one Python step in its own process: ``python -m conveyor.pipeline.execute PAYLOAD.json``.
+
+The step function receives a StepContext and returns a dict of outputs, written as
+``key=value`` lines to CONVEYOR_OUTPUT for later steps.  StepFailed ends the step with
+its message; any other exception with its traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import ConveyorError
+
+
+class StepFailed(Exception):
+    """A step's own verdict: fail with this message (no traceback)."""
+
+
+@dataclass
+class StepContext:
+    params: dict[str, Any]
+    args: dict[str, Any]  # the step's resolved `with:`
+    run_id: str
+    step: str
+    artifacts: Path
+    project: Path
+
+    def arg(self, name: str, default: Any = None, required: bool = False) -> Any:
+        if name in self.args and self.args[name] is not None:
+            return self.args[name]
+        if required:
+            raise StepFailed(f"step {self.step!r} needs `with: {{{name}: ...}}`")
+        return default
+
+
+def load_function(spec: str, builtin: bool) -> Any:
+    if builtin:
+        from conveyor.pipeline import builtins
+
+        return getattr(builtins, spec.replace("-", "_"))
+    module_name, _, attr = spec.partition(":")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise StepFailed(f"{module_name} has no function {attr!r}") from None
+
+
+def write_outputs(outputs: dict[str, Any]) -> None:
+    path = os.environ.get("CONVEYOR_OUTPUT")
+    if not path or not outputs:
+        return
+    with open(path, "a") as handle:
+        for key, value in outputs.items():
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            handle.write(f"{key}={text}\n")
+
+
+def main(payload_path: str) -> int:
+    payload = json.loads(Path(payload_path).read_text())
+    project = Path(payload["project"])
+    sys.path.insert(0, str(project))
+    ctx = StepContext(
+        payload["params"], payload["with"], payload["run_id"], payload["step"], Path(payload["artifacts"]), project
+    )
+    try:
+        function = load_function(payload["function"], payload["builtin"])
+        outputs = function(ctx) or {}
+        if not isinstance(outputs, dict):
+            raise StepFailed(f"{payload['function']} returned {type(outputs).__name__}, not a dict of outputs")
+        write_outputs(outputs)
+    except (StepFailed, ConveyorError) as exc:
+        print(f"step failed: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except Exception:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,222 @@
+"""Pipelines declared in ``conveyor.yaml``, validated with errors that point at the line.
+
+    pipelines:
+      deliver:
+        params:
+          model: sentiment@staging
+        triggers:
+          - manual: {}
+          - push: {branches: [main]}
+          - model_version: {model: sentiment}
+        steps:
+          fetch:
+            uses: fetch-model
+            with: {ref: "${{ params.model }}"}
+          lint: {uses: lint, needs: [fetch]}
+          unit: {run: "pytest -q tests", needs: [fetch], timeout: 600, retries: 1}
+          gate: {python: "mypkg.checks:gate", needs: [unit], if: "steps.unit.outcome == 'success'"}
+
+A step is exactly one of ``uses`` (a built-in step type), ``run`` (a shell command) or
+``python`` (``module:function`` of the project).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from conveyor.errors import ClientError
+
+BUILTIN_STEPS = ("fetch-model", "lint", "test", "verify", "build", "push", "register", "deploy")
+STEP_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+
+
+class Param(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    default: Any = None
+    description: str = ""
+
+
+class Trigger(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    push: dict[str, list[str]] | None = None
+    manual: dict[str, Any] | None = None
+    model_version: dict[str, str] | None = None
+    alias: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Trigger:
+        kinds = [k for k in ("push", "manual", "model_version", "alias") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("a trigger is exactly one of push, manual, model_version, alias")
+        if self.model_version is not None and "model" not in self.model_version:
+            raise ValueError("a model_version trigger names the model: {model: NAME}")
+        if self.alias is not None and not {"model", "alias"} <= set(self.alias):
+            raise ValueError("an alias trigger names the model and the alias: {model: NAME, alias: ALIAS}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("push", "manual", "model_version", "alias") if getattr(self, k) is not None)
+
+
+class CacheSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    paths: list[str] = Field(default_factory=list, description="Files or folders whose content is part of the key")
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    uses: str | None = None
+    run: str | None = None
+    python: str | None = None
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    needs: list[str] = Field(default_factory=list)
+    if_: str | None = Field(default=None, alias="if")
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(default=3600, gt=0, description="seconds")
+    retries: int = Field(default=0, ge=0, le=10)
+    retry_backoff: float = Field(default=2.0, ge=0, description="seconds before the first retry, doubling")
+    cache: bool | CacheSpec = False
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Step:
+        actions = [a for a in ("uses", "run", "python") if getattr(self, a) is not None]
+        if len(actions) != 1:
+            raise ValueError("a step has exactly one of uses, run, python")
+        if self.uses is not None and self.uses not in BUILTIN_STEPS:
+            raise ValueError(f"unknown step type {self.uses!r}; built-in types: {', '.join(BUILTIN_STEPS)}")
+        if self.python is not None and ":" not in self.python:
+            raise ValueError(f"python step {self.python!r} must be module:function")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "uses" if self.uses else "run" if self.run else "python"
+
+
+class Pipeline(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = ""
+    params: dict[str, Param] = Field(default_factory=dict)
+    triggers: list[Trigger] = Field(default_factory=lambda: [Trigger(manual={})])
+    max_parallel: int = Field(default=4, ge=1, le=64)
+    steps: dict[str, Step] = Field(min_length=1)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _shorthand_params(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: v if isinstance(v, dict) and set(v) <= {"default", "description"} else {"default": v}
+                for k, v in value.items()
+            }
+        return value
+
+    @model_validator(mode="after")
+    def _dag(self) -> Pipeline:
+        import re
+
+        for name, step in self.steps.items():
+            if not re.match(STEP_NAME, name):
+                raise ValueError(f"step name {name!r}: letters, digits, '_' and '-', starting with a letter")
+            for need in step.needs:
+                if need not in self.steps:
+                    raise ValueError(f"step {name!r} needs {need!r}, which is not a step of this pipeline")
+                if need == name:
+                    raise ValueError(f"step {name!r} needs itself")
+        order = topological_order(self.steps)
+        if len(order) != len(self.steps):
+            stuck = sorted(set(self.steps) - set(order))
+            raise ValueError(f"the steps form a cycle: {', '.join(stuck)}")
+        return self
+
+
+def topological_order(steps: dict[str, Step]) -> list[str]:
+    remaining = {name: set(step.needs) for name, step in steps.items()}
+    order: list[str] = []
+    while True:
+        ready = sorted(name for name, needs in remaining.items() if not needs)
+        if not ready:
+            return order
+        for name in ready:
+            order.append(name)
+            del remaining[name]
+        for needs in remaining.values():
+            needs.difference_update(ready)
+
+
+class ProjectFile(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    pipelines: dict[str, Pipeline] = Field(default_factory=dict)
+
+
+def _line_of(node: yaml.Node, path: tuple[Any, ...]) -> int | None:
+    """The line (1-based) of the YAML node at a pydantic error location."""
+    line = node.start_mark.line + 1
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if (
+                    key.value == str(part)
+                    or (part == "with_" and key.value == "with")
+                    or (part == "if_" and key.value == "if")
+                ):
+                    node = value
+                    line = key.start_mark.line + 1
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def load_project(path: Path) -> ProjectFile:
+    """Parse and validate ``conveyor.yaml``; errors name the file, the line and the field."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ClientError(404, f"{path}: no such file (conveyor init writes one)") from None
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ClientError(422, f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ClientError(422, f"{path}: expected a mapping at the top")
+    try:
+        return ProjectFile.model_validate(data)
+    except ValidationError as exc:
+        messages = []
+        for err in exc.errors()[:5]:
+            loc = tuple(p for p in err["loc"] if not str(p).startswith("function-after"))
+            line = _line_of(node, loc) if node is not None else None
+            field = ".".join(str(p).rstrip("_") for p in loc)
+            messages.append(f"{path}:{line}: {field}: {err['msg'].removeprefix('Value error, ')}")
+        raise ClientError(422, "\n".join(messages)) from None
+
+
+def get_pipeline(project: ProjectFile, name: str, path: Path) -> Pipeline:
+    if name not in project.pipelines:
+        known = ", ".join(sorted(project.pipelines)) or "none"
+        raise ClientError(404, f"{path}: no pipeline {name!r} (pipelines: {known})")
+    return project.pipelines[name]
+
+
+StepStatus = Literal["pending", "running", "success", "failure", "skipped", "cached"]

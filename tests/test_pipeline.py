@@ -1,0 +1,280 @@
+"""The local pipeline runner: DAG order, parallelism, failure isolation, retries, timeouts,
+caching, resume, outputs and conditions, validation errors with line numbers."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.registry_fixtures import run_cli
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "home"))
+    root = tmp_path / "project"
+    root.mkdir()
+    return root
+
+
+def write(project: Path, pipelines: dict) -> Path:
+    path = project / "conveyor.yaml"
+    path.write_text(yaml.safe_dump({"pipelines": pipelines}, sort_keys=False))
+    return path
+
+
+def run(project: Path, name: str, *args: str) -> tuple[int, dict]:
+    result = run_cli("pipeline", "run", name, "--file", str(project / "conveyor.yaml"), "--json", *args)
+    try:
+        return result.returncode, json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"exit {result.returncode}: {result.stdout}\n{result.stderr}") from None
+
+
+def stamp(name: str, seconds: float = 0) -> str:
+    """A shell step that records when it started and ended."""
+    return f"echo start $(date +%s.%N) >> {name}.times; sleep {seconds}; echo end $(date +%s.%N) >> {name}.times"
+
+
+def times(project: Path, name: str) -> tuple[float, float]:
+    lines = dict(line.split() for line in (project / f"{name}.times").read_text().splitlines())
+    return float(lines["start"]), float(lines["end"])
+
+
+def test_steps_run_in_dag_order_and_independent_steps_in_parallel(project: Path) -> None:
+    write(
+        project,
+        {
+            "dag": {
+                "steps": {
+                    "prepare": {"run": stamp("prepare")},
+                    "left": {"run": stamp("left", 1.5), "needs": ["prepare"]},
+                    "right": {"run": stamp("right", 1.5), "needs": ["prepare"]},
+                    "join": {"run": stamp("join"), "needs": ["left", "right"]},
+                }
+            }
+        },
+    )
+    code, record = run(project, "dag")
+    assert code == 0 and record["status"] == "success"
+    prepare, left, right, join = (times(project, n) for n in ("prepare", "left", "right", "join"))
+    assert prepare[1] <= left[0] and prepare[1] <= right[0]
+    assert left[1] <= join[0] and right[1] <= join[0]
+    assert left[0] < right[1] and right[0] < left[1], "left and right did not overlap"
+
+
+def test_a_failure_stops_only_its_dependants(project: Path) -> None:
+    write(
+        project,
+        {
+            "iso": {
+                "steps": {
+                    "a": {"run": "echo a"},
+                    "broken": {"run": "echo about to fail; exit 3", "needs": ["a"]},
+                    "after_broken": {"run": "touch should-not-exist", "needs": ["broken"]},
+                    "independent": {"run": "sleep 0.5; touch independent-ran", "needs": ["a"]},
+                }
+            }
+        },
+    )
+    code, record = run(project, "iso")
+    steps = record["steps"]
+    assert code == 1 and record["status"] == "failure"
+    assert steps["broken"]["status"] == "failure" and steps["broken"]["exit_code"] == 3
+    assert "about to fail" in steps["broken"]["message"]
+    assert steps["after_broken"]["status"] == "skipped"
+    assert "broken failure" in steps["after_broken"]["message"]
+    assert steps["independent"]["status"] == "success"
+    assert (project / "independent-ran").exists() and not (project / "should-not-exist").exists()
+    logs = run_cli("pipeline", "logs", record["id"], "broken")
+    assert "about to fail" in logs.stdout
+
+
+def test_retries_with_backoff(project: Path) -> None:
+    flaky = "n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) > count; [ $n -ge 2 ]"
+    write(project, {"retry": {"steps": {"flaky": {"run": flaky, "retries": 2, "retry_backoff": 0.2}}}})
+    started = time.monotonic()
+    code, record = run(project, "retry")
+    assert code == 0
+    assert record["steps"]["flaky"]["attempts"] == 3
+    assert time.monotonic() - started >= 0.6  # 0.2 s then 0.4 s of backoff
+    write(project, {"retry": {"steps": {"never": {"run": "exit 1", "retries": 1, "retry_backoff": 0}}}})
+    code, record = run(project, "retry")
+    assert code == 1 and record["steps"]["never"]["attempts"] == 2
+
+
+def test_a_step_over_its_timeout_is_killed_with_its_children(project: Path) -> None:
+    write(project, {"slow": {"steps": {"sleepy": {"run": "sleep 60 & wait; touch finished", "timeout": 1}}}})
+    started = time.monotonic()
+    code, record = run(project, "slow")
+    assert code == 1 and time.monotonic() - started < 20
+    assert record["steps"]["sleepy"]["message"] == "timed out after 1s"
+    time.sleep(0.5)
+    assert not (project / "finished").exists()
+
+
+def test_outputs_flow_to_later_steps_and_conditions_choose_steps(project: Path) -> None:
+    write(
+        project,
+        {
+            "flow": {
+                "params": {"threshold": 0.5},
+                "steps": {
+                    "measure": {
+                        "run": 'echo "score=0.8" >> "$CONVEYOR_OUTPUT"; echo "label=good" >> "$CONVEYOR_OUTPUT"'
+                    },
+                    "use": {
+                        "run": "echo ${{ steps.measure.outputs.label }}-${{ params.threshold }} > used",
+                        "needs": ["measure"],
+                    },
+                    "passed": {
+                        "run": "touch passed",
+                        "needs": ["measure"],
+                        "if": "steps.measure.outputs.score >= params.threshold",
+                    },
+                    "refused": {
+                        "run": "touch refused",
+                        "needs": ["measure"],
+                        "if": "steps.measure.outputs.score < params.threshold",
+                    },
+                    "on_failure": {"run": "touch cleanup", "needs": ["use"], "if": "failure()"},
+                },
+            }
+        },
+    )
+    code, record = run(project, "flow")
+    assert code == 0
+    assert (project / "used").read_text().strip() == "good-0.5"
+    assert record["steps"]["measure"]["outputs"] == {"score": 0.8, "label": "good"}
+    assert (project / "passed").exists() and not (project / "refused").exists()
+    assert record["steps"]["refused"]["status"] == "skipped"
+    assert record["steps"]["on_failure"]["status"] == "skipped"
+    code, record = run(project, "flow", "--param", "threshold=0.9")
+    assert record["steps"]["refused"]["status"] == "success"
+
+
+def test_cached_steps_are_skipped_until_their_inputs_change(project: Path) -> None:
+    (project / "data.txt").write_text("v1")
+    write(
+        project,
+        {
+            "cache": {
+                "steps": {
+                    "expensive": {
+                        "run": 'echo ran >> runs.log; echo "rows=$(wc -c < data.txt)" >> "$CONVEYOR_OUTPUT"',
+                        "cache": {"paths": ["data.txt"]},
+                    },
+                    "after": {"run": "echo ${{ steps.expensive.outputs.rows }} > rows", "needs": ["expensive"]},
+                }
+            }
+        },
+    )
+    run(project, "cache")
+    code, record = run(project, "cache")
+    assert code == 0
+    assert record["steps"]["expensive"]["status"] == "cached"
+    assert (project / "runs.log").read_text().count("ran") == 1
+    assert (project / "rows").read_text().strip() == "2"
+    (project / "data.txt").write_text("v2 changed")
+    code, record = run(project, "cache")
+    assert record["steps"]["expensive"]["status"] == "success"
+    assert (project / "runs.log").read_text().count("ran") == 2
+
+
+def test_a_failed_run_resumes_from_its_failed_step(project: Path) -> None:
+    write(
+        project,
+        {
+            "resume": {
+                "steps": {
+                    "first": {"run": "echo first >> calls"},
+                    "second": {"run": "echo second >> calls; test -f fixed", "needs": ["first"]},
+                    "third": {"run": "echo third >> calls", "needs": ["second"]},
+                }
+            }
+        },
+    )
+    code, failed = run(project, "resume")
+    assert code == 1 and failed["steps"]["third"]["status"] == "skipped"
+    (project / "fixed").touch()
+    code, resumed = run(project, "resume", "--resume", failed["id"])
+    assert code == 0 and resumed["resumed_from"] == failed["id"]
+    assert resumed["steps"]["first"]["status"] == "cached"
+    assert resumed["artifacts"] == failed["artifacts"]
+    assert (project / "calls").read_text().split() == ["first", "second", "second", "third"]
+    history = json.loads(run_cli("pipeline", "runs", "resume", "--json").stdout)
+    assert [r["id"] for r in history] == [resumed["id"], failed["id"]]
+
+
+def test_python_function_steps_get_params_and_return_outputs(project: Path) -> None:
+    (project / "steps.py").write_text(
+        "from conveyor.pipeline.execute import StepFailed\n\n\n"
+        "def produce(ctx):\n"
+        "    (ctx.artifacts / 'data.txt').write_text('hello ' + ctx.params['who'])\n"
+        "    return {'path': str(ctx.artifacts / 'data.txt'), 'count': 2}\n\n\n"
+        "def consume(ctx):\n"
+        "    text = open(ctx.arg('path', required=True)).read()\n"
+        "    if ctx.arg('count') != 2:\n"
+        "        raise StepFailed('expected count 2')\n"
+        "    return {'text': text}\n"
+    )
+    write(
+        project,
+        {
+            "py": {
+                "params": {"who": "world"},
+                "steps": {
+                    "produce": {"python": "steps:produce"},
+                    "consume": {
+                        "python": "steps:consume",
+                        "needs": ["produce"],
+                        "with": {
+                            "path": "${{ steps.produce.outputs.path }}",
+                            "count": "${{ steps.produce.outputs.count }}",
+                        },
+                    },
+                },
+            }
+        },
+    )
+    code, record = run(project, "py")
+    assert code == 0, record
+    assert record["steps"]["consume"]["outputs"] == {"text": "hello world"}
+
+
+@pytest.mark.parametrize(
+    ("pipelines", "message"),
+    [
+        ({"p": {"steps": {"a": {"run": "x", "needs": ["nope"]}}}}, "needs 'nope', which is not a step"),
+        ({"p": {"steps": {"a": {"run": "x", "needs": ["b"]}, "b": {"run": "y", "needs": ["a"]}}}}, "cycle"),
+        ({"p": {"steps": {"a": {"uses": "teleport"}}}}, "unknown step type 'teleport'"),
+        ({"p": {"steps": {"a": {"run": "x", "python": "m:f"}}}}, "exactly one of uses, run, python"),
+        ({"p": {"steps": {"a": {"run": "x", "timeout": -1}}}}, "timeout"),
+    ],
+)
+def test_invalid_files_are_refused_with_the_line(project: Path, pipelines: dict, message: str) -> None:
+    path = write(project, pipelines)
+    result = run_cli("pipeline", "validate", "--file", str(path))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert f"{path}:" in result.stderr and ":" in result.stderr.split(str(path))[1]
+
+
+def test_validation_error_points_at_the_right_line(project: Path) -> None:
+    path = project / "conveyor.yaml"
+    path.write_text(
+        "pipelines:\n  p:\n    steps:\n      ok:\n        run: echo\n      bad:\n        run: x\n        retries: 99\n"
+    )
+    result = run_cli("pipeline", "validate", "--file", str(path))
+    assert result.returncode == 2
+    assert f"{path}:8: pipelines.p.steps.bad.retries" in result.stderr
+
+
+def test_unknown_parameter_is_refused(project: Path) -> None:
+    write(project, {"p": {"params": {"a": 1}, "steps": {"s": {"run": "true"}}}})
+    result = run_cli("pipeline", "run", "p", "--file", str(project / "conveyor.yaml"), "--param", "b=2")
+    assert result.returncode == 2 and "unknown parameter(s) ['b']" in result.stderr
