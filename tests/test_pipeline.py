@@ -4,6 +4,7 @@ caching, resume, outputs and conditions, validation errors with line numbers."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -278,3 +279,76 @@ def test_unknown_parameter_is_refused(project: Path) -> None:
     write(project, {"p": {"params": {"a": 1}, "steps": {"s": {"run": "true"}}}})
     result = run_cli("pipeline", "run", "p", "--file", str(project / "conveyor.yaml"), "--param", "b=2")
     assert result.returncode == 2 and "unknown parameter(s) ['b']" in result.stderr
+
+
+def test_single_steps_carry_results_through_a_state_folder_like_ci_jobs(project: Path) -> None:
+    write(
+        project,
+        {
+            "ci": {
+                "steps": {
+                    "make": {"run": 'echo "n=41" >> "$CONVEYOR_OUTPUT"; echo data > "$CONVEYOR_ARTIFACTS/file"'},
+                    "use": {
+                        "run": 'test "$(cat $CONVEYOR_ARTIFACTS/file)" = data; '
+                        "echo $((${{ steps.make.outputs.n }} + 1)) > n",
+                        "needs": ["make"],
+                    },
+                }
+            }
+        },
+    )
+    state = project / ".state"
+    missing = run_cli(
+        "pipeline",
+        "run",
+        "ci",
+        "--file",
+        str(project / "conveyor.yaml"),
+        "--step",
+        "use",
+        "--state",
+        str(project / ".empty-state"),
+    )
+    assert missing.returncode == 1 and "no result for needed step(s) ['make']" in missing.stdout
+    code, first = run(project, "ci", "--step", "make", "--state", str(state))
+    assert code == 0 and first["steps"]["use"]["status"] == "pending"
+    code, second = run(project, "ci", "--step", "use", "--state", str(state))
+    assert code == 0, second["steps"]["use"]
+    assert (project / "n").read_text().strip() == "42"
+    assert {p.name for p in (state / "steps").iterdir()} == {"make.json", "use.json"}
+
+
+def test_generated_github_workflows_pass_actionlint(project: Path) -> None:
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    out = project / ".github" / "workflows"
+    result = run_cli("ci", "github", "--file", str(repo / "conveyor.yaml"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    files = sorted(out.glob("*.yml"))
+    assert [f.name for f in files] == ["conveyor-deliver.yml", "conveyor-train.yml"]
+    actionlint = shutil.which("actionlint") or str(Path(sys.executable).parent / "actionlint")
+    lint = subprocess.run([actionlint, *map(str, files)], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    deliver = yaml.safe_load((out / "conveyor-deliver.yml").read_text())
+    on = deliver[True] if True in deliver else deliver["on"]  # YAML 1.1 reads the key `on` as a boolean
+    assert set(on) == {"workflow_dispatch", "repository_dispatch"}
+    assert set(deliver["jobs"]) == {
+        "fetch",
+        "lint",
+        "unit-tests",
+        "contract",
+        "build",
+        "verify-image",
+        "push",
+        "deploy",
+    }
+    assert deliver["jobs"]["build"]["needs"] == ["lint", "unit-tests", "contract"]
+    text = (out / "conveyor-deliver.yml").read_text()
+    assert "${{ secrets.CONVEYOR_TOKEN }}" in text and "cvt_" not in text
+    run_step = deliver["jobs"]["build"]["steps"][-2]["run"]
+    assert run_step.startswith("conveyor pipeline run deliver --step build --state .conveyor-ci")
+    train = yaml.safe_load((out / "conveyor-train.yml").read_text())
+    train_on = train[True] if True in train else train["on"]
+    assert train_on["push"] == {"branches": ["main"]}

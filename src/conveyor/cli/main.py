@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from conveyor import __version__
-from conveyor.cli import init, models, package, pipeline, registry, serve, verify
+from conveyor.cli import ci, init, models, package, pipeline, registry, serve, verify
 
 app = typer.Typer(
     name="conveyor",
@@ -23,6 +23,7 @@ app.command("smoke", no_args_is_help=True)(package.smoke)
 app.add_typer(models.app, name="models")
 app.add_typer(registry.app, name="registry")
 app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(ci.app, name="ci")
 
 
 @app.command("version")

@@ -79,6 +79,10 @@ def run(
     name: Annotated[str, typer.Argument(help="The pipeline to run.")],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Override a parameter: key=value.")] = None,
     resume: Annotated[str | None, typer.Option(help="Resume this run: reuse its successful steps.")] = None,
+    step: Annotated[
+        list[str] | None, typer.Option("--step", help="Run only this step (repeatable), as a CI job does.")
+    ] = None,
+    state: Annotated[Path | None, typer.Option(help="Folder carrying step results between --step invocations.")] = None,
     file: FileOption = Path("conveyor.yaml"),
     as_json: JsonOption = False,
 ) -> None:
@@ -93,22 +97,26 @@ def run(
         project = load_project(file)
         pipeline = get_pipeline(project, name, file)
         params = resolve_params(pipeline, overrides)
-    states = {step: {"status": "pending", "message": ""} for step in topological_order(pipeline.steps)}
+    states = {
+        name: {"status": "pending", "message": ""}
+        for name in topological_order(pipeline.steps)
+        if not step or name in step
+    }
     lock = threading.Lock()
     live_view = sys.stdout.isatty() and not as_json
 
-    def listener(step: str, status: str, message: str) -> None:
+    def listener(name: str, status: str, message: str) -> None:
         with lock:
-            states[step].update(status=status, message=message)
+            states.setdefault(name, {}).update(status=status, message=message)
         if not live_view and not as_json:
-            stdout.print(f"{step:<20} {status:<8} {message}", highlight=False)
+            stdout.print(f"{name:<20} {status:<8} {message}", highlight=False)
 
     runner = Runner(name, pipeline, file.resolve().parent, params, listener)
     started = time.monotonic()
     with handle_errors():
         if live_view:
             result: dict = {}
-            thread = threading.Thread(target=lambda: result.setdefault("record", runner.run(resume)))
+            thread = threading.Thread(target=lambda: result.setdefault("record", runner.run(resume, step, state)))
             thread.start()
             with Live(_table(name, states, started), refresh_per_second=4, console=stdout) as live:
                 while thread.is_alive():
@@ -119,7 +127,7 @@ def run(
                 live.update(_table(name, {s: v for s, v in result["record"].data["steps"].items()}, started))
             record = result["record"]
         else:
-            record = runner.run(resume)
+            record = runner.run(resume, step, state)
     if as_json:
         print_json(record.data)
     else:

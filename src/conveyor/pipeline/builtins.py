@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from conveyor.pipeline.execute import StepContext, StepFailed
+from conveyor.pipeline.context import StepContext, StepFailed
 
 
 def fetch_model(ctx: StepContext) -> dict[str, Any]:
@@ -131,6 +131,7 @@ def push(ctx: StepContext) -> dict[str, Any]:
 def register(ctx: StepContext) -> dict[str, Any]:
     """Register ``with.path`` as ``with.name`` (aliases, metrics, properties; lineage run id = this run)."""
     from conveyor.registry.config import open_registry
+    from conveyor.registry.local import git_commit
     from conveyor.registry.records import Lineage
 
     metrics = {k: float(v) for k, v in (ctx.arg("metrics", {}) or {}).items()}
@@ -140,7 +141,7 @@ def register(ctx: StepContext) -> dict[str, Any]:
         description=ctx.arg("description", ""),
         aliases=list(ctx.arg("aliases", []) or []),
         properties={k: str(v) for k, v in (ctx.arg("properties", {}) or {}).items()},
-        lineage=Lineage(run_id=ctx.run_id, metrics=metrics),
+        lineage=Lineage(run_id=ctx.run_id, metrics=metrics, git_commit=git_commit(ctx.project)),
         skip_unchanged=bool(ctx.arg("skip_unchanged", False)),
     )
     print(f"registered {version.ref} sha256:{version.digest}")

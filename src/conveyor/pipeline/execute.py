@@ -12,32 +12,13 @@ import json
 import os
 import sys
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from conveyor.errors import ConveyorError
+from conveyor.pipeline.context import StepContext, StepFailed
 
-
-class StepFailed(Exception):
-    """A step's own verdict: fail with this message (no traceback)."""
-
-
-@dataclass
-class StepContext:
-    params: dict[str, Any]
-    args: dict[str, Any]  # the step's resolved `with:`
-    run_id: str
-    step: str
-    artifacts: Path
-    project: Path
-
-    def arg(self, name: str, default: Any = None, required: bool = False) -> Any:
-        if name in self.args and self.args[name] is not None:
-            return self.args[name]
-        if required:
-            raise StepFailed(f"step {self.step!r} needs `with: {{{name}: ...}}`")
-        return default
+__all__ = ["StepContext", "StepFailed", "main"]
 
 
 def load_function(spec: str, builtin: bool) -> Any:

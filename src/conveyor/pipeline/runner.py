@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -88,7 +87,7 @@ class Runner:
         self.project = project.resolve()
         self.params = params
         self.listener = listener or (lambda step, status, message: None)
-        self._stop = threading.Event()
+        self._only: set[str] | None = None
 
     # ---- context ----------------------------------------------------------------------------
 
@@ -122,22 +121,36 @@ class Runner:
 
     # ---- running ----------------------------------------------------------------------------
 
-    def run(self, resume: str | None = None) -> RunRecord:
+    def run(self, resume: str | None = None, only: list[str] | None = None, state: Path | None = None) -> RunRecord:
+        """Run the pipeline (or, with ``only``, just those steps).
+
+        ``state`` is a folder that carries step results between separate invocations, as CI
+        jobs on different machines do: ``state/steps/STEP.json`` and ``state/artifacts/``.
+        """
         previous = load_run(resume, self.name) if resume else None
+        unknown = sorted(set(only or []) - set(self.pipeline.steps))
+        if unknown:
+            raise ClientError(422, f"no step(s) {unknown} in pipeline {self.name!r}")
+        artifacts = previous.artifacts if previous else (state / "artifacts" if state else None)
         record = RunRecord.create(
             self.name,
             self.params,
             list(self.pipeline.steps),
-            artifacts=previous.artifacts if previous else None,
+            artifacts=artifacts,
             resumed_from=previous.id if previous else None,
         )
+        self._only = set(only) if only else None
+        if state is not None:
+            for path in sorted((state / "steps").glob("*.json")):
+                if path.stem in self.pipeline.steps and path.stem not in (self._only or set()):
+                    record.update_step(path.stem, **json.loads(path.read_text()))
         if previous:
-            for name, state in previous.data["steps"].items():
-                if name in self.pipeline.steps and state["status"] in ("success", "cached"):
+            for name, earlier in previous.data["steps"].items():
+                if name in self.pipeline.steps and earlier["status"] in ("success", "cached"):
                     record.update_step(
                         name,
                         status="cached",
-                        outputs=state.get("outputs", {}),
+                        outputs=earlier.get("outputs", {}),
                         message=f"reused from run {previous.id}",
                     )
                     self.listener(name, "cached", f"reused from run {previous.id}")
@@ -161,7 +174,18 @@ class Runner:
                         ended_at=now_iso(),
                     )
                     self.listener(name, result.status, result.message)
-        failed = any(s["status"] == "failure" for s in record.data["steps"].values())
+        for name in self._only or []:
+            if record.step(name)["status"] == "pending":
+                missing = [n for n in self.pipeline.steps[name].needs if record.step(n)["status"] == "pending"]
+                message = f"no result for needed step(s) {missing}: run them first (--state carries results)"
+                record.update_step(name, status="failure", message=message)
+                self.listener(name, "failure", message)
+        if state is not None:
+            (state / "steps").mkdir(parents=True, exist_ok=True)
+            for name in self._only or self.pipeline.steps:
+                (state / "steps" / f"{name}.json").write_text(json.dumps(record.step(name), default=str))
+        considered = [record.step(n) for n in (self._only or self.pipeline.steps)]
+        failed = any(s["status"] == "failure" for s in considered)
         record.finish("failure" if failed else "success")
         return record
 
@@ -174,6 +198,8 @@ class Runner:
                 state = record.step(name)
                 if state["status"] != "pending" or name in running:
                     continue
+                if self._only is not None and name not in self._only:
+                    continue  # another invocation (a CI job) runs it
                 outcomes = [record.step(n)["status"] for n in step.needs]
                 if any(o not in DONE for o in outcomes):
                     continue
