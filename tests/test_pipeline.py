@@ -352,3 +352,73 @@ def test_generated_github_workflows_pass_actionlint(project: Path) -> None:
     train = yaml.safe_load((out / "conveyor-train.yml").read_text())
     train_on = train[True] if True in train else train["on"]
     assert train_on["push"] == {"branches": ["main"]}
+
+
+def test_watch_runs_the_pipeline_when_a_new_version_is_registered(project: Path, vote_model: Path) -> None:
+    import os
+    import subprocess
+
+    from conveyor.registry.config import open_local
+
+    write(
+        project,
+        {
+            "on-new-model": {
+                "params": {"model": "none"},
+                "triggers": [{"model_version": {"model": "votes"}}],
+                "steps": {"record": {"run": "echo ${{ params.model }} > triggered-by"}},
+            }
+        },
+    )
+    watcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "conveyor.cli.main",
+            "pipeline",
+            "watch",
+            "--file",
+            str(project / "conveyor.yaml"),
+            "--once",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ},
+        cwd=project,
+    )
+    try:
+        registry = open_local()
+        deadline = time.monotonic() + 30
+        while not registry.store.webhooks() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert registry.store.webhooks(), "the watcher never registered its webhook"
+        registry.register(vote_model, "other")  # not a trigger of this pipeline
+        registry.register(vote_model, "votes")
+        out, _ = watcher.communicate(timeout=60)
+    finally:
+        watcher.kill()
+    assert watcher.returncode == 0, out
+    assert (project / "triggered-by").read_text().strip() == "votes:1"
+    assert "pipeline on-new-model run" in out and "success" in out
+    assert open_local().store.webhooks() == [], "the webhook is removed when the watcher stops"
+
+
+def test_a_broken_expression_fails_its_step_with_a_message(project: Path) -> None:
+    write(
+        project,
+        {
+            "p": {
+                "steps": {
+                    "a": {"run": "true"},
+                    "b": {"run": "echo ${{ steps.a.outputs.x + }}", "needs": ["a"]},
+                    "c": {"run": "touch c-ran", "needs": ["b"]},
+                }
+            }
+        },
+    )
+    code, record = run(project, "p")
+    assert code == 1
+    assert record["steps"]["b"]["status"] == "failure" and "expression" in record["steps"]["b"]["message"]
+    assert record["steps"]["c"]["status"] == "skipped"
+    assert record["status"] == "failure"

@@ -185,3 +185,56 @@ def logs(
         if path.is_file():
             sys.stdout.write(path.read_text(errors="replace"))
             sys.stdout.flush()
+
+
+@app.command("watch")
+def watch(
+    file: FileOption = Path("conveyor.yaml"),
+    port: Annotated[int, typer.Option(help="Loopback port for the registry's webhook (0: any free one).")] = 0,
+    once: Annotated[
+        bool, typer.Option("--once", help="Exit after the first triggered run (exit code = its outcome).")
+    ] = False,
+) -> None:
+    """Run pipelines with model_version / alias triggers whenever the registry announces one (no polling)."""
+    import queue as queue_module
+
+    from conveyor.pipeline.watch import Watcher
+    from conveyor.registry.config import open_registry
+    from conveyor.registry.local import LocalRegistry
+
+    with handle_errors():
+        project = load_project(file)
+        registry = open_registry()
+        if not isinstance(registry, LocalRegistry):
+            raise fail(
+                "watch registers a webhook in the registry's database: run it where CONVEYOR_REGISTRY is the "
+                "database or folder (for a registry server, add a webhook with `conveyor registry webhook add`)"
+            )
+
+        def report(name: str, record: object) -> None:
+            data = record.data  # type: ignore[attr-defined]
+            stdout.print(f"pipeline {name} run {data['id']}: {data['status']}", highlight=False)
+
+        watcher = Watcher(project.pipelines, file.resolve().parent, report)
+        url = watcher.start(port=port)
+        registry.store.add_webhook(url, watcher.secret)
+    stdout.print(f"watching for new versions for {', '.join(watcher.pipelines)}: webhook {url}", highlight=False)
+    outcome = 0
+    try:
+        while True:
+            try:
+                event = watcher.events.get(timeout=0.5)
+            except queue_module.Empty:
+                continue
+            stdout.print(f"event {event.get('type')} {event.get('model')}:{event.get('version')}", highlight=False)
+            with handle_errors():
+                ran = watcher.handle(event)
+            if ran and once:
+                outcome = 0 if all(r.data["status"] == "success" for _, r in ran) else EXIT_FAILURE
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.stop()
+        registry.store.remove_webhook(url)
+    raise typer.Exit(outcome)

@@ -16,7 +16,7 @@ from typing import Any
 
 from conveyor.errors import ClientError
 
-SUBSTITUTION = re.compile(r"\$\{\{\s*(.+?)\s*\}\}")
+SUBSTITUTION = re.compile(r"\$\{\{\s*((?:(?!\}\}).)+?)\s*\}\}")
 COMPARISONS = {
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,

@@ -204,23 +204,20 @@ class Runner:
                 if any(o not in DONE for o in outcomes):
                     continue
                 evaluator = Evaluator(self._context(record), outcomes)
-                if step.if_ is not None:
-                    go = condition(step.if_, evaluator)
-                    reason = f"condition {step.if_!r} is false"
-                else:
-                    go = all(o in ("success", "cached") for o in outcomes)
-                    reason = "a needed step did not succeed: " + ", ".join(
-                        f"{n} {record.step(n)['status']}"
-                        for n in step.needs
-                        if record.step(n)["status"] not in ("success", "cached")
-                    )
+                try:
+                    go, reason, resolved = self._decide(step, evaluator, outcomes, record)
+                except ClientError as exc:  # a broken expression fails its step, not the runner
+                    record.update_step(name, status="failure", message=exc.message)
+                    self.listener(name, "failure", exc.message)
+                    changed = True
+                    continue
                 if not go:
                     record.update_step(name, status="skipped", message=reason)
                     self.listener(name, "skipped", reason)
                     changed = True
                     continue
-                resolved = self._resolve(step, evaluator)
                 key = self._cache_key(step, resolved)
+
                 if key and (hit := self._cached(name, key)):
                     record.update_step(
                         name,
@@ -236,6 +233,22 @@ class Runner:
                 self.listener(name, "running", "")
                 futures[pool.submit(self._execute, record, name, step, resolved)] = name
                 running.add(name)
+
+    def _decide(
+        self, step: Step, evaluator: Evaluator, outcomes: list[str], record: RunRecord
+    ) -> tuple[bool, str, dict[str, Any]]:
+        """Whether the step runs (its ``if``, else: every needed step succeeded), why not, and its inputs."""
+        if step.if_ is not None:
+            go = condition(step.if_, evaluator)
+            reason = f"condition {step.if_!r} is false"
+        else:
+            go = all(o in ("success", "cached") for o in outcomes)
+            reason = "a needed step did not succeed: " + ", ".join(
+                f"{n} {record.step(n)['status']}"
+                for n in step.needs
+                if record.step(n)["status"] not in ("success", "cached")
+            )
+        return go, reason, self._resolve(step, evaluator) if go else {}
 
     def _resolve(self, step: Step, evaluator: Evaluator) -> dict[str, Any]:
         return {
@@ -288,6 +301,8 @@ class Runner:
                     "CONVEYOR_OUTPUT": str(output_file),
                     "CONVEYOR_PIPELINE": self.name,
                     "PYTHONUNBUFFERED": "1",
+                    # `python`, `conveyor` and `ruff` in steps are this environment's
+                    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                 }
                 with open(log_path, "a") as log:
                     log.write(f"--- attempt {attempt} at {now_iso()}: {' '.join(command[:6])}\n")

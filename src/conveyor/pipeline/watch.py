@@ -1,0 +1,93 @@
+"""``conveyor pipeline watch``: run pipelines when the registry announces a new version or an alias move.
+
+No polling: the watcher listens on a loopback port and registers itself as a signed webhook
+of the registry (removed again when it stops).  Each event that matches a pipeline's
+``model_version`` or ``alias`` trigger runs that pipeline, with its ``model`` parameter (if
+it has one) set to the new ``name:version``.  Events queue up and run one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import secrets
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import ConveyorError
+from conveyor.pipeline.runner import Runner, resolve_params
+from conveyor.pipeline.spec import Pipeline
+from conveyor.registry.events import SIGNATURE_HEADER, verify_signature
+
+
+def matches(pipeline: Pipeline, event: dict[str, Any]) -> bool:
+    for trigger in pipeline.triggers:
+        new_version = trigger.model_version is not None and event.get("type") == "model_version.created"
+        if new_version and trigger.model_version["model"] == event.get("model"):  # type: ignore[index]
+            return True
+        moved = trigger.alias is not None and event.get("type") == "alias.moved"
+        if moved and (trigger.alias["model"], trigger.alias["alias"]) == (  # type: ignore[index]
+            event.get("model"),
+            event.get("alias"),
+        ):
+            return True
+    return False
+
+
+class Watcher:
+    def __init__(self, pipelines: dict[str, Pipeline], project: Path, on_run: Callable[[str, Any], None]) -> None:
+        self.pipelines = {
+            n: p for n, p in pipelines.items() if any(t.kind in ("model_version", "alias") for t in p.triggers)
+        }
+        if not self.pipelines:
+            raise ConveyorError("no pipeline has a model_version or alias trigger to watch for")
+        self.project = project
+        self.on_run = on_run
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.secret = secrets.token_hex(16)
+        self.server: ThreadingHTTPServer | None = None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        watcher = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if not verify_signature(watcher.secret, body, self.headers.get(SIGNATURE_HEADER)):
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                watcher.events.put(json.loads(body))
+                self.send_response(202)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        return Handler
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self.server = ThreadingHTTPServer((host, port), self._handler())
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://{host}:{self.server.server_port}/conveyor-events"
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+
+    def handle(self, event: dict[str, Any]) -> list[tuple[str, Any]]:
+        """Run every pipeline the event triggers; returns (pipeline, run record) pairs."""
+        ran = []
+        for name, pipeline in self.pipelines.items():
+            if not matches(pipeline, event):
+                continue
+            overrides = {}
+            if "model" in pipeline.params and event.get("version") is not None:
+                overrides["model"] = f"{event['model']}:{event['version']}"
+            record = Runner(name, pipeline, self.project, resolve_params(pipeline, overrides)).run()
+            self.on_run(name, record)
+            ran.append((name, record))
+        return ran

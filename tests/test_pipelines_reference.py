@@ -1,0 +1,103 @@
+"""The project's own training and delivery pipelines (conveyor.yaml), run for real."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conveyor.registry.config import open_local
+from conveyor.registry.records import Lineage
+from tests.conftest import REPO
+from tests.registry_fixtures import run_cli
+from tests.test_packaging import base_image  # noqa: F401  (the session fixture)
+
+
+def pipeline(*args: str, env: dict[str, str]) -> tuple[int, dict]:
+    result = run_cli("pipeline", "run", *args, "--file", str(REPO / "conveyor.yaml"), "--json", env=env)
+    try:
+        return result.returncode, json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"exit {result.returncode}: {result.stdout}\n{result.stderr}") from None
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("pipelines-home")
+
+
+def test_training_pipeline_registers_and_its_gate_refuses_worse_models(home: Path, monkeypatch) -> None:
+    env = {"CONVEYOR_HOME": str(home)}
+    monkeypatch.setenv("CONVEYOR_HOME", str(home))
+    code, run = pipeline("train", env=env)
+    assert code == 0, {k: v["message"] for k, v in run["steps"].items()}
+    version = open_local().resolve("sentiment@production")
+    assert version.version == 1
+    assert version.lineage.run_id == run["id"]
+    assert version.lineage.metrics["accuracy"] >= 0.75
+    assert version.lineage.metrics["accuracy"] > version.lineage.metrics["vader_lexicon_accuracy"]
+    assert len(version.properties["data_digest"]) == 64
+    assert version.lineage.git_commit
+
+    code, refused = pipeline("train", "--param", "accuracy_threshold=0.99", env=env)
+    assert code == 1
+    assert refused["steps"]["train"]["status"] == "cached", "unchanged inputs are not trained again"
+    assert refused["steps"]["evaluate"]["status"] == "failure"
+    assert "below the threshold 0.99" in refused["steps"]["evaluate"]["message"]
+    assert refused["steps"]["register"]["status"] == "skipped"
+    assert [v.version for v in open_local().list_versions("sentiment")] == [1]
+
+    # a better model at @production: the same accuracy is now below it
+    folder = Path(run["artifacts"]) / "model"
+    open_local().register(
+        folder,
+        "sentiment",
+        aliases=["production"],
+        lineage=Lineage(metrics={"accuracy": 0.99}),
+        properties={"note": "pretend-better"},
+    )
+    code, worse = pipeline("train", env=env)
+    assert code == 1
+    assert "below @production's 0.9900" in worse["steps"]["evaluate"]["message"]
+    assert open_local().resolve("sentiment@production").version == 2
+
+
+@pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed (.ci/run installs it)")
+def test_delivery_pipeline_builds_verifies_and_moves_staging(home: Path, monkeypatch, request) -> None:
+    base = request.getfixturevalue("base_image")
+    env = {"CONVEYOR_HOME": str(home)}
+    monkeypatch.setenv("CONVEYOR_HOME", str(home))
+    if not open_local().list_models():
+        pytest.skip("needs the model registered by the training pipeline test")
+    image = "localhost/conveyor-pipeline-test"
+    code, run = pipeline(
+        "deliver", "--param", "model=sentiment:1", "--param", f"image={image}", "--param", f"base_image={base}", env=env
+    )
+    try:
+        steps = run["steps"]
+        assert code == 0, {k: v["message"] for k, v in steps.items()}
+        assert {k: v["status"] for k, v in steps.items()} == {
+            "fetch": "success",
+            "lint": "success",
+            "unit-tests": "success",
+            "contract": "success",
+            "build": "success",
+            "verify-image": "success",
+            "push": "skipped",
+            "deploy": "success",
+        }
+        assert open_local().resolve("sentiment@staging").version == 1
+        labels = json.loads(
+            subprocess.run(
+                ["podman", "image", "inspect", f"{image}:1", "--format", "{{json .Config.Labels}}"],
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        assert labels["ai.conveyor.model.digest"] == f"sha256:{open_local().resolve('sentiment:1').digest}"
+        assert Path(steps["verify-image"]["outputs"]["junit"]).is_file()
+    finally:
+        subprocess.run(["podman", "rmi", "-f", f"{image}:1"], capture_output=True)
