@@ -26,7 +26,7 @@ install: $(VENV)/.installed
 model: install
 	$(BIN)/python -m examples.sentiment --out models/sentiment
 
-demo: model
+demo: install
 	PORT=$(PORT) BIN=$(BIN) DEMO_EXIT=$(DEMO_EXIT) bash scripts/demo.sh
 
 lint: install

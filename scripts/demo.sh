@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The demo behind `make demo`: register the reference model in the embedded registry, build it
-# into an image and run it where podman or docker exists (else serve it in-process), show the
-# classic calls and verify every layer.
+# The demo behind `make demo`, the whole flow on embedded defaults: the training pipeline
+# (registers sentiment@production if the quality gate passes), the delivery pipeline (image built,
+# verified, pushed to a local OCI registry, @staging moved) where podman/docker exist, then the
+# model served (container, else in-process), the classic calls and every layer verified.
 # DEMO_EXIT=1 stops after the checks instead of serving until Ctrl-C.
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 PORT=${PORT:-5000}
-MODEL=${MODEL:-models/sentiment}
 URL="http://127.0.0.1:${PORT}"
 export CONVEYOR_HOME=${CONVEYOR_HOME:-$PWD/.conveyor}
 CONVEYOR="${BIN}/conveyor"
@@ -16,11 +16,13 @@ if curl -s -o /dev/null "${URL}/v2/health/live"; then
     exit 2
 fi
 
-echo "== registry: register the reference model (CONVEYOR_HOME=${CONVEYOR_HOME}) =="
-"${CONVEYOR}" models register "${MODEL}" --name sentiment --alias production --skip-unchanged \
-    --description "MiniLM + logistic regression on VADER ground truth" \
-    --model-description "Sentiment of English text (negative/positive)" \
-    --metric "accuracy=$(python3 -c "import json;print(json.load(open('${MODEL}/metrics.json'))['accuracy'])")"
+cleanup=()
+on_exit() { for action in "${cleanup[@]}"; do eval "${action}" || true; done; }
+trap on_exit EXIT
+
+echo "== pipeline train: prepare -> train -> evaluate (quality gate) -> register =="
+echo "\$ conveyor pipeline run train"
+"${CONVEYOR}" pipeline run train || echo "(the training pipeline did not register a new version: see above)"
 "${CONVEYOR}" models list
 VERSION=$("${CONVEYOR}" models show sentiment@production --json | python3 -c "import json,sys;print(json.load(sys.stdin)['version'])")
 echo
@@ -41,24 +43,36 @@ pick_base_image() {
 
 ENGINE=$(command -v podman || command -v docker || true)
 MODE=in-process
+IMAGE="localhost/sentiment:${VERSION}"
 if [[ -n "${ENGINE}" ]]; then
     ENGINE=$(basename "${ENGINE}")
-    echo "== packaging: build sentiment@production into an image with ${ENGINE} =="
     BASE=$(pick_base_image "${ENGINE}" || true)
+    PUSH_TO=""
+    if command -v docker-registry >/dev/null && [[ "${ENGINE}" == "podman" ]]; then
+        OCI_PORT=$((PORT + 55))
+        mkdir -p "${CONVEYOR_HOME}/oci-registry"
+        printf 'version: 0.1\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: 127.0.0.1:%s}\n' \
+            "${CONVEYOR_HOME}/oci-registry/data" "${OCI_PORT}" > "${CONVEYOR_HOME}/oci-registry/config.yml"
+        docker-registry serve "${CONVEYOR_HOME}/oci-registry/config.yml" >/dev/null 2>&1 &
+        cleanup+=("kill $! 2>/dev/null")
+        PUSH_TO="127.0.0.1:${OCI_PORT}/sentiment:${VERSION}"
+    fi
     if [[ -n "${BASE}" ]]; then
-        IMAGE="localhost/sentiment:${VERSION}"
-        echo "\$ conveyor build sentiment@production -t ${IMAGE} --base-image ${BASE}"
-        if "${CONVEYOR}" build sentiment@production -t "${IMAGE}" --base-image "${BASE}" --builder "${ENGINE}"; then
+        echo "== pipeline deliver: fetch -> lint | unit tests | contract -> build -> verify image -> push -> @staging =="
+        echo "\$ conveyor pipeline run deliver -p image=localhost/sentiment -p base_image=${BASE} -p push_to=${PUSH_TO} -p tls_verify=false"
+        if "${CONVEYOR}" pipeline run deliver -p image=localhost/sentiment -p "base_image=${BASE}" \
+            -p "push_to=${PUSH_TO}" -p tls_verify=false; then
             MODE=image
+            [[ -n "${PUSH_TO}" ]] && echo "pushed to the local OCI registry: ${PUSH_TO}"
         else
-            echo "the image build failed (see above): serving in-process instead"
+            echo "the delivery pipeline failed (see above): serving in-process instead"
         fi
     else
         echo "no base image: python:3.11-slim cannot be pulled and debootstrap is unavailable;"
         echo "set CONVEYOR_BASE_IMAGE or run scripts/make-base-image.sh as root. Serving in-process instead."
     fi
 else
-    echo "== packaging: neither podman nor docker is installed, so no image is built; serving in-process =="
+    echo "== neither podman nor docker is installed, so no image is built: serving in-process =="
 fi
 echo
 
@@ -68,13 +82,13 @@ if [[ "${MODE}" == "image" ]]; then
     echo "\$ ${ENGINE} run -d --name ${NAME} -p 127.0.0.1:${PORT}:5000 ${IMAGE}"
     # (podman without systemd logs that it cannot schedule healthcheck timers: harmless, hidden)
     "${ENGINE}" run -d --name "${NAME}" -p "127.0.0.1:${PORT}:5000" "${IMAGE}" >/dev/null 2>&1
-    trap '"${ENGINE}" rm -f "${NAME}" >/dev/null 2>&1 || true' EXIT
+    cleanup+=("${ENGINE} rm -f ${NAME} >/dev/null 2>&1")
     alive() { [[ "$("${ENGINE}" inspect -f '{{.State.Running}}' "${NAME}" 2>/dev/null)" == "true" ]]; }
 else
     echo "\$ conveyor serve sentiment@production --port ${PORT}"
     "${CONVEYOR}" serve sentiment@production --port "${PORT}" &
     server=$!
-    trap 'kill -TERM ${server} 2>/dev/null || true; wait ${server} 2>/dev/null || true' EXIT
+    cleanup+=("kill -TERM ${server} 2>/dev/null; wait ${server} 2>/dev/null")
     alive() { kill -0 "${server}" 2>/dev/null; }
 fi
 
@@ -104,10 +118,12 @@ curl -s -w "  (HTTP %{http_code})" -X POST -H "Content-Type: application/json" -
 echo
 echo
 echo "== verification: every layer a request crosses, plus static checks of this project =="
+rm -rf "${CONVEYOR_HOME}/demo-model"
+"${CONVEYOR}" models download sentiment@production -o "${CONVEYOR_HOME}/demo-model" >/dev/null
 echo "\$ conveyor verify ${URL} --contract examples/sentiment/contract.yaml --project . \\"
-echo "      --model-ref sentiment@production --model-path ${MODEL} --junit ${CONVEYOR_HOME}/verify.xml"
+echo "      --model-ref sentiment@production --model-path ${CONVEYOR_HOME}/demo-model --junit ${CONVEYOR_HOME}/verify.xml"
 "${CONVEYOR}" verify "${URL}" --contract examples/sentiment/contract.yaml --project . \
-    --model-ref sentiment@production --model-path "${MODEL}" \
+    --model-ref sentiment@production --model-path "${CONVEYOR_HOME}/demo-model" \
     --junit "${CONVEYOR_HOME}/verify.xml" || echo "(verification failed: see the table above)"
 echo
 echo "Serving sentiment:${VERSION} (${MODE}) on ${URL}. Metrics: ${URL}/metrics   OpenAPI: ${URL}/openapi.json"
