@@ -151,7 +151,7 @@ def runs(
         print_json(history)
         return
     table = Table(title="pipeline runs")
-    for column in ("run", "pipeline", "status", "started", "steps"):
+    for column in ("run", "pipeline", "status", "started", "duration", "steps"):
         table.add_column(column)
     for run_data in history:
         counts: dict[str, int] = {}
@@ -162,9 +162,19 @@ def runs(
             run_data["pipeline"],
             run_data["status"],
             run_data["started_at"][:19],
+            _duration(run_data.get("started_at"), run_data.get("ended_at")),
             ", ".join(f"{n} {s}" for s, n in counts.items()),
         )
     stdout.print(table)
+
+
+def _duration(started: str | None, ended: str | None) -> str:
+    from datetime import datetime
+
+    if not started or not ended:
+        return "-"
+    seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
+    return f"{seconds:.1f}s"
 
 
 @app.command("logs")
@@ -181,7 +191,8 @@ def logs(
     for name in steps:
         path = record.log_path(name)
         state = record.step(name)
-        stdout.print(f"[bold]== {name}: {state['status']} {state.get('message', '')}[/bold]", highlight=False)
+        took = _duration(state.get("started_at"), state.get("ended_at"))
+        stdout.print(f"[bold]== {name}: {state['status']} ({took}) {state.get('message', '')}[/bold]", highlight=False)
         if path.is_file():
             sys.stdout.write(path.read_text(errors="replace"))
             sys.stdout.flush()

@@ -45,9 +45,10 @@ def verify(
     parallel: Annotated[int, typer.Option(min=1, help="Checks run at once.")] = 8,
     startup_timeout: Annotated[float, typer.Option(help="Seconds to wait for a served model or image.")] = 120,
 ) -> None:
-    """Verify a model server layer by layer: HTTP, route, JSON parsing, prediction, typed response,
-    bad input, golden examples, latency, the v2 protocol; plus pinned dependencies, lint and the
-    model digest of a project. Exit code 0 only when every check passed."""
+    """Verify a model server layer by layer, and a project's dependencies, lint and model digest.
+
+    Checks HTTP, route, JSON parsing, prediction, typed response, bad input, golden examples,
+    latency and the v2 protocol, in parallel. Exit code 0 only when every check passed."""
     if project is None and Path("conveyor.yaml").is_file():
         project = Path(".")
     with handle_errors():

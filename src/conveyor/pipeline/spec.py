@@ -25,10 +25,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from conveyor.errors import ClientError
+from conveyor.yamlfile import load_yaml_model
 
 BUILTIN_STEPS = ("fetch-model", "lint", "test", "verify", "build", "push", "register", "deploy")
 STEP_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
@@ -161,55 +161,9 @@ class ProjectFile(BaseModel):
     pipelines: dict[str, Pipeline] = Field(default_factory=dict)
 
 
-def _line_of(node: yaml.Node, path: tuple[Any, ...]) -> int | None:
-    """The line (1-based) of the YAML node at a pydantic error location."""
-    line = node.start_mark.line + 1
-    for part in path:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if (
-                    key.value == str(part)
-                    or (part == "with_" and key.value == "with")
-                    or (part == "if_" and key.value == "if")
-                ):
-                    node = value
-                    line = key.start_mark.line + 1
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
 def load_project(path: Path) -> ProjectFile:
     """Parse and validate ``conveyor.yaml``; errors name the file, the line and the field."""
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise ClientError(404, f"{path}: no such file (conveyor init writes one)") from None
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise ClientError(422, f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(data, dict):
-        raise ClientError(422, f"{path}: expected a mapping at the top")
-    try:
-        return ProjectFile.model_validate(data)
-    except ValidationError as exc:
-        messages = []
-        for err in exc.errors()[:5]:
-            loc = tuple(p for p in err["loc"] if not str(p).startswith("function-after"))
-            line = _line_of(node, loc) if node is not None else None
-            field = ".".join(str(p).rstrip("_") for p in loc)
-            messages.append(f"{path}:{line}: {field}: {err['msg'].removeprefix('Value error, ')}")
-        raise ClientError(422, "\n".join(messages)) from None
+    return load_yaml_model(Path(path), ProjectFile, "no such file (conveyor init writes one)")
 
 
 def get_pipeline(project: ProjectFile, name: str, path: Path) -> Pipeline:

@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from conveyor.errors import ClientError
+from conveyor.yamlfile import load_yaml_model
 
 CLASSIC_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -128,23 +128,7 @@ class Contract(BaseModel):
 def load_contract(path: Path | None) -> Contract:
     if path is None:
         return Contract()
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise ClientError(404, f"{path}: contract file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ClientError(422, f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(raw, dict):
-        raise ClientError(422, f"{path}: the contract must be a mapping")
-    try:
-        return Contract.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'contract'}: {err['msg']}" for err in exc.errors()[:5]
-        )
-        raise ClientError(422, f"{path}: {problems}") from None
+    return load_yaml_model(Path(path), Contract, "contract file not found")
 
 
 def dump_contract(contract: Contract) -> str:
