@@ -7,18 +7,23 @@ its model files at start-up.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 CHUNK = 1024 * 1024
 
 
-def sha256_of(path: Path) -> str:
+def sha256_file(path: Path, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
+    """The sha256 and size of a file, read in 1 MiB chunks (``progress`` gets each chunk's size)."""
     digest = hashlib.sha256()
+    size = 0
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
+            size += len(chunk)
+            if progress:
+                progress(len(chunk))
+    return digest.hexdigest(), size
 
 
 def digest_of_pairs(pairs: Iterable[tuple[str, str]]) -> str:
@@ -29,4 +34,4 @@ def digest_of_pairs(pairs: Iterable[tuple[str, str]]) -> str:
 def folder_digest(folder: Path) -> str:
     """The version digest of every file under ``folder`` (paths relative, forward slashes)."""
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
-    return digest_of_pairs((p.relative_to(folder).as_posix(), sha256_of(p)) for p in files)
+    return digest_of_pairs((p.relative_to(folder).as_posix(), sha256_file(p)[0]) for p in files)

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
+from conveyor.digest import CHUNK
 from conveyor.errors import ClientError, ConveyorError
 
-CHUNK = 1024 * 1024
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 
 Progress = Callable[[int], None]
@@ -35,18 +35,6 @@ def check_digest(digest: str) -> str:
     if not isinstance(digest, str) or not DIGEST_RE.match(digest):
         raise ClientError(422, f"invalid sha256 digest {digest!r}: expected 64 lowercase hex characters")
     return digest
-
-
-def sha256_file(path: Path, progress: Progress | None = None) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-            if progress:
-                progress(len(chunk))
-    return digest.hexdigest(), size
 
 
 def file_chunks(path: Path, progress: Progress | None = None) -> Iterator[bytes]:
@@ -283,5 +271,4 @@ __all__ = [
     "check_digest",
     "copy_verified",
     "open_blob_store",
-    "sha256_file",
 ]

@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from conveyor.digest import digest_of_pairs
+from conveyor.digest import digest_of_pairs, sha256_file
 from conveyor.errors import ClientError, ConveyorError
-from conveyor.registry.blobs import BlobStore, copy_verified, file_chunks, sha256_file
+from conveyor.registry.blobs import BlobStore, copy_verified, file_chunks
 from conveyor.registry.events import EventDispatcher, make_event
 from conveyor.registry.onnx_info import framework_of
 from conveyor.registry.records import Alias, FileEntry, Lineage, ModelVersion, NewVersion, RegisteredModel

@@ -126,7 +126,7 @@ def lint_ruff(ctx: Context) -> str:
 def model_digest(ctx: Context) -> str:
     if ctx.model_ref is None or ctx.model_path is None:
         raise SkipCheck("no registry reference and local model path to compare (--model-ref, --model-path)")
-    from conveyor.registry.blobs import sha256_file
+    from conveyor.digest import sha256_file
     from conveyor.registry.config import open_registry
 
     version = open_registry().resolve(ctx.model_ref)
