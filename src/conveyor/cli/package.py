@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -13,9 +12,9 @@ from rich.status import Status
 from conveyor.cli.output import EXIT_FAILURE, ProgressBar, handle_errors, print_json, stderr, stdout
 from conveyor.packaging.builders import build as run_build
 from conveyor.packaging.builders import detect_builder, push
-from conveyor.packaging.context import DEFAULT_BASE, write_context
+from conveyor.packaging.context import DEFAULT_BASE, default_wheelhouse, write_context
 from conveyor.packaging.smoke import smoke as run_smoke
-from conveyor.registry.config import conveyor_home, open_registry
+from conveyor.registry.config import open_registry
 
 BaseImage = Annotated[str, typer.Option("--base-image", help="Image to build FROM (needs python3 with venv).")]
 Platform = Annotated[str, typer.Option(help="Target platform: linux/amd64 or linux/arm64.")]
@@ -25,8 +24,7 @@ def _context(ref: str, out: Path, base_image: str, platform: str, title: str | N
     registry = open_registry()
     with ProgressBar() as bar:
         version, folder = registry.cached(ref, bar)
-        wheelhouse = Path(os.environ.get("CONVEYOR_WHEELHOUSE") or conveyor_home() / "wheelhouse")
-        write_context(version, folder, out, base_image, platform, title, wheelhouse, bar)
+        write_context(version, folder, out, base_image, platform, title, default_wheelhouse(), bar)
 
 
 def package(

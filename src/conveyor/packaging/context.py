@@ -12,6 +12,7 @@ DIR/
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -38,6 +39,13 @@ class BuildContext:
     version: ModelVersion
     base_image: str
     labels: dict[str, str]
+
+
+def default_wheelhouse() -> Path:
+    """Where downloaded wheels are kept between builds: CONVEYOR_WHEELHOUSE, else $CONVEYOR_HOME/wheelhouse."""
+    from conveyor.registry.config import conveyor_home
+
+    return Path(os.environ.get("CONVEYOR_WHEELHOUSE") or conveyor_home() / "wheelhouse")
 
 
 def _git(*args: str) -> str | None:

@@ -89,8 +89,8 @@ def build(ctx: StepContext) -> dict[str, Any]:
     """Build ``with.ref`` into image ``with.tag`` (``with.base_image``, ``with.builder``)."""
     from conveyor.packaging.builders import build as run_build
     from conveyor.packaging.builders import detect_builder
-    from conveyor.packaging.context import DEFAULT_BASE, write_context
-    from conveyor.registry.config import conveyor_home, open_registry
+    from conveyor.packaging.context import DEFAULT_BASE, default_wheelhouse, write_context
+    from conveyor.registry.config import open_registry
 
     ref, tag = ctx.arg("ref", required=True), ctx.arg("tag", required=True)
     engine = detect_builder(ctx.arg("builder"))
@@ -105,7 +105,7 @@ def build(ctx: StepContext) -> dict[str, Any]:
         folder,
         context,
         ctx.arg("base_image", DEFAULT_BASE),
-        wheel_cache=conveyor_home() / "wheelhouse",
+        wheel_cache=default_wheelhouse(),
         title=tag,
     )
     image = run_build(context, tag, engine, on_line=print)
