@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli.output import EXIT_FAILURE, handle_errors, print_json, stderr, stdout
+from conveyor.cli.output import EXIT_FAILURE, fail, handle_errors, print_json, stderr, stdout
 from conveyor.verify.checks import Context
-from conveyor.verify.contract import V2Settings, dump_contract, load_contract
+from conveyor.verify.contract import dump_contract, load_contract
 from conveyor.verify.record import DEFAULT_EXAMPLES, record_contract
 from conveyor.verify.reports import as_json, ok, print_table, write_json, write_junit
-from conveyor.verify.runner import load_custom_checks, plan, run_checks
-from conveyor.verify.targets import Running, open_target
+from conveyor.verify.runner import load_custom_checks, verify_target, with_v2_model
+from conveyor.verify.targets import open_target
 
 
 def verify(
@@ -54,58 +54,32 @@ def verify(
     with handle_errors():
         contract = load_contract(contract_file)
         custom = load_custom_checks(project, checks or [])
-        if target is None:
-            results = _run(
-                Running(url=None, model_name=None),
-                contract,
-                project,
-                model_ref,
-                model_path,
-                custom,  # type: ignore[arg-type]
-                skip or [],
-                parallel,
-            )
-            _report(results, "(static checks)", junit, json_report, as_json_out)
-            return
-        with open_target(target, image=image, timeout=startup_timeout) as running:
-            if contract.v2 is None and running.model_name:
-                contract = contract.model_copy(update={"v2": V2Settings(model=running.model_name)})
-            if write_contract is not None:
-                ctx = Context(running.url, contract)
+        if write_contract is not None:
+            if target is None:
+                raise fail("--write-contract records from a running TARGET")
+            with open_target(target, image=image, timeout=startup_timeout) as running:
+                ctx = Context(running.url, with_v2_model(contract, running.model_name))
                 recorded = record_contract(ctx, example or DEFAULT_EXAMPLES, running.model_name)
                 ctx.close()
-                write_contract.write_text(dump_contract(recorded))
-                stdout.print(
-                    f"wrote {write_contract}: review the golden answers, the schema and the latency "
-                    "objective before committing it"
-                )
-                return
-            results = _run(
-                running,
-                contract,
-                project,
-                model_ref or running.model_ref,
-                model_path or running.model_path,
-                custom,
-                skip or [],
-                parallel,
+            write_contract.write_text(dump_contract(recorded))
+            stdout.print(
+                f"wrote {write_contract}: review the golden answers, the schema and the latency "
+                "objective before committing it"
             )
-    _report(results, target, junit, json_report, as_json_out)
-
-
-def _run(running: Running, contract, project, model_ref, model_path, custom, skip, parallel):  # type: ignore[no-untyped-def]
-    ctx = Context(
-        running.url,
-        contract,
-        project=project.resolve() if project else None,
-        model_ref=model_ref,
-        model_path=model_path,
-    )
-    try:
-        selected, skipped = plan(ctx, custom, skip)
-        return run_checks(ctx, selected, skipped, parallel)
-    finally:
-        ctx.close()
+            return
+        results = verify_target(
+            target,
+            contract,
+            image=image,
+            timeout=startup_timeout,
+            project=project,
+            model_ref=model_ref,
+            model_path=model_path,
+            custom=custom,
+            skip=skip or [],
+            parallel=parallel,
+        )
+    _report(results, target or "(static checks)", junit, json_report, as_json_out)
 
 
 def _report(results, target: str, junit: Path | None, json_report: Path | None, as_json_out: bool) -> None:  # type: ignore[no-untyped-def]

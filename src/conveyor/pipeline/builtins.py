@@ -59,24 +59,21 @@ def verify(ctx: StepContext) -> dict[str, Any]:
 
     from rich.console import Console
 
-    from conveyor.verify.checks import Context
-    from conveyor.verify.contract import V2Settings, load_contract
+    from conveyor.verify.contract import load_contract
     from conveyor.verify.reports import ok, print_table, write_junit
-    from conveyor.verify.runner import load_custom_checks, plan, run_checks
-    from conveyor.verify.targets import open_target
+    from conveyor.verify.runner import load_custom_checks, verify_target
 
     target = str(ctx.arg("target", required=True))
     contract_file = ctx.arg("contract")
     contract = load_contract(ctx.project / contract_file if contract_file else None)
-    skip = list(ctx.arg("skip", []))
     junit = ctx.artifacts / f"verify-{ctx.step}.xml"
-    with open_target(target, image=bool(ctx.arg("image", False))) as running:
-        if contract.v2 is None and running.model_name:
-            contract = contract.model_copy(update={"v2": V2Settings(model=running.model_name)})
-        check_ctx = Context(running.url, contract, model_ref=running.model_ref, model_path=running.model_path)
-        selected, skipped = plan(check_ctx, load_custom_checks(None, []), skip)
-        results = run_checks(check_ctx, selected, skipped)
-        check_ctx.close()
+    results = verify_target(
+        target,
+        contract,
+        image=bool(ctx.arg("image", False)),
+        custom=load_custom_checks(None, []),
+        skip=list(ctx.arg("skip", [])),
+    )
     print_table(results, target, Console(file=sys.stdout, width=140))
     write_junit(results, target, junit)
     if not ok(results):

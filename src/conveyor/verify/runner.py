@@ -13,7 +13,9 @@ from pathlib import Path
 from conveyor.errors import ClientError
 from conveyor.verify.builtin import server_checks
 from conveyor.verify.checks import CUSTOM_CHECKS, Check, CheckResult, Context, run_check
+from conveyor.verify.contract import Contract, V2Settings
 from conveyor.verify.static import static_checks
+from conveyor.verify.targets import open_target
 
 PROJECT_CHECKS_FILE = "conveyor_checks.py"
 
@@ -66,3 +68,70 @@ def run_checks(ctx: Context, checks: list[Check], skipped: list[Check], parallel
         results = list(pool.map(lambda c: run_check(c, ctx), checks))
     results += [CheckResult(c.id, c.layer, "skipped", 0.0, "skipped by the contract or --skip") for c in skipped]
     return results
+
+
+def with_v2_model(contract: Contract, model_name: str | None) -> Contract:
+    """Name the served model for the v2 checks when the contract does not and the target tells us."""
+    if contract.v2 is None and model_name:
+        return contract.model_copy(update={"v2": V2Settings(model=model_name)})
+    return contract
+
+
+def check_server(
+    url: str | None,
+    contract: Contract,
+    *,
+    project: Path | None = None,
+    model_ref: str | None = None,
+    model_path: Path | None = None,
+    custom: list[Check] | None = None,
+    skip: list[str] | None = None,
+    parallel: int = 8,
+) -> list[CheckResult]:
+    """Plan and run every applicable check against a server at ``url`` (None: static checks only)."""
+    ctx = Context(
+        url, contract, project=project.resolve() if project else None, model_ref=model_ref, model_path=model_path
+    )
+    try:
+        selected, skipped = plan(ctx, custom or [], skip or [])
+        return run_checks(ctx, selected, skipped, parallel)
+    finally:
+        ctx.close()
+
+
+def verify_target(
+    target: str | None,
+    contract: Contract,
+    *,
+    image: bool = False,
+    timeout: float = 120,
+    project: Path | None = None,
+    model_ref: str | None = None,
+    model_path: Path | None = None,
+    custom: list[Check] | None = None,
+    skip: list[str] | None = None,
+    parallel: int = 8,
+) -> list[CheckResult]:
+    """``conveyor verify TARGET``: start or reach the target, run the checks, clean up."""
+    if target is None:
+        return check_server(
+            None,
+            contract,
+            project=project,
+            model_ref=model_ref,
+            model_path=model_path,
+            custom=custom,
+            skip=skip,
+            parallel=parallel,
+        )
+    with open_target(target, image=image, timeout=timeout) as running:
+        return check_server(
+            running.url,
+            with_v2_model(contract, running.model_name),
+            project=project,
+            model_ref=model_ref or running.model_ref,
+            model_path=model_path or running.model_path,
+            custom=custom,
+            skip=skip,
+            parallel=parallel,
+        )
