@@ -25,6 +25,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from conveyor.verify.targets import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 console = Console(width=120)
 
@@ -83,7 +85,7 @@ def main() -> None:
             text=True,
             check=True,
         )
-        port = 8799
+        port = free_port()
         server = subprocess.Popen(
             conveyor("registry", "serve", "--port", str(port), "--log-level", "warning"),
             env=server_env,

@@ -18,7 +18,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from benchmarks.serving.sentences import SENTENCES
 from conveyor.serving.model import TextClassifier
 from conveyor.serving.runtime import RuntimeOptions
 from conveyor.serving.spec import resolve_model
+from conveyor.verify.targets import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / "models" / "bench"
@@ -53,12 +53,6 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     errors: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def roberta_model_dir() -> Path:
