@@ -18,7 +18,7 @@ import pytest
 from tests import models
 
 REPO = Path(__file__).resolve().parent.parent
-pytest_plugins = ["tests.registry_fixtures"]
+pytest_plugins = ["tests.registry_fixtures", "tests.rollout_fixtures"]
 
 
 def free_port() -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from conveyor import __version__
-from conveyor.cli import ci, init, models, package, pipeline, registry, serve, verify
+from conveyor.cli import ci, init, models, package, pipeline, registry, rollout, serve, verify
+from conveyor.cli import router as router_cli
 
 app = typer.Typer(
     name="conveyor",
@@ -24,6 +25,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(registry.app, name="registry")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(ci.app, name="ci")
+app.command("router")(router_cli.router)
+app.add_typer(rollout.app, name="rollout")
 
 
 @app.command("version")

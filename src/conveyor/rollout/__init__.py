@@ -1,0 +1,1 @@
+"""Controlled rollouts: the router (data plane), the controller and its analysis."""

@@ -1,0 +1,152 @@
+"""Start, watch and stop the model-server backends a rollout sends traffic to.
+
+A backend runs detached from the controller (its own session, its own log file)
+so that a controller killed mid-rollout leaves traffic flowing; the status
+record keeps its pid or container name, which is all a restarted controller
+needs to find it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from conveyor.errors import ClientError, ConveyorError
+from conveyor.rollout.status import Backend
+from conveyor.verify.targets import container_engine, free_port
+
+READY_PATH = "/v2/health/ready"
+
+
+def start_process(ref: str, version: str, log_dir: Path, role: str, command: str | None = None) -> Backend:
+    """``conveyor serve REF`` (or a custom command template with {port} and {ref}) on a free loopback port."""
+    port = free_port()
+    if command:
+        try:
+            argv = shlex.split(command.format(port=port, ref=ref, version=version))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ClientError(422, f"invalid backend command {command!r}: {exc}") from None
+    else:
+        argv = [sys.executable, "-m", "conveyor", "serve", ref, "--host", "127.0.0.1", "--port", str(port)]
+    log = log_dir / f"{role}-{version.replace(':', '-').replace('/', '_')}-{port}.log"
+    with open(log, "ab") as out:
+        try:
+            process = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        except OSError as exc:
+            raise ConveyorError(f"cannot start the {role} backend ({argv[0]}): {exc}") from None
+    return Backend(ref=ref, version=version, url=f"http://127.0.0.1:{port}", pid=process.pid, log=str(log))
+
+
+def start_container(image: str, version: str, name: str, container_port: int = 5000) -> Backend:
+    engine = container_engine()
+    port = free_port()
+    subprocess.run([engine, "rm", "-f", name], capture_output=True, check=False)
+    result = subprocess.run(
+        [engine, "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{container_port}", image],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ConveyorError(f"{engine} run {image} failed: {result.stderr.strip()}")
+    return Backend(ref=image, version=version, url=f"http://127.0.0.1:{port}", container=name, engine=engine)
+
+
+def _zombie_or_gone(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
+        if done == pid:
+            return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+
+def alive(backend: Backend) -> bool:
+    """Whether the backend's process or container still runs (an external backend counts as alive)."""
+    if backend.pid is not None:
+        return not _zombie_or_gone(backend.pid)
+    if backend.container is not None:
+        result = subprocess.run(
+            [backend.engine or container_engine(), "inspect", "-f", "{{.State.Running}}", backend.container],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result.stdout.strip() == "true"
+    return True
+
+
+def ready(backend: Backend, timeout: float = 2.0) -> bool:
+    try:
+        return httpx.get(f"{backend.url}{READY_PATH}", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def log_tail(backend: Backend, lines: int = 15) -> str:
+    if backend.log:
+        with contextlib.suppress(OSError):
+            return "\n".join(Path(backend.log).read_text(errors="replace").splitlines()[-lines:])
+    if backend.container:
+        result = subprocess.run(
+            [backend.engine or container_engine(), "logs", "--tail", str(lines), backend.container],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return (result.stdout + result.stderr).strip()
+    return ""
+
+
+def wait_ready(backend: Backend, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(backend):
+            raise ConveyorError(f"the backend for {backend.version} exited before it was ready:\n{log_tail(backend)}")
+        if ready(backend):
+            return
+        time.sleep(0.2)
+    raise ConveyorError(f"the backend for {backend.version} was not ready after {timeout:g}s:\n{log_tail(backend)}")
+
+
+def stop(backend: Backend, grace: float = 10.0) -> None:
+    """SIGTERM (the server finishes in-flight requests), SIGKILL after ``grace`` seconds. Idempotent."""
+    if not backend.owned:
+        return
+    if backend.container is not None:
+        engine = backend.engine or container_engine()
+        subprocess.run([engine, "stop", "-t", str(int(grace)), backend.container], capture_output=True, check=False)
+        subprocess.run([engine, "rm", "-f", backend.container], capture_output=True, check=False)
+        return
+    if backend.pid is None or _zombie_or_gone(backend.pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(backend.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if _zombie_or_gone(backend.pid):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(backend.pid, signal.SIGKILL)

@@ -1,0 +1,91 @@
+"""The ``rollout:`` section of conveyor.yaml, and duration strings like ``30s`` or ``2m``."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from conveyor.errors import ClientError
+from conveyor.rollout.status import Thresholds
+from conveyor.yamlfile import load_yaml_model
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Seconds from ``30``, ``30s``, ``500ms``, ``2m`` or ``1h``."""
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value)
+        if not match:
+            raise ClientError(422, f"invalid duration {value!r}: use e.g. 30s, 500ms, 2m")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ClientError(422, f"a duration must be positive, not {value!r}")
+    return seconds
+
+
+def parse_steps(value: str | list[float]) -> list[float]:
+    """``10,25,50,100`` -> [10, 25, 50, 100]: increasing percentages in (0, 100]."""
+    try:
+        steps = [float(s) for s in value.split(",")] if isinstance(value, str) else [float(s) for s in value]
+    except ValueError:
+        raise ClientError(422, f"invalid steps {value!r}: give percentages like 10,25,50,100") from None
+    if not steps or any(not 0 < s <= 100 for s in steps):
+        raise ClientError(422, f"invalid steps {value!r}: each must be a percentage above 0 and at most 100")
+    if any(b <= a for a, b in itertools.pairwise(steps)):
+        raise ClientError(422, f"invalid steps {value!r}: they must increase")
+    return steps
+
+
+class RolloutSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    service: str | None = None
+    router: str | None = None
+    strategy: Literal["canary", "blue-green"] = "canary"
+    steps: list[float] = Field(default_factory=lambda: [10.0, 25.0, 50.0, 100.0])
+    interval: str | float = "30s"
+    rollback_window: str | float = "60s"
+    contract: str | None = None
+    command: str | None = None
+    thresholds: Thresholds = Thresholds()
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: list[float]) -> list[float]:
+        try:
+            return parse_steps(value)
+        except ClientError as exc:
+            raise ValueError(exc.message) from None
+
+    @field_validator("interval", "rollback_window")
+    @classmethod
+    def _duration(cls, value: str | float) -> str | float:
+        try:
+            parse_duration(value)
+        except ClientError as exc:
+            raise ValueError(exc.message) from None
+        return value
+
+
+class _Project(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    rollout: RolloutSettings = RolloutSettings()
+
+
+def load_settings(path: Path | None) -> RolloutSettings:
+    """conveyor.yaml's rollout section (defaults when the file or the section is absent)."""
+    if path is None:
+        default = Path("conveyor.yaml")
+        if not default.exists():
+            return RolloutSettings()
+        path = default
+    return load_yaml_model(path, _Project, "no such file").rollout

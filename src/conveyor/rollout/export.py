@@ -1,0 +1,223 @@
+"""Kubernetes manifests for the same rollout strategy, for clusters: Argo Rollouts and KServe.
+
+Argo Rollouts gets the canary steps as setWeight/pause pairs and a background
+analysis whose Prometheus queries use the model server's own metric names
+(``conveyor_requests_total``, ``conveyor_request_duration_seconds``), plus a Job
+metric that runs ``conveyor verify`` (the same contract checks as the local
+analysis) against the canary Service. KServe gets an InferenceService per step
+with ``canaryTrafficPercent``; KServe itself promotes or rolls back a percentage,
+so the export is the first step and the commands for the next ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from conveyor.rollout.status import Thresholds
+
+PORT = 5000
+# Prometheus sees the server's metrics with the pod's labels; the canary is selected by its template hash,
+# which Argo Rollouts passes to the analysis (scrape config must keep the pod label, see docs/rollouts.md).
+CANARY = 'rollouts_pod_template_hash="{{args.canary-hash}}"'
+
+
+def _container(name: str, image: str) -> dict[str, Any]:
+    probe = {"httpGet": {"path": "/v2/health/ready", "port": PORT}, "periodSeconds": 5}
+    return {
+        "name": name,
+        "image": image,
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "readinessProbe": probe,
+        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": PORT}, "periodSeconds": 10},
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+        "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False},
+    }
+
+
+def _service(name: str, app: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": {"app": app}},
+        "spec": {
+            "selector": {"app": app},
+            "ports": [{"name": "http", "port": 80, "targetPort": PORT, "protocol": "TCP"}],
+        },
+    }
+
+
+def argo_documents(
+    name: str, image: str, steps: list[float], interval_s: float, limits: Thresholds, contract: str | None
+) -> list[dict[str, Any]]:
+    pause = f"{max(1, round(interval_s))}s"
+    canary_steps: list[dict[str, Any]] = []
+    for weight in steps:
+        canary_steps.append({"setWeight": round(weight)})
+        if weight < 100:
+            canary_steps.append({"pause": {"duration": pause}})
+    window = f"{max(60, round(interval_s * 2))}s"
+    requests = f"sum(rate(conveyor_requests_total{{{CANARY}}}[{window}]))"
+    errors = f'sum(rate(conveyor_requests_total{{{CANARY},status=~"5.."}}[{window}]))'
+    p99 = (
+        f"histogram_quantile(0.99, sum by (le) (rate(conveyor_request_duration_seconds_bucket{{{CANARY}}}[{window}])))"
+    )
+    address = "http://prometheus.monitoring:9090"
+    metrics: list[dict[str, Any]] = [
+        {
+            "name": "error-rate",
+            "interval": pause,
+            "failureLimit": 0,
+            "inconclusiveLimit": limits.max_inconclusive,
+            "consecutiveErrorLimit": limits.max_measurement_errors,
+            # NaN (no traffic) meets neither condition: inconclusive, never a failure
+            "successCondition": f"result[0] <= {limits.max_error_rate}",
+            "failureCondition": f"result[0] > {limits.max_error_rate}",
+            "provider": {"prometheus": {"address": address, "query": f"{errors} / {requests}"}},
+        },
+    ]
+    if limits.max_p99_ms is not None:
+        metrics.append(
+            {
+                "name": "p99-latency",
+                "interval": pause,
+                "failureLimit": 0,
+                "inconclusiveLimit": limits.max_inconclusive,
+                "successCondition": f"result[0] <= {limits.max_p99_ms / 1000}",
+                "failureCondition": f"result[0] > {limits.max_p99_ms / 1000}",
+                "provider": {"prometheus": {"address": address, "query": p99}},
+            }
+        )
+    if contract is not None:
+        metrics.append(
+            {
+                "name": "contract",
+                "count": 1,
+                "failureLimit": 0,
+                "provider": {
+                    "job": {
+                        "spec": {
+                            "backoffLimit": 0,
+                            "template": {
+                                "spec": {
+                                    "restartPolicy": "Never",
+                                    "containers": [
+                                        {
+                                            "name": "verify",
+                                            "image": image,
+                                            "command": [
+                                                "python",
+                                                "-m",
+                                                "conveyor",
+                                                "verify",
+                                                f"http://{name}-canary",
+                                                "--contract",
+                                                "/contract/contract.yaml",
+                                            ],
+                                            "volumeMounts": [{"name": "contract", "mountPath": "/contract"}],
+                                        }
+                                    ],
+                                    "volumes": [{"name": "contract", "configMap": {"name": f"{name}-contract"}}],
+                                }
+                            },
+                        }
+                    }
+                },
+            }
+        )
+    documents: list[dict[str, Any]] = []
+    if contract is not None:
+        documents.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"{name}-contract"},
+                "data": {"contract.yaml": contract},
+            }
+        )
+    documents += [
+        _service(f"{name}-stable", name),
+        _service(f"{name}-canary", name),
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "AnalysisTemplate",
+            "metadata": {"name": f"{name}-analysis"},
+            "spec": {"args": [{"name": "canary-hash"}], "metrics": metrics},
+        },
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Rollout",
+            "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {
+                "replicas": 2,
+                "revisionHistoryLimit": 3,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {
+                        "labels": {"app": name},
+                        "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT)},
+                    },
+                    "spec": {"containers": [_container("model", image)]},
+                },
+                "strategy": {
+                    "canary": {
+                        "stableService": f"{name}-stable",
+                        "canaryService": f"{name}-canary",
+                        "steps": canary_steps,
+                        "analysis": {
+                            "templates": [{"templateName": f"{name}-analysis"}],
+                            "startingStep": 1,
+                            "args": [
+                                {
+                                    "name": "canary-hash",
+                                    "valueFrom": {"podTemplateHashValue": "Latest"},
+                                }
+                            ],
+                        },
+                    }
+                },
+            },
+        },
+    ]
+    return documents
+
+
+def kserve_documents(name: str, image: str, steps: list[float]) -> list[dict[str, Any]]:
+    """The InferenceService at the first step; the header says how to move it through the others."""
+    predictor: dict[str, Any] = {"containers": [_container("kserve-container", image)]}
+    if steps[0] < 100:
+        predictor["canaryTrafficPercent"] = round(steps[0])
+    return [
+        {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {"name": name, "annotations": {"serving.kserve.io/deploymentMode": "Serverless"}},
+            "spec": {"predictor": predictor},
+        }
+    ]
+
+
+def _dump(documents: list[dict[str, Any]], header: str) -> str:
+    return header + "".join("---\n" + yaml.safe_dump(doc, sort_keys=False) for doc in documents)
+
+
+def export_argo_rollouts(
+    name: str, image: str, steps: list[float], interval_s: float, limits: Thresholds, contract: str | None
+) -> str:
+    header = f"# Argo Rollouts canary for {name}: written by `conveyor rollout export --format argo-rollouts`\n"
+    return _dump(argo_documents(name, image, steps, interval_s, limits, contract), header)
+
+
+def export_kserve(name: str, image: str, steps: list[float]) -> str:
+    patches = "".join(
+        f"#   kubectl patch isvc {name} --type merge -p "
+        f'\'{{"spec":{{"predictor":{{"canaryTrafficPercent":{round(weight)}}}}}}}\'\n'
+        for weight in steps[1:]
+    )
+    header = (
+        f"# KServe canary for {name}: written by `conveyor rollout export --format kserve`.\n"
+        f"# Applying this sends {steps[0]:g}% to the new revision (KServe keeps the last ready one as stable);\n"
+        "# after each step looks healthy (conveyor_requests_total, conveyor verify), move on:\n" + patches
+    )
+    return _dump(kserve_documents(name, image, steps), header)

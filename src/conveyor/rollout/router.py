@@ -1,0 +1,390 @@
+"""``conveyor router``: a reverse proxy in front of model-server backends, driven by the rollout controller.
+
+A raw ASGI app on uvicorn (httptools, uvloop) with one pooled aiohttp client:
+the hot path reads the body, picks a backend from the current table, forwards,
+counts and answers. Admin endpoints live under ``/_conveyor/``; ``/metrics`` is
+the router's own Prometheus exposition. Measured in ``benchmarks/router``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from conveyor.rollout.health import HealthTracker
+from conveyor.rollout.predictions import prediction_labels
+from conveyor.rollout.routing import PIN_HEADER, SERVED_BY_HEADER, BackendSpec, RouteTable, pick
+from conveyor.rollout.stats import LIVE, MIRROR, RouterStats, StatsCollector
+
+log = logging.getLogger("conveyor.router")
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
+        b"transfer-encoding", b"upgrade", b"host", b"content-length",
+    }
+)  # fmt: skip
+ADMIN_PREFIX = "/_conveyor/"
+
+
+class TooLarge(Exception):
+    pass
+
+
+@dataclass
+class RouterOptions:
+    health_path: str = "/v2/health/ready"
+    health_interval: float = 1.0
+    timeout: float = 60.0
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_mirrors_in_flight: int = 32
+    retry: bool = True  # once more on another backend when the connection failed or was reset before an answer
+    admin_token: str | None = None
+    state_file: Path | None = None
+
+
+def load_table(path: Path) -> RouteTable:
+    return RouteTable.model_validate_json(path.read_bytes())
+
+
+def save_table(table: RouteTable, path: Path) -> None:
+    """Write atomically: a crash mid-write leaves the previous table, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".routes-")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(table.model_dump_json(indent=2).encode())
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+async def _json(send: Send, status: int, payload: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = orjson.dumps(payload)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            + (headers or []),
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionResetError("client went away")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class Router:
+    """The ASGI application. ``table`` may be replaced at any time through :meth:`set_table`."""
+
+    def __init__(self, table: RouteTable, options: RouterOptions | None = None) -> None:
+        self.options = options or RouterOptions()
+        self.table = table
+        self.stats = RouterStats()
+        self.health = HealthTracker(self.options.health_path, self.options.health_interval)
+        self.health.sync(table)
+        self.session: aiohttp.ClientSession | None = None
+        self.mirrors: set[asyncio.Task[None]] = set()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(StatsCollector(self.stats, self._describe_backends))  # type: ignore[arg-type]
+        self._probe: asyncio.Task[None] | None = None
+        self._timeout = aiohttp.ClientTimeout(total=self.options.timeout)
+
+    def _describe_backends(self) -> list[tuple[str, str, float, bool]]:
+        return [(b.name, b.version, b.weight, self.health.is_healthy(b.name)) for b in self.table.backends]
+
+    def set_table(self, table: RouteTable) -> None:
+        self.health.sync(table)
+        self.table = table
+        if self.options.state_file is not None:
+            save_table(table, self.options.state_file)
+        log.info("routes: %s", ", ".join(f"{b.name}={b.weight:g}%" for b in table.backends) or "none")
+
+    # -- ASGI -------------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        if path.startswith(ADMIN_PREFIX) or path == "/metrics":
+            await self._admin(scope, receive, send)
+            return
+        await self._proxy(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+                self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+                self._probe = asyncio.create_task(self.health.probe_forever(self.session), name="health-checks")
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._probe is not None:
+                    self._probe.cancel()
+                if self.mirrors:
+                    await asyncio.wait(self.mirrors, timeout=5)
+                if self.session is not None:
+                    await self.session.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- the hot path -----------------------------------------------------------------------------------
+
+    async def _proxy(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        try:
+            body = await _read_body(receive, self.options.max_body_bytes)
+        except TooLarge:
+            await _json(send, 413, {"error": f"request body over {self.options.max_body_bytes} bytes"})
+            return
+        except ConnectionResetError:
+            return
+        table = self.table
+        sticky_name = table.sticky_header.encode() if table.sticky_header else None
+        pin = sticky = None
+        forward: list[tuple[str, str]] = []
+        for key, value in scope["headers"]:
+            if key == b"x-conveyor-version":
+                pin = value.decode("latin-1")
+            elif key not in HOP_BY_HOP:
+                forward.append((key.decode("latin-1"), value.decode("latin-1")))
+            if key == sticky_name:
+                sticky = value.decode("latin-1")
+        client = scope.get("client")
+        if client:
+            forward.append(("x-forwarded-for", client[0]))
+        candidates = pick(table, self.health.healthy_names(), pin, sticky)
+        if not candidates:
+            await _json(send, 503, {"error": "the router has no backend to send this request to"})
+            return
+        target = scope["raw_path"].decode("latin-1")
+        if scope.get("query_string"):
+            target += "?" + scope["query_string"].decode("latin-1")
+        method: str = scope["method"]
+        attempts = candidates[:2] if self.options.retry and not pin else candidates[:1]
+        for number, backend in enumerate(attempts):
+            answer = await self._forward(backend, method, target, body, forward, retryable=number + 1 < len(attempts))
+            if answer is None:
+                continue  # the connection failed before any answer: try the next backend
+            status, headers, data, labels = answer
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": data})
+            if table.mirror_to and table.mirror_percent > 0 and status == 200 and backend.name != table.mirror_to:
+                self._maybe_mirror(table, method, target, scope["path"], body, forward, labels, data)
+            return
+        await _json(send, 502, {"error": "no backend could be reached: " + ", ".join(b.name for b in attempts)})
+
+    async def _forward(
+        self,
+        backend: BackendSpec,
+        method: str,
+        target: str,
+        body: bytes,
+        headers: list[tuple[str, str]],
+        retryable: bool,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, list[str] | None] | None:
+        assert self.session is not None
+        stats = self.stats.of(backend.name, backend.version, LIVE)
+        started = time.perf_counter()
+        try:
+            async with self.session.request(
+                method, backend.url + target, data=body, headers=headers, allow_redirects=False, timeout=self._timeout
+            ) as response:
+                data = await response.read()
+                status = response.status
+                raw_headers = response.raw_headers
+        except aiohttp.ClientConnectorError as exc:
+            return self._unreachable(backend, stats, started, "connect_error", exc, retryable, eject=True)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            return self._unreachable(backend, stats, started, "connection_lost", exc, retryable, eject=False)
+        except TimeoutError:
+            stats.observe("timeout", time.perf_counter() - started)
+            return 504, _json_headers(backend), _error(f"backend {backend.name} did not answer in time"), None
+        except aiohttp.ClientError as exc:
+            stats.observe("backend_error", time.perf_counter() - started)
+            return 502, _json_headers(backend), _error(f"backend {backend.name} failed: {type(exc).__name__}"), None
+        elapsed = time.perf_counter() - started
+        labels = prediction_labels(target.split("?", 1)[0], data) if status == 200 and method == "POST" else None
+        stats.observe(str(status), elapsed, labels)
+        if status in (502, 503):
+            self.health.failed(backend.name, f"answered HTTP {status}")
+        headers = [(k, v) for k, v in raw_headers if k.lower() not in HOP_BY_HOP]
+        headers.append((b"content-length", str(len(data)).encode()))
+        headers.append((SERVED_BY_HEADER.encode(), backend.name.encode()))
+        if backend.version:
+            headers.append((PIN_HEADER.encode(), backend.version.encode()))
+        return status, headers, data, labels
+
+    def _unreachable(self, backend, stats, started, code, exc, retryable, eject):  # type: ignore[no-untyped-def]
+        stats.observe(code, time.perf_counter() - started)
+        self.health.failed(backend.name, f"{type(exc).__name__}: {exc}", eject=eject)
+        if retryable:
+            self.stats.retries[(backend.name, backend.version)] += 1
+            return None
+        return 502, _json_headers(backend), _error(f"backend {backend.name} unreachable: {type(exc).__name__}"), None
+
+    # -- mirroring --------------------------------------------------------------------------------------
+
+    def _maybe_mirror(self, table, method, target, path, body, headers, labels, data) -> None:  # type: ignore[no-untyped-def]
+        if random.random() * 100 >= table.mirror_percent:
+            return
+        mirror = table.backend(table.mirror_to)
+        if mirror is None or not self.health.is_healthy(mirror.name):
+            return
+        if len(self.mirrors) >= self.options.max_mirrors_in_flight:
+            self.stats.comparison(mirror.name, mirror.version).dropped += 1
+            return
+        task = asyncio.create_task(self._mirror(mirror, method, target, path, body, headers, labels, data))
+        self.mirrors.add(task)
+        task.add_done_callback(self.mirrors.discard)
+
+    async def _mirror(self, mirror, method, target, path, body, headers, labels, primary) -> None:  # type: ignore[no-untyped-def]
+        assert self.session is not None
+        stats = self.stats.of(mirror.name, mirror.version, MIRROR)
+        started = time.perf_counter()
+        try:
+            async with self.session.request(
+                method, mirror.url + target, data=body, headers=headers, timeout=self._timeout
+            ) as response:
+                data = await response.read()
+                status = response.status
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            stats.observe("connect_error" if isinstance(exc, aiohttp.ClientConnectorError) else "backend_error", 0.0)
+            return
+        mirrored = prediction_labels(path, data) if status == 200 else None
+        stats.observe(str(status), time.perf_counter() - started, mirrored)
+        if status != 200:
+            return
+        comparison = self.stats.comparison(mirror.name, mirror.version)
+        same = mirrored == labels if labels is not None else data == primary
+        if same:
+            comparison.agreed += 1
+        else:
+            comparison.disagreed += 1
+
+    # -- admin ------------------------------------------------------------------------------------------
+
+    async def _admin(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        if path == "/metrics" and method == "GET":
+            body = generate_latest(self.registry)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        elif path == "/_conveyor/health" and method == "GET":
+            await _json(send, 200, {"status": "ok", "instance": self.stats.instance})
+        elif path == "/_conveyor/stats" and method == "GET":
+            await _json(send, 200, self.stats.snapshot())
+        elif path == "/_conveyor/routes" and method == "GET":
+            await _json(send, 200, self.describe())
+        elif path == "/_conveyor/routes" and method == "PUT":
+            await self._put_routes(scope, receive, send)
+        elif path in ("/_conveyor/health", "/_conveyor/stats", "/_conveyor/routes", "/metrics"):
+            await _json(send, 405, {"error": f"method {method} not allowed on {path}"})
+        else:
+            await _json(send, 404, {"error": f"no route {path}"})
+
+    def describe(self) -> dict[str, Any]:
+        table = self.table.model_dump()
+        for backend in table["backends"]:
+            health = self.health.backends.get(backend["name"])
+            backend["healthy"] = health.healthy if health else True
+            backend["last_error"] = health.last_error if health else None
+        table["instance"] = self.stats.instance
+        return table
+
+    async def _put_routes(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if self.options.admin_token:
+            expected = f"Bearer {self.options.admin_token}".encode()
+            if dict(scope["headers"]).get(b"authorization") != expected:
+                await _json(send, 401, {"error": "the router's admin token is required (Authorization: Bearer ...)"})
+                return
+        try:
+            body = await _read_body(receive, 1_000_000)
+            table = RouteTable.model_validate_json(body)
+        except TooLarge:
+            await _json(send, 413, {"error": "routing table over 1 MB"})
+            return
+        except ConnectionResetError:
+            return
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors(include_url=False)
+            )
+            await _json(send, 422, {"error": f"invalid routing table: {problems}"})
+            return
+        self.set_table(table)
+        await _json(send, 200, self.describe())
+
+
+def _error(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+def _json_headers(backend: BackendSpec) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", b"application/json"), (SERVED_BY_HEADER.encode(), backend.name.encode())]
+
+
+def run_router(table: RouteTable, options: RouterOptions, host: str, port: int, log_level: str = "info") -> None:
+    """Serve until SIGTERM/SIGINT; uvicorn lets in-flight requests finish first."""
+    import uvicorn
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Router(table, options)
+    if options.state_file is not None:
+        save_table(table, options.state_file)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        timeout_keep_alive=30,
+        server_header=False,
+        date_header=False,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run()

@@ -1,0 +1,58 @@
+"""The controller's side of the router's admin API (``/_conveyor/``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+
+from conveyor.errors import ClientError
+from conveyor.rollout.analysis import MeasurementError
+from conveyor.rollout.routing import RouteTable
+
+TOKEN_ENV = "CONVEYOR_ROUTER_TOKEN"
+
+
+class RouterClient:
+    def __init__(self, url: str, token: str | None = None, timeout: float = 5.0) -> None:
+        self.url = url.rstrip("/")
+        token = token or os.environ.get(TOKEN_ENV)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
+
+    def _get(self, path: str) -> dict[str, Any]:
+        try:
+            response = self.http.get(path)
+        except httpx.HTTPError as exc:
+            raise MeasurementError(f"the router at {self.url} is unreachable: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise MeasurementError(f"the router at {self.url} answered {path} with HTTP {response.status_code}")
+        return response.json()
+
+    def routes(self) -> RouteTable:
+        data = self._get("/_conveyor/routes")
+        for backend in data.get("backends", []):
+            backend.pop("healthy", None)
+            backend.pop("last_error", None)
+        data.pop("instance", None)
+        return RouteTable.model_validate(data)
+
+    def describe(self) -> dict[str, Any]:
+        return self._get("/_conveyor/routes")
+
+    def stats(self) -> dict[str, Any]:
+        return self._get("/_conveyor/stats")
+
+    def set_routes(self, table: RouteTable) -> None:
+        try:
+            response = self.http.put("/_conveyor/routes", content=table.model_dump_json())
+        except httpx.HTTPError as exc:
+            raise MeasurementError(f"the router at {self.url} is unreachable: {type(exc).__name__}") from None
+        if response.status_code in (401, 403):
+            raise ClientError(401, f"the router refused the new routes: {response.text} (set {TOKEN_ENV})")
+        if response.status_code != 200:
+            raise MeasurementError(f"the router refused the new routes: HTTP {response.status_code} {response.text}")
+
+    def close(self) -> None:
+        self.http.close()

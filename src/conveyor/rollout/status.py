@@ -1,0 +1,296 @@
+"""The rollout's whole state as one persisted record, and the store that keeps it safe.
+
+Ownership is split so the controller and the commands never overwrite each
+other: commands only append to ``commands``; the controller owns every other
+field and records the last command it handled. Every write is atomic (temp file,
+fsync, rename) under a file lock, so a crash at any point leaves the previous
+record or the next one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from conveyor.errors import ClientError, NotFound
+from conveyor.registry.config import conveyor_home
+
+Phase = Literal["progressing", "paused", "succeeded", "aborted"]
+Outcome = Literal["successful", "failed", "inconclusive", "error"]
+Action = Literal["pause", "resume", "promote", "promote-full", "abort"]
+ACTIVE: tuple[str, ...] = ("progressing", "paused")
+
+
+class Backend(BaseModel):
+    """One model-server backend the router sends traffic to."""
+
+    ref: str  # what it serves: a registry reference, or an image
+    version: str  # shown by the router and in metrics, e.g. "sentiment:2"
+    url: str | None = None
+    pid: int | None = None
+    container: str | None = None
+    engine: str | None = None
+    log: str | None = None
+    owned: bool = True  # started by a controller: the controller may stop it
+
+
+class Thresholds(BaseModel):
+    """When an analysis is successful, failed or inconclusive (see docs/rollouts.md)."""
+
+    min_requests: int = Field(20, ge=1, description="canary requests per window below which it is inconclusive")
+    max_error_rate: float = Field(0.05, ge=0, le=1, description="absolute ceiling on the canary's 5xx share")
+    max_error_rate_increase: float = Field(0.02, ge=0, le=1, description="canary minus stable error rate")
+    max_p99_ms: float | None = Field(None, gt=0, description="absolute ceiling on the canary's p99 latency")
+    max_p99_ratio: float = Field(2.0, gt=0, description="canary p99 / stable p99")
+    p99_floor_ms: float = Field(25.0, ge=0, description="p99 below this never fails the ratio check")
+    mirror_percent: float = Field(20.0, ge=0, le=100, description="share of stable traffic copied to the canary")
+    min_agreement: float = Field(0.9, ge=0, le=1, description="share of mirrored predictions equal to stable's")
+    min_compared: int = Field(20, ge=1, description="compared mirrored requests below which it is inconclusive")
+    contract: bool = Field(True, description="run the verification contract against the canary's address")
+    max_inconclusive: int = Field(3, ge=1, description="inconclusive analyses in a row before the rollout pauses")
+    max_measurement_errors: int = Field(3, ge=0, description="measurement errors in a row that are tolerated")
+
+
+class Window(BaseModel):
+    """The traffic window the next analysis looks at: a router snapshot taken when it opened."""
+
+    opened_at: float
+    due_at: float
+    baseline: dict[str, Any]
+
+
+class AnalysisRun(BaseModel):
+    at: float
+    stage: str
+    step: int
+    weight: float
+    outcome: Outcome
+    measurements: dict[str, Any] = {}
+    reasons: list[str] = []
+
+
+class Command(BaseModel):
+    id: int
+    action: Action
+    at: float
+    reason: str | None = None
+
+
+class Event(BaseModel):
+    at: float
+    message: str
+
+
+class RolloutStatus(BaseModel):
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    service: str
+    strategy: Literal["canary", "blue-green"]
+    ref: str
+    model_name: str | None = None
+    model_version: int | None = None
+    router: str
+    phase: Phase = "progressing"
+    stage: str = "starting"  # starting, canary, pre-promotion, post-promotion, promoting, aborting, done
+    message: str = ""
+    steps: list[float]
+    step_index: int = 0
+    interval_s: float
+    rollback_window_s: float = 60.0
+    weights: dict[str, float] = {}
+    stable: Backend
+    canary: Backend
+    command: str | None = None  # backend command template ({port}, {ref}); None: conveyor serve
+    contract_path: str | None = None
+    thresholds: Thresholds = Thresholds()
+    window: Window | None = None
+    analysis: list[AnalysisRun] = []
+    inconclusive_in_a_row: int = 0
+    errors_in_a_row: int = 0
+    abort_reason: str | None = None
+    promoted_at: float | None = None
+    previous_ref: str | None = None  # what was stable before: `conveyor rollout undo` goes back to it
+    handled_command: int = 0
+    commands: list[Command] = []
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+    finished_at: float | None = None
+    events: list[Event] = []
+
+    @property
+    def active(self) -> bool:
+        return self.phase in ACTIVE
+
+    @property
+    def current_weight(self) -> float:
+        return self.steps[min(self.step_index, len(self.steps) - 1)] if self.steps else 100.0
+
+    def note(self, message: str) -> None:
+        self.events.append(Event(at=time.time(), message=message))
+        self.message = message
+
+    def pending_commands(self) -> list[Command]:
+        return [c for c in self.commands if c.id > self.handled_command]
+
+
+def service_dir(service: str) -> Path:
+    if not service or "/" in service or service.startswith("."):
+        raise ClientError(422, f"invalid service name {service!r}")
+    path = conveyor_home() / "rollouts" / service
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class StatusStore:
+    """``$CONVEYOR_HOME/rollouts/<service>/status.json`` (+ history/ of finished rollouts)."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.dir = service_dir(service)
+        self.path = self.dir / "status.json"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.dir / "status.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read(self) -> RolloutStatus | None:
+        try:
+            return RolloutStatus.model_validate_json(self.path.read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def load(self) -> RolloutStatus:
+        status = self._read()
+        if status is None:
+            raise NotFound(f"no rollout for service {self.service!r}; start one with `conveyor rollout start`")
+        return status
+
+    def find(self) -> RolloutStatus | None:
+        return self._read()
+
+    def create(self, status: RolloutStatus) -> RolloutStatus:
+        """Store a new rollout; refused while another rollout of the service is still active."""
+        with self._locked():
+            current = self._read()
+            if current is not None and current.active:
+                raise ClientError(
+                    409,
+                    f"service {self.service!r} already has a rollout in progress ({current.ref}, {current.phase}); "
+                    "abort it or wait for it to finish",
+                )
+            if current is not None:
+                history = self.dir / "history"
+                history.mkdir(exist_ok=True)
+                _atomic_write(history / f"{current.id}.json", current.model_dump_json(indent=2).encode())
+            status.note(f"rollout of {status.ref} created ({status.strategy})")
+            _atomic_write(self.path, status.model_dump_json(indent=2).encode())
+            return status
+
+    def save(self, status: RolloutStatus) -> RolloutStatus:
+        """The controller's write: every field is the controller's except the commands others appended."""
+        with self._locked():
+            current = self._read()
+            if current is not None and current.id == status.id:
+                status.commands = current.commands
+            status.updated_at = time.time()
+            _atomic_write(self.path, status.model_dump_json(indent=2).encode())
+            return status
+
+    def command(self, action: Action, reason: str | None = None) -> Command:
+        with self._locked():
+            current = self._read()
+            if current is None:
+                raise NotFound(f"no rollout for service {self.service!r}")
+            if not current.active:
+                raise ClientError(409, f"the rollout of {current.ref} is already {current.phase}")
+            last = max([current.handled_command, *[c.id for c in current.commands]])
+            command = Command(id=last + 1, action=action, at=time.time(), reason=reason)
+            current.commands.append(command)
+            _atomic_write(self.path, current.model_dump_json(indent=2).encode())
+            return command
+
+    def history(self) -> list[RolloutStatus]:
+        folder = self.dir / "history"
+        found = [RolloutStatus.model_validate(json.loads(p.read_text())) for p in folder.glob("*.json")]
+        return sorted(found, key=lambda s: s.created_at)
+
+    @contextlib.contextmanager
+    def controller_lock(self) -> Iterator[bool]:
+        """Held by the one live controller of the service; released by the OS if it dies, even by SIGKILL."""
+        with open(self.dir / "controller.lock", "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            lock.seek(0)
+            lock.truncate()
+            lock.write(str(os.getpid()))
+            lock.flush()
+            try:
+                yield True
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def controller_running(self) -> bool:
+        with open(self.dir / "controller.lock", "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            return False
+
+
+def list_services() -> list[str]:
+    root = conveyor_home() / "rollouts"
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+
+
+def router_file(service: str) -> Path:
+    """Where ``conveyor router --service`` records its address."""
+    return service_dir(service) / "router.json"
+
+
+def routes_file(service: str) -> Path:
+    """Where ``conveyor router --service`` keeps its routing table across restarts."""
+    return service_dir(service) / "routes.json"
+
+
+def write_router_address(service: str, url: str) -> None:
+    _atomic_write(router_file(service), json.dumps({"url": url, "pid": os.getpid()}).encode())
+
+
+def router_address(service: str) -> str | None:
+    try:
+        return json.loads(router_file(service).read_text())["url"]
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
