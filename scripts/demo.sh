@@ -126,7 +126,57 @@ echo "      --model-ref sentiment@production --model-path ${CONVEYOR_HOME}/demo-
     --model-ref sentiment@production --model-path "${CONVEYOR_HOME}/demo-model" \
     --junit "${CONVEYOR_HOME}/verify.xml" || echo "(verification failed: see the table above)"
 echo
+echo "== controlled rollout: a canary of a second version through the router, promoted step by step =="
+ROUTER_PORT=$((PORT + 80))
+ROUTER="http://127.0.0.1:${ROUTER_PORT}"
+echo "\$ conveyor router --service sentiment --port ${ROUTER_PORT} &"
+"${CONVEYOR}" router --service sentiment --port "${ROUTER_PORT}" --log-level warning &
+router_pid=$!
+cleanup+=("'${CONVEYOR}' rollout down sentiment >/dev/null 2>&1; kill ${router_pid} 2>/dev/null")
+for _ in $(seq 1 100); do curl -s -o /dev/null "${ROUTER}/_conveyor/health" && break; sleep 0.1; done
+echo "\$ conveyor rollout start sentiment:${VERSION}        # the service's first version: straight to 100%"
+"${CONVEYOR}" rollout down sentiment >/dev/null 2>&1 || true
+"${CONVEYOR}" rollout start "sentiment:${VERSION}" --service sentiment
+# The second version: the same weights served with a 64-token limit instead of 128 (faster on long texts).
+SECOND="${CONVEYOR_HOME}/demo-second"
+rm -rf "${SECOND}" && cp -r "${CONVEYOR_HOME}/demo-model" "${SECOND}"
+sed -i 's/^max_length: .*/max_length: 64/' "${SECOND}/model.yaml"
+echo "\$ conveyor models register ${SECOND} --name sentiment --property change=max_length-64 --skip-unchanged"
+"${CONVEYOR}" models register "${SECOND}" --name sentiment --property change=max_length-64 --skip-unchanged >/dev/null
+NEXT=$("${CONVEYOR}" models show sentiment --json | python3 -c "import json,sys;print(json.load(sys.stdin)['latest_version'])")
+"${BIN}/python" - "${ROUTER}" <<'LOAD' &
+import itertools, sys, time
+import httpx
+texts = ["What a wonderful day", "The food was cold and bland", "MLOps is critical for robustness",
+         "I love this phone", "This was the worst meal ever", "Containers are more or less interesting"]
+with httpx.Client(timeout=10) as client:
+    for text in itertools.cycle(texts):
+        try:
+            client.post(sys.argv[1] + "/predict", json=[text])
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.02)
+LOAD
+load_pid=$!
+cleanup+=("kill ${load_pid} 2>/dev/null")
+echo "(a client calls ${ROUTER}/predict about 40 times a second all along)"
+if [[ "${NEXT}" == "${VERSION}" ]]; then
+    echo "(no second version to roll out)"
+else
+    echo "\$ conveyor rollout start sentiment:${NEXT} --steps 10,25,50,100 --interval 6s --contract examples/sentiment/contract.yaml"
+    "${CONVEYOR}" rollout start "sentiment:${NEXT}" --service sentiment --steps 10,25,50,100 --interval 6s \
+        --min-requests 15 --contract examples/sentiment/contract.yaml || echo "(the rollout was rolled back: see above)"
+fi
+kill "${load_pid}" 2>/dev/null || true
+echo "\$ conveyor models show sentiment@production"
+"${CONVEYOR}" models show sentiment@production --json | python3 -c "import json,sys;v=json.load(sys.stdin);print(f\"sentiment@production -> version {v['version']}\")"
+echo "\$ curl -X POST ... ${ROUTER}/predict  (through the router, now all on the new stable)"
+curl -s -i -X POST -H "Content-Type: application/json" --data '["MLOps is critical for robustness"]' "${ROUTER}/predict" \
+    | grep -i -E "^x-conveyor|^\{"
+echo
+
 echo "Serving sentiment:${VERSION} (${MODE}) on ${URL}. Metrics: ${URL}/metrics   OpenAPI: ${URL}/openapi.json"
+echo "Router: ${ROUTER} (metrics ${ROUTER}/metrics); rollout: CONVEYOR_HOME=${CONVEYOR_HOME} ${CONVEYOR} rollout status sentiment"
 echo "Registry: CONVEYOR_HOME=${CONVEYOR_HOME} ${CONVEYOR} models show sentiment"
 if [[ "${DEMO_EXIT:-0}" == "1" ]]; then
     exit 0

@@ -422,6 +422,24 @@ def history(service: ServiceArg = None, as_json: JsonOption = False) -> None:
         stdout.print(table)
 
 
+@app.command()
+def down(service: ServiceArg = None) -> None:
+    """Stop the backends rollouts of SERVICE started (the router keeps running; stop it yourself)."""
+    from conveyor.rollout import backends
+
+    with handle_errors():
+        store = StatusStore(_pick_service(service))
+        last = store.load()
+        if last.active:
+            raise ClientError(409, f"the rollout of {last.ref} is {last.phase}: abort it first")
+        stopped = []
+        for backend in (last.stable, last.canary):
+            if backend.owned and (backend.pid or backend.container) and backends.alive(backend):
+                backends.stop(backend)
+                stopped.append(backend.version)
+        stdout.print(f"stopped: {', '.join(stopped)}" if stopped else "no running backend was started by a rollout")
+
+
 @app.command("export")
 def export_manifests(
     image: Annotated[str, typer.Option(help="The model-server image of the new version.")],

@@ -1,0 +1,95 @@
+"""Rollout logic without processes: routing choices, windows, verdicts, settings."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from conveyor.errors import ClientError
+from conveyor.rollout.analysis import MeasurementError, Traffic, Verdict, judge_agreement, judge_traffic, window_traffic
+from conveyor.rollout.config import parse_duration, parse_steps
+from conveyor.rollout.routing import RouteTable, pick
+from conveyor.rollout.stats import LATENCY_BUCKETS, RouterStats, quantile
+from conveyor.rollout.status import Thresholds
+
+TABLE = RouteTable.model_validate(
+    {
+        "backends": [
+            {"name": "stable", "url": "http://127.0.0.1:1", "version": "m:1", "weight": 80},
+            {"name": "canary", "url": "http://127.0.0.1:2", "version": "m:2", "weight": 20},
+        ]
+    }
+)
+
+
+def test_pick_follows_weights_and_falls_back_to_the_healthy_backend() -> None:
+    rng = random.Random(7)
+    chosen = [pick(TABLE, {"stable", "canary"}, rng=rng)[0].name for _ in range(5000)]
+    assert 0.17 < chosen.count("canary") / 5000 < 0.23
+    assert [b.name for b in pick(TABLE, {"stable"}, rng=rng)] == ["stable"]  # ejected canary gets nothing
+    assert [b.name for b in pick(TABLE, {"stable", "canary"}, pin="m:2")] == ["canary"]
+    first = pick(TABLE, {"stable", "canary"}, sticky_key="user-1")[0].name
+    assert all(pick(TABLE, {"stable", "canary"}, sticky_key="user-1")[0].name == first for _ in range(20))
+    assert pick(RouteTable(), {"x"}) == []
+
+
+def test_quantile_interpolates_inside_a_bucket() -> None:
+    buckets = [0] * len(LATENCY_BUCKETS)
+    buckets[LATENCY_BUCKETS.index(0.01)] = 100  # all between 7.5 ms and 10 ms
+    assert 0.0075 < quantile(0.99, buckets) <= 0.01
+    assert quantile(0.99, [0] * len(LATENCY_BUCKETS)) is None
+
+
+def _traffic(requests: int, errors: int, seconds: float = 0.005) -> Traffic:
+    stats = RouterStats().of("c", "v")
+    for i in range(requests):
+        stats.observe("500" if i < errors else "200", seconds)
+    return Traffic(requests, errors, list(stats.buckets), {})
+
+
+def test_too_few_requests_is_inconclusive_never_failed() -> None:
+    verdict = Verdict()
+    judge_traffic(verdict, _traffic(5, 5), _traffic(100, 0), Thresholds(), "canary")
+    assert verdict.outcome == "inconclusive" and "5 canary requests" in verdict.reasons[0]
+
+
+def test_error_rate_fails_absolute_and_relative_to_stable() -> None:
+    absolute = Verdict()
+    judge_traffic(absolute, _traffic(100, 20), _traffic(100, 0), Thresholds(), "canary")
+    assert absolute.outcome == "failed" and "20.0%" in absolute.reasons[0]
+    relative = Verdict()
+    judge_traffic(relative, _traffic(100, 4), _traffic(100, 1), Thresholds(max_error_rate=0.1), "canary")
+    assert relative.outcome == "failed" and "exceeds stable" in relative.reasons[0]
+    fine = Verdict()
+    judge_traffic(fine, _traffic(100, 1), _traffic(100, 1), Thresholds(), "canary")
+    assert fine.outcome == "successful"
+
+
+def test_slow_canary_fails_the_latency_ratio() -> None:
+    verdict = Verdict()
+    judge_traffic(verdict, _traffic(100, 0, 0.2), _traffic(100, 0, 0.01), Thresholds(), "canary")
+    assert verdict.outcome == "failed" and "p99" in verdict.reasons[0]
+
+
+def test_agreement_needs_enough_comparisons() -> None:
+    few, bad = Verdict(), Verdict()
+    judge_agreement(few, 3, 0, Thresholds())
+    judge_agreement(bad, 10, 40, Thresholds())
+    assert few.outcome == "inconclusive" and bad.outcome == "failed"
+
+
+def test_a_router_restart_inside_the_window_is_a_measurement_error() -> None:
+    before, after = RouterStats().snapshot(), RouterStats().snapshot()
+    with pytest.raises(MeasurementError, match="restarted"):
+        window_traffic(before, after, "canary", "v", "live")
+
+
+def test_steps_and_durations_are_validated() -> None:
+    assert parse_steps("10,25,50,100") == [10, 25, 50, 100]
+    assert parse_duration("500ms") == 0.5 and parse_duration("2m") == 120
+    for bad in ("10,5", "0,50", "10,abc", "150"):
+        with pytest.raises(ClientError):
+            parse_steps(bad)
+    with pytest.raises(ClientError):
+        parse_duration("soon")
