@@ -214,6 +214,9 @@ def _new_status(
     thresholds: dict[str, float | int | None] | None = None,
 ) -> RolloutStatus:
     command = command or settings.command
+    chosen_steps = parse_steps(steps) if steps else settings.steps  # validate the options before any work
+    interval_s = parse_duration(interval or settings.interval)
+    rollback_window_s = parse_duration(rollback_window or settings.rollback_window)
     serve_ref, version, model_name, model_version = _resolve(ref, allow_unregistered=bool(command or image))
     service = service or settings.service or model_name or ref.split(":")[0].split("@")[0]
     strategy = strategy or settings.strategy
@@ -249,9 +252,9 @@ def _new_status(
         model_name=model_name,
         model_version=model_version,
         router=router_url,
-        steps=parse_steps(steps) if steps else settings.steps,
-        interval_s=parse_duration(interval or settings.interval),
-        rollback_window_s=parse_duration(rollback_window or settings.rollback_window),
+        steps=chosen_steps,
+        interval_s=interval_s,
+        rollback_window_s=rollback_window_s,
         stable=stable,
         canary=canary,
         command=None if image else command,
