@@ -326,9 +326,15 @@ class Controller:
         return {STABLE: 100.0}
 
     def _table(
-        self, status: RolloutStatus, router: RouterClient, weights: dict[str, float], promoted: bool = False
+        self,
+        status: RolloutStatus,
+        router: RouterClient,
+        weights: dict[str, float],
+        promoted: bool = False,
+        current: RouteTable | None = None,
     ) -> RouteTable:
-        current = router.routes()
+        """The table the router should have; ``current`` (fetched when not given) supplies its sticky header."""
+        current = current if current is not None else router.routes()
         if promoted:
             canary = status.canary
             specs = [BackendSpec(name=STABLE, url=canary.url or "", version=canary.version, weight=100.0)]
@@ -349,8 +355,9 @@ class Controller:
     def _ensure_routes(self, status: RolloutStatus, router: RouterClient) -> None:
         """Make the router match the status (also after a router restart); a no-op when it already does."""
         weights = status.weights if status.phase == "paused" and status.weights else self.desired_weights(status)
-        wanted = self._table(status, router, weights)
-        if router.routes() != wanted:
+        current = router.routes()
+        wanted = self._table(status, router, weights, current=current)
+        if current != wanted:
             router.set_routes(wanted)
         status.weights = weights
 
