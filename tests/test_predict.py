@@ -103,6 +103,8 @@ def test_unknown_route_and_method_answer_json(served_vote: Server) -> None:
     wrong_method = httpx.get(f"{served_vote.url}/predict", timeout=5)
     assert wrong_method.status_code == 405
     assert "GET" in wrong_method.json()["error"]
+    assert wrong_method.headers["allow"] == "POST"
+    assert httpx.get(f"{served_vote.url}/v2/health/live", timeout=5).status_code == 200  # still serving
 
 
 def test_three_label_model_answers_the_label(tmp_path, model_root) -> None:

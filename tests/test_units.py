@@ -175,3 +175,32 @@ def test_parallel_batches_compute_at_the_same_time() -> None:
             await batcher.close()
 
     assert asyncio.run(main()) == [[1], [2]]
+
+
+def test_batcher_close_finishes_the_running_batch_and_refuses_queued_jobs() -> None:
+    import threading
+
+    from conveyor.errors import NotReady
+
+    release = threading.Event()
+
+    def handler(items: list[int]) -> list[int]:
+        release.wait(5)
+        return items
+
+    async def main() -> tuple[object, object, object]:
+        batcher: Batcher[int, int] = Batcher(handler, max_batch_size=1)
+        batcher.start()
+        running = asyncio.ensure_future(batcher.submit([1]))
+        queued = asyncio.ensure_future(batcher.submit([2]))
+        await asyncio.sleep(0.05)  # [1] computes, [2] waits for the slot
+        closing = asyncio.ensure_future(batcher.close())
+        await asyncio.sleep(0.05)
+        release.set()
+        await closing
+        late = await asyncio.gather(batcher.submit([3]), return_exceptions=True)
+        return await running, (await asyncio.gather(queued, return_exceptions=True))[0], late[0]
+
+    finished, refused, late = asyncio.run(main())
+    assert finished == [1]
+    assert isinstance(refused, NotReady) and isinstance(late, NotReady)

@@ -25,6 +25,7 @@ from conveyor.httputil import EXCEPTION_HANDLERS, Handler, guard
 from conveyor.serving import metrics
 from conveyor.serving.dataplane import DataPlane
 from conveyor.serving.openapi import openapi_document
+from conveyor.serving.predict_route import PredictRoute
 from conveyor.serving.v2 import HEADER_LENGTH, decode_request
 
 log = logging.getLogger(__name__)
@@ -43,17 +44,21 @@ def _is_json(content_type: str) -> bool:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing more than ``limit`` bytes before reading them all."""
-    declared = request.headers.get("content-length")
+    return await read_limited(request.headers.get("content-length"), request.stream(), limit)
+
+
+async def read_limited(declared: str | None, chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """Join ``chunks``, refusing a declared or actual size over ``limit`` bytes as early as possible."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ClientError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
-    chunks: list[bytes] = []
+    parts: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise ClientError(413, f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def parse_texts(body: bytes, max_items: int) -> list[str]:
@@ -89,15 +94,14 @@ class Endpoints:
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
 
-    async def predict(self, request: Request) -> Response:
-        content_type = request.headers.get("content-type")
+    async def predict(self, content_type: str | None, body: AsyncIterator[bytes], declared: str | None) -> bytes:
+        """The classic route's answer (served by ``PredictRoute``, straight on ASGI)."""
         if content_type is not None and not _is_json(content_type):
             raise ClientError(415, f"Content-Type must be application/json, got {content_type!r}")
         options = self.plane.options
-        body = await read_body(request, options.max_body_bytes)
-        texts = parse_texts(body, options.max_items)
+        texts = parse_texts(await read_limited(declared, body, options.max_body_bytes), options.max_items)
         answers = await self.plane.predict(texts)
-        return json_response(answers[0] if len(answers) == 1 else answers)
+        return orjson.dumps(answers[0] if len(answers) == 1 else answers)
 
     async def server_metadata(self, request: Request) -> Response:
         return json_response(self.plane.server_metadata())
@@ -184,8 +188,8 @@ class MetricsMiddleware:
 
 def create_app(
     plane: DataPlane, on_load_failure: Callable[[], None] | None = None, load_before_serving: bool = False
-) -> Starlette:
-    """The ASGI app for one data plane.
+) -> PredictRoute:
+    """The ASGI app for one data plane: ``POST /predict`` on raw ASGI, the rest on Starlette.
 
     By default the model loads in the background after start-up, so probes see
     live=200 and ready=503 until it is warm.  With several workers sharing one
@@ -195,7 +199,6 @@ def create_app(
     """
     ep = Endpoints(plane)
     table: list[tuple[str, Handler, list[str]]] = [
-        ("/predict", ep.predict, ["POST"]),
         ("/v2", ep.server_metadata, ["GET"]),
         ("/v2/health/live", ep.live, ["GET"]),
         ("/v2/health/ready", ep.ready, ["GET"]),
@@ -238,4 +241,4 @@ def create_app(
     )
     app.add_middleware(MetricsMiddleware, plane=plane, templates=templates)
     app.state.plane = plane
-    return app
+    return PredictRoute(app, ep.predict, plane)

@@ -1,26 +1,30 @@
 """Dynamic batching of concurrent requests.
 
-One loop per model takes jobs (a request's texts) from a queue and hands them
-to a single inference thread.  Batches form while the previous batch computes:
-when the runner is free the loop takes everything already queued (up to
-``max_batch_size`` items) and starts at once.  So at low load nothing waits
-for a batch to fill; under load batches grow by themselves.  An optional
-``max_wait`` lets the loop wait a bounded time for more jobs before it starts
-a batch; it is off by default because waiting for requests that may never
-come only adds latency.  ``parallel_batches`` > 1 computes several batches at
-once on their own threads (useful with one onnxruntime thread per batch on
-machines with many cores).
+Jobs (one request's texts) wait in a queue; a batch starts whenever an
+inference slot is free.  A job that arrives while a slot is free starts at
+once, from the submitting coroutine itself: no batching task to wake, so at
+low load nothing waits and the only hop is the one onto the inference thread.
+Under load, jobs queue while a batch computes, and the moment it finishes the
+next batch takes everything already queued (up to ``max_batch_size`` items),
+so batches grow by themselves.  An optional ``max_wait`` lets a batch that is
+not full wait a bounded time for more jobs; it is off by default because
+waiting for requests that may never come only adds latency.
+``parallel_batches`` > 1 computes several batches at once on their own
+threads (useful with one onnxruntime thread per batch on machines with many
+cores).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from conveyor.errors import NotReady
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -45,7 +49,8 @@ class _Job(Generic[Item, Result]):
 class Batcher(Generic[Item, Result]):
     """Collects jobs into batches and runs ``handler`` on them in a worker thread.
 
-    ``handler`` takes a flat list of items and returns one result per item, in order.
+    ``handler`` takes a flat list of items and returns one result per item, in
+    order.  All methods are called from the event loop's thread.
     """
 
     def __init__(
@@ -58,28 +63,35 @@ class Batcher(Generic[Item, Result]):
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
+        if parallel_batches < 1:
+            raise ValueError("parallel_batches must be at least 1")
         self._handler = handler
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait
-        self._on_batch = on_batch
-        self._queue: asyncio.Queue[_Job[Item, Result]] = asyncio.Queue()
-        self._carry: _Job[Item, Result] | None = None
         self.parallel_batches = parallel_batches
-        self._slots = asyncio.Semaphore(parallel_batches)
-        self._running: set[asyncio.Task[None]] = set()
+        self._on_batch = on_batch
+        self._pending: deque[_Job[Item, Result]] = deque()
+        self._pending_items = 0
+        self._computing: set[asyncio.Future[Sequence[Result]]] = set()
+        self._timer: asyncio.TimerHandle | None = None
         self._executor = ThreadPoolExecutor(max_workers=parallel_batches, thread_name_prefix="inference")
-        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
+        """Bind to the running event loop (call once, from it)."""
+        self._loop = asyncio.get_running_loop()
 
     async def submit(self, items: Sequence[Item]) -> list[Result]:
         """Queue ``items`` (one request's worth) and wait for their results."""
-        if self._task is None:
+        if self._loop is None:
             raise RuntimeError("Batcher.start() was not called")
-        future: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(items, future))
+        if self._closed:
+            raise NotReady("the server is shutting down")
+        future: asyncio.Future[list[Result]] = self._loop.create_future()
+        self._pending.append(_Job(items, future))
+        self._pending_items += len(items)
+        self._dispatch()
         return await future
 
     async def run_alone(self, fn: Callable[[], Result]) -> Result:
@@ -87,73 +99,92 @@ class Batcher(Generic[Item, Result]):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._running:  # batches already handed to the inference threads finish first
-            await asyncio.gather(*self._running, return_exceptions=True)
+        """Let batches already computing finish; refuse the jobs that never started."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._pending:
+            job = self._pending.popleft()
+            if not job.future.done():
+                job.future.set_exception(NotReady("the server is shutting down"))
+        self._pending_items = 0
+        if self._computing:
+            await asyncio.gather(*self._computing, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
-    async def _next_batch(self) -> list[_Job[Item, Result]]:
-        first = self._carry or await self._queue.get()
-        self._carry = None
-        jobs = [first]
-        size = len(first.items)
-        deadline = time.monotonic() + self.max_wait
-        while size < self.max_batch_size:
-            try:
-                job = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    job = await asyncio.wait_for(self._queue.get(), remaining)
-                except TimeoutError:
-                    break
-            if size + len(job.items) > self.max_batch_size:
-                self._carry = job  # starts the next batch
+    # ---- scheduling (event loop thread only) -----------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Start batches while a slot is free and jobs are waiting."""
+        while self._pending and len(self._computing) < self.parallel_batches and not self._closed:
+            if self.max_wait > 0 and self._pending_items < self.max_batch_size:
+                due = self._pending[0].enqueued + self.max_wait
+                if time.monotonic() < due:
+                    self._wait_until(due)
+                    return
+            self._start(self._take_batch())
+
+    def _wait_until(self, due: float) -> None:
+        if self._timer is None:
+            assert self._loop is not None
+            delay = max(0.0, due - time.monotonic())
+            self._timer = self._loop.call_later(delay, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        """The oldest job waited ``max_wait``: start what is there, full or not."""
+        self._timer = None
+        if self._pending and len(self._computing) < self.parallel_batches and not self._closed:
+            self._start(self._take_batch())
+        self._dispatch()
+
+    def _take_batch(self) -> list[_Job[Item, Result]]:
+        """The oldest jobs up to ``max_batch_size`` items (a larger job goes alone)."""
+        jobs: list[_Job[Item, Result]] = []
+        size = 0
+        while self._pending:
+            job = self._pending[0]
+            if jobs and size + len(job.items) > self.max_batch_size:
                 break
+            self._pending.popleft()
+            self._pending_items -= len(job.items)
+            if job.future.cancelled():  # the client went away
+                continue
             jobs.append(job)
             size += len(job.items)
         return jobs
 
-    async def _loop(self) -> None:
-        while True:
-            await self._slots.acquire()
-            try:
-                jobs = await self._next_batch()
-            except BaseException:
-                self._slots.release()
-                raise
-            task = asyncio.get_running_loop().create_task(self._run(jobs))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+    def _start(self, jobs: list[_Job[Item, Result]]) -> None:
+        if not jobs:
+            return
+        assert self._loop is not None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        items = [item for job in jobs for item in job.items]
+        started = time.monotonic()
+        computing = self._loop.run_in_executor(self._executor, self._handler, items)
+        self._computing.add(computing)
+        computing.add_done_callback(lambda done: self._finish(jobs, len(items), started, done))
 
-    async def _run(self, jobs: list[_Job[Item, Result]]) -> None:
-        try:
-            jobs = [job for job in jobs if not job.future.cancelled()]  # clients that went away
-            if not jobs:
-                return
-            items = [item for job in jobs for item in job.items]
-            started = time.monotonic()
-            try:
-                results = await asyncio.get_running_loop().run_in_executor(self._executor, self._handler, items)
-            except Exception as exc:
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                return
-            elapsed = time.monotonic() - started
+    def _finish(
+        self, jobs: list[_Job[Item, Result]], size: int, started: float, done: asyncio.Future[Sequence[Result]]
+    ) -> None:
+        self._computing.discard(done)
+        elapsed = time.monotonic() - started
+        error = done.exception()
+        if error is not None:
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(error)
+        else:
+            results = done.result()
             offset = 0
             for job in jobs:
                 count = len(job.items)
                 if not job.future.done():
                     job.future.set_result(list(results[offset : offset + count]))
                 offset += count
-            if self._on_batch is not None:
-                self._on_batch(BatchStats(len(items), [started - job.enqueued for job in jobs], elapsed))
-        finally:
-            self._slots.release()
+        self._dispatch()  # the next batch: everything that queued while this one computed
+        if error is None and self._on_batch is not None:
+            self._on_batch(BatchStats(size, [started - job.enqueued for job in jobs], elapsed))
