@@ -204,3 +204,15 @@ def test_batcher_close_finishes_the_running_batch_and_refuses_queued_jobs() -> N
     finished, refused, late = asyncio.run(main())
     assert finished == [1]
     assert isinstance(refused, NotReady) and isinstance(late, NotReady)
+
+
+def test_wait_until_ready_reports_an_exited_server_and_a_timeout_with_its_logs() -> None:
+    from conveyor.errors import ConveyorError
+    from conveyor.readiness import wait_until_ready
+    from conveyor.verify.targets import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(ConveyorError, match=r"the backend exited before it was ready:\nlast log line"):
+        wait_until_ready(url, lambda: False, lambda: "last log line", 5, "the backend")
+    with pytest.raises(ConveyorError, match=r"was not ready after 0.5s \(ConnectError\):\nlast log line"):
+        wait_until_ready(url, lambda: True, lambda: "last log line", 0.5, "the backend")

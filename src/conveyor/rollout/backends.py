@@ -17,13 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 from conveyor.errors import ClientError, ConveyorError
+from conveyor.readiness import readiness, wait_until_ready
 from conveyor.rollout.status import Backend
 from conveyor.verify.targets import container_engine, free_port
-
-READY_PATH = "/v2/health/ready"
 
 
 def start_process(ref: str, version: str, log_dir: Path, role: str, command: str | None = None) -> Backend:
@@ -98,10 +95,7 @@ def alive(backend: Backend) -> bool:
 
 
 def ready(backend: Backend, timeout: float = 2.0) -> bool:
-    try:
-        return httpx.get(f"{backend.url}{READY_PATH}", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return readiness(backend.url, timeout) is None
 
 
 def log_tail(backend: Backend, lines: int = 15) -> str:
@@ -120,14 +114,8 @@ def log_tail(backend: Backend, lines: int = 15) -> str:
 
 
 def wait_ready(backend: Backend, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive(backend):
-            raise ConveyorError(f"the backend for {backend.version} exited before it was ready:\n{log_tail(backend)}")
-        if ready(backend):
-            return
-        time.sleep(0.2)
-    raise ConveyorError(f"the backend for {backend.version} was not ready after {timeout:g}s:\n{log_tail(backend)}")
+    what = f"the backend for {backend.version}"
+    wait_until_ready(backend.url, lambda: alive(backend), lambda: log_tail(backend), timeout, what)
 
 
 def stop(backend: Backend, grace: float = 10.0) -> None:

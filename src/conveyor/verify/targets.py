@@ -15,16 +15,16 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from conveyor.errors import ClientError, ConveyorError
+from conveyor.readiness import wait_until_ready
 from conveyor.registry.refs import looks_like_ref, parse_ref
+
+UNDER_TEST = "the server under test"
 
 
 @dataclass
@@ -39,23 +39,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _wait_ready(url: str, alive: callable, logs: callable, timeout: float) -> None:  # type: ignore[valid-type]
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if not alive():
-            raise ConveyorError(f"the server under test exited before it was ready:\n{logs()}")
-        try:
-            response = httpx.get(f"{url}/v2/health/ready", timeout=2)
-            if response.status_code == 200:
-                return
-            last = f"HTTP {response.status_code}"
-        except httpx.TransportError as exc:
-            last = type(exc).__name__
-        time.sleep(0.2)
-    raise ConveyorError(f"the server under test was not ready after {timeout:g}s ({last}):\n{logs()}")
 
 
 def looks_like_image(target: str) -> bool:
@@ -87,7 +70,7 @@ def serve_model(target: str, timeout: float) -> Iterator[Running]:
         return Path(log.name).read_text(errors="replace")[-3000:]
 
     try:
-        _wait_ready(url, lambda: process.poll() is None, logs, timeout)
+        wait_until_ready(url, lambda: process.poll() is None, logs, timeout, UNDER_TEST)
         model_path = None
         if model_ref is not None:
             from conveyor.registry.config import open_registry
@@ -135,7 +118,7 @@ def run_image(image: str, timeout: float, container_port: int = 5000) -> Iterato
         return logs.stdout[-3000:]
 
     try:
-        _wait_ready(f"http://127.0.0.1:{port}", alive, logs, timeout)
+        wait_until_ready(f"http://127.0.0.1:{port}", alive, logs, timeout, UNDER_TEST)
         labels = subprocess.run(
             [engine, "inspect", "-f", "{{json .Config.Labels}}", image], capture_output=True, text=True
         ).stdout
