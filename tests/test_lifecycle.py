@@ -177,3 +177,31 @@ def test_cli_help_and_version(args: list[str]) -> None:
     result = subprocess.run([sys.executable, "-m", "conveyor.cli.main", *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
+
+
+def test_a_client_that_leaves_before_its_answer_costs_no_inference(vote_model, tmp_path) -> None:
+    import socket
+
+    # A lone request waits up to 1.5 s for a batch to fill: time for its client to give up.
+    server = start_server(vote_model, "--max-batch-wait-ms", "1500", tmp_path=tmp_path)
+    try:
+        labels = {"model": "votes", "version": "1"}
+        assert "conveyor_batch_size_count{" not in httpx.get(f"{server.url}/metrics").text  # no batch yet
+        port = int(server.url.rsplit(":", 1)[1])
+        body = b'["good"]'
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            time.sleep(0.3)  # queued, not computed yet
+        time.sleep(2.0)  # past the batch wait: a batch would have run by now
+        text = httpx.get(f"{server.url}/metrics").text
+        assert "conveyor_batch_size_count{" not in text, "the abandoned request was computed"
+        assert sample(text, "conveyor_requests_total", route="/predict", status="499", **labels) == 1
+        answer = httpx.post(f"{server.url}/predict", json=["good"], timeout=10)  # still serving
+        assert answer.json() == {"positive": True}
+        assert sample(httpx.get(f"{server.url}/metrics").text, "conveyor_batch_size_count", **labels) == 1
+    finally:
+        server.stop()

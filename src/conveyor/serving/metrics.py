@@ -24,7 +24,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 REQUESTS = Counter(
     "conveyor_requests_total",
-    "HTTP requests answered, by route template and status code.",
+    "HTTP requests by route template and status code (499: the client closed the connection first).",
     ["model", "version", "route", "method", "status"],
 )
 REQUEST_LATENCY = Histogram(

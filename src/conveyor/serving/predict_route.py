@@ -5,10 +5,18 @@ Starlette's routing, ``Request`` objects and middleware chain and records its
 own metrics.  Every other path goes to the wrapped Starlette app unchanged.
 Errors keep the server's contract: a client's mistake is a 4xx with
 ``{"error": ...}``, our own fault a logged 500.
+
+A client that disconnects while its request waits (a load balancer's or a
+user's timeout) should not cost inference: once the body is read, a watcher
+waits for the connection to close and cancels the request, which takes its
+texts out of the batch queue (or drops the answer if its batch is already
+computing).  Such requests are counted with status 499, nginx's "client
+closed request".
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,20 +35,49 @@ PATH = "/predict"
 # (content type, body chunks, declared content length) -> JSON answer
 Answer = Callable[[str | None, AsyncIterator[bytes], str | None], Awaitable[bytes]]
 JSON_HEADERS = [(b"content-type", b"application/json")]
+CLIENT_CLOSED = 499
 
 
 class ClientGone(Exception):
     """The client disconnected before its request body arrived."""
 
 
-async def _body_chunks(receive: Receive) -> AsyncIterator[bytes]:
+async def _body_chunks(receive: Receive, on_complete: Callable[[], None]) -> AsyncIterator[bytes]:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
         yield message.get("body", b"")
         if not message.get("more_body", False):
+            on_complete()
             return
+
+
+class DisconnectWatch:
+    """After the body: cancels the request's task if the client closes the connection first."""
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.request = asyncio.current_task()
+        self.watcher: asyncio.Task[Any] | None = None
+        self.answering = False  # set once the answer is being sent: too late to cancel
+        self.client_left = False
+
+    def arm(self) -> None:
+        self.watcher = asyncio.get_running_loop().create_task(self.receive())
+        self.watcher.add_done_callback(self._fired)
+
+    def _fired(self, watcher: asyncio.Task[Any]) -> None:
+        if watcher.cancelled() or self.answering or self.request is None:
+            return
+        if watcher.exception() is None and watcher.result().get("type") == "http.disconnect":
+            self.client_left = True
+            self.request.cancel()
+
+    def disarm(self) -> None:
+        self.answering = True
+        if self.watcher is not None and not self.watcher.done():
+            self.watcher.cancel()
 
 
 class PredictRoute:
@@ -74,9 +111,21 @@ class PredictRoute:
                     content_type = value.decode("latin-1")
                 elif name == b"content-length":
                     declared = value.decode("latin-1")
-            body = await self.answer(content_type, _body_chunks(receive), declared)
+            watch = DisconnectWatch(receive)
+            try:
+                body = await self.answer(content_type, _body_chunks(receive, watch.arm), declared)
+            except asyncio.CancelledError:
+                if not watch.client_left:
+                    raise  # the server is stopping, not the client
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()  # handled: the request ends here, normally
+                raise ClientGone from None
+            finally:
+                watch.disarm()
             status = 200
         except ClientGone:
+            self._record(method, CLIENT_CLOSED, time.perf_counter() - started)
             return  # nobody to answer
         except ClientError as exc:
             status, body = exc.status, orjson.dumps({"error": exc.message})
