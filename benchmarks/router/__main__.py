@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,12 +24,11 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.serving.__main__ import machine, run_wrk, wait_ready
+from benchmarks.serving.__main__ import load_levels, machine, run_wrk, start, stop, wait_ready
 from benchmarks.serving.sentences import SENTENCES
 from conveyor.verify.targets import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-CONCURRENCY = (1, 8, 32)
 console = Console(width=150)
 
 NGINX_CONF = """
@@ -61,37 +57,19 @@ http {{
 """
 
 
-def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env={**os.environ, **(env or {})}
-    )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 def measure(name: str, url: str, duration: float, bodies: Path) -> list[dict]:
     run_wrk(url, 8, 2, bodies)  # warm up
-    rows = []
-    for concurrency in CONCURRENCY:
-        raw = run_wrk(url, concurrency, duration, bodies)
-        seconds = raw["duration_us"] / 1e6
-        rows.append(
-            {
-                "path": name,
-                "concurrency": concurrency,
-                "rps": raw["requests"] / seconds,
-                "p50_ms": raw["p50_us"] / 1000,
-                "p99_ms": raw["p99_us"] / 1000,
-                "errors": raw["errors"],
-            }
-        )
-    return rows
+    return [
+        {
+            "path": r.server,
+            "concurrency": r.concurrency,
+            "rps": r.requests_per_s,
+            "p50_ms": r.p50_ms,
+            "p99_ms": r.p99_ms,
+            "errors": r.errors,
+        }
+        for r in load_levels(name, url, duration, bodies)
+    ]
 
 
 def main() -> None:

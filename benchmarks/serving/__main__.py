@@ -151,20 +151,32 @@ def run_wrk(url: str, concurrency: int, duration: float, bodies: Path) -> dict:
     return json.loads(line.removeprefix("WRK_JSON "))
 
 
+def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A server process in the repository, its output discarded."""
+    return subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env={**os.environ, **(env or {})}
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 30 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 @contextlib.contextmanager
 def running(command: list[str], port: int) -> Iterator[str]:
     """A server process, ready and warmed, stopped with SIGTERM afterwards; yields its URL."""
     url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    process = start(command)
     try:
         wait_ready(url, process)
         yield url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def load_levels(name: str, url: str, duration: float, bodies: Path) -> list[LoadResult]:
