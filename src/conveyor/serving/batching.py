@@ -115,9 +115,13 @@ class Batcher(Generic[Item, Result]):
 
     # ---- scheduling (event loop thread only) -----------------------------------------------
 
+    def _can_start(self) -> bool:
+        """Jobs are waiting and an inference slot is free."""
+        return bool(self._pending) and len(self._computing) < self.parallel_batches and not self._closed
+
     def _dispatch(self) -> None:
         """Start batches while a slot is free and jobs are waiting."""
-        while self._pending and len(self._computing) < self.parallel_batches and not self._closed:
+        while self._can_start():
             if self.max_wait > 0 and self._pending_items < self.max_batch_size:
                 due = self._pending[0].enqueued + self.max_wait
                 if time.monotonic() < due:
@@ -134,7 +138,7 @@ class Batcher(Generic[Item, Result]):
     def _timer_fired(self) -> None:
         """The oldest job waited ``max_wait``: start what is there, full or not."""
         self._timer = None
-        if self._pending and len(self._computing) < self.parallel_batches and not self._closed:
+        if self._can_start():
             self._start(self._take_batch())
         self._dispatch()
 

@@ -39,7 +39,7 @@ CLIENT_CLOSED = 499
 
 
 class ClientGone(Exception):
-    """The client disconnected before its request body arrived."""
+    """The client disconnected before its answer (while sending its body or waiting)."""
 
 
 async def _body_chunks(receive: Receive, on_complete: Callable[[], None]) -> AsyncIterator[bytes]:
