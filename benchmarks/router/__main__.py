@@ -24,8 +24,16 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.serving.__main__ import load_levels, machine, run_wrk, start, stop, wait_ready
-from benchmarks.serving.sentences import SENTENCES
+from benchmarks.serving.__main__ import (
+    load_levels,
+    machine,
+    preflight,
+    run_wrk,
+    start,
+    stop,
+    wait_ready,
+    write_bodies,
+)
 from conveyor.verify.targets import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,17 +85,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10, help="seconds per load level")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is needed for the load: apt-get install wrk")
-    model = REPO / "models" / "sentiment"
-    if not (model / "model.yaml").is_file():
-        sys.exit("build the reference model first: make model")
-    console.print(f"machine: {machine()}")
+    model = preflight()
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        bodies = tmp / "bodies.txt"
-        bodies.write_text("\n".join(json.dumps([s]) for s in SENTENCES) + "\n")
+        bodies = write_bodies(tmp)
         backend_port, router_port, nginx_port = free_port(), free_port(), free_port()
         backend_url = f"http://127.0.0.1:{backend_port}"
         conveyor = [sys.executable, "-m", "conveyor"]

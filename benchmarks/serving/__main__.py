@@ -360,6 +360,24 @@ def bench_model(label: str, model_dir: Path, duration: float, rounds: int, bodie
     }
 
 
+def preflight() -> Path:
+    """Exit with the fix when wrk or the reference model is missing; print the machine; the model's path."""
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed for the load: apt-get install wrk")
+    reference = REPO / "models" / "sentiment"
+    if not (reference / "model.yaml").is_file():
+        sys.exit("build the reference model first: make model")
+    console.print(f"machine: {machine()}")
+    return reference
+
+
+def write_bodies(folder: Path) -> Path:
+    """wrk's request bodies: one ``["sentence"]`` per line."""
+    bodies = folder / "bodies.txt"
+    bodies.write_text("\n".join(json.dumps([s]) for s in SENTENCES) + "\n")
+    return bodies
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=6, help="seconds per load level and round")
@@ -367,15 +385,9 @@ def main() -> None:
     parser.add_argument("--models", default="minilm,roberta", help="minilm, roberta or both")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is needed for the load: apt-get install wrk")
-    reference = REPO / "models" / "sentiment"
-    if not (reference / "model.yaml").is_file():
-        sys.exit("build the reference model first: make model")
-    console.print(f"machine: {machine()}")
+    reference = preflight()
     with tempfile.TemporaryDirectory() as tmp:
-        bodies = Path(tmp) / "bodies.txt"
-        bodies.write_text("\n".join(json.dumps([s]) for s in SENTENCES) + "\n")
+        bodies = write_bodies(Path(tmp))
         results = []
         wanted = set(args.models.split(","))
         if "minilm" in wanted:
