@@ -165,6 +165,7 @@ def test_openapi_documents_every_route(served_vote: Server) -> None:
         "/v2/models/{name}/versions/{version}",
         "/v2/models/{name}/versions/{version}/ready",
         "/v2/models/{name}/versions/{version}/infer",
+        "/v2/repository/index",
     }
     assert set(doc["paths"]) == expected
     predict = doc["paths"]["/predict"]["post"]

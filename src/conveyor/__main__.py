@@ -1,5 +1,5 @@
 """``python -m conveyor``: the same as the ``conveyor`` command (used to start backends detached)."""
 
-from conveyor.cli.main import app
+from conveyor.cli.main import main
 
-app()
+main()

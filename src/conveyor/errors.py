@@ -28,3 +28,7 @@ class NotReady(ClientError):
 
 class ModelLoadError(ConveyorError):
     """The model directory, spec or ONNX file cannot be served."""
+
+
+class Unreachable(ConveyorError):
+    """A server we talk to (a registry, a router) could not be reached or went away mid-request."""

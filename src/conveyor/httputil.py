@@ -43,7 +43,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
         404: f"no route {request.url.path}",
         405: f"method {request.method} not allowed on {request.url.path}",
     }
-    return error_response(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
+    # Starlette puts ``Allow`` on its 405s (RFC 9110 requires it); keep whatever headers it set.
+    return error_response(exc.status_code, messages.get(exc.status_code, str(exc.detail)), exc.headers)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

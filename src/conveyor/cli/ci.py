@@ -8,10 +8,8 @@ from typing import Annotated
 import typer
 
 from conveyor.cli.output import handle_errors, stdout
-from conveyor.pipeline.github import write_workflow
-from conveyor.pipeline.spec import get_pipeline, load_project
 
-app = typer.Typer(help="Generate CI workflows from conveyor.yaml.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Generate CI workflows from conveyor.yaml.", no_args_is_help=True)
 
 
 @app.command("github")
@@ -21,6 +19,9 @@ def github(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where workflows go.")] = Path(".github/workflows"),
 ) -> None:
     """Write .github/workflows/conveyor-PIPELINE.yml: one job per step, secrets from the repository."""
+    from conveyor.pipeline.github import write_workflow
+    from conveyor.pipeline.spec import get_pipeline, load_project
+
     with handle_errors():
         project = load_project(file)
         names = pipelines or list(project.pipelines)

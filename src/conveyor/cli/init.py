@@ -9,7 +9,6 @@ import typer
 
 from conveyor.cli.output import EXIT_CONFLICT, fail, handle_errors, stdout
 from conveyor.registry.refs import check_name
-from conveyor.verify.contract import CLASSIC_SCHEMA, DEFAULT_INVALID, Contract, GoldenCase, Latency, dump_contract
 
 GITIGNORE = """\
 # Model weights and data never go into git: they live in the registry.
@@ -65,6 +64,8 @@ Model files stay out of git (see `.gitignore`): the registry keeps them with the
 
 
 def _starter_contract() -> str:
+    from conveyor.verify.contract import CLASSIC_SCHEMA, DEFAULT_INVALID, Contract, GoldenCase, Latency, dump_contract
+
     contract = Contract(
         response_schema=dict(CLASSIC_SCHEMA),
         golden=[

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from conveyor import __version__
 from conveyor.cli import ci, init, models, package, pipeline, registry, rollout, serve, verify
 from conveyor.cli import router as router_cli
+from conveyor.cli.output import EXIT_FAILURE
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="conveyor",
     help="Continuous delivery for machine-learning models.",
     no_args_is_help=True,
@@ -35,5 +39,27 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def main() -> None:
+    """The ``conveyor`` command: the app, with a last net for lost connections.
+
+    Every command turns Conveyor's own errors into one line; a connection that drops somewhere we
+    did not foresee (a server killed mid-transfer) gets one line too, never a stack.
+    """
+    try:
+        app()
+    except (ConnectionError, TimeoutError) as exc:
+        _one_line(f"the connection was lost: {exc}")
+    except Exception as exc:
+        httpx = sys.modules.get("httpx")
+        if httpx is not None and isinstance(exc, httpx.TransportError):
+            _one_line(f"the connection was lost: {exc or type(exc).__name__}")
+        raise
+
+
+def _one_line(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    raise SystemExit(EXIT_FAILURE)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from conveyor.cli.output import ProgressBar, fail, handle_errors, print_json, stdout
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from conveyor.registry.records import ModelVersion
+
+from conveyor.cli.output import ProgressBar, fail, handle_errors, new_table, print_json, stdout
 from conveyor.errors import ClientError
 from conveyor.registry.config import open_registry
-from conveyor.registry.records import Lineage, ModelVersion
 from conveyor.registry.refs import parse_ref
 
-app = typer.Typer(help="Model versions in the registry (CONVEYOR_REGISTRY, CONVEYOR_TOKEN).", no_args_is_help=True)
-alias_app = typer.Typer(help="Point aliases like name@production at versions.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Model versions in the registry (CONVEYOR_REGISTRY, CONVEYOR_TOKEN).",
+    no_args_is_help=True,
+)
+alias_app = typer.Typer(
+    rich_markup_mode=None, help="Point aliases like name@production at versions.", no_args_is_help=True
+)
 app.add_typer(alias_app, name="alias")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -49,7 +58,7 @@ def _metrics(values: list[str] | None) -> dict[str, float]:
 
 
 def _version_table(versions: list[ModelVersion], title: str) -> Table:
-    table = Table(title=title)
+    table = new_table(title)
     for column in ("version", "status", "aliases", "digest", "size", "framework", "created", "tags"):
         table.add_column(column, justify="right" if column in ("version", "size") else "left")
     for v in versions:
@@ -93,7 +102,7 @@ def _show_version(v: ModelVersion) -> None:
     ]
     for key, value in rows:
         stdout.print(f"  {key:<11} {value}", highlight=False)
-    files = Table(title="files")
+    files = new_table("files")
     files.add_column("path")
     files.add_column("sha256")
     files.add_column("size", justify="right")
@@ -125,6 +134,8 @@ def register(
     """Register PATH as the next version of NAME: every file stored by sha256, then the version made visible."""
     with handle_errors():
         reg = open_registry(registry, token)
+        from conveyor.registry.records import Lineage
+
         lineage = Lineage(run_id=run_id, metrics=_metrics(metric))
         with ProgressBar(enabled=not as_json) as bar:
             version = reg.register(
@@ -157,7 +168,7 @@ def list_models(registry: RegistryOption = None, token: TokenOption = None, as_j
     if as_json:
         print_json([m.model_dump(mode="json") for m in models])
         return
-    table = Table(title="models")
+    table = new_table("models")
     for column in ("name", "latest", "versions", "aliases", "updated", "description"):
         table.add_column(column)
     for m in models:

@@ -6,25 +6,37 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic import BaseModel
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 from conveyor.errors import ClientError, ConveyorError
 
-stderr = Console(stderr=True, soft_wrap=True)
-stdout = Console(soft_wrap=True)
+
+class _Console:
+    """A rich Console made on first use: ``conveyor --help`` and ``version`` never import rich."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Any = None
+
+    def rich(self) -> Any:
+        """The rich Console itself, for rich objects that take ``console=``."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rich(), name)
+
+
+stderr: Any = _Console(stderr=True, soft_wrap=True)
+stdout: Any = _Console(soft_wrap=True)
 
 # Exit codes CI can rely on.
 EXIT_FAILURE = 1  # the job ran and failed (a check, a load, a gate, a corrupt blob)
@@ -61,10 +73,21 @@ def handle_errors() -> Iterator[None]:
         raise fail(str(exc), exit_code(exc)) from None
 
 
+def new_table(title: str) -> Table:
+    """A rich Table (rich is imported when the first table is drawn, not at start-up)."""
+    from rich.table import Table
+
+    return Table(title=title)
+
+
+def _is_model(data: Any) -> bool:
+    return hasattr(data, "model_dump_json")  # a pydantic model, without importing pydantic here
+
+
 def print_json(data: Any) -> None:
-    if isinstance(data, BaseModel):
+    if _is_model(data):
         text = data.model_dump_json(indent=2)
-    elif isinstance(data, list) and data and isinstance(data[0], BaseModel):
+    elif isinstance(data, list) and data and _is_model(data[0]):
         text = json.dumps([item.model_dump(mode="json") for item in data], indent=2)
     else:
         text = json.dumps(data, indent=2, default=str)
@@ -75,17 +98,26 @@ class ProgressBar:
     """A rich transfer bar implementing the registry's Progress protocol (quiet when not a terminal)."""
 
     def __init__(self, enabled: bool = True) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
-            console=stderr,
+            console=stderr.rich(),
             transient=True,
             disable=not enabled,
         )
-        self._task: TaskID | None = None
+        self._task: Any = None
 
     def __enter__(self) -> ProgressBar:
         self._progress.start()

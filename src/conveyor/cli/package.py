@@ -7,13 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.status import Status
 
 from conveyor.cli.output import EXIT_FAILURE, ProgressBar, handle_errors, print_json, stderr, stdout
-from conveyor.packaging.builders import build as run_build
-from conveyor.packaging.builders import detect_builder, push
-from conveyor.packaging.context import DEFAULT_BASE, default_wheelhouse, write_context
-from conveyor.packaging.smoke import smoke as run_smoke
+from conveyor.packaging import DEFAULT_BASE
 from conveyor.registry.config import open_registry
 
 BaseImage = Annotated[str, typer.Option("--base-image", help="Image to build FROM (needs python3 with venv).")]
@@ -21,6 +17,8 @@ Platform = Annotated[str, typer.Option(help="Target platform: linux/amd64 or lin
 
 
 def _context(ref: str, out: Path, base_image: str, platform: str, title: str | None) -> None:
+    from conveyor.packaging.context import default_wheelhouse, write_context
+
     registry = open_registry()
     with ProgressBar() as bar:
         version, folder = registry.cached(ref, bar)
@@ -55,12 +53,17 @@ def build(
 
     Push credentials: CONVEYOR_REGISTRY_USERNAME / CONVEYOR_REGISTRY_PASSWORD (CI secrets), or a
     prior `podman login` / `docker login`."""
+    from rich.status import Status
+
+    from conveyor.packaging.builders import build as run_build
+    from conveyor.packaging.builders import detect_builder, push
+
     with handle_errors():
         engine = detect_builder(builder)
         with tempfile.TemporaryDirectory(prefix="conveyor-build-") as tmp:
             out = context_dir or Path(tmp) / "context"
             _context(ref, out, base_image, platform, tag)
-            with Status(f"{engine} build {tag}", console=stderr) as status:
+            with Status(f"{engine} build {tag}", console=stderr.rich()) as status:
                 image = run_build(
                     out,
                     tag,
@@ -93,6 +96,8 @@ def smoke(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 120,
 ) -> None:
     """Start IMAGE, wait for readiness, call /predict and the v2 health routes, then remove it."""
+    from conveyor.packaging.smoke import smoke as run_smoke
+
     with handle_errors():
         result = run_smoke(image, timeout)
     for name, passed, detail in result.steps:

@@ -6,18 +6,18 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.live import Live
-from rich.table import Table
 
-from conveyor.cli.output import EXIT_FAILURE, fail, handle_errors, print_json, stdout
-from conveyor.pipeline.history import list_runs, load_run
-from conveyor.pipeline.runner import Runner, resolve_params
-from conveyor.pipeline.spec import get_pipeline, load_project, topological_order
+if TYPE_CHECKING:
+    from rich.table import Table
 
-app = typer.Typer(help="Pipelines declared in conveyor.yaml: run locally, with history.", no_args_is_help=True)
+from conveyor.cli.output import EXIT_FAILURE, fail, handle_errors, new_table, print_json, stdout
+
+app = typer.Typer(
+    rich_markup_mode=None, help="Pipelines declared in conveyor.yaml: run locally, with history.", no_args_is_help=True
+)
 FileOption = Annotated[Path, typer.Option("--file", "-f", help="The project file.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 STYLES = {
@@ -33,12 +33,14 @@ STYLES = {
 @app.command("list")
 def list_pipelines(file: FileOption = Path("conveyor.yaml"), as_json: JsonOption = False) -> None:
     """List the pipelines with their steps and triggers."""
+    from conveyor.pipeline.spec import load_project, topological_order
+
     with handle_errors():
         project = load_project(file)
     if as_json:
         print_json({name: p.model_dump(mode="json", by_alias=True) for name, p in project.pipelines.items()})
         return
-    table = Table(title=str(file))
+    table = new_table(str(file))
     for column in ("pipeline", "steps (in order)", "triggers", "params"):
         table.add_column(column)
     for name, pipeline in project.pipelines.items():
@@ -54,13 +56,15 @@ def list_pipelines(file: FileOption = Path("conveyor.yaml"), as_json: JsonOption
 @app.command("validate")
 def validate(file: FileOption = Path("conveyor.yaml")) -> None:
     """Check conveyor.yaml: errors point at the line."""
+    from conveyor.pipeline.spec import load_project
+
     with handle_errors():
         project = load_project(file)
     stdout.print(f"{file}: {len(project.pipelines)} pipeline(s) valid: {', '.join(project.pipelines)}")
 
 
 def _table(name: str, states: dict[str, dict], started: float) -> Table:
-    table = Table(title=f"pipeline {name}  {time.monotonic() - started:.0f}s")
+    table = new_table(f"pipeline {name}  {time.monotonic() - started:.0f}s")
     for column in ("step", "status", "attempts", "message"):
         table.add_column(column)
     for step, state in states.items():
@@ -87,6 +91,11 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Run a pipeline: independent steps in parallel, live status, recorded history. Exit 1 if a step failed."""
+    from rich.live import Live
+
+    from conveyor.pipeline.runner import Runner, resolve_params
+    from conveyor.pipeline.spec import get_pipeline, load_project, topological_order
+
     overrides = {}
     for item in param or []:
         key, sep, value = item.partition("=")
@@ -118,7 +127,7 @@ def run(
             result: dict = {}
             thread = threading.Thread(target=lambda: result.setdefault("record", runner.run(resume, step, state)))
             thread.start()
-            with Live(_table(name, states, started), refresh_per_second=4, console=stdout) as live:
+            with Live(_table(name, states, started), refresh_per_second=4, console=stdout.rich()) as live:
                 while thread.is_alive():
                     with lock:
                         live.update(_table(name, states, started))
@@ -146,11 +155,13 @@ def runs(
     as_json: JsonOption = False,
 ) -> None:
     """The run history: newest first, with durations and outcome."""
+    from conveyor.pipeline.history import list_runs
+
     history = list_runs(name)[:limit]
     if as_json:
         print_json(history)
         return
-    table = Table(title="pipeline runs")
+    table = new_table("pipeline runs")
     for column in ("run", "pipeline", "status", "started", "duration", "steps"):
         table.add_column(column)
     for run_data in history:
@@ -183,6 +194,8 @@ def logs(
     step: Annotated[str | None, typer.Argument(help="One step's log (default: all, in order).")] = None,
 ) -> None:
     """Print what the steps of a run printed."""
+    from conveyor.pipeline.history import load_run
+
     with handle_errors():
         record = load_run(run_id)
         steps = [step] if step else list(record.data["steps"])
@@ -209,6 +222,7 @@ def watch(
     """Run pipelines with model_version / alias triggers whenever the registry announces one (no polling)."""
     import queue as queue_module
 
+    from conveyor.pipeline.spec import load_project
     from conveyor.pipeline.watch import Watcher
     from conveyor.registry.config import open_registry
     from conveyor.registry.local import LocalRegistry

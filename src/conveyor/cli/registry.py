@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
-from rich.table import Table
-from sqlalchemy.engine import make_url
 
-from conveyor.cli.output import handle_errors, print_json, stdout
+from conveyor.cli.output import handle_errors, new_table, print_json, stdout
 from conveyor.registry.config import open_local
-from conveyor.registry.sql import normalize_url
+from conveyor.tls import server_tls
 
-app = typer.Typer(help="The registry server, its tokens and webhooks.", no_args_is_help=True)
-token_app = typer.Typer(help="Bearer tokens for the registry server (stored hashed).", no_args_is_help=True)
-webhook_app = typer.Typer(help="Signed webhooks called on new versions and alias moves.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="The registry server, its tokens and webhooks.", no_args_is_help=True)
+token_app = typer.Typer(
+    rich_markup_mode=None, help="Bearer tokens for the registry server (stored hashed).", no_args_is_help=True
+)
+webhook_app = typer.Typer(
+    rich_markup_mode=None, help="Signed webhooks called on new versions and alias moves.", no_args_is_help=True
+)
 app.add_typer(token_app, name="token")
 app.add_typer(webhook_app, name="webhook")
 
@@ -48,18 +50,34 @@ def serve(
     insecure_no_auth: Annotated[
         bool, typer.Option("--insecure-no-auth", help="Serve without tokens (only for a trusted loopback).")
     ] = False,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate: serve HTTPS, so tokens never cross the network in clear.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Serve the registry over HTTP for CI runners and other machines (bearer tokens required)."""
+    """Serve the registry over HTTP(S) for CI runners and other machines (bearer tokens required).
+
+    \b
+    With --tls-cert/--tls-key it speaks HTTPS; clients trust a private CA through CONVEYOR_CA_BUNDLE."""
+    import uvicorn
+    from sqlalchemy.engine import make_url
+
     from conveyor.registry.server import create_registry_app
+    from conveyor.registry.sql import normalize_url
 
     with handle_errors():
+        tls = server_tls(tls_cert, tls_key)
         registry = open_local(database, blob_store)
+        check_blobs = getattr(registry.blobs, "check", None)
+        if check_blobs is not None:
+            check_blobs()  # a missing bucket or bad credentials: say so now, not on the first upload
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app_ = create_registry_app(registry, require_auth=not insecure_no_auth)
     shown = make_url(normalize_url(registry.store.url)).render_as_string(hide_password=True)
-    stdout.print(f"registry on http://{host}:{port}  metadata {shown}  blobs {registry.blobs.url}")
-    uvicorn.run(app_, host=host, port=port, log_level=log_level, server_header=False)
+    scheme = "https" if tls else "http"
+    stdout.print(f"registry on {scheme}://{host}:{port}  metadata {shown}  blobs {registry.blobs.url}")
+    uvicorn.run(app_, host=host, port=port, log_level=log_level, server_header=False, **tls)  # type: ignore[arg-type]
 
 
 @token_app.command("create")
@@ -86,7 +104,8 @@ def token_list(database: DatabaseOption = None, as_json: JsonOption = False) -> 
     if as_json:
         print_json(tokens)
         return
-    table = Table(title="tokens")
+
+    table = new_table("tokens")
     for column in ("name", "scope", "created", "revoked"):
         table.add_column(column)
     for t in tokens:

@@ -6,23 +6,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.live import Live
-from rich.table import Table
 
-from conveyor.cli.output import EXIT_FAILURE, fail, handle_errors, print_json, stderr, stdout
+if TYPE_CHECKING:
+    from conveyor.rollout.config import RolloutSettings
+    from conveyor.rollout.router_client import RouterClient
+    from conveyor.rollout.status import Action, Backend, RolloutStatus, StatusStore
+
+from conveyor.cli.output import EXIT_FAILURE, fail, handle_errors, new_table, print_json, stderr, stdout
 from conveyor.errors import ClientError
 from conveyor.registry.refs import looks_like_ref
-from conveyor.rollout import view
-from conveyor.rollout.analysis import MeasurementError
-from conveyor.rollout.config import RolloutSettings, load_settings, parse_duration, parse_steps
-from conveyor.rollout.controller import Controller
-from conveyor.rollout.router_client import RouterClient
-from conveyor.rollout.status import Action, Backend, RolloutStatus, StatusStore, list_services, router_address
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="Blue-green and canary rollouts: traffic steps through `conveyor router`, analysis, promotion or rollback.",
     no_args_is_help=True,
 )
@@ -32,6 +30,8 @@ ServiceArg = Annotated[str | None, typer.Argument(help="The service (default: th
 
 
 def _pick_service(service: str | None) -> str:
+    from conveyor.rollout.status import StatusStore, list_services
+
     if service:
         return service
     services = [s for s in list_services() if (StatusStore(s).find() is not None)]
@@ -59,10 +59,19 @@ def _resolve(ref: str, allow_unregistered: bool) -> tuple[str, str, str | None, 
 
 def _stable_backend(store: StatusStore, router: RouterClient) -> Backend:
     """What the router's stable backend is, and whether a previous rollout started it (then we may stop it)."""
+    from conveyor.rollout.status import Backend
+
     table = router.routes()
     spec = table.backend("stable")
     if spec is None:
         return Backend(ref="", version="", url=None, owned=False)
+    if "stable" in router.unhealthy_backends():
+        raise ClientError(
+            409,
+            f"the router's stable backend ({spec.version or 'unnamed'} at {spec.url}) is down, so a canary "
+            f"would have nothing to be compared with: restart it, or take it off with "
+            f"`conveyor rollout down {store.service}` and start again",
+        )
     previous = store.find()
     if previous is not None:
         serving = previous.canary if previous.phase == "succeeded" else previous.stable
@@ -72,6 +81,8 @@ def _stable_backend(store: StatusStore, router: RouterClient) -> Backend:
 
 
 def _spawn_controller(service: str) -> None:
+    from conveyor.rollout.status import StatusStore
+
     store = StatusStore(service)
     log = open(store.dir / "controller.log", "ab")  # noqa: SIM115 (the child keeps it)
     subprocess.Popen(
@@ -85,6 +96,11 @@ def _spawn_controller(service: str) -> None:
 
 def _follow(store: StatusStore, as_json: bool) -> RolloutStatus:
     """Run the controller here; draw the live view on a terminal, print each event otherwise."""
+    from rich.live import Live
+
+    from conveyor.rollout import view
+    from conveyor.rollout.controller import Controller
+
     controller = Controller(store)
     if as_json:
         final = controller.run()
@@ -92,7 +108,7 @@ def _follow(store: StatusStore, as_json: bool) -> RolloutStatus:
         return final
     if stdout.is_terminal:
         snapshots: list[dict | None] = [None]
-        with Live(console=stdout, refresh_per_second=2, transient=False) as live:
+        with Live(console=stdout.rich(), refresh_per_second=2, transient=False) as live:
 
             def draw(status: RolloutStatus) -> None:
                 now = _stats(status)
@@ -112,6 +128,9 @@ def _follow(store: StatusStore, as_json: bool) -> RolloutStatus:
 
 
 def _stats(status: RolloutStatus) -> dict | None:
+    from conveyor.rollout.analysis import MeasurementError
+    from conveyor.rollout.router_client import RouterClient
+
     client = RouterClient(status.router, timeout=2)
     try:
         return client.stats()
@@ -122,6 +141,8 @@ def _stats(status: RolloutStatus) -> dict | None:
 
 
 def _finish(status: RolloutStatus) -> None:
+    from conveyor.rollout import view
+
     colour = view.COLOURS.get(status.phase, "white")
     stdout.print(f"[{colour}]{status.phase}[/{colour}]: {status.message}", highlight=False)
     if status.phase == "aborted":
@@ -129,6 +150,8 @@ def _finish(status: RolloutStatus) -> None:
 
 
 def _create_and_run(status: RolloutStatus, detach: bool, as_json: bool) -> None:
+    from conveyor.rollout.status import StatusStore
+
     store = StatusStore(status.service)
     store.create(status)
     if detach:
@@ -182,6 +205,8 @@ def start(
     conveyor rollout start sentiment:2 --strategy blue-green --rollback-window 2m
     Exit codes: 0 promoted, 1 rolled back, 5 another rollout of the service is active.
     """
+    from conveyor.rollout.config import load_settings
+
     with handle_errors():
         settings = load_settings(config)
         status = _new_status(
@@ -213,6 +238,11 @@ def _new_status(
     command: str | None = None,
     thresholds: dict[str, float | int | None] | None = None,
 ) -> RolloutStatus:
+    from conveyor.rollout.analysis import MeasurementError
+    from conveyor.rollout.config import parse_duration, parse_steps
+    from conveyor.rollout.router_client import RouterClient
+    from conveyor.rollout.status import Backend, RolloutStatus, StatusStore, router_address
+
     command = command or settings.command
     chosen_steps = parse_steps(steps) if steps else settings.steps  # validate the options before any work
     interval_s = parse_duration(interval or settings.interval)
@@ -267,6 +297,8 @@ def _new_status(
 @app.command()
 def controller(service: Annotated[str, typer.Argument(help="The service whose rollout to drive.")]) -> None:
     """Run the controller of SERVICE's active rollout (after a crash, or in the background)."""
+    from conveyor.rollout.status import StatusStore
+
     with handle_errors():
         store = StatusStore(service)
         status = store.load()
@@ -283,6 +315,11 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Show the rollout: step, weights, per-version traffic, agreement and analysis results."""
+    from rich.live import Live
+
+    from conveyor.rollout import view
+    from conveyor.rollout.status import StatusStore
+
     with handle_errors():
         store = StatusStore(_pick_service(service))
         current = store.load()
@@ -293,7 +330,7 @@ def status(
             stdout.print(view.render(current, _stats(current), None))
             return
         previous = None
-        with Live(console=stdout, refresh_per_second=2) as live:
+        with Live(console=stdout.rich(), refresh_per_second=2) as live:
             while True:
                 current = store.load()
                 now = _stats(current)
@@ -307,6 +344,8 @@ def status(
 
 
 def _command(service: str | None, action: Action, reason: str | None, wait: float) -> None:
+    from conveyor.rollout.status import StatusStore
+
     with handle_errors():
         store = StatusStore(_pick_service(service))
         sent = store.command(action, reason)
@@ -361,6 +400,9 @@ def abort(service: ServiceArg = None, reason: ReasonOption = None, wait: WaitOpt
 
 
 def _again(service: str | None, want: str, ref_of, detach: bool, as_json: bool, **overrides) -> None:  # type: ignore[no-untyped-def]
+    from conveyor.rollout.config import RolloutSettings
+    from conveyor.rollout.status import StatusStore
+
     with handle_errors():
         store = StatusStore(_pick_service(service))
         last = store.load()
@@ -409,13 +451,15 @@ def undo(
 @app.command()
 def history(service: ServiceArg = None, as_json: JsonOption = False) -> None:
     """Past and current rollouts of a service."""
+    from conveyor.rollout.status import StatusStore
+
     with handle_errors():
         store = StatusStore(_pick_service(service))
         rollouts = store.history() + ([store.find()] if store.find() else [])
         if as_json:
             print_json([r.model_dump(mode="json") for r in rollouts])
             return
-        table = Table(title=f"rollouts of {store.service}")
+        table = new_table(f"rollouts of {store.service}")
         for column in ("id", "ref", "strategy", "phase", "started", "took", "message"):
             table.add_column(column)
         for r in rollouts:
@@ -427,20 +471,38 @@ def history(service: ServiceArg = None, as_json: JsonOption = False) -> None:
 
 @app.command()
 def down(service: ServiceArg = None) -> None:
-    """Stop the backends rollouts of SERVICE started (the router keeps running; stop it yourself)."""
+    """Stop the backends rollouts of SERVICE started, and take them and any dead backend off the router.
+
+    The router keeps running (stop it yourself); the next `rollout start` begins from what is left."""
     from conveyor.rollout import backends
+    from conveyor.rollout.analysis import MeasurementError
+    from conveyor.rollout.router_client import RouterClient
+    from conveyor.rollout.status import StatusStore
 
     with handle_errors():
         store = StatusStore(_pick_service(service))
         last = store.load()
         if last.active:
             raise ClientError(409, f"the rollout of {last.ref} is {last.phase}: abort it first")
-        stopped = []
+        stopped, stopped_urls = [], set()
         for backend in (last.stable, last.canary):
             if backend.owned and (backend.pid or backend.container) and backends.alive(backend):
                 backends.stop(backend)
                 stopped.append(backend.version)
+            if backend.owned and backend.url:
+                stopped_urls.add(backend.url)
         stdout.print(f"stopped: {', '.join(stopped)}" if stopped else "no running backend was started by a rollout")
+        client = RouterClient(last.router)
+        try:
+            table = client.routes()
+            gone = client.unhealthy_backends() | {b.name for b in table.backends if b.url in stopped_urls}
+            if gone:
+                client.set_routes(table.without(gone))
+                stdout.print(f"removed from the router: {', '.join(sorted(gone))}")
+        except MeasurementError as exc:
+            stdout.print(f"the router was not changed: {exc}")
+        finally:
+            client.close()
 
 
 @app.command("export")
@@ -455,6 +517,7 @@ def export_manifests(
     output: Annotated[Path, typer.Option("-o", "--output", help="File to write; - for stdout.")] = Path("-"),
 ) -> None:
     """Write Kubernetes manifests for the same strategy: Argo Rollouts (+ AnalysisTemplate) or KServe."""
+    from conveyor.rollout.config import load_settings, parse_duration, parse_steps
     from conveyor.rollout.export import export_argo_rollouts, export_kserve
 
     with handle_errors():

@@ -6,12 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from conveyor.cli.output import fail, handle_errors, stderr
-from conveyor.rollout.router import RouterOptions, load_table, run_router
-from conveyor.rollout.routing import BackendSpec, RouteTable
-from conveyor.rollout.status import routes_file, write_router_address
+from conveyor.tls import server_tls
 
 
 def router(
@@ -46,6 +43,10 @@ def router(
     state_file: Annotated[
         Path | None, typer.Option(help="Where routes persist across restarts [default: under CONVEYOR_HOME].")
     ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate: serve HTTPS (clients and admin calls verify it).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Route HTTP traffic between a stable and a canary model server.
@@ -59,7 +60,14 @@ def router(
     \b
     conveyor router --service sentiment --port 8080 --stable http://127.0.0.1:5000
     """
+    from pydantic import ValidationError
+
+    from conveyor.rollout.router import RouterOptions, load_table, run_router
+    from conveyor.rollout.routing import BackendSpec, RouteTable
+    from conveyor.rollout.status import routes_file, write_router_address
+
     with handle_errors():
+        tls = server_tls(tls_cert, tls_key)
         state = state_file or routes_file(service)
         try:
             if stable is not None:
@@ -96,6 +104,7 @@ def router(
             state_file=state,
         )
         url_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        write_router_address(service, f"http://{url_host}:{port}")
-        stderr.print(f"router for service {service!r} on http://{url_host}:{port}", highlight=False)
-        run_router(table, options, host, port, log_level)
+        scheme = "https" if tls else "http"
+        write_router_address(service, f"{scheme}://{url_host}:{port}")
+        stderr.print(f"router for service {service!r} on {scheme}://{url_host}:{port}", highlight=False)
+        run_router(table, options, host, port, log_level, tls)

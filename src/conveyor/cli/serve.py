@@ -10,9 +10,6 @@ import typer
 from conveyor.cli.output import ProgressBar, fail, handle_errors, stderr
 from conveyor.errors import ConveyorError
 from conveyor.registry.refs import looks_like_ref
-from conveyor.registry.serving import fetch_for_serving
-from conveyor.serving.server import ServeConfig
-from conveyor.serving.server import serve as run_server
 
 
 def serve(
@@ -60,13 +57,18 @@ def serve(
          --data '["MLOps is critical for robustness"]' http://127.0.0.1:5000/predict
     {"positive":true}
     """
+    from conveyor.registry.serving import fetch_for_serving
+    from conveyor.serving.server import ServeConfig
+    from conveyor.serving.server import serve as run_server
+
     if not Path(model).exists() and looks_like_ref(model):
         with handle_errors(), ProgressBar() as bar:
-            served = fetch_for_serving(model, bar)
+            served = fetch_for_serving(model, bar, on_notice=lambda text: stderr.print(f"warning: {text}"))
         model = str(served.model)
         tokenizer = tokenizer or (str(served.tokenizer) if served.tokenizer else None)
         name = name or served.version.name
         model_version = model_version or str(served.version.version)
+        # every file was hashed against the registry's digest just now, in the cache or on download
         stderr.print(f"serving {served.version.ref} (sha256:{served.version.digest[:12]}, verified) from {model}")
     config = ServeConfig(
         model=model,

@@ -8,12 +8,6 @@ from typing import Annotated
 import typer
 
 from conveyor.cli.output import EXIT_FAILURE, fail, handle_errors, print_json, stderr, stdout
-from conveyor.verify.checks import Context
-from conveyor.verify.contract import dump_contract, load_contract
-from conveyor.verify.record import DEFAULT_EXAMPLES, record_contract
-from conveyor.verify.reports import as_json, ok, print_table, write_json, write_junit
-from conveyor.verify.runner import load_custom_checks, verify_target, with_v2_model
-from conveyor.verify.targets import open_target
 
 
 def verify(
@@ -49,6 +43,12 @@ def verify(
 
     Checks HTTP, route, JSON parsing, prediction, typed response, bad input, golden examples,
     latency and the v2 protocol, in parallel. Exit code 0 only when every check passed."""
+    from conveyor.verify.checks import Context
+    from conveyor.verify.contract import dump_contract, load_contract
+    from conveyor.verify.record import DEFAULT_EXAMPLES, record_contract
+    from conveyor.verify.runner import load_custom_checks, verify_target, with_v2_model
+    from conveyor.verify.targets import open_target
+
     if project is None and Path("conveyor.yaml").is_file():
         project = Path(".")
     with handle_errors():
@@ -83,6 +83,8 @@ def verify(
 
 
 def _report(results, target: str, junit: Path | None, json_report: Path | None, as_json_out: bool) -> None:  # type: ignore[no-untyped-def]
+    from conveyor.verify.reports import as_json, ok, print_table, write_json, write_junit
+
     if junit:
         write_junit(results, target, junit)
     if json_report:

@@ -23,12 +23,12 @@ import conveyor
 from conveyor import __version__
 from conveyor.digest import folder_digest
 from conveyor.errors import ConveyorError
+from conveyor.packaging import DEFAULT_BASE
 from conveyor.packaging.requirements import SERVING_ROOTS, closure, download_wheels, requirements_text
 from conveyor.registry.local import Progress
 from conveyor.registry.records import ModelVersion
 from conveyor.serving.spec import SPEC_FILE
 
-DEFAULT_BASE = "python:3.11-slim"
 USER_ID = 10001
 PORT = 5000
 
@@ -97,6 +97,10 @@ def dockerfile(version: ModelVersion, base_image: str, labels: dict[str, str]) -
             "0.0.0.0",
             "--port",
             str(PORT),
+            "--name",
+            version.name,
+            "--model-version",
+            str(version.version),  # the registry's version is the served version, whatever model.yaml says
             "--expect-digest",
             version.digest,
         ]

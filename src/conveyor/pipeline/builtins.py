@@ -84,9 +84,10 @@ def verify(ctx: StepContext) -> dict[str, Any]:
 
 def build(ctx: StepContext) -> dict[str, Any]:
     """Build ``with.ref`` into image ``with.tag`` (``with.base_image``, ``with.builder``)."""
+    from conveyor.packaging import DEFAULT_BASE
     from conveyor.packaging.builders import build as run_build
     from conveyor.packaging.builders import detect_builder
-    from conveyor.packaging.context import DEFAULT_BASE, default_wheelhouse, write_context
+    from conveyor.packaging.context import default_wheelhouse, write_context
     from conveyor.registry.config import open_registry
 
     ref, tag = ctx.arg("ref", required=True), ctx.arg("tag", required=True)

@@ -159,9 +159,37 @@ class S3BlobStore:
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
         endpoint = endpoint_url or os.environ.get("CONVEYOR_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+        self.endpoint = endpoint
         self.client = boto3.client("s3", endpoint_url=endpoint)
         # 8 MiB parts, few threads: memory stays flat whatever the file size.
         self.transfer = TransferConfig(multipart_chunksize=8 * CHUNK, max_concurrency=4, io_chunksize=CHUNK)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """botocore's failures as one line that names the bucket and the endpoint."""
+        from botocore.exceptions import BotoCoreError
+        from botocore.exceptions import ClientError as BotoError
+
+        where = f"s3://{self.bucket} at {self.endpoint or 'AWS S3'}"
+        try:
+            yield
+        except BotoError as exc:
+            error = exc.response.get("Error", {})
+            code, message = str(error.get("Code", "")), error.get("Message") or str(exc)
+            if code == "NoSuchBucket" or (code in ("404", "NotFound") and exc.operation_name == "HeadBucket"):
+                raise ConveyorError(
+                    f"the S3 bucket {self.bucket!r} does not exist ({where}): create it first"
+                ) from None
+            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise ConveyorError(f"S3 refused access to {where} ({code}): check the credentials") from None
+            raise ConveyorError(f"S3 error from {where}: {code} {message}") from None
+        except BotoCoreError as exc:
+            raise ConveyorError(f"cannot use {where}: {exc}") from None
+
+    def check(self) -> None:
+        """Fail now, with the bucket's name, if the bucket cannot be used (the registry server starts with it)."""
+        with self._errors():
+            self.client.head_bucket(Bucket=self.bucket)
 
     def _key(self, digest: str) -> str:
         check_digest(digest)
@@ -170,31 +198,35 @@ class S3BlobStore:
     def exists(self, digest: str) -> bool:
         from botocore.exceptions import ClientError as BotoError
 
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(digest))
-        except BotoError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
+        with self._errors():
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=self._key(digest))
+            except BotoError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    self.check()  # a missing bucket also answers 404 to HEAD: say which it is
+                    return False
+                raise
         return True
 
     def size(self, digest: str) -> int:
-        return int(self.client.head_object(Bucket=self.bucket, Key=self._key(digest))["ContentLength"])
+        with self._errors():
+            return int(self.client.head_object(Bucket=self.bucket, Key=self._key(digest))["ContentLength"])
 
     def put(self, digest: str, chunks: Iterable[bytes]) -> int:
         final = self._key(digest)
         tmp = f"{self.prefix}/tmp/{uuid.uuid4().hex}" if self.prefix else f"tmp/{uuid.uuid4().hex}"
         reader = _HashingReader(chunks)
-        self.client.upload_fileobj(reader, self.bucket, tmp, Config=self.transfer)
-        try:
-            if reader.hasher.hexdigest() != digest:
-                raise BlobCorrupt(
-                    f"received bytes hash to sha256:{reader.hasher.hexdigest()}, expected sha256:{digest}"
-                )
-            if not self.exists(digest):
-                self.client.copy({"Bucket": self.bucket, "Key": tmp}, self.bucket, final, Config=self.transfer)
-        finally:
-            self.client.delete_object(Bucket=self.bucket, Key=tmp)
+        with self._errors():
+            self.client.upload_fileobj(reader, self.bucket, tmp, Config=self.transfer)
+            try:
+                if reader.hasher.hexdigest() != digest:
+                    raise BlobCorrupt(
+                        f"received bytes hash to sha256:{reader.hasher.hexdigest()}, expected sha256:{digest}"
+                    )
+                if not self.exists(digest):
+                    self.client.copy({"Bucket": self.bucket, "Key": tmp}, self.bucket, final, Config=self.transfer)
+            finally:
+                self.client.delete_object(Bucket=self.bucket, Key=tmp)
         return reader.size
 
     def put_file(self, digest: str, path: Path, progress: Progress | None = None) -> int:
@@ -203,12 +235,13 @@ class S3BlobStore:
     def get(self, digest: str) -> Iterator[bytes]:
         from botocore.exceptions import ClientError as BotoError
 
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(digest))["Body"]
-        except BotoError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                raise ClientError(404, f"blob sha256:{digest} not found in {self.url}") from None
-            raise
+        with self._errors():
+            try:
+                body = self.client.get_object(Bucket=self.bucket, Key=self._key(digest))["Body"]
+            except BotoError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    raise ClientError(404, f"blob sha256:{digest} not found in {self.url}") from None
+                raise
         return body.iter_chunks(CHUNK)
 
 

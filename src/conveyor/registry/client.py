@@ -8,11 +8,12 @@ from typing import Any
 
 import httpx
 
-from conveyor.errors import ClientError, ConveyorError
+from conveyor.errors import ClientError, ConveyorError, Unreachable
 from conveyor.registry.blobs import CHUNK, file_chunks
 from conveyor.registry.local import Progress, RegistryBase
 from conveyor.registry.records import Alias, ModelVersion, NewVersion, RegisteredModel
 from conveyor.registry.refs import ModelRef, check_name, parse_ref
+from conveyor.tls import client_verify, transport_hint
 
 
 class RemoteError(ConveyorError):
@@ -30,15 +31,21 @@ class RemoteRegistry(RegistryBase):
         self.location = url.rstrip("/")
         self.cache_dir = cache_dir
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.location + "/api/v1", headers=headers, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self.location + "/api/v1", headers=headers, timeout=timeout, verify=client_verify()
+        )
 
     # ---- plumbing ---------------------------------------------------------------------------
+
+    def _unreachable(self, exc: httpx.TransportError) -> Unreachable:
+        what = str(exc) or type(exc).__name__
+        return Unreachable(f"cannot reach the registry at {self.location}: {what}{transport_hint(exc)}")
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ConveyorError(f"cannot reach the registry at {self.location}: {exc}") from None
+            raise self._unreachable(exc) from None
         if response.status_code >= 400:
             self._raise(response)
         return response
@@ -58,7 +65,10 @@ class RemoteRegistry(RegistryBase):
     # ---- registration -----------------------------------------------------------------------
 
     def blob_exists(self, digest: str) -> bool:
-        response = self._http.head(f"/blobs/{digest}")
+        try:
+            response = self._http.head(f"/blobs/{digest}")
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
         if response.status_code == 404:
             return False
         if response.status_code >= 400:
@@ -101,11 +111,14 @@ class RemoteRegistry(RegistryBase):
         return ModelVersion.model_validate(self._request("GET", "/resolve", params={"ref": text}).json())
 
     def open_blob(self, digest: str) -> Iterator[bytes]:
-        with self._http.stream("GET", f"/blobs/{digest}", timeout=None) as response:
-            if response.status_code >= 400:
-                response.read()
-                self._raise(response)
-            yield from response.iter_bytes(CHUNK)
+        try:
+            with self._http.stream("GET", f"/blobs/{digest}", timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise(response)
+                yield from response.iter_bytes(CHUNK)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
 
     # ---- changing ---------------------------------------------------------------------------
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from conveyor.registry.blobs import open_blob_store
-from conveyor.registry.local import LocalRegistry
-from conveyor.registry.sql import SqlStore
+if TYPE_CHECKING:  # the stores import SQLAlchemy, boto3 or httpx: only when a command opens one
+    from conveyor.registry.local import LocalRegistry
 
 
 def conveyor_home() -> Path:
@@ -25,6 +25,10 @@ def conveyor_home() -> Path:
 
 
 def open_local(database_url: str | None = None, blob_store: str | None = None) -> LocalRegistry:
+    from conveyor.registry.blobs import open_blob_store
+    from conveyor.registry.local import LocalRegistry
+    from conveyor.registry.sql import SqlStore
+
     home = conveyor_home()
     database_url = database_url or f"sqlite:///{home / 'registry.db'}"
     blob_store = blob_store or os.environ.get("CONVEYOR_BLOB_STORE") or str(home / "blobs")

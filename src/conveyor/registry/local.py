@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from conveyor.digest import digest_of_pairs, sha256_file
-from conveyor.errors import ClientError, ConveyorError
+from conveyor.errors import ClientError, ConveyorError, Unreachable
 from conveyor.registry.blobs import BlobStore, copy_verified, file_chunks
 from conveyor.registry.events import EventDispatcher, make_event
 from conveyor.registry.onnx_info import framework_of
@@ -146,8 +146,14 @@ class RegistryBase:
             if entry.sha256 not in missing and not self.blob_exists(entry.sha256):
                 missing[entry.sha256] = (local, entry.size)
         progress.start(f"storing {name}", sum(size for _, size in missing.values()))
-        for digest, (local, size) in missing.items():
-            self.store_blob(digest, local, size, progress)
+        try:
+            for digest, (local, size) in missing.items():
+                self.store_blob(digest, local, size, progress)
+        except Unreachable as exc:
+            raise Unreachable(
+                f"{exc}; nothing was registered ({name} has no new version): "
+                "run the same command again once the registry is back (stored files are not sent twice)"
+            ) from None
         framework, framework_version, facts = model_facts(files)
         lineage = lineage or Lineage()
         if lineage.source is None:
@@ -165,7 +171,13 @@ class RegistryBase:
             aliases=list(aliases),
             model_description=model_description,
         )
-        return self.create_version(name, new)
+        try:
+            return self.create_version(name, new)
+        except Unreachable as exc:
+            raise Unreachable(
+                f"{exc}; the files were stored but the registry did not confirm the new version of {name}: "
+                f"check with `conveyor models show {name}` and register again if it is not there"
+            ) from None
 
     def download(self, ref: str | ModelRef, dest: Path, progress: Progress | None = None) -> ModelVersion:
         """Write a version's files under ``dest``, each verified against its sha256.
@@ -175,10 +187,12 @@ class RegistryBase:
         """
         return download_version(self.resolve(ref), self.open_blob, Path(dest), progress)
 
-    def cached(self, ref: str | ModelRef, progress: Progress | None = None) -> tuple[ModelVersion, Path]:
-        """A verified local copy of a version (downloaded once per digest)."""
+    def cached(
+        self, ref: str | ModelRef, progress: Progress | None = None, on_notice: Callable[[str], None] | None = None
+    ) -> tuple[ModelVersion, Path]:
+        """A verified local copy of a version (downloaded once per digest, re-hashed on every use)."""
         version = self.resolve(ref)
-        return version, cache_version(version, self.open_blob, self.cache_dir, progress)
+        return version, cache_version(version, self.open_blob, self.cache_dir, progress, on_notice)
 
     def _latest_or_none(self, name: str) -> ModelVersion | None:
         try:
@@ -304,17 +318,46 @@ def download_version(version: ModelVersion, open_blob, dest: Path, progress: Pro
 COMPLETE_MARKER = ".conveyor-complete"
 
 
-def cache_version(version: ModelVersion, open_blob, cache_dir: Path | None, progress: Progress | None = None) -> Path:  # type: ignore[no-untyped-def]
-    """A verified local copy of a version under the cache, downloaded once per digest."""
+def cache_version(
+    version: ModelVersion,
+    open_blob,  # type: ignore[no-untyped-def]
+    cache_dir: Path | None,
+    progress: Progress | None = None,
+    on_notice: Callable[[str], None] | None = None,
+) -> Path:
+    """A verified local copy of a version under the cache, downloaded once per digest.
+
+    A cached copy is re-hashed every time it is handed out: bytes changed on disk since the
+    download (or files added beside them) are thrown away and downloaded again, and
+    ``on_notice`` hears which files were wrong.
+    """
     from conveyor.registry.config import conveyor_home
 
     root = Path(cache_dir) if cache_dir else conveyor_home() / "cache"
     target = root / version.name / f"{version.version}-{version.digest[:16]}"
     marker = target / COMPLETE_MARKER
     if marker.is_file() and marker.read_text().strip() == version.digest:
-        return target
+        changed = cache_mismatches(version, target)
+        if not changed:
+            return target
+        if on_notice is not None:
+            on_notice(
+                f"the cached copy of {version.ref} in {target} was changed on disk ({', '.join(changed)}): "
+                "downloading it again"
+            )
     if target.exists():
         shutil.rmtree(target)
     download_version(version, open_blob, target, progress)
     marker.write_text(version.digest)
     return target
+
+
+def cache_mismatches(version: ModelVersion, folder: Path) -> list[str]:
+    """The files of ``folder`` that differ from the version: changed, missing or added."""
+    expected = {entry.path: entry.sha256 for entry in version.files}
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {COMPLETE_MARKER}
+    wrong = sorted(present - expected.keys()) + sorted(expected.keys() - present)
+    for path in sorted(expected.keys() & present):
+        if sha256_file(folder / path)[0] != expected[path]:
+            wrong.append(path)
+    return wrong

@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -112,6 +113,11 @@ class Api:
     async def health(self, request: Request) -> Response:
         return _json({"status": "ok", "version": __version__})
 
+    async def openapi(self, request: Request) -> Response:
+        from conveyor.registry.openapi import registry_openapi
+
+        return _json(registry_openapi())
+
     async def list_models(self, request: Request) -> Response:
         return _json([m.model_dump(mode="json") for m in await self._call(self.registry.list_models)])
 
@@ -119,7 +125,7 @@ class Api:
         return _json(await self._call(self.registry.get_model, check_name(request.path_params["name"])))
 
     async def list_versions(self, request: Request) -> Response:
-        archived = request.query_params.get("archived") in ("1", "true")
+        archived = _flag(request, "archived")
         versions = await self._call(self.registry.list_versions, check_name(request.path_params["name"]), archived)
         return _json([v.model_dump(mode="json") for v in versions])
 
@@ -162,7 +168,7 @@ class Api:
     async def delete_alias(self, request: Request) -> Response:
         name = check_name(request.path_params["name"])
         alias = check_alias(request.path_params["alias"])
-        force = request.query_params.get("force") in ("1", "true")
+        force = _flag(request, "force")
         version = await self._call(self.registry.delete_alias, name, alias, force)
         return _json({"alias": alias, "version": version})
 
@@ -188,11 +194,14 @@ class Api:
     async def put_blob(self, request: Request) -> Response:
         digest = check_digest(request.path_params["digest"])
         stream = request.stream().__aiter__()
+        # The blob store pulls the body from worker threads: ours, or (S3) boto3's own transfer
+        # threads, which are no AnyIO workers; the loop's token lets any thread call back in.
+        loop = anyio.lowlevel.current_token()
 
         def chunks() -> Iterator[bytes]:
             while True:
                 try:
-                    yield anyio.from_thread.run(stream.__anext__)
+                    yield anyio.from_thread.run(stream.__anext__, token=loop)
                 except StopAsyncIteration:
                     return
 
@@ -201,6 +210,16 @@ class Api:
         except BlobCorrupt as exc:
             raise ClientError(422, f"upload rejected: {exc}") from None
         return _json({"sha256": digest, "size": size}, 201)
+
+
+def _flag(request: Request, name: str) -> bool:
+    """A yes/no query parameter: 1/true or 0/false; anything else is a mistake worth naming."""
+    value = request.query_params.get(name)
+    if value is None or value in ("0", "false"):
+        return False
+    if value in ("1", "true"):
+        return True
+    raise ClientError(422, f"?{name}= takes 1, true, 0 or false, not {value!r}")
 
 
 class TagChange(BaseModel):
@@ -221,6 +240,7 @@ def create_registry_app(registry: LocalRegistry, require_auth: bool = True) -> S
     version = model + "/versions/{version}"
     table = [
         ("/healthz", api.health, ["GET"]),
+        ("/openapi.json", api.openapi, ["GET"]),
         (base + "/models", api.list_models, ["GET"]),
         (model, api.get_model, ["GET"]),
         (model + "/versions", api.list_versions, ["GET"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +20,11 @@ class ServedVersion:
     tokenizer: Path | None
 
 
-def fetch_for_serving(ref: str, progress: Progress | None = None) -> ServedVersion:
-    """Download (once, verified by digest) the version ``ref`` points at into the local cache."""
-    version, folder = open_registry().cached(ref, progress)
+def fetch_for_serving(
+    ref: str, progress: Progress | None = None, on_notice: Callable[[str], None] | None = None
+) -> ServedVersion:
+    """The version ``ref`` points at, from the local cache: downloaded once, re-verified by digest each time."""
+    version, folder = open_registry().cached(ref, progress, on_notice)
     if (folder / SPEC_FILE).is_file():
         return ServedVersion(version, folder, None)
     onnx_files = [folder / f.path for f in version.files if f.path.endswith(".onnx")]

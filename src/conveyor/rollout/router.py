@@ -43,6 +43,13 @@ HOP_BY_HOP = frozenset(
     }
 )  # fmt: skip
 ADMIN_PREFIX = "/_conveyor/"
+ADMIN_METHODS = {  # what each admin path allows, for 405's Allow header (RFC 9110)
+    "/_conveyor/health": "GET",
+    "/_conveyor/stats": "GET",
+    "/_conveyor/routes": "GET, PUT",
+    "/_conveyor/openapi.json": "GET",
+    "/metrics": "GET",
+}
 
 
 class TooLarge(Exception):
@@ -318,8 +325,13 @@ class Router:
             await _json(send, 200, self.describe())
         elif path == "/_conveyor/routes" and method == "PUT":
             await self._put_routes(scope, receive, send)
-        elif path in ("/_conveyor/health", "/_conveyor/stats", "/_conveyor/routes", "/metrics"):
-            await _json(send, 405, {"error": f"method {method} not allowed on {path}"})
+        elif path == "/_conveyor/openapi.json" and method == "GET":
+            from conveyor.rollout.admin_openapi import admin_openapi
+
+            await _json(send, 200, admin_openapi())
+        elif path in ADMIN_METHODS:
+            allow = ADMIN_METHODS[path].encode()
+            await _json(send, 405, {"error": f"method {method} not allowed on {path}"}, [(b"allow", allow)])
         else:
             await _json(send, 404, {"error": f"no route {path}"})
 
@@ -364,7 +376,14 @@ def _json_headers(backend: BackendSpec) -> list[tuple[bytes, bytes]]:
     return [(b"content-type", b"application/json"), (SERVED_BY_HEADER.encode(), backend.name.encode())]
 
 
-def run_router(table: RouteTable, options: RouterOptions, host: str, port: int, log_level: str = "info") -> None:
+def run_router(
+    table: RouteTable,
+    options: RouterOptions,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    tls: dict[str, str] | None = None,
+) -> None:
     """Serve until SIGTERM/SIGINT; uvicorn lets in-flight requests finish first."""
     import uvicorn
 
@@ -385,6 +404,7 @@ def run_router(table: RouteTable, options: RouterOptions, host: str, port: int, 
         timeout_keep_alive=30,
         server_header=False,
         date_header=False,
+        **(tls or {}),  # type: ignore[arg-type]
     )
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(config).run()

@@ -10,6 +10,7 @@ import httpx
 from conveyor.errors import ClientError
 from conveyor.rollout.analysis import MeasurementError
 from conveyor.rollout.routing import RouteTable
+from conveyor.tls import client_verify, transport_hint
 
 TOKEN_ENV = "CONVEYOR_ROUTER_TOKEN"
 
@@ -19,13 +20,17 @@ class RouterClient:
         self.url = url.rstrip("/")
         token = token or os.environ.get(TOKEN_ENV)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers, verify=client_verify())
+
+    def _unreachable(self, exc: httpx.HTTPError) -> MeasurementError:
+        detail = str(exc) or type(exc).__name__
+        return MeasurementError(f"the router at {self.url} is unreachable: {detail}{transport_hint(exc)}")
 
     def _get(self, path: str) -> dict[str, Any]:
         try:
             response = self.http.get(path)
         except httpx.HTTPError as exc:
-            raise MeasurementError(f"the router at {self.url} is unreachable: {type(exc).__name__}") from None
+            raise self._unreachable(exc) from None
         if response.status_code != 200:
             raise MeasurementError(f"the router at {self.url} answered {path} with HTTP {response.status_code}")
         return response.json()
@@ -38,6 +43,10 @@ class RouterClient:
         data.pop("instance", None)
         return RouteTable.model_validate(data)
 
+    def unhealthy_backends(self) -> set[str]:
+        """Names of the backends the router has ejected (their health checks fail)."""
+        return {b["name"] for b in self.describe().get("backends", []) if b.get("healthy") is False}
+
     def describe(self) -> dict[str, Any]:
         return self._get("/_conveyor/routes")
 
@@ -48,7 +57,7 @@ class RouterClient:
         try:
             response = self.http.put("/_conveyor/routes", content=table.model_dump_json())
         except httpx.HTTPError as exc:
-            raise MeasurementError(f"the router at {self.url} is unreachable: {type(exc).__name__}") from None
+            raise self._unreachable(exc) from None
         if response.status_code in (401, 403):
             raise ClientError(401, f"the router refused the new routes: {response.text} (set {TOKEN_ENV})")
         if response.status_code != 200:

@@ -60,6 +60,19 @@ class RouteTable(BaseModel):
     def backend(self, name: str) -> BackendSpec | None:
         return next((b for b in self.backends if b.name == name), None)
 
+    def without(self, names: set[str]) -> RouteTable:
+        """The table with those backends gone: without its stable nothing is left to route to, and a
+        stable left alone takes all the traffic, mirroring off."""
+        kept = [b for b in self.backends if b.name not in names]
+        if not kept or self.backend("stable") is None or "stable" in names:
+            return RouteTable(sticky_header=self.sticky_header)
+        if len(kept) == 1:
+            return RouteTable(backends=[kept[0].model_copy(update={"weight": 100.0})], sticky_header=self.sticky_header)
+        mirror = self.mirror_to if self.mirror_to not in names else None
+        return self.model_copy(
+            update={"backends": kept, "mirror_to": mirror, "mirror_percent": self.mirror_percent if mirror else 0.0}
+        )
+
 
 def pick(
     table: RouteTable,

@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--name", default=None, help="serve under this model name [default: model.yaml's]")
+    parser.add_argument(
+        "--model-version",
+        default=None,
+        help="serve as this version [default: model.yaml's]; images pass the registry's",
+    )
     parser.add_argument("--expect-digest", help="refuse to start unless the model folder has this version digest")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
@@ -39,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"model digest sha256:{actual} verified", file=sys.stderr, flush=True)
     config = ServeConfig(
         model=args.model,
+        name=args.name,
+        version=args.model_version,
         host=args.host,
         port=args.port,
         workers=args.workers,

@@ -42,23 +42,47 @@ def _is_json(content_type: str) -> bool:
     return media == JSON or (media.startswith("application/") and media.endswith("+json"))
 
 
+# A refused body is still read (and dropped) up to this size before the 413 goes out: a client
+# that sends its whole body before reading (Python's urllib, many HTTP/1.1 clients) would
+# otherwise see the connection reset instead of the answer.  Bigger bodies are cut off.
+DRAIN_LIMIT = 64 * 1024 * 1024
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing more than ``limit`` bytes before reading them all."""
-    return await read_limited(request.headers.get("content-length"), request.stream(), limit)
+    expects_continue = request.headers.get("expect", "").lower() == "100-continue"
+    return await read_limited(request.headers.get("content-length"), request.stream(), limit, expects_continue)
 
 
-async def read_limited(declared: str | None, chunks: AsyncIterator[bytes], limit: int) -> bytes:
-    """Join ``chunks``, refusing a declared or actual size over ``limit`` bytes as early as possible."""
+async def read_limited(
+    declared: str | None, chunks: AsyncIterator[bytes], limit: int, expects_continue: bool = False
+) -> bytes:
+    """Join ``chunks``, refusing a declared or actual size over ``limit`` bytes as early as possible.
+
+    A client that asked ``Expect: 100-continue`` has sent nothing yet and gets the 413 at once;
+    any other client's body is drained first (up to ``DRAIN_LIMIT``) so that it reads the 413.
+    """
     if declared is not None and declared.isdigit() and int(declared) > limit:
+        if not expects_continue and int(declared) <= DRAIN_LIMIT:
+            await _drain(chunks, DRAIN_LIMIT)
         raise ClientError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
     parts: list[bytes] = []
     size = 0
     async for chunk in chunks:
         size += len(chunk)
         if size > limit:
+            await _drain(chunks, DRAIN_LIMIT - size)
             raise ClientError(413, f"request body exceeds the limit of {limit} bytes")
         parts.append(chunk)
     return b"".join(parts)
+
+
+async def _drain(chunks: AsyncIterator[bytes], budget: int) -> None:
+    """Read and drop what is left of a body, at most ``budget`` bytes."""
+    async for chunk in chunks:
+        budget -= len(chunk)
+        if budget <= 0:
+            return
 
 
 def parse_texts(body: bytes, max_items: int) -> list[str]:
@@ -94,12 +118,15 @@ class Endpoints:
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
 
-    async def predict(self, content_type: str | None, body: AsyncIterator[bytes], declared: str | None) -> bytes:
+    async def predict(
+        self, content_type: str | None, body: AsyncIterator[bytes], declared: str | None, expects_continue: bool
+    ) -> bytes:
         """The classic route's answer (served by ``PredictRoute``, straight on ASGI)."""
         if content_type is not None and not _is_json(content_type):
             raise ClientError(415, f"Content-Type must be application/json, got {content_type!r}")
         options = self.plane.options
-        texts = parse_texts(await read_limited(declared, body, options.max_body_bytes), options.max_items)
+        raw = await read_limited(declared, body, options.max_body_bytes, expects_continue)
+        texts = parse_texts(raw, options.max_items)
         answers = await self.plane.predict(texts)
         return orjson.dumps(answers[0] if len(answers) == 1 else answers)
 
@@ -139,12 +166,16 @@ class Endpoints:
         media = "application/octet-stream" if headers else JSON
         return Response(payload, media_type=media, headers=headers)
 
+    async def repository_index(self, request: Request) -> Response:
+        """The model repository extension's index (Triton, MLServer): which models this server has."""
+        return json_response(self.plane.repository_index())
+
     async def metrics(self, request: Request) -> Response:
         data, content_type = metrics.render()
         return Response(data, media_type=content_type)
 
     async def openapi(self, request: Request) -> Response:
-        return json_response(openapi_document(self.plane.spec))
+        return json_response(openapi_document(self.plane.spec, self.plane.options.max_items))
 
 
 def _model_ref(request: Request) -> tuple[str, str | None]:
@@ -208,6 +239,7 @@ def create_app(
         ("/v2/models/{name}/versions/{version}/ready", ep.model_ready, ["GET"]),
         ("/v2/models/{name}/infer", ep.infer, ["POST"]),
         ("/v2/models/{name}/versions/{version}/infer", ep.infer, ["POST"]),
+        ("/v2/repository/index", ep.repository_index, ["POST"]),
         ("/metrics", ep.metrics, ["GET"]),
         ("/openapi.json", ep.openapi, ["GET"]),
     ]

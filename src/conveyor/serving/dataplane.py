@@ -195,7 +195,11 @@ class DataPlane:
     # ---- metadata --------------------------------------------------------------------------
 
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": "conveyor", "version": __version__, "extensions": ["binary_tensor_data"]}
+        return {"name": "conveyor", "version": __version__, "extensions": ["binary_tensor_data", "model_repository"]}
+
+    def repository_index(self) -> list[dict[str, Any]]:
+        state = "READY" if self.ready else ("UNAVAILABLE" if self.state == "failed" else "LOADING")
+        return [{"name": self.spec.name, "version": self.spec.version, "state": state}]
 
     def model_metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {

@@ -1,4 +1,11 @@
-"""The OpenAPI 3.1 document of the model server, served at ``/openapi.json``."""
+"""The OpenAPI 3.1 document of the model server, served at ``/openapi.json``.
+
+The document is as tight as the server: a request that fits it is one the server takes (the one
+rule JSON Schema cannot state is that a v2 tensor's ``shape`` must multiply out to the number of
+``data`` elements).  So text models get a request schema for their one BYTES input and their
+named outputs, every datatype is an enum, shapes are non-negative and item counts are bounded by
+the server's limits.  Fuzzers (schemathesis) run against it as a standing test.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,9 @@ from typing import Any
 
 from conveyor import __version__
 from conveyor.serving.spec import ModelSpec
-from conveyor.serving.v2 import InferenceRequest, InferenceResponse
+from conveyor.serving.v2 import DATATYPES, InferenceResponse
+
+TEXT_OUTPUTS = ("logits", "label", "probabilities")
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -35,8 +44,72 @@ def _model_params(versioned: bool) -> list[dict[str, Any]]:
     return params
 
 
+def _parameters() -> dict[str, Any]:
+    return {
+        "type": ["object", "null"],
+        "properties": {"binary_data_output": {"type": "boolean"}},
+        "additionalProperties": False,
+    }
+
+
+def _inference_request(text: bool, max_items: int) -> dict[str, Any]:
+    """The v2 request body this server takes: one BYTES input for text models, typed tensors otherwise."""
+    if text:
+        tensor = {
+            "type": "object",
+            "required": ["name", "shape", "datatype", "data"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "minLength": 1},
+                "shape": {
+                    "type": "array",
+                    "items": {"type": "integer", "minimum": 1, "maximum": max_items},
+                    "minItems": 1,
+                    "maxItems": 1,
+                },
+                "datatype": {"type": "string", "enum": ["BYTES"]},
+                "data": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": max_items},
+            },
+        }
+        inputs: dict[str, Any] = {"type": "array", "items": tensor, "minItems": 1, "maxItems": 1}
+        output_name: dict[str, Any] = {"type": "string", "enum": list(TEXT_OUTPUTS)}
+    else:
+        tensor = {
+            "type": "object",
+            "required": ["name", "shape", "datatype", "data"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "minLength": 1},
+                "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                "datatype": {"type": "string", "enum": list(DATATYPES)},
+                "data": {"type": "array"},
+            },
+        }
+        inputs = {"type": "array", "items": tensor, "minItems": 1}
+        output_name = {"type": "string", "minLength": 1}
+    return {
+        "type": "object",
+        "required": ["inputs"],
+        "description": "Unknown top-level fields (model_name, as the KServe SDK sends) are ignored.",
+        "properties": {
+            "id": {"type": ["string", "null"]},
+            "parameters": _parameters(),
+            "inputs": inputs,
+            "outputs": {
+                "type": ["array", "null"],
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "additionalProperties": False,
+                    "properties": {"name": output_name, "parameters": {"type": ["object", "null"]}},
+                },
+            },
+        },
+    }
+
+
 @lru_cache(maxsize=8)
-def _document(labels: tuple[str, ...], boolean: str | None) -> dict[str, Any]:
+def _document(labels: tuple[str, ...], boolean: str | None, text: bool, max_items: int) -> dict[str, Any]:
     if boolean is not None:
         answer = {
             "type": "object",
@@ -55,6 +128,7 @@ def _document(labels: tuple[str, ...], boolean: str | None) -> dict[str, Any]:
         "type": "array",
         "items": {"type": "string"},
         "minItems": 1,
+        "maxItems": max_items,
         "examples": [["MLOps is critical for robustness"]],
     }
     predict_response = {
@@ -93,6 +167,12 @@ def _document(labels: tuple[str, ...], boolean: str | None) -> dict[str, Any]:
             }
         },
         "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OK")}}},
+        "/v2/repository/index": {
+            "post": {
+                "summary": "The models this server serves (model repository extension)",
+                "responses": {"200": _json({"$ref": "#/components/schemas/RepositoryIndex"}, "Models")},
+            }
+        },
     }
     for versioned in (False, True):
         base = "/v2/models/{name}" + ("/versions/{version}" if versioned else "")
@@ -124,12 +204,17 @@ def _document(labels: tuple[str, ...], boolean: str | None) -> dict[str, Any]:
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}},
                 },
                 "responses": {
-                    "200": _json({"$ref": "#/components/schemas/InferenceResponse"}, "Outputs"),
+                    "200": {
+                        "description": "Outputs: JSON, or JSON + binary tensor data where the request asked for it",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/InferenceResponse"}},
+                            "application/octet-stream": {},
+                        },
+                    },
                     **_errors(400, 404, 413, 415, 422, 503),
                 },
             }
         }
-    request_schema = InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     response_schema = InferenceResponse.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas: dict[str, Any] = {
         "Error": {
@@ -137,10 +222,22 @@ def _document(labels: tuple[str, ...], boolean: str | None) -> dict[str, Any]:
             "properties": {"error": {"type": "string"}},
             "required": ["error"],
         },
+        "InferenceRequest": _inference_request(text, max_items),
+        "RepositoryIndex": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "version", "state"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "version": {"type": "string"},
+                    "state": {"type": "string", "enum": ["READY", "LOADING", "UNAVAILABLE"]},
+                },
+            },
+        },
     }
-    for schema in (request_schema, response_schema):
-        schemas.update(schema.pop("$defs", {}))
-        schemas[schema["title"]] = schema
+    schemas.update(response_schema.pop("$defs", {}))
+    schemas[response_schema["title"]] = response_schema
     return {
         "openapi": "3.1.0",
         "info": {"title": "Conveyor model server", "version": __version__},
@@ -149,5 +246,5 @@ def _document(labels: tuple[str, ...], boolean: str | None) -> dict[str, Any]:
     }
 
 
-def openapi_document(spec: ModelSpec) -> dict[str, Any]:
-    return _document(tuple(spec.labels), spec.boolean_label)
+def openapi_document(spec: ModelSpec, max_items: int) -> dict[str, Any]:
+    return _document(tuple(spec.labels), spec.boolean_label, spec.task == "text-classification", max_items)

@@ -32,8 +32,8 @@ from conveyor.serving.dataplane import DataPlane
 log = logging.getLogger("conveyor.http")
 
 PATH = "/predict"
-# (content type, body chunks, declared content length) -> JSON answer
-Answer = Callable[[str | None, AsyncIterator[bytes], str | None], Awaitable[bytes]]
+# (content type, body chunks, declared content length, Expect: 100-continue) -> JSON answer
+Answer = Callable[[str | None, AsyncIterator[bytes], str | None, bool], Awaitable[bytes]]
 JSON_HEADERS = [(b"content-type", b"application/json")]
 CLIENT_CLOSED = 499
 
@@ -106,14 +106,17 @@ class PredictRoute:
                 extra.append((b"allow", b"POST"))
                 raise ClientError(405, f"method {method} not allowed on {PATH}")
             content_type = declared = None
+            expects_continue = False
             for name, value in scope["headers"]:
                 if name == b"content-type":
                     content_type = value.decode("latin-1")
                 elif name == b"content-length":
                     declared = value.decode("latin-1")
+                elif name == b"expect":
+                    expects_continue = value.lower() == b"100-continue"
             watch = DisconnectWatch(receive)
             try:
-                body = await self.answer(content_type, _body_chunks(receive, watch.arm), declared)
+                body = await self.answer(content_type, _body_chunks(receive, watch.arm), declared, expects_continue)
             except asyncio.CancelledError:
                 if not watch.client_left:
                     raise  # the server is stopping, not the client

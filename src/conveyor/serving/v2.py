@@ -56,7 +56,10 @@ class RequestOutput(BaseModel):
 
 
 class InferenceRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Unknown top-level fields are ignored, as the protocol's reference servers do: the KServe
+    # SDK sends ``model_name`` (and some clients ``model_version``) in the body.  The tensors
+    # themselves stay strict.
+    model_config = ConfigDict(extra="ignore")
 
     id: str | None = None
     parameters: dict[str, Any] | None = None
@@ -180,6 +183,10 @@ def decode_json(item: RequestInput) -> np.ndarray:
     count = _check_shape(item)
     if item.data is None:
         raise ClientError(422, f"input {item.name!r}: 'data' is missing")
+    if not isinstance(item.data, list):
+        raise ClientError(
+            422, f"input {item.name!r}: 'data' must be a JSON array (flat or nested), got {item.data!r:.40}"
+        )
     flat = _flatten(item.data)
     if len(flat) != count:
         raise ClientError(422, f"input {item.name!r}: shape {item.shape} needs {count} elements, got {len(flat)}")

@@ -339,6 +339,7 @@ V2_KINDS = {"BOOL": (bool,), "BYTES": (str,), "FP16": (int, float), "FP32": (int
 
 
 def _v2_infer(ctx: Context, texts: list[str], outputs: list[str] | None = None) -> dict[str, Any]:
+    base = _v2_base(ctx)  # skips the check when no v2 model is known
     settings = ctx.contract.v2
     assert settings is not None
     request: dict[str, Any] = {
@@ -346,7 +347,7 @@ def _v2_infer(ctx: Context, texts: list[str], outputs: list[str] | None = None) 
     }
     if outputs:
         request["outputs"] = [{"name": name} for name in outputs]
-    response = ctx.client.post(ctx.url(_v2_base(ctx) + "/infer"), json=request)
+    response = ctx.client.post(ctx.url(base + "/infer"), json=request)
     if response.status_code != 200:
         raise CheckFailed(f"v2 infer answered HTTP {response.status_code}: {_body_preview(response)}")
     body = _json_body(response)

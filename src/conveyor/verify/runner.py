@@ -10,6 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import httpx
+
 from conveyor.errors import ClientError
 from conveyor.verify.builtin import server_checks
 from conveyor.verify.checks import CUSTOM_CHECKS, Check, CheckResult, Context, run_check
@@ -77,6 +79,30 @@ def with_v2_model(contract: Contract, model_name: str | None) -> Contract:
     return contract
 
 
+def discover_v2_model(url: str, client: httpx.Client) -> V2Settings | None:
+    """The served model for the v2 checks, asked of the server itself (the model repository index).
+
+    Servers without the extension, or with several models, give None: the contract must name one.
+    """
+    try:
+        response = client.post(url.rstrip("/") + "/v2/repository/index", json={})
+        index = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    if not isinstance(index, list) or len(index) != 1 or not isinstance(index[0], dict) or not index[0].get("name"):
+        return None
+    name = str(index[0]["name"])
+    text_input = "text"
+    try:
+        metadata = client.get(url.rstrip("/") + f"/v2/models/{name}").json()
+        byte_inputs = [i["name"] for i in metadata.get("inputs", []) if i.get("datatype") == "BYTES"]
+        if len(byte_inputs) == 1:
+            text_input = byte_inputs[0]
+    except (httpx.HTTPError, ValueError, AttributeError, KeyError, TypeError):
+        pass
+    return V2Settings(model=name, text_input=text_input)
+
+
 def check_server(
     url: str | None,
     contract: Contract,
@@ -92,6 +118,10 @@ def check_server(
     ctx = Context(
         url, contract, project=project.resolve() if project else None, model_ref=model_ref, model_path=model_path
     )
+    if url is not None and contract.v2 is None:
+        discovered = discover_v2_model(url, ctx.client)
+        if discovered is not None:
+            ctx.contract = contract.model_copy(update={"v2": discovered})
     try:
         selected, skipped = plan(ctx, custom or [], skip or [])
         return run_checks(ctx, selected, skipped, parallel)

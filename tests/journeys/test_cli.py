@@ -1,0 +1,124 @@
+"""Journey: the `conveyor` command as installed from the wheel: every --help, the defaults it shows,
+a fast start, and the README's registry commands run as written."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+
+from conveyor.cli.main import app
+from tests.conftest import REPO
+from tests.journeys.conftest import User, copy_model
+
+# (pydantic is not on the list: typer itself imports it to convert a command's arguments)
+HEAVY = ("onnxruntime", "sqlalchemy", "aiohttp", "uvicorn", "httpx", "numpy", "boto3", "rich", "yaml", "onnx")
+
+
+def _commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    found = [(prefix, group)]
+    if hasattr(group, "commands"):  # a group (typer carries its own copy of click)
+        for name, command in group.commands.items():
+            found += _commands(command, (*prefix, name))
+    return found
+
+
+COMMANDS = _commands(typer.main.get_command(app))
+
+
+def _option_blocks(text: str) -> dict[str, str]:
+    """Each option's help text in click's plain layout, keyed by its first flag."""
+    blocks: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        match = re.match(r"^  (-\w, )?(--[\w-]+)", line)
+        if match:
+            current = match.group(2)
+            blocks[current] = line
+        elif current and line.startswith("      "):
+            blocks[current] += " " + line.strip()
+        else:
+            current = None
+    return {flag: " ".join(block.split()) for flag, block in blocks.items()}
+
+
+def test_every_command_has_help_that_shows_its_defaults(user: User) -> None:
+    assert len(COMMANDS) > 40
+    for path, command in COMMANDS:
+        result = user.run(*path, "--help", env={"COLUMNS": "100"})
+        assert result.returncode == 0 and "Usage: conveyor" in result.stdout, (path, result.stderr)
+        blocks = _option_blocks(result.stdout)
+        for param in command.params:
+            if param.param_type_name != "option" or param.hidden or "--help" in param.opts:
+                continue
+            flag = next(o for o in param.opts if o.startswith("--"))
+            block = blocks.get(flag)
+            assert block is not None, (path, flag, result.stdout)
+            written = re.search(r"\[default: [^\]]+\]", param.help or "")
+            if written:  # a default described in words must survive rendering
+                assert written.group(0) in block, (path, flag, block)
+            elif param.default not in (None, False, (), "") and param.show_default is not False and not param.is_flag:
+                assert "[default: " in block, (path, flag, block)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["version"], ["models", "--help"], ["rollout", "start", "--help"]])
+def test_the_command_starts_without_importing_heavy_libraries(user: User, args: list[str]) -> None:
+    probe = (
+        "import json, sys\n"
+        "from conveyor.cli.main import main\n"
+        f"sys.argv = ['conveyor', *{args!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]), file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [str(user.venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, cwd=user.workdir, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stderr.strip().splitlines()[-1]) == []
+
+
+def _readme_registry_block() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## The registry") :]
+    block = section[section.index("```sh") + 5 : section.index("```", section.index("```sh") + 5)]
+    commands, pending = [], ""
+    for line in block.splitlines():
+        pending += line.rstrip().removesuffix("\\") + " " if line.rstrip().endswith("\\") else line
+        if not line.rstrip().endswith("\\"):
+            if pending.strip():
+                commands.append(pending.strip())
+            pending = ""
+    return commands
+
+
+def test_the_readme_registry_commands_run_as_written(user: User, vote_folder: Path) -> None:
+    copy_model(vote_folder, user.workdir / "models" / "sentiment")
+    commands = _readme_registry_block()
+    assert commands[0].startswith("conveyor models register models/sentiment")
+    download_dir = user.workdir / "downloaded"
+    for line in commands:
+        comment = line.partition("#")[2]
+        words = shlex.split(line, comments=True)
+        assert words[0] == "conveyor"
+        # the one change: the README's /tmp/model lands in this user's folder
+        words = [str(download_dir) if w == "/tmp/model" else w for w in words]
+        if words[1] == "serve":
+            server = user.serve(*words[2:])
+            server.stop()
+            assert "serving sentiment:1" in server.log()
+            continue
+        result = user.run(*words[1:])
+        if "refused" in comment or "likewise" in comment:
+            assert result.returncode == 5 and "Traceback" not in result.stderr, (line, result.stderr)
+        else:
+            assert result.returncode == 0, (line, result.stdout, result.stderr)
+    assert (download_dir / "model.onnx").is_file()
+    shown = json.loads(user.ok("models", "show", "sentiment:1", "--json").stdout)
+    assert shown["tags"] == {"reviewed": "yes"} and shown["aliases"] == ["production"]
+    assert shown["properties"]["dataset"] == "vader" and shown["lineage"]["metrics"] == {"accuracy": 0.78}
