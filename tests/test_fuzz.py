@@ -95,8 +95,18 @@ def router(tmp_path: Path, model_server: Server) -> Iterator[Spawned]:
     env = {**os.environ, "CONVEYOR_HOME": str(tmp_path / "home")}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "router", "--port", str(port), "--stable", model_server.url]
-            + ["--log-level", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "conveyor",
+                "router",
+                "--port",
+                str(port),
+                "--stable",
+                model_server.url,
+                "--log-level",
+                "warning",
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

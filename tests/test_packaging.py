@@ -136,9 +136,13 @@ def _labels(image: str) -> dict[str, str]:
 
 
 @podman
-def test_build_run_push_pull_and_labels(home: Path, base_image: str, oci_registry: str, tmp_path: Path) -> None:
+def test_build_run_push_pull_and_labels(
+    home: Path, base_image: str, oci_registry: str, tmp_path: Path, vote_model: Path
+) -> None:
+    # the same files again as votes:2 (model.yaml still says version "1"): the image serves version 2
+    open_local().register(vote_model, "votes", aliases=["production"])
     tag = f"localhost/conveyor-test-votes:{int(time.time())}"
-    remote = f"{oci_registry}/votes:1"
+    remote = f"{oci_registry}/votes:2"
     result = run_cli(
         "build",
         "votes@production",
@@ -159,7 +163,7 @@ def test_build_run_push_pull_and_labels(home: Path, base_image: str, oci_registr
     try:
         labels = _labels(tag)
         assert labels["ai.conveyor.model.digest"] == f"sha256:{version.digest}"
-        assert labels["ai.conveyor.model.name"] == "votes" and labels["ai.conveyor.model.version"] == "1"
+        assert labels["ai.conveyor.model.name"] == "votes" and labels["ai.conveyor.model.version"] == "2"
         assert labels["org.opencontainers.image.revision"]
         config = json.loads(_podman("image", "inspect", tag, "--format", "{{json .Config}}").stdout)
         assert config["User"] == "10001:10001"
@@ -188,6 +192,11 @@ def test_build_run_push_pull_and_labels(home: Path, base_image: str, oci_registr
                 time.sleep(0.1)
             response = httpx.post(f"http://127.0.0.1:{port}/predict", json=["good great"])
             assert response.json() == {"positive": True}
+            metadata = httpx.get(f"http://127.0.0.1:{port}/v2/models/votes").json()
+            assert metadata["versions"] == ["2"]  # the registry's version, as the labels say
+            infer = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["good"]}]}
+            answer = httpx.post(f"http://127.0.0.1:{port}/v2/models/votes/versions/2/infer", json=infer).json()
+            assert answer["model_version"] == "2"
             assert _podman("exec", f"votes-{port}", "id", "-u").stdout.strip() == "10001"
         finally:
             _podman("rm", "-f", f"votes-{port}", check=False)

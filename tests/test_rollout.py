@@ -348,3 +348,31 @@ def test_blue_green_switches_at_once_and_switches_back_on_failure(router: Proc, 
     assert status["phase"] == "aborted" and "error rate" in status["abort_reason"]
     routes = httpx.get(router.url + "/_conveyor/routes", timeout=5).json()["backends"]
     assert [(b["name"], b["version"], b["weight"]) for b in routes] == [("stable", "v2", 100.0)]
+
+
+def test_a_dead_stable_is_refused_at_once_and_rollout_down_takes_it_off_the_router(
+    router: Proc, rollout_home: Path
+) -> None:
+    """What `make demo` run twice met: the router restored a stable that no longer exists."""
+    first_version(router)
+    stable_pid = status_of(rollout_home)["canary"]["pid"]
+    os.killpg(stable_pid, signal.SIGKILL)
+
+    def ejected() -> bool:
+        backends = httpx.get(router.url + "/_conveyor/routes", timeout=5).json()["backends"]
+        return [b["healthy"] for b in backends] == [False]
+
+    wait_for(ejected, 15, "the router to eject the dead stable")
+    started = time.monotonic()
+    refused = rollout("v2", "--service", "svc", "--command", fake_command("healthy"))
+    assert refused.returncode == 5 and time.monotonic() - started < 20, refused.stdout + refused.stderr
+    assert "stable backend (v1 at http://127.0.0.1:" in refused.stderr and "is down" in refused.stderr
+
+    down = run_cli("rollout", "down", "svc")
+    assert down.returncode == 0 and "removed from the router: stable" in down.stdout, down.stdout + down.stderr
+    assert httpx.get(router.url + "/_conveyor/routes", timeout=5).json()["backends"] == []
+    # the service starts again from nothing: the new version takes all traffic at once
+    again = rollout("v2", "--service", "svc", "--command", fake_command("healthy"))
+    assert again.returncode == 0, again.stdout + again.stderr
+    backends = httpx.get(router.url + "/_conveyor/routes", timeout=5).json()["backends"]
+    assert [(b["version"], b["weight"]) for b in backends] == [("v2", 100.0)]

@@ -9,7 +9,7 @@ import pytest
 from conveyor.errors import ClientError
 from conveyor.rollout.analysis import MeasurementError, Traffic, Verdict, judge_agreement, judge_traffic, window_traffic
 from conveyor.rollout.config import parse_duration, parse_steps
-from conveyor.rollout.routing import RouteTable, pick
+from conveyor.rollout.routing import BackendSpec, RouteTable, pick
 from conveyor.rollout.stats import LATENCY_BUCKETS, RouterStats, quantile
 from conveyor.rollout.status import Thresholds
 
@@ -93,3 +93,21 @@ def test_steps_and_durations_are_validated() -> None:
             parse_steps(bad)
     with pytest.raises(ClientError):
         parse_duration("soon")
+
+
+def test_a_table_without_backends_keeps_what_can_still_serve() -> None:
+    table = RouteTable(
+        backends=[
+            BackendSpec(name="stable", url="http://127.0.0.1:1", version="v1", weight=75),
+            BackendSpec(name="canary", url="http://127.0.0.1:2", version="v2", weight=25),
+        ],
+        mirror_percent=20,
+        mirror_to="canary",
+        sticky_header="X-User",
+    )
+    without_canary = table.without({"canary"})
+    assert [(b.name, b.weight) for b in without_canary.backends] == [("stable", 100.0)]
+    assert without_canary.mirror_to is None and without_canary.mirror_percent == 0
+    assert without_canary.sticky_header == "x-user"
+    assert table.without({"stable"}).backends == []  # a canary alone has nothing to be compared with
+    assert table.without(set()) == table
