@@ -51,8 +51,9 @@ bench-registry: install
 bench-router: install
 	$(BIN)/python -m benchmarks.router
 
+# The build benchmark packages the demo's sentiment@production (run `make demo` first).
 bench-build: install
-	$(BIN)/python -m benchmarks.build
+	CONVEYOR_HOME=$${CONVEYOR_HOME:-$(CURDIR)/.conveyor} $(BIN)/python -m benchmarks.build
 
 # Regenerate the lock from pyproject.toml (needs network access to PyPI).
 lock: | $(BIN)/python

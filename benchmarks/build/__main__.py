@@ -58,8 +58,8 @@ def touch_code(path: Path) -> None:
 def naive_context(model: Path, out: Path) -> Path:
     shutil.copytree(HERE / "naive", out)
     shutil.copytree(model, out / "model", ignore=shutil.ignore_patterns(".conveyor-*"))
-    if not (out / "model" / "vocab.txt").is_file():
-        raise SystemExit("the naive recipe needs the model's vocab.txt (the reference model registers one)")
+    if not (out / "model" / "tokenizer.json").is_file() or not (out / "model" / "model.onnx").is_file():
+        raise SystemExit("the naive recipe serves model.onnx with tokenizer.json: this version has neither")
     return out
 
 

@@ -3,10 +3,10 @@
 import numpy as np
 import onnxruntime
 from flask import Flask, jsonify, request
-from transformers import BertTokenizer
+from transformers import PreTrainedTokenizerFast
 
 app = Flask(__name__)
-tokenizer = BertTokenizer("/app/model/vocab.txt")
+tokenizer = PreTrainedTokenizerFast(tokenizer_file="/app/model/tokenizer.json")
 session = onnxruntime.InferenceSession("/app/model/model.onnx", providers=["CPUExecutionProvider"])
 input_names = [i.name for i in session.get_inputs()]
 
