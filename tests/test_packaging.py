@@ -249,3 +249,43 @@ def test_an_image_whose_model_does_not_match_its_digest_refuses_to_start(
         assert "refusing to serve a model that is not the registered one" in smoke.stderr
     finally:
         _podman("rmi", "-f", tag, check=False)
+
+
+@pytest.fixture
+def bare_onnx(home: Path, vote_model: Path, tmp_path: Path) -> str:
+    """votes:2 registered as a bare model.onnx + tokenizer.json (no model.yaml), as exported by many tools."""
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("model.onnx", "tokenizer.json"):
+        shutil.copy(vote_model / name, bare / name)
+    version = open_local().register(bare, "votes")
+    return version.ref
+
+
+def test_a_bare_onnx_version_is_packaged_with_the_spec_serve_infers(bare_onnx: str, tmp_path: Path) -> None:
+    out = tmp_path / "ctx"
+    result = run_cli("package", bare_onnx, "-o", str(out), "--base-image", BASE_IMAGE)
+    assert result.returncode == 0, result.stderr
+    version = open_local().resolve(bare_onnx)
+    assert folder_digest(out / "model") == version.digest  # the model files stay exactly as registered
+    spec = yaml.safe_load((out / "spec" / "model.yaml").read_text())
+    assert spec["name"] == "votes" and spec["version"] == "2" and spec["task"] == "text-classification"
+    assert spec["model_file"] == "model.onnx" and spec["tokenizer_file"] == "tokenizer.json"
+    dockerfile = (out / "Dockerfile").read_text()
+    assert "COPY spec/model.yaml /etc/conveyor/model.yaml" in dockerfile
+    assert '"--spec", "/etc/conveyor/model.yaml"' in dockerfile
+
+
+@podman
+def test_a_bare_onnx_version_builds_smokes_and_carries_its_digest(bare_onnx: str, base_image: str) -> None:
+    tag = "localhost/conveyor-bare:2"
+    try:
+        result = run_cli("build", bare_onnx, "-t", tag, "--base-image", base_image, "--json")
+        assert result.returncode == 0, result.stderr
+        version = open_local().resolve(bare_onnx)
+        assert _labels(tag)["ai.conveyor.model.digest"] == f"sha256:{version.digest}"
+        smoke = run_cli("smoke", tag)
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+        assert '{"positive":' in smoke.stdout
+    finally:
+        _podman("rmi", "-f", tag, check=False)

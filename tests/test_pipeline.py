@@ -334,21 +334,19 @@ def test_generated_github_workflows_pass_actionlint(project: Path) -> None:
     deliver = yaml.safe_load((out / "conveyor-deliver.yml").read_text())
     on = deliver[True] if True in deliver else deliver["on"]  # YAML 1.1 reads the key `on` as a boolean
     assert set(on) == {"workflow_dispatch", "repository_dispatch"}
-    assert set(deliver["jobs"]) == {
-        "fetch",
-        "lint",
-        "unit-tests",
-        "contract",
-        "build",
-        "verify-image",
-        "push",
-        "deploy",
-    }
-    assert deliver["jobs"]["build"]["needs"] == ["lint", "unit-tests", "contract"]
+    # every job is a fresh runner: the image is verified and pushed where it was built
+    assert set(deliver["jobs"]) == {"fetch", "lint", "unit-tests", "contract", "build", "deploy"}
+    assert deliver["jobs"]["build"]["needs"] == ["contract", "lint", "unit-tests"]
+    assert deliver["jobs"]["deploy"]["needs"] == ["build"]
     text = (out / "conveyor-deliver.yml").read_text()
     assert "${{ secrets.CONVEYOR_TOKEN }}" in text and "cvt_" not in text
-    run_step = deliver["jobs"]["build"]["steps"][-2]["run"]
-    assert run_step.startswith("conveyor pipeline run deliver --step build --state .conveyor-ci")
+    runs = [s["run"] for s in deliver["jobs"]["build"]["steps"] if s.get("run", "").startswith("conveyor ")]
+    assert [r.split("--step ")[1].split()[0] for r in runs] == ["build", "verify-image", "push"]
+    assert runs[0].startswith("conveyor pipeline run deliver --step build --state .conveyor-ci")
+    # an empty input (a push, a webhook) falls back to the parameter's default, never to ""
+    assert "inputs.model || github.event.client_payload.model || 'sentiment@production'" in runs[0]
+    # Conveyor's own repository installs itself from its lock (conveyor.yaml's ci.install)
+    assert "python -m pip install -r requirements.lock" in text
     train = yaml.safe_load((out / "conveyor-train.yml").read_text())
     train_on = train[True] if True in train else train["on"]
     assert train_on["push"] == {"branches": ["main"]}

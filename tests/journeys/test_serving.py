@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
 
 from tests.conftest import free_port
 from tests.journeys.conftest import Spawned, User, copy_model
@@ -80,6 +81,10 @@ def test_tritonclient_speaks_v2_to_it(served: tuple[User, Spawned]) -> None:
         result = client.infer("votes", [text_input], outputs=outputs)
         assert [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("label")] == ["positive", "negative"]
         assert result.get_response()["model_version"] == "2"
+    with pytest.raises(InferenceServerException, match="model 'nope' not found"):
+        client.infer("nope", [text_input])
+    with pytest.raises(InferenceServerException, match="unknown output"):
+        client.infer("votes", [text_input], outputs=[triton.InferRequestedOutput("embedding")])
     client.close()
 
 

@@ -54,7 +54,7 @@ def serve(
 
     \b
     curl -X POST -H "Content-Type: application/json" \\
-         --data '["MLOps is critical for robustness"]' http://127.0.0.1:5000/predict
+         --data '["What a wonderful day"]' http://127.0.0.1:5000/predict
     {"positive":true}
     """
     from conveyor.registry.serving import fetch_for_serving

@@ -43,6 +43,16 @@ def _engine(builder: str) -> str:
     return "buildah" if builder == "buildah" else builder
 
 
+def image_reference(tag: str) -> str:
+    """``tag`` with its repository lower-cased, as OCI requires (``ghcr.io/Acme/m:1`` -> ``ghcr.io/acme/m:1``).
+
+    CI often builds names from an owner's display case (GitHub's ``repository_owner``)."""
+    name, colon, version = tag.rpartition(":")
+    if not colon or "/" in version:  # no tag at all, only a registry port
+        return tag.lower()
+    return f"{name.lower()}:{version}"
+
+
 def build_command(builder: str, context: Path, tag: str, platform: str | None) -> list[str]:
     if builder == "docker":
         command = ["docker", "build", "-t", tag]
@@ -59,6 +69,7 @@ def build(
     context: Path, tag: str, builder: str, platform: str | None = None, on_line: Callable[[str], None] | None = None
 ) -> BuiltImage:
     """Run the builder, streaming its output line by line."""
+    tag = image_reference(tag)
     env = {**os.environ, "DOCKER_BUILDKIT": "1"}  # RUN --mount needs BuildKit on docker
     started = time.perf_counter()
     process = subprocess.Popen(

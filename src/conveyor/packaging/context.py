@@ -5,6 +5,7 @@ DIR/
   requirements.txt    exact versions with sha256 hashes
   wheels/             those wheels, for an offline, reproducible install
   model/              the version's files, exactly as registered
+  spec/model.yaml     only for a bare ONNX version: the spec `conveyor serve` infers for it
   app/conveyor/       the model server code
   .dockerignore
 """
@@ -19,15 +20,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import yaml
+
 import conveyor
 from conveyor import __version__
 from conveyor.digest import folder_digest
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, ModelLoadError
 from conveyor.packaging import DEFAULT_BASE
 from conveyor.packaging.requirements import SERVING_ROOTS, closure, download_wheels, requirements_text
 from conveyor.registry.local import Progress
 from conveyor.registry.records import ModelVersion
-from conveyor.serving.spec import SPEC_FILE
+from conveyor.serving.spec import SPEC_FILE, inferred_spec
 
 USER_ID = 10001
 PORT = 5000
@@ -77,7 +80,10 @@ def image_labels(version: ModelVersion, title: str | None) -> dict[str, str]:
     return labels
 
 
-def dockerfile(version: ModelVersion, base_image: str, labels: dict[str, str]) -> str:
+INFERRED_SPEC = "/etc/conveyor/model.yaml"
+
+
+def dockerfile(version: ModelVersion, base_image: str, labels: dict[str, str], inferred_spec: bool = False) -> str:
     healthcheck = json.dumps(
         [
             "python3",
@@ -101,9 +107,17 @@ def dockerfile(version: ModelVersion, base_image: str, labels: dict[str, str]) -
             version.name,
             "--model-version",
             str(version.version),  # the registry's version is the served version, whatever model.yaml says
+            *(["--spec", INFERRED_SPEC] if inferred_spec else []),
             "--expect-digest",
             version.digest,
         ]
+    )
+    spec_layer = (
+        "\n# The spec `conveyor serve` infers for this bare ONNX version (outside /model, whose files\n"
+        "# stay exactly as registered).\n"
+        f"COPY spec/model.yaml {INFERRED_SPEC}\n"
+        if inferred_spec
+        else ""
     )
     label_lines = " \\\n      ".join(f"{key}={json.dumps(value)}" for key, value in labels.items())
     return f"""\
@@ -122,7 +136,7 @@ RUN --mount=type=bind,source=wheels,target=/opt/conveyor/wheels \\
 
 # 2. The model, exactly as registered: its own layer, so a code change does not re-push it.
 COPY model/ /model/
-
+{spec_layer}
 # 3. The server code.
 COPY app/ /app/
 ENV PYTHONPATH=/app
@@ -155,9 +169,15 @@ def write_context(
     wheel_cache: Path | None = None,
     progress: Progress | None = None,
 ) -> BuildContext:
-    """Write the build context for ``version`` (whose verified files are in ``model_folder``) into ``out``."""
-    if not (model_folder / SPEC_FILE).is_file():
-        raise ConveyorError(f"{version.ref} has no {SPEC_FILE}: register a model folder with its spec to package it")
+    """Write the build context for ``version`` (whose verified files are in ``model_folder``) into ``out``.
+
+    A version without ``model.yaml`` (a bare ``model.onnx``, with ``tokenizer.json`` for text) is
+    packaged with the spec ``conveyor serve`` infers for it, by the same rule (``locate_model``)."""
+    try:
+        spec = inferred_spec(model_folder, version.name, str(version.version))
+    except ModelLoadError as exc:
+        raise ConveyorError(f"{version.ref} cannot be packaged: {exc}") from None
+    has_spec = (model_folder / SPEC_FILE).is_file()
     if out.exists() and any(out.iterdir()):
         raise ConveyorError(f"{out} is not empty: choose a new folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -171,7 +191,11 @@ def write_context(
     (out / "requirements.txt").write_text(requirements_text(pins))
     _copy_app(out / "app")
     _world_readable(out / "app")
+    if not has_spec:
+        (out / "spec").mkdir()
+        (out / "spec" / SPEC_FILE).write_text(yaml.safe_dump(spec.model_dump(exclude_none=True), sort_keys=False))
+        _world_readable(out / "spec")
     labels = image_labels(version, title)
-    (out / "Dockerfile").write_text(dockerfile(version, base_image, labels))
+    (out / "Dockerfile").write_text(dockerfile(version, base_image, labels, inferred_spec=not has_spec))
     (out / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n")
     return BuildContext(out, version, base_image, labels)

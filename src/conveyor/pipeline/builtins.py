@@ -107,8 +107,14 @@ def build(ctx: StepContext) -> dict[str, Any]:
         title=tag,
     )
     image = run_build(context, tag, engine, on_line=print)
-    print(f"built {tag} {image.image_id[:12]} {image.size / 2**20:.0f} MiB in {image.seconds:.1f}s")
-    return {"image": tag, "id": image.image_id, "size": image.size, "model_ref": version.ref, "digest": version.digest}
+    print(f"built {image.reference} {image.image_id[:12]} {image.size / 2**20:.0f} MiB in {image.seconds:.1f}s")
+    return {
+        "image": image.reference,
+        "id": image.image_id,
+        "size": image.size,
+        "model_ref": version.ref,
+        "digest": version.digest,
+    }
 
 
 def push(ctx: StepContext) -> dict[str, Any]:

@@ -1,35 +1,66 @@
-"""Generate a GitHub Actions workflow that runs a pipeline's steps as jobs.
+"""Generate a GitHub Actions workflow that runs a pipeline's steps, every job on a fresh machine.
 
-One job per step (one failure domain each) with the same ``needs``; every job checks out,
-sets up Python with pip caching, installs Conveyor, restores the results of the steps it
-needs, runs ``conveyor pipeline run PIPELINE --step STEP --state ...`` and uploads its
-own results.  The workflow only calls ``conveyor``: no step logic is copied into YAML.
-Registry and container-registry credentials come from repository secrets, never inlined.
+On GitHub each job gets a new runner: nothing survives from one job to the next unless it travels
+explicitly.  So the workflow is laid out by what has to travel:
+
+* each step is its own job (its own failure domain), with the same ``needs``, **except** steps
+  that use an image built by an earlier step (``steps.build.outputs.image``): they run as further
+  steps of the builder's job, on the machine where the image exists.  An image never has to
+  cross jobs: build, verify and push happen on one runner (docs/ci.md explains the trade-off
+  against an OCI-archive artifact or a push by digest);
+* step results (``--state``: outputs, outcomes, small artifacts) travel between jobs as one
+  workflow artifact per job, uploaded even when the job fails;
+* models travel through the model registry (every job authenticates with repository secrets),
+  images through the container registry.
+
+Every job installs Conveyor pinned, as a package (``ci.install`` in conveyor.yaml), never as the
+user's repository, and only calls ``conveyor``: no step logic is copied into YAML.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from conveyor.pipeline.spec import Pipeline
+from conveyor.pipeline.spec import CISettings, Pipeline, topological_order
 
 STATE = ".conveyor-ci"
 DISPATCH_EVENT = "conveyor-model-version"
+OWNER = "{owner}"  # in a parameter's default: the GitHub repository owner (``local`` outside CI)
+IMAGE_OUTPUT = re.compile(r"steps(?:\.|\[')([A-Za-z][A-Za-z0-9_-]*)(?:'\])?\.outputs\.image")
 
 
-def _install_command(project: Path) -> str:
-    if (project / "requirements.lock").is_file() and (project / "pyproject.toml").is_file():
-        return "pip install -r requirements.lock && pip install --no-deps -e ."
-    from conveyor import __version__
+def job_layout(pipeline: Pipeline) -> dict[str, list[str]]:
+    """Job name -> its steps in order: a step that uses a locally built image joins the builder's job."""
+    job_of: dict[str, str] = {}
+    for name in topological_order(pipeline.steps):
+        step = pipeline.steps[name]
+        sources = IMAGE_OUTPUT.findall(json.dumps(step.with_))
+        job_of[name] = next((job_of[s] for s in sources if s in job_of), name)
+    jobs: dict[str, list[str]] = {}
+    for name in topological_order(pipeline.steps):
+        jobs.setdefault(job_of[name], []).append(name)
+    return jobs
 
-    return f"pip install conveyor-ml=={__version__}"
+
+def _literal(value: Any) -> str:
+    """A GitHub expression for a parameter's default (``{owner}`` becomes the repository owner)."""
+    text = "" if value is None else ("true" if value is True else "false" if value is False else str(value))
+    quoted = "'" + text.replace("'", "''") + "'"
+    if OWNER in text:
+        # GitHub expressions have no lower(): the repository owner goes in as given; conveyor
+        # lowers it when it expands the same default outside CI.
+        template = text.replace("{", "{{").replace("}", "}}").replace("{{owner}}", "{0}").replace("'", "''")
+        return f"format('{template}', github.repository_owner)"
+    return quoted
 
 
-def workflow(name: str, pipeline: Pipeline, project: Path) -> dict[str, Any]:
+def _triggers(pipeline: Pipeline) -> dict[str, Any]:
     on: dict[str, Any] = {}
     for trigger in pipeline.triggers:
         if trigger.push is not None:
@@ -39,86 +70,106 @@ def workflow(name: str, pipeline: Pipeline, project: Path) -> dict[str, Any]:
     on["workflow_dispatch"] = {
         "inputs": {
             param: {
-                "description": spec.description or f"pipeline parameter {param}",
+                "description": spec.description or f"pipeline parameter {param} (empty: {spec.default!r})",
                 "required": False,
                 "type": "string",
-                "default": "" if spec.default is None else str(spec.default),
+                "default": "",
             }
             for param, spec in pipeline.params.items()
         }
     }
-    # A model-version webhook relayed as repository_dispatch carries the reference in its payload.
-    param_args = []
-    for param in pipeline.params:
-        source = f"inputs.{param} || github.event.client_payload.{param}"
-        param_args.append(f'--param "{param}=${{{{ {source} }}}}"')
-    env = {
-        "CONVEYOR_REGISTRY": "${{ secrets.CONVEYOR_REGISTRY }}",
-        "CONVEYOR_TOKEN": "${{ secrets.CONVEYOR_TOKEN }}",
-        "CONVEYOR_REGISTRY_USERNAME": "${{ secrets.CONTAINER_REGISTRY_USERNAME || github.actor }}",
-        "CONVEYOR_REGISTRY_PASSWORD": "${{ secrets.CONTAINER_REGISTRY_PASSWORD || secrets.GITHUB_TOKEN }}",
-        "CONVEYOR_HOME": "${{ github.workspace }}/.conveyor",
+    return on
+
+
+def _setup(ci: CISettings) -> list[dict[str, Any]]:
+    install = " && ".join(f"python -m pip install {args}" for args in ci.install)
+    return [
+        {"uses": "actions/checkout@v5"},
+        {"uses": "actions/setup-python@v6", "with": {"python-version": ci.python, "cache": "pip"}},
+        {"name": "Install Conveyor (pinned)", "run": install},
+    ]
+
+
+def _login() -> dict[str, Any]:
+    return {
+        "name": "Log in to the container registry",
+        "uses": "docker/login-action@v4",
+        "with": {
+            "registry": "${{ secrets.CONTAINER_REGISTRY || 'ghcr.io' }}",
+            "username": "${{ env.CONVEYOR_REGISTRY_USERNAME }}",
+            "password": "${{ env.CONVEYOR_REGISTRY_PASSWORD }}",
+        },
     }
-    install = _install_command(project)
+
+
+def workflow(name: str, pipeline: Pipeline, ci: CISettings | None = None) -> dict[str, Any]:
+    ci = ci or CISettings()
+    # An empty input (a push, a webhook without that field) means the parameter's default.
+    param_args = []
+    for param, spec in pipeline.params.items():
+        value = f"inputs.{param} || github.event.client_payload.{param} || {_literal(spec.default)}"
+        param_args.append(f'--param "{param}=${{{{ {value} }}}}"')
+    layout = job_layout(pipeline)
+    job_of = {step: job for job, steps in layout.items() for step in steps}
     jobs: dict[str, Any] = {}
-    for step_name, step in pipeline.steps.items():
-        steps: list[dict[str, Any]] = [
-            {"uses": "actions/checkout@v5"},
-            {
-                "uses": "actions/setup-python@v6",
-                "with": {
-                    "python-version": "3.11",
-                    "cache": "pip",
-                    **(
-                        {"cache-dependency-path": "requirements.lock"}
-                        if (project / "requirements.lock").is_file()
-                        else {}
-                    ),
-                },
-            },
-            {"name": "Install Conveyor", "run": install},
-        ]
-        if step.needs:
+    for job_name, step_names in layout.items():
+        steps = _setup(ci)
+        needs = sorted({job_of[n] for s in step_names for n in pipeline.steps[s].needs} - {job_name})
+        if needs:
             steps.append(
                 {
-                    "name": "Restore results of needed steps",
+                    "name": "Restore the results of earlier jobs",
                     "uses": "actions/download-artifact@v7",
                     "with": {"pattern": f"{name}-*", "path": STATE, "merge-multiple": True},
                 }
             )
-        command = " ".join([f"conveyor pipeline run {name} --step {step_name} --state {STATE}", *param_args])
-        steps.append({"name": f"conveyor pipeline run {name} --step {step_name}", "run": command})
+        if any(pipeline.steps[s].uses in ("build", "push") for s in step_names):
+            steps.append(_login())
+        for step_name in step_names:
+            command = " ".join([f"conveyor pipeline run {name} --step {step_name} --state {STATE}", *param_args])
+            run: dict[str, Any] = {"name": f"conveyor pipeline run {name} --step {step_name}", "run": command}
+            if pipeline.steps[step_name].if_ is not None:
+                run["if"] = "${{ !cancelled() }}"  # conveyor evaluates the step's own condition
+            steps.append(run)
         steps.append(
             {
-                "name": "Keep this step's results",
+                "name": "Keep this job's results for the next jobs",
                 "if": "always()",
                 "uses": "actions/upload-artifact@v6",
                 "with": {
-                    "name": f"{name}-{step_name}",
+                    "name": f"{name}-{job_name}",
                     "path": STATE,
                     "include-hidden-files": True,
                     "if-no-files-found": "ignore",
                 },
             }
         )
+        seconds = sum(pipeline.steps[s].timeout * (pipeline.steps[s].retries + 1) for s in step_names)
+        descriptions = [pipeline.steps[s].description or s for s in step_names]
         job: dict[str, Any] = {
-            "name": step.description or step_name,
-            "runs-on": "ubuntu-latest",
-            "timeout-minutes": max(1, math.ceil(step.timeout * (step.retries + 1) / 60)),
+            "name": " -> ".join(descriptions),
+            "runs-on": ci.runs_on,
+            "timeout-minutes": max(1, math.ceil(seconds / 60)),
             "steps": steps,
         }
-        if step.needs:
-            job["needs"] = list(step.needs)
-        if step.if_ is not None:
+        if needs:
+            job["needs"] = needs
+        if pipeline.steps[step_names[0]].if_ is not None:
             # the step's own condition is evaluated by conveyor; the job must still start when needs failed
             job["if"] = "${{ !cancelled() }}"
-        jobs[step_name] = job
+        jobs[job_name] = job
     return {
         "name": f"conveyor {name}",
-        "on": on,
+        "on": _triggers(pipeline),
         "permissions": {"contents": "read", "packages": "write"},
         "concurrency": {"group": f"conveyor-{name}-${{{{ github.ref }}}}", "cancel-in-progress": False},
-        "env": env,
+        "env": {
+            "CONVEYOR_REGISTRY": "${{ secrets.CONVEYOR_REGISTRY }}",
+            "CONVEYOR_TOKEN": "${{ secrets.CONVEYOR_TOKEN }}",
+            "CONVEYOR_REGISTRY_USERNAME": "${{ secrets.CONTAINER_REGISTRY_USERNAME || github.actor }}",
+            "CONVEYOR_REGISTRY_PASSWORD": "${{ secrets.CONTAINER_REGISTRY_PASSWORD || secrets.GITHUB_TOKEN }}",
+            "CONVEYOR_HOME": "${{ github.workspace }}/.conveyor",
+        },
         "jobs": jobs,
     }
 
@@ -134,14 +185,16 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 _Dumper.add_representer(str, _str)
 
 
-def write_workflow(name: str, pipeline: Pipeline, project: Path, out_dir: Path) -> Path:
+def write_workflow(name: str, pipeline: Pipeline, out_dir: Path, ci: CISettings | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"conveyor-{name}.yml"
     header = (
         f"# Generated by `conveyor ci github {name}` from conveyor.yaml: regenerate rather than edit.\n"
-        "# Secrets: CONVEYOR_REGISTRY, CONVEYOR_TOKEN (model registry); CONTAINER_REGISTRY_USERNAME/PASSWORD\n"
-        "# (optional, else GHCR with GITHUB_TOKEN). A registry webhook triggers it as repository_dispatch\n"
-        f'# with event type {DISPATCH_EVENT!r} and client_payload {{"model": "name:version"}}.\n'
+        "# Secrets: CONVEYOR_REGISTRY, CONVEYOR_TOKEN (the model registry); CONTAINER_REGISTRY,\n"
+        "# CONTAINER_REGISTRY_USERNAME, CONTAINER_REGISTRY_PASSWORD (optional: GHCR with GITHUB_TOKEN by default).\n"
+        "# A registry webhook triggers it as repository_dispatch with event type "
+        f'{DISPATCH_EVENT!r} and client_payload {{"model": "name:version"}}.\n'
     )
-    path.write_text(header + yaml.dump(workflow(name, pipeline, project), Dumper=_Dumper, sort_keys=False, width=120))
+    text = yaml.dump(workflow(name, pipeline, ci), Dumper=_Dumper, sort_keys=False, width=120)
+    path.write_text(header + text)
     return path

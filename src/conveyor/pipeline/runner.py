@@ -45,10 +45,18 @@ def resolve_params(pipeline: Pipeline, overrides: dict[str, str]) -> dict[str, A
     unknown = sorted(set(overrides) - set(pipeline.params))
     if unknown:
         raise ClientError(422, f"unknown parameter(s) {unknown}; this pipeline takes {sorted(pipeline.params)}")
-    params = {name: p.default for name, p in pipeline.params.items()}
+    params = {name: _expand_owner(p.default) for name, p in pipeline.params.items()}
     for name, text in overrides.items():
         params[name] = _coerce(name, text, params[name])
     return params
+
+
+def _expand_owner(default: Any) -> Any:
+    """``{owner}`` in a default (``ghcr.io/{owner}/NAME``): the GitHub repository owner in CI, else ``local``."""
+    if isinstance(default, str) and "{owner}" in default:
+        owner = os.environ.get("GITHUB_REPOSITORY_OWNER") or "local"
+        return default.replace("{owner}", owner.lower())  # image names are lower case
+    return default
 
 
 def _coerce(name: str, text: str, default: Any) -> Any:

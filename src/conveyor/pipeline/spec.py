@@ -155,10 +155,31 @@ def topological_order(steps: dict[str, Step]) -> list[str]:
             needs.difference_update(ready)
 
 
+def _pinned_conveyor() -> list[str]:
+    from conveyor import __version__
+
+    return [f"conveyor-ml=={__version__}"]
+
+
+class CISettings(BaseModel):
+    """How generated CI workflows set up each job (every job is a fresh machine)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    install: list[str] = Field(
+        default_factory=_pinned_conveyor,
+        description="Arguments of each `pip install` every job runs: Conveyor pinned, as a package "
+        "(e.g. ['conveyor-ml==0.1.0 --index-url https://pypi.example.com/simple'] for a private index)",
+    )
+    python: str = "3.11"
+    runs_on: str = "ubuntu-latest"
+
+
 class ProjectFile(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     pipelines: dict[str, Pipeline] = Field(default_factory=dict)
+    ci: CISettings = Field(default_factory=CISettings)
 
 
 def load_project(path: Path) -> ProjectFile:

@@ -18,7 +18,8 @@ from conveyor.serving.server import ServeConfig, serve
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conveyor.serving", description=__doc__.split("\n")[0])
-    parser.add_argument("model", help="model folder (with model.yaml)")
+    parser.add_argument("model", help="model folder (with model.yaml, or served with --spec)")
+    parser.add_argument("--spec", default=None, help="model.yaml kept outside the folder (an inferred spec)")
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=1)
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"model digest sha256:{actual} verified", file=sys.stderr, flush=True)
     config = ServeConfig(
         model=args.model,
+        spec=args.spec,
         name=args.name,
         version=args.model_version,
         host=args.host,

@@ -31,6 +31,7 @@ class ServeConfig:
 
     model: str
     tokenizer: str | None = None
+    spec: str | None = None  # a model.yaml outside the model folder
     name: str | None = None
     version: str | None = None
     host: str = "127.0.0.1"
@@ -48,7 +49,7 @@ class ServeConfig:
     access_log: bool = False
 
     def resolve(self) -> ResolvedModel:
-        return resolve_model(self.model, self.tokenizer, self.name, self.version)
+        return resolve_model(self.model, self.tokenizer, self.name, self.version, spec_file=self.spec)
 
     def serving_options(self) -> ServingOptions:
         return ServingOptions(

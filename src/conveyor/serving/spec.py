@@ -111,11 +111,14 @@ def resolve_model(
     name: str | None = None,
     version: str | None = None,
     labels: list[str] | None = None,
+    spec_file: str | Path | None = None,
 ) -> ResolvedModel:
     """Resolve a model directory or a bare ``.onnx`` file to a spec and file paths.
 
     A bare ONNX file with ``tokenizer`` serves as a text classifier; without
-    one, it serves raw tensors over the v2 protocol only.
+    one, it serves raw tensors over the v2 protocol only.  ``spec_file`` is a
+    ``model.yaml`` kept outside the directory (an image's inferred spec), its
+    file names relative to the directory.
     """
     path = Path(location).expanduser()
     if not path.exists():
@@ -130,7 +133,7 @@ def resolve_model(
         overrides["labels"] = labels
 
     if path.is_dir():
-        spec_path = path / SPEC_FILE
+        spec_path = Path(spec_file) if spec_file else path / SPEC_FILE
         if not spec_path.exists():
             raise ModelLoadError(f"{path}: no {SPEC_FILE} in the model directory")
         spec = _load_spec_file(spec_path)
@@ -165,6 +168,37 @@ def resolve_model(
     else:
         tokenizer_path = None
     return ResolvedModel(spec=spec, model_path=model_path.resolve(), tokenizer_path=tokenizer_path)
+
+
+def locate_model(folder: Path) -> tuple[Path, Path | None]:
+    """What serves a model folder (a registered version's files): the folder itself when it has a
+    ``model.yaml``, else its one ``.onnx`` file with the ``tokenizer.json`` beside it, if any.
+
+    The one rule for ``conveyor serve REF`` and ``conveyor build REF`` alike."""
+    if (folder / SPEC_FILE).is_file():
+        return folder, None
+    onnx_files = sorted(folder.rglob("*.onnx"))
+    if len(onnx_files) != 1:
+        raise ModelLoadError(
+            f"{folder} has no {SPEC_FILE} and {len(onnx_files)} .onnx files: register a folder with a "
+            f"{SPEC_FILE}, or exactly one .onnx file (with tokenizer.json beside it for text)"
+        )
+    tokenizer = onnx_files[0].parent / "tokenizer.json"
+    return onnx_files[0], tokenizer if tokenizer.is_file() else None
+
+
+def inferred_spec(folder: Path, name: str, version: str) -> ModelSpec:
+    """The spec a model folder is served with, file names relative to the folder."""
+    location, tokenizer = locate_model(folder)
+    spec = resolve_model(location, tokenizer, name, version).spec
+    if location == folder:
+        return spec
+    return spec.model_copy(
+        update={
+            "model_file": location.relative_to(folder).as_posix(),
+            "tokenizer_file": tokenizer.relative_to(folder).as_posix() if tokenizer else None,
+        }
+    )
 
 
 def _with_overrides(spec: ModelSpec, overrides: dict[str, object]) -> ModelSpec:
