@@ -271,11 +271,24 @@ def test_init_writes_a_project_and_refuses_to_overwrite(tmp_path: Path) -> None:
     target = tmp_path / "my-model"
     result = run_cli("init", str(target))
     assert result.returncode == 0, result.stderr
-    assert {p.name for p in target.iterdir()} == {"conveyor.yaml", ".gitignore", "contract.yaml", "README.md"}
+    assert {p.name for p in target.iterdir()} == {"conveyor.yaml", ".gitignore", "contract.yaml", "README.md", "tests"}
     assert "*.onnx" in (target / ".gitignore").read_text()
-    assert yaml.safe_load((target / "conveyor.yaml").read_text())["model"]["ref"] == "my-model@production"
+    project = yaml.safe_load((target / "conveyor.yaml").read_text())
+    assert project["model"]["ref"] == "my-model"
+    deliver = project["pipelines"]["deliver"]
+    assert list(deliver["steps"]) == ["fetch", "lint", "tests", "contract", "build", "verify-image", "push", "stage"]
+    assert deliver["params"]["image"] == "ghcr.io/{owner}/my-model"
+    assert "CONVEYOR_TOKEN" in (target / "README.md").read_text()
+    assert not (target / ".github").exists()  # workflows only with --ci github
     from conveyor.verify.contract import load_contract
 
     assert load_contract(target / "contract.yaml").golden[0].among == [True, False]
     again = run_cli("init", str(target))
     assert again.returncode == 5 and "--force" in again.stderr
+    with_ci = run_cli(
+        "init", str(tmp_path / "other"), "--name", "sentiment", "--ci", "github", "--image", "quay.io/a/b"
+    )
+    assert with_ci.returncode == 0, with_ci.stderr
+    workflow = (tmp_path / "other" / ".github" / "workflows" / "conveyor-deliver.yml").read_text()
+    assert "python -m pip install conveyor-ml==" in workflow and "'quay.io/a/b'" in workflow
+    assert run_cli("init", str(tmp_path / "third"), "--ci", "gitlab").returncode == 2

@@ -29,37 +29,152 @@ __pycache__/
 """
 
 
-def _conveyor_yaml(name: str) -> str:
+def _conveyor_yaml(name: str, image: str) -> str:
+    from conveyor import __version__
+    from conveyor.packaging import DEFAULT_BASE
+
     return f"""\
-# Conveyor delivery project
+# Conveyor delivery project: the serving code lives here, the model in the registry.
+#   conveyor pipeline run deliver              # locally, on this machine
+#   conveyor ci github                         # the same pipeline as a GitHub Actions workflow
 project: {name}
 model:
   name: {name}                  # the registered model name
-  path: models/{name}           # local model folder (model.onnx, tokenizer.json, model.yaml); not in git
-  ref: {name}@production        # what gets delivered
-serve:
-  port: 5000
+  ref: {name}                   # what gets delivered: the latest version (or {name}@production, {name}:3)
 verify:
   contract: contract.yaml       # conveyor verify URL --contract contract.yaml
+ci:
+  # What every CI job installs: Conveyor pinned, as a package (a fork or a private index:
+  # "conveyor-ml==X --index-url https://pypi.example.com/simple").
+  install: ["conveyor-ml=={__version__}", "pytest>=8,<10"]
+
+pipelines:
+  deliver:
+    description: Deliver a registered version as a verified image, pushed, with @staging moved to it.
+    params:
+      model: {name}
+      image: {image}   # {{owner}}: the GitHub repository owner in CI, "local" here
+      base_image: {DEFAULT_BASE}
+      tls_verify: true
+    triggers:
+      - manual: {{}}
+      - push: {{branches: [main]}}
+      - model_version: {{model: {name}}}
+    steps:
+      fetch:
+        uses: fetch-model
+        with: {{ref: "${{{{ params.model }}}}"}}
+      lint:
+        uses: lint
+        needs: [fetch]
+      tests:
+        uses: test
+        needs: [fetch]
+        with: {{command: "python -m pytest -q tests"}}
+      contract:
+        uses: verify
+        needs: [fetch]
+        with:
+          target: "${{{{ steps.fetch.outputs.ref }}}}"
+          contract: contract.yaml
+          skip: ["latency.*"]
+      build:
+        uses: build
+        needs: [lint, tests, contract]
+        with:
+          ref: "${{{{ steps.fetch.outputs.ref }}}}"
+          tag: "${{{{ params.image }}}}:${{{{ steps.fetch.outputs.version }}}}"
+          base_image: "${{{{ params.base_image }}}}"
+        timeout: 1800
+      verify-image:
+        uses: verify
+        needs: [build]
+        with:
+          target: "${{{{ steps.build.outputs.image }}}}"
+          image: true
+          contract: contract.yaml
+      push:
+        uses: push
+        needs: [verify-image]
+        with:
+          image: "${{{{ steps.build.outputs.image }}}}"
+          tls_verify: "${{{{ params.tls_verify }}}}"
+      stage:
+        uses: deploy
+        needs: [push]
+        with:
+          name: "${{{{ steps.fetch.outputs.name }}}}"
+          alias: staging
+          version: "${{{{ steps.fetch.outputs.version }}}}"
 """
 
 
-def _readme(name: str) -> str:
+STARTER_TEST = '''"""Starter tests of this delivery project: CI runs them before any image is built."""
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS = (".onnx", ".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".h5")
+
+
+def test_the_contract_holds_golden_examples() -> None:
+    contract = yaml.safe_load((ROOT / "contract.yaml").read_text())
+    assert contract["golden"], "contract.yaml should hold at least one golden example"
+
+
+def test_no_model_weights_are_committed() -> None:
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    weights = [path for path in tracked if path.endswith(WEIGHTS)]
+    assert not weights, f"model files belong in the registry, not in git: {weights}"
+'''
+
+
+def _readme(name: str, registry: str | None, image: str) -> str:
+    registry_url = registry or "https://registry.example.com"
     return f"""\
 # {name}
 
-A model delivered with [Conveyor](https://pypi.org/project/conveyor-ml/).
+A model delivered with [Conveyor](https://pypi.org/project/conveyor-ml/). The weights are not in
+this repository: they live in the model registry, and every delivery fetches the version it ships.
+
+## Deliver
+
+On every push to `main`, by hand (Actions → conveyor deliver → Run workflow), or when a new
+version of `{name}` is registered (a registry webhook relayed as `repository_dispatch`), the
+workflow `.github/workflows/conveyor-deliver.yml` runs `conveyor.yaml`'s `deliver` pipeline:
+fetch the model → lint ∥ tests ∥ contract → build the image → verify it → push it → move
+`{name}@staging` to that version.
+
+Repository secrets (Settings → Secrets and variables → Actions):
+
+| secret | what |
+|---|---|
+| `CONVEYOR_REGISTRY` | the model registry, e.g. `{registry_url}` |
+| `CONVEYOR_TOKEN` | a registry token with write scope (`conveyor registry token create ci --scope write`) |
+| `CONTAINER_REGISTRY` | optional: where images go; `ghcr.io` by default, `docker.io` for Docker Hub |
+| `CONTAINER_REGISTRY_USERNAME` | optional: its user (default: the workflow's actor) |
+| `CONTAINER_REGISTRY_PASSWORD` | optional: its password or token (default: the workflow's `GITHUB_TOKEN`) |
+
+Images are named `{image}:VERSION` (`{{owner}}` is this repository's owner); pass another
+`image` when running the workflow by hand, or change it in `conveyor.yaml`.
+
+## Locally
 
 ```sh
-conveyor models register models/{name} --name {name} --alias staging   # register a new version
-conveyor serve {name}@staging                                          # serve it on port 5000
-conveyor verify {name}@staging --contract contract.yaml --junit verify.xml
+pip install conveyor-ml
+export CONVEYOR_REGISTRY={registry_url} CONVEYOR_TOKEN=cvt_...
+conveyor models register path/to/model --name {name}   # model.onnx (+ tokenizer.json), or a folder with model.yaml
+conveyor pipeline run deliver                          # the same steps, on this machine
+conveyor serve {name}@staging                          # serve what was delivered, on port 5000
+conveyor ci github                                     # regenerate the workflow after editing conveyor.yaml
 ```
 
 `contract.yaml` says what the model's HTTP answers must look like (golden examples, schema,
-bad-input handling, latency). Record one from a running server with
-`conveyor verify http://127.0.0.1:5000 --write-contract contract.yaml` and review it.
-Model files stay out of git (see `.gitignore`): the registry keeps them with their checksums.
+bad-input handling, latency); `conveyor verify URL --write-contract contract.yaml` records one
+from a running server for review.
 """
 
 
@@ -89,21 +204,52 @@ def _starter_contract() -> str:
 def init(
     directory: Annotated[Path, typer.Argument(help="Project folder (created if needed).")] = Path("."),
     name: Annotated[str | None, typer.Option(help="Model name [default: the folder's name].")] = None,
+    registry: Annotated[
+        str | None, typer.Option(help="Model registry URL, for the README and the secrets it names.")
+    ] = None,
+    image: Annotated[
+        str | None, typer.Option(help="Image name [default: ghcr.io/{owner}/NAME, owner from CI].")
+    ] = None,
+    ci: Annotated[str | None, typer.Option("--ci", help="Also write the CI workflows: github.")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
 ) -> None:
-    """Create a delivery project: conveyor.yaml, a .gitignore keeping weights out, a starter contract, a README."""
+    """Scaffold a delivery project for a model that lives in a registry.
+
+    \b
+    conveyor.yaml with a deliver pipeline (fetch -> lint | tests | contract -> build -> verify image
+    -> push -> @staging), contract.yaml, tests/, a .gitignore keeping weights and data out, a README
+    naming the repository secrets to set, and with --ci github the workflow."""
+    if ci not in (None, "github"):
+        raise fail(f"--ci {ci}: the CI systems Conveyor writes workflows for: github")
     directory.mkdir(parents=True, exist_ok=True)
     with handle_errors():
         model_name = check_name(name or directory.resolve().name)
+    image_name = image or f"ghcr.io/{{owner}}/{model_name.lower()}"
     files = {
-        "conveyor.yaml": _conveyor_yaml(model_name),
+        "conveyor.yaml": _conveyor_yaml(model_name, image_name),
         ".gitignore": GITIGNORE,
         "contract.yaml": _starter_contract(),
-        "README.md": _readme(model_name),
+        "README.md": _readme(model_name, registry, image_name),
+        "tests/test_project.py": STARTER_TEST,
     }
     existing = [f for f in files if (directory / f).exists()]
     if existing and not force:
         raise fail(f"{', '.join(existing)} exist already in {directory}; use --force to overwrite", EXIT_CONFLICT)
     for filename, content in files.items():
+        (directory / filename).parent.mkdir(parents=True, exist_ok=True)
         (directory / filename).write_text(content)
         stdout.print(f"wrote {directory / filename}")
+    if ci == "github":
+        from conveyor.pipeline.github import write_workflow
+        from conveyor.pipeline.spec import get_pipeline, load_project
+
+        with handle_errors():
+            project = load_project(directory / "conveyor.yaml")
+            path = write_workflow(
+                "deliver", get_pipeline(project, "deliver", directory), directory / ".github" / "workflows", project.ci
+            )
+        stdout.print(f"wrote {path}")
+    stdout.print(
+        "next: register the model (`conveyor models register PATH --name "
+        f"{model_name}`), set the repository secrets the README names, push to main"
+    )

@@ -2,4 +2,4 @@
 
 # What images are built FROM unless the user says otherwise: an image any machine with a container
 # engine (a GitHub-hosted runner too) can pull.  Kept here, free of imports, for the CLI's help.
-DEFAULT_BASE = "python:3.11-slim"
+DEFAULT_BASE = "docker.io/library/python:3.11-slim"

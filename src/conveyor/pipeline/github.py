@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def _triggers(pipeline: Pipeline) -> dict[str, Any]:
     on["workflow_dispatch"] = {
         "inputs": {
             param: {
-                "description": spec.description or f"pipeline parameter {param} (empty: {spec.default!r})",
+                "description": spec.description or f"pipeline parameter {param} (empty: {json.dumps(spec.default)})",
                 "required": False,
                 "type": "string",
                 "default": "",
@@ -82,7 +83,9 @@ def _triggers(pipeline: Pipeline) -> dict[str, Any]:
 
 
 def _setup(ci: CISettings) -> list[dict[str, Any]]:
-    install = " && ".join(f"python -m pip install {args}" for args in ci.install)
+    install = " && ".join(
+        "python -m pip install " + " ".join(shlex.quote(arg) for arg in shlex.split(args)) for args in ci.install
+    )
     return [
         {"uses": "actions/checkout@v5"},
         {"uses": "actions/setup-python@v6", "with": {"python-version": ci.python, "cache": "pip"}},

@@ -52,39 +52,32 @@ def _parameters() -> dict[str, Any]:
     }
 
 
+def _tensor(shape: dict[str, Any], datatype: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "additionalProperties": False,
+        "properties": {"name": {"type": "string", "minLength": 1}, "shape": shape, "datatype": datatype, "data": data},
+    }
+
+
 def _inference_request(text: bool, max_items: int) -> dict[str, Any]:
     """The v2 request body this server takes: one BYTES input for text models, typed tensors otherwise."""
     if text:
-        tensor = {
-            "type": "object",
-            "required": ["name", "shape", "datatype", "data"],
-            "additionalProperties": False,
-            "properties": {
-                "name": {"type": "string", "minLength": 1},
-                "shape": {
-                    "type": "array",
-                    "items": {"type": "integer", "minimum": 1, "maximum": max_items},
-                    "minItems": 1,
-                    "maxItems": 1,
-                },
-                "datatype": {"type": "string", "enum": ["BYTES"]},
-                "data": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": max_items},
-            },
-        }
+        count = {"type": "integer", "minimum": 1, "maximum": max_items}
+        tensor = _tensor(
+            {"type": "array", "items": count, "minItems": 1, "maxItems": 1},
+            {"type": "string", "enum": ["BYTES"]},
+            {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": max_items},
+        )
         inputs: dict[str, Any] = {"type": "array", "items": tensor, "minItems": 1, "maxItems": 1}
         output_name: dict[str, Any] = {"type": "string", "enum": list(TEXT_OUTPUTS)}
     else:
-        tensor = {
-            "type": "object",
-            "required": ["name", "shape", "datatype", "data"],
-            "additionalProperties": False,
-            "properties": {
-                "name": {"type": "string", "minLength": 1},
-                "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-                "datatype": {"type": "string", "enum": list(DATATYPES)},
-                "data": {"type": "array"},
-            },
-        }
+        tensor = _tensor(
+            {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            {"type": "string", "enum": list(DATATYPES)},
+            {"type": "array"},
+        )
         inputs = {"type": "array", "items": tensor, "minItems": 1}
         output_name = {"type": "string", "minLength": 1}
     return {
