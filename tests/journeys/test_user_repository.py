@@ -172,7 +172,6 @@ def test_init_register_and_the_generated_workflow_delivers_on_fresh_runners(
         "STANDIN_PACKAGES": str(packages),
         "STANDIN_ARTIFACTS": str(artifacts),
         "STANDIN_REGISTRIES_CONF": str(registries_conf),
-        "STANDIN_UV": str(Path(sys.executable).parent / "uv"),
     }.items():
         command += ["--env", f"{name}={value}"]
     act_home = tmp_path / "act-home"
