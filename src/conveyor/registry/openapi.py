@@ -33,7 +33,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): _json(ERROR, REASONS[code]) for code in (401, *codes)}
+    # every operation checks its names, versions and digests first: 422 is always possible
+    return {str(code): _json(ERROR, REASONS[code]) for code in sorted({401, 422, *codes})}
 
 
 def _path(name: str, pattern: str, description: str) -> dict[str, Any]:
@@ -237,6 +238,7 @@ def registry_openapi() -> dict[str, Any]:
                     "200": {"description": "Stored"},
                     "404": {"description": "Not stored"},
                     "401": {"description": REASONS[401]},
+                    "422": {"description": REASONS[422]},
                 },
             },
             "put": {

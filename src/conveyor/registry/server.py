@@ -233,6 +233,14 @@ class AliasMove(BaseModel):
     protect: bool | None = None
 
 
+def _dispatch(handlers: dict[str, Any]) -> Any:
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" and "HEAD" not in handlers else request.method
+        return await handlers[method](request)
+
+    return endpoint
+
+
 def create_registry_app(registry: LocalRegistry, require_auth: bool = True) -> Starlette:
     api = Api(registry)
     base = "/api/v1"
@@ -257,7 +265,12 @@ def create_registry_app(registry: LocalRegistry, require_auth: bool = True) -> S
         (base + "/blobs/{digest}", api.head_blob, ["HEAD"]),
         (base + "/blobs/{digest}", api.put_blob, ["PUT"]),
     ]
-    routes = [Route(path, guard(handler), methods=methods) for path, handler, methods in table]
+    # One route per path, dispatching on the method, so a 405's Allow names every method the path has.
+    by_path: dict[str, dict[str, Any]] = {}
+    for path, handler, methods in table:
+        for method in methods:
+            by_path.setdefault(path, {})[method] = guard(handler)
+    routes = [Route(path, _dispatch(handlers), methods=list(handlers)) for path, handlers in by_path.items()]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     app.add_middleware(TokenAuth, registry=registry, required=require_auth)
     return app
