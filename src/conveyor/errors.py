@@ -1,4 +1,9 @@
-"""Errors that carry an HTTP status and a message meant for the person who caused them."""
+"""Conveyor's error vocabulary: what went wrong, named, for the person who caused it.
+
+Library code raises these by name (``InvalidInput``, ``NotFound``, ``Conflict``, ...); each HTTP
+edge answers ``exc.status`` with ``{"error": message}`` and the CLI turns the kind into an exit
+code (``cli/output.py``).  The status each kind answers is declared once, here, on the class.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +13,73 @@ class ConveyorError(Exception):
 
 
 class ClientError(ConveyorError):
-    """A request the client got wrong: answered with ``status`` and ``{"error": message}``."""
+    """A request the client got wrong.
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+    Raise one of the named subclasses; ``ClientError(status, message)`` is for HTTP edges that
+    pass on a status another server answered.
+    """
+
+    status: int = 400
+
+    def __init__(self, *args: int | str) -> None:
+        if len(args) == 2 and isinstance(args[0], int):
+            status, message = args
+            self.status = int(status)
+        elif len(args) == 1:
+            message = args[0]
+        else:
+            raise TypeError("ClientError(message) or ClientError(status, message)")
+        super().__init__(str(message))
+        self.message = str(message)
+
+
+class BadRequest(ClientError):
+    """The request cannot be read at all (not JSON, wrong encoding, wrong shape of tensor)."""
+
+    status = 400
+
+
+class Unauthorized(ClientError):
+    """No valid credentials."""
+
+    status = 401
 
 
 class NotFound(ClientError):
-    def __init__(self, message: str) -> None:
-        super().__init__(404, message)
+    """What was named does not exist."""
+
+    status = 404
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+
+
+class Conflict(ClientError):
+    """The request contradicts the current state (an alias is protected, a step is not waiting)."""
+
+    status = 409
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
+
+
+class InvalidInput(ClientError):
+    """The request is readable but a value in it is wrong; the message names the field."""
+
+    status = 422
 
 
 class NotReady(ClientError):
+    status = 503
+
     def __init__(self, message: str = "model is not ready yet") -> None:
-        super().__init__(503, message)
+        super().__init__(message)
 
 
 class ModelLoadError(ConveyorError):
@@ -32,3 +88,28 @@ class ModelLoadError(ConveyorError):
 
 class Unreachable(ConveyorError):
     """A server we talk to (a registry, a router) could not be reached or went away mid-request."""
+
+
+_BY_STATUS: dict[int, type[ClientError]] = {
+    kind.status: kind
+    for kind in (
+        BadRequest,
+        Unauthorized,
+        NotFound,
+        MethodNotAllowed,
+        Conflict,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        InvalidInput,
+    )
+}
+
+
+def error_for_status(status: int, message: str) -> ClientError:
+    """The named error a server meant by answering ``status`` (for clients of Conveyor's own servers)."""
+    kind = _BY_STATUS.get(status)
+    if kind is not None:
+        return kind(message)
+    if status == 503:
+        return NotReady(message)
+    return ClientError(status, message)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conveyor.errors import ClientError
+from conveyor.errors import InvalidInput
 
 if TYPE_CHECKING:
     import ssl
@@ -29,7 +29,7 @@ def client_verify(ca_bundle: str | Path | None = None) -> ssl.SSLContext | bool:
     if path is None:
         return True
     if not Path(path).is_file():
-        raise ClientError(422, f"CA bundle {path} does not exist (from {CA_BUNDLE_ENV} or --ca-bundle)")
+        raise InvalidInput(f"CA bundle {path} does not exist (from {CA_BUNDLE_ENV} or --ca-bundle)")
     return ssl.create_default_context(cafile=str(path))
 
 
@@ -40,14 +40,14 @@ def server_tls(cert: Path | None, key: Path | None) -> dict[str, str]:
     if cert is None and key is None:
         return {}
     if cert is None or key is None:
-        raise ClientError(422, "--tls-cert and --tls-key go together: give both PEM files")
+        raise InvalidInput("--tls-cert and --tls-key go together: give both PEM files")
     for option, path in (("--tls-cert", cert), ("--tls-key", key)):
         if not path.is_file():
-            raise ClientError(422, f"{option} {path} does not exist")
+            raise InvalidInput(f"{option} {path} does not exist")
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(str(cert), str(key))
     except (ssl.SSLError, ValueError) as exc:
-        raise ClientError(422, f"cannot use {cert} with {key}: {exc}") from None
+        raise InvalidInput(f"cannot use {cert} with {key}: {exc}") from None
     return {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
 
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from conveyor.errors import ClientError
+from conveyor.errors import InvalidInput, NotFound
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -37,16 +37,16 @@ def load_yaml_model(path: Path, model: type[Model], missing: str) -> Model:
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
-        raise ClientError(404, f"{path}: {missing}") from None
+        raise NotFound(f"{path}: {missing}") from None
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark else ""
-        raise ClientError(422, f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise InvalidInput(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
-        raise ClientError(422, f"{path}: expected a mapping at the top")
+        raise InvalidInput(f"{path}: expected a mapping at the top")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -56,4 +56,4 @@ def load_yaml_model(path: Path, model: type[Model], missing: str) -> Model:
             line = line_of(node, loc) if node is not None else 1
             field = ".".join(str(p).rstrip("_") for p in loc) or "file"
             messages.append(f"{path}:{line}: {field}: {err['msg'].removeprefix('Value error, ')}")
-        raise ClientError(422, "\n".join(messages)) from None
+        raise InvalidInput("\n".join(messages)) from None

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from conveyor.registry.records import ModelVersion
 
 from conveyor.cli.output import ProgressBar, fail, handle_errors, new_table, print_json, stdout
-from conveyor.errors import ClientError
+from conveyor.errors import InvalidInput
 from conveyor.registry.config import open_registry
 from conveyor.registry.refs import parse_ref
 
@@ -233,7 +233,7 @@ def download(
 def _name_alias(text: str) -> tuple[str, str]:
     ref = parse_ref(text)
     if ref.alias is None:
-        raise ClientError(422, f"expected NAME@ALIAS, got {text!r}")
+        raise InvalidInput(f"expected NAME@ALIAS, got {text!r}")
     return ref.name, ref.alias
 
 
@@ -289,7 +289,7 @@ def tag(
     with handle_errors():
         parsed = parse_ref(ref)
         if parsed.alias is not None:
-            raise ClientError(422, "tag a model (NAME) or a version (NAME:VERSION), not an alias")
+            raise InvalidInput("tag a model (NAME) or a version (NAME:VERSION), not an alias")
         result = open_registry(registry, token).set_tags(parsed.name, parsed.version, _pairs(tags, "tag"), unset or [])
     if as_json:
         print_json({"ref": ref, "tags": result})
@@ -300,7 +300,7 @@ def tag(
 def _exact(ref: str) -> tuple[str, int]:
     parsed = parse_ref(ref)
     if parsed.version is None:
-        raise ClientError(422, f"expected NAME:VERSION, got {ref!r}")
+        raise InvalidInput(f"expected NAME:VERSION, got {ref!r}")
     return parsed.name, parsed.version
 
 

@@ -13,7 +13,7 @@ import typer
 if TYPE_CHECKING:
     from rich.table import Table
 
-from conveyor.errors import ClientError, ConveyorError
+from conveyor.errors import ClientError, Conflict, ConveyorError, NotFound, Unauthorized
 
 
 class _Console:
@@ -53,13 +53,14 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 
 def exit_code(exc: ConveyorError) -> int:
+    """The exit code for each kind of error (the one place the CLI maps them)."""
+    if isinstance(exc, Unauthorized) or (isinstance(exc, ClientError) and exc.status == 403):
+        return EXIT_AUTH
+    if isinstance(exc, NotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, Conflict):
+        return EXIT_CONFLICT
     if isinstance(exc, ClientError):
-        if exc.status in (401, 403):
-            return EXIT_AUTH
-        if exc.status == 404:
-            return EXIT_NOT_FOUND
-        if exc.status == 409:
-            return EXIT_CONFLICT
         return EXIT_USAGE
     return EXIT_FAILURE
 

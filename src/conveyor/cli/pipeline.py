@@ -23,6 +23,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 STYLES = {
     "pending": "dim",
     "running": "cyan",
+    "waiting": "magenta",
     "success": "green",
     "failure": "red",
     "skipped": "yellow",
@@ -146,6 +147,48 @@ def run(
         )
     if record.data["status"] != "success":
         raise typer.Exit(EXIT_FAILURE)
+
+
+def _decide(run_id: str, step: str, approved: bool, by: str | None, reason: str, as_json: bool) -> None:
+    from conveyor.pipeline.decisions import decide
+
+    with handle_errors():
+        decision = decide(run_id, step, approved=approved, by=by, reason=reason)
+    if as_json:
+        print_json(decision.as_dict())
+        return
+    verdict = "approved" if approved else "rejected"
+    why = f": {reason}" if reason else ""
+    stdout.print(f"{step} of run {run_id} {verdict} by {decision.by}{why}", highlight=False)
+
+
+RunArgument = Annotated[str, typer.Argument(help="The run id (conveyor pipeline runs lists them).")]
+StepArgument = Annotated[str, typer.Argument(help="The waiting step.")]
+ByOption = Annotated[str | None, typer.Option("--by", help="Who decides (default: the current user).")]
+
+
+@app.command("approve")
+def approve(
+    run_id: RunArgument,
+    step: StepArgument,
+    by: ByOption = None,
+    reason: Annotated[str, typer.Option("--reason", "-m", help="Why (kept in the run history and lineage).")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Approve a step that waits for a decision (an approval step): the run goes on."""
+    _decide(run_id, step, True, by, reason, as_json)
+
+
+@app.command("reject")
+def reject(
+    run_id: RunArgument,
+    step: StepArgument,
+    by: ByOption = None,
+    reason: Annotated[str, typer.Option("--reason", "-m", help="Why (kept in the run history).")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Reject a step that waits for a decision: it fails, and so do the steps that need it."""
+    _decide(run_id, step, False, by, reason, as_json)
 
 
 @app.command("runs")

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from conveyor.rollout.status import Action, Backend, RolloutStatus, StatusStore
 
 from conveyor.cli.output import EXIT_FAILURE, fail, handle_errors, new_table, print_json, stderr, stdout
-from conveyor.errors import ClientError
+from conveyor.errors import ClientError, Conflict, InvalidInput, NotFound, NotReady
 from conveyor.registry.refs import looks_like_ref
 
 app = typer.Typer(
@@ -38,8 +38,8 @@ def _pick_service(service: str | None) -> str:
     if len(services) == 1:
         return services[0]
     if not services:
-        raise ClientError(404, "no rollouts yet; start one with `conveyor rollout start REF`")
-    raise ClientError(422, f"several services have rollouts, name one: {', '.join(services)}")
+        raise NotFound("no rollouts yet; start one with `conveyor rollout start REF`")
+    raise InvalidInput(f"several services have rollouts, name one: {', '.join(services)}")
 
 
 def _resolve(ref: str, allow_unregistered: bool) -> tuple[str, str, str | None, int | None]:
@@ -66,8 +66,7 @@ def _stable_backend(store: StatusStore, router: RouterClient) -> Backend:
     if spec is None:
         return Backend(ref="", version="", url=None, owned=False)
     if "stable" in router.unhealthy_backends():
-        raise ClientError(
-            409,
+        raise Conflict(
             f"the router's stable backend ({spec.version or 'unnamed'} at {spec.url}) is down, so a canary "
             f"would have nothing to be compared with: restart it, or take it off with "
             f"`conveyor rollout down {store.service}` and start again",
@@ -238,8 +237,9 @@ def _new_status(
     command: str | None = None,
     thresholds: dict[str, float | int | None] | None = None,
 ) -> RolloutStatus:
+    from conveyor.durations import parse_duration
     from conveyor.rollout.analysis import MeasurementError
-    from conveyor.rollout.config import parse_duration, parse_steps
+    from conveyor.rollout.config import parse_steps
     from conveyor.rollout.router_client import RouterClient
     from conveyor.rollout.status import Backend, RolloutStatus, StatusStore, router_address
 
@@ -251,10 +251,10 @@ def _new_status(
     service = service or settings.service or model_name or ref.split(":")[0].split("@")[0]
     strategy = strategy or settings.strategy
     if strategy not in ("canary", "blue-green"):
-        raise ClientError(422, f"--strategy must be canary or blue-green, not {strategy!r}")
+        raise InvalidInput(f"--strategy must be canary or blue-green, not {strategy!r}")
     router_url = router or settings.router or router_address(service)
     if router_url is None:
-        raise ClientError(404, f"no router for service {service!r}: start `conveyor router --service {service}`")
+        raise NotFound(f"no router for service {service!r}: start `conveyor router --service {service}`")
     limits = settings.thresholds.model_copy(update={k: v for k, v in (thresholds or {}).items() if v is not None})
     if (thresholds or {}).get(
         "mirror_percent"
@@ -262,18 +262,18 @@ def _new_status(
         limits.mirror_percent = 20.0 if strategy == "canary" else 50.0
     contract_path = contract or (Path(settings.contract) if settings.contract else None)
     if contract_path is not None and not contract_path.exists():
-        raise ClientError(404, f"contract {contract_path} does not exist")
+        raise NotFound(f"contract {contract_path} does not exist")
     limits.contract = not no_contract
     store = StatusStore(service)
     client = RouterClient(router_url)
     try:
         stable = _stable_backend(store, client)
     except MeasurementError as exc:
-        raise ClientError(503, str(exc)) from None
+        raise NotReady(str(exc)) from None
     finally:
         client.close()
     if stable.url is not None and stable.version == version:
-        raise ClientError(409, f"{version} is already the stable version of service {service!r}")
+        raise Conflict(f"{version} is already the stable version of service {service!r}")
     canary = Backend(ref=image or serve_ref, version=version, engine="container" if image else None)
     return RolloutStatus(
         service=service,
@@ -407,10 +407,10 @@ def _again(service: str | None, want: str, ref_of, detach: bool, as_json: bool, 
         store = StatusStore(_pick_service(service))
         last = store.load()
         if last.phase != want:
-            raise ClientError(409, f"the last rollout of {store.service!r} is {last.phase}, not {want}")
+            raise Conflict(f"the last rollout of {store.service!r} is {last.phase}, not {want}")
         ref = ref_of(last)
         if not ref:
-            raise ClientError(409, "the last rollout does not record a previous version to go back to")
+            raise Conflict("the last rollout does not record a previous version to go back to")
         settings = RolloutSettings(
             strategy=overrides.get("strategy") or last.strategy,
             steps=last.steps,
@@ -483,7 +483,7 @@ def down(service: ServiceArg = None) -> None:
         store = StatusStore(_pick_service(service))
         last = store.load()
         if last.active:
-            raise ClientError(409, f"the rollout of {last.ref} is {last.phase}: abort it first")
+            raise Conflict(f"the rollout of {last.ref} is {last.phase}: abort it first")
         stopped, stopped_urls = [], set()
         for backend in (last.stable, last.canary):
             if backend.owned and (backend.pid or backend.container) and backends.alive(backend):
@@ -517,7 +517,8 @@ def export_manifests(
     output: Annotated[Path, typer.Option("-o", "--output", help="File to write; - for stdout.")] = Path("-"),
 ) -> None:
     """Write Kubernetes manifests for the same strategy: Argo Rollouts (+ AnalysisTemplate) or KServe."""
-    from conveyor.rollout.config import load_settings, parse_duration, parse_steps
+    from conveyor.durations import parse_duration
+    from conveyor.rollout.config import load_settings, parse_steps
     from conveyor.rollout.export import export_argo_rollouts, export_kserve
 
     with handle_errors():
@@ -532,7 +533,7 @@ def export_manifests(
         elif fmt == "kserve":
             text = export_kserve(app_name, image, chosen_steps)
         else:
-            raise ClientError(422, f"--format must be argo-rollouts or kserve, not {fmt!r}")
+            raise InvalidInput(f"--format must be argo-rollouts or kserve, not {fmt!r}")
         if str(output) == "-":
             sys.stdout.write(text)
         else:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from conveyor.errors import ClientError, ConveyorError
+from conveyor.errors import ConveyorError, InvalidInput
 
 BUILDERS = ("podman", "docker", "buildah")
 
@@ -28,7 +28,7 @@ class BuiltImage:
 def detect_builder(preferred: str | None = None) -> str:
     if preferred:
         if preferred not in BUILDERS:
-            raise ClientError(422, f"unknown builder {preferred!r}: use one of {', '.join(BUILDERS)}")
+            raise InvalidInput(f"unknown builder {preferred!r}: use one of {', '.join(BUILDERS)}")
         if shutil.which(preferred) is None:
             raise ConveyorError(f"the builder {preferred} is not installed")
         return preferred

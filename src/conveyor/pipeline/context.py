@@ -23,6 +23,7 @@ class StepContext:
     step: str
     artifacts: Path
     project: Path
+    timeout: float = 3600.0  # the step's timeout: its process is killed after this many seconds
 
     def arg(self, name: str, default: Any = None, required: bool = False) -> Any:
         if name in self.args and self.args[name] is not None:

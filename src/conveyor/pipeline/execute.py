@@ -23,9 +23,9 @@ __all__ = ["StepContext", "StepFailed", "main"]
 
 def load_function(spec: str, builtin: bool) -> Any:
     if builtin:
-        from conveyor.pipeline import builtins
+        from conveyor.pipeline.step_types import get_step_type
 
-        return getattr(builtins, spec.replace("-", "_"))
+        return get_step_type(spec).run
     module_name, _, attr = spec.partition(":")
     module = importlib.import_module(module_name)
     try:
@@ -49,7 +49,13 @@ def main(payload_path: str) -> int:
     project = Path(payload["project"])
     sys.path.insert(0, str(project))
     ctx = StepContext(
-        payload["params"], payload["with"], payload["run_id"], payload["step"], Path(payload["artifacts"]), project
+        payload["params"],
+        payload["with"],
+        payload["run_id"],
+        payload["step"],
+        Path(payload["artifacts"]),
+        project,
+        timeout=float(payload.get("timeout", 3600)),
     )
     try:
         function = load_function(payload["function"], payload["builtin"])

@@ -14,7 +14,7 @@ import operator
 import re
 from typing import Any
 
-from conveyor.errors import ClientError
+from conveyor.errors import InvalidInput
 
 SUBSTITUTION = re.compile(r"\$\{\{\s*((?:(?!\}\}).)+?)\s*\}\}")
 COMPARISONS = {
@@ -39,7 +39,7 @@ class Evaluator:
         try:
             tree = ast.parse(text.strip(), mode="eval")
         except SyntaxError as exc:
-            raise ClientError(422, f"expression {text!r}: {exc.msg}") from None
+            raise InvalidInput(f"expression {text!r}: {exc.msg}") from None
         return self._eval(tree.body, text)
 
     def _eval(self, node: ast.AST, text: str) -> Any:
@@ -49,7 +49,7 @@ class Evaluator:
             if node.id in LITERALS:
                 return LITERALS[node.id]
             if node.id not in self.context:
-                raise ClientError(422, f"expression {text!r}: unknown name {node.id!r} (use params, steps, run or env)")
+                raise InvalidInput(f"expression {text!r}: unknown name {node.id!r} (use params, steps, run or env)")
             return self.context[node.id]
         if isinstance(node, ast.Attribute):
             return _get(self._eval(node.value, text), node.attr)
@@ -79,7 +79,7 @@ class Evaluator:
                 return any(o == "failure" for o in outcomes)
             if node.func.id == "always":
                 return True
-        raise ClientError(422, f"expression {text!r}: unsupported syntax {type(node).__name__}")
+        raise InvalidInput(f"expression {text!r}: unsupported syntax {type(node).__name__}")
 
 
 def _get(value: Any, key: Any) -> Any:

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from conveyor.pipeline.spec import CISettings, Pipeline, topological_order
+from conveyor.pipeline.step_types import step_types
 
 STATE = ".conveyor-ci"
 DISPATCH_EVENT = "conveyor-model-version"
@@ -126,7 +127,8 @@ def workflow(name: str, pipeline: Pipeline, ci: CISettings | None = None) -> dic
                     "with": {"pattern": f"{name}-*", "path": STATE, "merge-multiple": True},
                 }
             )
-        if any(pipeline.steps[s].uses in ("build", "push") for s in step_names):
+        types = [step_types()[pipeline.steps[s].uses or ""] for s in step_names if pipeline.steps[s].uses]
+        if any(t.container_login for t in types):
             steps.append(_login())
         for step_name in step_names:
             command = " ".join([f"conveyor pipeline run {name} --step {step_name} --state {STATE}", *param_args])
@@ -157,6 +159,10 @@ def workflow(name: str, pipeline: Pipeline, ci: CISettings | None = None) -> dic
         }
         if needs:
             job["needs"] = needs
+        for step_name in step_names:
+            kind = pipeline.steps[step_name].uses
+            if kind and step_types()[kind].github_job is not None:
+                job.update(step_types()[kind].github_job(pipeline.steps[step_name]))  # type: ignore[misc]
         if pipeline.steps[step_names[0]].if_ is not None:
             # the step's own condition is evaluated by conveyor; the job must still start when needs failed
             job["if"] = "${{ !cancelled() }}"

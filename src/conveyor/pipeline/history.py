@@ -9,13 +9,13 @@ artifacts/      files the steps hand to each other (CONVEYOR_ARTIFACTS)
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from conveyor.atomic import write_atomic
 from conveyor.errors import NotFound
 
 
@@ -100,9 +100,7 @@ class RunRecord:
             self._save_locked()
 
     def _save_locked(self) -> None:
-        tmp = self.folder / "run.json.tmp"
-        tmp.write_text(json.dumps(self.data, indent=2, default=str))
-        os.replace(tmp, self.folder / "run.json")
+        write_atomic(self.folder / "run.json", json.dumps(self.data, indent=2, default=str))
 
 
 def load_run(run_id: str, pipeline: str | None = None) -> RunRecord:

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conveyor.errors import ClientError
+from conveyor.errors import ClientError, InvalidInput
 from conveyor.pipeline.expressions import Evaluator, condition, substitute
 from conveyor.pipeline.history import RunRecord, list_runs, load_run, now_iso
 from conveyor.pipeline.spec import Pipeline, Step
+from conveyor.pipeline.step_types import step_types
 
 DONE = ("success", "failure", "skipped", "cached")
 Listener = Callable[[str, str, str], None]  # (step, status, message)
@@ -44,7 +45,7 @@ class StepResult:
 def resolve_params(pipeline: Pipeline, overrides: dict[str, str]) -> dict[str, Any]:
     unknown = sorted(set(overrides) - set(pipeline.params))
     if unknown:
-        raise ClientError(422, f"unknown parameter(s) {unknown}; this pipeline takes {sorted(pipeline.params)}")
+        raise InvalidInput(f"unknown parameter(s) {unknown}; this pipeline takes {sorted(pipeline.params)}")
     params = {name: _expand_owner(p.default) for name, p in pipeline.params.items()}
     for name, text in overrides.items():
         params[name] = _coerce(name, text, params[name])
@@ -71,7 +72,7 @@ def _coerce(name: str, text: str, default: Any) -> Any:
         if isinstance(default, float):
             return float(text)
     except ValueError:
-        raise ClientError(422, f"parameter {name}: {text!r} is not a {type(default).__name__}") from None
+        raise InvalidInput(f"parameter {name}: {text!r} is not a {type(default).__name__}") from None
     return text
 
 
@@ -138,7 +139,7 @@ class Runner:
         previous = load_run(resume, self.name) if resume else None
         unknown = sorted(set(only or []) - set(self.pipeline.steps))
         if unknown:
-            raise ClientError(422, f"no step(s) {unknown} in pipeline {self.name!r}")
+            raise InvalidInput(f"no step(s) {unknown} in pipeline {self.name!r}")
         artifacts = previous.artifacts if previous else (state / "artifacts" if state else None)
         record = RunRecord.create(
             self.name,
@@ -237,8 +238,12 @@ class Runner:
                     self.listener(name, "cached", f"inputs unchanged since run {hit['run']}")
                     changed = True
                     continue
-                record.update_step(name, status="running", started_at=now_iso(), cache_key=key)
-                self.listener(name, "running", "")
+                waits = step.uses is not None and step_types()[step.uses].waits_for_decision
+                status = "waiting" if waits else "running"
+                note = f"waiting for a decision: conveyor pipeline approve {record.id} {name} (or reject)"
+                note = note if waits else ""
+                record.update_step(name, status=status, started_at=now_iso(), cache_key=key, message=note)
+                self.listener(name, status, note)
                 futures[pool.submit(self._execute, record, name, step, resolved)] = name
                 running.add(name)
 
@@ -281,6 +286,7 @@ class Runner:
                     "step": name,
                     "artifacts": str(record.artifacts),
                     "project": str(self.project),
+                    "timeout": self.pipeline.steps[name].timeout,
                 },
                 default=str,
             )

@@ -27,10 +27,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from conveyor.errors import ClientError
+from conveyor.errors import NotFound
+from conveyor.pipeline.step_types import step_types
 from conveyor.yamlfile import load_yaml_model
 
-BUILTIN_STEPS = ("fetch-model", "lint", "test", "verify", "build", "push", "register", "deploy")
 STEP_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 
 
@@ -92,8 +92,10 @@ class Step(BaseModel):
         actions = [a for a in ("uses", "run", "python") if getattr(self, a) is not None]
         if len(actions) != 1:
             raise ValueError("a step has exactly one of uses, run, python")
-        if self.uses is not None and self.uses not in BUILTIN_STEPS:
-            raise ValueError(f"unknown step type {self.uses!r}; built-in types: {', '.join(BUILTIN_STEPS)}")
+        if self.uses is not None:
+            types = step_types()
+            if self.uses not in types:
+                raise ValueError(f"unknown step type {self.uses!r}; step types: {', '.join(types)}")
         if self.python is not None and ":" not in self.python:
             raise ValueError(f"python step {self.python!r} must be module:function")
         return self
@@ -190,8 +192,8 @@ def load_project(path: Path) -> ProjectFile:
 def get_pipeline(project: ProjectFile, name: str, path: Path) -> Pipeline:
     if name not in project.pipelines:
         known = ", ".join(sorted(project.pipelines)) or "none"
-        raise ClientError(404, f"{path}: no pipeline {name!r} (pipelines: {known})")
+        raise NotFound(f"{path}: no pipeline {name!r} (pipelines: {known})")
     return project.pipelines[name]
 
 
-StepStatus = Literal["pending", "running", "success", "failure", "skipped", "cached"]
+StepStatus = Literal["pending", "running", "waiting", "success", "failure", "skipped", "cached"]

@@ -20,7 +20,7 @@ from typing import Protocol
 from urllib.parse import urlparse
 
 from conveyor.digest import CHUNK
-from conveyor.errors import ClientError, ConveyorError
+from conveyor.errors import ConveyorError, InvalidInput, NotFound
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -33,7 +33,7 @@ class BlobCorrupt(ConveyorError):
 
 def check_digest(digest: str) -> str:
     if not isinstance(digest, str) or not DIGEST_RE.match(digest):
-        raise ClientError(422, f"invalid sha256 digest {digest!r}: expected 64 lowercase hex characters")
+        raise InvalidInput(f"invalid sha256 digest {digest!r}: expected 64 lowercase hex characters")
     return digest
 
 
@@ -99,7 +99,7 @@ class LocalBlobStore:
     def get(self, digest: str) -> Iterator[bytes]:
         path = self._path(digest)
         if not path.is_file():
-            raise ClientError(404, f"blob sha256:{digest} not found in {self.url}")
+            raise NotFound(f"blob sha256:{digest} not found in {self.url}")
         return file_chunks(path)
 
     def put_file(self, digest: str, path: Path, progress: Progress | None = None) -> int:
@@ -240,7 +240,7 @@ class S3BlobStore:
                 body = self.client.get_object(Bucket=self.bucket, Key=self._key(digest))["Body"]
             except BotoError as exc:
                 if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                    raise ClientError(404, f"blob sha256:{digest} not found in {self.url}") from None
+                    raise NotFound(f"blob sha256:{digest} not found in {self.url}") from None
                 raise
         return body.iter_chunks(CHUNK)
 

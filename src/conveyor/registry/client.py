@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from conveyor.errors import ClientError, ConveyorError, Unreachable
+from conveyor.errors import ConveyorError, Unreachable, error_for_status
 from conveyor.registry.blobs import CHUNK, file_chunks
 from conveyor.registry.local import Progress, RegistryBase
 from conveyor.registry.records import Alias, ModelVersion, NewVersion, RegisteredModel
@@ -59,7 +59,7 @@ class RemoteRegistry(RegistryBase):
             hint = "" if "Authorization" in self._http.headers else " (CONVEYOR_TOKEN is not set)"
             message = f"{message}{hint}"
         if response.status_code < 500:
-            raise ClientError(response.status_code, f"registry: {message}")
+            raise error_for_status(response.status_code, f"registry: {message}")
         raise RemoteError(response.status_code, f"registry error {response.status_code}: {message}")
 
     # ---- registration -----------------------------------------------------------------------

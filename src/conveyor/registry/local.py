@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from conveyor.digest import digest_of_pairs, sha256_file
-from conveyor.errors import ClientError, ConveyorError, Unreachable
+from conveyor.errors import ClientError, Conflict, ConveyorError, InvalidInput, Unreachable
 from conveyor.registry.blobs import BlobStore, copy_verified, file_chunks
 from conveyor.registry.events import EventDispatcher, make_event
 from conveyor.registry.onnx_info import framework_of
@@ -50,7 +50,7 @@ def check_file_path(path: str) -> str:
         or any(part in ("..", "") for part in path.split("/"))
         or any(ord(c) < 32 for c in path)
     ):
-        raise ClientError(422, f"invalid file path {path!r} in version: must be relative, without '..'")
+        raise InvalidInput(f"invalid file path {path!r} in version: must be relative, without '..'")
     return path
 
 
@@ -245,10 +245,10 @@ class LocalRegistry(RegistryBase):
         """Make a version from blobs already stored (the HTTP server's second upload step)."""
         paths = [check_file_path(f.path) for f in new.files]
         if len(set(paths)) != len(paths):
-            raise ClientError(422, "a version cannot hold the same file path twice")
+            raise InvalidInput("a version cannot hold the same file path twice")
         for entry in new.files:
             if not self.blobs.exists(entry.sha256):
-                raise ClientError(409, f"blob sha256:{entry.sha256} for {entry.path} has not been uploaded")
+                raise Conflict(f"blob sha256:{entry.sha256} for {entry.path} has not been uploaded")
         version = self.store.create_version(name, new, version_digest(new.files))
         self.events.emit(make_event("model_version.created", name, version.version, digest=version.digest))
         for alias in new.aliases:

@@ -81,6 +81,10 @@ def _new_version() -> dict[str, Any]:
                     "git_commit": {"type": ["string", "null"]},
                     "run_id": {"type": ["string", "null"]},
                     "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
+                    "approvals": {
+                        "type": "array",
+                        "items": {"type": "object", "additionalProperties": {"type": ["string", "boolean"]}},
+                    },
                 },
             },
             "aliases": {"type": "array", "items": {"type": "string", "pattern": ALIAS_RE.pattern}},

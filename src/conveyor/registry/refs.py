@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from conveyor.errors import ClientError
+from conveyor.errors import ClientError, InvalidInput
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -15,8 +15,7 @@ TAG_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 def check_name(name: str, what: str = "model name") -> str:
     """Names become URL path segments and cache folders: no traversal, no control characters."""
     if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
-        raise ClientError(
-            422,
+        raise InvalidInput(
             f"invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit, without '..'",
         )
@@ -25,8 +24,7 @@ def check_name(name: str, what: str = "model name") -> str:
 
 def check_alias(alias: str) -> str:
     if not isinstance(alias, str) or not ALIAS_RE.match(alias) or alias == "latest":
-        raise ClientError(
-            422,
+        raise InvalidInput(
             f"invalid alias {alias!r}: use 1-64 letters, digits, '_' or '-', starting with a letter "
             "('latest' is reserved)",
         )
@@ -35,7 +33,7 @@ def check_alias(alias: str) -> str:
 
 def check_tag_key(key: str) -> str:
     if not isinstance(key, str) or not TAG_KEY_RE.match(key):
-        raise ClientError(422, f"invalid tag or property key {key!r}")
+        raise InvalidInput(f"invalid tag or property key {key!r}")
     return key
 
 
@@ -58,14 +56,14 @@ class ModelRef:
 def parse_ref(text: str) -> ModelRef:
     """Parse ``name:3``, ``name@production`` or ``name``."""
     if not isinstance(text, str) or not text:
-        raise ClientError(422, "empty model reference: use name, name:version or name@alias")
+        raise InvalidInput("empty model reference: use name, name:version or name@alias")
     if "@" in text:
         name, alias = text.split("@", 1)
         return ModelRef(check_name(name), alias=check_alias(alias))
     if ":" in text:
         name, version = text.rsplit(":", 1)
         if not version.isdigit() or int(version) < 1:
-            raise ClientError(422, f"invalid version {version!r} in {text!r}: versions are 1, 2, 3, ...")
+            raise InvalidInput(f"invalid version {version!r} in {text!r}: versions are 1, 2, 3, ...")
         return ModelRef(check_name(name), version=int(version))
     return ModelRef(check_name(text))
 

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conveyor import __version__
-from conveyor.errors import ClientError
+from conveyor.errors import InvalidInput, NotFound
 from conveyor.httputil import EXCEPTION_HANDLERS, error_response, guard
 from conveyor.registry.blobs import BlobCorrupt, check_digest
 from conveyor.registry.local import LocalRegistry
@@ -101,13 +101,13 @@ class Api:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"
-            raise ClientError(422, f"invalid request body: {where}: {first['msg']}") from None
+            raise InvalidInput(f"invalid request body: {where}: {first['msg']}") from None
 
     @staticmethod
     def _version(request: Request) -> int:
         text = request.path_params["version"]
         if not text.isdigit() or int(text) < 1:
-            raise ClientError(422, f"invalid version {text!r}: versions are 1, 2, 3, ...")
+            raise InvalidInput(f"invalid version {text!r}: versions are 1, 2, 3, ...")
         return int(text)
 
     async def health(self, request: Request) -> Response:
@@ -149,7 +149,7 @@ class Api:
     async def resolve(self, request: Request) -> Response:
         ref = request.query_params.get("ref")
         if not ref:
-            raise ClientError(422, "missing ?ref=name, name:version or name@alias")
+            raise InvalidInput("missing ?ref=name, name:version or name@alias")
         return _json(await self._call(self.registry.resolve, ref))
 
     async def set_tags(self, request: Request) -> Response:
@@ -182,7 +182,7 @@ class Api:
     async def get_blob(self, request: Request) -> Response:
         digest = check_digest(request.path_params["digest"])
         if not await self._call(self.registry.blobs.exists, digest):
-            raise ClientError(404, f"blob sha256:{digest} not found")
+            raise NotFound(f"blob sha256:{digest} not found")
         size = await self._call(self.registry.blobs.size, digest)
         chunks = self.registry.blobs.get(digest)
         return StreamingResponse(
@@ -208,7 +208,7 @@ class Api:
         try:
             size = await anyio.to_thread.run_sync(self.registry.blobs.put, digest, chunks())
         except BlobCorrupt as exc:
-            raise ClientError(422, f"upload rejected: {exc}") from None
+            raise InvalidInput(f"upload rejected: {exc}") from None
         return _json({"sha256": digest, "size": size}, 201)
 
 
@@ -219,7 +219,7 @@ def _flag(request: Request, name: str) -> bool:
         return False
     if value in ("1", "true"):
         return True
-    raise ClientError(422, f"?{name}= takes 1, true, 0 or false, not {value!r}")
+    raise InvalidInput(f"?{name}= takes 1, true, 0 or false, not {value!r}")
 
 
 class TagChange(BaseModel):

@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from conveyor.errors import ClientError, NotFound
+from conveyor.errors import Conflict, InvalidInput, NotFound
 from conveyor.registry.records import Alias, FileEntry, Lineage, ModelVersion, NewVersion, RegisteredModel
 from conveyor.registry.refs import ModelRef, check_alias, check_name, check_tag_key
 
@@ -400,7 +400,7 @@ class SqlStore:
             )
             return
         if existing.protected and not force and existing.version_id != version_id:
-            raise ClientError(409, f"alias {model.name}@{alias} is protected: moving it needs --force")
+            raise Conflict(f"alias {model.name}@{alias} is protected: moving it needs --force")
         values: dict[str, Any] = {"version_id": version_id, "updated_at": now()}
         if protect is not None:
             values["protected"] = protect
@@ -412,7 +412,7 @@ class SqlStore:
             model = self._require_model(conn, name, lock=True)
             row = self._version_row(conn, model, version)
             if row.status != "ready":
-                raise ClientError(409, f"version {name}:{version} is archived; an alias cannot point at it")
+                raise Conflict(f"version {name}:{version} is archived; an alias cannot point at it")
             self._move_alias(conn, model, alias, row.id, force, protect)
             stored = conn.execute(
                 select(aliases_table).where(aliases_table.c.model_id == model.id, aliases_table.c.name == alias)
@@ -432,7 +432,7 @@ class SqlStore:
             if existing is None:
                 raise NotFound(f"alias {name}@{alias} not found")
             if existing.protected and not force:
-                raise ClientError(409, f"alias {name}@{alias} is protected: deleting it needs --force")
+                raise Conflict(f"alias {name}@{alias} is protected: deleting it needs --force")
             conn.execute(delete(aliases_table).where(aliases_table.c.id == existing.id))
             return existing.version
 
@@ -461,7 +461,7 @@ class SqlStore:
         aliases = self._aliases_by_version(conn, model.id).get(row.id, [])
         if aliases:
             names = ", ".join(f"@{a}" for a in sorted(aliases))
-            raise ClientError(409, f"cannot {action} {model.name}:{row.version}: aliases point at it ({names})")
+            raise Conflict(f"cannot {action} {model.name}:{row.version}: aliases point at it ({names})")
 
     def archive_version(self, name: str, version: int) -> ModelVersion:
         with self._tx() as conn:
@@ -488,7 +488,7 @@ class SqlStore:
         """A new bearer token; only its sha256 is stored, so it is shown once."""
         check_name(name, "token name")
         if scope not in ("read", "write"):
-            raise ClientError(422, f"scope must be read or write, got {scope!r}")
+            raise InvalidInput(f"scope must be read or write, got {scope!r}")
         token = "cvt_" + secrets.token_urlsafe(32)
         try:
             with self._tx() as conn:
@@ -496,7 +496,7 @@ class SqlStore:
                     insert(tokens_table).values(name=name, token_hash=hash_token(token), scope=scope, created_at=now())
                 )
         except IntegrityError:
-            raise ClientError(409, f"a token named {name!r} exists already") from None
+            raise Conflict(f"a token named {name!r} exists already") from None
         return token
 
     def token_scope(self, token: str) -> tuple[str, Scope] | None:
@@ -536,12 +536,12 @@ class SqlStore:
 
     def add_webhook(self, url: str, secret: str) -> None:
         if not url.startswith(("http://", "https://")):
-            raise ClientError(422, f"webhook URL must be http(s)://, got {url!r}")
+            raise InvalidInput(f"webhook URL must be http(s)://, got {url!r}")
         try:
             with self._tx() as conn:
                 conn.execute(insert(webhooks_table).values(url=url, secret=secret, created_at=now()))
         except IntegrityError:
-            raise ClientError(409, f"webhook {url} exists already") from None
+            raise Conflict(f"webhook {url} exists already") from None
 
     def webhooks(self) -> list[tuple[str, str]]:
         with self.engine.connect() as conn:

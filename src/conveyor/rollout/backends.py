@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from conveyor.errors import ClientError, ConveyorError
+from conveyor.errors import ConveyorError, InvalidInput
 from conveyor.readiness import readiness, wait_until_ready
 from conveyor.rollout.status import Backend
 from conveyor.verify.targets import container_engine, free_port
@@ -30,7 +30,7 @@ def start_process(ref: str, version: str, log_dir: Path, role: str, command: str
         try:
             argv = shlex.split(command.format(port=port, ref=ref, version=version))
         except (KeyError, IndexError, ValueError) as exc:
-            raise ClientError(422, f"invalid backend command {command!r}: {exc}") from None
+            raise InvalidInput(f"invalid backend command {command!r}: {exc}") from None
     else:
         argv = [sys.executable, "-m", "conveyor", "serve", ref, "--host", "127.0.0.1", "--port", str(port)]
     log = log_dir / f"{role}-{version.replace(':', '-').replace('/', '_')}-{port}.log"

@@ -1,34 +1,17 @@
-"""The ``rollout:`` section of conveyor.yaml, and duration strings like ``30s`` or ``2m``."""
+"""The ``rollout:`` section of conveyor.yaml, and canary step lists like ``10,25,50,100``."""
 
 from __future__ import annotations
 
 import itertools
-import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from conveyor.errors import ClientError
+from conveyor.durations import parse_duration
+from conveyor.errors import ClientError, InvalidInput
 from conveyor.rollout.status import Thresholds
 from conveyor.yamlfile import load_yaml_model
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_duration(value: str | float | int) -> float:
-    """Seconds from ``30``, ``30s``, ``500ms``, ``2m`` or ``1h``."""
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(value)
-        if not match:
-            raise ClientError(422, f"invalid duration {value!r}: use e.g. 30s, 500ms, 2m")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds <= 0:
-        raise ClientError(422, f"a duration must be positive, not {value!r}")
-    return seconds
 
 
 def parse_steps(value: str | list[float]) -> list[float]:
@@ -36,11 +19,11 @@ def parse_steps(value: str | list[float]) -> list[float]:
     try:
         steps = [float(s) for s in value.split(",")] if isinstance(value, str) else [float(s) for s in value]
     except ValueError:
-        raise ClientError(422, f"invalid steps {value!r}: give percentages like 10,25,50,100") from None
+        raise InvalidInput(f"invalid steps {value!r}: give percentages like 10,25,50,100") from None
     if not steps or any(not 0 < s <= 100 for s in steps):
-        raise ClientError(422, f"invalid steps {value!r}: each must be a percentage above 0 and at most 100")
+        raise InvalidInput(f"invalid steps {value!r}: each must be a percentage above 0 and at most 100")
     if any(b <= a for a, b in itertools.pairwise(steps)):
-        raise ClientError(422, f"invalid steps {value!r}: they must increase")
+        raise InvalidInput(f"invalid steps {value!r}: they must increase")
     return steps
 
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from conveyor.atomic import write_atomic
 from conveyor.rollout.health import HealthTracker
 from conveyor.rollout.predictions import prediction_labels
 from conveyor.rollout.routing import PIN_HEADER, SERVED_BY_HEADER, BackendSpec, RouteTable, pick
@@ -74,13 +73,7 @@ def load_table(path: Path) -> RouteTable:
 
 def save_table(table: RouteTable, path: Path) -> None:
     """Write atomically: a crash mid-write leaves the previous table, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".routes-")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(table.model_dump_json(indent=2).encode())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, table.model_dump_json(indent=2))
 
 
 async def _json(send: Send, status: int, payload: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:

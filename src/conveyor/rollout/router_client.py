@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from conveyor.errors import ClientError
+from conveyor.errors import Unauthorized
 from conveyor.rollout.analysis import MeasurementError
 from conveyor.rollout.routing import RouteTable
 from conveyor.tls import client_verify, transport_hint
@@ -59,7 +59,7 @@ class RouterClient:
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
         if response.status_code in (401, 403):
-            raise ClientError(401, f"the router refused the new routes: {response.text} (set {TOKEN_ENV})")
+            raise Unauthorized(f"the router refused the new routes: {response.text} (set {TOKEN_ENV})")
         if response.status_code != 200:
             raise MeasurementError(f"the router refused the new routes: HTTP {response.status_code} {response.text}")
 

@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from conveyor.errors import ClientError, NotFound
+from conveyor.atomic import write_atomic
+from conveyor.errors import Conflict, InvalidInput, NotFound
 from conveyor.registry.config import conveyor_home
 
 Phase = Literal["progressing", "paused", "succeeded", "aborted"]
@@ -144,24 +144,10 @@ class RolloutStatus(BaseModel):
 
 def service_dir(service: str) -> Path:
     if not service or "/" in service or service.startswith("."):
-        raise ClientError(422, f"invalid service name {service!r}")
+        raise InvalidInput(f"invalid service name {service!r}")
     path = conveyor_home() / "rollouts" / service
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 class StatusStore:
@@ -201,17 +187,16 @@ class StatusStore:
         with self._locked():
             current = self._read()
             if current is not None and current.active:
-                raise ClientError(
-                    409,
+                raise Conflict(
                     f"service {self.service!r} already has a rollout in progress ({current.ref}, {current.phase}); "
                     "abort it or wait for it to finish",
                 )
             if current is not None:
                 history = self.dir / "history"
                 history.mkdir(exist_ok=True)
-                _atomic_write(history / f"{current.id}.json", current.model_dump_json(indent=2).encode())
+                write_atomic(history / f"{current.id}.json", current.model_dump_json(indent=2).encode())
             status.note(f"rollout of {status.ref} created ({status.strategy})")
-            _atomic_write(self.path, status.model_dump_json(indent=2).encode())
+            write_atomic(self.path, status.model_dump_json(indent=2).encode())
             return status
 
     def save(self, status: RolloutStatus) -> RolloutStatus:
@@ -221,7 +206,7 @@ class StatusStore:
             if current is not None and current.id == status.id:
                 status.commands = current.commands
             status.updated_at = time.time()
-            _atomic_write(self.path, status.model_dump_json(indent=2).encode())
+            write_atomic(self.path, status.model_dump_json(indent=2).encode())
             return status
 
     def command(self, action: Action, reason: str | None = None) -> Command:
@@ -230,11 +215,11 @@ class StatusStore:
             if current is None:
                 raise NotFound(f"no rollout for service {self.service!r}")
             if not current.active:
-                raise ClientError(409, f"the rollout of {current.ref} is already {current.phase}")
+                raise Conflict(f"the rollout of {current.ref} is already {current.phase}")
             last = max([current.handled_command, *[c.id for c in current.commands]])
             command = Command(id=last + 1, action=action, at=time.time(), reason=reason)
             current.commands.append(command)
-            _atomic_write(self.path, current.model_dump_json(indent=2).encode())
+            write_atomic(self.path, current.model_dump_json(indent=2).encode())
             return command
 
     def history(self) -> list[RolloutStatus]:
@@ -286,7 +271,7 @@ def routes_file(service: str) -> Path:
 
 
 def write_router_address(service: str, url: str) -> None:
-    _atomic_write(router_file(service), json.dumps({"url": url, "pid": os.getpid()}).encode())
+    write_atomic(router_file(service), json.dumps({"url": url, "pid": os.getpid()}).encode())
 
 
 def router_address(service: str) -> str | None:

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conveyor.errors import ClientError
+from conveyor.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from conveyor.httputil import EXCEPTION_HANDLERS, Handler, guard
 from conveyor.serving import metrics
 from conveyor.serving.dataplane import DataPlane
@@ -65,14 +65,14 @@ async def read_limited(
     if declared is not None and declared.isdigit() and int(declared) > limit:
         if not expects_continue and int(declared) <= DRAIN_LIMIT:
             await _drain(chunks, DRAIN_LIMIT)
-        raise ClientError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
     parts: list[bytes] = []
     size = 0
     async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             await _drain(chunks, DRAIN_LIMIT - size)
-            raise ClientError(413, f"request body exceeds the limit of {limit} bytes")
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
         parts.append(chunk)
     return b"".join(parts)
 
@@ -88,19 +88,19 @@ async def _drain(chunks: AsyncIterator[bytes], budget: int) -> None:
 def parse_texts(body: bytes, max_items: int) -> list[str]:
     """The classic body: a JSON array of strings."""
     if not body.strip():
-        raise ClientError(400, 'request body is empty: send a JSON array of strings, e.g. ["some text"]')
+        raise BadRequest('request body is empty: send a JSON array of strings, e.g. ["some text"]')
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ClientError(400, f"request body is not valid JSON: {exc}") from None
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(payload, list):
         kind = "null" if payload is None else type(payload).__name__
         kind = {"dict": "object", "str": "string", "int": "number", "float": "number"}.get(kind, kind)
-        raise ClientError(422, f"expected a JSON array of strings, got {kind}")
+        raise InvalidInput(f"expected a JSON array of strings, got {kind}")
     if not payload:
-        raise ClientError(422, "expected a non-empty JSON array of strings, got []")
+        raise InvalidInput("expected a non-empty JSON array of strings, got []")
     if len(payload) > max_items:
-        raise ClientError(413, f"too many items: {len(payload)} > the limit of {max_items}")
+        raise PayloadTooLarge(f"too many items: {len(payload)} > the limit of {max_items}")
     for index, item in enumerate(payload):
         if type(item) is not str:
             kind = (
@@ -108,7 +108,7 @@ def parse_texts(body: bytes, max_items: int) -> list[str]:
                 if item is None
                 else {"dict": "object", "list": "array"}.get(type(item).__name__, type(item).__name__)
             )
-            raise ClientError(422, f"item {index} must be a string, got {kind}")
+            raise InvalidInput(f"item {index} must be a string, got {kind}")
     return payload
 
 
@@ -123,7 +123,7 @@ class Endpoints:
     ) -> bytes:
         """The classic route's answer (served by ``PredictRoute``, straight on ASGI)."""
         if content_type is not None and not _is_json(content_type):
-            raise ClientError(415, f"Content-Type must be application/json, got {content_type!r}")
+            raise UnsupportedMediaType(f"Content-Type must be application/json, got {content_type!r}")
         options = self.plane.options
         raw = await read_limited(declared, body, options.max_body_bytes, expects_continue)
         texts = parse_texts(raw, options.max_items)

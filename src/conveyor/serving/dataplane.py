@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from conveyor import __version__
-from conveyor.errors import ClientError, NotFound, NotReady
+from conveyor.errors import BadRequest, InvalidInput, NotFound, NotReady, PayloadTooLarge
 from conveyor.serving import metrics
 from conveyor.serving.batching import Batcher, BatchStats
 from conveyor.serving.model import TextClassifier
@@ -128,9 +128,7 @@ class DataPlane:
         """Logits ``[len(texts), num_labels]`` through the batcher."""
         model = self._require_ready()
         if not model.takes_text:
-            raise ClientError(
-                400, f"model {self.spec.name!r} takes raw tensors; call /v2/models/{self.spec.name}/infer"
-            )
+            raise BadRequest(f"model {self.spec.name!r} takes raw tensors; call /v2/models/{self.spec.name}/infer")
         assert self._batcher is not None
         rows = await self._batcher.submit(texts)
         logits = np.stack(rows)
@@ -166,8 +164,7 @@ class DataPlane:
 
     async def _infer_text(self, request: DecodedRequest, text_inputs: list[str]) -> dict[str, np.ndarray]:
         if len(text_inputs) != 1 or len(request.tensors) != 1:
-            raise ClientError(
-                422,
+            raise InvalidInput(
                 f"model {self.spec.name!r} takes exactly one BYTES input with the texts, "
                 f"got inputs {sorted(request.tensors)}",
             )
@@ -183,14 +180,14 @@ class DataPlane:
         wanted = request.requested or ["logits", "label"]
         unknown = [n for n in wanted if n not in available]
         if unknown:
-            raise ClientError(400, f"unknown output(s) {unknown}; this model has {sorted(available)}")
+            raise BadRequest(f"unknown output(s) {unknown}; this model has {sorted(available)}")
         return {n: available[n]() for n in wanted}
 
     def check_item_count(self, count: int) -> None:
         if count == 0:
-            raise ClientError(422, "no texts given: send at least one")
+            raise InvalidInput("no texts given: send at least one")
         if count > self.options.max_items:
-            raise ClientError(413, f"too many items: {count} > the limit of {self.options.max_items}")
+            raise PayloadTooLarge(f"too many items: {count} > the limit of {self.options.max_items}")
 
     # ---- metadata --------------------------------------------------------------------------
 

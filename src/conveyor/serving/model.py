@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Tokenizer
 
-from conveyor.errors import ClientError, ModelLoadError
+from conveyor.errors import BadRequest, ModelLoadError
 from conveyor.serving.runtime import OnnxSession, RuntimeOptions, TensorInfo
 from conveyor.serving.spec import ResolvedModel
 
@@ -120,7 +120,7 @@ class TextClassifier:
     def classify(self, texts: list[str]) -> np.ndarray:
         """Logits ``[len(texts), num_labels]`` in input order."""
         if not self.takes_text:
-            raise ClientError(400, f"model {self.spec.name!r} takes raw tensors, not text")
+            raise BadRequest(f"model {self.spec.name!r} takes raw tensors, not text")
         assert self.roles is not None
         token_ids = self.tokenize(texts)
         lengths = [len(ids) for ids in token_ids]
@@ -148,9 +148,9 @@ class TextClassifier:
         missing = sorted(set(expected) - set(feeds))
         unknown = sorted(set(feeds) - set(expected))
         if unknown:
-            raise ClientError(400, f"unknown input(s) {unknown}; the model takes {sorted(expected)}")
+            raise BadRequest(f"unknown input(s) {unknown}; the model takes {sorted(expected)}")
         if missing:
-            raise ClientError(400, f"missing input(s) {missing}; the model takes {sorted(expected)}")
+            raise BadRequest(f"missing input(s) {missing}; the model takes {sorted(expected)}")
         prepared: dict[str, np.ndarray] = {}
         for name, array in feeds.items():
             info = expected[name]
@@ -158,25 +158,25 @@ class TextClassifier:
         known_outputs = [o.name for o in self.session.outputs]
         for name in outputs or []:
             if name not in known_outputs:
-                raise ClientError(400, f"unknown output {name!r}; the model has {known_outputs}")
+                raise BadRequest(f"unknown output {name!r}; the model has {known_outputs}")
         return self.session.run(prepared, outputs)
 
 
 def _conform(name: str, array: np.ndarray, info: TensorInfo) -> np.ndarray:
     if len(array.shape) != len(info.shape):
-        raise ClientError(400, f"input {name!r}: expected {len(info.shape)} dimensions, got shape {list(array.shape)}")
+        raise BadRequest(f"input {name!r}: expected {len(info.shape)} dimensions, got shape {list(array.shape)}")
     for got, want in zip(array.shape, info.shape, strict=True):
         if want is not None and got != want:
-            raise ClientError(400, f"input {name!r}: expected shape {_fmt(info.shape)}, got {list(array.shape)}")
+            raise BadRequest(f"input {name!r}: expected shape {_fmt(info.shape)}, got {list(array.shape)}")
     if array.dtype != info.dtype:
         same_kind = (array.dtype.kind in "iu" and info.dtype.kind in "iu") or (
             array.dtype.kind == "f" and info.dtype.kind == "f"
         )
         if not same_kind:
-            raise ClientError(400, f"input {name!r}: expected {info.dtype.name}, got {array.dtype.name}")
+            raise BadRequest(f"input {name!r}: expected {info.dtype.name}, got {array.dtype.name}")
         converted = array.astype(info.dtype)
         if info.dtype.kind in "iu" and not np.array_equal(converted, array):
-            raise ClientError(400, f"input {name!r}: values do not fit {info.dtype.name}")
+            raise BadRequest(f"input {name!r}: values do not fit {info.dtype.name}")
         array = converted
     return np.ascontiguousarray(array)
 

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from conveyor.errors import ClientError
+from conveyor.errors import ClientError, MethodNotAllowed
 from conveyor.serving import metrics
 from conveyor.serving.dataplane import DataPlane
 
@@ -104,7 +104,7 @@ class PredictRoute:
         try:
             if method != "POST":
                 extra.append((b"allow", b"POST"))
-                raise ClientError(405, f"method {method} not allowed on {PATH}")
+                raise MethodNotAllowed(f"method {method} not allowed on {PATH}")
             content_type = declared = None
             expects_continue = False
             for name, value in scope["headers"]:

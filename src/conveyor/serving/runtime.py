@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from conveyor.errors import ClientError, ModelLoadError
+from conveyor.errors import BadRequest, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class OnnxSession:
         try:
             values = self._session.run(names, feeds)
         except ort.capi.onnxruntime_pybind11_state.InvalidArgument as exc:
-            raise ClientError(400, f"the model rejected the input tensors: {_short(exc)}") from exc
+            raise BadRequest(f"the model rejected the input tensors: {_short(exc)}") from exc
         return dict(zip(names, values, strict=True))
 
 

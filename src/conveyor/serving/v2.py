@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from conveyor.errors import ClientError
+from conveyor.errors import BadRequest, InvalidInput
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -116,30 +116,30 @@ def decode_request(body: bytes, header_length: str | None) -> DecodedRequest:
         try:
             json_length = int(header_length)
         except ValueError:
-            raise ClientError(400, "Inference-Header-Content-Length must be an integer") from None
+            raise BadRequest("Inference-Header-Content-Length must be an integer") from None
         if not 0 < json_length <= len(body):
-            raise ClientError(400, f"Inference-Header-Content-Length {json_length} exceeds the body")
+            raise BadRequest(f"Inference-Header-Content-Length {json_length} exceeds the body")
         body, binary = body[:json_length], body[json_length:]
     try:
         raw = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ClientError(400, f"request body is not valid JSON: {exc}") from None
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
-        raise ClientError(422, "invalid inference request: expected a JSON object with 'inputs'")
+        raise InvalidInput("invalid inference request: expected a JSON object with 'inputs'")
     try:
         request = InferenceRequest.model_validate(raw)
     except ValidationError as exc:
-        raise ClientError(422, _validation_message(exc)) from None
+        raise InvalidInput(_validation_message(exc)) from None
 
     tensors: dict[str, np.ndarray] = {}
     offset = 0
     for item in request.inputs:
         if item.name in tensors:
-            raise ClientError(422, f"input {item.name!r} appears twice")
+            raise InvalidInput(f"input {item.name!r} appears twice")
         size = (item.parameters or {}).get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-                raise ClientError(400, f"input {item.name!r}: binary_data_size {size!r} exceeds the binary data")
+                raise BadRequest(f"input {item.name!r}: binary_data_size {size!r} exceeds the binary data")
             tensors[item.name] = decode_binary(item, binary[offset : offset + size])
             offset += size
         else:
@@ -149,15 +149,15 @@ def decode_request(body: bytes, header_length: str | None) -> DecodedRequest:
 
 def _check_shape(item: RequestInput) -> int:
     if any(d < 0 for d in item.shape):
-        raise ClientError(422, f"input {item.name!r}: shape {item.shape} has a negative dimension")
+        raise InvalidInput(f"input {item.name!r}: shape {item.shape} has a negative dimension")
     return math.prod(item.shape)
 
 
 def _dtype(item: RequestInput) -> np.dtype:
     dtype = DATATYPES.get(item.datatype)
     if dtype is None:
-        raise ClientError(
-            422, f"input {item.name!r}: unknown datatype {item.datatype!r}; use one of {', '.join(DATATYPES)}"
+        raise InvalidInput(
+            f"input {item.name!r}: unknown datatype {item.datatype!r}; use one of {', '.join(DATATYPES)}"
         )
     return dtype
 
@@ -182,31 +182,29 @@ def decode_json(item: RequestInput) -> np.ndarray:
     dtype = _dtype(item)
     count = _check_shape(item)
     if item.data is None:
-        raise ClientError(422, f"input {item.name!r}: 'data' is missing")
+        raise InvalidInput(f"input {item.name!r}: 'data' is missing")
     if not isinstance(item.data, list):
-        raise ClientError(
-            422, f"input {item.name!r}: 'data' must be a JSON array (flat or nested), got {item.data!r:.40}"
-        )
+        raise InvalidInput(f"input {item.name!r}: 'data' must be a JSON array (flat or nested), got {item.data!r:.40}")
     flat = _flatten(item.data)
     if len(flat) != count:
-        raise ClientError(422, f"input {item.name!r}: shape {item.shape} needs {count} elements, got {len(flat)}")
+        raise InvalidInput(f"input {item.name!r}: shape {item.shape} needs {count} elements, got {len(flat)}")
     if item.datatype == "BYTES":
         if not all(isinstance(v, str) for v in flat):
-            raise ClientError(422, f"input {item.name!r}: BYTES data must be strings")
+            raise InvalidInput(f"input {item.name!r}: BYTES data must be strings")
         array = np.empty(count, dtype=object)
         array[:] = flat
         return array.reshape(item.shape)
     if item.datatype == "BOOL":
         if not all(isinstance(v, bool) for v in flat):
-            raise ClientError(422, f"input {item.name!r}: BOOL data must be true or false")
+            raise InvalidInput(f"input {item.name!r}: BOOL data must be true or false")
     elif any(isinstance(v, bool) or not isinstance(v, int | float) for v in flat):
-        raise ClientError(422, f"input {item.name!r}: {item.datatype} data must be numbers")
+        raise InvalidInput(f"input {item.name!r}: {item.datatype} data must be numbers")
     elif dtype.kind in "iu" and any(isinstance(v, float) for v in flat):
-        raise ClientError(422, f"input {item.name!r}: {item.datatype} data must be integers")
+        raise InvalidInput(f"input {item.name!r}: {item.datatype} data must be integers")
     try:
         array = np.array(flat, dtype=dtype)
     except (OverflowError, ValueError) as exc:
-        raise ClientError(422, f"input {item.name!r}: values do not fit {item.datatype}: {exc}") from None
+        raise InvalidInput(f"input {item.name!r}: values do not fit {item.datatype}: {exc}") from None
     return array.reshape(item.shape)
 
 
@@ -218,19 +216,18 @@ def decode_binary(item: RequestInput, raw: bytes) -> np.ndarray:
         pos = 0
         while pos < len(raw):
             if pos + 4 > len(raw):
-                raise ClientError(400, f"input {item.name!r}: truncated BYTES element")
+                raise BadRequest(f"input {item.name!r}: truncated BYTES element")
             (length,) = struct.unpack_from("<I", raw, pos)
             pos += 4
             values.append(raw[pos : pos + length].decode("utf-8", errors="strict"))
             pos += length
         if len(values) != count:
-            raise ClientError(422, f"input {item.name!r}: shape {item.shape} needs {count} elements, got {len(values)}")
+            raise InvalidInput(f"input {item.name!r}: shape {item.shape} needs {count} elements, got {len(values)}")
         array = np.empty(count, dtype=object)
         array[:] = values
         return array.reshape(item.shape)
     if len(raw) != count * dtype.itemsize:
-        raise ClientError(
-            422,
+        raise InvalidInput(
             f"input {item.name!r}: shape {item.shape} of {item.datatype} needs "
             f"{count * dtype.itemsize} bytes, got {len(raw)}",
         )
@@ -242,14 +239,14 @@ def texts_from_tensor(name: str, array: np.ndarray) -> list[str]:
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 1:
-        raise ClientError(422, f"input {name!r}: text must have shape [N] or [N, 1], got {list(array.shape)}")
+        raise InvalidInput(f"input {name!r}: text must have shape [N] or [N, 1], got {list(array.shape)}")
     texts = []
     for value in array.tolist():
         if isinstance(value, bytes):
             try:
                 value = value.decode("utf-8")
             except UnicodeDecodeError:
-                raise ClientError(400, f"input {name!r}: text is not valid UTF-8") from None
+                raise BadRequest(f"input {name!r}: text is not valid UTF-8") from None
         texts.append(value)
     return texts
 

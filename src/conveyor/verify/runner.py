@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from conveyor.errors import ClientError
+from conveyor.errors import InvalidInput
 from conveyor.verify.builtin import server_checks
 from conveyor.verify.checks import CUSTOM_CHECKS, Check, CheckResult, Context, run_check
 from conveyor.verify.contract import Contract, V2Settings
@@ -39,7 +39,7 @@ def load_custom_checks(project: Path | None, modules: list[str]) -> list[Check]:
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            raise ClientError(422, f"--checks {name}: cannot import it: {exc}") from None
+            raise InvalidInput(f"--checks {name}: cannot import it: {exc}") from None
     return CUSTOM_CHECKS[before:]
 
 
@@ -61,7 +61,7 @@ def plan(ctx: Context, custom: list[Check], skip: list[str]) -> tuple[list[Check
     ids = [c.id for c in checks]
     duplicates = {i for i in ids if ids.count(i) > 1}
     if duplicates:
-        raise ClientError(422, f"check ids must be unique; repeated: {sorted(duplicates)}")
+        raise InvalidInput(f"check ids must be unique; repeated: {sorted(duplicates)}")
     return select(checks, [*ctx.contract.skip, *skip])
 
 

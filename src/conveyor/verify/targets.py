@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from conveyor.errors import ClientError, ConveyorError
+from conveyor.errors import ConveyorError, InvalidInput
 from conveyor.readiness import wait_until_ready
 from conveyor.registry.refs import looks_like_ref, parse_ref
 
@@ -143,4 +143,4 @@ def open_target(target: str, image: bool = False, timeout: float = 120) -> Itera
         with serve_model(target, timeout) as running:
             yield running
     else:
-        raise ClientError(422, f"{target!r} is not a URL, a model path, a registry reference or an image")
+        raise InvalidInput(f"{target!r} is not a URL, a model path, a registry reference or an image")

@@ -1,0 +1,77 @@
+"""The table of step types a pipeline's ``uses:`` may name: one module per type, found by itself.
+
+Every module in :mod:`conveyor.pipeline.steps` registers its type with :func:`step_type`; the
+spec validates ``uses:`` against this table, the executor calls the type's function, and the
+GitHub workflow generator reads the type's CI needs from it.  Adding a step type is one new
+module in that package (plus its test): nothing else lists the types.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from conveyor.pipeline.context import StepContext
+
+if TYPE_CHECKING:
+    from conveyor.pipeline.spec import Step
+
+StepFunction = Callable[[StepContext], dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class StepType:
+    name: str
+    run: StepFunction
+    summary: str
+    #: its generated CI job logs in to the container registry (it builds or pushes images)
+    container_login: bool = False
+    #: the step waits for a person's decision (``conveyor pipeline approve``): shown as waiting
+    waits_for_decision: bool = False
+    #: extra keys of its job in a generated GitHub workflow (e.g. ``environment``)
+    github_job: Callable[[Step], dict[str, Any]] | None = None
+
+
+_TYPES: dict[str, StepType] = {}
+_LOADED = False
+
+
+def step_type(
+    name: str,
+    *,
+    container_login: bool = False,
+    waits_for_decision: bool = False,
+    github_job: Callable[[Step], dict[str, Any]] | None = None,
+) -> Callable[[StepFunction], StepFunction]:
+    """Register ``fn(ctx) -> outputs`` as the step type ``name`` (its docstring is the summary)."""
+
+    def register(fn: StepFunction) -> StepFunction:
+        if name in _TYPES and _TYPES[name].run is not fn:
+            raise ValueError(f"step type {name!r} is registered twice")
+        summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+        _TYPES[name] = StepType(name, fn, summary, container_login, waits_for_decision, github_job)
+        return fn
+
+    return register
+
+
+def step_types() -> dict[str, StepType]:
+    """Every step type, by name (the step modules are imported once, on first use)."""
+    global _LOADED
+    if not _LOADED:
+        from conveyor.pipeline import steps
+
+        for module in pkgutil.iter_modules(steps.__path__):
+            importlib.import_module(f"{steps.__name__}.{module.name}")
+        _LOADED = True
+    return dict(sorted(_TYPES.items()))
+
+
+def get_step_type(name: str) -> StepType:
+    types = step_types()
+    if name not in types:
+        raise KeyError(f"unknown step type {name!r}; step types: {', '.join(types)}")
+    return types[name]

@@ -1,0 +1,24 @@
+"""The ``lint`` step type: ruff over ``with.path`` (default: the project)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conveyor.pipeline.context import StepContext, StepFailed
+from conveyor.pipeline.step_types import step_type
+
+
+@step_type("lint")
+def lint(ctx: StepContext) -> dict[str, Any]:
+    """ruff over ``with.path`` (default: the project)."""
+    from conveyor.verify.checks import CheckFailed, Context, SkipCheck
+    from conveyor.verify.contract import Contract
+    from conveyor.verify.static import lint_ruff
+
+    path = ctx.project / ctx.arg("path", ".")
+    try:
+        message = lint_ruff(Context(None, Contract(), project=path))
+    except (CheckFailed, SkipCheck) as exc:
+        raise StepFailed(str(exc)) from None
+    print(message)
+    return {"result": message}

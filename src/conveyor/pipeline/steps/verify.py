@@ -1,0 +1,41 @@
+"""The ``verify`` step type.
+
+``conveyor verify`` of ``with.target`` (URL, model path, reference or image with ``with.image: true``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conveyor.pipeline.context import StepContext, StepFailed
+from conveyor.pipeline.step_types import step_type
+
+
+@step_type("verify")
+def verify(ctx: StepContext) -> dict[str, Any]:
+    """``conveyor verify`` of ``with.target`` (URL, model path, reference or image with ``with.image: true``)."""
+    import sys
+
+    from rich.console import Console
+
+    from conveyor.verify.contract import load_contract
+    from conveyor.verify.reports import ok, print_table, write_junit
+    from conveyor.verify.runner import load_custom_checks, verify_target
+
+    target = str(ctx.arg("target", required=True))
+    contract_file = ctx.arg("contract")
+    contract = load_contract(ctx.project / contract_file if contract_file else None)
+    junit = ctx.artifacts / f"verify-{ctx.step}.xml"
+    results = verify_target(
+        target,
+        contract,
+        image=bool(ctx.arg("image", False)),
+        custom=load_custom_checks(None, []),
+        skip=list(ctx.arg("skip", [])),
+    )
+    print_table(results, target, Console(file=sys.stdout, width=140))
+    write_junit(results, target, junit)
+    if not ok(results):
+        bad = [r.id for r in results if r.status in ("failed", "error")]
+        raise StepFailed(f"verification of {target} failed: {', '.join(bad)}")
+    return {"junit": str(junit), "checks": len(results)}
