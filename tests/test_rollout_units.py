@@ -6,9 +6,10 @@ import random
 
 import pytest
 
+from conveyor.durations import parse_duration
 from conveyor.errors import ClientError
 from conveyor.rollout.analysis import MeasurementError, Traffic, Verdict, judge_agreement, judge_traffic, window_traffic
-from conveyor.rollout.config import parse_duration, parse_steps
+from conveyor.rollout.config import parse_steps
 from conveyor.rollout.routing import BackendSpec, RouteTable, pick
 from conveyor.rollout.stats import LATENCY_BUCKETS, RouterStats, quantile
 from conveyor.rollout.status import Thresholds
