@@ -388,9 +388,9 @@ def test_watch_runs_the_pipeline_when_a_new_version_is_registered(project: Path,
     try:
         registry = open_local()
         deadline = time.monotonic() + 30
-        while not registry.store.webhooks() and time.monotonic() < deadline:
+        while not registry.webhooks.all() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert registry.store.webhooks(), "the watcher never registered its webhook"
+        assert registry.webhooks.all(), "the watcher never registered its webhook"
         registry.register(vote_model, "other")  # not a trigger of this pipeline
         registry.register(vote_model, "votes")
         out, _ = watcher.communicate(timeout=60)
@@ -399,7 +399,7 @@ def test_watch_runs_the_pipeline_when_a_new_version_is_registered(project: Path,
     assert watcher.returncode == 0, out
     assert (project / "triggered-by").read_text().strip() == "votes:1"
     assert "pipeline on-new-model run" in out and "success" in out
-    assert open_local().store.webhooks() == [], "the webhook is removed when the watcher stops"
+    assert open_local().webhooks.all() == [], "the webhook is removed when the watcher stops"
 
 
 def test_a_broken_expression_fails_its_step_with_a_message(project: Path) -> None:

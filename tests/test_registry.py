@@ -271,8 +271,8 @@ def test_postgres_backend_supports_the_whole_lifecycle(
     assert registry.get_model("votes").latest_version == 2
     registry.download("votes@production", tmp_path / "out")
     assert sha(tmp_path / "out" / "model.onnx") == sha(vote_model / "model.onnx")
-    token = registry.store.create_token("ci", "read")
-    assert registry.store.token_scope(token) == ("ci", "read")
+    token = registry.tokens.create("ci", "read")
+    assert registry.tokens.scope_of(token) == ("ci", "read")
 
 
 def test_s3_blob_store_over_http(home: Path, vote_model: Path, s3_endpoint: str, tmp_path: Path) -> None:
@@ -339,7 +339,7 @@ def test_webhooks_are_signed_and_retried_and_local_hooks_run(
     _Receiver.received = []
     _Receiver.fail_first = 1  # the first delivery fails: the dispatcher retries
     try:
-        registry.store.add_webhook(f"http://127.0.0.1:{server.server_port}/hook", "s3cret")
+        registry.webhooks.add(f"http://127.0.0.1:{server.server_port}/hook", "s3cret")
         hooks = home / "hooks"
         hooks.mkdir()
         hook = hooks / "on-event"

@@ -8,11 +8,13 @@ import pytest
 
 from conveyor.durations import parse_duration
 from conveyor.errors import ClientError
-from conveyor.rollout.analysis import MeasurementError, Traffic, Verdict, judge_agreement, judge_traffic, window_traffic
 from conveyor.rollout.config import parse_steps
+from conveyor.rollout.metric import MeasurementError, Traffic, Verdict, window_traffic
+from conveyor.rollout.metrics.agreement import judge_agreement
+from conveyor.rollout.metrics.traffic import judge_traffic
 from conveyor.rollout.routing import BackendSpec, RouteTable, pick
 from conveyor.rollout.stats import LATENCY_BUCKETS, RouterStats, quantile
-from conveyor.rollout.status import Thresholds
+from conveyor.rollout.thresholds import Thresholds
 
 TABLE = RouteTable.model_validate(
     {

@@ -95,43 +95,8 @@ def print_json(data: Any) -> None:
     sys.stdout.write(text + "\n")
 
 
-class ProgressBar:
-    """A rich transfer bar implementing the registry's Progress protocol (quiet when not a terminal)."""
+def ProgressBar(enabled: bool = True) -> Any:
+    """The registry transfer bar (``conveyor.progress``) on the CLI's stderr console."""
+    from conveyor.progress import ProgressBar as Bar
 
-    def __init__(self, enabled: bool = True) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=stderr.rich(),
-            transient=True,
-            disable=not enabled,
-        )
-        self._task: Any = None
-
-    def __enter__(self) -> ProgressBar:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
-
-    def start(self, description: str, total: int) -> None:
-        if self._task is not None:
-            self._progress.remove_task(self._task)
-        self._task = self._progress.add_task(description, total=total)
-
-    def advance(self, amount: int) -> None:
-        if self._task is not None:
-            self._progress.advance(self._task, amount)
+    return Bar(enabled=enabled, console=stderr.rich())

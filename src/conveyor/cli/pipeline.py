@@ -285,7 +285,7 @@ def watch(
 
         watcher = Watcher(project.pipelines, file.resolve().parent, report)
         url = watcher.start(port=port)
-        registry.store.add_webhook(url, watcher.secret)
+        registry.webhooks.add(url, watcher.secret)
     stdout.print(f"watching for new versions for {', '.join(watcher.pipelines)}: webhook {url}", highlight=False)
     outcome = 0
     try:
@@ -304,5 +304,5 @@ def watch(
         pass
     finally:
         watcher.stop()
-        registry.store.remove_webhook(url)
+        registry.webhooks.remove(url)
     raise typer.Exit(outcome)

@@ -89,7 +89,7 @@ def token_create(
 ) -> None:
     """Create a token; it is printed once and stored only as a hash."""
     with handle_errors():
-        token = open_local(database).store.create_token(name, scope)  # type: ignore[arg-type]
+        token = open_local(database).tokens.create(name, scope)  # type: ignore[arg-type]
     if as_json:
         print_json({"name": name, "scope": scope, "token": token})
     else:
@@ -100,7 +100,7 @@ def token_create(
 def token_list(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """List tokens (names and scopes; the tokens themselves are not stored)."""
     with handle_errors():
-        tokens = open_local(database).store.list_tokens()
+        tokens = open_local(database).tokens.list()
     if as_json:
         print_json(tokens)
         return
@@ -117,7 +117,7 @@ def token_list(database: DatabaseOption = None, as_json: JsonOption = False) -> 
 def token_revoke(name: Annotated[str, typer.Argument()], database: DatabaseOption = None) -> None:
     """Revoke a token by name."""
     with handle_errors():
-        open_local(database).store.revoke_token(name)
+        open_local(database).tokens.revoke(name)
     stdout.print(f"revoked {name}")
 
 
@@ -129,7 +129,7 @@ def webhook_add(
 ) -> None:
     """Call URL on every new version and alias move, signed with X-Conveyor-Signature."""
     with handle_errors():
-        open_local(database).store.add_webhook(url, secret)
+        open_local(database).webhooks.add(url, secret)
     stdout.print(f"webhook {url} added")
 
 
@@ -137,7 +137,7 @@ def webhook_add(
 def webhook_list(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """List webhook URLs."""
     with handle_errors():
-        urls = [url for url, _ in open_local(database).store.webhooks()]
+        urls = [url for url, _ in open_local(database).webhooks.all()]
     if as_json:
         print_json(urls)
     else:
@@ -149,5 +149,5 @@ def webhook_list(database: DatabaseOption = None, as_json: JsonOption = False) -
 def webhook_remove(url: Annotated[str, typer.Argument()], database: DatabaseOption = None) -> None:
     """Stop calling URL."""
     with handle_errors():
-        open_local(database).store.remove_webhook(url)
+        open_local(database).webhooks.remove(url)
     stdout.print(f"webhook {url} removed")

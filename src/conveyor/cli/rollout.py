@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 if TYPE_CHECKING:
-    from conveyor.rollout.config import RolloutSettings
-    from conveyor.rollout.router_client import RouterClient
-    from conveyor.rollout.status import Action, Backend, RolloutStatus, StatusStore
+    from conveyor.rollout.status import Action, RolloutStatus, StatusStore
 
-from conveyor.cli.output import EXIT_FAILURE, fail, handle_errors, new_table, print_json, stderr, stdout
-from conveyor.errors import ClientError, Conflict, InvalidInput, NotFound, NotReady
-from conveyor.registry.refs import looks_like_ref
+from conveyor.cli.output import EXIT_FAILURE, handle_errors, new_table, print_json, stderr, stdout
+from conveyor.errors import InvalidInput
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -30,74 +27,16 @@ ServiceArg = Annotated[str | None, typer.Argument(help="The service (default: th
 
 
 def _pick_service(service: str | None) -> str:
-    from conveyor.rollout.status import StatusStore, list_services
+    from conveyor.rollout.plan import pick_service
 
-    if service:
-        return service
-    services = [s for s in list_services() if (StatusStore(s).find() is not None)]
-    if len(services) == 1:
-        return services[0]
-    if not services:
-        raise NotFound("no rollouts yet; start one with `conveyor rollout start REF`")
-    raise InvalidInput(f"several services have rollouts, name one: {', '.join(services)}")
-
-
-def _resolve(ref: str, allow_unregistered: bool) -> tuple[str, str, str | None, int | None]:
-    """(ref to serve, version label, model name, model version): registry refs are pinned to their version."""
-    from conveyor.registry.config import open_registry
-
-    if looks_like_ref(ref):
-        try:
-            version = open_registry().resolve(ref)
-            pinned = f"{version.name}:{version.version}"
-            return pinned, pinned, version.name, version.version
-        except ClientError:
-            if not allow_unregistered:
-                raise
-    return ref, ref, None, None
-
-
-def _stable_backend(store: StatusStore, router: RouterClient) -> Backend:
-    """What the router's stable backend is, and whether a previous rollout started it (then we may stop it)."""
-    from conveyor.rollout.status import Backend
-
-    table = router.routes()
-    spec = table.backend("stable")
-    if spec is None:
-        return Backend(ref="", version="", url=None, owned=False)
-    if "stable" in router.unhealthy_backends():
-        raise Conflict(
-            f"the router's stable backend ({spec.version or 'unnamed'} at {spec.url}) is down, so a canary "
-            f"would have nothing to be compared with: restart it, or take it off with "
-            f"`conveyor rollout down {store.service}` and start again",
-        )
-    previous = store.find()
-    if previous is not None:
-        serving = previous.canary if previous.phase == "succeeded" else previous.stable
-        if serving.url == spec.url:
-            return serving
-    return Backend(ref=spec.version or spec.url, version=spec.version or spec.url, url=spec.url, owned=False)
-
-
-def _spawn_controller(service: str) -> None:
-    from conveyor.rollout.status import StatusStore
-
-    store = StatusStore(service)
-    log = open(store.dir / "controller.log", "ab")  # noqa: SIM115 (the child keeps it)
-    subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "rollout", "controller", service],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    return pick_service(service)
 
 
 def _follow(store: StatusStore, as_json: bool) -> RolloutStatus:
     """Run the controller here; draw the live view on a terminal, print each event otherwise."""
     from rich.live import Live
 
-    from conveyor.rollout import view
+    from conveyor.cli import rollout_view as view
     from conveyor.rollout.controller import Controller
 
     controller = Controller(store)
@@ -140,7 +79,7 @@ def _stats(status: RolloutStatus) -> dict | None:
 
 
 def _finish(status: RolloutStatus) -> None:
-    from conveyor.rollout import view
+    from conveyor.cli import rollout_view as view
 
     colour = view.COLOURS.get(status.phase, "white")
     stdout.print(f"[{colour}]{status.phase}[/{colour}]: {status.message}", highlight=False)
@@ -154,13 +93,58 @@ def _create_and_run(status: RolloutStatus, detach: bool, as_json: bool) -> None:
     store = StatusStore(status.service)
     store.create(status)
     if detach:
-        _spawn_controller(status.service)
+        from conveyor.rollout.plan import spawn_controller
+
+        spawn_controller(status.service)
         stdout.print(f"rollout {status.id} of {status.ref} started; `conveyor rollout status {status.service} --watch`")
         return
     _finish(_follow(store, as_json))
 
 
+def _above(bound: float) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value is not None and value <= bound:
+            raise typer.BadParameter(f"must be greater than {bound:g}")
+        return value
+
+    return check
+
+
+def with_threshold_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give the command one option per analysis threshold (``**thresholds``), read from the metric table.
+
+    A new metric's thresholds become options here without this file changing.  Bounds are
+    checked by the option itself; the default (None) means conveyor.yaml's value, else the metric's.
+    """
+    import inspect
+
+    from conveyor.rollout.metrics import all_thresholds
+
+    signature = inspect.signature(command, eval_str=True)
+    params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    for threshold in all_thresholds():
+        if threshold.type is bool:
+            continue  # switches have their own options (--no-contract)
+        kind: Any = threshold.type
+        default = "off" if threshold.default is None else f"{threshold.default:g}"
+        option = typer.Option(
+            f"--{threshold.name.replace('_', '-')}",
+            help=f"{threshold.help[0].upper()}{threshold.help[1:]} [default: conveyor.yaml, else {default}].",
+            min=threshold.ge,
+            max=threshold.le,
+            callback=_above(threshold.gt) if threshold.gt is not None else None,
+            rich_help_panel="Analysis thresholds",
+        )
+        annotation = Annotated[kind | None, option]  # type: ignore[valid-type]
+        params.append(
+            inspect.Parameter(threshold.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+        )
+    command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return command
+
+
 @app.command()
+@with_threshold_options
 def start(
     ref: Annotated[str, typer.Argument(help="The new version: name:version or name@alias from the registry.")],
     service: Annotated[str | None, typer.Option(help="Service to roll out in [default: the model's name].")] = None,
@@ -182,20 +166,10 @@ def start(
         str | None,
         typer.Option(help="Backend command template instead of `conveyor serve REF` ({port}, {ref}, {version})."),
     ] = None,
-    min_requests: Annotated[int | None, typer.Option(help="Canary requests per window for a verdict.")] = None,
-    max_error_rate: Annotated[float | None, typer.Option(help="Absolute ceiling on the canary's error rate.")] = None,
-    max_error_rate_increase: Annotated[float | None, typer.Option(help="Canary minus stable error rate.")] = None,
-    max_p99_ms: Annotated[float | None, typer.Option(help="Absolute ceiling on the canary's p99 latency.")] = None,
-    max_p99_ratio: Annotated[float | None, typer.Option(help="Canary p99 / stable p99 ceiling.")] = None,
-    mirror_percent: Annotated[
-        float | None, typer.Option(help="Stable traffic copied to the canary for agreement (0: off).")
-    ] = None,
-    min_agreement: Annotated[float | None, typer.Option(help="Minimum share of agreeing predictions.")] = None,
-    min_compared: Annotated[int | None, typer.Option(help="Compared mirrored answers for a verdict.")] = None,
-    max_inconclusive: Annotated[int | None, typer.Option(help="Inconclusive analyses in a row before pausing.")] = None,
     config: Annotated[Path | None, typer.Option(help="conveyor.yaml with a rollout section.")] = None,
     detach: Annotated[bool, typer.Option(help="Run the controller in the background and return.")] = False,
     as_json: JsonOption = False,
+    **thresholds: float | int | None,
 ) -> None:
     """Start a rollout of REF: start its backend, shift traffic step by step, analyse, promote or roll back.
 
@@ -205,93 +179,17 @@ def start(
     Exit codes: 0 promoted, 1 rolled back, 5 another rollout of the service is active.
     """
     from conveyor.rollout.config import load_settings
+    from conveyor.rollout.plan import Request, new_status
 
     with handle_errors():
         settings = load_settings(config)
-        status = _new_status(
-            ref, settings, service=service, router=router, strategy=strategy, steps=steps, interval=interval,
+        request = Request(
+            ref, service=service, router=router, strategy=strategy, steps=steps, interval=interval,
             rollback_window=rollback_window, contract=contract, no_contract=no_contract, image=image,
-            command=command, thresholds={
-                "min_requests": min_requests, "max_error_rate": max_error_rate,
-                "max_error_rate_increase": max_error_rate_increase, "max_p99_ms": max_p99_ms,
-                "max_p99_ratio": max_p99_ratio, "mirror_percent": mirror_percent, "min_agreement": min_agreement,
-                "min_compared": min_compared, "max_inconclusive": max_inconclusive,
-            },
+            command=command, thresholds=thresholds,
         )  # fmt: skip
+        status = new_status(request, settings)
         _create_and_run(status, detach, as_json)
-
-
-def _new_status(
-    ref: str,
-    settings: RolloutSettings,
-    *,
-    service: str | None = None,
-    router: str | None = None,
-    strategy: str | None = None,
-    steps: str | None = None,
-    interval: str | None = None,
-    rollback_window: str | None = None,
-    contract: Path | None = None,
-    no_contract: bool = False,
-    image: str | None = None,
-    command: str | None = None,
-    thresholds: dict[str, float | int | None] | None = None,
-) -> RolloutStatus:
-    from conveyor.durations import parse_duration
-    from conveyor.rollout.analysis import MeasurementError
-    from conveyor.rollout.config import parse_steps
-    from conveyor.rollout.router_client import RouterClient
-    from conveyor.rollout.status import Backend, RolloutStatus, StatusStore, router_address
-
-    command = command or settings.command
-    chosen_steps = parse_steps(steps) if steps else settings.steps  # validate the options before any work
-    interval_s = parse_duration(interval or settings.interval)
-    rollback_window_s = parse_duration(rollback_window or settings.rollback_window)
-    serve_ref, version, model_name, model_version = _resolve(ref, allow_unregistered=bool(command or image))
-    service = service or settings.service or model_name or ref.split(":")[0].split("@")[0]
-    strategy = strategy or settings.strategy
-    if strategy not in ("canary", "blue-green"):
-        raise InvalidInput(f"--strategy must be canary or blue-green, not {strategy!r}")
-    router_url = router or settings.router or router_address(service)
-    if router_url is None:
-        raise NotFound(f"no router for service {service!r}: start `conveyor router --service {service}`")
-    limits = settings.thresholds.model_copy(update={k: v for k, v in (thresholds or {}).items() if v is not None})
-    if (thresholds or {}).get(
-        "mirror_percent"
-    ) is None and "mirror_percent" not in settings.thresholds.model_fields_set:
-        limits.mirror_percent = 20.0 if strategy == "canary" else 50.0
-    contract_path = contract or (Path(settings.contract) if settings.contract else None)
-    if contract_path is not None and not contract_path.exists():
-        raise NotFound(f"contract {contract_path} does not exist")
-    limits.contract = not no_contract
-    store = StatusStore(service)
-    client = RouterClient(router_url)
-    try:
-        stable = _stable_backend(store, client)
-    except MeasurementError as exc:
-        raise NotReady(str(exc)) from None
-    finally:
-        client.close()
-    if stable.url is not None and stable.version == version:
-        raise Conflict(f"{version} is already the stable version of service {service!r}")
-    canary = Backend(ref=image or serve_ref, version=version, engine="container" if image else None)
-    return RolloutStatus(
-        service=service,
-        strategy=strategy,  # type: ignore[arg-type]
-        ref=serve_ref,
-        model_name=model_name,
-        model_version=model_version,
-        router=router_url,
-        steps=chosen_steps,
-        interval_s=interval_s,
-        rollback_window_s=rollback_window_s,
-        stable=stable,
-        canary=canary,
-        command=None if image else command,
-        contract_path=str(contract_path.resolve()) if contract_path else None,
-        thresholds=limits,
-        previous_ref=stable.ref or None,
-    )
 
 
 @app.command()
@@ -317,7 +215,7 @@ def status(
     """Show the rollout: step, weights, per-version traffic, agreement and analysis results."""
     from rich.live import Live
 
-    from conveyor.rollout import view
+    from conveyor.cli import rollout_view as view
     from conveyor.rollout.status import StatusStore
 
     with handle_errors():
@@ -343,26 +241,14 @@ def status(
             stderr.print("no controller is running for this rollout: `conveyor rollout controller SERVICE`")
 
 
-def _command(service: str | None, action: Action, reason: str | None, wait: float) -> None:
+def _command(service: str | None, action: Action, reason: str | None, wait: float, weight: float | None = None) -> None:
+    from conveyor.rollout.plan import send_command
     from conveyor.rollout.status import StatusStore
 
     with handle_errors():
         store = StatusStore(_pick_service(service))
-        sent = store.command(action, reason)
-        if not store.controller_running():
-            _spawn_controller(store.service)
-            stderr.print("no controller was running: started one in the background", highlight=False)
-        deadline = time.monotonic() + wait
-        current = store.load()
-        while current.handled_command < sent.id and time.monotonic() < deadline:
-            time.sleep(0.2)
-            current = store.load()
-        if current.handled_command < sent.id:
-            raise fail(f"{action} recorded, but the controller has not acted on it after {wait:g}s", EXIT_FAILURE)
-        if action == "abort":
-            while current.active and time.monotonic() < deadline + 30:
-                time.sleep(0.2)
-                current = store.load()
+        notice = lambda text: stderr.print(text, highlight=False)  # noqa: E731
+        current = send_command(store, action, reason, weight=weight, wait=wait, on_notice=notice)
         stdout.print(f"{current.phase} ({current.stage}): {current.message}", highlight=False)
 
 
@@ -394,36 +280,29 @@ def resume(service: ServiceArg = None, reason: ReasonOption = None, wait: WaitOp
 
 
 @app.command()
+def weight(
+    percent: Annotated[float, typer.Argument(help="The canary's share of live traffic, 0 to 100.", min=0, max=100)],
+    service: ServiceArg = None,
+    reason: ReasonOption = None,
+    wait: WaitOption = 30.0,
+) -> None:
+    """Set the canary's traffic share by hand and pause there; resume or promote to go on."""
+    _command(service, "weight", reason, wait, weight=percent)
+
+
+@app.command()
 def abort(service: ServiceArg = None, reason: ReasonOption = None, wait: WaitOption = 30.0) -> None:
     """Roll back now: all traffic to stable, the canary stopped, the rollout marked aborted."""
     _command(service, "abort", reason, wait)
 
 
 def _again(service: str | None, want: str, ref_of, detach: bool, as_json: bool, **overrides) -> None:  # type: ignore[no-untyped-def]
-    from conveyor.rollout.config import RolloutSettings
+    from conveyor.rollout.plan import again
     from conveyor.rollout.status import StatusStore
 
     with handle_errors():
         store = StatusStore(_pick_service(service))
-        last = store.load()
-        if last.phase != want:
-            raise Conflict(f"the last rollout of {store.service!r} is {last.phase}, not {want}")
-        ref = ref_of(last)
-        if not ref:
-            raise Conflict("the last rollout does not record a previous version to go back to")
-        settings = RolloutSettings(
-            strategy=overrides.get("strategy") or last.strategy,
-            steps=last.steps,
-            interval=last.interval_s,
-            rollback_window=last.rollback_window_s,
-            contract=last.contract_path,
-            command=last.command,
-            thresholds=last.thresholds,
-        )
-        image = last.canary.ref if last.canary.engine and want == "aborted" else None
-        status = _new_status(
-            ref, settings, service=store.service, router=last.router, steps=overrides.get("steps"), image=image
-        )
+        status = again(store, want, ref_of, strategy=overrides.get("strategy"), steps=overrides.get("steps"))
         _create_and_run(status, detach, as_json)
 
 
@@ -474,38 +353,21 @@ def down(service: ServiceArg = None) -> None:
     """Stop the backends rollouts of SERVICE started, and take them and any dead backend off the router.
 
     The router keeps running (stop it yourself); the next `rollout start` begins from what is left."""
-    from conveyor.rollout import backends
-    from conveyor.rollout.analysis import MeasurementError
-    from conveyor.rollout.router_client import RouterClient
+    from conveyor.rollout.plan import take_down
     from conveyor.rollout.status import StatusStore
 
     with handle_errors():
-        store = StatusStore(_pick_service(service))
-        last = store.load()
-        if last.active:
-            raise Conflict(f"the rollout of {last.ref} is {last.phase}: abort it first")
-        stopped, stopped_urls = [], set()
-        for backend in (last.stable, last.canary):
-            if backend.owned and (backend.pid or backend.container) and backends.alive(backend):
-                backends.stop(backend)
-                stopped.append(backend.version)
-            if backend.owned and backend.url:
-                stopped_urls.add(backend.url)
-        stdout.print(f"stopped: {', '.join(stopped)}" if stopped else "no running backend was started by a rollout")
-        client = RouterClient(last.router)
-        try:
-            table = client.routes()
-            gone = client.unhealthy_backends() | {b.name for b in table.backends if b.url in stopped_urls}
-            if gone:
-                client.set_routes(table.without(gone))
-                stdout.print(f"removed from the router: {', '.join(sorted(gone))}")
-        except MeasurementError as exc:
-            stdout.print(f"the router was not changed: {exc}")
-        finally:
-            client.close()
+        result = take_down(StatusStore(_pick_service(service)))
+    stopped = result.stopped
+    stdout.print(f"stopped: {', '.join(stopped)}" if stopped else "no running backend was started by a rollout")
+    if result.removed:
+        stdout.print(f"removed from the router: {', '.join(result.removed)}")
+    if result.router_error:
+        stdout.print(f"the router was not changed: {result.router_error}")
 
 
 @app.command("export")
+@with_threshold_options
 def export_manifests(
     image: Annotated[str, typer.Option(help="The model-server image of the new version.")],
     fmt: Annotated[str, typer.Option("--format", help="argo-rollouts or kserve.")] = "argo-rollouts",
@@ -515,6 +377,7 @@ def export_manifests(
     contract: Annotated[Path | None, typer.Option(help="Contract run by the analysis Job.")] = None,
     config: Annotated[Path | None, typer.Option(help="conveyor.yaml with a rollout section.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="File to write; - for stdout.")] = Path("-"),
+    **thresholds: float | int | None,
 ) -> None:
     """Write Kubernetes manifests for the same strategy: Argo Rollouts (+ AnalysisTemplate) or KServe."""
     from conveyor.durations import parse_duration
@@ -528,8 +391,9 @@ def export_manifests(
         app_name = name or settings.service or "model"
         contract_path = contract or (Path(settings.contract) if settings.contract else None)
         contract_text = contract_path.read_text() if contract_path else None
+        limits = settings.thresholds.model_copy(update={k: v for k, v in thresholds.items() if v is not None})
         if fmt == "argo-rollouts":
-            text = export_argo_rollouts(app_name, image, chosen_steps, seconds, settings.thresholds, contract_text)
+            text = export_argo_rollouts(app_name, image, chosen_steps, seconds, limits, contract_text)
         elif fmt == "kserve":
             text = export_kserve(app_name, image, chosen_steps)
         else:

@@ -57,7 +57,7 @@ def serve(
          --data '["What a wonderful day"]' http://127.0.0.1:5000/predict
     {"positive":true}
     """
-    from conveyor.registry.serving import fetch_for_serving
+    from conveyor.serving.fetch import fetch_for_serving
     from conveyor.serving.server import ServeConfig
     from conveyor.serving.server import serve as run_server
 

@@ -28,7 +28,7 @@ from conveyor.digest import folder_digest
 from conveyor.errors import ConveyorError, ModelLoadError
 from conveyor.packaging import DEFAULT_BASE
 from conveyor.packaging.requirements import SERVING_ROOTS, closure, download_wheels, requirements_text
-from conveyor.registry.local import Progress
+from conveyor.registry.base import Progress
 from conveyor.registry.records import ModelVersion
 from conveyor.serving.spec import SPEC_FILE, inferred_spec
 

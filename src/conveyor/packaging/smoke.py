@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from conveyor.verify.targets import run_image
+from conveyor.containers import serving_image
 
 
 @dataclass
@@ -23,9 +23,9 @@ def smoke(image: str, timeout: float = 120, text: str = "MLOps is critical for r
         result.steps.append((name, passed, detail))
         result.ok &= passed
 
-    with run_image(image, timeout) as running:
-        step("ready", True, f"{running.url}/v2/health/ready answered 200")
-        response = httpx.post(f"{running.url}/predict", json=[text], timeout=30)
+    with serving_image(image, timeout) as (url, _, _):
+        step("ready", True, f"{url}/v2/health/ready answered 200")
+        response = httpx.post(f"{url}/predict", json=[text], timeout=30)
         try:
             body = response.json()
         except ValueError:
@@ -36,6 +36,6 @@ def smoke(image: str, timeout: float = 120, text: str = "MLOps is critical for r
             f"POST /predict {[text]} -> {response.status_code} {response.text[:120]}",
         )
         for path in ("/v2/health/live", "/v2/health/ready"):
-            health = httpx.get(running.url + path, timeout=10)
+            health = httpx.get(url + path, timeout=10)
             step(path, health.status_code == 200, f"{path} -> {health.status_code}")
     return result

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 
 from conveyor.errors import ConveyorError, Unreachable, error_for_status
+from conveyor.registry.base import Progress, RegistryBase
 from conveyor.registry.blobs import CHUNK, file_chunks
-from conveyor.registry.local import Progress, RegistryBase
 from conveyor.registry.records import Alias, ModelVersion, NewVersion, RegisteredModel
 from conveyor.registry.refs import ModelRef, check_name, parse_ref
 from conveyor.tls import client_verify, transport_hint

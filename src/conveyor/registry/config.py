@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the stores import SQLAlchemy, boto3 or httpx: only when a command opens one
     from conveyor.registry.local import LocalRegistry
+    from conveyor.registry.protocol import Registry
 
 
 def conveyor_home() -> Path:
@@ -40,8 +41,12 @@ def open_local(database_url: str | None = None, blob_store: str | None = None) -
     )
 
 
-def open_registry(location: str | None = None, token: str | None = None):  # type: ignore[no-untyped-def]
-    """A LocalRegistry or a RemoteRegistry: both offer the same methods."""
+def open_registry(location: str | None = None, token: str | None = None) -> Registry:
+    """The registry at ``location`` (default ``CONVEYOR_REGISTRY``, else the embedded one under ``CONVEYOR_HOME``).
+
+    ``http(s)://`` is a registry server (``token`` default ``CONVEYOR_TOKEN``); a database URL or
+    a folder is an embedded registry there.  Local and remote implement the same ``Registry``.
+    """
     location = location or os.environ.get("CONVEYOR_REGISTRY") or None
     if location and location.startswith(("http://", "https://")):
         from conveyor.registry.client import RemoteRegistry

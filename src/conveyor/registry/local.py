@@ -1,226 +1,18 @@
-"""The registry on a SQL store and a blob store: registration, download, cache."""
+"""The embedded registry: metadata in a SQL store, files in a blob store, events to webhooks and hooks."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterable
-from pathlib import Path, PurePosixPath
-from typing import Protocol
+from collections.abc import Iterable
+from pathlib import Path
 
-from conveyor.digest import digest_of_pairs, sha256_file
-from conveyor.errors import ClientError, Conflict, ConveyorError, InvalidInput, Unreachable
-from conveyor.registry.blobs import BlobStore, copy_verified, file_chunks
+from conveyor.errors import Conflict, InvalidInput
+from conveyor.registry.access import TokenStore, WebhookStore
+from conveyor.registry.base import Progress, RegistryBase, check_file_path, version_digest
+from conveyor.registry.blobs import BlobStore, file_chunks
 from conveyor.registry.events import EventDispatcher, make_event
-from conveyor.registry.onnx_info import framework_of
-from conveyor.registry.records import Alias, FileEntry, Lineage, ModelVersion, NewVersion, RegisteredModel
-from conveyor.registry.refs import ModelRef, check_name, parse_ref
+from conveyor.registry.records import Alias, ModelVersion, NewVersion, RegisteredModel
+from conveyor.registry.refs import ModelRef, parse_ref
 from conveyor.registry.sql import SqlStore
-
-
-class Progress(Protocol):
-    """What long transfers report to (the CLI draws a progress bar)."""
-
-    def start(self, description: str, total: int) -> None: ...
-
-    def advance(self, amount: int) -> None: ...
-
-
-class _Silent:
-    def start(self, description: str, total: int) -> None:
-        pass
-
-    def advance(self, amount: int) -> None:
-        pass
-
-
-def version_digest(files: Iterable[FileEntry]) -> str:
-    """One sha256 for a whole version: over the sorted (path, sha256) pairs."""
-    return digest_of_pairs((f.path, f.sha256) for f in files)
-
-
-def check_file_path(path: str) -> str:
-    """File paths inside a version are relative, forward-slashed and never climb out."""
-    pure = PurePosixPath(path)
-    if (
-        not path
-        or pure.is_absolute()
-        or "\\" in path
-        or any(part in ("..", "") for part in path.split("/"))
-        or any(ord(c) < 32 for c in path)
-    ):
-        raise InvalidInput(f"invalid file path {path!r} in version: must be relative, without '..'")
-    return path
-
-
-def collect_files(path: Path) -> list[tuple[str, Path]]:
-    """(path inside the version, local path) for a file or every file under a folder."""
-    path = Path(path)
-    if path.is_file():
-        return [(path.name, path)]
-    if not path.is_dir():
-        raise ConveyorError(f"{path}: no such file or directory")
-    found = []
-    for local in sorted(path.rglob("*")):
-        relative = local.relative_to(path)
-        if any(part.startswith(".") for part in relative.parts) or not local.is_file():
-            continue  # hidden files (.git, editor swap files) are not part of a model
-        found.append((relative.as_posix(), local))
-    if not found:
-        raise ConveyorError(f"{path}: the folder holds no files to register")
-    return found
-
-
-def model_facts(files: list[tuple[str, Path]]) -> tuple[str | None, str | None, dict[str, str]]:
-    for _, local in files:
-        framework, version, extra = framework_of(local)
-        if framework:
-            return framework, version, extra
-    return None, None, {}
-
-
-def git_commit(path: Path) -> str | None:
-    """The commit of the git checkout holding ``path``, if any (read from .git, no git binary needed)."""
-    for folder in [path.resolve(), *path.resolve().parents]:
-        head = folder / ".git" / "HEAD"
-        if head.is_file():
-            content = head.read_text().strip()
-            if content.startswith("ref: "):
-                ref = folder / ".git" / content.removeprefix("ref: ")
-                if ref.is_file():
-                    return ref.read_text().strip()
-                packed = folder / ".git" / "packed-refs"
-                if packed.is_file():
-                    for line in packed.read_text().splitlines():
-                        if line.endswith(content.removeprefix("ref: ")):
-                            return line.split()[0]
-                return None
-            return content
-    return None
-
-
-class RegistryBase:
-    """What every backend shares: registration, download and the cache, over a few primitives.
-
-    Subclasses provide ``resolve``, ``open_blob``, ``create_version``,
-    ``blob_exists`` and ``store_blob``.
-    """
-
-    cache_dir: Path | None = None
-
-    def register(
-        self,
-        path: Path,
-        name: str,
-        *,
-        description: str = "",
-        tags: dict[str, str] | None = None,
-        properties: dict[str, str] | None = None,
-        aliases: Iterable[str] = (),
-        lineage: Lineage | None = None,
-        model_description: str | None = None,
-        progress: Progress | None = None,
-        skip_unchanged: bool = False,
-    ) -> ModelVersion:
-        """Store every file of ``path`` as a blob, then make the version visible in one step.
-
-        A crash before the last step leaves no version (at most unreferenced blobs).
-        With ``skip_unchanged``, files identical to the latest version register
-        nothing: that version is returned (and the aliases pointed at it).
-        """
-        check_name(name)
-        progress = progress or _Silent()
-        files = collect_files(Path(path))
-        progress.start(f"hashing {name}", sum(local.stat().st_size for _, local in files))
-        entries = []
-        for relative, local in files:
-            digest, size = sha256_file(local, progress.advance)
-            entries.append(FileEntry(path=relative, sha256=digest, size=size))
-        if skip_unchanged and (latest := self._latest_or_none(name)) and latest.digest == version_digest(entries):
-            for alias in aliases:
-                self.set_alias(name, alias, latest.version)
-            return self.resolve(f"{name}:{latest.version}").model_copy(update={"unchanged": True})
-        missing: dict[str, tuple[Path, int]] = {}
-        for entry, (_, local) in zip(entries, files, strict=True):
-            if entry.sha256 not in missing and not self.blob_exists(entry.sha256):
-                missing[entry.sha256] = (local, entry.size)
-        progress.start(f"storing {name}", sum(size for _, size in missing.values()))
-        try:
-            for digest, (local, size) in missing.items():
-                self.store_blob(digest, local, size, progress)
-        except Unreachable as exc:
-            raise Unreachable(
-                f"{exc}; nothing was registered ({name} has no new version): "
-                "run the same command again once the registry is back (stored files are not sent twice)"
-            ) from None
-        framework, framework_version, facts = model_facts(files)
-        lineage = lineage or Lineage()
-        if lineage.source is None:
-            lineage = lineage.model_copy(update={"source": str(Path(path).resolve())})
-        if lineage.git_commit is None:
-            lineage = lineage.model_copy(update={"git_commit": git_commit(Path(path))})
-        new = NewVersion(
-            description=description,
-            files=entries,
-            framework=framework,
-            framework_version=framework_version,
-            tags=tags or {},
-            properties={**facts, **(properties or {})},
-            lineage=lineage,
-            aliases=list(aliases),
-            model_description=model_description,
-        )
-        try:
-            return self.create_version(name, new)
-        except Unreachable as exc:
-            raise Unreachable(
-                f"{exc}; the files were stored but the registry did not confirm the new version of {name}: "
-                f"check with `conveyor models show {name}` and register again if it is not there"
-            ) from None
-
-    def download(self, ref: str | ModelRef, dest: Path, progress: Progress | None = None) -> ModelVersion:
-        """Write a version's files under ``dest``, each verified against its sha256.
-
-        Files land in a staging folder beside ``dest`` first: a failed or
-        interrupted download leaves ``dest`` as it was.
-        """
-        return download_version(self.resolve(ref), self.open_blob, Path(dest), progress)
-
-    def cached(
-        self, ref: str | ModelRef, progress: Progress | None = None, on_notice: Callable[[str], None] | None = None
-    ) -> tuple[ModelVersion, Path]:
-        """A verified local copy of a version (downloaded once per digest, re-hashed on every use)."""
-        version = self.resolve(ref)
-        return version, cache_version(version, self.open_blob, self.cache_dir, progress, on_notice)
-
-    def _latest_or_none(self, name: str) -> ModelVersion | None:
-        try:
-            return self.resolve(name)
-        except ClientError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    # primitives -------------------------------------------------------------------------------
-
-    def set_alias(self, name: str, alias: str, version: int, force: bool = False, protect: bool | None = None) -> Alias:
-        raise NotImplementedError
-
-    def resolve(self, ref: str | ModelRef) -> ModelVersion:
-        raise NotImplementedError
-
-    def open_blob(self, digest: str) -> Iterable[bytes]:
-        raise NotImplementedError
-
-    def create_version(self, name: str, new: NewVersion) -> ModelVersion:
-        raise NotImplementedError
-
-    def blob_exists(self, digest: str) -> bool:
-        raise NotImplementedError
-
-    def store_blob(self, digest: str, local: Path, size: int, progress: Progress) -> None:
-        raise NotImplementedError
 
 
 class LocalRegistry(RegistryBase):
@@ -231,7 +23,9 @@ class LocalRegistry(RegistryBase):
     ) -> None:
         self.store = store
         self.blobs = blobs
-        self.events = EventDispatcher(store.webhooks, hooks_dir)
+        self.tokens = TokenStore(store.engine)
+        self.webhooks = WebhookStore(store.engine)
+        self.events = EventDispatcher(self.webhooks.all, hooks_dir)
         self.cache_dir = cache_dir
         self.location = store.url
 
@@ -293,71 +87,3 @@ class LocalRegistry(RegistryBase):
 
     def delete_version(self, name: str, version: int) -> ModelVersion:
         return self.store.delete_version(name, version)
-
-
-def download_version(version: ModelVersion, open_blob, dest: Path, progress: Progress | None = None) -> ModelVersion:  # type: ignore[no-untyped-def]
-    progress = progress or _Silent()
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
-    try:
-        progress.start(f"downloading {version.ref}", version.size)
-        for entry in version.files:
-            target = staging / check_file_path(entry.path)
-            copy_verified(open_blob(entry.sha256), target, entry.sha256, progress.advance)
-        dest.mkdir(parents=True, exist_ok=True)
-        for entry in version.files:
-            final = dest / entry.path
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / entry.path, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return version
-
-
-COMPLETE_MARKER = ".conveyor-complete"
-
-
-def cache_version(
-    version: ModelVersion,
-    open_blob,  # type: ignore[no-untyped-def]
-    cache_dir: Path | None,
-    progress: Progress | None = None,
-    on_notice: Callable[[str], None] | None = None,
-) -> Path:
-    """A verified local copy of a version under the cache, downloaded once per digest.
-
-    A cached copy is re-hashed every time it is handed out: bytes changed on disk since the
-    download (or files added beside them) are thrown away and downloaded again, and
-    ``on_notice`` hears which files were wrong.
-    """
-    from conveyor.registry.config import conveyor_home
-
-    root = Path(cache_dir) if cache_dir else conveyor_home() / "cache"
-    target = root / version.name / f"{version.version}-{version.digest[:16]}"
-    marker = target / COMPLETE_MARKER
-    if marker.is_file() and marker.read_text().strip() == version.digest:
-        changed = cache_mismatches(version, target)
-        if not changed:
-            return target
-        if on_notice is not None:
-            on_notice(
-                f"the cached copy of {version.ref} in {target} was changed on disk ({', '.join(changed)}): "
-                "downloading it again"
-            )
-    if target.exists():
-        shutil.rmtree(target)
-    download_version(version, open_blob, target, progress)
-    marker.write_text(version.digest)
-    return target
-
-
-def cache_mismatches(version: ModelVersion, folder: Path) -> list[str]:
-    """The files of ``folder`` that differ from the version: changed, missing or added."""
-    expected = {entry.path: entry.sha256 for entry in version.files}
-    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {COMPLETE_MARKER}
-    wrong = sorted(present - expected.keys()) + sorted(expected.keys() - present)
-    for path in sorted(expected.keys() & present):
-        if sha256_file(folder / path)[0] != expected[path]:
-            wrong.append(path)
-    return wrong

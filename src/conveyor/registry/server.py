@@ -72,7 +72,7 @@ class TokenAuth:
             )
             await response(scope, receive, send)
             return
-        found = await anyio.to_thread.run_sync(self.registry.store.token_scope, token.strip())
+        found = await anyio.to_thread.run_sync(self.registry.tokens.scope_of, token.strip())
         if found is None:
             response = error_response(
                 401, "invalid or revoked token", {"WWW-Authenticate": 'Bearer error="invalid_token"'}

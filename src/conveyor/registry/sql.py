@@ -8,12 +8,10 @@ registrations from several processes get distinct numbers.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -41,11 +39,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from conveyor.errors import Conflict, InvalidInput, NotFound
+from conveyor.errors import Conflict, NotFound
 from conveyor.registry.records import Alias, FileEntry, Lineage, ModelVersion, NewVersion, RegisteredModel
 from conveyor.registry.refs import ModelRef, check_alias, check_name, check_tag_key
-
-Scope = Literal["read", "write"]
 
 metadata = MetaData()
 
@@ -163,12 +159,8 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class SqlStore:
-    """Models, versions, aliases, tokens and webhooks in one SQL database."""
+    """Models, versions and aliases (tokens and webhooks: ``access.py``, in the same database)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -482,75 +474,5 @@ class SqlStore:
             conn.execute(delete(versions_table).where(versions_table.c.id == row.id))
         return record
 
-    # ---- tokens -----------------------------------------------------------------------------
 
-    def create_token(self, name: str, scope: Scope) -> str:
-        """A new bearer token; only its sha256 is stored, so it is shown once."""
-        check_name(name, "token name")
-        if scope not in ("read", "write"):
-            raise InvalidInput(f"scope must be read or write, got {scope!r}")
-        token = "cvt_" + secrets.token_urlsafe(32)
-        try:
-            with self._tx() as conn:
-                conn.execute(
-                    insert(tokens_table).values(name=name, token_hash=hash_token(token), scope=scope, created_at=now())
-                )
-        except IntegrityError:
-            raise Conflict(f"a token named {name!r} exists already") from None
-        return token
-
-    def token_scope(self, token: str) -> tuple[str, Scope] | None:
-        """The (name, scope) of a valid token, or None."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(tokens_table.c.name, tokens_table.c.scope).where(
-                    tokens_table.c.token_hash == hash_token(token), tokens_table.c.revoked_at.is_(None)
-                )
-            ).first()
-        return (row.name, row.scope) if row else None
-
-    def list_tokens(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(tokens_table).order_by(tokens_table.c.name)).all()
-        return [
-            {
-                "name": r.name,
-                "scope": r.scope,
-                "created_at": _utc(r.created_at).isoformat(),
-                "revoked": r.revoked_at is not None,
-            }
-            for r in rows
-        ]
-
-    def revoke_token(self, name: str) -> None:
-        with self._tx() as conn:
-            result = conn.execute(
-                update(tokens_table)
-                .where(tokens_table.c.name == name, tokens_table.c.revoked_at.is_(None))
-                .values(revoked_at=now())
-            )
-            if result.rowcount == 0:
-                raise NotFound(f"no active token named {name!r}")
-
-    # ---- webhooks ---------------------------------------------------------------------------
-
-    def add_webhook(self, url: str, secret: str) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise InvalidInput(f"webhook URL must be http(s)://, got {url!r}")
-        try:
-            with self._tx() as conn:
-                conn.execute(insert(webhooks_table).values(url=url, secret=secret, created_at=now()))
-        except IntegrityError:
-            raise Conflict(f"webhook {url} exists already") from None
-
-    def webhooks(self) -> list[tuple[str, str]]:
-        with self.engine.connect() as conn:
-            return [(r.url, r.secret) for r in conn.execute(select(webhooks_table).order_by(webhooks_table.c.id))]
-
-    def remove_webhook(self, url: str) -> None:
-        with self._tx() as conn:
-            if conn.execute(delete(webhooks_table).where(webhooks_table.c.url == url)).rowcount == 0:
-                raise NotFound(f"no webhook {url}")
-
-
-__all__ = ["OperationalError", "SqlStore", "hash_token", "normalize_url"]
+__all__ = ["OperationalError", "SqlStore", "normalize_url"]

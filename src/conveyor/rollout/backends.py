@@ -12,15 +12,15 @@ import contextlib
 import os
 import shlex
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from conveyor import containers
+from conveyor.containers import container_engine, free_port
 from conveyor.errors import ConveyorError, InvalidInput
+from conveyor.launch import conveyor_argv, spawn_detached
 from conveyor.readiness import readiness, wait_until_ready
 from conveyor.rollout.status import Backend
-from conveyor.verify.targets import container_engine, free_port
 
 
 def start_process(ref: str, version: str, log_dir: Path, role: str, command: str | None = None) -> Backend:
@@ -32,30 +32,18 @@ def start_process(ref: str, version: str, log_dir: Path, role: str, command: str
         except (KeyError, IndexError, ValueError) as exc:
             raise InvalidInput(f"invalid backend command {command!r}: {exc}") from None
     else:
-        argv = [sys.executable, "-m", "conveyor", "serve", ref, "--host", "127.0.0.1", "--port", str(port)]
+        argv = conveyor_argv("serve", ref, "--host", "127.0.0.1", "--port", str(port))
     log = log_dir / f"{role}-{version.replace(':', '-').replace('/', '_')}-{port}.log"
-    with open(log, "ab") as out:
-        try:
-            process = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
-        except OSError as exc:
-            raise ConveyorError(f"cannot start the {role} backend ({argv[0]}): {exc}") from None
+    try:
+        process = spawn_detached(argv, log)
+    except OSError as exc:
+        raise ConveyorError(f"cannot start the {role} backend ({argv[0]}): {exc}") from None
     return Backend(ref=ref, version=version, url=f"http://127.0.0.1:{port}", pid=process.pid, log=str(log))
 
 
 def start_container(image: str, version: str, name: str, container_port: int = 5000) -> Backend:
-    engine = container_engine()
     port = free_port()
-    subprocess.run([engine, "rm", "-f", name], capture_output=True, check=False)
-    result = subprocess.run(
-        [engine, "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{container_port}", image],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise ConveyorError(f"{engine} run {image} failed: {result.stderr.strip()}")
+    engine = containers.run_detached(image, name, port, container_port)
     return Backend(ref=image, version=version, url=f"http://127.0.0.1:{port}", container=name, engine=engine)
 
 
@@ -84,13 +72,7 @@ def alive(backend: Backend) -> bool:
     if backend.pid is not None:
         return not _zombie_or_gone(backend.pid)
     if backend.container is not None:
-        result = subprocess.run(
-            [backend.engine or container_engine(), "inspect", "-f", "{{.State.Running}}", backend.container],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return result.stdout.strip() == "true"
+        return containers.is_running(backend.engine or container_engine(), backend.container)
     return True
 
 
@@ -103,13 +85,7 @@ def log_tail(backend: Backend, lines: int = 15) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(Path(backend.log).read_text(errors="replace").splitlines()[-lines:])
     if backend.container:
-        result = subprocess.run(
-            [backend.engine or container_engine(), "logs", "--tail", str(lines), backend.container],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return (result.stdout + result.stderr).strip()
+        return containers.logs(backend.engine or container_engine(), backend.container, tail=lines)
     return ""
 
 
@@ -123,9 +99,7 @@ def stop(backend: Backend, grace: float = 10.0) -> None:
     if not backend.owned:
         return
     if backend.container is not None:
-        engine = backend.engine or container_engine()
-        subprocess.run([engine, "stop", "-t", str(int(grace)), backend.container], capture_output=True, check=False)
-        subprocess.run([engine, "rm", "-f", backend.container], capture_output=True, check=False)
+        containers.stop(backend.engine or container_engine(), backend.container, grace)
         return
     if backend.pid is None or _zombie_or_gone(backend.pid):
         return

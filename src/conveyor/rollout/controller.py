@@ -12,6 +12,10 @@ Stages (``status.stage``):
   starting -> pre-promotion (blue-green: mirrored traffic, contract) -> post-promotion
              (100% switched, blue kept for the rollback window) -> promoting -> done
   any -> aborting -> done (all traffic to stable, canary stopped, phase aborted)
+
+Everything outside the record is an injected edge: the router client, the backend launcher,
+the registry alias mover and the clock.  The defaults are the real ones; tests pass fakes and
+drive every transition in milliseconds (tests/test_rollout_controller.py).
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 from conveyor.errors import ConveyorError
 from conveyor.rollout import backends
-from conveyor.rollout.analysis import MeasurementError, analyse
+from conveyor.rollout.analysis import AnalysisWindow, MeasurementError, analyse
 from conveyor.rollout.router_client import RouterClient
 from conveyor.rollout.routing import BackendSpec, RouteTable
 from conveyor.rollout.status import AnalysisRun, Backend, Command, RolloutStatus, StatusStore, Window
@@ -37,6 +42,60 @@ READY_TIMEOUT_S = 300.0
 ANALYSIS_HISTORY = 200
 
 
+class Router(Protocol):
+    """What the controller asks of the router (``RouterClient`` over its admin API)."""
+
+    def routes(self) -> RouteTable: ...
+    def set_routes(self, table: RouteTable) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+class Backends(Protocol):
+    """Starting, watching and stopping the processes or containers that serve a version."""
+
+    def launch(self, status: RolloutStatus, log_dir: Path) -> Backend: ...
+    def wait_ready(self, backend: Backend, timeout: float) -> None: ...
+    def alive(self, backend: Backend) -> bool: ...
+    def ready(self, backend: Backend) -> bool: ...
+    def stop(self, backend: Backend, grace: float) -> None: ...
+
+
+class Clock(Protocol):
+    def time(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class LocalBackends:
+    """The real launcher: ``conveyor serve`` processes, or containers for image rollouts."""
+
+    def launch(self, status: RolloutStatus, log_dir: Path) -> Backend:
+        ref, version = status.canary.ref, status.canary.version
+        if status.canary.container is not None or status.canary.engine is not None:
+            return backends.start_container(ref, version, f"conveyor-{status.service}-{status.id}")
+        return backends.start_process(ref, version, log_dir, CANARY, status.command)
+
+    def wait_ready(self, backend: Backend, timeout: float) -> None:
+        backends.wait_ready(backend, timeout)
+
+    def alive(self, backend: Backend) -> bool:
+        return backends.alive(backend)
+
+    def ready(self, backend: Backend) -> bool:
+        return backends.ready(backend)
+
+    def stop(self, backend: Backend, grace: float) -> None:
+        backends.stop(backend, grace=grace)
+
+
+class SystemClock:
+    def time(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
 class Controller:
     def __init__(
         self,
@@ -44,10 +103,16 @@ class Controller:
         *,
         poll_s: float = 0.25,
         move_alias: Callable[[RolloutStatus], str | None] | None = None,
+        router: Callable[[str], Router] = RouterClient,
+        backends: Backends | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.poll_s = poll_s
         self.move_alias = move_alias or registry_alias_mover("production")
+        self.connect = router
+        self.backends: Backends = backends or LocalBackends()
+        self.clock: Clock = clock or SystemClock()
         self._contract: tuple[str | None, Contract] | None = None
 
     # -- the loop ---------------------------------------------------------------------------------------
@@ -63,13 +128,13 @@ class Controller:
                     on_tick(status)
                 if not status.active:
                     return status
-                time.sleep(self.poll_s)
+                self.clock.sleep(self.poll_s)
 
     def reconcile(self) -> RolloutStatus:
         status = self.store.load()
         if not status.active:
             return status
-        router = RouterClient(status.router)
+        router = self.connect(status.router)
         try:
             for command in status.pending_commands():
                 self._handle(status, command)
@@ -115,6 +180,16 @@ class Controller:
                 self._switch_over(status)
             elif status.stage == "post-promotion":
                 status.stage = "promoting"
+        elif command.action == "weight" and command.weight is not None and status.stage == "canary":
+            weight = command.weight
+            status.phase = "paused"
+            status.weights = {STABLE: 100.0 - weight, CANARY: weight}
+            # the held share becomes the current step: resume analyses it, promote goes to the next step above it
+            done = status.steps[: status.step_index]
+            status.steps = [*[s for s in done if s < weight], weight, *[s for s in status.steps if s > weight]]
+            status.step_index = len([s for s in done if s < weight])
+            status.window = None
+            status.note(f"canary traffic set to {weight:g}% by a user{who}; paused until resume or promote")
         elif command.action == "promote-full" and status.stage not in ("starting", "aborting"):
             status.phase = "progressing"
             status.note(f"fully promoted by a user{who}: skipping the remaining steps and analysis")
@@ -122,16 +197,16 @@ class Controller:
 
     # -- stages -----------------------------------------------------------------------------------------
 
-    def _start(self, status: RolloutStatus, router: RouterClient) -> RolloutStatus:
+    def _start(self, status: RolloutStatus, router: Router) -> RolloutStatus:
         canary = status.canary
         if canary.url is None:
-            started = self._launch(status)
+            started = self.backends.launch(status, self.store.dir)
             status.canary = started
             status.note(f"started {started.version} at {started.url}")
             self.store.save(status)  # record the pid before waiting: a restarted controller must find it
             canary = started
         try:
-            backends.wait_ready(canary, READY_TIMEOUT_S)
+            self.backends.wait_ready(canary, READY_TIMEOUT_S)
         except ConveyorError as exc:
             status.abort_reason = f"the new version did not become ready: {exc}"
             return self._rollback(status, router)
@@ -144,45 +219,38 @@ class Controller:
         self._ensure_routes(status, router)
         return self.store.save(status)
 
-    def _launch(self, status: RolloutStatus) -> Backend:
-        ref, version = status.canary.ref, status.canary.version
-        if status.canary.container is not None or status.canary.engine is not None:
-            name = f"conveyor-{status.service}-{status.id}"
-            return backends.start_container(ref, version, name)
-        return backends.start_process(ref, version, self.store.dir, CANARY, status.command)
-
-    def _canary_gone(self, status: RolloutStatus, router: RouterClient) -> RolloutStatus | None:
-        if not backends.alive(status.canary):
+    def _canary_gone(self, status: RolloutStatus, router: Router) -> RolloutStatus | None:
+        if not self.backends.alive(status.canary):
             status.abort_reason = f"the canary backend ({status.canary.version}) exited"
             return self._rollback(status, router)
         return None
 
-    def _canary(self, status: RolloutStatus, router: RouterClient) -> RolloutStatus:
+    def _canary(self, status: RolloutStatus, router: Router) -> RolloutStatus:
         gone = self._canary_gone(status, router)
         if gone is not None:
             return gone
         self._ensure_routes(status, router)
         return self._analyse_when_due(status, router, on_success=self._advance)
 
-    def _pre_promotion(self, status: RolloutStatus, router: RouterClient) -> RolloutStatus:
+    def _pre_promotion(self, status: RolloutStatus, router: Router) -> RolloutStatus:
         gone = self._canary_gone(status, router)
         if gone is not None:
             return gone
         self._ensure_routes(status, router)
         return self._analyse_when_due(status, router, on_success=self._switch_over)
 
-    def _post_promotion(self, status: RolloutStatus, router: RouterClient) -> RolloutStatus:
+    def _post_promotion(self, status: RolloutStatus, router: Router) -> RolloutStatus:
         gone = self._canary_gone(status, router)
         if gone is not None:
             return gone
         self._ensure_routes(status, router)
-        if status.promoted_at is not None and time.time() - status.promoted_at >= status.rollback_window_s:
+        if status.promoted_at is not None and self.clock.time() - status.promoted_at >= status.rollback_window_s:
             status.note("rollback window passed without a failed analysis")
             status.stage = "promoting"
             return self._promote(status, router)
         return self._analyse_when_due(status, router, on_success=lambda s: None, post=True)
 
-    def _promote(self, status: RolloutStatus, router: RouterClient) -> RolloutStatus:
+    def _promote(self, status: RolloutStatus, router: Router) -> RolloutStatus:
         """Idempotent: the canary becomes the stable backend, the old one stops, @production moves."""
         status.stage = "promoting"
         self.store.save(status)
@@ -193,14 +261,14 @@ class Controller:
         if moved:
             status.note(moved)
         if status.stable.url is not None:
-            backends.stop(status.stable)
+            self.backends.stop(status.stable, 10.0)
             status.previous_ref = status.stable.ref
         status.phase, status.stage = "succeeded", "done"
-        status.finished_at = time.time()
+        status.finished_at = self.clock.time()
         status.note(f"{canary.version} promoted: it serves 100% of traffic")
         return self.store.save(status)
 
-    def _rollback(self, status: RolloutStatus, router: RouterClient) -> RolloutStatus:
+    def _rollback(self, status: RolloutStatus, router: Router) -> RolloutStatus:
         """Idempotent abort: all traffic to stable, the canary stopped, the rollout marked aborted."""
         reason = status.abort_reason or "aborted"
         if status.stage != "aborting":
@@ -211,10 +279,10 @@ class Controller:
         if status.stable.url is not None:
             router.set_routes(self._table(status, router, {STABLE: 100.0}))
             status.weights = {STABLE: 100.0}
-        backends.stop(status.canary, grace=5.0)
-        healthy = status.stable.url is None or backends.ready(status.stable)
+        self.backends.stop(status.canary, 5.0)
+        healthy = status.stable.url is None or self.backends.ready(status.stable)
         status.phase, status.stage = "aborted", "done"
-        status.finished_at = time.time()
+        status.finished_at = self.clock.time()
         where = f"stable {status.stable.version} serves 100%" if status.stable.url else "no version serves"
         status.note(f"aborted ({reason}); {where}" + ("" if healthy else " but does NOT answer its health check"))
         return self.store.save(status)
@@ -222,22 +290,24 @@ class Controller:
     # -- analysis ---------------------------------------------------------------------------------------
 
     def _analyse_when_due(self, status, router, on_success, post: bool = False) -> RolloutStatus:  # type: ignore[no-untyped-def]
-        now = time.time()
+        now = self.clock.time()
         if status.window is None:
             status.window = Window(opened_at=now, baseline=router.stats(), due_at=now + status.interval_s)
             return self.store.save(status)
         if now < status.window.due_at:
             return self.store.save(status)
         verdict = analyse(
-            stage=status.stage,
-            before=status.window.baseline,
-            after=router.stats(),
-            stable=(STABLE, status.stable.version),
-            canary=(CANARY, status.canary.version),
-            canary_url=status.canary.url or "",
-            limits=status.thresholds,
-            contract=self._load_contract(status.contract_path),
-            model_name=status.model_name,
+            AnalysisWindow(
+                stage=status.stage,
+                before=status.window.baseline,
+                after=router.stats(),
+                stable=(STABLE, status.stable.version),
+                canary=(CANARY, status.canary.version),
+                canary_url=status.canary.url or "",
+                limits=status.thresholds,
+                contract=self._load_contract(status.contract_path),
+                model_name=status.model_name,
+            )
         )
         status.analysis.append(
             AnalysisRun(
@@ -281,7 +351,7 @@ class Controller:
         limit = status.thresholds.max_measurement_errors
         if status.errors_in_a_row > limit:
             status.abort_reason = f"{status.errors_in_a_row} measurement errors in a row, the last: {message}"
-            router = RouterClient(status.router)
+            router = self.connect(status.router)
             try:
                 return self._rollback(status, router)
             except MeasurementError as exc:
@@ -290,7 +360,7 @@ class Controller:
             finally:
                 router.close()
         status.note(f"measurement error {status.errors_in_a_row}/{limit} tolerated: {message}")
-        time.sleep(min(2.0, status.interval_s / 4))
+        self.clock.sleep(min(2.0, status.interval_s / 4))
         return self.store.save(status)
 
     def _load_contract(self, path: str | None) -> Contract:
@@ -311,7 +381,7 @@ class Controller:
 
     def _switch_over(self, status: RolloutStatus) -> None:
         status.stage = "post-promotion"
-        status.promoted_at = time.time()
+        status.promoted_at = self.clock.time()
         status.window = None
         status.note(f"switched 100% to {status.canary.version}; {status.stable.version} kept for the rollback window")
 
@@ -328,7 +398,7 @@ class Controller:
     def _table(
         self,
         status: RolloutStatus,
-        router: RouterClient,
+        router: Router,
         weights: dict[str, float],
         promoted: bool = False,
         current: RouteTable | None = None,
@@ -352,7 +422,7 @@ class Controller:
             sticky_header=current.sticky_header,
         )
 
-    def _ensure_routes(self, status: RolloutStatus, router: RouterClient) -> None:
+    def _ensure_routes(self, status: RolloutStatus, router: Router) -> None:
         """Make the router match the status (also after a router restart); a no-op when it already does."""
         weights = status.weights if status.phase == "paused" and status.weights else self.desired_weights(status)
         current = router.routes()

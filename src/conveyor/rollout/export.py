@@ -1,10 +1,9 @@
 """Kubernetes manifests for the same rollout strategy, for clusters: Argo Rollouts and KServe.
 
 Argo Rollouts gets the canary steps as setWeight/pause pairs and a background
-analysis whose Prometheus queries use the model server's own metric names
-(``conveyor_requests_total``, ``conveyor_request_duration_seconds``), plus a Job
-metric that runs ``conveyor verify`` (the same contract checks as the local
-analysis) against the canary Service. KServe gets an InferenceService per step
+analysis made of each analysis metric's Argo counterpart (``Metric.argo``: Prometheus
+queries on the model server's own metric names, a Job running ``conveyor verify``
+against the canary Service). KServe gets an InferenceService per step
 with ``canaryTrafficPercent``; KServe itself promotes or rolls back a percentage,
 so the export is the first step and the commands for the next ones.
 """
@@ -15,12 +14,14 @@ from typing import Any
 
 import yaml
 
-from conveyor.rollout.status import Thresholds
+from conveyor.rollout.metric import ArgoContext
+from conveyor.rollout.thresholds import Thresholds, all_metrics
 
 PORT = 5000
 # Prometheus sees the server's metrics with the pod's labels; the canary is selected by its template hash,
 # which Argo Rollouts passes to the analysis (scrape config must keep the pod label, see docs/rollouts.md).
 CANARY = 'rollouts_pod_template_hash="{{args.canary-hash}}"'
+STABLE = 'rollouts_pod_template_hash="{{args.stable-hash}}"'
 
 
 def _container(name: str, image: str) -> dict[str, Any]:
@@ -58,74 +59,17 @@ def argo_documents(
         if weight < 100:
             canary_steps.append({"pause": {"duration": pause}})
     window = f"{max(60, round(interval_s * 2))}s"
-    requests = f"sum(rate(conveyor_requests_total{{{CANARY}}}[{window}]))"
-    errors = f'sum(rate(conveyor_requests_total{{{CANARY},status=~"5.."}}[{window}]))'
-    p99 = (
-        f"histogram_quantile(0.99, sum by (le) (rate(conveyor_request_duration_seconds_bucket{{{CANARY}}}[{window}])))"
+    ctx = ArgoContext(
+        name=name,
+        image=image,
+        interval=pause,
+        window=window,
+        canary=CANARY,
+        stable=STABLE,
+        prometheus="http://prometheus.monitoring:9090",
+        contract=contract is not None,
     )
-    address = "http://prometheus.monitoring:9090"
-    metrics: list[dict[str, Any]] = [
-        {
-            "name": "error-rate",
-            "interval": pause,
-            "failureLimit": 0,
-            "inconclusiveLimit": limits.max_inconclusive,
-            "consecutiveErrorLimit": limits.max_measurement_errors,
-            # NaN (no traffic) meets neither condition: inconclusive, never a failure
-            "successCondition": f"result[0] <= {limits.max_error_rate}",
-            "failureCondition": f"result[0] > {limits.max_error_rate}",
-            "provider": {"prometheus": {"address": address, "query": f"{errors} / {requests}"}},
-        },
-    ]
-    if limits.max_p99_ms is not None:
-        metrics.append(
-            {
-                "name": "p99-latency",
-                "interval": pause,
-                "failureLimit": 0,
-                "inconclusiveLimit": limits.max_inconclusive,
-                "successCondition": f"result[0] <= {limits.max_p99_ms / 1000}",
-                "failureCondition": f"result[0] > {limits.max_p99_ms / 1000}",
-                "provider": {"prometheus": {"address": address, "query": p99}},
-            }
-        )
-    if contract is not None:
-        metrics.append(
-            {
-                "name": "contract",
-                "count": 1,
-                "failureLimit": 0,
-                "provider": {
-                    "job": {
-                        "spec": {
-                            "backoffLimit": 0,
-                            "template": {
-                                "spec": {
-                                    "restartPolicy": "Never",
-                                    "containers": [
-                                        {
-                                            "name": "verify",
-                                            "image": image,
-                                            "command": [
-                                                "python",
-                                                "-m",
-                                                "conveyor",
-                                                "verify",
-                                                f"http://{name}-canary",
-                                                "--contract",
-                                                "/contract/contract.yaml",
-                                            ],
-                                            "volumeMounts": [{"name": "contract", "mountPath": "/contract"}],
-                                        }
-                                    ],
-                                    "volumes": [{"name": "contract", "configMap": {"name": f"{name}-contract"}}],
-                                }
-                            },
-                        }
-                    }
-                },
-            }
-        )
+    metrics = [doc for item in all_metrics() for doc in item.argo(limits, ctx)]
     documents: list[dict[str, Any]] = []
     if contract is not None:
         documents.append(
@@ -143,7 +87,7 @@ def argo_documents(
             "apiVersion": "argoproj.io/v1alpha1",
             "kind": "AnalysisTemplate",
             "metadata": {"name": f"{name}-analysis"},
-            "spec": {"args": [{"name": "canary-hash"}], "metrics": metrics},
+            "spec": {"args": [{"name": "canary-hash"}, {"name": "stable-hash"}], "metrics": metrics},
         },
         {
             "apiVersion": "argoproj.io/v1alpha1",
@@ -169,10 +113,8 @@ def argo_documents(
                             "templates": [{"templateName": f"{name}-analysis"}],
                             "startingStep": 1,
                             "args": [
-                                {
-                                    "name": "canary-hash",
-                                    "valueFrom": {"podTemplateHashValue": "Latest"},
-                                }
+                                {"name": "canary-hash", "valueFrom": {"podTemplateHashValue": "Latest"}},
+                                {"name": "stable-hash", "valueFrom": {"podTemplateHashValue": "Stable"}},
                             ],
                         },
                     }

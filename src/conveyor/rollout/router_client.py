@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from conveyor.errors import Unauthorized
-from conveyor.rollout.analysis import MeasurementError
+from conveyor.rollout.metric import MeasurementError
 from conveyor.rollout.routing import RouteTable
 from conveyor.tls import client_verify, transport_hint
 

@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-
 # Upper bounds in seconds: fine around typical model latencies so p99 is estimated well.
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15,
@@ -133,6 +131,8 @@ class StatsCollector:
         self.describe_backends = describe_backends  # () -> list[(name, version, weight, healthy)]
 
     def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
         labels = ["backend", "version", "traffic"]
         requests = CounterMetricFamily(
             "conveyor_router_requests",

@@ -24,10 +24,11 @@ from pydantic import BaseModel, Field
 from conveyor.atomic import write_atomic
 from conveyor.errors import Conflict, InvalidInput, NotFound
 from conveyor.registry.config import conveyor_home
+from conveyor.rollout.metric import Outcome
+from conveyor.rollout.thresholds import Thresholds
 
 Phase = Literal["progressing", "paused", "succeeded", "aborted"]
-Outcome = Literal["successful", "failed", "inconclusive", "error"]
-Action = Literal["pause", "resume", "promote", "promote-full", "abort"]
+Action = Literal["pause", "resume", "promote", "promote-full", "abort", "weight"]
 ACTIVE: tuple[str, ...] = ("progressing", "paused")
 
 
@@ -42,23 +43,6 @@ class Backend(BaseModel):
     engine: str | None = None
     log: str | None = None
     owned: bool = True  # started by a controller: the controller may stop it
-
-
-class Thresholds(BaseModel):
-    """When an analysis is successful, failed or inconclusive (see docs/rollouts.md)."""
-
-    min_requests: int = Field(20, ge=1, description="canary requests per window below which it is inconclusive")
-    max_error_rate: float = Field(0.05, ge=0, le=1, description="absolute ceiling on the canary's 5xx share")
-    max_error_rate_increase: float = Field(0.02, ge=0, le=1, description="canary minus stable error rate")
-    max_p99_ms: float | None = Field(None, gt=0, description="absolute ceiling on the canary's p99 latency")
-    max_p99_ratio: float = Field(2.0, gt=0, description="canary p99 / stable p99")
-    p99_floor_ms: float = Field(25.0, ge=0, description="p99 below this never fails the ratio check")
-    mirror_percent: float = Field(20.0, ge=0, le=100, description="share of stable traffic copied to the canary")
-    min_agreement: float = Field(0.9, ge=0, le=1, description="share of mirrored predictions equal to stable's")
-    min_compared: int = Field(20, ge=1, description="compared mirrored requests below which it is inconclusive")
-    contract: bool = Field(True, description="run the verification contract against the canary's address")
-    max_inconclusive: int = Field(3, ge=1, description="inconclusive analyses in a row before the rollout pauses")
-    max_measurement_errors: int = Field(3, ge=0, description="measurement errors in a row that are tolerated")
 
 
 class Window(BaseModel):
@@ -84,6 +68,7 @@ class Command(BaseModel):
     action: Action
     at: float
     reason: str | None = None
+    weight: float | None = Field(default=None, ge=0, le=100, description="the canary's traffic share (action weight)")
 
 
 class Event(BaseModel):
@@ -209,7 +194,7 @@ class StatusStore:
             write_atomic(self.path, status.model_dump_json(indent=2).encode())
             return status
 
-    def command(self, action: Action, reason: str | None = None) -> Command:
+    def command(self, action: Action, reason: str | None = None, weight: float | None = None) -> Command:
         with self._locked():
             current = self._read()
             if current is None:
@@ -217,7 +202,9 @@ class StatusStore:
             if not current.active:
                 raise Conflict(f"the rollout of {current.ref} is already {current.phase}")
             last = max([current.handled_command, *[c.id for c in current.commands]])
-            command = Command(id=last + 1, action=action, at=time.time(), reason=reason)
+            if action == "weight" and current.stage != "canary":
+                raise Conflict(f"the canary's traffic can be set in the canary stage only, not {current.stage}")
+            command = Command(id=last + 1, action=action, at=time.time(), reason=reason, weight=weight)
             current.commands.append(command)
             write_atomic(self.path, current.model_dump_json(indent=2).encode())
             return command

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,17 +100,57 @@ def run_check(item: Check, ctx: Context) -> CheckResult:
     return CheckResult(item.id, item.layer, status, time.perf_counter() - started, message)
 
 
-#: Checks registered with @check by projects and plugins.
-CUSTOM_CHECKS: list[Check] = []
+#: Every check registered with @check: Conveyor's own (conveyor.verify.builtins) and projects'.
+REGISTERED: list[Check] = []
+#: Functions that make checks from a contract (one per golden example, one per bad input).
+FAMILIES: list[Callable[[Contract], list[Check]]] = []
+BUILTIN_PACKAGE = "conveyor.verify.builtins"
+_builtins_loaded = False
 
 
 def check(
     check_id: str, layer: str = "predict", description: str = "", needs_server: bool = True
 ) -> Callable[[CheckFn], CheckFn]:
-    """Register a project check: ``fn(ctx) -> message``; raise CheckFailed to fail it."""
+    """Register a check: ``fn(ctx) -> message``; raise CheckFailed to fail it, SkipCheck when it does not apply."""
 
     def register(fn: CheckFn) -> CheckFn:
-        CUSTOM_CHECKS.append(Check(check_id, layer, description or (fn.__doc__ or "").strip(), fn, needs_server))
+        REGISTERED.append(Check(check_id, layer, description or (fn.__doc__ or "").strip(), fn, needs_server))
         return fn
 
     return register
+
+
+def check_family(fn: Callable[[Contract], list[Check]]) -> Callable[[Contract], list[Check]]:
+    """Register a function that makes checks from the contract (run against a server)."""
+    FAMILIES.append(fn)
+    return fn
+
+
+def _is_builtin(item: Check) -> bool:
+    return getattr(item.fn, "__module__", "").startswith(BUILTIN_PACKAGE + ".")
+
+
+def load_builtin_checks() -> None:
+    """Import every module of conveyor.verify.builtins once (each registers its checks)."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    from conveyor.verify import builtins
+
+    for module in pkgutil.iter_modules(builtins.__path__):
+        importlib.import_module(f"{BUILTIN_PACKAGE}.{module.name}")
+    _builtins_loaded = True
+
+
+def builtin_checks(contract: Contract) -> list[Check]:
+    """Conveyor's checks for this contract, in the order of the layers a request crosses."""
+    load_builtin_checks()
+    found = [c for c in REGISTERED if _is_builtin(c)] + [c for family in FAMILIES for c in family(contract)]
+    rank = {layer: index for index, layer in enumerate(LAYERS)}
+    return sorted(found, key=lambda c: rank.get(c.layer, len(LAYERS)))
+
+
+def project_checks() -> list[Check]:
+    """The checks projects and plugins registered (in registration order)."""
+    load_builtin_checks()
+    return [c for c in REGISTERED if not _is_builtin(c)]

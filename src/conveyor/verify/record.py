@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from conveyor.verify.builtin import json_type
+from conveyor.verify.builtins.server import json_type
 from conveyor.verify.checks import Context
 from conveyor.verify.contract import DEFAULT_INVALID, Contract, GoldenCase, InvalidCase, Latency, V2Settings
 

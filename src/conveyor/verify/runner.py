@@ -13,10 +13,8 @@ from pathlib import Path
 import httpx
 
 from conveyor.errors import InvalidInput
-from conveyor.verify.builtin import server_checks
-from conveyor.verify.checks import CUSTOM_CHECKS, Check, CheckResult, Context, run_check
+from conveyor.verify.checks import Check, CheckResult, Context, builtin_checks, project_checks, run_check
 from conveyor.verify.contract import Contract, V2Settings
-from conveyor.verify.static import static_checks
 from conveyor.verify.targets import open_target
 
 PROJECT_CHECKS_FILE = "conveyor_checks.py"
@@ -24,7 +22,7 @@ PROJECT_CHECKS_FILE = "conveyor_checks.py"
 
 def load_custom_checks(project: Path | None, modules: list[str]) -> list[Check]:
     """Import project checks (conveyor_checks.py, --checks modules, 'conveyor.checks' entry points)."""
-    before = len(CUSTOM_CHECKS)
+    before = {id(c) for c in project_checks()}
     for entry in entry_points(group="conveyor.checks"):
         entry.load()
     if project is not None and (project / PROJECT_CHECKS_FILE).is_file():
@@ -40,7 +38,7 @@ def load_custom_checks(project: Path | None, modules: list[str]) -> list[Check]:
             importlib.import_module(name)
         except ImportError as exc:
             raise InvalidInput(f"--checks {name}: cannot import it: {exc}") from None
-    return CUSTOM_CHECKS[before:]
+    return [c for c in project_checks() if id(c) not in before]
 
 
 def select(checks: list[Check], skip: list[str]) -> tuple[list[Check], list[Check]]:
@@ -52,11 +50,10 @@ def select(checks: list[Check], skip: list[str]) -> tuple[list[Check], list[Chec
 
 
 def plan(ctx: Context, custom: list[Check], skip: list[str]) -> tuple[list[Check], list[Check]]:
-    checks: list[Check] = []
-    if ctx.base_url is not None:
-        checks += server_checks(ctx.contract.golden, ctx.contract.invalid)
-    if ctx.project is not None or ctx.model_ref is not None:
-        checks += static_checks()
+    static_applies = ctx.project is not None or ctx.model_ref is not None
+    checks = [
+        c for c in builtin_checks(ctx.contract) if (ctx.base_url is not None if c.needs_server else static_applies)
+    ]
     checks += [c for c in custom if ctx.base_url is not None or not c.needs_server]
     ids = [c.id for c in checks]
     duplicates = {i for i in ids if ids.count(i) > 1}

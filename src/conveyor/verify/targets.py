@@ -10,21 +10,18 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from conveyor.errors import ConveyorError, InvalidInput
+from conveyor.containers import UNDER_TEST, free_port, image_labels, serving_image
+from conveyor.errors import InvalidInput
+from conveyor.launch import conveyor_argv
 from conveyor.readiness import wait_until_ready
 from conveyor.registry.refs import looks_like_ref, parse_ref
-
-UNDER_TEST = "the server under test"
 
 
 @dataclass
@@ -33,12 +30,6 @@ class Running:
     model_name: str | None  # for the v2 checks, when we know it
     model_ref: str | None = None
     model_path: Path | None = None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def looks_like_image(target: str) -> bool:
@@ -60,7 +51,7 @@ def serve_model(target: str, timeout: float) -> Iterator[Running]:
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="conveyor-verify-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "conveyor.cli.main", "serve", target, "--port", str(port), "--log-level", "warning"],
+        conveyor_argv("serve", target, "--port", str(port), "--log-level", "warning"),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -87,49 +78,11 @@ def serve_model(target: str, timeout: float) -> Iterator[Running]:
         os.unlink(log.name)
 
 
-def container_engine() -> str:
-    for engine in ("podman", "docker"):
-        if shutil.which(engine):
-            return engine
-    raise ConveyorError("verifying an image needs podman or docker; neither is installed")
-
-
 @contextmanager
 def run_image(image: str, timeout: float, container_port: int = 5000) -> Iterator[Running]:
     """Start the image on a loopback port, wait for readiness, remove the container afterwards."""
-    engine = container_engine()
-    port = free_port()
-    name = f"conveyor-verify-{port}"
-    started = subprocess.run(
-        [engine, "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{container_port}", image],
-        capture_output=True,
-        text=True,
-    )
-    if started.returncode != 0:
-        raise ConveyorError(f"{engine} run {image} failed: {started.stderr.strip()}")
-
-    def alive() -> bool:
-        state = subprocess.run([engine, "inspect", "-f", "{{.State.Running}}", name], capture_output=True, text=True)
-        return state.stdout.strip() == "true"
-
-    def logs() -> str:
-        # the container's stdout and stderr come back on the engine's stdout and stderr
-        logs = subprocess.run([engine, "logs", name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        return logs.stdout[-3000:]
-
-    try:
-        wait_until_ready(f"http://127.0.0.1:{port}", alive, logs, timeout, UNDER_TEST)
-        labels = subprocess.run(
-            [engine, "inspect", "-f", "{{json .Config.Labels}}", image], capture_output=True, text=True
-        ).stdout
-        model_name = None
-        if '"ai.conveyor.model.name"' in labels:
-            import json
-
-            model_name = (json.loads(labels) or {}).get("ai.conveyor.model.name")
-        yield Running(f"http://127.0.0.1:{port}", model_name)
-    finally:
-        subprocess.run([engine, "rm", "-f", name], capture_output=True)
+    with serving_image(image, timeout, container_port) as (url, engine, _):
+        yield Running(url, image_labels(engine, image).get("ai.conveyor.model.name"))
 
 
 @contextmanager

@@ -11,9 +11,9 @@ from conveyor.pipeline.step_types import step_type
 @step_type("lint")
 def lint(ctx: StepContext) -> dict[str, Any]:
     """ruff over ``with.path`` (default: the project)."""
+    from conveyor.verify.builtins.static import lint_ruff
     from conveyor.verify.checks import CheckFailed, Context, SkipCheck
     from conveyor.verify.contract import Contract
-    from conveyor.verify.static import lint_ruff
 
     path = ctx.project / ctx.arg("path", ".")
     try:

@@ -16,8 +16,8 @@ from conveyor.pipeline.step_types import step_type
 def register(ctx: StepContext) -> dict[str, Any]:
     """Register ``with.path`` as ``with.name`` (aliases, metrics, properties; lineage run id = this run)."""
     from conveyor.pipeline.decisions import run_approvals
+    from conveyor.registry.base import git_commit
     from conveyor.registry.config import open_registry
-    from conveyor.registry.local import git_commit
     from conveyor.registry.records import Lineage
 
     metrics = {k: float(v) for k, v in (ctx.arg("metrics", {}) or {}).items()}

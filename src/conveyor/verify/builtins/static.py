@@ -9,7 +9,7 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from conveyor.verify.checks import Check, CheckFailed, Context, SkipCheck
+from conveyor.verify.checks import CheckFailed, Context, SkipCheck, check
 
 
 def _project(ctx: Context) -> Path:
@@ -68,6 +68,7 @@ def _pinned(text: str) -> bool:
     )
 
 
+@check("deps.pinned", "static", "every dependency pinned to an exact version", needs_server=False)
 def deps_pinned(ctx: Context) -> str:
     project = _project(ctx)
     entries: list[tuple[str, str, bool]] = []
@@ -99,6 +100,7 @@ def deps_pinned(ctx: Context) -> str:
     return f"{len(entries)} dependencies pinned exactly; {note}"
 
 
+@check("lint.ruff", "static", "the project's Python code passes ruff", needs_server=False)
 def lint_ruff(ctx: Context) -> str:
     project = _project(ctx)
     from ruff.__main__ import find_ruff_bin
@@ -123,6 +125,7 @@ def lint_ruff(ctx: Context) -> str:
     return "ruff found nothing"
 
 
+@check("model.digest", "static", "the model files match their registry version", needs_server=False)
 def model_digest(ctx: Context) -> str:
     if ctx.model_ref is None or ctx.model_path is None:
         raise SkipCheck("no registry reference and local model path to compare (--model-ref, --model-path)")
@@ -145,13 +148,3 @@ def model_digest(ctx: Context) -> str:
     if problems:
         raise CheckFailed("; ".join(problems))
     return f"{local} matches {version.ref} (sha256:{version.digest[:12]}…)"
-
-
-def static_checks() -> list[Check]:
-    return [
-        Check("deps.pinned", "static", "every dependency pinned to an exact version", deps_pinned, needs_server=False),
-        Check("lint.ruff", "static", "the project's Python code passes ruff", lint_ruff, needs_server=False),
-        Check(
-            "model.digest", "static", "the model files match their registry version", model_digest, needs_server=False
-        ),
-    ]

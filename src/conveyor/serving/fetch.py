@@ -1,4 +1,4 @@
-"""Turn a registry reference into a local model folder the server can load."""
+"""A registry reference made into a local model folder the server can load (the cache, re-verified)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.errors import ModelLoadError
+from conveyor.registry.base import Progress
 from conveyor.registry.config import open_registry
-from conveyor.registry.local import Progress
 from conveyor.registry.records import ModelVersion
 from conveyor.serving.spec import locate_model
 

@@ -1,4 +1,7 @@
-"""The live view of a rollout: step, weights, per-version traffic, agreement and analysis results."""
+"""The live view of a rollout: step, weights, per-version traffic, agreement and analysis results.
+
+Each analysis run shows the measurements its metrics declare (``Metric.shown``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from rich.text import Text
 from conveyor.rollout.analysis import MeasurementError, window_comparisons, window_traffic
 from conveyor.rollout.stats import LIVE
 from conveyor.rollout.status import RolloutStatus
+from conveyor.rollout.thresholds import all_metrics
 
 COLOURS = {"progressing": "cyan", "paused": "yellow", "succeeded": "green", "aborted": "red"}
 OUTCOME_COLOURS = {"successful": "green", "failed": "red", "inconclusive": "yellow", "error": "magenta"}
@@ -91,8 +95,9 @@ def analysis_table(status: RolloutStatus, last: int = 6) -> Table:
     for column in ("when", "stage", "canary %", "outcome", "measurements / reasons"):
         table.add_column(column)
     for run in status.analysis[-last:]:
-        shown = {k: v for k, v in run.measurements.items() if not isinstance(v, dict) or k == "contract"}
-        detail = ", ".join(f"{k}={v}" for k, v in shown.items())
+        detail = ", ".join(
+            f"{key}={run.measurements[key]}" for item in all_metrics() for key in item.shown if key in run.measurements
+        )
         if run.reasons:
             detail += "\n" + "\n".join(run.reasons)
         table.add_row(

@@ -22,8 +22,8 @@ import httpx
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaError
 
-from conveyor.verify.checks import Check, CheckFailed, Context, SkipCheck
-from conveyor.verify.contract import GoldenCase, InvalidCase
+from conveyor.verify.checks import Check, CheckFailed, Context, SkipCheck, check, check_family
+from conveyor.verify.contract import Contract, GoldenCase, InvalidCase
 
 JSON_TYPES = {
     bool: "boolean",
@@ -84,6 +84,7 @@ def _sample(ctx: Context) -> httpx.Response:
 # ---- 1. http ---------------------------------------------------------------------------------
 
 
+@check("http.reachable", "http", "a POST with a JSON body gets an HTTP answer")
 def http_reachable(ctx: Context) -> str:
     started = time.perf_counter()
     response = _sample(ctx)
@@ -93,6 +94,7 @@ def http_reachable(ctx: Context) -> str:
 # ---- 2. route --------------------------------------------------------------------------------
 
 
+@check("route.endpoint", "route", "the endpoint exists for the method")
 def route_endpoint(ctx: Context) -> str:
     response = _sample(ctx)
     if response.status_code == 404:
@@ -105,6 +107,7 @@ def route_endpoint(ctx: Context) -> str:
 # ---- 3. parse --------------------------------------------------------------------------------
 
 
+@check("parse.json_body", "parse", "a valid JSON body is accepted")
 def parse_json_body(ctx: Context) -> str:
     response = _sample(ctx)
     if response.status_code in (400, 415, 422):
@@ -117,6 +120,7 @@ def parse_json_body(ctx: Context) -> str:
     return f"{_short(ctx.contract.sample_input)} accepted"
 
 
+@check("parse.charset", "parse", "application/json; charset=utf-8 is accepted")
 def parse_charset(ctx: Context) -> str:
     body = json.dumps(ctx.contract.sample_input).encode()
     response = ctx.client.request(
@@ -133,6 +137,7 @@ def parse_charset(ctx: Context) -> str:
 # ---- 4. predict ------------------------------------------------------------------------------
 
 
+@check("predict.answers", "predict", "the model produces a prediction")
 def predict_answers(ctx: Context) -> str:
     response = _sample(ctx)
     if response.status_code >= 500:
@@ -143,6 +148,7 @@ def predict_answers(ctx: Context) -> str:
     return f"prediction {_short(body)}"
 
 
+@check("predict.deterministic", "predict", "the same input gives the same answer")
 def predict_deterministic(ctx: Context) -> str:
     first, second = _json_body(_sample(ctx)), _json_body(_sample(ctx))
     if first != second:
@@ -150,6 +156,7 @@ def predict_deterministic(ctx: Context) -> str:
     return "same input, same answer"
 
 
+@check("predict.batch_consistent", "predict", "N texts at once answer as N single requests")
 def predict_batch_consistent(ctx: Context) -> str:
     texts = [*ctx.contract.sample_input, *(g.input[0] for g in ctx.contract.golden if g.protocol == "classic")][:8]
     if len(texts) < 2:
@@ -231,6 +238,7 @@ def golden_check(case: GoldenCase) -> Check:
 # ---- 5. response -----------------------------------------------------------------------------
 
 
+@check("response.status", "response", "the answer is HTTP 200")
 def response_status(ctx: Context) -> str:
     response = _sample(ctx)
     if response.status_code != 200:
@@ -238,6 +246,7 @@ def response_status(ctx: Context) -> str:
     return "HTTP 200"
 
 
+@check("response.content_type", "response", "the answer is application/json")
 def response_content_type(ctx: Context) -> str:
     kind = _sample(ctx).headers.get("content-type", "")
     if not kind.split(";")[0].strip().lower() == "application/json":
@@ -245,6 +254,7 @@ def response_content_type(ctx: Context) -> str:
     return kind
 
 
+@check("response.schema", "response", "the answer's JSON has the right types")
 def response_schema(ctx: Context) -> str:
     response = _sample(ctx)
     body = _json_body(response)
@@ -292,6 +302,7 @@ def invalid_check(case: InvalidCase) -> Check:
 # ---- latency ---------------------------------------------------------------------------------
 
 
+@check("latency.p95", "latency", "p95 latency under concurrent load meets the objective")
 def latency_p95(ctx: Context) -> str:
     objective = ctx.contract.latency
     if objective is None:
@@ -356,6 +367,7 @@ def _v2_infer(ctx: Context, texts: list[str], outputs: list[str] | None = None) 
     return body
 
 
+@check("v2.live", "v2", "GET /v2/health/live")
 def v2_live(ctx: Context) -> str:
     _v2_base(ctx)
     response = ctx.client.get(ctx.url("/v2/health/live"))
@@ -364,6 +376,7 @@ def v2_live(ctx: Context) -> str:
     return "live"
 
 
+@check("v2.ready", "v2", "server and model readiness")
 def v2_ready(ctx: Context) -> str:
     base = _v2_base(ctx)
     for path in ("/v2/health/ready", base + "/ready"):
@@ -373,6 +386,7 @@ def v2_ready(ctx: Context) -> str:
     return "server and model ready"
 
 
+@check("v2.metadata", "v2", "model metadata names inputs and outputs")
 def v2_metadata(ctx: Context) -> str:
     response = ctx.client.get(ctx.url(_v2_base(ctx)))
     if response.status_code != 200:
@@ -386,6 +400,7 @@ def v2_metadata(ctx: Context) -> str:
     return f"{body['name']}: inputs {inputs}, outputs {outputs}"
 
 
+@check("v2.infer", "v2", "v2 inference answers typed tensors")
 def v2_infer_typed(ctx: Context) -> str:
     body = _v2_infer(ctx, ctx.contract.sample_input)
     described = []
@@ -410,6 +425,7 @@ def v2_infer_typed(ctx: Context) -> str:
     return ", ".join(described)
 
 
+@check("v2.bad_request", "v2", "a bad v2 request gets a 4xx JSON error")
 def v2_bad_request(ctx: Context) -> str:
     response = ctx.client.post(ctx.url(_v2_base(ctx) + "/infer"), json={"inputs": []})
     if not 400 <= response.status_code < 500:
@@ -423,30 +439,13 @@ def v2_bad_request(ctx: Context) -> str:
     return f"{response.status_code}: {message}"
 
 
-def server_checks(golden: list[GoldenCase], invalid: list[InvalidCase]) -> list[Check]:
-    checks = [
-        Check("http.reachable", "http", "a POST with a JSON body gets an HTTP answer", http_reachable),
-        Check("route.endpoint", "route", "the endpoint exists for the method", route_endpoint),
-        Check("parse.json_body", "parse", "a valid JSON body is accepted", parse_json_body),
-        Check("parse.charset", "parse", "application/json; charset=utf-8 is accepted", parse_charset),
-        Check("predict.answers", "predict", "the model produces a prediction", predict_answers),
-        Check("predict.deterministic", "predict", "the same input gives the same answer", predict_deterministic),
-        Check(
-            "predict.batch_consistent",
-            "predict",
-            "N texts at once answer as N single requests",
-            predict_batch_consistent,
-        ),
-        Check("response.status", "response", "the answer is HTTP 200", response_status),
-        Check("response.content_type", "response", "the answer is application/json", response_content_type),
-        Check("response.schema", "response", "the answer's JSON has the right types", response_schema),
-        Check("latency.p95", "latency", "p95 latency under concurrent load meets the objective", latency_p95),
-        Check("v2.live", "v2", "GET /v2/health/live", v2_live),
-        Check("v2.ready", "v2", "server and model readiness", v2_ready),
-        Check("v2.metadata", "v2", "model metadata names inputs and outputs", v2_metadata),
-        Check("v2.infer", "v2", "v2 inference answers typed tensors", v2_infer_typed),
-        Check("v2.bad_request", "v2", "a bad v2 request gets a 4xx JSON error", v2_bad_request),
-    ]
-    checks += [golden_check(case) for case in golden]
-    checks += [invalid_check(case) for case in invalid]
-    return checks
+@check_family
+def golden_checks(contract: Contract) -> list[Check]:
+    """One check per golden example of the contract."""
+    return [golden_check(case) for case in contract.golden]
+
+
+@check_family
+def invalid_checks(contract: Contract) -> list[Check]:
+    """One check per bad input of the contract."""
+    return [invalid_check(case) for case in contract.invalid]

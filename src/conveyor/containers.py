@@ -1,0 +1,101 @@
+"""Containers and loopback ports: the one place Conveyor runs podman or docker.
+
+Verification starts an image for its checks, ``package smoke`` calls one, a rollout runs a
+new version as a container backend; all of them need the same few things: which engine is
+installed, run an image detached on a free loopback port, ask whether it still runs, read
+its logs and labels, stop and remove it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from conveyor.errors import ConveyorError
+
+UNDER_TEST = "the server under test"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def container_engine() -> str:
+    """podman, else docker; a clear error when neither is installed."""
+    for engine in ("podman", "docker"):
+        if shutil.which(engine):
+            return engine
+    raise ConveyorError("running an image needs podman or docker; neither is installed")
+
+
+def run_detached(image: str, name: str, port: int, container_port: int = 5000, engine: str | None = None) -> str:
+    """Start ``image`` as container ``name`` (replacing one of that name) on 127.0.0.1:``port``; the engine."""
+    engine = engine or container_engine()
+    subprocess.run([engine, "rm", "-f", name], capture_output=True, check=False)
+    started = subprocess.run(
+        [engine, "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{container_port}", image],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if started.returncode != 0:
+        raise ConveyorError(f"{engine} run {image} failed: {started.stderr.strip()}")
+    return engine
+
+
+def is_running(engine: str, name: str) -> bool:
+    state = subprocess.run(
+        [engine, "inspect", "-f", "{{.State.Running}}", name], capture_output=True, text=True, check=False
+    )
+    return state.stdout.strip() == "true"
+
+
+def logs(engine: str, name: str, tail: int | None = None) -> str:
+    """What the container printed (its stdout and stderr, interleaved as the engine keeps them)."""
+    argv = [engine, "logs", *(["--tail", str(tail)] if tail else []), name]
+    result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    return result.stdout.strip()
+
+
+def image_labels(engine: str, image: str) -> dict[str, str]:
+    """The image's OCI labels ({} when it has none or cannot be inspected)."""
+    result = subprocess.run(
+        [engine, "inspect", "-f", "{{json .Config.Labels}}", image], capture_output=True, text=True, check=False
+    )
+    try:
+        return json.loads(result.stdout) or {} if result.returncode == 0 else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def stop(engine: str, name: str, grace: float = 10.0) -> None:
+    """Stop (SIGTERM, then SIGKILL after ``grace`` seconds) and remove the container. Idempotent."""
+    subprocess.run([engine, "stop", "-t", str(int(grace)), name], capture_output=True, check=False)
+    remove(engine, name)
+
+
+def remove(engine: str, name: str) -> None:
+    subprocess.run([engine, "rm", "-f", name], capture_output=True, check=False)
+
+
+@contextmanager
+def serving_image(image: str, timeout: float, container_port: int = 5000) -> Iterator[tuple[str, str, str]]:
+    """Run a model-server image until it is ready; yields (url, engine, container name); removed after."""
+    from conveyor.readiness import wait_until_ready
+
+    port = free_port()
+    name = f"conveyor-run-{port}"
+    engine = run_detached(image, name, port, container_port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, lambda: is_running(engine, name), lambda: logs(engine, name)[-3000:], timeout, UNDER_TEST)
+        yield url, engine, name
+    finally:
+        remove(engine, name)

@@ -1,0 +1,107 @@
+"""Who may use the registry server (bearer tokens) and who hears about changes (webhooks).
+
+Both live in the registry's SQL database beside the models (the tables are declared with the
+rest of the schema in ``sql.py``) but are a separate concern from versions and aliases: the
+server reads tokens on every request, the event dispatcher reads webhooks on every change,
+and the CLI's ``registry token`` and ``registry webhook`` commands manage them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any, Literal
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from conveyor.errors import Conflict, InvalidInput, NotFound
+from conveyor.registry.refs import check_name
+from conveyor.registry.sql import _utc, now, tokens_table, webhooks_table
+
+Scope = Literal["read", "write"]
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenStore:
+    """Bearer tokens: only their sha256 is stored, so a token is shown once, when it is made."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, name: str, scope: Scope) -> str:
+        """A new bearer token named ``name`` with ``scope`` read or write."""
+        check_name(name, "token name")
+        if scope not in ("read", "write"):
+            raise InvalidInput(f"scope must be read or write, got {scope!r}")
+        token = "cvt_" + secrets.token_urlsafe(32)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(tokens_table).values(name=name, token_hash=hash_token(token), scope=scope, created_at=now())
+                )
+        except IntegrityError:
+            raise Conflict(f"a token named {name!r} exists already") from None
+        return token
+
+    def scope_of(self, token: str) -> tuple[str, Scope] | None:
+        """The (name, scope) of a valid token, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(tokens_table.c.name, tokens_table.c.scope).where(
+                    tokens_table.c.token_hash == hash_token(token), tokens_table.c.revoked_at.is_(None)
+                )
+            ).first()
+        return (row.name, row.scope) if row else None
+
+    def list(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(tokens_table).order_by(tokens_table.c.name)).all()
+        return [
+            {
+                "name": r.name,
+                "scope": r.scope,
+                "created_at": _utc(r.created_at).isoformat(),
+                "revoked": r.revoked_at is not None,
+            }
+            for r in rows
+        ]
+
+    def revoke(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(tokens_table)
+                .where(tokens_table.c.name == name, tokens_table.c.revoked_at.is_(None))
+                .values(revoked_at=now())
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"no active token named {name!r}")
+
+
+class WebhookStore:
+    """URLs that receive a signed POST for every registry event (see ``events.py``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def add(self, url: str, secret: str) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise InvalidInput(f"webhook URL must be http(s)://, got {url!r}")
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(webhooks_table).values(url=url, secret=secret, created_at=now()))
+        except IntegrityError:
+            raise Conflict(f"webhook {url} exists already") from None
+
+    def all(self) -> list[tuple[str, str]]:
+        """(url, secret) of every webhook, oldest first."""
+        with self.engine.connect() as conn:
+            return [(r.url, r.secret) for r in conn.execute(select(webhooks_table).order_by(webhooks_table.c.id))]
+
+    def remove(self, url: str) -> None:
+        with self.engine.begin() as conn:
+            if conn.execute(delete(webhooks_table).where(webhooks_table.c.url == url)).rowcount == 0:
+                raise NotFound(f"no webhook {url}")

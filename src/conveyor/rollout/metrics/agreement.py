@@ -1,0 +1,47 @@
+"""Prediction agreement: on mirrored requests, how often the new version answers as stable does.
+
+The router copies ``mirror_percent`` of stable's traffic to the canary and compares the
+two answers' labels; below ``min_agreement`` the analysis fails.  It has no Argo Rollouts
+counterpart (a cluster would need a mirroring mesh).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conveyor.rollout.metric import AnalysisWindow, Metric, Threshold, Verdict, metric, window_comparisons
+
+
+def judge_agreement(verdict: Verdict, agreed: int, disagreed: int, limits: Any) -> None:
+    compared = agreed + disagreed
+    verdict.measurements["mirrored_compared"] = compared
+    if compared < limits.min_compared:
+        verdict.add("inconclusive", f"{compared} mirrored answers compared; at least {limits.min_compared}")
+        return
+    agreement = agreed / compared
+    verdict.measurements["agreement"] = round(agreement, 4)
+    if agreement < limits.min_agreement:
+        verdict.add(
+            "failed",
+            f"predictions agree with stable on {agreement:.1%} of mirrored requests "
+            f"(minimum {limits.min_agreement:.0%})",
+        )
+
+
+@metric
+class AgreementMetric(Metric):
+    name = "agreement"
+    summary = "share of mirrored requests the new version answers as stable does"
+    order = 20
+    thresholds = (
+        Threshold("min_agreement", float, 0.9, "minimum share of agreeing predictions", ge=0, le=1),
+        Threshold("min_compared", int, 20, "compared mirrored answers for a verdict", ge=1),
+    )
+    shown = ("mirrored_compared", "agreement")
+
+    def applies(self, window: AnalysisWindow) -> bool:
+        return window.stage != "post-promotion" and window.limits.mirror_percent > 0
+
+    def measure(self, window: AnalysisWindow, verdict: Verdict) -> None:
+        agreed, disagreed = window_comparisons(window.before, window.after, *window.canary)
+        judge_agreement(verdict, agreed, disagreed, window.limits)

@@ -1,0 +1,122 @@
+"""Router traffic: the canary's error rate and p99 latency, absolute and relative to stable.
+
+In the canary stage both versions take live traffic and the canary is compared with stable;
+before a blue-green switch only mirrored copies reach the new version (judged on their own);
+after it all live traffic does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conveyor.rollout.metric import AnalysisWindow, ArgoContext, Metric, Threshold, Traffic, Verdict, metric
+from conveyor.rollout.stats import LIVE, MIRROR
+
+
+def judge_traffic(verdict: Verdict, canary: Traffic, stable: Traffic | None, limits: Any, who: str) -> None:
+    """Error rate and p99 of ``canary`` (absolute), and relative to ``stable`` when stable has data."""
+    measured = verdict.measurements
+    measured[f"{who}_requests"] = canary.requests
+    measured[f"{who}_label_shares"] = canary.label_shares()
+    if stable is not None:
+        measured["stable_requests"] = stable.requests
+        measured["stable_label_shares"] = stable.label_shares()
+    if canary.requests < limits.min_requests:
+        verdict.add("inconclusive", f"{canary.requests} {who} requests in the window; at least {limits.min_requests}")
+        return
+    rate = canary.error_rate
+    measured[f"{who}_error_rate"] = round(rate, 4)
+    stable_known = stable is not None and stable.requests >= limits.min_requests
+    if stable_known:
+        measured["stable_error_rate"] = round(stable.error_rate, 4)
+    if rate > limits.max_error_rate:
+        verdict.add("failed", f"{who} error rate {rate:.1%} over the limit {limits.max_error_rate:.1%}")
+    elif stable_known and rate > stable.error_rate + limits.max_error_rate_increase and canary.errors >= 2:
+        verdict.add(
+            "failed",
+            f"{who} error rate {rate:.1%} exceeds stable's {stable.error_rate:.1%} "
+            f"by more than {limits.max_error_rate_increase:.1%}",
+        )
+    p99 = canary.p99_ms()
+    measured[f"{who}_p99_ms"] = None if p99 is None else round(p99, 2)
+    stable_p99 = stable.p99_ms() if stable_known else None
+    if stable_p99 is not None:
+        measured["stable_p99_ms"] = round(stable_p99, 2)
+    if p99 is not None and limits.max_p99_ms is not None and p99 > limits.max_p99_ms:
+        verdict.add("failed", f"{who} p99 {p99:.1f} ms over the limit {limits.max_p99_ms:g} ms")
+    elif (
+        p99 is not None
+        and stable_p99 is not None
+        and p99 > limits.p99_floor_ms
+        and p99 > stable_p99 * limits.max_p99_ratio
+    ):
+        verdict.add("failed", f"{who} p99 {p99:.1f} ms over {limits.max_p99_ratio:g}x stable's {stable_p99:.1f} ms")
+
+
+@metric
+class TrafficMetric(Metric):
+    name = "traffic"
+    summary = "error rate and p99 latency of the new version, absolute and against stable"
+    order = 10
+    thresholds = (
+        Threshold("min_requests", int, 20, "canary requests per window below which it is inconclusive", ge=1),
+        Threshold("max_error_rate", float, 0.05, "absolute ceiling on the canary's error rate", ge=0, le=1),
+        Threshold("max_error_rate_increase", float, 0.02, "canary minus stable error rate", ge=0, le=1),
+        Threshold("max_p99_ms", float, None, "absolute ceiling on the canary's p99 latency", gt=0, optional=True),
+        Threshold("max_p99_ratio", float, 2.0, "canary p99 / stable p99 ceiling", gt=0),
+        Threshold("p99_floor_ms", float, 25.0, "p99 below this never fails the ratio check", ge=0),
+    )
+    shown = (
+        "canary_requests",
+        "mirrored_requests",
+        "stable_requests",
+        "canary_error_rate",
+        "mirrored_error_rate",
+        "stable_error_rate",
+        "canary_p99_ms",
+        "mirrored_p99_ms",
+        "stable_p99_ms",
+    )
+
+    def measure(self, window: AnalysisWindow, verdict: Verdict) -> None:
+        limits = window.limits
+        if window.stage == "pre-promotion":
+            judge_traffic(verdict, window.traffic("canary", MIRROR), None, limits, "mirrored")
+        elif window.stage == "post-promotion":
+            judge_traffic(verdict, window.traffic("canary", LIVE), None, limits, "canary")
+        else:
+            judge_traffic(verdict, window.traffic("canary"), window.traffic("stable"), limits, "canary")
+
+    def argo(self, limits: Any, ctx: ArgoContext) -> list[dict[str, Any]]:
+        requests = f"sum(rate(conveyor_requests_total{{{ctx.canary}}}[{ctx.window}]))"
+        errors = f'sum(rate(conveyor_requests_total{{{ctx.canary},status=~"5.."}}[{ctx.window}]))'
+        p99 = (
+            "histogram_quantile(0.99, sum by (le) "
+            f"(rate(conveyor_request_duration_seconds_bucket{{{ctx.canary}}}[{ctx.window}])))"
+        )
+        metrics: list[dict[str, Any]] = [
+            {
+                "name": "error-rate",
+                "interval": ctx.interval,
+                "failureLimit": 0,
+                "inconclusiveLimit": limits.max_inconclusive,
+                "consecutiveErrorLimit": limits.max_measurement_errors,
+                # NaN (no traffic) meets neither condition: inconclusive, never a failure
+                "successCondition": f"result[0] <= {limits.max_error_rate}",
+                "failureCondition": f"result[0] > {limits.max_error_rate}",
+                "provider": {"prometheus": {"address": ctx.prometheus, "query": f"{errors} / {requests}"}},
+            }
+        ]
+        if limits.max_p99_ms is not None:
+            metrics.append(
+                {
+                    "name": "p99-latency",
+                    "interval": ctx.interval,
+                    "failureLimit": 0,
+                    "inconclusiveLimit": limits.max_inconclusive,
+                    "successCondition": f"result[0] <= {limits.max_p99_ms / 1000}",
+                    "failureCondition": f"result[0] > {limits.max_p99_ms / 1000}",
+                    "provider": {"prometheus": {"address": ctx.prometheus, "query": p99}},
+                }
+            )
+        return metrics

@@ -1,0 +1,247 @@
+"""Planning a rollout: from what a user asked for to the status record the controller drives.
+
+The CLI and the Python API (``conveyor.api``) parse their own input and call these; what is
+decided here (which version is stable, which router, the mirror share each strategy gets by
+default, what ``retry`` and ``undo`` roll out) is decided once for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conveyor.durations import parse_duration
+from conveyor.errors import ClientError, Conflict, ConveyorError, InvalidInput, NotFound, NotReady
+from conveyor.registry.refs import looks_like_ref
+from conveyor.rollout import backends
+from conveyor.rollout.config import RolloutSettings, parse_steps
+from conveyor.rollout.metric import MeasurementError
+from conveyor.rollout.router_client import RouterClient
+from conveyor.rollout.status import Action, Backend, RolloutStatus, StatusStore, list_services, router_address
+
+#: the share of stable traffic mirrored to the new version, when neither the user nor conveyor.yaml set one
+DEFAULT_MIRROR = {"canary": 20.0, "blue-green": 50.0}
+
+
+def pick_service(service: str | None) -> str:
+    """The named service, or the only one with a rollout."""
+    if service:
+        return service
+    services = [s for s in list_services() if (StatusStore(s).find() is not None)]
+    if len(services) == 1:
+        return services[0]
+    if not services:
+        raise NotFound("no rollouts yet; start one with `conveyor rollout start REF`")
+    raise InvalidInput(f"several services have rollouts, name one: {', '.join(services)}")
+
+
+def resolve_ref(ref: str, allow_unregistered: bool) -> tuple[str, str, str | None, int | None]:
+    """(ref to serve, version label, model name, model version): registry refs are pinned to their version."""
+    from conveyor.registry.config import open_registry
+
+    if looks_like_ref(ref):
+        try:
+            version = open_registry().resolve(ref)
+            pinned = f"{version.name}:{version.version}"
+            return pinned, pinned, version.name, version.version
+        except ClientError:
+            if not allow_unregistered:
+                raise
+    return ref, ref, None, None
+
+
+def stable_backend(store: StatusStore, router: RouterClient) -> Backend:
+    """What the router's stable backend is, and whether a previous rollout started it (then we may stop it)."""
+    table = router.routes()
+    spec = table.backend("stable")
+    if spec is None:
+        return Backend(ref="", version="", url=None, owned=False)
+    if "stable" in router.unhealthy_backends():
+        raise Conflict(
+            f"the router's stable backend ({spec.version or 'unnamed'} at {spec.url}) is down, so a canary "
+            f"would have nothing to be compared with: restart it, or take it off with "
+            f"`conveyor rollout down {store.service}` and start again",
+        )
+    previous = store.find()
+    if previous is not None:
+        serving = previous.canary if previous.phase == "succeeded" else previous.stable
+        if serving.url == spec.url:
+            return serving
+    return Backend(ref=spec.version or spec.url, version=spec.version or spec.url, url=spec.url, owned=False)
+
+
+@dataclass
+class Request:
+    """What a user asked for; None means: conveyor.yaml's ``rollout:`` section, else the default."""
+
+    ref: str
+    service: str | None = None
+    router: str | None = None
+    strategy: str | None = None
+    steps: str | list[float] | None = None
+    interval: str | float | None = None
+    rollback_window: str | float | None = None
+    contract: Path | None = None
+    no_contract: bool = False
+    image: str | None = None
+    command: str | None = None
+    thresholds: dict[str, Any] = field(default_factory=dict)
+
+
+def new_status(request: Request, settings: RolloutSettings) -> RolloutStatus:
+    """Validate the request against the router and the registry; the record of a rollout not started yet."""
+    command = request.command or settings.command
+    chosen_steps = parse_steps(request.steps) if request.steps else settings.steps  # validate before any work
+    interval_s = parse_duration(request.interval or settings.interval)
+    rollback_window_s = parse_duration(request.rollback_window or settings.rollback_window)
+    serve_ref, version, model_name, model_version = resolve_ref(
+        request.ref, allow_unregistered=bool(command or request.image)
+    )
+    service = request.service or settings.service or model_name or request.ref.split(":")[0].split("@")[0]
+    strategy = request.strategy or settings.strategy
+    if strategy not in DEFAULT_MIRROR:
+        raise InvalidInput(f"--strategy must be canary or blue-green, not {strategy!r}")
+    router_url = request.router or settings.router or router_address(service)
+    if router_url is None:
+        raise NotFound(f"no router for service {service!r}: start `conveyor router --service {service}`")
+    given = {k: v for k, v in request.thresholds.items() if v is not None}
+    limits = settings.thresholds.model_copy(update=given)
+    if "mirror_percent" not in given and "mirror_percent" not in settings.thresholds.model_fields_set:
+        limits.mirror_percent = DEFAULT_MIRROR[strategy]
+    contract_path = request.contract or (Path(settings.contract) if settings.contract else None)
+    if contract_path is not None and not contract_path.exists():
+        raise NotFound(f"contract {contract_path} does not exist")
+    limits.contract = not request.no_contract
+    store = StatusStore(service)
+    client = RouterClient(router_url)
+    try:
+        stable = stable_backend(store, client)
+    except MeasurementError as exc:
+        raise NotReady(str(exc)) from None
+    finally:
+        client.close()
+    if stable.url is not None and stable.version == version:
+        raise Conflict(f"{version} is already the stable version of service {service!r}")
+    canary = Backend(ref=request.image or serve_ref, version=version, engine="container" if request.image else None)
+    return RolloutStatus(
+        service=service,
+        strategy=strategy,  # type: ignore[arg-type]
+        ref=serve_ref,
+        model_name=model_name,
+        model_version=model_version,
+        router=router_url,
+        steps=chosen_steps,
+        interval_s=interval_s,
+        rollback_window_s=rollback_window_s,
+        stable=stable,
+        canary=canary,
+        command=None if request.image else command,
+        contract_path=str(contract_path.resolve()) if contract_path else None,
+        thresholds=limits,
+        previous_ref=stable.ref or None,
+    )
+
+
+def again(
+    store: StatusStore,
+    want: str,
+    ref_of: Callable[[RolloutStatus], str | None],
+    strategy: str | None = None,
+    steps: str | None = None,
+) -> RolloutStatus:
+    """``retry`` (want=aborted, the same ref) and ``undo`` (want=succeeded, the previous ref), as last time."""
+    last = store.load()
+    if last.phase != want:
+        raise Conflict(f"the last rollout of {store.service!r} is {last.phase}, not {want}")
+    ref = ref_of(last)
+    if not ref:
+        raise Conflict("the last rollout does not record a previous version to go back to")
+    settings = RolloutSettings(
+        strategy=strategy or last.strategy,
+        steps=last.steps,
+        interval=last.interval_s,
+        rollback_window=last.rollback_window_s,
+        contract=last.contract_path,
+        command=last.command,
+        thresholds=last.thresholds,
+    )
+    image = last.canary.ref if last.canary.engine and want == "aborted" else None
+    return new_status(Request(ref, service=store.service, router=last.router, steps=steps, image=image), settings)
+
+
+@dataclass
+class TakenDown:
+    stopped: list[str]  # versions whose backends were stopped
+    removed: list[str]  # backends taken off the router
+    router_error: str | None = None  # the router could not be changed
+
+
+def take_down(store: StatusStore) -> TakenDown:
+    """Stop the backends rollouts of the service started; take them and any dead backend off the router."""
+    last = store.load()
+    if last.active:
+        raise Conflict(f"the rollout of {last.ref} is {last.phase}: abort it first")
+    stopped, stopped_urls = [], set()
+    for backend in (last.stable, last.canary):
+        if backend.owned and (backend.pid or backend.container) and backends.alive(backend):
+            backends.stop(backend)
+            stopped.append(backend.version)
+        if backend.owned and backend.url:
+            stopped_urls.add(backend.url)
+    result = TakenDown(stopped, [])
+    client = RouterClient(last.router)
+    try:
+        table = client.routes()
+        gone = client.unhealthy_backends() | {b.name for b in table.backends if b.url in stopped_urls}
+        if gone:
+            client.set_routes(table.without(gone))
+            result.removed = sorted(gone)
+    except MeasurementError as exc:
+        result.router_error = str(exc)
+    finally:
+        client.close()
+    return result
+
+
+def spawn_controller(service: str) -> None:
+    """Run the controller of ``service``'s rollout in the background (its log: controller.log beside the status)."""
+    from conveyor.launch import conveyor_argv, spawn_detached
+
+    spawn_detached(conveyor_argv("rollout", "controller", service), StatusStore(service).dir / "controller.log")
+
+
+def send_command(
+    store: StatusStore,
+    action: Action,
+    reason: str | None = None,
+    *,
+    weight: float | None = None,
+    wait: float = 30.0,
+    on_notice: Callable[[str], None] | None = None,
+) -> RolloutStatus:
+    """Record a command for the controller and wait until it has acted on it (started if none runs).
+
+    An abort also waits for the rollback to finish.  Raises ConveyorError when the controller
+    has not acted within ``wait`` seconds (the command stays recorded: it acts when it runs).
+    """
+    import time
+
+    sent = store.command(action, reason, weight=weight)
+    if not store.controller_running():
+        spawn_controller(store.service)
+        if on_notice is not None:
+            on_notice("no controller was running: started one in the background")
+    deadline = time.monotonic() + wait
+    current = store.load()
+    while current.handled_command < sent.id and time.monotonic() < deadline:
+        time.sleep(0.2)
+        current = store.load()
+    if current.handled_command < sent.id:
+        raise ConveyorError(f"{action} recorded, but the controller has not acted on it after {wait:g}s")
+    if action == "abort":
+        while current.active and time.monotonic() < deadline + 30:
+            time.sleep(0.2)
+            current = store.load()
+    return current
