@@ -35,6 +35,7 @@ class Context:
     project: Path | None = None
     model_ref: str | None = None
     model_path: Path | None = None
+    image: str | None = None  # the image the server under test runs, when verifying an image
     timeout: float = 30.0
     client: httpx.Client = field(init=False)
 

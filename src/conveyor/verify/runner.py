@@ -107,13 +107,19 @@ def check_server(
     project: Path | None = None,
     model_ref: str | None = None,
     model_path: Path | None = None,
+    image: str | None = None,
     custom: list[Check] | None = None,
     skip: list[str] | None = None,
     parallel: int = 8,
 ) -> list[CheckResult]:
     """Plan and run every applicable check against a server at ``url`` (None: static checks only)."""
     ctx = Context(
-        url, contract, project=project.resolve() if project else None, model_ref=model_ref, model_path=model_path
+        url,
+        contract,
+        project=project.resolve() if project else None,
+        model_ref=model_ref,
+        model_path=model_path,
+        image=image,
     )
     if url is not None and contract.v2 is None:
         discovered = discover_v2_model(url, ctx.client)
@@ -158,6 +164,7 @@ def verify_target(
             project=project,
             model_ref=model_ref or running.model_ref,
             model_path=model_path or running.model_path,
+            image=running.image,
             custom=custom,
             skip=skip,
             parallel=parallel,

@@ -30,6 +30,7 @@ class Running:
     model_name: str | None  # for the v2 checks, when we know it
     model_ref: str | None = None
     model_path: Path | None = None
+    image: str | None = None
 
 
 def looks_like_image(target: str) -> bool:
@@ -82,7 +83,7 @@ def serve_model(target: str, timeout: float) -> Iterator[Running]:
 def run_image(image: str, timeout: float, container_port: int = 5000) -> Iterator[Running]:
     """Start the image on a loopback port, wait for readiness, remove the container afterwards."""
     with serving_image(image, timeout, container_port) as (url, engine, _):
-        yield Running(url, image_labels(engine, image).get("ai.conveyor.model.name"))
+        yield Running(url, image_labels(engine, image).get("ai.conveyor.model.name"), image=image)
 
 
 @contextmanager
