@@ -126,9 +126,7 @@ class DataPlane:
 
     async def classify(self, texts: list[str]) -> np.ndarray:
         """Logits ``[len(texts), num_labels]`` through the batcher."""
-        model = self._require_ready()
-        if not model.takes_text:
-            raise BadRequest(f"model {self.spec.name!r} takes raw tensors; call /v2/models/{self.spec.name}/infer")
+        self.require_text()
         assert self._batcher is not None
         rows = await self._batcher.submit(texts)
         logits = np.stack(rows)
@@ -139,6 +137,12 @@ class DataPlane:
         winners = logits.argmax(axis=1)
         for index, count in zip(*np.unique(winners, return_counts=True), strict=True):
             metrics.PREDICTIONS.labels(label=self.spec.labels[index], **self._metric_labels).inc(int(count))
+
+    def require_text(self) -> None:
+        """Refuse texts for a model that takes raw tensors (its callers name the v2 route instead)."""
+        model = self._require_ready()
+        if not model.takes_text:
+            raise BadRequest(f"model {self.spec.name!r} takes raw tensors; call /v2/models/{self.spec.name}/infer")
 
     async def predict(self, texts: list[str]) -> list[dict[str, Any]]:
         """The classic answer per text: ``{"positive": bool}`` or ``{"label": name}``."""

@@ -9,6 +9,7 @@ correct whichever worker answers the scrape.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -56,6 +57,30 @@ PREDICTIONS = Counter(
     "Predicted labels, to watch the prediction distribution.",
     ["model", "version", "label"],
 )
+
+
+class RequestRecorder:
+    """Counts and times requests of one model version: the one place both request metrics are written.
+
+    The label children are cached, so a request costs two dictionary lookups, not a label
+    resolution per metric.
+    """
+
+    def __init__(self, model: str, version: str) -> None:
+        self.labels = {"model": model, "version": version}
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._latency: dict[tuple[str, str], Any] = {}
+
+    def record(self, route: str, method: str, status: int, seconds: float) -> None:
+        counter = self._counters.get((route, method, status))
+        if counter is None:
+            counter = REQUESTS.labels(route=route, method=method, status=str(status), **self.labels)
+            self._counters[(route, method, status)] = counter
+        latency = self._latency.get((route, method))
+        if latency is None:
+            latency = self._latency[(route, method)] = REQUEST_LATENCY.labels(route=route, method=method, **self.labels)
+        counter.inc()
+        latency.observe(seconds)
 
 
 def render() -> tuple[bytes, str]:

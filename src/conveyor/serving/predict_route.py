@@ -1,8 +1,11 @@
-"""``/predict`` served straight on ASGI.
+"""``POST /predict``, the classic route, whole: served straight on ASGI.
 
 The classic route carries nearly all of a model server's traffic, so it skips
-Starlette's routing, ``Request`` objects and middleware chain and records its
-own metrics.  Every other path goes to the wrapped Starlette app unchanged.
+Starlette's routing, ``Request`` objects and middleware chain.  Everything it does
+is here, each once: the content type, the body size (``body.py``), the JSON array of
+strings, the item count and the model's ability to take text (the data plane's checks,
+shared with v2), the answer, and its request metrics (``metrics.RequestRecorder``).
+Every other path goes to the wrapped Starlette app unchanged.
 Errors keep the server's contract: a client's mistake is a 4xx with
 ``{"error": ...}``, our own fault a logged 500.
 
@@ -19,21 +22,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from conveyor.errors import ClientError, MethodNotAllowed
+from conveyor.errors import BadRequest, ClientError, InvalidInput, MethodNotAllowed, UnsupportedMediaType
 from conveyor.serving import metrics
+from conveyor.serving.body import is_json, read_limited
 from conveyor.serving.dataplane import DataPlane
 
 log = logging.getLogger("conveyor.http")
 
 PATH = "/predict"
-# (content type, body chunks, declared content length, Expect: 100-continue) -> JSON answer
-Answer = Callable[[str | None, AsyncIterator[bytes], str | None, bool], Awaitable[bytes]]
 JSON_HEADERS = [(b"content-type", b"application/json")]
 CLIENT_CLOSED = 499
 
@@ -80,15 +82,48 @@ class DisconnectWatch:
             self.watcher.cancel()
 
 
-class PredictRoute:
-    """ASGI app: ``/predict`` answered by ``answer``, everything else by ``app``."""
+def parse_texts(body: bytes, plane: DataPlane) -> list[str]:
+    """The classic body: a non-empty JSON array of strings, at most ``--max-items`` of them."""
+    if not body.strip():
+        raise BadRequest('request body is empty: send a JSON array of strings, e.g. ["some text"]')
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, list):
+        kind = "null" if payload is None else type(payload).__name__
+        kind = {"dict": "object", "str": "string", "int": "number", "float": "number"}.get(kind, kind)
+        raise InvalidInput(f"expected a JSON array of strings, got {kind}")
+    if not payload:
+        raise InvalidInput("expected a non-empty JSON array of strings, got []")
+    plane.check_item_count(len(payload))
+    for index, item in enumerate(payload):
+        if type(item) is not str:
+            kind = (
+                "null"
+                if item is None
+                else {"dict": "object", "list": "array"}.get(type(item).__name__, type(item).__name__)
+            )
+            raise InvalidInput(f"item {index} must be a string, got {kind}")
+    return payload
 
-    def __init__(self, app: ASGIApp, answer: Answer, plane: DataPlane) -> None:
+
+class PredictRoute:
+    """ASGI app: ``/predict`` answered here from the data plane, everything else by ``app``."""
+
+    def __init__(self, app: ASGIApp, plane: DataPlane) -> None:
         self.app = app
-        self.answer = answer
-        self._labels = {"model": plane.spec.name, "version": plane.spec.version, "route": PATH}
-        self._counters: dict[tuple[str, int], Any] = {}
-        self._latency: dict[str, Any] = {}
+        self.plane = plane
+        self.recorder = metrics.RequestRecorder(plane.spec.name, plane.spec.version)
+
+    async def answer(
+        self, content_type: str | None, body: AsyncIterator[bytes], declared: str | None, expects_continue: bool
+    ) -> bytes:
+        if content_type is not None and not is_json(content_type):
+            raise UnsupportedMediaType(f"Content-Type must be application/json, got {content_type!r}")
+        raw = await read_limited(declared, body, self.plane.options.max_body_bytes, expects_continue)
+        answers = await self.plane.predict(parse_texts(raw, self.plane))
+        return orjson.dumps(answers[0] if len(answers) == 1 else answers)
 
     @property
     def state(self) -> Any:
@@ -128,7 +163,7 @@ class PredictRoute:
                 watch.disarm()
             status = 200
         except ClientGone:
-            self._record(method, CLIENT_CLOSED, time.perf_counter() - started)
+            self.recorder.record(PATH, method, CLIENT_CLOSED, time.perf_counter() - started)
             return  # nobody to answer
         except ClientError as exc:
             status, body = exc.status, orjson.dumps({"error": exc.message})
@@ -139,15 +174,4 @@ class PredictRoute:
             await send({"type": "http.response.start", "status": status, "headers": JSON_HEADERS + extra})
             await send({"type": "http.response.body", "body": body})
         finally:
-            self._record(method, status, time.perf_counter() - started)
-
-    def _record(self, method: str, status: int, seconds: float) -> None:
-        counter = self._counters.get((method, status))
-        if counter is None:
-            counter = metrics.REQUESTS.labels(method=method, status=str(status), **self._labels)
-            self._counters[(method, status)] = counter
-        latency = self._latency.get(method)
-        if latency is None:
-            latency = self._latency[method] = metrics.REQUEST_LATENCY.labels(method=method, **self._labels)
-        counter.inc()
-        latency.observe(seconds)
+            self.recorder.record(PATH, method, status, time.perf_counter() - started)
