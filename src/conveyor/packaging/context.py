@@ -46,7 +46,7 @@ class BuildContext:
 
 def default_wheelhouse() -> Path:
     """Where downloaded wheels are kept between builds: CONVEYOR_WHEELHOUSE, else $CONVEYOR_HOME/wheelhouse."""
-    from conveyor.registry.config import conveyor_home
+    from conveyor.home import conveyor_home
 
     return Path(os.environ.get("CONVEYOR_WHEELHOUSE") or conveyor_home() / "wheelhouse")
 

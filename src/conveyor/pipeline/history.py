@@ -20,7 +20,7 @@ from conveyor.errors import NotFound
 
 
 def runs_root() -> Path:
-    from conveyor.registry.config import conveyor_home
+    from conveyor.home import conveyor_home
 
     return conveyor_home() / "runs"
 

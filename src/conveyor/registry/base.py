@@ -19,8 +19,8 @@ from typing import Protocol
 
 from conveyor.digest import digest_of_pairs, sha256_file
 from conveyor.errors import ClientError, InvalidInput, NotFound, Unreachable
+from conveyor.home import conveyor_home
 from conveyor.registry.blobs import copy_verified
-from conveyor.registry.config import conveyor_home
 from conveyor.registry.onnx_info import framework_of
 from conveyor.registry.records import Alias, FileEntry, Lineage, ModelVersion, NewVersion
 from conveyor.registry.refs import ModelRef, check_name

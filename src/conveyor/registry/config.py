@@ -14,15 +14,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from conveyor.home import conveyor_home
+
 if TYPE_CHECKING:  # the stores import SQLAlchemy, boto3 or httpx: only when a command opens one
     from conveyor.registry.local import LocalRegistry
     from conveyor.registry.protocol import Registry
-
-
-def conveyor_home() -> Path:
-    home = Path(os.environ.get("CONVEYOR_HOME") or Path.home() / ".conveyor").expanduser()
-    home.mkdir(parents=True, exist_ok=True)
-    return home
 
 
 def open_local(database_url: str | None = None, blob_store: str | None = None) -> LocalRegistry:

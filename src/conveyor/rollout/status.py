@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from conveyor.atomic import write_atomic
 from conveyor.errors import Conflict, InvalidInput, NotFound
-from conveyor.registry.config import conveyor_home
+from conveyor.home import conveyor_home
 from conveyor.rollout.metric import Outcome
 from conveyor.rollout.thresholds import Thresholds
 

@@ -1,0 +1,104 @@
+"""The layout rules of the package, checked on its source: who may import whom.
+
+* nothing outside ``conveyor.cli`` imports the CLI (the library never depends on its front end);
+* ``conveyor.registry`` imports nothing from ``conveyor.serving`` (serving builds on the registry);
+* the imports between modules form no cycle, counting imports inside functions too (a cycle
+  dodged by a late import is still a cycle).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+PACKAGE = "conveyor"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """Conveyor modules ``path`` imports (at any depth of the file, but not under TYPE_CHECKING)."""
+    tree = ast.parse(path.read_text(), str(path))
+    typing_only: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            typing_only.update(id(child) for child in ast.walk(node))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {name for name in found if name == PACKAGE or name.startswith(PACKAGE + ".")}
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    modules = {_module_name(p): p for p in (SRC / PACKAGE).rglob("*.py")}
+    edges: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        # "from conveyor.x import y" names module conveyor.x.y only when that module exists
+        edges[name] = {target for target in _imports(path, name) if target in modules and target != name}
+    return edges
+
+
+def test_nothing_outside_the_cli_imports_the_cli(graph: dict[str, set[str]]) -> None:
+    offenders = {
+        module: sorted(t for t in targets if t.startswith("conveyor.cli"))
+        for module, targets in graph.items()
+        if not module.startswith("conveyor.cli") and module != "conveyor.__main__"  # the CLI's entry point
+    }
+    assert {m: t for m, t in offenders.items() if t} == {}
+
+
+def test_the_registry_imports_nothing_from_serving(graph: dict[str, set[str]]) -> None:
+    offenders = {
+        module: sorted(t for t in targets if t.startswith("conveyor.serving"))
+        for module, targets in graph.items()
+        if module.startswith("conveyor.registry")
+    }
+    assert {m: t for m, t in offenders.items() if t} == {}
+
+
+def test_there_are_no_import_cycles(graph: dict[str, set[str]]) -> None:
+    # a package's __init__ is imported with each of its modules: an edge into a package's own
+    # submodule from its __init__ is the package structure, not a cycle
+    def edges(module: str) -> set[str]:
+        return {t for t in graph[module] if not (module + ".").startswith(t + ".") and not t.startswith(module + ".")}
+
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        stack.append(module)
+        for target in sorted(edges(module)):
+            if state.get(target) == 1:
+                cycles.append([*stack[stack.index(target) :], target])
+            elif target not in state:
+                visit(target)
+        stack.pop()
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+    assert cycles == []
