@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from tests import models
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.registry_fixtures", "tests.rollout_fixtures"]
@@ -69,18 +69,16 @@ def start_server(model: Path | str, *args: str, tmp_path: Path, wait_ready: bool
 
 
 def wait_until_ready(server: Server, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         if server.process.poll() is not None:
             raise AssertionError(f"server exited with {server.process.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(f"{server.url}/v2/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    server.stop()
-    raise AssertionError(f"server not ready in {timeout}s:\n{server.log()}")
+        return httpx.get(f"{server.url}/v2/health/ready", timeout=1).status_code == 200
+
+    try:
+        wait_for(ready, timeout=timeout, what=f"{server.url} to be ready")
+    except AssertionError as exc:
+        server.stop()
+        raise AssertionError(f"{exc}\n{server.log()}") from None
 
 
 @pytest.fixture(scope="session")

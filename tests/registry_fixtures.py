@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO, free_port
+from tests.waiting import wait_for
 
 
 def _pg_bin() -> Path | None:
@@ -139,14 +139,11 @@ class RegistryServer:
                 env=env,
                 cwd=REPO,
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError(f"registry server did not start:\n{self.log()}")
+        try:
+            wait_for(lambda: httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200, timeout=30,
+                     what="the registry server", interval=0.1)  # fmt: skip
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{self.log()}") from None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

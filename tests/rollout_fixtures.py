@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import waiting
 from tests.conftest import REPO, Server, free_port
 
 
@@ -26,13 +27,8 @@ def env() -> dict[str, str]:
 
 
 def wait_for(predicate, timeout: float = 30, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    """The suite's one wait (tests.waiting), with the positional arguments these tests use."""
+    return waiting.wait_for(predicate, timeout=timeout, what=what, interval=0.1)
 
 
 Proc = Server  # a router or backend subprocess: the same handle as a model server

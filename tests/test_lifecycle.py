@@ -18,6 +18,7 @@ from conveyor.serving.app import create_app
 from conveyor.serving.dataplane import DataPlane, ServingOptions
 from conveyor.serving.spec import resolve_model
 from tests.conftest import REPO, Server, start_server, wait_until_ready
+from tests.waiting import wait_for
 
 
 def test_not_ready_until_the_model_is_loaded_and_warmed_up(vote_model) -> None:
@@ -32,9 +33,7 @@ def test_not_ready_until_the_model_is_loaded_and_warmed_up(vote_model) -> None:
     assert "not ready" in predict.json()["error"]
 
     with TestClient(create_app(DataPlane(resolve_model(vote_model), ServingOptions()))) as started:
-        deadline = time.monotonic() + 10
-        while started.get("/v2/health/ready").status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: started.get("/v2/health/ready").status_code == 200, timeout=10, what="readiness")
         assert started.app.state.plane.model is not None  # loaded, warm-up ran before ready
         assert started.post("/predict", json=["good"]).json() == {"positive": True}
 

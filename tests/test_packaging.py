@@ -17,6 +17,7 @@ from conveyor.digest import folder_digest
 from conveyor.registry.config import open_local
 from tests.conftest import REPO, free_port
 from tests.registry_fixtures import run_cli
+from tests.waiting import wait_for
 
 BASE_IMAGE = "localhost/conveyor-base:bookworm"
 
@@ -120,12 +121,8 @@ def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> str:
     process = subprocess.Popen(
         ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    for _ in range(100):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
+    wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200, timeout=20,
+             what="the OCI registry")  # fmt: skip
     yield f"127.0.0.1:{port}"
     process.terminate()
     process.wait(10)
@@ -183,13 +180,8 @@ def test_build_run_push_pull_and_labels(
         port = free_port()
         _podman("run", "-d", "--name", f"votes-{port}", "-p", f"127.0.0.1:{port}:5000", tag)
         try:
-            for _ in range(200):
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
+            ready = f"http://127.0.0.1:{port}/v2/health/ready"
+            wait_for(lambda: httpx.get(ready, timeout=1).status_code == 200, timeout=60, what="the container")
             response = httpx.post(f"http://127.0.0.1:{port}/predict", json=["good great"])
             assert response.json() == {"positive": True}
             metadata = httpx.get(f"http://127.0.0.1:{port}/v2/models/votes").json()

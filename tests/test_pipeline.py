@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.registry_fixtures import run_cli
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -387,10 +388,7 @@ def test_watch_runs_the_pipeline_when_a_new_version_is_registered(project: Path,
     )
     try:
         registry = open_local()
-        deadline = time.monotonic() + 30
-        while not registry.webhooks.all() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert registry.webhooks.all(), "the watcher never registered its webhook"
+        wait_for(registry.webhooks.all, timeout=30, what="the watcher to register its webhook")
         registry.register(vote_model, "other")  # not a trigger of this pipeline
         registry.register(vote_model, "votes")
         out, _ = watcher.communicate(timeout=60)

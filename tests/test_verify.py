@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import yaml
 from conveyor.registry.config import open_local
 from tests.conftest import REPO, Server, free_port
 from tests.registry_fixtures import run_cli
+from tests.waiting import wait_for
 
 VOTE_CONTRACT = {
     "sample_input": ["a good day"],
@@ -88,12 +88,7 @@ def broken(request: pytest.FixtureRequest):
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "tests.broken_server", request.param, str(port)], cwd=REPO)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(url + "/v2/health/ready", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.05)
+    wait_for(lambda: httpx.get(url + "/v2/health/ready", timeout=1), timeout=20, what="the broken server")
     yield url
     process.terminate()
     process.wait(10)

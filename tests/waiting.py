@@ -10,7 +10,11 @@ T = TypeVar("T")
 
 
 def wait_for(probe: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.05) -> T:
-    """Call ``probe`` until it returns something truthy and return that; AssertionError after ``timeout``."""
+    """Call ``probe`` until it returns something truthy and return that; AssertionError after ``timeout``.
+
+    A probe that raises AssertionError fails the wait at once (a server that exited will never
+    answer); any other exception counts as "not yet" (a connection refused while it starts).
+    """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while True:
@@ -18,6 +22,8 @@ def wait_for(probe: Callable[[], T | None], *, timeout: float, what: str, interv
             value = probe()
             if value:
                 return value
+        except AssertionError:
+            raise
         except Exception as exc:  # the thing waited for may not exist yet
             last_error = exc
         if time.monotonic() >= deadline:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -17,6 +20,9 @@ from examples.sentiment.transformer_onnx import embedding_model
 
 MAX_LENGTH = 128
 BATCH = 64
+EMBEDDING_CACHE = Path(
+    os.environ.get("CONVEYOR_EMBEDDING_CACHE") or Path(__file__).resolve().parents[2] / "data" / "embeddings"
+)
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,35 @@ def _tokenizer() -> Tokenizer:
     return tokenizer
 
 
+def _cache_key(texts: list[str]) -> str:
+    """What the embeddings depend on: the texts, the encoder's files and the code that runs them."""
+    digest = hashlib.sha256(json.dumps(texts).encode())
+    for path in sorted([*Path(__file__).parent.glob("*.py"), *encoder.model_dir().glob("*")]):
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def embed(texts: list[str], threads: int | None = None) -> np.ndarray:
+    """Sentence embeddings (mean-pooled, L2-normalised), cached in EMBEDDING_CACHE by their inputs.
+
+    Embedding is nearly all of a training's time and does not depend on the head being fitted,
+    so ``make model``, the training pipeline and a retrain with other head settings share it.
+    """
+    path = EMBEDDING_CACHE / f"{_cache_key(texts)}.npy"
+    if path.is_file():
+        return np.load(path)
+    features = _embed(texts, threads)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    with open(partial, "wb") as handle:
+        np.save(handle, features)
+    os.replace(partial, path)
+    return features
+
+
+def _embed(texts: list[str], threads: int | None = None) -> np.ndarray:
     """Sentence embeddings (mean-pooled, L2-normalised), batched by length."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "embedder.onnx"

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 
 from tests import models
 from tests.conftest import REPO, free_port
+from tests.waiting import wait_for
 
 UV = Path(sys.executable).parent / "uv"
 
@@ -145,17 +145,16 @@ class User:
 
 def wait_http(server: Spawned, path: str, timeout: float = 60, verify: object = True) -> None:
     """Wait until ``server`` answers ``path`` with 200; fail (with its log) if it exits or the time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         if server.process.poll() is not None:
             raise AssertionError(f"{server.process.args} exited with {server.process.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(server.url + path, timeout=1, verify=verify).status_code == 200:  # type: ignore[arg-type]
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{server.url}{path} did not answer 200 within {timeout}s:\n{server.log()}")
+        return httpx.get(server.url + path, timeout=1, verify=verify).status_code == 200  # type: ignore[arg-type]
+
+    try:
+        wait_for(answers, timeout=timeout, what=f"{server.url}{path} to answer 200")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}:\n{server.log()}") from None
 
 
 @pytest.fixture
