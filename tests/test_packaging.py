@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -95,10 +97,13 @@ def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def base_image() -> str:
     if shutil.which("podman") is None:
         pytest.skip("podman is not installed")
-    if _podman("image", "exists", BASE_IMAGE, check=False).returncode != 0:
-        if os.geteuid() != 0 or shutil.which("debootstrap") is None:
-            pytest.skip(f"{BASE_IMAGE} is missing and cannot be made here (needs root and debootstrap)")
-        subprocess.run(["bash", str(REPO / "scripts" / "make-base-image.sh"), BASE_IMAGE], check=True)
+    # test workers (pytest -n) share podman's storage: the first one makes the image, the others wait
+    with open(Path(tempfile.gettempdir()) / "conveyor-base-image.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _podman("image", "exists", BASE_IMAGE, check=False).returncode != 0:
+            if os.geteuid() != 0 or shutil.which("debootstrap") is None:
+                pytest.skip(f"{BASE_IMAGE} is missing and cannot be made here (needs root and debootstrap)")
+            subprocess.run(["bash", str(REPO / "scripts" / "make-base-image.sh"), BASE_IMAGE], check=True)
     return BASE_IMAGE
 
 

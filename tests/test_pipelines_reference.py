@@ -15,6 +15,8 @@ from tests.conftest import REPO
 from tests.registry_fixtures import run_cli
 from tests.test_packaging import base_image  # noqa: F401  (the session fixture)
 
+pytestmark = pytest.mark.slow  # trains the reference model, builds an image
+
 
 def pipeline(*args: str, env: dict[str, str]) -> tuple[int, dict]:
     result = run_cli("pipeline", "run", *args, "--file", str(REPO / "conveyor.yaml"), "--json", env=env)

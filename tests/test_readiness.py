@@ -6,9 +6,9 @@ import pytest
 
 
 def test_wait_until_ready_reports_an_exited_server_and_a_timeout_with_its_logs() -> None:
+    from conveyor.containers import free_port
     from conveyor.errors import ConveyorError
     from conveyor.readiness import wait_until_ready
-    from conveyor.containers import free_port
 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with pytest.raises(ConveyorError, match=r"the backend exited before it was ready:\nlast log line"):

@@ -11,6 +11,8 @@ from examples.sentiment.build import build
 
 from tests.conftest import REPO, Server, start_server
 
+pytestmark = pytest.mark.slow  # builds (or reuses) the reference MiniLM model
+
 CLASSIC = [
     "MLOps is critical for robustness",
     "espresso is too strong",

@@ -38,10 +38,13 @@ STANDINS = {
 }
 USER, PASSWORD = "ci-bot", "s3cret-push-password"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("podman") is None or shutil.which("docker-registry") is None,
-    reason="podman and Debian's docker-registry are needed (.ci/run installs them)",
-)
+pytestmark = [
+    pytest.mark.slow,  # a fresh repository's workflow under act: several fresh runners
+    pytest.mark.skipif(
+        shutil.which("podman") is None or shutil.which("docker-registry") is None,
+        reason="podman and Debian's docker-registry are needed (.ci/run installs them)",
+    ),
+]
 
 
 def _podman(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
