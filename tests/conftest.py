@@ -81,6 +81,17 @@ def wait_until_ready(server: Server, timeout: float = 60) -> None:
         raise AssertionError(f"{exc}\n{server.log()}") from None
 
 
+@pytest.fixture
+def conveyor_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh CONVEYOR_HOME for the test: its own embedded registry, cache, runs and rollouts."""
+    path = tmp_path / "home"
+    path.mkdir()
+    monkeypatch.setenv("CONVEYOR_HOME", str(path))
+    for name in ("CONVEYOR_REGISTRY", "CONVEYOR_TOKEN", "CONVEYOR_BLOB_STORE", "GITHUB_ACTIONS"):
+        monkeypatch.delenv(name, raising=False)
+    return path
+
+
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")

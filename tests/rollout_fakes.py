@@ -175,7 +175,7 @@ class Rig:
 
 def make_rig(
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch,  # the tests' own, so that CONVEYOR_HOME is restored after each
     strategy: str = "canary",
     steps: tuple[float, ...] = (25, 50, 100),
     with_stable: bool = True,

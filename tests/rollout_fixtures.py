@@ -126,11 +126,8 @@ def status_of(home: Path, service: str = "svc") -> dict:
 
 
 @pytest.fixture
-def rollout_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    monkeypatch.setenv("CONVEYOR_HOME", str(path))
-    return path
+def rollout_home(conveyor_home: Path) -> Path:
+    return conveyor_home
 
 
 @pytest.fixture

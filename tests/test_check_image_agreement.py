@@ -31,10 +31,8 @@ def _labelled_image(tmp_path: Path, labels: dict[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vote_model: Path) -> Iterator[tuple[Server, str]]:
+def served(tmp_path: Path, conveyor_home: Path, vote_model: Path) -> Iterator[tuple[Server, str]]:
     """votes:1 registered here and served as votes version 1."""
-    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("CONVEYOR_REGISTRY", raising=False)
     version = open_local().register(vote_model, "votes")
     server = start_server(vote_model, "--name", "votes", "--model-version", "1", tmp_path=tmp_path)
     yield server, f"sha256:{version.digest}"

@@ -30,12 +30,10 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wheelhouse: Path, vote_model: Path) -> Path:
-    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "home"))
+def home(conveyor_home: Path, monkeypatch: pytest.MonkeyPatch, wheelhouse: Path, vote_model: Path) -> Path:
     monkeypatch.setenv("CONVEYOR_WHEELHOUSE", str(wheelhouse))
-    monkeypatch.delenv("CONVEYOR_REGISTRY", raising=False)
     open_local().register(vote_model, "votes", aliases=["production"])
-    return tmp_path / "home"
+    return conveyor_home
 
 
 def test_package_writes_a_complete_readable_context(home: Path, tmp_path: Path) -> None:

@@ -16,8 +16,7 @@ from tests.waiting import wait_for
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "home"))
+def project(tmp_path: Path, conveyor_home: Path) -> Path:
     root = tmp_path / "project"
     root.mkdir()
     return root

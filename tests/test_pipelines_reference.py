@@ -15,7 +15,8 @@ from tests.conftest import REPO
 from tests.registry_fixtures import run_cli
 from tests.test_packaging import base_image  # noqa: F401  (the session fixture)
 
-pytestmark = pytest.mark.slow  # trains the reference model, builds an image
+# trains the reference model (on the reference model's test worker: see test_reference_model.py), builds an image
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reference-model"), pytest.mark.timeout(900)]
 
 
 def pipeline(*args: str, env: dict[str, str]) -> tuple[int, dict]:

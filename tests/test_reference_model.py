@@ -11,7 +11,9 @@ from examples.sentiment.build import build
 
 from tests.conftest import REPO, Server, start_server
 
-pytestmark = pytest.mark.slow  # builds (or reuses) the reference MiniLM model
+# builds (or reuses) the reference MiniLM model: on one test worker with the training pipeline,
+# one after the other, so that the second training reuses the first one's embeddings
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reference-model"), pytest.mark.timeout(900)]
 
 CLASSIC = [
     "MLOps is critical for robustness",

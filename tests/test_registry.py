@@ -30,12 +30,8 @@ from tests.registry_fixtures import run_cli
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "home"
-    monkeypatch.setenv("CONVEYOR_HOME", str(path))
-    monkeypatch.delenv("CONVEYOR_REGISTRY", raising=False)
-    monkeypatch.delenv("CONVEYOR_TOKEN", raising=False)
-    return path
+def home(conveyor_home: Path) -> Path:
+    return conveyor_home
 
 
 @pytest.fixture

@@ -255,3 +255,20 @@ def test_a_second_controller_for_the_same_service_is_refused(tmp_path: Path, mon
         assert acquired
         with pytest.raises(ConveyorError, match="already running"):
             rig.controller().run()
+
+
+@pytest.mark.parametrize("stage", ["pre-promotion", "post-promotion"])
+def test_a_blue_green_controller_killed_at_its_stages_is_resumed_by_a_new_one(
+    stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = make_rig(tmp_path, monkeypatch, strategy="blue-green")
+    if stage == "pre-promotion":  # killed while switching: the record says post-promotion was not reached
+        rig.router.crash_on_set = lambda table: {b.name: b.weight for b in table.backends}.get(CANARY) == 100.0
+        with pytest.raises(Crash):
+            rig.until(lambda s: s.stage == "post-promotion")
+        assert rig.status().stage == "pre-promotion"
+    else:  # killed inside the rollback window
+        rig.until(lambda s: s.stage == "post-promotion" and s.window is not None)
+    final = rig.until(lambda s: not s.active)
+    assert final.phase == "succeeded" and rig.backends.launched == ["v2"]
+    assert [(b.name, b.url, b.weight) for b in rig.router.table.backends] == [(STABLE, "http://v2.fake:5002", 100.0)]

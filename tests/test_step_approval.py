@@ -33,10 +33,7 @@ PIPELINE = {
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("CONVEYOR_REGISTRY", raising=False)
-    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+def project(tmp_path: Path, conveyor_home: Path) -> Path:
     root = tmp_path / "project"
     root.mkdir()
     (root / "conveyor.yaml").write_text(yaml.safe_dump({"pipelines": {"gated": PIPELINE}}))

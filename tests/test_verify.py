@@ -186,8 +186,7 @@ def test_static_checks_pass_a_pinned_clean_project(tmp_path: Path) -> None:
     assert checks["lint.ruff"]["status"] == "passed"
 
 
-def test_model_digest_is_checked_against_the_registry(tmp_path: Path, vote_model: Path, monkeypatch) -> None:
-    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "home"))
+def test_model_digest_is_checked_against_the_registry(tmp_path: Path, conveyor_home: Path, vote_model: Path) -> None:
     open_local().register(vote_model, "votes")
     code, report = verify(
         "--model-ref", "votes:1", "--model-path", str(vote_model), "--skip", "deps.*", "--skip", "lint.*"

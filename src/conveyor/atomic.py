@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Replace ``path`` with ``data`` atomically (its folder is created when missing)."""
+def _written_beside(path: Path, data: bytes | str) -> str:
+    """A temporary file in ``path``'s folder holding ``data``, flushed to disk; its name."""
     payload = data.encode() if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
@@ -24,6 +24,17 @@ def write_atomic(path: Path, data: bytes | str) -> None:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Replace ``path`` with ``data`` atomically (its folder is created when missing)."""
+    tmp = _written_beside(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -33,15 +44,9 @@ def write_atomic(path: Path, data: bytes | str) -> None:
 
 def create_exclusive(path: Path, data: bytes | str) -> bool:
     """Write ``path`` only if it does not exist yet (False when another writer got there first)."""
-    payload = data.encode() if isinstance(data, str) else data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    tmp = _written_beside(path, data)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(tmp, path)  # fails if the target exists: the first decision wins
+        os.link(tmp, path)  # fails if the target exists: the first writer wins
         return True
     except FileExistsError:
         return False

@@ -167,13 +167,12 @@ StepArgument = Annotated[str, typer.Argument(help="The waiting step.")]
 ByOption = Annotated[str | None, typer.Option("--by", help="Who decides (default: the current user).")]
 
 
+ReasonOption = Annotated[str, typer.Option("--reason", "-m", help="Why (kept in the run history and lineage).")]
+
+
 @app.command("approve")
 def approve(
-    run_id: RunArgument,
-    step: StepArgument,
-    by: ByOption = None,
-    reason: Annotated[str, typer.Option("--reason", "-m", help="Why (kept in the run history and lineage).")] = "",
-    as_json: JsonOption = False,
+    run_id: RunArgument, step: StepArgument, by: ByOption = None, reason: ReasonOption = "", as_json: JsonOption = False
 ) -> None:
     """Approve a step that waits for a decision (an approval step): the run goes on."""
     _decide(run_id, step, True, by, reason, as_json)
@@ -181,11 +180,7 @@ def approve(
 
 @app.command("reject")
 def reject(
-    run_id: RunArgument,
-    step: StepArgument,
-    by: ByOption = None,
-    reason: Annotated[str, typer.Option("--reason", "-m", help="Why (kept in the run history).")] = "",
-    as_json: JsonOption = False,
+    run_id: RunArgument, step: StepArgument, by: ByOption = None, reason: ReasonOption = "", as_json: JsonOption = False
 ) -> None:
     """Reject a step that waits for a decision: it fails, and so do the steps that need it."""
     _decide(run_id, step, False, by, reason, as_json)
