@@ -16,7 +16,10 @@ from tests.conftest import REPO
 from tests.registry_fixtures import run_cli
 from tests.rollout_fixtures import Load, Proc, env, fake_command, start_fake, status_of, wait_for
 
-FAST = ["--min-requests", "10", "--min-compared", "5"]
+# Small windows; and p99 is judged only above 2 s: these tests share two cores with other test
+# workers, so a healthy canary's p99 can be several times stable's. The p99 verdicts themselves
+# are tested against fakes (test_rollout_controller.py).
+FAST = ["--min-requests", "10", "--min-compared", "5", "--p99-floor-ms", "2000"]
 
 
 def put_routes(router: Proc, table: dict) -> httpx.Response:

@@ -1,0 +1,98 @@
+"""Journey: a user's own project with an approval gate, and a training script using the Python API,
+both with Conveyor installed from the wheel, from a folder outside the checkout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+from tests.journeys.conftest import User, copy_model
+from tests.waiting import wait_for
+
+
+def test_an_approval_gate_holds_the_run_until_someone_approves(user: User, vote_folder: Path) -> None:
+    copy_model(vote_folder, user.workdir / "trained")
+    (user.workdir / "conveyor.yaml").write_text(
+        textwrap.dedent(
+            """\
+            pipelines:
+              release:
+                steps:
+                  check: {run: "test -f trained/model.onnx"}
+                  approve: {uses: approval, needs: [check], with: {timeout: 2m}}
+                  register:
+                    uses: register
+                    needs: [approve]
+                    with: {path: trained, name: votes, aliases: [staging]}
+            """
+        )
+    )
+    user.ok("pipeline", "validate")
+    run = user.spawn("pipeline", "run", "release", name="pipeline")
+
+    def waiting_run() -> str | None:
+        runs = json.loads(user.ok("pipeline", "runs", "--json").stdout)
+        return runs[0]["id"] if runs and runs[0]["steps"]["approve"]["status"] == "waiting" else None
+
+    run_id = wait_for(waiting_run, timeout=60, what="the approval step to wait")
+    assert user.run("models", "show", "votes").returncode == 4  # nothing registered before the decision
+    early = user.run("pipeline", "approve", run_id, "register")
+    assert early.returncode == 5 and "not waiting" in early.stderr
+    approved = user.ok("pipeline", "approve", run_id, "approve", "--by", "alice", "--reason", "numbers look right")
+    assert "approved by alice: numbers look right" in approved.stdout
+    assert run.process.wait(120) == 0, run.log()
+    shown = json.loads(user.ok("models", "show", "votes@staging", "--json").stdout)
+    [approval] = shown["lineage"]["approvals"]
+    assert (approval["step"], approval["by"], approval["reason"]) == ("approve", "alice", "numbers look right")
+    workflow = user.ok("ci", "github", "release", "--out", ".github/workflows")
+    assert workflow.returncode == 0
+    text = (user.workdir / ".github/workflows/conveyor-release.yml").read_text()
+    assert "environment:" in text and "name: approval" in text
+
+
+def test_a_training_script_registers_and_promotes_with_the_python_api(user: User, vote_folder: Path) -> None:
+    copy_model(vote_folder, user.workdir / "model")
+    script = user.workdir / "train.py"
+    script.write_text(
+        textwrap.dedent(
+            """\
+            from pathlib import Path
+
+            from conveyor import Lineage, ProgressBar, open_registry
+            from conveyor.errors import Conflict, NotFound
+
+            registry = open_registry()
+            with ProgressBar() as bar:
+                version = registry.register(Path("model"), "votes", lineage=Lineage(metrics={"accuracy": 0.9}),
+                                            progress=bar)
+            registry.set_alias("votes", "production", version.version, protect=True)
+            second = registry.register(Path("model"), "votes")
+            try:
+                registry.set_alias("votes", "production", second.version)
+            except Conflict as exc:
+                print("refused:", exc)
+            try:
+                registry.resolve("votes:9")
+            except NotFound as exc:
+                print("missing:", exc)
+            registry.download("votes@production", Path("copy"))
+            print("registered", version.ref, sorted(p.name for p in Path("copy").iterdir()))
+            """
+        )
+    )
+    result = subprocess.run(
+        [str(user.venv / "bin" / "python"), str(script)],
+        capture_output=True,
+        text=True,
+        cwd=user.workdir,
+        env=user.environ(),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "registered votes:1 ['model.onnx', 'model.yaml', 'tokenizer.json']" in result.stdout
+    assert "refused:" in result.stdout and "protected" in result.stdout
+    assert "missing:" in result.stdout
+    shown = json.loads(user.ok("models", "show", "votes@production", "--json").stdout)
+    assert shown["version"] == 1 and shown["lineage"]["metrics"] == {"accuracy": 0.9}
