@@ -101,14 +101,16 @@ def s3_endpoint() -> Iterator[str]:
         server.stop()
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, check: bool = False, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "conveyor.cli.main", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
         cwd=REPO,
-        timeout=300,
+        timeout=timeout,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"conveyor {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")

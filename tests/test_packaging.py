@@ -82,9 +82,15 @@ def test_package_refuses_a_non_empty_folder(home: Path, tmp_path: Path) -> None:
     assert result.returncode == 1 and "not empty" in result.stderr
 
 
-podman = pytest.mark.skipif(
+_no_podman = pytest.mark.skipif(
     shutil.which("podman") is None, reason="podman is not installed (.ci/run installs it with scripts/ci-containers.sh)"
 )
+
+
+def podman(test):  # type: ignore[no-untyped-def]
+    """A test that builds real images: slow, skipped without podman, and on one test worker with the
+    other image builds, one after the other, so that they reuse the dependency layer the first built."""
+    return pytest.mark.xdist_group("images")(pytest.mark.slow(_no_podman(test)))
 
 
 def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

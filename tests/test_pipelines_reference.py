@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reference-model"), pyte
 
 
 def pipeline(*args: str, env: dict[str, str]) -> tuple[int, dict]:
-    result = run_cli("pipeline", "run", *args, "--file", str(REPO / "conveyor.yaml"), "--json", env=env)
+    # a training from scratch embeds thousands of texts: minutes on two shared cores
+    result = run_cli("pipeline", "run", *args, "--file", str(REPO / "conveyor.yaml"), "--json", env=env, timeout=900)
     try:
         return result.returncode, json.loads(result.stdout)
     except json.JSONDecodeError:
