@@ -21,12 +21,6 @@ REPO = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.registry_fixtures", "tests.rollout_fixtures"]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow tests first: on several workers (make test) the longest ones start at once,
-    instead of one of them starting last and the whole run waiting for it alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -90,4 +90,4 @@ def test_skipped_without_an_image_or_a_registry_that_knows_the_model(
     monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "elsewhere"))
     for image in _labelled_image(tmp_path, _labels(digest=digest)):
         result = _result(server, image)
-        assert result.status == "skipped" and "does not know model 'votes'" in result.message
+        assert result.status == "skipped" and "does not know model 'votes'" in result.message, result.message

@@ -88,9 +88,8 @@ _no_podman = pytest.mark.skipif(
 
 
 def podman(test):  # type: ignore[no-untyped-def]
-    """A test that builds real images: slow, skipped without podman, and on one test worker with the
-    other image builds, one after the other, so that they reuse the dependency layer the first built."""
-    return pytest.mark.xdist_group("images")(pytest.mark.slow(_no_podman(test)))
+    """A test that builds real images: slow (a minute or more), skipped without podman."""
+    return pytest.mark.slow(_no_podman(test))
 
 
 def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

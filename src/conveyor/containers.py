@@ -12,6 +12,7 @@ import json
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -65,14 +66,18 @@ def logs(engine: str, name: str, tail: int | None = None) -> str:
 
 
 def image_labels(engine: str, image: str) -> dict[str, str]:
-    """The image's OCI labels ({} when it has none or cannot be inspected)."""
-    result = subprocess.run(
-        [engine, "inspect", "-f", "{{json .Config.Labels}}", image], capture_output=True, text=True, check=False
-    )
-    try:
-        return json.loads(result.stdout) or {} if result.returncode == 0 else {}
-    except json.JSONDecodeError:
-        return {}
+    """The image's OCI labels ({} when it has none); ConveyorError when the engine cannot inspect it."""
+    for attempt in range(3):  # podman's storage lock can refuse an inspect while images are being built
+        result = subprocess.run(
+            [engine, "inspect", "-f", "{{json .Config.Labels}}", image], capture_output=True, text=True, check=False
+        )
+        if result.returncode == 0:
+            try:
+                return json.loads(result.stdout) or {}
+            except json.JSONDecodeError:
+                return {}
+        time.sleep(0.5 * (attempt + 1))
+    raise ConveyorError(f"{engine} cannot inspect {image}: {result.stderr.strip()}")
 
 
 def stop(engine: str, name: str, grace: float = 10.0) -> None:

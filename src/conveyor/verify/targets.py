@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.containers import UNDER_TEST, free_port, image_labels, serving_image
-from conveyor.errors import InvalidInput
+from conveyor.errors import ConveyorError, InvalidInput
 from conveyor.launch import conveyor_argv
 from conveyor.readiness import wait_until_ready
 from conveyor.registry.refs import looks_like_ref, parse_ref
@@ -83,7 +83,11 @@ def serve_model(target: str, timeout: float) -> Iterator[Running]:
 def run_image(image: str, timeout: float, container_port: int = 5000) -> Iterator[Running]:
     """Start the image on a loopback port, wait for readiness, remove the container afterwards."""
     with serving_image(image, timeout, container_port) as (url, engine, _):
-        yield Running(url, image_labels(engine, image).get("ai.conveyor.model.name"), image=image)
+        try:
+            name = image_labels(engine, image).get("ai.conveyor.model.name")
+        except ConveyorError:
+            name = None  # the checks that need the labels say so themselves
+        yield Running(url, name, image=image)
 
 
 @contextmanager
