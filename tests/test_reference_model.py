@@ -92,8 +92,8 @@ def test_the_int8_variant_agrees_with_the_reference_model_on_the_held_out_split(
     variant = tmp_path / "int8"
     shutil.copytree(reference_model["dir"], variant)
     make_variant("int8", reference_model["dir"] / "model.onnx", variant / "model.onnx")
-    held_out = prepare(REPO / "data").test.texts
+    held_out = prepare(REPO / "data").test.texts[::10]  # every tenth: the full split is the benchmark's
     agreement = compare(reference_model["dir"], variant, held_out)
-    assert agreement.compared == len(held_out) > 100
+    assert agreement.compared == len(held_out) > 400
     assert agreement.rate >= 0.99, agreement.disagreements
     assert (variant / "model.onnx").stat().st_size < (reference_model["dir"] / "model.onnx").stat().st_size / 3
