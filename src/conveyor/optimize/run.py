@@ -1,0 +1,222 @@
+"""``conveyor models optimize``: make candidates, gate them on agreement, measure, register the best.
+
+1. the version's files come from the verified cache;
+2. each method writes a candidate folder (the same files, the model replaced); a variant the
+   user made elsewhere (``variant=``) is one more candidate;
+3. every candidate classifies the evaluation texts beside the original: below ``min_agreement``
+   label agreement it is refused, with the texts that disagree;
+4. the original and the candidates that passed are measured in-process, interleaved; the
+   fastest passing candidate is registered as the model's next version, unless it is not faster
+   than the original (then nothing is: a slower "optimization" is no optimization);
+5. its lineage says ``optimized_from`` and its metrics hold the agreement, the largest
+   probability difference and the measured speed-up.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import ConveyorError, InvalidInput
+from conveyor.optimize.agreement import Agreement, compare
+from conveyor.optimize.variants import METHODS, make_variant
+from conveyor.registry.protocol import Registry
+from conveyor.registry.records import Lineage, ModelVersion
+
+DEFAULT_MIN_AGREEMENT = 0.99
+USER_VARIANT = "given"
+
+
+@dataclass
+class Candidate:
+    method: str
+    params: dict[str, Any]
+    folder: Path
+    agreement: Agreement
+    passed: bool
+    throughput: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "params": self.params,
+            "agreement": round(self.agreement.rate, 4),
+            "compared": self.agreement.compared,
+            "max_probability_diff": round(self.agreement.max_probability_diff, 5),
+            "passed": self.passed,
+            "texts_per_s": None if self.throughput is None else round(self.throughput, 1),
+            "disagreements": self.agreement.disagreements,
+        }
+
+
+@dataclass
+class Outcome:
+    source: ModelVersion
+    min_agreement: float
+    candidates: list[Candidate] = field(default_factory=list)
+    original_throughput: float | None = None
+    chosen: Candidate | None = None
+    registered: ModelVersion | None = None
+    reason: str = ""
+
+    @property
+    def speedup(self) -> float | None:
+        if self.chosen is None or self.chosen.throughput is None or not self.original_throughput:
+            return None
+        return self.chosen.throughput / self.original_throughput
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source.ref,
+            "min_agreement": self.min_agreement,
+            "original_texts_per_s": None if self.original_throughput is None else round(self.original_throughput, 1),
+            "candidates": [c.as_dict() for c in self.candidates],
+            "chosen": self.chosen.method if self.chosen else None,
+            "speedup": None if self.speedup is None else round(self.speedup, 3),
+            "registered": self.registered.ref if self.registered else None,
+            "reason": self.reason,
+        }
+
+
+class GateRefused(ConveyorError):
+    """No candidate answered like the original often enough (or none was faster)."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.reason)
+        self.outcome = outcome
+
+
+def evaluation_texts(golden: Iterable[list[str]], files: Iterable[Path]) -> list[str]:
+    """The texts to compare on: the contract's golden inputs, then each file's texts.
+
+    A file is a JSON list of strings, a JSON object with ``texts`` (the training pipeline's
+    ``test.json``), or plain text with one example per line.
+    """
+    texts = [text for inputs in golden for text in inputs]
+    for path in files:
+        if not path.is_file():
+            raise InvalidInput(f"evaluation file {path} does not exist")
+        raw = path.read_text()
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            texts += [line.strip() for line in raw.splitlines() if line.strip()]
+            continue
+        items = data.get("texts") if isinstance(data, dict) else data
+        if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
+            raise InvalidInput(f"{path}: expected a JSON list of strings or an object with 'texts'")
+        texts += items
+    return list(dict.fromkeys(texts))  # each text once, in order
+
+
+def _candidate_folder(source: Path, model_file: Path, root: Path, name: str) -> tuple[Path, Path]:
+    """A copy of the version's files in ``root/name`` with the model to be replaced; (folder, its model path)."""
+    folder = root / name
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns(".conveyor-complete"))
+    return folder, folder / model_file.relative_to(source)
+
+
+def optimize(
+    registry: Registry,
+    ref: str,
+    texts: list[str],
+    *,
+    methods: Iterable[str] = ("int8", "graph"),
+    variant: Path | None = None,
+    min_agreement: float = DEFAULT_MIN_AGREEMENT,
+    measure: bool = True,
+    register: bool = True,
+    aliases: Iterable[str] = (),
+    on_step: Callable[[str], None] | None = None,
+) -> Outcome:
+    """Make, gate, measure and (``register``) register the best variant of ``ref``; GateRefused when none qualifies."""
+    from conveyor.optimize.speed import throughput
+    from conveyor.serving.spec import locate_model
+
+    say = on_step or (lambda text: None)
+    if not 0 < min_agreement <= 1:
+        raise InvalidInput(f"the minimum agreement must be in (0, 1], not {min_agreement:g}")
+    if not texts:
+        raise InvalidInput("no evaluation texts: give --eval FILE or a contract with golden examples")
+    methods = list(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise InvalidInput(f"unknown optimization(s) {unknown}; methods: {', '.join(METHODS)}")
+    version, folder = registry.cached(ref)
+    model_file, _ = locate_model(folder)
+    if model_file.suffix != ".onnx":
+        model_file = folder / "model.onnx"
+    outcome = Outcome(version, min_agreement)
+    with tempfile.TemporaryDirectory(prefix="conveyor-optimize-") as tmp:
+        root = Path(tmp)
+        made: list[tuple[str, dict[str, Any], Path]] = []
+        for method in methods:
+            say(f"making the {method} variant of {version.ref}")
+            candidate, path = _candidate_folder(folder, model_file, root, method)
+            made.append((method, make_variant(method, model_file, path), candidate))
+        if variant is not None:
+            if not variant.is_file():
+                raise InvalidInput(f"variant {variant} does not exist")
+            candidate, path = _candidate_folder(folder, model_file, root, USER_VARIANT)
+            shutil.copyfile(variant, path)
+            made.append((USER_VARIANT, {"file": variant.name}, candidate))
+        for method, params, candidate in made:
+            say(f"comparing {method} with {version.ref} on {len(texts)} texts")
+            agreement = compare(folder, candidate, texts)
+            outcome.candidates.append(Candidate(method, params, candidate, agreement, agreement.rate >= min_agreement))
+        passed = [c for c in outcome.candidates if c.passed]
+        if not passed:
+            worst = ", ".join(f"{c.method} {c.agreement.rate:.1%}" for c in outcome.candidates)
+            outcome.reason = f"no variant agrees with {version.ref} on {min_agreement:.0%} of the texts ({worst})"
+            raise GateRefused(outcome)
+        if measure:
+            say(f"measuring {', '.join(c.method for c in passed)} against {version.ref} in-process")
+            speeds = throughput({"original": folder, **{c.method: c.folder for c in passed}}, texts)
+            outcome.original_throughput = speeds["original"]
+            for c in passed:
+                c.throughput = speeds[c.method]
+            outcome.chosen = max(passed, key=lambda c: c.throughput or 0.0)
+            if (outcome.chosen.throughput or 0.0) <= outcome.original_throughput:
+                outcome.reason = (
+                    f"no variant that agrees is faster than {version.ref} here "
+                    f"({outcome.original_throughput:.0f} texts/s; best {outcome.chosen.method} "
+                    f"{outcome.chosen.throughput:.0f})"
+                )
+                outcome.chosen = None
+                raise GateRefused(outcome)
+        else:
+            outcome.chosen = passed[0]
+        chosen = outcome.chosen
+        outcome.reason = f"{chosen.method} agrees on {chosen.agreement.rate:.2%} of {chosen.agreement.compared} texts"
+        if register:
+            metrics = {
+                "agreement": round(chosen.agreement.rate, 6),
+                "max_probability_diff": round(chosen.agreement.max_probability_diff, 6),
+            }
+            if outcome.speedup is not None:
+                metrics["speedup_in_process"] = round(outcome.speedup, 4)
+            say(f"registering the {chosen.method} variant of {version.ref}")
+            outcome.registered = registry.register(
+                chosen.folder,
+                version.name,
+                description=f"{chosen.method} variant of {version.ref}",
+                properties={
+                    **version.properties,
+                    "optimization": chosen.method,
+                    "optimization_params": json.dumps(chosen.params, sort_keys=True),
+                },
+                aliases=list(aliases),
+                lineage=Lineage(
+                    source=version.lineage.source,
+                    git_commit=version.lineage.git_commit,
+                    run_id=version.lineage.run_id,
+                    metrics={**version.lineage.metrics, **metrics},
+                    optimized_from=version.ref,
+                ),
+            )
+    return outcome

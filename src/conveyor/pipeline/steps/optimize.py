@@ -1,0 +1,60 @@
+"""The ``optimize`` step type: a faster variant of ``with.ref``, gated on agreement, registered.
+
+``with.eval`` names files of evaluation texts (the training pipeline's held-out ``test.json``),
+``with.contract`` a contract whose golden examples are compared too; ``with.methods``,
+``with.min_agreement`` (default 0.99), ``with.measure`` (default true) and ``with.aliases`` as for
+``conveyor models optimize``.
+The step fails when no variant agrees (or none is faster), listing the disagreeing texts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from conveyor.pipeline.context import StepContext, StepFailed
+from conveyor.pipeline.step_types import step_type
+
+
+def _paths(ctx: StepContext, value: Any) -> list[Path]:
+    items = value if isinstance(value, list) else [value] if value else []
+    return [Path(item) if Path(item).is_absolute() else ctx.project / item for item in items]
+
+
+@step_type("optimize")
+def optimize(ctx: StepContext) -> dict[str, Any]:
+    """A faster variant of ``with.ref`` (int8, graph), gated on label agreement and registered."""
+    from conveyor.optimize.run import GateRefused, evaluation_texts
+    from conveyor.optimize.run import optimize as run_optimize
+    from conveyor.registry.config import open_registry
+    from conveyor.verify.contract import load_contract
+
+    contracts = _paths(ctx, ctx.arg("contract"))
+    golden = [case.input for path in contracts for case in load_contract(path).golden]
+    texts = evaluation_texts(golden, _paths(ctx, ctx.arg("eval")))
+    try:
+        outcome = run_optimize(
+            open_registry(),
+            str(ctx.arg("ref", required=True)),
+            texts,
+            methods=list(ctx.arg("methods", ["int8", "graph"])),
+            min_agreement=float(ctx.arg("min_agreement", 0.99)),
+            measure=bool(ctx.arg("measure", True)),
+            aliases=list(ctx.arg("aliases", []) or []),
+            on_step=print,
+        )
+    except GateRefused as refused:
+        for candidate in refused.outcome.candidates:
+            for d in candidate.agreement.disagreements[:5]:
+                print(f"{candidate.method}: {d['text']!r}: {d['original']} -> {d['variant']}")
+        raise StepFailed(str(refused)) from None
+    assert outcome.registered is not None and outcome.chosen is not None
+    speed = f", {outcome.speedup:.2f}x in-process" if outcome.speedup else ""
+    print(f"registered {outcome.registered.ref}: {outcome.reason}{speed}")
+    return {
+        "ref": outcome.registered.ref,
+        "version": outcome.registered.version,
+        "method": outcome.chosen.method,
+        "agreement": round(outcome.chosen.agreement.rate, 6),
+        "speedup": None if outcome.speedup is None else round(outcome.speedup, 4),
+    }

@@ -1,0 +1,157 @@
+"""conveyor models optimize: variants made, gated on agreement, measured, registered with lineage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+from onnx import helper
+
+from conveyor.errors import InvalidInput
+from conveyor.optimize.agreement import compare
+from conveyor.optimize.run import evaluation_texts, optimize
+from conveyor.optimize.speed import throughput
+from conveyor.registry.config import open_local
+from tests import models
+from tests.registry_fixtures import run_cli
+
+WORDS = models.VOCAB[2:]
+
+
+def sentences(count: int, seed: int = 3) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 12)))) for _ in range(count)]
+
+
+def inverted(source: Path, dest: Path) -> Path:
+    """The same model answering the opposite: its logits negated (a deliberately broken variant)."""
+    model = onnx.load(source)
+    graph = model.graph
+    out = graph.output[0].name
+    for node in graph.node:
+        node.output[:] = [f"{name}_raw" if name == out else name for name in node.output]
+    graph.node.append(helper.make_node("Neg", [f"{out}_raw"], [out]))
+    onnx.save(model, dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def bert_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return models.model_dir(tmp_path_factory.mktemp("optimize") / "bert", "bert", models.tiny_bert_model)
+
+
+def test_evaluation_texts_come_from_golden_examples_and_files(tmp_path: Path) -> None:
+    (tmp_path / "list.json").write_text(json.dumps(["a", "b"]))
+    (tmp_path / "split.json").write_text(json.dumps({"texts": ["b", "c"], "labels": [0, 1]}))
+    (tmp_path / "lines.txt").write_text("d\n\ne\n")
+    files = [tmp_path / "list.json", tmp_path / "split.json", tmp_path / "lines.txt"]
+    assert evaluation_texts([["g1", "a"]], files) == ["g1", "a", "b", "c", "d", "e"]
+    (tmp_path / "bad.json").write_text(json.dumps({"texts": [1, 2]}))
+    with pytest.raises(InvalidInput, match="expected a JSON list of strings"):
+        evaluation_texts([], [tmp_path / "bad.json"])
+    with pytest.raises(InvalidInput, match="does not exist"):
+        evaluation_texts([], [tmp_path / "missing.json"])
+
+
+def test_agreement_counts_labels_and_the_largest_probability_difference(bert_folder: Path, tmp_path: Path) -> None:
+    texts = sentences(40)
+    same = compare(bert_folder, bert_folder, texts)
+    assert (same.compared, same.agreed, same.max_probability_diff) == (40, 40, 0.0)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for item in bert_folder.iterdir():
+        (broken / item.name).write_bytes(item.read_bytes())
+    inverted(bert_folder / "model.onnx", broken / "model.onnx")
+    flipped = compare(bert_folder, broken, texts)
+    assert flipped.agreed < 40 and flipped.disagreements
+    assert {"text", "original", "variant"} == set(flipped.disagreements[0])
+
+
+def test_an_int8_variant_that_agrees_is_registered_with_its_lineage(conveyor_home: Path, bert_folder: Path) -> None:
+    registry = open_local()
+    original = registry.register(bert_folder, "bert", lineage=None)
+    outcome = optimize(registry, "bert:1", sentences(60), methods=["int8"], min_agreement=0.9, measure=False)
+    assert outcome.chosen is not None and outcome.chosen.method == "int8"
+    assert outcome.registered is not None and outcome.registered.ref == "bert:2"
+    version = registry.resolve("bert:2")
+    assert version.lineage.optimized_from == "bert:1"
+    assert version.properties["optimization"] == "int8"
+    assert json.loads(version.properties["optimization_params"])["per_channel"] is True
+    assert version.lineage.metrics["agreement"] >= 0.9
+    assert version.digest != original.digest
+    sizes = {f.path: f.size for f in version.files}
+    assert sizes["model.onnx"] < {f.path: f.size for f in original.files}["model.onnx"]  # int8 weights
+
+
+def test_a_broken_variant_is_refused_with_the_texts_that_disagree(
+    conveyor_home: Path, bert_folder: Path, tmp_path: Path
+) -> None:
+    open_local().register(bert_folder, "bert")
+    broken = inverted(bert_folder / "model.onnx", tmp_path / "broken.onnx")
+    texts = tmp_path / "eval.json"
+    texts.write_text(json.dumps(sentences(40)))
+    refused = run_cli("models", "optimize", "bert:1", "--variant", str(broken), "--eval", str(texts), "--no-measure")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "refused: no variant agrees with bert:1 on 99% of the texts (given " in refused.stdout
+    assert "given: '" in refused.stdout and "-> " in refused.stdout  # the disagreeing texts, shown
+    assert [v.version for v in open_local().list_versions("bert")] == [1]  # nothing registered
+
+    # beside a variant that agrees, the broken one is reported refused and the good one registered
+    result = run_cli(
+        "models", "optimize", "bert:1", "--method", "graph", "--variant", str(broken), "--eval", str(texts),
+        "--no-measure", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    given = next(c for c in report["candidates"] if c["method"] == "given")
+    assert not given["passed"] and given["agreement"] < 0.99 and given["disagreements"]
+    assert report["chosen"] == "graph" and report["registered"] == "bert:2"
+
+
+def test_no_evaluation_texts_and_unknown_methods_are_clear_errors(
+    conveyor_home: Path, bert_folder: Path, tmp_path: Path
+) -> None:
+    open_local().register(bert_folder, "bert")
+    result = run_cli("models", "optimize", "bert:1")
+    assert result.returncode == 2 and "no evaluation texts" in result.stderr
+    (tmp_path / "eval.txt").write_text("good day\n")
+    result = run_cli("models", "optimize", "bert:1", "--method", "fp4", "--eval", str(tmp_path / "eval.txt"))
+    assert result.returncode == 2 and "unknown optimization" in result.stderr
+
+
+def test_throughput_is_measured_for_every_model_in_one_run(bert_folder: Path) -> None:
+    speeds = throughput({"a": bert_folder, "b": bert_folder}, sentences(8), rounds=2, seconds=0.2)
+    assert set(speeds) == {"a", "b"} and all(value > 0 for value in speeds.values())
+
+
+def test_the_optimize_step_registers_the_variant_in_a_pipeline(
+    conveyor_home: Path, bert_folder: Path, tmp_path: Path
+) -> None:
+    open_local().register(bert_folder, "bert")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "held-out.json").write_text(json.dumps({"texts": sentences(50)}))
+    pipeline = {
+        "steps": {
+            "optimize": {
+                "uses": "optimize",
+                "with": {
+                    "ref": "bert:1",
+                    "eval": "held-out.json",
+                    "methods": ["int8"],
+                    "min_agreement": 0.9,
+                    "measure": False,
+                },
+            }
+        }
+    }
+    (project / "conveyor.yaml").write_text(yaml.safe_dump({"pipelines": {"fast": pipeline}}))
+    result = run_cli("pipeline", "run", "fast", "--file", str(project / "conveyor.yaml"), "--json")
+    step = json.loads(result.stdout)["steps"]["optimize"]
+    assert result.returncode == 0 and step["status"] == "success", step["message"]
+    assert step["outputs"]["ref"] == "bert:2" and step["outputs"]["method"] == "int8"
+    assert open_local().resolve("bert:2").lineage.optimized_from == "bert:1"
