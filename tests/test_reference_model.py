@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import httpx
 import onnx
@@ -77,23 +76,3 @@ def test_reference_model_gets_clear_cases_right(served_reference: Server) -> Non
     ]
     answers = httpx.post(f"{served_reference.url}/predict", json=texts).json()
     assert [a["positive"] for a in answers] == [True, False, True, False]
-
-
-def test_the_int8_variant_agrees_with_the_reference_model_on_the_held_out_split(
-    reference_model: dict, tmp_path: Path
-) -> None:
-    import shutil
-
-    from examples.sentiment.data import prepare
-
-    from conveyor.optimize.agreement import compare
-    from conveyor.optimize.variants import make_variant
-
-    variant = tmp_path / "int8"
-    shutil.copytree(reference_model["dir"], variant)
-    make_variant("int8", reference_model["dir"] / "model.onnx", variant / "model.onnx")
-    held_out = prepare(REPO / "data").test.texts[::10]  # every tenth: the full split is the benchmark's
-    agreement = compare(reference_model["dir"], variant, held_out)
-    assert agreement.compared == len(held_out) > 400
-    assert agreement.rate >= 0.99, agreement.disagreements
-    assert (variant / "model.onnx").stat().st_size < (reference_model["dir"] / "model.onnx").stat().st_size / 3
