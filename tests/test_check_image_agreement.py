@@ -27,7 +27,7 @@ def _labelled_image(tmp_path: Path, labels: dict[str, str]) -> Iterator[str]:
     try:
         yield tag
     finally:
-        subprocess.run(["podman", "rmi", "-f", tag], capture_output=True)
+        subprocess.run(["podman", "rmi", tag], capture_output=True)
 
 
 @pytest.fixture

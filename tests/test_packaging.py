@@ -93,6 +93,8 @@ def podman(test):  # type: ignore[no-untyped-def]
 
 
 def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    # Test images are removed with a plain `rmi`, never `rmi -f`: on several test workers another
+    # build may be running on a layer they share, and -f would delete that build's container.
     return subprocess.run(["podman", *args], capture_output=True, text=True, check=check)
 
 
@@ -201,11 +203,11 @@ def test_build_run_push_pull_and_labels(
         finally:
             _podman("rm", "-f", f"votes-{port}", check=False)
 
-        _podman("rmi", "-f", remote, check=False)
+        _podman("rmi", remote, check=False)
         _podman("pull", "--tls-verify=false", remote)
         assert _labels(remote)["ai.conveyor.model.digest"] == f"sha256:{version.digest}"
     finally:
-        _podman("rmi", "-f", tag, remote, check=False)
+        _podman("rmi", tag, remote, check=False)
 
 
 def _layers(image: str) -> list[str]:
@@ -231,7 +233,7 @@ def test_a_code_only_rebuild_reuses_the_dependency_and_model_layers(
         assert before[-1] != after[-1]
         assert rebuilt.stdout.count("Using cache") >= 3
     finally:
-        _podman("rmi", "-f", first, second, check=False)
+        _podman("rmi", first, second, check=False)
 
 
 @podman
@@ -248,7 +250,7 @@ def test_an_image_whose_model_does_not_match_its_digest_refuses_to_start(
         assert smoke.returncode == 1
         assert "refusing to serve a model that is not the registered one" in smoke.stderr
     finally:
-        _podman("rmi", "-f", tag, check=False)
+        _podman("rmi", tag, check=False)
 
 
 @pytest.fixture
@@ -288,4 +290,4 @@ def test_a_bare_onnx_version_builds_smokes_and_carries_its_digest(bare_onnx: str
         assert smoke.returncode == 0, smoke.stdout + smoke.stderr
         assert '{"positive":' in smoke.stdout
     finally:
-        _podman("rmi", "-f", tag, check=False)
+        _podman("rmi", tag, check=False)

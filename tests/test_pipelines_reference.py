@@ -104,4 +104,4 @@ def test_delivery_pipeline_builds_verifies_and_moves_staging(home: Path, monkeyp
         assert labels["ai.conveyor.model.digest"] == f"sha256:{open_local().resolve('sentiment:1').digest}"
         assert Path(steps["verify-image"]["outputs"]["junit"]).is_file()
     finally:
-        subprocess.run(["podman", "rmi", "-f", f"{image}:1"], capture_output=True)
+        subprocess.run(["podman", "rmi", f"{image}:1"], capture_output=True)
