@@ -42,11 +42,11 @@ tests/k8s/node_modules/.installed: tests/k8s/package-lock.json
 	else echo "npm not found: the Argo Rollouts schema tests will be skipped"; fi
 
 test: lint tests/k8s/node_modules/.installed
-	$(BIN)/pytest -q -n $(WORKERS) --dist loadgroup
+	$(BIN)/pytest -q -n $(WORKERS)
 
 # The same without the slow tests (the reference model, its pipelines, the act journey).
 test-quick: lint tests/k8s/node_modules/.installed
-	$(BIN)/pytest -q -n $(WORKERS) --dist loadgroup -m "not slow"
+	$(BIN)/pytest -q -n $(WORKERS) -m "not slow"
 
 bench-serving: install
 	$(BIN)/pip install --quiet -r benchmarks/requirements.lock

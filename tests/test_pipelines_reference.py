@@ -15,8 +15,8 @@ from tests.conftest import REPO
 from tests.registry_fixtures import run_cli
 from tests.test_packaging import base_image  # noqa: F401  (the session fixture)
 
-# trains the reference model (on the reference model's test worker: see test_reference_model.py), builds an image
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reference-model"), pytest.mark.timeout(900)]
+# trains the reference model, builds an image
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 def pipeline(*args: str, env: dict[str, str]) -> tuple[int, dict]:
@@ -33,7 +33,15 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("pipelines-home")
 
 
-def test_training_pipeline_registers_and_its_gate_refuses_worse_models(home: Path, monkeypatch) -> None:
+def test_training_then_delivery_pipelines(home: Path, monkeypatch: pytest.MonkeyPatch, request) -> None:
+    """One test, so that one training serves both halves whichever test worker runs it."""
+    _training_registers_and_its_gate_refuses_worse_models(home, monkeypatch)
+    if shutil.which("podman") is None:
+        pytest.skip("the delivery half needs podman (.ci/run installs it)")
+    _delivery_builds_verifies_and_moves_staging(home, monkeypatch, request)
+
+
+def _training_registers_and_its_gate_refuses_worse_models(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = {"CONVEYOR_HOME": str(home)}
     monkeypatch.setenv("CONVEYOR_HOME", str(home))
     code, run = pipeline("train", env=env)
@@ -69,13 +77,10 @@ def test_training_pipeline_registers_and_its_gate_refuses_worse_models(home: Pat
     assert open_local().resolve("sentiment@production").version == 2
 
 
-@pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed (.ci/run installs it)")
-def test_delivery_pipeline_builds_verifies_and_moves_staging(home: Path, monkeypatch, request) -> None:
+def _delivery_builds_verifies_and_moves_staging(home: Path, monkeypatch: pytest.MonkeyPatch, request) -> None:
     base = request.getfixturevalue("base_image")
     env = {"CONVEYOR_HOME": str(home)}
     monkeypatch.setenv("CONVEYOR_HOME", str(home))
-    if not open_local().list_models():
-        pytest.skip("needs the model registered by the training pipeline test")
     image = "localhost/conveyor-pipeline-test"
     code, run = pipeline(
         "deliver", "--param", "model=sentiment:1", "--param", f"image={image}", "--param", f"base_image={base}", env=env

@@ -11,9 +11,8 @@ from examples.sentiment.build import build
 
 from tests.conftest import REPO, Server, start_server
 
-# builds (or reuses) the reference MiniLM model: on one test worker with the training pipeline,
-# one after the other, so that the second training reuses the first one's embeddings
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reference-model"), pytest.mark.timeout(900)]
+# builds (or reuses) the reference MiniLM model
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 CLASSIC = [
     "MLOps is critical for robustness",
