@@ -155,3 +155,19 @@ def test_the_optimize_step_registers_the_variant_in_a_pipeline(
     assert result.returncode == 0 and step["status"] == "success", step["message"]
     assert step["outputs"]["ref"] == "bert:2" and step["outputs"]["method"] == "int8"
     assert open_local().resolve("bert:2").lineage.optimized_from == "bert:1"
+
+
+def test_a_bare_onnx_version_is_optimized_through_the_same_file_the_server_loads(
+    conveyor_home: Path, bert_folder: Path, tmp_path: Path
+) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "encoder.onnx").write_bytes((bert_folder / "model.onnx").read_bytes())
+    (bare / "tokenizer.json").write_bytes((bert_folder / "tokenizer.json").read_bytes())
+    registry = open_local()
+    registry.register(bare, "bare")
+    outcome = optimize(registry, "bare:1", sentences(40), methods=["int8"], min_agreement=0.9, measure=False)
+    assert outcome.registered is not None
+    files = {f.path: f.size for f in registry.resolve("bare:2").files}
+    assert set(files) == {"encoder.onnx", "tokenizer.json"}  # the model replaced in place, nothing added
+    assert files["encoder.onnx"] < (bare / "encoder.onnx").stat().st_size

@@ -35,12 +35,12 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def classifier(folder: Path):  # type: ignore[no-untyped-def]
-    """A text classifier for a model folder, as the server loads it."""
+    """A text classifier for a version's folder, as the server loads it (model.yaml, or a bare .onnx)."""
     from conveyor.serving.model import TextClassifier
     from conveyor.serving.runtime import RuntimeOptions
-    from conveyor.serving.spec import resolve_model
+    from conveyor.serving.spec import locate_model, resolve_model
 
-    return TextClassifier(resolve_model(folder), RuntimeOptions())
+    return TextClassifier(resolve_model(*locate_model(folder)), RuntimeOptions())
 
 
 def probabilities(folder: Path, texts: list[str]) -> tuple[np.ndarray, list[str]]:

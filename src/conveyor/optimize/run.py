@@ -136,7 +136,7 @@ def optimize(
 ) -> Outcome:
     """Make, gate, measure and (``register``) register the best variant of ``ref``; GateRefused when none qualifies."""
     from conveyor.optimize.speed import throughput
-    from conveyor.serving.spec import locate_model
+    from conveyor.serving.spec import locate_model, resolve_model
 
     say = on_step or (lambda text: None)
     if not 0 < min_agreement <= 1:
@@ -148,9 +148,7 @@ def optimize(
     if unknown:
         raise InvalidInput(f"unknown optimization(s) {unknown}; methods: {', '.join(METHODS)}")
     version, folder = registry.cached(ref)
-    model_file, _ = locate_model(folder)
-    if model_file.suffix != ".onnx":
-        model_file = folder / "model.onnx"
+    model_file = resolve_model(*locate_model(folder)).model_path  # the file the server would load
     outcome = Outcome(version, min_agreement)
     with tempfile.TemporaryDirectory(prefix="conveyor-optimize-") as tmp:
         root = Path(tmp)

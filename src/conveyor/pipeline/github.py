@@ -127,8 +127,8 @@ def workflow(name: str, pipeline: Pipeline, ci: CISettings | None = None) -> dic
                     "with": {"pattern": f"{name}-*", "path": STATE, "merge-multiple": True},
                 }
             )
-        types = [step_types()[pipeline.steps[s].uses or ""] for s in step_names if pipeline.steps[s].uses]
-        if any(t.container_login for t in types):
+        types = {s: step_types()[pipeline.steps[s].uses or ""] for s in step_names if pipeline.steps[s].uses}
+        if any(t.container_login for t in types.values()):
             steps.append(_login())
         for step_name in step_names:
             command = " ".join([f"conveyor pipeline run {name} --step {step_name} --state {STATE}", *param_args])
@@ -159,10 +159,9 @@ def workflow(name: str, pipeline: Pipeline, ci: CISettings | None = None) -> dic
         }
         if needs:
             job["needs"] = needs
-        for step_name in step_names:
-            kind = pipeline.steps[step_name].uses
-            if kind and step_types()[kind].github_job is not None:
-                job.update(step_types()[kind].github_job(pipeline.steps[step_name]))  # type: ignore[misc]
+        for step_name, kind in types.items():
+            if kind.github_job is not None:
+                job.update(kind.github_job(pipeline.steps[step_name]))
         if pipeline.steps[step_names[0]].if_ is not None:
             # the step's own condition is evaluated by conveyor; the job must still start when needs failed
             job["if"] = "${{ !cancelled() }}"
