@@ -1,6 +1,6 @@
 """Optimized variants benchmark, run by hand (``make bench-optimize``):
 
-    .venv/bin/python -m benchmarks.optimize [--duration 6] [--rounds 3] [--methods int8,graph]
+    .venv/bin/python -m benchmarks.optimize [--duration 6] [--rounds 3] [--methods int8-smooth,int8,graph]
 
 For the reference model (``make model``) and each variant ``conveyor.optimize`` makes:
   * agreement with fp32 on the training pipeline's held-out split (the gate's numbers);
@@ -38,7 +38,7 @@ from benchmarks.serving.__main__ import (
 )
 from conveyor.containers import free_port
 from conveyor.optimize.agreement import compare
-from conveyor.optimize.variants import make_variant
+from conveyor.optimize.variants import Calibration, calibration_for, make_variant
 from conveyor.serving.model import TextClassifier
 from conveyor.serving.runtime import RuntimeOptions
 from conveyor.serving.spec import resolve_model
@@ -46,16 +46,19 @@ from conveyor.serving.spec import resolve_model
 TARGET = 1.6
 
 
-def held_out_texts() -> list[str]:
+def split_texts() -> tuple[list[str], list[str]]:
+    """(training texts, held-out texts) of the training pipeline's split: calibrate on one, gate on the other."""
     from examples.sentiment.data import prepare
 
-    return prepare(REPO / "data").test.texts
+    data = prepare(REPO / "data")
+    return data.train.texts, data.test.texts
 
 
-def variant_folder(reference: Path, method: str, root: Path) -> Path:
+def variant_folder(reference: Path, method: str, root: Path, calibration: Calibration) -> Path:
     folder = root / method
     shutil.copytree(reference, folder)
-    make_variant(method, reference / "model.onnx", folder / "model.onnx")
+    params = make_variant(method, reference / "model.onnx", folder / "model.onnx", calibration)
+    console.print(f"{method}: {params}")
     return folder
 
 
@@ -67,15 +70,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=6, help="seconds per load level and round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--methods", default="int8,graph")
+    parser.add_argument("--methods", default="int8-smooth,int8,graph")
     args = parser.parse_args()
     reference = preflight()
     methods = [m for m in args.methods.split(",") if m]
-    texts = held_out_texts()
+    training, texts = split_texts()
+    calibration = calibration_for(reference, training)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         bodies = write_bodies(root)
-        folders = {"fp32": reference, **{m: variant_folder(reference, m, root) for m in methods}}
+        folders = {"fp32": reference, **{m: variant_folder(reference, m, root, calibration) for m in methods}}
         agreement = {m: compare(reference, folders[m], texts) for m in methods}
         for m, a in agreement.items():
             console.print(

@@ -16,6 +16,7 @@ from conveyor.cli.output import ProgressBar, fail, handle_errors, new_table, pri
 from conveyor.errors import InvalidInput
 from conveyor.registry.config import open_registry
 from conveyor.registry.refs import parse_ref
+from conveyor.sizes import human_size
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -67,21 +68,12 @@ def _version_table(versions: list[ModelVersion], title: str) -> Table:
             v.status,
             " ".join(f"@{a}" for a in v.aliases),
             v.digest[:12],
-            _size(v.size),
+            human_size(v.size),
             " ".join(filter(None, [v.framework, v.framework_version])),
             v.created_at.strftime("%Y-%m-%d %H:%M"),
             " ".join(f"{k}={val}" for k, val in v.tags.items()),
         )
     return table
-
-
-def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(size)
 
 
 def _show_version(v: ModelVersion) -> None:
@@ -91,7 +83,7 @@ def _show_version(v: ModelVersion) -> None:
     rows = [
         ("aliases", " ".join(f"@{a}" for a in v.aliases) or "-"),
         ("framework", " ".join(filter(None, [v.framework, v.framework_version])) or "-"),
-        ("size", _size(v.size)),
+        ("size", human_size(v.size)),
         ("created", v.created_at.isoformat()),
         ("tags", ", ".join(f"{k}={val}" for k, val in v.tags.items()) or "-"),
         ("properties", ", ".join(f"{k}={val}" for k, val in v.properties.items()) or "-"),
@@ -107,7 +99,7 @@ def _show_version(v: ModelVersion) -> None:
     files.add_column("sha256")
     files.add_column("size", justify="right")
     for f in v.files:
-        files.add_row(f.path, f.sha256, _size(f.size))
+        files.add_row(f.path, f.sha256, human_size(f.size))
     stdout.print(files)
 
 
@@ -157,7 +149,9 @@ def register(
     if version.unchanged:
         stdout.print(f"unchanged: [bold]{version.ref}[/bold] {aliases} already holds these files")
         return
-    stdout.print(f"registered [bold]{version.ref}[/bold] {aliases} sha256:{version.digest} ({_size(version.size)})")
+    stdout.print(
+        f"registered [bold]{version.ref}[/bold] {aliases} sha256:{version.digest} ({human_size(version.size)})"
+    )
 
 
 @app.command("list")
@@ -361,11 +355,20 @@ def optimize(
     ref: Annotated[str, typer.Argument(help="The version to make faster: name:version or name@alias.")],
     method: Annotated[
         list[str] | None,
-        typer.Option("--method", "-m", help="int8 or graph (repeatable) [default: both; none with --variant]."),
+        typer.Option(
+            "--method", "-m", help="int8-smooth, int8 or graph (repeatable) [default: all three; none with --variant]."
+        ),
     ] = None,
     eval_file: Annotated[
         list[Path] | None,
         typer.Option("--eval", help='Texts to compare on: a JSON list, {"texts": [...]} or one per line (repeatable).'),
+    ] = None,
+    calibrate: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Texts int8-smooth calibrates on, e.g. the training split (repeatable, same formats as --eval) "
+            "[default: the evaluation texts]."
+        ),
     ] = None,
     contract: Annotated[
         Path | None, typer.Option(help="Its golden examples are compared too [default: contract.yaml if present].")
@@ -383,12 +386,12 @@ def optimize(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Make a faster variant of a version (int8, graph optimizations), gate it on agreement, register it.
+    """Make a faster variant of a version (int8, SmoothQuant int8, graph), gate it on agreement, register it.
 
     Exit codes: 0 registered (or --dry-run passed), 1 refused (no variant agrees, or none is faster).
     """
     from conveyor.cli.output import EXIT_FAILURE
-    from conveyor.optimize.run import GateRefused, evaluation_texts
+    from conveyor.optimize.run import DEFAULT_METHODS, GateRefused, evaluation_texts
     from conveyor.optimize.run import optimize as run_optimize
     from conveyor.verify.contract import load_contract
 
@@ -402,8 +405,9 @@ def optimize(
                 open_registry(registry, token),
                 ref,
                 texts,
-                methods=method or ([] if variant else ["int8", "graph"]),
+                methods=method or ([] if variant else list(DEFAULT_METHODS)),
                 variant=variant,
+                calibration_texts=evaluation_texts([], calibrate) if calibrate else None,
                 min_agreement=min_agreement,
                 measure=not no_measure,
                 register=not dry_run,

@@ -24,11 +24,12 @@ from typing import Any
 
 from conveyor.errors import ConveyorError, InvalidInput
 from conveyor.optimize.agreement import Agreement, compare
-from conveyor.optimize.variants import METHODS, make_variant
+from conveyor.optimize.variants import CALIBRATED, METHODS, Calibration, calibration_for, make_variant
 from conveyor.registry.protocol import Registry
 from conveyor.registry.records import Lineage, ModelVersion
 
 DEFAULT_MIN_AGREEMENT = 0.99
+DEFAULT_METHODS = ("int8-smooth", "int8", "graph")  # each is made, gated, measured; the fastest that agrees wins
 USER_VARIANT = "given"
 
 
@@ -126,15 +127,20 @@ def optimize(
     ref: str,
     texts: list[str],
     *,
-    methods: Iterable[str] = ("int8", "graph"),
+    methods: Iterable[str] = DEFAULT_METHODS,
     variant: Path | None = None,
+    calibration_texts: list[str] | None = None,
     min_agreement: float = DEFAULT_MIN_AGREEMENT,
     measure: bool = True,
     register: bool = True,
     aliases: Iterable[str] = (),
     on_step: Callable[[str], None] | None = None,
 ) -> Outcome:
-    """Make, gate, measure and (``register``) register the best variant of ``ref``; GateRefused when none qualifies."""
+    """Make, gate, measure and (``register``) register the best variant of ``ref``; GateRefused when none qualifies.
+
+    ``calibration_texts`` feed the calibrated methods (int8-smooth); without them the evaluation
+    texts are used, which is weaker evidence: the gate then compares on the texts calibrated on.
+    """
     from conveyor.optimize.speed import throughput
     from conveyor.serving.spec import locate_model, resolve_model
 
@@ -153,10 +159,13 @@ def optimize(
     with tempfile.TemporaryDirectory(prefix="conveyor-optimize-") as tmp:
         root = Path(tmp)
         made: list[tuple[str, dict[str, Any], Path]] = []
+        calibration = Calibration()
+        if CALIBRATED & set(methods):
+            calibration = calibration_for(folder, calibration_texts or texts)
         for method in methods:
             say(f"making the {method} variant of {version.ref}")
             candidate, path = _candidate_folder(folder, model_file, root, method)
-            made.append((method, make_variant(method, model_file, path), candidate))
+            made.append((method, make_variant(method, model_file, path, calibration), candidate))
         if variant is not None:
             if not variant.is_file():
                 raise InvalidInput(f"variant {variant} does not exist")

@@ -11,6 +11,7 @@ Text in, logits out.  The planner groups a batch of token sequences into runs:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,10 +122,17 @@ class TextClassifier:
         """Logits ``[len(texts), num_labels]`` in input order."""
         if not self.takes_text:
             raise BadRequest(f"model {self.spec.name!r} takes raw tensors, not text")
+        logits = np.empty((len(texts), len(self.spec.labels)), dtype=np.float32)
+        for run, feeds in self.feeds(texts):
+            out = self.session.run(feeds, [self.output.name])[self.output.name]
+            logits[run] = out.reshape(len(run), -1)
+        return logits
+
+    def feeds(self, texts: list[str]) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
+        """The model's input tensors for ``texts``, a run of similar lengths at a time: (the run's indices, feeds)."""
         assert self.roles is not None
         token_ids = self.tokenize(texts)
         lengths = [len(ids) for ids in token_ids]
-        logits = np.empty((len(texts), len(self.spec.labels)), dtype=np.float32)
         for run in plan_runs(lengths, self.roles.attention_mask is not None, self.max_run):
             width = lengths[run[-1]]  # runs are sorted by length
             ids = np.zeros((len(run), width), dtype=np.int64)
@@ -138,9 +146,7 @@ class TextClassifier:
                 feeds[self.roles.attention_mask] = mask
             if self.roles.token_type_ids:
                 feeds[self.roles.token_type_ids] = np.zeros_like(ids)
-            out = self.session.run(feeds, [self.output.name])[self.output.name]
-            logits[run] = out.reshape(len(run), -1)
-        return logits
+            yield run, feeds
 
     def run_tensors(self, feeds: dict[str, np.ndarray], outputs: list[str] | None) -> dict[str, np.ndarray]:
         """Run the graph on client-supplied tensors (checked against the graph's inputs)."""

@@ -1,7 +1,8 @@
 """The ``optimize`` step type: a faster variant of ``with.ref``, gated on agreement, registered.
 
 ``with.eval`` names files of evaluation texts (the training pipeline's held-out ``test.json``),
-``with.contract`` a contract whose golden examples are compared too; ``with.methods``,
+``with.contract`` a contract whose golden examples are compared too, ``with.calibrate`` files of
+texts int8-smooth calibrates on (the training split's ``train.json``); ``with.methods``,
 ``with.min_agreement`` (default 0.99), ``with.measure`` (default true) and ``with.aliases`` as for
 ``conveyor models optimize``.
 The step fails when no variant agrees (or none is faster), listing the disagreeing texts.
@@ -23,8 +24,8 @@ def _paths(ctx: StepContext, value: Any) -> list[Path]:
 
 @step_type("optimize")
 def optimize(ctx: StepContext) -> dict[str, Any]:
-    """A faster variant of ``with.ref`` (int8, graph), gated on label agreement and registered."""
-    from conveyor.optimize.run import GateRefused, evaluation_texts
+    """A faster variant of ``with.ref`` (int8-smooth, int8, graph), gated on label agreement and registered."""
+    from conveyor.optimize.run import DEFAULT_METHODS, GateRefused, evaluation_texts
     from conveyor.optimize.run import optimize as run_optimize
     from conveyor.registry.config import open_registry
     from conveyor.verify.contract import load_contract
@@ -32,12 +33,14 @@ def optimize(ctx: StepContext) -> dict[str, Any]:
     contracts = _paths(ctx, ctx.arg("contract"))
     golden = [case.input for path in contracts for case in load_contract(path).golden]
     texts = evaluation_texts(golden, _paths(ctx, ctx.arg("eval")))
+    calibrate = _paths(ctx, ctx.arg("calibrate"))
     try:
         outcome = run_optimize(
             open_registry(),
             str(ctx.arg("ref", required=True)),
             texts,
-            methods=list(ctx.arg("methods", ["int8", "graph"])),
+            methods=list(ctx.arg("methods", list(DEFAULT_METHODS))),
+            calibration_texts=evaluation_texts([], calibrate) if calibrate else None,
             min_agreement=float(ctx.arg("min_agreement", 0.99)),
             measure=bool(ctx.arg("measure", True)),
             aliases=list(ctx.arg("aliases", []) or []),
