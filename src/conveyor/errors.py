@@ -45,6 +45,12 @@ class Unauthorized(ClientError):
     status = 401
 
 
+class Forbidden(ClientError):
+    """Authenticated, but not allowed: a read-scope token asking to write, a stale CSRF token."""
+
+    status = 403
+
+
 class NotFound(ClientError):
     """What was named does not exist."""
 
@@ -95,6 +101,7 @@ _BY_STATUS: dict[int, type[ClientError]] = {
     for kind in (
         BadRequest,
         Unauthorized,
+        Forbidden,
         NotFound,
         MethodNotAllowed,
         Conflict,

@@ -8,7 +8,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-from tests.journeys.conftest import User, copy_model
+from tests.journeys.conftest import User, copy_model, wait_http
 from tests.waiting import wait_for
 
 
@@ -118,3 +118,34 @@ def test_a_user_optimizes_a_version_and_the_gate_is_in_its_record(user: User, vo
     assert json.loads(answer.stdout) == {"positive": True}
     missing = user.run("models", "optimize", "votes:9", "--eval", "eval.txt")
     assert missing.returncode == 4 and "votes" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_the_dashboard_from_the_wheel_shows_the_registry_and_guards_its_buttons(user: User, vote_folder: Path) -> None:
+    import httpx
+
+    from tests.conftest import free_port
+
+    copy_model(vote_folder, user.workdir / "model")
+    user.ok("models", "register", "model", "--name", "votes", "--alias", "production")
+    secret = json.loads(user.ok("registry", "token", "create", "ops", "--scope", "write", "--json").stdout)["token"]
+    port = free_port()
+    ui = user.spawn("ui", "--port", str(port), name="ui")
+    url = ui.url = f"http://127.0.0.1:{port}"
+    wait_http(ui, "/healthz")
+    models = httpx.get(url + "/models", timeout=5)
+    assert models.status_code == 200 and 'data-model="votes"' in models.text and "@production" in models.text
+    assert httpx.get(url + "/static/htmx-2.0.11.min.js", timeout=5).status_code == 200  # vendored in the wheel
+    version = httpx.get(url + "/models/votes/versions/1", timeout=5).text
+    shown = json.loads(user.ok("models", "show", "votes:1", "--json").stdout)
+    assert shown["digest"] in version
+    missing = httpx.get(url + "/models/votes/versions/9", headers={"accept": "application/json"}, timeout=5)
+    assert missing.status_code == 404 and "votes:9" in missing.json()["error"]
+    forged = httpx.post(url + "/rollouts/votes/actions/abort", data={"csrf": "x"}, timeout=5)
+    assert forged.status_code == 403, ui.log()
+    with httpx.Client(base_url=url, timeout=5) as browser:
+        assert 'id="login-link"' in browser.get("/models").text  # the registry keeps tokens: a login is offered
+        login = browser.post("/login", data={"token": secret, "next": "/models"})
+        assert login.status_code == 303 and login.headers["location"] == "/models"
+        assert "ops (write)" in browser.get("/models").text and secret not in browser.get("/models").text
+    ui.process.terminate()
+    assert ui.process.wait(20) is not None

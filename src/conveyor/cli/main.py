@@ -7,7 +7,7 @@ import sys
 import typer
 
 from conveyor import __version__
-from conveyor.cli import ci, init, models, package, pipeline, registry, rollout, serve, verify
+from conveyor.cli import ci, init, models, package, pipeline, registry, rollout, serve, ui, verify
 from conveyor.cli import router as router_cli
 from conveyor.cli.output import EXIT_FAILURE
 
@@ -31,6 +31,7 @@ app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(ci.app, name="ci")
 app.command("router")(router_cli.router)
 app.add_typer(rollout.app, name="rollout")
+app.command("ui")(ui.ui)
 
 
 @app.command("version")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,17 +12,21 @@ from conveyor.cli.output import EXIT_FAILURE, ProgressBar, handle_errors, print_
 from conveyor.packaging import DEFAULT_BASE
 from conveyor.registry.config import open_registry
 
+if TYPE_CHECKING:
+    from conveyor.registry.records import ModelVersion
+
 BaseImage = Annotated[str, typer.Option("--base-image", help="Image to build FROM (needs python3 with venv).")]
 Platform = Annotated[str, typer.Option(help="Target platform: linux/amd64 or linux/arm64.")]
 
 
-def _context(ref: str, out: Path, base_image: str, platform: str, title: str | None) -> None:
+def _context(ref: str, out: Path, base_image: str, platform: str, title: str | None) -> ModelVersion:
     from conveyor.packaging.context import default_wheelhouse, write_context
 
     registry = open_registry()
     with ProgressBar() as bar:
         version, folder = registry.cached(ref, bar)
         write_context(version, folder, out, base_image, platform, title, default_wheelhouse(), bar)
+    return version
 
 
 def package(
@@ -62,7 +66,7 @@ def build(
         engine = detect_builder(builder)
         with tempfile.TemporaryDirectory(prefix="conveyor-build-") as tmp:
             out = context_dir or Path(tmp) / "context"
-            _context(ref, out, base_image, platform, tag)
+            version = _context(ref, out, base_image, platform, tag)
             with Status(f"{engine} build {tag}", console=stderr.rich()) as status:
                 image = run_build(
                     out,
@@ -72,6 +76,8 @@ def build(
                     on_line=lambda line: status.update(f"{engine} build {tag}: {line[:100]}"),
                 )
         pushed = push(tag, engine, push_to, tls_verify) if do_push else None
+        if pushed:  # the registry remembers which image carries the version (the dashboard shows it)
+            open_registry().set_tags(version.name, version.version, {"image": pushed}, [])
     result = {
         "image": image.reference,
         "id": image.image_id,

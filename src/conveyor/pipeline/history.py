@@ -49,6 +49,7 @@ class RunRecord:
         steps: list[str],
         artifacts: Path | None = None,
         resumed_from: str | None = None,
+        needs: dict[str, list[str]] | None = None,
     ) -> RunRecord:
         run_id = new_run_id()
         folder = runs_root() / pipeline / run_id
@@ -64,7 +65,16 @@ class RunRecord:
             "resumed_from": resumed_from,
             "started_at": now_iso(),
             "ended_at": None,
-            "steps": {name: {"status": "pending", "attempts": 0, "outputs": {}, "message": ""} for name in steps},
+            "steps": {
+                name: {
+                    "status": "pending",
+                    "attempts": 0,
+                    "outputs": {},
+                    "message": "",
+                    "needs": (needs or {}).get(name, []),
+                }
+                for name in steps
+            },
         }
         record = cls(folder, data)
         record.save()

@@ -147,6 +147,7 @@ class Runner:
             list(self.pipeline.steps),
             artifacts=artifacts,
             resumed_from=previous.id if previous else None,
+            needs={name: list(step.needs) for name, step in self.pipeline.steps.items()},
         )
         self._only = set(only) if only else None
         if state is not None:

@@ -8,10 +8,13 @@ parsing only the small messages we need with onnx's own classes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 IR_VERSION, PRODUCER_NAME, PRODUCER_VERSION, OPSET_IMPORT = 1, 2, 3, 8
+GRAPH = 7
+GRAPH_INPUT, GRAPH_OUTPUT, GRAPH_INITIALIZER = 11, 12, 5
 
 
 def _varint(handle: BinaryIO) -> int | None:
@@ -34,31 +37,17 @@ def read_header(path: Path) -> dict[str, object]:
 
     found: dict[str, object] = {"opsets": {}}
     with open(path, "rb") as handle:
-        while (key := _varint(handle)) is not None:
-            field, wire = key >> 3, key & 7
+        for field, wire, value in _fields(handle):
             if wire == 0:
-                value = _varint(handle)
                 if field == IR_VERSION:
                     found["ir_version"] = value
-            elif wire == 1:
-                handle.seek(8, 1)
-            elif wire == 5:
-                handle.seek(4, 1)
-            elif wire == 2:
-                length = _varint(handle)
-                if length is None:
-                    raise ValueError("truncated file")
-                if field in (PRODUCER_NAME, PRODUCER_VERSION, OPSET_IMPORT):
-                    data = handle.read(length)
-                    if field == OPSET_IMPORT:
-                        opset = OperatorSetIdProto.FromString(data)
-                        found["opsets"][opset.domain or "ai.onnx"] = opset.version  # type: ignore[index]
-                    else:
-                        found["producer_name" if field == PRODUCER_NAME else "producer_version"] = data.decode()
-                else:
-                    handle.seek(length, 1)
+            elif field == OPSET_IMPORT:
+                opset = OperatorSetIdProto.FromString(handle.read(value))
+                found["opsets"][opset.domain or "ai.onnx"] = opset.version  # type: ignore[index]
+            elif field in (PRODUCER_NAME, PRODUCER_VERSION):
+                found["producer_name" if field == PRODUCER_NAME else "producer_version"] = handle.read(value).decode()
             else:
-                raise ValueError(f"unexpected wire type {wire}")
+                handle.seek(value, 1)
     return found
 
 
@@ -81,3 +70,89 @@ def framework_of(path: Path) -> tuple[str | None, str | None, dict[str, str]]:
     if opset is not None:
         extra["onnx.opset"] = str(opset)
     return "onnx", f"opset {opset}" if opset is not None else None, extra
+
+
+def _fields(handle: BinaryIO, end: int | None = None) -> Iterator[tuple[int, int, int]]:
+    """(field, wire type, length or value) of each field up to ``end``; length-delimited payloads are left unread."""
+    while end is None or handle.tell() < end:
+        key = _varint(handle)
+        if key is None:
+            return
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value = _varint(handle)
+            if value is None:
+                raise ValueError("truncated file")
+            yield field, wire, value
+        elif wire == 1:
+            handle.seek(8, 1)
+        elif wire == 5:
+            handle.seek(4, 1)
+        elif wire == 2:
+            length = _varint(handle)
+            if length is None:
+                raise ValueError("truncated file")
+            yield field, wire, length
+        else:
+            raise ValueError(f"unexpected wire type {wire}")
+
+
+def _tensor_type(info: object) -> dict[str, object]:
+    from onnx import TensorProto
+
+    value_type = info.type  # type: ignore[attr-defined]
+    if not value_type.HasField("tensor_type"):
+        return {"name": info.name, "type": value_type.WhichOneof("value") or "unknown", "shape": None}  # type: ignore[attr-defined]
+    tensor = value_type.tensor_type
+    shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in tensor.shape.dim]
+    return {"name": info.name, "type": TensorProto.DataType.Name(tensor.elem_type).lower(), "shape": shape}  # type: ignore[attr-defined]
+
+
+def read_signature(path: Path) -> dict[str, object]:
+    """Inputs and outputs (name, element type, shape) plus the header, without reading the weights.
+
+    Walks the graph message field by field, seeking past nodes and initializers, so a model of
+    gigabytes is described in milliseconds.
+    """
+    from onnx import ValueInfoProto
+
+    found = read_header(path)
+    inputs, outputs, initializers = [], [], set()
+    with open(path, "rb") as handle:
+        for field, wire, length in _fields(handle):
+            if wire != 2:
+                continue
+            if field != GRAPH:
+                handle.seek(length, 1)
+                continue
+            end = handle.tell() + length
+            for inner, inner_wire, inner_length in _fields(handle, end):
+                if inner_wire != 2:
+                    continue
+                if inner in (GRAPH_INPUT, GRAPH_OUTPUT):
+                    info = ValueInfoProto.FromString(handle.read(inner_length))
+                    (inputs if inner == GRAPH_INPUT else outputs).append(_tensor_type(info))
+                elif inner == GRAPH_INITIALIZER:
+                    initializers.add(_initializer_name(handle, inner_length))
+                else:
+                    handle.seek(inner_length, 1)
+            break
+    # before IR 4 initializers were listed as inputs too; a caller feeds only the others
+    found["inputs"] = [i for i in inputs if i["name"] not in initializers]
+    found["outputs"] = outputs
+    return found
+
+
+def _initializer_name(handle: BinaryIO, length: int) -> str:
+    """The name (field 8) of a TensorProto, seeking past its data."""
+    end = handle.tell() + length
+    name = ""
+    for field, wire, size in _fields(handle, end):
+        if wire != 2:
+            continue
+        if field == 8:
+            name = handle.read(size).decode()
+        else:
+            handle.seek(size, 1)
+    handle.seek(end)
+    return name

@@ -223,9 +223,33 @@ class SqlStore:
         )
 
     def list_models(self) -> list[RegisteredModel]:
+        """Every model in three queries (models, version counts, aliases), not three per model."""
         with self.engine.connect() as conn:
-            names = conn.execute(select(models_table.c.name).order_by(models_table.c.name)).scalars().all()
-            return [self._model_record(conn, name) for name in names]
+            rows = conn.execute(select(models_table).order_by(models_table.c.name)).all()
+            counts = {
+                model_id: (count, latest)
+                for model_id, count, latest in conn.execute(
+                    select(versions_table.c.model_id, func.count(), func.max(versions_table.c.version))
+                    .where(versions_table.c.status == "ready")
+                    .group_by(versions_table.c.model_id)
+                )
+            }
+            aliases: dict[int, list[Alias]] = {}
+            for model_id, alias, version, protected, updated_at in conn.execute(
+                select(
+                    aliases_table.c.model_id,
+                    aliases_table.c.name,
+                    versions_table.c.version,
+                    aliases_table.c.protected,
+                    aliases_table.c.updated_at,
+                )
+                .join(versions_table, versions_table.c.id == aliases_table.c.version_id)
+                .order_by(aliases_table.c.name)
+            ):
+                aliases.setdefault(model_id, []).append(
+                    Alias(name=alias, version=version, protected=protected, updated_at=_utc(updated_at))
+                )
+        return [self._registered(row, counts.get(row.id, (0, None)), aliases.get(row.id, [])) for row in rows]
 
     def get_model(self, name: str) -> RegisteredModel:
         with self.engine.connect() as conn:
@@ -246,13 +270,21 @@ class SqlStore:
             .where(aliases_table.c.model_id == row.id)
             .order_by(aliases_table.c.name)
         )
+        return self._registered(
+            row,
+            (versions[0], versions[1]),
+            [Alias(name=a, version=v, protected=p, updated_at=_utc(t)) for a, v, p, t in alias_rows],
+        )
+
+    @staticmethod
+    def _registered(row: Any, versions: tuple[int, int | None], aliases: list[Alias]) -> RegisteredModel:
         return RegisteredModel(
             name=row.name,
             description=row.description,
             tags=row.tags or {},
             latest_version=versions[1],
             version_count=versions[0],
-            aliases=[Alias(name=a, version=v, protected=p, updated_at=_utc(t)) for a, v, p, t in alias_rows],
+            aliases=aliases,
             created_at=_utc(row.created_at),
             updated_at=_utc(row.updated_at),
         )

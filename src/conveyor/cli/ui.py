@@ -1,0 +1,38 @@
+"""``conveyor ui``: serve the dashboard (registry, rollouts, pipeline runs) on one port."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from conveyor.cli.models import RegistryOption, TokenOption
+from conveyor.cli.output import handle_errors, stdout
+
+
+def ui(
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for every interface.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8600,
+    registry: RegistryOption = None,
+    token: TokenOption = None,
+    require_login: Annotated[
+        bool, typer.Option("--require-login", help="Reading needs a registry token too, not only acting.")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
+) -> None:
+    """Serve the dashboard: models and versions, live rollouts with their buttons, pipeline runs.
+
+    Reading is open unless --require-login. When the registry keeps tokens, buttons need a login
+    with a write token (`conveyor registry token create NAME --scope write`). Set
+    CONVEYOR_UI_SECRET to keep sessions across restarts.
+    """
+    import uvicorn
+
+    from conveyor.registry.config import open_registry
+    from conveyor.ui.app import create_app
+
+    with handle_errors():
+        store = open_registry(registry, token)
+        app = create_app(store, tokens=getattr(store, "tokens", None), require_login=require_login)
+    stdout.print(f"dashboard: http://{host}:{port}/", highlight=False)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)

@@ -1,0 +1,311 @@
+"""The dashboard's Starlette application: routes, templates, live streams and error pages.
+
+Handlers are thin: each asks a ``*_pages`` module for a template context (in a worker thread,
+since the registry and the status files are blocking I/O) and renders it. Errors are Conveyor's
+named errors, answered once here: an HTML page for a browser, ``{"error": ...}`` for a client
+that asks for JSON, the status code either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import anyio
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from conveyor.errors import ClientError, ConveyorError
+from conveyor.registry.protocol import Registry
+from conveyor.sizes import human_size
+from conveyor.ui import pipeline_pages, registry_pages, rollout_pages
+from conveyor.ui.auth import Auth, csrf_token
+
+HERE = Path(__file__).parent
+log = logging.getLogger("conveyor.ui")
+LIVE_EVERY_S = 1.0
+KEEPALIVE_S = 15.0
+
+
+def _ago(value: Any) -> str:
+    if value is None:
+        return "-"
+    seconds = time.time() - (value.timestamp() if hasattr(value, "timestamp") else float(value))
+    if seconds < 60:
+        return f"{max(seconds, 0):.0f}s ago"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m ago"
+    if seconds < 86400:
+        return f"{seconds / 3600:.0f}h ago"
+    return f"{seconds / 86400:.0f}d ago"
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters.update(ago=_ago, size=human_size)
+    templates.env.globals.update(outcome_class={"successful": "ok", "failed": "bad", "inconclusive": "warn"})
+    return templates
+
+
+def create_app(
+    registry: Registry,
+    *,
+    tokens: Any | None = None,
+    require_login: bool = False,
+    secret: str | None = None,
+    root_path: str = "",
+) -> Starlette:
+    """The dashboard over ``registry``; ``tokens`` is the registry's token store (None: no logins)."""
+    templates = make_templates()
+    auth = Auth(tokens, require_login)
+    signatures = registry_pages.Signatures()
+
+    def wants_json(request: Request) -> bool:
+        return "application/json" in request.headers.get("accept", "") and "text/html" not in request.headers.get(
+            "accept", ""
+        )
+
+    def render(request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
+        viewer = auth.viewer(request)
+        base = {
+            "viewer": viewer,
+            "csrf": csrf_token(request),
+            "tokens_exist": auth.tokens_exist,
+            "can_act": viewer.can_write or not (auth.tokens_exist or auth.require_login),
+            "root": root_path,
+        }
+        return templates.TemplateResponse(request, template, {**base, **context}, status_code=status)
+
+    def page(template: str, build: Callable[[Request], dict[str, Any]]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            auth.check_read(request)
+            context = await anyio.to_thread.run_sync(build, request)
+            return render(request, template, context)
+
+        return endpoint
+
+    async def error(request: Request, exc: Exception) -> Response:
+        if not isinstance(exc, ConveyorError):
+            log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        status = exc.status if isinstance(exc, ClientError) else 500
+        message = str(exc) if isinstance(exc, ConveyorError) else "internal error: see the dashboard's log"
+        if wants_json(request) or request.headers.get("hx-request"):
+            return JSONResponse({"error": message}, status_code=status)
+        return render(request, "error.html", {"status": status, "message": message}, status)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        detail = getattr(exc, "detail", None) or "not found"
+        status = getattr(exc, "status_code", 404)
+        if wants_json(request):
+            return JSONResponse({"error": str(detail)}, status_code=status)
+        return render(request, "error.html", {"status": status, "message": str(detail)}, status)
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse(f"{root_path}/models", status_code=303)
+
+    async def login_form(request: Request) -> Response:
+        return render(request, "login.html", {"next": request.query_params.get("next", f"{root_path}/models")})
+
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        token = str(form.get("token", ""))
+        target = str(form.get("next") or f"{root_path}/models")
+        if not target.startswith("/") or target.startswith("//"):
+            target = f"{root_path}/models"  # never redirect off this site
+        try:
+            await anyio.to_thread.run_sync(auth.login, request, token)
+        except ClientError as exc:
+            return render(request, "login.html", {"next": target, "message": str(exc)}, exc.status)
+        return RedirectResponse(target, status_code=303)
+
+    async def logout(request: Request) -> Response:
+        form = await request.form()
+        if str(form.get("csrf", "")) == request.session.get("csrf"):
+            request.session.clear()
+        return RedirectResponse(f"{root_path}/models", status_code=303)
+
+    async def rollout_action(request: Request) -> Response:
+        service, action = request.path_params["service"], request.path_params["action"]
+        form = dict(await request.form())
+        viewer = auth.check_write(request, form)
+        who = viewer.name or "an anonymous user"
+        reason = str(form.get("reason") or "").strip() or f"from the dashboard by {who}"
+        message = await anyio.to_thread.run_sync(rollout_pages.act, service, action, reason)
+        if request.headers.get("hx-request"):
+            context = await anyio.to_thread.run_sync(rollout_pages.rollout_context, service)
+            return render(request, "_rollout_live.html", {**context, "flash": message})
+        return RedirectResponse(f"{root_path}/rollouts/{service}", status_code=303)
+
+    def stream(build: Callable[[], str]) -> Callable[[Request], Any]:
+        """Server-sent events: the fragment each time it changes (checked every second), comments to keep alive."""
+
+        async def endpoint(request: Request) -> Response:
+            auth.check_read(request)
+
+            async def events() -> AsyncIterator[bytes]:
+                last, quiet_since = "", time.monotonic()
+                while not await request.is_disconnected():
+                    try:
+                        html = await anyio.to_thread.run_sync(build)
+                    except ConveyorError as exc:
+                        html = f'<p class="flash bad">{exc}</p>'
+                    if html != last:
+                        last, quiet_since = html, time.monotonic()
+                        data = "\n".join(f"data: {line}" for line in html.splitlines() or [""])
+                        yield f"event: update\n{data}\n\n".encode()
+                    elif time.monotonic() - quiet_since > KEEPALIVE_S:
+                        quiet_since = time.monotonic()
+                        yield b": keep-alive\n\n"
+                    await asyncio.sleep(LIVE_EVERY_S)
+
+            return StreamingResponse(
+                events(),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+            )
+
+        return endpoint
+
+    def fragment(template: str, context: Callable[[], dict[str, Any]], request: Request) -> Callable[[], str]:
+        def build() -> str:
+            viewer = auth.viewer(request)
+            base = {
+                "viewer": viewer,
+                "csrf": request.session.get("csrf", ""),
+                "tokens_exist": auth.tokens_exist,
+                "can_act": viewer.can_write or not (auth.tokens_exist or auth.require_login),
+                "root": root_path,
+                "request": request,
+            }
+            return templates.get_template(template).render({**base, **context()})
+
+        return build
+
+    async def rollout_live(request: Request) -> Response:
+        service = request.path_params["service"]
+        await anyio.to_thread.run_sync(rollout_pages.load_status, service)  # 404 before the stream starts
+        build = fragment("_rollout_live.html", lambda: rollout_pages.rollout_context(service), request)
+        return await stream(build)(request)
+
+    async def run_live(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        await anyio.to_thread.run_sync(pipeline_pages.run_context, run_id)
+        build = fragment("_run_live.html", lambda: pipeline_pages.run_context(run_id), request)
+        return await stream(build)(request)
+
+    async def step_log(request: Request) -> Response:
+        auth.check_read(request)
+        from conveyor.errors import NotFound
+        from conveyor.pipeline.history import load_run
+
+        record = await anyio.to_thread.run_sync(load_run, request.path_params["run_id"])
+        step = request.path_params["step"]
+        if step not in record.data.get("steps", {}):
+            raise NotFound(f"run {record.id} has no step {step!r}")
+        path = record.log_path(step)
+        text = path.read_text(errors="replace") if path.is_file() else ""
+        return Response(text, media_type="text/plain; charset=utf-8")
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    routes = [
+        Route("/", home),
+        Route("/healthz", health),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/models", page("models.html", lambda r: registry_pages.models_context(registry, r))),
+        Route(
+            "/models/{name}",
+            page("model.html", lambda r: registry_pages.model_context(registry, r, r.path_params["name"])),
+        ),
+        Route(
+            "/models/{name}/versions/{version}",
+            page(
+                "version.html",
+                lambda r: registry_pages.version_context(
+                    registry, signatures, r.path_params["name"], r.path_params["version"]
+                ),
+            ),
+        ),
+        Route("/rollouts", page("rollouts.html", lambda r: rollout_pages.rollouts_context())),
+        Route(
+            "/rollouts/{service}",
+            page("rollout.html", lambda r: rollout_pages.rollout_context(r.path_params["service"])),
+        ),
+        Route("/rollouts/{service}/live", rollout_live),
+        Route(
+            "/rollouts/{service}/fragment",
+            page("_rollout_live.html", lambda r: rollout_pages.rollout_context(r.path_params["service"])),
+        ),
+        Route("/rollouts/{service}/actions/{action}", rollout_action, methods=["POST"]),
+        Route(
+            "/pipelines",
+            page("pipelines.html", lambda r: pipeline_pages.runs_context(r.query_params.get("pipeline") or None)),
+        ),
+        Route(
+            "/pipelines/runs/{run_id}", page("run.html", lambda r: pipeline_pages.run_context(r.path_params["run_id"]))
+        ),
+        Route("/pipelines/runs/{run_id}/live", run_live),
+        Route("/pipelines/runs/{run_id}/steps/{step}/log", step_log),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    session_secret = secret or os.environ.get("CONVEYOR_UI_SECRET") or secrets.token_urlsafe(32)
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(
+                SessionMiddleware,
+                secret_key=session_secret,
+                session_cookie="conveyor_ui",
+                same_site="strict",
+                https_only=False,
+                max_age=8 * 3600,
+            ),
+            Middleware(SecurityHeaders),
+        ],
+        exception_handlers={ConveyorError: error, 404: not_found, 405: not_found, Exception: error},
+    )
+
+
+class SecurityHeaders:
+    """No framing (clickjacking), no sniffing, scripts only from this site (pure ASGI)."""
+
+    HEADERS: ClassVar[list[tuple[bytes, bytes]]] = [
+        (b"x-frame-options", b"DENY"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"same-origin"),
+        (
+            b"content-security-policy",
+            b"default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+        ),
+    ]
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + self.HEADERS
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
