@@ -140,3 +140,17 @@ def test_signature_is_read_without_loading_the_weights(tmp_path: Path) -> None:
     assert [i["name"] for i in signature["inputs"]] == ["input_ids", "attention_mask"]
     assert signature["inputs"][0]["type"] == "int64" and len(signature["outputs"]) == 1
     assert signature["opsets"]["ai.onnx"] >= 13
+
+
+def test_mounted_in_the_registry_server_the_dashboard_needs_a_login_and_keeps_its_prefix(registry) -> None:  # type: ignore[no-untyped-def]
+    from conveyor.registry.server import create_registry_app
+    from conveyor.ui.app import with_dashboard
+
+    token = registry.tokens.create("viewer", "read")
+    client = TestClient(with_dashboard(create_registry_app(registry), registry, require_login=True))
+    assert client.get("/api/v1/models").status_code == 401  # the API keeps its bearer tokens
+    assert client.get("/ui/models").status_code == 401
+    landed = client.post("/ui/login", data={"token": token})
+    assert landed.status_code == 200 and 'href="/ui/models/bert"' in landed.text  # followed to /ui/models
+    assert "/ui/static/htmx-2.0.11.min.js" in landed.text and client.get("/ui/static/style.css").status_code == 200
+    assert client.get("/api/v1/models", headers={"authorization": f"Bearer {token}"}).status_code == 200

@@ -55,6 +55,10 @@ def serve(
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    ui: Annotated[
+        bool,
+        typer.Option("--ui", help="Also serve the dashboard at /ui (log in with a token unless --insecure-no-auth)."),
+    ] = False,
 ) -> None:
     """Serve the registry over HTTP(S) for CI runners and other machines (bearer tokens required).
 
@@ -74,9 +78,15 @@ def serve(
             check_blobs()  # a missing bucket or bad credentials: say so now, not on the first upload
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app_ = create_registry_app(registry, require_auth=not insecure_no_auth)
+    if ui:
+        from conveyor.ui.app import with_dashboard
+
+        app_ = with_dashboard(app_, registry, require_login=not insecure_no_auth)
     shown = make_url(normalize_url(registry.store.url)).render_as_string(hide_password=True)
     scheme = "https" if tls else "http"
     stdout.print(f"registry on {scheme}://{host}:{port}  metadata {shown}  blobs {registry.blobs.url}")
+    if ui:
+        stdout.print(f"dashboard: {scheme}://{host}:{port}/ui/")
     uvicorn.run(app_, host=host, port=port, log_level=log_level, server_header=False, **tls)  # type: ignore[arg-type]
 
 

@@ -309,3 +309,9 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+def with_dashboard(app: Any, registry: Any, require_login: bool, prefix: str = "/ui") -> Starlette:
+    """``app`` (the registry server) with the dashboard mounted at ``prefix``, sharing its token store."""
+    dashboard = create_app(registry, tokens=registry.tokens, require_login=require_login, root_path=prefix)
+    return Starlette(routes=[Mount(prefix, dashboard), Mount("", app)])
