@@ -46,10 +46,10 @@ def main() -> None:
     for text in texts:
         model.classify([text])
     rows = {
-        "tokenizer (1 text)": p50_us(lambda i: model.tokenize([texts[i % 64]]), args.calls),
-        "classify in-process (tokenizer + onnxruntime)": p50_us(lambda i: model.classify([texts[i % 64]]), args.calls),
+        "tokenizer (1 text)": p50_us(lambda i: model.tokenize([texts[i % len(texts)]]), args.calls),
+        "classify in-process (tokenizer + onnxruntime)": p50_us(lambda i: model.classify([texts[i % len(texts)]]), args.calls),
         "JSON in and out (orjson)": p50_us(
-            lambda i: orjson.dumps(orjson.loads(orjson.dumps([texts[i % 64]])) and {"positive": True}), args.calls
+            lambda i: orjson.dumps(orjson.loads(orjson.dumps([texts[i % len(texts)]])) and {"positive": True}), args.calls
         ),
     }
     port = free_port()
@@ -61,7 +61,7 @@ def main() -> None:
         bodies = [orjson.dumps([t]) for t in texts]
 
         def request(i: int) -> None:
-            connection.request("POST", "/predict", bodies[i % 64], {"Content-Type": "application/json"})
+            connection.request("POST", "/predict", bodies[i % len(texts)], {"Content-Type": "application/json"})
             connection.getresponse().read()
 
         for i in range(200):
