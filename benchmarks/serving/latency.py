@@ -47,9 +47,12 @@ def main() -> None:
         model.classify([text])
     rows = {
         "tokenizer (1 text)": p50_us(lambda i: model.tokenize([texts[i % len(texts)]]), args.calls),
-        "classify in-process (tokenizer + onnxruntime)": p50_us(lambda i: model.classify([texts[i % len(texts)]]), args.calls),
+        "classify in-process (tokenizer + onnxruntime)": p50_us(
+            lambda i: model.classify([texts[i % len(texts)]]), args.calls
+        ),
         "JSON in and out (orjson)": p50_us(
-            lambda i: orjson.dumps(orjson.loads(orjson.dumps([texts[i % len(texts)]])) and {"positive": True}), args.calls
+            lambda i: orjson.dumps(orjson.loads(orjson.dumps([texts[i % len(texts)]])) and {"positive": True}),
+            args.calls,
         ),
     }
     port = free_port()
