@@ -167,6 +167,7 @@ def test_build_run_push_pull_and_labels(
     built = json.loads(result.stdout)
     assert built["builder"] == "podman" and built["size_bytes"] > 0 and built["pushed"] == remote
     version = open_local().resolve("votes@production")
+    assert version.tags["image"] == remote  # the registry remembers which image carries the version
     try:
         labels = _labels(tag)
         assert labels["ai.conveyor.model.digest"] == f"sha256:{version.digest}"
