@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -207,6 +208,28 @@ def test_a_pipeline_run_shows_its_dag_steps_and_logs(browser, conveyor_home: Pat
         page.locator("#step-unit summary").click()
         assert "3 tests passed" in page.locator("#step-unit pre.log").inner_text()
         shot(page, "pipeline-run")
+
+        # a run still going: its page follows it without a reload
+        (project / "conveyor.yaml").write_text(
+            'pipelines:\n  slow:\n    steps:\n      wait: {run: "sleep 4; echo waited"}\n'
+        )
+        slow = subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "pipeline", "run", "slow", "--file", str(project / "conveyor.yaml")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        running = wait_for(
+            lambda: next((r["id"] for r in json.loads(run_cli("pipeline", "runs", "--json").stdout)
+                          if r["pipeline"] == "slow"), None),
+            30,
+            "the slow run to start",
+        )  # fmt: skip
+        page.goto(f"{ui.url}/pipelines/runs/{running}")
+        assert page.locator("#run-status").inner_text() == "running"
+        page.evaluate("window.__notReloaded = true")
+        wait_for(lambda: page.locator("#run-status").inner_text() == "success", 30, "the page to show the end")
+        assert page.evaluate("window.__notReloaded === true")
+        assert slow.wait(30) == 0
     finally:
         ui.stop()
         shutil.rmtree(project, ignore_errors=True)
