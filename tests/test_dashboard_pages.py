@@ -154,3 +154,10 @@ def test_mounted_in_the_registry_server_the_dashboard_needs_a_login_and_keeps_it
     assert landed.status_code == 200 and 'href="/ui/models/bert"' in landed.text  # followed to /ui/models
     assert "/ui/static/htmx-2.0.11.min.js" in landed.text and client.get("/ui/static/style.css").status_code == 200
     assert client.get("/api/v1/models", headers={"authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_conveyor_ui_refuses_to_open_its_buttons_to_the_network_without_tokens(conveyor_home: Path) -> None:
+    from tests.registry_fixtures import run_cli
+
+    refused = run_cli("ui", "--host", "0.0.0.0", "--port", "1")
+    assert refused.returncode == 2 and "keeps no tokens" in refused.stderr

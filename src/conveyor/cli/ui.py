@@ -8,6 +8,7 @@ import typer
 
 from conveyor.cli.models import RegistryOption, TokenOption
 from conveyor.cli.output import handle_errors, stdout
+from conveyor.errors import InvalidInput
 
 
 def ui(
@@ -33,6 +34,13 @@ def ui(
 
     with handle_errors():
         store = open_registry(registry, token)
-        app = create_app(store, tokens=getattr(store, "tokens", None), require_login=require_login)
+        tokens = getattr(store, "tokens", None)  # a remote registry's tokens live on its server
+        if host not in ("127.0.0.1", "localhost", "::1") and not (tokens is not None and tokens.list()):
+            raise InvalidInput(
+                f"refusing to serve the dashboard on {host}: this registry keeps no tokens here, so its buttons "
+                "would be open to the network; create one (conveyor registry token create NAME --scope write) "
+                "or bind 127.0.0.1 (or use conveyor registry serve --ui)"
+            )
+        app = create_app(store, tokens=tokens, require_login=require_login)
     stdout.print(f"dashboard: http://{host}:{port}/", highlight=False)
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
