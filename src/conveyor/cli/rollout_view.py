@@ -52,12 +52,7 @@ def traffic_table(status: RolloutStatus, now: dict[str, Any] | None, previous: d
     if now is None:
         return table
     baseline = status.window.baseline if status.window else None
-    backends = [("stable", status.stable.version), ("canary", status.canary.version)]
-    if status.phase == "succeeded":
-        backends = [("stable", status.canary.version)]
-    for name, version in backends:
-        if not version:
-            continue
+    for name, version in status.serving().items():
         rate = "-"
         try:
             if previous is not None and now["at"] > previous["at"]:

@@ -76,7 +76,8 @@ def int8_smooth(source: Path, dest: Path, calibration: Calibration) -> dict[str,
     with tempfile.TemporaryDirectory(prefix="conveyor-smooth-") as tmp:
         float_path = Path(tmp) / "smoothed.onnx"
         onnx.save(smoothed, str(float_path))
-        ranked = _sensitivity(float_path, groups, calibration.head(SENSITIVITY_TEXTS), Path(tmp))
+        matmuls = [node.name for node in smoothed.graph.node if node.op_type == "MatMul"]
+        ranked = _sensitivity(float_path, groups, matmuls, calibration.head(SENSITIVITY_TEXTS), Path(tmp))
         kept = [group for _, group in ranked[:KEEP_FLOAT]]
         _quantize(float_path, dest, exclude=[name for group in kept for name in group.matmuls])
     return {
@@ -90,13 +91,10 @@ def int8_smooth(source: Path, dest: Path, calibration: Calibration) -> dict[str,
     }
 
 
-def _quantize(source: Path, dest: Path, exclude: list[str], only: list[str] | None = None) -> None:
-    """Dynamic per-channel int8 of the weight MatMuls (``only`` these, when given), except ``exclude``."""
-    import onnx
+def _quantize(source: Path, dest: Path, exclude: list[str]) -> None:
+    """Dynamic per-channel int8 of the model's MatMuls, except the nodes named in ``exclude``."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    matmuls = [n.name for n in onnx.load(str(source), load_external_data=False).graph.node if n.op_type == "MatMul"]
-    skip = set(exclude) | ({name for name in matmuls if name not in set(only)} if only is not None else set())
     with _quiet():
         quantize_dynamic(
             str(source),
@@ -104,19 +102,19 @@ def _quantize(source: Path, dest: Path, exclude: list[str], only: list[str] | No
             per_channel=True,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=["MatMul"],
-            nodes_to_exclude=sorted(skip),
+            nodes_to_exclude=sorted(exclude),
         )
 
 
 def _sensitivity(
-    float_path: Path, groups: list[Any], feeds: list[dict[str, np.ndarray]], tmp: Path
+    float_path: Path, groups: list[Any], matmuls: list[str], feeds: list[dict[str, np.ndarray]], tmp: Path
 ) -> list[tuple[float, Any]]:
-    """Groups by how far quantizing that group alone moves the outputs, most first."""
+    """Groups by how far quantizing that group alone (every other of ``matmuls`` float) moves the outputs."""
     reference = _outputs(float_path, feeds)
     ranked = []
     for index, group in enumerate(groups):
         path = tmp / f"group-{index}.onnx"
-        _quantize(float_path, path, exclude=[], only=group.matmuls)
+        _quantize(float_path, path, exclude=[name for name in matmuls if name not in set(group.matmuls)])
         moved = np.mean([np.abs(a - b).mean() for a, b in zip(_outputs(path, feeds), reference, strict=True)])
         ranked.append((float(moved), group))
         path.unlink()

@@ -33,22 +33,30 @@ def _varint(handle: BinaryIO) -> int | None:
 
 def read_header(path: Path) -> dict[str, object]:
     """ir_version, producer and opsets of an ONNX file, without loading its graph."""
-    from onnx import OperatorSetIdProto
-
     found: dict[str, object] = {"opsets": {}}
     with open(path, "rb") as handle:
         for field, wire, value in _fields(handle):
-            if wire == 0:
-                if field == IR_VERSION:
-                    found["ir_version"] = value
-            elif field == OPSET_IMPORT:
-                opset = OperatorSetIdProto.FromString(handle.read(value))
-                found["opsets"][opset.domain or "ai.onnx"] = opset.version  # type: ignore[index]
-            elif field in (PRODUCER_NAME, PRODUCER_VERSION):
-                found["producer_name" if field == PRODUCER_NAME else "producer_version"] = handle.read(value).decode()
-            else:
+            if not _header_field(found, handle, field, wire, value) and wire == 2:
                 handle.seek(value, 1)
     return found
+
+
+def _header_field(found: dict[str, object], handle: BinaryIO, field: int, wire: int, value: int) -> bool:
+    """Record a top-level header field into ``found`` (reading its payload); False for any other field."""
+    from onnx import OperatorSetIdProto
+
+    if wire == 0:
+        if field == IR_VERSION:
+            found["ir_version"] = value
+        return True
+    if field == OPSET_IMPORT:
+        opset = OperatorSetIdProto.FromString(handle.read(value))
+        found["opsets"][opset.domain or "ai.onnx"] = opset.version  # type: ignore[index]
+        return True
+    if field in (PRODUCER_NAME, PRODUCER_VERSION):
+        found["producer_name" if field == PRODUCER_NAME else "producer_version"] = handle.read(value).decode()
+        return True
+    return False
 
 
 def framework_of(path: Path) -> tuple[str | None, str | None, dict[str, str]]:
@@ -116,11 +124,11 @@ def read_signature(path: Path) -> dict[str, object]:
     """
     from onnx import ValueInfoProto
 
-    found = read_header(path)
+    found: dict[str, object] = {"opsets": {}}
     inputs, outputs, initializers = [], [], set()
-    with open(path, "rb") as handle:
+    with open(path, "rb") as handle:  # one pass: the header fields and the graph's inputs and outputs
         for field, wire, length in _fields(handle):
-            if wire != 2:
+            if _header_field(found, handle, field, wire, length) or wire != 2:
                 continue
             if field != GRAPH:
                 handle.seek(length, 1)
@@ -136,7 +144,6 @@ def read_signature(path: Path) -> dict[str, object]:
                     initializers.add(_initializer_name(handle, inner_length))
                 else:
                     handle.seek(inner_length, 1)
-            break
     # before IR 4 initializers were listed as inputs too; a caller feeds only the others
     found["inputs"] = [i for i in inputs if i["name"] not in initializers]
     found["outputs"] = outputs

@@ -119,6 +119,12 @@ class RolloutStatus(BaseModel):
     def current_weight(self) -> float:
         return self.steps[min(self.step_index, len(self.steps) - 1)] if self.steps else 100.0
 
+    def serving(self) -> dict[str, str]:
+        """Router backend name -> the version it serves: after a promotion, stable serves the new version."""
+        if self.phase == "succeeded":
+            return {"stable": self.canary.version}
+        return {name: b.version for name, b in (("stable", self.stable), ("canary", self.canary)) if b.version}
+
     def note(self, message: str) -> None:
         self.events.append(Event(at=time.time(), message=message))
         self.message = message

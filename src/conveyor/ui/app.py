@@ -77,15 +77,20 @@ def create_app(
             "accept", ""
         )
 
-    def render(request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
+    def base_context(request: Request, csrf: str) -> dict[str, Any]:
+        """What every page and fragment shows about who is looking (the token store is asked once)."""
         viewer = auth.viewer(request)
-        base = {
+        tokens_exist = auth.tokens_exist
+        return {
             "viewer": viewer,
-            "csrf": csrf_token(request),
-            "tokens_exist": auth.tokens_exist,
-            "can_act": viewer.can_write or not (auth.tokens_exist or auth.require_login),
+            "csrf": csrf,
+            "tokens_exist": tokens_exist,
+            "can_act": viewer.can_write or not auth.login_needed(tokens_exist),
             "root": root_path,
         }
+
+    def render(request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
+        base = base_context(request, csrf_token(request))
         return templates.TemplateResponse(request, template, {**base, **context}, status_code=status)
 
     def page(template: str, build: Callable[[Request], dict[str, Any]]) -> Callable[[Request], Any]:
@@ -132,7 +137,7 @@ def create_app(
 
     async def logout(request: Request) -> Response:
         form = await request.form()
-        if str(form.get("csrf", "")) == request.session.get("csrf"):
+        if auth.csrf_ok(request, form.get("csrf")):
             request.session.clear()
         return RedirectResponse(f"{root_path}/models", status_code=303)
 
@@ -180,16 +185,8 @@ def create_app(
 
     def fragment(template: str, context: Callable[[], dict[str, Any]], request: Request) -> Callable[[], str]:
         def build() -> str:
-            viewer = auth.viewer(request)
-            base = {
-                "viewer": viewer,
-                "csrf": request.session.get("csrf", ""),
-                "tokens_exist": auth.tokens_exist,
-                "can_act": viewer.can_write or not (auth.tokens_exist or auth.require_login),
-                "root": root_path,
-                "request": request,
-            }
-            return templates.get_template(template).render({**base, **context()})
+            base = base_context(request, request.session.get("csrf", ""))
+            return templates.get_template(template).render({**base, "request": request, **context()})
 
         return build
 

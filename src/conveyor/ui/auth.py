@@ -57,18 +57,24 @@ class Auth:
         request.session.update({"name": name, "scope": scope, "csrf": secrets.token_urlsafe(24)})
         return Viewer(name, scope)
 
+    def login_needed(self, tokens_exist: bool) -> bool:
+        """Buttons need a write login when the registry keeps tokens (or logins are required anyway)."""
+        return self.require_login or tokens_exist
+
+    def csrf_ok(self, request: Request, given: Any) -> bool:
+        expected = request.session.get("csrf")
+        return bool(expected) and hmac.compare_digest(str(expected), str(given or ""))
+
     def check_read(self, request: Request) -> None:
         if self.require_login and self.viewer(request).name is None:
             raise Unauthorized("log in with a registry token to see this dashboard")
 
     def check_write(self, request: Request, form: dict[str, Any]) -> Viewer:
         """CSRF first (a forged request learns nothing), then who is asking."""
-        expected = request.session.get("csrf")
-        given = form.get("csrf") or request.headers.get("x-csrf-token") or ""
-        if not expected or not hmac.compare_digest(str(expected), str(given)):
+        if not self.csrf_ok(request, form.get("csrf") or request.headers.get("x-csrf-token")):
             raise Forbidden("missing or stale CSRF token: reload the page and try again")
         viewer = self.viewer(request)
-        if self.tokens_exist or self.require_login:
+        if self.login_needed(self.tokens_exist):
             if viewer.name is None:
                 raise Unauthorized("log in with a registry token with write scope to do this")
             if not viewer.can_write:

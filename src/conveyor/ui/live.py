@@ -17,7 +17,7 @@ from typing import Any
 
 from conveyor.rollout.metric import MeasurementError, window_comparisons, window_traffic
 from conveyor.rollout.router_client import RouterClient
-from conveyor.rollout.stats import LIVE, MIRROR, quantile
+from conveyor.rollout.stats import LIVE, quantile
 from conveyor.rollout.status import RolloutStatus
 
 KEEP_S = 300.0  # history kept per service
@@ -44,16 +44,6 @@ class Live:
     series: dict[str, list[Point]] = field(default_factory=dict)  # "stable"/"canary" -> points
     actual_share: dict[str, float] = field(default_factory=dict)  # of the last interval, in percent
     agreement: tuple[int, int] | None = None  # (agreed, disagreed) mirrored answers in the history kept
-
-
-def backends_of(status: RolloutStatus) -> dict[str, tuple[str, str]]:
-    """Role -> (router backend name, version) as the router labels its counters."""
-    roles = {"stable": ("stable", status.stable.version)}
-    if status.canary.version and status.phase != "succeeded":
-        roles["canary"] = ("canary", status.canary.version)
-    if status.phase == "succeeded":
-        roles = {"stable": ("stable", status.canary.version)}
-    return roles
 
 
 class Sampler:
@@ -91,16 +81,12 @@ class Sampler:
             history = list(self._history.get(status.service, ()))
             error = self._errors.get(status.service)
         result = Live(reachable=error is None, error=error)
-        roles = backends_of(status)
-        for role in roles:
-            result.series[role] = []
+        serving = status.serving()  # the history is one router instance: windows never straddle a restart
+        result.series = {role: [] for role in serving}
         for before, after in itertools.pairwise(history):
             seconds = max(after["at"] - before["at"], 1e-6)
-            for role, (name, version) in roles.items():
-                try:
-                    traffic = window_traffic(before, after, name, version, LIVE)
-                except MeasurementError:
-                    continue
+            for role, version in serving.items():
+                traffic = window_traffic(before, after, role, version, LIVE)
                 p50 = quantile(0.5, traffic.buckets) if traffic.requests else None
                 result.series[role].append(
                     Point(
@@ -117,14 +103,8 @@ class Sampler:
         total = sum(recent.values())
         if total:
             result.actual_share = {role: 100.0 * count / total for role, count in recent.items()}
-        if len(history) >= 2 and "canary" in roles:
-            try:
-                result.agreement = window_comparisons(history[0], history[-1], *roles["canary"])
-            except (KeyError, MeasurementError):
-                result.agreement = None
-            mirrored = window_traffic(history[0], history[-1], *roles["canary"], MIRROR)
-            if not mirrored.requests and result.agreement == (0, 0):
-                result.agreement = None
+        if len(history) >= 2 and "canary" in serving:
+            result.agreement = window_comparisons(history[0], history[-1], "canary", serving["canary"])
         return result
 
 
