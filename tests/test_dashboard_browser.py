@@ -125,6 +125,9 @@ def test_a_live_canary_updates_without_reload_and_abort_needs_a_write_login(  # 
             page.goto(ui.url + "/rollouts/svc")
             page.evaluate("window.__notReloaded = true")
             canary_weight = page.locator("#traffic tr[data-role=canary] .set-weight")
+            # the controller may still be starting the canary (0%) when the page opens: the page itself
+            # must then move to the first step without a reload
+            wait_for(lambda: canary_weight.inner_text() not in {"0%", "-"}, 40, "the page to show a first step")
             first = canary_weight.inner_text()
             assert first in {"10%", "20%", "30%", "40%"}, first
             wait_for(lambda: canary_weight.inner_text() != first, 40, "the page to show the next step")
