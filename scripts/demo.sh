@@ -27,6 +27,19 @@ echo "\$ conveyor pipeline run train"
 VERSION=$("${CONVEYOR}" models show sentiment@production --json | python3 -c "import json,sys;print(json.load(sys.stdin)['version'])")
 echo
 
+echo "== supply chain: a signing key, the version signed (OpenSSF model signing) =="
+KEYS="${CONVEYOR_HOME}/keys"
+if [[ ! -f "${KEYS}/demo.key" ]]; then
+    echo "\$ conveyor keys generate ${KEYS}/demo"
+    "${CONVEYOR}" keys generate "${KEYS}/demo"
+fi
+echo "\$ conveyor models sign sentiment:${VERSION} --key ${KEYS}/demo.key"
+"${CONVEYOR}" models sign "sentiment:${VERSION}" --key "${KEYS}/demo.key"
+# the delivery pipeline's build and push steps sign with the key in this variable (a CI secret on GitHub)
+CONVEYOR_SIGNING_KEY="$(cat "${KEYS}/demo.key")"
+export CONVEYOR_SIGNING_KEY
+echo
+
 pick_base_image() {
     local engine=$1
     if [[ -n "${CONVEYOR_BASE_IMAGE:-}" ]]; then echo "${CONVEYOR_BASE_IMAGE}"; return; fi
@@ -64,6 +77,11 @@ if [[ -n "${ENGINE}" ]]; then
             -p "push_to=${PUSH_TO}" -p tls_verify=false; then
             MODE=image
             [[ -n "${PUSH_TO}" ]] && echo "pushed to the local OCI registry: ${PUSH_TO}"
+            echo
+            echo "== the image's supply chain: model signature, image signature, SLSA provenance, SBOM =="
+            echo "\$ conveyor verify --supply-chain ${IMAGE} --trusted-key ${KEYS}/demo.pub"
+            "${CONVEYOR}" verify --supply-chain "${IMAGE}" --trusted-key "${KEYS}/demo.pub" \
+                || echo "the supply-chain check failed (see above)"
         else
             echo "the delivery pipeline failed (see above): serving in-process instead"
         fi

@@ -46,6 +46,7 @@ def test_package_writes_a_complete_readable_context(home: Path, tmp_path: Path) 
         "wheels",
         "model",
         "app",
+        "sbom",
         ".dockerignore",
     }
     version = open_local().resolve("votes@production")

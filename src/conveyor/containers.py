@@ -104,3 +104,32 @@ def serving_image(image: str, timeout: float, container_port: int = 5000) -> Ite
         yield url, engine, name
     finally:
         remove(engine, name)
+
+
+def image_id(engine: str, image: str) -> str | None:
+    """The image's id (its config digest, the same after a push and a pull) as 64 hex digits; None if absent."""
+    result = subprocess.run([engine, "image", "inspect", "-f", "{{.Id}}", image], capture_output=True, text=True)
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip().removeprefix("sha256:") or None
+
+
+def copy_out(engine: str, image: str, paths: dict[str, str]) -> dict[str, bytes | None]:
+    """Read files out of an image without running it: {path in image: bytes, or None when absent}."""
+    import tempfile
+    from pathlib import Path
+
+    created = subprocess.run([engine, "create", image, "unused"], capture_output=True, text=True)
+    if created.returncode != 0:
+        raise ConveyorError(f"{engine} create {image} failed: {created.stderr.strip()}")
+    container = created.stdout.strip().splitlines()[-1]
+    found: dict[str, bytes | None] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="conveyor-copy-") as tmp:
+            for name, path in paths.items():
+                target = Path(tmp) / name
+                copied = subprocess.run([engine, "cp", f"{container}:{path}", str(target)], capture_output=True)
+                found[path] = target.read_bytes() if copied.returncode == 0 and target.is_file() else None
+    finally:
+        remove(engine, container)
+    return found

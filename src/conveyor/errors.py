@@ -92,6 +92,10 @@ class ModelLoadError(ConveyorError):
     """The model directory, spec or ONNX file cannot be served."""
 
 
+class ChainBroken(ConveyorError):
+    """A supply-chain link does not hold: a signature, an SBOM or a provenance names another artifact."""
+
+
 class Unreachable(ConveyorError):
     """A server we talk to (a registry, a router) could not be reached or went away mid-request."""
 

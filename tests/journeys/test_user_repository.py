@@ -121,6 +121,10 @@ def test_init_register_and_the_generated_workflow_delivers_on_fresh_runners(
     trained = copy_model(vote_folder, tmp_path / "trained" / "sentiment")
     remote = {"CONVEYOR_REGISTRY": registry.url, "CONVEYOR_TOKEN": token}
     user.ok("models", "register", str(trained), "--name", "sentiment", env=remote)
+    # the team's signing key: the model is signed from outside, CI signs the build with the secret
+    user.ok("keys", "generate", "team")
+    signing_key, trusted_key = user.workdir / "team.key", user.workdir / "team.pub"
+    user.ok("models", "sign", "sentiment:1", "--key", str(signing_key), env=remote)
 
     # a team's new repository: conveyor init, and nothing of Conveyor's own tree
     repo = user.workdir / "sentiment-service"
@@ -163,6 +167,7 @@ def test_init_register_and_the_generated_workflow_delivers_on_fresh_runners(
         "CONTAINER_REGISTRY": oci,
         "CONTAINER_REGISTRY_USERNAME": USER,
         "CONTAINER_REGISTRY_PASSWORD": PASSWORD,
+        "CONVEYOR_SIGNING_KEY": signing_key.read_text(),
     }.items():
         command += ["--secret", f"{name}={value}"]
     for name, value in {
@@ -191,6 +196,7 @@ def test_init_register_and_the_generated_workflow_delivers_on_fresh_runners(
     assert text.count("🏁  Job succeeded") == 6, text[-8000:]
     assert "[conveyor deliver/build -> verify-image -> push]" in text
     assert PASSWORD not in text and token not in text  # secrets stay masked in the logs
+    assert "PRIVATE KEY" not in text
 
     staged = json.loads(user.ok("models", "show", "sentiment@staging", "--json", env=remote).stdout)
     assert staged["version"] == 1
@@ -208,6 +214,13 @@ def test_init_register_and_the_generated_workflow_delivers_on_fresh_runners(
     _podman("pull", "--tls-verify=false", image, env=clean_env)
     labels = json.loads(_podman("image", "inspect", image, "--format", "{{json .Config.Labels}}", env=clean_env).stdout)
     assert labels["ai.conveyor.model.digest"] == f"sha256:{staged['digest']}"
+    # the production machine checks the whole chain the fresh runner signed and pushed beside the image
+    production = {**remote, "CONVEYOR_HOME": str(clean / "conveyor-home")}
+    production.update({k: v for k, v in clean_env.items() if k in ("CONTAINERS_STORAGE_CONF", "REGISTRY_AUTH_FILE")})
+    chain = user.run("verify", "--supply-chain", image, "--pull", "--no-tls-verify", "--trusted-key",
+                     str(trusted_key), "--json", env=production)  # fmt: skip
+    assert chain.returncode == 0, chain.stdout + chain.stderr
+    assert [c["status"] for c in json.loads(chain.stdout)["checks"]] == ["passed"] * 6
     port = free_port()
     name = f"delivered-{port}"
     _podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:5000", image, env=clean_env)

@@ -157,6 +157,12 @@ Repository secrets (Settings → Secrets and variables → Actions):
 | `CONTAINER_REGISTRY` | optional: where images go; `ghcr.io` by default, `docker.io` for Docker Hub |
 | `CONTAINER_REGISTRY_USERNAME` | optional: its user (default: the workflow's actor) |
 | `CONTAINER_REGISTRY_PASSWORD` | optional: its password or token (default: the workflow's `GITHUB_TOKEN`) |
+| `CONVEYOR_SIGNING_KEY` | optional: `team.key`'s text (`conveyor keys generate team`): build and push sign with it |
+
+With a signing key, anyone holding `team.pub` can check what was delivered before running it:
+`conveyor verify --supply-chain {image}:VERSION --pull --trusted-key team.pub` (the model's
+signature, the image's signature, its SLSA provenance and its SBOM; docs: Conveyor's
+`docs/supply-chain.md`). Sign each model version with `conveyor models sign {name}:N --key team.key`.
 
 Images are named `{image}:VERSION` (`{{owner}}` is this repository's owner); pass another
 `image` when running the workflow by hand, or change it in `conveyor.yaml`.

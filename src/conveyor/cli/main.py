@@ -7,7 +7,7 @@ import sys
 import typer
 
 from conveyor import __version__
-from conveyor.cli import ci, init, models, package, pipeline, registry, rollout, serve, ui, verify
+from conveyor.cli import ci, init, keys, models, package, pipeline, registry, rollout, serve, ui, verify
 from conveyor.cli import router as router_cli
 from conveyor.cli.output import EXIT_FAILURE
 
@@ -25,7 +25,9 @@ app.command("init")(init.init)
 app.command("package", no_args_is_help=True)(package.package)
 app.command("build", no_args_is_help=True)(package.build)
 app.command("smoke", no_args_is_help=True)(package.smoke)
+app.command("push", no_args_is_help=True)(package.push_image)
 app.add_typer(models.app, name="models")
+app.add_typer(keys.app, name="keys")
 app.add_typer(registry.app, name="registry")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(ci.app, name="ci")

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from conveyor.registry.records import ModelVersion
 
 from conveyor.cli.output import ProgressBar, fail, handle_errors, new_table, print_json, stdout
+from conveyor.cli.trust import RequireSignedOption, TrustedKeyOption
 from conveyor.errors import InvalidInput
 from conveyor.registry.config import open_registry
 from conveyor.registry.refs import parse_ref
@@ -211,17 +212,79 @@ def show(
 def download(
     ref: Annotated[str, typer.Argument(help="name, name:version or name@alias.")],
     out: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the files into.")],
+    require_signed: RequireSignedOption = False,
+    trusted_key: TrustedKeyOption = None,
     registry: RegistryOption = None,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Download a version's files into a folder; every file is checked against its sha256."""
+    """Download a version's files into a folder; every file is checked against its sha256.
+
+    A signed version's signature lands beside them as .conveyor-signature.json; with
+    --require-signed nothing is written unless a trusted key signed exactly these files."""
+    from conveyor.supply_chain.keys import load_trusted_keys
+    from conveyor.supply_chain.model_signature import download_signed
+
     with handle_errors(), ProgressBar(enabled=not as_json) as bar:
-        version = open_registry(registry, token).download(ref, out, progress=bar)
+        trusted = load_trusted_keys(trusted_key) if require_signed else None
+        if require_signed and not trusted:
+            raise fail("--require-signed needs --trusted-key KEY.pub (or CONVEYOR_TRUSTED_KEYS)")
+        version, signed, key = download_signed(open_registry(registry, token), ref, out, trusted, progress=bar)
     if as_json:
-        print_json({"version": version.model_dump(mode="json"), "path": str(out.resolve())})
+        print_json(
+            {"version": version.model_dump(mode="json"), "path": str(out.resolve()), "signed": signed, "signed_by": key}
+        )
     else:
-        stdout.print(f"downloaded [bold]{version.ref}[/bold] to {out} ({len(version.files)} files, verified)")
+        note = f", signed by key {key[:12]}" if key else (", signature included" if signed else "")
+        stdout.print(f"downloaded [bold]{version.ref}[/bold] to {out} ({len(version.files)} files, verified{note})")
+
+
+@app.command("sign")
+def sign(
+    ref: Annotated[str, typer.Argument(help="name, name:version or name@alias.")],
+    key: Annotated[
+        Path | None,
+        typer.Option(help="Private key (conveyor keys generate) [default: the PEM in $CONVEYOR_SIGNING_KEY]."),
+    ] = None,
+    registry: RegistryOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Sign a version's files (OpenSSF model signing); the signature is stored with the version."""
+    from conveyor.supply_chain.keys import load_signing_key
+    from conveyor.supply_chain.model_signature import sign_version
+
+    with handle_errors():
+        signed = sign_version(open_registry(registry, token), ref, load_signing_key(key))
+    if as_json:
+        print_json({"ref": signed.ref, "key_id": signed.key_id, "signature": f"sha256:{signed.blob}"})
+    else:
+        stdout.print(f"signed [bold]{signed.ref}[/bold] with key {signed.key_id[:12]}")
+
+
+@app.command("verify-signature")
+def verify_signature(
+    ref: Annotated[str, typer.Argument(help="name, name:version or name@alias.")],
+    trusted_key: TrustedKeyOption = None,
+    registry: RegistryOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check that a trusted key signed exactly the files of a version. Exit 1 when it did not."""
+    from conveyor.supply_chain.keys import load_trusted_keys
+    from conveyor.supply_chain.model_signature import verify_version
+
+    with handle_errors():
+        store = open_registry(registry, token)
+        trusted = load_trusted_keys(trusted_key)
+        if not trusted:
+            raise fail("pass --trusted-key KEY.pub (or set CONVEYOR_TRUSTED_KEYS)")
+        version, folder = store.cached(ref)
+        key_id = verify_version(store, version, folder, trusted)
+    if as_json:
+        print_json({"ref": version.ref, "verified": True, "signed_by": key_id})
+    else:
+        stdout.print(f"[green]ok[/green] {version.ref} is signed by trusted key {key_id[:12]}")
 
 
 def _name_alias(text: str) -> tuple[str, str]:

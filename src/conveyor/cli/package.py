@@ -9,24 +9,24 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from conveyor.cli.output import EXIT_FAILURE, ProgressBar, handle_errors, print_json, stderr, stdout
+from conveyor.cli.trust import SignOption
 from conveyor.packaging import DEFAULT_BASE
 from conveyor.registry.config import open_registry
 
 if TYPE_CHECKING:
-    from conveyor.registry.records import ModelVersion
+    from conveyor.packaging.context import BuildContext
 
 BaseImage = Annotated[str, typer.Option("--base-image", help="Image to build FROM (needs python3 with venv).")]
 Platform = Annotated[str, typer.Option(help="Target platform: linux/amd64 or linux/arm64.")]
 
 
-def _context(ref: str, out: Path, base_image: str, platform: str, title: str | None) -> ModelVersion:
+def _context(ref: str, out: Path, base_image: str, platform: str, title: str | None) -> BuildContext:
     from conveyor.packaging.context import default_wheelhouse, write_context
 
     registry = open_registry()
     with ProgressBar() as bar:
         version, folder = registry.cached(ref, bar)
-        write_context(version, folder, out, base_image, platform, title, default_wheelhouse(), bar)
-    return version
+        return write_context(version, folder, out, base_image, platform, title, default_wheelhouse(), bar)
 
 
 def package(
@@ -51,22 +51,32 @@ def build(
     push_to: Annotated[str | None, typer.Option(help="Push under this name instead of --tag.")] = None,
     tls_verify: Annotated[bool, typer.Option("--tls-verify/--no-tls-verify", help="Verify the registry's TLS.")] = True,
     context_dir: Annotated[Path | None, typer.Option("--context", help="Keep the build context here.")] = None,
+    sign: SignOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Build REF into an image with a real builder, stream its output, optionally push it.
 
+    Every build writes a CycloneDX SBOM (inside the image and beside it) and an SLSA provenance,
+    signed with --sign KEY; with --push the signature and attestations are pushed beside the image.
     Push credentials: CONVEYOR_REGISTRY_USERNAME / CONVEYOR_REGISTRY_PASSWORD (CI secrets), or a
     prior `podman login` / `docker login`."""
+    from datetime import UTC, datetime
+
     from rich.status import Status
 
     from conveyor.packaging.builders import build as run_build
     from conveyor.packaging.builders import detect_builder, push
+    from conveyor.supply_chain.keys import optional_signing_key
+    from conveyor.supply_chain.record import record_build, sign_pushed
 
     with handle_errors():
+        key = optional_signing_key(sign)
         engine = detect_builder(builder)
         with tempfile.TemporaryDirectory(prefix="conveyor-build-") as tmp:
             out = context_dir or Path(tmp) / "context"
-            version = _context(ref, out, base_image, platform, tag)
+            started = datetime.now(UTC)
+            context = _context(ref, out, base_image, platform, tag)
+            version = context.version
             with Status(f"{engine} build {tag}", console=stderr.rich()) as status:
                 image = run_build(
                     out,
@@ -75,8 +85,11 @@ def build(
                     platform if platform != "linux/amd64" else None,
                     on_line=lambda line: status.update(f"{engine} build {tag}: {line[:100]}"),
                 )
+            record = record_build(context, image, started, datetime.now(UTC), key)
         pushed = push(tag, engine, push_to, tls_verify) if do_push else None
+        attachment = None
         if pushed:  # the registry remembers which image carries the version (the dashboard shows it)
+            attachment, _ = sign_pushed(image.reference, pushed, engine, key, tls_verify)
             open_registry().set_tags(version.name, version.version, {"image": pushed}, [])
     result = {
         "image": image.reference,
@@ -85,6 +98,9 @@ def build(
         "build_seconds": round(image.seconds, 1),
         "builder": image.builder,
         "pushed": pushed,
+        "attestations": str(record.folder),
+        "attestations_pushed": attachment or None,
+        "signed_by": record.signed_by,
     }
     if as_json:
         print_json(result)
@@ -93,8 +109,39 @@ def build(
         f"built [bold]{image.reference}[/bold] id {image.image_id[:12]} "
         f"{image.size / 2**20:.0f} MiB in {image.seconds:.1f}s with {image.builder}"
     )
+    signed = f"signed by key {record.signed_by[:12]}" if record.signed_by else "unsigned: pass --sign KEY"
+    stdout.print(f"SBOM and provenance ({signed}) in {record.folder}", highlight=False)
     if pushed:
-        stdout.print(f"pushed {pushed}")
+        stdout.print(f"pushed {pushed}" + (f" (attestations: {attachment})" if attachment else ""))
+
+
+def push_image(
+    image: Annotated[str, typer.Argument(help="A local image built by conveyor build.")],
+    to: Annotated[str | None, typer.Option("--to", help="Push under this name instead of IMAGE.")] = None,
+    sign: SignOption = None,
+    builder: Annotated[str | None, typer.Option(help="podman, docker or buildah [default: the first found].")] = None,
+    tls_verify: Annotated[bool, typer.Option("--tls-verify/--no-tls-verify", help="Verify the registry's TLS.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Push IMAGE, sign it with --sign KEY, and push its SBOM, provenance and signature beside it.
+
+    The attestations go to REPOSITORY:sha256-<image id>.att, where `conveyor verify --supply-chain
+    --pull` finds them. Credentials as for `conveyor build --push`."""
+    from conveyor.packaging.builders import detect_builder, push
+    from conveyor.supply_chain.keys import optional_signing_key
+    from conveyor.supply_chain.record import sign_pushed
+
+    with handle_errors():
+        key = optional_signing_key(sign)
+        engine = detect_builder(builder)
+        pushed = push(image, engine, to, tls_verify)
+        attachment, signer = sign_pushed(image, pushed, engine, key, tls_verify)
+    if as_json:
+        print_json({"pushed": pushed, "attestations_pushed": attachment or None, "signed_by": signer})
+        return
+    stdout.print(f"pushed {pushed}" + (f" signed by key {signer[:12]}" if signer else " (unsigned)"), highlight=False)
+    if attachment:
+        stdout.print(f"attestations: {attachment}", highlight=False)
 
 
 def smoke(

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from conveyor.rollout.status import Action, RolloutStatus, StatusStore
 
 from conveyor.cli.output import EXIT_FAILURE, handle_errors, new_table, print_json, stderr, stdout
+from conveyor.cli.trust import TrustedKeyOption
 from conveyor.errors import InvalidInput
 
 app = typer.Typer(
@@ -168,6 +169,15 @@ def start(
     ] = None,
     config: Annotated[Path | None, typer.Option(help="conveyor.yaml with a rollout section.")] = None,
     detach: Annotated[bool, typer.Option(help="Run the controller in the background and return.")] = False,
+    require_signed: Annotated[
+        bool,
+        typer.Option(
+            "--require-signed",
+            help="Refuse a canary that no trusted key signed (the image's whole chain with --image) "
+            "[default: conveyor.yaml's rollout.supply_chain.require].",
+        ),
+    ] = False,
+    trusted_key: TrustedKeyOption = None,
     as_json: JsonOption = False,
     **thresholds: float | int | None,
 ) -> None:
@@ -186,7 +196,7 @@ def start(
         request = Request(
             ref, service=service, router=router, strategy=strategy, steps=steps, interval=interval,
             rollback_window=rollback_window, contract=contract, no_contract=no_contract, image=image,
-            command=command, thresholds=thresholds,
+            command=command, thresholds=thresholds, require_signed=require_signed, trusted_keys=trusted_key or [],
         )  # fmt: skip
         status = new_status(request, settings)
         _create_and_run(status, detach, as_json)

@@ -8,8 +8,21 @@ from typing import Annotated
 import typer
 
 from conveyor.cli.output import ProgressBar, fail, handle_errors, stderr
+from conveyor.cli.trust import RequireSignedOption, TrustedKeyOption
 from conveyor.errors import ConveyorError
 from conveyor.registry.refs import looks_like_ref
+
+
+def _verify_local(folder: Path, trusted) -> str:  # type: ignore[no-untyped-def]
+    from conveyor.errors import ChainBroken
+    from conveyor.supply_chain.model_signature import SIGNATURE_FILE, verify_folder
+
+    if not folder.is_dir():
+        raise ChainBroken(f"--require-signed needs a model folder with {SIGNATURE_FILE} or a registry reference")
+    signature = folder / SIGNATURE_FILE
+    if not signature.is_file():
+        raise ChainBroken(f"{folder} has no {SIGNATURE_FILE}: it is not signed (conveyor models download keeps it)")
+    return verify_folder(folder, signature.read_bytes(), trusted, str(folder))
 
 
 def serve(
@@ -49,6 +62,8 @@ def serve(
     ] = 30.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+    require_signed: RequireSignedOption = False,
+    trusted_key: TrustedKeyOption = None,
 ) -> None:
     """Serve MODEL over HTTP: POST /predict, the Open Inference Protocol v2, /metrics.
 
@@ -61,15 +76,29 @@ def serve(
     from conveyor.serving.server import ServeConfig
     from conveyor.serving.server import serve as run_server
 
+    trusted = None
+    if require_signed:
+        from conveyor.supply_chain.keys import load_trusted_keys
+
+        with handle_errors():
+            trusted = load_trusted_keys(trusted_key)
+        if not trusted:
+            raise fail("--require-signed needs --trusted-key KEY.pub (or CONVEYOR_TRUSTED_KEYS)")
     if not Path(model).exists() and looks_like_ref(model):
         with handle_errors(), ProgressBar() as bar:
-            served = fetch_for_serving(model, bar, on_notice=lambda text: stderr.print(f"warning: {text}"))
+            served = fetch_for_serving(
+                model, bar, on_notice=lambda text: stderr.print(f"warning: {text}"), trusted=trusted
+            )
         model = str(served.model)
         tokenizer = tokenizer or (str(served.tokenizer) if served.tokenizer else None)
         name = name or served.version.name
         model_version = model_version or str(served.version.version)
         # every file was hashed against the registry's digest just now, in the cache or on download
         stderr.print(f"serving {served.version.ref} (sha256:{served.version.digest[:12]}, verified) from {model}")
+    elif trusted is not None:  # a downloaded folder: its .conveyor-signature.json must cover its files
+        with handle_errors():
+            key = _verify_local(Path(model), trusted)
+        stderr.print(f"{model}: signed by trusted key {key[:12]}")
     config = ServeConfig(
         model=model,
         tokenizer=tokenizer,

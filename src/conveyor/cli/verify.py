@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from conveyor.cli.output import EXIT_FAILURE, fail, handle_errors, print_json, stderr, stdout
+from conveyor.cli.trust import TrustedKeyOption
 
 
 def verify(
@@ -36,6 +37,18 @@ def verify(
         Path | None, typer.Option(help="Record a starter contract from TARGET into this file, for review.")
     ] = None,
     example: Annotated[list[str] | None, typer.Option(help="Texts to record golden examples from.")] = None,
+    supply_chain: Annotated[
+        bool,
+        typer.Option(
+            "--supply-chain",
+            help="TARGET is an image: check its signature, provenance, SBOM and model signature instead of serving it.",
+        ),
+    ] = False,
+    trusted_key: TrustedKeyOption = None,
+    pull: Annotated[
+        bool, typer.Option("--pull", help="--supply-chain: pull the image and its attestations if not here.")
+    ] = False,
+    tls_verify: Annotated[bool, typer.Option("--tls-verify/--no-tls-verify", help="Verify the registry's TLS.")] = True,
     parallel: Annotated[int, typer.Option(min=1, help="Checks run at once.")] = 8,
     startup_timeout: Annotated[float, typer.Option(help="Seconds to wait for a served model or image.")] = 120,
 ) -> None:
@@ -49,6 +62,15 @@ def verify(
     from conveyor.verify.runner import load_custom_checks, verify_target, with_v2_model
     from conveyor.verify.targets import open_target
 
+    if supply_chain:
+        if target is None:
+            raise fail("--supply-chain checks an image: give its reference as TARGET")
+        from conveyor.supply_chain.chain import check_results
+
+        with handle_errors():
+            results = check_results(target, trusted_key, pull, tls_verify)
+        _report(results, target, junit, json_report, as_json_out)
+        return
     if project is None and Path("conveyor.yaml").is_file():
         project = Path(".")
     with handle_errors():

@@ -6,12 +6,14 @@ DIR/
   wheels/             those wheels, for an offline, reproducible install
   model/              the version's files, exactly as registered
   spec/model.yaml     only for a bare ONNX version: the spec `conveyor serve` infers for it
+  sbom/sbom.cdx.json  CycloneDX SBOM of the wheels, the model files and the server
   app/conveyor/       the model server code
   .dockerignore
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -31,6 +33,7 @@ from conveyor.packaging.requirements import SERVING_ROOTS, closure, download_whe
 from conveyor.registry.base import Progress
 from conveyor.registry.records import ModelVersion
 from conveyor.serving.spec import SPEC_FILE, inferred_spec
+from conveyor.supply_chain.sbom import SBOM_FILE, SBOM_IN_IMAGE, SBOM_LABEL, write_sbom
 
 USER_ID = 10001
 PORT = 5000
@@ -42,6 +45,8 @@ class BuildContext:
     version: ModelVersion
     base_image: str
     labels: dict[str, str]
+    sbom_digest: str
+    platform: str
 
 
 def default_wheelhouse() -> Path:
@@ -51,7 +56,7 @@ def default_wheelhouse() -> Path:
     return Path(os.environ.get("CONVEYOR_WHEELHOUSE") or conveyor_home() / "wheelhouse")
 
 
-def _git(*args: str) -> str | None:
+def git_value(*args: str) -> str | None:
     try:
         result = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
@@ -71,8 +76,8 @@ def image_labels(version: ModelVersion, title: str | None) -> dict[str, str]:
         "ai.conveyor.model.digest": f"sha256:{version.digest}",
         "ai.conveyor.version": __version__,
     }
-    source = _git("config", "--get", "remote.origin.url") or version.lineage.source
-    revision = _git("rev-parse", "HEAD") or version.lineage.git_commit
+    source = git_value("config", "--get", "remote.origin.url") or version.lineage.source
+    revision = git_value("rev-parse", "HEAD") or version.lineage.git_commit
     if source:
         labels["org.opencontainers.image.source"] = source
     if revision:
@@ -137,7 +142,10 @@ RUN --mount=type=bind,source=wheels,target=/opt/conveyor/wheels \\
 # 2. The model, exactly as registered: its own layer, so a code change does not re-push it.
 COPY model/ /model/
 {spec_layer}
-# 3. The server code.
+# 3. The SBOM of the dependencies, the model and the server (CycloneDX; its digest in a label).
+COPY sbom/{SBOM_FILE} {SBOM_IN_IMAGE}
+
+# 4. The server code.
 COPY app/ /app/
 ENV PYTHONPATH=/app
 
@@ -196,6 +204,12 @@ def write_context(
         (out / "spec" / SPEC_FILE).write_text(yaml.safe_dump(spec.model_dump(exclude_none=True), sort_keys=False))
         _world_readable(out / "spec")
     labels = image_labels(version, title)
+    sbom = write_sbom(version, pins, title or version.name)
+    (out / "sbom").mkdir()
+    (out / "sbom" / SBOM_FILE).write_text(sbom)
+    _world_readable(out / "sbom")
+    sbom_digest = hashlib.sha256(sbom.encode()).hexdigest()
+    labels[SBOM_LABEL] = f"sha256:{sbom_digest}"
     (out / "Dockerfile").write_text(dockerfile(version, base_image, labels, inferred_spec=not has_spec))
     (out / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n")
-    return BuildContext(out, version, base_image, labels)
+    return BuildContext(out, version, base_image, labels, sbom_digest, platform)

@@ -11,7 +11,9 @@ explicitly.  So the workflow is laid out by what has to travel:
 * step results (``--state``: outputs, outcomes, small artifacts) travel between jobs as one
   workflow artifact per job, uploaded even when the job fails;
 * models travel through the model registry (every job authenticates with repository secrets),
-  images through the container registry.
+  images through the container registry;
+* only the jobs whose steps sign (build, push, a register step with ``sign``) get the signing
+  key, from the ``CONVEYOR_SIGNING_KEY`` secret; without the secret they build unsigned.
 
 Every job installs Conveyor pinned, as a package (``ci.install`` in conveyor.yaml), never as the
 user's repository, and only calls ``conveyor``: no step logic is copied into YAML.
@@ -159,6 +161,8 @@ def workflow(name: str, pipeline: Pipeline, ci: CISettings | None = None) -> dic
         }
         if needs:
             job["needs"] = needs
+        if any(t.signs for t in types.values()):  # the private key reaches only the jobs that sign
+            job["env"] = {"CONVEYOR_SIGNING_KEY": "${{ secrets.CONVEYOR_SIGNING_KEY }}"}
         for step_name, kind in types.items():
             if kind.github_job is not None:
                 job.update(kind.github_job(pipeline.steps[step_name]))

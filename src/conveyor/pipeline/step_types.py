@@ -29,6 +29,8 @@ class StepType:
     summary: str
     #: its generated CI job logs in to the container registry (it builds or pushes images)
     container_login: bool = False
+    #: the step signs (models, provenance, images): its job gets the CONVEYOR_SIGNING_KEY secret
+    signs: bool = False
     #: the step waits for a person's decision (``conveyor pipeline approve``): shown as waiting
     waits_for_decision: bool = False
     #: extra keys of its job in a generated GitHub workflow (e.g. ``environment``)
@@ -43,6 +45,7 @@ def step_type(
     name: str,
     *,
     container_login: bool = False,
+    signs: bool = False,
     waits_for_decision: bool = False,
     github_job: Callable[[Step], dict[str, Any]] | None = None,
 ) -> Callable[[StepFunction], StepFunction]:
@@ -52,7 +55,7 @@ def step_type(
         if name in _TYPES and _TYPES[name].run is not fn:
             raise ValueError(f"step type {name!r} is registered twice")
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        _TYPES[name] = StepType(name, fn, summary, container_login, waits_for_decision, github_job)
+        _TYPES[name] = StepType(name, fn, summary, container_login, signs, waits_for_decision, github_job)
         return fn
 
     return register

@@ -27,6 +27,17 @@ def parse_steps(value: str | list[float]) -> list[float]:
     return steps
 
 
+class SupplyChainPolicy(BaseModel):
+    """``rollout.supply_chain``: what must be proven before a canary gets any traffic."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    require: bool = Field(default=False, description="refuse a canary whose supply-chain checks fail")
+    trusted_keys: list[str] = Field(
+        default_factory=list, description="public key files to trust, relative to conveyor.yaml"
+    )
+
+
 class RolloutSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -39,6 +50,7 @@ class RolloutSettings(BaseModel):
     contract: str | None = None
     command: str | None = None
     thresholds: Thresholds = Thresholds()
+    supply_chain: SupplyChainPolicy = SupplyChainPolicy()
 
     @field_validator("steps")
     @classmethod
@@ -71,4 +83,7 @@ def load_settings(path: Path | None) -> RolloutSettings:
         if not default.exists():
             return RolloutSettings()
         path = default
-    return load_yaml_model(path, _Project, "no such file").rollout
+    settings = load_yaml_model(path, _Project, "no such file").rollout
+    # trusted keys are files of the project: relative to conveyor.yaml, wherever the command runs
+    settings.supply_chain.trusted_keys = [str(path.parent / key) for key in settings.supply_chain.trusted_keys]
+    return settings

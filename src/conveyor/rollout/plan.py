@@ -88,6 +88,8 @@ class Request:
     image: str | None = None
     command: str | None = None
     thresholds: dict[str, Any] = field(default_factory=dict)
+    require_signed: bool = False
+    trusted_keys: list[Path] = field(default_factory=list)
 
 
 def new_status(request: Request, settings: RolloutSettings) -> RolloutStatus:
@@ -114,6 +116,16 @@ def new_status(request: Request, settings: RolloutSettings) -> RolloutStatus:
     if contract_path is not None and not contract_path.exists():
         raise NotFound(f"contract {contract_path} does not exist")
     limits.contract = not request.no_contract
+    policy = settings.supply_chain
+    if request.require_signed or policy.require:  # before the router is asked anything: nothing moves
+        from conveyor.rollout.supply_chain_gate import check_canary
+
+        check_canary(
+            serve_ref,
+            model_name is not None,
+            request.image,
+            request.trusted_keys or [Path(p) for p in policy.trusted_keys],
+        )
     store = StatusStore(service)
     client = RouterClient(router_url)
     try:

@@ -11,6 +11,7 @@ from conveyor.registry.base import Progress
 from conveyor.registry.config import open_registry
 from conveyor.registry.records import ModelVersion
 from conveyor.serving.spec import locate_model
+from conveyor.supply_chain.keys import TrustedKey
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,21 @@ class ServedVersion:
 
 
 def fetch_for_serving(
-    ref: str, progress: Progress | None = None, on_notice: Callable[[str], None] | None = None
+    ref: str,
+    progress: Progress | None = None,
+    on_notice: Callable[[str], None] | None = None,
+    trusted: list[TrustedKey] | None = None,
 ) -> ServedVersion:
-    """The version ``ref`` points at, from the local cache: downloaded once, re-verified by digest each time."""
-    version, folder = open_registry().cached(ref, progress, on_notice)
+    """The version ``ref`` points at, from the local cache: downloaded once, re-verified by digest each time.
+
+    With ``trusted`` keys, a version none of them signed (OpenSSF model signing over exactly
+    these files) is refused before anything loads."""
+    registry = open_registry()
+    version, folder = registry.cached(ref, progress, on_notice)
+    if trusted is not None:
+        from conveyor.supply_chain.model_signature import verify_version
+
+        verify_version(registry, version, folder, trusted)
     try:
         model, tokenizer = locate_model(folder)
     except ModelLoadError as exc:

@@ -1,6 +1,7 @@
 """The ``push`` step type.
 
-Push ``with.image`` (to ``with.to``; ``with.tls_verify``, credentials from the environment).
+Push ``with.image`` (to ``with.to``; ``with.tls_verify``, credentials from the environment),
+signed with ``with.sign`` (a key file) or $CONVEYOR_SIGNING_KEY when set, with its attestations.
 """
 
 from __future__ import annotations
@@ -11,17 +12,23 @@ from conveyor.pipeline.context import StepContext
 from conveyor.pipeline.step_types import step_type
 
 
-@step_type("push", container_login=True)
+@step_type("push", container_login=True, signs=True)
 def push(ctx: StepContext) -> dict[str, Any]:
     """Push ``with.image`` (to ``with.to``; ``with.tls_verify``, credentials from the environment)."""
     from conveyor.packaging.builders import detect_builder
     from conveyor.packaging.builders import push as run_push
+    from conveyor.supply_chain.keys import step_signing_key
+    from conveyor.supply_chain.record import sign_pushed
 
-    target = run_push(
+    key = step_signing_key(ctx.arg("sign"), ctx.project, by_default=True)
+    image, engine, tls_verify = (
         ctx.arg("image", required=True),
         detect_builder(ctx.arg("builder")),
-        ctx.arg("to"),
         bool(ctx.arg("tls_verify", True)),
     )
-    print(f"pushed {target}")
-    return {"pushed": target}
+    target = run_push(image, engine, ctx.arg("to"), tls_verify)
+    attachment, signer = sign_pushed(image, target, engine, key, tls_verify)
+    print(f"pushed {target}" + (f" signed by key {signer[:12]}" if signer else " (unsigned)"))
+    if attachment:
+        print(f"attestations: {attachment}")
+    return {"pushed": target, "attestations": attachment or None, "signed_by": signer}

@@ -1,6 +1,7 @@
 """The ``register`` step type.
 
-Register ``with.path`` as ``with.name`` (aliases, metrics, properties; lineage run id = this run).
+Register ``with.path`` as ``with.name`` (aliases, metrics, properties; lineage run id = this run);
+``with.sign`` (true: $CONVEYOR_SIGNING_KEY, or a key file) signs the new version's files.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from conveyor.pipeline.context import StepContext
 from conveyor.pipeline.step_types import step_type
 
 
-@step_type("register")
+@step_type("register", signs=True)
 def register(ctx: StepContext) -> dict[str, Any]:
     """Register ``with.path`` as ``with.name`` (aliases, metrics, properties; lineage run id = this run)."""
     from conveyor.pipeline.decisions import run_approvals
     from conveyor.registry.base import git_commit
     from conveyor.registry.config import open_registry
     from conveyor.registry.records import Lineage
+    from conveyor.supply_chain.keys import step_signing_key
+    from conveyor.supply_chain.model_signature import sign_version
 
     metrics = {k: float(v) for k, v in (ctx.arg("metrics", {}) or {}).items()}
     version = open_registry().register(
@@ -36,4 +39,10 @@ def register(ctx: StepContext) -> dict[str, Any]:
         skip_unchanged=bool(ctx.arg("skip_unchanged", False)),
     )
     print(f"registered {version.ref} sha256:{version.digest}")
-    return {"ref": version.ref, "version": version.version, "digest": version.digest}
+    outputs: dict[str, Any] = {"ref": version.ref, "version": version.version, "digest": version.digest}
+    key = step_signing_key(ctx.arg("sign"), ctx.project, by_default=False)
+    if key is not None:
+        signed = sign_version(open_registry(), version.ref, key)
+        print(f"signed {signed.ref} with key {signed.key_id[:12]}")
+        outputs["signed_by"] = signed.key_id
+    return outputs

@@ -1,6 +1,8 @@
 """The ``verify`` step type.
 
-``conveyor verify`` of ``with.target`` (URL, model path, reference or image with ``with.image: true``).
+``conveyor verify`` of ``with.target`` (URL, model path, reference or image with ``with.image: true``);
+``with.supply_chain: true`` checks the image's supply chain instead, against ``with.trusted_keys``
+(public key files, relative to the project; else $CONVEYOR_TRUSTED_KEYS).
 """
 
 from __future__ import annotations
@@ -26,13 +28,21 @@ def verify(ctx: StepContext) -> dict[str, Any]:
     contract_file = ctx.arg("contract")
     contract = load_contract(ctx.project / contract_file if contract_file else None)
     junit = ctx.artifacts / f"verify-{ctx.step}.xml"
-    results = verify_target(
-        target,
-        contract,
-        image=bool(ctx.arg("image", False)),
-        custom=load_custom_checks(None, []),
-        skip=list(ctx.arg("skip", [])),
-    )
+    if ctx.arg("supply_chain", False):
+        from pathlib import Path
+
+        from conveyor.supply_chain.chain import check_results
+
+        keys = [ctx.project / Path(str(k)) for k in ctx.arg("trusted_keys", []) or []]
+        results = check_results(target, keys, bool(ctx.arg("pull", False)), bool(ctx.arg("tls_verify", True)))
+    else:
+        results = verify_target(
+            target,
+            contract,
+            image=bool(ctx.arg("image", False)),
+            custom=load_custom_checks(None, []),
+            skip=list(ctx.arg("skip", [])),
+        )
     print_table(results, target, Console(file=sys.stdout, width=140))
     write_junit(results, target, junit)
     if not ok(results):

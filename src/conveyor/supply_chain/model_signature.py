@@ -1,0 +1,192 @@
+"""A model version's signature: OpenSSF model signing over its files, kept by the registry.
+
+``conveyor models sign`` signs the verified local copy of a version with model-signing's
+elliptic-key signer (a Sigstore bundle holding a DSSE envelope of an in-toto statement that
+lists every file's sha256).  The bundle is stored as a blob of the registry and the version is
+tagged ``signature=sha256:<blob>`` and ``signed-by=<key id>``, so every backend (folder, SQL,
+HTTP) keeps it without a schema change and it travels with downloads as
+``.conveyor-signature.json``.  Anyone can check a download with the OpenSSF tool as well::
+
+    model_signing verify key DIR --signature DIR/.conveyor-signature.json --public_key KEY.pub
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from conveyor.digest import sha256_file
+from conveyor.errors import ChainBroken, InvalidInput
+from conveyor.registry.base import COMPLETE_MARKER
+from conveyor.registry.records import ModelVersion
+from conveyor.supply_chain.keys import SigningKey, TrustedKey, private_key_file, short
+
+SIGNATURE_FILE = ".conveyor-signature.json"
+SIGNATURE_TAG = "signature"
+SIGNED_BY_TAG = "signed-by"
+# Not part of the model: the cache's completion marker and the signature itself.
+IGNORED = [COMPLETE_MARKER, SIGNATURE_FILE]
+
+
+@dataclass(frozen=True)
+class Signed:
+    ref: str
+    key_id: str
+    blob: str  # sha256 of the bundle in the registry
+
+
+def _hashing():  # type: ignore[no-untyped-def]
+    from model_signing import hashing
+
+    return hashing.Config().set_ignored_paths(paths=IGNORED)
+
+
+def sign_folder(folder: Path, key: SigningKey, signature: Path) -> None:
+    import model_signing
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    if not isinstance(key.private, ec.EllipticCurvePrivateKey):
+        raise InvalidInput(f"{key.source}: OpenSSF model signing needs an ECDSA key (conveyor keys generate)")
+    with private_key_file(key) as path:
+        config = model_signing.signing.Config().use_elliptic_key_signer(private_key=path)
+        config.set_hashing_config(_hashing()).sign(folder, signature)
+
+
+def sign_version(registry, ref: str, key: SigningKey) -> Signed:  # type: ignore[no-untyped-def]
+    """Sign the files of ``ref`` and store the signature with the version."""
+    version, folder = registry.cached(ref)
+    with tempfile.TemporaryDirectory(prefix="conveyor-sign-") as tmp:
+        bundle = Path(tmp) / SIGNATURE_FILE
+        sign_folder(folder, key, bundle)
+        digest, size = sha256_file(bundle)
+        registry.store_blob(digest, bundle, size, _Quiet())
+    registry.set_tags(version.name, version.version, {SIGNATURE_TAG: f"sha256:{digest}", SIGNED_BY_TAG: key.key_id}, [])
+    return Signed(version.ref, key.key_id, digest)
+
+
+class _Quiet:
+    def start(self, description: str, total: int) -> None:
+        pass
+
+    def advance(self, amount: int) -> None:
+        pass
+
+
+def signature_bytes(registry, version: ModelVersion) -> bytes | None:  # type: ignore[no-untyped-def]
+    """The version's signature bundle from the registry, checked against its digest; None if unsigned."""
+    tag = version.tags.get(SIGNATURE_TAG, "")
+    if not tag:
+        return None
+    digest = tag.removeprefix("sha256:")
+    data = b"".join(registry.open_blob(digest))
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise ChainBroken(f"the signature of {version.ref} in the registry does not match its digest {tag}")
+    return data
+
+
+def signed_files(bundle: bytes) -> dict[str, str]:
+    """path -> sha256 as the signature lists them (read, not trusted: for messages only)."""
+    try:
+        envelope = json.loads(bundle)["dsseEnvelope"]
+        statement = json.loads(base64.b64decode(envelope["payload"]))
+        return {r["name"]: r["digest"] for r in statement["predicate"]["resources"]}
+    except (KeyError, ValueError, TypeError):
+        return {}
+
+
+def _signer_hint(bundle: bytes) -> str | None:
+    try:
+        return json.loads(bundle)["verificationMaterial"]["publicKey"]["hint"]
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def verify_folder(folder: Path, bundle: bytes, trusted: list[TrustedKey], what: str) -> str:
+    """The id of the trusted key whose signature covers exactly the files of ``folder``.
+
+    Raises ChainBroken naming the broken link: unsigned, an untrusted signer, or the files
+    that were changed, added or removed since signing."""
+    import model_signing
+
+    from conveyor.supply_chain.keys import public_pem
+
+    if not trusted:
+        raise InvalidInput("no trusted keys: pass --trusted-key KEY.pub or set CONVEYOR_TRUSTED_KEYS")
+    hint = _signer_hint(bundle)
+    candidates = [k for k in trusted if hint is None or k.key_id == hint]
+    if not candidates:
+        names = ", ".join(f"{short(k.key_id)} ({k.source})" for k in trusted)
+        raise ChainBroken(f"{what} is signed by key {short(hint or '?')}, which is not trusted (trusted: {names})")
+    with tempfile.TemporaryDirectory(prefix="conveyor-verify-") as tmp:
+        signature = Path(tmp) / SIGNATURE_FILE
+        signature.write_bytes(bundle)
+        for key in candidates:
+            public = Path(tmp) / "trusted.pub"
+            public.write_bytes(public_pem(key.public))
+            try:
+                config = model_signing.verifying.Config().use_elliptic_key_verifier(public_key=public)
+                config.set_hashing_config(_hashing()).verify(folder, signature)
+                return key.key_id
+            except ValueError as exc:
+                if "Signature mismatch" in str(exc) or "Hash mismatch" in str(exc):
+                    raise ChainBroken(f"{what}: {_file_changes(folder, bundle)}") from None
+                last = str(exc)
+            except Exception as exc:  # a bundle that does not parse or a bad signature
+                last = f"{type(exc).__name__}: {exc}"
+        raise ChainBroken(f"the signature of {what} does not verify with the trusted keys: {last}")
+
+
+def _file_changes(folder: Path, bundle: bytes) -> str:
+    signed = signed_files(bundle)
+    present = {
+        p.relative_to(folder).as_posix(): p
+        for p in folder.rglob("*")
+        if p.is_file() and p.relative_to(folder).as_posix() not in IGNORED
+    }
+    changed = [path for path in sorted(signed.keys() & present.keys()) if sha256_file(present[path])[0] != signed[path]]
+    parts = [f"{p} changed since it was signed" for p in changed]
+    parts += [f"{p} was added after signing" for p in sorted(present.keys() - signed.keys())]
+    parts += [f"{p} was removed after signing" for p in sorted(signed.keys() - present.keys())]
+    return "; ".join(parts) or "the files do not match the signature"
+
+
+def verify_version(registry, version: ModelVersion, folder: Path, trusted: list[TrustedKey]) -> str:  # type: ignore[no-untyped-def]
+    """Check the registry's signature of ``version`` over its files in ``folder``; the signer's key id."""
+    bundle = signature_bytes(registry, version)
+    if bundle is None:
+        raise ChainBroken(f"{version.ref} is not signed (conveyor models sign {version.ref} --key KEY)")
+    return verify_folder(folder, bundle, trusted, version.ref)
+
+
+def download_signed(registry, ref: str, dest: Path, trusted: list[TrustedKey] | None, progress=None):  # type: ignore[no-untyped-def]
+    """Download ``ref`` into ``dest`` with its signature; with ``trusted``, refuse unless it verifies.
+
+    The files land in a staging folder first and are checked there: a refused download leaves
+    ``dest`` as it was."""
+    version = registry.resolve(ref)
+    bundle = signature_bytes(registry, version)
+    if trusted is not None and bundle is None:
+        raise ChainBroken(f"{version.ref} is not signed: refusing to download it (--require-signed)")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-signed-", dir=dest.parent))
+    try:
+        registry.download(version.ref, staging / "files", progress)
+        key = verify_folder(staging / "files", bundle, trusted, version.ref) if trusted is not None else None
+        if bundle is not None:
+            (staging / "files" / SIGNATURE_FILE).write_bytes(bundle)
+        dest.mkdir(parents=True, exist_ok=True)
+        for path in sorted((staging / "files").rglob("*")):
+            if path.is_file():
+                target = dest / path.relative_to(staging / "files")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return version, bundle is not None, key
