@@ -161,3 +161,16 @@ def test_conveyor_ui_refuses_to_open_its_buttons_to_the_network_without_tokens(c
 
     refused = run_cli("ui", "--host", "0.0.0.0", "--port", "1")
     assert refused.returncode == 2 and "keeps no tokens" in refused.stderr
+
+
+def test_a_version_page_says_whether_and_by_which_key_it_is_signed(registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from conveyor.supply_chain.keys import generate, load_signing_key
+    from conveyor.supply_chain.model_signature import sign_version
+
+    client = TestClient(create_app(registry, tokens=registry.tokens))
+    assert "no" in client.get("/models/bert/versions/1").text.split('id="signed">')[1][:4]
+    private, _ = generate(tmp_path / "team")
+    key = load_signing_key(private)
+    sign_version(registry, "bert:1", key)
+    signed = client.get("/models/bert/versions/1").text.split('id="signed">')[1]
+    assert signed.startswith(f"by key <code>{key.key_id[:12]}</code>")

@@ -177,3 +177,19 @@ def test_the_generated_workflow_gives_the_signing_secret_only_to_jobs_that_sign(
     assert jobs["register"]["env"] == {"CONVEYOR_SIGNING_KEY": secret}
     assert jobs["build"]["env"] == {"CONVEYOR_SIGNING_KEY": secret}  # build and push share the builder's job
     assert "env" not in jobs["test"]
+
+
+def test_a_registry_policy_tag_makes_downloads_and_serving_require_a_trusted_signature(
+    signed: str, keys: dict[str, Path], vote_model: Path, tmp_path: Path
+) -> None:
+    run_cli("models", "register", str(vote_model), "--name", "votes", check=True)  # votes:2, unsigned
+    run_cli("models", "tag", "votes", "require-signed=true", check=True)
+    out = tmp_path / "policy"
+    refused = run_cli("models", "download", signed, "-o", str(out))
+    assert refused.returncode == 1 and "requires signed versions of votes" in refused.stderr
+    assert not out.exists()
+    trusting = {"CONVEYOR_TRUSTED_KEYS": f"{keys['team']}.pub"}
+    got = run_cli("models", "download", signed, "-o", str(out), "--json", env=trusting, check=True)
+    assert json.loads(got.stdout)["signed_by"]
+    unsigned = run_cli("serve", "votes:2", "--port", "9", env=trusting)
+    assert unsigned.returncode == 1 and "votes:2 is not signed" in unsigned.stderr

@@ -92,8 +92,12 @@ class ModelLoadError(ConveyorError):
     """The model directory, spec or ONNX file cannot be served."""
 
 
-class ChainBroken(ConveyorError):
-    """A supply-chain link does not hold: a signature, an SBOM or a provenance names another artifact."""
+class ChainBroken(ClientError):
+    """A supply-chain link does not hold: unsigned, an untrusted key, or an artifact other than the one signed.
+
+    A refusal (403) over HTTP; the CLI exits 1, as for any failed check."""
+
+    status = 403
 
 
 class Unreachable(ConveyorError):

@@ -13,7 +13,7 @@ import typer
 if TYPE_CHECKING:
     from rich.table import Table
 
-from conveyor.errors import ClientError, Conflict, ConveyorError, NotFound, Unauthorized
+from conveyor.errors import ChainBroken, ClientError, Conflict, ConveyorError, NotFound, Unauthorized
 
 
 class _Console:
@@ -54,6 +54,8 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 def exit_code(exc: ConveyorError) -> int:
     """The exit code for each kind of error (the one place the CLI maps them)."""
+    if isinstance(exc, ChainBroken):  # a supply-chain check failed, like any failed check
+        return EXIT_FAILURE
     if isinstance(exc, Unauthorized) or (isinstance(exc, ClientError) and exc.status == 403):
         return EXIT_AUTH
     if isinstance(exc, NotFound):

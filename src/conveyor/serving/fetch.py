@@ -29,13 +29,14 @@ def fetch_for_serving(
 ) -> ServedVersion:
     """The version ``ref`` points at, from the local cache: downloaded once, re-verified by digest each time.
 
-    With ``trusted`` keys, a version none of them signed (OpenSSF model signing over exactly
-    these files) is refused before anything loads."""
+    With ``trusted`` keys (or under the registry's ``require-signed`` policy), a version none of
+    them signed (OpenSSF model signing over exactly these files) is refused before anything loads."""
+    from conveyor.supply_chain.model_signature import trusted_for, verify_version
+
     registry = open_registry()
     version, folder = registry.cached(ref, progress, on_notice)
+    trusted = trusted_for(registry, version.name, trusted)
     if trusted is not None:
-        from conveyor.supply_chain.model_signature import verify_version
-
         verify_version(registry, version, folder, trusted)
     try:
         model, tokenizer = locate_model(folder)

@@ -42,12 +42,9 @@ def save(image_id: str, name: str, content: str | bytes) -> Path:
     return path
 
 
-def load(image_id: str, name: str, extra: Path | None = None) -> bytes | None:
-    for base in ([extra] if extra else []) + [folder(image_id)]:
-        path = base / name
-        if path.is_file():
-            return path.read_bytes()
-    return None
+def load(image_id: str, name: str) -> bytes | None:
+    path = folder(image_id) / name
+    return path.read_bytes() if path.is_file() else None
 
 
 def _index() -> Path:

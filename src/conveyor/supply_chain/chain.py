@@ -58,13 +58,6 @@ class Chain:
     def first_broken(self) -> Link | None:
         return next((link for link in self.links if link.status == "failed"), None)
 
-    def as_dict(self) -> dict:
-        return {
-            "image": self.image,
-            "ok": self.ok,
-            "links": [{"name": k.name, "status": k.status, "message": k.message} for k in self.links],
-        }
-
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -77,7 +70,6 @@ def verify_image(
     engine: str | None = None,
     pull: bool = False,
     tls_verify: bool = True,
-    extra: Path | None = None,
 ) -> Chain:
     """Check every link for ``image``; never raises for a broken link (the Chain says which)."""
     from conveyor.containers import container_engine, copy_out, image_id, image_labels
@@ -125,10 +117,10 @@ def verify_image(
         add("image", "passed", f"sha256:{found[:12]} serves {model_ref} (sha256:{label_digest[:12]})")
 
     # 2. attestations
-    have = {name: attestations.load(found, name, extra) for name in attestations.FILES}
+    have = {name: attestations.load(found, name) for name in attestations.FILES}
     if not any(have.values()) and pull:
         attestations.pull(image, found, engine, tls_verify)
-        have = {name: attestations.load(found, name, extra) for name in attestations.FILES}
+        have = {name: attestations.load(found, name) for name in attestations.FILES}
     if not any(have.values()):
         add(
             "attestations",

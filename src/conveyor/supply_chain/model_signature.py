@@ -5,7 +5,9 @@ elliptic-key signer (a Sigstore bundle holding a DSSE envelope of an in-toto sta
 lists every file's sha256).  The bundle is stored as a blob of the registry and the version is
 tagged ``signature=sha256:<blob>`` and ``signed-by=<key id>``, so every backend (folder, SQL,
 HTTP) keeps it without a schema change and it travels with downloads as
-``.conveyor-signature.json``.  Anyone can check a download with the OpenSSF tool as well::
+``.conveyor-signature.json``.  A model tagged ``require-signed=true`` is a registry policy:
+its versions are downloaded and served only with a valid signature.  Anyone can check a
+download with the OpenSSF tool as well::
 
     model_signing verify key DIR --signature DIR/.conveyor-signature.json --public_key KEY.pub
 """
@@ -30,6 +32,7 @@ from conveyor.supply_chain.keys import SigningKey, TrustedKey, private_key_file,
 SIGNATURE_FILE = ".conveyor-signature.json"
 SIGNATURE_TAG = "signature"
 SIGNED_BY_TAG = "signed-by"
+POLICY_TAG = "require-signed"  # on the model: its versions are only downloaded and served signed
 # Not part of the model: the cache's completion marker and the signature itself.
 IGNORED = [COMPLETE_MARKER, SIGNATURE_FILE]
 
@@ -164,12 +167,33 @@ def verify_version(registry, version: ModelVersion, folder: Path, trusted: list[
     return verify_folder(folder, bundle, trusted, version.ref)
 
 
+def trusted_for(registry, name: str, trusted: list[TrustedKey] | None) -> list[TrustedKey] | None:  # type: ignore[no-untyped-def]
+    """The keys a download or serve of model ``name`` must check: the caller's, else the registry's policy's.
+
+    A model tagged ``require-signed=true`` (``conveyor models tag NAME require-signed=true``) is
+    only handed out signed, checked against $CONVEYOR_TRUSTED_KEYS when no keys were given."""
+    from conveyor.supply_chain.keys import load_trusted_keys
+
+    if trusted is not None:
+        return trusted
+    if registry.get_model(name).tags.get(POLICY_TAG, "").lower() not in ("true", "yes", "1"):
+        return None
+    keys = load_trusted_keys(None)
+    if not keys:
+        raise ChainBroken(
+            f"the registry requires signed versions of {name} (model tag {POLICY_TAG}=true): "
+            "pass --require-signed --trusted-key KEY.pub, or set CONVEYOR_TRUSTED_KEYS"
+        )
+    return keys
+
+
 def download_signed(registry, ref: str, dest: Path, trusted: list[TrustedKey] | None, progress=None):  # type: ignore[no-untyped-def]
     """Download ``ref`` into ``dest`` with its signature; with ``trusted``, refuse unless it verifies.
 
     The files land in a staging folder first and are checked there: a refused download leaves
     ``dest`` as it was."""
     version = registry.resolve(ref)
+    trusted = trusted_for(registry, version.name, trusted)
     bundle = signature_bytes(registry, version)
     if trusted is not None and bundle is None:
         raise ChainBroken(f"{version.ref} is not signed: refusing to download it (--require-signed)")

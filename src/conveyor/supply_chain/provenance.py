@@ -17,7 +17,8 @@ from conveyor import __version__
 
 STATEMENT = "https://in-toto.io/Statement/v1"
 SLSA = "https://slsa.dev/provenance/v1"
-BUILD_TYPE = "https://github.com/conveyor-ml/conveyor/blob/main/docs/supply-chain.md#build-v1"
+# The build type names what the parameters mean (docs/supply-chain.md describes them).
+BUILD_TYPE = "https://pypi.org/project/conveyor-ml/#supply-chain-build-v1"
 
 
 @dataclass(frozen=True)
