@@ -108,7 +108,10 @@ def serving_image(image: str, timeout: float, container_port: int = 5000) -> Ite
 
 def image_id(engine: str, image: str) -> str | None:
     """The image's id (its config digest, the same after a push and a pull) as 64 hex digits; None if absent."""
-    result = subprocess.run([engine, "image", "inspect", "-f", "{{.Id}}", image], capture_output=True, text=True)
+    try:
+        result = subprocess.run([engine, "image", "inspect", "-f", "{{.Id}}", image], capture_output=True, text=True)
+    except OSError:  # the engine is not installed (a buildah-only machine asking podman)
+        return None
     if result.returncode != 0:
         return None
     return result.stdout.strip().removeprefix("sha256:") or None

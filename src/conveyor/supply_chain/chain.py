@@ -88,15 +88,20 @@ def verify_image(
     if not trusted:
         raise ClientError("no trusted keys: pass --trusted-key KEY.pub or set CONVEYOR_TRUSTED_KEYS")
     found = image_id(engine, image)
+    why = " (pass --pull to fetch it)"
     if found is None and pull:
         import subprocess
 
-        subprocess.run(
-            [engine, "pull", "-q", f"--tls-verify={'true' if tls_verify else 'false'}", image], capture_output=True
+        pulled = subprocess.run(
+            [engine, "pull", "-q", f"--tls-verify={'true' if tls_verify else 'false'}", image],
+            capture_output=True,
+            text=True,
         )
         found = image_id(engine, image)
+        lines = pulled.stderr.strip().splitlines()
+        why = f": {engine} pull failed: {lines[-1][-300:]}" if lines else ""
     if found is None:
-        add("image", "failed", f"{image} is not a local image" + ("" if pull else " (pass --pull to fetch it)"))
+        add("image", "failed", f"{image} is not a local image{why}")
         return skip_rest("no image")
     labels = image_labels(engine, image)
     model_name, model_version = labels.get("ai.conveyor.model.name"), labels.get("ai.conveyor.model.version")
