@@ -87,9 +87,9 @@ def verify_image(
     engine = engine or container_engine()
     if not trusted:
         raise ClientError("no trusted keys: pass --trusted-key KEY.pub or set CONVEYOR_TRUSTED_KEYS")
-    found = image_id(engine, image)
+    found = None if pull else image_id(engine, image)  # --pull checks what the registry serves now
     why = " (pass --pull to fetch it)"
-    if found is None and pull:
+    if pull:
         import subprocess
 
         pulled = subprocess.run(
