@@ -117,6 +117,19 @@ def image_id(engine: str, image: str) -> str | None:
     return result.stdout.strip().removeprefix("sha256:") or None
 
 
+def pull(engine: str, image: str, tls_verify: bool = True) -> str | None:
+    """Pull ``image``; None when it worked, else the engine's last line saying why."""
+    pulled = subprocess.run(
+        [engine, "pull", "-q", f"--tls-verify={'true' if tls_verify else 'false'}", image],
+        capture_output=True,
+        text=True,
+    )
+    if pulled.returncode == 0:
+        return None
+    lines = pulled.stderr.strip().splitlines()
+    return lines[-1][-300:] if lines else f"exit {pulled.returncode}"
+
+
 def copy_out(engine: str, image: str, paths: dict[str, str]) -> dict[str, bytes | None]:
     """Read files out of an image without running it: {path in image: bytes, or None when absent}."""
     import tempfile

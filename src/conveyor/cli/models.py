@@ -222,13 +222,11 @@ def download(
 
     A signed version's signature lands beside them as .conveyor-signature.json; with
     --require-signed nothing is written unless a trusted key signed exactly these files."""
-    from conveyor.supply_chain.keys import load_trusted_keys
+    from conveyor.supply_chain.keys import require_trusted_keys
     from conveyor.supply_chain.model_signature import download_signed
 
     with handle_errors(), ProgressBar(enabled=not as_json) as bar:
-        trusted = load_trusted_keys(trusted_key) if require_signed else None
-        if require_signed and not trusted:
-            raise fail("--require-signed needs --trusted-key KEY.pub (or CONVEYOR_TRUSTED_KEYS)")
+        trusted = require_trusted_keys(trusted_key) if require_signed else None
         version, signed, key = download_signed(open_registry(registry, token), ref, out, trusted, progress=bar)
     if as_json:
         print_json(
@@ -271,14 +269,12 @@ def verify_signature(
     as_json: JsonOption = False,
 ) -> None:
     """Check that a trusted key signed exactly the files of a version. Exit 1 when it did not."""
-    from conveyor.supply_chain.keys import load_trusted_keys
+    from conveyor.supply_chain.keys import require_trusted_keys
     from conveyor.supply_chain.model_signature import verify_version
 
     with handle_errors():
         store = open_registry(registry, token)
-        trusted = load_trusted_keys(trusted_key)
-        if not trusted:
-            raise fail("pass --trusted-key KEY.pub (or set CONVEYOR_TRUSTED_KEYS)")
+        trusted = require_trusted_keys(trusted_key)
         version, folder = store.cached(ref)
         key_id = verify_version(store, version, folder, trusted)
     if as_json:

@@ -13,18 +13,6 @@ from conveyor.errors import ConveyorError
 from conveyor.registry.refs import looks_like_ref
 
 
-def _verify_local(folder: Path, trusted) -> str:  # type: ignore[no-untyped-def]
-    from conveyor.errors import ChainBroken
-    from conveyor.supply_chain.model_signature import SIGNATURE_FILE, verify_folder
-
-    if not folder.is_dir():
-        raise ChainBroken(f"--require-signed needs a model folder with {SIGNATURE_FILE} or a registry reference")
-    signature = folder / SIGNATURE_FILE
-    if not signature.is_file():
-        raise ChainBroken(f"{folder} has no {SIGNATURE_FILE}: it is not signed (conveyor models download keeps it)")
-    return verify_folder(folder, signature.read_bytes(), trusted, str(folder))
-
-
 def serve(
     model: Annotated[
         str,
@@ -78,12 +66,10 @@ def serve(
 
     trusted = None
     if require_signed:
-        from conveyor.supply_chain.keys import load_trusted_keys
+        from conveyor.supply_chain.keys import require_trusted_keys
 
         with handle_errors():
-            trusted = load_trusted_keys(trusted_key)
-        if not trusted:
-            raise fail("--require-signed needs --trusted-key KEY.pub (or CONVEYOR_TRUSTED_KEYS)")
+            trusted = require_trusted_keys(trusted_key)
     if not Path(model).exists() and looks_like_ref(model):
         with handle_errors(), ProgressBar() as bar:
             served = fetch_for_serving(
@@ -96,8 +82,10 @@ def serve(
         # every file was hashed against the registry's digest just now, in the cache or on download
         stderr.print(f"serving {served.version.ref} (sha256:{served.version.digest[:12]}, verified) from {model}")
     elif trusted is not None:  # a downloaded folder: its .conveyor-signature.json must cover its files
+        from conveyor.supply_chain.model_signature import verify_downloaded
+
         with handle_errors():
-            key = _verify_local(Path(model), trusted)
+            key = verify_downloaded(Path(model), trusted)
         stderr.print(f"{model}: signed by trusted key {key[:12]}")
     config = ServeConfig(
         model=model,

@@ -34,7 +34,9 @@ class Progress(Protocol):
     def advance(self, amount: int) -> None: ...
 
 
-class _Silent:
+class Silent:
+    """A Progress that reports nowhere."""
+
     def start(self, description: str, total: int) -> None:
         pass
 
@@ -137,7 +139,7 @@ class RegistryBase:
         nothing: that version is returned (and the aliases pointed at it).
         """
         check_name(name)
-        progress = progress or _Silent()
+        progress = progress or Silent()
         files = collect_files(Path(path))
         progress.start(f"hashing {name}", sum(local.stat().st_size for _, local in files))
         entries = []
@@ -230,8 +232,18 @@ class RegistryBase:
         raise NotImplementedError
 
 
-def download_version(version: ModelVersion, open_blob, dest: Path, progress: Progress | None = None) -> ModelVersion:  # type: ignore[no-untyped-def]
-    progress = progress or _Silent()
+def download_version(  # type: ignore[no-untyped-def]
+    version: ModelVersion,
+    open_blob,
+    dest: Path,
+    progress: Progress | None = None,
+    check: Callable[[Path], None] | None = None,
+) -> ModelVersion:
+    """Write the version's files, each verified, into ``dest`` through a staging folder.
+
+    ``check`` sees the complete staging folder before anything moves into ``dest``; raising
+    there (a signature that does not verify) leaves ``dest`` as it was."""
+    progress = progress or Silent()
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
@@ -240,6 +252,8 @@ def download_version(version: ModelVersion, open_blob, dest: Path, progress: Pro
         for entry in version.files:
             target = staging / check_file_path(entry.path)
             copy_verified(open_blob(entry.sha256), target, entry.sha256, progress.advance)
+        if check is not None:
+            check(staging)
         dest.mkdir(parents=True, exist_ok=True)
         for entry in version.files:
             final = dest / entry.path

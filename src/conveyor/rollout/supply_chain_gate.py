@@ -15,8 +15,8 @@ from conveyor.errors import ChainBroken
 from conveyor.supply_chain.keys import load_trusted_keys
 
 
-def check_canary(ref: str, registered: bool, image: str | None, trusted_keys: list[Path]) -> str:
-    """What was proven (for the event log); ChainBroken when a link fails."""
+def check_canary(ref: str, registered: bool, image: str | None, trusted_keys: list[Path]) -> None:
+    """Return when the canary's links hold; ChainBroken naming the first that does not."""
     from conveyor.registry.config import open_registry
 
     trusted = load_trusted_keys(trusted_keys)
@@ -33,14 +33,13 @@ def check_canary(ref: str, registered: bool, image: str | None, trusted_keys: li
         broken = chain.first_broken()
         if broken is not None:
             raise ChainBroken(f"refused {image} before any traffic moved: {broken.name}: {broken.message}")
-        return f"supply chain of {image} verified ({', '.join(link.name for link in chain.links)})"
+        return
     if not registered:
         raise ChainBroken(f"refused {ref} before any traffic moved: it is not a registry version, so no signature")
     from conveyor.supply_chain.model_signature import verify_version
 
     version, folder = registry.cached(ref)
     try:
-        key = verify_version(registry, version, folder, trusted)
+        verify_version(registry, version, folder, trusted)
     except ChainBroken as exc:
         raise ChainBroken(f"refused {ref} before any traffic moved: model-signature: {exc}") from None
-    return f"{version.ref} signed by trusted key {key[:12]}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -78,6 +77,7 @@ def attachment_ref(reference: str, image_id: str) -> str:
 
 def push(reference: str, image_id: str, engine: str, tls_verify: bool = True) -> str:
     """Push the attestations of ``image_id`` next to ``reference``; returns the attachment's reference."""
+    from conveyor.packaging.builders import build
     from conveyor.packaging.builders import push as push_image
 
     source = folder(image_id)
@@ -89,14 +89,8 @@ def push(reference: str, image_id: str, engine: str, tls_verify: bool = True) ->
         for name in FILES:
             if (source / name).is_file():
                 shutil.copy(source / name, context / name)
-        (context / "Containerfile").write_text(f"FROM scratch\nCOPY *.json {IN_IMAGE}/\n")
-        built = subprocess.run(
-            [engine, "build", "-q", "-f", str(context / "Containerfile"), "-t", target, str(context)],
-            capture_output=True,
-            text=True,
-        )
-        if built.returncode != 0:
-            raise ConveyorError(f"could not package the attestations: {built.stderr.strip()[-500:]}")
+        (context / "Dockerfile").write_text(f"FROM scratch\nCOPY *.json {IN_IMAGE}/\n")
+        build(context, target, engine)
     push_image(target, engine, None, tls_verify)
     return target
 
@@ -104,14 +98,10 @@ def push(reference: str, image_id: str, engine: str, tls_verify: bool = True) ->
 def pull(reference: str, image_id: str, engine: str, tls_verify: bool = True) -> bool:
     """Fetch the attestations pushed beside ``reference`` into the local store; False when there are none."""
     from conveyor.containers import copy_out
+    from conveyor.containers import pull as pull_image
 
     target = attachment_ref(reference, image_id)
-    pulled = subprocess.run(
-        [engine, "pull", "-q", f"--tls-verify={'true' if tls_verify else 'false'}", target],
-        capture_output=True,
-        text=True,
-    )
-    if pulled.returncode != 0:
+    if pull_image(engine, target, tls_verify) is not None:
         return False
     found = copy_out(engine, target, {name: f"{IN_IMAGE}/{name}" for name in FILES})
     for name in FILES:

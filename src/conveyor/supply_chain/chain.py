@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from conveyor.errors import ChainBroken, ClientError, ConveyorError
+from conveyor.errors import ChainBroken, ConveyorError
 from conveyor.supply_chain import attestations
 from conveyor.supply_chain.keys import TrustedKey, short
 
@@ -73,6 +73,7 @@ def verify_image(
 ) -> Chain:
     """Check every link for ``image``; never raises for a broken link (the Chain says which)."""
     from conveyor.containers import container_engine, copy_out, image_id, image_labels
+    from conveyor.containers import pull as pull_image
 
     chain = Chain(image)
 
@@ -85,21 +86,12 @@ def verify_image(
         return chain
 
     engine = engine or container_engine()
-    if not trusted:
-        raise ClientError("no trusted keys: pass --trusted-key KEY.pub or set CONVEYOR_TRUSTED_KEYS")
     found = None if pull else image_id(engine, image)  # --pull checks what the registry serves now
     why = " (pass --pull to fetch it)"
     if pull:
-        import subprocess
-
-        pulled = subprocess.run(
-            [engine, "pull", "-q", f"--tls-verify={'true' if tls_verify else 'false'}", image],
-            capture_output=True,
-            text=True,
-        )
+        failure = pull_image(engine, image, tls_verify)
         found = image_id(engine, image)
-        lines = pulled.stderr.strip().splitlines()
-        why = f": {engine} pull failed: {lines[-1][-300:]}" if lines else ""
+        why = f": {engine} pull failed: {failure}" if failure else ""
     if found is None:
         add("image", "failed", f"{image} is not a local image{why}")
         return skip_rest("no image")
@@ -242,11 +234,11 @@ def check_results(image: str, trusted_key: list[Path] | None, pull: bool = False
     import time
 
     from conveyor.registry.config import open_registry
-    from conveyor.supply_chain.keys import load_trusted_keys
+    from conveyor.supply_chain.keys import require_trusted_keys
     from conveyor.verify.checks import CheckResult
 
     started = time.perf_counter()
-    chain = verify_image(image, load_trusted_keys(trusted_key), open_registry(), pull=pull, tls_verify=tls_verify)
+    chain = verify_image(image, require_trusted_keys(trusted_key), open_registry(), pull=pull, tls_verify=tls_verify)
     each = (time.perf_counter() - started) / max(1, len(chain.links))
     return [
         CheckResult(f"supply-chain.{link.name}", "supply-chain", link.status, each, link.message)

@@ -115,6 +115,14 @@ def optional_signing_key(path: Path | None) -> SigningKey | None:
     return load_signing_key(path)
 
 
+def require_trusted_keys(paths: list[Path] | None) -> list[TrustedKey]:
+    """``load_trusted_keys``, refusing an empty answer: a check needs someone to trust."""
+    keys = load_trusted_keys(paths)
+    if not keys:
+        raise InvalidInput("no trusted keys: pass --trusted-key KEY.pub or set CONVEYOR_TRUSTED_KEYS")
+    return keys
+
+
 def step_signing_key(value: object, project: Path, by_default: bool) -> SigningKey | None:
     """A pipeline step's ``with.sign``: a key file (relative to the project), true ($CONVEYOR_SIGNING_KEY,
     required), false (never); absent: $CONVEYOR_SIGNING_KEY when ``by_default`` and it is set."""

@@ -17,15 +17,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.digest import sha256_file
 from conveyor.errors import ChainBroken, InvalidInput
-from conveyor.registry.base import COMPLETE_MARKER
+from conveyor.registry.base import COMPLETE_MARKER, Silent, download_version
 from conveyor.registry.records import ModelVersion
 from conveyor.supply_chain.keys import SigningKey, TrustedKey, private_key_file, short
 
@@ -68,17 +66,9 @@ def sign_version(registry, ref: str, key: SigningKey) -> Signed:  # type: ignore
         bundle = Path(tmp) / SIGNATURE_FILE
         sign_folder(folder, key, bundle)
         digest, size = sha256_file(bundle)
-        registry.store_blob(digest, bundle, size, _Quiet())
+        registry.store_blob(digest, bundle, size, Silent())
     registry.set_tags(version.name, version.version, {SIGNATURE_TAG: f"sha256:{digest}", SIGNED_BY_TAG: key.key_id}, [])
     return Signed(version.ref, key.key_id, digest)
-
-
-class _Quiet:
-    def start(self, description: str, total: int) -> None:
-        pass
-
-    def advance(self, amount: int) -> None:
-        pass
 
 
 def signature_bytes(registry, version: ModelVersion) -> bytes | None:  # type: ignore[no-untyped-def]
@@ -119,8 +109,6 @@ def verify_folder(folder: Path, bundle: bytes, trusted: list[TrustedKey], what: 
 
     from conveyor.supply_chain.keys import public_pem
 
-    if not trusted:
-        raise InvalidInput("no trusted keys: pass --trusted-key KEY.pub or set CONVEYOR_TRUSTED_KEYS")
     hint = _signer_hint(bundle)
     candidates = [k for k in trusted if hint is None or k.key_id == hint]
     if not candidates:
@@ -167,6 +155,16 @@ def verify_version(registry, version: ModelVersion, folder: Path, trusted: list[
     return verify_folder(folder, bundle, trusted, version.ref)
 
 
+def verify_downloaded(folder: Path, trusted: list[TrustedKey]) -> str:
+    """The trusted signer of a downloaded folder, from the ``.conveyor-signature.json`` beside its files."""
+    if not folder.is_dir():
+        raise ChainBroken(f"--require-signed needs a model folder with {SIGNATURE_FILE} or a registry reference")
+    signature = folder / SIGNATURE_FILE
+    if not signature.is_file():
+        raise ChainBroken(f"{folder} has no {SIGNATURE_FILE}: it is not signed (conveyor models download keeps it)")
+    return verify_folder(folder, signature.read_bytes(), trusted, str(folder))
+
+
 def trusted_for(registry, name: str, trusted: list[TrustedKey] | None) -> list[TrustedKey] | None:  # type: ignore[no-untyped-def]
     """The keys a download or serve of model ``name`` must check: the caller's, else the registry's policy's.
 
@@ -190,27 +188,21 @@ def trusted_for(registry, name: str, trusted: list[TrustedKey] | None) -> list[T
 def download_signed(registry, ref: str, dest: Path, trusted: list[TrustedKey] | None, progress=None):  # type: ignore[no-untyped-def]
     """Download ``ref`` into ``dest`` with its signature; with ``trusted``, refuse unless it verifies.
 
-    The files land in a staging folder first and are checked there: a refused download leaves
-    ``dest`` as it was."""
+    The files are checked in the download's staging folder: a refused download leaves ``dest``
+    as it was."""
     version = registry.resolve(ref)
     trusted = trusted_for(registry, version.name, trusted)
     bundle = signature_bytes(registry, version)
     if trusted is not None and bundle is None:
         raise ChainBroken(f"{version.ref} is not signed: refusing to download it (--require-signed)")
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-signed-", dir=dest.parent))
-    try:
-        registry.download(version.ref, staging / "files", progress)
-        key = verify_folder(staging / "files", bundle, trusted, version.ref) if trusted is not None else None
-        if bundle is not None:
-            (staging / "files" / SIGNATURE_FILE).write_bytes(bundle)
-        dest.mkdir(parents=True, exist_ok=True)
-        for path in sorted((staging / "files").rglob("*")):
-            if path.is_file():
-                target = dest / path.relative_to(staging / "files")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(path, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    verified: list[str] = []
+    if trusted is not None:
+
+        def check(staging: Path) -> None:
+            verified.append(verify_folder(staging, bundle, trusted, version.ref))
+
+    download_version(version, registry.open_blob, Path(dest), progress, check if trusted is not None else None)
+    if bundle is not None:
+        (Path(dest) / SIGNATURE_FILE).write_bytes(bundle)
+    key = verified[0] if verified else None
     return version, bundle is not None, key
