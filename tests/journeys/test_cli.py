@@ -122,3 +122,18 @@ def test_the_readme_registry_commands_run_as_written(user: User, vote_folder: Pa
     shown = json.loads(user.ok("models", "show", "sentiment:1", "--json").stdout)
     assert shown["tags"] == {"reviewed": "yes"} and shown["aliases"] == ["production"]
     assert shown["properties"]["dataset"] == "vader" and shown["lineage"]["metrics"] == {"accuracy": 0.78}
+
+
+def test_a_uv_made_venv_packages_a_signed_version_with_its_sbom(user: User, vote_folder: Path) -> None:
+    """The user's venv is uv's (no pip of its own): packaging still downloads the image's wheels."""
+    model = copy_model(vote_folder, user.workdir / "votes")
+    user.ok("keys", "generate", "team")
+    user.ok("models", "register", str(model), "--name", "votes")
+    user.ok("models", "sign", "votes:1", "--key", "team.key")
+    user.ok("models", "verify-signature", "votes:1", "--trusted-key", "team.pub")
+    user.ok("package", "votes:1", "-o", "ctx")
+    sbom = json.loads((user.workdir / "ctx" / "sbom" / "sbom.cdx.json").read_text())
+    libraries = {c["name"] for c in sbom["components"] if c["type"] == "library"}
+    assert {"onnxruntime", "numpy", "uvicorn"} <= libraries
+    requirements = (user.workdir / "ctx" / "requirements.txt").read_text()
+    assert requirements.count("--hash=sha256:") == len(libraries)
