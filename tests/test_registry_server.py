@@ -162,6 +162,25 @@ def test_uploads_are_verified_and_versions_need_their_blobs(server: RegistryServ
     assert invalid.status_code == 422
 
 
+def test_request_bodies_take_json_types_not_lookalikes(server: RegistryServer, tokens: dict[str, str]) -> None:
+    """0 is not false and "1" is not a version: a body with the wrong JSON type is refused by name."""
+    headers = {"Authorization": f"Bearer {tokens['write']}"}
+    data = b"strict body model"
+    digest = hashlib.sha256(data).hexdigest()
+    httpx.put(f"{server.url}/api/v1/blobs/{digest}", content=data, headers=headers).raise_for_status()
+    files = {"files": [{"path": "model.onnx", "sha256": digest, "size": len(data)}]}
+    httpx.post(f"{server.url}/api/v1/models/strict/versions", json=files, headers=headers).raise_for_status()
+    alias = f"{server.url}/api/v1/models/strict/aliases/production"
+    for body, field in [({"version": 1, "protect": 0}, "protect"), ({"version": "1"}, "version")]:
+        refused = httpx.put(alias, json=body, headers=headers)
+        assert refused.status_code == 422, refused.text
+        assert field in refused.json()["error"]
+    tags = httpx.patch(f"{server.url}/api/v1/models/strict/tags", json={"set": {"stage": 1}}, headers=headers)
+    assert tags.status_code == 422 and "set.stage" in tags.json()["error"]
+    moved = httpx.put(alias, json={"version": 1, "protect": False}, headers=headers)
+    assert moved.status_code == 200 and moved.json()["version"] == 1
+
+
 def test_serve_a_reference_from_the_remote_registry(
     server: RegistryServer, tokens: dict[str, str], vote_model: Path, tmp_path: Path, monkeypatch
 ) -> None:

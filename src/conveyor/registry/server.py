@@ -20,7 +20,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -222,12 +222,17 @@ def _flag(request: Request, name: str) -> bool:
     raise InvalidInput(f"?{name}= takes 1, true, 0 or false, not {value!r}")
 
 
+# Request bodies take JSON's own types: 0 is not false and "1" is not a version number.
 class TagChange(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     set: dict[str, str] = {}
     unset: list[str] = []
 
 
 class AliasMove(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     version: int
     force: bool = False
     protect: bool | None = None

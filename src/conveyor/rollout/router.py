@@ -345,7 +345,7 @@ class Router:
                 return
         try:
             body = await _read_body(receive, 1_000_000)
-            table = RouteTable.model_validate_json(body)
+            table = RouteTable.model_validate_json(body, strict=True)
         except TooLarge:
             await _json(send, 413, {"error": "routing table over 1 MB"})
             return
