@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from examples.sentiment.cache import locked
 from examples.sentiment.data import prepare
 from examples.sentiment.evaluate import evaluate
 from examples.sentiment.export import export
@@ -45,6 +46,13 @@ def cached(out_dir: Path) -> dict | None:
 
 
 def build(out_dir: Path, data_dir: Path, force: bool = False, min_accuracy: float = MIN_ACCURACY) -> dict:
+    """The model in OUT_DIR, built unless it is cached; two builds of one folder at once build it once."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with locked(out_dir):
+        return _build(out_dir, data_dir, force, min_accuracy)
+
+
+def _build(out_dir: Path, data_dir: Path, force: bool, min_accuracy: float) -> dict:
     if not force and (record := cached(out_dir)):
         print(f"reference model is cached in {out_dir} (accuracy {record['metrics']['accuracy']:.4f})")
         return record

@@ -1,17 +1,28 @@
-"""Evaluate: accuracy of the exported model, end to end, against the VADER lexicon baseline."""
+"""Evaluate: accuracy of the exported model, end to end, against the VADER lexicon baseline.
+
+The result is a pure function of the model's files, the split and the code that scores them,
+so it is cached by their digest (examples/sentiment/cache.py): a pipeline run again with the
+same trained model, or a build beside it, reads the numbers instead of scoring thousands of
+texts again.  The quality gate that judges them always runs.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib.util
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+import conveyor.serving
 from conveyor.serving.model import TextClassifier
 from conveyor.serving.runtime import RuntimeOptions
 from conveyor.serving.spec import resolve_model
+from examples.sentiment.cache import cached, files_digest
 from examples.sentiment.data import Split
 
 
@@ -54,7 +65,29 @@ def vader_accuracy(vader_source: Path, split: Split) -> float:
     return float(np.mean(np.asarray(predictions) == np.asarray(split.labels)))
 
 
-def evaluate(model_dir: Path, split: Split, vader_source: Path) -> Evaluation:
+# written beside the model after its evaluation: not part of what is evaluated
+_RESULT_FILES = {"metrics.json", "build.json"}
+
+
+def _evaluation_key(model_dir: Path, split: Split, vader_source: Path) -> str:
+    digest = hashlib.sha256(json.dumps([split.texts, split.labels]).encode())
+    files_digest(digest, [p for p in model_dir.iterdir() if p.name not in _RESULT_FILES])
+    files_digest(digest, [vader_source / "vaderSentiment" / "vaderSentiment.py", Path(__file__)])
+    files_digest(digest, Path(conveyor.serving.__file__).parent.glob("*.py"))
+    return digest.hexdigest()
+
+
+def _score(model_dir: Path, split: Split, vader_source: Path) -> Evaluation:
     labels = np.asarray(split.labels)
     majority = float(max(labels.mean(), 1 - labels.mean()))
     return Evaluation(model_accuracy(model_dir, split), vader_accuracy(vader_source, split), majority, len(labels))
+
+
+def evaluate(model_dir: Path, split: Split, vader_source: Path) -> Evaluation:
+    """The model's and VADER's accuracy on ``split`` (cached by everything they depend on)."""
+    return cached(
+        f"evaluation-{_evaluation_key(model_dir, split, vader_source)}.json",
+        lambda: _score(model_dir, split, vader_source),
+        lambda result: json.dumps(dataclasses.asdict(result)).encode(),
+        lambda data: Evaluation(**json.loads(data)),
+    )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -16,13 +16,11 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from examples.sentiment import encoder
+from examples.sentiment.cache import cached, files_digest
 from examples.sentiment.transformer_onnx import embedding_model
 
 MAX_LENGTH = 128
 BATCH = 64
-EMBEDDING_CACHE = Path(
-    os.environ.get("CONVEYOR_EMBEDDING_CACHE") or Path(__file__).resolve().parents[2] / "data" / "embeddings"
-)
 
 
 @dataclass(frozen=True)
@@ -45,29 +43,27 @@ def _tokenizer() -> Tokenizer:
 def _cache_key(texts: list[str]) -> str:
     """What the embeddings depend on: the texts, the encoder's files and the code that runs them."""
     digest = hashlib.sha256(json.dumps(texts).encode())
-    for path in sorted([*Path(__file__).parent.glob("*.py"), *encoder.model_dir().glob("*")]):
-        if path.is_file():
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return files_digest(digest, [*Path(__file__).parent.glob("*.py"), *encoder.model_dir().glob("*")]).hexdigest()
+
+
+def _npy_bytes(features: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, features)
+    return buffer.getvalue()
 
 
 def embed(texts: list[str], threads: int | None = None) -> np.ndarray:
-    """Sentence embeddings (mean-pooled, L2-normalised), cached in EMBEDDING_CACHE by their inputs.
+    """Sentence embeddings (mean-pooled, L2-normalised), cached by their inputs (examples/sentiment/cache.py).
 
     Embedding is nearly all of a training's time and does not depend on the head being fitted,
     so ``make model``, the training pipeline and a retrain with other head settings share it.
     """
-    path = EMBEDDING_CACHE / f"{_cache_key(texts)}.npy"
-    if path.is_file():
-        return np.load(path)
-    features = _embed(texts, threads)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    with open(partial, "wb") as handle:
-        np.save(handle, features)
-    os.replace(partial, path)
-    return features
+    return cached(
+        f"{_cache_key(texts)}.npy",
+        lambda: _embed(texts, threads),
+        _npy_bytes,
+        lambda data: np.load(io.BytesIO(data)),
+    )
 
 
 def _embed(texts: list[str], threads: int | None = None) -> np.ndarray:
