@@ -346,7 +346,10 @@ def test_generated_github_workflows_pass_actionlint(project: Path) -> None:
     # an empty input (a push, a webhook) falls back to the parameter's default, never to ""
     assert "inputs.model || github.event.client_payload.model || 'sentiment@production'" in runs[0]
     # Conveyor's own repository installs itself from its lock (conveyor.yaml's ci.install)
-    assert "python -m pip install -r requirements.lock" in text
+    assert 'python -m uv pip install --python "$(command -v python)" -r requirements.lock' in text
+    setup = deliver["jobs"]["fetch"]["steps"][1]
+    # no cache: pip, which fails a repository with no requirements.txt or pyproject.toml
+    assert setup["uses"] == "actions/setup-python@v6" and "cache" not in setup["with"]
     train = yaml.safe_load((out / "conveyor-train.yml").read_text())
     train_on = train[True] if True in train else train["on"]
     assert train_on["push"] == {"branches": ["main"]}

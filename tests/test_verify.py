@@ -284,5 +284,5 @@ def test_init_writes_a_project_and_refuses_to_overwrite(tmp_path: Path) -> None:
     )
     assert with_ci.returncode == 0, with_ci.stderr
     workflow = (tmp_path / "other" / ".github" / "workflows" / "conveyor-deliver.yml").read_text()
-    assert "python -m pip install conveyor-ml==" in workflow and "'quay.io/a/b'" in workflow
+    assert 'uv pip install --python "$(command -v python)" conveyor-ml==' in workflow and "'quay.io/a/b'" in workflow
     assert run_cli("init", str(tmp_path / "third"), "--ci", "gitlab").returncode == 2

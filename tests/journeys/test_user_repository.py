@@ -24,6 +24,7 @@ import httpx
 import pytest
 import yaml
 
+from conveyor.pipeline.github import UV
 from tests.conftest import REPO, free_port
 from tests.journeys.conftest import Spawned, User, copy_model, wait_http
 from tests.test_packaging import base_image  # noqa: F401 (the debootstrapped base, made once)
@@ -83,7 +84,7 @@ def container_registry(tmp_path: Path) -> tuple[str, subprocess.Popen[bytes]]:
 
 
 def _packages(wheel: Path, folder: Path) -> Path:
-    """Conveyor's wheel and its dependencies in one folder: the package index the jobs install from."""
+    """Conveyor's wheel, its dependencies and the pinned uv in one folder: the index the jobs install from."""
     folder.mkdir()
     shutil.copy(wheel, folder)
     pins = [line.split(" ")[0] for line in (REPO / "requirements.lock").read_text().splitlines() if "==" in line]
@@ -91,7 +92,7 @@ def _packages(wheel: Path, folder: Path) -> Path:
     constraints.write_text("\n".join(p for p in pins if not p.startswith("#")) + "\n")
     download = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "-d", str(folder)]
     subprocess.run(
-        [*download, "--find-links", str(folder), "-c", str(constraints), "conveyor-ml", "pytest>=8,<10"],
+        [*download, "--find-links", str(folder), "-c", str(constraints), "conveyor-ml", "pytest>=8,<10", UV],
         check=True,
         timeout=600,
     )

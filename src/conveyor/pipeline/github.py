@@ -15,8 +15,9 @@ explicitly.  So the workflow is laid out by what has to travel:
 * only the jobs whose steps sign (build, push, a register step with ``sign``) get the signing
   key, from the ``CONVEYOR_SIGNING_KEY`` secret; without the secret they build unsigned.
 
-Every job installs Conveyor pinned, as a package (``ci.install`` in conveyor.yaml), never as the
-user's repository, and only calls ``conveyor``: no step logic is copied into YAML.
+Every job installs Conveyor pinned, as a package (``ci.install`` in conveyor.yaml, with a pinned
+uv by default), never as the user's repository, and only calls ``conveyor``: no step logic is
+copied into YAML.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from conveyor.pipeline.step_types import step_types
 STATE = ".conveyor-ci"
 DISPATCH_EVENT = "conveyor-model-version"
 OWNER = "{owner}"  # in a parameter's default: the GitHub repository owner (``local`` outside CI)
+# The installer every generated job runs (ci.installer: uv), pinned like everything else.
+UV = "uv==0.13.9"
 IMAGE_OUTPUT = re.compile(r"steps(?:\.|\[')([A-Za-z][A-Za-z0-9_-]*)(?:'\])?\.outputs\.image")
 
 
@@ -86,14 +89,27 @@ def _triggers(pipeline: Pipeline) -> dict[str, Any]:
 
 
 def _setup(ci: CISettings) -> list[dict[str, Any]]:
-    install = " && ".join(
-        "python -m pip install " + " ".join(shlex.quote(arg) for arg in shlex.split(args)) for args in ci.install
-    )
+    """Check out, set up Python, install Conveyor pinned: the same first steps on every fresh runner.
+
+    No ``cache: pip`` on setup-python: it fails a repository without a requirements.txt or a
+    pyproject.toml (a ``conveyor init`` repository has neither), and uv installs the whole
+    dependency set in seconds without it.
+    """
+    if ci.installer == "uv":
+        python = '"$(command -v python)"'
+        commands = [f"python -m pip install {UV}"]
+        commands += [f"python -m uv pip install --python {python} {_arguments(args)}" for args in ci.install]
+    else:
+        commands = [f"python -m pip install {_arguments(args)}" for args in ci.install]
     return [
         {"uses": "actions/checkout@v5"},
-        {"uses": "actions/setup-python@v6", "with": {"python-version": ci.python, "cache": "pip"}},
-        {"name": "Install Conveyor (pinned)", "run": install},
+        {"uses": "actions/setup-python@v6", "with": {"python-version": ci.python}},
+        {"name": "Install Conveyor (pinned)", "run": " && ".join(commands)},
     ]
+
+
+def _arguments(args: str) -> str:
+    return " ".join(shlex.quote(arg) for arg in shlex.split(args))
 
 
 def _login() -> dict[str, Any]:

@@ -173,6 +173,11 @@ class CISettings(BaseModel):
         description="Arguments of each `pip install` every job runs: Conveyor pinned, as a package "
         "(e.g. ['conveyor-ml==0.1.0 --index-url https://pypi.example.com/simple'] for a private index)",
     )
+    installer: Literal["uv", "pip"] = Field(
+        default="uv",
+        description="What runs those installs: uv (pinned, installed with pip first; about 8x faster "
+        "on a fresh runner, the same arguments) or pip itself (e.g. for a keyring-authenticated index)",
+    )
     python: str = "3.11"
     runs_on: str = "ubuntu-latest"
 
