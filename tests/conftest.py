@@ -21,6 +21,25 @@ REPO = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.registry_fixtures", "tests.rollout_fixtures"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One wheelhouse for every image build of the run (all workers), as one user's machine has.
+
+    The first build downloads the image's pinned wheels, later ones find them (conveyor build
+    locks the folder). The user journeys strip CONVEYOR_* and start from an empty one.
+    """
+    run_folder = tmp_path_factory.getbasetemp()  # pytest-N, or pytest-N/popen-gwX under xdist
+    folder = (run_folder.parent if os.environ.get("PYTEST_XDIST_WORKER") else run_folder) / "wheelhouse"
+    folder.mkdir(exist_ok=True)
+    previous = os.environ.get("CONVEYOR_WHEELHOUSE")
+    os.environ["CONVEYOR_WHEELHOUSE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("CONVEYOR_WHEELHOUSE", None)
+    else:
+        os.environ["CONVEYOR_WHEELHOUSE"] = previous
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

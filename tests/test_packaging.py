@@ -25,8 +25,8 @@ BASE_IMAGE = "localhost/conveyor-base:bookworm"
 
 
 @pytest.fixture(scope="module")
-def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("wheelhouse")
+def wheelhouse(shared_wheelhouse: Path) -> Path:
+    return shared_wheelhouse
 
 
 @pytest.fixture

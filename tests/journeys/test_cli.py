@@ -48,18 +48,53 @@ def _option_blocks(text: str) -> dict[str, str]:
     return {flag: " ".join(block.split()) for flag, block in blocks.items()}
 
 
+# Every command's --help rendered in one process of the user's venv (a conveyor start costs about
+# a quarter of a CPU-second, and there are over ninety commands); a sample is checked against the
+# installed `conveyor` command itself, so the sweep shows what a user sees.
+HELP_SWEEP = """
+import json, sys
+import typer
+from click.testing import CliRunner
+from conveyor.cli.main import app
+
+command, runner, out = typer.main.get_command(app), CliRunner(), {}
+for path in json.loads(sys.stdin.read()):
+    result = runner.invoke(command, [*path, "--help"], prog_name="conveyor", env={"COLUMNS": "100"})
+    out[" ".join(path)] = [result.exit_code, result.output]
+print(json.dumps(out))
+"""
+
+
+def _all_help(user: User) -> dict[str, list]:
+    swept = subprocess.run(
+        [str(user.venv / "bin" / "python"), "-c", HELP_SWEEP],
+        input=json.dumps([list(path) for path, _ in COMMANDS]),
+        capture_output=True,
+        text=True,
+        cwd=user.workdir,
+        env=user.environ({"COLUMNS": "100"}),
+        timeout=120,
+    )
+    assert swept.returncode == 0, swept.stderr
+    return json.loads(swept.stdout)
+
+
 def test_every_command_has_help_that_shows_its_defaults(user: User) -> None:
     assert len(COMMANDS) > 40
+    helps = _all_help(user)
+    for sample in [(), ("models", "register"), ("rollout", "start"), ("pipeline", "run")]:
+        real = user.run(*sample, "--help", env={"COLUMNS": "100"})
+        assert real.returncode == 0 and real.stdout == helps[" ".join(sample)][1], sample
     for path, command in COMMANDS:
-        result = user.run(*path, "--help", env={"COLUMNS": "100"})
-        assert result.returncode == 0 and "Usage: conveyor" in result.stdout, (path, result.stderr)
-        blocks = _option_blocks(result.stdout)
+        code, text = helps[" ".join(path)]
+        assert code == 0 and "Usage: conveyor" in text, (path, text)
+        blocks = _option_blocks(text)
         for param in command.params:
             if param.param_type_name != "option" or param.hidden or "--help" in param.opts:
                 continue
             flag = next(o for o in param.opts if o.startswith("--"))
             block = blocks.get(flag)
-            assert block is not None, (path, flag, result.stdout)
+            assert block is not None, (path, flag, text)
             written = re.search(r"\[default: [^\]]+\]", param.help or "")
             if written:  # a default described in words must survive rendering
                 assert written.group(0) in block, (path, flag, block)

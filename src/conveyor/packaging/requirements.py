@@ -11,6 +11,7 @@ network, no surprise release.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import subprocess
 import sys
@@ -20,7 +21,9 @@ from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
 from conveyor.errors import ConveyorError
 
@@ -98,10 +101,42 @@ def closure(roots: list[str], platform: str = "linux/amd64") -> list[Pin]:
     return sorted(pins.values(), key=lambda p: p.name)
 
 
+def _image_tags(platform: str) -> frozenset[Tag]:
+    """The wheel tags pip accepts in the image: CPython 3.11 on ``platform``."""
+    platforms = PLATFORMS[platform]
+    cpython = cpython_tags((3, 11), abis=["cp311", "abi3", "none"], platforms=platforms)
+    return frozenset([*cpython, *compatible_tags((3, 11), "cp311", platforms)])
+
+
 def download_wheels(pins: list[Pin], dest: Path, platform: str = "linux/amd64", cache: Path | None = None) -> list[Pin]:
-    """Fetch one wheel per pin for the image's platform (cp311); returns the pins with file and sha256."""
+    """One wheel per pin for the image's platform (cp311); returns the pins with file and sha256.
+
+    Wheels already in ``cache`` for that platform are not asked for again: a rebuild with
+    unchanged pins needs no index at all (offline, and no pip resolver run).
+    """
     target = cache or dest
     target.mkdir(parents=True, exist_ok=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    tags = _image_tags(platform)
+    # two builds sharing a wheelhouse: one downloads, the other waits, neither reads half a wheel
+    with open(target / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        missing = [pin for pin in pins if _find_wheel(target, pin, tags) is None]
+        if missing:
+            _pip_download(missing, target, platform)
+        done = []
+        for pin in pins:
+            wheel = _find_wheel(target, pin, tags)
+            if wheel is None:
+                raise ConveyorError(f"no wheel of {pin.name}=={pin.version} for the image's platform")
+            data = wheel.read_bytes()
+            if cache is not None:
+                (dest / wheel.name).write_bytes(data)
+            done.append(Pin(pin.name, pin.version, wheel.name, hashlib.sha256(data).hexdigest()))
+    return done
+
+
+def _pip_download(pins: list[Pin], target: Path, platform: str) -> None:
     command = [
         sys.executable,
         "-m",
@@ -130,24 +165,18 @@ def download_wheels(pins: list[Pin], dest: Path, platform: str = "linux/amd64", 
     if result.returncode != 0:
         errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
         raise ConveyorError("could not download the pinned wheels: " + (" ".join(errors) or result.stderr[-500:]))
-    dest.mkdir(parents=True, exist_ok=True)
-    done = []
-    for pin in pins:
-        wheel = _find_wheel(target, pin)
-        if cache is not None:
-            (dest / wheel.name).write_bytes(wheel.read_bytes())
-        sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
-        done.append(Pin(pin.name, pin.version, wheel.name, sha))
-    return done
 
 
-def _find_wheel(folder: Path, pin: Pin) -> Path:
-    prefix = pin.name.replace("-", "_").lower()
+def _find_wheel(folder: Path, pin: Pin, tags: frozenset[Tag]) -> Path | None:
+    """The wheel of exactly ``pin`` in ``folder`` that the image's platform can install, if any."""
     for wheel in sorted(folder.glob("*.whl")):
-        name, version = wheel.name.split("-")[:2]
-        if canonicalize_name(name) == canonicalize_name(prefix) and version == pin.version:
+        try:
+            name, version, _, wheel_tags = parse_wheel_filename(wheel.name)
+        except InvalidWheelFilename:
+            continue
+        if name == canonicalize_name(pin.name) and version == Version(pin.version) and wheel_tags & tags:
             return wheel
-    raise ConveyorError(f"no wheel of {pin.name}=={pin.version} for the image's platform")
+    return None
 
 
 def requirements_text(pins: list[Pin]) -> str:
