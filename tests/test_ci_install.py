@@ -35,3 +35,8 @@ def test_by_default_uv_runs_each_install_into_the_jobs_python() -> None:
 def test_pip_on_request_and_no_uv_then() -> None:
     run = _install(CISettings(install=["conveyor-ml==1.2.3"], installer="pip"))
     assert run == "python -m pip install conveyor-ml==1.2.3"
+
+
+def test_make_install_uses_the_same_uv() -> None:
+    pinned = re.search(r"^UV := (\S+)", (REPO / "Makefile").read_text(), re.MULTILINE)
+    assert pinned is not None and pinned.group(1) == UV
