@@ -179,6 +179,7 @@ def test_init_register_and_the_generated_workflow_delivers_on_fresh_runners(
         command += ["--input", f"{name}={value}"]
     for name, value in {
         "STANDIN_PACKAGES": str(packages),
+        "STANDIN_UV": str(Path(sys.executable).parent / "uv"),
         "STANDIN_ARTIFACTS": str(artifacts),
         "STANDIN_REGISTRIES_CONF": str(registries_conf),
     }.items():
