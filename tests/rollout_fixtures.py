@@ -74,7 +74,7 @@ class Load:
 
     url: str
     clients: int = 2
-    pause: float = 0.01
+    pause: float = 0.03
     texts: list[str] = field(default_factory=lambda: ["good great day", "bad awful food", "good day"])
     seen: Counter[str] = field(default_factory=Counter)
     by_backend: Counter[str] = field(default_factory=Counter)
