@@ -186,6 +186,27 @@ def test_cached_steps_are_skipped_until_their_inputs_change(project: Path) -> No
     assert (project / "runs.log").read_text().count("ran") == 2
 
 
+def test_bytecode_a_step_writes_into_its_cached_folder_is_not_an_input(project: Path) -> None:
+    """Importing the cached code writes __pycache__ there; the next run must still find the step cached."""
+    package = project / "mycode"
+    package.mkdir()
+    (package / "__init__.py").write_text("VALUE = 1\n")
+    step = {
+        "run": "python -c 'import mycode' && echo ran >> runs.log",
+        "cache": {"paths": ["mycode"]},
+        "env": {"PYTHONDONTWRITEBYTECODE": ""},
+    }
+    write(project, {"bytecode": {"steps": {"importer": step}}})
+    run(project, "bytecode")
+    assert any((package / "__pycache__").glob("*.pyc")), "the step wrote bytecode"
+    code, record = run(project, "bytecode")
+    assert code == 0 and record["steps"]["importer"]["status"] == "cached"
+    (package / "__init__.py").write_text("VALUE = 2\n")
+    code, record = run(project, "bytecode")
+    assert record["steps"]["importer"]["status"] == "success"
+    assert (project / "runs.log").read_text().count("ran") == 2
+
+
 def test_a_failed_run_resumes_from_its_failed_step(project: Path) -> None:
     write(
         project,

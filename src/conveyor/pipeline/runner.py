@@ -76,11 +76,19 @@ def _coerce(name: str, text: str, default: Any) -> Any:
     return text
 
 
+def _is_bytecode(path: Path) -> bool:
+    """Python's own cache: written when a step imports the code, so never an input of the step."""
+    return "__pycache__" in path.parts or path.suffix == ".pyc"
+
+
 def _hash_paths(project: Path, paths: list[str]) -> str:
     digest = hashlib.sha256()
     for pattern in sorted(paths):
         target = project / pattern
-        files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+        if target.is_dir():
+            files = sorted(p for p in target.rglob("*") if p.is_file() and not _is_bytecode(p.relative_to(target)))
+        else:
+            files = [target]
         for file in files:
             digest.update(str(file.relative_to(project) if file.is_relative_to(project) else file).encode())
             digest.update(file.read_bytes() if file.is_file() else b"<missing>")
