@@ -186,7 +186,13 @@ def test_init_register_and_the_generated_workflow_delivers_on_fresh_runners(
         command += ["--env", f"{name}={value}"]
     act_home = tmp_path / "act-home"
     act_home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVEYOR_", "VIRTUAL_ENV", "PIP_"))}
+    # a GitHub runner's environment: none of ours (PYTHONDONTWRITEBYTECODE neither: a job's first
+    # conveyor command leaves its bytecode for the next ones, as there)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CONVEYOR_", "VIRTUAL_ENV", "PIP_", "PYTHONDONTWRITEBYTECODE"))
+    }
     env.update(HOME=str(act_home), PATH=f"{Path(sys.executable).parent.parent.parent / 'bin'}:{os.environ['PATH']}")
     env["PATH"] = ":".join(p for p in env["PATH"].split(":") if ".venv" not in p)  # jobs bring their own Python
     log = tmp_path / "act.log"
