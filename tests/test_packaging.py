@@ -24,14 +24,9 @@ from tests.waiting import wait_for
 BASE_IMAGE = "localhost/conveyor-base:bookworm"
 
 
-@pytest.fixture(scope="module")
-def wheelhouse(shared_wheelhouse: Path) -> Path:
-    return shared_wheelhouse
-
-
 @pytest.fixture
-def home(conveyor_home: Path, monkeypatch: pytest.MonkeyPatch, wheelhouse: Path, vote_model: Path) -> Path:
-    monkeypatch.setenv("CONVEYOR_WHEELHOUSE", str(wheelhouse))
+def home(conveyor_home: Path, vote_model: Path) -> Path:
+    # builds share the run's wheelhouse (conftest's shared_wheelhouse sets CONVEYOR_WHEELHOUSE)
     open_local().register(vote_model, "votes", aliases=["production"])
     return conveyor_home
 

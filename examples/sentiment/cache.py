@@ -12,15 +12,15 @@ would compute it twice; a lock per key makes the second wait and read the first 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TypeVar
 
 from conveyor.atomic import write_atomic
+from conveyor.filelock import exclusive
 
 CACHE_DIR = Path(
     os.environ.get("CONVEYOR_EMBEDDING_CACHE") or Path(__file__).resolve().parents[2] / "data" / "embeddings"
@@ -38,16 +38,9 @@ def files_digest(digest: hashlib._Hash, paths: Iterable[Path]) -> hashlib._Hash:
     return digest
 
 
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> AbstractContextManager[None]:
     """Hold an exclusive lock named after ``path`` (PATH.lock beside it) until the block ends."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return exclusive(path.with_name(path.name + ".lock"))
 
 
 def cached(name: str, compute: Callable[[], T], dump: Callable[[T], bytes], load: Callable[[bytes], T]) -> T:

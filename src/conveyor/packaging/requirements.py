@@ -11,7 +11,6 @@ network, no surprise release.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from conveyor.errors import ConveyorError
+from conveyor.filelock import exclusive
 
 # What `python -m conveyor.serving` imports, with uvicorn's fast loop and parser.
 SERVING_ROOTS = [
@@ -119,14 +119,15 @@ def download_wheels(pins: list[Pin], dest: Path, platform: str = "linux/amd64", 
     dest.mkdir(parents=True, exist_ok=True)
     tags = _image_tags(platform)
     # two builds sharing a wheelhouse: one downloads, the other waits, neither reads half a wheel
-    with open(target / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        missing = [pin for pin in pins if _find_wheel(target, pin, tags) is None]
+    with exclusive(target / ".lock"):
+        wheels = _wheels(target, tags)
+        missing = [pin for pin in pins if _key(pin) not in wheels]
         if missing:
             _pip_download(missing, target, platform)
+            wheels = _wheels(target, tags)
         done = []
         for pin in pins:
-            wheel = _find_wheel(target, pin, tags)
+            wheel = wheels.get(_key(pin))
             if wheel is None:
                 raise ConveyorError(f"no wheel of {pin.name}=={pin.version} for the image's platform")
             data = wheel.read_bytes()
@@ -167,16 +168,21 @@ def _pip_download(pins: list[Pin], target: Path, platform: str) -> None:
         raise ConveyorError("could not download the pinned wheels: " + (" ".join(errors) or result.stderr[-500:]))
 
 
-def _find_wheel(folder: Path, pin: Pin, tags: frozenset[Tag]) -> Path | None:
-    """The wheel of exactly ``pin`` in ``folder`` that the image's platform can install, if any."""
+def _key(pin: Pin) -> tuple[str, Version]:
+    return canonicalize_name(pin.name), Version(pin.version)
+
+
+def _wheels(folder: Path, tags: frozenset[Tag]) -> dict[tuple[str, Version], Path]:
+    """The wheels in ``folder`` that the image's platform can install, by (name, version)."""
+    found: dict[tuple[str, Version], Path] = {}
     for wheel in sorted(folder.glob("*.whl")):
         try:
             name, version, _, wheel_tags = parse_wheel_filename(wheel.name)
         except InvalidWheelFilename:
             continue
-        if name == canonicalize_name(pin.name) and version == Version(pin.version) and wheel_tags & tags:
-            return wheel
-    return None
+        if wheel_tags & tags:
+            found.setdefault((name, version), wheel)
+    return found
 
 
 def requirements_text(pins: list[Pin]) -> str:

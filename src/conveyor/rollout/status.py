@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from conveyor.atomic import write_atomic
 from conveyor.errors import Conflict, InvalidInput, NotFound
+from conveyor.filelock import exclusive
 from conveyor.home import conveyor_home
 from conveyor.rollout.metric import Outcome
 from conveyor.rollout.thresholds import Thresholds
@@ -149,14 +150,8 @@ class StatusStore:
         self.dir = service_dir(service)
         self.path = self.dir / "status.json"
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with open(self.dir / "status.lock", "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive(self.dir / "status.lock")
 
     def _read(self) -> RolloutStatus | None:
         try:
