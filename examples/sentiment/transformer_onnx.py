@@ -3,9 +3,12 @@
 Why by hand: the usual route (torch + ``torch.onnx.export``) needs PyTorch, and
 pip's default PyTorch on Linux is a multi-GB CUDA build.  A BERT encoder is a
 short, well-known sequence of ONNX operators, so we emit it with
-``onnx.helper`` straight from the safetensors weights.  onnxruntime's graph
-optimiser fuses the LayerNorm/GELU/attention patterns exactly as it does for a
-torch export, so the result is as fast.
+``onnx.helper`` straight from the safetensors weights, in the patterns a torch
+export has (GELU as ``Div`` by sqrt 2, scores divided by sqrt d, the mask
+unsqueezed, cast, then ``(1 - mask) * -10000``): onnxruntime fuses GELU with
+its bias when it loads the model, and its transformer optimizer (the ``fused``
+variants of ``conveyor models optimize``) finds every layer's attention, as it
+would in a torch export.
 
 The same builder makes the RoBERTa-base-shaped benchmark model (random weights,
 one ``input`` tensor and no attention mask, like the model zoo's
@@ -74,11 +77,11 @@ class _GraphWriter:
         return self.op("LayerNormalization", [x, s, b], hint, axis=-1, epsilon=eps)
 
     def gelu(self, x: str) -> str:
-        """Exact (erf) GELU, the pattern onnxruntime fuses into one kernel."""
-        inv_sqrt2 = self.const("inv_sqrt2", np.array(1 / math.sqrt(2), np.float32))
+        """Exact (erf) GELU as torch exports it: ``x * (1 + erf(x / sqrt(2))) * 0.5``."""
+        sqrt2 = self.const("sqrt2", np.array(math.sqrt(2), np.float32))
         one = self.const("one", np.array(1.0, np.float32))
         half = self.const("half", np.array(0.5, np.float32))
-        erf = self.op("Erf", [self.op("Mul", [x, inv_sqrt2])])
+        erf = self.op("Erf", [self.op("Div", [x, sqrt2])])
         return self.op("Mul", [self.op("Mul", [x, self.op("Add", [erf, one])]), half], "gelu")
 
 
@@ -101,8 +104,8 @@ def _attention(
     q = heads("query", [0, 2, 1, 3])  # [B, h, S, d]
     k = heads("key", [0, 2, 3, 1])  # [B, h, d, S]
     v = heads("value", [0, 2, 1, 3])  # [B, h, S, d]
-    scale = g.const("attn_scale", np.array(1 / math.sqrt(head_dim), np.float32))
-    scores = g.op("Mul", [g.op("MatMul", [q, k]), scale])
+    scale = g.const("attn_scale", np.array(math.sqrt(head_dim), np.float32))
+    scores = g.op("Div", [g.op("MatMul", [q, k]), scale])
     if mask_bias is not None:
         scores = g.op("Add", [scores, mask_bias])
     probs = g.op("Softmax", [scores], axis=-1)
@@ -155,14 +158,12 @@ def _encoder(
 
     mask_bias = None
     if attention_mask is not None:
-        mask_f = g.op("Cast", [attention_mask], to=TensorProto.FLOAT)
-        axes = g.const("mask_axes", np.array([1, 2], np.int64))
+        # [B, S] -> [B, 1, 1, S], then (1 - mask) * -10000: in the order a torch export has it
+        heads_axis = g.op("Unsqueeze", [attention_mask, g.const("heads_axis", np.array([1], np.int64))])
+        query_axis = g.op("Unsqueeze", [heads_axis, g.const("query_axis", np.array([2], np.int64))])
+        mask_f = g.op("Cast", [query_axis], to=TensorProto.FLOAT)
         blocked = g.op("Sub", [g.const("one_f", np.array(1.0, np.float32)), mask_f])
-        mask_bias = g.op(
-            "Mul",
-            [g.op("Unsqueeze", [blocked, axes]), g.const("neg", np.array(-10000.0, np.float32))],
-            "mask_bias",
-        )
+        mask_bias = g.op("Mul", [blocked, g.const("neg", np.array(-10000.0, np.float32))], "mask_bias")
 
     for layer in range(cfg.num_layers):
         p = f"encoder.layer.{layer}"
