@@ -171,3 +171,22 @@ def test_a_bare_onnx_version_is_optimized_through_the_same_file_the_server_loads
     files = {f.path: f.size for f in registry.resolve("bare:2").files}
     assert set(files) == {"encoder.onnx", "tokenizer.json"}  # the model replaced in place, nothing added
     assert files["encoder.onnx"] < (bare / "encoder.onnx").stat().st_size
+
+
+def test_methods_that_do_not_apply_are_skipped_with_a_reason_and_the_rest_still_run(
+    conveyor_home: Path, tmp_path: Path
+) -> None:
+    """A model with no attention blocks and no text to calibrate on: fusion and smoothing say why, int8 still ships."""
+    folder = models.model_dir(tmp_path / "vote", "vote", models.word_vote_model)
+    open_local().register(folder, "vote")
+    texts = tmp_path / "eval.json"
+    texts.write_text(json.dumps(sentences(40)))
+    result = run_cli("models", "optimize", "vote:1", "--eval", str(texts), "--no-measure", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert set(report["skipped"]) == {"fused-int8-smooth", "int8-smooth", "fused"}
+    assert all(isinstance(reason, str) and reason for reason in report["skipped"].values())
+    assert report["chosen"] == "int8" and report["registered"] == "vote:2"
+    table = run_cli("models", "optimize", "vote:2", "--eval", str(texts), "--no-measure")
+    assert "Traceback" not in table.stdout + table.stderr
+    assert "skipped" in table.stdout

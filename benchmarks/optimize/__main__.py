@@ -1,6 +1,6 @@
 """Optimized variants benchmark, run by hand (``make bench-optimize``):
 
-    .venv/bin/python -m benchmarks.optimize [--duration 6] [--rounds 3] [--methods int8-smooth,int8,graph]
+    .venv/bin/python -m benchmarks.optimize [--duration 6] [--rounds 3] [--methods fused-int8-smooth,int8-smooth,int8]
 
 For the reference model (``make model``) and each variant ``conveyor.optimize`` makes:
   * agreement with fp32 on the training pipeline's held-out split (the gate's numbers);
@@ -70,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=6, help="seconds per load level and round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--methods", default="int8-smooth,int8,graph")
+    parser.add_argument("--methods", default="fused-int8-smooth,int8-smooth,int8")
     args = parser.parse_args()
     reference = preflight()
     methods = [m for m in args.methods.split(",") if m]

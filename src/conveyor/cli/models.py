@@ -415,7 +415,10 @@ def optimize(
     method: Annotated[
         list[str] | None,
         typer.Option(
-            "--method", "-m", help="int8-smooth, int8 or graph (repeatable) [default: all three; none with --variant]."
+            "--method",
+            "-m",
+            help="fused-int8-smooth, int8-smooth, int8, fused or graph (repeatable) "
+            "[default: all but graph; none with --variant].",
         ),
     ] = None,
     eval_file: Annotated[
@@ -425,8 +428,8 @@ def optimize(
     calibrate: Annotated[
         list[Path] | None,
         typer.Option(
-            help="Texts int8-smooth calibrates on, e.g. the training split (repeatable, same formats as --eval) "
-            "[default: the evaluation texts]."
+            help="Texts the int8-smooth methods calibrate on, e.g. the training split "
+            "(repeatable, same formats as --eval) [default: the evaluation texts]."
         ),
     ] = None,
     contract: Annotated[
@@ -445,7 +448,7 @@ def optimize(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Make a faster variant of a version (int8, SmoothQuant int8, graph), gate it on agreement, register it.
+    """Make a faster variant of a version (int8, SmoothQuant int8, fused), gate it on agreement, register it.
 
     Exit codes: 0 registered (or --dry-run passed), 1 refused (no variant agrees, or none is faster).
     """

@@ -50,9 +50,18 @@ def probabilities(folder: Path, texts: list[str]) -> tuple[np.ndarray, list[str]
     return _softmax(np.concatenate(rows).astype(np.float64)), list(model.spec.labels)
 
 
-def compare(original: Path, variant: Path, texts: list[str], keep: int = 20) -> Agreement:
-    """Classify ``texts`` with both models; at most ``keep`` disagreeing texts are kept."""
-    before, labels = probabilities(original, texts)
+def compare(
+    original: Path,
+    variant: Path,
+    texts: list[str],
+    keep: int = 20,
+    reference: tuple[np.ndarray, list[str]] | None = None,
+) -> Agreement:
+    """Classify ``texts`` with both models; at most ``keep`` disagreeing texts are kept.
+
+    ``reference``: the original's ``probabilities`` on ``texts``, when several variants are compared.
+    """
+    before, labels = reference or probabilities(original, texts)
     after, _ = probabilities(variant, texts)
     chosen_before, chosen_after = before.argmax(axis=1), after.argmax(axis=1)
     differ = np.flatnonzero(chosen_before != chosen_after)

@@ -23,13 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import ConveyorError, InvalidInput
-from conveyor.optimize.agreement import Agreement, compare
-from conveyor.optimize.variants import CALIBRATED, METHODS, Calibration, calibration_for, make_variant
+from conveyor.optimize.agreement import Agreement, compare, probabilities
+from conveyor.optimize.variants import CALIBRATED, METHODS, Calibration, NotApplicable, calibration_for, make_variant
 from conveyor.registry.protocol import Registry
 from conveyor.registry.records import Lineage, ModelVersion
 
 DEFAULT_MIN_AGREEMENT = 0.99
-DEFAULT_METHODS = ("int8-smooth", "int8", "graph")  # each is made, gated, measured; the fastest that agrees wins
+DEFAULT_METHODS = (
+    "fused-int8-smooth",
+    "int8-smooth",
+    "int8",
+    "fused",
+)  # each is made, gated, measured; the fastest that agrees wins
 USER_VARIANT = "given"
 
 
@@ -63,6 +68,7 @@ class Outcome:
     original_throughput: float | None = None
     chosen: Candidate | None = None
     registered: ModelVersion | None = None
+    skipped: dict[str, str] = field(default_factory=dict)  # method -> why it made no variant of this model
     reason: str = ""
 
     @property
@@ -77,6 +83,7 @@ class Outcome:
             "min_agreement": self.min_agreement,
             "original_texts_per_s": None if self.original_throughput is None else round(self.original_throughput, 1),
             "candidates": [c.as_dict() for c in self.candidates],
+            "skipped": self.skipped,
             "chosen": self.chosen.method if self.chosen else None,
             "speedup": None if self.speedup is None else round(self.speedup, 3),
             "registered": self.registered.ref if self.registered else None,
@@ -138,7 +145,7 @@ def optimize(
 ) -> Outcome:
     """Make, gate, measure and (``register``) register the best variant of ``ref``; GateRefused when none qualifies.
 
-    ``calibration_texts`` feed the calibrated methods (int8-smooth); without them the evaluation
+    ``calibration_texts`` feed the calibrated methods (int8-smooth, fused-int8-smooth); without them the evaluation
     texts are used, which is weaker evidence: the gate then compares on the texts calibrated on.
     """
     from conveyor.optimize.speed import throughput
@@ -159,24 +166,40 @@ def optimize(
     with tempfile.TemporaryDirectory(prefix="conveyor-optimize-") as tmp:
         root = Path(tmp)
         made: list[tuple[str, dict[str, Any], Path]] = []
-        calibration = Calibration()
+        calibration, uncalibrated = Calibration(), ""
         if CALIBRATED & set(methods):
-            calibration = calibration_for(folder, calibration_texts or texts)
+            try:
+                calibration = calibration_for(folder, calibration_texts or texts)
+            except InvalidInput as error:  # e.g. not a text model: the uncalibrated methods may still apply
+                uncalibrated = str(error)
         for method in methods:
+            if method in CALIBRATED and uncalibrated:
+                outcome.skipped[method] = uncalibrated
+                continue
             say(f"making the {method} variant of {version.ref}")
             candidate, path = _candidate_folder(folder, model_file, root, method)
-            made.append((method, make_variant(method, model_file, path, calibration), candidate))
+            try:
+                made.append((method, make_variant(method, model_file, path, calibration), candidate))
+            except NotApplicable as error:
+                outcome.skipped[method] = str(error)
+                say(f"{method}: {error}; skipped")
         if variant is not None:
             if not variant.is_file():
                 raise InvalidInput(f"variant {variant} does not exist")
             candidate, path = _candidate_folder(folder, model_file, root, USER_VARIANT)
             shutil.copyfile(variant, path)
             made.append((USER_VARIANT, {"file": variant.name}, candidate))
+        say(f"classifying {len(texts)} texts with {version.ref}")
+        reference = probabilities(folder, texts)
         for method, params, candidate in made:
             say(f"comparing {method} with {version.ref} on {len(texts)} texts")
-            agreement = compare(folder, candidate, texts)
+            agreement = compare(folder, candidate, texts, reference=reference)
             outcome.candidates.append(Candidate(method, params, candidate, agreement, agreement.rate >= min_agreement))
         passed = [c for c in outcome.candidates if c.passed]
+        if not outcome.candidates:
+            why = "; ".join(f"{m}: {reason}" for m, reason in outcome.skipped.items())
+            outcome.reason = f"no method makes a variant of {version.ref} ({why})"
+            raise GateRefused(outcome)
         if not passed:
             worst = ", ".join(f"{c.method} {c.agreement.rate:.1%}" for c in outcome.candidates)
             outcome.reason = f"no variant agrees with {version.ref} on {min_agreement:.0%} of the texts ({worst})"

@@ -2,9 +2,14 @@
 
 * ``int8``: dynamic quantization of the weights to int8, per channel (``onnxruntime.quantization``);
   activations stay float and are quantized on the fly, so no calibration data is needed.
-* ``int8-smooth``: the same after SmoothQuant (``smoothquant.py``), calibrated on texts, with the
-  few weight groups whose quantization moves the outputs most (measured one group at a time on
-  the calibration texts) kept in float: mixed precision chosen by measured sensitivity.
+* ``int8-smooth``: the same after SmoothQuant (``smoothquant.py``), calibrated on texts, with each
+  weight MatMul's few outlier input channels split off into a small float MatMul: mixed
+  precision by channel, where the outliers that dynamic int8 cannot represent are.
+* ``fused``: onnxruntime's transformer optimizer (``onnxruntime.transformers``, no torch needed)
+  fuses each layer's attention into one ``Attention`` kernel, GELU with its bias and the
+  residual adds into ``SkipLayerNormalization``; float, the same function.
+* ``fused-int8-smooth``: ``fused``, then ``int8-smooth`` (the attention's Q, K and V weights
+  quantized together, ``QAttention``).
 * ``graph``: onnxruntime's extended graph optimizations (constant folding, fusions), done
   offline and saved, so a server loads the optimized graph instead of optimizing at start-up.
 
@@ -25,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from conveyor.errors import InvalidInput
+from conveyor.errors import ConveyorError, InvalidInput
 
 SMOOTH_ALPHA = 0.8  # how much of an activation's range moves into the weights (0: none, 1: all)
-KEEP_FLOAT = 2  # weight groups left in float by int8-smooth, the most sensitive first
-SENSITIVITY_TEXTS = 64  # calibration texts each group's sensitivity is measured on
+OUTLIER_RATIO = 4.0  # an input channel whose calibration peak is over 4x its group's median stays float
+MAX_OUTLIERS = 8  # at most this many channels per group (the reference model has 1-4 above the ratio)
 
 
 @dataclass
@@ -39,15 +44,9 @@ class Calibration:
     feeds: list[dict[str, np.ndarray]] = field(default_factory=list)
     texts: int = 0
 
-    def head(self, texts: int) -> list[dict[str, np.ndarray]]:
-        """The first feeds covering at least ``texts`` texts."""
-        chosen, seen = [], 0
-        for feed in self.feeds:
-            if seen >= texts:
-                break
-            chosen.append(feed)
-            seen += len(next(iter(feed.values())))
-        return chosen
+
+class NotApplicable(ConveyorError):
+    """The method has nothing to do on this model (no weight MatMul to quantize, no attention to fuse)."""
 
 
 Maker = Callable[[Path, Path, Calibration], dict[str, Any]]  # (source model, destination, calibration) -> parameters
@@ -71,28 +70,32 @@ def int8_smooth(source: Path, dest: Path, calibration: Calibration) -> dict[str,
     model = onnx.load(str(source))
     smoothquant.name_nodes(model)
     groups = smoothquant.weight_matmul_groups(model)
+    if not groups:
+        raise NotApplicable("no MatMul with a weight to quantize")
     ranges = smoothquant.activation_ranges(model, calibration.feeds, groups)
-    smoothed = smoothquant.smooth(model, ranges, SMOOTH_ALPHA)
+    smoothed = smoothquant.smooth(model, ranges, SMOOTH_ALPHA, OUTLIER_RATIO, MAX_OUTLIERS)
+    outlier_parts = [node.name for node in smoothed.graph.node if node.name.endswith(smoothquant.OUTLIER)]
     with tempfile.TemporaryDirectory(prefix="conveyor-smooth-") as tmp:
         float_path = Path(tmp) / "smoothed.onnx"
         onnx.save(smoothed, str(float_path))
-        matmuls = [node.name for node in smoothed.graph.node if node.op_type == "MatMul"]
-        ranked = _sensitivity(float_path, groups, matmuls, calibration.head(SENSITIVITY_TEXTS), Path(tmp))
-        kept = [group for _, group in ranked[:KEEP_FLOAT]]
-        _quantize(float_path, dest, exclude=[name for group in kept for name in group.matmuls])
+        _quantize(float_path, dest, exclude=outlier_parts)
+    outliers = [int(init.dims[0]) for init in smoothed.graph.initializer if init.name.endswith("_outlier_index")]
     return {
         "weights": "int8",
         "per_channel": True,
         "activations": "dynamic",
         "smoothquant_alpha": SMOOTH_ALPHA,
         "calibration_texts": calibration.texts,
-        "float_groups": [group.activation for group in kept],
-        "quantized_matmuls": sum(len(g.matmuls) for g in groups) - sum(len(g.matmuls) for g in kept),
+        "outlier_ratio": OUTLIER_RATIO,
+        "float_channels": sum(outliers),
+        "split_groups": len(outliers),
+        "quantized_groups": len(groups),
     }
 
 
 def _quantize(source: Path, dest: Path, exclude: list[str]) -> None:
-    """Dynamic per-channel int8 of the model's MatMuls, except the nodes named in ``exclude``."""
+    """Dynamic per-channel int8 of the model's MatMuls and fused Attentions, except the nodes named in ``exclude``."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _quiet():
@@ -101,34 +104,32 @@ def _quantize(source: Path, dest: Path, exclude: list[str]) -> None:
             str(dest),
             per_channel=True,
             weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul"],
+            op_types_to_quantize=["MatMul", "Attention"],
             nodes_to_exclude=sorted(exclude),
+            # the fused graph's com.microsoft ops have no ONNX shape inference: their outputs are float
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
 
 
-def _sensitivity(
-    float_path: Path, groups: list[Any], matmuls: list[str], feeds: list[dict[str, np.ndarray]], tmp: Path
-) -> list[tuple[float, Any]]:
-    """Groups by how far quantizing that group alone (every other of ``matmuls`` float) moves the outputs."""
-    reference = _outputs(float_path, feeds)
-    ranked = []
-    for index, group in enumerate(groups):
-        path = tmp / f"group-{index}.onnx"
-        _quantize(float_path, path, exclude=[name for name in matmuls if name not in set(group.matmuls)])
-        moved = np.mean([np.abs(a - b).mean() for a, b in zip(_outputs(path, feeds), reference, strict=True)])
-        ranked.append((float(moved), group))
-        path.unlink()
-    return sorted(ranked, key=lambda item: item[0], reverse=True)
+def fused(source: Path, dest: Path, calibration: Calibration) -> dict[str, Any]:
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with _quiet():
+        # heads and hidden size 0: read from the graph's reshapes; opt_level 0: the fusions only,
+        # onnxruntime's own optimizations still run when the server loads the model
+        optimizer = optimize_model(str(source), model_type="bert", num_heads=0, hidden_size=0, opt_level=0)
+        counts = optimizer.get_fused_operator_statistics()
+        if not counts.get("Attention") and not counts.get("MultiHeadAttention"):
+            raise NotApplicable("no transformer attention the optimizer recognizes")
+        optimizer.save_model_to_file(str(dest))
+    return {"fusions": {op: count for op, count in sorted(counts.items()) if count}}
 
 
-def _outputs(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    first = session.get_outputs()[0].name
-    return [session.run([first], feed)[0] for feed in feeds]
+def fused_int8_smooth(source: Path, dest: Path, calibration: Calibration) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="conveyor-fused-") as tmp:
+        fused_path = Path(tmp) / "fused.onnx"
+        params = fused(source, fused_path, calibration)
+        return {**params, **int8_smooth(fused_path, dest, calibration)}
 
 
 def graph_optimized(source: Path, dest: Path, calibration: Calibration) -> dict[str, Any]:
@@ -142,8 +143,14 @@ def graph_optimized(source: Path, dest: Path, calibration: Calibration) -> dict[
     return {"graph_optimization_level": "extended"}
 
 
-METHODS: dict[str, Maker] = {"int8": int8_dynamic, "int8-smooth": int8_smooth, "graph": graph_optimized}
-CALIBRATED = {"int8-smooth"}  # the methods that use calibration texts
+METHODS: dict[str, Maker] = {
+    "fused-int8-smooth": fused_int8_smooth,
+    "int8-smooth": int8_smooth,
+    "int8": int8_dynamic,
+    "fused": fused,
+    "graph": graph_optimized,
+}
+CALIBRATED = {"int8-smooth", "fused-int8-smooth"}  # the methods that use calibration texts
 
 
 def make_variant(method: str, source: Path, dest: Path, calibration: Calibration | None = None) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 ``with.eval`` names files of evaluation texts (the training pipeline's held-out ``test.json``),
 ``with.contract`` a contract whose golden examples are compared too, ``with.calibrate`` files of
-texts int8-smooth calibrates on (the training split's ``train.json``); ``with.methods``,
+texts the int8-smooth methods calibrate on (the training split's ``train.json``); ``with.methods``,
 ``with.min_agreement`` (default 0.99), ``with.measure`` (default true) and ``with.aliases`` as for
 ``conveyor models optimize``.
 The step fails when no variant agrees (or none is faster), listing the disagreeing texts.
@@ -24,7 +24,7 @@ def _paths(ctx: StepContext, value: Any) -> list[Path]:
 
 @step_type("optimize")
 def optimize(ctx: StepContext) -> dict[str, Any]:
-    """A faster variant of ``with.ref`` (int8-smooth, int8, graph), gated on label agreement and registered."""
+    """A faster variant of ``with.ref`` (see ``DEFAULT_METHODS``), gated on label agreement and registered."""
     from conveyor.optimize.run import DEFAULT_METHODS, GateRefused, evaluation_texts
     from conveyor.optimize.run import optimize as run_optimize
     from conveyor.registry.config import open_registry
