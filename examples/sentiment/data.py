@@ -10,11 +10,15 @@ run time with pip (never committed).
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from examples.sentiment.cache import locked
 
 VADER_SDIST = "vaderSentiment==3.3.2"
 GROUND_TRUTH_ARCHIVE = "additional_resources/hutto_ICWSM_2014.tar.gz"
@@ -35,34 +39,47 @@ class Dataset:
 
 
 def fetch(data_dir: Path) -> Path:
-    """Download and unpack the vaderSentiment sdist once; returns the unpacked folder."""
+    """Download and unpack the vaderSentiment sdist once; returns the unpacked folder.
+
+    Several processes fetch at once (test workers, a pipeline beside a build): the first one
+    downloads under a lock while the others wait, and the sdist is unpacked into a staging
+    folder renamed into place only when complete, so nobody reads a half-unpacked ground truth.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     unpacked = data_dir / "vaderSentiment-3.3.2"
-    if (unpacked / "hutto_ICWSM_2014").is_dir():
-        return unpacked
-    archives = list(data_dir.glob("vaderSentiment-3.3.2.tar.gz"))
-    if not archives:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-binary",
-                ":all:",
-                "--no-deps",
-                "-d",
-                str(data_dir),
-                VADER_SDIST,
-            ],
-            check=True,
-        )
+    with locked(unpacked):
+        if (unpacked / "hutto_ICWSM_2014").is_dir():
+            return unpacked
         archives = list(data_dir.glob("vaderSentiment-3.3.2.tar.gz"))
-    with tarfile.open(archives[0]) as sdist:
-        sdist.extractall(data_dir, filter="data")
-    with tarfile.open(unpacked / GROUND_TRUTH_ARCHIVE) as inner:
-        inner.extractall(unpacked, filter="data")
+        if not archives:
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-binary",
+                    ":all:",
+                    "--no-deps",
+                    "-d",
+                    str(data_dir),
+                    VADER_SDIST,
+                ],
+                check=True,
+            )
+            archives = list(data_dir.glob("vaderSentiment-3.3.2.tar.gz"))
+        staging = Path(tempfile.mkdtemp(prefix=".vader-", dir=data_dir))
+        try:
+            with tarfile.open(archives[0]) as sdist:
+                sdist.extractall(staging, filter="data")
+            source = staging / unpacked.name
+            with tarfile.open(source / GROUND_TRUTH_ARCHIVE) as inner:
+                inner.extractall(source, filter="data")
+            shutil.rmtree(unpacked, ignore_errors=True)  # an earlier, incomplete unpack
+            source.rename(unpacked)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return unpacked
 
 
