@@ -1,8 +1,11 @@
 """Optimized variants benchmark, run by hand (``make bench-optimize``):
 
     .venv/bin/python -m benchmarks.optimize [--duration 6] [--rounds 3] [--methods fused-int8-smooth,int8-smooth,int8]
+        [--model sentiment|roberta] [--eval-limit N]
 
-For the reference model (``make model``) and each variant ``conveyor.optimize`` makes:
+For the reference model (``make model``; or with ``--model roberta`` the RoBERTa-base-shaped
+model of ``benchmarks.serving``, random weights, compute-bound) and each variant
+``conveyor.optimize`` makes:
   * agreement with fp32 on the training pipeline's held-out split (the gate's numbers);
   * the in-process limit (onnxruntime + tokenizer at the best batch size) and batch-1 p50;
   * ``conveyor serve`` under closed-loop wrk load at concurrency 1, 8 and 32.
@@ -32,6 +35,7 @@ from benchmarks.serving.__main__ import (
     load_levels,
     machine,
     preflight,
+    roberta_model_dir,
     run_wrk,
     running,
     write_bodies,
@@ -71,10 +75,21 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=6, help="seconds per load level and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--methods", default="fused-int8-smooth,int8-smooth,int8")
+    parser.add_argument(
+        "--model",
+        choices=("sentiment", "roberta"),
+        default="sentiment",
+        help="the reference model or the RoBERTa shape",
+    )
+    parser.add_argument("--eval-limit", type=int, default=0, help="held-out texts for agreement (0: all)")
     args = parser.parse_args()
     reference = preflight()
+    if args.model == "roberta":
+        reference = roberta_model_dir()
     methods = [m for m in args.methods.split(",") if m]
     training, texts = split_texts()
+    if args.eval_limit:
+        texts = texts[: args.eval_limit]
     calibration = calibration_for(reference, training)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -109,7 +124,7 @@ def main() -> None:
                 console.print(f"round {number}: " + ", ".join(f"{n} c32 {v:.0f}/s" for n, v in c32.items()))
 
     table = Table(
-        title=f"fp32 and variants served by conveyor, wrk on the same 2 cores, median of {args.rounds} rounds"
+        title=f"{args.model}: fp32 and variants served by conveyor, wrk on the same cores, {args.rounds} rounds"
     )
     for column in (
         "model",
