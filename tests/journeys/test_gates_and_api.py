@@ -120,6 +120,20 @@ def test_a_user_optimizes_a_version_and_the_gate_is_in_its_record(user: User, vo
     assert missing.returncode == 4 and "votes" in missing.stderr and "Traceback" not in missing.stderr
 
 
+def test_optimize_with_the_default_methods_runs_every_method_from_the_wheel(user: User, vote_folder: Path) -> None:
+    """The fusions' own imports (sympy, for onnxruntime.transformers) come with the wheel: each method
+    runs and says why it does not apply to this attention-free model, rather than failing to start."""
+    copy_model(vote_folder, user.workdir / "model")
+    user.ok("models", "register", "model", "--name", "votes")
+    (user.workdir / "eval.txt").write_text("good great day\nbad awful food\ngood day\nham and eggs\n")
+    result = user.run("models", "optimize", "votes:1", "--eval", "eval.txt", "--no-measure", "--dry-run", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["skipped"]["fused"] == "no transformer attention the optimizer recognizes"
+    assert report["skipped"]["fused-int8-smooth"] == "no transformer attention the optimizer recognizes"
+    assert report["chosen"] == "int8" and report["registered"] is None
+
+
 def test_the_dashboard_from_the_wheel_shows_the_registry_and_guards_its_buttons(user: User, vote_folder: Path) -> None:
     import httpx
 

@@ -117,7 +117,12 @@ def fused(source: Path, dest: Path, calibration: Calibration) -> dict[str, Any]:
     with _quiet():
         # heads and hidden size 0: read from the graph's reshapes; opt_level 0: the fusions only,
         # onnxruntime's own optimizations still run when the server loads the model
-        optimizer = optimize_model(str(source), model_type="bert", num_heads=0, hidden_size=0, opt_level=0)
+        try:
+            optimizer = optimize_model(str(source), model_type="bert", num_heads=0, hidden_size=0, opt_level=0)
+        except Exception as error:  # its pattern matching was written for exporters' graphs, not every graph
+            raise NotApplicable(
+                f"onnxruntime's transformer optimizer failed on this graph ({type(error).__name__}: {error})"
+            ) from error
         counts = optimizer.get_fused_operator_statistics()
         if not counts.get("Attention") and not counts.get("MultiHeadAttention"):
             raise NotApplicable("no transformer attention the optimizer recognizes")
