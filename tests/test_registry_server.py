@@ -171,7 +171,12 @@ def test_request_bodies_take_json_types_not_lookalikes(server: RegistryServer, t
     files = {"files": [{"path": "model.onnx", "sha256": digest, "size": len(data)}]}
     httpx.post(f"{server.url}/api/v1/models/strict/versions", json=files, headers=headers).raise_for_status()
     alias = f"{server.url}/api/v1/models/strict/aliases/production"
-    for body, field in [({"version": 1, "protect": 0}, "protect"), ({"version": "1"}, "version")]:
+    for body, field in [
+        ({"version": 1, "protect": 0}, "protect"),
+        ({"version": "1"}, "version"),
+        ({"version": 1.5}, "version"),
+        ({"version": True}, "version"),
+    ]:
         refused = httpx.put(alias, json=body, headers=headers)
         assert refused.status_code == 422, refused.text
         assert field in refused.json()["error"]
@@ -179,6 +184,9 @@ def test_request_bodies_take_json_types_not_lookalikes(server: RegistryServer, t
     assert tags.status_code == 422 and "set.stage" in tags.json()["error"]
     moved = httpx.put(alias, json={"version": 1, "protect": False}, headers=headers)
     assert moved.status_code == 200 and moved.json()["version"] == 1
+    # JSON Schema's integer is a number with no fraction: 1.0 is version 1 (schemathesis sends it)
+    whole = httpx.put(alias, content=b'{"version": 1.0}', headers={**headers, "Content-Type": "application/json"})
+    assert whole.status_code == 200 and whole.json()["version"] == 1
 
 
 def test_serve_a_reference_from_the_remote_registry(

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -222,6 +222,11 @@ def _flag(request: Request, name: str) -> bool:
     raise InvalidInput(f"?{name}= takes 1, true, 0 or false, not {value!r}")
 
 
+def _whole_number(value: Any) -> Any:
+    """JSON has one number type: 2.0 is the integer 2 (as JSON Schema says), 2.5 and "2" are not."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
 # Request bodies take JSON's own types: 0 is not false and "1" is not a version number.
 class TagChange(BaseModel):
     model_config = ConfigDict(strict=True)
@@ -233,7 +238,7 @@ class TagChange(BaseModel):
 class AliasMove(BaseModel):
     model_config = ConfigDict(strict=True)
 
-    version: int
+    version: Annotated[int, BeforeValidator(_whole_number)]
     force: bool = False
     protect: bool | None = None
 
