@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo behind `make demo`, the whole flow on embedded defaults: the training pipeline
-# (registers sentiment@production if the quality gate passes), the delivery pipeline (image built,
-# verified, pushed to a local OCI registry, @staging moved) where podman/docker exist, then the
-# model served (container, else in-process), the classic calls and every layer verified.
+# (registers sentiment@production if the quality gate passes, and its int8 variant if it agrees),
+# the delivery pipeline (image built, verified, pushed to a local OCI registry, @staging moved)
+# where podman/docker exist, then the model served (container, else in-process), the classic
+# calls, every layer verified, and a canary of the variant through the router.
 # DEMO_EXIT=1 stops after the checks instead of serving until Ctrl-C.
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
@@ -20,9 +21,9 @@ cleanup=()
 on_exit() { for action in "${cleanup[@]}"; do eval "${action}" || true; done; }
 trap on_exit EXIT
 
-echo "== pipeline train: prepare -> train -> evaluate (quality gate) -> register =="
+echo "== pipeline train: prepare -> train -> evaluate (quality gate) -> register -> optimize =="
 echo "\$ conveyor pipeline run train"
-"${CONVEYOR}" pipeline run train || echo "(the training pipeline did not register a new version: see above)"
+"${CONVEYOR}" pipeline run train || echo "(a step of the training pipeline failed: see above)"
 "${CONVEYOR}" models list
 VERSION=$("${CONVEYOR}" models show sentiment@production --json | python3 -c "import json,sys;print(json.load(sys.stdin)['version'])")
 echo
@@ -144,7 +145,7 @@ echo "      --model-ref sentiment@production --model-path ${CONVEYOR_HOME}/demo-
     --model-ref sentiment@production --model-path "${CONVEYOR_HOME}/demo-model" \
     --junit "${CONVEYOR_HOME}/verify.xml" || echo "(verification failed: see the table above)"
 echo
-echo "== controlled rollout: a canary of a second version through the router, promoted step by step =="
+echo "== controlled rollout: a canary of a second version through the router, promoted step by step or rolled back =="
 ROUTER_PORT=$((PORT + 80))
 ROUTER="http://127.0.0.1:${ROUTER_PORT}"
 echo "\$ conveyor router --service sentiment --port ${ROUTER_PORT} &"
@@ -155,13 +156,24 @@ for _ in $(seq 1 100); do curl -s -o /dev/null "${ROUTER}/_conveyor/health" && b
 echo "\$ conveyor rollout start sentiment:${VERSION}        # the service's first version: straight to 100%"
 "${CONVEYOR}" rollout down sentiment >/dev/null 2>&1 || true
 "${CONVEYOR}" rollout start "sentiment:${VERSION}" --service sentiment
-# The second version: the same weights served with a 64-token limit instead of 128 (faster on long texts).
-SECOND="${CONVEYOR_HOME}/demo-second"
-rm -rf "${SECOND}" && cp -r "${CONVEYOR_HOME}/demo-model" "${SECOND}"
-sed -i 's/^max_length: .*/max_length: 64/' "${SECOND}/model.yaml"
-echo "\$ conveyor models register ${SECOND} --name sentiment --property change=max_length-64 --skip-unchanged"
-"${CONVEYOR}" models register "${SECOND}" --name sentiment --property change=max_length-64 --skip-unchanged >/dev/null
-NEXT=$("${CONVEYOR}" models show sentiment --json | python3 -c "import json,sys;print(json.load(sys.stdin)['latest_version'])")
+latest() { "${CONVEYOR}" models show sentiment --json | python3 -c "import json,sys;print(json.load(sys.stdin)['latest_version'])"; }
+NEXT=$(latest)
+if [[ "${NEXT}" != "${VERSION}" ]]; then
+    # the training pipeline's optimize step registered the int8 variant beside @production
+    "${CONVEYOR}" models show "sentiment:${NEXT}" --json | python3 -c "import json,sys
+v=json.load(sys.stdin); m=v['lineage']['metrics']
+print(f\"the second version: sentiment:{v['version']}, the {v['properties'].get('optimization')} variant of \"
+      f\"{v['lineage'].get('optimized_from')} ({m.get('agreement', 0):.2%} held-out agreement, \"
+      f\"{m.get('speedup_in_process', 0):.2f}x in-process); the canary checks it on live, mirrored traffic\")"
+else
+    # no variant (run again: nothing new to optimize): the same weights with a 64-token limit instead of 128
+    SECOND="${CONVEYOR_HOME}/demo-second"
+    rm -rf "${SECOND}" && cp -r "${CONVEYOR_HOME}/demo-model" "${SECOND}"
+    sed -i 's/^max_length: .*/max_length: 64/' "${SECOND}/model.yaml"
+    echo "\$ conveyor models register ${SECOND} --name sentiment --property change=max_length-64 --skip-unchanged"
+    "${CONVEYOR}" models register "${SECOND}" --name sentiment --property change=max_length-64 --skip-unchanged >/dev/null
+    NEXT=$(latest)
+fi
 "${BIN}/python" - "${ROUTER}" <<'LOAD' &
 import itertools, sys, time
 import httpx

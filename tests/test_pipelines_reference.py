@@ -53,6 +53,13 @@ def _training_registers_and_its_gate_refuses_worse_models(home: Path, monkeypatc
     assert version.lineage.metrics["accuracy"] > version.lineage.metrics["vader_lexicon_accuracy"]
     assert len(version.properties["data_digest"]) == 64
     assert version.lineage.git_commit
+    # the optimize step: the int8 variant registered beside it, gated on agreement on the held-out split
+    assert run["steps"]["optimize"]["status"] == "success", run["steps"]["optimize"]["message"]
+    variant = open_local().resolve("sentiment:2")
+    assert variant.lineage.optimized_from == "sentiment:1"
+    assert variant.properties["optimization"] == "fused-int8-smooth"
+    assert variant.lineage.metrics["agreement"] >= 0.99
+    assert open_local().resolve("sentiment@production").version == 1, "the variant waits for its canary"
 
     code, refused = pipeline("train", "--param", "accuracy_threshold=0.99", env=env)
     assert code == 1
@@ -60,7 +67,8 @@ def _training_registers_and_its_gate_refuses_worse_models(home: Path, monkeypatc
     assert refused["steps"]["evaluate"]["status"] == "failure"
     assert "below the threshold 0.99" in refused["steps"]["evaluate"]["message"]
     assert refused["steps"]["register"]["status"] == "skipped"
-    assert [v.version for v in open_local().list_versions("sentiment")] == [1]
+    assert refused["steps"]["optimize"]["status"] == "skipped"
+    assert [v.version for v in open_local().list_versions("sentiment")] == [1, 2]
 
     # a better model at @production: the same accuracy is now below it
     folder = Path(run["artifacts"]) / "model"
@@ -74,7 +82,7 @@ def _training_registers_and_its_gate_refuses_worse_models(home: Path, monkeypatc
     code, worse = pipeline("train", env=env)
     assert code == 1
     assert "below @production's 0.9900" in worse["steps"]["evaluate"]["message"]
-    assert open_local().resolve("sentiment@production").version == 2
+    assert open_local().resolve("sentiment@production").version == 3
 
 
 def _delivery_builds_verifies_and_moves_staging(home: Path, monkeypatch: pytest.MonkeyPatch, request) -> None:
