@@ -87,6 +87,28 @@ def test_an_int8_variant_that_agrees_is_registered_with_its_lineage(conveyor_hom
     assert sizes["model.onnx"] < {f.path: f.size for f in original.files}["model.onnx"]  # int8 weights
 
 
+def test_optimizing_a_version_again_returns_its_variant_instead_of_a_duplicate(
+    conveyor_home: Path, bert_folder: Path, tmp_path: Path
+) -> None:
+    open_local().register(bert_folder, "bert")
+    texts = tmp_path / "eval.json"
+    texts.write_text(json.dumps(sentences(40)))
+    args = ("models", "optimize", "bert:1", "--method", "int8", "--eval", str(texts), "--min-agreement", "0.9")
+    first = run_cli(*args, "--no-measure", "--json")
+    assert first.returncode == 0 and json.loads(first.stdout)["registered"] == "bert:2", first.stderr
+    again = run_cli(*args, "--alias", "fast")
+    assert again.returncode == 0, again.stderr
+    assert "bert:2 is already the int8 variant of bert:1" in again.stdout and "nothing made" in again.stdout
+    registry = open_local()
+    assert [v.version for v in registry.list_versions("bert")] == [1, 2]
+    assert registry.resolve("bert@fast").version == 2  # the alias asked for still moves
+    # another method is another variant; --again makes a new one of the same method
+    other = run_cli(*args[:4], "graph", *args[5:], "--no-measure", "--json")
+    assert json.loads(other.stdout)["registered"] == "bert:3", other.stderr
+    forced = run_cli(*args, "--no-measure", "--again", "--json")
+    assert forced.returncode == 0 and json.loads(forced.stdout)["registered"] == "bert:4", forced.stderr
+
+
 def test_a_broken_variant_is_refused_with_the_texts_that_disagree(
     conveyor_home: Path, bert_folder: Path, tmp_path: Path
 ) -> None:
@@ -155,6 +177,12 @@ def test_the_optimize_step_registers_the_variant_in_a_pipeline(
     assert result.returncode == 0 and step["status"] == "success", step["message"]
     assert step["outputs"]["ref"] == "bert:2" and step["outputs"]["method"] == "int8"
     assert open_local().resolve("bert:2").lineage.optimized_from == "bert:1"
+    # run again (no step cache here): the variant it made is the output, nothing new registered
+    result = run_cli("pipeline", "run", "fast", "--file", str(project / "conveyor.yaml"), "--json")
+    step = json.loads(result.stdout)["steps"]["optimize"]
+    assert result.returncode == 0 and step["outputs"]["ref"] == "bert:2" and step["outputs"]["existing"] is True
+    assert step["outputs"]["agreement"] >= 0.9
+    assert [v.version for v in open_local().list_versions("bert")] == [1, 2]
 
 
 def test_a_bare_onnx_version_is_optimized_through_the_same_file_the_server_loads(

@@ -436,3 +436,12 @@ def test_skip_unchanged_registers_nothing_for_identical_files(
         (changed / item.name).write_bytes(item.read_bytes())
     (changed / "model.yaml").write_text((vote_model / "model.yaml").read_text() + "description: changed\n")
     assert registry.register(changed, "votes", skip_unchanged=True).version == 2
+    # the first files again, with version 2 (a variant, say) registered since: version 1, no duplicate
+    third = registry.register(vote_model, "votes", skip_unchanged=True, aliases=["production"])
+    assert (third.version, third.unchanged) == (1, True)
+    assert [v.version for v in registry.list_versions("votes")] == [1, 2]
+    assert registry.resolve("votes@production").version == 1
+    # an archived version is not brought back: the files register anew
+    registry.delete_alias("votes", "production")
+    registry.archive_version("votes", 1)
+    assert registry.register(vote_model, "votes", skip_unchanged=True).version == 3

@@ -444,13 +444,22 @@ def optimize(
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Gate and measure, register nothing.")] = False,
     alias: Annotated[list[str] | None, typer.Option(help="Point this alias at the new version (repeatable).")] = None,
+    again: Annotated[
+        bool,
+        typer.Option(
+            "--again",
+            help="Make a new variant even if the version already has one by these methods "
+            "[default: that one is returned, nothing made].",
+        ),
+    ] = False,
     registry: RegistryOption = None,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Make a faster variant of a version (int8, SmoothQuant int8, fused), gate it on agreement, register it.
 
-    Exit codes: 0 registered (or --dry-run passed), 1 refused (no variant agrees, or none is faster).
+    Exit codes: 0 registered (or --dry-run passed, or the version already has such a variant),
+    1 refused (no variant agrees, or none is faster).
     """
     from conveyor.cli.output import EXIT_FAILURE
     from conveyor.optimize.run import DEFAULT_METHODS, GateRefused, evaluation_texts
@@ -474,6 +483,7 @@ def optimize(
                 measure=not no_measure,
                 register=not dry_run,
                 aliases=alias or [],
+                again=again,
                 on_step=notice,
             )
         except GateRefused as refused:
@@ -488,6 +498,9 @@ def optimize(
             raise typer.Exit(EXIT_FAILURE) from None
     if as_json:
         print_json(outcome.as_dict())
+        return
+    if outcome.existing:
+        stdout.print(f"{outcome.reason} (--again makes a new one)", highlight=False)
         return
     stdout.print(_optimize_table(outcome))
     speedup = f", {outcome.speedup:.2f}x in-process" if outcome.speedup else ""

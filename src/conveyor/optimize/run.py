@@ -10,6 +10,10 @@
    than the original (then nothing is: a slower "optimization" is no optimization);
 5. its lineage says ``optimized_from`` and its metrics hold the agreement, the largest
    probability difference and the measured speed-up.
+
+A version that already has a registered variant of one of the methods asked for gets that
+variant back (its aliases moved) instead of a duplicate, unless ``again``: a pipeline or a
+script can run the same optimization on every run.
 """
 
 from __future__ import annotations
@@ -70,9 +74,24 @@ class Outcome:
     registered: ModelVersion | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # method -> why it made no variant of this model
     reason: str = ""
+    existing: bool = False  # ``registered`` was made by an earlier run: nothing was made this time
+
+    @property
+    def method(self) -> str | None:
+        if self.chosen is not None:
+            return self.chosen.method
+        return self.registered.properties.get("optimization") if self.registered else None
+
+    @property
+    def agreement(self) -> float | None:
+        if self.chosen is not None:
+            return self.chosen.agreement.rate
+        return self.registered.lineage.metrics.get("agreement") if self.registered else None
 
     @property
     def speedup(self) -> float | None:
+        if self.existing and self.registered is not None:
+            return self.registered.lineage.metrics.get("speedup_in_process")
         if self.chosen is None or self.chosen.throughput is None or not self.original_throughput:
             return None
         return self.chosen.throughput / self.original_throughput
@@ -84,9 +103,11 @@ class Outcome:
             "original_texts_per_s": None if self.original_throughput is None else round(self.original_throughput, 1),
             "candidates": [c.as_dict() for c in self.candidates],
             "skipped": self.skipped,
-            "chosen": self.chosen.method if self.chosen else None,
+            "chosen": self.method,
+            "agreement": self.agreement,
             "speedup": None if self.speedup is None else round(self.speedup, 3),
             "registered": self.registered.ref if self.registered else None,
+            "existing": self.existing,
             "reason": self.reason,
         }
 
@@ -122,6 +143,20 @@ def evaluation_texts(golden: Iterable[list[str]], files: Iterable[Path]) -> list
     return list(dict.fromkeys(texts))  # each text once, in order
 
 
+def earlier_variant(registry: Registry, version: ModelVersion, methods: Iterable[str]) -> ModelVersion | None:
+    """The newest registered variant of ``version`` made by one of ``methods``; None when there is none."""
+    wanted = set(methods)
+    return max(
+        (
+            v
+            for v in registry.list_versions(version.name)
+            if v.lineage.optimized_from == version.ref and v.properties.get("optimization") in wanted
+        ),
+        key=lambda v: v.version,
+        default=None,
+    )
+
+
 def _candidate_folder(source: Path, model_file: Path, root: Path, name: str) -> tuple[Path, Path]:
     """A copy of the version's files in ``root/name`` with the model to be replaced; (folder, its model path)."""
     folder = root / name
@@ -141,9 +176,13 @@ def optimize(
     measure: bool = True,
     register: bool = True,
     aliases: Iterable[str] = (),
+    again: bool = False,
     on_step: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Make, gate, measure and (``register``) register the best variant of ``ref``; GateRefused when none qualifies.
+
+    When ``ref`` already has a variant of one of ``methods`` (and not ``again``, ``variant`` or a dry run), that
+    variant is the outcome (``existing``) and nothing is made.
 
     ``calibration_texts`` feed the calibrated methods (int8-smooth, fused-int8-smooth); without them the evaluation
     texts are used, which is weaker evidence: the gate then compares on the texts calibrated on.
@@ -160,6 +199,19 @@ def optimize(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise InvalidInput(f"unknown optimization(s) {unknown}; methods: {', '.join(METHODS)}")
+    aliases = list(aliases)
+    if register and variant is None and not again:
+        source = registry.resolve(ref)
+        if (earlier := earlier_variant(registry, source, methods)) is not None:
+            for alias in aliases:
+                registry.set_alias(earlier.name, alias, earlier.version)
+            outcome = Outcome(source, min_agreement, registered=registry.resolve(earlier.ref), existing=True)
+            agreement = outcome.agreement
+            measured = f", {agreement:.2%} agreement when it was made" if agreement is not None else ""
+            outcome.reason = (
+                f"{earlier.ref} is already the {outcome.method} variant of {source.ref}{measured}: nothing made"
+            )
+            return outcome
     version, folder = registry.cached(ref)
     model_file = resolve_model(*locate_model(folder)).model_path  # the file the server would load
     outcome = Outcome(version, min_agreement)
@@ -240,7 +292,7 @@ def optimize(
                     "optimization": chosen.method,
                     "optimization_params": json.dumps(chosen.params, sort_keys=True),
                 },
-                aliases=list(aliases),
+                aliases=aliases,
                 lineage=Lineage(
                     source=version.lineage.source,
                     git_commit=version.lineage.git_commit,

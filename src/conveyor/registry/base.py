@@ -135,8 +135,10 @@ class RegistryBase:
         """Store every file of ``path`` as a blob, then make the version visible in one step.
 
         A crash before the last step leaves no version (at most unreferenced blobs).
-        With ``skip_unchanged``, files identical to the latest version register
-        nothing: that version is returned (and the aliases pointed at it).
+        With ``skip_unchanged``, files identical to an existing version's (the newest such,
+        archived ones aside) register nothing: that version is returned (and the aliases pointed
+        at it), so a pipeline run again on unchanged code adds no duplicate even when a later
+        version (an optimized variant, say) has been registered since.
         """
         check_name(name)
         progress = progress or Silent()
@@ -146,10 +148,10 @@ class RegistryBase:
         for relative, local in files:
             digest, size = sha256_file(local, progress.advance)
             entries.append(FileEntry(path=relative, sha256=digest, size=size))
-        if skip_unchanged and (latest := self._latest_or_none(name)) and latest.digest == version_digest(entries):
+        if skip_unchanged and (same := self._version_with_digest(name, version_digest(entries))):
             for alias in aliases:
-                self.set_alias(name, alias, latest.version)
-            return self.resolve(f"{name}:{latest.version}").model_copy(update={"unchanged": True})
+                self.set_alias(name, alias, same.version)
+            return self.resolve(f"{name}:{same.version}").model_copy(update={"unchanged": True})
         missing: dict[str, tuple[Path, int]] = {}
         for entry, (_, local) in zip(entries, files, strict=True):
             if entry.sha256 not in missing and not self.blob_exists(entry.sha256):
@@ -203,13 +205,15 @@ class RegistryBase:
         version = self.resolve(ref)
         return version, cache_version(version, self.open_blob, self.cache_dir, progress, on_notice)
 
-    def _latest_or_none(self, name: str) -> ModelVersion | None:
+    def _version_with_digest(self, name: str, digest: str) -> ModelVersion | None:
+        """The newest unarchived version of ``name`` whose files have ``digest``; None when none (or no model)."""
         try:
-            return self.resolve(name)
+            versions = self.list_versions(name)
         except ClientError as exc:
             if exc.status == 404:
                 return None
             raise
+        return max((v for v in versions if v.digest == digest), key=lambda v: v.version, default=None)
 
     # primitives -------------------------------------------------------------------------------
 

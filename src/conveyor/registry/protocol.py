@@ -69,7 +69,7 @@ class Registry(Protocol):
         ...
 
     def list_versions(self, name: str, include_archived: bool = False) -> list[ModelVersion]:
-        """The versions of ``name``, newest first."""
+        """The versions of ``name``, oldest first."""
         ...
 
     def set_alias(self, name: str, alias: str, version: int, force: bool = False, protect: bool | None = None) -> Alias:

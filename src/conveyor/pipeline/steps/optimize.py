@@ -3,9 +3,10 @@
 ``with.eval`` names files of evaluation texts (the training pipeline's held-out ``test.json``),
 ``with.contract`` a contract whose golden examples are compared too, ``with.calibrate`` files of
 texts the int8-smooth methods calibrate on (the training split's ``train.json``); ``with.methods``,
-``with.min_agreement`` (default 0.99), ``with.measure`` (default true) and ``with.aliases`` as for
-``conveyor models optimize``.
-The step fails when no variant agrees (or none is faster), listing the disagreeing texts.
+``with.min_agreement`` (default 0.99), ``with.measure`` (default true), ``with.aliases`` and
+``with.again`` (default false) as for ``conveyor models optimize``.
+The step fails when no variant agrees (or none is faster), listing the disagreeing texts; a version
+that already has a variant by these methods gets that one back, so a run on unchanged code adds nothing.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def optimize(ctx: StepContext) -> dict[str, Any]:
             min_agreement=float(ctx.arg("min_agreement", 0.99)),
             measure=bool(ctx.arg("measure", True)),
             aliases=list(ctx.arg("aliases", []) or []),
+            again=bool(ctx.arg("again", False)),
             on_step=print,
         )
     except GateRefused as refused:
@@ -51,13 +53,14 @@ def optimize(ctx: StepContext) -> dict[str, Any]:
             for d in candidate.agreement.disagreements[:5]:
                 print(f"{candidate.method}: {d['text']!r}: {d['original']} -> {d['variant']}")
         raise StepFailed(str(refused)) from None
-    assert outcome.registered is not None and outcome.chosen is not None
+    assert outcome.registered is not None
     speed = f", {outcome.speedup:.2f}x in-process" if outcome.speedup else ""
-    print(f"registered {outcome.registered.ref}: {outcome.reason}{speed}")
+    print(outcome.reason if outcome.existing else f"registered {outcome.registered.ref}: {outcome.reason}{speed}")
     return {
         "ref": outcome.registered.ref,
         "version": outcome.registered.version,
-        "method": outcome.chosen.method,
-        "agreement": round(outcome.chosen.agreement.rate, 6),
+        "method": outcome.method,
+        "agreement": None if outcome.agreement is None else round(outcome.agreement, 6),
         "speedup": None if outcome.speedup is None else round(outcome.speedup, 4),
+        "existing": outcome.existing,
     }
