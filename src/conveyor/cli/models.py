@@ -118,7 +118,10 @@ def register(
     metric: Annotated[list[str] | None, typer.Option(help="Lineage metric key=number (repeatable).")] = None,
     run_id: Annotated[str | None, typer.Option(help="The pipeline run that produced it.")] = None,
     skip_unchanged: Annotated[
-        bool, typer.Option(help="Register nothing if the files equal the latest version's (aliases still move).")
+        bool,
+        typer.Option(
+            help="Register nothing if the files equal an existing version's (the newest such; aliases move to it)."
+        ),
     ] = False,
     registry: RegistryOption = None,
     token: TokenOption = None,
