@@ -74,7 +74,11 @@ class Outcome:
     registered: ModelVersion | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # method -> why it made no variant of this model
     reason: str = ""
-    existing: bool = False  # ``registered`` was made by an earlier run: nothing was made this time
+
+    @property
+    def existing(self) -> bool:
+        """``registered`` was made by an earlier run: nothing was chosen, so nothing was made this time."""
+        return self.registered is not None and self.chosen is None
 
     @property
     def method(self) -> str | None:
@@ -90,9 +94,9 @@ class Outcome:
 
     @property
     def speedup(self) -> float | None:
-        if self.existing and self.registered is not None:
-            return self.registered.lineage.metrics.get("speedup_in_process")
-        if self.chosen is None or self.chosen.throughput is None or not self.original_throughput:
+        if self.chosen is None:
+            return self.registered.lineage.metrics.get("speedup_in_process") if self.registered else None
+        if self.chosen.throughput is None or not self.original_throughput:
             return None
         return self.chosen.throughput / self.original_throughput
 
@@ -205,7 +209,7 @@ def optimize(
         if (earlier := earlier_variant(registry, source, methods)) is not None:
             for alias in aliases:
                 registry.set_alias(earlier.name, alias, earlier.version)
-            outcome = Outcome(source, min_agreement, registered=registry.resolve(earlier.ref), existing=True)
+            outcome = Outcome(source, min_agreement, registered=registry.resolve(earlier.ref))
             agreement = outcome.agreement
             measured = f", {agreement:.2%} agreement when it was made" if agreement is not None else ""
             outcome.reason = (
