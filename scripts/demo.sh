@@ -156,25 +156,25 @@ for _ in $(seq 1 100); do curl -s -o /dev/null "${ROUTER}/_conveyor/health" && b
 echo "\$ conveyor rollout start sentiment:${VERSION}        # the service's first version: straight to 100%"
 "${CONVEYOR}" rollout down sentiment >/dev/null 2>&1 || true
 "${CONVEYOR}" rollout start "sentiment:${VERSION}" --service sentiment
-latest() { "${CONVEYOR}" models show sentiment --json | python3 -c "import json,sys;print(json.load(sys.stdin)['latest_version'])"; }
-# the int8 variant of @production the training pipeline's optimize step registered (empty if none)
+# the int8 variant of @production the training pipeline's optimize step registered: its number on
+# stdout (empty if none), what it is on stderr
 NEXT=$("${CONVEYOR}" models show sentiment --json | python3 -c "import json,sys
-ours=[v['version'] for v in json.load(sys.stdin)['versions'] if v['lineage'].get('optimized_from') == 'sentiment:${VERSION}']
-print(max(ours) if ours else '')")
-if [[ -n "${NEXT}" ]]; then
-    "${CONVEYOR}" models show "sentiment:${NEXT}" --json | python3 -c "import json,sys
-v=json.load(sys.stdin); m=v['lineage']['metrics']
-print(f\"the second version: sentiment:{v['version']}, the {v['properties'].get('optimization')} variant of \"
-      f\"{v['lineage'].get('optimized_from')} ({m.get('agreement', 0):.2%} held-out agreement, \"
-      f\"{m.get('speedup_in_process', 0):.2f}x in-process); the canary checks it on live, mirrored traffic\")"
-else
+ours=[v for v in json.load(sys.stdin)['versions'] if v['lineage'].get('optimized_from') == 'sentiment:${VERSION}']
+if ours:
+    v=max(ours, key=lambda v: v['version']); m=v['lineage']['metrics']
+    print(f\"the second version: sentiment:{v['version']}, the {v['properties'].get('optimization')} variant of \"
+          f\"{v['lineage'].get('optimized_from')} ({m.get('agreement', 0):.2%} held-out agreement, \"
+          f\"{m.get('speedup_in_process', 0):.2f}x in-process); the canary checks it on live, mirrored traffic\",
+          file=sys.stderr)
+    print(v['version'])")
+if [[ -z "${NEXT}" ]]; then
     # no variant (the optimize step failed or found none faster here): the same weights with a 64-token limit
     SECOND="${CONVEYOR_HOME}/demo-second"
     rm -rf "${SECOND}" && cp -r "${CONVEYOR_HOME}/demo-model" "${SECOND}"
     sed -i 's/^max_length: .*/max_length: 64/' "${SECOND}/model.yaml"
     echo "\$ conveyor models register ${SECOND} --name sentiment --property change=max_length-64 --skip-unchanged"
     "${CONVEYOR}" models register "${SECOND}" --name sentiment --property change=max_length-64 --skip-unchanged >/dev/null
-    NEXT=$(latest)
+    NEXT=$("${CONVEYOR}" models show sentiment --json | python3 -c "import json,sys;print(json.load(sys.stdin)['latest_version'])")
 fi
 "${BIN}/python" - "${ROUTER}" <<'LOAD' &
 import itertools, sys, time
