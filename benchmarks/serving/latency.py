@@ -31,19 +31,14 @@ from conveyor.serving.runtime import RuntimeOptions
 from conveyor.serving.spec import resolve_model
 
 
-def p50_us(call, n: int) -> float:  # type: ignore[no-untyped-def]
-    samples = []
-    for i in range(n):
-        started = time.perf_counter()
-        call(i)
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples) * 1e6
-
-
 def timed(call, i: int) -> float:  # type: ignore[no-untyped-def]
     started = time.perf_counter()
     call(i)
     return time.perf_counter() - started
+
+
+def p50_us(call, n: int) -> float:  # type: ignore[no-untyped-def]
+    return statistics.median([timed(call, i) for i in range(n)]) * 1e6
 
 
 def alternating(model: TextClassifier, texts: list[str], calls: int) -> tuple[float, float]:
@@ -56,9 +51,7 @@ def alternating(model: TextClassifier, texts: list[str], calls: int) -> tuple[fl
         hopped: list[float] = []
         for i in range(calls):
             one = [texts[i % len(texts)]]
-            started = time.perf_counter()
-            model.classify(one)
-            direct.append(time.perf_counter() - started)
+            direct.append(timed(lambda j: model.classify([texts[j % len(texts)]]), i))
             started = time.perf_counter()
             await batcher.submit(one)
             hopped.append(time.perf_counter() - started)
