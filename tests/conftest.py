@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conveyor.containers import free_port
 from tests import models
 from tests.waiting import wait_for
 
@@ -38,12 +38,6 @@ def shared_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
         os.environ.pop("CONVEYOR_WHEELHOUSE", None)
     else:
         os.environ["CONVEYOR_WHEELHOUSE"] = previous
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

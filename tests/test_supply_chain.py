@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from conveyor.supply_chain.sbom import SbomFacts, check_sbom, parse_lock
+from tests.conftest import free_port, start_server
 from tests.registry_fixtures import run_cli
 from tests.rollout_fixtures import fake_command, kill_backends, start_router
 
@@ -158,6 +159,31 @@ def test_a_rollout_of_an_unsigned_canary_under_a_signing_policy_is_refused_befor
         kill_backends(conveyor_home)
 
 
+def test_the_registry_policy_alone_refuses_an_unsigned_canary_before_a_backend_starts(
+    conveyor_home: Path, vote_model: Path, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    router = start_router(tmp_path)
+    try:
+        for _ in range(2):
+            run_cli("models", "register", str(vote_model), "--name", "svc", check=True)
+        run_cli("rollout", "start", "v1", "--service", "svc", "--command", fake_command("healthy"), check=True)
+        run_cli("models", "tag", "svc", "require-signed=true", check=True)
+        logs_before = sorted((conveyor_home / "rollouts").rglob("*.log"))
+        refused = run_cli("rollout", "start", "svc:2", "--service", "svc", "--command", fake_command("healthy"),
+                          "--trusted-key", f"{keys['team']}.pub")  # fmt: skip
+        assert refused.returncode == 1, refused.stderr
+        assert refused.stderr.count("svc:2 is not signed") == 1, refused.stderr
+        assert "refused svc:2 before any traffic moved" in refused.stderr
+        assert sorted((conveyor_home / "rollouts").rglob("*.log")) == logs_before, "a canary backend was started"
+        status = json.loads(run_cli("rollout", "status", "svc", "--json", check=True).stdout)
+        assert status["ref"] == "v1" and status["phase"] == "succeeded", "the refused rollout left a record"
+        no_keys = run_cli("rollout", "start", "svc:2", "--service", "svc", "--command", fake_command("healthy"))
+        assert no_keys.returncode == 1 and "names no trusted keys" in no_keys.stderr
+    finally:
+        router.stop()
+        kill_backends(conveyor_home)
+
+
 def test_the_generated_workflow_gives_the_signing_secret_only_to_jobs_that_sign(tmp_path: Path) -> None:
     from conveyor.pipeline.github import workflow
     from conveyor.pipeline.spec import get_pipeline, load_project
@@ -193,3 +219,60 @@ def test_a_registry_policy_tag_makes_downloads_and_serving_require_a_trusted_sig
     assert json.loads(got.stdout)["signed_by"]
     unsigned = run_cli("serve", "votes:2", "--port", "9", env=trusting)
     assert unsigned.returncode == 1 and "votes:2 is not signed" in unsigned.stderr
+
+
+def test_under_the_registry_policy_a_trusted_key_alone_is_enough(
+    signed: str, keys: dict[str, Path], vote_model: Path, tmp_path: Path
+) -> None:
+    run_cli("models", "register", str(vote_model), "--name", "votes", check=True)  # votes:2, unsigned
+    run_cli("models", "tag", "votes", "require-signed=true", check=True)
+    trust = ("--trusted-key", f"{keys['team']}.pub")
+    got = run_cli("models", "download", signed, "-o", str(tmp_path / "got"), *trust, "--json")
+    assert got.returncode == 0, got.stderr
+    assert (
+        json.loads(got.stdout)["signed_by"]
+        == json.loads(run_cli("models", "verify-signature", signed, *trust, "--json", check=True).stdout)["signed_by"]
+    )
+    refused = run_cli("models", "download", "votes:2", "-o", str(tmp_path / "refused"), *trust)
+    assert refused.returncode == 1 and "votes:2 is not signed" in refused.stderr
+    server = start_server(signed, *trust, tmp_path=tmp_path)
+    try:
+        assert httpx.post(f"{server.url}/predict", json=["good"], timeout=10).status_code == 200
+        assert "signed by trusted key" in server.log()
+    finally:
+        server.stop()
+    unsigned = run_cli("serve", "votes:2", *trust, "--port", str(free_port()))
+    assert unsigned.returncode == 1 and "votes:2 is not signed" in unsigned.stderr
+    # a key named without the policy asks for nothing: an unsigned version of another model serves
+    run_cli("models", "register", str(vote_model), "--name", "free", check=True)
+    free = start_server("free:1", *trust, tmp_path=tmp_path)
+    free.stop()
+
+
+def _flip_stored_blob(home: Path, ref: str, path: str) -> None:
+    from conveyor.registry.config import open_local
+
+    entry = next(f for f in open_local().resolve(ref).files if f.path == path)
+    blob = home / "blobs" / "sha256" / entry.sha256[:2] / entry.sha256
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    blob.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_in_a_stored_blob_is_refused_by_download_serve_and_verify_signature(
+    signed: str, keys: dict[str, Path], conveyor_home: Path, tmp_path: Path
+) -> None:
+    from conveyor.registry.config import open_local
+
+    trust = ("--trusted-key", f"{keys['team']}.pub")
+    open_local().cached(signed)  # an intact copy in the cache, made before the store was changed
+    _flip_stored_blob(conveyor_home, signed, "model.onnx")
+    out = tmp_path / "download"
+    download = run_cli("models", "download", signed, "-o", str(out))
+    assert download.returncode == 1 and "model.onnx" in download.stderr and "corrupt" in download.stderr
+    assert not out.exists()
+    served = run_cli("serve", signed, "--port", str(free_port()), timeout=60)
+    assert served.returncode == 1 and "model.onnx" in served.stderr and "corrupt" in served.stderr
+    audit = run_cli("models", "verify-signature", signed, *trust)
+    assert audit.returncode == 1 and "model.onnx" in audit.stderr and "corrupt" in audit.stderr
+    assert "Traceback" not in download.stderr + served.stderr + audit.stderr

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from conveyor.registry.records import ModelVersion
 
 from conveyor.cli.output import ProgressBar, fail, handle_errors, new_table, print_json, stdout
-from conveyor.cli.trust import RequireSignedOption, TrustedKeyOption
+from conveyor.cli.trust import RequireSignedOption, TrustedKeyOption, trust_from_options
 from conveyor.errors import InvalidInput
 from conveyor.registry.config import open_registry
 from conveyor.registry.refs import parse_ref
@@ -225,12 +225,13 @@ def download(
 
     A signed version's signature lands beside them as .conveyor-signature.json; with
     --require-signed nothing is written unless a trusted key signed exactly these files."""
-    from conveyor.supply_chain.keys import require_trusted_keys
     from conveyor.supply_chain.model_signature import download_signed
 
     with handle_errors(), ProgressBar(enabled=not as_json) as bar:
-        trusted = require_trusted_keys(trusted_key) if require_signed else None
-        version, signed, key = download_signed(open_registry(registry, token), ref, out, trusted, progress=bar)
+        trusted, offered = trust_from_options(require_signed, trusted_key)
+        version, signed, key = download_signed(
+            open_registry(registry, token), ref, out, trusted, progress=bar, offered=offered
+        )
     if as_json:
         print_json(
             {"version": version.model_dump(mode="json"), "path": str(out.resolve()), "signed": signed, "signed_by": key}
@@ -271,15 +272,16 @@ def verify_signature(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Check that a trusted key signed exactly the files of a version. Exit 1 when it did not."""
-    from conveyor.supply_chain.keys import require_trusted_keys
-    from conveyor.supply_chain.model_signature import verify_version
+    """Check that a trusted key signed exactly the files the registry stores for a version. Exit 1 when not.
 
-    with handle_errors():
-        store = open_registry(registry, token)
+    Every stored file is read and hashed again (not a cached copy): a byte changed in the
+    registry's storage since signing is refused, naming the file."""
+    from conveyor.supply_chain.keys import require_trusted_keys
+    from conveyor.supply_chain.model_signature import verify_stored
+
+    with handle_errors(), ProgressBar(enabled=not as_json) as bar:
         trusted = require_trusted_keys(trusted_key)
-        version, folder = store.cached(ref)
-        key_id = verify_version(store, version, folder, trusted)
+        version, key_id = verify_stored(open_registry(registry, token), ref, trusted, progress=bar)
     if as_json:
         print_json({"ref": version.ref, "verified": True, "signed_by": key_id})
     else:

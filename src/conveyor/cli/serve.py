@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from conveyor.cli.output import ProgressBar, fail, handle_errors, stderr
-from conveyor.cli.trust import RequireSignedOption, TrustedKeyOption
+from conveyor.cli.trust import RequireSignedOption, TrustedKeyOption, trust_from_options
 from conveyor.errors import ConveyorError
 from conveyor.registry.refs import looks_like_ref
 
@@ -64,23 +64,22 @@ def serve(
     from conveyor.serving.server import ServeConfig
     from conveyor.serving.server import serve as run_server
 
-    trusted = None
-    if require_signed:
-        from conveyor.supply_chain.keys import require_trusted_keys
-
-        with handle_errors():
-            trusted = require_trusted_keys(trusted_key)
+    with handle_errors():
+        trusted, offered = trust_from_options(require_signed, trusted_key)
     if not Path(model).exists() and looks_like_ref(model):
         with handle_errors(), ProgressBar() as bar:
             served = fetch_for_serving(
-                model, bar, on_notice=lambda text: stderr.print(f"warning: {text}"), trusted=trusted
+                model, bar, on_notice=lambda text: stderr.print(f"warning: {text}"), trusted=trusted, offered=offered
             )
         model = str(served.model)
         tokenizer = tokenizer or (str(served.tokenizer) if served.tokenizer else None)
         name = name or served.version.name
         model_version = model_version or str(served.version.version)
         # every file was hashed against the registry's digest just now, in the cache or on download
-        stderr.print(f"serving {served.version.ref} (sha256:{served.version.digest[:12]}, verified) from {model}")
+        signed = f", signed by trusted key {served.signed_by[:12]}" if served.signed_by else ""
+        stderr.print(
+            f"serving {served.version.ref} (sha256:{served.version.digest[:12]}, verified{signed}) from {model}"
+        )
     elif trusted is not None:  # a downloaded folder: its .conveyor-signature.json must cover its files
         from conveyor.supply_chain.model_signature import verify_downloaded
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from conveyor.supply_chain.keys import TrustedKey
 
 RequireSignedOption = Annotated[
     bool,
@@ -32,3 +35,18 @@ SignOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+def trust_from_options(
+    require_signed: bool, trusted_key: list[Path] | None
+) -> tuple[list[TrustedKey] | None, list[TrustedKey] | None]:
+    """(keys demanded, keys offered) from --require-signed and --trusted-key.
+
+    --require-signed demands a signature by one of the keys (given, else $CONVEYOR_TRUSTED_KEYS).
+    --trusted-key alone demands nothing: its keys are offered, and used where the registry's
+    policy (model tag require-signed=true) asks for a signature."""
+    from conveyor.supply_chain.keys import load_trusted_keys, require_trusted_keys
+
+    if require_signed:
+        return require_trusted_keys(trusted_key), None
+    return None, (load_trusted_keys(trusted_key) if trusted_key else None)

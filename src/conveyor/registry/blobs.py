@@ -45,6 +45,14 @@ def file_chunks(path: Path, progress: Progress | None = None) -> Iterator[bytes]
             yield chunk
 
 
+def hash_chunks(chunks: Iterable[bytes]) -> str:
+    """The sha256 of a stream of chunks."""
+    hasher = hashlib.sha256()
+    for chunk in chunks:
+        hasher.update(chunk)
+    return hasher.hexdigest()
+
+
 class BlobStore(Protocol):
     """Where version files live, keyed by sha256."""
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from conveyor.errors import Conflict, InvalidInput
 from conveyor.registry.access import TokenStore, WebhookStore
-from conveyor.registry.base import Progress, RegistryBase, check_file_path, version_digest
-from conveyor.registry.blobs import BlobStore, file_chunks
+from conveyor.registry.base import Progress, RegistryBase, cache_version, check_file_path, version_digest
+from conveyor.registry.blobs import BlobCorrupt, BlobStore, LocalBlobStore, file_chunks, hash_chunks
 from conveyor.registry.events import EventDispatcher, make_event
 from conveyor.registry.records import Alias, ModelVersion, NewVersion, RegisteredModel
 from conveyor.registry.refs import ModelRef, parse_ref
@@ -65,6 +65,25 @@ class LocalRegistry(RegistryBase):
 
     def open_blob(self, digest: str) -> Iterable[bytes]:
         return self.blobs.get(digest)
+
+    def cached(
+        self, ref: str | ModelRef, progress: Progress | None = None, on_notice: Callable[[str], None] | None = None
+    ) -> tuple[ModelVersion, Path]:
+        """The verified cached copy, once the stored blobs on this machine hash to their digests too.
+
+        The embedded registry's blobs lie on this disk, so checking them costs one read: a byte
+        flipped in the store is refused by ``serve`` and rollouts even while an older copy in the
+        cache is intact (the HTTP client, and blobs in S3, trust the cache, re-hashed, instead)."""
+        version = self.resolve(ref)
+        local_files = isinstance(self.blobs, LocalBlobStore)  # blobs in S3 cost a download: the cache stands
+        for entry in version.files if local_files else []:
+            actual = hash_chunks(self.blobs.get(entry.sha256))
+            if actual != entry.sha256:
+                raise BlobCorrupt(
+                    f"{entry.path}: the stored blob of {version.ref} hashes to sha256:{actual}, "
+                    f"but the registry recorded sha256:{entry.sha256}; the stored blob is corrupt"
+                )
+        return version, cache_version(version, self.open_blob, self.cache_dir, progress, on_notice)
 
     # ---- changing ---------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import os
 import shlex
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from conveyor import containers
@@ -23,8 +24,13 @@ from conveyor.readiness import readiness, wait_until_ready
 from conveyor.rollout.status import Backend
 
 
-def start_process(ref: str, version: str, log_dir: Path, role: str, command: str | None = None) -> Backend:
-    """``conveyor serve REF`` (or a custom command template with {port} and {ref}) on a free loopback port."""
+def start_process(
+    ref: str, version: str, log_dir: Path, role: str, command: str | None = None, trusted_keys: Sequence[str] = ()
+) -> Backend:
+    """``conveyor serve REF`` (or a custom command template with {port} and {ref}) on a free loopback port.
+
+    ``trusted_keys`` go to ``conveyor serve --trusted-key``: a registry whose policy asks for signed
+    versions then gets the keys the rollout's gate checked, not only $CONVEYOR_TRUSTED_KEYS."""
     port = free_port()
     if command:
         try:
@@ -32,7 +38,8 @@ def start_process(ref: str, version: str, log_dir: Path, role: str, command: str
         except (KeyError, IndexError, ValueError) as exc:
             raise InvalidInput(f"invalid backend command {command!r}: {exc}") from None
     else:
-        argv = conveyor_argv("serve", ref, "--host", "127.0.0.1", "--port", str(port))
+        keys = [arg for key in trusted_keys for arg in ("--trusted-key", key)]
+        argv = conveyor_argv("serve", ref, "--host", "127.0.0.1", "--port", str(port), *keys)
     log = log_dir / f"{role}-{version.replace(':', '-').replace('/', '_')}-{port}.log"
     try:
         process = spawn_detached(argv, log)

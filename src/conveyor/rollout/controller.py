@@ -73,7 +73,7 @@ class LocalBackends:
         ref, version = status.canary.ref, status.canary.version
         if status.canary.container is not None or status.canary.engine is not None:
             return backends.start_container(ref, version, f"conveyor-{status.service}-{status.id}")
-        return backends.start_process(ref, version, log_dir, CANARY, status.command)
+        return backends.start_process(ref, version, log_dir, CANARY, status.command, status.trusted_keys)
 
     def wait_ready(self, backend: Backend, timeout: float) -> None:
         backends.wait_ready(backend, timeout)

@@ -92,6 +92,16 @@ class Request:
     trusted_keys: list[Path] = field(default_factory=list)
 
 
+def registry_requires_signature(model_name: str | None) -> bool:
+    """Whether the registry's policy (model tag require-signed=true) covers a registered canary."""
+    if model_name is None:
+        return False
+    from conveyor.registry.config import open_registry
+    from conveyor.supply_chain.model_signature import policy_requires_signature
+
+    return policy_requires_signature(open_registry(), model_name)
+
+
 def new_status(request: Request, settings: RolloutSettings) -> RolloutStatus:
     """Validate the request against the router and the registry; the record of a rollout not started yet."""
     command = request.command or settings.command
@@ -117,15 +127,12 @@ def new_status(request: Request, settings: RolloutSettings) -> RolloutStatus:
         raise NotFound(f"contract {contract_path} does not exist")
     limits.contract = not request.no_contract
     policy = settings.supply_chain
-    if request.require_signed or policy.require:  # before the router is asked anything: nothing moves
+    trusted_keys = request.trusted_keys or [Path(p) for p in policy.trusted_keys]
+    if request.require_signed or policy.require or registry_requires_signature(model_name):
         from conveyor.rollout.supply_chain_gate import check_canary
 
-        check_canary(
-            serve_ref,
-            model_name is not None,
-            request.image,
-            request.trusted_keys or [Path(p) for p in policy.trusted_keys],
-        )
+        # before the router is asked anything or a backend starts: a refusal moves nothing
+        check_canary(serve_ref, model_name is not None, request.image, trusted_keys)
     store = StatusStore(service)
     client = RouterClient(router_url)
     try:
@@ -150,6 +157,7 @@ def new_status(request: Request, settings: RolloutSettings) -> RolloutStatus:
         stable=stable,
         canary=canary,
         command=None if request.image else command,
+        trusted_keys=[str(key.resolve()) for key in trusted_keys],
         contract_path=str(contract_path.resolve()) if contract_path else None,
         thresholds=limits,
         previous_ref=stable.ref or None,

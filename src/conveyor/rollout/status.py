@@ -96,6 +96,7 @@ class RolloutStatus(BaseModel):
     stable: Backend
     canary: Backend
     command: str | None = None  # backend command template ({port}, {ref}); None: conveyor serve
+    trusted_keys: list[str] = []  # the public keys the canary's `conveyor serve` checks its signature with
     contract_path: str | None = None
     thresholds: Thresholds = Thresholds()
     window: Window | None = None

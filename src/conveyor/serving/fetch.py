@@ -19,6 +19,7 @@ class ServedVersion:
     version: ModelVersion
     model: Path  # a folder with model.yaml, or an .onnx file
     tokenizer: Path | None
+    signed_by: str | None = None  # the trusted key whose signature was checked, when one was asked for
 
 
 def fetch_for_serving(
@@ -26,6 +27,7 @@ def fetch_for_serving(
     progress: Progress | None = None,
     on_notice: Callable[[str], None] | None = None,
     trusted: list[TrustedKey] | None = None,
+    offered: list[TrustedKey] | None = None,
 ) -> ServedVersion:
     """The version ``ref`` points at, from the local cache: downloaded once, re-verified by digest each time.
 
@@ -35,11 +37,10 @@ def fetch_for_serving(
 
     registry = open_registry()
     version, folder = registry.cached(ref, progress, on_notice)
-    trusted = trusted_for(registry, version.name, trusted)
-    if trusted is not None:
-        verify_version(registry, version, folder, trusted)
+    trusted = trusted_for(registry, version.name, trusted, offered)
+    signed_by = verify_version(registry, version, folder, trusted) if trusted is not None else None
     try:
         model, tokenizer = locate_model(folder)
     except ModelLoadError as exc:
         raise ModelLoadError(f"{version.ref}: {exc}") from None
-    return ServedVersion(version, model, tokenizer)
+    return ServedVersion(version, model, tokenizer, signed_by)

@@ -218,11 +218,10 @@ def verify_image(
     if registry is None or registry_version is None:
         add("model-signature", "failed", registry_problem or f"no registry to check {model_ref}'s signature in")
     else:
-        from conveyor.supply_chain.model_signature import verify_version
+        from conveyor.supply_chain.model_signature import verify_stored
 
         try:
-            _, folder = registry.cached(model_ref)
-            key = verify_version(registry, registry_version, folder, trusted)
+            _, key = verify_stored(registry, model_ref, trusted)
             add("model-signature", "passed", f"{model_ref} signed by key {short(key)} (OpenSSF model signing)")
         except ChainBroken as exc:
             add("model-signature", "failed", str(exc))

@@ -24,6 +24,7 @@ from pathlib import Path
 from conveyor.digest import sha256_file
 from conveyor.errors import ChainBroken, InvalidInput
 from conveyor.registry.base import COMPLETE_MARKER, Silent, download_version
+from conveyor.registry.blobs import BlobCorrupt
 from conveyor.registry.records import ModelVersion
 from conveyor.supply_chain.keys import SigningKey, TrustedKey, private_key_file, short
 
@@ -155,6 +156,33 @@ def verify_version(registry, version: ModelVersion, folder: Path, trusted: list[
     return verify_folder(folder, bundle, trusted, version.ref)
 
 
+def verify_stored(  # type: ignore[no-untyped-def]
+    registry, ref: str, trusted: list[TrustedKey], progress=None
+) -> tuple[ModelVersion, str]:
+    """Check a version as the registry holds it now: every stored blob read and hashed, then the signature.
+
+    An audit must look at the bytes, not at a copy made earlier: the blobs are streamed into a
+    scratch folder (each checked against its recorded sha256, so a flipped byte is refused naming
+    the file) and the signature is verified over what arrived.  Nothing is cached or kept."""
+    version = registry.resolve(ref)
+    bundle = signature_bytes(registry, version)
+    if bundle is None:
+        raise ChainBroken(f"{version.ref} is not signed (conveyor models sign {version.ref} --key KEY)")
+    verified: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="conveyor-audit-") as tmp:
+        try:
+            download_version(
+                version,
+                registry.open_blob,
+                Path(tmp) / "files",
+                progress,
+                check=lambda staging: verified.append(verify_folder(staging, bundle, trusted, version.ref)),
+            )
+        except BlobCorrupt as exc:
+            raise ChainBroken(f"{version.ref}: {exc}") from None
+    return version, verified[0]
+
+
 def verify_downloaded(folder: Path, trusted: list[TrustedKey]) -> str:
     """The trusted signer of a downloaded folder, from the ``.conveyor-signature.json`` beside its files."""
     if not folder.is_dir():
@@ -165,33 +193,44 @@ def verify_downloaded(folder: Path, trusted: list[TrustedKey]) -> str:
     return verify_folder(folder, signature.read_bytes(), trusted, str(folder))
 
 
-def trusted_for(registry, name: str, trusted: list[TrustedKey] | None) -> list[TrustedKey] | None:  # type: ignore[no-untyped-def]
+def trusted_for(  # type: ignore[no-untyped-def]
+    registry, name: str, trusted: list[TrustedKey] | None, offered: list[TrustedKey] | None = None
+) -> list[TrustedKey] | None:
     """The keys a download or serve of model ``name`` must check: the caller's, else the registry's policy's.
 
-    A model tagged ``require-signed=true`` (``conveyor models tag NAME require-signed=true``) is
-    only handed out signed, checked against $CONVEYOR_TRUSTED_KEYS when no keys were given."""
+    ``trusted`` is a demand (--require-signed); ``offered`` are keys named without one
+    (--trusted-key alone), used only if the registry's policy asks for a signature.  A model
+    tagged ``require-signed=true`` (``conveyor models tag NAME require-signed=true``) is only
+    handed out signed, checked against the offered keys, else $CONVEYOR_TRUSTED_KEYS."""
     from conveyor.supply_chain.keys import load_trusted_keys
 
     if trusted is not None:
         return trusted
-    if registry.get_model(name).tags.get(POLICY_TAG, "").lower() not in ("true", "yes", "1"):
+    if not policy_requires_signature(registry, name):
         return None
-    keys = load_trusted_keys(None)
+    keys = offered or load_trusted_keys(None)
     if not keys:
         raise ChainBroken(
             f"the registry requires signed versions of {name} (model tag {POLICY_TAG}=true): "
-            "pass --require-signed --trusted-key KEY.pub, or set CONVEYOR_TRUSTED_KEYS"
+            "pass --trusted-key KEY.pub, or set CONVEYOR_TRUSTED_KEYS"
         )
     return keys
 
 
-def download_signed(registry, ref: str, dest: Path, trusted: list[TrustedKey] | None, progress=None):  # type: ignore[no-untyped-def]
+def policy_requires_signature(registry, name: str) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the registry's policy (model tag ``require-signed=true``) asks for signed versions of ``name``."""
+    return registry.get_model(name).tags.get(POLICY_TAG, "").lower() in ("true", "yes", "1")
+
+
+def download_signed(  # type: ignore[no-untyped-def]
+    registry, ref: str, dest: Path, trusted: list[TrustedKey] | None, progress=None, offered=None
+):
     """Download ``ref`` into ``dest`` with its signature; with ``trusted``, refuse unless it verifies.
 
     The files are checked in the download's staging folder: a refused download leaves ``dest``
     as it was."""
     version = registry.resolve(ref)
-    trusted = trusted_for(registry, version.name, trusted)
+    trusted = trusted_for(registry, version.name, trusted, offered)
     bundle = signature_bytes(registry, version)
     if trusted is not None and bundle is None:
         raise ChainBroken(f"{version.ref} is not signed: refusing to download it (--require-signed)")
