@@ -26,7 +26,7 @@ PIPELINE = {
         "register": {
             "uses": "register",
             "needs": ["approve"],
-            "with": {"path": "model", "name": "approved-model"},
+            "with": {"path": "model", "name": "approved-model", "check": False},
         },
     }
 }

@@ -17,8 +17,14 @@ _API = {
     "Rollout": "conveyor.api",
     "ProgressBar": "conveyor.progress",
     "Lineage": "conveyor.registry.records",
+    "check_servable": "conveyor.serving.intake",
 }
 __all__ = ["__version__", *_API]
+
+
+def __dir__() -> list[str]:
+    """The lazy API names too, so ``dir(conveyor)`` and a notebook's completion find them."""
+    return sorted({*globals(), *_API})
 
 
 def __getattr__(name: str) -> Any:

@@ -100,6 +100,10 @@ class ChainBroken(ClientError):
     status = 403
 
 
+class PortInUse(ConveyorError):
+    """The address a server was asked to listen on cannot be bound (taken, absent, privileged)."""
+
+
 class Unreachable(ConveyorError):
     """A server we talk to (a registry, a router) could not be reached or went away mid-request."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -19,6 +20,24 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"conveyor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print Conveyor's version and exit."),
+    ] = False,
+) -> None:
+    """Continuous delivery for machine-learning models."""
+
+
 app.command("serve", no_args_is_help=True)(serve.serve)
 app.command("verify")(verify.verify)
 app.command("init")(init.init)

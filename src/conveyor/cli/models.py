@@ -77,6 +77,18 @@ def _version_table(versions: list[ModelVersion], title: str) -> Table:
     return table
 
 
+def _approval(decision: dict[str, str | bool]) -> str:
+    """One approval of the run that registered a version: who, which step, when and why."""
+    who = decision.get("by") or "someone"
+    when = str(decision.get("at") or "")[:19].replace("T", " ")
+    reason = decision.get("reason")
+    return (
+        f"by {who} at step {decision.get('step', '?')}"
+        + (f" ({when})" if when else "")
+        + (f': "{reason}"' if reason else "")
+    )
+
+
 def _show_version(v: ModelVersion) -> None:
     stdout.print(f"[bold]{v.ref}[/bold]  {v.status}  digest sha256:{v.digest}")
     if v.description:
@@ -92,9 +104,12 @@ def _show_version(v: ModelVersion) -> None:
         ("git commit", v.lineage.git_commit or "-"),
         ("run", v.lineage.run_id or "-"),
         ("metrics", ", ".join(f"{k}={val:g}" for k, val in v.lineage.metrics.items()) or "-"),
+        ("optimized", v.lineage.optimized_from and f"from {v.lineage.optimized_from}"),
+        *(("approved", _approval(a)) for a in v.lineage.approvals),
     ]
     for key, value in rows:
-        stdout.print(f"  {key:<11} {value}", highlight=False)
+        if value:
+            stdout.print(f"  {key:<11} {value}", highlight=False)
     files = new_table("files")
     files.add_column("path")
     files.add_column("sha256")
@@ -123,6 +138,13 @@ def register(
             help="Register nothing if the files equal an existing version's (the newest such; aliases move to it)."
         ),
     ] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            help="Refuse files that cannot be served: a model.yaml that does not hold, no .onnx file or one that "
+            "does not parse, a broken tokenizer.json (--no-check stores any files)."
+        ),
+    ] = True,
     registry: RegistryOption = None,
     token: TokenOption = None,
     as_json: JsonOption = False,
@@ -131,6 +153,7 @@ def register(
     with handle_errors():
         reg = open_registry(registry, token)
         from conveyor.registry.records import Lineage
+        from conveyor.serving.intake import check_servable
 
         lineage = Lineage(run_id=run_id, metrics=_metrics(metric))
         with ProgressBar(enabled=not as_json) as bar:
@@ -145,6 +168,7 @@ def register(
                 model_description=model_description,
                 progress=bar,
                 skip_unchanged=skip_unchanged,
+                check=check_servable if check else None,
             )
     if as_json:
         print_json(version)

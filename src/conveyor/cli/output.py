@@ -13,7 +13,7 @@ import typer
 if TYPE_CHECKING:
     from rich.table import Table
 
-from conveyor.errors import ChainBroken, ClientError, Conflict, ConveyorError, NotFound, Unauthorized
+from conveyor.errors import ChainBroken, ClientError, Conflict, ConveyorError, NotFound, PortInUse, Unauthorized
 
 
 class _Console:
@@ -44,6 +44,7 @@ EXIT_USAGE = 2  # the request was invalid (bad path, bad spec, bad name or optio
 EXIT_AUTH = 3  # missing, invalid or insufficient credentials
 EXIT_NOT_FOUND = 4  # the model, version, alias or file does not exist
 EXIT_CONFLICT = 5  # refused because of the current state (protected alias, alias on an archived version)
+EXIT_PORT = 6  # a server cannot listen where it was asked: the port is taken (or the address is not here)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -54,6 +55,8 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 def exit_code(exc: ConveyorError) -> int:
     """The exit code for each kind of error (the one place the CLI maps them)."""
+    if isinstance(exc, PortInUse):
+        return EXIT_PORT
     if isinstance(exc, ChainBroken):  # a supply-chain check failed, like any failed check
         return EXIT_FAILURE
     if isinstance(exc, Unauthorized) or (isinstance(exc, ClientError) and exc.status == 403):

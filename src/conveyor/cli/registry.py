@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from conveyor.cli.output import handle_errors, new_table, print_json, stdout
+from conveyor.ports import check_port_free
 from conveyor.registry.config import open_local
 from conveyor.tls import server_tls
 
@@ -71,6 +72,7 @@ def serve(
     from conveyor.registry.sql import normalize_url
 
     with handle_errors():
+        check_port_free(host, port)
         tls = server_tls(tls_cert, tls_key)
         registry = open_local(database, blob_store)
         check_blobs = getattr(registry.blobs, "check", None)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from conveyor.cli.output import fail, handle_errors, stderr
+from conveyor.ports import check_port_free
 from conveyor.tls import server_tls
 
 
@@ -67,6 +68,7 @@ def router(
     from conveyor.rollout.status import routes_file, write_router_address
 
     with handle_errors():
+        check_port_free(host, port)
         tls = server_tls(tls_cert, tls_key)
         state = state_file or routes_file(service)
         try:

@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli.output import ProgressBar, fail, handle_errors, stderr
+from conveyor.cli.output import ProgressBar, exit_code, fail, handle_errors, stderr
 from conveyor.cli.trust import RequireSignedOption, TrustedKeyOption, trust_from_options
 from conveyor.errors import ConveyorError
+from conveyor.ports import check_port_free
 from conveyor.registry.refs import looks_like_ref
 
 
@@ -65,6 +66,7 @@ def serve(
     from conveyor.serving.server import serve as run_server
 
     with handle_errors():
+        check_port_free(host, port)  # before a download or a model load: a taken port is one line
         trusted, offered = trust_from_options(require_signed, trusted_key)
     if not Path(model).exists() and looks_like_ref(model):
         with handle_errors(), ProgressBar() as bar:
@@ -108,5 +110,5 @@ def serve(
     try:
         code = run_server(config)
     except ConveyorError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), exit_code(exc)) from None
     raise typer.Exit(code)

@@ -9,6 +9,7 @@ import typer
 from conveyor.cli.models import RegistryOption, TokenOption
 from conveyor.cli.output import handle_errors, stdout
 from conveyor.errors import InvalidInput
+from conveyor.ports import check_port_free
 
 
 def ui(
@@ -33,6 +34,7 @@ def ui(
     from conveyor.ui.app import create_app
 
     with handle_errors():
+        check_port_free(host, port)
         store = open_registry(registry, token)
         tokens = getattr(store, "tokens", None)  # a remote registry's tokens live on its server
         if host not in ("127.0.0.1", "localhost", "::1") and not (tokens is not None and tokens.list()):

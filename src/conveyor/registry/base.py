@@ -131,6 +131,7 @@ class RegistryBase:
         model_description: str | None = None,
         progress: Progress | None = None,
         skip_unchanged: bool = False,
+        check: Callable[[list[tuple[str, Path]]], None] | None = None,
     ) -> ModelVersion:
         """Store every file of ``path`` as a blob, then make the version visible in one step.
 
@@ -138,11 +139,15 @@ class RegistryBase:
         With ``skip_unchanged``, files identical to an existing version's (the newest such,
         archived ones aside) register nothing: that version is returned (and the aliases pointed
         at it), so a pipeline run again on unchanged code adds no duplicate even when a later
-        version (an optimized variant, say) has been registered since.
+        version (an optimized variant, say) has been registered since.  ``check`` sees the
+        (path in version, local path) pairs first and raises to refuse them
+        (``conveyor.serving.intake.check_servable``: only what can be served).
         """
         check_name(name)
         progress = progress or Silent()
         files = collect_files(Path(path))
+        if check is not None:  # before anything is hashed or stored: a refusal leaves no trace
+            check(files)
         progress.start(f"hashing {name}", sum(local.stat().st_size for _, local in files))
         entries = []
         for relative, local in files:

@@ -35,6 +35,7 @@ class Registry(Protocol):
         model_description: str | None = None,
         progress: Progress | None = None,
         skip_unchanged: bool = False,
+        check: Callable[[list[tuple[str, Path]]], None] | None = None,
     ) -> ModelVersion:
         """Register the files of ``path`` (a folder or one file) as the next version of ``name``.
 
@@ -43,6 +44,8 @@ class Registry(Protocol):
         are pointed at the new version; ``lineage`` records where it came from (source,
         git commit, run id, metrics, approvals).  With ``skip_unchanged``, files identical to
         the latest version register nothing and that version is returned (``unchanged``).
+        ``check`` sees the (path in version, local path) pairs before anything is stored and
+        raises to refuse them (``conveyor.serving.intake.check_servable``).
         """
         ...
 

@@ -91,7 +91,7 @@ class ResolvedModel(BaseModel):
     tokenizer_path: Path | None
 
 
-def _load_spec_file(path: Path) -> ModelSpec:
+def load_spec_file(path: Path) -> ModelSpec:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -134,9 +134,15 @@ def resolve_model(
 
     if path.is_dir():
         spec_path = Path(spec_file) if spec_file else path / SPEC_FILE
+        if not spec_path.exists() and spec_file is None:
+            # the rule register and build follow too: one .onnx file, tokenizer.json beside it
+            location, found_tokenizer = locate_model(path)
+            return resolve_model(
+                location, tokenizer or found_tokenizer, name or _name_from_stem(path.resolve().name), version, labels
+            )
         if not spec_path.exists():
-            raise ModelLoadError(f"{path}: no {SPEC_FILE} in the model directory")
-        spec = _load_spec_file(spec_path)
+            raise ModelLoadError(f"{spec_path}: no such spec file")
+        spec = load_spec_file(spec_path)
         if tokenizer:
             overrides["tokenizer_file"] = str(Path(tokenizer).resolve())
         if overrides:

@@ -2,6 +2,7 @@
 
 Register ``with.path`` as ``with.name`` (aliases, metrics, properties; lineage run id = this run);
 ``with.sign`` (true: $CONVEYOR_SIGNING_KEY, or a key file) signs the new version's files.
+Files that cannot be served are refused (``serving.intake``) unless ``with.check`` is false.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ def register(ctx: StepContext) -> dict[str, Any]:
     from conveyor.registry.base import git_commit
     from conveyor.registry.config import open_registry
     from conveyor.registry.records import Lineage
+    from conveyor.serving.intake import check_servable
     from conveyor.supply_chain.keys import step_signing_key
     from conveyor.supply_chain.model_signature import sign_version
 
@@ -37,6 +39,7 @@ def register(ctx: StepContext) -> dict[str, Any]:
             approvals=[d.as_dict() for d in run_approvals(ctx.run_id) if d.approved],
         ),
         skip_unchanged=bool(ctx.arg("skip_unchanged", False)),
+        check=check_servable if ctx.arg("check", True) else None,
     )
     print(f"registered {version.ref} sha256:{version.digest}")
     outputs: dict[str, Any] = {"ref": version.ref, "version": version.version, "digest": version.digest}
