@@ -51,7 +51,7 @@ pick_base_image() {
         echo python:3.11-slim; return
     fi
     if [[ "$(id -u)" == "0" ]] && command -v debootstrap >/dev/null; then
-        bash scripts/make-base-image.sh localhost/conveyor-base:bookworm >&2 && echo localhost/conveyor-base:bookworm
+        "$BIN/conveyor" base-image localhost/conveyor-base:bookworm >&2 && echo localhost/conveyor-base:bookworm
     fi
 }
 
@@ -88,7 +88,7 @@ if [[ -n "${ENGINE}" ]]; then
         fi
     else
         echo "no base image: python:3.11-slim cannot be pulled and debootstrap is unavailable;"
-        echo "set CONVEYOR_BASE_IMAGE or run scripts/make-base-image.sh as root. Serving in-process instead."
+        echo "set CONVEYOR_BASE_IMAGE or run \`conveyor base-image\` as root. Serving in-process instead."
     fi
 else
     echo "== neither podman nor docker is installed, so no image is built: serving in-process =="

@@ -90,3 +90,65 @@ def test_dir_of_the_package_lists_the_public_api() -> None:
         "__version__",
     ):
         assert name in listed
+
+
+def test_the_image_source_label_names_the_repository_not_a_local_folder(
+    conveyor_home: Path, vote_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.packaging.context import image_labels
+
+    version = open_local().register(vote_model, "votes")
+    for name in ("CONVEYOR_SOURCE_URL", "GITHUB_REPOSITORY", "GITHUB_SERVER_URL", "CI_PROJECT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    subprocess.run(["git", "init", "-q", str(checkout)], check=True)
+    monkeypatch.chdir(checkout)
+    assert "org.opencontainers.image.source" not in image_labels(version, None), "a folder is no source"
+    remotes = {
+        "git@github.com:team/models.git": "https://github.com/team/models",
+        "https://ci:s3cret@gitlab.example.com/team/models.git": "https://gitlab.example.com/team/models",
+    }
+    for remote, expected in remotes.items():
+        subprocess.run(["git", "remote", "remove", "origin"], capture_output=True)
+        subprocess.run(["git", "remote", "add", "origin", remote], check=True)
+        assert image_labels(version, None)["org.opencontainers.image.source"] == expected
+    monkeypatch.setenv("GITHUB_REPOSITORY", "team/models")
+    assert image_labels(version, None)["org.opencontainers.image.source"] == "https://github.com/team/models"
+
+
+def _on_a_terminal(args: list[str], cwd: Path, env: dict[str, str]) -> str:
+    """Run the command with a pseudo-terminal as stdout (as some CI runners give a step); what it printed."""
+    import os
+    import pty
+
+    parent, child = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "conveyor.cli.main", *args], stdout=child, stderr=child,
+                               cwd=cwd, env={**os.environ, **env})  # fmt: skip
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(parent, 65536)
+        except OSError:  # the terminal closes when the process exits
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(parent)
+    assert process.wait(120) == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_a_pipeline_in_ci_prints_plain_lines_once_even_on_a_terminal(conveyor_home: Path, tmp_path: Path) -> None:
+    (tmp_path / "conveyor.yaml").write_text(
+        "pipelines:\n  ci:\n    steps:\n      lint: {run: 'sleep 1'}\n      test: {run: 'true', needs: [lint]}\n"
+    )
+    logged = _on_a_terminal(["pipeline", "run", "ci"], tmp_path, {"CI": "true", "TERM": "xterm"})
+    assert "\x1b[" not in logged, "cursor or colour codes in a CI log"
+    lines = [line.strip() for line in logged.splitlines() if line.strip()]
+    assert sum(line.startswith("lint") and "success" in line for line in lines) == 1, lines
+    assert sum(line.startswith("test") and "success" in line for line in lines) == 1, lines
+    assert lines[-1].startswith("run ") and ": success" in lines[-1]
+    live = _on_a_terminal(["pipeline", "run", "ci"], tmp_path, {"CI": "", "TERM": "xterm"})
+    assert "\x1b[" in live, "a person's terminal gets the live table"

@@ -117,10 +117,16 @@ def image_id(engine: str, image: str) -> str | None:
     return result.stdout.strip().removeprefix("sha256:") or None
 
 
-def pull(engine: str, image: str, tls_verify: bool = True) -> str | None:
+def tls_flags(tls_verify: bool | None) -> list[str]:
+    """podman's or buildah's --tls-verify, only when the user chose: None leaves it to the engine's
+    registries.conf (a registry marked insecure there is reached over plain HTTP, as the engine would)."""
+    return [] if tls_verify is None else [f"--tls-verify={'true' if tls_verify else 'false'}"]
+
+
+def pull(engine: str, image: str, tls_verify: bool | None = None) -> str | None:
     """Pull ``image``; None when it worked, else the engine's last line saying why."""
     pulled = subprocess.run(
-        [engine, "pull", "-q", f"--tls-verify={'true' if tls_verify else 'false'}", image],
+        [engine, "pull", "-q", *tls_flags(tls_verify), image],
         capture_output=True,
         text=True,
     )

@@ -55,7 +55,7 @@ pipelines:
       model: {name}
       image: {image}   # {{owner}}: the GitHub repository owner in CI, "local" here
       base_image: {DEFAULT_BASE}
-      tls_verify: true
+      tls_verify: ""   # true or false; empty: as the container engine's registries.conf says
     triggers:
       - manual: {{}}
       - push: {{branches: [main]}}

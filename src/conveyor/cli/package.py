@@ -16,7 +16,14 @@ from conveyor.registry.config import open_registry
 if TYPE_CHECKING:
     from conveyor.packaging.context import BuildContext
 
-BaseImage = Annotated[str, typer.Option("--base-image", help="Image to build FROM (needs python3 with venv).")]
+BaseImage = Annotated[
+    str,
+    typer.Option(
+        "--base-image",
+        envvar="CONVEYOR_BASE_IMAGE",
+        help="Image to build FROM (needs python3 with venv; `conveyor base-image` makes one from Debian packages).",
+    ),
+]
 Platform = Annotated[str, typer.Option(help="Target platform: linux/amd64 or linux/arm64.")]
 
 
@@ -49,7 +56,14 @@ def build(
     platform: Platform = "linux/amd64",
     do_push: Annotated[bool, typer.Option("--push", help="Push the image after building it.")] = False,
     push_to: Annotated[str | None, typer.Option(help="Push under this name instead of --tag.")] = None,
-    tls_verify: Annotated[bool, typer.Option("--tls-verify/--no-tls-verify", help="Verify the registry's TLS.")] = True,
+    tls_verify: Annotated[
+        bool | None,
+        typer.Option(
+            "--tls-verify/--no-tls-verify",
+            help="Verify the OCI registry's TLS [default: as the engine's registries.conf says].",
+            show_default=False,
+        ),
+    ] = None,
     context_dir: Annotated[Path | None, typer.Option("--context", help="Keep the build context here.")] = None,
     sign: SignOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
@@ -120,7 +134,14 @@ def push_image(
     to: Annotated[str | None, typer.Option("--to", help="Push under this name instead of IMAGE.")] = None,
     sign: SignOption = None,
     builder: Annotated[str | None, typer.Option(help="podman, docker or buildah [default: the first found].")] = None,
-    tls_verify: Annotated[bool, typer.Option("--tls-verify/--no-tls-verify", help="Verify the registry's TLS.")] = True,
+    tls_verify: Annotated[
+        bool | None,
+        typer.Option(
+            "--tls-verify/--no-tls-verify",
+            help="Verify the OCI registry's TLS [default: as the engine's registries.conf says].",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Push IMAGE, sign it with --sign KEY, and push its SBOM, provenance and signature beside it.
@@ -158,3 +179,18 @@ def smoke(
         stdout.print(f"{mark} {name}: {detail}", highlight=False)
     if not result.ok:
         raise typer.Exit(EXIT_FAILURE)
+
+
+def base_image(
+    image: Annotated[str, typer.Argument(help="Name of the image to make.")] = "localhost/conveyor-base:bookworm",
+    mirror: Annotated[
+        str, typer.Option(help="Debian mirror debootstrap downloads from.")
+    ] = "http://deb.debian.org/debian",
+) -> None:
+    """Make a base image from Debian's own packages (bookworm, Python 3.11 + venv), for machines without
+    Docker Hub: then `conveyor build REF -t TAG --base-image IMAGE`. Needs root, debootstrap and podman or docker."""
+    from conveyor.packaging.base_image import make_base_image
+
+    with handle_errors(), stderr.status(f"debootstrap bookworm into {image} (about a minute)"):
+        python = make_base_image(image, mirror)
+    stdout.print(f"{image}: {python}; build with --base-image {image} (or CONVEYOR_BASE_IMAGE={image})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -113,7 +114,7 @@ def run(
         if not step or name in step
     }
     lock = threading.Lock()
-    live_view = sys.stdout.isatty() and not as_json
+    live_view = interactive() and not as_json
 
     def listener(name: str, status: str, message: str) -> None:
         with lock:
@@ -147,6 +148,16 @@ def run(
         )
     if record.data["status"] != "success":
         raise typer.Exit(EXIT_FAILURE)
+
+
+def interactive() -> bool:
+    """Whether to redraw a live table: a person's terminal, not a CI log.
+
+    CI runners (GitHub Actions, act, GitLab: $CI) may hand a step a pseudo-terminal, where cursor
+    codes would land in the log and the table be printed again and again; there, and on a dumb
+    terminal, each step's change is one plain line, printed once."""
+    ci = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+    return sys.stdout.isatty() and not ci and os.environ.get("TERM") != "dumb"
 
 
 def _decide(run_id: str, step: str, approved: bool, by: str | None, reason: str, as_json: bool) -> None:

@@ -48,7 +48,14 @@ def verify(
     pull: Annotated[
         bool, typer.Option("--pull", help="--supply-chain: pull the image and its attestations if not here.")
     ] = False,
-    tls_verify: Annotated[bool, typer.Option("--tls-verify/--no-tls-verify", help="Verify the registry's TLS.")] = True,
+    tls_verify: Annotated[
+        bool | None,
+        typer.Option(
+            "--tls-verify/--no-tls-verify",
+            help="Verify the OCI registry's TLS [default: as the engine's registries.conf says].",
+            show_default=False,
+        ),
+    ] = None,
     parallel: Annotated[int, typer.Option(min=1, help="Checks run at once.")] = 8,
     startup_timeout: Annotated[float, typer.Option(help="Seconds to wait for a served model or image.")] = 120,
 ) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from conveyor.containers import tls_flags
 from conveyor.errors import ConveyorError, InvalidInput
 
 BUILDERS = ("podman", "docker", "buildah")
@@ -65,6 +66,41 @@ def build_command(builder: str, context: Path, tag: str, platform: str | None) -
     return [*command, str(context)]
 
 
+PULL_FAILURES = (
+    "lookup ",
+    "no such host",
+    "dial tcp",
+    "connection refused",
+    "i/o timeout",
+    "TLS handshake",
+    "manifest unknown",
+    "pull access denied",
+    "unauthorized",
+    "initializing source",
+    "name unknown",
+)
+
+
+def _base_image_hint(context: Path, tail: list[str]) -> str:
+    """What to do when the FROM image could not be pulled (no Docker Hub here, a typo, no login)."""
+    dockerfile = context / "Dockerfile"
+    base = (
+        next(
+            (line.split()[1] for line in dockerfile.read_text().splitlines() if line.upper().startswith("FROM ")), None
+        )
+        if dockerfile.is_file()
+        else None
+    )
+    text = "\n".join(tail)
+    if base is None or not any(sign in text for sign in PULL_FAILURES):
+        return ""
+    return (
+        f"\nthe base image {base} could not be pulled: build from one this machine has with "
+        "--base-image IMAGE (CONVEYOR_BASE_IMAGE), e.g. one made from Debian's packages by "
+        "`sudo conveyor base-image` (localhost/conveyor-base:bookworm)"
+    )
+
+
 def build(
     context: Path, tag: str, builder: str, platform: str | None = None, on_line: Callable[[str], None] | None = None
 ) -> BuiltImage:
@@ -86,7 +122,7 @@ def build(
         if on_line:
             on_line(line.rstrip())
     if process.wait() != 0:
-        raise ConveyorError(f"{builder} build failed:\n" + "\n".join(tail))
+        raise ConveyorError(f"{builder} build failed:\n" + "\n".join(tail) + _base_image_hint(context, tail))
     seconds = time.perf_counter() - started
     info = inspect(tag, builder)
     return BuiltImage(tag, info.get("Id", ""), int(info.get("Size", 0)), seconds, builder)
@@ -112,7 +148,7 @@ def push(
     image: str,
     builder: str,
     destination: str | None = None,
-    tls_verify: bool = True,
+    tls_verify: bool | None = None,
     username: str | None = None,
     password: str | None = None,
 ) -> str:
@@ -122,7 +158,7 @@ def push(
     target = destination or image
     engine = _engine(builder)
     if engine == "docker":
-        if not tls_verify:
+        if tls_verify is False:
             raise ConveyorError(
                 "docker reads TLS settings from its daemon (insecure-registries); "
                 "--no-tls-verify needs podman or buildah"
@@ -140,7 +176,7 @@ def push(
             subprocess.run(["docker", "tag", image, destination], check=True, capture_output=True)
         command = ["docker", "push", target]
     else:
-        command = [engine, "push", f"--tls-verify={'true' if tls_verify else 'false'}"]
+        command = [engine, "push", *tls_flags(tls_verify)]
         if username and password:
             command += ["--creds", f"{username}:{password}"]
         prefix = "" if "://" in target else "docker://"

@@ -64,6 +64,38 @@ def git_value(*args: str) -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
+def source_repository() -> str | None:
+    """The repository an image is built from, for ``org.opencontainers.image.source``: what the CI
+    says ($CONVEYOR_SOURCE_URL, GitHub's server and repository, GitLab's project URL), else this
+    checkout's ``origin`` remote as a browsable URL without credentials; never a local folder."""
+    if os.environ.get("CONVEYOR_SOURCE_URL"):
+        return os.environ["CONVEYOR_SOURCE_URL"]
+    if os.environ.get("GITHUB_REPOSITORY"):
+        server = os.environ.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+        return f"{server}/{os.environ['GITHUB_REPOSITORY']}"
+    if os.environ.get("CI_PROJECT_URL"):
+        return os.environ["CI_PROJECT_URL"]
+    remote = git_value("config", "--get", "remote.origin.url")
+    return repository_url(remote) if remote else None
+
+
+def repository_url(remote: str) -> str | None:
+    """``git@host:owner/repo.git`` or ``https://user:token@host/owner/repo.git`` -> ``https://host/owner/repo``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" not in remote:
+        host, sep, path = remote.partition(":")
+        if not sep or "/" in host:
+            return None  # a local path, not a repository anyone else can open
+        remote = f"https://{host.split('@')[-1]}/{path}"
+    parts = urlsplit(remote)
+    if parts.scheme == "file" or not parts.hostname:
+        return None
+    scheme = parts.scheme if parts.scheme in ("http", "https") else "https"
+    host = parts.hostname + (f":{parts.port}" if parts.port and scheme == parts.scheme else "")
+    return urlunsplit((scheme, host, parts.path.removesuffix(".git"), "", ""))
+
+
 def image_labels(version: ModelVersion, title: str | None) -> dict[str, str]:
     labels = {
         "org.opencontainers.image.title": title or version.name,
@@ -76,8 +108,8 @@ def image_labels(version: ModelVersion, title: str | None) -> dict[str, str]:
         "ai.conveyor.model.digest": f"sha256:{version.digest}",
         "ai.conveyor.version": __version__,
     }
-    source = git_value("config", "--get", "remote.origin.url") or version.lineage.source
-    revision = git_value("rev-parse", "HEAD") or version.lineage.git_commit
+    source = source_repository()
+    revision = os.environ.get("GITHUB_SHA") or git_value("rev-parse", "HEAD") or version.lineage.git_commit
     if source:
         labels["org.opencontainers.image.source"] = source
     if revision:

@@ -75,7 +75,7 @@ def attachment_ref(reference: str, image_id: str) -> str:
     return f"{repository(reference)}:sha256-{image_id}.att"
 
 
-def push(reference: str, image_id: str, engine: str, tls_verify: bool = True) -> str:
+def push(reference: str, image_id: str, engine: str, tls_verify: bool | None = None) -> str:
     """Push the attestations of ``image_id`` next to ``reference``; returns the attachment's reference."""
     from conveyor.packaging.builders import build
     from conveyor.packaging.builders import push as push_image
@@ -95,7 +95,7 @@ def push(reference: str, image_id: str, engine: str, tls_verify: bool = True) ->
     return target
 
 
-def pull(reference: str, image_id: str, engine: str, tls_verify: bool = True) -> bool:
+def pull(reference: str, image_id: str, engine: str, tls_verify: bool | None = None) -> bool:
     """Fetch the attestations pushed beside ``reference`` into the local store; False when there are none."""
     from conveyor.containers import copy_out
     from conveyor.containers import pull as pull_image

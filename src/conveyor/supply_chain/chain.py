@@ -69,7 +69,7 @@ def verify_image(
     registry=None,  # type: ignore[no-untyped-def]
     engine: str | None = None,
     pull: bool = False,
-    tls_verify: bool = True,
+    tls_verify: bool | None = None,
 ) -> Chain:
     """Check every link for ``image``; never raises for a broken link (the Chain says which)."""
     from conveyor.containers import container_engine, copy_out, image_id, image_labels
@@ -228,7 +228,9 @@ def verify_image(
     return chain
 
 
-def check_results(image: str, trusted_key: list[Path] | None, pull: bool = False, tls_verify: bool = True) -> list:  # type: ignore[type-arg]
+def check_results(  # type: ignore[type-arg]
+    image: str, trusted_key: list[Path] | None, pull: bool = False, tls_verify: bool | None = None
+) -> list:
     """The chain's links as check results (so the table, JUnit and JSON reports are the usual ones)."""
     import time
 

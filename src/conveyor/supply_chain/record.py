@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from conveyor.packaging.builders import BuiltImage
-from conveyor.packaging.context import BuildContext, git_value
+from conveyor.packaging.context import BuildContext, source_repository
 from conveyor.supply_chain import attestations, envelopes, image_signature, provenance
 from conveyor.supply_chain.keys import SigningKey
 from conveyor.supply_chain.sbom import SBOM_FILE
@@ -60,7 +60,7 @@ def record_build(
         builder=image.builder,
         builder_version=_version_of(image.builder),
         sbom_digest=context.sbom_digest,
-        source=labels.get("org.opencontainers.image.source") or git_value("config", "--get", "remote.origin.url"),
+        source=labels.get("org.opencontainers.image.source") or source_repository(),
         revision=labels.get("org.opencontainers.image.revision"),
         started=started,
         finished=finished,
@@ -78,7 +78,7 @@ def record_build(
 
 
 def sign_pushed(
-    local: str, pushed: str, builder: str, key: SigningKey | None, tls_verify: bool = True
+    local: str, pushed: str, builder: str, key: SigningKey | None, tls_verify: bool | None = None
 ) -> tuple[str, str | None]:
     """Sign ``pushed`` (with a key) and push the attestations beside it: (the attachment, the signer)."""
     from conveyor.containers import image_id, image_labels

@@ -24,7 +24,7 @@ def push(ctx: StepContext) -> dict[str, Any]:
     image, engine, tls_verify = (
         ctx.arg("image", required=True),
         detect_builder(ctx.arg("builder")),
-        bool(ctx.arg("tls_verify", True)),
+        ctx.flag("tls_verify"),
     )
     target = run_push(image, engine, ctx.arg("to"), tls_verify)
     attachment, signer = sign_pushed(image, target, engine, key, tls_verify)

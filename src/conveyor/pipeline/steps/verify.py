@@ -34,7 +34,7 @@ def verify(ctx: StepContext) -> dict[str, Any]:
         from conveyor.supply_chain.chain import check_results
 
         keys = [ctx.project / Path(str(k)) for k in ctx.arg("trusted_keys", []) or []]
-        results = check_results(target, keys, bool(ctx.arg("pull", False)), bool(ctx.arg("tls_verify", True)))
+        results = check_results(target, keys, bool(ctx.arg("pull", False)), ctx.flag("tls_verify"))
     else:
         results = verify_target(
             target,
