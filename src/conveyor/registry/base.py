@@ -148,28 +148,16 @@ class RegistryBase:
         files = collect_files(Path(path))
         if check is not None:  # before anything is hashed or stored: a refusal leaves no trace
             check(files)
-        progress.start(f"hashing {name}", sum(local.stat().st_size for _, local in files))
-        entries = []
-        for relative, local in files:
-            digest, size = sha256_file(local, progress.advance)
-            entries.append(FileEntry(path=relative, sha256=digest, size=size))
-        if skip_unchanged and (same := self._version_with_digest(name, version_digest(entries))):
-            for alias in aliases:
-                self.set_alias(name, alias, same.version)
-            return self.resolve(f"{name}:{same.version}").model_copy(update={"unchanged": True})
-        missing: dict[str, tuple[Path, int]] = {}
-        for entry, (_, local) in zip(entries, files, strict=True):
-            if entry.sha256 not in missing and not self.blob_exists(entry.sha256):
-                missing[entry.sha256] = (local, entry.size)
-        progress.start(f"storing {name}", sum(size for _, size in missing.values()))
-        try:
-            for digest, (local, size) in missing.items():
-                self.store_blob(digest, local, size, progress)
-        except Unreachable as exc:
-            raise Unreachable(
-                f"{exc}; nothing was registered ({name} has no new version): "
-                "run the same command again once the registry is back (stored files are not sent twice)"
-            ) from None
+        ingest = getattr(self, "ingest_files", None)
+        if ingest is not None and not skip_unchanged:
+            entries = ingest(files, name, progress)  # stored while hashed: one read of each file
+        else:
+            entries = self._hash_files(files, name, progress)
+            if skip_unchanged and (same := self._version_with_digest(name, version_digest(entries))):
+                for alias in aliases:
+                    self.set_alias(name, alias, same.version)
+                return self.resolve(f"{name}:{same.version}").model_copy(update={"unchanged": True})
+            self._store_missing(entries, files, name, progress)
         framework, framework_version, facts = model_facts(files)
         lineage = lineage or Lineage()
         if lineage.source is None:
@@ -193,6 +181,33 @@ class RegistryBase:
             raise Unreachable(
                 f"{exc}; the files were stored but the registry did not confirm the new version of {name}: "
                 f"check with `conveyor models show {name}` and register again if it is not there"
+            ) from None
+
+    @staticmethod
+    def _hash_files(files: list[tuple[str, Path]], name: str, progress: Progress) -> list[FileEntry]:
+        progress.start(f"hashing {name}", sum(local.stat().st_size for _, local in files))
+        entries = []
+        for relative, local in files:
+            digest, size = sha256_file(local, progress.advance)
+            entries.append(FileEntry(path=relative, sha256=digest, size=size))
+        return entries
+
+    def _store_missing(
+        self, entries: list[FileEntry], files: list[tuple[str, Path]], name: str, progress: Progress
+    ) -> None:
+        """Upload the blobs the store does not hold yet (a remote registry: each is sent once)."""
+        missing: dict[str, tuple[Path, int]] = {}
+        for entry, (_, local) in zip(entries, files, strict=True):
+            if entry.sha256 not in missing and not self.blob_exists(entry.sha256):
+                missing[entry.sha256] = (local, entry.size)
+        progress.start(f"storing {name}", sum(size for _, size in missing.values()))
+        try:
+            for digest, (local, size) in missing.items():
+                self.store_blob(digest, local, size, progress)
+        except Unreachable as exc:
+            raise Unreachable(
+                f"{exc}; nothing was registered ({name} has no new version): "
+                "run the same command again once the registry is back (stored files are not sent twice)"
             ) from None
 
     def download(self, ref: str | ModelRef, dest: Path, progress: Progress | None = None) -> ModelVersion:

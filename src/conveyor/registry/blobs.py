@@ -114,6 +114,26 @@ class LocalBlobStore:
         """Copy a local file in, hashing on the way (a copy, so the source may be moved or deleted later)."""
         return self.put(digest, file_chunks(path, progress))
 
+    def ingest(self, path: Path, progress: Progress | None = None) -> tuple[str, int]:
+        """Copy a local file in while hashing it, in one read; (its sha256, size).
+
+        The copy lands under a temporary name and moves to its digest only once complete and
+        synced, so a crash leaves no blob under a wrong name; an identical blob already
+        stored is kept and the copy dropped."""
+        tmp_name, digest, size = write_hashed(file_chunks(path), self.root / "tmp", "upload-", progress, fsync=True)
+        final = self._path(digest)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():
+                os.unlink(tmp_name)
+            else:
+                os.replace(tmp_name, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
+        return digest, size
+
     def collect_garbage(self) -> int:
         """Remove temporary files left by crashed uploads; returns how many."""
         removed = 0

@@ -10,7 +10,7 @@ from conveyor.registry.access import TokenStore, WebhookStore
 from conveyor.registry.base import Progress, RegistryBase, cache_version, check_file_path, version_digest
 from conveyor.registry.blobs import BlobCorrupt, BlobStore, LocalBlobStore, file_chunks, hash_chunks
 from conveyor.registry.events import EventDispatcher, make_event
-from conveyor.registry.records import Alias, ModelVersion, NewVersion, RegisteredModel
+from conveyor.registry.records import Alias, FileEntry, ModelVersion, NewVersion, RegisteredModel
 from conveyor.registry.refs import ModelRef, parse_ref
 from conveyor.registry.sql import SqlStore
 
@@ -34,6 +34,20 @@ class LocalRegistry(RegistryBase):
 
     def store_blob(self, digest: str, local: Path, size: int, progress: Progress) -> None:
         self.blobs.put(digest, file_chunks(local, progress.advance))
+
+    def ingest_files(self, files: list[tuple[str, Path]], name: str, progress: Progress) -> list[FileEntry]:
+        """Store each file while hashing it (one read, not a hash pass and then a copy) when the blobs
+        are local files; other stores (S3) hash first, so a blob already there is not sent again."""
+        if not isinstance(self.blobs, LocalBlobStore):
+            entries = self._hash_files(files, name, progress)
+            self._store_missing(entries, files, name, progress)
+            return entries
+        progress.start(f"storing {name}", sum(local.stat().st_size for _, local in files))
+        entries = []
+        for relative, local in files:
+            digest, size = self.blobs.ingest(local, progress.advance)
+            entries.append(FileEntry(path=relative, sha256=digest, size=size))
+        return entries
 
     def create_version(self, name: str, new: NewVersion) -> ModelVersion:
         """Make a version from blobs already stored (the HTTP server's second upload step)."""
