@@ -174,3 +174,32 @@ def test_a_version_page_says_whether_and_by_which_key_it_is_signed(registry, tmp
     sign_version(registry, "bert:1", key)
     signed = client.get("/models/bert/versions/1").text.split('id="signed">')[1]
     assert signed.startswith(f"by key <code>{key.key_id[:12]}</code>")
+
+
+def test_pages_have_an_icon_a_text_protected_mark_and_a_heading_said_once(registry) -> None:  # type: ignore[no-untyped-def]
+    registry.set_alias("bert", "production", 1, protect=True)
+    client = TestClient(create_app(registry, tokens=registry.tokens))
+    page = client.get("/models/bert").text
+    icon = re.search(r'<link rel="icon"[^>]*href="([^"]+)"', page)
+    assert icon, "no favicon link: browsers ask for /favicon.ico on every page"
+    assert client.get(icon.group(1)).status_code == 200
+    assert '<span class="protected"' in page and "\U0001f512" not in page  # no emoji a font may lack
+    StatusStore("bert").create(
+        RolloutStatus(
+            service="bert",
+            strategy="canary",
+            ref="bert:2",
+            router="http://127.0.0.1:9",
+            steps=[20, 100],
+            interval_s=5,
+            phase="aborted",
+            abort_reason="aborted by a user (from the dashboard by carol)",
+            stable=Backend(ref="bert:1", version="bert:1"),
+            canary=Backend(ref="bert:2", version="bert:2"),
+        )
+    )
+    rollout = client.get("/rollouts/bert").text
+    headline = re.search(r'<h1 id="headline">(.*?)<span', rollout, re.S)
+    assert headline and headline.group(1).strip() == "bert:2"
+    reason = re.search(r'<p class="flash bad" id="abort-reason">(.*?)</p>', rollout, re.S)
+    assert reason and reason.group(1) == "aborted by a user (from the dashboard by carol)"

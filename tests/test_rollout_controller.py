@@ -85,8 +85,9 @@ def test_low_traffic_is_inconclusive_then_pauses_and_resume_opens_a_fresh_window
     rig.window()
     assert controller.reconcile().phase == "paused"  # no analysis while paused
     assert len(rig.status().analysis) == 2
-    rig.store.command("resume")
+    rig.store.command("resume", "from the dashboard by dana")
     resumed = controller.reconcile()
+    assert any(e.message == "resumed by a user (from the dashboard by dana)" for e in resumed.events)
     assert resumed.phase == "progressing" and resumed.inconclusive_in_a_row == 0
     final = rig.until(lambda s: not s.active)
     assert final.phase == "succeeded"
@@ -112,6 +113,8 @@ def test_abort_by_a_user_rolls_back_at_once(tmp_path: Path, monkeypatch: pytest.
     rig.store.command("abort", "wrong version")
     final = rig.controller().reconcile()
     assert final.phase == "aborted" and final.abort_reason == "aborted by a user (wrong version)"
+    said = [e.message for e in final.events if "aborted" in e.message]
+    assert said and said[-1].startswith("aborted by a user (wrong version); "), said  # said once, not nested
     assert rig.router.weights() == {STABLE: 100.0} and rig.backends.stopped == ["v2"]
 
 

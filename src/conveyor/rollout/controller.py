@@ -170,7 +170,7 @@ class Controller:
             status.phase = "progressing"
             status.window = None
             status.inconclusive_in_a_row = status.errors_in_a_row = 0
-            status.note("resumed")
+            status.note(f"resumed by a user{who}")
         elif command.action == "promote":
             status.phase = "progressing"
             if status.stage == "canary":
@@ -284,7 +284,8 @@ class Controller:
         status.phase, status.stage = "aborted", "done"
         status.finished_at = self.clock.time()
         where = f"stable {status.stable.version} serves 100%" if status.stable.url else "no version serves"
-        status.note(f"aborted ({reason}); {where}" + ("" if healthy else " but does NOT answer its health check"))
+        said = reason if reason.startswith("aborted") else f"aborted ({reason})"  # "aborted by a user (...)" once
+        status.note(f"{said}; {where}" + ("" if healthy else " but does NOT answer its health check"))
         return self.store.save(status)
 
     # -- analysis ---------------------------------------------------------------------------------------
