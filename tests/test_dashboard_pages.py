@@ -31,7 +31,7 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def aborted_rollout(service: str = "svc") -> None:
+def aborted_rollout(service: str = "svc", abort_reason: str | None = None) -> None:
     StatusStore(service).create(
         RolloutStatus(
             service=service,
@@ -41,6 +41,7 @@ def aborted_rollout(service: str = "svc") -> None:
             steps=[20, 100],
             interval_s=5,
             phase="aborted",
+            abort_reason=abort_reason,
             stable=Backend(ref="bert:1", version="bert:1"),
             canary=Backend(ref="bert:2", version="bert:2"),
         )
@@ -184,20 +185,7 @@ def test_pages_have_an_icon_a_text_protected_mark_and_a_heading_said_once(regist
     assert icon, "no favicon link: browsers ask for /favicon.ico on every page"
     assert client.get(icon.group(1)).status_code == 200
     assert '<span class="protected"' in page and "\U0001f512" not in page  # no emoji a font may lack
-    StatusStore("bert").create(
-        RolloutStatus(
-            service="bert",
-            strategy="canary",
-            ref="bert:2",
-            router="http://127.0.0.1:9",
-            steps=[20, 100],
-            interval_s=5,
-            phase="aborted",
-            abort_reason="aborted by a user (from the dashboard by carol)",
-            stable=Backend(ref="bert:1", version="bert:1"),
-            canary=Backend(ref="bert:2", version="bert:2"),
-        )
-    )
+    aborted_rollout("bert", "aborted by a user (from the dashboard by carol)")
     rollout = client.get("/rollouts/bert").text
     headline = re.search(r'<h1 id="headline">(.*?)<span', rollout, re.S)
     assert headline and headline.group(1).strip() == "bert:2"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from conveyor.cli.output import EXIT_FAILURE, ProgressBar, handle_errors, print_json, stderr, stdout
-from conveyor.cli.trust import SignOption
+from conveyor.cli.trust import SignOption, TlsVerifyOption
 from conveyor.packaging import DEFAULT_BASE
 from conveyor.registry.config import open_registry
 
@@ -56,14 +56,7 @@ def build(
     platform: Platform = "linux/amd64",
     do_push: Annotated[bool, typer.Option("--push", help="Push the image after building it.")] = False,
     push_to: Annotated[str | None, typer.Option(help="Push under this name instead of --tag.")] = None,
-    tls_verify: Annotated[
-        bool | None,
-        typer.Option(
-            "--tls-verify/--no-tls-verify",
-            help="Verify the OCI registry's TLS [default: as the engine's registries.conf says].",
-            show_default=False,
-        ),
-    ] = None,
+    tls_verify: TlsVerifyOption = None,
     context_dir: Annotated[Path | None, typer.Option("--context", help="Keep the build context here.")] = None,
     sign: SignOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
@@ -134,14 +127,7 @@ def push_image(
     to: Annotated[str | None, typer.Option("--to", help="Push under this name instead of IMAGE.")] = None,
     sign: SignOption = None,
     builder: Annotated[str | None, typer.Option(help="podman, docker or buildah [default: the first found].")] = None,
-    tls_verify: Annotated[
-        bool | None,
-        typer.Option(
-            "--tls-verify/--no-tls-verify",
-            help="Verify the OCI registry's TLS [default: as the engine's registries.conf says].",
-            show_default=False,
-        ),
-    ] = None,
+    tls_verify: TlsVerifyOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Push IMAGE, sign it with --sign KEY, and push its SBOM, provenance and signature beside it.

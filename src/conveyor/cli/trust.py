@@ -26,6 +26,14 @@ TrustedKeyOption = Annotated[
         help="Public key to trust (repeatable) [default: files in $CONVEYOR_TRUSTED_KEYS].",
     ),
 ]
+TlsVerifyOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--tls-verify/--no-tls-verify",
+        help="Verify the OCI registry's TLS [default: as the engine's registries.conf says].",
+        show_default=False,
+    ),
+]
 SignOption = Annotated[
     Path | None,
     typer.Option(

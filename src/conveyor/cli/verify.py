@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from conveyor.cli.output import EXIT_FAILURE, fail, handle_errors, print_json, stderr, stdout
-from conveyor.cli.trust import TrustedKeyOption
+from conveyor.cli.trust import TlsVerifyOption, TrustedKeyOption
 
 
 def verify(
@@ -48,14 +48,7 @@ def verify(
     pull: Annotated[
         bool, typer.Option("--pull", help="--supply-chain: pull the image and its attestations if not here.")
     ] = False,
-    tls_verify: Annotated[
-        bool | None,
-        typer.Option(
-            "--tls-verify/--no-tls-verify",
-            help="Verify the OCI registry's TLS [default: as the engine's registries.conf says].",
-            show_default=False,
-        ),
-    ] = None,
+    tls_verify: TlsVerifyOption = None,
     parallel: Annotated[int, typer.Option(min=1, help="Checks run at once.")] = 8,
     startup_timeout: Annotated[float, typer.Option(help="Seconds to wait for a served model or image.")] = 120,
 ) -> None:

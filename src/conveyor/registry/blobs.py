@@ -90,9 +90,15 @@ class LocalBlobStore:
     def put(self, digest: str, chunks: Iterable[bytes]) -> int:
         final = self._path(digest)
         tmp_name, actual, size = write_hashed(chunks, self.root / "tmp", "upload-", fsync=True)
+        self._settle(tmp_name, final, None if actual == digest else f"sha256:{actual}, expected sha256:{digest}")
+        return size
+
+    @staticmethod
+    def _settle(tmp_name: str, final: Path, mismatch: str | None) -> None:
+        """Move a complete, synced upload to its digest (or drop it: a mismatch, or the blob is there)."""
         try:
-            if actual != digest:
-                raise BlobCorrupt(f"received bytes hash to sha256:{actual}, expected sha256:{digest}")
+            if mismatch is not None:
+                raise BlobCorrupt(f"received bytes hash to {mismatch}")
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.exists():
                 os.unlink(tmp_name)  # stored once: the identical blob is already there
@@ -102,7 +108,6 @@ class LocalBlobStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
             raise
-        return size
 
     def get(self, digest: str) -> Iterator[bytes]:
         path = self._path(digest)
@@ -121,17 +126,7 @@ class LocalBlobStore:
         synced, so a crash leaves no blob under a wrong name; an identical blob already
         stored is kept and the copy dropped."""
         tmp_name, digest, size = write_hashed(file_chunks(path), self.root / "tmp", "upload-", progress, fsync=True)
-        final = self._path(digest)
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():
-                os.unlink(tmp_name)
-            else:
-                os.replace(tmp_name, final)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
-            raise
+        self._settle(tmp_name, self._path(digest), None)
         return digest, size
 
     def collect_garbage(self) -> int:
