@@ -20,7 +20,6 @@ BaseImage = Annotated[
     str,
     typer.Option(
         "--base-image",
-        envvar="CONVEYOR_BASE_IMAGE",
         help="Image to build FROM (needs python3 with venv; `conveyor base-image` makes one from Debian packages).",
     ),
 ]
@@ -179,4 +178,4 @@ def base_image(
 
     with handle_errors(), stderr.status(f"debootstrap bookworm into {image} (about a minute)"):
         python = make_base_image(image, mirror)
-    stdout.print(f"{image}: {python}; build with --base-image {image} (or CONVEYOR_BASE_IMAGE={image})")
+    stdout.print(f"{image}: {python}; build with --base-image {image}")

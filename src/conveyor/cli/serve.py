@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli.output import ProgressBar, exit_code, fail, handle_errors, stderr
+from conveyor.cli.output import EXIT_PORT, EXIT_USAGE, ProgressBar, fail, handle_errors, stderr
 from conveyor.cli.trust import RequireSignedOption, TrustedKeyOption, trust_from_options
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, PortInUse
 from conveyor.ports import check_port_free
 from conveyor.registry.refs import looks_like_ref
 
@@ -110,5 +110,5 @@ def serve(
     try:
         code = run_server(config)
     except ConveyorError as exc:
-        raise fail(str(exc), exit_code(exc)) from None
+        raise fail(str(exc), EXIT_PORT if isinstance(exc, PortInUse) else EXIT_USAGE) from None
     raise typer.Exit(code)

@@ -96,7 +96,7 @@ def _base_image_hint(context: Path, tail: list[str]) -> str:
         return ""
     return (
         f"\nthe base image {base} could not be pulled: build from one this machine has with "
-        "--base-image IMAGE (CONVEYOR_BASE_IMAGE), e.g. one made from Debian's packages by "
+        "--base-image IMAGE, e.g. one made from Debian's packages by "
         "`sudo conveyor base-image` (localhost/conveyor-base:bookworm)"
     )
 
