@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -69,5 +71,12 @@ def test_a_notebook_drives_a_canary_by_hand(router: Proc, rollout_home: Path) ->
 
 def test_the_api_is_importable_from_the_package_without_the_cli() -> None:
     assert {"open_registry", "start_rollout", "ProgressBar"} <= set(conveyor.__all__)
+    probe = (
+        "import sys, conveyor\n"
+        "conveyor.open_registry, conveyor.start_rollout, conveyor.attach_rollout, conveyor.ProgressBar\n"
+        "print(sorted(m for m in sys.modules if m.startswith('conveyor.cli') or m in ('typer', 'click')))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]", f"the API pulled in the CLI: {loaded}"
     with pytest.raises(AttributeError):
         conveyor.no_such_thing  # noqa: B018

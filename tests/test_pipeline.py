@@ -109,12 +109,22 @@ def test_retries_with_backoff(project: Path) -> None:
 
 
 def test_a_step_over_its_timeout_is_killed_with_its_children(project: Path) -> None:
-    write(project, {"slow": {"steps": {"sleepy": {"run": "sleep 60 & wait; touch finished", "timeout": 1}}}})
+    step = "sleep 60 & echo $! > child.pid; wait; touch finished"
+    write(project, {"slow": {"steps": {"sleepy": {"run": step, "timeout": 1}}}})
     started = time.monotonic()
     code, record = run(project, "slow")
     assert code == 1 and time.monotonic() - started < 20
     assert record["steps"]["sleepy"]["message"] == "timed out after 1s"
-    time.sleep(0.5)
+    child = int((project / "child.pid").read_text())  # the step's own child, which would sleep 60 s
+
+    def gone() -> bool:
+        try:
+            state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        return state in ("Z", "X")
+
+    wait_for(gone, timeout=10, what=f"the step's child {child} to be killed")
     assert not (project / "finished").exists()
 
 
