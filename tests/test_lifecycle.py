@@ -172,11 +172,19 @@ def test_openapi_documents_every_route(served_vote: Server) -> None:
     assert "InferenceRequest" in doc["components"]["schemas"]
 
 
-@pytest.mark.parametrize("args", [["--help"], ["serve", "--help"], ["version"]])
-def test_cli_help_and_version(args: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--help"], ["[OPTIONS] COMMAND", "serve", "models", "rollout", "--version"]),
+        (["serve", "--help"], ["serve [OPTIONS]", "--port", "[default: 5000]"]),
+        (["version"], [__import__("conveyor").__version__]),
+    ],
+)
+def test_cli_help_and_version(args: list[str], expected: list[str]) -> None:
     result = subprocess.run([sys.executable, "-m", "conveyor.cli.main", *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip()
+    for text in expected:
+        assert text in result.stdout, (text, result.stdout)
 
 
 def test_a_client_that_leaves_before_its_answer_costs_no_inference(vote_model, tmp_path) -> None:
