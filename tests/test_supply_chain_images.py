@@ -112,6 +112,17 @@ def test_each_broken_link_is_refused_by_name(
         other_build = links(unsigned_tag, *trust)["provenance"]
         assert other_build[0] == "failed" and "it describes another build" in other_build[1]
 
+        # a byte flipped in the registry's stored blob of the signed version: the audit reads the bytes
+        entry = next(f for f in open_local().resolve("votes:1").files if f.path == "model.onnx")
+        blob = home / "blobs" / "sha256" / entry.sha256[:2] / entry.sha256
+        intact = blob.read_bytes()
+        blob.write_bytes(intact[:100] + bytes([intact[100] ^ 0x01]) + intact[101:])
+        try:
+            tampered = links(signed_tag, *trust)["model-signature"]
+            assert tampered[0] == "failed" and "model.onnx" in tampered[1] and "corrupt" in tampered[1], tampered
+        finally:
+            blob.write_bytes(intact)
+
         # the signed tag moved onto the unsigned image
         _podman("tag", unsigned_tag, signed_tag)
         moved = links(signed_tag, *trust)
