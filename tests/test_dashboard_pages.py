@@ -31,6 +31,13 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+def log_in(client: TestClient, token: str, next_page: str | None = None, prefix: str = ""):  # type: ignore[no-untyped-def]
+    """Post the login form as a browser does: with the CSRF field of the form it was shown."""
+    csrf = csrf_of(client.get(f"{prefix}/login").text)
+    data = {"token": token, "csrf": csrf, **({"next": next_page} if next_page else {})}
+    return client.post(f"{prefix}/login", data=data, follow_redirects=False)
+
+
 def aborted_rollout(service: str = "svc", abort_reason: str | None = None) -> None:
     StatusStore(service).create(
         RolloutStatus(
@@ -84,13 +91,14 @@ def test_actions_need_the_csrf_token_and_a_write_login_when_the_registry_has_tok
     anonymous = client.post("/rollouts/svc/actions/retry", data={"csrf": csrf}, headers={"hx-request": "true"})
     assert anonymous.status_code == 401 and "log in" in anonymous.json()["error"]
 
-    assert client.post("/login", data={"token": "cvt_wrong", "next": "/rollouts/svc"}).status_code == 401
-    client.post("/login", data={"token": read, "next": "/rollouts/svc"})
+    assert client.post("/login", data={"token": read, "next": "/rollouts/svc"}).status_code == 403  # no CSRF field
+    assert log_in(client, "cvt_wrong", "/rollouts/svc").status_code == 401
+    log_in(client, read, "/rollouts/svc")
     csrf = csrf_of(client.get("/rollouts/svc").text)  # a new session, a new CSRF token
     refused = client.post("/rollouts/svc/actions/retry", data={"csrf": csrf}, headers={"hx-request": "true"})
     assert refused.status_code == 403 and "read scope" in refused.json()["error"]
 
-    landed = client.post("/login", data={"token": write, "next": "//evil.example/"}, follow_redirects=False)
+    landed = log_in(client, write, "//evil.example/")
     assert landed.status_code == 303 and landed.headers["location"] == "/models"  # never off-site
     page = client.get("/rollouts/svc").text
     assert "ops (write)" in page and write not in page and read not in page
@@ -106,7 +114,7 @@ def test_require_login_closes_reading_too(registry) -> None:  # type: ignore[no-
     client = TestClient(create_app(registry, tokens=registry.tokens, require_login=True))
     assert client.get("/models").status_code == 401
     assert client.get("/login").status_code == 200
-    client.post("/login", data={"token": token, "next": "/models"})
+    log_in(client, token, "/models")
     assert client.get("/models").status_code == 200
 
 
@@ -151,8 +159,10 @@ def test_mounted_in_the_registry_server_the_dashboard_needs_a_login_and_keeps_it
     client = TestClient(with_dashboard(create_registry_app(registry), registry, require_login=True))
     assert client.get("/api/v1/models").status_code == 401  # the API keeps its bearer tokens
     assert client.get("/ui/models").status_code == 401
-    landed = client.post("/ui/login", data={"token": token})
-    assert landed.status_code == 200 and 'href="/ui/models/bert"' in landed.text  # followed to /ui/models
+    moved = log_in(client, token, prefix="/ui")
+    assert moved.status_code == 303 and moved.headers["location"] == "/ui/models"
+    landed = client.get(moved.headers["location"])
+    assert landed.status_code == 200 and 'href="/ui/models/bert"' in landed.text
     assert "/ui/static/htmx-2.0.11.min.js" in landed.text and client.get("/ui/static/style.css").status_code == 200
     assert client.get("/api/v1/models", headers={"authorization": f"Bearer {token}"}).status_code == 200
 

@@ -4,6 +4,7 @@ both with Conveyor installed from the wheel, from a folder outside the checkout.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import textwrap
 from pathlib import Path
@@ -158,7 +159,12 @@ def test_the_dashboard_from_the_wheel_shows_the_registry_and_guards_its_buttons(
     assert forged.status_code == 403, ui.log()
     with httpx.Client(base_url=url, timeout=5) as browser:
         assert 'id="login-link"' in browser.get("/models").text  # the registry keeps tokens: a login is offered
-        login = browser.post("/login", data={"token": secret, "next": "/models"})
+        forged_login = browser.post("/login", data={"token": secret, "next": "/models"})
+        assert forged_login.status_code == 403 and "reload the page" in forged_login.text  # no CSRF field
+        form = browser.get("/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert csrf, "the login form has no CSRF field"
+        login = browser.post("/login", data={"token": secret, "next": "/models", "csrf": csrf.group(1)})
         assert login.status_code == 303 and login.headers["location"] == "/models"
         assert "ops (write)" in browser.get("/models").text and secret not in browser.get("/models").text
     ui.process.terminate()

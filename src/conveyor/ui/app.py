@@ -129,6 +129,9 @@ def create_app(
         target = str(form.get("next") or f"{root_path}/models")
         if not target.startswith("/") or target.startswith("//"):
             target = f"{root_path}/models"  # never redirect off this site
+        if not auth.csrf_ok(request, form.get("csrf")):  # a login forged by another site fixes no session
+            message = "the login form has expired or came from another site: reload the page and log in again"
+            return render(request, "login.html", {"next": target, "message": message}, 403)
         try:
             await anyio.to_thread.run_sync(auth.login, request, token)
         except ClientError as exc:
