@@ -201,3 +201,18 @@ def test_pages_have_an_icon_a_text_protected_mark_and_a_heading_said_once(regist
     assert headline and headline.group(1).strip() == "bert:2"
     reason = re.search(r'<p class="flash bad" id="abort-reason">(.*?)</p>', rollout, re.S)
     assert reason and reason.group(1) == "aborted by a user (from the dashboard by carol)"
+
+
+def test_a_version_page_judges_its_image_tag_and_links_the_rollouts_that_used_it(registry) -> None:  # type: ignore[no-untyped-def]
+    registry.register(registry.cached("bert:1")[1], "bert")  # bert:2, the canary of the rollout below
+    registry.set_tags("bert", 2, {"image": "localhost/no-such-image:2"}, [])
+    aborted_rollout("bert", "aborted by a user (test)")
+    client = TestClient(create_app(registry, tokens=registry.tokens))
+    page = client.get("/models/bert/versions/2").text
+    assert 'data-state="unknown"' in page and "not on this machine" in page
+    assert "conveyor verify --supply-chain localhost/no-such-image:2" in page
+    rollouts = re.search(r'<ul id="rollouts">(.*?)</ul>', page, re.S)
+    assert rollouts and 'href="/rollouts/bert"' in rollouts.group(1) and "as canary" in rollouts.group(1)
+    assert "no rollout has used this version" not in page
+    stable = re.search(r'<ul id="rollouts">(.*?)</ul>', client.get("/models/bert/versions/1").text, re.S)
+    assert stable and "as stable" in stable.group(1)  # bert:1 served beside it as the stable

@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from conveyor.errors import InvalidInput, NotFound
+from conveyor.errors import ConveyorError, InvalidInput, NotFound
 from conveyor.registry.protocol import Registry
 from conveyor.registry.records import ModelVersion
 
@@ -106,10 +106,50 @@ def version_context(registry: Registry, signatures: Signatures, name: str, numbe
         "signature": signatures.of(registry, version),
         "run_link": run_link,
         "optimization_params": json.loads(params) if params else None,
-        "images": _images(version),
+        "images": [_image_state(version, image) for image in _images(version)],
+        "rollouts": _rollouts_of(version),
     }
 
 
 def _images(version: ModelVersion) -> list[str]:
     """Images known to carry this version: the ``image`` tag ``conveyor build --push`` sets."""
     return [value for key, value in version.tags.items() if key == "image"]
+
+
+def _image_state(version: ModelVersion, image: str) -> dict[str, str | None]:
+    """What the tag names on this machine now: its image id, and whether that image carries this version.
+
+    A tag is a pointer that can move; the label ``ai.conveyor.model.digest`` of the image it names
+    now says whether it still serves these files (``conveyor verify --supply-chain`` judges every
+    link: signatures, provenance, SBOM)."""
+    import shutil
+
+    from conveyor import containers
+
+    engine = shutil.which("podman") or shutil.which("docker")
+    found = containers.image_id(engine, image) if engine else None
+    if found is None:
+        return {"ref": image, "id": None, "state": "unknown", "note": "not on this machine: pull it to check it"}
+    try:
+        label = containers.image_labels(engine, image).get("ai.conveyor.model.digest", "")  # type: ignore[arg-type]
+    except ConveyorError:
+        label = ""
+    if label == f"sha256:{version.digest}":
+        return {"ref": image, "id": found, "state": "passed", "note": f"carries {version.ref}"}
+    said = f"its label says model {label[:19]}" if label else "it is not a Conveyor image of this model"
+    return {"ref": image, "id": found, "state": "failed", "note": f"the tag now names another image: {said}"}
+
+
+def _rollouts_of(version: ModelVersion) -> list[dict[str, str]]:
+    """The rollouts that sent traffic to this version (as canary or as stable), newest first."""
+    from conveyor.rollout.status import StatusStore, list_services
+
+    found = []
+    for service in list_services():
+        status = StatusStore(service).find()
+        if status is None:
+            continue
+        if version.ref in (status.ref, status.canary.version, status.stable.version, status.previous_ref):
+            role = "canary" if version.ref in (status.ref, status.canary.version) else "stable"
+            found.append({"service": service, "role": role, "phase": status.phase, "at": status.updated_at})
+    return sorted(found, key=lambda row: -float(row["at"]))
