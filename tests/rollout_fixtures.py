@@ -117,6 +117,15 @@ class Load:
             thread.join(15)
 
     @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.seen.values())
+
+    def answered(self, at_least: int, timeout: float = 30) -> None:
+        """Wait until the clients have seen `at_least` answers in all (a wait that times out fails)."""
+        wait_for(lambda: self.total >= at_least, timeout, f"{at_least} answers through the router")
+
+    @property
     def errors(self) -> int:
         return sum(n for key, n in self.seen.items() if key != "200")
 

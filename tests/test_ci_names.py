@@ -16,16 +16,26 @@ def test_image_names_are_lower_cased_in_their_repository_only() -> None:
 def test_owner_in_a_default_is_the_repository_owner_in_ci_and_local_elsewhere(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from conveyor.pipeline.github import _literal
+    from conveyor.pipeline.github import workflow
     from conveyor.pipeline.runner import resolve_params
     from conveyor.pipeline.spec import Pipeline
 
     pipeline = Pipeline.model_validate(
-        {"params": {"image": "ghcr.io/{owner}/m", "n": 3}, "steps": {"s": {"run": "true"}}}
+        {
+            "params": {"image": "ghcr.io/{owner}/m", "n": 3, "note": "it's", "flag": True},
+            "steps": {"s": {"run": "true"}},
+        }
     )
     monkeypatch.delenv("GITHUB_REPOSITORY_OWNER", raising=False)
     assert resolve_params(pipeline, {})["image"] == "ghcr.io/local/m"
     monkeypatch.setenv("GITHUB_REPOSITORY_OWNER", "Acme")
-    assert resolve_params(pipeline, {}) == {"image": "ghcr.io/acme/m", "n": 3}
-    assert _literal("ghcr.io/{owner}/m") == "format('ghcr.io/{0}/m', github.repository_owner)"
-    assert _literal("it's") == "'it''s'" and _literal(True) == "'true'"
+    assert resolve_params(pipeline, {}) == {"image": "ghcr.io/acme/m", "n": 3, "note": "it's", "flag": True}
+    # The generated workflow passes the same defaults as GitHub expressions, each quoted as GitHub's
+    # grammar wants: the owner through format(), a quote doubled, a boolean as its string.
+    [run] = [
+        step["run"] for job in workflow("p", pipeline)["jobs"].values() for step in job["steps"]
+        if "conveyor pipeline run" in step.get("run", "")
+    ]  # fmt: skip
+    assert "client_payload.image || format('ghcr.io/{0}/m', github.repository_owner) }}" in run
+    assert "client_payload.note || 'it''s' }}" in run
+    assert "client_payload.flag || 'true' }}" in run and "client_payload.n || '3' }}" in run

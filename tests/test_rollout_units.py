@@ -7,7 +7,7 @@ import random
 import pytest
 
 from conveyor.durations import parse_duration
-from conveyor.errors import ClientError
+from conveyor.errors import InvalidInput
 from conveyor.rollout.config import parse_steps
 from conveyor.rollout.metric import MeasurementError, Traffic, Verdict, window_traffic
 from conveyor.rollout.metrics.agreement import judge_agreement
@@ -91,10 +91,11 @@ def test_a_router_restart_inside_the_window_is_a_measurement_error() -> None:
 def test_steps_and_durations_are_validated() -> None:
     assert parse_steps("10,25,50,100") == [10, 25, 50, 100]
     assert parse_duration("500ms") == 0.5 and parse_duration("2m") == 120
-    for bad in ("10,5", "0,50", "10,abc", "150"):
-        with pytest.raises(ClientError):
+    reasons = {"10,5": "must increase", "0,50": "above 0", "10,abc": "give percentages", "150": "at most 100"}
+    for bad, reason in reasons.items():
+        with pytest.raises(InvalidInput, match=reason):
             parse_steps(bad)
-    with pytest.raises(ClientError):
+    with pytest.raises(InvalidInput, match="use e.g. 30s"):
         parse_duration("soon")
 
 

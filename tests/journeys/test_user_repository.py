@@ -83,20 +83,86 @@ def container_registry(tmp_path: Path) -> tuple[str, subprocess.Popen[bytes]]:
     process.wait(10)
 
 
-def _packages(wheel: Path, folder: Path) -> Path:
-    """Conveyor's wheel, its dependencies and the pinned uv in one folder: the index the jobs install from."""
+@pytest.fixture(scope="session")
+def stand_in_index(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Conveyor's wheel, its dependencies, the pinned uv and setuptools in one folder: the index the jobs use."""
+    folder = tmp_path_factory.mktemp("index") / "packages"
     folder.mkdir()
     shutil.copy(wheel, folder)
     pins = [line.split(" ")[0] for line in (REPO / "requirements.lock").read_text().splitlines() if "==" in line]
     constraints = folder.parent / "constraints.txt"
     constraints.write_text("\n".join(p for p in pins if not p.startswith("#")) + "\n")
     download = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "-d", str(folder)]
-    subprocess.run(
-        [*download, "--find-links", str(folder), "-c", str(constraints), "conveyor-ml", "pytest>=8,<10", UV],
-        check=True,
-        timeout=600,
-    )
+    wanted = ["conveyor-ml", "pytest>=8,<10", UV, "setuptools>=69", "wheel"]  # setuptools: a git install builds
+    subprocess.run([*download, "--find-links", str(folder), "-c", str(constraints), *wanted], check=True, timeout=600)
     return folder
+
+
+def _index_without_conveyor(index: Path, folder: Path) -> Path:
+    """The same index without Conveyor's own wheel: a job can only get Conveyor the way ci.install says."""
+    folder.mkdir()
+    for package in index.iterdir():
+        if not package.name.startswith("conveyor_ml-"):
+            os.link(package, folder / package.name)
+    return folder
+
+
+def _act(
+    repo: Path,
+    workflow: Path,
+    tmp_path: Path,
+    packages: Path,
+    *,
+    secrets: dict[str, str] | None = None,
+    inputs: dict[str, str] | None = None,
+    registries_conf: Path | None = None,
+) -> str:
+    """Run WORKFLOW's workflow_dispatch with act, each job on a fresh stand-in runner; the whole log."""
+    if registries_conf is None:
+        registries_conf = tmp_path / "registries.conf"
+        registries_conf.write_text("unqualified-search-registries = []\n")
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    command = [str(ACT), "workflow_dispatch", "-W", str(workflow), "-P", "ubuntu-latest=-self-hosted"]
+    command.append("--no-cache-server")
+    for action, folder in STANDINS.items():
+        command += ["--local-repository", f"{action}={ACTIONS / folder}"]
+    for name, value in (secrets or {}).items():
+        command += ["--secret", f"{name}={value}"]
+    for name, value in (inputs or {}).items():
+        command += ["--input", f"{name}={value}"]
+    for name, value in {
+        "STANDIN_PACKAGES": str(packages),
+        "STANDIN_UV": str(Path(sys.executable).parent / "uv"),
+        "STANDIN_ARTIFACTS": str(artifacts),
+        "STANDIN_REGISTRIES_CONF": str(registries_conf),
+    }.items():
+        command += ["--env", f"{name}={value}"]
+    act_home = tmp_path / "act-home"
+    act_home.mkdir()
+    # a GitHub runner's environment: none of ours (PYTHONDONTWRITEBYTECODE neither: a job's first
+    # conveyor command leaves its bytecode for the next ones, as there)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CONVEYOR_", "VIRTUAL_ENV", "PIP_", "PYTHONDONTWRITEBYTECODE"))
+    }
+    env.update(HOME=str(act_home), PATH=f"{Path(sys.executable).parent.parent.parent / 'bin'}:{os.environ['PATH']}")
+    env["PATH"] = ":".join(p for p in env["PATH"].split(":") if ".venv" not in p)  # jobs bring their own Python
+    log = tmp_path / "act.log"
+    with open(log, "w") as out:
+        finished = subprocess.run(command, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=1500)
+    text = log.read_text(errors="replace")
+    assert finished.returncode == 0, text[-8000:]
+    return text
+
+
+def _commit_all(repo: Path) -> None:
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init"],
+        check=True,
+    )
 
 
 @pytest.mark.timeout(1800)
@@ -106,6 +172,7 @@ def test_init_register_and_the_generated_workflow_delivers_on_fresh_runners(
     vote_folder: Path,
     base_image: str,  # noqa: F811
     container_registry: tuple[str, subprocess.Popen[bytes]],
+    stand_in_index: Path,
     tmp_path: Path,
 ) -> None:
     oci, _ = container_registry
@@ -138,68 +205,24 @@ def test_init_register_and_the_generated_workflow_delivers_on_fresh_runners(
         [str(Path(sys.executable).parent / "actionlint"), str(workflow)], capture_output=True, text=True
     )
     assert lint.returncode == 0, lint.stdout
-    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
-    subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init"],
-        check=True,
-    )
+    _commit_all(repo)
 
-    packages = _packages(wheel, tmp_path / "packages")
     registries_conf = tmp_path / "registries.conf"
     registries_conf.write_text(
         f'unqualified-search-registries = []\n[[registry]]\nlocation = "{oci}"\ninsecure = true\n'
     )
-    artifacts = tmp_path / "artifacts"
-    artifacts.mkdir()
-    command = [
-        str(ACT),
-        "workflow_dispatch",
-        "-W",
-        str(workflow),
-        "-P",
-        "ubuntu-latest=-self-hosted",
-        "--no-cache-server",
-    ]
-    for action, folder in STANDINS.items():
-        command += ["--local-repository", f"{action}={ACTIONS / folder}"]
-    for name, value in {
+    secrets = {
         "CONVEYOR_REGISTRY": registry.url,
         "CONVEYOR_TOKEN": token,
         "CONTAINER_REGISTRY": oci,
         "CONTAINER_REGISTRY_USERNAME": USER,
         "CONTAINER_REGISTRY_PASSWORD": PASSWORD,
         "CONVEYOR_SIGNING_KEY": signing_key.read_text(),
-    }.items():
-        command += ["--secret", f"{name}={value}"]
-    for name, value in {
-        "image": f"{oci}/sentiment",
-        "base_image": f"{oci}/conveyor-base:bookworm",
-        "tls_verify": "false",
-    }.items():
-        command += ["--input", f"{name}={value}"]
-    for name, value in {
-        "STANDIN_PACKAGES": str(packages),
-        "STANDIN_UV": str(Path(sys.executable).parent / "uv"),
-        "STANDIN_ARTIFACTS": str(artifacts),
-        "STANDIN_REGISTRIES_CONF": str(registries_conf),
-    }.items():
-        command += ["--env", f"{name}={value}"]
-    act_home = tmp_path / "act-home"
-    act_home.mkdir()
-    # a GitHub runner's environment: none of ours (PYTHONDONTWRITEBYTECODE neither: a job's first
-    # conveyor command leaves its bytecode for the next ones, as there)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CONVEYOR_", "VIRTUAL_ENV", "PIP_", "PYTHONDONTWRITEBYTECODE"))
     }
-    env.update(HOME=str(act_home), PATH=f"{Path(sys.executable).parent.parent.parent / 'bin'}:{os.environ['PATH']}")
-    env["PATH"] = ":".join(p for p in env["PATH"].split(":") if ".venv" not in p)  # jobs bring their own Python
-    log = tmp_path / "act.log"
-    with open(log, "w") as out:
-        finished = subprocess.run(command, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=1500)
-    text = log.read_text(errors="replace")
-    assert finished.returncode == 0, text[-8000:]
+    inputs = {"image": f"{oci}/sentiment", "base_image": f"{oci}/conveyor-base:bookworm", "tls_verify": "false"}
+    text = _act(
+        repo, workflow, tmp_path, stand_in_index, secrets=secrets, inputs=inputs, registries_conf=registries_conf
+    )
     # six jobs, each on its own fresh runner; the image was built, verified and pushed in one of them
     assert text.count("🏁  Job succeeded") == 6, text[-8000:]
     assert "[conveyor deliver/build -> verify-image -> push]" in text
@@ -244,3 +267,61 @@ def test_init_register_and_the_generated_workflow_delivers_on_fresh_runners(
         }
     finally:
         _podman("rm", "-f", name, env=clean_env, check=False)
+
+
+INSTALLED_AS = """\
+import importlib.metadata, json, subprocess, sys
+
+# How this runner got Conveyor (PEP 610's direct_url.json), checked against what ci.install said.
+origin = json.loads(importlib.metadata.distribution("conveyor-ml").read_text("direct_url.json"))
+form, expected = sys.argv[1], sys.argv[2]
+if form == "git":
+    vcs = origin.get("vcs_info", {})
+    assert vcs.get("vcs") == "git" and vcs.get("commit_id") == expected, origin
+else:
+    assert origin["url"].endswith("/vendor/" + expected), origin
+version = subprocess.run(["conveyor", "--version"], capture_output=True, text=True, check=True).stdout
+assert version.startswith("conveyor "), version
+"""
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("form", ["wheel", "git"])
+def test_ci_install_takes_a_wheel_in_the_repository_and_a_git_url_on_fresh_runners(
+    user: User, wheel: Path, stand_in_index: Path, tmp_path: Path, form: str
+) -> None:
+    """The README's install forms, written into ci.install as they are, under act with no Conveyor on the index."""
+    repo = user.workdir / "sentiment-service"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    user.ok("init", str(repo), "--name", "sentiment")
+    if form == "wheel":
+        (repo / "vendor").mkdir()
+        shutil.copy(wheel, repo / "vendor")
+        install, expected = f"./vendor/{wheel.name}", wheel.name
+    else:  # a tag of Conveyor's repository; file:// stands in for https://github.com/OWNER/conveyor
+        source = tmp_path / "conveyor.git"
+        subprocess.run(["git", "clone", "-q", "--bare", str(REPO), str(source)], check=True)
+        subprocess.run(["git", "-C", str(source), "tag", "v0.1.0", "HEAD"], check=True)
+        expected = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        install = f"conveyor-ml @ git+file://{source}@v0.1.0"  # the README's line, unquoted, as a user copies it
+    project = yaml.safe_load((repo / "conveyor.yaml").read_text())
+    project["ci"]["install"] = [install, "pytest>=8,<10"]
+    project["pipelines"]["installed"] = {
+        "steps": {"report": {"run": f"python installed_as.py {form} {expected}"}},
+    }
+    (repo / "conveyor.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
+    (repo / "installed_as.py").write_text(INSTALLED_AS)
+    user.ok("ci", "github", "installed", "-f", str(repo / "conveyor.yaml"), "-o", str(repo / ".github" / "workflows"))
+    workflow = repo / ".github" / "workflows" / "conveyor-installed.yml"
+    _commit_all(repo)
+    assert (
+        "vendor/"
+        not in subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--ignored"], capture_output=True, text=True
+        ).stdout
+    )  # the committed wheel is not swallowed by the generated .gitignore
+
+    text = _act(repo, workflow, tmp_path, _index_without_conveyor(stand_in_index, tmp_path / "deps"))
+    assert text.count("🏁  Job succeeded") == 1, text[-8000:]

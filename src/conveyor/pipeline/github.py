@@ -109,7 +109,15 @@ def _setup(ci: CISettings) -> list[dict[str, Any]]:
 
 
 def _arguments(args: str) -> str:
-    return " ".join(shlex.quote(arg) for arg in shlex.split(args))
+    """One ``ci.install`` entry as shell words; ``NAME @ URL`` (a PEP 508 direct reference) stays one."""
+    words = shlex.split(args)
+    merged: list[str] = []
+    for word in words:
+        if len(merged) >= 2 and merged[-1] == "@" and not merged[-2].startswith("-"):
+            merged[-2:] = [f"{merged[-2]} @ {word}"]
+        else:
+            merged.append(word)
+    return " ".join(shlex.quote(arg) for arg in merged)
 
 
 def _login() -> dict[str, Any]:

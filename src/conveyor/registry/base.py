@@ -297,17 +297,21 @@ def cache_version(
     cache_dir: Path | None,
     progress: Progress | None = None,
     on_notice: Callable[[str], None] | None = None,
+    before_reuse: Callable[[], None] | None = None,
 ) -> Path:
     """A verified local copy of a version under the cache, downloaded once per digest.
 
     A cached copy is re-hashed every time it is handed out: bytes changed on disk since the
     download (or files added beside them) are thrown away and downloaded again, and
-    ``on_notice`` hears which files were wrong.
+    ``on_notice`` hears which files were wrong.  ``before_reuse`` runs only when an existing
+    copy is about to be handed out (a download verifies the source's bytes by itself).
     """
     root = Path(cache_dir) if cache_dir else conveyor_home() / "cache"
     target = root / version.name / f"{version.version}-{version.digest[:16]}"
     marker = target / COMPLETE_MARKER
     if marker.is_file() and marker.read_text().strip() == version.digest:
+        if before_reuse is not None:
+            before_reuse()
         changed = cache_mismatches(version, target)
         if not changed:
             return target

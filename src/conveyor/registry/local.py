@@ -87,17 +87,22 @@ class LocalRegistry(RegistryBase):
 
         The embedded registry's blobs lie on this disk, so checking them costs one read: a byte
         flipped in the store is refused by ``serve`` and rollouts even while an older copy in the
-        cache is intact (the HTTP client, and blobs in S3, trust the cache, re-hashed, instead)."""
+        cache is intact (the HTTP client, and blobs in S3, trust the cache, re-hashed, instead).
+        On a cache miss the download itself hashes the stored bytes: they are read once."""
         version = self.resolve(ref)
+
+        def stored_blobs_intact() -> None:
+            for entry in version.files:
+                actual = hash_chunks(self.blobs.get(entry.sha256))
+                if actual != entry.sha256:
+                    raise BlobCorrupt(
+                        f"{entry.path}: the stored blob of {version.ref} hashes to sha256:{actual}, "
+                        f"but the registry recorded sha256:{entry.sha256}; the stored blob is corrupt"
+                    )
+
         local_files = isinstance(self.blobs, LocalBlobStore)  # blobs in S3 cost a download: the cache stands
-        for entry in version.files if local_files else []:
-            actual = hash_chunks(self.blobs.get(entry.sha256))
-            if actual != entry.sha256:
-                raise BlobCorrupt(
-                    f"{entry.path}: the stored blob of {version.ref} hashes to sha256:{actual}, "
-                    f"but the registry recorded sha256:{entry.sha256}; the stored blob is corrupt"
-                )
-        return version, cache_version(version, self.open_blob, self.cache_dir, progress, on_notice)
+        check = stored_blobs_intact if local_files else None
+        return version, cache_version(version, self.open_blob, self.cache_dir, progress, on_notice, check)
 
     # ---- changing ---------------------------------------------------------------------------
 
