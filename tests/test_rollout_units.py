@@ -95,7 +95,7 @@ def test_steps_and_durations_are_validated() -> None:
     for bad, reason in reasons.items():
         with pytest.raises(InvalidInput, match=reason):
             parse_steps(bad)
-    with pytest.raises(InvalidInput, match="use e.g. 30s"):
+    with pytest.raises(InvalidInput, match=r"use e\.g\. 30s"):
         parse_duration("soon")
 
 
