@@ -137,3 +137,11 @@ def tiny_bert(model_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def no_mask(model_root: Path) -> Path:
     return models.model_dir(model_root / "no-mask", "no-mask", models.no_mask_model)
+
+
+@pytest.fixture(scope="session")
+def tabular(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Real scikit-learn, XGBoost and LightGBM models, trained once per session (tests/tabular_models.py)."""
+    from tests.tabular_models import train
+
+    return train(tmp_path_factory.mktemp("tabular"))

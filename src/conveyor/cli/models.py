@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from conveyor.registry.records import ModelVersion
 
-from conveyor.cli.output import ProgressBar, fail, handle_errors, new_table, print_json, stdout
+from conveyor.cli.output import ProgressBar, fail, handle_errors, new_table, print_json, stderr, stdout
 from conveyor.cli.trust import RequireSignedOption, TrustedKeyOption, trust_from_options
 from conveyor.errors import InvalidInput
 from conveyor.registry.config import open_registry
@@ -145,24 +145,82 @@ def register(
             "does not parse, a broken tokenizer.json (--no-check stores any files)."
         ),
     ] = True,
+    sample: Annotated[
+        Path | None,
+        typer.Option(
+            help="A trained model file only: rows (.csv with a header, or .json records) both models answer "
+            "in the conversion gate, and whose columns name and type the features [default: rows generated "
+            "from what the model records].",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    min_agreement: Annotated[
+        float, typer.Option(help="Gate: the share of rows whose label must agree (classifiers).", min=0, max=1)
+    ] = 0.999,
+    tolerance: Annotated[
+        float,
+        typer.Option(help="Gate: the largest difference of a probability, or of a value (relative above 1).", min=0),
+    ] = 1e-4,
+    positive_label: Annotated[
+        str | None,
+        typer.Option(help="A binary classifier's label /predict answers as {LABEL: true|false}."),
+    ] = None,
     registry: RegistryOption = None,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Register PATH as the next version of NAME: every file stored by sha256, then the version made visible."""
+    """Register PATH as the next version of NAME: every file stored by sha256, then the version made visible.
+
+    PATH is a model folder, an .onnx file, or a trained model file: a scikit-learn estimator or
+    Pipeline (.joblib, .pkl), an XGBoost (.json, .ubj) or LightGBM (.txt) model.  A trained
+    model is converted to ONNX and registered only if both answer the same rows alike (the
+    gate); the original file is kept in the version.  Loading a pickle runs its code: register
+    only files you trust.  See docs/models.md."""
     with handle_errors():
         reg = open_registry(registry, token)
+        import tempfile
+
+        from conveyor.convert import is_framework_model
         from conveyor.registry.records import Lineage
         from conveyor.serving.intake import check_servable
 
-        lineage = Lineage(run_id=run_id, metrics=_metrics(metric))
+        metrics = _metrics(metric)
+        properties = _pairs(prop, "--property")
+        scratch = None
+        original_path = path
+        if is_framework_model(path):
+            from conveyor.convert import convert_model
+
+            scratch = tempfile.TemporaryDirectory(prefix="conveyor-convert-")
+            conversion = convert_model(
+                path, Path(scratch.name) / "model", name, sample, min_agreement, tolerance, positive_label
+            )
+            source = conversion.spec.source
+            assert source is not None
+            stderr.print(
+                f"converted {path.name} ({source.framework} {source.framework_version}, {source.converter}) to "
+                f"ONNX: {conversion.spec.task}, {len(conversion.spec.features)} features; gate passed: "
+                f"{conversion.report.summary()}"
+            )
+            metrics = {**conversion.report.metrics(), **metrics}
+            properties = {"converter": source.converter, **properties}
+            path = conversion.folder
+        elif sample is not None:
+            raise InvalidInput("--sample is for a trained model file (joblib, pickle, XGBoost, LightGBM) only")
+        lineage = Lineage(run_id=run_id, metrics=metrics)
+        if scratch is not None:
+            from conveyor.registry.base import git_commit
+
+            where = original_path.resolve()
+            lineage = lineage.model_copy(update={"source": str(where), "git_commit": git_commit(where.parent)})
         with ProgressBar(enabled=not as_json) as bar:
             version = reg.register(
                 path,
                 name,
                 description=description,
                 tags=_pairs(tag, "--tag"),
-                properties=_pairs(prop, "--property"),
+                properties=properties,
                 aliases=alias or [],
                 lineage=lineage,
                 model_description=model_description,
@@ -170,6 +228,8 @@ def register(
                 skip_unchanged=skip_unchanged,
                 check=check_servable if check else None,
             )
+        if scratch is not None:
+            scratch.cleanup()
     if as_json:
         print_json(version)
         return

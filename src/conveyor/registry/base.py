@@ -82,11 +82,31 @@ def collect_files(path: Path) -> list[tuple[str, Path]]:
 
 
 def model_facts(files: list[tuple[str, Path]]) -> tuple[str | None, str | None, dict[str, str]]:
+    """(framework, its version, extra properties): the ONNX file's, or the framework a converted
+    model came from as its ``model.yaml`` records it (``source``), the ONNX facts kept as properties."""
+    trained = _converted_from(files)
     for _, local in files:
         framework, version, extra = framework_of(local)
         if framework:
+            if trained is not None:
+                return trained[0], trained[1], extra
             return framework, version, extra
     return None, None, {}
+
+
+def _converted_from(files: list[tuple[str, Path]]) -> tuple[str, str] | None:
+    import yaml
+
+    for relative, local in files:
+        if relative != "model.yaml":
+            continue
+        try:
+            source = (yaml.safe_load(local.read_text()) or {}).get("source")
+        except (yaml.YAMLError, OSError, UnicodeDecodeError, AttributeError):
+            return None
+        if isinstance(source, dict) and isinstance(source.get("framework"), str):
+            return source["framework"], str(source.get("framework_version", ""))
+    return None
 
 
 def git_commit(path: Path) -> str | None:

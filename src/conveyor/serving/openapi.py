@@ -14,6 +14,7 @@ from typing import Any
 
 from conveyor import __version__
 from conveyor.serving.spec import ModelSpec
+from conveyor.serving.tabular import FLOAT32_MAX
 from conveyor.serving.v2 import DATATYPES, InferenceResponse
 
 TEXT_OUTPUTS = ("logits", "label", "probabilities")
@@ -61,6 +62,19 @@ def _tensor(shape: dict[str, Any], datatype: dict[str, Any], data: dict[str, Any
     }
 
 
+def _requested_outputs(name: dict[str, Any]) -> dict[str, Any]:
+    """A v2 request's optional list of the outputs it wants, each named as ``name`` allows."""
+    return {
+        "type": ["array", "null"],
+        "items": {
+            "type": "object",
+            "required": ["name"],
+            "additionalProperties": False,
+            "properties": {"name": name, "parameters": {"type": ["object", "null"]}},
+        },
+    }
+
+
 def _inference_request(text: bool, max_items: int) -> dict[str, Any]:
     """The v2 request body this server takes: one BYTES input for text models, typed tensors otherwise."""
     if text:
@@ -88,21 +102,144 @@ def _inference_request(text: bool, max_items: int) -> dict[str, Any]:
             "id": {"type": ["string", "null"]},
             "parameters": _parameters(),
             "inputs": inputs,
-            "outputs": {
-                "type": ["array", "null"],
-                "items": {
-                    "type": "object",
-                    "required": ["name"],
-                    "additionalProperties": False,
-                    "properties": {"name": output_name, "parameters": {"type": ["object", "null"]}},
-                },
+            "outputs": _requested_outputs(output_name),
+        },
+    }
+
+
+JSON_TYPES = {"number": "number", "integer": "integer", "string": "string", "boolean": "boolean"}
+FLOATS = ["FP32", "FP64"]  # FP16 too, where its values fit: 65504 at most
+Features = tuple[tuple[str, str], ...]
+
+
+def _cell(kind: str) -> dict[str, Any]:
+    if kind in ("number", "integer"):
+        return {"type": JSON_TYPES[kind], "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
+    return {"type": JSON_TYPES[kind]}
+
+
+def _tabular_predict(task: str, labels: tuple[str, ...], boolean: str | None, features: Features, max_items: int):  # type: ignore[no-untyped-def]
+    """The /predict request and answer of a tabular model, generated from its features."""
+    properties = {name: _cell(kind) for name, kind in features}
+    names = [name for name, _ in features]
+    record = {"type": "object", "properties": properties, "required": names, "additionalProperties": False}
+    records = {"type": "array", "items": record, "minItems": 1, "maxItems": max_items}
+    row = {
+        "type": "array",
+        "prefixItems": [_cell(kind) for _, kind in features],
+        "items": False,
+        "minItems": len(names),
+    }
+    split = {
+        "type": "object",
+        "required": ["columns", "data"],
+        "additionalProperties": False,
+        "description": "pandas' split orientation (MLflow's dataframe_split). Documented in the model's column "
+        "order; the server takes the columns in any order.",
+        "properties": {
+            "columns": {"const": names},
+            "data": {"type": "array", "items": row, "minItems": 1, "maxItems": max_items},
+            "index": {"type": ["array", "null"], "items": {"type": ["number", "string"]}},
+        },
+    }
+    request = {
+        "oneOf": [
+            records,
+            record,
+            split,
+            {"type": "object", "required": ["dataframe_records"], "additionalProperties": False,
+             "properties": {"dataframe_records": records}},
+            {"type": "object", "required": ["dataframe_split"], "additionalProperties": False,
+             "properties": {"dataframe_split": split}},
+        ],
+        "description": "Rows of named columns. A mistyped, missing or unknown column is a 422 naming it.",
+    }  # fmt: skip
+    if task == "tabular-regression":
+        answer: dict[str, Any] = {
+            "type": "object",
+            "properties": {"value": {"type": "number"}},
+            "required": ["value"],
+            "additionalProperties": False,
+        }
+    else:
+        props: dict[str, Any] = {
+            "label": {"type": "string", "enum": list(labels)},
+            "probabilities": {
+                "type": "object",
+                "properties": {label: {"type": "number", "minimum": 0, "maximum": 1} for label in labels},
+                "required": list(labels),
+                "additionalProperties": False,
             },
+        }
+        if boolean is not None:
+            props[boolean] = {"type": "boolean"}
+        answer = {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+    return request, answer
+
+
+def _tabular_inference_request(task: str, features: Features, max_items: int) -> dict[str, Any]:
+    """v2: one named input per column, shape [N] or [N, 1] (MLServer's pandas codec)."""
+    rows = {"type": "integer", "minimum": 1, "maximum": max_items}
+    shape = {"type": "array", "prefixItems": [rows, {"const": 1}], "items": False, "minItems": 1, "maxItems": 2}
+
+    def tensor(name: str, datatypes: list[str], item: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": ["name", "shape", "datatype", "data"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"const": name},
+                "shape": shape,
+                "datatype": {"type": "string", "enum": datatypes},
+                "data": {"type": "array", "items": item, "minItems": 1, "maxItems": max_items},
+                "parameters": {"type": ["object", "null"]},
+            },
+        }
+
+    def variants(name: str, kind: str) -> dict[str, Any]:
+        """The tensors a column may come as; documented: float columns and INT64 (the server takes every
+        integer width whose values fit)."""
+        integer = {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
+        options = {
+            "number": [tensor(name, FLOATS, _cell("number")), tensor(name, ["INT64"], integer)],
+            "integer": [tensor(name, ["INT64"], integer)],
+            "string": [tensor(name, ["BYTES"], {"type": "string"})],
+            "boolean": [tensor(name, ["BOOL"], {"type": "boolean"})],
+        }[kind]
+        return {"anyOf": options}
+
+    tensors = [variants(name, kind) for name, kind in features]
+    outputs = ["value", "predict"] if task == "tabular-regression" else [
+        "label", "predict", "probabilities", "predict_proba"]  # fmt: skip
+    return {
+        "type": "object",
+        "required": ["inputs"],
+        "description": "One input per feature, each named after it, all with the same number of rows; "
+        "unknown top-level fields are ignored.",
+        "properties": {
+            "id": {"type": ["string", "null"]},
+            "parameters": _parameters(),
+            "inputs": {
+                "type": "array",
+                "description": "Documented in the model's column order; the server takes them in any order.",
+                "prefixItems": tensors,
+                "items": False,
+                "minItems": len(features),
+            },
+            "outputs": _requested_outputs({"type": "string", "enum": outputs}),
         },
     }
 
 
 @lru_cache(maxsize=8)
-def _document(labels: tuple[str, ...], boolean: str | None, text: bool, max_items: int) -> dict[str, Any]:
+def _document(
+    labels: tuple[str, ...],
+    boolean: str | None,
+    text: bool,
+    max_items: int,
+    task: str = "text-classification",
+    features: Features = (),
+) -> dict[str, Any]:
     if boolean is not None:
         answer = {
             "type": "object",
@@ -124,15 +261,21 @@ def _document(labels: tuple[str, ...], boolean: str | None, text: bool, max_item
         "maxItems": max_items,
         "examples": [["MLOps is critical for robustness"]],
     }
+    summary = "Classify texts (the classic contract)"
+    detail = "Texts longer than the model's max_length tokens are truncated."
+    if features:
+        predict_request, answer = _tabular_predict(task, labels, boolean, features, max_items)
+        summary = "Predict from rows of named columns"
+        detail = "JSON records, one record, or pandas' split frame; one answer per row."
     predict_response = {
         "oneOf": [answer, {"type": "array", "items": answer, "minItems": 2}],
-        "description": "One string in: one object. N strings in: a list of N objects, in order.",
+        "description": "One item in: one object. N items in: a list of N objects, in order.",
     }
     paths: dict[str, Any] = {
         "/predict": {
             "post": {
-                "summary": "Classify texts (the classic contract)",
-                "description": "Texts longer than the model's max_length tokens are truncated.",
+                "summary": summary,
+                "description": detail,
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": predict_request}},
@@ -215,7 +358,9 @@ def _document(labels: tuple[str, ...], boolean: str | None, text: bool, max_item
             "properties": {"error": {"type": "string"}},
             "required": ["error"],
         },
-        "InferenceRequest": _inference_request(text, max_items),
+        "InferenceRequest": (
+            _tabular_inference_request(task, features, max_items) if features else _inference_request(text, max_items)
+        ),
         "RepositoryIndex": {
             "type": "array",
             "items": {
@@ -240,4 +385,7 @@ def _document(labels: tuple[str, ...], boolean: str | None, text: bool, max_item
 
 
 def openapi_document(spec: ModelSpec, max_items: int) -> dict[str, Any]:
-    return _document(tuple(spec.labels), spec.boolean_label, spec.task == "text-classification", max_items)
+    features = tuple((f.name, f.type) for f in spec.features) if spec.tabular else ()
+    return _document(
+        tuple(spec.labels), spec.boolean_label, spec.task == "text-classification", max_items, spec.task, features
+    )

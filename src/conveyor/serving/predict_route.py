@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from conveyor.errors import BadRequest, ClientError, InvalidInput, MethodNotAllowed, UnsupportedMediaType
+from conveyor.errors import ClientError, MethodNotAllowed, UnsupportedMediaType
 from conveyor.serving import metrics
 from conveyor.serving.body import is_json, read_limited
 from conveyor.serving.dataplane import DataPlane
@@ -82,32 +82,6 @@ class DisconnectWatch:
             self.watcher.cancel()
 
 
-def parse_texts(body: bytes, plane: DataPlane) -> list[str]:
-    """The classic body: a non-empty JSON array of strings, at most ``--max-items`` of them."""
-    if not body.strip():
-        raise BadRequest('request body is empty: send a JSON array of strings, e.g. ["some text"]')
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(payload, list):
-        kind = "null" if payload is None else type(payload).__name__
-        kind = {"dict": "object", "str": "string", "int": "number", "float": "number"}.get(kind, kind)
-        raise InvalidInput(f"expected a JSON array of strings, got {kind}")
-    if not payload:
-        raise InvalidInput("expected a non-empty JSON array of strings, got []")
-    plane.check_item_count(len(payload))
-    for index, item in enumerate(payload):
-        if type(item) is not str:
-            kind = (
-                "null"
-                if item is None
-                else {"dict": "object", "list": "array"}.get(type(item).__name__, type(item).__name__)
-            )
-            raise InvalidInput(f"item {index} must be a string, got {kind}")
-    return payload
-
-
 class PredictRoute:
     """ASGI app: ``/predict`` answered here from the data plane, everything else by ``app``."""
 
@@ -122,7 +96,7 @@ class PredictRoute:
         if content_type is not None and not is_json(content_type):
             raise UnsupportedMediaType(f"Content-Type must be application/json, got {content_type!r}")
         raw = await read_limited(declared, body, self.plane.options.max_body_bytes, expects_continue)
-        answers = await self.plane.predict(parse_texts(raw, self.plane))
+        answers = await self.plane.predict(self.plane.parse_predict(raw))
         return orjson.dumps(answers[0] if len(answers) == 1 else answers)
 
     @property

@@ -20,12 +20,40 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from conveyor.errors import ModelLoadError
 
 SPEC_FILE = "model.yaml"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+TABULAR_TASKS = ("tabular-classification", "tabular-regression")
+Task = Literal["text-classification", "tensor", "tabular-classification", "tabular-regression"]
+FeatureType = Literal["number", "integer", "string", "boolean"]
+
+
+class Feature(BaseModel):
+    """One named, typed column of a tabular model's input: the schema requests are checked against."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    type: FeatureType = "number"
+    values: list[str] | None = Field(
+        default=None, description="For a string feature: the categories seen in training (documentation only)."
+    )
+
+
+class Source(BaseModel):
+    """Where a converted model came from: the framework, its version, the original file kept beside the ONNX."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    framework: str
+    framework_version: str
+    file: str
+    converter: str = ""
 
 
 class ModelSpec(BaseModel):
@@ -35,10 +63,14 @@ class ModelSpec(BaseModel):
 
     name: str
     version: str = "1"
-    task: Literal["text-classification", "tensor"] = "text-classification"
+    task: Task = "text-classification"
     model_file: str = "model.onnx"
     tokenizer_file: str | None = "tokenizer.json"
-    labels: list[str] = Field(default_factory=lambda: ["negative", "positive"], min_length=2)
+    labels: list[str] = Field(default_factory=lambda: ["negative", "positive"])
+    features: list[Feature] = Field(
+        default_factory=list, description="Tabular tasks: the input columns, in the order the model takes them."
+    )
+    source: Source | None = None
     positive_label: str | None = Field(
         default=None,
         description="For two labels: the label answered as a boolean by /predict, "
@@ -56,6 +88,14 @@ class ModelSpec(BaseModel):
             )
         return value
 
+    @field_validator("labels")
+    @classmethod
+    def _enough_labels(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        task = info.data.get("task", "text-classification")
+        if task != "tabular-regression" and len(value) < 2:
+            raise ValueError(f"a {task} model needs at least 2 labels, got {value}")
+        return value
+
     @field_validator("version")
     @classmethod
     def _valid_version(cls, value: str) -> str:
@@ -65,6 +105,15 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check_labels(self) -> ModelSpec:
+        if self.task == "tabular-regression":
+            self.labels = []
+        if self.task in TABULAR_TASKS:
+            self.tokenizer_file = None
+            if not self.features:
+                raise ValueError(f"a {self.task} model needs its features (name and type of each input column)")
+            names = [f.name for f in self.features]
+            if len(set(names)) != len(names):
+                raise ValueError(f"feature names must be unique, got {names}")
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f"labels must be unique, got {self.labels}")
         if self.positive_label is not None and self.positive_label not in self.labels:
@@ -74,9 +123,18 @@ class ModelSpec(BaseModel):
         return self
 
     @property
+    def tabular(self) -> bool:
+        return self.task in TABULAR_TASKS
+
+    @property
     def boolean_label(self) -> str | None:
-        """The label /predict answers as ``{label: bool}``; None for more than two labels."""
+        """The label /predict answers as ``{label: bool}``; None for more than two labels.
+
+        Tabular classifiers answer a boolean only where ``positive_label`` is named: their
+        labels are whatever the training data held."""
         if len(self.labels) != 2:
+            return None
+        if self.tabular and not self.positive_label:
             return None
         if self.positive_label:
             return self.positive_label

@@ -1,0 +1,233 @@
+"""From a trained model file to a folder ``conveyor serve`` takes, through the gate.
+
+The steps, each refusing with a clear message rather than registering something doubtful:
+load the file (the framework modules decide whose it is), find the features (the model's own
+names, or the sample's columns, typed by the sample or by what the model records), convert to
+ONNX, score the same rows with the original and with the ONNX model (through the server's own
+feeding code, so the gate checks what will be served), compare, and only then write
+``model.onnx``, ``model.yaml`` and the original file.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conveyor.convert.frameworks import Framework, Loaded, frameworks, need
+from conveyor.convert.gate import (
+    DEFAULT_AGREEMENT,
+    DEFAULT_TOLERANCE,
+    ConversionRefused,
+    GateReport,
+    check_conversion,
+    refusal,
+)
+from conveyor.errors import InvalidInput
+from conveyor.serving.spec import SPEC_FILE, Feature, ModelSpec, ResolvedModel, Source
+
+PICKLES = (".joblib", ".pkl", ".pickle")
+GENERATED_ROWS = 500
+ORIGINAL_FOLDER = "original"
+TEXT_ONLY = {"max_length", "description", "tokenizer_file"}
+
+
+@dataclass
+class Conversion:
+    spec: ModelSpec
+    report: GateReport
+    folder: Path
+
+
+def is_framework_model(path: Path) -> bool:
+    """Whether PATH is a trained model file this module converts (cheap: suffix and first bytes only)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    if path.suffix in (*PICKLES, ".ubj"):
+        return True
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if path.suffix == ".json":
+        return b'"learner"' in head
+    return path.suffix in (".txt", ".lgb", ".lgbm") and head.startswith(b"tree\n")
+
+
+def load_original(path: Path) -> tuple[Framework, Loaded]:
+    """The model in PATH and the framework it belongs to.  A pickle runs code: only the user's own file."""
+    for framework in frameworks():
+        loaded = framework.load(path)
+        if loaded is not None:
+            return framework, loaded
+    if path.suffix not in PICKLES:
+        raise InvalidInput(f"{path.name}: not a model file Conveyor converts (joblib/pickle, XGBoost, LightGBM)")
+    try:
+        joblib = need("joblib", "sklearn")
+        model = joblib.load(path)
+    except (pickle.UnpicklingError, EOFError, ValueError, KeyError) as exc:
+        raise InvalidInput(f"{path.name}: not a joblib or pickle file ({exc})") from None
+    except ModuleNotFoundError as exc:
+        raise InvalidInput(f"{path.name} needs {exc.name} to load: install the package it was saved with") from None
+    for framework in frameworks():
+        if framework.accepts(model):
+            return framework, framework.describe(model)
+    raise InvalidInput(
+        f"{path.name} holds a {type(model).__module__}.{type(model).__name__}, not a model Conveyor converts"
+    )
+
+
+def read_sample(path: Path) -> Any:
+    """Rows as a pandas frame: CSV with a header, or JSON records / pandas' split orientation."""
+    pandas = need("pandas", "sklearn")
+    try:
+        if path.suffix == ".csv":
+            frame = pandas.read_csv(path)
+        elif path.suffix == ".json":
+            raw = json.loads(path.read_text())
+            if isinstance(raw, dict) and {"columns", "data"} <= set(raw):
+                frame = pandas.DataFrame(raw["data"], columns=raw["columns"])
+            elif isinstance(raw, list) and raw and all(isinstance(r, dict) for r in raw):
+                frame = pandas.DataFrame.from_records(raw)
+            else:
+                raise InvalidInput(f"{path.name}: expected JSON records or {{'columns': [...], 'data': [...]}}")
+        else:
+            raise InvalidInput(f"{path.name}: a sample is a .csv (with a header) or .json file")
+    except (ValueError, pandas.errors.ParserError) as exc:
+        raise InvalidInput(f"{path.name}: not a readable sample ({exc})") from None
+    if frame.empty:
+        raise InvalidInput(f"{path.name}: the sample has no rows")
+    return frame
+
+
+def _type_of(series: Any) -> str:
+    kind = series.dtype.kind
+    if kind == "b":
+        return "boolean"
+    if kind in "iuf":
+        return "number"
+    return "string"
+
+
+def features_of(framework: Framework, loaded: Loaded, sample: Any | None) -> tuple[list[Feature], Any | None]:
+    """The typed features in the model's order, and the sample reduced to them (columns renamed where needed)."""
+    names = loaded.feature_names
+    if sample is not None:
+        columns = [str(c) for c in sample.columns]
+        if names is None:
+            if loaded.n_features and len(columns) < loaded.n_features:
+                raise InvalidInput(
+                    f"the model takes {loaded.n_features} features; the sample has {len(columns)} columns"
+                )
+            names = columns[: loaded.n_features or len(columns)]
+        else:
+            missing = [n for n in names if n not in columns]
+            if missing and framework.NAME == "lightgbm":
+                from conveyor.convert.frameworks.lightgbm_models import sanitised
+
+                by_sanitised = {sanitised(c): c for c in columns}
+                if all(n in by_sanitised for n in names):
+                    names, missing = [by_sanitised[n] for n in names], []
+            if missing:
+                raise InvalidInput(f"the sample lacks column(s) {missing} that the model was trained with")
+        sample = sample[names]
+        types = {name: _type_of(sample[name]) for name in names}
+    else:
+        names = names or [f"f{i}" for i in range(loaded.n_features)]
+        if not names:
+            raise InvalidInput("the model does not record its features: pass --sample rows.csv")
+        types = framework.feature_types(loaded, names)
+    known = framework.categories(loaded)
+    features = [Feature(name=n, type=types[n], values=known.get(n) if types[n] == "string" else None) for n in names]  # type: ignore[arg-type]
+    return features, sample
+
+
+def generated_rows(framework: Framework, loaded: Loaded, features: list[Feature], count: int = GENERATED_ROWS) -> Any:
+    """Rows spread over what the model records about its inputs: split thresholds, scaler statistics, categories."""
+    pandas = need("pandas", "sklearn")
+    random = np.random.default_rng(20261204)
+    ranges = framework.ranges(loaded)
+    columns: dict[str, Any] = {}
+    for feature in features:
+        if feature.type == "string":
+            if not feature.values:
+                raise InvalidInput(
+                    f"the model does not record the values of string feature {feature.name!r}: pass --sample"
+                )
+            columns[feature.name] = random.choice(feature.values, count)
+        elif feature.type == "boolean":
+            columns[feature.name] = random.random(count) < 0.5
+        elif feature.name in ranges:
+            low, high = ranges[feature.name]
+            margin = (high - low) * 0.1 or 1.0
+            columns[feature.name] = random.uniform(low - margin, high + margin, count)
+        else:
+            columns[feature.name] = random.normal(0, 1, count)
+    return pandas.DataFrame(columns)
+
+
+def convert_model(
+    path: Path,
+    out: Path,
+    name: str,
+    sample_path: Path | None = None,
+    agreement: float = DEFAULT_AGREEMENT,
+    tolerance: float = DEFAULT_TOLERANCE,
+    positive_label: str | None = None,
+) -> Conversion:
+    """Convert PATH into the folder OUT (created), or raise ConversionRefused with the rows that disagree."""
+    import onnx
+
+    from conveyor.serving.runtime import RuntimeOptions
+    from conveyor.serving.tabular import TabularModel
+
+    path = Path(path)
+    framework, loaded = load_original(path)
+    sample = read_sample(sample_path) if sample_path else None
+    features, sample = features_of(framework, loaded, sample)
+    frame = sample if sample is not None else generated_rows(framework, loaded, features)
+    origin = sample_path.name if sample_path else "generated from the model's own records"
+    try:
+        proto = framework.to_onnx(loaded, features)
+    except InvalidInput:
+        raise
+    except Exception as exc:  # converters raise RuntimeError, NotImplementedError, their own errors
+        raise InvalidInput(f"{path.name}: {loaded.converter or 'the converter'} could not convert it: {exc}") from None
+    out.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, out / "model.onnx")
+    spec = ModelSpec(
+        name=name,
+        task=loaded.task,  # type: ignore[arg-type]
+        labels=loaded.labels,
+        positive_label=positive_label,
+        features=features,
+        tokenizer_file=None,
+        source=Source(
+            framework=loaded.framework,
+            framework_version=loaded.framework_version,
+            file=f"{ORIGINAL_FOLDER}/{path.name}",
+            converter=loaded.converter,
+        ),
+    )
+    served = TabularModel(
+        ResolvedModel(spec=spec, model_path=out / "model.onnx", tokenizer_path=None), RuntimeOptions()
+    )
+    columns = {f.name: frame[f.name].tolist() for f in features}
+    converted = served.score_columns(columns)
+    original = framework.predict(loaded, frame)
+    report = check_conversion(loaded.task, original, converted, origin, agreement, tolerance)
+    if not report.passed:
+        shutil.rmtree(out, ignore_errors=True)
+        raise ConversionRefused(refusal(report, frame, original, converted, loaded.labels))
+    (out / ORIGINAL_FOLDER).mkdir(exist_ok=True)
+    shutil.copy2(path, out / ORIGINAL_FOLDER / path.name)
+    import yaml
+
+    (out / SPEC_FILE).write_text(
+        yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True, exclude=TEXT_ONLY), sort_keys=False)
+    )
+    return Conversion(spec=spec, report=report, folder=out)

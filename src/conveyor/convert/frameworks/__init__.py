@@ -1,0 +1,86 @@
+"""The frameworks a trained model can come from: each module turns its models into ONNX.
+
+Every module exposes the same few functions (``Framework`` below).  They are tried in order, so
+that a framework whose models are also scikit-learn estimators (XGBoost's and LightGBM's
+wrappers) is asked before scikit-learn itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from conveyor.serving.spec import Feature
+
+
+@dataclass
+class Loaded:
+    """A trained model, loaded: what it is and what it records about its inputs and outputs."""
+
+    framework: str
+    framework_version: str
+    model: Any
+    task: str  # tabular-classification | tabular-regression
+    labels: list[str]
+    feature_names: list[str] | None  # as the model recorded them at training, if it did
+    n_features: int
+    converter: str = ""
+
+
+class Framework(Protocol):
+    NAME: str
+
+    def load(self, path: Any) -> Loaded | None:
+        """The model in ``path`` when it is this framework's (None: not ours)."""
+
+    def accepts(self, model: Any) -> bool:
+        """Whether an already loaded object (a pickle's content) is this framework's model."""
+
+    def describe(self, model: Any) -> Loaded: ...
+
+    def feature_types(self, loaded: Loaded, features: list[str]) -> dict[str, str]:
+        """The type of each feature the model itself knows (e.g. categories of an encoder)."""
+
+    def categories(self, loaded: Loaded) -> dict[str, list[str]]: ...
+
+    def ranges(self, loaded: Loaded) -> dict[str, tuple[float, float]]:
+        """Numeric ranges the model records (split thresholds, scaler statistics), for generated rows."""
+
+    def to_onnx(self, loaded: Loaded, features: list[Feature]) -> Any:
+        """The ONNX ModelProto."""
+
+    def predict(self, loaded: Loaded, frame: Any) -> np.ndarray:
+        """The original model's scores on a pandas frame: probabilities [N, labels] or values [N, 1]."""
+
+
+def frameworks() -> list[Framework]:
+    from conveyor.convert.frameworks import lightgbm_models, sklearn_models, xgboost_models
+
+    return [xgboost_models, lightgbm_models, sklearn_models]  # type: ignore[list-item]
+
+
+def version_of(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in (distribution, f"{distribution}-cpu"):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+def need(module: str, extra: str) -> Any:
+    """Import a converter's module, or say which extra installs it."""
+    import importlib
+
+    from conveyor.errors import InvalidInput
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise InvalidInput(
+            f"converting this model needs {module.split('.')[0]} ({exc.name} is not installed): "
+            f"pip install 'conveyor-ml[{extra}]'"
+        ) from None

@@ -1,0 +1,106 @@
+"""The conversion gate: the ONNX model must answer as the original does, row for row.
+
+For classifiers, the share of rows whose label (the argmax of the probabilities) agrees, and
+the largest difference of any probability; for regressors, the largest difference of a value,
+relative to the value where it is above 1 (float32 inside the graph keeps about 7 digits).
+Rows that fail are kept, so the refusal can show them.  A conversion that drops or reorders a
+feature moves answers on rows where that feature matters, and fails here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from conveyor.errors import ConveyorError
+
+DEFAULT_AGREEMENT = 0.999
+DEFAULT_TOLERANCE = 1e-4
+SHOWN_ROWS = 10
+
+
+class ConversionRefused(ConveyorError):
+    """The converted model does not answer as the original: nothing was registered."""
+
+
+@dataclass
+class GateReport:
+    task: str
+    rows: int
+    sample: str  # where the rows came from
+    agreement: float | None = None
+    max_difference: float = 0.0
+    bad_rows: list[int] = field(default_factory=list)
+    passed: bool = True
+
+    def metrics(self) -> dict[str, float]:
+        found = {"conversion_rows": float(self.rows), "conversion_max_difference": self.max_difference}
+        if self.agreement is not None:
+            found["conversion_label_agreement"] = self.agreement
+        return found
+
+    def summary(self) -> str:
+        parts = [f"{self.rows} rows ({self.sample})"]
+        if self.agreement is not None:
+            parts.append(f"labels agree on {self.agreement:.2%}")
+        parts.append(f"largest difference {self.max_difference:.2g}")
+        return ", ".join(parts)
+
+
+def check_conversion(
+    task: str,
+    original: np.ndarray,
+    converted: np.ndarray,
+    sample: str,
+    agreement: float = DEFAULT_AGREEMENT,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> GateReport:
+    """Compare the scores of the two models on the same rows (probabilities, or values [N, 1])."""
+    original = np.asarray(original, dtype=np.float64).reshape(len(original), -1)
+    converted = np.asarray(converted, dtype=np.float64).reshape(len(converted), -1)
+    report = GateReport(task=task, rows=len(original), sample=sample)
+    if original.shape != converted.shape:
+        report.passed = False
+        report.bad_rows = list(range(min(len(original), SHOWN_ROWS)))
+        report.max_difference = float("inf")
+        return report
+    difference = np.abs(original - converted)
+    if task == "tabular-regression":
+        difference = difference / np.maximum(1.0, np.abs(original))
+    per_row = difference.max(axis=1)
+    report.max_difference = float(per_row.max()) if len(per_row) else 0.0
+    wrong = per_row > tolerance
+    if task == "tabular-classification":
+        same = original.argmax(axis=1) == converted.argmax(axis=1)
+        report.agreement = float(same.mean())
+        wrong |= ~same
+        report.passed = report.agreement >= agreement and report.max_difference <= tolerance
+    else:
+        report.passed = report.max_difference <= tolerance
+    report.bad_rows = [int(i) for i in np.flatnonzero(wrong)]
+    return report
+
+
+def refusal(report: GateReport, frame: Any, original: np.ndarray, converted: np.ndarray, labels: list[str]) -> str:
+    """The message that refuses a conversion: the numbers, then the first rows that disagree."""
+    lines = [f"the converted model does not answer as the original: {report.summary()}; nothing was registered"]
+    for index in report.bad_rows[:SHOWN_ROWS]:
+        row = {k: _plain(v) for k, v in frame.iloc[index].items()}
+        lines.append(f"  row {index} {row}: original {_answer(original[index], labels)}, "
+                     f"onnx {_answer(converted[index], labels)}")  # fmt: skip
+    hidden = len(report.bad_rows) - SHOWN_ROWS
+    if hidden > 0:
+        lines.append(f"  ... and {hidden} more rows")
+    return "\n".join(lines)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _answer(scores: np.ndarray, labels: list[str]) -> str:
+    scores = np.asarray(scores).reshape(-1)
+    if not labels:
+        return f"{scores[0]:.6g}"
+    return f"{labels[int(scores.argmax())]} {np.round(scores, 5).tolist()}"

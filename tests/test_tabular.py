@@ -1,0 +1,221 @@
+"""Tabular models from their frameworks: converted, gated, registered, served (issue 27).
+
+Real scikit-learn, XGBoost and LightGBM models (tests/tabular_models.py) go through
+``conveyor models register`` and ``conveyor serve`` as a user runs them; the gate's refusals
+are driven with a tolerance no float32 graph meets, and with a conversion that swaps two
+features."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import start_server
+from tests.registry_fixtures import run_cli
+from tests.tabular_models import Trained
+
+KINDS = {
+    "risk": ("risk", "risk_sample", "scikit-learn", "tabular-classification", 5),
+    "cancer-xgb": ("cancer_xgb", None, "xgboost", "tabular-classification", 30),
+    "cancer-lgb": ("cancer_lgb", "cancer_sample", "lightgbm", "tabular-classification", 30),
+    "area": ("area_xgb", None, "xgboost", "tabular-regression", 29),
+}
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_each_kind_is_converted_gated_and_registered_beside_its_original(
+    name: str, tabular: Trained, conveyor_home: Path, tmp_path: Path
+) -> None:
+    attribute, sample, framework, task, width = KINDS[name]
+    model_file: Path = getattr(tabular, attribute)
+    args = ["models", "register", str(model_file), "--name", name, "--json"]
+    if sample:
+        args += ["--sample", str(getattr(tabular, sample))]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "gate passed" in result.stderr and framework in result.stderr
+    version = json.loads(result.stdout)
+    assert version["framework"] == framework and version["framework_version"]
+    assert version["lineage"]["source"] == str(model_file.resolve())
+    assert version["lineage"]["metrics"]["conversion_rows"] >= 100
+    assert version["lineage"]["metrics"]["conversion_max_difference"] <= 1e-4
+    if task == "tabular-classification":
+        assert version["lineage"]["metrics"]["conversion_label_agreement"] >= 0.999
+    assert {f["path"] for f in version["files"]} == {"model.onnx", "model.yaml", f"original/{model_file.name}"}
+
+    run_cli("models", "download", f"{name}:1", "-o", str(tmp_path / "dl"), check=True)
+    spec = yaml.safe_load((tmp_path / "dl" / "model.yaml").read_text())
+    assert spec["task"] == task and len(spec["features"]) == width
+    assert spec["source"]["framework"] == framework
+    assert (tmp_path / "dl" / "original" / model_file.name).read_bytes() == model_file.read_bytes()
+    if name == "risk":  # types from the sample: strings stay strings, the encoder's categories recorded
+        types = {f["name"]: f["type"] for f in spec["features"]}
+        assert types == {"age": "number", "bmi": "number", "bp": "number", "sex": "string", "region": "string"}
+        assert sorted(spec["labels"]) == ["high", "low"]
+    if name == "cancer-lgb":  # LightGBM's sanitised names map back to the sample's own
+        assert spec["features"][0]["name"] == "mean radius"
+
+
+def test_a_conversion_below_the_gate_is_refused_with_its_rows_and_nothing_is_registered(
+    tabular: Trained, conveyor_home: Path
+) -> None:
+    refused = run_cli(
+        "models", "register", str(tabular.cancer_lgb), "--name", "strict", "--sample", str(tabular.cancer_sample),
+        "--tolerance", "0",
+    )  # fmt: skip
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "does not answer as the original" in refused.stderr and "nothing was registered" in refused.stderr
+    assert "  row " in refused.stderr and "original " in refused.stderr and "onnx " in refused.stderr
+    assert "strict" not in run_cli("models", "list", "--json", check=True).stdout
+
+
+def _swap_first_two_columns(proto):  # type: ignore[no-untyped-def]
+    """A broken converter's output: the same graph, reading feature 0 where feature 1 is and back."""
+    import onnx
+    from onnx import compose, helper
+
+    [graph_input] = proto.graph.input
+    width = graph_input.type.tensor_type.shape.dim[1].dim_value
+    order = [1, 0, *range(2, width)]
+    permute = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Gather", ["input", "order"], ["swapped"], axis=1)],
+            "swap",
+            [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [None, width])],
+            [helper.make_tensor_value_info("swapped", onnx.TensorProto.FLOAT, [None, width])],
+            [helper.make_tensor("order", onnx.TensorProto.INT64, [width], order)],
+        ),
+        opset_imports=[
+            *proto.opset_import,
+            *([helper.make_opsetid("", 15)] if not any(o.domain == "" for o in proto.opset_import) else []),
+        ],
+        ir_version=proto.ir_version,
+    )
+    return compose.merge_models(permute, proto, io_map=[("swapped", graph_input.name)], prefix2="model_")
+
+
+def test_a_conversion_that_swaps_two_features_is_caught(
+    tabular: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.convert import convert_model
+    from conveyor.convert.frameworks import xgboost_models
+    from conveyor.convert.gate import ConversionRefused
+
+    honest = xgboost_models.to_onnx
+    monkeypatch.setattr(
+        xgboost_models, "to_onnx", lambda loaded, features: _swap_first_two_columns(honest(loaded, features))
+    )
+    with pytest.raises(ConversionRefused, match=r"labels agree on|largest difference") as refused:
+        convert_model(tabular.cancer_xgb, tmp_path / "out", "swapped", tabular.cancer_sample)
+    assert "\n  row " in str(refused.value)
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+@pytest.fixture(scope="module")
+def served_risk(tabular: Trained, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from conveyor.convert import convert_model
+
+    folder = tmp_path_factory.mktemp("risk") / "risk"
+    convert_model(tabular.risk, folder, "risk", tabular.risk_sample, positive_label="high")
+    server = start_server(folder, tmp_path=folder.parent)
+    yield server
+    server.stop()
+
+
+ROW = {"age": 61, "bmi": 31.5, "bp": 104.0, "sex": "male", "region": "north"}
+
+
+def test_records_one_record_split_and_mlflow_shapes_answer_alike(served_risk, tabular: Trained) -> None:  # type: ignore[no-untyped-def]
+    import joblib
+    import pandas as pd
+
+    url = served_risk.url + "/predict"
+    one = httpx.post(url, json=[ROW], timeout=10)
+    assert one.status_code == 200, one.text
+    answer = one.json()
+    original = joblib.load(tabular.risk)
+    expected = original.predict_proba(pd.DataFrame([ROW]))[0]
+    probabilities = dict(zip(original.classes_, expected, strict=True))
+    assert answer["label"] == max(probabilities, key=probabilities.get)
+    assert answer["high"] is (answer["label"] == "high")  # --positive-label high: the seed's boolean answer
+    assert all(abs(answer["probabilities"][k] - p) < 1e-4 for k, p in probabilities.items())
+    columns = list(ROW)[::-1]  # any column order
+    split = {"columns": columns, "data": [[ROW[c] for c in columns]] * 2}
+    for body in (ROW, split, {"dataframe_records": [ROW]}, {"dataframe_split": split}):
+        got = httpx.post(url, json=body, timeout=10)
+        assert got.status_code == 200, (body, got.text)
+        assert (got.json() if isinstance(got.json(), list) else [got.json()])[0] == answer
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ([{k: v for k, v in ROW.items() if k != "bmi"}], "missing column(s) ['bmi']"),
+        ([{**ROW, "zip": "10115"}], "unknown column(s) ['zip']"),
+        ([{**ROW, "age": "61"}], "column 'age' must be a finite number"),
+        ([{**ROW, "sex": 1}], "column 'sex' must be a string"),
+        ([ROW, {**ROW, "bp": None}], "row 1: column 'bp'"),
+        ({"columns": ["age"], "data": [[1]]}, "missing column(s)"),
+        ([], "no rows given"),
+        ("text", "expected JSON records"),
+    ],
+)
+def test_a_bad_row_is_a_422_naming_the_column(served_risk, body, named: str) -> None:  # type: ignore[no-untyped-def]
+    got = httpx.post(served_risk.url + "/predict", json=body, timeout=10)
+    assert got.status_code == 422, got.text
+    assert named in got.json()["error"]
+
+
+def test_v2_takes_one_named_input_per_column(served_risk) -> None:  # type: ignore[no-untyped-def]
+    def column(name: str, value: object) -> dict:
+        datatype = "BYTES" if isinstance(value, str) else "FP32"
+        return {"name": name, "datatype": datatype, "shape": [2, 1], "data": [value, value]}
+
+    request = {"inputs": [column(k, v) for k, v in ROW.items()]}
+    got = httpx.post(served_risk.url + "/v2/models/risk/infer", json=request, timeout=10)
+    assert got.status_code == 200, got.text
+    outputs = {o["name"]: o for o in got.json()["outputs"]}
+    classic = httpx.post(served_risk.url + "/predict", json=[ROW], timeout=10).json()
+    assert outputs["label"]["data"] == [classic["label"]] * 2
+    assert outputs["probabilities"]["shape"] == [2, 2]
+    meta = httpx.get(served_risk.url + "/v2/models/risk", timeout=10).json()
+    assert [i["name"] for i in meta["inputs"]] == list(ROW)
+    assert {i["name"]: i["datatype"] for i in meta["inputs"]}["sex"] == "BYTES"
+    request["inputs"] = request["inputs"][1:]
+    missing = httpx.post(served_risk.url + "/v2/models/risk/infer", json=request, timeout=10)
+    assert missing.status_code == 422 and "missing column(s) ['age']" in missing.json()["error"]
+
+
+def test_a_regressor_answers_values_as_the_original(tabular: Trained, tmp_path: Path) -> None:
+    import joblib
+    import pandas as pd
+
+    from conveyor.convert import convert_model
+
+    convert_model(tabular.area_xgb, tmp_path / "area", "area")
+    server = start_server(tmp_path / "area", tmp_path=tmp_path)
+    try:
+        rows = pd.read_csv(tabular.cancer_sample).drop(columns=["mean area"]).head(5)
+        got = httpx.post(server.url + "/predict", json=rows.to_dict(orient="records"), timeout=10)
+        assert got.status_code == 200, got.text
+        expected = joblib.load(tabular.area_xgb).predict(rows)
+        values = np.array([answer["value"] for answer in got.json()])
+        assert np.allclose(values, expected, rtol=1e-5)
+    finally:
+        server.stop()
+
+
+def test_a_tabular_spec_needs_its_features() -> None:
+    from pydantic import ValidationError
+
+    from conveyor.serving.spec import ModelSpec
+
+    with pytest.raises(ValidationError, match="needs its features"):
+        ModelSpec(name="m", task="tabular-regression")
+    spec = ModelSpec(name="m", task="tabular-regression", features=[{"name": "x"}])  # type: ignore[list-item]
+    assert spec.labels == [] and spec.tokenizer_file is None
