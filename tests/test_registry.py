@@ -187,8 +187,18 @@ def test_a_killed_upload_leaves_no_visible_version_and_no_corrupt_blob(home: Pat
     )
     tmp_dir = home / "blobs" / "tmp"
     deadline = time.monotonic() + 60
+
+    def copying() -> bool:
+        for partial in tmp_dir.iterdir() if tmp_dir.is_dir() else []:
+            try:
+                if partial.stat().st_size > 10 * 1024 * 1024:
+                    return True
+            except FileNotFoundError:  # a small file's upload finished and moved between listing and stat
+                continue
+        return False
+
     while time.monotonic() < deadline:  # wait until the copy of the big blob is under way
-        if tmp_dir.is_dir() and any(p.stat().st_size > 10 * 1024 * 1024 for p in tmp_dir.iterdir()):
+        if copying():
             break
         time.sleep(0.01)
     else:
