@@ -101,12 +101,7 @@ class TextClassifier:
                 break
         else:
             chosen = outputs[0]
-        last = chosen.shape[-1] if chosen.shape else None
-        if last is not None and last != len(self.spec.labels):
-            raise ModelLoadError(
-                f"output {chosen.name!r} has {last} classes but the spec names "
-                f"{len(self.spec.labels)} labels {self.spec.labels}"
-            )
+        check_classes(chosen, self.spec.labels)
         return chosen
 
     @property
@@ -166,6 +161,15 @@ class TextClassifier:
             if name not in known_outputs:
                 raise BadRequest(f"unknown output {name!r}; the model has {known_outputs}")
         return self.session.run(prepared, outputs)
+
+
+def check_classes(output: TensorInfo, labels: list[str]) -> None:
+    """Refuse a classifier whose scores output has another number of classes than the spec's labels."""
+    last = output.shape[-1] if output.shape else None
+    if last is not None and last != len(labels):
+        raise ModelLoadError(
+            f"output {output.name!r} has {last} classes but the spec names {len(labels)} labels {labels}"
+        )
 
 
 def _conform(name: str, array: np.ndarray, info: TensorInfo) -> np.ndarray:

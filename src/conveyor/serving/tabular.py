@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from conveyor.errors import InvalidInput, ModelLoadError
+from conveyor.serving.model import check_classes
 from conveyor.serving.runtime import OnnxSession, RuntimeOptions, TensorInfo
 from conveyor.serving.spec import Feature, ModelSpec, ResolvedModel
 
@@ -191,12 +192,7 @@ class TabularModel:
         if chosen is None:
             raise ModelLoadError(f"the graph has no float output; outputs: {[o.name for o in self.session.outputs]}")
         if self.spec.task == "tabular-classification":
-            width = chosen.shape[-1] if chosen.shape else None
-            if width is not None and width != len(self.spec.labels):
-                raise ModelLoadError(
-                    f"output {chosen.name!r} has {width} classes but the spec names {len(self.spec.labels)} "
-                    f"labels {self.spec.labels}"
-                )
+            check_classes(chosen, self.spec.labels)
         return chosen
 
     def feeds(self, columns: dict[str, list[Any]]) -> dict[str, np.ndarray]:
