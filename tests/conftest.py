@@ -145,3 +145,12 @@ def tabular(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
     from tests.tabular_models import train
 
     return train(tmp_path_factory.mktemp("tabular"))
+
+
+@pytest.fixture(scope="session")
+def deep(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A PyTorch CNN on the bundled digits and a transformers classifier, built once per session
+    (tests/deep_models.py)."""
+    from tests.deep_models import build
+
+    return build(tmp_path_factory.mktemp("deep"))

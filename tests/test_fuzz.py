@@ -71,10 +71,10 @@ def test_the_model_server_holds_against_its_openapi(model_server: Server, tmp_pa
 @pytest.fixture(scope="module")
 def tabular_server(tabular, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:  # type: ignore[no-untyped-def]
     """A converted scikit-learn Pipeline (numbers and strings): its document is generated from its features."""
-    from conveyor.convert import convert_model
+    from conveyor.convert import ConvertOptions, convert_model
 
     folder = tmp_path_factory.mktemp("fuzzed-tabular") / "risk"
-    convert_model(tabular.risk, folder, "risk", tabular.risk_sample, positive_label="high")
+    convert_model(tabular.risk, folder, "risk", ConvertOptions(sample=tabular.risk_sample, positive_label="high"))
     server = start_server(folder, tmp_path=folder.parent)
     yield server
     server.stop()

@@ -34,7 +34,7 @@ def test_not_ready_until_the_model_is_loaded_and_warmed_up(vote_model) -> None:
 
     with TestClient(create_app(DataPlane(resolve_model(vote_model), ServingOptions()))) as started:
         wait_for(lambda: started.get("/v2/health/ready").status_code == 200, timeout=10, what="readiness")
-        assert started.app.state.plane.model is not None  # loaded, warm-up ran before ready
+        assert started.app.state.plane.task.loaded  # loaded, warm-up ran before ready
         assert started.post("/predict", json=["good"]).json() == {"positive": True}
 
 

@@ -102,7 +102,7 @@ def _swap_first_two_columns(proto):  # type: ignore[no-untyped-def]
 def test_a_conversion_that_swaps_two_features_is_caught(
     tabular: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from conveyor.convert import convert_model
+    from conveyor.convert import ConvertOptions, convert_model
     from conveyor.convert.frameworks import xgboost_models
     from conveyor.convert.gate import ConversionRefused
 
@@ -111,17 +111,17 @@ def test_a_conversion_that_swaps_two_features_is_caught(
         xgboost_models, "to_onnx", lambda loaded, features: _swap_first_two_columns(honest(loaded, features))
     )
     with pytest.raises(ConversionRefused, match=r"labels agree on|largest difference") as refused:
-        convert_model(tabular.cancer_xgb, tmp_path / "out", "swapped", tabular.cancer_sample)
+        convert_model(tabular.cancer_xgb, tmp_path / "out", "swapped", ConvertOptions(sample=tabular.cancer_sample))
     assert "\n  row " in str(refused.value)
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
 @pytest.fixture(scope="module")
 def served_risk(tabular: Trained, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    from conveyor.convert import convert_model
+    from conveyor.convert import ConvertOptions, convert_model
 
     folder = tmp_path_factory.mktemp("risk") / "risk"
-    convert_model(tabular.risk, folder, "risk", tabular.risk_sample, positive_label="high")
+    convert_model(tabular.risk, folder, "risk", ConvertOptions(sample=tabular.risk_sample, positive_label="high"))
     server = start_server(folder, tmp_path=folder.parent)
     yield server
     server.stop()

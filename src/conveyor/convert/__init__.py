@@ -2,7 +2,8 @@
 
 ``conveyor models register PATH`` takes a trained model file (a scikit-learn estimator or
 Pipeline saved with joblib or pickle, an XGBoost or LightGBM model, native or its sklearn
-wrapper) and converts it with the ecosystem's converters (skl2onnx, onnxmltools).  Nothing is
+wrapper, a TorchScript or torch.export file) or a Hugging Face transformers folder, and
+converts it with the ecosystem's converters (skl2onnx, onnxmltools, torch.onnx).  Nothing is
 registered unless the original model and the ONNX model answer the same rows the same way
 (``gate``): the user's ``--sample``, or rows generated from what the model itself records
 about its inputs.  The version then holds ``model.onnx``, a ``model.yaml`` with the task and
@@ -10,14 +11,17 @@ the typed features, and the original file, with the framework and its version re
 
 Loading a pickle runs code.  This only happens here, in the user's own process, on a file the
 user named; the registry server never unpickles anything, and images never carry a training
-framework (the converters are the ``conveyor-ml[sklearn]``, ``[xgboost]``, ``[lightgbm]``
-extras, not dependencies of the server).
+framework (the converters are the ``conveyor-ml[sklearn]``, ``[xgboost]``, ``[lightgbm]``,
+``[torch]`` and ``[huggingface]`` extras, not dependencies of the server).
 
 One module per framework under ``frameworks/``: adding one is a new module plus its test.
 """
 
 from __future__ import annotations
 
-from conveyor.convert.convert import Conversion, convert_model, is_framework_model
+from conveyor.convert.convert import Conversion
+from conveyor.convert.kinds import convert_model, is_framework_model
+from conveyor.convert.options import ConvertOptions
+from conveyor.convert.pytorch import convert_module
 
-__all__ = ["Conversion", "convert_model", "is_framework_model"]
+__all__ = ["Conversion", "ConvertOptions", "convert_model", "convert_module", "is_framework_model"]

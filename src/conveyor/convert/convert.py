@@ -1,4 +1,4 @@
-"""From a trained model file to a folder ``conveyor serve`` takes, through the gate.
+"""From a trained tabular model file to a folder ``conveyor serve`` takes, through the gate.
 
 The steps, each refusing with a clear message rather than registering something doubtful:
 load the file (the framework modules decide whose it is), find the features (the model's own
@@ -44,8 +44,8 @@ class Conversion:
     folder: Path
 
 
-def is_framework_model(path: Path) -> bool:
-    """Whether PATH is a trained model file this module converts (cheap: suffix and first bytes only)."""
+def is_tabular_file(path: Path) -> bool:
+    """Whether PATH is a trained tabular model file this module converts (cheap: suffix and first bytes only)."""
     path = Path(path)
     if not path.is_file():
         return False
@@ -170,7 +170,7 @@ def generated_rows(framework: Framework, loaded: Loaded, features: list[Feature]
     return pandas.DataFrame(columns)
 
 
-def convert_model(
+def convert_tabular(
     path: Path,
     out: Path,
     name: str,
@@ -178,8 +178,11 @@ def convert_model(
     agreement: float = DEFAULT_AGREEMENT,
     tolerance: float = DEFAULT_TOLERANCE,
     positive_label: str | None = None,
+    labels: list[str] | None = None,
 ) -> Conversion:
-    """Convert PATH into the folder OUT (created), or raise ConversionRefused with the rows that disagree."""
+    """Convert PATH into the folder OUT (created), or raise ConversionRefused with the rows that disagree.
+
+    ``labels`` renames a classifier's classes (a native XGBoost or LightGBM file numbers them)."""
     import onnx
 
     from conveyor.serving.runtime import RuntimeOptions
@@ -187,6 +190,12 @@ def convert_model(
 
     path = Path(path)
     framework, loaded = load_original(path)
+    if labels:
+        if loaded.task != "tabular-classification" or len(labels) != len(loaded.labels):
+            raise InvalidInput(
+                f"--labels names {len(labels)} classes; the model has {len(loaded.labels)} {loaded.labels}"
+            )
+        loaded.labels = labels
     sample = read_sample(sample_path) if sample_path else None
     features, sample = features_of(framework, loaded, sample)
     frame = sample if sample is not None else generated_rows(framework, loaded, features)
@@ -223,11 +232,20 @@ def convert_model(
     if not report.passed:
         shutil.rmtree(out, ignore_errors=True)
         raise ConversionRefused(refusal(report, frame, original, converted, loaded.labels))
-    (out / ORIGINAL_FOLDER).mkdir(exist_ok=True)
-    shutil.copy2(path, out / ORIGINAL_FOLDER / path.name)
+    write_folder(out, spec, path)
+    return Conversion(spec=spec, report=report, folder=out)
+
+
+def write_folder(out: Path, spec: ModelSpec, original: Path) -> None:
+    """After the gate passed: the spec beside ``model.onnx``, the original file (or folder) under ``original/``."""
     import yaml
 
+    (out / ORIGINAL_FOLDER).mkdir(exist_ok=True)
+    if original.is_dir():
+        shutil.copytree(original, out / ORIGINAL_FOLDER / original.name)
+    else:
+        shutil.copy2(original, out / ORIGINAL_FOLDER / original.name)
+    text_only = set() if spec.task == "text-classification" else TEXT_ONLY
     (out / SPEC_FILE).write_text(
-        yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True, exclude=TEXT_ONLY), sort_keys=False)
+        yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True, exclude=text_only), sort_keys=False)
     )
-    return Conversion(spec=spec, report=report, folder=out)

@@ -71,7 +71,7 @@ def check_conversion(
     per_row = difference.max(axis=1)
     report.max_difference = float(per_row.max()) if len(per_row) else 0.0
     wrong = per_row > tolerance
-    if task == "tabular-classification":
+    if task.endswith("classification"):
         same = original.argmax(axis=1) == converted.argmax(axis=1)
         report.agreement = float(same.mean())
         wrong |= ~same
@@ -82,11 +82,13 @@ def check_conversion(
     return report
 
 
-def refusal(report: GateReport, frame: Any, original: np.ndarray, converted: np.ndarray, labels: list[str]) -> str:
-    """The message that refuses a conversion: the numbers, then the first rows that disagree."""
+def refusal(report: GateReport, rows: Any, original: np.ndarray, converted: np.ndarray, labels: list[str]) -> str:
+    """The message that refuses a conversion: the numbers, then the first rows that disagree.
+
+    ``rows`` is the frame of a tabular model's rows, or one description per input of another."""
     lines = [f"the converted model does not answer as the original: {report.summary()}; nothing was registered"]
     for index in report.bad_rows[:SHOWN_ROWS]:
-        row = {k: _plain(v) for k, v in frame.iloc[index].items()}
+        row = {k: _plain(v) for k, v in rows.iloc[index].items()} if hasattr(rows, "iloc") else rows[index]
         lines.append(f"  row {index} {row}: original {_answer(original[index], labels)}, "
                      f"onnx {_answer(converted[index], labels)}")  # fmt: skip
     hidden = len(report.bad_rows) - SHOWN_ROWS

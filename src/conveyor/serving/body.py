@@ -1,4 +1,4 @@
-"""Reading request bodies the way every route must: JSON only, size-limited, refused early.
+"""Reading request bodies the way every route must: size-limited, refused early, JSON checked.
 
 Shared by the classic ``/predict`` route (``predict_route.py``, raw ASGI) and the v2 routes.
 """
@@ -6,10 +6,12 @@ Shared by the classic ``/predict`` route (``predict_route.py``, raw ASGI) and th
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
+import orjson
 from starlette.requests import Request
 
-from conveyor.errors import PayloadTooLarge
+from conveyor.errors import BadRequest, PayloadTooLarge
 
 JSON = "application/json"
 
@@ -60,3 +62,13 @@ async def _drain(chunks: AsyncIterator[bytes], budget: int) -> None:
         budget -= len(chunk)
         if budget <= 0:
             return
+
+
+def json_body(body: bytes, expected: str) -> Any:
+    """The classic route's body as JSON; an empty body or bad JSON is a 400 saying what to send."""
+    if not body.strip():
+        raise BadRequest(f"request body is empty: send {expected}")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None

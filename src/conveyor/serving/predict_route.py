@@ -2,7 +2,7 @@
 
 The classic route carries nearly all of a model server's traffic, so it skips
 Starlette's routing, ``Request`` objects and middleware chain.  Everything it does
-is here, each once: the content type, the body size (``body.py``), the JSON array of
+is here, each once: the content type (the task's), the body size (``body.py``), the JSON array of
 strings, the item count and the model's ability to take text (the data plane's checks,
 shared with v2), the answer, and its request metrics (``metrics.RequestRecorder``).
 Every other path goes to the wrapped Starlette app unchanged.
@@ -28,9 +28,9 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from conveyor.errors import ClientError, MethodNotAllowed, UnsupportedMediaType
+from conveyor.errors import ClientError, MethodNotAllowed
 from conveyor.serving import metrics
-from conveyor.serving.body import is_json, read_limited
+from conveyor.serving.body import read_limited
 from conveyor.serving.dataplane import DataPlane
 
 log = logging.getLogger("conveyor.http")
@@ -93,10 +93,9 @@ class PredictRoute:
     async def answer(
         self, content_type: str | None, body: AsyncIterator[bytes], declared: str | None, expects_continue: bool
     ) -> bytes:
-        if content_type is not None and not is_json(content_type):
-            raise UnsupportedMediaType(f"Content-Type must be application/json, got {content_type!r}")
+        self.plane.task.check_content_type(content_type)  # before the body is read: a 415 comes early
         raw = await read_limited(declared, body, self.plane.options.max_body_bytes, expects_continue)
-        answers = await self.plane.predict(self.plane.parse_predict(raw))
+        answers = await self.plane.predict(self.plane.parse_predict(raw, content_type))
         return orjson.dumps(answers[0] if len(answers) == 1 else answers)
 
     @property

@@ -29,7 +29,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 TABULAR_TASKS = ("tabular-classification", "tabular-regression")
-Task = Literal["text-classification", "tensor", "tabular-classification", "tabular-regression"]
+Task = Literal["text-classification", "tensor", "tabular-classification", "tabular-regression", "image-classification"]
 FeatureType = Literal["number", "integer", "string", "boolean"]
 
 
@@ -43,6 +43,34 @@ class Feature(BaseModel):
     values: list[str] | None = Field(
         default=None, description="For a string feature: the categories seen in training (documentation only)."
     )
+
+
+class ImageInput(BaseModel):
+    """How an image-classification model takes its pixels: the size it was trained on and the
+    normalisation, applied as ``(pixel * scale - mean) / std`` per channel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(ge=1, le=8192)
+    height: int = Field(ge=1, le=8192)
+    channels: Literal[1, 3] = Field(default=3, description="1: grayscale, 3: RGB")
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    scale: float = Field(default=1 / 255, gt=0, description="Pixels (0-255) are multiplied by this first.")
+    mean: list[float] = Field(default_factory=lambda: [0.0], description="One value, or one per channel.")
+    std: list[float] = Field(default_factory=lambda: [1.0], description="One value, or one per channel.")
+    softmax: bool = Field(default=True, description="The graph answers logits (true) or probabilities (false).")
+    top_k: int = Field(default=5, ge=1, description="How many labels /predict answers, best first.")
+
+    @model_validator(mode="after")
+    def _per_channel(self) -> ImageInput:
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if len(values) not in (1, self.channels):
+                wanted = "1 value" if self.channels == 1 else f"1 or {self.channels} values"
+                raise ValueError(f"image.{name} needs {wanted} (one per channel), got {values}")
+        if any(v <= 0 for v in self.std):
+            raise ValueError(f"image.std must be positive, got {self.std}")
+        return self
 
 
 class Source(BaseModel):
@@ -70,6 +98,7 @@ class ModelSpec(BaseModel):
     features: list[Feature] = Field(
         default_factory=list, description="Tabular tasks: the input columns, in the order the model takes them."
     )
+    image: ImageInput | None = Field(default=None, description="image-classification: the pixels the model takes.")
     source: Source | None = None
     positive_label: str | None = Field(
         default=None,
@@ -118,6 +147,10 @@ class ModelSpec(BaseModel):
             raise ValueError(f"labels must be unique, got {self.labels}")
         if self.positive_label is not None and self.positive_label not in self.labels:
             raise ValueError(f"positive_label {self.positive_label!r} is not one of the labels {self.labels}")
+        if self.task == "image-classification":
+            self.tokenizer_file = None
+            if self.image is None:
+                raise ValueError("an image-classification model needs image: {width, height, channels, ...}")
         if self.task == "text-classification" and not self.tokenizer_file:
             raise ValueError("a text-classification model needs tokenizer_file")
         return self
@@ -130,11 +163,11 @@ class ModelSpec(BaseModel):
     def boolean_label(self) -> str | None:
         """The label /predict answers as ``{label: bool}``; None for more than two labels.
 
-        Tabular classifiers answer a boolean only where ``positive_label`` is named: their
-        labels are whatever the training data held."""
+        Other classifiers (tabular, image) answer a boolean only where ``positive_label`` is
+        named: their labels are whatever the training data held."""
         if len(self.labels) != 2:
             return None
-        if self.tabular and not self.positive_label:
+        if self.task != "text-classification" and not self.positive_label:
             return None
         if self.positive_label:
             return self.positive_label
