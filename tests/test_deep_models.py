@@ -232,3 +232,15 @@ def test_the_python_api_converts_a_module_with_an_example(deep: Built, tmp_path:
     )
     assert conversion.report.passed and conversion.spec.task == "image-classification"
     assert (tmp_path / "api" / "model.onnx").is_file() and (tmp_path / "api" / "original" / "api.pt2").is_file()
+
+
+def test_verify_checks_an_image_model_with_a_contract_made_for_its_task(served_digits) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli("verify", served_digits.url, "--json")
+    report = json.loads(result.stdout)
+    statuses = {c["id"]: c for c in report["checks"]}
+    assert result.returncode == 0, [c for c in report["checks"] if c["status"] == "failed"]
+    assert statuses["response.schema"]["status"] == "passed" and '"top"' in statuses["response.schema"]["message"]
+    assert statuses["v2.infer"]["status"] == "passed"
+    bad = [i for i in statuses if i.startswith("errors.")]
+    assert {"errors.not-base64", "errors.not-an-image", "errors.wrong-content-type"} <= set(bad)
+    assert all(statuses[i]["status"] == "passed" for i in bad)

@@ -191,6 +191,17 @@ def test_v2_takes_one_named_input_per_column(served_risk) -> None:  # type: igno
     assert missing.status_code == 422 and "missing column(s) ['age']" in missing.json()["error"]
 
 
+def test_verify_checks_a_tabular_model_with_a_contract_made_from_its_features(served_risk) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli("verify", served_risk.url, "--json")
+    report = json.loads(result.stdout)
+    statuses = {c["id"]: c for c in report["checks"]}
+    assert result.returncode == 0, [c for c in report["checks"] if c["status"] == "failed"]
+    assert '"probabilities"' in statuses["response.schema"]["message"]
+    assert "label" in statuses["v2.infer"]["message"]
+    for case in ("missing-column", "unknown-column", "mistyped-column"):
+        assert statuses[f"errors.{case}"]["status"] == "passed", statuses[f"errors.{case}"]
+
+
 def test_a_regressor_answers_values_as_the_original(tabular: Trained, tmp_path: Path) -> None:
     import joblib
     import pandas as pd

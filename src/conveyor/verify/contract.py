@@ -55,7 +55,7 @@ class GoldenCase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    input: list[str] = Field(min_length=1)
+    input: list[Any] = Field(min_length=1, description="Texts, or records of a tabular model, or base64 images")
     protocol: Literal["classic", "v2"] = "classic"
     exact: Any = None
     field: str | None = Field(default=None, description="Dotted path into the answer, e.g. positive or 0.label")
@@ -90,7 +90,7 @@ class Latency(BaseModel):
     p95_ms: float = Field(gt=0)
     concurrency: int = Field(default=8, ge=1, le=256)
     requests: int = Field(default=200, ge=1, le=100_000)
-    input: list[str] | None = None
+    input: list[Any] | None = None
 
 
 class V2Settings(BaseModel):
@@ -99,6 +99,9 @@ class V2Settings(BaseModel):
     model: str
     version: str | None = None
     text_input: str = "text"
+    inputs: list[dict[str, Any]] | None = Field(
+        default=None, description="The v2 inputs of the sample, where the model takes more than one BYTES input"
+    )
 
 
 DEFAULT_INVALID = [
@@ -116,7 +119,12 @@ class Contract(BaseModel):
 
     endpoint: str = "/predict"
     method: Literal["POST", "PUT"] = "POST"
-    sample_input: list[str] = Field(default_factory=lambda: ["MLOps is critical for robustness"], min_length=1)
+    sample_input: list[Any] = Field(
+        default_factory=lambda: ["MLOps is critical for robustness"],
+        min_length=1,
+        description="What /predict is sent: texts, a tabular model's records or base64 images "
+        "(unset: made from the served model's metadata for its task)",
+    )
     response_schema: dict[str, Any] = Field(default_factory=lambda: dict(CLASSIC_SCHEMA))
     golden: list[GoldenCase] = Field(default_factory=list)
     invalid: list[InvalidCase] = Field(default_factory=lambda: list(DEFAULT_INVALID))

@@ -16,6 +16,7 @@ from conveyor.errors import InvalidInput
 from conveyor.verify.checks import Check, CheckResult, Context, builtin_checks, project_checks, run_check
 from conveyor.verify.contract import Contract, V2Settings
 from conveyor.verify.targets import open_target
+from conveyor.verify.task_contracts import for_task, served_metadata
 
 PROJECT_CHECKS_FILE = "conveyor_checks.py"
 
@@ -125,6 +126,8 @@ def check_server(
         discovered = discover_v2_model(url, ctx.client)
         if discovered is not None:
             ctx.contract = contract.model_copy(update={"v2": discovered})
+    if url is not None and ctx.contract.v2 is not None:
+        ctx.contract = for_task(ctx.contract, served_metadata(url, ctx.client, ctx.contract.v2))
     try:
         selected, skipped = plan(ctx, custom or [], skip or [])
         return run_checks(ctx, selected, skipped, parallel)

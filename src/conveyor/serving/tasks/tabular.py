@@ -70,7 +70,7 @@ class TabularServer(TaskServer):
             return {
                 "inputs": inputs,
                 "outputs": [{"name": "value", "datatype": "FP64", "shape": [-1]}],
-                "parameters": {"task": self.spec.task},
+                "parameters": {"task": self.spec.task, "features": self._features()},
             }
         n = len(self.spec.labels)
         return {
@@ -79,5 +79,9 @@ class TabularServer(TaskServer):
                 {"name": "label", "datatype": "BYTES", "shape": [-1]},
                 {"name": "probabilities", "datatype": "FP32", "shape": [-1, n]},
             ],
-            "parameters": {"labels": self.spec.labels, "task": self.spec.task},
+            "parameters": {"labels": self.spec.labels, "task": self.spec.task, "features": self._features()},
         }
+
+    def _features(self) -> list[dict[str, Any]]:
+        """The schema, with the categories seen in training: what a client (and ``verify``) builds rows from."""
+        return [f.model_dump(exclude_none=True) for f in self.spec.features]

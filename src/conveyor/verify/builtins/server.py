@@ -160,7 +160,8 @@ def predict_deterministic(ctx: Context) -> str:
 def predict_batch_consistent(ctx: Context) -> str:
     texts = [*ctx.contract.sample_input, *(g.input[0] for g in ctx.contract.golden if g.protocol == "classic")][:8]
     if len(texts) < 2:
-        texts = [texts[0], texts[0] + " indeed"]
+        made_for_task = ctx.contract.v2 is not None and ctx.contract.v2.inputs is not None  # records, images
+        texts = [texts[0], texts[0] if made_for_task or not isinstance(texts[0], str) else texts[0] + " indeed"]
     response = ctx.post_json(texts)
     if response.status_code != 200:
         raise SkipCheck(f"the endpoint takes one text per request ({len(texts)} texts: HTTP {response.status_code})")
@@ -349,12 +350,14 @@ def _v2_base(ctx: Context) -> str:
 V2_KINDS = {"BOOL": (bool,), "BYTES": (str,), "FP16": (int, float), "FP32": (int, float), "FP64": (int, float)}
 
 
-def _v2_infer(ctx: Context, texts: list[str], outputs: list[str] | None = None) -> dict[str, Any]:
+def _v2_infer(
+    ctx: Context, texts: list[str], outputs: list[str] | None = None, inputs: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     base = _v2_base(ctx)  # skips the check when no v2 model is known
     settings = ctx.contract.v2
     assert settings is not None
     request: dict[str, Any] = {
-        "inputs": [{"name": settings.text_input, "shape": [len(texts)], "datatype": "BYTES", "data": texts}]
+        "inputs": inputs or [{"name": settings.text_input, "shape": [len(texts)], "datatype": "BYTES", "data": texts}]
     }
     if outputs:
         request["outputs"] = [{"name": name} for name in outputs]
@@ -402,7 +405,7 @@ def v2_metadata(ctx: Context) -> str:
 
 @check("v2.infer", "v2", "v2 inference answers typed tensors")
 def v2_infer_typed(ctx: Context) -> str:
-    body = _v2_infer(ctx, ctx.contract.sample_input)
+    body = _v2_infer(ctx, ctx.contract.sample_input, inputs=ctx.contract.v2.inputs if ctx.contract.v2 else None)
     described = []
     for index, output in enumerate(body["outputs"]):
         where = f"$.outputs[{index}]"
