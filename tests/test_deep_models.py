@@ -244,3 +244,18 @@ def test_verify_checks_an_image_model_with_a_contract_made_for_its_task(served_d
     bad = [i for i in statuses if i.startswith("errors.")]
     assert {"errors.not-base64", "errors.not-an-image", "errors.wrong-content-type"} <= set(bad)
     assert all(statuses[i]["status"] == "passed" for i in bad)
+
+
+def test_a_refused_module_conversion_leaves_no_folder_behind(deep: Built, tmp_path: Path) -> None:
+    import torch
+
+    from conveyor.convert import convert_module
+    from conveyor.errors import InvalidInput
+    from tests.deep_models import digits_cnn
+
+    module = digits_cnn()
+    module.load_state_dict(torch.load(str(deep.digits_state)))
+    images, _ = digits()
+    with pytest.raises(InvalidInput, match="--labels names 2 classes"):
+        convert_module(module, torch.from_numpy(images[:2]), tmp_path / "api", "api", labels=["a", "b"])
+    assert not (tmp_path / "api").exists()

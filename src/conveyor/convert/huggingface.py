@@ -75,9 +75,8 @@ def _texts(options: ConvertOptions, tokenizer: Any) -> tuple[list[str], str]:
 def convert_transformers(path: Path, out: Path, name: str, options: ConvertOptions):  # type: ignore[no-untyped-def]
     """Convert the transformers folder PATH into the folder OUT (created), through the gate."""
     from conveyor.convert.convert import Conversion, write_folder
-    from conveyor.serving.model import TextClassifier
+    from conveyor.serving.model import TextClassifier, softmax
     from conveyor.serving.runtime import RuntimeOptions
-    from conveyor.serving.tasks.text import softmax
 
     torch = need("torch", "huggingface")
     transformers = need("transformers", "huggingface")
@@ -104,6 +103,17 @@ def convert_transformers(path: Path, out: Path, name: str, options: ConvertOptio
     max_length = int(min(getattr(model.config, "max_position_embeddings", 512) or 512, 512))
     example = tokenizer(["a first example sentence", "and a second"], padding=True, return_tensors="pt")
     inputs = {k: example[k] for k in NAMES if k in example and k in _accepted(model)}
+    spec = ModelSpec(
+        name=name,
+        task="text-classification",
+        labels=labels,
+        positive_label=options.positive_label,
+        max_length=max_length,
+        source=Source(framework="transformers", framework_version=version_of("transformers"),
+                      file=f"original/{path.name}", converter=f"torch.onnx {version_of('torch')} (dynamo)"),
+    )  # fmt: skip
+    texts, origin = _texts(options, tokenizer)
+    # everything the user can get wrong is checked above: from here on, OUT is written and, if refused, removed
     out.mkdir(parents=True, exist_ok=True)
     quiet_exporter()
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
@@ -119,16 +129,6 @@ def convert_transformers(path: Path, out: Path, name: str, options: ConvertOptio
         shutil.rmtree(out, ignore_errors=True)
         raise InvalidInput(f"{path.name}: torch.onnx could not export it: {str(exc).splitlines()[0]}") from None
     shutil.copy2(path / "tokenizer.json", out / "tokenizer.json")
-    spec = ModelSpec(
-        name=name,
-        task="text-classification",
-        labels=labels,
-        positive_label=options.positive_label,
-        max_length=max_length,
-        source=Source(framework="transformers", framework_version=version_of("transformers"),
-                      file=f"original/{path.name}", converter=f"torch.onnx {version_of('torch')} (dynamo)"),
-    )  # fmt: skip
-    texts, origin = _texts(options, tokenizer)
     served = TextClassifier(
         ResolvedModel(spec=spec, model_path=out / "model.onnx", tokenizer_path=out / "tokenizer.json"),
         RuntimeOptions(),

@@ -108,9 +108,7 @@ def _export(exportable: Any, shape: tuple[int, ...], saved_as: str, out: Path) -
         exported.save(str(out))
 
 
-def _inputs(
-    original: Any, shape: tuple[int, ...], image: ImageInput | None, options: ConvertOptions
-) -> tuple[np.ndarray, str]:
+def _inputs(shape: tuple[int, ...], image: ImageInput | None, options: ConvertOptions) -> tuple[np.ndarray, str]:
     if options.sample is not None:
         if options.sample.suffix != ".npy":
             raise InvalidInput(f"{options.sample.name}: a PyTorch model's sample is a .npy array of inputs")
@@ -151,22 +149,14 @@ def _original_scores(original: Any, batch: np.ndarray) -> np.ndarray:
     return out.detach().cpu().numpy().astype(np.float64).reshape(len(batch), -1)
 
 
-def convert_torch(path: Path, out: Path, name: str, options: ConvertOptions, original_file: Path | None = None):  # type: ignore[no-untyped-def]
+def convert_torch(path: Path, out: Path, name: str, options: ConvertOptions):  # type: ignore[no-untyped-def]
     """Convert a TorchScript or torch.export file into the folder OUT (created), through the gate."""
     from conveyor.convert.convert import Conversion, write_folder
     from conveyor.serving.image import ImageClassifier
-    from conveyor.serving.model import TextClassifier
+    from conveyor.serving.model import TextClassifier, softmax
     from conveyor.serving.runtime import RuntimeOptions
 
     original, exportable, shape, saved_as = _load(path, options)
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        _export(exportable, shape, saved_as, out / "model.onnx")
-    except InvalidInput:
-        raise
-    except Exception as exc:  # the exporters raise many kinds
-        shutil.rmtree(out, ignore_errors=True)
-        raise InvalidInput(f"{path.name}: torch.onnx could not export it: {str(exc).splitlines()[0]}") from None
     probe = _original_scores(original, np.zeros((1, *shape), np.float32))
     classes = probe.shape[1]
     looks_like_image = len(shape) == 3 and shape[0] in (1, 3)
@@ -179,24 +169,31 @@ def convert_torch(path: Path, out: Path, name: str, options: ConvertOptions, ori
     if task == "image-classification" and len(labels) != classes:
         raise InvalidInput(f"--labels names {len(labels)} classes, the model answers {classes}")
     image = _image(shape, options) if task == "image-classification" else None
-    kept = original_file or path
     spec = ModelSpec(
         name=name,
         task=task,  # type: ignore[arg-type]
         **({"labels": labels, "positive_label": options.positive_label} if image else {}),
         tokenizer_file=None,
         image=image,
-        source=Source(framework="pytorch", framework_version=version_of("torch"), file=f"original/{kept.name}",
+        source=Source(framework="pytorch", framework_version=version_of("torch"), file=f"original/{path.name}",
                       converter=f"torch.onnx ({saved_as})"),
     )  # fmt: skip
-    batch, origin = _inputs(original, shape, image, options)
+    batch, origin = _inputs(shape, image, options)
     reference = _original_scores(original, batch)
+    # everything the user can get wrong is checked above: from here on, OUT is written and, if refused, removed
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        _export(exportable, shape, saved_as, out / "model.onnx")
+    except InvalidInput:
+        raise
+    except Exception as exc:  # the exporters raise many kinds
+        shutil.rmtree(out, ignore_errors=True)
+        raise InvalidInput(f"{path.name}: torch.onnx could not export it: {str(exc).splitlines()[0]}") from None
     resolved = ResolvedModel(spec=spec, model_path=out / "model.onnx", tokenizer_path=None)
     if image is not None:
         served = ImageClassifier(resolved, RuntimeOptions())
         converted = served.score_batch(batch)
-        reference = np.exp(reference - reference.max(axis=1, keepdims=True))
-        reference /= reference.sum(axis=1, keepdims=True)
+        reference = softmax(reference)
         check_task = "image-classification"
     else:
         session = TextClassifier(resolved, RuntimeOptions()).session
@@ -209,7 +206,7 @@ def convert_torch(path: Path, out: Path, name: str, options: ConvertOptions, ori
         shutil.rmtree(out, ignore_errors=True)
         described = [f"input {i} (mean {batch[i].mean():.3g})" for i in range(len(batch))]
         raise ConversionRefused(refusal(report, described, reference, converted, labels if image else []))
-    write_folder(out, spec, kept)
+    write_folder(out, spec, path)
     return Conversion(spec=spec, report=report, folder=out)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from conveyor.errors import InvalidInput, ModelLoadError
-from conveyor.serving.model import check_classes
+from conveyor.serving.model import check_classes, softmax
 from conveyor.serving.runtime import OnnxSession, RuntimeOptions, TensorInfo
 from conveyor.serving.spec import ImageInput, ResolvedModel
 
@@ -57,11 +57,7 @@ class ImageClassifier:
 
     def _check_input(self, info: TensorInfo) -> None:
         spec = self.image
-        expected = (
-            (spec.channels, spec.height, spec.width)
-            if spec.layout == "NCHW"
-            else (spec.height, spec.width, spec.channels)
-        )
+        expected = self.input_shape()
         if len(info.shape) != 4 or info.dtype.kind != "f":
             raise ModelLoadError(f"an image model takes a 4-D float input, this one {info.dtype.name} {info.shape}")
         for got, want in zip(info.shape[1:], expected, strict=True):
@@ -105,10 +101,7 @@ class ImageClassifier:
     def score_batch(self, batch: np.ndarray) -> np.ndarray:
         out = self.session.run({self.input.name: batch}, [self.output.name])[self.output.name]
         scores = np.asarray(out, dtype=np.float64).reshape(len(batch), -1)
-        if self.image.softmax:
-            scores = np.exp(scores - scores.max(axis=1, keepdims=True))
-            scores /= scores.sum(axis=1, keepdims=True)
-        return scores
+        return softmax(scores) if self.image.softmax else scores
 
     def warm_up(self) -> None:
         self.score([np.zeros(self.input_shape(), dtype=self.input.dtype)])

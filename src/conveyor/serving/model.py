@@ -163,6 +163,13 @@ class TextClassifier:
         return self.session.run(prepared, outputs)
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from logits, row by row."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
 def check_classes(output: TensorInfo, labels: list[str]) -> None:
     """Refuse a classifier whose scores output has another number of classes than the spec's labels."""
     last = output.shape[-1] if output.shape else None

@@ -85,6 +85,20 @@ class TaskServer(ABC):
             raise BadRequest(f"unknown output(s) {unknown}; this model has {sorted(available)}")
         return {n: available[n]() for n in names}
 
+    def label_outputs(self, scores: Scores) -> dict[str, Callable[[], np.ndarray]]:
+        """A classifier's v2 outputs from its probabilities: ``label`` and ``probabilities``."""
+        return {
+            "label": lambda: self.labels[scores.argmax(axis=1)],
+            "probabilities": lambda: scores.astype(np.float32),
+        }
+
+    def label_metadata(self) -> list[dict[str, Any]]:
+        """The v2 metadata of ``label_outputs``."""
+        return [
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(self.spec.labels)]},
+        ]
+
 
 def server_for(resolved: ResolvedModel, options: ServingOptions) -> TaskServer:
     from conveyor.serving.tasks import image, tabular, text

@@ -81,17 +81,11 @@ class ImageServer(TaskServer):
             raise InvalidInput(
                 f"input {name!r}: send the images as BYTES, or the graph's input {self.model.input.name!r} as floats"
             )
-        probabilities = scores.astype(np.float32)
-        return self.pick(
-            request.requested,
-            ["label", "probabilities"],
-            {"label": lambda: self.labels[scores.argmax(axis=1)], "probabilities": lambda: probabilities},
-        )
+        return self.pick(request.requested, ["label", "probabilities"], self.label_outputs(scores))
 
     def metadata(self) -> dict[str, Any]:
         image = self.spec.image
         assert image is not None
-        n = len(self.spec.labels)
         inputs: list[dict[str, Any]] = [
             {"name": "image", "datatype": "BYTES", "shape": [-1], "parameters": {"content_type": "PNG or JPEG"}}
         ]
@@ -99,10 +93,7 @@ class ImageServer(TaskServer):
             inputs.append({"name": self.model.input.name, "datatype": "FP32", "shape": [-1, *self.model.input_shape()]})
         return {
             "inputs": inputs,
-            "outputs": [
-                {"name": "label", "datatype": "BYTES", "shape": [-1]},
-                {"name": "probabilities", "datatype": "FP32", "shape": [-1, n]},
-            ],
+            "outputs": self.label_metadata(),
             "parameters": {"labels": self.spec.labels, "task": self.spec.task, "image": image.model_dump()},
         }
 

@@ -51,18 +51,9 @@ class TabularServer(TaskServer):
         if not self.classifier:
             values = scores[:, 0]
             return self.pick(request.requested, ["value"], {"value": lambda: values, "predict": lambda: values})
-        probabilities = scores.astype(np.float32)
-        labels = lambda: self.labels[scores.argmax(axis=1)]  # noqa: E731
-        return self.pick(
-            request.requested,
-            ["label", "probabilities"],
-            {
-                "label": labels,
-                "predict": labels,
-                "probabilities": lambda: probabilities,
-                "predict_proba": lambda: probabilities,
-            },
-        )
+        outputs = self.label_outputs(scores)
+        outputs.update(predict=outputs["label"], predict_proba=outputs["probabilities"])  # scikit-learn's names
+        return self.pick(request.requested, ["label", "probabilities"], outputs)
 
     def metadata(self) -> dict[str, Any]:
         inputs = [{"name": f.name, "datatype": tabular.v2_datatype(f), "shape": [-1, 1]} for f in self.spec.features]
@@ -72,13 +63,9 @@ class TabularServer(TaskServer):
                 "outputs": [{"name": "value", "datatype": "FP64", "shape": [-1]}],
                 "parameters": {"task": self.spec.task, "features": self._features()},
             }
-        n = len(self.spec.labels)
         return {
             "inputs": inputs,
-            "outputs": [
-                {"name": "label", "datatype": "BYTES", "shape": [-1]},
-                {"name": "probabilities", "datatype": "FP32", "shape": [-1, n]},
-            ],
+            "outputs": self.label_metadata(),
             "parameters": {"labels": self.spec.labels, "task": self.spec.task, "features": self._features()},
         }
 

@@ -13,19 +13,13 @@ import numpy as np
 
 from conveyor.errors import BadRequest, InvalidInput
 from conveyor.serving.body import json_body
-from conveyor.serving.model import TextClassifier
+from conveyor.serving.model import TextClassifier, softmax
 from conveyor.serving.tasks import RunAlone, Scores, Submit, TaskServer
 from conveyor.serving.v2 import DecodedRequest, datatype_of, texts_from_tensor
 
 WARMUP_TEXTS = ["warm up", "a somewhat longer sentence to warm up the model with more tokens in it"]
 _ITEM_KIND = {"dict": "object", "list": "array"}
 _JSON_KIND = {"dict": "object", "list": "array", "str": "string", "int": "number", "float": "number"}
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def _kind(value: object) -> str:
