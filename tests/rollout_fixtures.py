@@ -76,6 +76,7 @@ class Load:
     clients: int = 2
     pause: float = 0.03
     texts: list[str] = field(default_factory=lambda: ["good great day", "bad awful food", "good day"])
+    rows: list[dict] | None = None  # records of a tabular model instead: any 200 is a right answer
     seen: Counter[str] = field(default_factory=Counter)
     by_backend: Counter[str] = field(default_factory=Counter)
     wrong: int = 0
@@ -91,13 +92,16 @@ class Load:
         with httpx.Client(timeout=10) as client:
             n = 0
             while not self._stop.is_set():
-                text = self.texts[(n + index) % len(self.texts)]
+                inputs = self.rows or self.texts
+                item = inputs[(n + index) % len(inputs)]
                 n += 1
                 try:
-                    response = client.post(self.url + "/predict", json=[text])
+                    response = client.post(self.url + "/predict", json=[item])
                     key = str(response.status_code)
                     backend = response.headers.get("x-conveyor-backend", "?")
-                    ok = response.status_code == 200 and response.json() == {"positive": expected_positive(text)}
+                    ok = response.status_code == 200 and (
+                        self.rows is not None or response.json() == {"positive": expected_positive(item)}
+                    )
                 except httpx.HTTPError as exc:
                     key, backend, ok = type(exc).__name__, "?", False
                 with self._lock:

@@ -115,3 +115,37 @@ def test_a_table_without_backends_keeps_what_can_still_serve() -> None:
     assert without_canary.sticky_header == "x-user"
     assert table.without({"stable"}).backends == []  # a canary alone has nothing to be compared with
     assert table.without(set()) == table
+
+
+def test_answers_of_every_task_reduce_to_their_label_or_value() -> None:
+    from conveyor.rollout.predictions import read_predictions
+
+    text = read_predictions("/predict", b'[{"positive": true}, {"positive": "false"}]')
+    assert text is not None and text.labels == ["positive=true", 'positive="false"']
+    tabular = b'[{"positive": true, "label": "positive", "probabilities": {"positive": 0.91, "negative": 0.09}}]'
+    moved = b'[{"positive": true, "label": "positive", "probabilities": {"positive": 0.71, "negative": 0.29}}]'
+    first, second = read_predictions("/predict", tabular), read_predictions("/predict", moved)
+    assert first is not None and first.labels == ['label="positive"'] and first == second  # probabilities left out
+    image = read_predictions("/predict", b'{"label": "seven", "score": 0.9, "top": []}')
+    assert image is not None and image.labels == ['label="seven"']
+    regression = read_predictions("/predict", b'[{"value": 151.5}, {"value": 3}]')
+    assert regression is not None and regression.values == [151.5, 3.0] and regression.labels is None
+    v2 = read_predictions("/v2/models/m/infer", b'{"outputs": [{"name": "value", "data": [1.5, 2.0]}]}')
+    assert v2 is not None and v2.values == [1.5, 2.0]
+    assert read_predictions("/v2/models/m/infer", b'{"outputs": [{"name": "logits", "data": [1.5]}]}') is None
+    broken = read_predictions("/predict", b"{not json")
+    assert broken is not None and broken.labels == ["unparseable"]
+
+
+def test_regression_answers_agree_within_the_tolerance_and_labels_exactly() -> None:
+    from conveyor.rollout.predictions import Predictions, agree
+
+    stable = Predictions(values=[100.0, 0.0])
+    assert agree(Predictions(values=[104.0, 0.0]), stable, 0.05, 0.0)
+    assert not agree(Predictions(values=[106.0, 0.0]), stable, 0.05, 0.0)
+    assert not agree(Predictions(values=[100.0, 0.01]), stable, 0.05, 0.0)  # no relative room around zero
+    assert agree(Predictions(values=[100.0, 0.01]), stable, 0.05, 0.02)
+    assert not agree(Predictions(values=[100.0]), stable, 0.05, 0.0)  # a batch of another size
+    assert not agree(Predictions(labels=["label=1"]), stable, 1.0, 1.0)  # a label against a value
+    assert agree(Predictions(labels=['label="a"']), Predictions(labels=['label="a"']), 0.0, 0.0)
+    assert not agree(Predictions(labels=['label="b"']), Predictions(labels=['label="a"']), 1.0, 1.0)

@@ -286,3 +286,14 @@ def test_init_writes_a_project_and_refuses_to_overwrite(tmp_path: Path) -> None:
     workflow = (tmp_path / "other" / ".github" / "workflows" / "conveyor-deliver.yml").read_text()
     assert 'uv pip install --python "$(command -v python)" conveyor-ml==' in workflow and "'quay.io/a/b'" in workflow
     assert run_cli("init", str(tmp_path / "third"), "--ci", "gitlab").returncode == 2
+
+
+def test_recorded_golden_cases_expect_a_label_exactly_and_a_value_within_a_margin() -> None:
+    from conveyor.verify.record import golden_case
+
+    label = golden_case("a", {"age": 3}, {"label": "high", "probabilities": {"high": 0.8, "low": 0.2}})
+    assert (label.field, label.exact) == ("label", "high")  # the probabilities may move between builds
+    value = golden_case("b", {"age": 3}, [{"value": 200.0}])
+    assert value.field == "0.value" and value.within == (199.8, 200.2)
+    text = golden_case("c", "good", {"positive": True})
+    assert text.field is None and text.exact == {"positive": True}

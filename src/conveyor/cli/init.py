@@ -207,6 +207,39 @@ def _starter_contract() -> str:
     return header + dump_contract(contract)
 
 
+FILES = ("conveyor.yaml", ".gitignore", "contract.yaml", "README.md", "tests/test_project.py")
+TASKS = ("text-classification", "tabular-classification", "tabular-regression", "image-classification")
+
+
+def _recorded_contract(model_ref: str, task: str | None, sample: Path | None) -> str:
+    """The contract recorded from the registered model's own answers, served here for the purpose."""
+    from conveyor.errors import InvalidInput
+    from conveyor.verify.checks import Context
+    from conveyor.verify.contract import Contract, V2Settings, dump_contract
+    from conveyor.verify.record import record_contract
+    from conveyor.verify.targets import serve_model
+    from conveyor.verify.task_contracts import served_metadata
+
+    with serve_model(model_ref, timeout=120) as running:
+        ctx = Context(running.url, Contract())
+        try:
+            served = served_metadata(running.url, ctx.client, V2Settings(model=running.model_name or ""))
+            served_task = (served.get("parameters") or {}).get("task", "tensor")
+            if task is not None and served_task != task:
+                raise InvalidInput(f"{model_ref} is a {served_task} model, not {task}: leave out --task or fix it")
+            if served_task not in TASKS:
+                raise InvalidInput(f"{model_ref} is a {served_task} model: conveyor init records contracts of {TASKS}")
+            recorded = record_contract(ctx, None, running.model_name, sample)
+        finally:
+            ctx.close()
+    header = (
+        f"# The model's contract, recorded by `conveyor init` from {model_ref} ({served_task}): what\n"
+        "# `conveyor verify` checks on every layer a request crosses. The golden cases are that version's\n"
+        "# answers: review them, keep the clear cases, and tighten the latency objective.\n"
+    )
+    return header + dump_contract(recorded)
+
+
 def init(
     directory: Annotated[Path, typer.Argument(help="Project folder (created if needed).")] = Path("."),
     name: Annotated[str | None, typer.Option(help="Model name [default: the folder's name].")] = None,
@@ -217,6 +250,22 @@ def init(
         str | None, typer.Option(help="Image name [default: ghcr.io/{owner}/NAME, owner from CI].")
     ] = None,
     ci: Annotated[str | None, typer.Option("--ci", help="Also write the CI workflows: github.")] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="The model's task: text-classification, tabular-classification, tabular-regression, "
+            "image-classification. Other than text, the contract is recorded from the registered model "
+            "(--model, default NAME)."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="A registered version (adult:1, adult@staging) to record contract.yaml from."),
+    ] = None,
+    sample: Annotated[
+        Path | None,
+        typer.Option(help="Inputs for the golden cases: .txt texts, .csv/.json rows, an image or a folder of them."),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
 ) -> None:
     """Scaffold a delivery project for a model that lives in a registry.
@@ -224,23 +273,37 @@ def init(
     \b
     conveyor.yaml with a deliver pipeline (fetch -> lint | tests | contract -> build -> verify image
     -> push -> @staging), contract.yaml, tests/, a .gitignore keeping weights and data out, a README
-    naming the repository secrets to set, and with --ci github the workflow."""
+    naming the repository secrets to set, and with --ci github the workflow.
+
+    \b
+    The contract fits the model's task: with --task other than text-classification, --model or
+    --sample, it is recorded from the registered version's own answers (served here for a moment):
+    the task's answer schema and bad inputs, and a golden case per --sample input."""
     if ci not in (None, "github"):
         raise fail(f"--ci {ci}: the CI systems Conveyor writes workflows for: github")
-    directory.mkdir(parents=True, exist_ok=True)
+    if task is not None and task not in TASKS:
+        raise fail(f"--task {task}: one of {', '.join(TASKS)}")
     with handle_errors():
         model_name = check_name(name or directory.resolve().name)
     image_name = image or f"ghcr.io/{{owner}}/{model_name.lower()}"
+    model_ref = model or (model_name if task not in (None, "text-classification") or sample else None)
+    existing = [f for f in FILES if (directory / f).exists()]
+    if existing and not force:
+        raise fail(f"{', '.join(existing)} exist already in {directory}; use --force to overwrite", EXIT_CONFLICT)
+    if model_ref is not None:
+        stdout.print(f"recording contract.yaml from {model_ref}'s answers")
+        with handle_errors():
+            contract = _recorded_contract(model_ref, task, sample)
+    else:
+        contract = _starter_contract()
+    directory.mkdir(parents=True, exist_ok=True)
     files = {
         "conveyor.yaml": _conveyor_yaml(model_name, image_name),
         ".gitignore": GITIGNORE,
-        "contract.yaml": _starter_contract(),
+        "contract.yaml": contract,
         "README.md": _readme(model_name, registry, image_name),
         "tests/test_project.py": STARTER_TEST,
     }
-    existing = [f for f in files if (directory / f).exists()]
-    if existing and not force:
-        raise fail(f"{', '.join(existing)} exist already in {directory}; use --force to overwrite", EXIT_CONFLICT)
     for filename, content in files.items():
         (directory / filename).parent.mkdir(parents=True, exist_ok=True)
         (directory / filename).write_text(content)
@@ -255,7 +318,5 @@ def init(
                 "deliver", get_pipeline(project, "deliver", directory), directory / ".github" / "workflows", project.ci
             )
         stdout.print(f"wrote {path}")
-    stdout.print(
-        "next: register the model (`conveyor models register PATH --name "
-        f"{model_name}`), set the repository secrets the README names, push to main"
-    )
+    first = "" if model_ref else f"register the model (`conveyor models register PATH --name {model_name}`), "
+    stdout.print(f"next: {first}set the repository secrets the README names, push to main")

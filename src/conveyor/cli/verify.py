@@ -37,6 +37,10 @@ def verify(
         Path | None, typer.Option(help="Record a starter contract from TARGET into this file, for review.")
     ] = None,
     example: Annotated[list[str] | None, typer.Option(help="Texts to record golden examples from.")] = None,
+    sample: Annotated[
+        Path | None,
+        typer.Option(help="--write-contract: inputs to record golden examples from (.txt, .csv, .json, images)."),
+    ] = None,
     supply_chain: Annotated[
         bool,
         typer.Option(
@@ -58,7 +62,7 @@ def verify(
     latency and the v2 protocol, in parallel. Exit code 0 only when every check passed."""
     from conveyor.verify.checks import Context
     from conveyor.verify.contract import dump_contract, load_contract
-    from conveyor.verify.record import DEFAULT_EXAMPLES, record_contract
+    from conveyor.verify.record import record_contract
     from conveyor.verify.runner import load_custom_checks, verify_target, with_v2_model
     from conveyor.verify.targets import open_target
 
@@ -81,7 +85,7 @@ def verify(
                 raise fail("--write-contract records from a running TARGET")
             with open_target(target, image=image, timeout=startup_timeout) as running:
                 ctx = Context(running.url, with_v2_model(contract, running.model_name))
-                recorded = record_contract(ctx, example or DEFAULT_EXAMPLES, running.model_name)
+                recorded = record_contract(ctx, example, running.model_name, sample)
                 ctx.close()
             write_contract.write_text(dump_contract(recorded))
             stdout.print(

@@ -40,6 +40,7 @@ SERVING_ROOTS = [
     "pydantic",
     "prometheus-client",
     "pyyaml",
+    "pillow",  # image-classification decodes PNG and JPEG
 ]
 
 PLATFORMS = {

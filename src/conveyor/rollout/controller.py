@@ -420,6 +420,8 @@ class Controller:
             backends=specs,
             mirror_percent=mirror,
             mirror_to=CANARY if mirror > 0 else None,
+            value_tolerance=status.thresholds.value_tolerance,
+            value_tolerance_abs=status.thresholds.value_tolerance_abs,
             sticky_header=current.sticky_header,
         )
 

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from conveyor.atomic import write_atomic
 from conveyor.rollout.health import HealthTracker
-from conveyor.rollout.predictions import prediction_labels
+from conveyor.rollout.predictions import Predictions, agree, read_predictions
 from conveyor.rollout.routing import PIN_HEADER, SERVED_BY_HEADER, BackendSpec, RouteTable, pick
 from conveyor.rollout.stats import LIVE, MIRROR, RouterStats, StatsCollector
 
@@ -200,11 +200,11 @@ class Router:
             answer = await self._forward(backend, method, target, body, forward, retryable=number + 1 < len(attempts))
             if answer is None:
                 continue  # the connection failed before any answer: try the next backend
-            status, headers, data, labels = answer
+            status, headers, data, predictions = answer
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": data})
             if table.mirror_to and table.mirror_percent > 0 and status == 200 and backend.name != table.mirror_to:
-                self._maybe_mirror(table, method, target, scope["path"], body, forward, labels, data)
+                self._maybe_mirror(table, method, target, scope["path"], body, forward, predictions, data)
             return
         await _json(send, 502, {"error": "no backend could be reached: " + ", ".join(b.name for b in attempts)})
 
@@ -216,7 +216,7 @@ class Router:
         body: bytes,
         headers: list[tuple[str, str]],
         retryable: bool,
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, list[str] | None] | None:
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, Predictions | None] | None:
         assert self.session is not None
         stats = self.stats.of(backend.name, backend.version, LIVE)
         started = time.perf_counter()
@@ -238,8 +238,8 @@ class Router:
             stats.observe("backend_error", time.perf_counter() - started)
             return 502, _json_headers(backend), _error(f"backend {backend.name} failed: {type(exc).__name__}"), None
         elapsed = time.perf_counter() - started
-        labels = prediction_labels(target.split("?", 1)[0], data) if status == 200 and method == "POST" else None
-        stats.observe(str(status), elapsed, labels)
+        predictions = read_predictions(target.split("?", 1)[0], data) if status == 200 and method == "POST" else None
+        stats.observe(str(status), elapsed, predictions.labels if predictions else None)
         if status in (502, 503):
             self.health.failed(backend.name, f"answered HTTP {status}")
         headers = [(k, v) for k, v in raw_headers if k.lower() not in HOP_BY_HOP]
@@ -247,7 +247,7 @@ class Router:
         headers.append((SERVED_BY_HEADER.encode(), backend.name.encode()))
         if backend.version:
             headers.append((PIN_HEADER.encode(), backend.version.encode()))
-        return status, headers, data, labels
+        return status, headers, data, predictions
 
     def _unreachable(self, backend, stats, started, code, exc, retryable, eject):  # type: ignore[no-untyped-def]
         stats.observe(code, time.perf_counter() - started)
@@ -259,7 +259,7 @@ class Router:
 
     # -- mirroring --------------------------------------------------------------------------------------
 
-    def _maybe_mirror(self, table, method, target, path, body, headers, labels, data) -> None:  # type: ignore[no-untyped-def]
+    def _maybe_mirror(self, table, method, target, path, body, headers, predictions, data) -> None:  # type: ignore[no-untyped-def]
         if random.random() * 100 >= table.mirror_percent:
             return
         mirror = table.backend(table.mirror_to)
@@ -268,11 +268,11 @@ class Router:
         if len(self.mirrors) >= self.options.max_mirrors_in_flight:
             self.stats.comparison(mirror.name, mirror.version).dropped += 1
             return
-        task = asyncio.create_task(self._mirror(mirror, method, target, path, body, headers, labels, data))
+        task = asyncio.create_task(self._mirror(table, mirror, method, target, path, body, headers, predictions, data))
         self.mirrors.add(task)
         task.add_done_callback(self.mirrors.discard)
 
-    async def _mirror(self, mirror, method, target, path, body, headers, labels, primary) -> None:  # type: ignore[no-untyped-def]
+    async def _mirror(self, table, mirror, method, target, path, body, headers, predictions, primary) -> None:  # type: ignore[no-untyped-def]
         assert self.session is not None
         stats = self.stats.of(mirror.name, mirror.version, MIRROR)
         started = time.perf_counter()
@@ -285,12 +285,16 @@ class Router:
         except (TimeoutError, aiohttp.ClientError) as exc:
             stats.observe("connect_error" if isinstance(exc, aiohttp.ClientConnectorError) else "backend_error", 0.0)
             return
-        mirrored = prediction_labels(path, data) if status == 200 else None
-        stats.observe(str(status), time.perf_counter() - started, mirrored)
+        mirrored = read_predictions(path, data) if status == 200 else None
+        stats.observe(str(status), time.perf_counter() - started, mirrored.labels if mirrored else None)
         if status != 200:
             return
         comparison = self.stats.comparison(mirror.name, mirror.version)
-        same = mirrored == labels if labels is not None else data == primary
+        if predictions is None:
+            same = data == primary
+        else:
+            tolerance = (table.value_tolerance, table.value_tolerance_abs)
+            same = mirrored is not None and agree(mirrored, predictions, *tolerance)
         if same:
             comparison.agreed += 1
         else:

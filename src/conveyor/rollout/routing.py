@@ -39,6 +39,9 @@ class RouteTable(BaseModel):
     backends: list[BackendSpec] = []
     mirror_percent: Annotated[float, Field(ge=0, le=100)] = 0.0
     mirror_to: str | None = None
+    # a mirrored regression answer agrees when within either tolerance of stable's (math.isclose)
+    value_tolerance: Annotated[float, Field(ge=0)] = 0.05
+    value_tolerance_abs: Annotated[float, Field(ge=0)] = 0.0
     sticky_header: str | None = None
 
     @model_validator(mode="after")

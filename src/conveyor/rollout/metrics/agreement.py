@@ -1,7 +1,10 @@
 """Prediction agreement: on mirrored requests, how often the new version answers as stable does.
 
 The router copies ``mirror_percent`` of stable's traffic to the canary and compares the
-two answers' labels; below ``min_agreement`` the analysis fails.  It has no Argo Rollouts
+two answers: a classifier's labels exactly (text, tabular and image tasks alike: the
+probabilities may move, the label may not), a regressor's values within ``value_tolerance``
+(relative) or ``value_tolerance_abs``; an answer the router cannot read is compared byte for
+byte.  Below ``min_agreement`` the analysis fails.  It has no Argo Rollouts
 counterpart (a cluster would need a mirroring mesh).
 """
 
@@ -36,6 +39,10 @@ class AgreementMetric(Metric):
     thresholds = (
         Threshold("min_agreement", float, 0.9, "minimum share of agreeing predictions", ge=0, le=1),
         Threshold("min_compared", int, 20, "compared mirrored answers for a verdict", ge=1),
+        Threshold(
+            "value_tolerance", float, 0.05, "a regression answer agrees within this share of stable's value", ge=0
+        ),
+        Threshold("value_tolerance_abs", float, 0.0, "... or within this absolute difference of stable's value", ge=0),
     )
     shown = ("mirrored_compared", "agreement")
 

@@ -29,6 +29,8 @@ class ImageServer(TaskServer):
     model: ImageClassifier
 
     def load(self) -> None:
+        import PIL.Image  # noqa: F401  (decoding needs Pillow: missing, the server never becomes ready)
+
         self.model = ImageClassifier(self.resolved, self.options.runtime)
         self.model.warm_up()
 

@@ -114,7 +114,7 @@ class TextServer(TaskServer):
                 {"name": "label", "datatype": "BYTES", "shape": [-1]},
                 {"name": "probabilities", "datatype": "FP32", "shape": [-1, n]},
             ],
-            "parameters": {"labels": self.spec.labels, "max_length": self.spec.max_length},
+            "parameters": {"labels": self.spec.labels, "max_length": self.spec.max_length, "task": self.spec.task},
         }
 
 
