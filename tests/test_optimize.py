@@ -50,8 +50,8 @@ def test_evaluation_texts_come_from_golden_examples_and_files(tmp_path: Path) ->
     (tmp_path / "lines.txt").write_text("d\n\ne\n")
     files = [tmp_path / "list.json", tmp_path / "split.json", tmp_path / "lines.txt"]
     assert evaluation_texts([["g1", "a"]], files) == ["g1", "a", "b", "c", "d", "e"]
-    (tmp_path / "bad.json").write_text(json.dumps({"texts": [1, 2]}))
-    with pytest.raises(InvalidInput, match="expected a JSON list of strings"):
+    (tmp_path / "bad.json").write_text(json.dumps({"texts": "not a list"}))
+    with pytest.raises(InvalidInput, match="expected a JSON list"):
         evaluation_texts([], [tmp_path / "bad.json"])
     with pytest.raises(InvalidInput, match="does not exist"):
         evaluation_texts([], [tmp_path / "missing.json"])
@@ -68,7 +68,7 @@ def test_agreement_counts_labels_and_the_largest_probability_difference(bert_fol
     inverted(bert_folder / "model.onnx", broken / "model.onnx")
     flipped = compare(bert_folder, broken, texts)
     assert flipped.agreed < 40 and flipped.disagreements
-    assert {"text", "original", "variant"} == set(flipped.disagreements[0])
+    assert {"input", "original", "variant"} == set(flipped.disagreements[0])
 
 
 def test_an_int8_variant_that_agrees_is_registered_with_its_lineage(conveyor_home: Path, bert_folder: Path) -> None:
@@ -118,7 +118,7 @@ def test_a_broken_variant_is_refused_with_the_texts_that_disagree(
     texts.write_text(json.dumps(sentences(40)))
     refused = run_cli("models", "optimize", "bert:1", "--variant", str(broken), "--eval", str(texts), "--no-measure")
     assert refused.returncode == 1, refused.stdout + refused.stderr
-    assert "refused: no variant agrees with bert:1 on 99% of the texts (given " in refused.stdout
+    assert "refused: no variant agrees with bert:1 on 99% of the inputs (given " in refused.stdout
     assert "given: '" in refused.stdout and "-> " in refused.stdout  # the disagreeing texts, shown
     assert [v.version for v in open_local().list_versions("bert")] == [1]  # nothing registered
 
@@ -139,7 +139,7 @@ def test_no_evaluation_texts_and_unknown_methods_are_clear_errors(
 ) -> None:
     open_local().register(bert_folder, "bert")
     result = run_cli("models", "optimize", "bert:1")
-    assert result.returncode == 2 and "no evaluation texts" in result.stderr
+    assert result.returncode == 2 and "no evaluation inputs" in result.stderr
     (tmp_path / "eval.txt").write_text("good day\n")
     result = run_cli("models", "optimize", "bert:1", "--method", "fp4", "--eval", str(tmp_path / "eval.txt"))
     assert result.returncode == 2 and "unknown optimization" in result.stderr

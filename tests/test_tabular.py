@@ -230,3 +230,82 @@ def test_a_tabular_spec_needs_its_features() -> None:
         ModelSpec(name="m", task="tabular-regression")
     spec = ModelSpec(name="m", task="tabular-regression", features=[{"name": "x"}])  # type: ignore[list-item]
     assert spec.labels == [] and spec.tokenizer_file is None
+
+
+def test_a_converted_versions_context_leaves_the_original_out_and_still_checks_the_digest(
+    tabular: Trained, conveyor_home: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    run_cli("models", "register", str(tabular.risk), "--name", "risk", "--sample", str(tabular.risk_sample), check=True)
+    context = tmp_path / "ctx"
+    run_cli("package", "risk:1", "-o", str(context), check=True)
+    assert not (context / "model" / "original").exists()  # no pickle, no framework weights in the image
+    listing = (context / "omitted.tsv").read_text()
+    assert listing.startswith("original/risk.joblib\t")
+    dockerfile = (context / "Dockerfile").read_text()
+    assert "COPY omitted.tsv /etc/conveyor/omitted.tsv" in dockerfile and "--omitted-files" in dockerfile
+    digest = json.loads(run_cli("models", "show", "risk:1", "--json", check=True).stdout)["digest"]
+
+    def start(listing_path: Path) -> subprocess.CompletedProcess[str]:
+        # the image's entrypoint; port -1 makes it stop right after the digest check instead of serving
+        argv = [sys.executable, "-m", "conveyor.serving", str(context / "model"), "--expect-digest", digest]
+        argv += ["--omitted-files", str(listing_path), "--port", "-1"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    assert "verified" in start(context / "omitted.tsv").stderr
+    tampered = tmp_path / "tampered.tsv"
+    tampered.write_text(listing.replace("\t", "\t0", 1)[:-2] + "\n")
+    refused = start(tampered)
+    assert refused.returncode == 1 and "refusing to serve a model that is not the registered one" in refused.stderr
+
+
+def _optimize(*args: str):  # type: ignore[no-untyped-def]
+    result = run_cli("models", "optimize", *args, "--json")
+    return result.returncode, json.loads(result.stdout) if result.stdout.strip().startswith("{") else result
+
+
+def test_optimize_gates_a_tabular_variant_on_rows_and_refuses_one_that_answers_otherwise(
+    tabular: Trained, conveyor_home: Path, tmp_path: Path
+) -> None:
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from conveyor.convert import convert_model
+    from tests.tabular_models import risk_frame
+
+    run_cli("models", "register", str(tabular.risk), "--name", "risk", "--sample", str(tabular.risk_sample), check=True)
+    code, outcome = _optimize(
+        "risk:1", "--eval", str(tabular.risk_sample), "--method", "graph", "--no-measure", "--dry-run"
+    )
+    assert code == 0, outcome
+    (graph,) = outcome["candidates"]
+    assert graph["compared"] == 120 and graph["agreement"] == 1.0 and graph["passed"]  # the CSV's rows, typed
+
+    frame, labels = risk_frame()
+    pipeline = joblib.load(tabular.risk)
+    shuffled = np.random.default_rng(0).permutation(labels)  # a variant that answers something else
+    broken = Pipeline([("prep", pipeline.named_steps["prep"]), ("clf", LogisticRegression())]).fit(frame, shuffled)
+    joblib.dump(broken, tmp_path / "broken.joblib")
+    convert_model(tmp_path / "broken.joblib", tmp_path / "broken", "risk")
+    result = run_cli("models", "optimize", "risk:1", "--eval", str(tabular.risk_sample), "--variant",
+                     str(tmp_path / "broken" / "model.onnx"), "--no-measure")  # fmt: skip
+    assert result.returncode == 1 and "no variant agrees with risk:1" in result.stdout
+    assert "'age':" in result.stdout and ("high -> low" in result.stdout or "low -> high" in result.stdout)
+    assert json.loads(run_cli("models", "show", "risk", "--json", check=True).stdout)["latest_version"] == 1
+
+
+def test_optimize_compares_a_regressors_values_within_a_tolerance(
+    tabular: Trained, conveyor_home: Path, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    run_cli("models", "register", str(tabular.area_xgb), "--name", "area", check=True)
+    rows = tmp_path / "rows.json"
+    rows.write_text(pd.read_csv(tabular.cancer_sample).drop(columns=["mean area"]).head(40).to_json(orient="records"))
+    code, outcome = _optimize("area:1", "--eval", str(rows), "--method", "graph", "--no-measure", "--dry-run")
+    assert code == 0, outcome
+    (graph,) = outcome["candidates"]
+    assert graph["compared"] == 40 and graph["agreement"] == 1.0 and graph["max_probability_diff"] < 1e-3

@@ -127,7 +127,8 @@ def settle(url: str) -> None:
     httpx.post(f"{url}/predict", json=[SENTENCES[0]], timeout=60)
 
 
-def run_wrk(url: str, concurrency: int, duration: float, bodies: Path) -> dict:
+def run_wrk(url: str, concurrency: int, duration: float, bodies: Path, path: str = "/predict") -> dict:
+    """One closed-loop wrk run POSTing ``bodies`` (one per line) to ``url + path``: its JSON report."""
     script = Path(__file__).parent / "wrk_report.lua"
     out = subprocess.run(
         [
@@ -139,7 +140,7 @@ def run_wrk(url: str, concurrency: int, duration: float, bodies: Path) -> dict:
             "10s",
             "-s",
             str(script),
-            f"{url}/predict",
+            f"{url}{path}",
             "--",
             str(bodies),
         ],

@@ -33,5 +33,24 @@ def digest_of_pairs(pairs: Iterable[tuple[str, str]]) -> str:
 
 def folder_digest(folder: Path) -> str:
     """The version digest of every file under ``folder`` (paths relative, forward slashes)."""
+    return digest_of_pairs(folder_pairs(folder))
+
+
+def folder_pairs(folder: Path) -> list[tuple[str, str]]:
+    """(path relative to ``folder``, sha256) of every file under it."""
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
-    return digest_of_pairs((p.relative_to(folder).as_posix(), sha256_file(p)[0]) for p in files)
+    return [(p.relative_to(folder).as_posix(), sha256_file(p)[0]) for p in files]
+
+
+def read_pairs(listing: Path) -> list[tuple[str, str]]:
+    """The ``path<TAB>sha256`` lines of a listing (the files an image leaves out of its model folder)."""
+    pairs = []
+    for line in listing.read_text().splitlines():
+        path, _, sha = line.partition("\t")
+        if path and sha:
+            pairs.append((path, sha))
+    return pairs
+
+
+def write_pairs(pairs: Iterable[tuple[str, str]], listing: Path) -> None:
+    listing.write_text("".join(f"{path}\t{sha}\n" for path, sha in sorted(pairs)))

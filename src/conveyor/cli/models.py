@@ -557,8 +557,8 @@ __all__ = ["app"]
 
 def _optimize_table(outcome: object) -> Table:
     data = outcome.as_dict()  # type: ignore[attr-defined]
-    table = new_table(f"variants of {data['source']} (original: {data['original_texts_per_s'] or '-'} texts/s)")
-    for column in ("method", "label agreement", "max prob diff", "texts/s", "gate"):
+    table = new_table(f"variants of {data['source']} (original: {data['original_texts_per_s'] or '-'} inputs/s)")
+    for column in ("method", "label agreement", "max prob diff", "inputs/s", "gate"):
         table.add_column(column)
     for c in data["candidates"]:
         table.add_row(
@@ -585,7 +585,11 @@ def optimize(
     ] = None,
     eval_file: Annotated[
         list[Path] | None,
-        typer.Option("--eval", help='Texts to compare on: a JSON list, {"texts": [...]} or one per line (repeatable).'),
+        typer.Option(
+            "--eval",
+            help='Inputs to compare on: a JSON list (texts or records), {"texts": [...]}, a CSV of rows, '
+            "images or a folder of them, or one text per line (repeatable).",
+        ),
     ] = None,
     calibrate: Annotated[
         list[Path] | None,
@@ -624,14 +628,14 @@ def optimize(
     1 refused (no variant agrees, or none is faster).
     """
     from conveyor.cli.output import EXIT_FAILURE
-    from conveyor.optimize.run import DEFAULT_METHODS, GateRefused, evaluation_texts
+    from conveyor.optimize.run import DEFAULT_METHODS, GateRefused, evaluation_inputs, evaluation_texts
     from conveyor.optimize.run import optimize as run_optimize
     from conveyor.verify.contract import load_contract
 
     with handle_errors():
         contract_path = contract or (Path("contract.yaml") if Path("contract.yaml").is_file() else None)
         golden = [case.input for case in load_contract(contract_path).golden] if contract_path else []
-        texts = evaluation_texts(golden, eval_file or [])
+        texts = evaluation_inputs(open_registry(registry, token), ref, golden, eval_file or [])
         notice = (lambda text: None) if as_json else (lambda text: stdout.print(f"[dim]{text}[/dim]", highlight=False))
         try:
             outcome = run_optimize(
@@ -655,7 +659,9 @@ def optimize(
                 stdout.print(_optimize_table(refused.outcome))
                 for c in refused.outcome.candidates:
                     for d in c.agreement.disagreements[:5]:
-                        stdout.print(f"  {c.method}: {d['text']!r}: {d['original']} -> {d['variant']}", highlight=False)
+                        stdout.print(
+                            f"  {c.method}: {d['input']!r}: {d['original']} -> {d['variant']}", highlight=False
+                        )
                 stdout.print(f"[red]refused:[/red] {refused}", highlight=False)
             raise typer.Exit(EXIT_FAILURE) from None
     if as_json:

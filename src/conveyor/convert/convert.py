@@ -29,11 +29,10 @@ from conveyor.convert.gate import (
     refusal,
 )
 from conveyor.errors import InvalidInput
-from conveyor.serving.spec import SPEC_FILE, Feature, ModelSpec, ResolvedModel, Source
+from conveyor.serving.spec import ORIGINAL_FOLDER, SPEC_FILE, Feature, ModelSpec, ResolvedModel, Source
 
 PICKLES = (".joblib", ".pkl", ".pickle")
 GENERATED_ROWS = 500
-ORIGINAL_FOLDER = "original"
 TEXT_ONLY = {"max_length", "description", "tokenizer_file"}
 
 

@@ -3,8 +3,9 @@
 1. the version's files come from the verified cache;
 2. each method writes a candidate folder (the same files, the model replaced); a variant the
    user made elsewhere (``variant=``) is one more candidate;
-3. every candidate classifies the evaluation texts beside the original: below ``min_agreement``
-   label agreement it is refused, with the texts that disagree;
+3. every candidate answers the evaluation inputs (texts, records or images, as the task takes
+   them) beside the original: below ``min_agreement`` label agreement (a regressor: values
+   within 0.1%) it is refused, with the inputs that disagree;
 4. the original and the candidates that passed are measured in-process, interleaved; the
    fastest passing candidate is registered as the model's next version, unless it is not faster
    than the original (then nothing is: a slower "optimization" is no optimization);
@@ -124,27 +125,51 @@ class GateRefused(ConveyorError):
         self.outcome = outcome
 
 
-def evaluation_texts(golden: Iterable[list[str]], files: Iterable[Path]) -> list[str]:
-    """The texts to compare on: the contract's golden inputs, then each file's texts.
+def evaluation_texts(
+    golden: Iterable[list[Any]], files: Iterable[Path], features: list[dict[str, Any]] | None = None
+) -> list[Any]:
+    """The inputs to compare on: the contract's golden inputs, then each file's.
 
-    A file is a JSON list of strings, a JSON object with ``texts`` (the training pipeline's
-    ``test.json``), or plain text with one example per line.
+    A file is a JSON list (texts, or a tabular model's records), a JSON object with ``texts``
+    (the training pipeline's ``test.json``), a CSV with a header (records, typed by
+    ``features``), an image or a folder of images (base64, as ``/predict`` takes them), or plain
+    text with one example per line.
     """
-    texts = [text for inputs in golden for text in inputs]
+    from conveyor.verify.examples import IMAGE_SUFFIXES, read_examples
+
+    inputs = [item for case in golden for item in case]
     for path in files:
+        if path.is_dir() or path.suffix.lower() in (".csv", *IMAGE_SUFFIXES):
+            inputs += read_examples(path, features, limit=None)
+            continue
         if not path.is_file():
             raise InvalidInput(f"evaluation file {path} does not exist")
         raw = path.read_text()
         try:
             data = json.loads(raw)
         except json.JSONDecodeError:
-            texts += [line.strip() for line in raw.splitlines() if line.strip()]
+            inputs += [line.strip() for line in raw.splitlines() if line.strip()]
             continue
         items = data.get("texts") if isinstance(data, dict) else data
-        if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
-            raise InvalidInput(f"{path}: expected a JSON list of strings or an object with 'texts'")
-        texts += items
-    return list(dict.fromkeys(texts))  # each text once, in order
+        if not isinstance(items, list) or not items:
+            raise InvalidInput(f"{path}: expected a JSON list (texts or records) or an object with 'texts'")
+        inputs += items
+    unique: dict[bytes, Any] = {}
+    for item in inputs:  # each input once, in order
+        unique.setdefault(json.dumps(item, sort_keys=True).encode(), item)
+    return list(unique.values())
+
+
+def evaluation_inputs(registry: Registry, ref: str, golden: Iterable[list[Any]], files: list[Path]) -> list[Any]:
+    """``evaluation_texts`` for ``ref``: a CSV's cells typed by the version's features."""
+    features = None
+    if any(path.suffix.lower() == ".csv" for path in files):
+        from conveyor.serving.spec import locate_model, resolve_model
+
+        _, folder = registry.cached(ref)
+        spec = resolve_model(*locate_model(folder)).spec
+        features = [f.model_dump(exclude_none=True) for f in spec.features or []]
+    return evaluation_texts(golden, files, features)
 
 
 def earlier_variant(registry: Registry, version: ModelVersion, methods: Iterable[str]) -> ModelVersion | None:
@@ -171,7 +196,7 @@ def _candidate_folder(source: Path, model_file: Path, root: Path, name: str) -> 
 def optimize(
     registry: Registry,
     ref: str,
-    texts: list[str],
+    texts: list[Any],
     *,
     methods: Iterable[str] = DEFAULT_METHODS,
     variant: Path | None = None,
@@ -198,7 +223,7 @@ def optimize(
     if not 0 < min_agreement <= 1:
         raise InvalidInput(f"the minimum agreement must be in (0, 1], not {min_agreement:g}")
     if not texts:
-        raise InvalidInput("no evaluation texts: give --eval FILE or a contract with golden examples")
+        raise InvalidInput("no evaluation inputs: give --eval FILE or a contract with golden examples")
     methods = list(methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -245,10 +270,10 @@ def optimize(
             candidate, path = _candidate_folder(folder, model_file, root, USER_VARIANT)
             shutil.copyfile(variant, path)
             made.append((USER_VARIANT, {"file": variant.name}, candidate))
-        say(f"classifying {len(texts)} texts with {version.ref}")
+        say(f"answering {len(texts)} inputs with {version.ref}")
         reference = probabilities(folder, texts)
         for method, params, candidate in made:
-            say(f"comparing {method} with {version.ref} on {len(texts)} texts")
+            say(f"comparing {method} with {version.ref} on {len(texts)} inputs")
             agreement = compare(folder, candidate, texts, reference=reference)
             outcome.candidates.append(Candidate(method, params, candidate, agreement, agreement.rate >= min_agreement))
         passed = [c for c in outcome.candidates if c.passed]
@@ -258,7 +283,7 @@ def optimize(
             raise GateRefused(outcome)
         if not passed:
             worst = ", ".join(f"{c.method} {c.agreement.rate:.1%}" for c in outcome.candidates)
-            outcome.reason = f"no variant agrees with {version.ref} on {min_agreement:.0%} of the texts ({worst})"
+            outcome.reason = f"no variant agrees with {version.ref} on {min_agreement:.0%} of the inputs ({worst})"
             raise GateRefused(outcome)
         if measure:
             say(f"measuring {', '.join(c.method for c in passed)} against {version.ref} in-process")
@@ -270,7 +295,7 @@ def optimize(
             if (outcome.chosen.throughput or 0.0) <= outcome.original_throughput:
                 outcome.reason = (
                     f"no variant that agrees is faster than {version.ref} here "
-                    f"({outcome.original_throughput:.0f} texts/s; best {outcome.chosen.method} "
+                    f"({outcome.original_throughput:.0f} inputs/s; best {outcome.chosen.method} "
                     f"{outcome.chosen.throughput:.0f})"
                 )
                 outcome.chosen = None
@@ -278,11 +303,11 @@ def optimize(
         else:
             outcome.chosen = passed[0]
         chosen = outcome.chosen
-        outcome.reason = f"{chosen.method} agrees on {chosen.agreement.rate:.2%} of {chosen.agreement.compared} texts"
+        outcome.reason = f"{chosen.method} agrees on {chosen.agreement.rate:.2%} of {chosen.agreement.compared} inputs"
         if register:
             metrics = {
                 "agreement": round(chosen.agreement.rate, 6),
-                "max_probability_diff": round(chosen.agreement.max_probability_diff, 6),
+                chosen.agreement.difference_name: round(chosen.agreement.max_probability_diff, 6),
             }
             if outcome.speedup is not None:
                 metrics["speedup_in_process"] = round(outcome.speedup, 4)

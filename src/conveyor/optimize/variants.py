@@ -166,14 +166,17 @@ def make_variant(method: str, source: Path, dest: Path, calibration: Calibration
     return METHODS[method](source, dest, calibration or Calibration())
 
 
-def calibration_for(folder: Path, texts: list[str], limit: int = 256) -> Calibration:
+def calibration_for(folder: Path, texts: list[Any], limit: int = 256) -> Calibration:
     """Calibration inputs from the first ``limit`` of ``texts``, tokenized as the server would."""
-    from conveyor.optimize.agreement import classifier
+    from conveyor.optimize.agreement import TaskModel
 
     chosen = texts[:limit]
-    model = classifier(folder)
-    if not model.takes_text:
-        raise InvalidInput("calibration needs a text model (a tokenizer next to the ONNX file)")
+    loaded = TaskModel(folder)
+    model = getattr(loaded.server, "model", None)
+    if loaded.spec.task != "text-classification" or not getattr(model, "takes_text", False):
+        raise InvalidInput(
+            f"calibration needs a text model (a tokenizer next to the ONNX file), not {loaded.spec.task}"
+        )
     return Calibration([feeds for _, feeds in model.feeds(chosen)], len(chosen))
 
 

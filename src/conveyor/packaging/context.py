@@ -4,7 +4,9 @@ DIR/
   Dockerfile          base -> dependencies -> model -> app, each its own cached layer
   requirements.txt    exact versions with sha256 hashes
   wheels/             those wheels, for an offline, reproducible install
-  model/              the version's files, exactly as registered
+  model/              the version's files, exactly as registered, less original/ (a converted
+                      version's framework file: never served, and it would carry the framework's weights twice)
+  omitted.tsv         only when original/ is left out: its files' sha256, so the image still checks the digest
   spec/model.yaml     only for a bare ONNX version: the spec `conveyor serve` infers for it
   sbom/sbom.cdx.json  CycloneDX SBOM of the wheels, the model files and the server
   app/conveyor/       the model server code
@@ -26,13 +28,13 @@ import yaml
 
 import conveyor
 from conveyor import __version__
-from conveyor.digest import folder_digest
+from conveyor.digest import digest_of_pairs, folder_pairs, write_pairs
 from conveyor.errors import ConveyorError, ModelLoadError
 from conveyor.packaging import DEFAULT_BASE
 from conveyor.packaging.requirements import SERVING_ROOTS, closure, download_wheels, requirements_text
 from conveyor.registry.base import Progress
 from conveyor.registry.records import ModelVersion
-from conveyor.serving.spec import SPEC_FILE, inferred_spec
+from conveyor.serving.spec import ORIGINAL_FOLDER, SPEC_FILE, inferred_spec
 from conveyor.supply_chain.sbom import SBOM_FILE, SBOM_IN_IMAGE, SBOM_LABEL, write_sbom
 
 USER_ID = 10001
@@ -118,9 +120,17 @@ def image_labels(version: ModelVersion, title: str | None) -> dict[str, str]:
 
 
 INFERRED_SPEC = "/etc/conveyor/model.yaml"
+OMITTED_LISTING = "omitted.tsv"
+OMITTED_IN_IMAGE = "/etc/conveyor/omitted.tsv"
 
 
-def dockerfile(version: ModelVersion, base_image: str, labels: dict[str, str], inferred_spec: bool = False) -> str:
+def dockerfile(
+    version: ModelVersion,
+    base_image: str,
+    labels: dict[str, str],
+    inferred_spec: bool = False,
+    omitted: bool = False,
+) -> str:
     healthcheck = json.dumps(
         [
             "python3",
@@ -147,6 +157,7 @@ def dockerfile(version: ModelVersion, base_image: str, labels: dict[str, str], i
             *(["--spec", INFERRED_SPEC] if inferred_spec else []),
             "--expect-digest",
             version.digest,
+            *(["--omitted-files", OMITTED_IN_IMAGE] if omitted else []),
         ]
     )
     spec_layer = (
@@ -156,6 +167,12 @@ def dockerfile(version: ModelVersion, base_image: str, labels: dict[str, str], i
         if inferred_spec
         else ""
     )
+    if omitted:
+        spec_layer += (
+            f"\n# {ORIGINAL_FOLDER}/ (the framework's own file) is not served and stays out of the image; its\n"
+            "# files' sha256 are listed, so the server still checks the whole version digest.\n"
+            f"COPY {OMITTED_LISTING} {OMITTED_IN_IMAGE}\n"
+        )
     label_lines = " \\\n      ".join(f"{key}={json.dumps(value)}" for key, value in labels.items())
     return f"""\
 # Built by conveyor {__version__} for {version.ref} (sha256:{version.digest}).
@@ -222,8 +239,13 @@ def write_context(
         raise ConveyorError(f"{out} is not empty: choose a new folder")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copytree(model_folder, out / "model", ignore=shutil.ignore_patterns(".conveyor-*"))
+    omitted = [(f"{ORIGINAL_FOLDER}/{p}", sha) for p, sha in folder_pairs(out / "model" / ORIGINAL_FOLDER)]
+    if omitted:
+        shutil.rmtree(out / "model" / ORIGINAL_FOLDER)
+        write_pairs(omitted, out / OMITTED_LISTING)
+        (out / OMITTED_LISTING).chmod(0o644)
     _world_readable(out / "model")  # the image runs as an unprivileged user
-    if folder_digest(out / "model") != version.digest:
+    if digest_of_pairs(folder_pairs(out / "model") + omitted) != version.digest:
         raise ConveyorError(f"the files copied for {version.ref} do not match its digest")
     if progress:
         progress.start("downloading pinned wheels", 0)
@@ -242,6 +264,8 @@ def write_context(
     _world_readable(out / "sbom")
     sbom_digest = hashlib.sha256(sbom.encode()).hexdigest()
     labels[SBOM_LABEL] = f"sha256:{sbom_digest}"
-    (out / "Dockerfile").write_text(dockerfile(version, base_image, labels, inferred_spec=not has_spec))
+    (out / "Dockerfile").write_text(
+        dockerfile(version, base_image, labels, inferred_spec=not has_spec, omitted=bool(omitted))
+    )
     (out / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n")
     return BuildContext(out, version, base_image, labels, sbom_digest, platform)

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from conveyor.digest import folder_digest
+from conveyor.digest import digest_of_pairs, folder_pairs, read_pairs
 from conveyor.errors import ConveyorError
 from conveyor.serving.server import ServeConfig, serve
 
@@ -32,10 +32,14 @@ def main(argv: list[str] | None = None) -> int:
         help="serve as this version [default: model.yaml's]; images pass the registry's",
     )
     parser.add_argument("--expect-digest", help="refuse to start unless the model folder has this version digest")
+    parser.add_argument(
+        "--omitted-files", help="with --expect-digest: a listing of the version's files left out (path, sha256)"
+    )
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     if args.expect_digest:
-        actual = folder_digest(Path(args.model))
+        pairs = folder_pairs(Path(args.model)) + (read_pairs(Path(args.omitted_files)) if args.omitted_files else [])
+        actual = digest_of_pairs(pairs)
         if actual != args.expect_digest:
             print(
                 f"error: model files in {args.model} hash to sha256:{actual}, but this image was built for "

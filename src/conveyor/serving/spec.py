@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from conveyor.errors import ModelLoadError
 
 SPEC_FILE = "model.yaml"
+ORIGINAL_FOLDER = "original"  # a converted version keeps the framework's own file here; never served, never in an image
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

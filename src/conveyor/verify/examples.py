@@ -20,13 +20,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_EXAMPLES = 20
 
 
-def read_examples(path: Path, features: list[dict[str, Any]] | None = None) -> list[Any]:
-    """At most ``MAX_EXAMPLES`` inputs from ``path``; ``features`` type a CSV's cells."""
+def read_examples(
+    path: Path, features: list[dict[str, Any]] | None = None, limit: int | None = MAX_EXAMPLES
+) -> list[Any]:
+    """At most ``limit`` inputs from ``path`` (None: all); ``features`` type a CSV's cells."""
     if path.is_dir():
         images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
             raise InvalidInput(f"{path}: no .png or .jpg images in this folder")
-        return [_image(p) for p in images[:MAX_EXAMPLES]]
+        return [_image(p) for p in images[:limit]]
     if not path.is_file():
         raise InvalidInput(f"{path}: no such sample file")
     suffix = path.suffix.lower()
@@ -42,7 +44,7 @@ def read_examples(path: Path, features: list[dict[str, Any]] | None = None) -> l
         raise InvalidInput(f"{path.name}: a sample is .txt (texts), .csv or .json (rows), or images")
     if not examples:
         raise InvalidInput(f"{path.name}: the sample holds no examples")
-    return examples[:MAX_EXAMPLES]
+    return examples[:limit]
 
 
 def _image(path: Path) -> str:

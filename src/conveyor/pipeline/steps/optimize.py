@@ -26,19 +26,20 @@ def _paths(ctx: StepContext, value: Any) -> list[Path]:
 @step_type("optimize")
 def optimize(ctx: StepContext) -> dict[str, Any]:
     """A faster variant of ``with.ref`` (see ``DEFAULT_METHODS``), gated on label agreement and registered."""
-    from conveyor.optimize.run import DEFAULT_METHODS, GateRefused, evaluation_texts
+    from conveyor.optimize.run import DEFAULT_METHODS, GateRefused, evaluation_inputs, evaluation_texts
     from conveyor.optimize.run import optimize as run_optimize
     from conveyor.registry.config import open_registry
     from conveyor.verify.contract import load_contract
 
     contracts = _paths(ctx, ctx.arg("contract"))
     golden = [case.input for path in contracts for case in load_contract(path).golden]
-    texts = evaluation_texts(golden, _paths(ctx, ctx.arg("eval")))
+    registry, ref = open_registry(), str(ctx.arg("ref", required=True))
+    texts = evaluation_inputs(registry, ref, golden, _paths(ctx, ctx.arg("eval")))
     calibrate = _paths(ctx, ctx.arg("calibrate"))
     try:
         outcome = run_optimize(
-            open_registry(),
-            str(ctx.arg("ref", required=True)),
+            registry,
+            ref,
             texts,
             methods=list(ctx.arg("methods", list(DEFAULT_METHODS))),
             calibration_texts=evaluation_texts([], calibrate) if calibrate else None,
@@ -51,7 +52,7 @@ def optimize(ctx: StepContext) -> dict[str, Any]:
     except GateRefused as refused:
         for candidate in refused.outcome.candidates:
             for d in candidate.agreement.disagreements[:5]:
-                print(f"{candidate.method}: {d['text']!r}: {d['original']} -> {d['variant']}")
+                print(f"{candidate.method}: {d['input']!r}: {d['original']} -> {d['variant']}")
         raise StepFailed(str(refused)) from None
     assert outcome.registered is not None
     speed = f", {outcome.speedup:.2f}x in-process" if outcome.speedup else ""
