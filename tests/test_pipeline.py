@@ -286,6 +286,16 @@ def test_python_function_steps_get_params_and_return_outputs(project: Path) -> N
         ({"p": {"steps": {"a": {"uses": "teleport"}}}}, "unknown step type 'teleport'"),
         ({"p": {"steps": {"a": {"run": "x", "python": "m:f"}}}}, "exactly one of uses, run, python"),
         ({"p": {"steps": {"a": {"run": "x", "timeout": -1}}}}, "timeout"),
+        (
+            {"p": {"steps": {"a": {"uses": "optimize", "with": {"ref": "m:1", "min_agrement": 0.9}}}}},
+            "`with:` of `uses: optimize`: unknown key min_agrement (it takes: ref, eval,",
+        ),
+        (
+            {"p": {"steps": {"a": {"uses": "optimize", "with": {"ref": "m:1", "min_agreement": "high"}}}}},
+            "min_agreement: Input should be a valid number",
+        ),
+        ({"p": {"steps": {"a": {"uses": "optimize", "with": {"methods": ["fp16"]}}}}}, "missing ref"),
+        ({"p": {"steps": {"a": {"uses": "push", "with": {"tls_verify": "maybe"}}}}}, "tls_verify"),
     ],
 )
 def test_invalid_files_are_refused_with_the_line(project: Path, pipelines: dict, message: str) -> None:
@@ -451,3 +461,29 @@ def test_a_broken_expression_fails_its_step_with_a_message(project: Path) -> Non
     assert record["steps"]["b"]["status"] == "failure" and "expression" in record["steps"]["b"]["message"]
     assert record["steps"]["c"]["status"] == "skipped"
     assert record["status"] == "failure"
+
+
+def test_step_arguments_from_expressions_are_typed_when_the_step_runs(project: Path) -> None:
+    write(
+        project,
+        {
+            "p": {
+                "params": {"agreement": "0.9"},
+                "steps": {
+                    "gate": {
+                        "uses": "optimize",
+                        "with": {"ref": "m:1", "min_agreement": "${{ params.agreement }}"},
+                    },
+                    "after": {"run": "touch after-ran", "needs": ["gate"]},
+                },
+            }
+        },
+    )
+    result = run_cli("pipeline", "validate", "--file", str(project / "conveyor.yaml"))
+    assert result.returncode == 0, result.stderr  # an expression's type is only known at run time
+    code, record = run(project, "p", "--param", "agreement=high")
+    assert code == 1
+    step = record["steps"]["gate"]
+    assert step["status"] == "failure"
+    assert "`with:` of `uses: optimize`: min_agreement: Input should be a valid number" in step["message"]
+    assert not (project / "after-ran").exists()

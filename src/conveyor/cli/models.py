@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 from conveyor.cli.output import ProgressBar, fail, handle_errors, new_table, print_json, stderr, stdout
 from conveyor.cli.trust import RequireSignedOption, TrustedKeyOption, trust_from_options
 from conveyor.errors import InvalidInput
+from conveyor.optimize import DEFAULT_MIN_AGREEMENT
 from conveyor.registry.config import open_registry
 from conveyor.registry.refs import parse_ref
 from conveyor.sizes import human_size
@@ -604,7 +605,9 @@ def optimize(
     variant: Annotated[
         Path | None, typer.Option(help="Gate and register an ONNX file made elsewhere (Optimum, Olive...) as well.")
     ] = None,
-    min_agreement: Annotated[float, typer.Option(help="Label agreement a variant needs.", min=0.0, max=1.0)] = 0.99,
+    min_agreement: Annotated[
+        float, typer.Option(help="Share of inputs a variant must answer as the original.", min=0.0, max=1.0)
+    ] = DEFAULT_MIN_AGREEMENT,
     no_measure: Annotated[
         bool, typer.Option("--no-measure", help="Take the first variant that passes, without measuring speed.")
     ] = False,

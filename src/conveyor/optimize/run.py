@@ -28,18 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import ConveyorError, InvalidInput
+from conveyor.optimize import DEFAULT_METHODS, DEFAULT_MIN_AGREEMENT
 from conveyor.optimize.agreement import Agreement, compare, probabilities
 from conveyor.optimize.variants import CALIBRATED, METHODS, Calibration, NotApplicable, calibration_for, make_variant
 from conveyor.registry.protocol import Registry
 from conveyor.registry.records import Lineage, ModelVersion
 
-DEFAULT_MIN_AGREEMENT = 0.99
-DEFAULT_METHODS = (
-    "fused-int8-smooth",
-    "int8-smooth",
-    "int8",
-    "fused",
-)  # each is made, gated, measured; the fastest that agrees wins
 USER_VARIANT = "given"
 
 

@@ -24,6 +24,7 @@ class StepContext:
     artifacts: Path
     project: Path
     timeout: float = 3600.0  # the step's timeout: its process is killed after this many seconds
+    options: Any = None  # a built-in step type's `with:` validated into its model (pipeline.step_args)
 
     def arg(self, name: str, default: Any = None, required: bool = False) -> Any:
         if name in self.args and self.args[name] is not None:
@@ -31,17 +32,3 @@ class StepContext:
         if required:
             raise StepFailed(f"step {self.step!r} needs `with: {{{name}: ...}}`")
         return default
-
-    def flag(self, name: str) -> bool | None:
-        """A yes/no argument that may be unset (None): true/false, or their strings from ``${{ }}``."""
-        value = self.arg(name)
-        if value is None or isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("true", "yes", "1", "on"):
-            return True
-        if text in ("false", "no", "0", "off"):
-            return False
-        if text == "":
-            return None
-        raise StepFailed(f"step {self.step!r}: `with: {{{name}: {value!r}}}` must be true or false")

@@ -58,6 +58,14 @@ def main(payload_path: str) -> int:
         timeout=float(payload.get("timeout", 3600)),
     )
     try:
+        if payload["builtin"]:
+            from conveyor.pipeline.step_args import parse_args
+            from conveyor.pipeline.step_types import get_step_type
+
+            try:
+                ctx.options = parse_args(get_step_type(payload["function"]).args, payload["with"])
+            except ValueError as exc:
+                raise StepFailed(f"`with:` of `uses: {payload['function']}`: {exc}") from None
         function = load_function(payload["function"], payload["builtin"])
         outputs = function(ctx) or {}
         if not isinstance(outputs, dict):

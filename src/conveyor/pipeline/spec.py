@@ -28,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from conveyor.errors import NotFound
+from conveyor.pipeline.step_args import static_problems
 from conveyor.pipeline.step_types import step_types
 from conveyor.yamlfile import load_yaml_model
 
@@ -96,6 +97,9 @@ class Step(BaseModel):
             types = step_types()
             if self.uses not in types:
                 raise ValueError(f"unknown step type {self.uses!r}; step types: {', '.join(types)}")
+            problems = static_problems(types[self.uses].args, self.with_)
+            if problems:
+                raise ValueError(f"`with:` of `uses: {self.uses}`: {'; '.join(problems)}")
         if self.python is not None and ":" not in self.python:
             raise ValueError(f"python step {self.python!r} must be module:function")
         return self

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from conveyor.pipeline.context import StepContext
+from conveyor.pipeline.step_args import StepArgs
 
 if TYPE_CHECKING:
     from conveyor.pipeline.spec import Step
@@ -35,6 +36,8 @@ class StepType:
     waits_for_decision: bool = False
     #: extra keys of its job in a generated GitHub workflow (e.g. ``environment``)
     github_job: Callable[[Step], dict[str, Any]] | None = None
+    #: the model of its ``with:`` arguments (``pipeline.step_args``): keys, types, defaults
+    args: type[StepArgs] = StepArgs
 
 
 _TYPES: dict[str, StepType] = {}
@@ -48,14 +51,16 @@ def step_type(
     signs: bool = False,
     waits_for_decision: bool = False,
     github_job: Callable[[Step], dict[str, Any]] | None = None,
+    args: type[StepArgs] = StepArgs,
 ) -> Callable[[StepFunction], StepFunction]:
-    """Register ``fn(ctx) -> outputs`` as the step type ``name`` (its docstring is the summary)."""
+    """Register ``fn(ctx) -> outputs`` as the step type ``name`` (its docstring is the summary),
+    taking the ``with:`` arguments ``args`` declares (``ctx.options``)."""
 
     def register(fn: StepFunction) -> StepFunction:
         if name in _TYPES and _TYPES[name].run is not fn:
             raise ValueError(f"step type {name!r} is registered twice")
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        _TYPES[name] = StepType(name, fn, summary, container_login, signs, waits_for_decision, github_job)
+        _TYPES[name] = StepType(name, fn, summary, container_login, signs, waits_for_decision, github_job, args)
         return fn
 
     return register

@@ -21,6 +21,7 @@ from conveyor.durations import parse_duration
 from conveyor.pipeline.context import StepContext, StepFailed
 from conveyor.pipeline.decisions import wait_for_decision
 from conveyor.pipeline.history import now_iso
+from conveyor.pipeline.step_args import StepArgs
 from conveyor.pipeline.step_types import step_type
 
 if TYPE_CHECKING:
@@ -29,18 +30,23 @@ if TYPE_CHECKING:
 DEFAULT_ENVIRONMENT = "approval"
 
 
+class ApprovalArgs(StepArgs):
+    timeout: str | float | None = None  # a duration ("10m", 600); default: just under the step's own timeout
+    environment: str = DEFAULT_ENVIRONMENT  # the GitHub environment whose reviewers decide in CI
+
+
 def _environment(step: Step) -> dict[str, Any]:
     return {"environment": {"name": str(step.with_.get("environment") or DEFAULT_ENVIRONMENT)}}
 
 
-@step_type("approval", waits_for_decision=True, github_job=_environment)
+@step_type("approval", waits_for_decision=True, github_job=_environment, args=ApprovalArgs)
 def approval(ctx: StepContext) -> dict[str, Any]:
     """Wait for a person: ``conveyor pipeline approve RUN STEP`` or ``reject`` (``with.timeout``)."""
     if os.environ.get("GITHUB_ACTIONS") == "true":
-        environment = ctx.arg("environment", DEFAULT_ENVIRONMENT)
+        environment = ctx.options.environment
         print(f"approved through the GitHub environment {environment!r} (its required reviewers let this job run)")
         return {"approved": True, "by": f"github-environment:{environment}", "reason": "", "at": now_iso()}
-    given = ctx.arg("timeout")
+    given = ctx.options.timeout
     timeout = parse_duration(given) if given is not None else max(1.0, ctx.timeout - 5)
     print(
         f"waiting up to {timeout:g}s for a decision: conveyor pipeline approve {ctx.run_id} {ctx.step} "

@@ -8,16 +8,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from conveyor.packaging import DEFAULT_BASE
 from conveyor.pipeline.context import StepContext
+from conveyor.pipeline.step_args import StepArgs
 from conveyor.pipeline.step_types import step_type
 
 
-@step_type("build", container_login=True, signs=True)
+class BuildArgs(StepArgs):
+    ref: str
+    tag: str
+    base_image: str = DEFAULT_BASE
+    builder: str | None = None  # podman, docker or buildah; default: the first found
+    sign: str | None = None  # a key file; default: $CONVEYOR_SIGNING_KEY when set
+
+
+@step_type("build", container_login=True, signs=True, args=BuildArgs)
 def build(ctx: StepContext) -> dict[str, Any]:
     """Build ``with.ref`` into image ``with.tag`` (``with.base_image``, ``with.builder``)."""
     from datetime import UTC, datetime
 
-    from conveyor.packaging import DEFAULT_BASE
     from conveyor.packaging.builders import build as run_build
     from conveyor.packaging.builders import detect_builder
     from conveyor.packaging.context import default_wheelhouse, write_context
@@ -25,10 +34,11 @@ def build(ctx: StepContext) -> dict[str, Any]:
     from conveyor.supply_chain.keys import step_signing_key
     from conveyor.supply_chain.record import record_build
 
-    ref, tag = ctx.arg("ref", required=True), ctx.arg("tag", required=True)
-    key = step_signing_key(ctx.arg("sign"), ctx.project, by_default=True)
+    args = ctx.options
+    ref, tag = args.ref, args.tag
+    key = step_signing_key(args.sign, ctx.project, by_default=True)
     started = datetime.now(UTC)
-    engine = detect_builder(ctx.arg("builder"))
+    engine = detect_builder(args.builder)
     version, folder = open_registry().cached(ref)
     context = ctx.artifacts / f"context-{ctx.step}"
     if context.exists():
@@ -39,7 +49,7 @@ def build(ctx: StepContext) -> dict[str, Any]:
         version,
         folder,
         context,
-        ctx.arg("base_image", DEFAULT_BASE),
+        args.base_image,
         wheel_cache=default_wheelhouse(),
         title=tag,
     )

@@ -7,18 +7,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.pipeline.context import StepContext
+from conveyor.pipeline.context import StepContext, StepFailed
+from conveyor.pipeline.step_args import StepArgs, Switch
 from conveyor.pipeline.step_types import step_type
 
 
-@step_type("deploy")
+class DeployArgs(StepArgs):
+    name: str
+    alias: str = "staging"
+    version: int | None = None  # default: the version of `ref`
+    ref: str | None = None
+    force: Switch = False  # move an alias that protects a version (e.g. production)
+
+
+@step_type("deploy", args=DeployArgs)
 def deploy(ctx: StepContext) -> dict[str, Any]:
     """Point ``with.name@with.alias`` at ``with.version`` (default: the version of ``with.ref``)."""
     from conveyor.registry.config import open_registry
 
     registry = open_registry()
-    name, alias = ctx.arg("name", required=True), ctx.arg("alias", "staging")
-    version = ctx.arg("version") or registry.resolve(ctx.arg("ref", required=True)).version
-    result = registry.set_alias(name, alias, int(version), force=bool(ctx.arg("force", False)))
+    args = ctx.options
+    name, alias = args.name, args.alias
+    if args.version is None and args.ref is None:
+        raise StepFailed("a deploy step needs `with: {version: N}` or `with: {ref: name:N}`")
+    version = args.version or registry.resolve(args.ref).version
+    result = registry.set_alias(name, alias, int(version), force=args.force)
     print(f"{name}@{alias} -> {name}:{result.version}")
     return {"alias": f"{name}@{alias}", "version": result.version}

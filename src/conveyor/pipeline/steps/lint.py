@@ -5,17 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from conveyor.pipeline.context import StepContext, StepFailed
+from conveyor.pipeline.step_args import StepArgs
 from conveyor.pipeline.step_types import step_type
 
 
-@step_type("lint")
+class LintArgs(StepArgs):
+    path: str = "."  # relative to the project
+
+
+@step_type("lint", args=LintArgs)
 def lint(ctx: StepContext) -> dict[str, Any]:
     """ruff over ``with.path`` (default: the project)."""
     from conveyor.verify.builtins.static import lint_ruff
     from conveyor.verify.checks import CheckFailed, Context, SkipCheck
     from conveyor.verify.contract import Contract
 
-    path = ctx.project / ctx.arg("path", ".")
+    path = ctx.project / ctx.options.path
     try:
         message = lint_ruff(Context(None, Contract(), project=path))
     except (CheckFailed, SkipCheck) as exc:

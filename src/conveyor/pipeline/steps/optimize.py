@@ -14,8 +14,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
+from conveyor.optimize import DEFAULT_METHODS, DEFAULT_MIN_AGREEMENT
 from conveyor.pipeline.context import StepContext, StepFailed
+from conveyor.pipeline.step_args import StepArgs, Switch
 from conveyor.pipeline.step_types import step_type
+
+
+class OptimizeArgs(StepArgs):
+    ref: str
+    eval: str | list[str] = Field(default_factory=list)  # evaluation inputs: files, relative to the project
+    contract: str | list[str] = Field(default_factory=list)  # contracts whose golden inputs are compared too
+    calibrate: str | list[str] = Field(default_factory=list)  # texts the int8-smooth methods calibrate on
+    methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS))
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    measure: Switch = True
+    aliases: list[str] = Field(default_factory=list)
+    again: Switch = False
 
 
 def _paths(ctx: StepContext, value: Any) -> list[Path]:
@@ -23,30 +39,31 @@ def _paths(ctx: StepContext, value: Any) -> list[Path]:
     return [Path(item) if Path(item).is_absolute() else ctx.project / item for item in items]
 
 
-@step_type("optimize")
+@step_type("optimize", args=OptimizeArgs)
 def optimize(ctx: StepContext) -> dict[str, Any]:
     """A faster variant of ``with.ref`` (see ``DEFAULT_METHODS``), gated on label agreement and registered."""
-    from conveyor.optimize.run import DEFAULT_METHODS, GateRefused, evaluation_inputs, evaluation_texts
+    from conveyor.optimize.run import GateRefused, evaluation_inputs, evaluation_texts
     from conveyor.optimize.run import optimize as run_optimize
     from conveyor.registry.config import open_registry
     from conveyor.verify.contract import load_contract
 
-    contracts = _paths(ctx, ctx.arg("contract"))
+    args = ctx.options
+    contracts = _paths(ctx, args.contract)
     golden = [case.input for path in contracts for case in load_contract(path).golden]
-    registry, ref = open_registry(), str(ctx.arg("ref", required=True))
-    texts = evaluation_inputs(registry, ref, golden, _paths(ctx, ctx.arg("eval")))
-    calibrate = _paths(ctx, ctx.arg("calibrate"))
+    registry, ref = open_registry(), args.ref
+    texts = evaluation_inputs(registry, ref, golden, _paths(ctx, args.eval))
+    calibrate = _paths(ctx, args.calibrate)
     try:
         outcome = run_optimize(
             registry,
             ref,
             texts,
-            methods=list(ctx.arg("methods", list(DEFAULT_METHODS))),
+            methods=list(args.methods),
             calibration_texts=evaluation_texts([], calibrate) if calibrate else None,
-            min_agreement=float(ctx.arg("min_agreement", 0.99)),
-            measure=bool(ctx.arg("measure", True)),
-            aliases=list(ctx.arg("aliases", []) or []),
-            again=bool(ctx.arg("again", False)),
+            min_agreement=args.min_agreement,
+            measure=args.measure,
+            aliases=list(args.aliases),
+            again=args.again,
             on_step=print,
         )
     except GateRefused as refused:

@@ -10,11 +10,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from conveyor.pipeline.context import StepContext
+from conveyor.pipeline.step_args import StepArgs, Switch
 from conveyor.pipeline.step_types import step_type
 
 
-@step_type("register", signs=True)
+class RegisterArgs(StepArgs):
+    path: str
+    name: str
+    description: str = ""
+    aliases: list[str] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    properties: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    skip_unchanged: Switch = False  # the same files as the latest version: register nothing
+    check: Switch = True  # refuse files the server could not load
+    sign: str | None = None  # a key file; default: $CONVEYOR_SIGNING_KEY when set
+
+
+@step_type("register", signs=True, args=RegisterArgs)
 def register(ctx: StepContext) -> dict[str, Any]:
     """Register ``with.path`` as ``with.name`` (aliases, metrics, properties; lineage run id = this run)."""
     from conveyor.pipeline.decisions import run_approvals
@@ -25,25 +40,25 @@ def register(ctx: StepContext) -> dict[str, Any]:
     from conveyor.supply_chain.keys import step_signing_key
     from conveyor.supply_chain.model_signature import sign_version
 
-    metrics = {k: float(v) for k, v in (ctx.arg("metrics", {}) or {}).items()}
+    args = ctx.options
     version = open_registry().register(
-        Path(ctx.arg("path", required=True)),
-        ctx.arg("name", required=True),
-        description=ctx.arg("description", ""),
-        aliases=list(ctx.arg("aliases", []) or []),
-        properties={k: str(v) for k, v in (ctx.arg("properties", {}) or {}).items()},
+        Path(args.path),
+        args.name,
+        description=args.description,
+        aliases=list(args.aliases),
+        properties={k: str(v) for k, v in args.properties.items()},
         lineage=Lineage(
             run_id=ctx.run_id,
-            metrics=metrics,
+            metrics=dict(args.metrics),
             git_commit=git_commit(ctx.project),
             approvals=[d.as_dict() for d in run_approvals(ctx.run_id) if d.approved],
         ),
-        skip_unchanged=bool(ctx.arg("skip_unchanged", False)),
-        check=check_servable if ctx.arg("check", True) else None,
+        skip_unchanged=args.skip_unchanged,
+        check=check_servable if args.check else None,
     )
     print(f"registered {version.ref} sha256:{version.digest}")
     outputs: dict[str, Any] = {"ref": version.ref, "version": version.version, "digest": version.digest}
-    key = step_signing_key(ctx.arg("sign"), ctx.project, by_default=False)
+    key = step_signing_key(args.sign, ctx.project, by_default=False)
     if key is not None:
         signed = sign_version(open_registry(), version.ref, key)
         print(f"signed {signed.ref} with key {signed.key_id[:12]}")

@@ -9,11 +9,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from conveyor.pipeline.context import StepContext, StepFailed
+from conveyor.pipeline.step_args import Flag, StepArgs, Switch
 from conveyor.pipeline.step_types import step_type
 
 
-@step_type("verify")
+class VerifyArgs(StepArgs):
+    target: str  # URL, model path, registry reference, or image with `image: true`
+    contract: str | None = None  # relative to the project
+    image: Switch = False
+    skip: list[str] = Field(default_factory=list)  # check ids or patterns (latency.*)
+    supply_chain: Switch = False  # check the image's signatures, provenance and SBOM instead
+    trusted_keys: list[str] = Field(
+        default_factory=list
+    )  # public key files, relative to the project; else $CONVEYOR_TRUSTED_KEYS
+    pull: Switch = False
+    tls_verify: Flag = None
+
+
+@step_type("verify", args=VerifyArgs)
 def verify(ctx: StepContext) -> dict[str, Any]:
     """``conveyor verify`` of ``with.target`` (URL, model path, reference or image with ``with.image: true``)."""
     import sys
@@ -24,24 +40,25 @@ def verify(ctx: StepContext) -> dict[str, Any]:
     from conveyor.verify.reports import ok, print_table, write_junit
     from conveyor.verify.runner import load_custom_checks, verify_target
 
-    target = str(ctx.arg("target", required=True))
-    contract_file = ctx.arg("contract")
+    args = ctx.options
+    target = args.target
+    contract_file = args.contract
     contract = load_contract(ctx.project / contract_file if contract_file else None)
     junit = ctx.artifacts / f"verify-{ctx.step}.xml"
-    if ctx.arg("supply_chain", False):
+    if args.supply_chain:
         from pathlib import Path
 
         from conveyor.supply_chain.chain import check_results
 
-        keys = [ctx.project / Path(str(k)) for k in ctx.arg("trusted_keys", []) or []]
-        results = check_results(target, keys, bool(ctx.arg("pull", False)), ctx.flag("tls_verify"))
+        keys = [ctx.project / Path(k) for k in args.trusted_keys]
+        results = check_results(target, keys, args.pull, args.tls_verify)
     else:
         results = verify_target(
             target,
             contract,
-            image=bool(ctx.arg("image", False)),
+            image=args.image,
             custom=load_custom_checks(None, []),
-            skip=list(ctx.arg("skip", [])),
+            skip=list(args.skip),
         )
     print_table(results, target, Console(file=sys.stdout, width=140))
     write_junit(results, target, junit)
