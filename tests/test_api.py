@@ -80,3 +80,33 @@ def test_the_api_is_importable_from_the_package_without_the_cli() -> None:
     assert loaded.strip() == "[]", f"the API pulled in the CLI: {loaded}"
     with pytest.raises(AttributeError):
         conveyor.no_such_thing  # noqa: B018
+
+
+def test_a_command_waits_only_as_long_as_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No controller can act here (spawning one is stubbed out), so the command times out after ``wait``."""
+    import time
+
+    from conveyor import api
+    from conveyor.errors import ConveyorError
+    from conveyor.rollout import plan
+    from conveyor.rollout.status import Backend, RolloutStatus
+
+    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path))
+    monkeypatch.setattr(plan, "spawn_controller", lambda service: None)
+    rollout = api.Rollout("quiet")
+    rollout.store.create(
+        RolloutStatus(
+            service="quiet",
+            strategy="canary",
+            ref="m:2",
+            router="http://127.0.0.1:9",
+            steps=[50, 100],
+            interval_s=5,
+            stable=Backend(ref="m:1", version="m:1"),
+            canary=Backend(ref="m:2", version="m:2"),
+        )
+    )
+    started = time.monotonic()
+    with pytest.raises(ConveyorError, match=r"has not acted on it after 0\.5s"):
+        rollout.pause(reason="test", wait=0.5)
+    assert time.monotonic() - started < 5, "the default 30 s wait was used instead of the one asked for"

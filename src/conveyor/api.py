@@ -50,29 +50,32 @@ class Rollout:
     ) -> RolloutStatus:
         from conveyor.rollout.plan import send_command
 
-        return send_command(self.store, action, reason, weight=weight)
+        return send_command(self.store, action, reason, weight=weight, wait=wait)
 
-    def set_weight(self, percent: float, reason: str | None = None) -> RolloutStatus:
-        """Send ``percent`` of live traffic to the new version and hold there (resume or promote to go on)."""
+    def set_weight(self, percent: float, reason: str | None = None, wait: float = 30.0) -> RolloutStatus:
+        """Send ``percent`` of live traffic to the new version and hold there (resume or promote to go on).
+
+        Every command waits up to ``wait`` seconds for the controller to act on it (ConveyorError after).
+        """
         if not 0 <= percent <= 100:
             from conveyor.errors import InvalidInput
 
             raise InvalidInput(f"the canary's traffic share must be between 0 and 100, not {percent:g}")
-        return self._command("weight", reason, weight=float(percent))
+        return self._command("weight", reason, weight=float(percent), wait=wait)
 
-    def promote(self, full: bool = False, reason: str | None = None) -> RolloutStatus:
+    def promote(self, full: bool = False, reason: str | None = None, wait: float = 30.0) -> RolloutStatus:
         """Go to the next step now (blue-green: switch now); ``full`` goes straight to 100%."""
-        return self._command("promote-full" if full else "promote", reason)
+        return self._command("promote-full" if full else "promote", reason, wait=wait)
 
-    def pause(self, reason: str | None = None) -> RolloutStatus:
-        return self._command("pause", reason)
+    def pause(self, reason: str | None = None, wait: float = 30.0) -> RolloutStatus:
+        return self._command("pause", reason, wait=wait)
 
-    def resume(self, reason: str | None = None) -> RolloutStatus:
-        return self._command("resume", reason)
+    def resume(self, reason: str | None = None, wait: float = 30.0) -> RolloutStatus:
+        return self._command("resume", reason, wait=wait)
 
-    def abort(self, reason: str | None = None) -> RolloutStatus:
+    def abort(self, reason: str | None = None, wait: float = 30.0) -> RolloutStatus:
         """Roll back: all traffic to stable, the new version stopped; returns once that is done."""
-        return self._command("abort", reason)
+        return self._command("abort", reason, wait=wait)
 
     def wait(self, timeout: float = 600.0, poll_s: float = 0.5) -> RolloutStatus:
         """Block until the rollout succeeded or aborted (ConveyorError after ``timeout`` seconds)."""

@@ -19,7 +19,7 @@ class BuildArgs(StepArgs):
     tag: str
     base_image: str = DEFAULT_BASE
     builder: str | None = None  # podman, docker or buildah; default: the first found
-    sign: str | None = None  # a key file; default: $CONVEYOR_SIGNING_KEY when set
+    sign: bool | str | None = None  # true: $CONVEYOR_SIGNING_KEY, false: never, or a key file
 
 
 @step_type("build", container_login=True, signs=True, args=BuildArgs)

@@ -18,7 +18,7 @@ class PushArgs(StepArgs):
     to: str | None = None  # push under this name instead
     builder: str | None = None  # podman, docker or buildah; default: the first found
     tls_verify: Flag = None  # default: as the engine's registries.conf says
-    sign: str | None = None  # a key file; default: $CONVEYOR_SIGNING_KEY when set
+    sign: bool | str | None = None  # true: $CONVEYOR_SIGNING_KEY, false: never, or a key file
 
 
 @step_type("push", container_login=True, signs=True, args=PushArgs)

@@ -26,7 +26,7 @@ class RegisterArgs(StepArgs):
     properties: dict[str, str | int | float | bool] = Field(default_factory=dict)
     skip_unchanged: Switch = False  # the same files as the latest version: register nothing
     check: Switch = True  # refuse files the server could not load
-    sign: str | None = None  # a key file; default: $CONVEYOR_SIGNING_KEY when set
+    sign: bool | str | None = None  # true: $CONVEYOR_SIGNING_KEY, false: never, or a key file
 
 
 @step_type("register", signs=True, args=RegisterArgs)
