@@ -88,11 +88,11 @@ def test_a_command_waits_only_as_long_as_asked(tmp_path: Path, monkeypatch: pyte
 
     from conveyor import api
     from conveyor.errors import ConveyorError
-    from conveyor.rollout import plan
+    from conveyor.rollout import service
     from conveyor.rollout.status import Backend, RolloutStatus
 
     monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path))
-    monkeypatch.setattr(plan, "spawn_controller", lambda service: None)
+    monkeypatch.setattr(service, "spawn_controller", lambda name: None)
     rollout = api.Rollout("quiet")
     rollout.store.create(
         RolloutStatus(

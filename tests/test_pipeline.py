@@ -306,6 +306,21 @@ def test_invalid_files_are_refused_with_the_line(project: Path, pipelines: dict,
     assert f"{path}:" in result.stderr and ":" in result.stderr.split(str(path))[1]
 
 
+@pytest.mark.parametrize("sign", [True, False, "keys/team.key", "${{ params.sign }}"])
+def test_sign_takes_true_false_a_key_file_or_an_expression(project: Path, sign: object) -> None:
+    steps = {
+        kind: {"uses": kind, "with": {"sign": sign, **extra}}
+        for kind, extra in [
+            ("register", {"path": "m", "name": "m"}),
+            ("build", {"ref": "m:1", "tag": "m:1"}),
+            ("push", {"image": "m:1"}),
+        ]
+    }
+    path = write(project, {"p": {"params": {"sign": "true"}, "steps": steps}})
+    result = run_cli("pipeline", "validate", "--file", str(path))
+    assert result.returncode == 0, result.stderr
+
+
 def test_validation_error_points_at_the_right_line(project: Path) -> None:
     path = project / "conveyor.yaml"
     path.write_text(

@@ -149,3 +149,26 @@ def test_regression_answers_agree_within_the_tolerance_and_labels_exactly() -> N
     assert not agree(Predictions(labels=["label=1"]), stable, 1.0, 1.0)  # a label against a value
     assert agree(Predictions(labels=['label="a"']), Predictions(labels=['label="a"']), 0.0, 0.0)
     assert not agree(Predictions(labels=['label="b"']), Predictions(labels=['label="a"']), 1.0, 1.0)
+
+
+def test_a_backend_says_how_it_runs_and_older_records_still_read() -> None:
+    from conveyor.rollout.status import Backend
+
+    assert Backend(ref="votes:2", version="votes:2").kind == "process"
+    older = Backend.model_validate({"ref": "registry/votes:2", "version": "votes:2", "engine": "container"})
+    assert older.kind == "container" and older.engine is None  # the old sentinel is not an engine name
+    started = Backend.model_validate({"ref": "i", "version": "v", "container": "c1", "engine": "podman"})
+    assert started.kind == "container" and started.engine == "podman"
+
+
+def test_the_rollout_service_refuses_a_threshold_no_metric_declares(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from conveyor.rollout import service
+
+    monkeypatch.chdir(tmp_path)  # no conveyor.yaml here
+    typo = {"max_eror_rate": 0.1}
+    with pytest.raises(InvalidInput, match=r"unknown threshold\(s\) \['max_eror_rate'\]; thresholds: .*max_error_rate"):
+        service.export(service.ExportRequest("registry.example/votes:2", thresholds=typo))
+    with pytest.raises(InvalidInput, match="max_eror_rate"):
+        service.start(service.StartRequest("votes:2", router="http://127.0.0.1:9", thresholds=typo))
+    text = service.export(service.ExportRequest("registry.example/votes:2", thresholds={"max_error_rate": 0.02}))
+    assert "kind: AnalysisTemplate" in text and "0.02" in text

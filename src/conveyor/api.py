@@ -12,7 +12,7 @@
     rollout.promote()                                # next step (or rollout.promote(full=True))
     rollout.abort("latency looks wrong")             # all traffic back to stable
 
-The same library code as the ``conveyor`` command runs underneath (``rollout.plan``,
+The same library code as the ``conveyor`` command runs underneath (``rollout.service``,
 ``rollout.controller``), with the same named errors (``conveyor.errors``) and the same
 progress bar (``conveyor.progress``).
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 from conveyor.errors import ConveyorError
 from conveyor.registry.config import open_registry
-from conveyor.rollout.status import RolloutStatus, StatusStore
+from conveyor.rollout.status import Action, RolloutStatus, StatusStore
 
 __all__ = ["Rollout", "attach_rollout", "open_registry", "start_rollout"]
 
@@ -46,21 +46,17 @@ class Rollout:
         return self.store.load()
 
     def _command(
-        self, action: Any, reason: str | None, weight: float | None = None, wait: float = 30.0
+        self, action: Action, reason: str | None, weight: float | None = None, wait: float = 30.0
     ) -> RolloutStatus:
-        from conveyor.rollout.plan import send_command
+        from conveyor.rollout import service as rollouts
 
-        return send_command(self.store, action, reason, weight=weight, wait=wait)
+        return rollouts.command(rollouts.CommandRequest(action, self.service, reason, weight=weight, wait=wait))
 
     def set_weight(self, percent: float, reason: str | None = None, wait: float = 30.0) -> RolloutStatus:
         """Send ``percent`` of live traffic to the new version and hold there (resume or promote to go on).
 
         Every command waits up to ``wait`` seconds for the controller to act on it (ConveyorError after).
         """
-        if not 0 <= percent <= 100:
-            from conveyor.errors import InvalidInput
-
-            raise InvalidInput(f"the canary's traffic share must be between 0 and 100, not {percent:g}")
         return self._command("weight", reason, weight=float(percent), wait=wait)
 
     def promote(self, full: bool = False, reason: str | None = None, wait: float = 30.0) -> RolloutStatus:
@@ -116,18 +112,9 @@ def start_rollout(
     (``{"max_error_rate": 0.02, "max_prediction_shift": 0.1}``).  The controller runs in the
     background; ``wait=True`` blocks until the rollout succeeded or aborted.
     """
-    from conveyor.rollout.config import load_settings
-    from conveyor.rollout.plan import Request, new_status, spawn_controller
-    from conveyor.rollout.thresholds import all_thresholds
+    from conveyor.rollout import service as rollouts
 
-    known = {t.name for t in all_thresholds()}
-    unknown = sorted(set(thresholds or {}) - known)
-    if unknown:
-        from conveyor.errors import InvalidInput
-
-        raise InvalidInput(f"unknown threshold(s) {unknown}; thresholds: {', '.join(sorted(known))}")
-    settings = load_settings(Path(config) if config else None)
-    request = Request(
+    request = rollouts.StartRequest(
         ref,
         service=service,
         router=router,
@@ -141,9 +128,7 @@ def start_rollout(
         command=command,
         thresholds=dict(thresholds or {}),
     )
-    status = new_status(request, settings)
-    StatusStore(status.service).create(status)
-    spawn_controller(status.service)
+    status = rollouts.start(request, Path(config) if config else None)
     rollout = Rollout(status.service)
     if wait:
         rollout.wait()

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 
 from conveyor.cli.output import EXIT_FAILURE, handle_errors, new_table, print_json, stderr, stdout
 from conveyor.cli.trust import TrustedKeyOption
-from conveyor.errors import InvalidInput
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -88,18 +87,14 @@ def _finish(status: RolloutStatus) -> None:
         raise typer.Exit(EXIT_FAILURE)
 
 
-def _create_and_run(status: RolloutStatus, detach: bool, as_json: bool) -> None:
+def _run(status: RolloutStatus, detach: bool, as_json: bool) -> None:
+    """A rollout the service recorded: its controller is in the background (--detach) or runs here."""
     from conveyor.rollout.status import StatusStore
 
-    store = StatusStore(status.service)
-    store.create(status)
     if detach:
-        from conveyor.rollout.plan import spawn_controller
-
-        spawn_controller(status.service)
         stdout.print(f"rollout {status.id} of {status.ref} started; `conveyor rollout status {status.service} --watch`")
         return
-    _finish(_follow(store, as_json))
+    _finish(_follow(StatusStore(status.service), as_json))
 
 
 def _above(bound: float) -> Callable[[Any], Any]:
@@ -188,18 +183,15 @@ def start(
     conveyor rollout start sentiment:2 --strategy blue-green --rollback-window 2m
     Exit codes: 0 promoted, 1 rolled back, 5 another rollout of the service is active.
     """
-    from conveyor.rollout.config import load_settings
-    from conveyor.rollout.plan import Request, new_status
+    from conveyor.rollout import service as rollouts
 
     with handle_errors():
-        settings = load_settings(config)
-        request = Request(
+        request = rollouts.StartRequest(
             ref, service=service, router=router, strategy=strategy, steps=steps, interval=interval,
             rollback_window=rollback_window, contract=contract, no_contract=no_contract, image=image,
             command=command, thresholds=thresholds, require_signed=require_signed, trusted_keys=trusted_key or [],
         )  # fmt: skip
-        status = new_status(request, settings)
-        _create_and_run(status, detach, as_json)
+        _run(rollouts.start(request, config, background=detach), detach, as_json)
 
 
 @app.command()
@@ -252,13 +244,11 @@ def status(
 
 
 def _command(service: str | None, action: Action, reason: str | None, wait: float, weight: float | None = None) -> None:
-    from conveyor.rollout.plan import send_command
-    from conveyor.rollout.status import StatusStore
+    from conveyor.rollout import service as rollouts
 
     with handle_errors():
-        store = StatusStore(_pick_service(service))
-        notice = lambda text: stderr.print(text, highlight=False)  # noqa: E731
-        current = send_command(store, action, reason, weight=weight, wait=wait, on_notice=notice)
+        request = rollouts.CommandRequest(action, service, reason, weight=weight, wait=wait)
+        current = rollouts.command(request, on_notice=lambda text: stderr.print(text, highlight=False))
         stdout.print(f"{current.phase} ({current.stage}): {current.message}", highlight=False)
 
 
@@ -306,23 +296,16 @@ def abort(service: ServiceArg = None, reason: ReasonOption = None, wait: WaitOpt
     _command(service, "abort", reason, wait)
 
 
-def _again(service: str | None, want: str, ref_of, detach: bool, as_json: bool, **overrides) -> None:  # type: ignore[no-untyped-def]
-    from conveyor.rollout.plan import again
-    from conveyor.rollout.status import StatusStore
-
-    with handle_errors():
-        store = StatusStore(_pick_service(service))
-        status = again(store, want, ref_of, strategy=overrides.get("strategy"), steps=overrides.get("steps"))
-        _create_and_run(status, detach, as_json)
-
-
 DetachOption = Annotated[bool, typer.Option(help="Run the controller in the background and return.")]
 
 
 @app.command()
 def retry(service: ServiceArg = None, detach: DetachOption = False, as_json: JsonOption = False) -> None:
     """Roll out the same version again after an abort (same strategy, steps and thresholds)."""
-    _again(service, "aborted", lambda last: last.ref, detach, as_json)
+    from conveyor.rollout import service as rollouts
+
+    with handle_errors():
+        _run(rollouts.retry(rollouts.RetryRequest(service), background=detach), detach, as_json)
 
 
 @app.command()
@@ -334,7 +317,11 @@ def undo(
     as_json: JsonOption = False,
 ) -> None:
     """Roll back to the version that was stable before the last successful rollout."""
-    _again(service, "succeeded", lambda last: last.previous_ref, detach, as_json, strategy=strategy, steps=steps)
+    from conveyor.rollout import service as rollouts
+
+    with handle_errors():
+        request = rollouts.UndoRequest(service, strategy=strategy, steps=steps)
+        _run(rollouts.undo(request, background=detach), detach, as_json)
 
 
 @app.command()
@@ -363,11 +350,10 @@ def down(service: ServiceArg = None) -> None:
     """Stop the backends rollouts of SERVICE started, and take them and any dead backend off the router.
 
     The router keeps running (stop it yourself); the next `rollout start` begins from what is left."""
-    from conveyor.rollout.plan import take_down
-    from conveyor.rollout.status import StatusStore
+    from conveyor.rollout import service as rollouts
 
     with handle_errors():
-        result = take_down(StatusStore(_pick_service(service)))
+        result = rollouts.down(service)
     stopped = result.stopped
     stdout.print(f"stopped: {', '.join(stopped)}" if stopped else "no running backend was started by a rollout")
     if result.removed:
@@ -390,24 +376,14 @@ def export_manifests(
     **thresholds: float | int | None,
 ) -> None:
     """Write Kubernetes manifests for the same strategy: Argo Rollouts (+ AnalysisTemplate) or KServe."""
-    from conveyor.durations import parse_duration
-    from conveyor.rollout.config import load_settings, parse_steps
-    from conveyor.rollout.export import export_argo_rollouts, export_kserve
+    from conveyor.rollout import service as rollouts
 
     with handle_errors():
-        settings = load_settings(config)
-        chosen_steps = parse_steps(steps) if steps else settings.steps
-        seconds = parse_duration(interval or settings.interval)
-        app_name = name or settings.service or "model"
-        contract_path = contract or (Path(settings.contract) if settings.contract else None)
-        contract_text = contract_path.read_text() if contract_path else None
-        limits = settings.thresholds.model_copy(update={k: v for k, v in thresholds.items() if v is not None})
-        if fmt == "argo-rollouts":
-            text = export_argo_rollouts(app_name, image, chosen_steps, seconds, limits, contract_text)
-        elif fmt == "kserve":
-            text = export_kserve(app_name, image, chosen_steps)
-        else:
-            raise InvalidInput(f"--format must be argo-rollouts or kserve, not {fmt!r}")
+        request = rollouts.ExportRequest(
+            image, fmt, name=name, steps=steps, interval=interval, contract=contract, config=config,
+            thresholds=thresholds,
+        )  # fmt: skip
+        text = rollouts.export(request)
         if str(output) == "-":
             sys.stdout.write(text)
         else:

@@ -36,6 +36,8 @@ def _flag(value: Any) -> Any:
 Flag = Annotated[bool | None, BeforeValidator(_flag)]
 #: a yes/no argument with a default
 Switch = Annotated[bool, BeforeValidator(_flag)]
+#: ``sign:`` of the steps that sign: true ($CONVEYOR_SIGNING_KEY), false (never) or a key file
+SignWith = Annotated[bool | str | None, BeforeValidator(_flag)]
 
 
 class StepArgs(BaseModel):

@@ -8,8 +8,6 @@ module in that package (plus its test): nothing else lists the types.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,7 +39,6 @@ class StepType:
 
 
 _TYPES: dict[str, StepType] = {}
-_LOADED = False
 
 
 def step_type(
@@ -67,14 +64,10 @@ def step_type(
 
 
 def step_types() -> dict[str, StepType]:
-    """Every step type, by name (the step modules are imported once, on first use)."""
-    global _LOADED
-    if not _LOADED:
-        from conveyor.pipeline import steps
+    """Every step type, by name (Conveyor's and plugins', imported once, on first use)."""
+    from conveyor import plugins
 
-        for module in pkgutil.iter_modules(steps.__path__):
-            importlib.import_module(f"{steps.__name__}.{module.name}")
-        _LOADED = True
+    plugins.load("step_types")
     return dict(sorted(_TYPES.items()))
 
 

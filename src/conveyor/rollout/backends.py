@@ -51,7 +51,9 @@ def start_process(
 def start_container(image: str, version: str, name: str, container_port: int = 5000) -> Backend:
     port = free_port()
     engine = containers.run_detached(image, name, port, container_port)
-    return Backend(ref=image, version=version, url=f"http://127.0.0.1:{port}", container=name, engine=engine)
+    return Backend(
+        ref=image, version=version, kind="container", url=f"http://127.0.0.1:{port}", container=name, engine=engine
+    )
 
 
 def _zombie_or_gone(pid: int) -> bool:

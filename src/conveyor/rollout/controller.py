@@ -71,7 +71,7 @@ class LocalBackends:
 
     def launch(self, status: RolloutStatus, log_dir: Path) -> Backend:
         ref, version = status.canary.ref, status.canary.version
-        if status.canary.container is not None or status.canary.engine is not None:
+        if status.canary.kind == "container":
             return backends.start_container(ref, version, f"conveyor-{status.service}-{status.id}")
         return backends.start_process(ref, version, log_dir, CANARY, status.command, status.trusted_keys)
 

@@ -1,25 +1,24 @@
 """Planning a rollout: from what a user asked for to the status record the controller drives.
 
-The CLI and the Python API (``conveyor.api``) parse their own input and call these; what is
-decided here (which version is stable, which router, the mirror share each strategy gets by
-default, what ``retry`` and ``undo`` roll out) is decided once for both.
+The use-cases in :mod:`conveyor.rollout.service` call these; what is decided here (which version
+is stable, which router, the mirror share each strategy gets by default, whether the supply-chain
+policy lets the canary in) is decided before anything moves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from conveyor.durations import parse_duration
-from conveyor.errors import ClientError, Conflict, ConveyorError, InvalidInput, NotFound, NotReady
+from conveyor.errors import ClientError, Conflict, InvalidInput, NotFound, NotReady
 from conveyor.registry.refs import looks_like_ref
 from conveyor.rollout import backends
 from conveyor.rollout.config import RolloutSettings, parse_steps
 from conveyor.rollout.metric import MeasurementError
 from conveyor.rollout.router_client import RouterClient
-from conveyor.rollout.status import Action, Backend, RolloutStatus, StatusStore, list_services, router_address
+from conveyor.rollout.status import Backend, RolloutStatus, StatusStore, list_services, router_address
 
 #: the share of stable traffic mirrored to the new version, when neither the user nor conveyor.yaml set one
 DEFAULT_MIRROR = {"canary": 20.0, "blue-green": 50.0}
@@ -143,7 +142,7 @@ def new_status(request: Request, settings: RolloutSettings) -> RolloutStatus:
         client.close()
     if stable.url is not None and stable.version == version:
         raise Conflict(f"{version} is already the stable version of service {service!r}")
-    canary = Backend(ref=request.image or serve_ref, version=version, engine="container" if request.image else None)
+    canary = Backend(ref=request.image or serve_ref, version=version, kind="container" if request.image else "process")
     return RolloutStatus(
         service=service,
         strategy=strategy,  # type: ignore[arg-type]
@@ -162,33 +161,6 @@ def new_status(request: Request, settings: RolloutSettings) -> RolloutStatus:
         thresholds=limits,
         previous_ref=stable.ref or None,
     )
-
-
-def again(
-    store: StatusStore,
-    want: str,
-    ref_of: Callable[[RolloutStatus], str | None],
-    strategy: str | None = None,
-    steps: str | None = None,
-) -> RolloutStatus:
-    """``retry`` (want=aborted, the same ref) and ``undo`` (want=succeeded, the previous ref), as last time."""
-    last = store.load()
-    if last.phase != want:
-        raise Conflict(f"the last rollout of {store.service!r} is {last.phase}, not {want}")
-    ref = ref_of(last)
-    if not ref:
-        raise Conflict("the last rollout does not record a previous version to go back to")
-    settings = RolloutSettings(
-        strategy=strategy or last.strategy,
-        steps=last.steps,
-        interval=last.interval_s,
-        rollback_window=last.rollback_window_s,
-        contract=last.contract_path,
-        command=last.command,
-        thresholds=last.thresholds,
-    )
-    image = last.canary.ref if last.canary.engine and want == "aborted" else None
-    return new_status(Request(ref, service=store.service, router=last.router, steps=steps, image=image), settings)
 
 
 @dataclass
@@ -230,38 +202,3 @@ def spawn_controller(service: str) -> None:
     from conveyor.launch import conveyor_argv, spawn_detached
 
     spawn_detached(conveyor_argv("rollout", "controller", service), StatusStore(service).dir / "controller.log")
-
-
-def send_command(
-    store: StatusStore,
-    action: Action,
-    reason: str | None = None,
-    *,
-    weight: float | None = None,
-    wait: float = 30.0,
-    on_notice: Callable[[str], None] | None = None,
-) -> RolloutStatus:
-    """Record a command for the controller and wait until it has acted on it (started if none runs).
-
-    An abort also waits for the rollback to finish.  Raises ConveyorError when the controller
-    has not acted within ``wait`` seconds (the command stays recorded: it acts when it runs).
-    """
-    import time
-
-    sent = store.command(action, reason, weight=weight)
-    if not store.controller_running():
-        spawn_controller(store.service)
-        if on_notice is not None:
-            on_notice("no controller was running: started one in the background")
-    deadline = time.monotonic() + wait
-    current = store.load()
-    while current.handled_command < sent.id and time.monotonic() < deadline:
-        time.sleep(0.2)
-        current = store.load()
-    if current.handled_command < sent.id:
-        raise ConveyorError(f"{action} recorded, but the controller has not acted on it after {wait:g}s")
-    if action == "abort":
-        while current.active and time.monotonic() < deadline + 30:
-            time.sleep(0.2)
-            current = store.load()
-    return current

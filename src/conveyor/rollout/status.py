@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from conveyor.atomic import write_atomic
 from conveyor.errors import Conflict, InvalidInput, NotFound
@@ -33,17 +33,32 @@ Action = Literal["pause", "resume", "promote", "promote-full", "abort", "weight"
 ACTIVE: tuple[str, ...] = ("progressing", "paused")
 
 
+#: how a backend runs: a ``conveyor serve`` process, or a container of an image (``--image``)
+BackendKind = Literal["process", "container"]
+
+
 class Backend(BaseModel):
     """One model-server backend the router sends traffic to."""
 
     ref: str  # what it serves: a registry reference, or an image
     version: str  # shown by the router and in metrics, e.g. "sentiment:2"
+    kind: BackendKind = "process"
     url: str | None = None
     pid: int | None = None
     container: str | None = None
-    engine: str | None = None
+    engine: str | None = None  # the container engine that runs it (podman, docker)
     log: str | None = None
     owned: bool = True  # started by a controller: the controller may stop it
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_of_older_records(cls, data: Any) -> Any:
+        """Records written before ``kind`` marked a container canary with engine="container"."""
+        if isinstance(data, dict) and "kind" not in data and (data.get("engine") or data.get("container")):
+            data = {**data, "kind": "container"}
+            if data.get("engine") == "container":
+                data["engine"] = None
+        return data
 
 
 class Window(BaseModel):

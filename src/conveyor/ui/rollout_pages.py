@@ -1,9 +1,9 @@
 """Rollouts in the dashboard: every service in one table, one rollout live, and its buttons.
 
 A rollout page reads the persisted status (the controller's record, ``rollout/status.py``) and
-the router's counters over time (``live.py``). Buttons do what the CLI does: promote, pause,
-resume and abort are commands the controller acts on (``plan.send_command``), retry and undo
-start a new rollout from the last one (``plan.again``) with its controller in the background.
+the router's counters over time (``live.py``). Buttons call the same use-cases as the CLI
+(``rollout/service.py``): promote, pause, resume and abort are commands the controller acts on,
+retry and undo start a new rollout from the last one with its controller in the background.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor.errors import Conflict, InvalidInput, NotFound
+from conveyor.errors import InvalidInput, NotFound
 from conveyor.rollout.status import RolloutStatus, StatusStore, list_services
 from conveyor.rollout.thresholds import all_metrics
 from conveyor.ui.charts import line_chart
@@ -129,24 +129,19 @@ def rollout_context(service: str, sample: bool = True) -> dict[str, Any]:
 
 def act(service: str, action: str, reason: str) -> str:
     """Carry out a button's action; a line saying what happened."""
-    from conveyor.rollout.plan import again, send_command, spawn_controller
+    from conveyor.rollout import service as rollouts
 
     if action not in ACTIONS:
         raise InvalidInput(f"unknown action {action!r}; actions: {', '.join(ACTIONS)}")
-    store = StatusStore(service)
-    current = load_status(service)
-    if action in COMMANDS:
-        if not current.active:
-            raise Conflict(f"the rollout of {current.ref} is {current.phase}: nothing to {action}")
-        after = send_command(store, action, reason, wait=20.0)  # type: ignore[arg-type]
-        return f"{action}: {after.ref} is {after.phase} ({after.stage}), {_weights(after)}"
+    load_status(service)  # NotFound before anything is recorded
     if action == "retry":
-        status = again(store, "aborted", lambda last: last.ref)
+        started = rollouts.retry(rollouts.RetryRequest(service))
+    elif action == "undo":
+        started = rollouts.undo(rollouts.UndoRequest(service))
     else:
-        status = again(store, "succeeded", lambda last: last.previous_ref)
-    store.create(status)
-    spawn_controller(service)
-    return f"{action}: rollout {status.id} of {status.ref} started"
+        after = rollouts.command(rollouts.CommandRequest(action, service, reason, wait=20.0))  # type: ignore[arg-type]
+        return f"{action}: {after.ref} is {after.phase} ({after.stage}), {_weights(after)}"
+    return f"{action}: rollout {started.id} of {started.ref} started"
 
 
 def _weights(status: RolloutStatus) -> str:

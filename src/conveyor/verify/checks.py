@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,7 +104,6 @@ REGISTERED: list[Check] = []
 #: Functions that make checks from a contract (one per golden example, one per bad input).
 FAMILIES: list[Callable[[Contract], list[Check]]] = []
 BUILTIN_PACKAGE = "conveyor.verify.builtins"
-_builtins_loaded = False
 
 
 def check(
@@ -132,15 +129,10 @@ def _is_builtin(item: Check) -> bool:
 
 
 def load_builtin_checks() -> None:
-    """Import every module of conveyor.verify.builtins once (each registers its checks)."""
-    global _builtins_loaded
-    if _builtins_loaded:
-        return
-    from conveyor.verify import builtins
+    """Import Conveyor's checks and installed plugins' once (each module registers its checks)."""
+    from conveyor import plugins
 
-    for module in pkgutil.iter_modules(builtins.__path__):
-        importlib.import_module(f"{BUILTIN_PACKAGE}.{module.name}")
-    _builtins_loaded = True
+    plugins.load("checks")
 
 
 def builtin_checks(contract: Contract) -> list[Check]:

@@ -15,6 +15,9 @@ from conveyor.verify.contract import Contract, GoldenCase, Latency, V2Settings
 from conveyor.verify.examples import read_examples
 from conveyor.verify.task_contracts import for_task, served_metadata
 
+#: the least p95 objective a recorded contract sets (5x the p95 measured while recording, at least this)
+RECORDED_P95_FLOOR_MS = 250.0
+
 DEFAULT_EXAMPLES = [
     "MLOps is critical for robustness",
     "I love this product, it works perfectly",
@@ -100,6 +103,7 @@ def record_contract(
             else infer_schema(answers[0]),
             "golden": golden,
             "invalid": invalid,
-            "latency": Latency(p95_ms=max(50.0, math.ceil(3 * p95)), concurrency=4, requests=100),
+            # loose on purpose: recorded on one machine, held on others (CI runners, a busy laptop)
+            "latency": Latency(p95_ms=max(RECORDED_P95_FLOOR_MS, math.ceil(5 * p95)), concurrency=4, requests=100),
         }
     )

@@ -7,11 +7,11 @@ import importlib
 import importlib.util
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import httpx
 
+from conveyor import plugins
 from conveyor.errors import InvalidInput
 from conveyor.verify.checks import Check, CheckResult, Context, builtin_checks, project_checks, run_check
 from conveyor.verify.contract import Contract, V2Settings
@@ -22,10 +22,9 @@ PROJECT_CHECKS_FILE = "conveyor_checks.py"
 
 
 def load_custom_checks(project: Path | None, modules: list[str]) -> list[Check]:
-    """Import project checks (conveyor_checks.py, --checks modules, 'conveyor.checks' entry points)."""
-    before = {id(c) for c in project_checks()}
-    for entry in entry_points(group="conveyor.checks"):
-        entry.load()
+    """Checks from outside Conveyor: installed plugins' ('conveyor.checks' entry points), then the
+    project's conveyor_checks.py and --checks modules (those imported by an earlier call are not repeated)."""
+    before = {id(c) for c in project_checks() if not plugins.from_plugin("checks", getattr(c.fn, "__module__", ""))}
     if project is not None and (project / PROJECT_CHECKS_FILE).is_file():
         spec = importlib.util.spec_from_file_location(
             f"conveyor_project_checks_{abs(hash(project))}", project / PROJECT_CHECKS_FILE

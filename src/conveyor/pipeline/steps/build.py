@@ -10,7 +10,7 @@ from typing import Any
 
 from conveyor.packaging import DEFAULT_BASE
 from conveyor.pipeline.context import StepContext
-from conveyor.pipeline.step_args import StepArgs
+from conveyor.pipeline.step_args import SignWith, StepArgs
 from conveyor.pipeline.step_types import step_type
 
 
@@ -19,7 +19,7 @@ class BuildArgs(StepArgs):
     tag: str
     base_image: str = DEFAULT_BASE
     builder: str | None = None  # podman, docker or buildah; default: the first found
-    sign: bool | str | None = None  # true: $CONVEYOR_SIGNING_KEY, false: never, or a key file
+    sign: SignWith = None
 
 
 @step_type("build", container_login=True, signs=True, args=BuildArgs)

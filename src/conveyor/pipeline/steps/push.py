@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from conveyor.pipeline.context import StepContext
-from conveyor.pipeline.step_args import Flag, StepArgs
+from conveyor.pipeline.step_args import Flag, SignWith, StepArgs
 from conveyor.pipeline.step_types import step_type
 
 
@@ -18,7 +18,7 @@ class PushArgs(StepArgs):
     to: str | None = None  # push under this name instead
     builder: str | None = None  # podman, docker or buildah; default: the first found
     tls_verify: Flag = None  # default: as the engine's registries.conf says
-    sign: bool | str | None = None  # true: $CONVEYOR_SIGNING_KEY, false: never, or a key file
+    sign: SignWith = None
 
 
 @step_type("push", container_login=True, signs=True, args=PushArgs)

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field
 
 from conveyor.pipeline.context import StepContext
-from conveyor.pipeline.step_args import StepArgs, Switch
+from conveyor.pipeline.step_args import SignWith, StepArgs, Switch
 from conveyor.pipeline.step_types import step_type
 
 
@@ -26,7 +26,7 @@ class RegisterArgs(StepArgs):
     properties: dict[str, str | int | float | bool] = Field(default_factory=dict)
     skip_unchanged: Switch = False  # the same files as the latest version: register nothing
     check: Switch = True  # refuse files the server could not load
-    sign: bool | str | None = None  # true: $CONVEYOR_SIGNING_KEY, false: never, or a key file
+    sign: SignWith = None
 
 
 @step_type("register", signs=True, args=RegisterArgs)

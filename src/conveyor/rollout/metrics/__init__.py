@@ -1,14 +1,13 @@
 """Analysis metrics, one module each; see :mod:`conveyor.rollout.metric` for the interface.
 
-Every module in this package registers its metric with ``@metric`` when it is imported;
+Every module in this package (and in a plugin's ``conveyor.metrics`` entry points, see
+:mod:`conveyor.plugins`) registers its metric with ``@metric`` when it is imported;
 :func:`all_metrics` imports them all once.  Nothing else lists the metrics.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from conveyor import plugins
 from conveyor.rollout.metric import Metric, Threshold, registered
 
 GENERAL: tuple[Threshold, ...] = (
@@ -23,16 +22,11 @@ GENERAL: tuple[Threshold, ...] = (
     Threshold("max_inconclusive", int, 3, "inconclusive analyses in a row before the rollout pauses", ge=1),
     Threshold("max_measurement_errors", int, 3, "measurement errors in a row that are tolerated", ge=0),
 )
-_loaded = False
 
 
 def all_metrics() -> list[Metric]:
     """Every analysis metric, in the order their verdicts are given."""
-    global _loaded
-    if not _loaded:
-        for module in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{module.name}")
-        _loaded = True
+    plugins.load("metrics")
     return sorted(registered().values(), key=lambda m: (m.order, m.name))
 
 
