@@ -133,13 +133,10 @@ def test_charts_break_lines_at_gaps_and_label_the_last_value() -> None:
 
 
 def test_dag_columns_follow_needs() -> None:
-    steps = {
-        "fetch": {"needs": []},
-        "lint": {"needs": ["fetch"]},
-        "unit": {"needs": ["fetch"]},
-        "report": {"needs": ["lint", "unit"]},
-        "alone": {},
-    }
+    from conveyor.pipeline.history import StepRecord
+
+    needs = {"fetch": [], "lint": ["fetch"], "unit": ["fetch"], "report": ["lint", "unit"], "alone": []}
+    steps = {name: StepRecord(needs=wanted) for name, wanted in needs.items()}
     assert columns(steps) == [["fetch", "alone"], ["lint", "unit"], ["report"]]
 
 

@@ -51,7 +51,7 @@ def _start(project: Path, pipeline: dict | None = None) -> tuple[threading.Threa
 def _waiting_run(step: str = "approve") -> str:
     def waiting() -> str | None:
         runs = list_runs("gated")
-        return runs[0]["id"] if runs and runs[0]["steps"][step]["status"] == "waiting" else None
+        return runs[0].id if runs and runs[0].steps[step].status == "waiting" else None
 
     return wait_for(waiting, timeout=30, what=f"step {step!r} to wait for a decision")
 
@@ -59,13 +59,13 @@ def _waiting_run(step: str = "approve") -> str:
 def test_an_approved_run_registers_with_who_and_why_in_the_lineage(project: Path) -> None:
     thread, result = _start(project)
     run_id = _waiting_run()
-    assert list_runs("gated")[0]["steps"]["register"]["status"] == "pending"  # nothing past the gate ran
+    assert list_runs("gated")[0].steps["register"].status == "pending"  # nothing past the gate ran
     decide(run_id, "approve", approved=True, by="alice", reason="metrics look right")
     thread.join(60)
     record = result["run"]
-    assert record.data["status"] == "success"
-    assert record.step("approve")["outputs"]["by"] == "alice"
-    assert record.step("approve")["outputs"]["reason"] == "metrics look right"
+    assert record.status == "success"
+    assert record.step("approve").outputs["by"] == "alice"
+    assert record.step("approve").outputs["reason"] == "metrics look right"
     version = open_registry().resolve("approved-model:1")
     assert [(a["step"], a["by"], a["reason"]) for a in version.lineage.approvals] == [
         ("approve", "alice", "metrics look right")
@@ -79,10 +79,10 @@ def test_a_rejected_run_fails_at_the_gate_and_registers_nothing(project: Path) -
     assert outcome.returncode == 0, outcome.stderr
     thread.join(60)
     record = result["run"]
-    assert record.data["status"] == "failure"
-    assert record.step("approve")["status"] == "failure"
-    assert "rejected by bob: accuracy dropped" in record.step("approve")["message"]
-    assert record.step("register")["status"] == "skipped"
+    assert record.status == "failure"
+    assert record.step("approve").status == "failure"
+    assert "rejected by bob: accuracy dropped" in record.step("approve").message
+    assert record.step("register").status == "skipped"
     assert open_registry().list_models() == []
 
 
@@ -104,8 +104,8 @@ def test_nobody_deciding_fails_the_step_after_its_timeout(project: Path) -> None
     started = time.monotonic()
     thread, result = _start(project, pipeline)
     thread.join(60)
-    assert result["run"].step("approve")["status"] == "failure"
-    assert "nobody approved 'approve' within 1s" in result["run"].step("approve")["message"]
+    assert result["run"].step("approve").status == "failure"
+    assert "nobody approved 'approve' within 1s" in result["run"].step("approve").message
     assert time.monotonic() - started < 30
 
 
@@ -119,8 +119,8 @@ def test_a_resumed_run_finds_the_decision_made_on_the_run_it_resumes(project: Pa
     first.finish("failure")
     decide(first.id, "approve", approved=True, by="carol", reason="approved while the runner was down")
     record = Runner("gated", Pipeline.model_validate(PIPELINE), project, {}).run(resume=first.id)
-    assert record.data["status"] == "success", record.data["steps"]
-    assert record.step("approve")["outputs"]["by"] == "carol"
+    assert record.status == "success", record.run.steps
+    assert record.step("approve").outputs["by"] == "carol"
 
 
 def test_in_a_github_workflow_the_gate_is_a_job_bound_to_an_environment(project: Path) -> None:
@@ -129,3 +129,17 @@ def test_in_a_github_workflow_the_gate_is_a_job_bound_to_an_environment(project:
     assert jobs["approve"]["environment"] == {"name": "production"}
     assert "environment" not in jobs["train"] and "environment" not in jobs["register"]
     assert jobs["register"]["needs"] == ["approve"]
+
+
+def test_a_run_record_is_typed_and_refuses_a_status_no_step_has(conveyor_home: Path) -> None:
+    from pydantic import ValidationError
+
+    from conveyor.pipeline.history import load_run
+
+    record = RunRecord.create("gated", {"n": 1}, ["train", "register"], needs={"register": ["train"]})
+    record.update_step("train", status="success", outputs={"model": "out/model"}, attempts=1)
+    with pytest.raises(ValidationError, match="status"):
+        record.update_step("register", status="sucess")
+    again = load_run(record.id, "gated")
+    assert again.step("train").outputs == {"model": "out/model"} and again.step("register").status == "pending"
+    assert again.step("register").needs == ["train"] and again.status == "running"

@@ -14,6 +14,8 @@ import typer
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from conveyor.pipeline.history import RunRecord
+
 from conveyor.cli.output import EXIT_FAILURE, fail, handle_errors, new_table, print_json, stdout
 
 app = typer.Typer(
@@ -135,18 +137,19 @@ def run(
                         live.update(_table(name, states, started))
                     time.sleep(0.25)
                 thread.join()
-                live.update(_table(name, {s: v for s, v in result["record"].data["steps"].items()}, started))
+                final = result["record"].run.steps
+                live.update(_table(name, {s: v.model_dump() for s, v in final.items()}, started))
             record = result["record"]
         else:
             record = runner.run(resume, step, state)
     if as_json:
-        print_json(record.data)
+        print_json(record.run.model_dump(mode="json"))
     else:
         stdout.print(
-            f"run {record.id}: {record.data['status']} (logs: conveyor pipeline logs {record.id} [STEP])",
+            f"run {record.id}: {record.status} (logs: conveyor pipeline logs {record.id} [STEP])",
             highlight=False,
         )
-    if record.data["status"] != "success":
+    if record.status != "success":
         raise typer.Exit(EXIT_FAILURE)
 
 
@@ -208,21 +211,21 @@ def runs(
 
     history = list_runs(name)[:limit]
     if as_json:
-        print_json(history)
+        print_json([run.model_dump(mode="json") for run in history])
         return
     table = new_table("pipeline runs")
     for column in ("run", "pipeline", "status", "started", "duration", "steps"):
         table.add_column(column)
-    for run_data in history:
+    for run in history:
         counts: dict[str, int] = {}
-        for state in run_data["steps"].values():
-            counts[state["status"]] = counts.get(state["status"], 0) + 1
+        for state in run.steps.values():
+            counts[state.status] = counts.get(state.status, 0) + 1
         table.add_row(
-            run_data["id"],
-            run_data["pipeline"],
-            run_data["status"],
-            run_data["started_at"][:19],
-            _duration(run_data.get("started_at"), run_data.get("ended_at")),
+            run.id,
+            run.pipeline,
+            run.status,
+            run.started_at[:19],
+            _duration(run.started_at, run.ended_at),
             ", ".join(f"{n} {s}" for s, n in counts.items()),
         )
     stdout.print(table)
@@ -247,14 +250,14 @@ def logs(
 
     with handle_errors():
         record = load_run(run_id)
-        steps = [step] if step else list(record.data["steps"])
-        if step and step not in record.data["steps"]:
+        steps = [step] if step else list(record.run.steps)
+        if step and step not in record.run.steps:
             raise fail(f"run {run_id} has no step {step!r}", 4)
     for name in steps:
         path = record.log_path(name)
         state = record.step(name)
-        took = _duration(state.get("started_at"), state.get("ended_at"))
-        stdout.print(f"[bold]== {name}: {state['status']} ({took}) {state.get('message', '')}[/bold]", highlight=False)
+        took = _duration(state.started_at, state.ended_at)
+        stdout.print(f"[bold]== {name}: {state.status} ({took}) {state.message}[/bold]", highlight=False)
         if path.is_file():
             sys.stdout.write(path.read_text(errors="replace"))
             sys.stdout.flush()
@@ -285,9 +288,8 @@ def watch(
                 "database or folder (for a registry server, add a webhook with `conveyor registry webhook add`)"
             )
 
-        def report(name: str, record: object) -> None:
-            data = record.data  # type: ignore[attr-defined]
-            stdout.print(f"pipeline {name} run {data['id']}: {data['status']}", highlight=False)
+        def report(name: str, record: RunRecord) -> None:
+            stdout.print(f"pipeline {name} run {record.id}: {record.status}", highlight=False)
 
         watcher = Watcher(project.pipelines, file.resolve().parent, report)
         url = watcher.start(port=port)
@@ -304,7 +306,7 @@ def watch(
             with handle_errors():
                 ran = watcher.handle(event)
             if ran and once:
-                outcome = 0 if all(r.data["status"] == "success" for _, r in ran) else EXIT_FAILURE
+                outcome = 0 if all(r.status == "success" for _, r in ran) else EXIT_FAILURE
                 break
     except KeyboardInterrupt:
         pass

@@ -40,9 +40,9 @@ def _path(folder: Path, step: str) -> Path:
 def decide(run_id: str, step: str, *, approved: bool, by: str | None = None, reason: str = "") -> Decision:
     """Record the decision on ``step`` of ``run_id``; refused unless the step waits for one."""
     record = load_run(run_id)
-    if step not in record.data["steps"]:
-        raise NotFound(f"run {run_id} has no step {step!r} (steps: {', '.join(record.data['steps'])})")
-    status = record.step(step)["status"]
+    if step not in record.run.steps:
+        raise NotFound(f"run {run_id} has no step {step!r} (steps: {', '.join(record.run.steps)})")
+    status = record.step(step).status
     if status != "waiting":
         raise Conflict(f"step {step!r} of run {run_id} is {status}, not waiting for a decision")
     decision = Decision(step, approved, by or getpass.getuser(), reason, now_iso())
@@ -63,8 +63,8 @@ def find_decision(record: RunRecord, step: str) -> Decision | None:
         path = _path(current.folder, step)
         if path.is_file():
             return Decision(**json.loads(path.read_text()))
-        earlier = current.data.get("resumed_from")
-        current = load_run(earlier, current.data["pipeline"]) if earlier else None
+        earlier = current.run.resumed_from
+        current = load_run(earlier, current.run.pipeline) if earlier else None
     return None
 
 
@@ -85,5 +85,5 @@ def run_approvals(run_id: str) -> list[Decision]:
         record = load_run(run_id)
     except NotFound:
         return []
-    found = [find_decision(record, step) for step in record.data["steps"]]
+    found = [find_decision(record, step) for step in record.run.steps]
     return [d for d in found if d is not None]

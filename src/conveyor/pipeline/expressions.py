@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from conveyor.errors import InvalidInput
+from conveyor.pipeline.history import SUCCEEDED
 
 SUBSTITUTION = re.compile(r"\$\{\{\s*((?:(?!\}\}).)+?)\s*\}\}")
 COMPARISONS = {
@@ -74,7 +75,7 @@ class Evaluator:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.args:
             outcomes = self.needs_outcomes
             if node.func.id == "success":
-                return all(o in ("success", "cached") for o in outcomes)
+                return all(o in SUCCEEDED for o in outcomes)
             if node.func.id == "failure":
                 return any(o == "failure" for o in outcomes)
             if node.func.id == "always":

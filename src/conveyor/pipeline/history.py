@@ -8,12 +8,13 @@ artifacts/      files the steps hand to each other (CONVEYOR_ARTIFACTS)
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conveyor.atomic import write_atomic
 from conveyor.errors import NotFound
@@ -33,12 +34,54 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
 
 
+#: a run: going, or over (failure when any step it ran failed)
+RunStatus = Literal["running", "success", "failure"]
+#: a step: not started, started (or waiting for a person's decision), or over
+StepStatus = Literal["pending", "running", "waiting", "success", "failure", "skipped", "cached"]
+#: the step outcomes that count as done (the steps that need it may be decided)
+DONE: frozenset[str] = frozenset({"success", "failure", "skipped", "cached"})
+#: the outcomes whose outputs the steps that need them may use
+SUCCEEDED: frozenset[str] = frozenset({"success", "cached"})
+
+
+class StepRecord(BaseModel):
+    """One step of a run, as run.json keeps it (and ``--state`` carries it between CI jobs)."""
+
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+
+    status: StepStatus = "pending"
+    attempts: int = 0
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    message: str = ""
+    needs: list[str] = Field(default_factory=list)
+    started_at: str | None = None
+    ended_at: str | None = None
+    exit_code: int | None = None
+    cache_key: str | None = None
+
+
+class Run(BaseModel):
+    """One run of a pipeline: run.json."""
+
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+
+    id: str
+    pipeline: str
+    status: RunStatus = "running"
+    params: dict[str, Any] = Field(default_factory=dict)
+    artifacts: str
+    resumed_from: str | None = None
+    started_at: str
+    ended_at: str | None = None
+    steps: dict[str, StepRecord] = Field(default_factory=dict)
+
+
 class RunRecord:
     """The persisted state of one run; thread-safe updates, atomic writes."""
 
-    def __init__(self, folder: Path, data: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, run: Run) -> None:
         self.folder = folder
-        self.data = data
+        self.run = run
         self._lock = threading.Lock()
 
     @classmethod
@@ -56,53 +99,47 @@ class RunRecord:
         (folder / "logs").mkdir(parents=True)
         artifacts = artifacts or folder / "artifacts"
         artifacts.mkdir(parents=True, exist_ok=True)
-        data = {
-            "id": run_id,
-            "pipeline": pipeline,
-            "status": "running",
-            "params": params,
-            "artifacts": str(artifacts),
-            "resumed_from": resumed_from,
-            "started_at": now_iso(),
-            "ended_at": None,
-            "steps": {
-                name: {
-                    "status": "pending",
-                    "attempts": 0,
-                    "outputs": {},
-                    "message": "",
-                    "needs": (needs or {}).get(name, []),
-                }
-                for name in steps
-            },
-        }
-        record = cls(folder, data)
+        run = Run(
+            id=run_id,
+            pipeline=pipeline,
+            params=params,
+            artifacts=str(artifacts),
+            resumed_from=resumed_from,
+            started_at=now_iso(),
+            steps={name: StepRecord(needs=(needs or {}).get(name, [])) for name in steps},
+        )
+        record = cls(folder, run)
         record.save()
         return record
 
     @property
     def id(self) -> str:
-        return self.data["id"]
+        return self.run.id
+
+    @property
+    def status(self) -> RunStatus:
+        return self.run.status
 
     @property
     def artifacts(self) -> Path:
-        return Path(self.data["artifacts"])
+        return Path(self.run.artifacts)
 
     def log_path(self, step: str) -> Path:
         return self.folder / "logs" / f"{step}.log"
 
-    def step(self, name: str) -> dict[str, Any]:
-        return self.data["steps"][name]
+    def step(self, name: str) -> StepRecord:
+        return self.run.steps[name]
 
     def update_step(self, name: str, **fields: Any) -> None:
         with self._lock:
-            self.data["steps"][name].update(fields)
+            current = self.run.steps[name].model_dump()
+            self.run.steps[name] = StepRecord.model_validate({**current, **fields})
             self._save_locked()
 
-    def finish(self, status: str) -> None:
+    def finish(self, status: RunStatus) -> None:
         with self._lock:
-            self.data["status"] = status
-            self.data["ended_at"] = now_iso()
+            self.run.status = status
+            self.run.ended_at = now_iso()
             self._save_locked()
 
     def save(self) -> None:
@@ -110,7 +147,7 @@ class RunRecord:
             self._save_locked()
 
     def _save_locked(self) -> None:
-        write_atomic(self.folder / "run.json", json.dumps(self.data, indent=2, default=str))
+        write_atomic(self.folder / "run.json", self.run.model_dump_json(indent=2, fallback=str))
 
 
 def load_run(run_id: str, pipeline: str | None = None) -> RunRecord:
@@ -118,17 +155,17 @@ def load_run(run_id: str, pipeline: str | None = None) -> RunRecord:
     candidates = [root / pipeline / run_id] if pipeline else list(root.glob(f"*/{run_id}"))
     for folder in candidates:
         if (folder / "run.json").is_file():
-            return RunRecord(folder, json.loads((folder / "run.json").read_text()))
+            return RunRecord(folder, Run.model_validate_json((folder / "run.json").read_text()))
     raise NotFound(f"no run {run_id!r}" + (f" of pipeline {pipeline!r}" if pipeline else ""))
 
 
-def list_runs(pipeline: str | None = None) -> list[dict[str, Any]]:
+def list_runs(pipeline: str | None = None) -> list[Run]:
     root = runs_root()
     pattern = f"{pipeline}/*/run.json" if pipeline else "*/*/run.json"
     runs = []
     for path in root.glob(pattern):
         try:
-            runs.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError):
+            runs.append(Run.model_validate_json(path.read_text()))
+        except (OSError, ValidationError):
             continue
-    return sorted(runs, key=lambda r: r["started_at"], reverse=True)
+    return sorted(runs, key=lambda r: r.started_at, reverse=True)

@@ -25,11 +25,10 @@ from typing import Any
 
 from conveyor.errors import ClientError, InvalidInput
 from conveyor.pipeline.expressions import Evaluator, condition, substitute
-from conveyor.pipeline.history import RunRecord, list_runs, load_run, now_iso
+from conveyor.pipeline.history import DONE, SUCCEEDED, RunRecord, list_runs, load_run, now_iso
 from conveyor.pipeline.spec import Pipeline, Step
 from conveyor.pipeline.step_types import step_types
 
-DONE = ("success", "failure", "skipped", "cached")
 Listener = Callable[[str, str, str], None]  # (step, status, message)
 
 
@@ -109,10 +108,7 @@ class Runner:
     # ---- context ----------------------------------------------------------------------------
 
     def _context(self, record: RunRecord) -> dict[str, Any]:
-        steps = {
-            name: {"outputs": state.get("outputs", {}), "outcome": state["status"]}
-            for name, state in record.data["steps"].items()
-        }
+        steps = {name: {"outputs": state.outputs, "outcome": state.status} for name, state in record.run.steps.items()}
         return {
             "params": self.params,
             "steps": steps,
@@ -131,9 +127,9 @@ class Runner:
 
     def _cached(self, step_name: str, key: str) -> dict[str, Any] | None:
         for run in list_runs(self.name):
-            state = run["steps"].get(step_name)
-            if state and state.get("cache_key") == key and state["status"] in ("success", "cached"):
-                return {"outputs": state.get("outputs", {}), "run": run["id"]}
+            state = run.steps.get(step_name)
+            if state and state.cache_key == key and state.status in SUCCEEDED:
+                return {"outputs": state.outputs, "run": run.id}
         return None
 
     # ---- running ----------------------------------------------------------------------------
@@ -163,12 +159,12 @@ class Runner:
                 if path.stem in self.pipeline.steps and path.stem not in (self._only or set()):
                     record.update_step(path.stem, **json.loads(path.read_text()))
         if previous:
-            for name, earlier in previous.data["steps"].items():
-                if name in self.pipeline.steps and earlier["status"] in ("success", "cached"):
+            for name, earlier in previous.run.steps.items():
+                if name in self.pipeline.steps and earlier.status in SUCCEEDED:
                     record.update_step(
                         name,
                         status="cached",
-                        outputs=earlier.get("outputs", {}),
+                        outputs=earlier.outputs,
                         message=f"reused from run {previous.id}",
                     )
                     self.listener(name, "cached", f"reused from run {previous.id}")
@@ -193,17 +189,17 @@ class Runner:
                     )
                     self.listener(name, result.status, result.message)
         for name in self._only or []:
-            if record.step(name)["status"] == "pending":
-                missing = [n for n in self.pipeline.steps[name].needs if record.step(n)["status"] == "pending"]
+            if record.step(name).status == "pending":
+                missing = [n for n in self.pipeline.steps[name].needs if record.step(n).status == "pending"]
                 message = f"no result for needed step(s) {missing}: run them first (--state carries results)"
                 record.update_step(name, status="failure", message=message)
                 self.listener(name, "failure", message)
         if state is not None:
             (state / "steps").mkdir(parents=True, exist_ok=True)
             for name in self._only or self.pipeline.steps:
-                (state / "steps" / f"{name}.json").write_text(json.dumps(record.step(name), default=str))
+                (state / "steps" / f"{name}.json").write_text(record.step(name).model_dump_json(fallback=str))
         considered = [record.step(n) for n in (self._only or self.pipeline.steps)]
-        failed = any(s["status"] == "failure" for s in considered)
+        failed = any(s.status == "failure" for s in considered)
         record.finish("failure" if failed else "success")
         return record
 
@@ -214,11 +210,11 @@ class Runner:
             changed = False
             for name, step in self.pipeline.steps.items():
                 state = record.step(name)
-                if state["status"] != "pending" or name in running:
+                if state.status != "pending" or name in running:
                     continue
                 if self._only is not None and name not in self._only:
                     continue  # another invocation (a CI job) runs it
-                outcomes = [record.step(n)["status"] for n in step.needs]
+                outcomes: list[str] = [record.step(n).status for n in step.needs]
                 if any(o not in DONE for o in outcomes):
                     continue
                 evaluator = Evaluator(self._context(record), outcomes)
@@ -264,11 +260,9 @@ class Runner:
             go = condition(step.if_, evaluator)
             reason = f"condition {step.if_!r} is false"
         else:
-            go = all(o in ("success", "cached") for o in outcomes)
+            go = all(o in SUCCEEDED for o in outcomes)
             reason = "a needed step did not succeed: " + ", ".join(
-                f"{n} {record.step(n)['status']}"
-                for n in step.needs
-                if record.step(n)["status"] not in ("success", "cached")
+                f"{n} {record.step(n).status}" for n in step.needs if record.step(n).status not in SUCCEEDED
             )
         return go, reason, self._resolve(step, evaluator) if go else {}
 

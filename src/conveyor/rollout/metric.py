@@ -20,6 +20,8 @@ from typing import Any, Literal
 from conveyor.rollout.stats import LIVE, quantile
 
 Outcome = Literal["successful", "failed", "inconclusive", "error"]
+#: the rollout stages an analysis window is measured in (see ``rollout.status.Stage``)
+AnalysedStage = Literal["canary", "pre-promotion", "post-promotion"]
 RANK: dict[str, int] = {"successful": 0, "inconclusive": 1, "failed": 2}
 ERROR_CODES = ("connect_error", "connection_lost", "timeout", "backend_error")
 
@@ -113,7 +115,7 @@ class AnalysisWindow:
     ``stage``: canary (live split), pre-promotion (mirrored only), post-promotion (all live).
     """
 
-    stage: str
+    stage: AnalysedStage
     before: dict[str, Any]
     after: dict[str, Any]
     stable: tuple[str, str]  # (backend name, version)

@@ -25,10 +25,13 @@ from conveyor.atomic import write_atomic
 from conveyor.errors import Conflict, InvalidInput, NotFound
 from conveyor.filelock import exclusive
 from conveyor.home import conveyor_home
-from conveyor.rollout.metric import Outcome
+from conveyor.rollout.metric import AnalysedStage, Outcome
 from conveyor.rollout.thresholds import Thresholds
 
 Phase = Literal["progressing", "paused", "succeeded", "aborted"]
+#: where a rollout is: its backend starting, a canary's live split, a blue-green's mirrored window
+#: before the switch and its watched window after it, moving all traffic, rolling back, finished
+Stage = Literal["starting", "canary", "pre-promotion", "post-promotion", "promoting", "aborting", "done"]
 Action = Literal["pause", "resume", "promote", "promote-full", "abort", "weight"]
 ACTIVE: tuple[str, ...] = ("progressing", "paused")
 
@@ -71,7 +74,7 @@ class Window(BaseModel):
 
 class AnalysisRun(BaseModel):
     at: float
-    stage: str
+    stage: AnalysedStage
     step: int
     weight: float
     outcome: Outcome
@@ -101,7 +104,7 @@ class RolloutStatus(BaseModel):
     model_version: int | None = None
     router: str
     phase: Phase = "progressing"
-    stage: str = "starting"  # starting, canary, pre-promotion, post-promotion, promoting, aborting, done
+    stage: Stage = "starting"
     message: str = ""
     steps: list[float]
     step_index: int = 0

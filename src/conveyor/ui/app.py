@@ -212,7 +212,7 @@ def create_app(
 
         record = await anyio.to_thread.run_sync(load_run, request.path_params["run_id"])
         step = request.path_params["step"]
-        if step not in record.data.get("steps", {}):
+        if step not in record.run.steps:
             raise NotFound(f"run {record.id} has no step {step!r}")
         path = record.log_path(step)
         text = path.read_text(errors="replace") if path.is_file() else ""

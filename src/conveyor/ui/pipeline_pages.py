@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from conveyor.pipeline.history import list_runs, load_run
+from conveyor.pipeline.history import StepRecord, list_runs, load_run
 
 LOG_TAIL_BYTES = 16_000
 
@@ -37,27 +37,27 @@ def runs_context(pipeline: str | None) -> dict[str, Any]:
     runs = list_runs(pipeline)
     rows = [
         {
-            "id": run["id"],
-            "pipeline": run["pipeline"],
-            "status": run["status"],
-            "started_at": run["started_at"],
-            "duration": duration(_seconds(run["started_at"], run.get("ended_at"))),
-            "steps": len(run.get("steps", {})),
-            "failed": [name for name, step in run.get("steps", {}).items() if step.get("status") == "failure"],
+            "id": run.id,
+            "pipeline": run.pipeline,
+            "status": run.status,
+            "started_at": run.started_at,
+            "duration": duration(_seconds(run.started_at, run.ended_at)),
+            "steps": len(run.steps),
+            "failed": [name for name, step in run.steps.items() if step.status == "failure"],
         }
         for run in runs[:500]
     ]
     return {"rows": rows, "total": len(runs), "pipeline": pipeline}
 
 
-def columns(steps: dict[str, dict[str, Any]]) -> list[list[str]]:
+def columns(steps: dict[str, StepRecord]) -> list[list[str]]:
     """Step names grouped by depth in the ``needs`` graph (runs recorded before needs were kept: one column)."""
     depth: dict[str, int] = {}
 
     def of(name: str, seen: frozenset[str] = frozenset()) -> int:
         if name in depth:
             return depth[name]
-        needs = [n for n in steps.get(name, {}).get("needs", []) if n in steps and n not in seen]
+        needs = [n for n in steps[name].needs if n in steps and n not in seen] if name in steps else []
         depth[name] = 1 + max((of(n, seen | {name}) for n in needs), default=-1)
         return depth[name]
 
@@ -71,8 +71,8 @@ def columns(steps: dict[str, dict[str, Any]]) -> list[list[str]]:
 
 def run_context(run_id: str) -> dict[str, Any]:
     record = load_run(run_id)
-    data = record.data
-    steps = data.get("steps", {})
+    run = record.run
+    steps = run.steps
     details = {}
     for name, step in steps.items():
         log = record.log_path(name)
@@ -83,15 +83,15 @@ def run_context(run_id: str) -> dict[str, Any]:
                 handle.seek(max(0, size - LOG_TAIL_BYTES))
                 text = handle.read().decode("utf-8", "replace")
         details[name] = {
-            **step,
-            "duration": duration(_seconds(step.get("started_at"), step.get("ended_at"))),
+            **step.model_dump(),
+            "duration": duration(_seconds(step.started_at, step.ended_at)),
             "log": text,
             "log_truncated": log.is_file() and log.stat().st_size > LOG_TAIL_BYTES,
         }
     return {
-        "run": data,
+        "run": run.model_dump(),
         "columns": columns(steps),
         "steps": details,
-        "duration": duration(_seconds(data.get("started_at"), data.get("ended_at"))),
-        "running": data.get("status") == "running",
+        "duration": duration(_seconds(run.started_at, run.ended_at)),
+        "running": run.status == "running",
     }
