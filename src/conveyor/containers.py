@@ -9,13 +9,13 @@ its logs and labels, stop and remove it.
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from conveyor.engines.base import tls_flags
 from conveyor.errors import ConveyorError
 
 UNDER_TEST = "the server under test"
@@ -29,11 +29,10 @@ def free_port() -> int:
 
 
 def container_engine() -> str:
-    """podman, else docker; a clear error when neither is installed."""
-    for engine in ("podman", "docker"):
-        if shutil.which(engine):
-            return engine
-    raise ConveyorError("running an image needs podman or docker; neither is installed")
+    """The first installed engine that runs containers (podman, else docker); a clear error when none is."""
+    from conveyor.engines import runner
+
+    return runner().command
 
 
 def run_detached(image: str, name: str, port: int, container_port: int = 5000, engine: str | None = None) -> str:
@@ -115,12 +114,6 @@ def image_id(engine: str, image: str) -> str | None:
     if result.returncode != 0:
         return None
     return result.stdout.strip().removeprefix("sha256:") or None
-
-
-def tls_flags(tls_verify: bool | None) -> list[str]:
-    """podman's or buildah's --tls-verify, only when the user chose: None leaves it to the engine's
-    registries.conf (a registry marked insecure there is reached over plain HTTP, as the engine would)."""
-    return [] if tls_verify is None else [f"--tls-verify={'true' if tls_verify else 'false'}"]
 
 
 def pull(engine: str, image: str, tls_verify: bool | None = None) -> str | None:

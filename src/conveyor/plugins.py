@@ -1,9 +1,9 @@
 """Where extensions come from: Conveyor's own modules and installed plugin packages, found one way.
 
-Checks, pipeline step types and analysis metrics are each registered by a decorator when their
-module is imported (``@check``, ``@step_type``, ``@metric``).  Conveyor's own live one module each
-in a package; a plugin package adds more by naming its modules under an entry-point group in its
-``pyproject.toml``, as pytest and MLServer plugins do::
+Checks, pipeline step types, analysis metrics and container engines are each registered by a
+decorator when their module is imported (``@check``, ``@step_type``, ``@metric``, ``@engine``).
+Conveyor's own live one module each in a package; a plugin package adds more by naming its
+modules under an entry-point group in its ``pyproject.toml``, as pytest and MLServer plugins do::
 
     [project.entry-points."conveyor.step_types"]
     notify = "acme_conveyor.notify"
@@ -21,7 +21,7 @@ from typing import Literal
 
 from conveyor.errors import ConveyorError
 
-Kind = Literal["checks", "step_types", "metrics"]
+Kind = Literal["checks", "step_types", "metrics", "engines"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ EXTENSION_POINTS: dict[Kind, ExtensionPoint] = {
     "checks": ExtensionPoint("conveyor.verify.builtins", "conveyor.checks"),
     "step_types": ExtensionPoint("conveyor.pipeline.steps", "conveyor.step_types"),
     "metrics": ExtensionPoint("conveyor.rollout.metrics", "conveyor.metrics"),
+    "engines": ExtensionPoint("conveyor.engines", "conveyor.engines"),
 }
 _loaded: set[Kind] = set()
 _plugin_modules: dict[Kind, list[str]] = {kind: [] for kind in EXTENSION_POINTS}

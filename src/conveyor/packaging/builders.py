@@ -1,20 +1,18 @@
-"""Real image builders (podman, docker, buildah): build, inspect, push."""
+"""Building, inspecting and pushing images with a real engine (:mod:`conveyor.engines`: podman,
+docker, buildah): streaming the build's output, the base-image hint, the image's labels."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from conveyor.containers import tls_flags
-from conveyor.errors import ConveyorError, InvalidInput
-
-BUILDERS = ("podman", "docker", "buildah")
+from conveyor import engines
+from conveyor.errors import ConveyorError
 
 
 @dataclass(frozen=True)
@@ -27,21 +25,8 @@ class BuiltImage:
 
 
 def detect_builder(preferred: str | None = None) -> str:
-    if preferred:
-        if preferred not in BUILDERS:
-            raise InvalidInput(f"unknown builder {preferred!r}: use one of {', '.join(BUILDERS)}")
-        if shutil.which(preferred) is None:
-            raise ConveyorError(f"the builder {preferred} is not installed")
-        return preferred
-    for builder in BUILDERS:
-        if shutil.which(builder):
-            return builder
-    raise ConveyorError("no image builder found: install podman, docker or buildah")
-
-
-def _engine(builder: str) -> str:
-    """The command that inspects and pushes images built by ``builder``."""
-    return "buildah" if builder == "buildah" else builder
+    """The name of the engine to build with: the one named (installed), else the first installed."""
+    return engines.builder(preferred).name
 
 
 def image_reference(tag: str) -> str:
@@ -52,18 +37,6 @@ def image_reference(tag: str) -> str:
     if not colon or "/" in version:  # no tag at all, only a registry port
         return tag.lower()
     return f"{name.lower()}:{version}"
-
-
-def build_command(builder: str, context: Path, tag: str, platform: str | None) -> list[str]:
-    if builder == "docker":
-        command = ["docker", "build", "-t", tag]
-    elif builder == "buildah":
-        command = ["buildah", "build", "--format", "docker", "-t", tag]
-    else:  # podman: the docker format keeps HEALTHCHECK, which OCI image config cannot hold
-        command = ["podman", "build", "--format", "docker", "-t", tag]
-    if platform:
-        command += ["--platform", platform]
-    return [*command, str(context)]
 
 
 PULL_FAILURES = (
@@ -109,7 +82,7 @@ def build(
     env = {**os.environ, "DOCKER_BUILDKIT": "1"}  # RUN --mount needs BuildKit on docker
     started = time.perf_counter()
     process = subprocess.Popen(
-        build_command(builder, context, tag, platform),
+        engines.get_engine(builder).build_command(context, tag, platform),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -129,9 +102,7 @@ def build(
 
 
 def inspect(image: str, builder: str) -> dict:
-    engine = _engine(builder)
-    command = [engine, "inspect", "--type", "image", image] if engine != "buildah" else ["buildah", "inspect", image]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(engines.get_engine(builder).inspect_command(image), capture_output=True, text=True)
     if result.returncode != 0:
         raise ConveyorError(f"cannot inspect {image}: {result.stderr.strip()}")
     data = json.loads(result.stdout)
@@ -156,33 +127,5 @@ def push(
     username = username or os.environ.get("CONVEYOR_REGISTRY_USERNAME")
     password = password or os.environ.get("CONVEYOR_REGISTRY_PASSWORD")
     target = destination or image
-    engine = _engine(builder)
-    if engine == "docker":
-        if tls_verify is False:
-            raise ConveyorError(
-                "docker reads TLS settings from its daemon (insecure-registries); "
-                "--no-tls-verify needs podman or buildah"
-            )
-        if username and password:
-            login = subprocess.run(
-                ["docker", "login", "--username", username, "--password-stdin", target.split("/", 1)[0]],
-                input=password,
-                capture_output=True,
-                text=True,
-            )
-            if login.returncode != 0:
-                raise ConveyorError(f"docker login failed: {login.stderr.strip()}")
-        if destination and destination != image:
-            subprocess.run(["docker", "tag", image, destination], check=True, capture_output=True)
-        command = ["docker", "push", target]
-    else:
-        command = [engine, "push", *tls_flags(tls_verify)]
-        if username and password:
-            command += ["--creds", f"{username}:{password}"]
-        prefix = "" if "://" in target else "docker://"
-        command += [image, prefix + target]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        message = result.stderr.strip().replace(password or "\0", "***")
-        raise ConveyorError(f"push of {image} to {target} failed: {message[-800:]}")
+    engines.get_engine(builder).push(image, target, tls_verify, username, password)
     return target

@@ -29,7 +29,10 @@ class BuildRecord:
 
 
 def _engine(builder: str) -> str:
-    return "podman" if builder == "buildah" else builder
+    """The command whose image store holds what ``builder`` built (buildah's: podman's)."""
+    from conveyor.engines import get_engine
+
+    return get_engine(builder).store
 
 
 def _version_of(engine: str) -> str | None:
