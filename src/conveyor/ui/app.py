@@ -1,7 +1,8 @@
 """The dashboard's Starlette application: routes, templates, live streams and error pages.
 
-Handlers are thin: each asks a ``*_pages`` module for a template context (in a worker thread,
-since the registry and the status files are blocking I/O) and renders it. Errors are Conveyor's
+Handlers are thin methods of :class:`Endpoints`, listed once in :func:`routes`: each asks a
+``*_pages`` module for a template context (in a worker thread, since the registry and the status
+files are blocking I/O) and renders it. Errors are Conveyor's
 named errors, answered once here: an HTML page for a browser, ``{"error": ...}`` for a client
 that asks for JSON, the status code either way.
 """
@@ -59,154 +60,186 @@ def make_templates() -> Jinja2Templates:
     return templates
 
 
-def create_app(
-    registry: Registry,
-    *,
-    tokens: Any | None = None,
-    require_login: bool = False,
-    secret: str | None = None,
-    root_path: str = "",
-) -> Starlette:
-    """The dashboard over ``registry``; ``tokens`` is the registry's token store (None: no logins)."""
-    templates = make_templates()
-    auth = Auth(tokens, require_login)
-    signatures = registry_pages.Signatures()
+class Endpoints:
+    """The dashboard's handlers over one registry (as MLServer's ``rest/endpoints.py``): each reads
+    the request, asks a ``*_pages`` module for a context in a worker thread and renders it."""
 
+    def __init__(self, registry: Registry, tokens: Any | None, require_login: bool, root_path: str) -> None:
+        self.registry = registry
+        self.root = root_path
+        self.templates = make_templates()
+        self.auth = Auth(tokens, require_login)
+        self.signatures = registry_pages.Signatures()
+
+    # ---- rendering ----------------------------------------------------------------------------
+
+    @staticmethod
     def wants_json(request: Request) -> bool:
-        return "application/json" in request.headers.get("accept", "") and "text/html" not in request.headers.get(
-            "accept", ""
-        )
+        accept = request.headers.get("accept", "")
+        return "application/json" in accept and "text/html" not in accept
 
-    def base_context(request: Request, csrf: str) -> dict[str, Any]:
+    def base_context(self, request: Request, csrf: str) -> dict[str, Any]:
         """What every page and fragment shows about who is looking (the token store is asked once)."""
-        viewer = auth.viewer(request)
-        tokens_exist = auth.tokens_exist
+        viewer = self.auth.viewer(request)
+        tokens_exist = self.auth.tokens_exist
         return {
             "viewer": viewer,
             "csrf": csrf,
             "tokens_exist": tokens_exist,
-            "can_act": viewer.can_write or not auth.login_needed(tokens_exist),
-            "root": root_path,
+            "can_act": viewer.can_write or not self.auth.login_needed(tokens_exist),
+            "root": self.root,
         }
 
-    def render(request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
-        base = base_context(request, csrf_token(request))
-        return templates.TemplateResponse(request, template, {**base, **context}, status_code=status)
+    def render(self, request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
+        base = self.base_context(request, csrf_token(request))
+        return self.templates.TemplateResponse(request, template, {**base, **context}, status_code=status)
 
-    def page(template: str, build: Callable[[Request], dict[str, Any]]) -> Callable[[Request], Any]:
+    def page(self, template: str, build: Callable[[Request], dict[str, Any]]) -> Callable[[Request], Any]:
+        """An endpoint that renders ``template`` with ``build(request)``, for readers only."""
+
         async def endpoint(request: Request) -> Response:
-            auth.check_read(request)
+            self.auth.check_read(request)
             context = await anyio.to_thread.run_sync(build, request)
-            return render(request, template, context)
+            return self.render(request, template, context)
 
         return endpoint
 
-    async def error(request: Request, exc: Exception) -> Response:
+    def fragment(self, template: str, context: Callable[[], dict[str, Any]], request: Request) -> Callable[[], str]:
+        def build() -> str:
+            base = self.base_context(request, request.session.get("csrf", ""))
+            return self.templates.get_template(template).render({**base, "request": request, **context()})
+
+        return build
+
+    async def stream(self, request: Request, build: Callable[[], str]) -> Response:
+        """Server-sent events: the fragment each time it changes (checked every second), comments to keep alive."""
+        self.auth.check_read(request)
+
+        async def events() -> AsyncIterator[bytes]:
+            last, quiet_since = "", time.monotonic()
+            while not await request.is_disconnected():
+                try:
+                    html = await anyio.to_thread.run_sync(build)
+                except ConveyorError as exc:
+                    html = f'<p class="flash bad">{exc}</p>'
+                if html != last:
+                    last, quiet_since = html, time.monotonic()
+                    data = "\n".join(f"data: {line}" for line in html.splitlines() or [""])
+                    yield f"event: update\n{data}\n\n".encode()
+                elif time.monotonic() - quiet_since > KEEPALIVE_S:
+                    quiet_since = time.monotonic()
+                    yield b": keep-alive\n\n"
+                await asyncio.sleep(LIVE_EVERY_S)
+
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+    # ---- errors -------------------------------------------------------------------------------
+
+    async def error(self, request: Request, exc: Exception) -> Response:
         if not isinstance(exc, ConveyorError):
             log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         status = exc.status if isinstance(exc, ClientError) else 500
         message = str(exc) if isinstance(exc, ConveyorError) else "internal error: see the dashboard's log"
-        if wants_json(request) or request.headers.get("hx-request"):
+        if self.wants_json(request) or request.headers.get("hx-request"):
             return JSONResponse({"error": message}, status_code=status)
-        return render(request, "error.html", {"status": status, "message": message}, status)
+        return self.render(request, "error.html", {"status": status, "message": message}, status)
 
-    async def not_found(request: Request, exc: Exception) -> Response:
+    async def not_found(self, request: Request, exc: Exception) -> Response:
         detail = getattr(exc, "detail", None) or "not found"
         status = getattr(exc, "status_code", 404)
-        if wants_json(request):
+        if self.wants_json(request):
             return JSONResponse({"error": str(detail)}, status_code=status)
-        return render(request, "error.html", {"status": status, "message": str(detail)}, status)
+        return self.render(request, "error.html", {"status": status, "message": str(detail)}, status)
 
-    async def home(request: Request) -> Response:
-        return RedirectResponse(f"{root_path}/models", status_code=303)
+    # ---- sessions -----------------------------------------------------------------------------
 
-    async def login_form(request: Request) -> Response:
-        return render(request, "login.html", {"next": request.query_params.get("next", f"{root_path}/models")})
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse(f"{self.root}/models", status_code=303)
 
-    async def login(request: Request) -> Response:
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def login_form(self, request: Request) -> Response:
+        return self.render(request, "login.html", {"next": request.query_params.get("next", f"{self.root}/models")})
+
+    async def login(self, request: Request) -> Response:
         form = await request.form()
         token = str(form.get("token", ""))
-        target = str(form.get("next") or f"{root_path}/models")
+        target = str(form.get("next") or f"{self.root}/models")
         if not target.startswith("/") or target.startswith("//"):
-            target = f"{root_path}/models"  # never redirect off this site
-        if not auth.csrf_ok(request, form.get("csrf")):  # a login forged by another site fixes no session
+            target = f"{self.root}/models"  # never redirect off this site
+        if not self.auth.csrf_ok(request, form.get("csrf")):  # a login forged by another site fixes no session
             message = "the login form has expired or came from another site: reload the page and log in again"
-            return render(request, "login.html", {"next": target, "message": message}, 403)
+            return self.render(request, "login.html", {"next": target, "message": message}, 403)
         try:
-            await anyio.to_thread.run_sync(auth.login, request, token)
+            await anyio.to_thread.run_sync(self.auth.login, request, token)
         except ClientError as exc:
-            return render(request, "login.html", {"next": target, "message": str(exc)}, exc.status)
+            return self.render(request, "login.html", {"next": target, "message": str(exc)}, exc.status)
         return RedirectResponse(target, status_code=303)
 
-    async def logout(request: Request) -> Response:
+    async def logout(self, request: Request) -> Response:
         form = await request.form()
-        if auth.csrf_ok(request, form.get("csrf")):
+        if self.auth.csrf_ok(request, form.get("csrf")):
             request.session.clear()
-        return RedirectResponse(f"{root_path}/models", status_code=303)
+        return RedirectResponse(f"{self.root}/models", status_code=303)
 
-    async def rollout_action(request: Request) -> Response:
+    # ---- pages' contexts ----------------------------------------------------------------------
+
+    def models(self, request: Request) -> dict[str, Any]:
+        return registry_pages.models_context(self.registry, request)
+
+    def model(self, request: Request) -> dict[str, Any]:
+        return registry_pages.model_context(self.registry, request, request.path_params["name"])
+
+    def version(self, request: Request) -> dict[str, Any]:
+        name, version = request.path_params["name"], request.path_params["version"]
+        return registry_pages.version_context(self.registry, self.signatures, name, version)
+
+    @staticmethod
+    def rollouts(request: Request) -> dict[str, Any]:
+        return rollout_pages.rollouts_context()
+
+    @staticmethod
+    def rollout(request: Request) -> dict[str, Any]:
+        return rollout_pages.rollout_context(request.path_params["service"])
+
+    @staticmethod
+    def runs(request: Request) -> dict[str, Any]:
+        return pipeline_pages.runs_context(request.query_params.get("pipeline") or None)
+
+    @staticmethod
+    def run(request: Request) -> dict[str, Any]:
+        return pipeline_pages.run_context(request.path_params["run_id"])
+
+    # ---- rollouts and runs, live --------------------------------------------------------------
+
+    async def rollout_action(self, request: Request) -> Response:
         service, action = request.path_params["service"], request.path_params["action"]
         form = dict(await request.form())
-        viewer = auth.check_write(request, form)
+        viewer = self.auth.check_write(request, form)
         who = viewer.name or "an anonymous user"
         reason = str(form.get("reason") or "").strip() or f"from the dashboard by {who}"
         message = await anyio.to_thread.run_sync(rollout_pages.act, service, action, reason)
         if request.headers.get("hx-request"):
             context = await anyio.to_thread.run_sync(rollout_pages.rollout_context, service)
-            return render(request, "_rollout_live.html", {**context, "flash": message})
-        return RedirectResponse(f"{root_path}/rollouts/{service}", status_code=303)
+            return self.render(request, "_rollout_live.html", {**context, "flash": message})
+        return RedirectResponse(f"{self.root}/rollouts/{service}", status_code=303)
 
-    def stream(build: Callable[[], str]) -> Callable[[Request], Any]:
-        """Server-sent events: the fragment each time it changes (checked every second), comments to keep alive."""
-
-        async def endpoint(request: Request) -> Response:
-            auth.check_read(request)
-
-            async def events() -> AsyncIterator[bytes]:
-                last, quiet_since = "", time.monotonic()
-                while not await request.is_disconnected():
-                    try:
-                        html = await anyio.to_thread.run_sync(build)
-                    except ConveyorError as exc:
-                        html = f'<p class="flash bad">{exc}</p>'
-                    if html != last:
-                        last, quiet_since = html, time.monotonic()
-                        data = "\n".join(f"data: {line}" for line in html.splitlines() or [""])
-                        yield f"event: update\n{data}\n\n".encode()
-                    elif time.monotonic() - quiet_since > KEEPALIVE_S:
-                        quiet_since = time.monotonic()
-                        yield b": keep-alive\n\n"
-                    await asyncio.sleep(LIVE_EVERY_S)
-
-            return StreamingResponse(
-                events(),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-            )
-
-        return endpoint
-
-    def fragment(template: str, context: Callable[[], dict[str, Any]], request: Request) -> Callable[[], str]:
-        def build() -> str:
-            base = base_context(request, request.session.get("csrf", ""))
-            return templates.get_template(template).render({**base, "request": request, **context()})
-
-        return build
-
-    async def rollout_live(request: Request) -> Response:
+    async def rollout_live(self, request: Request) -> Response:
         service = request.path_params["service"]
         await anyio.to_thread.run_sync(rollout_pages.load_status, service)  # 404 before the stream starts
-        build = fragment("_rollout_live.html", lambda: rollout_pages.rollout_context(service), request)
-        return await stream(build)(request)
+        build = self.fragment("_rollout_live.html", lambda: rollout_pages.rollout_context(service), request)
+        return await self.stream(request, build)
 
-    async def run_live(request: Request) -> Response:
+    async def run_live(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
         await anyio.to_thread.run_sync(pipeline_pages.run_context, run_id)
-        build = fragment("_run_live.html", lambda: pipeline_pages.run_context(run_id), request)
-        return await stream(build)(request)
+        build = self.fragment("_run_live.html", lambda: pipeline_pages.run_context(run_id), request)
+        return await self.stream(request, build)
 
-    async def step_log(request: Request) -> Response:
-        auth.check_read(request)
+    async def step_log(self, request: Request) -> Response:
+        self.auth.check_read(request)
         from conveyor.errors import NotFound
         from conveyor.pipeline.history import load_run
 
@@ -218,66 +251,55 @@ def create_app(
         text = path.read_text(errors="replace") if path.is_file() else ""
         return Response(text, media_type="text/plain; charset=utf-8")
 
-    async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
 
-    routes = [
-        Route("/", home),
-        Route("/healthz", health),
-        Route("/login", login_form, methods=["GET"]),
-        Route("/login", login, methods=["POST"]),
-        Route("/logout", logout, methods=["POST"]),
-        Route("/models", page("models.html", lambda r: registry_pages.models_context(registry, r))),
-        Route(
-            "/models/{name}",
-            page("model.html", lambda r: registry_pages.model_context(registry, r, r.path_params["name"])),
-        ),
-        Route(
-            "/models/{name}/versions/{version}",
-            page(
-                "version.html",
-                lambda r: registry_pages.version_context(
-                    registry, signatures, r.path_params["name"], r.path_params["version"]
-                ),
-            ),
-        ),
-        Route("/rollouts", page("rollouts.html", lambda r: rollout_pages.rollouts_context())),
-        Route(
-            "/rollouts/{service}",
-            page("rollout.html", lambda r: rollout_pages.rollout_context(r.path_params["service"])),
-        ),
-        Route("/rollouts/{service}/live", rollout_live),
-        Route(
-            "/rollouts/{service}/fragment",
-            page("_rollout_live.html", lambda r: rollout_pages.rollout_context(r.path_params["service"])),
-        ),
-        Route("/rollouts/{service}/actions/{action}", rollout_action, methods=["POST"]),
-        Route(
-            "/pipelines",
-            page("pipelines.html", lambda r: pipeline_pages.runs_context(r.query_params.get("pipeline") or None)),
-        ),
-        Route(
-            "/pipelines/runs/{run_id}", page("run.html", lambda r: pipeline_pages.run_context(r.path_params["run_id"]))
-        ),
-        Route("/pipelines/runs/{run_id}/live", run_live),
-        Route("/pipelines/runs/{run_id}/steps/{step}/log", step_log),
+def routes(e: Endpoints) -> list[Route | Mount]:
+    """The dashboard's route table: every URL it answers, in one place."""
+    return [
+        Route("/", e.home),
+        Route("/healthz", e.health),
+        Route("/login", e.login_form, methods=["GET"]),
+        Route("/login", e.login, methods=["POST"]),
+        Route("/logout", e.logout, methods=["POST"]),
+        Route("/models", e.page("models.html", e.models)),
+        Route("/models/{name}", e.page("model.html", e.model)),
+        Route("/models/{name}/versions/{version}", e.page("version.html", e.version)),
+        Route("/rollouts", e.page("rollouts.html", e.rollouts)),
+        Route("/rollouts/{service}", e.page("rollout.html", e.rollout)),
+        Route("/rollouts/{service}/live", e.rollout_live),
+        Route("/rollouts/{service}/fragment", e.page("_rollout_live.html", e.rollout)),
+        Route("/rollouts/{service}/actions/{action}", e.rollout_action, methods=["POST"]),
+        Route("/pipelines", e.page("pipelines.html", e.runs)),
+        Route("/pipelines/runs/{run_id}", e.page("run.html", e.run)),
+        Route("/pipelines/runs/{run_id}/live", e.run_live),
+        Route("/pipelines/runs/{run_id}/steps/{step}/log", e.step_log),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
+
+
+def create_app(
+    registry: Registry,
+    *,
+    tokens: Any | None = None,
+    require_login: bool = False,
+    secret: str | None = None,
+    root_path: str = "",
+) -> Starlette:
+    """The dashboard over ``registry``; ``tokens`` is the registry's token store (None: no logins)."""
+    endpoints = Endpoints(registry, tokens, require_login, root_path)
     session_secret = secret or os.environ.get("CONVEYOR_UI_SECRET") or secrets.token_urlsafe(32)
+    session = Middleware(
+        SessionMiddleware,
+        secret_key=session_secret,
+        session_cookie="conveyor_ui",
+        same_site="strict",
+        https_only=False,
+        max_age=8 * 3600,
+    )
+    handlers = {ConveyorError: endpoints.error, 404: endpoints.not_found, 405: endpoints.not_found}
     return Starlette(
-        routes=routes,
-        middleware=[
-            Middleware(
-                SessionMiddleware,
-                secret_key=session_secret,
-                session_cookie="conveyor_ui",
-                same_site="strict",
-                https_only=False,
-                max_age=8 * 3600,
-            ),
-            Middleware(SecurityHeaders),
-        ],
-        exception_handlers={ConveyorError: error, 404: not_found, 405: not_found, Exception: error},
+        routes=routes(endpoints),
+        middleware=[session, Middleware(SecurityHeaders)],
+        exception_handlers={**handlers, Exception: endpoints.error},
     )
 
 
