@@ -3,7 +3,13 @@
 * nothing outside ``conveyor.cli`` imports the CLI (the library never depends on its front end);
 * ``conveyor.registry`` imports nothing from ``conveyor.serving`` (serving builds on the registry);
 * the imports between modules form no cycle, counting imports inside functions too (a cycle
-  dodged by a late import is still a cycle).
+  dodged by a late import is still a cycle);
+* the front ends (the CLI, ``conveyor.api``, the dashboard) reach rollouts through
+  ``conveyor.rollout.service`` only, never ``rollout.plan`` or the controller's commands;
+* extension modules (checks, step types, metrics, engines) are found by ``conveyor.plugins``,
+  never imported by name from outside their package, and only ``conveyor.plugins`` walks packages.
+
+``docs/architecture.md`` draws the layers these rules keep apart.
 """
 
 from __future__ import annotations
@@ -102,3 +108,48 @@ def test_there_are_no_import_cycles(graph: dict[str, set[str]]) -> None:
         if module not in state:
             visit(module)
     assert cycles == []
+
+
+FRONT_ENDS = ("conveyor.cli", "conveyor.api", "conveyor.ui")
+
+
+def test_front_ends_reach_rollouts_through_the_service(graph: dict[str, set[str]]) -> None:
+    offenders = {
+        module: sorted(t for t in targets if t == "conveyor.rollout.plan")
+        for module, targets in graph.items()
+        if module.startswith(FRONT_ENDS) and module != "conveyor.cli.rollout"  # its pick_service, for views
+    }
+    assert {m: t for m, t in offenders.items() if t} == {}
+
+
+EXTENSION_PACKAGES = (
+    "conveyor.verify.builtins",
+    "conveyor.pipeline.steps",
+    "conveyor.rollout.metrics",
+    "conveyor.engines",
+)
+
+
+def test_extension_modules_are_found_not_imported_by_name(graph: dict[str, set[str]]) -> None:
+    def extension(target: str) -> bool:
+        package, _, leaf = target.rpartition(".")
+        return package in EXTENSION_PACKAGES and leaf != "base"  # an extension point's interface is public
+
+    offenders = {
+        module: sorted(t for t in targets if extension(t) and not module.startswith(t.rpartition(".")[0]))
+        for module, targets in graph.items()
+    }
+    assert {m: t for m, t in offenders.items() if t} == {}
+    walkers = [p for p in (SRC / PACKAGE).rglob("*.py") if "pkgutil" in _top_imports(p)]
+    assert [str(p.relative_to(SRC)) for p in walkers] == ["conveyor/plugins.py"]
+
+
+def _top_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -129,7 +130,7 @@ def git_commit(path: Path) -> str | None:
     return None
 
 
-class RegistryBase:
+class RegistryBase(ABC):
     """What every backend shares: registration, download and the cache, over a few primitives.
 
     Subclasses provide ``resolve``, ``open_blob``, ``create_version``,
@@ -257,23 +258,29 @@ class RegistryBase:
 
     # primitives -------------------------------------------------------------------------------
 
+    @abstractmethod
     def set_alias(self, name: str, alias: str, version: int, force: bool = False, protect: bool | None = None) -> Alias:
-        raise NotImplementedError
+        """Point ``name@alias`` at ``version`` (Conflict when protected and not ``force``)."""
 
+    @abstractmethod
     def resolve(self, ref: str | ModelRef) -> ModelVersion:
-        raise NotImplementedError
+        """The version ``ref`` names (``name:N``, ``name@alias``, ``name:latest``); NotFound otherwise."""
 
+    @abstractmethod
     def open_blob(self, digest: str) -> Iterable[bytes]:
-        raise NotImplementedError
+        """The bytes of the blob with ``digest``, in chunks."""
 
+    @abstractmethod
     def create_version(self, name: str, new: NewVersion) -> ModelVersion:
-        raise NotImplementedError
+        """Record a new version of ``name`` whose blobs are already stored."""
 
+    @abstractmethod
     def blob_exists(self, digest: str) -> bool:
-        raise NotImplementedError
+        """Whether the blob with ``digest`` is stored (an upload is skipped then)."""
 
+    @abstractmethod
     def store_blob(self, digest: str, local: Path, size: int, progress: Progress) -> None:
-        raise NotImplementedError
+        """Store the file ``local`` as the blob ``digest`` (its bytes checked on the way)."""
 
 
 def download_version(  # type: ignore[no-untyped-def]

@@ -115,10 +115,6 @@ class LocalBlobStore:
             raise NotFound(f"blob sha256:{digest} not found in {self.url}")
         return file_chunks(path)
 
-    def put_file(self, digest: str, path: Path, progress: Progress | None = None) -> int:
-        """Copy a local file in, hashing on the way (a copy, so the source may be moved or deleted later)."""
-        return self.put(digest, file_chunks(path, progress))
-
     def ingest(self, path: Path, progress: Progress | None = None) -> tuple[str, int]:
         """Copy a local file in while hashing it, in one read; (its sha256, size).
 
@@ -128,14 +124,6 @@ class LocalBlobStore:
         tmp_name, digest, size = write_hashed(file_chunks(path), self.root / "tmp", "upload-", progress, fsync=True)
         self._settle(tmp_name, self._path(digest), None)
         return digest, size
-
-    def collect_garbage(self) -> int:
-        """Remove temporary files left by crashed uploads; returns how many."""
-        removed = 0
-        for leftover in (self.root / "tmp").iterdir():
-            leftover.unlink(missing_ok=True)
-            removed += 1
-        return removed
 
 
 class _HashingReader:
@@ -251,9 +239,6 @@ class S3BlobStore:
             finally:
                 self.client.delete_object(Bucket=self.bucket, Key=tmp)
         return reader.size
-
-    def put_file(self, digest: str, path: Path, progress: Progress | None = None) -> int:
-        return self.put(digest, file_chunks(path, progress))
 
     def get(self, digest: str) -> Iterator[bytes]:
         from botocore.exceptions import ClientError as BotoError

@@ -14,6 +14,7 @@ Missing data is inconclusive, never a failure; a metric that cannot measure rais
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -158,7 +159,7 @@ class ArgoContext:
     contract: bool  # a contract ConfigMap is part of the export
 
 
-class Metric:
+class Metric(ABC):
     """Subclass, set ``name``, ``summary`` and ``thresholds``, implement ``measure``; decorate with @metric."""
 
     name: str = ""
@@ -172,8 +173,9 @@ class Metric:
         """Whether to measure this window at all (a limit turned off, a stage it has no data for)."""
         return True
 
+    @abstractmethod
     def measure(self, window: AnalysisWindow, verdict: Verdict) -> None:
-        raise NotImplementedError
+        """Measure ``window`` into ``verdict`` (its outcome, measurements and reasons)."""
 
     def argo(self, limits: Any, ctx: ArgoContext) -> list[dict[str, Any]]:
         """Its Argo Rollouts AnalysisTemplate metrics (none: it has no cluster counterpart)."""

@@ -135,6 +135,15 @@ def load_builtin_checks() -> None:
     plugins.load("checks")
 
 
+def find_check(check_id: str) -> Check:
+    """The registered check ``check_id`` (Conveyor's or a plugin's); KeyError naming it otherwise."""
+    load_builtin_checks()
+    for item in REGISTERED:
+        if item.id == check_id:
+            return item
+    raise KeyError(f"no check {check_id!r}")
+
+
 def builtin_checks(contract: Contract) -> list[Check]:
     """Conveyor's checks for this contract, in the order of the layers a request crosses."""
     load_builtin_checks()

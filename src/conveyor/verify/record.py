@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import InvalidInput
-from conveyor.verify.builtins.server import json_type
 from conveyor.verify.checks import Context
 from conveyor.verify.contract import Contract, GoldenCase, Latency, V2Settings
 from conveyor.verify.examples import read_examples
+from conveyor.verify.json_types import json_type
 from conveyor.verify.task_contracts import for_task, served_metadata
 
 #: the least p95 objective a recorded contract sets (5x the p95 measured while recording, at least this)

@@ -16,13 +16,12 @@ class LintArgs(StepArgs):
 @step_type("lint", args=LintArgs)
 def lint(ctx: StepContext) -> dict[str, Any]:
     """ruff over ``with.path`` (default: the project)."""
-    from conveyor.verify.builtins.static import lint_ruff
-    from conveyor.verify.checks import CheckFailed, Context, SkipCheck
+    from conveyor.verify.checks import CheckFailed, Context, SkipCheck, find_check
     from conveyor.verify.contract import Contract
 
     path = ctx.project / ctx.options.path
     try:
-        message = lint_ruff(Context(None, Contract(), project=path))
+        message = find_check("lint.ruff").fn(Context(None, Contract(), project=path))
     except (CheckFailed, SkipCheck) as exc:
         raise StepFailed(str(exc)) from None
     print(message)

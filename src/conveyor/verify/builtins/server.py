@@ -24,20 +24,7 @@ from jsonschema.exceptions import ValidationError as SchemaError
 
 from conveyor.verify.checks import Check, CheckFailed, Context, SkipCheck, check, check_family
 from conveyor.verify.contract import Contract, GoldenCase, InvalidCase
-
-JSON_TYPES = {
-    bool: "boolean",
-    int: "integer",
-    float: "number",
-    str: "string",
-    list: "array",
-    dict: "object",
-    type(None): "null",
-}
-
-
-def json_type(value: Any) -> str:
-    return JSON_TYPES.get(type(value), type(value).__name__)
+from conveyor.verify.json_types import json_type
 
 
 def json_path(path: Iterator[Any] | Any) -> str:
