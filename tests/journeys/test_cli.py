@@ -1,5 +1,5 @@
 """Journey: the `conveyor` command as installed from the wheel: every --help, the defaults it shows,
-a fast start, and the README's registry commands run as written."""
+a fast start, and the documented registry commands run as written."""
 
 from __future__ import annotations
 
@@ -118,9 +118,9 @@ def test_the_command_starts_without_importing_heavy_libraries(user: User, args: 
     assert json.loads(result.stderr.strip().splitlines()[-1]) == []
 
 
-def _readme_registry_block() -> list[str]:
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## The registry") :]
+def _docs_registry_block() -> list[str]:
+    """The first shell block of docs/registry.md, one command per (continued) line."""
+    section = (REPO / "docs" / "registry.md").read_text()
     block = section[section.index("```sh") + 5 : section.index("```", section.index("```sh") + 5)]
     commands, pending = [], ""
     for line in block.splitlines():
@@ -132,16 +132,16 @@ def _readme_registry_block() -> list[str]:
     return commands
 
 
-def test_the_readme_registry_commands_run_as_written(user: User, vote_folder: Path) -> None:
+def test_the_documented_registry_commands_run_as_written(user: User, vote_folder: Path) -> None:
     copy_model(vote_folder, user.workdir / "models" / "sentiment")
-    commands = _readme_registry_block()
+    commands = _docs_registry_block()
     assert commands[0].startswith("conveyor models register models/sentiment")
     download_dir = user.workdir / "downloaded"
     for line in commands:
         comment = line.partition("#")[2]
         words = shlex.split(line, comments=True)
         assert words[0] == "conveyor"
-        # the one change: the README's /tmp/model lands in this user's folder
+        # the one change: the docs' /tmp/model lands in this user's folder
         words = [str(download_dir) if w == "/tmp/model" else w for w in words]
         if words[1] == "serve":
             server = user.serve(*words[2:])
