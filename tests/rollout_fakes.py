@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.rollout.analysis.metric import MeasurementError
+from conveyor.rollout.analysis.thresholds import Thresholds
 from conveyor.rollout.controller import CANARY, STABLE, Controller
-from conveyor.rollout.metric import MeasurementError
-from conveyor.rollout.routing import BackendSpec, RouteTable
-from conveyor.rollout.stats import LIVE, MIRROR, RouterStats
 from conveyor.rollout.status import Backend, RolloutStatus, StatusStore
-from conveyor.rollout.thresholds import Thresholds
+from conveyor.router.routing import BackendSpec, RouteTable
+from conveyor.router.stats import LIVE, MIRROR, RouterStats
 
 INTERVAL = 10.0
 

@@ -4,6 +4,7 @@
 * ``conveyor.registry`` imports nothing from ``conveyor.serving`` (serving builds on the registry);
 * the imports between modules form no cycle, counting imports inside functions too (a cycle
   dodged by a late import is still a cycle);
+* the router (the rollouts' data plane) imports nothing from ``conveyor.rollout`` (the control plane);
 * the front ends (the CLI, ``conveyor.api``, the dashboard) reach rollouts through
   ``conveyor.rollout.service`` only, never ``rollout.plan`` or the controller's commands;
 * extension modules (checks, step types, metrics, engines) are found by ``conveyor.plugins``,
@@ -125,7 +126,7 @@ def test_front_ends_reach_rollouts_through_the_service(graph: dict[str, set[str]
 EXTENSION_PACKAGES = (
     "conveyor.verify.builtins",
     "conveyor.pipeline.steps",
-    "conveyor.rollout.metrics",
+    "conveyor.rollout.analysis.metrics",
     "conveyor.engines",
 )
 
@@ -153,3 +154,12 @@ def _top_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
     return names
+
+
+def test_the_router_knows_nothing_of_rollouts(graph: dict[str, set[str]]) -> None:
+    offenders = {
+        module: sorted(t for t in targets if t.startswith("conveyor.rollout"))
+        for module, targets in graph.items()
+        if module.startswith("conveyor.router")
+    }
+    assert {m: t for m, t in offenders.items() if t} == {}

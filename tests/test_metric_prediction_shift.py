@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conveyor.rollout.analysis.metric import AnalysisWindow
+from conveyor.rollout.analysis.metrics.prediction_shift import largest_shift
+from conveyor.rollout.analysis.thresholds import Thresholds
 from conveyor.rollout.controller import CANARY, STABLE
-from conveyor.rollout.metric import AnalysisWindow
-from conveyor.rollout.metrics.prediction_shift import largest_shift
-from conveyor.rollout.stats import RouterStats
-from conveyor.rollout.thresholds import Thresholds
+from conveyor.router.stats import RouterStats
 from tests.registry_fixtures import run_cli
 from tests.rollout_fakes import INTERVAL, make_rig
 from tests.test_rollout_export import validate_argo
@@ -37,7 +37,7 @@ def _window(canary_positive: int, stable_positive: int, total: int = 100, **limi
 
 
 def _measure(window: AnalysisWindow):  # type: ignore[no-untyped-def]
-    from conveyor.rollout.analysis import analyse
+    from conveyor.rollout.analysis.run import analyse
 
     return analyse(window)
 

@@ -12,7 +12,7 @@ from conveyor.errors import ConveyorError
 
 def test_each_kind_finds_its_builtin_modules() -> None:
     from conveyor.pipeline.step_types import step_types
-    from conveyor.rollout.metrics import all_metrics
+    from conveyor.rollout.analysis.metrics import all_metrics
     from conveyor.verify.checks import REGISTERED, load_builtin_checks
 
     load_builtin_checks()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.rollout.controller import CANARY, STABLE
-from conveyor.rollout.stats import RouterStats
+from conveyor.router.stats import RouterStats
 from tests.rollout_fakes import INTERVAL, Crash, make_rig
 
 # -- canary -----------------------------------------------------------------------------------------------

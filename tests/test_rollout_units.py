@@ -8,13 +8,13 @@ import pytest
 
 from conveyor.durations import parse_duration
 from conveyor.errors import InvalidInput
+from conveyor.rollout.analysis.metric import MeasurementError, Traffic, Verdict, window_traffic
+from conveyor.rollout.analysis.metrics.agreement import judge_agreement
+from conveyor.rollout.analysis.metrics.traffic import judge_traffic
+from conveyor.rollout.analysis.thresholds import Thresholds
 from conveyor.rollout.config import parse_steps
-from conveyor.rollout.metric import MeasurementError, Traffic, Verdict, window_traffic
-from conveyor.rollout.metrics.agreement import judge_agreement
-from conveyor.rollout.metrics.traffic import judge_traffic
-from conveyor.rollout.routing import BackendSpec, RouteTable, pick
-from conveyor.rollout.stats import LATENCY_BUCKETS, RouterStats, quantile
-from conveyor.rollout.thresholds import Thresholds
+from conveyor.router.routing import BackendSpec, RouteTable, pick
+from conveyor.router.stats import LATENCY_BUCKETS, RouterStats, quantile
 
 TABLE = RouteTable.model_validate(
     {
@@ -118,7 +118,7 @@ def test_a_table_without_backends_keeps_what_can_still_serve() -> None:
 
 
 def test_answers_of_every_task_reduce_to_their_label_or_value() -> None:
-    from conveyor.rollout.predictions import read_predictions
+    from conveyor.router.predictions import read_predictions
 
     text = read_predictions("/predict", b'[{"positive": true}, {"positive": "false"}]')
     assert text is not None and text.labels == ["positive=true", 'positive="false"']
@@ -138,7 +138,7 @@ def test_answers_of_every_task_reduce_to_their_label_or_value() -> None:
 
 
 def test_regression_answers_agree_within_the_tolerance_and_labels_exactly() -> None:
-    from conveyor.rollout.predictions import Predictions, agree
+    from conveyor.router.predictions import Predictions, agree
 
     stable = Predictions(values=[100.0, 0.0])
     assert agree(Predictions(values=[104.0, 0.0]), stable, 0.05, 0.0)

@@ -33,7 +33,7 @@ class ExtensionPoint:
 EXTENSION_POINTS: dict[Kind, ExtensionPoint] = {
     "checks": ExtensionPoint("conveyor.verify.builtins", "conveyor.checks"),
     "step_types": ExtensionPoint("conveyor.pipeline.steps", "conveyor.step_types"),
-    "metrics": ExtensionPoint("conveyor.rollout.metrics", "conveyor.metrics"),
+    "metrics": ExtensionPoint("conveyor.rollout.analysis.metrics", "conveyor.metrics"),
     "engines": ExtensionPoint("conveyor.engines", "conveyor.engines"),
 }
 _loaded: set[Kind] = set()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conveyor.rollout.metric import AnalysisWindow, Metric, Threshold, Verdict, metric
+from conveyor.rollout.analysis.metric import AnalysisWindow, Metric, Threshold, Verdict, metric
 
 
 @metric

@@ -66,7 +66,7 @@ def _follow(store: StatusStore, as_json: bool) -> RolloutStatus:
 
 
 def _stats(status: RolloutStatus) -> dict | None:
-    from conveyor.rollout.analysis import MeasurementError
+    from conveyor.rollout.analysis.run import MeasurementError
     from conveyor.rollout.router_client import RouterClient
 
     client = RouterClient(status.router, timeout=2)
@@ -114,7 +114,7 @@ def with_threshold_options(command: Callable[..., None]) -> Callable[..., None]:
     """
     import inspect
 
-    from conveyor.rollout.metrics import all_thresholds
+    from conveyor.rollout.analysis.metrics import all_thresholds
 
     signature = inspect.signature(command, eval_str=True)
     params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]

@@ -12,10 +12,10 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from conveyor.rollout.analysis import MeasurementError, window_comparisons, window_traffic
-from conveyor.rollout.stats import LIVE
+from conveyor.rollout.analysis.run import MeasurementError, window_comparisons, window_traffic
+from conveyor.rollout.analysis.thresholds import all_metrics
 from conveyor.rollout.status import RolloutStatus
-from conveyor.rollout.thresholds import all_metrics
+from conveyor.router.stats import LIVE
 
 COLOURS = {"progressing": "cyan", "paused": "yellow", "succeeded": "green", "aborted": "red"}
 OUTCOME_COLOURS = {"successful": "green", "failed": "red", "inconclusive": "yellow", "error": "magenta"}

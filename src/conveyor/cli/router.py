@@ -63,9 +63,9 @@ def router(
     """
     from pydantic import ValidationError
 
-    from conveyor.rollout.router import RouterOptions, load_table, run_router
-    from conveyor.rollout.routing import BackendSpec, RouteTable
     from conveyor.rollout.status import routes_file, write_router_address
+    from conveyor.router.app import RouterOptions, load_table, run_router
+    from conveyor.router.routing import BackendSpec, RouteTable
 
     with handle_errors():
         check_port_free(host, port)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conveyor.durations import parse_duration
 from conveyor.errors import ClientError, InvalidInput
-from conveyor.rollout.thresholds import Thresholds
+from conveyor.rollout.analysis.thresholds import Thresholds
 from conveyor.yamlfile import load_yaml_model
 
 

@@ -28,10 +28,10 @@ from typing import Any, Protocol
 
 from conveyor.errors import ConveyorError
 from conveyor.rollout import backends
-from conveyor.rollout.analysis import AnalysisWindow, MeasurementError, analyse
+from conveyor.rollout.analysis.run import AnalysisWindow, MeasurementError, analyse
 from conveyor.rollout.router_client import RouterClient
-from conveyor.rollout.routing import BackendSpec, RouteTable
 from conveyor.rollout.status import AnalysisRun, Backend, Command, RolloutStatus, StatusStore, Window
+from conveyor.router.routing import BackendSpec, RouteTable
 from conveyor.verify.contract import Contract, load_contract
 
 log = logging.getLogger("conveyor.rollout")

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from conveyor.rollout.metric import ArgoContext
-from conveyor.rollout.thresholds import Thresholds, all_metrics
+from conveyor.rollout.analysis.metric import ArgoContext
+from conveyor.rollout.analysis.thresholds import Thresholds, all_metrics
 
 PORT = 5000
 # Prometheus sees the server's metrics with the pod's labels; the canary is selected by its template hash,

@@ -15,8 +15,8 @@ from conveyor.durations import parse_duration
 from conveyor.errors import ClientError, Conflict, InvalidInput, NotFound, NotReady
 from conveyor.registry.refs import looks_like_ref
 from conveyor.rollout import backends
+from conveyor.rollout.analysis.metric import MeasurementError
 from conveyor.rollout.config import RolloutSettings, parse_steps
-from conveyor.rollout.metric import MeasurementError
 from conveyor.rollout.router_client import RouterClient
 from conveyor.rollout.status import Backend, RolloutStatus, StatusStore, list_services, router_address
 

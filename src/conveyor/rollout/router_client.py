@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 
 from conveyor.errors import Unauthorized
-from conveyor.rollout.metric import MeasurementError
-from conveyor.rollout.routing import RouteTable
+from conveyor.rollout.analysis.metric import MeasurementError
+from conveyor.router.routing import RouteTable
 from conveyor.tls import client_verify, transport_hint
 
 TOKEN_ENV = "CONVEYOR_ROUTER_TOKEN"

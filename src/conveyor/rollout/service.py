@@ -81,7 +81,7 @@ class ExportRequest:
 
 def _known_thresholds(given: dict[str, Any]) -> dict[str, Any]:
     """The thresholds that are set, refusing names no metric declares (a typo must not pass silently)."""
-    from conveyor.rollout.thresholds import all_thresholds
+    from conveyor.rollout.analysis.thresholds import all_thresholds
 
     known = {t.name for t in all_thresholds()}
     unknown = sorted(set(given) - known)

@@ -25,8 +25,8 @@ from conveyor.atomic import write_atomic
 from conveyor.errors import Conflict, InvalidInput, NotFound
 from conveyor.filelock import exclusive
 from conveyor.home import conveyor_home
-from conveyor.rollout.metric import AnalysedStage, Outcome
-from conveyor.rollout.thresholds import Thresholds
+from conveyor.rollout.analysis.metric import AnalysedStage, Outcome
+from conveyor.rollout.analysis.thresholds import Thresholds
 
 Phase = Literal["progressing", "paused", "succeeded", "aborted"]
 #: where a rollout is: its backend starting, a canary's live split, a blue-green's mirrored window

@@ -1,9 +1,9 @@
 """Traffic over time for the dashboard: router snapshots sampled about once a second, per service.
 
-The router keeps only counters (``rollout/stats.py``); a rate, an error rate or a p99 needs two
+The router keeps only counters (``router/stats.py``); a rate, an error rate or a p99 needs two
 snapshots. A ``Sampler`` keeps the last few minutes of them in memory, shared by every browser
 watching the service, and turns consecutive pairs into per-backend points for the charts, with
-the same window arithmetic the analysis uses (``rollout.metric.window_traffic``).
+the same window arithmetic the analysis uses (``rollout.analysis.metric.window_traffic``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.rollout.metric import MeasurementError, window_comparisons, window_traffic
+from conveyor.rollout.analysis.metric import MeasurementError, window_comparisons, window_traffic
 from conveyor.rollout.router_client import RouterClient
-from conveyor.rollout.stats import LIVE, quantile
 from conveyor.rollout.status import RolloutStatus
+from conveyor.router.stats import LIVE, quantile
 
 KEEP_S = 300.0  # history kept per service
 EVERY_S = 1.0  # at most one router request per service per second, however many pages watch

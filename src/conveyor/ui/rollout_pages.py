@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.errors import InvalidInput, NotFound
+from conveyor.rollout.analysis.thresholds import all_metrics
 from conveyor.rollout.status import RolloutStatus, StatusStore, list_services
-from conveyor.rollout.thresholds import all_metrics
 from conveyor.ui.charts import line_chart
 from conveyor.ui.live import SAMPLER, Live
 

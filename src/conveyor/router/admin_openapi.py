@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from conveyor import __version__
-from conveyor.rollout.routing import RouteTable
+from conveyor.router.routing import RouteTable
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 URL_PATTERN = r"^https?://[^/]+/?$"

@@ -1,4 +1,4 @@
-"""Analysis metrics, one module each; see :mod:`conveyor.rollout.metric` for the interface.
+"""Analysis metrics, one module each; see :mod:`conveyor.rollout.analysis.metric` for the interface.
 
 Every module in this package (and in a plugin's ``conveyor.metrics`` entry points, see
 :mod:`conveyor.plugins`) registers its metric with ``@metric`` when it is imported;
@@ -8,7 +8,7 @@ Every module in this package (and in a plugin's ``conveyor.metrics`` entry point
 from __future__ import annotations
 
 from conveyor import plugins
-from conveyor.rollout.metric import Metric, Threshold, registered
+from conveyor.rollout.analysis.metric import Metric, Threshold, registered
 
 GENERAL: tuple[Threshold, ...] = (
     Threshold(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.rollout.metric import AnalysisWindow, Metric, Threshold, Verdict, metric, window_comparisons
+from conveyor.rollout.analysis.metric import AnalysisWindow, Metric, Threshold, Verdict, metric, window_comparisons
 
 
 def judge_agreement(verdict: Verdict, agreed: int, disagreed: int, limits: Any) -> None:

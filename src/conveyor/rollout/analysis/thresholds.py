@@ -1,6 +1,6 @@
 """The rollout's thresholds: the general limits plus every metric's own, as one pydantic model.
 
-``Thresholds`` is assembled from the metric table (:mod:`conveyor.rollout.metrics`), so a
+``Thresholds`` is assembled from the metric table (:mod:`conveyor.rollout.analysis.metrics`), so a
 metric's threshold is a field of the persisted status record, a key of conveyor.yaml's
 ``rollout.thresholds`` and an option of ``conveyor rollout start`` without being written down
 anywhere else.
@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, create_model
 
-from conveyor.rollout.metric import Threshold
-from conveyor.rollout.metrics import all_metrics, all_thresholds
+from conveyor.rollout.analysis.metric import Threshold
+from conveyor.rollout.analysis.metrics import all_metrics, all_thresholds
 
 __all__ = ["Thresholds", "all_metrics", "all_thresholds"]
 

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.rollout.metric import AnalysisWindow, ArgoContext, MeasurementError, Metric, Threshold, Verdict, metric
+from conveyor.rollout.analysis.metric import (
+    AnalysisWindow,
+    ArgoContext,
+    MeasurementError,
+    Metric,
+    Threshold,
+    Verdict,
+    metric,
+)
 
 
 @metric

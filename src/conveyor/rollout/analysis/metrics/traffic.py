@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.rollout.metric import AnalysisWindow, ArgoContext, Metric, Threshold, Traffic, Verdict, metric
-from conveyor.rollout.stats import LIVE, MIRROR
+from conveyor.rollout.analysis.metric import AnalysisWindow, ArgoContext, Metric, Threshold, Traffic, Verdict, metric
+from conveyor.router.stats import LIVE, MIRROR
 
 
 def judge_traffic(verdict: Verdict, canary: Traffic, stable: Traffic | None, limits: Any, who: str) -> None:

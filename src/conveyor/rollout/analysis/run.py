@@ -1,12 +1,12 @@
 """One analysis run: every applicable metric measures the window; the worst outcome wins.
 
-The metrics themselves live in :mod:`conveyor.rollout.metrics`, one module each, behind the
-small interface of :mod:`conveyor.rollout.metric`.
+The metrics themselves live in :mod:`conveyor.rollout.analysis.metrics`, one module each, behind the
+small interface of :mod:`conveyor.rollout.analysis.metric`.
 """
 
 from __future__ import annotations
 
-from conveyor.rollout.metric import (
+from conveyor.rollout.analysis.metric import (
     AnalysisWindow,
     MeasurementError,
     Traffic,
@@ -14,7 +14,7 @@ from conveyor.rollout.metric import (
     window_comparisons,
     window_traffic,
 )
-from conveyor.rollout.thresholds import all_metrics
+from conveyor.rollout.analysis.thresholds import all_metrics
 
 __all__ = [
     "AnalysisWindow",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from conveyor.rollout.routing import RouteTable
+from conveyor.router.routing import RouteTable
 
 log = logging.getLogger("conveyor.router")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.rollout.metric import AnalysisWindow, ArgoContext, Metric, Threshold, Verdict, metric
+from conveyor.rollout.analysis.metric import AnalysisWindow, ArgoContext, Metric, Threshold, Verdict, metric
 
 
 def largest_shift(canary: dict[str, float], stable: dict[str, float]) -> tuple[str, float]:

@@ -1,11 +1,11 @@
 """What an analysis metric is: a small plug-in that measures one window and gives a verdict.
 
 Compare Flagger's metric providers: one interface, one file per provider.  A metric declares
-the thresholds it reads (they become fields of :class:`~conveyor.rollout.thresholds.Thresholds`,
+the thresholds it reads (they become fields of :class:`~conveyor.rollout.analysis.thresholds.Thresholds`,
 ``rollout:`` keys in conveyor.yaml and ``conveyor rollout start`` options), measures a
 :class:`AnalysisWindow` into a :class:`Verdict`, and may say what it becomes in an Argo Rollouts
 ``AnalysisTemplate``.  The controller, the CLI, the status view and the export all read the
-same table, so a new metric is one new module in :mod:`conveyor.rollout.metrics`.
+same table, so a new metric is one new module in :mod:`conveyor.rollout.analysis.metrics`.
 
 Missing data is inconclusive, never a failure; a metric that cannot measure raises
 :class:`MeasurementError`, which the controller tolerates up to a limit.
@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from conveyor.rollout.stats import LIVE, quantile
+from conveyor.router.stats import LIVE, quantile
 
 Outcome = Literal["successful", "failed", "inconclusive", "error"]
 #: the rollout stages an analysis window is measured in (see ``rollout.status.Stage``)

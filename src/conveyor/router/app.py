@@ -25,10 +25,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from conveyor.atomic import write_atomic
-from conveyor.rollout.health import HealthTracker
-from conveyor.rollout.predictions import Predictions, agree, read_predictions
-from conveyor.rollout.routing import PIN_HEADER, SERVED_BY_HEADER, BackendSpec, RouteTable, pick
-from conveyor.rollout.stats import LIVE, MIRROR, RouterStats, StatsCollector
+from conveyor.router.health import HealthTracker
+from conveyor.router.predictions import Predictions, agree, read_predictions
+from conveyor.router.routing import PIN_HEADER, SERVED_BY_HEADER, BackendSpec, RouteTable, pick
+from conveyor.router.stats import LIVE, MIRROR, RouterStats, StatsCollector
 
 log = logging.getLogger("conveyor.router")
 
@@ -323,7 +323,7 @@ class Router:
         elif path == "/_conveyor/routes" and method == "PUT":
             await self._put_routes(scope, receive, send)
         elif path == "/_conveyor/openapi.json" and method == "GET":
-            from conveyor.rollout.admin_openapi import admin_openapi
+            from conveyor.router.admin_openapi import admin_openapi
 
             await _json(send, 200, admin_openapi())
         elif path in ADMIN_METHODS:
