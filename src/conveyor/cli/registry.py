@@ -68,8 +68,8 @@ def serve(
     import uvicorn
     from sqlalchemy.engine import make_url
 
+    from conveyor.registry.schema import normalize_url
     from conveyor.registry.server import create_registry_app
-    from conveyor.registry.sql import normalize_url
 
     with handle_errors():
         check_port_free(host, port)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from conveyor.errors import Conflict, InvalidInput, NotFound
 from conveyor.registry.refs import check_name
-from conveyor.registry.sql import _utc, now, tokens_table, webhooks_table
+from conveyor.registry.schema import _utc, now, tokens_table, webhooks_table
 
 Scope = Literal["read", "write"]
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from conveyor.registry.records import Event
-from conveyor.registry.sql import now
+from conveyor.registry.schema import now
 
 log = logging.getLogger(__name__)
 
