@@ -5,8 +5,8 @@
 3. parse     the application parses the JSON payload
 4. predict   the runtime consumes the text and produces a (correct) prediction
 5. response  the answer is HTTP 200 with JSON whose values have the right types
-plus errors (bad input gets a 4xx JSON error), latency (p95 under load) and v2 (the
-Open Inference Protocol).
+plus errors (bad input gets a 4xx JSON error) and latency (p95 under load); the Open Inference
+Protocol v2: ``v2.py``.
 """
 
 from __future__ import annotations
@@ -14,54 +14,22 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError as SchemaError
 
+from conveyor.verify.builtins.responses import (
+    _body_preview,
+    _json_body,
+    _short,
+    _v2_infer,
+    describe_schema_error,
+)
 from conveyor.verify.checks import Check, CheckFailed, Context, SkipCheck, check, check_family
 from conveyor.verify.contract import Contract, GoldenCase, InvalidCase
 from conveyor.verify.json_types import json_type
-
-
-def json_path(path: Iterator[Any] | Any) -> str:
-    text = "$"
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return text
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def describe_schema_error(error: SchemaError) -> str:
-    """``$.positive: expected boolean, got string "false"`` rather than a validator dump."""
-    where = json_path(error.absolute_path)
-    if error.validator == "type":
-        expected = error.validator_value
-        expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return f"{where}: expected {expected}, got {json_type(error.instance)} {_short(error.instance)}"
-    if error.validator == "required":
-        return f"{where}: {error.message}"
-    return f"{where}: {error.message}"
-
-
-def _body_preview(response: httpx.Response) -> str:
-    text = response.text.strip().replace("\n", " ")
-    return text[:120] + ("..." if len(text) > 120 else "")
-
-
-def _json_body(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        kind = response.headers.get("content-type", "no content type")
-        raise CheckFailed(f"answer is not JSON ({kind}): {_body_preview(response)}") from None
 
 
 def _sample(ctx: Context) -> httpx.Response:
@@ -321,112 +289,6 @@ def latency_p95(ctx: Context) -> str:
     if p95 > objective.p95_ms:
         raise CheckFailed(f"p95 {p95:.1f} ms exceeds the objective of {objective.p95_ms:g} ms; {summary}")
     return summary
-
-
-# ---- v2 --------------------------------------------------------------------------------------
-
-
-def _v2_base(ctx: Context) -> str:
-    settings = ctx.contract.v2
-    if settings is None:
-        raise SkipCheck("no v2 model named in the contract (v2: {model: NAME})")
-    base = f"/v2/models/{settings.model}"
-    return base + (f"/versions/{settings.version}" if settings.version else "")
-
-
-V2_KINDS = {"BOOL": (bool,), "BYTES": (str,), "FP16": (int, float), "FP32": (int, float), "FP64": (int, float)}
-
-
-def _v2_infer(
-    ctx: Context, texts: list[str], outputs: list[str] | None = None, inputs: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    base = _v2_base(ctx)  # skips the check when no v2 model is known
-    settings = ctx.contract.v2
-    assert settings is not None
-    request: dict[str, Any] = {
-        "inputs": inputs or [{"name": settings.text_input, "shape": [len(texts)], "datatype": "BYTES", "data": texts}]
-    }
-    if outputs:
-        request["outputs"] = [{"name": name} for name in outputs]
-    response = ctx.client.post(ctx.url(base + "/infer"), json=request)
-    if response.status_code != 200:
-        raise CheckFailed(f"v2 infer answered HTTP {response.status_code}: {_body_preview(response)}")
-    body = _json_body(response)
-    if not isinstance(body, dict) or not isinstance(body.get("outputs"), list) or not body["outputs"]:
-        raise CheckFailed(f"v2 infer answer has no outputs: {_short(body)}")
-    return body
-
-
-@check("v2.live", "v2", "GET /v2/health/live")
-def v2_live(ctx: Context) -> str:
-    _v2_base(ctx)
-    response = ctx.client.get(ctx.url("/v2/health/live"))
-    if response.status_code != 200:
-        raise CheckFailed(f"/v2/health/live answered {response.status_code}")
-    return "live"
-
-
-@check("v2.ready", "v2", "server and model readiness")
-def v2_ready(ctx: Context) -> str:
-    base = _v2_base(ctx)
-    for path in ("/v2/health/ready", base + "/ready"):
-        response = ctx.client.get(ctx.url(path))
-        if response.status_code != 200:
-            raise CheckFailed(f"{path} answered {response.status_code}: {_body_preview(response)}")
-    return "server and model ready"
-
-
-@check("v2.metadata", "v2", "model metadata names inputs and outputs")
-def v2_metadata(ctx: Context) -> str:
-    response = ctx.client.get(ctx.url(_v2_base(ctx)))
-    if response.status_code != 200:
-        raise CheckFailed(f"model metadata answered {response.status_code}: {_body_preview(response)}")
-    body = _json_body(response)
-    missing = [key for key in ("name", "inputs", "outputs") if key not in body]
-    if missing:
-        raise CheckFailed(f"model metadata lacks {missing}: {_short(body)}")
-    inputs = [i.get("name") for i in body["inputs"]]
-    outputs = [o.get("name") for o in body["outputs"]]
-    return f"{body['name']}: inputs {inputs}, outputs {outputs}"
-
-
-@check("v2.infer", "v2", "v2 inference answers typed tensors")
-def v2_infer_typed(ctx: Context) -> str:
-    body = _v2_infer(ctx, ctx.contract.sample_input, inputs=ctx.contract.v2.inputs if ctx.contract.v2 else None)
-    described = []
-    for index, output in enumerate(body["outputs"]):
-        where = f"$.outputs[{index}]"
-        for key in ("name", "shape", "datatype", "data"):
-            if key not in output:
-                raise CheckFailed(f"{where}: missing {key!r}")
-        shape, data, datatype = output["shape"], output["data"], output["datatype"]
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise CheckFailed(f"{where}.shape: expected a list of non-negative integers, got {_short(shape)}")
-        if len(data) != math.prod(shape):
-            raise CheckFailed(f"{where}.data: shape {shape} needs {math.prod(shape)} values, got {len(data)}")
-        kinds = V2_KINDS.get(datatype, (int,))
-        for position, value in enumerate(data):
-            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-                raise CheckFailed(
-                    f"{where}.data[{position}]: {datatype} expects {'/'.join(k.__name__ for k in kinds)}, "
-                    f"got {json_type(value)} {_short(value)}"
-                )
-        described.append(f"{output['name']} {datatype}{shape}")
-    return ", ".join(described)
-
-
-@check("v2.bad_request", "v2", "a bad v2 request gets a 4xx JSON error")
-def v2_bad_request(ctx: Context) -> str:
-    response = ctx.client.post(ctx.url(_v2_base(ctx) + "/infer"), json={"inputs": []})
-    if not 400 <= response.status_code < 500:
-        raise CheckFailed(f"an inference request without inputs answered {response.status_code}, expected a 4xx")
-    try:
-        message = response.json().get("error")
-    except (ValueError, AttributeError):
-        message = None
-    if not message:
-        raise CheckFailed(f"{response.status_code} without a JSON error message: {_body_preview(response)}")
-    return f"{response.status_code}: {message}"
 
 
 @check_family
