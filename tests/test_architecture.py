@@ -8,7 +8,8 @@
 * the front ends (the CLI, ``conveyor.api``, the dashboard) reach rollouts through
   ``conveyor.rollout.service`` only, never ``rollout.plan`` or the controller's commands;
 * extension modules (checks, step types, metrics, engines) are found by ``conveyor.plugins``,
-  never imported by name from outside their package, and only ``conveyor.plugins`` walks packages.
+  never imported by name from outside their package, and only ``conveyor.plugins`` walks packages;
+* no module is over 400 lines.
 
 ``docs/architecture.md`` draws the layers these rules keep apart.
 """
@@ -163,3 +164,13 @@ def test_the_router_knows_nothing_of_rollouts(graph: dict[str, set[str]]) -> Non
         if module.startswith("conveyor.router")
     }
     assert {m: t for m, t in offenders.items() if t} == {}
+
+
+def test_no_module_is_over_400_lines() -> None:
+    """A module that grows past this holds more than one idea: split it where the ideas part."""
+    long = {
+        str(p.relative_to(SRC)): n
+        for p in (SRC / PACKAGE).rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+    }
+    assert long == {}

@@ -13,18 +13,17 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from conveyor.atomic import write_atomic
+from conveyor.router.asgi import HOP_BY_HOP, Receive, Send, TooLarge, error_body, read_body, send_json
 from conveyor.router.health import HealthTracker
 from conveyor.router.predictions import Predictions, agree, read_predictions
 from conveyor.router.routing import PIN_HEADER, SERVED_BY_HEADER, BackendSpec, RouteTable, pick
@@ -32,15 +31,6 @@ from conveyor.router.stats import LIVE, MIRROR, RouterStats, StatsCollector
 
 log = logging.getLogger("conveyor.router")
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-
-HOP_BY_HOP = frozenset(
-    {
-        b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
-        b"transfer-encoding", b"upgrade", b"host", b"content-length",
-    }
-)  # fmt: skip
 ADMIN_PREFIX = "/_conveyor/"
 ADMIN_METHODS = {  # what each admin path allows, for 405's Allow header (RFC 9110)
     "/_conveyor/health": "GET",
@@ -49,10 +39,6 @@ ADMIN_METHODS = {  # what each admin path allows, for 405's Allow header (RFC 91
     "/_conveyor/openapi.json": "GET",
     "/metrics": "GET",
 }
-
-
-class TooLarge(Exception):
-    pass
 
 
 @dataclass
@@ -74,35 +60,6 @@ def load_table(path: Path) -> RouteTable:
 def save_table(table: RouteTable, path: Path) -> None:
     """Write atomically: a crash mid-write leaves the previous table, never half of one."""
     write_atomic(path, table.model_dump_json(indent=2))
-
-
-async def _json(send: Send, status: int, payload: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = orjson.dumps(payload)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            + (headers or []),
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionResetError("client went away")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class Router:
@@ -167,9 +124,9 @@ class Router:
 
     async def _proxy(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         try:
-            body = await _read_body(receive, self.options.max_body_bytes)
+            body = await read_body(receive, self.options.max_body_bytes)
         except TooLarge:
-            await _json(send, 413, {"error": f"request body over {self.options.max_body_bytes} bytes"})
+            await send_json(send, 413, {"error": f"request body over {self.options.max_body_bytes} bytes"})
             return
         except ConnectionResetError:
             return
@@ -189,7 +146,7 @@ class Router:
             forward.append(("x-forwarded-for", client[0]))
         candidates = pick(table, self.health.healthy_names(), pin, sticky)
         if not candidates:
-            await _json(send, 503, {"error": "the router has no backend to send this request to"})
+            await send_json(send, 503, {"error": "the router has no backend to send this request to"})
             return
         target = scope["raw_path"].decode("latin-1")
         if scope.get("query_string"):
@@ -206,7 +163,7 @@ class Router:
             if table.mirror_to and table.mirror_percent > 0 and status == 200 and backend.name != table.mirror_to:
                 self._maybe_mirror(table, method, target, scope["path"], body, forward, predictions, data)
             return
-        await _json(send, 502, {"error": "no backend could be reached: " + ", ".join(b.name for b in attempts)})
+        await send_json(send, 502, {"error": "no backend could be reached: " + ", ".join(b.name for b in attempts)})
 
     async def _forward(
         self,
@@ -233,10 +190,10 @@ class Router:
             return self._unreachable(backend, stats, started, "connection_lost", exc, retryable, eject=False)
         except TimeoutError:
             stats.observe("timeout", time.perf_counter() - started)
-            return 504, _json_headers(backend), _error(f"backend {backend.name} did not answer in time"), None
+            return 504, _json_headers(backend), error_body(f"backend {backend.name} did not answer in time"), None
         except aiohttp.ClientError as exc:
             stats.observe("backend_error", time.perf_counter() - started)
-            return 502, _json_headers(backend), _error(f"backend {backend.name} failed: {type(exc).__name__}"), None
+            return 502, _json_headers(backend), error_body(f"backend {backend.name} failed: {type(exc).__name__}"), None
         elapsed = time.perf_counter() - started
         predictions = read_predictions(target.split("?", 1)[0], data) if status == 200 and method == "POST" else None
         stats.observe(str(status), elapsed, predictions.labels if predictions else None)
@@ -255,7 +212,12 @@ class Router:
         if retryable:
             self.stats.retries[(backend.name, backend.version)] += 1
             return None
-        return 502, _json_headers(backend), _error(f"backend {backend.name} unreachable: {type(exc).__name__}"), None
+        return (
+            502,
+            _json_headers(backend),
+            error_body(f"backend {backend.name} unreachable: {type(exc).__name__}"),
+            None,
+        )
 
     # -- mirroring --------------------------------------------------------------------------------------
 
@@ -315,22 +277,22 @@ class Router:
             )
             await send({"type": "http.response.body", "body": body})
         elif path == "/_conveyor/health" and method == "GET":
-            await _json(send, 200, {"status": "ok", "instance": self.stats.instance})
+            await send_json(send, 200, {"status": "ok", "instance": self.stats.instance})
         elif path == "/_conveyor/stats" and method == "GET":
-            await _json(send, 200, self.stats.snapshot())
+            await send_json(send, 200, self.stats.snapshot())
         elif path == "/_conveyor/routes" and method == "GET":
-            await _json(send, 200, self.describe())
+            await send_json(send, 200, self.describe())
         elif path == "/_conveyor/routes" and method == "PUT":
             await self._put_routes(scope, receive, send)
         elif path == "/_conveyor/openapi.json" and method == "GET":
             from conveyor.router.admin_openapi import admin_openapi
 
-            await _json(send, 200, admin_openapi())
+            await send_json(send, 200, admin_openapi())
         elif path in ADMIN_METHODS:
             allow = ADMIN_METHODS[path].encode()
-            await _json(send, 405, {"error": f"method {method} not allowed on {path}"}, [(b"allow", allow)])
+            await send_json(send, 405, {"error": f"method {method} not allowed on {path}"}, [(b"allow", allow)])
         else:
-            await _json(send, 404, {"error": f"no route {path}"})
+            await send_json(send, 404, {"error": f"no route {path}"})
 
     def describe(self) -> dict[str, Any]:
         table = self.table.model_dump()
@@ -345,13 +307,15 @@ class Router:
         if self.options.admin_token:
             expected = f"Bearer {self.options.admin_token}".encode()
             if dict(scope["headers"]).get(b"authorization") != expected:
-                await _json(send, 401, {"error": "the router's admin token is required (Authorization: Bearer ...)"})
+                await send_json(
+                    send, 401, {"error": "the router's admin token is required (Authorization: Bearer ...)"}
+                )
                 return
         try:
-            body = await _read_body(receive, 1_000_000)
+            body = await read_body(receive, 1_000_000)
             table = RouteTable.model_validate_json(body, strict=True)
         except TooLarge:
-            await _json(send, 413, {"error": "routing table over 1 MB"})
+            await send_json(send, 413, {"error": "routing table over 1 MB"})
             return
         except ConnectionResetError:
             return
@@ -359,14 +323,10 @@ class Router:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors(include_url=False)
             )
-            await _json(send, 422, {"error": f"invalid routing table: {problems}"})
+            await send_json(send, 422, {"error": f"invalid routing table: {problems}"})
             return
         self.set_table(table)
-        await _json(send, 200, self.describe())
-
-
-def _error(message: str) -> bytes:
-    return orjson.dumps({"error": message})
+        await send_json(send, 200, self.describe())
 
 
 def _json_headers(backend: BackendSpec) -> list[tuple[bytes, bytes]]:
