@@ -1,0 +1,104 @@
+"""What the ``conveyor models`` commands share: the registry options and how a version is shown."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from conveyor.registry.records import ModelVersion
+
+from conveyor.cli.output import fail, new_table, stdout
+from conveyor.sizes import human_size
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+RegistryOption = Annotated[
+    str | None,
+    typer.Option("--registry", envvar="CONVEYOR_REGISTRY", help="Registry: http(s) URL, database URL or folder."),
+]
+TokenOption = Annotated[
+    str | None, typer.Option("--token", envvar="CONVEYOR_TOKEN", help="Bearer token.", show_default=False)
+]
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise fail(f"{what} {item!r} must look like key=value")
+        result[key] = value
+    return result
+
+
+def _metrics(values: list[str] | None) -> dict[str, float]:
+    result = {}
+    for key, value in _pairs(values, "--metric").items():
+        try:
+            result[key] = float(value)
+        except ValueError:
+            raise fail(f"--metric {key}={value}: the value must be a number") from None
+    return result
+
+
+def _version_table(versions: list[ModelVersion], title: str) -> Table:
+    table = new_table(title)
+    for column in ("version", "status", "aliases", "digest", "size", "framework", "created", "tags"):
+        table.add_column(column, justify="right" if column in ("version", "size") else "left")
+    for v in versions:
+        table.add_row(
+            str(v.version),
+            v.status,
+            " ".join(f"@{a}" for a in v.aliases),
+            v.digest[:12],
+            human_size(v.size),
+            " ".join(filter(None, [v.framework, v.framework_version])),
+            v.created_at.strftime("%Y-%m-%d %H:%M"),
+            " ".join(f"{k}={val}" for k, val in v.tags.items()),
+        )
+    return table
+
+
+def _approval(decision: dict[str, str | bool]) -> str:
+    """One approval of the run that registered a version: who, which step, when and why."""
+    who = decision.get("by") or "someone"
+    when = str(decision.get("at") or "")[:19].replace("T", " ")
+    reason = decision.get("reason")
+    return (
+        f"by {who} at step {decision.get('step', '?')}"
+        + (f" ({when})" if when else "")
+        + (f': "{reason}"' if reason else "")
+    )
+
+
+def _show_version(v: ModelVersion) -> None:
+    stdout.print(f"[bold]{v.ref}[/bold]  {v.status}  digest sha256:{v.digest}")
+    if v.description:
+        stdout.print(v.description)
+    rows = [
+        ("aliases", " ".join(f"@{a}" for a in v.aliases) or "-"),
+        ("framework", " ".join(filter(None, [v.framework, v.framework_version])) or "-"),
+        ("size", human_size(v.size)),
+        ("created", v.created_at.isoformat()),
+        ("tags", ", ".join(f"{k}={val}" for k, val in v.tags.items()) or "-"),
+        ("properties", ", ".join(f"{k}={val}" for k, val in v.properties.items()) or "-"),
+        ("source", v.lineage.source or "-"),
+        ("git commit", v.lineage.git_commit or "-"),
+        ("run", v.lineage.run_id or "-"),
+        ("metrics", ", ".join(f"{k}={val:g}" for k, val in v.lineage.metrics.items()) or "-"),
+        ("optimized", v.lineage.optimized_from and f"from {v.lineage.optimized_from}"),
+        *(("approved", _approval(a)) for a in v.lineage.approvals),
+    ]
+    for key, value in rows:
+        if value:
+            stdout.print(f"  {key:<11} {value}", highlight=False)
+    files = new_table("files")
+    files.add_column("path")
+    files.add_column("sha256")
+    files.add_column("size", justify="right")
+    for f in v.files:
+        files.add_row(f.path, f.sha256, human_size(f.size))
+    stdout.print(files)
