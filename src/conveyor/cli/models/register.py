@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
-
-if TYPE_CHECKING:
-
-    pass
 
 from conveyor.cli.models.common import JsonOption, RegistryOption, TokenOption, _metrics, _pairs
 from conveyor.cli.output import ProgressBar, handle_errors, print_json, stderr, stdout
