@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from conveyor import engines
+from conveyor.engines.base import LAYER_RACE
 from conveyor.errors import ConveyorError, InvalidInput
+from conveyor.packaging import builders
 
 
 def test_the_engines_are_one_list_in_their_order_of_preference() -> None:
@@ -60,3 +62,43 @@ def test_the_first_installed_engine_is_chosen(monkeypatch: pytest.MonkeyPatch) -
     installed = set()
     with pytest.raises(ConveyorError, match="no image builder found: install podman, docker or buildah"):
         engines.builder()
+
+
+class _Flaky(engines.Engine):
+    """An engine whose build fails with buildah's layer race ``failures`` times, then succeeds."""
+
+    name = "flaky"
+    transient_build_errors = (LAYER_RACE,)
+
+    def __init__(self, counter: Path, failures: int, message: str = "layer not known") -> None:
+        self.counter, self.failures, self.message = counter, failures, message
+
+    def build_command(self, context: Path, tag: str, platform: str | None) -> list[str]:
+        script = f"""n=$(cat {self.counter} 2>/dev/null || echo 0); echo $((n + 1)) > {self.counter}
+        echo "STEP 5/14: COPY model/ /model/"
+        if [ "$n" -lt {self.failures} ]; then echo "Error: getting top layer info: {self.message}"; exit 1; fi"""
+        return ["sh", "-c", script]
+
+    def inspect_command(self, image: str) -> list[str]:
+        return ["echo", '[{"Id": "sha256:abc", "Size": 5}]']
+
+
+@pytest.mark.parametrize(
+    ("failures", "message", "builds", "fails"),
+    [(2, "layer not known", 3, False), (3, "layer not known", 3, True), (1, "no space left on device", 1, True)],
+)
+def test_a_build_that_meets_buildahs_layer_race_runs_again_and_nothing_else_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failures: int, message: str, builds: int, fails: bool
+) -> None:
+    counter = tmp_path / "builds"
+    monkeypatch.setattr(builders.engines, "get_engine", lambda name: _Flaky(counter, failures, message))
+    lines: list[str] = []
+    if fails:
+        with pytest.raises(ConveyorError, match=f"(?s)flaky build failed:.*{message}"):
+            builders.build(tmp_path, "m:1", "flaky", on_line=lines.append)
+    else:
+        built = builders.build(tmp_path, "m:1", "flaky", on_line=lines.append)
+        assert built.image_id == "sha256:abc"
+    assert int(counter.read_text()) == builds
+    retried = [line for line in lines if "building again" in line]
+    assert len(retried) == (builds - 1) and all("buildah#5674" in line for line in retried)

@@ -14,7 +14,7 @@ import pytest
 import typer
 
 from conveyor.cli.main import app
-from tests.conftest import REPO
+from tests.docs_blocks import shell_block
 from tests.journeys.conftest import User, copy_model
 
 # (pydantic is not on the list: typer itself imports it to convert a command's arguments)
@@ -118,23 +118,9 @@ def test_the_command_starts_without_importing_heavy_libraries(user: User, args: 
     assert json.loads(result.stderr.strip().splitlines()[-1]) == []
 
 
-def _docs_registry_block() -> list[str]:
-    """The first shell block of docs/registry.md, one command per (continued) line."""
-    section = (REPO / "docs" / "registry.md").read_text()
-    block = section[section.index("```sh") + 5 : section.index("```", section.index("```sh") + 5)]
-    commands, pending = [], ""
-    for line in block.splitlines():
-        pending += line.rstrip().removesuffix("\\") + " " if line.rstrip().endswith("\\") else line
-        if not line.rstrip().endswith("\\"):
-            if pending.strip():
-                commands.append(pending.strip())
-            pending = ""
-    return commands
-
-
 def test_the_documented_registry_commands_run_as_written(user: User, vote_folder: Path) -> None:
     copy_model(vote_folder, user.workdir / "models" / "sentiment")
-    commands = _docs_registry_block()
+    commands = shell_block("docs/registry.md", "conveyor models register models/sentiment")
     assert commands[0].startswith("conveyor models register models/sentiment")
     download_dir = user.workdir / "downloaded"
     for line in commands:
@@ -172,3 +158,15 @@ def test_a_uv_made_venv_packages_a_signed_version_with_its_sbom(user: User, vote
     assert {"onnxruntime", "numpy", "uvicorn"} <= libraries
     requirements = (user.workdir / "ctx" / "requirements.txt").read_text()
     assert requirements.count("--hash=sha256:") == len(libraries)
+
+
+def test_the_documented_model_signing_commands_run_as_written(user: User, vote_folder: Path) -> None:
+    """docs/supply-chain.md's walk-through up to the image (built and pushed in test_scaleout's journey)."""
+    copy_model(vote_folder, user.workdir / "models" / "sentiment")
+    block = shell_block("docs/supply-chain.md", "conveyor keys generate team                     #")
+    signing = block[: next(i for i, line in enumerate(block) if line.startswith("conveyor build"))]
+    assert len(signing) == 4
+    for line in signing:
+        result = user.run(*shlex.split(line, comments=True)[1:])
+        assert result.returncode == 0, (line, result.stdout, result.stderr)
+    assert oct((user.workdir / "team.key").stat().st_mode & 0o777) == "0o600"

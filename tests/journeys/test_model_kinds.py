@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +29,7 @@ import pytest
 
 from tests.conftest import REPO, free_port
 from tests.deep_models import Built, digit_png
+from tests.docs_blocks import shell_block
 from tests.journeys.conftest import UV, User, wait_http
 from tests.rollout_fixtures import Load
 from tests.tabular_models import Trained, risk_frame
@@ -327,3 +331,32 @@ def test_canaries_compare_a_classifiers_labels_and_a_regressors_values_within_a_
     finally:
         for service in ("risk", "area"):
             person.run("rollout", "down", service)
+
+
+def test_the_documented_tabular_commands_run_as_written(
+    frameworks_venv: Path, tabular: Trained, tmp_path: Path
+) -> None:
+    """docs/models.md's register, serve and curl blocks, pasted into a user's folder holding the two files."""
+    person = User(frameworks_venv, tmp_path / "project", env={"CONVEYOR_HOME": str(tmp_path / "home")})
+    person.workdir.mkdir()
+    shutil.copy(tabular.risk, person.workdir / "risk.joblib")
+    shutil.copy(tabular.risk_sample, person.workdir / "rows.csv")
+    (register,) = shell_block("docs/models.md", "conveyor models register risk.joblib")
+    registered = person.ok(*shlex.split(register)[1:])
+    assert "gate passed" in registered.stderr and "registered risk:1" in registered.stdout, registered.stderr
+    serve, curl = shell_block("docs/models.md", "conveyor serve risk:1")
+    server = person.serve(*shlex.split(serve)[2:])  # on a free port: the one change to the pasted lines
+    try:
+        answered = subprocess.run(
+            ["bash", "-c", curl.replace("http://127.0.0.1:5000", server.url)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.stop()
+    documented = json.loads(re.search(r'^# (\{"high".*\})$', (REPO / "docs/models.md").read_text(), re.M)[1])
+    answer = json.loads(answered.stdout)
+    assert answer.keys() == documented.keys() and answer["probabilities"].keys() == documented["probabilities"].keys()
+    assert answer["high"] is (answer["label"] == "high")
+    person.close()

@@ -7,6 +7,7 @@ Compare BentoML's container backends: one class per engine, the differences as d
 from __future__ import annotations
 
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.errors import ConveyorError
@@ -18,6 +19,21 @@ def tls_flags(tls_verify: bool | None) -> list[str]:
     return [] if tls_verify is None else [f"--tls-verify={'true' if tls_verify else 'false'}"]
 
 
+@dataclass(frozen=True)
+class TransientBuildError:
+    """A build failure the engine is known to recover from when the same build runs again."""
+
+    marker: str  # a line of the build's output that contains this
+    why: str  # one line for the user
+
+
+#: buildah (podman's builder) before 1.43: a cache lookup that meets an image another build or
+#: ``rmi`` removed at that moment fails instead of skipping it (containers/buildah#5674)
+LAYER_RACE = TransientBuildError(
+    "layer not known", "the build's cache lookup raced an image removal (buildah#5674, fixed in buildah 1.43)"
+)
+
+
 class Engine:
     """Subclass, set ``name`` (and the class attributes that differ), decorate with ``@engine``."""
 
@@ -26,6 +42,7 @@ class Engine:
     runs_containers: bool = True  # it can run images (verification, rollouts of --image)
     #: the engine whose image store holds what this one builds (buildah builds into podman's storage)
     storage: str = ""
+    transient_build_errors: tuple[TransientBuildError, ...] = ()
 
     @property
     def command(self) -> str:

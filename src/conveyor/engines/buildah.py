@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conveyor.engines.base import Engine, engine
+from conveyor.engines.base import LAYER_RACE, Engine, engine
 
 
 @engine
@@ -11,6 +11,7 @@ class Buildah(Engine):
     order = 30
     runs_containers = False
     storage = "podman"  # containers/storage, shared with podman: podman finds what buildah built
+    transient_build_errors = (LAYER_RACE,)
 
     def inspect_command(self, image: str) -> list[str]:
         return ["buildah", "inspect", image]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from conveyor.engines.base import Engine, engine
+from conveyor.engines.base import LAYER_RACE, Engine, engine
 
 
 @engine
 class Podman(Engine):
     name = "podman"
     order = 10
+    transient_build_errors = (LAYER_RACE,)

@@ -77,28 +77,39 @@ def _base_image_hint(context: Path, tail: list[str]) -> str:
 def build(
     context: Path, tag: str, builder: str, platform: str | None = None, on_line: Callable[[str], None] | None = None
 ) -> BuiltImage:
-    """Run the builder, streaming its output line by line."""
+    """Run the builder, streaming its output line by line; a build its engine calls a known race is
+    run again (at most ``BUILD_ATTEMPTS`` times): every step is cached, so a retry costs seconds."""
     tag = image_reference(tag)
-    env = {**os.environ, "DOCKER_BUILDKIT": "1"}  # RUN --mount needs BuildKit on docker
+    engine = engines.get_engine(builder)
     started = time.perf_counter()
-    process = subprocess.Popen(
-        engines.get_engine(builder).build_command(context, tag, platform),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+    for attempt in range(1, BUILD_ATTEMPTS + 1):
+        status, tail = _run_build(engine.build_command(context, tag, platform), on_line)
+        if status == 0:
+            break
+        race = next((r for r in engine.transient_build_errors if any(r.marker in line for line in tail)), None)
+        if race is None or attempt == BUILD_ATTEMPTS:
+            raise ConveyorError(f"{builder} build failed:\n" + "\n".join(tail) + _base_image_hint(context, tail))
+        if on_line:
+            on_line(f"conveyor: {race.why}; building again ({attempt + 1}/{BUILD_ATTEMPTS})")
+    seconds = time.perf_counter() - started
+    info = inspect(tag, builder)
+    return BuiltImage(tag, info.get("Id", ""), int(info.get("Size", 0)), seconds, builder)
+
+
+BUILD_ATTEMPTS = 3
+
+
+def _run_build(command: list[str], on_line: Callable[[str], None] | None) -> tuple[int, list[str]]:
+    """One build: its exit status and its last 30 lines."""
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}  # RUN --mount needs BuildKit on docker
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     tail: list[str] = []
     assert process.stdout is not None
     for line in process.stdout:
         tail = ([*tail, line.rstrip()])[-30:]
         if on_line:
             on_line(line.rstrip())
-    if process.wait() != 0:
-        raise ConveyorError(f"{builder} build failed:\n" + "\n".join(tail) + _base_image_hint(context, tail))
-    seconds = time.perf_counter() - started
-    info = inspect(tag, builder)
-    return BuiltImage(tag, info.get("Id", ""), int(info.get("Size", 0)), seconds, builder)
+    return process.wait(), tail
 
 
 def inspect(image: str, builder: str) -> dict:
