@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from conveyor import __version__
-from conveyor.cli import ci, init, keys, models, package, pipeline, registry, rollout, serve, ui, verify
+from conveyor.cli import ci, init, keys, models, monitor, package, pipeline, registry, rollout, serve, ui, verify
 from conveyor.cli import router as router_cli
 from conveyor.cli.output import EXIT_FAILURE
 
@@ -46,6 +46,7 @@ app.command("build", no_args_is_help=True)(package.build)
 app.command("smoke", no_args_is_help=True)(package.smoke)
 app.command("push", no_args_is_help=True)(package.push_image)
 app.command("base-image")(package.base_image)
+app.command("monitor", no_args_is_help=True)(monitor.monitor)
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(registry.app, name="registry")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -51,6 +51,32 @@ def serve(
     ] = 30.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+    log_payloads: Annotated[
+        str | None,
+        typer.Option(
+            "--log-payloads",
+            metavar="DEST",
+            help="Log a sample of requests and answers as JSON Lines under DEST (a folder or s3://bucket/prefix).",
+        ),
+    ] = None,
+    log_sample: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="With --log-payloads: the share of requests logged.")
+    ] = 0.1,
+    log_drop: Annotated[
+        list[str] | None,
+        typer.Option(help="An input field never logged (a column; `text` for a text model's input). Repeatable."),
+    ] = None,
+    log_hash: Annotated[
+        list[str] | None,
+        typer.Option(help="An input field logged as a keyed hash ($CONVEYOR_PAYLOAD_HASH_KEY). Repeatable."),
+    ] = None,
+    log_max_record_kib: Annotated[
+        int, typer.Option(min=1, help="A larger record keeps its answers and loses its inputs.")
+    ] = 64,
+    log_rotate_mib: Annotated[int, typer.Option(min=1, help="Start a new payload file after this many MiB.")] = 16,
+    log_rotate_seconds: Annotated[
+        float, typer.Option(min=1, help="... or after this many seconds (a reader sees whole files only).")
+    ] = 300.0,
     require_signed: RequireSignedOption = False,
     trusted_key: TrustedKeyOption = None,
 ) -> None:
@@ -88,6 +114,17 @@ def serve(
         with handle_errors():
             key = verify_downloaded(Path(model), trusted)
         stderr.print(f"{model}: signed by trusted key {key[:12]}")
+    payload_log = None
+    if log_payloads:
+        payload_log = payload_log_settings(
+            log_payloads,
+            sample=log_sample,
+            drop=tuple(log_drop or ()),
+            hash=tuple(log_hash or ()),
+            max_record_bytes=log_max_record_kib * 1024,
+            rotate_bytes=log_rotate_mib * 1024 * 1024,
+            rotate_seconds=log_rotate_seconds,
+        )
     config = ServeConfig(
         model=model,
         tokenizer=tokenizer,
@@ -106,9 +143,27 @@ def serve(
         graceful_timeout=graceful_timeout,
         log_level=log_level.lower(),
         access_log=access_log,
+        payload_log=payload_log,
     )
     try:
         code = run_server(config)
     except ConveyorError as exc:
         raise fail(str(exc), EXIT_PORT if isinstance(exc, PortInUse) else EXIT_USAGE) from None
     raise typer.Exit(code)
+
+
+def payload_log_settings(destination: str, **settings: Any) -> dict[str, Any]:
+    """The payload log's settings, checked before the server starts (a bad one is one line, exit 2)."""
+    from dataclasses import asdict
+
+    from conveyor.serving.payloads import PayloadLogConfig
+
+    if destination.startswith("s3://"):
+        try:
+            import boto3  # noqa: F401
+        except ImportError:
+            raise fail("--log-payloads s3://... needs boto3 (pip install boto3)", EXIT_USAGE) from None
+    try:
+        return asdict(PayloadLogConfig(destination, **settings))
+    except ValueError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None

@@ -153,6 +153,7 @@ class RegistryBase(ABC):
         progress: Progress | None = None,
         skip_unchanged: bool = False,
         check: Callable[[list[tuple[str, Path]]], None] | None = None,
+        extra_files: Iterable[tuple[str, Path]] = (),
     ) -> ModelVersion:
         """Store every file of ``path`` as a blob, then make the version visible in one step.
 
@@ -162,11 +163,15 @@ class RegistryBase(ABC):
         at it), so a pipeline run again on unchanged code adds no duplicate even when a later
         version (an optimized variant, say) has been registered since.  ``check`` sees the
         (path in version, local path) pairs first and raises to refuse them
-        (``conveyor.serving.intake.check_servable``: only what can be served).
+        (``conveyor.serving.intake.check_servable``: only what can be served).  ``extra_files``
+        (path in version, local path) join the folder's: what Conveyor made beside the model, such
+        as its reference profile (``monitoring/profile.json``).
         """
         check_name(name)
         progress = progress or Silent()
         files = collect_files(Path(path))
+        extra = dict(extra_files)  # replace the folder's file of the same name
+        files = sorted([f for f in files if f[0] not in extra] + list(extra.items()))
         if check is not None:  # before anything is hashed or stored: a refusal leaves no trace
             check(files)
         ingest = getattr(self, "ingest_files", None)

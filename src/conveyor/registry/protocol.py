@@ -36,6 +36,7 @@ class Registry(Protocol):
         progress: Progress | None = None,
         skip_unchanged: bool = False,
         check: Callable[[list[tuple[str, Path]]], None] | None = None,
+        extra_files: Iterable[tuple[str, Path]] = (),
     ) -> ModelVersion:
         """Register the files of ``path`` (a folder or one file) as the next version of ``name``.
 

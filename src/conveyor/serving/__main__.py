@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from conveyor.digest import digest_of_pairs, folder_pairs, read_pairs
 from conveyor.errors import ConveyorError
+from conveyor.serving.payloads import PayloadLogConfig
 from conveyor.serving.server import ServeConfig, serve
 
 
@@ -36,7 +38,16 @@ def main(argv: list[str] | None = None) -> int:
         "--omitted-files", help="with --expect-digest: a listing of the version's files left out (path, sha256)"
     )
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-payloads", metavar="DEST", help="log a sample of requests and answers under DEST")
+    parser.add_argument("--log-sample", type=float, default=0.1, help="with --log-payloads: the share logged")
     args = parser.parse_args(argv)
+    payload_log = None
+    if args.log_payloads:
+        try:
+            payload_log = asdict(PayloadLogConfig(args.log_payloads, sample=args.log_sample))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.expect_digest:
         pairs = folder_pairs(Path(args.model)) + (read_pairs(Path(args.omitted_files)) if args.omitted_files else [])
         actual = digest_of_pairs(pairs)
@@ -59,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         max_batch_size=args.max_batch_size,
         log_level=args.log_level,
+        payload_log=payload_log,
     )
     try:
         return serve(config)

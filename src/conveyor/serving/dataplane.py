@@ -21,6 +21,7 @@ from conveyor import __version__
 from conveyor.errors import NotFound, NotReady
 from conveyor.serving import metrics
 from conveyor.serving.batching import Batcher, BatchStats
+from conveyor.serving.payloads import PayloadLog, PayloadLogConfig
 from conveyor.serving.runtime import RuntimeOptions
 from conveyor.serving.spec import ResolvedModel
 from conveyor.serving.tasks import TaskServer, server_for
@@ -39,6 +40,7 @@ class ServingOptions:
     max_body_bytes: int = 1_000_000
     max_items: int = 256
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    payload_log: PayloadLogConfig | None = None
 
 
 class DataPlane:
@@ -53,6 +55,7 @@ class DataPlane:
         self.task: TaskServer = server_for(resolved, options)
         self._batcher: Batcher[Any, np.ndarray] | None = None
         self._metric_labels = {"model": self.spec.name, "version": self.spec.version}
+        self.payloads: PayloadLog | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -75,12 +78,22 @@ class DataPlane:
         )
         batcher.start()
         self._batcher = batcher
+        if self.options.payload_log is not None:
+            self.payloads = PayloadLog(
+                self.options.payload_log,
+                self.spec.name,
+                self.spec.version,
+                logits=self.task.scores_are_logits,
+                classifier=self.task.classifier,
+            )
         self.state = "ready"
         log.info("model %s:%s ready in %.1fs", self.spec.name, self.spec.version, time.monotonic() - started)
 
     async def close(self) -> None:
         if self._batcher is not None:
             await self._batcher.close()
+        if self.payloads is not None:
+            await asyncio.to_thread(self.payloads.close)
         if self.state != "failed":
             self.state = "stopped"
 
@@ -135,6 +148,13 @@ class DataPlane:
     async def predict(self, items: list[Any]) -> list[dict[str, Any]]:
         """The classic answer per item (``{"positive": true}`` for the seed's text model)."""
         return self.task.answers(await self.score(items))
+
+    def log_payload(
+        self, request_id: str, route: str, seconds: float, items: list[Any], scores: np.ndarray, answers: list[Any]
+    ) -> None:
+        """Offer an answered request to the payload log (sampled there; never blocks)."""
+        if self.payloads is not None:
+            self.payloads.offer(request_id, route, seconds, self.task.logged_inputs(items), scores, answers)
 
     async def infer(self, request: DecodedRequest) -> tuple[bytes, dict[str, str]]:
         self._require_ready()

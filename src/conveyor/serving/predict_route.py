@@ -4,7 +4,10 @@ The classic route carries nearly all of a model server's traffic, so it skips
 Starlette's routing, ``Request`` objects and middleware chain.  Everything it does
 is here, each once: the content type (the task's), the body size (``body.py``), the JSON array of
 strings, the item count and the model's ability to take text (the data plane's checks,
-shared with v2), the answer, and its request metrics (``metrics.RequestRecorder``).
+shared with v2), the answer, its request metrics (``metrics.RequestRecorder``), its request id
+(the client's ``X-Request-Id`` or a new one, sent back in the same header: the key that
+``POST /feedback`` and the payload log share) and, after the answer is sent, the offer to the
+payload log.
 Every other path goes to the wrapped Starlette app unchanged.
 Errors keep the server's contract: a client's mistake is a 4xx with
 ``{"error": ...}``, our own fault a logged 500.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -38,6 +42,15 @@ log = logging.getLogger("conveyor.http")
 PATH = "/predict"
 JSON_HEADERS = [(b"content-type", b"application/json")]
 CLIENT_CLOSED = 499
+
+
+Answered = tuple[list[Any], Any, list[dict[str, Any]]]  # the items, their score rows, their answers
+
+
+def client_request_id(value: bytes) -> str:
+    """The client's ``X-Request-Id`` when it is a sane token (at most 128 visible ASCII characters)."""
+    text = value.decode("latin-1").strip()
+    return text if 0 < len(text) <= 128 and text.isascii() and text.isprintable() and " " not in text else ""
 
 
 class ClientGone(Exception):
@@ -92,11 +105,13 @@ class PredictRoute:
 
     async def answer(
         self, content_type: str | None, body: AsyncIterator[bytes], declared: str | None, expects_continue: bool
-    ) -> bytes:
+    ) -> tuple[bytes, Answered]:
         self.plane.task.check_content_type(content_type)  # before the body is read: a 415 comes early
         raw = await read_limited(declared, body, self.plane.options.max_body_bytes, expects_continue)
-        answers = await self.plane.predict(self.plane.parse_predict(raw, content_type))
-        return orjson.dumps(answers[0] if len(answers) == 1 else answers)
+        items = self.plane.parse_predict(raw, content_type)
+        scores = await self.plane.score(items)
+        answers = self.plane.task.answers(scores)
+        return orjson.dumps(answers[0] if len(answers) == 1 else answers), (items, scores, answers)
 
     @property
     def state(self) -> Any:
@@ -108,6 +123,8 @@ class PredictRoute:
             return
         started = time.perf_counter()
         method: str = scope["method"]
+        request_id = ""
+        answered: Answered | None = None
         extra: list[tuple[bytes, bytes]] = []
         try:
             if method != "POST":
@@ -122,9 +139,15 @@ class PredictRoute:
                     declared = value.decode("latin-1")
                 elif name == b"expect":
                     expects_continue = value.lower() == b"100-continue"
+                elif name == b"x-request-id":
+                    request_id = client_request_id(value)
+            request_id = request_id or os.urandom(8).hex()
+            extra.append((b"x-request-id", request_id.encode()))
             watch = DisconnectWatch(receive)
             try:
-                body = await self.answer(content_type, _body_chunks(receive, watch.arm), declared, expects_continue)
+                body, answered = await self.answer(
+                    content_type, _body_chunks(receive, watch.arm), declared, expects_continue
+                )
             except asyncio.CancelledError:
                 if not watch.client_left:
                     raise  # the server is stopping, not the client
@@ -147,4 +170,7 @@ class PredictRoute:
             await send({"type": "http.response.start", "status": status, "headers": JSON_HEADERS + extra})
             await send({"type": "http.response.body", "body": body})
         finally:
-            self.recorder.record(PATH, method, status, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self.recorder.record(PATH, method, status, seconds)
+        if answered is not None:
+            self.plane.log_payload(request_id, PATH, seconds, *answered)

@@ -13,11 +13,13 @@ import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import uvicorn
 
 from conveyor.serving.app import create_app
 from conveyor.serving.dataplane import DataPlane, ServingOptions
+from conveyor.serving.payloads import PayloadLogConfig
 from conveyor.serving.runtime import RuntimeOptions
 from conveyor.serving.spec import ResolvedModel, resolve_model
 
@@ -47,6 +49,7 @@ class ServeConfig:
     graceful_timeout: float = 30.0
     log_level: str = "info"
     access_log: bool = False
+    payload_log: dict[str, Any] | None = None  # PayloadLogConfig's fields
 
     def resolve(self) -> ResolvedModel:
         return resolve_model(self.model, self.tokenizer, self.name, self.version, spec_file=self.spec)
@@ -59,7 +62,13 @@ class ServeConfig:
             max_body_bytes=self.max_body_bytes,
             max_items=self.max_items,
             runtime=RuntimeOptions(device=self.device, intra_op_threads=self.threads, workers=self.workers),
+            payload_log=None if self.payload_log is None else payload_log_config(self.payload_log),
         )
+
+
+def payload_log_config(fields: dict[str, Any]) -> PayloadLogConfig:
+    """PayloadLogConfig from its JSON form (tuples arrive as lists)."""
+    return PayloadLogConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
 
 def _uvicorn_kwargs(config: ServeConfig) -> dict[str, object]:

@@ -81,6 +81,15 @@ def register(
         str | None,
         typer.Option(help="A binary classifier's label /predict answers as {LABEL: true|false}."),
     ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="Rows the model was judged on (CSV, JSON, JSON Lines, or text lines): scored here, their "
+            "profile is kept as monitoring/profile.json, the baseline `conveyor monitor` compares traffic with.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     registry: RegistryOption = None,
     token: TokenOption = None,
     as_json: JsonOption = False,
@@ -133,6 +142,10 @@ def register(
 
             where = original_path.resolve()
             lineage = lineage.model_copy(update={"source": str(where), "git_commit": git_commit(where.parent)})
+        extra = []
+        profile_dir = tempfile.TemporaryDirectory(prefix="conveyor-profile-") if reference is not None else None
+        if reference is not None and profile_dir is not None:
+            extra.append(_reference_profile(path, reference, Path(profile_dir.name) / "profile.json"))
         with ProgressBar(enabled=not as_json) as bar:
             version = reg.register(
                 path,
@@ -146,9 +159,11 @@ def register(
                 progress=bar,
                 skip_unchanged=skip_unchanged,
                 check=check_servable if check else None,
+                extra_files=extra,
             )
-        if scratch is not None:
-            scratch.cleanup()
+        for folder in (scratch, profile_dir):
+            if folder is not None:
+                folder.cleanup()
     if as_json:
         print_json(version)
         return
@@ -159,6 +174,19 @@ def register(
     stdout.print(
         f"registered [bold]{version.ref}[/bold] {aliases} sha256:{version.digest} ({human_size(version.size)})"
     )
+
+
+def _reference_profile(model: Path, reference: Path, out: Path) -> tuple[str, Path]:
+    """The reference rows scored by the served model's code, profiled: the version's baseline."""
+    from conveyor.monitoring.observe import Observer
+    from conveyor.monitoring.profile import PROFILE_FILE, profile_of
+    from conveyor.serving.spec import resolve_model
+
+    observer = Observer(resolve_model(model))
+    profile = profile_of(observer.reference_columns(reference), source=reference.name)
+    profile.save(out)
+    stderr.print(f"reference profile: {profile.items} items of {reference.name}, {len(profile.columns)} columns")
+    return PROFILE_FILE, out
 
 
 def _numbers(text: str, flag: str) -> list[float]:

@@ -32,6 +32,8 @@ class TaskServer(ABC):
 
     #: Whether answers are labels: the data plane counts them per label.
     classifier: bool = True
+    #: Whether ``score`` answers logits (the payload log records probabilities).
+    scores_are_logits: bool = False
 
     def __init__(self, resolved: ResolvedModel, options: ServingOptions) -> None:
         self.resolved = resolved
@@ -50,6 +52,10 @@ class TaskServer(ABC):
     @abstractmethod
     def parse_predict(self, body: bytes, content_type: str | None) -> list[Any]:
         """The classic ``/predict`` body as items, checked (a 4xx naming the problem)."""
+
+    def logged_inputs(self, items: list[Any]) -> list[Any] | None:
+        """What the payload log may keep of the items (JSON-able), or None to keep none."""
+        return items
 
     @abstractmethod
     def answers(self, scores: Scores) -> list[dict[str, Any]]:

@@ -41,6 +41,9 @@ class ImageServer(TaskServer):
     def score(self, items: list[Any]) -> Scores:
         return self.model.score(items)
 
+    def logged_inputs(self, items: list[Any]) -> list[Any] | None:
+        return None  # pixels are never logged; the answers are
+
     def check_content_type(self, content_type: str | None) -> None:
         if content_type is not None and not is_json(content_type) and _media(content_type) not in IMAGE_TYPES:
             raise UnsupportedMediaType(

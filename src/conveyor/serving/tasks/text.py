@@ -28,6 +28,7 @@ def _kind(value: object) -> str:
 
 class TextServer(TaskServer):
     model: TextClassifier
+    scores_are_logits = True
 
     def load(self) -> None:
         self.model = TextClassifier(self.resolved, self.options.runtime, max_run=self.options.max_batch_size)

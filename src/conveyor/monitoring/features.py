@@ -1,0 +1,104 @@
+"""What is watched of a request and its answer: named columns of numbers or categories.
+
+One function turns items (texts, tabular records) and their probabilities into the columns a
+profile summarises and a drift test compares, so the reference at registration and the logged
+traffic in production are described by the same code.  Text: characters, words, tokens and the
+unknown-token rate (the tokenizer's own ``[UNK]``), the signals that a new client sends another
+kind of text.  Tabular: each feature as it is.  Outputs: the predicted label's share, the
+confidence (the top probability), or a regressor's value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+Kind = Literal["numeric", "categorical"]
+INPUT, OUTPUT = "input", "output"
+
+
+@dataclass
+class Column:
+    name: str
+    kind: Kind
+    side: str  # input or output
+    values: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class Columns:
+    """Every watched column, filled item by item."""
+
+    by_name: dict[str, Column] = field(default_factory=dict)
+
+    def add(self, name: str, kind: Kind, side: str, value: Any) -> None:
+        column = self.by_name.get(name)
+        if column is None:
+            column = self.by_name[name] = Column(name, kind, side)
+        if value is not None:
+            column.values.append(value)
+
+    @property
+    def items(self) -> int:
+        return max((len(c.values) for c in self.by_name.values()), default=0)
+
+
+class TextFeatures:
+    """Length, words, tokens and unknown-token rate of each text (the model's own tokenizer)."""
+
+    def __init__(self, tokenizer_path: Path | None) -> None:
+        self.tokenizer: Any = None
+        self.unknown_id: int | None = None
+        if tokenizer_path is not None and tokenizer_path.is_file():
+            from tokenizers import Tokenizer
+
+            self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+            self.tokenizer.no_truncation()
+            model = self.tokenizer.model
+            unk = getattr(model, "unk_token", None)
+            self.unknown_id = self.tokenizer.token_to_id(unk) if unk else None
+
+    def add(self, columns: Columns, texts: list[Any]) -> None:
+        strings = [t for t in texts if isinstance(t, str)]
+        encoded = self.tokenizer.encode_batch(strings, add_special_tokens=False) if self.tokenizer and strings else []
+        for index, text in enumerate(strings):
+            columns.add("text.characters", "numeric", INPUT, len(text))
+            columns.add("text.words", "numeric", INPUT, len(text.split()))
+            if encoded:
+                ids = encoded[index].ids
+                columns.add("text.tokens", "numeric", INPUT, len(ids))
+                if self.unknown_id is not None:
+                    rate = sum(1 for i in ids if i == self.unknown_id) / len(ids) if ids else 0.0
+                    columns.add("text.unknown_token_rate", "numeric", INPUT, rate)
+
+
+def add_records(columns: Columns, records: list[Any], features: dict[str, str]) -> None:
+    """Tabular rows: each named feature (a number, or a category for strings and booleans)."""
+    for record in records:
+        if not isinstance(record, dict):
+            continue
+        for name, type_ in features.items():
+            value = record.get(name)
+            if type_ in ("number", "integer"):
+                number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+                columns.add(f"feature.{name}", "numeric", INPUT, number)
+            else:
+                columns.add(f"feature.{name}", "categorical", INPUT, None if value is None else str(value))
+
+
+def add_outputs(
+    columns: Columns, probabilities: list[list[float]] | None, labels: list[str], values: list[Any]
+) -> None:
+    """The answer side: label shares and confidence for a classifier, the value for a regressor."""
+    if probabilities:
+        rows = np.asarray(probabilities, dtype=np.float64)
+        for row in rows:
+            columns.add("output.label", "categorical", OUTPUT, labels[int(row.argmax())] if labels else None)
+            columns.add("output.confidence", "numeric", OUTPUT, float(row.max()))
+        return
+    for value in values:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            columns.add("output.value", "numeric", OUTPUT, float(value))

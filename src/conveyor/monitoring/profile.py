@@ -1,0 +1,98 @@
+"""A version's reference profile: how its inputs and answers looked on data it was judged on.
+
+Compare SageMaker Model Monitor's baseline (statistics + constraints from a baseline job) and
+Evidently's reference dataset.  Per numeric column: decile edges with each bin's share (what the
+population stability index compares) and a fixed-size sample (what Kolmogorov-Smirnov compares);
+per categorical column: the category shares (top ``MAX_CATEGORIES``, the rest as ``(other)``).
+Kept with the version as ``monitoring/profile.json``, so anyone who can download the version can
+judge its traffic, and the served image carries it too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from conveyor.monitoring.features import Column, Columns
+
+PROFILE_FILE = "monitoring/profile.json"
+BINS = 10
+SAMPLE_SIZE = 2000
+MAX_CATEGORIES = 50
+OTHER = "(other)"
+
+
+class ColumnProfile(BaseModel):
+    name: str
+    kind: str  # numeric | categorical
+    side: str  # input | output
+    count: int
+    edges: list[float] = Field(default_factory=list, description="Interior bin edges (numeric).")
+    shares: list[float] = Field(default_factory=list, description="Share of values per bin (numeric).")
+    sample: list[float] = Field(default_factory=list, description="A fixed random sample of the values (numeric).")
+    quantiles: dict[str, float] = Field(default_factory=dict, description="min, p5, p25, p50, p75, p95, max.")
+    categories: dict[str, float] = Field(default_factory=dict, description="Share per category (categorical).")
+
+    def bin_shares(self, values: np.ndarray) -> np.ndarray:
+        """Share of ``values`` in each bin (-inf, e1], (e1, e2], ..., (ek, inf): a value equal to an edge
+        falls below it, so a constant reference (no unknown tokens at all) still has a bin above."""
+        counts = np.bincount(np.searchsorted(self.edges, values, side="left"), minlength=len(self.edges) + 1)
+        return counts / max(len(values), 1)
+
+    def category_shares(self, values: list[Any]) -> dict[str, float]:
+        known = set(self.categories)
+        counted = Counter(v if v in known else OTHER for v in map(str, values))
+        return {k: n / max(len(values), 1) for k, n in counted.items()}
+
+
+class Profile(BaseModel):
+    """Every watched column of one version, from ``items`` reference rows."""
+
+    items: int
+    source: str = Field(description="Where the reference came from (a file, a pipeline's split).")
+    columns: dict[str, ColumnProfile]
+
+    def save(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.model_dump_json(indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> Profile:
+        return cls.model_validate(json.loads(path.read_text()))
+
+
+def profile_of(columns: Columns, source: str, seed: int = 0) -> Profile:
+    return Profile(
+        items=columns.items,
+        source=source,
+        columns={name: _column(column, seed) for name, column in columns.by_name.items() if column.values},
+    )
+
+
+def _column(column: Column, seed: int) -> ColumnProfile:
+    if column.kind == "categorical":
+        counted = Counter(map(str, column.values))
+        top = dict(counted.most_common(MAX_CATEGORIES))
+        shares = {k: n / len(column.values) for k, n in top.items()}
+        rest = len(column.values) - sum(top.values())
+        if rest:
+            shares[OTHER] = rest / len(column.values)
+        return ColumnProfile(
+            name=column.name, kind="categorical", side=column.side, count=len(column.values), categories=shares
+        )
+    values = np.asarray(column.values, dtype=np.float64)
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, BINS + 1)[1:-1]))
+    profile = ColumnProfile(name=column.name, kind="numeric", side=column.side, count=len(values), edges=edges.tolist())
+    profile.shares = profile.bin_shares(values).tolist()
+    rng = np.random.default_rng(seed)
+    sample = values if len(values) <= SAMPLE_SIZE else rng.choice(values, SAMPLE_SIZE, replace=False)
+    profile.sample = [round(float(v), 6) for v in sample]
+    points = np.quantile(values, [0, 0.05, 0.25, 0.5, 0.75, 0.95, 1])
+    profile.quantiles = dict(zip(["min", "p5", "p25", "p50", "p75", "p95", "max"], map(float, points), strict=True))
+    return profile

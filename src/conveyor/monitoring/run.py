@@ -1,0 +1,89 @@
+"""One monitoring pass: the reference profile, the log read back in windows, each window judged.
+
+Shared by ``conveyor monitor`` (table, JSON, HTML) and anything that acts on drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import InvalidInput
+from conveyor.monitoring.drift import Thresholds, WindowDrift, compare
+from conveyor.monitoring.logs import LogReader
+from conveyor.monitoring.observe import Observer, chunked
+from conveyor.monitoring.profile import PROFILE_FILE, Profile, profile_of
+from conveyor.serving.spec import ResolvedModel
+
+
+@dataclass
+class MonitorResult:
+    model: str
+    version: str
+    profile: Profile
+    thresholds: Thresholds
+    windows: list[WindowDrift] = field(default_factory=list)
+    records: int = 0
+    files: int = 0
+    unreadable: int = 0
+
+    @property
+    def latest(self) -> WindowDrift | None:
+        judged = [w for w in self.windows if w.judged]
+        return judged[-1] if judged else None
+
+    @property
+    def latest_drifted(self) -> bool:
+        return bool(self.latest and self.latest.drifted)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "reference": {"source": self.profile.source, "items": self.profile.items},
+            "thresholds": asdict(self.thresholds),
+            "records": self.records,
+            "files": self.files,
+            "unreadable_lines": self.unreadable,
+            "drift": self.latest_drifted,
+            "windows": [{**asdict(w), "drifted": w.drifted} for w in self.windows],
+        }
+
+
+def reference_profile(resolved: ResolvedModel, reference: Path | None) -> Profile:
+    """``reference`` scored now, else the profile stored with the version."""
+    observer = Observer(resolved)
+    if reference is not None:
+        return profile_of(observer.reference_columns(reference), source=str(reference))
+    stored = resolved.model_path.parent / PROFILE_FILE
+    if not stored.is_file():
+        raise InvalidInput(
+            f"{resolved.spec.name}:{resolved.spec.version} has no reference profile ({PROFILE_FILE}): "
+            "register it with --reference FILE, or pass --reference FILE here"
+        )
+    return Profile.load(stored)
+
+
+def monitor_log(
+    resolved: ResolvedModel, destination: str, reference: Path | None, window: int, thresholds: Thresholds
+) -> MonitorResult:
+    profile = reference_profile(resolved, reference)
+    observer = Observer(resolved)
+    reader = LogReader(destination, resolved.spec.name, resolved.spec.version)
+    result = MonitorResult(resolved.spec.name, resolved.spec.version, profile, thresholds)
+    for index, (columns, records) in enumerate(chunked(reader.records(), observer, window), 1):
+        result.records += len(records)
+        judged = columns.items >= thresholds.min_items
+        result.windows.append(
+            WindowDrift(
+                index=index,
+                items=columns.items,
+                start=str(records[0].get("time", "")),
+                end=str(records[-1].get("time", "")),
+                judged=judged,
+                columns=compare(profile, columns, thresholds) if judged else [],
+            )
+        )
+    result.files, result.unreadable = reader.files, reader.unreadable
+    return result

@@ -1,0 +1,315 @@
+"""Payload logging: a sample of what a server was asked and what it answered, off the request's path.
+
+Compare KServe's payload logger (a CloudEvent per request to a URL) and SageMaker's data capture
+(JSON Lines files in S3, sampled): what a team needs months later to see drift, to label what was
+served and to retrain on it.  The request's side is one random draw and, for a sampled request,
+one ``put_nowait`` of references already computed (the items, the score rows, the answers); a
+writer thread does the rest: dropping and hashing fields, the size cap, JSON, the file and its
+rotation, the upload.  A full queue, a full disk or an unreachable store drops records and counts
+them in ``conveyor_payload_log_records_total{outcome}``; a prediction never waits for the log.
+
+Files are JSON Lines, one line per request, under ``DEST/<model>/<version>/``; a file being
+written ends in ``.partial`` and is renamed when it rotates (``rotate_bytes``/``rotate_seconds``)
+or the server stops, so a reader (``conveyor monitor``) only ever sees whole files.  With an
+``s3://bucket/prefix`` destination the files are spooled locally and uploaded as they rotate.
+What is never logged: request headers (tokens, cookies), client addresses, the raw body of a
+request that failed, image pixels (their label answers are logged).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import queue
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from prometheus_client import Counter
+
+from conveyor.serving.model import softmax
+
+log = logging.getLogger(__name__)
+
+HASH_KEY_ENV = "CONVEYOR_PAYLOAD_HASH_KEY"  # an HMAC key for --log-hash (else plain sha256)
+RECORDS = Counter(
+    "conveyor_payload_log_records_total",
+    "Payload log records by outcome: written, or dropped (queue_full, store_error, too_large).",
+    ["model", "version", "outcome"],
+)
+
+
+@dataclass(frozen=True)
+class PayloadLogConfig:
+    """Where and how much to log; JSON-serialisable (worker processes receive it)."""
+
+    destination: str  # a folder, or s3://bucket/prefix
+    sample: float = 0.1  # the share of requests logged
+    drop: tuple[str, ...] = ()  # input fields (columns; "text" for a text model) never written
+    hash: tuple[str, ...] = ()  # input fields written as a keyed hash (joins still work, values do not leak)
+    max_record_bytes: int = 64 * 1024  # a larger record keeps its answers and loses its inputs
+    rotate_bytes: int = 16 * 1024 * 1024
+    rotate_seconds: float = 300.0
+    queue_size: int = 10_000
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sample <= 1.0:
+            raise ValueError(f"the payload log sample must be between 0 and 1, got {self.sample}")
+        if self.max_record_bytes < 256 or self.rotate_bytes < 1024 or self.rotate_seconds <= 0:
+            raise ValueError("the payload log's record cap (>= 256 bytes) and rotation must be positive")
+
+
+@dataclass
+class _Entry:
+    request_id: str
+    route: str
+    latency_ms: float
+    items: list[Any] | None
+    scores: np.ndarray
+    answers: list[dict[str, Any]]
+    at: float = field(default_factory=time.time)
+
+
+class PayloadLog:
+    """One server's payload log: ``offer`` on the request path, everything else on a writer thread."""
+
+    def __init__(self, config: PayloadLogConfig, model: str, version: str, *, logits: bool, classifier: bool) -> None:
+        self.config = config
+        self.model, self.version = model, version
+        self.logits, self.classifier = logits, classifier
+        self._queue: queue.Queue[_Entry | None] = queue.Queue(config.queue_size)
+        self._random = random.Random()
+        self._sink = sink_for(config, model, version, self._count)
+        self._hash_key = os.environ.get(HASH_KEY_ENV, "").encode()
+        self._thread = threading.Thread(target=self._run, name="payload-log", daemon=True)
+        self._counters = {
+            outcome: RECORDS.labels(model=model, version=version, outcome=outcome)
+            for outcome in ("written", "queue_full", "store_error", "too_large")
+        }
+        self._thread.start()
+
+    # ---- the request's side -----------------------------------------------------------------
+
+    def offer(
+        self,
+        request_id: str,
+        route: str,
+        latency_s: float,
+        items: list[Any] | None,
+        scores: np.ndarray,
+        answers: list[dict[str, Any]],
+    ) -> None:
+        """Maybe log one answered request; never blocks, never raises."""
+        if self._random.random() >= self.config.sample:
+            return
+        try:
+            self._queue.put_nowait(_Entry(request_id, route, round(latency_s * 1000, 3), items, scores, answers))
+        except queue.Full:
+            self._counters["queue_full"].inc()
+
+    # ---- the writer thread ------------------------------------------------------------------
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, finish the open file (and upload it), stop the thread."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout)
+        self._thread.join(timeout)
+
+    def _count(self, outcome: str, records: int = 1) -> None:
+        self._counters[outcome].inc(records)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                entry = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                self._sink.tick()
+                continue
+            if entry is None:
+                self._sink.finish()
+                return
+            try:
+                line = self._line(entry)
+            except Exception:  # a record that cannot be written must not stop the writer
+                log.exception("payload log: cannot encode a record")
+                line = None
+            if line is None:
+                self._count("too_large")
+                continue
+            self._sink.write(line)
+
+    def _line(self, entry: _Entry) -> bytes | None:
+        record: dict[str, Any] = {
+            "time": datetime.fromtimestamp(entry.at, UTC).isoformat(timespec="milliseconds"),
+            "request_id": entry.request_id,
+            "model": self.model,
+            "version": self.version,
+            "route": entry.route,
+            "latency_ms": entry.latency_ms,
+            "inputs": None if entry.items is None else [self._scrub(item) for item in entry.items],
+            "outputs": entry.answers,
+        }
+        scores = entry.scores.astype(np.float64)
+        if self.classifier:
+            if self.logits:
+                scores = softmax(scores)
+            record["probabilities"] = np.round(scores, 6).tolist()
+        line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+        if len(line) > self.config.max_record_bytes and record["inputs"] is not None:
+            record["inputs"], record["omitted"] = None, f"inputs over {self.config.max_record_bytes} bytes"
+            line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+        return line if len(line) <= self.config.max_record_bytes else None
+
+    def _scrub(self, item: Any) -> Any:
+        if isinstance(item, dict):
+            return {
+                key: self._hashed(value) if key in self.config.hash else value
+                for key, value in item.items()
+                if key not in self.config.drop
+            }
+        if isinstance(item, str):
+            if "text" in self.config.drop:
+                return None
+            return self._hashed(item) if "text" in self.config.hash else item
+        return item
+
+    def _hashed(self, value: Any) -> str:
+        data = str(value).encode()
+        digest = hmac.new(self._hash_key, data, hashlib.sha256) if self._hash_key else hashlib.sha256(data)
+        return "sha256:" + digest.hexdigest()[:32]
+
+
+# ---- sinks: where the lines go ---------------------------------------------------------------
+
+
+class _Files:
+    """JSON Lines files in a folder, rotated by size and age; a failed write drops and counts."""
+
+    RETRY_AFTER_S = 5.0
+
+    def __init__(
+        self, folder: Path, count: Callable[..., None], on_finished: Callable[[Path, int], None] | None = None
+    ) -> None:
+        self.folder, self.count, self.on_finished = folder, count, on_finished
+        self.rotate_bytes, self.rotate_seconds = 16 * 1024 * 1024, 300.0
+        self._file: Any = None
+        self._path: Path | None = None
+        self._opened = 0.0
+        self._written = self._records = self._sequence = 0
+        self._failed_at = 0.0
+
+    def write(self, line: bytes) -> None:
+        if self._failed_at and time.monotonic() - self._failed_at < self.RETRY_AFTER_S:
+            self.count("store_error")
+            return
+        try:
+            if self._file is None:
+                self._open()
+            self._file.write(line)
+            self._file.flush()
+        except OSError as exc:
+            self._fail(exc)
+            return
+        self._written += len(line)
+        self._records += 1
+        if self.on_finished is None:  # an uploaded file's records count once they are uploaded
+            self.count("written")
+        if self._written >= self.rotate_bytes:
+            self.finish()
+
+    def tick(self) -> None:
+        if self._file is not None and time.monotonic() - self._opened >= self.rotate_seconds:
+            self.finish()
+
+    def finish(self) -> None:
+        """Close the open file and give it its final name (a reader sees whole files only)."""
+        if self._file is None or self._path is None:
+            return
+        path, records = self._path, self._records
+        try:
+            self._file.close()
+            final = path.with_suffix("")  # drop .partial
+            path.rename(final)
+        except OSError as exc:
+            self._fail(exc)
+            return
+        finally:
+            self._file, self._path, self._written, self._records = None, None, 0, 0
+        if self.on_finished is not None:
+            self.on_finished(final, records)
+
+    def _open(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._sequence += 1
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        self._path = self.folder / f"payloads-{stamp}-{os.getpid()}-{self._sequence:04d}.jsonl.partial"
+        self._file = open(self._path, "ab")  # noqa: SIM115 (held open across writes)
+        self._opened = time.monotonic()
+        self._failed_at = 0.0
+
+    def _fail(self, exc: OSError) -> None:
+        """Count the record that failed, keep the file's whole lines (cut back to the last good
+        byte), and pause writes for a while: a full disk is not retried on every request."""
+        if not self._failed_at:
+            log.warning("payload log: cannot write to %s (%s); records are dropped and counted", self.folder, exc)
+        self.count("store_error")
+        path, records, good = self._path, self._records, self._written
+        with contextlib.suppress(OSError):
+            if self._file is not None:
+                self._file.close()  # its buffer may fail to flush again: the file is closed all the same
+        self._file, self._path, self._written, self._records = None, None, 0, 0
+        self._failed_at = time.monotonic()
+        if path is None:
+            return
+        try:
+            if not records:
+                path.unlink()
+                return
+            os.truncate(path, good)
+            final = path.with_suffix("")
+            path.rename(final)
+        except OSError:
+            return
+        if self.on_finished is not None:
+            self.on_finished(final, records)
+
+
+class _S3(_Files):
+    """Spooled files uploaded to ``s3://bucket/prefix/<model>/<version>/`` as they rotate."""
+
+    def __init__(self, url: str, model: str, version: str, count: Callable[..., None]) -> None:
+        from conveyor.serving.payload_upload import S3Uploader  # boto3 only where S3 is asked for
+
+        self.uploader = S3Uploader(url, f"{model}/{version}")
+        super().__init__(Path(tempfile.mkdtemp(prefix="conveyor-payloads-")), count, self._upload)
+
+    def _upload(self, path: Path, records: int) -> None:
+        try:
+            self.uploader.upload(path)
+            self.count("written", records)
+        except Exception as exc:  # botocore raises many kinds; each means this file is lost
+            log.warning("payload log: upload of %s failed (%s); %d records dropped", path.name, exc, records)
+            self.count("store_error", records)
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def sink_for(config: PayloadLogConfig, model: str, version: str, count: Callable[..., None]) -> _Files:
+    if config.destination.startswith("s3://"):
+        sink: _Files = _S3(config.destination, model, version, count)
+    else:
+        sink = _Files(Path(config.destination).expanduser() / model / version, count)
+    sink.rotate_bytes, sink.rotate_seconds = config.rotate_bytes, config.rotate_seconds
+    return sink

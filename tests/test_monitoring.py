@@ -1,0 +1,239 @@
+"""Payload logging and drift, with real traffic through a real server.
+
+The risk model (a scikit-learn Pipeline over a frame built from scikit-learn's diabetes data) is
+served with every request logged; its reference is one random half of the data.  Traffic drawn
+from the other half must raise no drift over ten windows; traffic drawn from the older half of
+the patients (a shifted ``age``) must raise it in the first window.  The false alarms are
+printed (docs/monitoring.md records them).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, Server, start_server
+from tests.tabular_models import Trained, risk_frame
+
+WINDOW = 200
+ROWS_PER_REQUEST = 5
+
+
+@pytest.fixture(scope="module")
+def halves(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    frame, _ = risk_frame()
+    order = np.random.default_rng(7).permutation(len(frame))
+    reference, rest = frame.iloc[order[: len(frame) // 2]], frame.iloc[order[len(frame) // 2 :]]
+    folder = tmp_path_factory.mktemp("monitoring")
+    reference.to_csv(folder / "reference.csv", index=False)
+    return folder, reference, rest
+
+
+@pytest.fixture(scope="module")
+def risk_folder(tabular: Trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conveyor.convert import ConvertOptions, convert_model
+
+    folder = tmp_path_factory.mktemp("risk-monitored") / "risk"
+    convert_model(tabular.risk, folder, "risk", ConvertOptions(sample=tabular.risk_sample, positive_label="high"))
+    return folder
+
+
+def _serve_logged(folder: Path, logs: Path | str, tmp_path: Path, *extra: str) -> Server:
+    return start_server(
+        folder, "--log-payloads", str(logs), "--log-sample", "1", "--log-rotate-seconds", "1", *extra, tmp_path=tmp_path
+    )
+
+
+def _send(server: Server, rows: list[dict[str, object]]) -> list[str]:
+    ids = []
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for start in range(0, len(rows), ROWS_PER_REQUEST):
+            answer = client.post("/predict", json=rows[start : start + ROWS_PER_REQUEST])
+            assert answer.status_code == 200, answer.text
+            ids.append(answer.headers["x-request-id"])
+    return ids
+
+
+def _monitor(folder: Path, logs: Path | str, reference: Path, *extra: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    command = [sys.executable, "-m", "conveyor.cli.main", "monitor", str(folder), "--logs", str(logs), "--json"]
+    result = subprocess.run(
+        [*command, "--reference", str(reference), "--window", str(WINDOW), *extra],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def _records(rows) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    return json.loads(rows.to_json(orient="records"))
+
+
+def _wait_for_files(logs: Path, requests: int, server: Server) -> None:
+    """Stop the server (it finishes its open file) and check every request reached the log."""
+    server.stop()
+    written = sum(len(p.read_text().splitlines()) for p in logs.rglob("*.jsonl"))
+    assert written == requests, f"{written} of {requests} requests logged"
+    assert not list(logs.rglob("*.partial")), "the server left a file unfinished"
+
+
+def _logged_traffic(folder: Path, tmp_path: Path, rows: list[dict[str, object]]) -> Path:
+    """``rows`` through a server that logs every request; the log's folder once the server stopped."""
+    logs = tmp_path / "logs"
+    server = _serve_logged(folder, logs, tmp_path)
+    ids = _send(server, rows)
+    assert len(set(ids)) == len(ids)  # a fresh request id for each
+    _wait_for_files(logs, len(ids), server)
+    return logs
+
+
+def test_traffic_like_the_reference_raises_no_drift_over_ten_windows(
+    risk_folder: Path,
+    halves,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    folder, _, rest = halves
+    logs = _logged_traffic(risk_folder, tmp_path, _records(rest.sample(n=10 * WINDOW, replace=True, random_state=11)))
+    code, report = _monitor(risk_folder, logs, folder / "reference.csv")
+    windows = [w for w in report["windows"] if w["judged"]]
+    assert len(windows) == 10
+    alarms = [(w["index"], w["drifted"]) for w in windows if w["drifted"]]
+    worst = max(c["psi"] for w in windows for c in w["columns"])
+    least = min(c["pvalue"] for w in windows for c in w["columns"])
+    print(
+        f"in-distribution: {len(alarms)} false alarms in 10 windows of {WINDOW}; "
+        f"largest PSI {worst:.3f}, least p {least:.2g}"
+    )
+    assert alarms == [] and code == 0
+    watched = {c["name"] for c in windows[0]["columns"]}
+    assert {"feature.age", "feature.bmi", "feature.sex", "output.label", "output.confidence"} <= watched
+
+
+def test_traffic_from_older_patients_raises_drift_on_age_within_one_window(
+    risk_folder: Path,
+    halves,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    folder, _, rest = halves
+    older = rest[rest.age > rest.age.median()]
+    logs = _logged_traffic(risk_folder, tmp_path, _records(older.sample(n=WINDOW, replace=True, random_state=3)))
+    code, report = _monitor(risk_folder, logs, folder / "reference.csv", "--html", str(tmp_path / "drift.html"))
+    first = report["windows"][0]
+    assert code == 1 and report["drift"] is True
+    assert "feature.age" in first["drifted"], first
+    age = next(c for c in first["columns"] if c["name"] == "feature.age")
+    print(f"shifted age: drift in window 1 ({first['items']} rows), PSI {age['psi']:.3f}, KS p {age['pvalue']:.1e}")
+    assert age["pvalue"] < 0.01 and age["window"]["p50"] > age["reference"]["p50"]
+    page = (tmp_path / "drift.html").read_text()
+    assert "feature.age" in page and "<svg" in page
+
+
+def test_a_logged_record_keeps_the_request_id_and_drops_and_hashes_what_it_is_told(
+    risk_folder: Path, tmp_path: Path
+) -> None:
+    logs = tmp_path / "logs"
+    server = _serve_logged(risk_folder, logs, tmp_path, "--log-drop", "region", "--log-hash", "sex")
+    row = {"age": 61, "bmi": 31.5, "bp": 104, "sex": "male", "region": "north"}
+    answer = httpx.post(server.url + "/predict", json=[row], headers={"X-Request-Id": "order-17"}, timeout=10)
+    assert answer.status_code == 200 and answer.headers["x-request-id"] == "order-17"
+    bad = httpx.post(server.url + "/predict", json=[{"age": 61}], timeout=10)
+    assert bad.status_code == 422 and len(bad.headers["x-request-id"]) == 16
+    _wait_for_files(logs, 1, server)  # an answered request is logged; a refused one is not
+    (record,) = [json.loads(line) for p in logs.rglob("*.jsonl") for line in p.read_text().splitlines()]
+    assert record["request_id"] == "order-17" and record["model"] == "risk" and record["version"] == "1"
+    (logged,) = record["inputs"]
+    assert "region" not in logged and logged["sex"].startswith("sha256:") and logged["age"] == 61
+    assert record["outputs"] == [answer.json()] and len(record["probabilities"][0]) == 2
+    assert record["latency_ms"] > 0 and "T" in record["time"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A 64 KiB tmpfs: a real ENOSPC after a few hundred records (mounting needs root, as CI runs)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_loses_no_prediction_and_counts_what_it_dropped(
+    risk_folder: Path, tiny_disk: Path, tmp_path: Path
+) -> None:
+    server = _serve_logged(risk_folder, tiny_disk, tmp_path, "--log-rotate-mib", "1")
+    row = {"age": 61, "bmi": 31.5, "bp": 104, "sex": "male", "region": "north"}
+    started = time.perf_counter()
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        answers = [client.post("/predict", json=[row] * 4) for _ in range(600)]
+    seconds = time.perf_counter() - started
+    assert all(a.status_code == 200 for a in answers)
+    metrics = httpx.get(server.url + "/metrics", timeout=10).text
+    server.stop()
+    written, dropped = _counter(metrics, "written"), _counter(metrics, "store_error")
+    assert written > 0 and dropped > 0 and written + dropped == 600, metrics
+    kept = sum(len(p.read_text().splitlines()) for p in tiny_disk.rglob("*.jsonl"))
+    assert kept == written  # the lines written before the disk filled are whole and readable
+    assert all(json.loads(line) for p in tiny_disk.rglob("*.jsonl") for line in p.read_text().splitlines())
+    print(f"full disk: 600 predictions answered in {seconds:.2f}s; {written:.0f} records kept, {dropped:.0f} counted")
+
+
+def _counter(metrics: str, outcome: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith("conveyor_payload_log_records_total") and f'outcome="{outcome}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no payload log counter for {outcome}")
+
+
+def test_payloads_logged_to_s3_are_read_back_by_monitor(
+    risk_folder: Path,
+    halves,
+    s3_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    import boto3
+
+    folder, _, rest = halves
+    monkeypatch.setenv("CONVEYOR_S3_ENDPOINT_URL", s3_endpoint)
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="payloads")
+    server = _serve_logged(risk_folder, "s3://payloads/prod", tmp_path)
+    ids = _send(server, _records(rest.sample(n=WINDOW, replace=True, random_state=5)))
+    server.stop()  # the open file is finished and uploaded on the way out
+    _, report = _monitor(risk_folder, "s3://payloads/prod", folder / "reference.csv")
+    assert report["records"] == len(ids) and report["windows"][0]["judged"], report
+    listed = boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(Bucket="payloads")["Contents"]
+    assert all(o["Key"].startswith("prod/risk/1/payloads-") and o["Key"].endswith(".jsonl") for o in listed)
+
+
+def test_a_dead_s3_endpoint_loses_no_prediction_and_counts_what_it_dropped(
+    risk_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("CONVEYOR_S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nobody listens
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    server = _serve_logged(risk_folder, "s3://payloads/prod", tmp_path, "--log-rotate-mib", "1")
+    row = {"age": 61, "bmi": 31.5, "bp": 104, "sex": "male", "region": "north"}
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        answers = [client.post("/predict", json=[row]) for _ in range(300)]
+        for _ in range(100):  # the 1 s rotation hands the file to the uploader, which fails
+            metrics = client.get("/metrics").text
+            if _counter(metrics, "store_error") == 300:
+                break
+            time.sleep(0.1)
+    server.stop()
+    assert all(a.status_code == 200 for a in answers)
+    assert _counter(metrics, "store_error") == 300 and _counter(metrics, "written") == 0, metrics
