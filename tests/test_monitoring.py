@@ -237,3 +237,50 @@ def test_a_dead_s3_endpoint_loses_no_prediction_and_counts_what_it_dropped(
     server.stop()
     assert all(a.status_code == 200 for a in answers)
     assert _counter(metrics, "store_error") == 300 and _counter(metrics, "written") == 0, metrics
+
+
+def test_feedback_by_request_id_gives_live_accuracy_and_a_bad_label_is_refused(
+    risk_folder: Path,
+    halves,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    folder, _, rest = halves
+    frame, labels = risk_frame()
+    truth = dict(zip(frame.index, labels, strict=True))
+    logs = tmp_path / "logs"
+    server = _serve_logged(risk_folder, logs, tmp_path)
+    chosen = rest.sample(n=WINDOW, replace=True, random_state=9)
+    rows, true = _records(chosen), [truth[i] for i in chosen.index]
+    flipped = {"high": "low", "low": "high"}
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for start in range(0, len(rows), ROWS_PER_REQUEST):
+            answer = client.post("/predict", json=rows[start : start + ROWS_PER_REQUEST])
+            labels_now = true[start : start + ROWS_PER_REQUEST]
+            if start >= len(rows) // 2:  # the second half: the world changed, the truth is the other label
+                labels_now = [flipped[label] for label in labels_now]
+            sent = client.post("/feedback", json=[{"request_id": answer.headers["x-request-id"], "labels": labels_now}])
+            assert sent.status_code == 202 and sent.json() == {"accepted": 1, "dropped": 0}, sent.text
+        refused = [
+            client.post("/feedback", json=[{"request_id": "x", "label": "medium"}]),
+            client.post("/feedback", json=[{"label": "high"}]),
+            client.post("/feedback", json=[{"request_id": "x", "label": "high", "labels": ["high"]}]),
+            client.post("/feedback", content=b"not json", headers={"content-type": "application/json"}),
+        ]
+    server.stop()
+    assert [r.status_code for r in refused] == [422, 422, 422, 400]
+    assert "unknown label 'medium'" in refused[0].json()["error"] and "request_id" in refused[1].json()["error"]
+    code, report = _monitor(
+        risk_folder, logs, folder / "reference.csv", "--window", str(WINDOW // 2), "--min-accuracy", "0.6"
+    )
+    first, second = (w["quality"] for w in report["windows"])
+    print(f"live accuracy: {first['accuracy']:.2f} with the true labels, {second['accuracy']:.2f} after they flipped")
+    assert first["labelled"] == WINDOW // 2 and first["accuracy"] >= 0.65 and second["accuracy"] <= 0.35
+    assert report["feedback"] == WINDOW // ROWS_PER_REQUEST
+    assert code == 1 and report["windows"][-1]["quality_failed"] and not report["windows"][0]["quality_failed"]
+
+
+def test_feedback_to_a_server_without_a_payload_log_is_a_clear_409(risk_folder: Path, tmp_path: Path) -> None:
+    server = start_server(risk_folder, tmp_path=tmp_path)
+    answer = httpx.post(server.url + "/feedback", json=[{"request_id": "x", "label": "high"}], timeout=10)
+    server.stop()
+    assert answer.status_code == 409 and "--log-payloads" in answer.json()["error"]

@@ -31,6 +31,13 @@ def monitor(
         float, typer.Option(min=0.0, max=1.0, help="... and its test (KS or chi-square) has a p-value below this.")
     ] = 0.01,
     min_items: Annotated[int, typer.Option(min=1, help="A smaller window is shown, not judged.")] = 100,
+    min_accuracy: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Alarm when live accuracy (from POST /feedback) falls below this."),
+    ] = None,
+    max_error: Annotated[
+        float | None, typer.Option(min=0.0, help="A regressor: alarm when the live mean absolute error exceeds this.")
+    ] = None,
     html: Annotated[Path | None, typer.Option(help="Also write an HTML report with charts here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
@@ -40,7 +47,9 @@ def monitor(
 
     with handle_errors():
         resolved = _resolve(model)
-        result = monitor_log(resolved, logs, reference, window, Thresholds(psi=psi, alpha=alpha, min_items=min_items))
+        result = monitor_log(
+            resolved, logs, reference, window, Thresholds(psi, alpha, min_items, min_accuracy, max_error)
+        )
         if html is not None:
             from conveyor.monitoring.report import write_html
 
@@ -74,16 +83,32 @@ def _resolve(model: str) -> Any:
     )
 
 
+def _quality(quality: dict[str, Any] | None) -> str:
+    if quality is None:
+        return "-"
+    if "accuracy" in quality:
+        return f"accuracy {quality['accuracy']:.1%} of {quality['labelled']}"
+    return f"MAE {quality['mae']:.4g} of {quality['labelled']}"
+
+
 def _render(result: Any) -> None:
     windows = new_table(
         f"{result.model}:{result.version} traffic against its reference ({result.profile.source}, "
         f"{result.profile.items} items): {result.records} requests in {result.files} files"
     )
-    for column in ("window", "items", "from", "to", "drifted"):
+    for column in ("window", "items", "from", "to", "drifted", "live quality"):
         windows.add_column(column, justify="right" if column in ("window", "items") else "left")
     for w in result.windows:
         verdict = ", ".join(w.drifted) if w.drifted else ("none" if w.judged else "too few items to judge")
-        windows.add_row(str(w.index), str(w.items), w.start, w.end, f"[red]{verdict}[/red]" if w.drifted else verdict)
+        quality = _quality(w.quality)
+        windows.add_row(
+            str(w.index),
+            str(w.items),
+            w.start,
+            w.end,
+            f"[red]{verdict}[/red]" if w.drifted else verdict,
+            f"[red]{quality}[/red]" if w.quality_failed else quality,
+        )
     stdout.print(windows)
     latest = result.latest
     if latest is None:

@@ -33,6 +33,17 @@ class Thresholds:
     psi: float = 0.2
     alpha: float = 0.01
     min_items: int = 100
+    min_accuracy: float | None = None  # live quality, where feedback arrived
+    max_error: float | None = None  # a regressor's mean absolute error
+
+    def quality_failed(self, quality: dict[str, Any] | None) -> bool:
+        if quality is None:
+            return False
+        if "accuracy" in quality and self.min_accuracy is not None:
+            return bool(quality["accuracy"] < self.min_accuracy)
+        if "mae" in quality and self.max_error is not None:
+            return bool(quality["mae"] > self.max_error)
+        return False
 
 
 @dataclass
@@ -58,6 +69,8 @@ class WindowDrift:
     end: str
     judged: bool
     columns: list[ColumnDrift]
+    quality: dict[str, Any] | None = None  # {"labelled": n, "accuracy": a} or {"labelled": n, "mae": e}
+    quality_failed: bool = False
 
     @property
     def drifted(self) -> list[str]:

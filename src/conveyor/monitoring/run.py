@@ -14,6 +14,7 @@ from conveyor.monitoring.drift import Thresholds, WindowDrift, compare
 from conveyor.monitoring.logs import LogReader
 from conveyor.monitoring.observe import Observer, chunked
 from conveyor.monitoring.profile import PROFILE_FILE, Profile, profile_of
+from conveyor.monitoring.quality import feedback_of, window_quality
 from conveyor.serving.spec import ResolvedModel
 
 
@@ -27,6 +28,7 @@ class MonitorResult:
     records: int = 0
     files: int = 0
     unreadable: int = 0
+    feedback: int = 0  # feedback entries in the log
 
     @property
     def latest(self) -> WindowDrift | None:
@@ -35,7 +37,9 @@ class MonitorResult:
 
     @property
     def latest_drifted(self) -> bool:
-        return bool(self.latest and self.latest.drifted)
+        """The latest judged window drifted, or its live quality fell below the bound."""
+        latest = self.latest
+        return bool(latest and (latest.drifted or latest.quality_failed))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +52,7 @@ class MonitorResult:
             "unreadable_lines": self.unreadable,
             "drift": self.latest_drifted,
             "windows": [{**asdict(w), "drifted": w.drifted} for w in self.windows],
+            "feedback": self.feedback,
         }
 
 
@@ -72,9 +77,14 @@ def monitor_log(
     observer = Observer(resolved)
     reader = LogReader(destination, resolved.spec.name, resolved.spec.version)
     result = MonitorResult(resolved.spec.name, resolved.spec.version, profile, thresholds)
-    for index, (columns, records) in enumerate(chunked(reader.records(), observer, window), 1):
+    everything = list(reader.records())  # feedback comes after its request: gather it first
+    truth = feedback_of(everything)
+    requests = [r for r in everything if r.get("kind", "request") == "request"]
+    regression = resolved.spec.task == "tabular-regression"
+    for index, (columns, records) in enumerate(chunked(requests, observer, window), 1):
         result.records += len(records)
         judged = columns.items >= thresholds.min_items
+        quality = window_quality(records, truth, resolved.spec.labels, regression)
         result.windows.append(
             WindowDrift(
                 index=index,
@@ -83,7 +93,9 @@ def monitor_log(
                 end=str(records[-1].get("time", "")),
                 judged=judged,
                 columns=compare(profile, columns, thresholds) if judged else [],
+                quality=quality,
+                quality_failed=judged and thresholds.quality_failed(quality),
             )
         )
-    result.files, result.unreadable = reader.files, reader.unreadable
+    result.files, result.unreadable, result.feedback = reader.files, reader.unreadable, len(truth)
     return result

@@ -77,6 +77,10 @@ class Endpoints:
         media = "application/octet-stream" if headers else JSON
         return Response(payload, media_type=media, headers=headers)
 
+    async def feedback(self, request: Request) -> Response:
+        body = await read_body(request, self.plane.options.max_body_bytes)
+        return json_response(self.plane.feedback(body), 202)
+
     async def repository_index(self, request: Request) -> Response:
         """The model repository extension's index (Triton, MLServer): which models this server has."""
         return json_response(self.plane.repository_index())
@@ -147,6 +151,7 @@ def create_app(
         ("/v2/models/{name}/infer", ep.infer, ["POST"]),
         ("/v2/models/{name}/versions/{version}/infer", ep.infer, ["POST"]),
         ("/v2/repository/index", ep.repository_index, ["POST"]),
+        ("/feedback", ep.feedback, ["POST"]),
         ("/metrics", ep.metrics, ["GET"]),
         ("/openapi.json", ep.openapi, ["GET"]),
     ]

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from conveyor import __version__
-from conveyor.errors import NotFound, NotReady
+from conveyor.errors import Conflict, NotFound, NotReady
 from conveyor.serving import metrics
 from conveyor.serving.batching import Batcher, BatchStats
+from conveyor.serving.feedback import parse_feedback
 from conveyor.serving.payloads import PayloadLog, PayloadLogConfig
 from conveyor.serving.runtime import RuntimeOptions
 from conveyor.serving.spec import ResolvedModel
@@ -155,6 +156,14 @@ class DataPlane:
         """Offer an answered request to the payload log (sampled there; never blocks)."""
         if self.payloads is not None:
             self.payloads.offer(request_id, route, seconds, self.task.logged_inputs(items), scores, answers)
+
+    def feedback(self, body: bytes) -> dict[str, int]:
+        """``POST /feedback``: checked entries into the payload log, beside the requests they answer."""
+        if self.payloads is None:
+            raise Conflict("this server keeps no payload log to join feedback with: serve it with --log-payloads DEST")
+        entries = parse_feedback(body, self.spec, regression=self.spec.task == "tabular-regression")
+        accepted = self.payloads.offer_feedback(entries)
+        return {"accepted": accepted, "dropped": len(entries) - accepted}
 
     async def infer(self, request: DecodedRequest) -> tuple[bytes, dict[str, str]]:
         self._require_ready()

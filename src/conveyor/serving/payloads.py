@@ -88,7 +88,7 @@ class PayloadLog:
         self.config = config
         self.model, self.version = model, version
         self.logits, self.classifier = logits, classifier
-        self._queue: queue.Queue[_Entry | None] = queue.Queue(config.queue_size)
+        self._queue: queue.Queue[_Entry | dict[str, Any] | None] = queue.Queue(config.queue_size)
         self._random = random.Random()
         self._sink = sink_for(config, model, version, self._count)
         self._hash_key = os.environ.get(HASH_KEY_ENV, "").encode()
@@ -118,6 +118,18 @@ class PayloadLog:
         except queue.Full:
             self._counters["queue_full"].inc()
 
+    def offer_feedback(self, entries: list[dict[str, Any]]) -> int:
+        """Queue checked ``POST /feedback`` entries (never sampled); how many the queue took."""
+        taken = 0
+        stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+        for entry in entries:
+            try:
+                self._queue.put_nowait({"kind": "feedback", "time": stamp, **entry})
+                taken += 1
+            except queue.Full:
+                self._counters["queue_full"].inc()
+        return taken
+
     # ---- the writer thread ------------------------------------------------------------------
 
     def close(self, timeout: float = 10.0) -> None:
@@ -140,7 +152,7 @@ class PayloadLog:
                 self._sink.finish()
                 return
             try:
-                line = self._line(entry)
+                line = self._line(entry) if isinstance(entry, _Entry) else orjson.dumps(entry) + b"\n"
             except Exception:  # a record that cannot be written must not stop the writer
                 log.exception("payload log: cannot encode a record")
                 line = None
@@ -151,6 +163,7 @@ class PayloadLog:
 
     def _line(self, entry: _Entry) -> bytes | None:
         record: dict[str, Any] = {
+            "kind": "request",
             "time": datetime.fromtimestamp(entry.at, UTC).isoformat(timespec="milliseconds"),
             "request_id": entry.request_id,
             "model": self.model,

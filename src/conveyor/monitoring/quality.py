@@ -1,0 +1,55 @@
+"""Live quality: the served answers of a window against the true answers ``POST /feedback`` brought.
+
+Feedback arrives after its request (minutes or weeks later), so all of it is gathered first and
+each window's requests are joined by request id: accuracy for a classifier (the label with the
+highest probability against the true label), mean absolute error for a regressor.  Only logged
+requests can be joined: at a 10% sample, a tenth of the labelled traffic counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def feedback_of(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """request id -> the true answers, per item (the latest feedback for an id wins)."""
+    truth: dict[str, list[Any]] = {}
+    for record in records:
+        if record.get("kind") == "feedback":
+            answers = record.get("labels", record.get("values"))
+            if isinstance(answers, list):
+                truth[str(record.get("request_id"))] = answers
+    return truth
+
+
+def window_quality(
+    requests: list[dict[str, Any]], truth: dict[str, list[Any]], labels: list[str], regression: bool
+) -> dict[str, Any] | None:
+    """``{"labelled": n, "accuracy": a}`` (or ``"mae"``) over the window's items with feedback."""
+    hits = errors = 0.0
+    labelled = 0
+    for record in requests:
+        true = truth.get(str(record.get("request_id")))
+        if not true:
+            continue
+        predicted = _predicted(record, labels, regression)
+        for served, actual in zip(predicted, true, strict=False):
+            if served is None:
+                continue
+            labelled += 1
+            if regression:
+                errors += abs(float(served) - float(actual))
+            else:
+                hits += served == actual
+    if not labelled:
+        return None
+    if regression:
+        return {"labelled": labelled, "mae": round(errors / labelled, 6)}
+    return {"labelled": labelled, "accuracy": round(hits / labelled, 4)}
+
+
+def _predicted(record: dict[str, Any], labels: list[str], regression: bool) -> list[Any]:
+    if regression:
+        return [o.get("value") for o in record.get("outputs") or []]
+    rows = record.get("probabilities") or []
+    return [labels[max(range(len(row)), key=row.__getitem__)] if row else None for row in rows]
