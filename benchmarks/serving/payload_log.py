@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.serving.__main__ import machine, run_wrk
-from benchmarks.tabular.__main__ import serving
+from benchmarks.tabular.__main__ import levels, serving
 from conveyor.verify.targets import free_port
 
 CONCURRENCY = (1, 32)
@@ -50,19 +50,6 @@ def prepare(folder: Path, home: Path) -> Path:
     bodies = folder / "records.txt"
     bodies.write_text("\n".join(json.dumps([row]) for row in rows) + "\n")
     return bodies
-
-
-def measure(url: str, bodies: Path, duration: float) -> dict[int, dict[str, float]]:
-    out = {}
-    for concurrency in CONCURRENCY:
-        raw = run_wrk(url, concurrency, duration, bodies)
-        out[concurrency] = {
-            "rps": raw["requests"] / (raw["duration_us"] / 1e6),
-            "p50_ms": raw["p50_us"] / 1000,
-            "p99_ms": raw["p99_us"] / 1000,
-            "errors": raw["errors"],
-        }
-    return out
 
 
 def main() -> None:
@@ -97,7 +84,7 @@ def main() -> None:
             for number in range(args.rounds):
                 order = list(variants) if number % 2 == 0 else list(reversed(variants))
                 for name in order:
-                    runs[name].append(measure(urls[name], bodies, args.duration))
+                    runs[name].append(levels(urls[name], "/predict", bodies, args.duration, CONCURRENCY))
         logged = sum(len(p.read_text().splitlines()) for p in (folder / "logs").rglob("*.jsonl"))
     report(runs, args.sample, logged)
 

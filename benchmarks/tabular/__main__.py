@@ -223,9 +223,11 @@ def mlserver_models(folder: Path, models: dict[str, dict[str, Any]], port: int) 
     return root
 
 
-def levels(url: str, path: str, bodies: Path, duration: float) -> dict[int, dict[str, float]]:
+def levels(
+    url: str, path: str, bodies: Path, duration: float, concurrencies: tuple[int, ...] = CONCURRENCY
+) -> dict[int, dict[str, float]]:
     out = {}
-    for concurrency in CONCURRENCY:
+    for concurrency in concurrencies:
         raw = run_wrk(url, concurrency, duration, bodies, path=path)
         out[concurrency] = {
             "rps": raw["requests"] / (raw["duration_us"] / 1e6),
