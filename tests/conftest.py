@@ -62,10 +62,12 @@ class Server:
         return self.process.returncode
 
 
-def start_server(model: Path | str, *args: str, tmp_path: Path, wait_ready: bool = True) -> Server:
+def start_server(
+    model: Path | str, *args: str, tmp_path: Path, wait_ready: bool = True, env: dict[str, str] | None = None
+) -> Server:
     port = free_port()
     log_path = tmp_path / f"server-{port}.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

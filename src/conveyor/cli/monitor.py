@@ -39,6 +39,13 @@ def monitor(
         float | None, typer.Option(min=0.0, help="A regressor: alarm when the live mean absolute error exceeds this.")
     ] = None,
     html: Annotated[Path | None, typer.Option(help="Also write an HTML report with charts here.")] = None,
+    export_labelled: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the logged items that feedback labelled as CSV (inputs, the true label or value, "
+            "request_id, time): served traffic for the next training run."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Compare windows of logged traffic with MODEL's reference profile: drift per input and output."""
@@ -54,12 +61,18 @@ def monitor(
             from conveyor.monitoring.report import write_html
 
             write_html(result, html)
+        if export_labelled is not None:
+            from conveyor.monitoring.run import export_labelled as write_labelled
+
+            exported = write_labelled(result.labelled, export_labelled)
     if as_json:
         print_json(result.as_dict())
     else:
         _render(result)
         if html is not None:
             stderr.print(f"report: {html}")
+    if export_labelled is not None:
+        stderr.print(f"labelled traffic: {exported} rows in {export_labelled}")
     if result.latest_drifted:
         raise typer.Exit(EXIT_FAILURE)
 

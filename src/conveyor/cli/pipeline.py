@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from conveyor.pipeline.history import RunRecord
 
-from conveyor.cli.output import EXIT_FAILURE, fail, handle_errors, new_table, print_json, stdout
+from conveyor.cli.output import EXIT_FAILURE, fail, handle_errors, new_table, print_json, stderr, stdout
 
 app = typer.Typer(
     rich_markup_mode=None, help="Pipelines declared in conveyor.yaml: run locally, with history.", no_args_is_help=True
@@ -271,7 +271,9 @@ def watch(
         bool, typer.Option("--once", help="Exit after the first triggered run (exit code = its outcome).")
     ] = False,
 ) -> None:
-    """Run pipelines with model_version / alias triggers whenever the registry announces one (no polling)."""
+    """Run pipelines with model_version / alias triggers whenever the registry announces one (a webhook,
+    no polling), and pipelines with drift triggers when the served version's traffic drifts (checked
+    every trigger's `every`)."""
     import queue as queue_module
 
     from conveyor.pipeline.spec import load_project
@@ -282,19 +284,34 @@ def watch(
     with handle_errors():
         project = load_project(file)
         registry = open_registry()
-        if not isinstance(registry, LocalRegistry):
-            raise fail(
-                "watch registers a webhook in the registry's database: run it where CONVEYOR_REGISTRY is the "
-                "database or folder (for a registry server, add a webhook with `conveyor registry webhook add`)"
-            )
 
         def report(name: str, record: RunRecord) -> None:
             stdout.print(f"pipeline {name} run {record.id}: {record.status}", highlight=False)
 
         watcher = Watcher(project.pipelines, file.resolve().parent, report)
-        url = watcher.start(port=port)
-        registry.webhooks.add(url, watcher.secret)
-    stdout.print(f"watching for new versions for {', '.join(watcher.pipelines)}: webhook {url}", highlight=False)
+        url = None
+        if watcher.needs_webhook:
+            if not isinstance(registry, LocalRegistry):
+                raise fail(
+                    "watch registers a webhook in the registry's database: run it where CONVEYOR_REGISTRY is the "
+                    "database or folder (for a registry server, add a webhook with `conveyor registry webhook add`)"
+                )
+            url = watcher.start(port=port)
+            registry.webhooks.add(url, watcher.secret)
+            names = ", ".join(watcher.pipelines)
+            stdout.print(f"watching for new versions for {names}: webhook {url}", highlight=False)
+        stop_polling = threading.Event()
+        for trigger in watcher.drift_triggers():
+            stdout.print(
+                f"watching {trigger.model}@{trigger.alias} for drift in {trigger.logs} every {trigger.every}",
+                highlight=False,
+            )
+        if watcher.drift_triggers():
+            threading.Thread(
+                target=watcher.poll_drift,
+                args=(stop_polling, lambda text: stderr.print(f"warning: {text}")),
+                daemon=True,
+            ).start()
     outcome = 0
     try:
         while True:
@@ -302,7 +319,14 @@ def watch(
                 event = watcher.events.get(timeout=0.5)
             except queue_module.Empty:
                 continue
-            stdout.print(f"event {event.get('type')} {event.get('model')}:{event.get('version')}", highlight=False)
+            found = (
+                f" ({', '.join(event.get('drifted') or ['live quality'])}; report {event['report']})"
+                if event.get("report")
+                else ""
+            )
+            stdout.print(
+                f"event {event.get('type')} {event.get('model')}:{event.get('version')}{found}", highlight=False
+            )
             with handle_errors():
                 ran = watcher.handle(event)
             if ran and once:
@@ -311,6 +335,8 @@ def watch(
     except KeyboardInterrupt:
         pass
     finally:
+        stop_polling.set()
         watcher.stop()
-        registry.webhooks.remove(url)
+        if url is not None:
+            registry.webhooks.remove(url)  # type: ignore[union-attr]
     raise typer.Exit(outcome)

@@ -53,3 +53,22 @@ def _predicted(record: dict[str, Any], labels: list[str], regression: bool) -> l
         return [o.get("value") for o in record.get("outputs") or []]
     rows = record.get("probabilities") or []
     return [labels[max(range(len(row)), key=row.__getitem__)] if row else None for row in rows]
+
+
+def labelled_rows(
+    requests: list[dict[str, Any]], truth: dict[str, list[Any]], text: bool, target: str
+) -> list[dict[str, Any]]:
+    """The logged inputs that feedback labelled, one row per item, with the true answer as ``target``:
+    the served traffic a retraining adds to its data (``conveyor monitor --export-labelled``)."""
+    rows = []
+    for record in requests:
+        true = truth.get(str(record.get("request_id")))
+        inputs = record.get("inputs")
+        if not true or not inputs:
+            continue
+        for item, answer in zip(inputs, true, strict=False):
+            if item is None:
+                continue  # dropped by --log-drop text
+            row = {"text": item} if text else dict(item)
+            rows.append({**row, target: answer, "request_id": record.get("request_id"), "time": record.get("time")})
+    return rows

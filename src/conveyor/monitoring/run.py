@@ -9,12 +9,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conveyor.atomic import write_atomic
 from conveyor.errors import InvalidInput
 from conveyor.monitoring.drift import Thresholds, WindowDrift, compare
 from conveyor.monitoring.logs import LogReader
 from conveyor.monitoring.observe import Observer, chunked
 from conveyor.monitoring.profile import PROFILE_FILE, Profile, profile_of
-from conveyor.monitoring.quality import feedback_of, window_quality
+from conveyor.monitoring.quality import feedback_of, labelled_rows, window_quality
 from conveyor.serving.spec import ResolvedModel
 
 
@@ -29,6 +30,7 @@ class MonitorResult:
     files: int = 0
     unreadable: int = 0
     feedback: int = 0  # feedback entries in the log
+    labelled: list[dict[str, Any]] = field(default_factory=list)  # logged items with their true answers
 
     @property
     def latest(self) -> WindowDrift | None:
@@ -53,7 +55,23 @@ class MonitorResult:
             "drift": self.latest_drifted,
             "windows": [{**asdict(w), "drifted": w.drifted} for w in self.windows],
             "feedback": self.feedback,
+            "labelled_items": len(self.labelled),
         }
+
+
+def export_labelled(rows: list[dict[str, Any]], path: Path) -> int:
+    """Write the labelled traffic as CSV (columns: the inputs, the true answer, request_id, time)."""
+    import csv
+    import io
+
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, buffer.getvalue())
+    return len(rows)
 
 
 def reference_profile(resolved: ResolvedModel, reference: Path | None) -> Profile:
@@ -98,4 +116,7 @@ def monitor_log(
             )
         )
     result.files, result.unreadable, result.feedback = reader.files, reader.unreadable, len(truth)
+    target = "value" if regression else "label"
+    text = resolved.spec.task == "text-classification"
+    result.labelled = labelled_rows(requests, truth, text, target)
     return result

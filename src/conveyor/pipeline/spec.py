@@ -42,6 +42,27 @@ class Param(BaseModel):
     description: str = ""
 
 
+class DriftTrigger(BaseModel):
+    """Run when ``conveyor monitor`` finds the served version's latest window drifted (or its live
+    quality below the bound): checked by ``conveyor pipeline watch`` every ``every``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    alias: str = "production"
+    logs: str = Field(description="The payload log the server writes (serve --log-payloads DEST)")
+    every: str = "5m"
+    window: int = Field(default=500, ge=10)
+    psi: float = Field(default=0.2, ge=0)
+    alpha: float = Field(default=0.01, ge=0, le=1)
+    min_items: int = Field(default=100, ge=1)
+    min_accuracy: float | None = Field(default=None, ge=0, le=1)
+    max_error: float | None = Field(default=None, ge=0)
+
+
+TRIGGER_KINDS = ("push", "manual", "model_version", "alias", "drift")
+
+
 class Trigger(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -49,12 +70,13 @@ class Trigger(BaseModel):
     manual: dict[str, Any] | None = None
     model_version: dict[str, str] | None = None
     alias: dict[str, str] | None = None
+    drift: DriftTrigger | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Trigger:
-        kinds = [k for k in ("push", "manual", "model_version", "alias") if getattr(self, k) is not None]
+        kinds = [k for k in TRIGGER_KINDS if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError("a trigger is exactly one of push, manual, model_version, alias")
+            raise ValueError(f"a trigger is exactly one of {', '.join(TRIGGER_KINDS)}")
         if self.model_version is not None and "model" not in self.model_version:
             raise ValueError("a model_version trigger names the model: {model: NAME}")
         if self.alias is not None and not {"model", "alias"} <= set(self.alias):
@@ -63,7 +85,7 @@ class Trigger(BaseModel):
 
     @property
     def kind(self) -> str:
-        return next(k for k in ("push", "manual", "model_version", "alias") if getattr(self, k) is not None)
+        return next(k for k in TRIGGER_KINDS if getattr(self, k) is not None)
 
 
 class CacheSpec(BaseModel):

@@ -1,4 +1,5 @@
-"""``conveyor pipeline watch``: run pipelines when the registry announces a new version or an alias move.
+"""``conveyor pipeline watch``: run pipelines when the registry announces a new version or an alias move,
+or when the served version's traffic drifts (``drift`` triggers, polled: ``drift_watch.py``).
 
 No polling: the watcher listens on a loopback port and registers itself as a signed webhook
 of the registry (removed again when it stops).  Each event that matches a pipeline's
@@ -12,6 +13,7 @@ import json
 import queue
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,12 +21,18 @@ from typing import Any
 
 from conveyor.errors import ConveyorError
 from conveyor.pipeline.runner import Runner, resolve_params
-from conveyor.pipeline.spec import Pipeline
+from conveyor.pipeline.spec import DriftTrigger, Pipeline
 from conveyor.registry.events import SIGNATURE_HEADER, verify_signature
+
+WATCHED = ("model_version", "alias", "drift")
 
 
 def matches(pipeline: Pipeline, event: dict[str, Any]) -> bool:
     for trigger in pipeline.triggers:
+        drift = trigger.drift
+        drifted = drift is not None and event.get("type") == "drift"
+        if drifted and (drift.model, drift.alias) == (event.get("model"), event.get("alias")):  # type: ignore[union-attr]
+            return True
         new_version = trigger.model_version is not None and event.get("type") == "model_version.created"
         if new_version and trigger.model_version["model"] == event.get("model"):  # type: ignore[index]
             return True
@@ -39,11 +47,9 @@ def matches(pipeline: Pipeline, event: dict[str, Any]) -> bool:
 
 class Watcher:
     def __init__(self, pipelines: dict[str, Pipeline], project: Path, on_run: Callable[[str, Any], None]) -> None:
-        self.pipelines = {
-            n: p for n, p in pipelines.items() if any(t.kind in ("model_version", "alias") for t in p.triggers)
-        }
+        self.pipelines = {n: p for n, p in pipelines.items() if any(t.kind in WATCHED for t in p.triggers)}
         if not self.pipelines:
-            raise ConveyorError("no pipeline has a model_version or alias trigger to watch for")
+            raise ConveyorError("no pipeline has a model_version, alias or drift trigger to watch for")
         self.project = project
         self.on_run = on_run
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -69,6 +75,35 @@ class Watcher:
 
         return Handler
 
+    @property
+    def needs_webhook(self) -> bool:
+        return any(t.kind in ("model_version", "alias") for p in self.pipelines.values() for t in p.triggers)
+
+    def drift_triggers(self) -> list[DriftTrigger]:
+        return [t.drift for p in self.pipelines.values() for t in p.triggers if t.drift is not None]
+
+    def poll_drift(self, stop: threading.Event, on_error: Callable[[str], None]) -> None:
+        """Check every drift trigger at its interval until ``stop``; findings join the event queue."""
+        from conveyor.durations import parse_duration
+        from conveyor.pipeline.drift_watch import check_drift
+
+        triggers = self.drift_triggers()
+        due = dict.fromkeys(range(len(triggers)), 0.0)
+        while not stop.is_set():
+            now = time.monotonic()
+            for index, trigger in enumerate(triggers):
+                if now < due[index]:
+                    continue
+                due[index] = now + parse_duration(trigger.every)
+                try:
+                    event = check_drift(trigger, self.project)
+                except ConveyorError as exc:
+                    on_error(f"drift check of {trigger.model}@{trigger.alias}: {exc}")
+                    continue
+                if event is not None:
+                    self.events.put(event)
+            stop.wait(0.5)
+
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.server = ThreadingHTTPServer((host, port), self._handler())
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -87,6 +122,8 @@ class Watcher:
             overrides = {}
             if "model" in pipeline.params and event.get("version") is not None:
                 overrides["model"] = f"{event['model']}:{event['version']}"
+            if "drift_report" in pipeline.params and event.get("report"):
+                overrides["drift_report"] = event["report"]
             record = Runner(name, pipeline, self.project, resolve_params(pipeline, overrides)).run()
             self.on_run(name, record)
             ran.append((name, record))

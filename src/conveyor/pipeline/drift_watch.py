@@ -1,0 +1,64 @@
+"""The ``drift`` trigger: ``conveyor pipeline watch`` checks the served version's traffic and runs the
+pipeline (retraining, say) when the latest window drifted or its live quality fell.
+
+Each check resolves ``model@alias`` in the registry (the version serving now), reads its payload
+log and judges it as ``conveyor monitor`` does.  A finding becomes one event, once: the drift
+report is kept as ``.conveyor/drift-reports/<model>-<version>-<time>.json`` in the project and the
+window it judged is remembered (``.conveyor/drift-triggers.json``), so the same drifted window
+never starts a second run.  The run gets ``model`` (the live ``name:version``) and
+``drift_report`` (the report's path) as parameters where the pipeline declares them: pass the
+report to the ``register`` step's properties and the new version's lineage names what started it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from conveyor.atomic import write_atomic
+from conveyor.pipeline.spec import DriftTrigger
+
+STATE_FILE = Path(".conveyor") / "drift-triggers.json"
+REPORTS = Path(".conveyor") / "drift-reports"
+
+
+def check_drift(trigger: DriftTrigger, project: Path) -> dict[str, Any] | None:
+    """The event for a new finding on ``trigger``'s served version, or None."""
+    from conveyor.monitoring.drift import Thresholds
+    from conveyor.monitoring.run import monitor_log
+    from conveyor.serving.fetch import fetch_for_serving
+    from conveyor.serving.spec import resolve_model
+
+    served = fetch_for_serving(f"{trigger.model}@{trigger.alias}")
+    resolved = resolve_model(
+        str(served.model),
+        str(served.tokenizer) if served.tokenizer else None,
+        served.version.name,
+        str(served.version.version),
+    )
+    limits = Thresholds(trigger.psi, trigger.alpha, trigger.min_items, trigger.min_accuracy, trigger.max_error)
+    result = monitor_log(resolved, trigger.logs, None, trigger.window, limits)
+    latest = result.latest
+    if latest is None or not result.latest_drifted:
+        return None
+    key = f"{served.version.ref} {latest.start} {latest.end}"
+    state_path = project / STATE_FILE
+    seen = json.loads(state_path.read_text()) if state_path.is_file() else []
+    if key in seen:
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    report = project / REPORTS / f"{served.version.name}-{served.version.version}-{stamp}.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(report, json.dumps(result.as_dict(), indent=1))
+    write_atomic(state_path, json.dumps([*seen, key][-1000:]))
+    return {
+        "type": "drift",
+        "model": served.version.name,
+        "version": served.version.version,
+        "alias": trigger.alias,
+        "report": str(report.relative_to(project)),
+        "drifted": latest.drifted,
+        "quality": latest.quality,
+    }
