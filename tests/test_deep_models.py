@@ -81,11 +81,21 @@ def test_a_pytorch_file_that_cannot_be_served_honestly_is_refused_with_the_fix(
 
 
 def test_a_conversion_that_answers_differently_is_refused_with_its_inputs(deep: Built, tmp_path: Path) -> None:
+    """The classic mistake: exported without ``model.eval()``, its dropout still drops in the original."""
+    import torch
+
     from conveyor.convert import ConvertOptions, convert_model
     from conveyor.convert.gate import ConversionRefused
+    from tests.deep_models import digits_cnn
 
+    trained = digits_cnn()
+    trained.load_state_dict(torch.load(str(deep.digits_state)))
+    forgot_eval = torch.nn.Sequential(trained, torch.nn.Dropout(0.5)).train()
+    example = torch.from_numpy(digits()[0][:2])
+    program = torch.export.export(forgot_eval, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, str(tmp_path / "forgot-eval.pt2"))
     with pytest.raises(ConversionRefused, match=r"largest difference") as refused:
-        convert_model(deep.digits_export, tmp_path / "out", "digits", ConvertOptions(tolerance=0.0))
+        convert_model(tmp_path / "forgot-eval.pt2", tmp_path / "out", "digits", ConvertOptions())
     assert "\n  row 0 input 0" in str(refused.value) or "\n  row " in str(refused.value)
     assert not (tmp_path / "out").exists()
 

@@ -294,90 +294,18 @@ def test_feedback_to_a_server_without_a_payload_log_is_a_clear_409(risk_folder: 
     assert answer.status_code == 409 and "--log-payloads" in answer.json()["error"]
 
 
-RETRAIN = """
-import joblib, pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+def test_a_payload_file_rotates_by_age_under_steady_traffic(tmp_path: Path) -> None:
+    """The writer is never idle for a second here, yet files finish on time: a reader (monitor, a drift
+    trigger) sees traffic within --log-rotate-seconds, not only when the server goes quiet."""
+    from conveyor.serving.payloads import PayloadLog, PayloadLogConfig
 
-features = ["age", "bmi", "bp", "sex", "region"]
-data = pd.concat([pd.read_csv("training.csv"), pd.read_csv("live.csv")[features + ["label"]]])
-prep = ColumnTransformer(
-    [("num", StandardScaler(), features[:3]), ("cat", OneHotEncoder(handle_unknown="ignore"), features[3:])]
-)
-model = Pipeline([("prep", prep), ("clf", LogisticRegression(max_iter=500))]).fit(data[features], data["label"])
-joblib.dump(model, "risk.joblib")
-data[features].head(150).to_csv("sample.csv", index=False)
-print(f"retrained on {len(data)} rows, of which served: {len(data) - len(pd.read_csv('training.csv'))}")
-"""
-
-
-def test_drift_on_the_served_version_triggers_a_retraining_whose_lineage_names_the_report(
-    risk_folder: Path,
-    halves,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
-) -> None:
-    """The loop: shifted traffic with feedback, `pipeline watch` finds drift, the pipeline exports the
-    labelled traffic, retrains on it, registers risk:2 with the drift report in its properties."""
-    import os
-
-    import yaml
-
-    folder, reference, rest = halves
-    frame, labels = risk_frame()
-    truth = dict(zip(frame.index, labels, strict=True))
-    project, logs = tmp_path / "project", tmp_path / "logs"
-    project.mkdir()
-    env = {**os.environ, "CONVEYOR_HOME": str(tmp_path / "home"), "CONVEYOR_REGISTRY": ""}
-    cli = [sys.executable, "-m", "conveyor.cli.main"]
-
-    def conveyor(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*cli, *args], capture_output=True, text=True, env=env, cwd=project, timeout=300)
-
-    registered = conveyor("models", "register", str(risk_folder), "--name", "risk", "--alias", "production",
-                          "--reference", str(folder / "reference.csv"))  # fmt: skip
-    assert registered.returncode == 0, registered.stderr
-    training = reference.assign(label=[truth[i] for i in reference.index])
-    training.to_csv(project / "training.csv", index=False)
-    (project / "retrain.py").write_text(RETRAIN)
-
-    server = start_server("risk@production", "--log-payloads", str(logs), "--log-sample", "1", tmp_path=tmp_path,
-                          env={"CONVEYOR_HOME": env["CONVEYOR_HOME"]})  # fmt: skip
-    older = rest[rest.age > rest.age.median()].sample(n=WINDOW, replace=True, random_state=4)
-    rows, true = _records(older), [truth[i] for i in older.index]
-    with httpx.Client(base_url=server.url, timeout=10) as client:
-        for start in range(0, len(rows), ROWS_PER_REQUEST):
-            answer = client.post("/predict", json=rows[start : start + ROWS_PER_REQUEST])
-            request_id = answer.headers["x-request-id"]
-            client.post("/feedback", json=[{"request_id": request_id, "labels": true[start : start + 5]}])
-    server.stop()
-
-    python = sys.executable
-    monitor = f"{python} -m conveyor.cli.main monitor ${{{{ params.model }}}} --logs {logs}"
-    register = (f"{python} -m conveyor.cli.main models register risk.joblib --name risk --sample sample.csv "
-                "--positive-label high --property drift_report=${{ params.drift_report }}")  # fmt: skip
-    spec = {
-        "pipelines": {
-            "retrain": {
-                "params": {"model": "none", "drift_report": "none"},
-                "triggers": [{"drift": {"model": "risk", "logs": str(logs), "every": "1s", "window": WINDOW}}],
-                "steps": {
-                    "export": {"run": f"{monitor} --export-labelled live.csv || test -s live.csv"},  # exit 1: drift
-                    "retrain": {"needs": ["export"], "run": f"{python} retrain.py"},
-                    "register": {"needs": ["retrain"], "run": register},
-                },
-            }
-        }
-    }
-    (project / "conveyor.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    watched = conveyor("pipeline", "watch", "--once")
-    assert watched.returncode == 0, watched.stdout + watched.stderr
-    assert "event drift risk:1 (feature.age" in watched.stdout and "pipeline retrain run" in watched.stdout
-    shown = json.loads(conveyor("models", "show", "risk:2", "--json").stdout)
-    report_path = shown["properties"]["drift_report"]
-    assert report_path.startswith(".conveyor/drift-reports/risk-1-")
-    report = json.loads((project / report_path).read_text())
-    assert report["drift"] is True and "feature.age" in report["windows"][-1]["drifted"]
-    live = (project / "live.csv").read_text().splitlines()
-    assert len(live) == WINDOW + 1  # the served rows feedback labelled, header included
+    log = PayloadLog(PayloadLogConfig(str(tmp_path), sample=1.0, rotate_seconds=0.3), "m", "1", logits=False,
+                     classifier=True)  # fmt: skip
+    deadline = time.monotonic() + 10
+    try:
+        while not list(tmp_path.rglob("*.jsonl")):
+            assert time.monotonic() < deadline, "no file finished within 10 s of steady traffic"
+            log.offer_feedback([{"request_id": "r", "labels": ["high"]}])
+            time.sleep(0.05)
+    finally:
+        log.close()

@@ -68,3 +68,44 @@ def test_a_served_version_is_watched_against_its_reference(user: User, vote_fold
     missing = user.run("monitor", "votes:1", "--logs", str(user.workdir / "nowhere"))
     assert missing.returncode == 4 and "no payload log for votes:1" in missing.stderr, missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_labelled_traffic_is_exported_and_a_retrained_version_must_beat_the_live_one(
+    user: User, vote_folder: Path
+) -> None:
+    """POST /feedback labels the logged traffic; `monitor --export-holdout` keeps the newest share
+    apart; `models challenge` passes a version as good as production and refuses one that must be
+    better, tagging each with its verdict."""
+    from tests.models import expected_positive
+
+    copy_model(vote_folder, user.workdir / "models" / "votes")
+    (user.workdir / "reference.txt").write_text("\n".join(_reviews(300, seed=1)) + "\n")
+    user.ok("models", "register", "models/votes", "--name", "votes", "--alias", "production",
+            "--reference", "reference.txt")  # fmt: skip
+    logs = user.workdir / "payloads"
+    server = user.serve("votes@production", "--log-payloads", str(logs), "--log-sample", "1")
+    texts = _reviews(200, seed=4)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for start in range(0, len(texts), 4):
+            batch = texts[start : start + 4]
+            answer = client.post("/predict", json=batch)
+            truth = ["positive" if expected_positive(t) else "negative" for t in batch]
+            sent = client.post("/feedback", json=[{"request_id": answer.headers["x-request-id"], "labels": truth}])
+            assert sent.status_code == 202, sent.text
+    server.stop()
+    exported = user.run("monitor", "votes@production", "--logs", str(logs), "--window", "100", "--export-labelled",
+                        "train.csv", "--export-holdout", "holdout.csv", "--holdout", "0.4")  # fmt: skip
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert "120 rows in train.csv" in exported.stderr and "80 rows in holdout.csv" in exported.stderr
+    assert (user.workdir / "holdout.csv").read_text().splitlines()[0].startswith("text,label,request_id")
+
+    user.ok("models", "register", "models/votes", "--name", "votes")  # the "retrained" version: as good
+    passed = user.run("models", "challenge", "votes:2", "--labelled", "holdout.csv")
+    assert passed.returncode == 0 and "passed" in passed.stdout and "100.0%" in passed.stdout, passed.stdout
+    refused = user.run("models", "challenge", "votes:2", "--labelled", "holdout.csv", "--margin", "0.01", "--json")
+    verdict = json.loads(refused.stdout)
+    assert refused.returncode == 1 and not verdict["passed"] and verdict["items"] == 80, refused.stdout
+    tags = json.loads(user.ok("models", "show", "votes:2", "--json").stdout)["tags"]
+    assert tags["challenge"] == "refused" and tags["challenge.champion"] == "votes:1"
+    unknown = user.run("models", "challenge", "votes:2", "--labelled", "holdout.csv", "--target", "truth")
+    assert unknown.returncode == 2 and "no column 'truth'" in unknown.stderr and "Traceback" not in unknown.stderr

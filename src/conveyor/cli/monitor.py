@@ -12,8 +12,6 @@ from typing import Annotated, Any
 import typer
 
 from conveyor.cli.output import EXIT_FAILURE, ProgressBar, handle_errors, new_table, print_json, stderr, stdout
-from conveyor.errors import InvalidInput
-from conveyor.registry.refs import looks_like_ref
 
 
 def monitor(
@@ -46,6 +44,16 @@ def monitor(
             "request_id, time): served traffic for the next training run."
         ),
     ] = None,
+    export_holdout: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the most recent --holdout share of the labelled items here instead (same columns): "
+            "traffic a retrained version is judged on (`conveyor models challenge`) and never trained on."
+        ),
+    ] = None,
+    holdout: Annotated[
+        float, typer.Option(min=0.01, max=0.99, help="The share of labelled items --export-holdout keeps.")
+    ] = 0.3,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Compare windows of logged traffic with MODEL's reference profile: drift per input and output."""
@@ -53,7 +61,7 @@ def monitor(
     from conveyor.monitoring.run import monitor_log
 
     with handle_errors():
-        resolved = _resolve(model)
+        resolved = resolve_served(model)
         result = monitor_log(
             resolved, logs, reference, window, Thresholds(psi, alpha, min_items, min_accuracy, max_error)
         )
@@ -61,39 +69,39 @@ def monitor(
             from conveyor.monitoring.report import write_html
 
             write_html(result, html)
-        if export_labelled is not None:
-            from conveyor.monitoring.run import export_labelled as write_labelled
-
-            exported = write_labelled(result.labelled, export_labelled)
+        exported = _export(result.labelled, export_labelled, export_holdout, holdout)
     if as_json:
         print_json(result.as_dict())
     else:
         _render(result)
         if html is not None:
             stderr.print(f"report: {html}")
-    if export_labelled is not None:
-        stderr.print(f"labelled traffic: {exported} rows in {export_labelled}")
+    for path, count in exported:
+        stderr.print(f"labelled traffic: {count} rows in {path}")
     if result.latest_drifted:
         raise typer.Exit(EXIT_FAILURE)
 
 
-def _resolve(model: str) -> Any:
-    from conveyor.serving.spec import resolve_model
+def _export(
+    rows: list[dict[str, Any]], training: Path | None, held_out: Path | None, share: float
+) -> list[tuple[Path, int]]:
+    """The labelled rows to ``training``, the most recent ``share`` of them to ``held_out`` instead."""
+    from conveyor.monitoring.run import export_labelled
 
-    if Path(model).exists() or not looks_like_ref(model):
-        if not Path(model).exists():
-            raise InvalidInput(f"{model}: no such model folder, and not a registry reference (name:N, name@alias)")
-        return resolve_model(model)
-    from conveyor.serving.fetch import fetch_for_serving
+    cut = len(rows) - round(len(rows) * share) if held_out is not None else len(rows)
+    written = []
+    for path, part in ((training, rows[:cut]), (held_out, rows[cut:])):
+        if path is not None:
+            written.append((path, export_labelled(part, path)))
+    return written
 
-    with ProgressBar() as bar:
-        served = fetch_for_serving(model, bar)
-    return resolve_model(
-        str(served.model),
-        str(served.tokenizer) if served.tokenizer else None,
-        served.version.name,
-        str(served.version.version),
-    )
+
+def resolve_served(model: str) -> Any:
+    """MODEL (a folder or a registry reference) as the server would load it, with a progress bar."""
+    from conveyor.serving.fetch import resolve_served as resolve
+
+    with ProgressBar(enabled=stderr.rich().is_terminal) as bar:  # a bar only where someone watches
+        return resolve(model, bar)
 
 
 def _quality(quality: dict[str, Any] | None) -> str:

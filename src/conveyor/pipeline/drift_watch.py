@@ -28,35 +28,29 @@ def check_drift(trigger: DriftTrigger, project: Path) -> dict[str, Any] | None:
     """The event for a new finding on ``trigger``'s served version, or None."""
     from conveyor.monitoring.drift import Thresholds
     from conveyor.monitoring.run import monitor_log
-    from conveyor.serving.fetch import fetch_for_serving
-    from conveyor.serving.spec import resolve_model
+    from conveyor.serving.fetch import resolve_served
 
-    served = fetch_for_serving(f"{trigger.model}@{trigger.alias}")
-    resolved = resolve_model(
-        str(served.model),
-        str(served.tokenizer) if served.tokenizer else None,
-        served.version.name,
-        str(served.version.version),
-    )
+    resolved = resolve_served(f"{trigger.model}@{trigger.alias}")
+    ref = f"{resolved.spec.name}:{resolved.spec.version}"
     limits = Thresholds(trigger.psi, trigger.alpha, trigger.min_items, trigger.min_accuracy, trigger.max_error)
     result = monitor_log(resolved, trigger.logs, None, trigger.window, limits)
     latest = result.latest
     if latest is None or not result.latest_drifted:
         return None
-    key = f"{served.version.ref} {latest.start} {latest.end}"
+    key = f"{ref} {latest.start} {latest.end}"
     state_path = project / STATE_FILE
     seen = json.loads(state_path.read_text()) if state_path.is_file() else []
     if key in seen:
         return None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    report = project / REPORTS / f"{served.version.name}-{served.version.version}-{stamp}.json"
+    report = project / REPORTS / f"{resolved.spec.name}-{resolved.spec.version}-{stamp}.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(report, json.dumps(result.as_dict(), indent=1))
     write_atomic(state_path, json.dumps([*seen, key][-1000:]))
     return {
         "type": "drift",
-        "model": served.version.name,
-        "version": served.version.version,
+        "model": resolved.spec.name,
+        "version": int(resolved.spec.version),
         "alias": trigger.alias,
         "report": str(report.relative_to(project)),
         "drifted": latest.drifted,

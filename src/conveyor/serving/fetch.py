@@ -6,11 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from conveyor.errors import ModelLoadError
+from conveyor.errors import InvalidInput, ModelLoadError
 from conveyor.registry.base import Progress
 from conveyor.registry.config import open_registry
 from conveyor.registry.records import ModelVersion
-from conveyor.serving.spec import locate_model
+from conveyor.serving.spec import ResolvedModel, locate_model
 from conveyor.supply_chain.keys import TrustedKey
 
 
@@ -44,3 +44,22 @@ def fetch_for_serving(
     except ModelLoadError as exc:
         raise ModelLoadError(f"{version.ref}: {exc}") from None
     return ServedVersion(version, model, tokenizer, signed_by)
+
+
+def resolve_served(model: str, progress: Progress | None = None) -> ResolvedModel:
+    """A model folder, or a registry reference (``name:N``, ``name@alias``) fetched as for serving,
+    resolved to the spec and files the server would load (the version's name and number kept)."""
+    from conveyor.registry.refs import looks_like_ref
+    from conveyor.serving.spec import resolve_model
+
+    if Path(model).exists() or not looks_like_ref(model):
+        if not Path(model).exists():
+            raise InvalidInput(f"{model}: no such model folder, and not a registry reference (name:N, name@alias)")
+        return resolve_model(model)
+    served = fetch_for_serving(model, progress)
+    return resolve_model(
+        str(served.model),
+        str(served.tokenizer) if served.tokenizer else None,
+        served.version.name,
+        str(served.version.version),
+    )

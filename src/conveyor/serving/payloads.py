@@ -160,6 +160,7 @@ class PayloadLog:
                 self._count("too_large")
                 continue
             self._sink.write(line)
+            self._sink.tick()  # rotate by age under steady traffic too, not only when the queue is idle
 
     def _line(self, entry: _Entry) -> bytes | None:
         record: dict[str, Any] = {

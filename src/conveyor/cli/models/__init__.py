@@ -1,4 +1,4 @@
-"""``conveyor models``: register, list, show, download, alias, tag, archive, delete and optimize versions.
+"""``conveyor models``: register, list, show, download, alias, tag, archive, delete, optimize and challenge versions.
 
 The commands live one concern per module (``register``, ``versions``, ``optimize``); this table
 names them once, in the order ``conveyor models --help`` lists them.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from conveyor.cli.models import optimize, register, versions
+from conveyor.cli.models import challenge, optimize, register, versions
 from conveyor.cli.models.common import JsonOption, RegistryOption, TokenOption
 
 __all__ = ["JsonOption", "RegistryOption", "TokenOption", "app"]
@@ -35,3 +35,4 @@ app.command("tag")(versions.tag)
 app.command("archive")(versions.archive)
 app.command("delete")(versions.delete)
 app.command("optimize")(optimize.optimize)
+app.command("challenge", no_args_is_help=True)(challenge.challenge)

@@ -1,0 +1,87 @@
+"""``conveyor models challenge``: a retrained version against the live one on labelled production traffic.
+
+Exit 0 when the candidate is at least ``--margin`` better, 1 when it is refused (worse, or too
+few labelled rows to tell), 2 for a bad option or an unreadable file, 4 when a version is not there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from conveyor.cli.models.common import JsonOption
+from conveyor.cli.monitor import resolve_served
+from conveyor.cli.output import EXIT_FAILURE, handle_errors, new_table, print_json, stdout
+from conveyor.errors import InvalidInput
+from conveyor.monitoring.challenge import DEFAULT_MARGIN, DEFAULT_MIN_ITEMS
+
+
+def challenge(
+    candidate: Annotated[str, typer.Argument(help="The retrained version: name:N (or a model folder).")],
+    labelled: Annotated[
+        Path,
+        typer.Option(
+            metavar="FILE",
+            help="Labelled rows (CSV: the inputs and the true answer), e.g. `conveyor monitor --export-holdout`.",
+        ),
+    ],
+    champion: Annotated[
+        str | None, typer.Option(help="The live version to beat [default: the candidate's name@production].")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="The column of true answers [default: label, or value for a regressor].")
+    ] = None,
+    margin: Annotated[
+        float,
+        typer.Option(
+            help="How much better the candidate must be (accuracy as a share, e.g. 0.01, or MAE); "
+            "negative tolerates worse."
+        ),
+    ] = DEFAULT_MARGIN,
+    min_items: Annotated[int, typer.Option(min=1, help="Fewer labelled rows is a refusal.")] = DEFAULT_MIN_ITEMS,
+    recent: Annotated[int | None, typer.Option(min=1, help="Judge on only the last N rows of FILE.")] = None,
+    record: Annotated[
+        bool, typer.Option(help="Tag a registered candidate with the verdict (challenge=passed|refused, scores).")
+    ] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Score CANDIDATE and the live version on the same labelled traffic; pass only a better one."""
+    from conveyor.monitoring.challenge import challenge as judge
+    from conveyor.monitoring.challenge import record_verdict
+    from conveyor.registry.refs import looks_like_ref, parse_ref
+
+    with handle_errors():
+        if champion is None and (Path(candidate).exists() or not looks_like_ref(candidate)):
+            raise InvalidInput(f"{candidate} is not a registered version: name the live one with --champion")
+        against = champion or f"{parse_ref(candidate).name}@production"
+        verdict = judge(
+            resolve_served(candidate),
+            resolve_served(against),
+            labelled,
+            target=target,
+            margin=margin,
+            min_items=min_items,
+            recent=recent,
+        )
+        if record and looks_like_ref(candidate) and not Path(candidate).exists():
+            record_verdict(candidate, verdict)
+    if as_json:
+        print_json(verdict.as_dict())
+    else:
+        _render(verdict, against)
+    if not verdict.passed:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _render(verdict: Any, against: str) -> None:
+    table = new_table(f"{verdict.candidate.ref} against {against} ({verdict.champion.ref}) on {verdict.items} rows")
+    for column in ("version", "role", verdict.candidate.metric):
+        table.add_column(column)
+    show = "{:.1%}" if verdict.candidate.metric == "accuracy" else "{:.4g}"
+    table.add_row(verdict.candidate.ref, "candidate", show.format(verdict.candidate.value))
+    table.add_row(verdict.champion.ref, "champion", show.format(verdict.champion.value))
+    stdout.print(table)
+    outcome = "[green]passed[/green]" if verdict.passed else "[red]refused[/red]"
+    stdout.print(f"{outcome}: {verdict.reason}")
