@@ -210,3 +210,18 @@ def make_rig(
     store = StatusStore("svc")
     store.create(status)
     return Rig(store, router, FakeBackends(), FakeClock(), [])
+
+
+def canary_window(stats: RouterStats, before: dict, **limits: object):  # type: ignore[no-untyped-def,type-arg]
+    """A canary-stage analysis window from ``before`` to now over ``stats`` (no contract, no mirroring)."""
+    from conveyor.rollout.analysis.metric import AnalysisWindow
+
+    return AnalysisWindow(
+        stage="canary",
+        before=before,
+        after=stats.snapshot(),
+        stable=(STABLE, "v1"),
+        canary=(CANARY, "v2"),
+        canary_url="http://127.0.0.1:9",
+        limits=Thresholds(**{"contract": False, "mirror_percent": 0.0, **limits}),
+    )

@@ -9,11 +9,10 @@ import yaml
 
 from conveyor.rollout.analysis.metric import AnalysisWindow
 from conveyor.rollout.analysis.metrics.prediction_shift import largest_shift
-from conveyor.rollout.analysis.thresholds import Thresholds
 from conveyor.rollout.controller import CANARY, STABLE
 from conveyor.router.stats import RouterStats
 from tests.registry_fixtures import run_cli
-from tests.rollout_fakes import INTERVAL, make_rig
+from tests.rollout_fakes import INTERVAL, canary_window, make_rig
 from tests.test_rollout_export import validate_argo
 
 
@@ -24,16 +23,7 @@ def _window(canary_positive: int, stable_positive: int, total: int = 100, **limi
         traffic = stats.of(backend, version)
         for index in range(total):
             traffic.observe("200", 0.004, ["positive=true" if index < positive else "positive=false"])
-    limits = {"contract": False, "mirror_percent": 0.0, "max_prediction_shift": 0.1, **limits}
-    return AnalysisWindow(
-        stage="canary",
-        before=before,
-        after=stats.snapshot(),
-        stable=(STABLE, "v1"),
-        canary=(CANARY, "v2"),
-        canary_url="http://127.0.0.1:9",
-        limits=Thresholds(**limits),
-    )
+    return canary_window(stats, before, **{"max_prediction_shift": 0.1, **limits})
 
 
 def _measure(window: AnalysisWindow):  # type: ignore[no-untyped-def]

@@ -324,10 +324,13 @@ def test_canaries_compare_a_classifiers_labels_and_a_regressors_values_within_a_
         assert status["phase"] == "aborted" and status["analysis"][0]["measurements"]["agreement"] < 0.5
         assert "agree with stable" in " ".join(status["analysis"][0]["reasons"])
         with Load(area_router.url, rows=rows):
-            result = person.run("rollout", "start", "area:3", "--service", "area", "--router", area_router.url, *FAST)
+            result = person.run("rollout", "start", "area:3", "--service", "area", "--router", area_router.url, *FAST,
+                                "--max-value-shift", "0.3")  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
         status = _status(person, "area")
         assert status["phase"] == "succeeded" and status["analysis"][0]["measurements"]["agreement"] == 1.0
+        canary_windows = [a["measurements"] for a in status["analysis"] if "value_shift" in a["measurements"]]
+        assert canary_windows and all(m["value_shift"] <= 0.3 for m in canary_windows), status["analysis"]
     finally:
         for service in ("risk", "area"):
             person.run("rollout", "down", service)

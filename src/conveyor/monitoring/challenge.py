@@ -13,12 +13,12 @@ from __future__ import annotations
 import csv
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import InvalidInput
-from conveyor.serving.spec import ModelSpec, ResolvedModel
+
+if TYPE_CHECKING:  # the CLI imports the defaults below at start-up: numpy and the spec load when judging
+    from conveyor.serving.spec import ModelSpec, ResolvedModel
 
 BATCH = 64
 DEFAULT_MIN_ITEMS = 50
@@ -116,6 +116,8 @@ def _answer(text: str, spec: ModelSpec, where: str) -> Any:
 
 def score(resolved: ResolvedModel, labelled: Labelled) -> float:
     """Accuracy (classifier) or mean absolute error (regressor) of ``resolved`` on the rows."""
+    import numpy as np
+
     from conveyor.serving.dataplane import ServingOptions
     from conveyor.serving.tasks import server_for
 

@@ -196,7 +196,7 @@ class Router:
             return 502, _json_headers(backend), error_body(f"backend {backend.name} failed: {type(exc).__name__}"), None
         elapsed = time.perf_counter() - started
         predictions = read_predictions(target.split("?", 1)[0], data) if status == 200 and method == "POST" else None
-        stats.observe(str(status), elapsed, predictions.labels if predictions else None)
+        stats.observe(str(status), elapsed, *_answered(predictions))
         if status in (502, 503):
             self.health.failed(backend.name, f"answered HTTP {status}")
         headers = [(k, v) for k, v in raw_headers if k.lower() not in HOP_BY_HOP]
@@ -248,7 +248,7 @@ class Router:
             stats.observe("connect_error" if isinstance(exc, aiohttp.ClientConnectorError) else "backend_error", 0.0)
             return
         mirrored = read_predictions(path, data) if status == 200 else None
-        stats.observe(str(status), time.perf_counter() - started, mirrored.labels if mirrored else None)
+        stats.observe(str(status), time.perf_counter() - started, *_answered(mirrored))
         if status != 200:
             return
         comparison = self.stats.comparison(mirror.name, mirror.version)
@@ -365,3 +365,8 @@ def run_router(
     )
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(config).run()
+
+
+def _answered(predictions: Predictions | None) -> tuple[list[str] | None, list[float] | None]:
+    """What the router's statistics keep of an answer: its labels, or a regressor's values."""
+    return (predictions.labels, predictions.values) if predictions else (None, None)

@@ -12,7 +12,7 @@ import bisect
 import math
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +22,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15,
     0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, math.inf,
 )  # fmt: skip
+
+#: a regressor's latest answers kept per backend: enough for a two-sample test per analysis window
+VALUES_KEPT = 1000
 
 LIVE = "live"
 MIRROR = "mirror"
@@ -36,23 +39,33 @@ class TrafficStats:
     buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
     latency_sum: float = 0.0
     labels: Counter[str] = field(default_factory=Counter)
+    values: deque[float] = field(default_factory=lambda: deque(maxlen=VALUES_KEPT))  # the latest answers
+    values_seen: int = 0  # every value ever answered: two snapshots tell which of ``values`` are new
 
-    def observe(self, code: str, seconds: float, labels: list[str] | None = None) -> None:
+    def observe(
+        self, code: str, seconds: float, labels: list[str] | None = None, values: list[float] | None = None
+    ) -> None:
         self.requests += 1
         self.codes[code] += 1
         self.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.latency_sum += seconds
         if labels:
             self.labels.update(labels)
+        if values:
+            self.values.extend(values)
+            self.values_seen += len(values)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "requests": self.requests,
             "codes": dict(self.codes),
             "buckets": list(self.buckets),
             "latency_sum": self.latency_sum,
             "labels": dict(self.labels),
         }
+        if self.values_seen:
+            document.update(values_seen=self.values_seen, values=list(self.values))
+        return document
 
 
 @dataclass

@@ -50,6 +50,7 @@ class Traffic:
     errors: int = 0
     buckets: list[int] = field(default_factory=list)
     labels: dict[str, int] = field(default_factory=dict)
+    values: list[float] = field(default_factory=list)  # a regressor's answers in the window (the latest kept)
 
     @property
     def error_rate(self) -> float:
@@ -93,7 +94,15 @@ def window_traffic(before: dict[str, Any], after: dict[str, Any], backend: str, 
         errors=sum(count for code, count in codes.items() if _is_error(code)),
         buckets=[a - b for a, b in zip(now["buckets"], then["buckets"], strict=True)],
         labels={k: v - then["labels"].get(k, 0) for k, v in now["labels"].items() if v - then["labels"].get(k, 0)},
+        values=_new_values(now, then),
     )
+
+
+def _new_values(now: dict[str, Any], then: dict[str, Any]) -> list[float]:
+    """The values answered inside the window: the newest ``values_seen`` difference of the kept ones."""
+    fresh = now.get("values_seen", 0) - then.get("values_seen", 0)
+    kept = now.get("values", [])
+    return list(kept[-fresh:]) if fresh > 0 else []
 
 
 def window_comparisons(before: dict[str, Any], after: dict[str, Any], backend: str, version: str) -> tuple[int, int]:
