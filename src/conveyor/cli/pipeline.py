@@ -301,12 +301,13 @@ def watch(
             names = ", ".join(watcher.pipelines)
             stdout.print(f"watching for new versions for {names}: webhook {url}", highlight=False)
         stop_polling = threading.Event()
-        for trigger in watcher.drift_triggers():
+        drift_triggers = watcher.drift_triggers()
+        for trigger in drift_triggers:
             stdout.print(
                 f"watching {trigger.model}@{trigger.alias} for drift in {trigger.logs} every {trigger.every}",
                 highlight=False,
             )
-        if watcher.drift_triggers():
+        if drift_triggers:
             threading.Thread(
                 target=watcher.poll_drift,
                 args=(stop_polling, lambda text: stderr.print(f"warning: {text}")),

@@ -177,11 +177,26 @@ def challenge(
     return Verdict(*scores, items, margin, passed, reason)
 
 
+def champion_of(candidate: str, champion: str | None) -> str:
+    """The version to beat: ``champion``, else the registered candidate's ``name@production``."""
+    from conveyor.registry.refs import parse_ref
+    from conveyor.serving.fetch import is_registry_ref
+
+    if champion is not None:
+        return champion
+    if not is_registry_ref(candidate):
+        raise InvalidInput(f"{candidate} is not a registered version: name the live one with --champion")
+    return f"{parse_ref(candidate).name}@production"
+
+
 def record_verdict(candidate: str, verdict: Verdict) -> None:
     """Tag the registered candidate with the verdict (``challenge=passed|refused``, both scores):
-    its lineage shows why it went out, or why it never did."""
+    its lineage shows why it went out, or why it never did.  A model folder has no lineage to tag."""
     from conveyor.registry.config import open_registry
+    from conveyor.serving.fetch import is_registry_ref
 
+    if not is_registry_ref(candidate):
+        return
     registry = open_registry()
     version = registry.resolve(candidate)
     registry.set_tags(version.name, version.version, verdict.tags(), [])

@@ -46,13 +46,19 @@ def fetch_for_serving(
     return ServedVersion(version, model, tokenizer, signed_by)
 
 
+def is_registry_ref(model: str) -> bool:
+    """Whether ``model`` names a registered version (``name:N``, ``name@alias``) rather than a folder."""
+    from conveyor.registry.refs import looks_like_ref
+
+    return looks_like_ref(model) and not Path(model).exists()
+
+
 def resolve_served(model: str, progress: Progress | None = None) -> ResolvedModel:
     """A model folder, or a registry reference (``name:N``, ``name@alias``) fetched as for serving,
     resolved to the spec and files the server would load (the version's name and number kept)."""
-    from conveyor.registry.refs import looks_like_ref
     from conveyor.serving.spec import resolve_model
 
-    if Path(model).exists() or not looks_like_ref(model):
+    if not is_registry_ref(model):
         if not Path(model).exists():
             raise InvalidInput(f"{model}: no such model folder, and not a registry reference (name:N, name@alias)")
         return resolve_model(model)

@@ -14,7 +14,6 @@ import typer
 from conveyor.cli.models.common import JsonOption
 from conveyor.cli.monitor import resolve_served
 from conveyor.cli.output import EXIT_FAILURE, handle_errors, new_table, print_json, stdout
-from conveyor.errors import InvalidInput
 from conveyor.monitoring.challenge import DEFAULT_MARGIN, DEFAULT_MIN_ITEMS
 
 
@@ -49,13 +48,10 @@ def challenge(
 ) -> None:
     """Score CANDIDATE and the live version on the same labelled traffic; pass only a better one."""
     from conveyor.monitoring.challenge import challenge as judge
-    from conveyor.monitoring.challenge import record_verdict
-    from conveyor.registry.refs import looks_like_ref, parse_ref
+    from conveyor.monitoring.challenge import champion_of, record_verdict
 
     with handle_errors():
-        if champion is None and (Path(candidate).exists() or not looks_like_ref(candidate)):
-            raise InvalidInput(f"{candidate} is not a registered version: name the live one with --champion")
-        against = champion or f"{parse_ref(candidate).name}@production"
+        against = champion_of(candidate, champion)
         verdict = judge(
             resolve_served(candidate),
             resolve_served(against),
@@ -65,7 +61,7 @@ def challenge(
             min_items=min_items,
             recent=recent,
         )
-        if record and looks_like_ref(candidate) and not Path(candidate).exists():
+        if record:
             record_verdict(candidate, verdict)
     if as_json:
         print_json(verdict.as_dict())

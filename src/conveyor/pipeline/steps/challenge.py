@@ -34,12 +34,11 @@ class ChallengeArgs(StepArgs):
 def challenge(ctx: StepContext) -> dict[str, Any]:
     """Pass ``with.candidate`` only if it beats the live version on recent labelled traffic."""
     from conveyor.monitoring.challenge import challenge as judge
-    from conveyor.monitoring.challenge import record_verdict
-    from conveyor.registry.refs import parse_ref
+    from conveyor.monitoring.challenge import champion_of, record_verdict
     from conveyor.serving.fetch import resolve_served
 
     args = ctx.options
-    champion = args.champion or f"{parse_ref(args.candidate).name}@production"
+    champion = champion_of(args.candidate, args.champion)
     labelled = Path(args.labelled) if Path(args.labelled).is_absolute() else ctx.project / args.labelled
     verdict = judge(
         resolve_served(args.candidate),
