@@ -309,3 +309,155 @@ def test_a_payload_file_rotates_by_age_under_steady_traffic(tmp_path: Path) -> N
             time.sleep(0.05)
     finally:
         log.close()
+
+
+def _gauges(metrics: str, name: str) -> dict[str, float]:
+    """Samples of one metric: the label text (``{...}``) -> value."""
+    found = {}
+    for line in metrics.splitlines():
+        if line.startswith(name + "{"):
+            labels, value = line[len(name) :].rsplit(" ", 1)
+            found[labels] = float(value)
+    return found
+
+
+def _wait_for_metric(server: Server, name: str, where: str, at_least: float = 1.0) -> str:
+    """The /metrics text once a sample of ``name`` whose labels contain ``where`` reaches ``at_least``."""
+    deadline = time.monotonic() + 15
+    while True:
+        metrics = httpx.get(server.url + "/metrics", timeout=10).text
+        if any(where in labels and value >= at_least for labels, value in _gauges(metrics, name).items()):
+            return metrics
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {name} with {where} >= {at_least} within 15 s:\n{metrics}")
+        time.sleep(0.1)
+
+
+def test_a_server_judges_its_own_logged_traffic_as_drift_gauges_and_live_accuracy(
+    risk_folder: Path,
+    halves,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    import shutil
+
+    from conveyor.monitoring.observe import Observer
+    from conveyor.monitoring.profile import PROFILE_FILE, profile_of
+    from conveyor.serving.spec import resolve_model
+
+    folder, _, rest = halves
+    model = tmp_path / "risk"
+    shutil.copytree(risk_folder, model)
+    observer = Observer(resolve_model(str(model)))  # the profile registration stores with a version
+    profile_of(observer.reference_columns(folder / "reference.csv"), source="reference.csv").save(model / PROFILE_FILE)
+    frame, labels = risk_frame()
+    truth = dict(zip(frame.index, labels, strict=True))
+    server = _serve_logged(model, tmp_path / "logs", tmp_path, "--drift-window", "100")
+    like = rest.sample(n=100, replace=True, random_state=21)
+    _send(server, _records(like))
+    metrics = _wait_for_metric(server, "conveyor_drift_windows_total", 'outcome="stable"')
+    assert _gauges(metrics, "conveyor_drift_detected")['{column="feature.age",model="risk",version="1"}'] == 0
+    older = rest[rest.age > rest.age.median()].sample(n=100, replace=True, random_state=22)
+    ids = _send(server, _records(older))
+    metrics = _wait_for_metric(server, "conveyor_drift_windows_total", 'outcome="drifted"')
+    detected = _gauges(metrics, "conveyor_drift_detected")
+    psi = _gauges(metrics, "conveyor_drift_psi")
+    assert detected['{column="feature.age",model="risk",version="1"}'] == 1, detected
+    assert psi['{column="feature.age",model="risk",version="1"}'] >= 0.2
+    true = [truth[i] for i in older.index]
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for number, request_id in enumerate(ids):
+            labels_now = true[number * ROWS_PER_REQUEST : (number + 1) * ROWS_PER_REQUEST]
+            assert client.post("/feedback", json=[{"request_id": request_id, "labels": labels_now}]).status_code == 202
+    metrics = _wait_for_metric(server, "conveyor_live_labelled_total", 'model="risk"', at_least=100)
+    (accuracy,) = _gauges(metrics, "conveyor_live_accuracy").values()
+    print(f"live gauges: stable window, then drift on feature.age; live accuracy {accuracy:.2f} over 100 items")
+    assert 0.3 <= accuracy <= 1.0
+    server.stop()
+
+
+def test_a_v2_inference_is_logged_with_its_request_id(risk_folder: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    server = _serve_logged(risk_folder, logs, tmp_path)
+    row = {"age": 61, "bmi": 31.5, "bp": 104, "sex": "male", "region": "north"}
+    types = {"age": "FP64", "bmi": "FP64", "bp": "FP64", "sex": "BYTES", "region": "BYTES"}
+    inputs = [{"name": k, "shape": [1, 1], "datatype": types[k], "data": [v]} for k, v in row.items()]
+    body = {"id": "v2-own-id", "inputs": inputs}
+    answer = httpx.post(server.url + "/v2/models/risk/infer", json=body, timeout=10)
+    pinned = httpx.post(
+        server.url + "/v2/models/risk/infer", json=body, headers={"X-Request-Id": "ticket-9"}, timeout=10
+    )
+    assert answer.status_code == 200 and pinned.status_code == 200, answer.text
+    assert answer.headers["x-request-id"] == "v2-own-id" and pinned.headers["x-request-id"] == "ticket-9"
+    _wait_for_files(logs, 2, server)
+    records = sorted((json.loads(line) for p in logs.rglob("*.jsonl") for line in p.read_text().splitlines()),
+                     key=lambda r: r["request_id"])  # fmt: skip
+    assert [r["request_id"] for r in records] == ["ticket-9", "v2-own-id"]
+    assert all(r["route"] == "/v2/models/risk/infer" and r["inputs"][0]["age"] == 61 for r in records)
+    assert records[0]["outputs"][0]["label"] == answer.json()["outputs"][0]["data"][0]
+
+
+def _lines(folder: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for p in sorted(folder.rglob("*.jsonl")) for line in p.read_text().splitlines()]
+
+
+def test_the_router_logs_each_backends_traffic_and_takes_feedback_for_the_version_that_answered(
+    risk_folder: Path,
+    halves,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    from tests.rollout_fixtures import start_router
+
+    folder, _, rest = halves
+    frame, labels = risk_frame()
+    truth = dict(zip(frame.index, labels, strict=True))
+    stable = _serve_logged(risk_folder, tmp_path / "stable-logs", tmp_path)
+    canary = _serve_logged(risk_folder, tmp_path / "canary-logs", tmp_path, "--model-version", "2")
+    backends = ["--stable", stable.url, "--stable-version", "risk:1", "--canary", canary.url]
+    backends += ["--canary-version", "risk:2", "--canary-weight", "50"]
+    logs = tmp_path / "router-logs"
+    logging = start_router(tmp_path, "risk", *backends, "--state-file", str(tmp_path / "a.json"),
+                           "--log-payloads", str(logs), "--log-sample", "1", "--log-rotate-seconds", "1")  # fmt: skip
+    plain = start_router(tmp_path, "risk", *backends, "--state-file", str(tmp_path / "b.json"))
+    chosen = rest.sample(n=200, replace=True, random_state=31)
+    rows, true = _records(chosen), [truth[i] for i in chosen.index]
+    served: dict[str, str] = {}
+    via: dict[str, Server] = {}
+    with httpx.Client(timeout=10) as client:
+        for start in range(0, len(rows), ROWS_PER_REQUEST):
+            router = logging if start % 10 == 0 else plain  # every other request through each router
+            answer = client.post(router.url + "/predict", json=rows[start : start + ROWS_PER_REQUEST])
+            assert answer.status_code == 200, answer.text
+            request_id = answer.headers["x-request-id"]
+            served[request_id] = answer.headers["x-conveyor-version"]
+            via[request_id] = router
+            labels_now = true[start : start + ROWS_PER_REQUEST]
+            sent = client.post(router.url + "/feedback", json=[{"request_id": request_id, "labels": labels_now}])
+            assert sent.status_code == 202 and sent.json() == {"accepted": 1, "dropped": 0}, sent.text
+        known = next(i for i, router in via.items() if router is logging)
+        refused = client.post(logging.url + "/feedback", json=[{"request_id": known, "label": "medium"}])
+        unknown = client.post(logging.url + "/feedback", json=[{"request_id": "never-seen", "label": "high"}])
+    assert refused.status_code == 422 and "unknown label 'medium'" in refused.json()["error"]
+    assert unknown.status_code == 202 and unknown.json() == {"accepted": 0, "dropped": 1}
+    logging.stop()
+    plain.stop()
+    stable.stop()
+    canary.stop()
+    records = _lines(logs)
+    requests = [r for r in records if r["kind"] == "request"]
+    assert len(requests) == 20 and {r["version"] for r in requests} == {"1", "2"}
+    assert all(served[r["request_id"]] == f"risk:{r['version']}" for r in requests)  # type: ignore[index]
+    assert all(r["backend"] == ("stable" if r["version"] == "1" else "canary") for r in requests)
+    feedback = [r for r in records if r["kind"] == "feedback"]
+    assert sorted(r["request_id"] for r in feedback) == sorted(r["request_id"] for r in requests)  # type: ignore[type-var]
+    # the router that keeps no log sends each feedback to the backend that answered its request
+    for version in ("risk:1", "risk:2"):
+        logged = _lines(tmp_path / ("stable-logs" if version == "risk:1" else "canary-logs"))
+        own = {r["request_id"] for r in logged if r["kind"] == "request"}
+        fed = [r["request_id"] for r in logged if r["kind"] == "feedback"]
+        assert fed and set(fed) <= own, (version, fed)
+    _, report = _monitor(risk_folder, logs, folder / "reference.csv", "--window", "40", "--min-items", "20")
+    (window,) = [w for w in report["windows"] if w["index"] == 1]
+    print(f"router log: {len(requests)} requests, stable's live accuracy {window['quality']['accuracy']:.2f}")
+    assert report["records"] == sum(1 for r in requests if r["version"] == "1")
+    assert window["quality"]["labelled"] == window["items"] and 0.5 <= window["quality"]["accuracy"] <= 1.0
+    assert window["judged"] and "output.label" in {c["name"] for c in window["columns"]}  # read from the answers

@@ -70,6 +70,12 @@ def test_router_splits_by_weight_pins_by_header_and_keeps_sticky_clients(router:
                 }
                 assert len(seen) == 1, (user, seen)
             metrics = client.get("/metrics").text
+            noted = _inputs_seen(client.get("/_conveyor/stats").json())
+            assert noted["stable"] > 0 and noted["canary"] > 0, noted  # "good": 4 characters, 1 word, each time
+            table["backends"] = [{**table["backends"][0], "weight": 100}, {**table["backends"][1], "weight": 0}]
+            assert put_routes(router, table).status_code == 200
+            client.post("/predict", json=["good"])
+            assert _inputs_seen(client.get("/_conveyor/stats").json()) == noted  # no canary split: nothing noted
         assert 'conveyor_router_requests_total{backend="canary",code="200",traffic="live",version="m:2"}' in metrics
         assert "conveyor_router_request_duration_seconds_bucket" in metrics
         assert 'conveyor_router_predictions_total{backend="stable",label="positive=true"' in metrics
@@ -77,6 +83,15 @@ def test_router_splits_by_weight_pins_by_header_and_keeps_sticky_clients(router:
     finally:
         stable.stop()
         canary.stop()
+
+
+def _inputs_seen(snapshot: dict) -> dict[str, int]:  # type: ignore[type-arg]
+    """Input numbers each backend's live traffic noted (router/inputs.py: a text's characters)."""
+    return {
+        t["backend"]: t.get("inputs_seen", {}).get("text.characters", 0)
+        for t in snapshot["traffic"]
+        if t["kind"] == "live"
+    }
 
 
 def test_router_rejects_bad_routing_tables_with_a_json_message(router: Proc) -> None:

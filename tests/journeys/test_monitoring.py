@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 
 import httpx
 
-from tests.journeys.conftest import User, copy_model
+from tests.conftest import free_port
+from tests.journeys.conftest import User, copy_model, wait_http
 from tests.models import VOCAB
 
 REVIEW_WORDS = [w for w in VOCAB if not w.startswith("[")]
@@ -29,6 +31,18 @@ def _reviews(count: int, seed: int) -> list[str]:
 def _tweets(count: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     return [" ".join(rng.choices(TWEET_WORDS + REVIEW_WORDS[:3], k=rng.randint(2, 5))) for _ in range(count)]
+
+
+def wait_for_metric(url: str, sample: str, value: float, timeout: float = 20) -> str:
+    """The server's /metrics text once the sample starting ``sample`` reads ``value``; fails at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        metrics = httpx.get(url + "/metrics", timeout=10).text
+        if any(line.startswith(sample) and float(line.rsplit(" ", 1)[1]) == value for line in metrics.splitlines()):
+            return metrics
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {sample}... {value} within {timeout} s:\n{metrics}")
+        time.sleep(0.2)
 
 
 def _send(url: str, texts: list[str]) -> None:
@@ -54,8 +68,12 @@ def test_a_served_version_is_watched_against_its_reference(user: User, vote_fold
     assert calm.returncode == 0, calm.stdout + calm.stderr
     assert "votes:1 traffic against its reference" in calm.stdout and "none" in calm.stdout
 
-    server = user.serve("votes:1", "--log-payloads", str(logs), "--log-sample", "1", "--log-rotate-seconds", "1")
+    server = user.serve("votes:1", "--log-payloads", str(logs), "--log-sample", "1", "--log-rotate-seconds", "1",
+                        "--drift-window", "400")  # fmt: skip
     _send(server.url, _tweets(400, seed=3))
+    # the server judges its own logged traffic too: gauges on /metrics, off the request's path
+    metrics = wait_for_metric(server.url, 'conveyor_drift_detected{column="text.unknown_token_rate"', 1.0)
+    assert 'conveyor_drift_windows_total{model="votes",outcome="drifted",version="1"} 1.0' in metrics
     server.stop()
     drifted = user.run("monitor", "votes:1", "--logs", str(logs), "--window", "400", "--html", "drift.html")
     assert drifted.returncode == 1, drifted.stdout + drifted.stderr
@@ -64,6 +82,16 @@ def test_a_served_version_is_watched_against_its_reference(user: User, vote_fold
     assert [bool(w["drifted"]) for w in judged] == [False, False, True], judged
     assert {"text.unknown_token_rate", "text.words"} <= set(judged[-1]["drifted"])
     assert "text.unknown_token_rate" in (user.workdir / "drift.html").read_text()
+
+    # the dashboard shows the same judgement on the version's page
+    port = free_port()
+    ui = user.spawn("ui", "--port", str(port), "--payload-logs", str(logs), "--drift-window", "400", name="ui")
+    ui.url = f"http://127.0.0.1:{port}"
+    wait_http(ui, "/models")
+    page = httpx.get(ui.url + "/models/votes/versions/1", timeout=60).text
+    assert 'data-state="shown"' in page and 'data-drift="yes"' in page, page[-3000:]
+    assert "drift in window 3: " in page and "text.unknown_token_rate" in page and "<svg" in page
+    ui.stop()
 
     missing = user.run("monitor", "votes:1", "--logs", str(user.workdir / "nowhere"))
     assert missing.returncode == 4 and "no payload log for votes:1" in missing.stderr, missing.stderr

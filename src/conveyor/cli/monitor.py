@@ -17,7 +17,7 @@ from conveyor.cli.output import EXIT_FAILURE, ProgressBar, handle_errors, new_ta
 def monitor(
     model: Annotated[str, typer.Argument(help="A registered version (name:N, name@alias) or a model folder.")],
     logs: Annotated[
-        str, typer.Option(metavar="DEST", help="The payload log the server writes (serve --log-payloads DEST).")
+        str, typer.Option(metavar="DEST", help="The payload log the servers or the router write (--log-payloads DEST).")
     ],
     reference: Annotated[
         Path | None,

@@ -8,6 +8,16 @@ from typing import Annotated
 import typer
 
 from conveyor.cli.output import fail, handle_errors, stderr
+from conveyor.cli.payload_options import (
+    LogDrop,
+    LogHash,
+    LogMaxRecordKib,
+    LogPayloads,
+    LogRotateMib,
+    LogRotateSeconds,
+    LogSample,
+    payload_log_settings,
+)
 from conveyor.ports import check_port_free
 from conveyor.tls import server_tls
 
@@ -49,6 +59,13 @@ def router(
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_payloads: LogPayloads = None,
+    log_sample: LogSample = 0.1,
+    log_drop: LogDrop = None,
+    log_hash: LogHash = None,
+    log_max_record_kib: LogMaxRecordKib = 64,
+    log_rotate_mib: LogRotateMib = 16,
+    log_rotate_seconds: LogRotateSeconds = 300.0,
 ) -> None:
     """Route HTTP traffic between a stable and a canary model server.
 
@@ -57,6 +74,8 @@ def router(
     stickiness by a client header, mirroring with answer comparison, retry on a failed connection,
     ejection of backends failing health checks, per-backend Prometheus metrics on /metrics.
     Admin API: GET|PUT /_conveyor/routes, GET /_conveyor/stats. `conveyor rollout` drives it.
+    --log-payloads logs a sample of /predict traffic per backend version, in the layout
+    `conveyor monitor` reads, and takes POST /feedback for it.
 
     \b
     conveyor router --service sentiment --port 8080 --stable http://127.0.0.1:5000
@@ -97,6 +116,15 @@ def router(
                 table = RouteTable(sticky_header=sticky_header)
         except ValidationError as exc:
             raise fail("; ".join(e["msg"] for e in exc.errors(include_url=False))) from None
+        settings = payload_log_settings(  # before the port is taken: a bad one is one line
+            log_payloads,
+            sample=log_sample,
+            drop=log_drop,
+            hash=log_hash,
+            max_record_kib=log_max_record_kib,
+            rotate_mib=log_rotate_mib,
+            rotate_seconds=log_rotate_seconds,
+        )
         options = RouterOptions(
             health_path=health_path,
             health_interval=health_interval,
@@ -104,6 +132,8 @@ def router(
             retry=retry,
             admin_token=admin_token,
             state_file=state,
+            service=service,
+            payload_log=settings,
         )
         url_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         scheme = "https" if tls else "http"

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from conveyor.cli.output import EXIT_PORT, EXIT_USAGE, ProgressBar, fail, handle_errors, stderr
+from conveyor.cli.payload_options import (
+    LogDrop,
+    LogHash,
+    LogMaxRecordKib,
+    LogPayloads,
+    LogRotateMib,
+    LogRotateSeconds,
+    LogSample,
+    payload_log_settings,
+)
 from conveyor.cli.trust import RequireSignedOption, TrustedKeyOption, trust_from_options
 from conveyor.errors import ConveyorError, PortInUse
 from conveyor.ports import check_port_free
@@ -51,32 +62,21 @@ def serve(
     ] = 30.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
-    log_payloads: Annotated[
-        str | None,
+    log_payloads: LogPayloads = None,
+    log_sample: LogSample = 0.1,
+    log_drop: LogDrop = None,
+    log_hash: LogHash = None,
+    log_max_record_kib: LogMaxRecordKib = 64,
+    log_rotate_mib: LogRotateMib = 16,
+    log_rotate_seconds: LogRotateSeconds = 300.0,
+    drift_window: Annotated[
+        int,
         typer.Option(
-            "--log-payloads",
-            metavar="DEST",
-            help="Log a sample of requests and answers as JSON Lines under DEST (a folder or s3://bucket/prefix).",
+            min=0,
+            help="With --log-payloads and a version profiled at registration: judge each window of this many "
+            "logged items for drift, as gauges on /metrics (0: off).",
         ),
-    ] = None,
-    log_sample: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="With --log-payloads: the share of requests logged.")
-    ] = 0.1,
-    log_drop: Annotated[
-        list[str] | None,
-        typer.Option(help="An input field never logged (a column; `text` for a text model's input). Repeatable."),
-    ] = None,
-    log_hash: Annotated[
-        list[str] | None,
-        typer.Option(help="An input field logged as a keyed hash ($CONVEYOR_PAYLOAD_HASH_KEY). Repeatable."),
-    ] = None,
-    log_max_record_kib: Annotated[
-        int, typer.Option(min=1, help="A larger record keeps its answers and loses its inputs.")
-    ] = 64,
-    log_rotate_mib: Annotated[int, typer.Option(min=1, help="Start a new payload file after this many MiB.")] = 16,
-    log_rotate_seconds: Annotated[
-        float, typer.Option(min=1, help="... or after this many seconds (a reader sees whole files only).")
-    ] = 300.0,
+    ] = 500,
     require_signed: RequireSignedOption = False,
     trusted_key: TrustedKeyOption = None,
 ) -> None:
@@ -114,17 +114,16 @@ def serve(
         with handle_errors():
             key = verify_downloaded(Path(model), trusted)
         stderr.print(f"{model}: signed by trusted key {key[:12]}")
-    payload_log = None
-    if log_payloads:
-        payload_log = payload_log_settings(
-            log_payloads,
-            sample=log_sample,
-            drop=tuple(log_drop or ()),
-            hash=tuple(log_hash or ()),
-            max_record_bytes=log_max_record_kib * 1024,
-            rotate_bytes=log_rotate_mib * 1024 * 1024,
-            rotate_seconds=log_rotate_seconds,
-        )
+    settings = payload_log_settings(
+        log_payloads,
+        sample=log_sample,
+        drop=log_drop,
+        hash=log_hash,
+        max_record_kib=log_max_record_kib,
+        rotate_mib=log_rotate_mib,
+        rotate_seconds=log_rotate_seconds,
+        drift_window=drift_window,
+    )
     config = ServeConfig(
         model=model,
         tokenizer=tokenizer,
@@ -143,27 +142,10 @@ def serve(
         graceful_timeout=graceful_timeout,
         log_level=log_level.lower(),
         access_log=access_log,
-        payload_log=payload_log,
+        payload_log=None if settings is None else asdict(settings),
     )
     try:
         code = run_server(config)
     except ConveyorError as exc:
         raise fail(str(exc), EXIT_PORT if isinstance(exc, PortInUse) else EXIT_USAGE) from None
     raise typer.Exit(code)
-
-
-def payload_log_settings(destination: str, **settings: Any) -> dict[str, Any]:
-    """The payload log's settings, checked before the server starts (a bad one is one line, exit 2)."""
-    from dataclasses import asdict
-
-    from conveyor.serving.payloads import PayloadLogConfig
-
-    if destination.startswith("s3://"):
-        try:
-            import boto3  # noqa: F401
-        except ImportError:
-            raise fail("--log-payloads s3://... needs boto3 (pip install boto3)", EXIT_USAGE) from None
-    try:
-        return asdict(PayloadLogConfig(destination, **settings))
-    except ValueError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None

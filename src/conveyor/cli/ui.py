@@ -21,6 +21,18 @@ def ui(
         bool, typer.Option("--require-login", help="Reading needs a registry token too, not only acting.")
     ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
+    payload_logs: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DEST",
+            envvar="CONVEYOR_PAYLOAD_LOGS",
+            help="The payload log the servers or the router write (--log-payloads DEST): version and rollout "
+            "pages then show their served traffic against the reference, drift and live quality.",
+        ),
+    ] = None,
+    drift_window: Annotated[
+        int, typer.Option(min=10, help="With --payload-logs: logged items per window, as `conveyor monitor`.")
+    ] = 500,
 ) -> None:
     """Serve the dashboard: models and versions, live rollouts with their buttons, pipeline runs.
 
@@ -32,6 +44,7 @@ def ui(
 
     from conveyor.registry.config import open_registry
     from conveyor.ui.app import create_app
+    from conveyor.ui.traffic_pages import TrafficSettings
 
     with handle_errors():
         check_port_free(host, port)
@@ -43,6 +56,7 @@ def ui(
                 "would be open to the network; create one (conveyor registry token create NAME --scope write) "
                 "or bind 127.0.0.1 (or use conveyor registry serve --ui)"
             )
-        app = create_app(store, tokens=tokens, require_login=require_login)
+        traffic = TrafficSettings(payload_logs, drift_window)
+        app = create_app(store, tokens=tokens, require_login=require_login, traffic=traffic)
     stdout.print(f"dashboard: http://{host}:{port}/", highlight=False)
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)

@@ -102,3 +102,19 @@ def add_outputs(
     for value in values:
         if isinstance(value, int | float) and not isinstance(value, bool):
             columns.add("output.value", "numeric", OUTPUT, float(value))
+
+
+def answered_labels(outputs: list[Any], labels: list[str], boolean: str | None) -> list[str | None]:
+    """The labels a logged answer gave, read from the answer itself (a router's record has no
+    probabilities): ``{"label": "high"}``, or ``{"positive": true}`` for a two-label boolean answer."""
+    found: list[str | None] = []
+    for answer in outputs:
+        if not isinstance(answer, dict):
+            found.append(None)
+        elif "label" in answer:
+            found.append(str(answer["label"]))
+        elif boolean is not None and isinstance(answer.get(boolean), bool) and len(labels) == 2:
+            found.append(boolean if answer[boolean] else next(label for label in labels if label != boolean))
+        else:
+            found.append(None)
+    return found

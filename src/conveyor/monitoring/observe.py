@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from conveyor.errors import InvalidInput
-from conveyor.monitoring.features import Columns, TextFeatures, add_outputs, add_records
+from conveyor.monitoring.features import OUTPUT, Columns, TextFeatures, add_outputs, add_records, answered_labels
 from conveyor.serving.model import softmax
 from conveyor.serving.spec import ResolvedModel
 
@@ -47,8 +47,13 @@ class Observer:
     def add_record(self, columns: Columns, record: dict[str, Any]) -> None:
         """One payload log line (one request)."""
         self.add_inputs(columns, record.get("inputs"))
-        outputs = record.get("outputs") or []
-        add_outputs(columns, record.get("probabilities"), self.spec.labels, [o.get("value") for o in outputs])
+        outputs = [o if isinstance(o, dict) else {} for o in record.get("outputs") or []]
+        probabilities = record.get("probabilities")
+        if probabilities is None and self.spec.labels and self.spec.task != "tabular-regression":
+            for label in answered_labels(outputs, self.spec.labels, self.spec.boolean_label):  # a router's record
+                columns.add("output.label", "categorical", OUTPUT, label)
+            return
+        add_outputs(columns, probabilities, self.spec.labels, [o.get("value") for o in outputs])
 
     def reference_columns(self, path: Path) -> Columns:
         """The reference file's items, scored by the served model's code, as columns."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from conveyor.monitoring.features import answered_labels
+
 
 def feedback_of(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """request id -> the true answers, per item (the latest feedback for an id wins)."""
@@ -23,7 +25,11 @@ def feedback_of(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 
 def window_quality(
-    requests: list[dict[str, Any]], truth: dict[str, list[Any]], labels: list[str], regression: bool
+    requests: list[dict[str, Any]],
+    truth: dict[str, list[Any]],
+    labels: list[str],
+    regression: bool,
+    boolean: str | None = None,
 ) -> dict[str, Any] | None:
     """``{"labelled": n, "accuracy": a}`` (or ``"mae"``) over the window's items with feedback."""
     hits = errors = 0.0
@@ -32,7 +38,7 @@ def window_quality(
         true = truth.get(str(record.get("request_id")))
         if not true:
             continue
-        predicted = _predicted(record, labels, regression)
+        predicted = _predicted(record, labels, regression, boolean)
         for served, actual in zip(predicted, true, strict=False):
             if served is None:
                 continue
@@ -48,9 +54,11 @@ def window_quality(
     return {"labelled": labelled, "accuracy": round(hits / labelled, 4)}
 
 
-def _predicted(record: dict[str, Any], labels: list[str], regression: bool) -> list[Any]:
+def _predicted(record: dict[str, Any], labels: list[str], regression: bool, boolean: str | None) -> list[Any]:
     if regression:
-        return [o.get("value") for o in record.get("outputs") or []]
+        return [o.get("value") if isinstance(o, dict) else None for o in record.get("outputs") or []]
+    if record.get("probabilities") is None:  # a router's record: the answer is all there is
+        return answered_labels(record.get("outputs") or [], labels, boolean)
     rows = record.get("probabilities") or []
     return [labels[max(range(len(row)), key=row.__getitem__)] if row else None for row in rows]
 

@@ -102,7 +102,7 @@ def monitor_log(
     for index, (columns, records) in enumerate(chunked(requests, observer, window), 1):
         result.records += len(records)
         judged = columns.items >= thresholds.min_items
-        quality = window_quality(records, truth, resolved.spec.labels, regression)
+        quality = window_quality(records, truth, resolved.spec.labels, regression, resolved.spec.boolean_label)
         result.windows.append(
             WindowDrift(
                 index=index,

@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry
@@ -23,11 +22,21 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from conveyor.atomic import write_atomic
+from conveyor.errors import ClientError
+from conveyor.request_ids import HEADER as REQUEST_ID
+from conveyor.request_ids import client_request_id, new_request_id
 from conveyor.router.asgi import HOP_BY_HOP, Receive, Send, TooLarge, error_body, read_body, send_json
 from conveyor.router.health import HealthTracker
-from conveyor.router.predictions import Predictions, agree, read_predictions
+from conveyor.router.inputs import input_features
+from conveyor.router.mirror import Mirrors, answered
+from conveyor.router.predictions import Predictions, read_predictions
+from conveyor.router.requests import RecentRequests
 from conveyor.router.routing import PIN_HEADER, SERVED_BY_HEADER, BackendSpec, RouteTable, pick
-from conveyor.router.stats import LIVE, MIRROR, RouterStats, StatsCollector
+from conveyor.router.stats import LIVE, RouterStats, StatsCollector
+
+if TYPE_CHECKING:
+    from conveyor.router.payload_log import RouterPayloads
+    from conveyor.serving.payloads import PayloadLogConfig
 
 log = logging.getLogger("conveyor.router")
 
@@ -51,6 +60,8 @@ class RouterOptions:
     retry: bool = True  # once more on another backend when the connection failed or was reset before an answer
     admin_token: str | None = None
     state_file: Path | None = None
+    service: str = "default"  # the model name of backends whose version label is bare ("2", not "sentiment:2")
+    payload_log: PayloadLogConfig | None = None  # log a sample of /predict traffic per backend version
 
 
 def load_table(path: Path) -> RouteTable:
@@ -72,11 +83,19 @@ class Router:
         self.health = HealthTracker(self.options.health_path, self.options.health_interval)
         self.health.sync(table)
         self.session: aiohttp.ClientSession | None = None
-        self.mirrors: set[asyncio.Task[None]] = set()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(StatsCollector(self.stats, self._describe_backends))  # type: ignore[arg-type]
         self._probe: asyncio.Task[None] | None = None
         self._timeout = aiohttp.ClientTimeout(total=self.options.timeout)
+        self.mirrors = Mirrors(self.stats, self.health, self.options.max_mirrors_in_flight, self._timeout)
+        self.recent = RecentRequests(self.options.service)
+        self.payloads: RouterPayloads | None = None
+        if self.options.payload_log is not None:
+            from conveyor.router.payload_log import RouterPayloads  # numpy and the writer only where asked
+            from conveyor.serving.payloads import RECORDS
+
+            self.payloads = RouterPayloads(self.options.payload_log, self.recent)
+            self.registry.register(RECORDS)
 
     def _describe_backends(self) -> list[tuple[str, str, float, bool]]:
         return [(b.name, b.version, b.weight, self.health.is_healthy(b.name)) for b in self.table.backends]
@@ -113,16 +132,18 @@ class Router:
             elif message["type"] == "lifespan.shutdown":
                 if self._probe is not None:
                     self._probe.cancel()
-                if self.mirrors:
-                    await asyncio.wait(self.mirrors, timeout=5)
+                await self.mirrors.drain(timeout=5)
                 if self.session is not None:
                     await self.session.close()
+                if self.payloads is not None:
+                    await asyncio.to_thread(self.payloads.close)  # finish (and upload) the open files
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     # -- the hot path -----------------------------------------------------------------------------------
 
     async def _proxy(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         try:
             body = await read_body(receive, self.options.max_body_bytes)
         except TooLarge:
@@ -133,10 +154,13 @@ class Router:
         table = self.table
         sticky_name = table.sticky_header.encode() if table.sticky_header else None
         pin = sticky = None
+        request_id = ""
         forward: list[tuple[str, str]] = []
         for key, value in scope["headers"]:
             if key == b"x-conveyor-version":
                 pin = value.decode("latin-1")
+            elif key == REQUEST_ID:
+                request_id = client_request_id(value)
             elif key not in HOP_BY_HOP:
                 forward.append((key.decode("latin-1"), value.decode("latin-1")))
             if key == sticky_name:
@@ -144,6 +168,15 @@ class Router:
         client = scope.get("client")
         if client:
             forward.append(("x-forwarded-for", client[0]))
+        method: str = scope["method"]
+        if method == "POST":  # one id for the router, the backend and their logs
+            request_id = request_id or new_request_id()
+            forward.append(("x-request-id", request_id))
+            if scope["path"] == "/feedback":
+                if self.payloads is not None:
+                    await self._feedback(body, send)
+                    return
+                pin = pin or self.recent.backend_of(body)  # to the backend that answered the request
         candidates = pick(table, self.health.healthy_names(), pin, sticky)
         if not candidates:
             await send_json(send, 503, {"error": "the router has no backend to send this request to"})
@@ -151,7 +184,6 @@ class Router:
         target = scope["raw_path"].decode("latin-1")
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
-        method: str = scope["method"]
         attempts = candidates[:2] if self.options.retry and not pin else candidates[:1]
         for number, backend in enumerate(attempts):
             answer = await self._forward(backend, method, target, body, forward, retryable=number + 1 < len(attempts))
@@ -160,8 +192,16 @@ class Router:
             status, headers, data, predictions = answer
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": data})
+            if status == 200 and table.splits and scope["path"] == "/predict" and method == "POST":
+                self.stats.of(backend.name, backend.version, LIVE).observe_inputs(input_features(body))
+            if status == 200 and request_id:
+                served = self.recent.remember(request_id, backend)
+                if self.payloads is not None:
+                    seconds = time.perf_counter() - started
+                    self.payloads.answered(served, request_id, scope["path"], seconds, body, data)
             if table.mirror_to and table.mirror_percent > 0 and status == 200 and backend.name != table.mirror_to:
-                self._maybe_mirror(table, method, target, scope["path"], body, forward, predictions, data)
+                request = (method, target, scope["path"], body, forward)
+                self.mirrors.maybe(self.session, table, request, predictions, data)  # type: ignore[arg-type]
             return
         await send_json(send, 502, {"error": "no backend could be reached: " + ", ".join(b.name for b in attempts)})
 
@@ -196,7 +236,7 @@ class Router:
             return 502, _json_headers(backend), error_body(f"backend {backend.name} failed: {type(exc).__name__}"), None
         elapsed = time.perf_counter() - started
         predictions = read_predictions(target.split("?", 1)[0], data) if status == 200 and method == "POST" else None
-        stats.observe(str(status), elapsed, *_answered(predictions))
+        stats.observe(str(status), elapsed, *answered(predictions))
         if status in (502, 503):
             self.health.failed(backend.name, f"answered HTTP {status}")
         headers = [(k, v) for k, v in raw_headers if k.lower() not in HOP_BY_HOP]
@@ -219,48 +259,16 @@ class Router:
             None,
         )
 
-    # -- mirroring --------------------------------------------------------------------------------------
-
-    def _maybe_mirror(self, table, method, target, path, body, headers, predictions, data) -> None:  # type: ignore[no-untyped-def]
-        if random.random() * 100 >= table.mirror_percent:
-            return
-        mirror = table.backend(table.mirror_to)
-        if mirror is None or not self.health.is_healthy(mirror.name):
-            return
-        if len(self.mirrors) >= self.options.max_mirrors_in_flight:
-            self.stats.comparison(mirror.name, mirror.version).dropped += 1
-            return
-        task = asyncio.create_task(self._mirror(table, mirror, method, target, path, body, headers, predictions, data))
-        self.mirrors.add(task)
-        task.add_done_callback(self.mirrors.discard)
-
-    async def _mirror(self, table, mirror, method, target, path, body, headers, predictions, primary) -> None:  # type: ignore[no-untyped-def]
-        assert self.session is not None
-        stats = self.stats.of(mirror.name, mirror.version, MIRROR)
-        started = time.perf_counter()
+    async def _feedback(self, body: bytes, send: Send) -> None:
+        """``POST /feedback`` at a logging router: into the log of the version each request reached."""
+        assert self.payloads is not None and self.session is not None
+        backends = {b.name: b for b in self.table.backends}
         try:
-            async with self.session.request(
-                method, mirror.url + target, data=body, headers=headers, timeout=self._timeout
-            ) as response:
-                data = await response.read()
-                status = response.status
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            stats.observe("connect_error" if isinstance(exc, aiohttp.ClientConnectorError) else "backend_error", 0.0)
+            answer = await self.payloads.feedback(body, backends, self.session)
+        except ClientError as exc:
+            await send_json(send, exc.status, {"error": exc.message})
             return
-        mirrored = read_predictions(path, data) if status == 200 else None
-        stats.observe(str(status), time.perf_counter() - started, *_answered(mirrored))
-        if status != 200:
-            return
-        comparison = self.stats.comparison(mirror.name, mirror.version)
-        if predictions is None:
-            same = data == primary
-        else:
-            tolerance = (table.value_tolerance, table.value_tolerance_abs)
-            same = mirrored is not None and agree(mirrored, predictions, *tolerance)
-        if same:
-            comparison.agreed += 1
-        else:
-            comparison.disagreed += 1
+        await send_json(send, 202, answer)
 
     # -- admin ------------------------------------------------------------------------------------------
 
@@ -365,8 +373,3 @@ def run_router(
     )
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(config).run()
-
-
-def _answered(predictions: Predictions | None) -> tuple[list[str] | None, list[float] | None]:
-    """What the router's statistics keep of an answer: its labels, or a regressor's values."""
-    return (predictions.labels, predictions.values) if predictions else (None, None)

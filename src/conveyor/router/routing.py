@@ -60,6 +60,11 @@ class RouteTable(BaseModel):
             self.sticky_header = self.sticky_header.lower()
         return self
 
+    @property
+    def splits(self) -> bool:
+        """More than one backend takes live traffic (a canary is being compared with stable)."""
+        return sum(1 for b in self.backends if b.weight > 0) > 1
+
     def backend(self, name: str) -> BackendSpec | None:
         return next((b for b in self.backends if b.name == name), None)
 

@@ -23,7 +23,8 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, math.inf,
 )  # fmt: skip
 
-#: a regressor's latest answers kept per backend: enough for a two-sample test per analysis window
+#: a regressor's latest answers (and each input feature's latest numbers) kept per backend: enough
+#: for a two-sample test per analysis window
 VALUES_KEPT = 1000
 
 LIVE = "live"
@@ -41,6 +42,8 @@ class TrafficStats:
     labels: Counter[str] = field(default_factory=Counter)
     values: deque[float] = field(default_factory=lambda: deque(maxlen=VALUES_KEPT))  # the latest answers
     values_seen: int = 0  # every value ever answered: two snapshots tell which of ``values`` are new
+    inputs: dict[str, deque[float]] = field(default_factory=dict)  # the latest input numbers per feature
+    inputs_seen: dict[str, int] = field(default_factory=dict)  # likewise, per feature
 
     def observe(
         self, code: str, seconds: float, labels: list[str] | None = None, values: list[float] | None = None
@@ -55,6 +58,15 @@ class TrafficStats:
             self.values.extend(values)
             self.values_seen += len(values)
 
+    def observe_inputs(self, features: dict[str, list[float]]) -> None:
+        """A request's input numbers (``router/inputs.py``), kept while a canary splits traffic."""
+        for name, numbers in features.items():
+            kept = self.inputs.get(name)
+            if kept is None:
+                kept = self.inputs[name] = deque(maxlen=VALUES_KEPT)
+            kept.extend(numbers)
+            self.inputs_seen[name] = self.inputs_seen.get(name, 0) + len(numbers)
+
     def to_json(self) -> dict[str, Any]:
         document: dict[str, Any] = {
             "requests": self.requests,
@@ -65,6 +77,8 @@ class TrafficStats:
         }
         if self.values_seen:
             document.update(values_seen=self.values_seen, values=list(self.values))
+        if self.inputs_seen:
+            document.update(inputs_seen=dict(self.inputs_seen), inputs={k: list(v) for k, v in self.inputs.items()})
         return document
 
 

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor.httputil import EXCEPTION_HANDLERS, Handler, guard
+from conveyor.request_ids import client_request_id, new_request_id
 from conveyor.serving import metrics
 from conveyor.serving.body import JSON, read_body
 from conveyor.serving.dataplane import DataPlane
@@ -70,12 +71,16 @@ class Endpoints:
         self.plane.check_model(name, version)
         # Like Triton and MLServer, the v2 route reads the body as JSON whatever the
         # Content-Type says (tritonclient sends none for binary requests).
+        started = time.perf_counter()
         header_length = request.headers.get(HEADER_LENGTH)
         body = await read_body(request, self.plane.options.max_body_bytes)
         decoded = decode_request(body, header_length)
-        payload, headers = await self.plane.infer(decoded)
+        # the key POST /feedback and the payload log share, as on /predict (else the request's own id)
+        request_id = client_request_id(request.headers.get("x-request-id", "").encode("latin-1"))
+        request_id = request_id or client_request_id(str(decoded.id or "").encode()) or new_request_id()
+        payload, headers = await self.plane.infer(decoded, request_id, request.url.path, started)
         media = "application/octet-stream" if headers else JSON
-        return Response(payload, media_type=media, headers=headers)
+        return Response(payload, media_type=media, headers={**headers, "x-request-id": request_id})
 
     async def feedback(self, request: Request) -> Response:
         body = await read_body(request, self.plane.options.max_body_bytes)

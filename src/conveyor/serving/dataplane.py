@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,8 +48,14 @@ class ServingOptions:
 class DataPlane:
     """Serves one model version."""
 
-    def __init__(self, resolved: ResolvedModel, options: ServingOptions) -> None:
+    def __init__(
+        self,
+        resolved: ResolvedModel,
+        options: ServingOptions,
+        watch: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.resolved = resolved
+        self.watch = watch  # sees each payload log record on the log's thread (the live drift gauges)
         self.spec = resolved.spec
         self.options = options
         self.state = "loading"
@@ -86,6 +93,7 @@ class DataPlane:
                 self.spec.version,
                 logits=self.task.scores_are_logits,
                 classifier=self.task.classifier,
+                watch=self.watch,
             )
         self.state = "ready"
         log.info("model %s:%s ready in %.1fs", self.spec.name, self.spec.version, time.monotonic() - started)
@@ -161,14 +169,30 @@ class DataPlane:
         """``POST /feedback``: checked entries into the payload log, beside the requests they answer."""
         if self.payloads is None:
             raise Conflict("this server keeps no payload log to join feedback with: serve it with --log-payloads DEST")
-        entries = parse_feedback(body, self.spec, regression=self.spec.task == "tabular-regression")
+        entries = parse_feedback(body, self.spec.labels, regression=self.spec.task == "tabular-regression")
         accepted = self.payloads.offer_feedback(entries)
         return {"accepted": accepted, "dropped": len(entries) - accepted}
 
-    async def infer(self, request: DecodedRequest) -> tuple[bytes, dict[str, str]]:
+    async def infer(
+        self, request: DecodedRequest, request_id: str = "", route: str = "", started: float | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        """A v2 inference; its items and answers go to the payload log as ``/predict``'s do."""
         self._require_ready()
-        outputs = await self.task.infer(request, self.score, self._run_alone)
-        return encode_response(self.spec.name, self.spec.version, request, outputs)
+        scored: list[tuple[list[Any], np.ndarray]] = []
+
+        async def score(items: list[Any]) -> np.ndarray:
+            scores = await self.score(items)
+            scored.append((items, scores))
+            return scores
+
+        outputs = await self.task.infer(request, score if self.payloads is not None else self.score, self._run_alone)
+        encoded = encode_response(self.spec.name, self.spec.version, request, outputs)
+        if scored:  # raw tensors (run alone) have no items to log
+            items = [item for batch, _ in scored for item in batch]
+            scores = np.concatenate([rows for _, rows in scored])
+            seconds = time.perf_counter() - started if started is not None else 0.0
+            self.log_payload(request_id, route, seconds, items, scores, self.task.answers(scores))
+        return encoded
 
     # ---- metadata --------------------------------------------------------------------------
 

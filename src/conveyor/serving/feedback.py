@@ -19,13 +19,13 @@ from typing import Any
 
 from conveyor.errors import InvalidInput
 from conveyor.serving.body import json_body
-from conveyor.serving.spec import ModelSpec
 
 MAX_ENTRIES = 1000
 EXAMPLE = '[{"request_id": "...", "label": "..."}]'
 
 
-def parse_feedback(body: bytes, spec: ModelSpec, regression: bool) -> list[dict[str, Any]]:
+def parse_feedback(body: bytes, labels: list[str], regression: bool) -> list[dict[str, Any]]:
+    """The checked entries (a model's ``labels``, or numbers for a regressor); any bad one refuses all."""
     payload = json_body(body, f"a JSON array of feedback, e.g. {EXAMPLE}")
     if isinstance(payload, dict):
         payload = [payload]
@@ -33,10 +33,10 @@ def parse_feedback(body: bytes, spec: ModelSpec, regression: bool) -> list[dict[
         raise InvalidInput(f"expected a non-empty JSON array of feedback, e.g. {EXAMPLE}")
     if len(payload) > MAX_ENTRIES:
         raise InvalidInput(f"at most {MAX_ENTRIES} feedback entries per request, got {len(payload)}")
-    return [_entry(index, item, spec, regression) for index, item in enumerate(payload)]
+    return [_entry(index, item, labels, regression) for index, item in enumerate(payload)]
 
 
-def _entry(index: int, item: Any, spec: ModelSpec, regression: bool) -> dict[str, Any]:
+def _entry(index: int, item: Any, labels: list[str], regression: bool) -> dict[str, Any]:
     where = f"feedback {index}"
     if not isinstance(item, dict):
         raise InvalidInput(f"{where} must be an object with request_id and label(s), got {type(item).__name__}")
@@ -56,6 +56,6 @@ def _entry(index: int, item: Any, spec: ModelSpec, regression: bool) -> dict[str
         if regression:
             if not isinstance(answer, int | float) or isinstance(answer, bool) or not math.isfinite(answer):
                 raise InvalidInput(f"{where}: {one} must be a finite number, got {answer!r}")
-        elif answer not in spec.labels:
-            raise InvalidInput(f"{where}: unknown label {answer!r}; the model's labels are {spec.labels}")
+        elif answer not in labels:
+            raise InvalidInput(f"{where}: unknown label {answer!r}; the model's labels are {labels}")
     return {"request_id": request_id, many: answers}

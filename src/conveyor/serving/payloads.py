@@ -38,8 +38,6 @@ import numpy as np
 import orjson
 from prometheus_client import Counter
 
-from conveyor.serving.model import softmax
-
 log = logging.getLogger(__name__)
 
 HASH_KEY_ENV = "CONVEYOR_PAYLOAD_HASH_KEY"  # an HMAC key for --log-hash (else plain sha256)
@@ -62,10 +60,13 @@ class PayloadLogConfig:
     rotate_bytes: int = 16 * 1024 * 1024
     rotate_seconds: float = 300.0
     queue_size: int = 10_000
+    drift_window: int = 500  # logged items per live drift window (gauges on /metrics); 0: none
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample <= 1.0:
             raise ValueError(f"the payload log sample must be between 0 and 1, got {self.sample}")
+        if self.drift_window < 0:
+            raise ValueError(f"the drift window must be 0 (off) or a number of items, got {self.drift_window}")
         if self.max_record_bytes < 256 or self.rotate_bytes < 1024 or self.rotate_seconds <= 0:
             raise ValueError("the payload log's record cap (>= 256 bytes) and rotation must be positive")
 
@@ -84,8 +85,18 @@ class _Entry:
 class PayloadLog:
     """One server's payload log: ``offer`` on the request path, everything else on a writer thread."""
 
-    def __init__(self, config: PayloadLogConfig, model: str, version: str, *, logits: bool, classifier: bool) -> None:
+    def __init__(
+        self,
+        config: PayloadLogConfig,
+        model: str,
+        version: str,
+        *,
+        logits: bool,
+        classifier: bool,
+        watch: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.config = config
+        self.watch = watch  # sees each record written, on the writer thread (live drift gauges)
         self.model, self.version = model, version
         self.logits, self.classifier = logits, classifier
         self._queue: queue.Queue[_Entry | dict[str, Any] | None] = queue.Queue(config.queue_size)
@@ -111,10 +122,21 @@ class PayloadLog:
         answers: list[dict[str, Any]],
     ) -> None:
         """Maybe log one answered request; never blocks, never raises."""
-        if self._random.random() >= self.config.sample:
-            return
+        if self.sampled():
+            self._put(_Entry(request_id, route, round(latency_s * 1000, 3), items, scores, answers))
+
+    def sampled(self) -> bool:
+        """Draw whether this request is logged (``--log-sample``)."""
+        return self._random.random() < self.config.sample
+
+    def offer_record(self, record: dict[str, Any]) -> None:
+        """Log a record already drawn (``sampled``) and made by the caller (the router's); its
+        ``inputs`` are scrubbed on the writer thread as a server's are."""
+        self._put(record)
+
+    def _put(self, entry: _Entry | dict[str, Any]) -> None:
         try:
-            self._queue.put_nowait(_Entry(request_id, route, round(latency_s * 1000, 3), items, scores, answers))
+            self._queue.put_nowait(entry)
         except queue.Full:
             self._counters["queue_full"].inc()
 
@@ -152,7 +174,8 @@ class PayloadLog:
                 self._sink.finish()
                 return
             try:
-                line = self._line(entry) if isinstance(entry, _Entry) else orjson.dumps(entry) + b"\n"
+                record = self._record(entry) if isinstance(entry, _Entry) else self._scrubbed(entry)
+                line = self._line(record)
             except Exception:  # a record that cannot be written must not stop the writer
                 log.exception("payload log: cannot encode a record")
                 line = None
@@ -160,9 +183,11 @@ class PayloadLog:
                 self._count("too_large")
                 continue
             self._sink.write(line)
+            if self.watch is not None:
+                self.watch(record)
             self._sink.tick()  # rotate by age under steady traffic too, not only when the queue is idle
 
-    def _line(self, entry: _Entry) -> bytes | None:
+    def _record(self, entry: _Entry) -> dict[str, Any]:
         record: dict[str, Any] = {
             "kind": "request",
             "time": datetime.fromtimestamp(entry.at, UTC).isoformat(timespec="milliseconds"),
@@ -177,10 +202,22 @@ class PayloadLog:
         scores = entry.scores.astype(np.float64)
         if self.classifier:
             if self.logits:
+                from conveyor.serving.model import softmax  # onnxruntime's side; a router logs no scores
+
                 scores = softmax(scores)
             record["probabilities"] = np.round(scores, 6).tolist()
+        return record
+
+    def _scrubbed(self, record: dict[str, Any]) -> dict[str, Any]:
+        inputs = record.get("inputs")
+        if isinstance(inputs, list):
+            record["inputs"] = [self._scrub(item) for item in inputs]
+        return record
+
+    def _line(self, record: dict[str, Any]) -> bytes | None:
+        """The record as one JSON line, its inputs left out when over the cap (None: too large still)."""
         line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
-        if len(line) > self.config.max_record_bytes and record["inputs"] is not None:
+        if len(line) > self.config.max_record_bytes and record.get("inputs") is not None:
             record["inputs"], record["omitted"] = None, f"inputs over {self.config.max_record_bytes} bytes"
             line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
         return line if len(line) <= self.config.max_record_bytes else None

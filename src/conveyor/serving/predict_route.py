@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -33,6 +32,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conveyor.errors import ClientError, MethodNotAllowed
+from conveyor.request_ids import client_request_id, new_request_id
 from conveyor.serving import metrics
 from conveyor.serving.body import read_limited
 from conveyor.serving.dataplane import DataPlane
@@ -45,12 +45,6 @@ CLIENT_CLOSED = 499
 
 
 Answered = tuple[list[Any], Any, list[dict[str, Any]]]  # the items, their score rows, their answers
-
-
-def client_request_id(value: bytes) -> str:
-    """The client's ``X-Request-Id`` when it is a sane token (at most 128 visible ASCII characters)."""
-    text = value.decode("latin-1").strip()
-    return text if 0 < len(text) <= 128 and text.isascii() and text.isprintable() and " " not in text else ""
 
 
 class ClientGone(Exception):
@@ -141,7 +135,7 @@ class PredictRoute:
                     expects_continue = value.lower() == b"100-continue"
                 elif name == b"x-request-id":
                     request_id = client_request_id(value)
-            request_id = request_id or os.urandom(8).hex()
+            request_id = request_id or new_request_id()
             extra.append((b"x-request-id", request_id.encode()))
             watch = DisconnectWatch(receive)
             try:

@@ -66,6 +66,20 @@ class ServeConfig:
         )
 
 
+def plane_for(config: ServeConfig, resolved: ResolvedModel | None = None) -> DataPlane:
+    """The data plane of one server process; with a payload log and a stored reference profile it
+    also judges its own logged traffic for drift (``monitoring/live.py``'s gauges on ``/metrics``)."""
+    resolved = resolved or config.resolve()
+    options = config.serving_options()
+    watch = None
+    if options.payload_log is not None and options.payload_log.drift_window:
+        from conveyor.monitoring.live import live_drift_for  # scipy only where a log is kept
+
+        drift = live_drift_for(resolved, options.payload_log.drift_window)
+        watch = drift.observe if drift is not None else None
+    return DataPlane(resolved, options, watch=watch)
+
+
 def payload_log_config(fields: dict[str, Any]) -> PayloadLogConfig:
     """PayloadLogConfig from its JSON form (tuples arrive as lists)."""
     return PayloadLogConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
@@ -88,7 +102,7 @@ def _uvicorn_kwargs(config: ServeConfig) -> dict[str, object]:
 def app_from_env():  # type: ignore[no-untyped-def]
     """App factory for worker processes: reads the config the parent put in the environment."""
     config = ServeConfig(**json.loads(os.environ[CONFIG_ENV]))
-    return create_app(DataPlane(config.resolve(), config.serving_options()), load_before_serving=True)
+    return create_app(plane_for(config), load_before_serving=True)
 
 
 def serve(config: ServeConfig) -> int:
@@ -98,7 +112,7 @@ def serve(config: ServeConfig) -> int:
     if config.workers > 1:
         return _serve_workers(config)
 
-    plane = DataPlane(resolved, config.serving_options())
+    plane = plane_for(config, resolved)
     holder: dict[str, uvicorn.Server] = {}
 
     def stop_on_failure() -> None:

@@ -33,6 +33,7 @@ from conveyor.registry.protocol import Registry
 from conveyor.sizes import human_size
 from conveyor.ui import pipeline_pages, registry_pages, rollout_pages
 from conveyor.ui.auth import Auth, csrf_token
+from conveyor.ui.traffic_pages import TrafficSettings, traffic_panel
 
 HERE = Path(__file__).parent
 log = logging.getLogger("conveyor.ui")
@@ -64,8 +65,16 @@ class Endpoints:
     """The dashboard's handlers over one registry (as MLServer's ``rest/endpoints.py``): each reads
     the request, asks a ``*_pages`` module for a context in a worker thread and renders it."""
 
-    def __init__(self, registry: Registry, tokens: Any | None, require_login: bool, root_path: str) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        tokens: Any | None,
+        require_login: bool,
+        root_path: str,
+        traffic: TrafficSettings | None = None,
+    ) -> None:
         self.registry = registry
+        self.traffic = traffic or TrafficSettings()
         self.root = root_path
         self.templates = make_templates()
         self.auth = Auth(tokens, require_login)
@@ -194,15 +203,23 @@ class Endpoints:
 
     def version(self, request: Request) -> dict[str, Any]:
         name, version = request.path_params["name"], request.path_params["version"]
-        return registry_pages.version_context(self.registry, self.signatures, name, version)
+        context = registry_pages.version_context(self.registry, self.signatures, name, version)
+        return {**context, "traffic": traffic_panel(self.registry, context["version"].ref, self.traffic)}
 
     @staticmethod
     def rollouts(request: Request) -> dict[str, Any]:
         return rollout_pages.rollouts_context()
 
     @staticmethod
-    def rollout(request: Request) -> dict[str, Any]:
+    def rollout_now(request: Request) -> dict[str, Any]:
         return rollout_pages.rollout_context(request.path_params["service"])
+
+    def rollout(self, request: Request) -> dict[str, Any]:
+        """The page: the live part, and below it the served-traffic panels of both versions."""
+        context = self.rollout_now(request)
+        status = context["status"]
+        refs = dict.fromkeys(b.version for b in (status.canary, status.stable) if ":" in b.version)
+        return {**context, "traffic": [traffic_panel(self.registry, ref, self.traffic) for ref in refs]}
 
     @staticmethod
     def runs(request: Request) -> dict[str, Any]:
@@ -266,7 +283,7 @@ def routes(e: Endpoints) -> list[Route | Mount]:
         Route("/rollouts", e.page("rollouts.html", e.rollouts)),
         Route("/rollouts/{service}", e.page("rollout.html", e.rollout)),
         Route("/rollouts/{service}/live", e.rollout_live),
-        Route("/rollouts/{service}/fragment", e.page("_rollout_live.html", e.rollout)),
+        Route("/rollouts/{service}/fragment", e.page("_rollout_live.html", e.rollout_now)),
         Route("/rollouts/{service}/actions/{action}", e.rollout_action, methods=["POST"]),
         Route("/pipelines", e.page("pipelines.html", e.runs)),
         Route("/pipelines/runs/{run_id}", e.page("run.html", e.run)),
@@ -283,9 +300,11 @@ def create_app(
     require_login: bool = False,
     secret: str | None = None,
     root_path: str = "",
+    traffic: TrafficSettings | None = None,
 ) -> Starlette:
-    """The dashboard over ``registry``; ``tokens`` is the registry's token store (None: no logins)."""
-    endpoints = Endpoints(registry, tokens, require_login, root_path)
+    """The dashboard over ``registry``; ``tokens`` is the registry's token store (None: no logins);
+    ``traffic`` says where the payload log is, for the served-traffic panels."""
+    endpoints = Endpoints(registry, tokens, require_login, root_path, traffic)
     session_secret = secret or os.environ.get("CONVEYOR_UI_SECRET") or secrets.token_urlsafe(32)
     session = Middleware(
         SessionMiddleware,

@@ -13,7 +13,8 @@ from html import escape
 from markupsafe import Markup
 
 COLOURS = {"stable": "#2563eb", "canary": "#ea580c"}
-FALLBACK = ("#16a34a", "#9333ea", "#db2777", "#0891b2")
+FALLBACK = ("#16a34a", "#9333ea", "#db2777", "#0891b2", "#65a30d", "#b45309")
+LEGEND_STEP = 150  # horizontal room per legend entry
 
 
 def _nice_max(value: float) -> float:
@@ -32,9 +33,20 @@ def line_chart(
     unit: str = "",
     width: int = 520,
     height: int = 150,
+    x_range: tuple[str, str] | None = None,
 ) -> Markup:
-    """One SVG: a polyline per series, the y axis from 0 to a round maximum, the last value in the legend."""
+    """One SVG: a polyline per series, the y axis from 0 to a round maximum, the last value in the legend.
+
+    The x axis is seconds up to now unless ``x_range`` names its two ends (``window 1``, ``window 9``)."""
     left, right, top, bottom = 44, 8, 22, 18
+    legend: list[tuple[int, int]] = []  # each series' legend position: rows below the title when many
+    legend_x, legend_y = left + 150, 14
+    for _ in series:
+        if legend_x + LEGEND_STEP > width + LEGEND_STEP // 2 and legend_x > left:
+            legend_x, legend_y = left, legend_y + 12
+        legend.append((legend_x, legend_y))
+        legend_x += LEGEND_STEP
+    top, height = top + legend_y - 14, height + legend_y - 14
     inner_w, inner_h = width - left - right, height - top - bottom
     times = [t for points in series.values() for t, v in points if v is not None]
     values = [v for points in series.values() for _, v in points if v is not None]
@@ -58,9 +70,9 @@ def line_chart(
         f'<text x="{left - 4}" y="{top + inner_h}" text-anchor="end" class="tick">0</text>',
     ]
     if times:
-        parts.append(f'<text x="{width - right}" y="{height - 4}" text-anchor="end" class="tick">now</text>')
-        parts.append(f'<text x="{left}" y="{height - 4}" class="tick">-{span:.0f}s</text>')
-    legend_x = left + 150
+        first, last = x_range or (f"-{span:.0f}s", "now")
+        parts.append(f'<text x="{width - right}" y="{height - 4}" text-anchor="end" class="tick">{escape(last)}</text>')
+        parts.append(f'<text x="{left}" y="{height - 4}" class="tick">{escape(first)}</text>')
     for index, (name, points) in enumerate(series.items()):
         colour = COLOURS.get(name, FALLBACK[index % len(FALLBACK)])
         runs: list[list[str]] = [[]]
@@ -77,10 +89,10 @@ def line_chart(
                 parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.8" points="{" ".join(run)}"/>')
         last = next((v for _, v in reversed(points) if v is not None), None)
         label = f"{name} {last:.3g}{unit}" if last is not None else f"{name} -"
+        at_x, at_y = legend[index]
         parts.append(
-            f'<text x="{legend_x}" y="14" fill="{colour}" class="legend" data-series="{escape(name)}">'
+            f'<text x="{at_x}" y="{at_y}" fill="{colour}" class="legend" data-series="{escape(name)}">'
             f"{escape(label)}</text>"
         )
-        legend_x += 130
     parts.append("</svg>")
     return Markup("".join(parts))

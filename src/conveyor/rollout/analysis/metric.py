@@ -51,6 +51,7 @@ class Traffic:
     buckets: list[int] = field(default_factory=list)
     labels: dict[str, int] = field(default_factory=dict)
     values: list[float] = field(default_factory=list)  # a regressor's answers in the window (the latest kept)
+    inputs: dict[str, list[float]] = field(default_factory=dict)  # input numbers per feature, likewise
 
     @property
     def error_rate(self) -> float:
@@ -94,14 +95,18 @@ def window_traffic(before: dict[str, Any], after: dict[str, Any], backend: str, 
         errors=sum(count for code, count in codes.items() if _is_error(code)),
         buckets=[a - b for a, b in zip(now["buckets"], then["buckets"], strict=True)],
         labels={k: v - then["labels"].get(k, 0) for k, v in now["labels"].items() if v - then["labels"].get(k, 0)},
-        values=_new_values(now, then),
+        values=_fresh(now.get("values", []), now.get("values_seen", 0), then.get("values_seen", 0)),
+        inputs={
+            name: fresh
+            for name, kept in (now.get("inputs") or {}).items()
+            if (fresh := _fresh(kept, now["inputs_seen"].get(name, 0), (then.get("inputs_seen") or {}).get(name, 0)))
+        },
     )
 
 
-def _new_values(now: dict[str, Any], then: dict[str, Any]) -> list[float]:
-    """The values answered inside the window: the newest ``values_seen`` difference of the kept ones."""
-    fresh = now.get("values_seen", 0) - then.get("values_seen", 0)
-    kept = now.get("values", [])
+def _fresh(kept: list[float], seen_now: int, seen_then: int) -> list[float]:
+    """The numbers noted inside the window: the newest ``seen`` difference of the kept ones."""
+    fresh = seen_now - seen_then
     return list(kept[-fresh:]) if fresh > 0 else []
 
 

@@ -1,0 +1,89 @@
+"""The dashboard's "served traffic" panel: a version's payload log against its reference profile.
+
+The same judgement as ``conveyor monitor`` (``monitoring.run.monitor_log``: windows, PSI and a
+test per column, live accuracy or error from ``POST /feedback``), drawn as charts on the version
+page and on a rollout's page (for its stable and canary versions).  The dashboard reads the log
+where ``conveyor ui --payload-logs DEST`` says the servers (or the router) write it; without it,
+or for a version registered without ``--reference``, the panel says how to get one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.errors import ConveyorError, NotFound
+from conveyor.registry.protocol import Registry
+from conveyor.ui.charts import line_chart
+
+MAX_COLUMNS_CHARTED = 6  # the columns that moved most; every column is in the table
+MAX_WINDOWS_LISTED = 20
+
+
+@dataclass(frozen=True)
+class TrafficSettings:
+    logs: str | None = None  # the payload log's DEST (a folder or s3://bucket/prefix)
+    window: int = 500  # logged items per window, as `conveyor monitor --window`
+
+
+def traffic_panel(registry: Registry, ref: str, settings: TrafficSettings) -> dict[str, Any]:
+    """The panel's context for one registered version: ``state`` says what it can show."""
+    if not settings.logs:
+        return {"ref": ref, "state": "off"}
+    try:
+        version = registry.resolve(ref)
+    except NotFound:
+        return {"ref": ref, "state": "unregistered"}
+    from conveyor.monitoring.drift import Thresholds  # scipy, numpy: only where a log is read
+    from conveyor.monitoring.profile import PROFILE_FILE
+    from conveyor.monitoring.run import monitor_log
+    from conveyor.serving.spec import locate_model, resolve_model
+
+    if not any(f.path == PROFILE_FILE for f in version.files):
+        return {"ref": version.ref, "state": "no-profile"}
+    _, folder = registry.cached(version.ref)
+    model, tokenizer = locate_model(folder)
+    resolved = resolve_model(str(model), str(tokenizer) if tokenizer else None, version.name, str(version.version))
+    try:
+        result = monitor_log(resolved, settings.logs, None, settings.window, Thresholds())
+    except NotFound:
+        return {"ref": version.ref, "state": "no-log", "logs": settings.logs}
+    except ConveyorError as exc:
+        return {"ref": version.ref, "state": "error", "error": str(exc)}
+    judged = [w for w in result.windows if w.judged]
+    return {
+        "ref": version.ref,
+        "state": "shown",
+        "window": settings.window,
+        "result": result,
+        "windows": list(reversed(result.windows[-MAX_WINDOWS_LISTED:])),
+        "latest": result.latest,
+        "charts": _charts(judged),
+    }
+
+
+def _charts(judged: list[Any]) -> list[Any]:
+    if not judged:
+        return []
+    peaks: dict[str, float] = {}
+    for window in judged:
+        for column in window.columns:
+            peaks[column.name] = max(peaks.get(column.name, 0.0), column.psi)
+    charted = sorted(peaks, key=peaks.__getitem__, reverse=True)[:MAX_COLUMNS_CHARTED]
+    psi = {
+        name: [(float(w.index), next((c.psi for c in w.columns if c.name == name), None)) for w in judged]
+        for name in charted
+    }
+    x_range = (f"window {judged[0].index}", f"window {judged[-1].index}")
+    charts = [line_chart("PSI per window (drift at 0.2 with p < 0.01)", psi, x_range=x_range, width=640)]
+    quality = [(float(w.index), _quality(w.quality)) for w in judged]
+    if any(value is not None for _, value in quality):
+        unit = "%" if any(w.quality and "accuracy" in w.quality for w in judged) else ""
+        charts.append(line_chart("live quality (POST /feedback)", {"live": quality}, unit, x_range=x_range))
+    return charts
+
+
+def _quality(quality: dict[str, Any] | None) -> float | None:
+    if not quality:
+        return None
+    return quality["accuracy"] * 100 if "accuracy" in quality else quality.get("mae")
