@@ -58,7 +58,7 @@ def _training_registers_and_its_gate_refuses_worse_models(home: Path, monkeypatc
     variant = open_local().resolve("sentiment:2")
     assert variant.lineage.optimized_from == "sentiment:1"
     assert variant.properties["optimization"] == "fused-int8-smooth"
-    assert variant.lineage.metrics["agreement"] >= 0.99
+    assert variant.lineage.metrics["agreement"] >= 0.985  # conveyor.yaml's min_agreement for the reference
     assert open_local().resolve("sentiment@production").version == 1, "the variant waits for its canary"
 
     code, refused = pipeline("train", "--param", "accuracy_threshold=0.99", env=env)

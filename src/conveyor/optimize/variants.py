@@ -35,6 +35,11 @@ from conveyor.errors import ConveyorError, InvalidInput
 SMOOTH_ALPHA = 0.8  # how much of an activation's range moves into the weights (0: none, 1: all)
 OUTLIER_RATIO = 4.0  # an input channel whose calibration peak is over 4x its group's median stays float
 MAX_OUTLIERS = 8  # at most this many channels per group (the reference model has 1-4 above the ratio)
+# REDUCE_RANGE_WHY: weights are quantized to 7 bits.  onnxruntime's int8 kernels on CPUs without VNNI
+# (AVX2 only) multiply uint8 activations by int8 weights in pairs summed into int16, which saturates
+# with full-range weights; a variant is made on one machine and served on others, so it is made
+# for the weakest of them.  Measured on the reference model's held-out split, on an AVX2-only CPU:
+# 98.9% label agreement with 7-bit weights, 98.2% with 8-bit.
 
 
 @dataclass
@@ -56,8 +61,10 @@ def int8_dynamic(source: Path, dest: Path, calibration: Calibration) -> dict[str
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _quiet():
-        quantize_dynamic(str(source), str(dest), per_channel=True, weight_type=QuantType.QInt8)
-    return {"weights": "int8", "per_channel": True, "activations": "dynamic"}
+        quantize_dynamic(
+            str(source), str(dest), per_channel=True, reduce_range=True, weight_type=QuantType.QInt8
+        )
+    return {"weights": "int8 (7-bit range)", "per_channel": True, "activations": "dynamic"}
 
 
 def int8_smooth(source: Path, dest: Path, calibration: Calibration) -> dict[str, Any]:
@@ -103,6 +110,7 @@ def _quantize(source: Path, dest: Path, exclude: list[str]) -> None:
             str(source),
             str(dest),
             per_channel=True,
+            reduce_range=True,  # see REDUCE_RANGE_WHY
             weight_type=QuantType.QInt8,
             op_types_to_quantize=["MatMul", "Attention"],
             nodes_to_exclude=sorted(exclude),
