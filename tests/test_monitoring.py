@@ -410,38 +410,42 @@ def test_the_router_logs_each_backends_traffic_and_takes_feedback_for_the_versio
     folder, _, rest = halves
     frame, labels = risk_frame()
     truth = dict(zip(frame.index, labels, strict=True))
-    stable = _serve_logged(risk_folder, tmp_path / "stable-logs", tmp_path)
-    canary = _serve_logged(risk_folder, tmp_path / "canary-logs", tmp_path, "--model-version", "2")
-    backends = ["--stable", stable.url, "--stable-version", "risk:1", "--canary", canary.url]
-    backends += ["--canary-version", "risk:2", "--canary-weight", "50"]
-    logs = tmp_path / "router-logs"
-    logging = start_router(tmp_path, "risk", *backends, "--state-file", str(tmp_path / "a.json"),
-                           "--log-payloads", str(logs), "--log-sample", "1", "--log-rotate-seconds", "1")  # fmt: skip
-    plain = start_router(tmp_path, "risk", *backends, "--state-file", str(tmp_path / "b.json"))
-    chosen = rest.sample(n=200, replace=True, random_state=31)
-    rows, true = _records(chosen), [truth[i] for i in chosen.index]
-    served: dict[str, str] = {}
-    via: dict[str, Server] = {}
-    with httpx.Client(timeout=10) as client:
-        for start in range(0, len(rows), ROWS_PER_REQUEST):
-            router = logging if start % 10 == 0 else plain  # every other request through each router
-            answer = client.post(router.url + "/predict", json=rows[start : start + ROWS_PER_REQUEST])
-            assert answer.status_code == 200, answer.text
-            request_id = answer.headers["x-request-id"]
-            served[request_id] = answer.headers["x-conveyor-version"]
-            via[request_id] = router
-            labels_now = true[start : start + ROWS_PER_REQUEST]
-            sent = client.post(router.url + "/feedback", json=[{"request_id": request_id, "labels": labels_now}])
-            assert sent.status_code == 202 and sent.json() == {"accepted": 1, "dropped": 0}, sent.text
-        known = next(i for i, router in via.items() if router is logging)
-        refused = client.post(logging.url + "/feedback", json=[{"request_id": known, "label": "medium"}])
-        unknown = client.post(logging.url + "/feedback", json=[{"request_id": "never-seen", "label": "high"}])
-    assert refused.status_code == 422 and "unknown label 'medium'" in refused.json()["error"]
-    assert unknown.status_code == 202 and unknown.json() == {"accepted": 0, "dropped": 1}
-    logging.stop()
-    plain.stop()
-    stable.stop()
-    canary.stop()
+    started: list[Server] = []
+    try:
+        stable = _serve_logged(risk_folder, tmp_path / "stable-logs", tmp_path)
+        started.append(stable)
+        canary = _serve_logged(risk_folder, tmp_path / "canary-logs", tmp_path, "--model-version", "2")
+        started.append(canary)
+        backends = ["--stable", stable.url, "--stable-version", "risk:1", "--canary", canary.url]
+        backends += ["--canary-version", "risk:2", "--canary-weight", "50"]
+        logs = tmp_path / "router-logs"
+        logged = ["--log-payloads", str(logs), "--log-sample", "1", "--log-rotate-seconds", "1"]
+        logging = start_router(tmp_path, "risk", *backends, "--state-file", str(tmp_path / "a.json"), *logged)
+        plain = start_router(tmp_path, "risk", *backends, "--state-file", str(tmp_path / "b.json"))
+        started += [logging, plain]
+        chosen = rest.sample(n=200, replace=True, random_state=31)
+        rows, true = _records(chosen), [truth[i] for i in chosen.index]
+        served: dict[str, str] = {}
+        via: dict[str, Server] = {}
+        with httpx.Client(timeout=10) as client:
+            for start in range(0, len(rows), ROWS_PER_REQUEST):
+                router = logging if start % 10 == 0 else plain  # every other request through each router
+                answer = client.post(router.url + "/predict", json=rows[start : start + ROWS_PER_REQUEST])
+                assert answer.status_code == 200, answer.text
+                request_id = answer.headers["x-request-id"]
+                served[request_id] = answer.headers["x-conveyor-version"]
+                via[request_id] = router
+                labels_now = true[start : start + ROWS_PER_REQUEST]
+                sent = client.post(router.url + "/feedback", json=[{"request_id": request_id, "labels": labels_now}])
+                assert sent.status_code == 202 and sent.json() == {"accepted": 1, "dropped": 0}, sent.text
+            known = next(i for i, router in via.items() if router is logging)
+            refused = client.post(logging.url + "/feedback", json=[{"request_id": known, "label": "medium"}])
+            unknown = client.post(logging.url + "/feedback", json=[{"request_id": "never-seen", "label": "high"}])
+        assert refused.status_code == 422 and "unknown label 'medium'" in refused.json()["error"]
+        assert unknown.status_code == 202 and unknown.json() == {"accepted": 0, "dropped": 1}
+    finally:  # the routers, then the servers, stop (also when an assertion failed)
+        for process in reversed(started):
+            process.stop()
     records = _lines(logs)
     requests = [r for r in records if r["kind"] == "request"]
     assert len(requests) == 20 and {r["version"] for r in requests} == {"1", "2"}

@@ -1,4 +1,4 @@
-"""conveyor rollout export: the manifests validate against the Kubernetes and the published Argo Rollouts schemas."""
+"""conveyor rollout export: the manifests validate against the Kubernetes, Argo Rollouts and Gateway API schemas."""
 
 from __future__ import annotations
 
@@ -63,6 +63,35 @@ def test_the_argo_validator_rejects_a_broken_rollout() -> None:
     assert result["ok"] is False and "setWeight" in result["error"]
 
 
+def test_gateway_api_export_moves_an_http_route_and_mirrors_prediction_requests() -> None:
+    """The Argo Rollouts Gateway API plugin's shape: the route the plugin edits, and a mirror rule
+    (the Gateway API RequestMirror filter) for the mirrored-agreement analysis, all schema-valid."""
+    docs = exported("--format", "gateway-api", "--gateway", "public", "--steps", "10,50,100", "--mirror-percent", "20")
+    assert [d["kind"] for d in docs] == ["Service", "Service", "AnalysisTemplate", "Rollout", "HTTPRoute"]
+    results = validate_argo([d for d in docs if d["kind"] in ("AnalysisTemplate", "Rollout", "HTTPRoute")])
+    assert all(r["ok"] for r in results), results
+    canary = docs[3]["spec"]["strategy"]["canary"]
+    assert canary["trafficRouting"]["plugins"] == {"argoproj-labs/gatewayAPI": {"httpRoute": "sentiment-route"}}
+    assert canary["trafficRouting"]["managedRoutes"] == [{"name": "conveyor-mirror"}]
+    mirror = canary["steps"][0]["setMirrorRoute"]
+    assert (
+        mirror["percentage"] == 20 and {"method": {"exact": "POST"}, "path": {"exact": "/predict"}} in mirror["match"]
+    )
+    assert [s["setWeight"] for s in canary["steps"] if "setWeight" in s] == [10, 50, 100]
+    route = docs[4]["spec"]
+    assert route["parentRefs"][0]["name"] == "public"
+    weights = {b["name"]: b["weight"] for b in route["rules"][0]["backendRefs"]}
+    assert weights == {"sentiment-stable": 100, "sentiment-canary": 0}  # the plugin moves them
+    services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
+    assert set(weights) == services
+    unmirrored = exported("--format", "gateway-api", "--mirror-percent", "0")[3]["spec"]["strategy"]["canary"]
+    assert "managedRoutes" not in unmirrored["trafficRouting"] and "setMirrorRoute" not in unmirrored["steps"][0]
+    broken = docs[4]
+    broken["spec"]["rules"][0]["backendRefs"][0]["weight"] = -5
+    [result] = validate_argo([broken])
+    assert result["ok"] is False and "weight" in result["error"]
+
+
 def test_kserve_inference_service_carries_the_first_step_and_a_valid_pod_spec() -> None:
     result = run_cli("rollout", "export", "--image", "r/s:2", "--name", "sentiment", "--format", "kserve",
                      "--steps", "20,60,100")  # fmt: skip
@@ -85,4 +114,4 @@ def test_kserve_inference_service_carries_the_first_step_and_a_valid_pod_spec() 
 
 def test_export_rejects_an_unknown_format_with_a_usage_error() -> None:
     result = run_cli("rollout", "export", "--image", "x", "--format", "helm")
-    assert result.returncode == 2 and "argo-rollouts or kserve" in result.stderr
+    assert result.returncode == 2 and "argo-rollouts, gateway-api or kserve" in result.stderr

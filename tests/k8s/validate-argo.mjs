@@ -1,9 +1,11 @@
-// Validate Argo Rollouts documents (JSON lines on stdin) against the schemas generated from the
-// published Argo Rollouts CRDs (@kubernetes-models/argo-rollouts). Prints one JSON result per line.
+// Validate Argo Rollouts and Gateway API documents (JSON lines on stdin) against the schemas generated
+// from the published CRDs (@kubernetes-models/argo-rollouts, @kubernetes-models/gateway-api).
+// Prints one JSON result per line.
 import { readFileSync } from "node:fs";
 import { AnalysisTemplate, Rollout } from "@kubernetes-models/argo-rollouts/argoproj.io/v1alpha1";
+import { HTTPRoute } from "@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1";
 
-const kinds = { Rollout, AnalysisTemplate };
+const kinds = { Rollout, AnalysisTemplate, HTTPRoute };
 for (const line of readFileSync(0, "utf8").split("\n").filter(Boolean)) {
   const doc = JSON.parse(line);
   const Model = kinds[doc.kind];

@@ -366,7 +366,12 @@ def down(service: ServiceArg = None) -> None:
 @with_threshold_options
 def export_manifests(
     image: Annotated[str, typer.Option(help="The model-server image of the new version.")],
-    fmt: Annotated[str, typer.Option("--format", help="argo-rollouts or kserve.")] = "argo-rollouts",
+    fmt: Annotated[
+        str, typer.Option("--format", help="argo-rollouts, gateway-api (Argo Rollouts moving an HTTPRoute) or kserve.")
+    ] = "argo-rollouts",
+    gateway: Annotated[
+        str, typer.Option(help="With --format gateway-api: the Gateway the HTTPRoute attaches to.")
+    ] = "gateway",
     name: Annotated[str | None, typer.Option(help="Kubernetes name [default: the rollout service].")] = None,
     steps: Annotated[str | None, typer.Option(help="Canary steps [default: conveyor.yaml or 10,25,50,100].")] = None,
     interval: Annotated[str | None, typer.Option(help="Pause per step [default: conveyor.yaml or 30s].")] = None,
@@ -375,13 +380,14 @@ def export_manifests(
     output: Annotated[Path, typer.Option("-o", "--output", help="File to write; - for stdout.")] = Path("-"),
     **thresholds: float | int | None,
 ) -> None:
-    """Write Kubernetes manifests for the same strategy: Argo Rollouts (+ AnalysisTemplate) or KServe."""
+    """Write Kubernetes manifests for the same strategy: Argo Rollouts (+ AnalysisTemplate), the same over a
+    Gateway API HTTPRoute (weights and mirroring by the Argo Rollouts Gateway API plugin), or KServe."""
     from conveyor.rollout import service as rollouts
 
     with handle_errors():
         request = rollouts.ExportRequest(
             image, fmt, name=name, steps=steps, interval=interval, contract=contract, config=config,
-            thresholds=thresholds,
+            thresholds=thresholds, gateway=gateway,
         )  # fmt: skip
         text = rollouts.export(request)
         if str(output) == "-":

@@ -1,4 +1,5 @@
-"""Kubernetes manifests for the same rollout strategy, for clusters: Argo Rollouts and KServe.
+"""Kubernetes manifests for the same rollout strategy, for clusters: Argo Rollouts and KServe
+(and, in ``export_gateway.py``, Argo Rollouts moving a Gateway API HTTPRoute).
 
 Argo Rollouts gets the canary steps as setWeight/pause pairs and a background
 analysis made of each analysis metric's Argo counterpart (``Metric.argo``: Prometheus
@@ -140,7 +141,7 @@ def kserve_documents(name: str, image: str, steps: list[float]) -> list[dict[str
     ]
 
 
-def _dump(documents: list[dict[str, Any]], header: str) -> str:
+def dump(documents: list[dict[str, Any]], header: str) -> str:
     return header + "".join("---\n" + yaml.safe_dump(doc, sort_keys=False) for doc in documents)
 
 
@@ -148,7 +149,7 @@ def export_argo_rollouts(
     name: str, image: str, steps: list[float], interval_s: float, limits: Thresholds, contract: str | None
 ) -> str:
     header = f"# Argo Rollouts canary for {name}: written by `conveyor rollout export --format argo-rollouts`\n"
-    return _dump(argo_documents(name, image, steps, interval_s, limits, contract), header)
+    return dump(argo_documents(name, image, steps, interval_s, limits, contract), header)
 
 
 def export_kserve(name: str, image: str, steps: list[float]) -> str:
@@ -162,4 +163,4 @@ def export_kserve(name: str, image: str, steps: list[float]) -> str:
         f"# Applying this sends {steps[0]:g}% to the new revision (KServe keeps the last ready one as stable);\n"
         "# after each step looks healthy (conveyor_requests_total, conveyor verify), move on:\n" + patches
     )
-    return _dump(kserve_documents(name, image, steps), header)
+    return dump(kserve_documents(name, image, steps), header)

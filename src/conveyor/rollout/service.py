@@ -70,13 +70,17 @@ class ExportRequest:
     """Kubernetes manifests for the same strategy (None: conveyor.yaml's ``rollout:``, else the default)."""
 
     image: str
-    format: Literal["argo-rollouts", "kserve"] | str = "argo-rollouts"
+    format: Literal["argo-rollouts", "gateway-api", "kserve"] | str = "argo-rollouts"
     name: str | None = None
     steps: str | None = None
     interval: str | None = None
     contract: Path | None = None
     config: Path | None = None
     thresholds: dict[str, Any] = field(default_factory=dict)
+    gateway: str = "gateway"  # gateway-api: the Gateway the HTTPRoute attaches to
+
+
+EXPORT_FORMATS = ("argo-rollouts", "gateway-api", "kserve")
 
 
 def _known_thresholds(given: dict[str, Any]) -> dict[str, Any]:
@@ -186,8 +190,10 @@ def export(request: ExportRequest) -> str:
     from conveyor.durations import parse_duration
     from conveyor.rollout.export import export_argo_rollouts, export_kserve
 
-    if request.format not in ("argo-rollouts", "kserve"):
-        raise InvalidInput(f"--format must be argo-rollouts or kserve, not {request.format!r}")
+    if request.format not in EXPORT_FORMATS:
+        raise InvalidInput(
+            f"--format must be {', '.join(EXPORT_FORMATS[:-1])} or {EXPORT_FORMATS[-1]}, not {request.format!r}"
+        )
     settings = load_settings(request.config)
     steps = parse_steps(request.steps) if request.steps else settings.steps
     name = request.name or settings.service or "model"
@@ -199,4 +205,8 @@ def export(request: ExportRequest) -> str:
         raise NotFound(f"contract {contract_path} does not exist")
     limits = settings.thresholds.model_copy(update=_known_thresholds(request.thresholds))
     text = contract_path.read_text() if contract_path else None
+    if request.format == "gateway-api":
+        from conveyor.rollout.export_gateway import export_gateway_api
+
+        return export_gateway_api(name, request.image, steps, seconds, limits, text, request.gateway)
     return export_argo_rollouts(name, request.image, steps, seconds, limits, text)

@@ -190,6 +190,8 @@ class Router:
             if answer is None:
                 continue  # the connection failed before any answer: try the next backend
             status, headers, data, predictions = answer
+            if request_id and not any(key.lower() == REQUEST_ID for key, _ in headers):
+                headers.append((REQUEST_ID, request_id.encode()))  # a backend that does not echo it
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": data})
             if status == 200 and table.splits and scope["path"] == "/predict" and method == "POST":
