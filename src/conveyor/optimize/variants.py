@@ -61,9 +61,7 @@ def int8_dynamic(source: Path, dest: Path, calibration: Calibration) -> dict[str
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _quiet():
-        quantize_dynamic(
-            str(source), str(dest), per_channel=True, reduce_range=True, weight_type=QuantType.QInt8
-        )
+        quantize_dynamic(str(source), str(dest), per_channel=True, reduce_range=True, weight_type=QuantType.QInt8)
     return {"weights": "int8 (7-bit range)", "per_channel": True, "activations": "dynamic"}
 
 
