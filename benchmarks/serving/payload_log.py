@@ -73,6 +73,13 @@ def main() -> None:
         variants = {
             "no payload log": [],
             f"payload log, sample {args.sample:g}": [*logs, "--log-sample", str(args.sample)],
+            f"... no live drift, sample {args.sample:g}": [
+                *logs,
+                "--log-sample",
+                str(args.sample),
+                "--drift-window",
+                "0",
+            ],
             "payload log, every request": [*logs, "--log-sample", "1"],
         }
         ports = {name: free_port() for name in variants}

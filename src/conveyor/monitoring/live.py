@@ -26,7 +26,7 @@ from conveyor.monitoring.drift import Thresholds, compare
 from conveyor.monitoring.features import Columns
 from conveyor.monitoring.observe import MONITORED_TASKS, Observer
 from conveyor.monitoring.profile import PROFILE_FILE, Profile
-from conveyor.monitoring.quality import window_quality
+from conveyor.monitoring.quality import served_answers
 from conveyor.serving.spec import ResolvedModel
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class LiveDrift:
         self.names = {"model": resolved.spec.name, "version": resolved.spec.version}
         self.columns = Columns()
         self.judged = 0
-        self.recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.recent: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self.outcomes: deque[float] = deque(maxlen=window)  # 1/0 per labelled item, or its absolute error
 
     def observe(self, record: dict[str, Any]) -> None:
@@ -100,7 +100,8 @@ class LiveDrift:
     def _request(self, record: dict[str, Any]) -> None:
         self.observer.add_record(self.columns, record)
         request_id = str(record.get("request_id"))
-        self.recent[request_id] = {"outputs": record.get("outputs"), "probabilities": record.get("probabilities")}
+        # a tuple of strings or floats: nothing the garbage collector must walk, however many are kept
+        self.recent[request_id] = tuple(served_answers(record, self.labels, self.regression, None))
         self.recent.move_to_end(request_id)
         while len(self.recent) > REMEMBERED_REQUESTS:
             self.recent.popitem(last=False)
@@ -122,20 +123,18 @@ class LiveDrift:
             log.warning("drift in window %d of %s:%s: %s", self.judged, *self.names.values(), ", ".join(drifted))
 
     def _feedback(self, record: dict[str, Any]) -> None:
-        request_id = str(record.get("request_id"))
-        served = self.recent.get(request_id)
+        served = self.recent.get(str(record.get("request_id")))
         truth = record.get("labels", record.get("values"))
         if served is None or not isinstance(truth, list):
             return  # its request was not logged (the sample), or is too old to remember
-        quality = window_quality(
-            [{"request_id": request_id, **served}], {request_id: truth}, self.labels, self.regression
-        )
-        if quality is None:
+        pairs = [(answer, true) for answer, true in zip(served, truth, strict=False) if answer is not None]
+        if not pairs:
             return
-        count = quality["labelled"]
-        per_item = quality["mae"] if self.regression else quality["accuracy"]
-        self.outcomes.extend([per_item] * count)  # the request's items share its mean
-        LABELLED.labels(**self.names).inc(count)
+        if self.regression:
+            self.outcomes.extend(abs(float(answer) - float(true)) for answer, true in pairs)
+        else:
+            self.outcomes.extend(1.0 if answer == true else 0.0 for answer, true in pairs)
+        LABELLED.labels(**self.names).inc(len(pairs))
         mean = sum(self.outcomes) / len(self.outcomes)
         (MAE if self.regression else ACCURACY).labels(**self.names).set(round(mean, 6))
 

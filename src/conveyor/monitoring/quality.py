@@ -38,7 +38,7 @@ def window_quality(
         true = truth.get(str(record.get("request_id")))
         if not true:
             continue
-        predicted = _predicted(record, labels, regression, boolean)
+        predicted = served_answers(record, labels, regression, boolean)
         for served, actual in zip(predicted, true, strict=False):
             if served is None:
                 continue
@@ -54,7 +54,8 @@ def window_quality(
     return {"labelled": labelled, "accuracy": round(hits / labelled, 4)}
 
 
-def _predicted(record: dict[str, Any], labels: list[str], regression: bool, boolean: str | None) -> list[Any]:
+def served_answers(record: dict[str, Any], labels: list[str], regression: bool, boolean: str | None) -> list[Any]:
+    """What a logged request answered, per item: the winning label, or a regressor's value."""
     if regression:
         return [o.get("value") if isinstance(o, dict) else None for o in record.get("outputs") or []]
     if record.get("probabilities") is None:  # a router's record: the answer is all there is
