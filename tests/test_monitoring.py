@@ -441,7 +441,9 @@ def test_the_router_logs_each_backends_traffic_and_takes_feedback_for_the_versio
             known = next(i for i, router in via.items() if router is logging)
             refused = client.post(logging.url + "/feedback", json=[{"request_id": known, "label": "medium"}])
             unknown = client.post(logging.url + "/feedback", json=[{"request_id": "never-seen", "label": "high"}])
+            shapeless = client.post(logging.url + "/feedback", json=[{"request_id": 5}])
         assert refused.status_code == 422 and "unknown label 'medium'" in refused.json()["error"]
+        assert shapeless.status_code == 422 and "feedback 0: request_id" in shapeless.json()["error"]
         assert unknown.status_code == 202 and unknown.json() == {"accepted": 0, "dropped": 1}
     finally:  # the routers, then the servers, stop (also when an assertion failed)
         for process in reversed(started):
@@ -453,12 +455,13 @@ def test_the_router_logs_each_backends_traffic_and_takes_feedback_for_the_versio
     assert all(r["backend"] == ("stable" if r["version"] == "1" else "canary") for r in requests)
     feedback = [r for r in records if r["kind"] == "feedback"]
     assert sorted(r["request_id"] for r in feedback) == sorted(r["request_id"] for r in requests)  # type: ignore[type-var]
-    # the router that keeps no log sends each feedback to the backend that answered its request
+    # both routers send each feedback on to the backend that answered its request
     for version in ("risk:1", "risk:2"):
         logged = _lines(tmp_path / ("stable-logs" if version == "risk:1" else "canary-logs"))
         own = {r["request_id"] for r in logged if r["kind"] == "request"}
         fed = [r["request_id"] for r in logged if r["kind"] == "feedback"]
         assert fed and set(fed) <= own, (version, fed)
+        assert {i for i, router in via.items() if router is logging and served[i] == version} <= set(fed)
     _, report = _monitor(risk_folder, logs, folder / "reference.csv", "--window", "40", "--min-items", "20")
     (window,) = [w for w in report["windows"] if w["index"] == 1]
     print(f"router log: {len(requests)} requests, stable's live accuracy {window['quality']['accuracy']:.2f}")

@@ -89,6 +89,7 @@ class Router:
         self._timeout = aiohttp.ClientTimeout(total=self.options.timeout)
         self.mirrors = Mirrors(self.stats, self.health, self.options.max_mirrors_in_flight, self._timeout)
         self.recent = RecentRequests(self.options.service)
+        self.passing_on: set[asyncio.Task[None]] = set()  # feedback on its way to backends
         self.payloads: RouterPayloads | None = None
         if self.options.payload_log is not None:
             from conveyor.router.payload_log import RouterPayloads  # numpy and the writer only where asked
@@ -133,6 +134,8 @@ class Router:
                 if self._probe is not None:
                     self._probe.cancel()
                 await self.mirrors.drain(timeout=5)
+                if self.passing_on:
+                    await asyncio.wait(self.passing_on, timeout=5)
                 if self.session is not None:
                     await self.session.close()
                 if self.payloads is not None:
@@ -266,11 +269,24 @@ class Router:
         assert self.payloads is not None and self.session is not None
         backends = {b.name: b for b in self.table.backends}
         try:
-            answer = await self.payloads.feedback(body, backends, self.session)
+            answer, passed_on = await self.payloads.feedback(body, backends, self.session)
         except ClientError as exc:
             await send_json(send, exc.status, {"error": exc.message})
             return
         await send_json(send, 202, answer)
+        for name, entries in passed_on.items():
+            backend = backends.get(name)
+            if backend is not None:
+                task = asyncio.create_task(self._pass_on(backend.url + "/feedback", entries))
+                self.passing_on.add(task)
+                task.add_done_callback(self.passing_on.discard)
+
+    async def _pass_on(self, url: str, entries: list[dict[str, Any]]) -> None:
+        """Feedback on to the backend that answered (a backend without a log answers 409: fine)."""
+        assert self.session is not None
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with self.session.post(url, json=entries, timeout=self._timeout) as answer:
+                await answer.read()
 
     # -- admin ------------------------------------------------------------------------------------------
 

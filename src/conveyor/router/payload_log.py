@@ -11,7 +11,8 @@ got (``{"positive": true}``, ``{"label": ...}``, ``{"value": ...}``), and the ba
 Request ids: the router forwards the client's ``X-Request-Id`` or makes one, so the backend's log
 and the router's share it, and remembers which backend answered each recent id.  ``POST /feedback``
 sent to the router is checked against that version's labels (read once from the backend's v2
-metadata) and written beside its request in that version's log.
+metadata), written beside its request in that version's log, and passed on to the backend that
+answered it (whose own log, if it keeps one, wants it too; its answer is not waited for).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from typing import Any
 import aiohttp
 import orjson
 
-from conveyor.errors import ClientError, Conflict
+from conveyor.errors import ClientError, Conflict, InvalidInput
 from conveyor.router.requests import RecentRequests, Served
 from conveyor.router.routing import BackendSpec
 from conveyor.serving.body import json_body
-from conveyor.serving.feedback import EXAMPLE, parse_feedback
+from conveyor.serving.feedback import EXAMPLE, MAX_ENTRIES, parse_feedback
 from conveyor.serving.payloads import PayloadLog, PayloadLogConfig
 
 log = logging.getLogger("conveyor.router")
@@ -79,28 +80,38 @@ class RouterPayloads:
 
     async def feedback(
         self, body: bytes, backends: dict[str, BackendSpec], session: aiohttp.ClientSession
-    ) -> dict[str, int]:
+    ) -> tuple[dict[str, int], dict[str, list[dict[str, Any]]]]:
         """``POST /feedback`` at a logging router: each entry checked against the labels of the version
-        that answered it and written to that version's log; ids the router never saw are dropped."""
+        that answered it and written to that version's log; ids the router never saw are dropped.
+        Also returns the checked entries by the backend that answered them, to pass on to it."""
         raw = json_body(body, f"a JSON array of feedback, e.g. {EXAMPLE}")
         raw = raw if isinstance(raw, list) else [raw]
+        if not raw or len(raw) > MAX_ENTRIES:
+            raise InvalidInput(f"expected a JSON array of 1 to {MAX_ENTRIES} feedback entries, e.g. {EXAMPLE}")
         by_version: dict[tuple[str, str], list[Any]] = {}
         dropped = 0
-        for entry in raw:
-            served = self.recent.get(entry.get("request_id")) if isinstance(entry, dict) else None
+        for index, entry in enumerate(raw):
+            if not isinstance(entry, dict) or not isinstance(entry.get("request_id"), str):
+                raise InvalidInput(
+                    f"feedback {index}: request_id must be the X-Request-Id the answer carried (a string)"
+                )
+            served = self.recent.get(entry["request_id"])
             if served is None:
                 dropped += 1
                 continue
             by_version.setdefault((served.model, served.version), []).append((served.backend, entry))
-        checked: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        checked: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
         for key, pairs in by_version.items():
             labels, regression = await self._labels(key, backends.get(pairs[0][0]), session)
-            checked[key] = parse_feedback(orjson.dumps([e for _, e in pairs]), labels, regression)
-        accepted = 0
-        for (model, version), entries in checked.items():  # all checked before any is written
-            accepted += self._log(model, version).offer_feedback(entries)
-        total = sum(len(e) for e in checked.values())
-        return {"accepted": accepted, "dropped": dropped + total - accepted}
+            entries = parse_feedback(orjson.dumps([e for _, e in pairs]), labels, regression)
+            checked[key] = [(backend, entry) for (backend, _), entry in zip(pairs, entries, strict=True)]
+        accepted, passed_on = 0, {}
+        for (model, version), pairs in checked.items():  # all checked before any is written
+            accepted += self._log(model, version).offer_feedback([entry for _, entry in pairs])
+            for backend, entry in pairs:
+                passed_on.setdefault(backend, []).append(entry)
+        total = sum(len(p) for p in checked.values())
+        return {"accepted": accepted, "dropped": dropped + total - accepted}, passed_on
 
     async def _labels(
         self, key: tuple[str, str], backend: BackendSpec | None, session: aiohttp.ClientSession
