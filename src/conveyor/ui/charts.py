@@ -15,6 +15,7 @@ from markupsafe import Markup
 COLOURS = {"stable": "#2563eb", "canary": "#ea580c"}
 FALLBACK = ("#16a34a", "#9333ea", "#db2777", "#0891b2", "#65a30d", "#b45309")
 LEGEND_STEP = 150  # horizontal room per legend entry
+TITLE_CHAR_PX = 6.6  # about a character of the 12 px bold title
 
 
 def _nice_max(value: float) -> float:
@@ -40,7 +41,7 @@ def line_chart(
     The x axis is seconds up to now unless ``x_range`` names its two ends (``window 1``, ``window 9``)."""
     left, right, top, bottom = 44, 8, 22, 18
     legend: list[tuple[int, int]] = []  # each series' legend position: rows below the title when many
-    legend_x, legend_y = left + 150, 14
+    legend_x, legend_y = left + max(150, round(len(title) * TITLE_CHAR_PX) + 16), 14  # after the title
     for _ in series:
         if legend_x + LEGEND_STEP > width + LEGEND_STEP // 2 and legend_x > left:
             legend_x, legend_y = left, legend_y + 12

@@ -18,6 +18,7 @@ from conveyor.ui.charts import line_chart
 
 MAX_COLUMNS_CHARTED = 6  # the columns that moved most; every column is in the table
 MAX_WINDOWS_LISTED = 20
+PSI_SHOWN = 1.0
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,23 @@ def _charts(judged: list[Any]) -> list[Any]:
             peaks[column.name] = max(peaks.get(column.name, 0.0), column.psi)
     charted = sorted(peaks, key=peaks.__getitem__, reverse=True)[:MAX_COLUMNS_CHARTED]
     psi = {
-        name: [(float(w.index), next((c.psi for c in w.columns if c.name == name), None)) for w in judged]
+        name: [(float(w.index), _capped(next((c.psi for c in w.columns if c.name == name), None))) for w in judged]
         for name in charted
     }
     x_range = (f"window {judged[0].index}", f"window {judged[-1].index}")
-    charts = [line_chart("PSI per window (drift at 0.2 with p < 0.01)", psi, x_range=x_range, width=640)]
+    title = f"PSI per window (drift at 0.2 with p < 0.01; shown up to {PSI_SHOWN:g})"
+    charts = [line_chart(title, psi, x_range=x_range, width=760)]
     quality = [(float(w.index), _quality(w.quality)) for w in judged]
     if any(value is not None for _, value in quality):
         unit = "%" if any(w.quality and "accuracy" in w.quality for w in judged) else ""
         charts.append(line_chart("live quality (POST /feedback)", {"live": quality}, unit, x_range=x_range))
     return charts
+
+
+def _capped(psi: float | None) -> float | None:
+    """A PSI of 16 (a feature moved wholesale) would flatten every other line: past ``PSI_SHOWN``
+    a shift is off any scale worth reading, and the table keeps the real number."""
+    return None if psi is None else min(psi, PSI_SHOWN)
 
 
 def _quality(quality: dict[str, Any] | None) -> float | None:
