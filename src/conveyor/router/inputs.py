@@ -28,12 +28,8 @@ def input_features(body: bytes) -> dict[str, list[float]]:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
         return {}
-    if isinstance(document, dict) and isinstance(document.get("instances"), list):
-        items: list[Any] = document["instances"]
-    else:
-        items = document if isinstance(document, list) else [document]
     found: dict[str, list[float]] = {}
-    for item in items:
+    for item in classic_items(document):
         if isinstance(item, str):
             found.setdefault("text.characters", []).append(float(len(item)))
             found.setdefault("text.words", []).append(float(len(item.split())))
@@ -44,3 +40,10 @@ def input_features(body: bytes) -> dict[str, list[float]]:
                     if key in found or len(found) < MAX_FEATURES:
                         found.setdefault(key, []).append(float(value))
     return found
+
+
+def classic_items(document: Any) -> list[Any]:
+    """A classic ``/predict`` body's items: a JSON array, ``{"instances": [...]}``, or one item."""
+    if isinstance(document, dict) and isinstance(document.get("instances"), list):
+        return document["instances"]
+    return document if isinstance(document, list) else [document]

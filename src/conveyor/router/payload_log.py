@@ -24,11 +24,11 @@ from typing import Any
 import aiohttp
 import orjson
 
-from conveyor.errors import ClientError, Conflict, InvalidInput
+from conveyor.errors import ClientError, Conflict
+from conveyor.router.inputs import classic_items
 from conveyor.router.requests import RecentRequests, Served
 from conveyor.router.routing import BackendSpec
-from conveyor.serving.body import json_body
-from conveyor.serving.feedback import EXAMPLE, MAX_ENTRIES, parse_feedback
+from conveyor.serving.feedback import check_entry, entry_request_id, feedback_items
 from conveyor.serving.payloads import PayloadLog, PayloadLogConfig
 
 log = logging.getLogger("conveyor.router")
@@ -73,7 +73,7 @@ class RouterPayloads:
                 "backend": served.backend,
                 "route": path,
                 "latency_ms": round(seconds * 1000, 3),
-                "inputs": _items(inputs),
+                "inputs": None if inputs is None else classic_items(inputs),
                 "outputs": outputs if isinstance(outputs, list) else [outputs],
             }
         )
@@ -84,27 +84,18 @@ class RouterPayloads:
         """``POST /feedback`` at a logging router: each entry checked against the labels of the version
         that answered it and written to that version's log; ids the router never saw are dropped.
         Also returns the checked entries by the backend that answered them, to pass on to it."""
-        raw = json_body(body, f"a JSON array of feedback, e.g. {EXAMPLE}")
-        raw = raw if isinstance(raw, list) else [raw]
-        if not raw or len(raw) > MAX_ENTRIES:
-            raise InvalidInput(f"expected a JSON array of 1 to {MAX_ENTRIES} feedback entries, e.g. {EXAMPLE}")
-        by_version: dict[tuple[str, str], list[Any]] = {}
+        by_version: dict[tuple[str, str], list[tuple[int, Any, str]]] = {}
         dropped = 0
-        for index, entry in enumerate(raw):
-            if not isinstance(entry, dict) or not isinstance(entry.get("request_id"), str):
-                raise InvalidInput(
-                    f"feedback {index}: request_id must be the X-Request-Id the answer carried (a string)"
-                )
-            served = self.recent.get(entry["request_id"])
+        for index, item in enumerate(feedback_items(body)):
+            served = self.recent.get(entry_request_id(index, item))
             if served is None:
                 dropped += 1
                 continue
-            by_version.setdefault((served.model, served.version), []).append((served.backend, entry))
+            by_version.setdefault((served.model, served.version), []).append((index, item, served.backend))
         checked: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
-        for key, pairs in by_version.items():
-            labels, regression = await self._labels(key, backends.get(pairs[0][0]), session)
-            entries = parse_feedback(orjson.dumps([e for _, e in pairs]), labels, regression)
-            checked[key] = [(backend, entry) for (backend, _), entry in zip(pairs, entries, strict=True)]
+        for key, found in by_version.items():
+            labels, regression = await self._labels(key, backends.get(found[0][2]), session)
+            checked[key] = [(backend, check_entry(i, item, labels, regression)) for i, item, backend in found]
         accepted, passed_on = 0, {}
         for (model, version), pairs in checked.items():  # all checked before any is written
             accepted += self._log(model, version).offer_feedback([entry for _, entry in pairs])
@@ -133,12 +124,3 @@ class RouterPayloads:
     def close(self) -> None:
         for payload in self.logs.values():
             payload.close()
-
-
-def _items(document: Any) -> list[Any] | None:
-    """A classic body's items: a JSON array, ``{"instances": [...]}``, or one item."""
-    if document is None:
-        return None
-    if isinstance(document, dict) and isinstance(document.get("instances"), list):
-        return document["instances"]
-    return document if isinstance(document, list) else [document]

@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 
-from conveyor.request_ids import HEADER, client_request_id
 from conveyor.router.routing import BackendSpec
 
 REMEMBERED = 100_000  # recent request ids kept (about 100 bytes each)
@@ -35,14 +34,6 @@ def model_and_version(backend: BackendSpec, service: str) -> tuple[str, str]:
         model, _, version = label.partition(":")
         return model, version
     return service, label
-
-
-def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
-    """The client's sane ``X-Request-Id`` among the request's headers, or ''."""
-    for key, value in headers:
-        if key == HEADER:
-            return client_request_id(value)
-    return ""
 
 
 class RecentRequests:

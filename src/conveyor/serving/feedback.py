@@ -26,6 +26,11 @@ EXAMPLE = '[{"request_id": "...", "label": "..."}]'
 
 def parse_feedback(body: bytes, labels: list[str], regression: bool) -> list[dict[str, Any]]:
     """The checked entries (a model's ``labels``, or numbers for a regressor); any bad one refuses all."""
+    return [check_entry(index, item, labels, regression) for index, item in enumerate(feedback_items(body))]
+
+
+def feedback_items(body: bytes) -> list[Any]:
+    """The body's entries, unchecked: a JSON array (or one object) of 1 to ``MAX_ENTRIES``."""
     payload = json_body(body, f"a JSON array of feedback, e.g. {EXAMPLE}")
     if isinstance(payload, dict):
         payload = [payload]
@@ -33,16 +38,24 @@ def parse_feedback(body: bytes, labels: list[str], regression: bool) -> list[dic
         raise InvalidInput(f"expected a non-empty JSON array of feedback, e.g. {EXAMPLE}")
     if len(payload) > MAX_ENTRIES:
         raise InvalidInput(f"at most {MAX_ENTRIES} feedback entries per request, got {len(payload)}")
-    return [_entry(index, item, labels, regression) for index, item in enumerate(payload)]
+    return payload
 
 
-def _entry(index: int, item: Any, labels: list[str], regression: bool) -> dict[str, Any]:
+def entry_request_id(index: int, item: Any) -> str:
+    """Entry ``index``'s request id, checked: what a router needs before it knows the model's labels."""
     where = f"feedback {index}"
     if not isinstance(item, dict):
         raise InvalidInput(f"{where} must be an object with request_id and label(s), got {type(item).__name__}")
     request_id = item.get("request_id")
     if not isinstance(request_id, str) or not 0 < len(request_id) <= 128:
         raise InvalidInput(f"{where}: request_id must be the X-Request-Id the answer carried (a string)")
+    return request_id
+
+
+def check_entry(index: int, item: Any, labels: list[str], regression: bool) -> dict[str, Any]:
+    """Entry ``index`` checked against the model: ``{"request_id", "labels"|"values"}``."""
+    where = f"feedback {index}"
+    request_id = entry_request_id(index, item)
     one, many = ("value", "values") if regression else ("label", "labels")
     unknown = sorted(set(item) - {"request_id", one, many})
     if unknown:
