@@ -48,8 +48,10 @@ EXIT_PORT = 6  # a server cannot listen where it was asked: the port is taken (o
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    """Print ``error: message`` and return the Exit to raise."""
-    stderr.print(f"[red]error:[/red] {message}", highlight=False)
+    """Print ``error: message`` and return the Exit to raise (the message as written: ``[extra]`` is no markup)."""
+    from rich.markup import escape
+
+    stderr.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 

@@ -272,12 +272,13 @@ def watch(
     ] = False,
 ) -> None:
     """Run pipelines with model_version / alias triggers whenever the registry announces one (a webhook,
-    no polling), and pipelines with drift triggers when the served version's traffic drifts (checked
-    every trigger's `every`)."""
+    no polling), pipelines with drift triggers when the served version's traffic drifts, and pipelines
+    with mlflow triggers on each new MLflow model version, imported first (both checked every
+    trigger's `every`)."""
     import queue as queue_module
 
     from conveyor.pipeline.spec import load_project
-    from conveyor.pipeline.watch import Watcher
+    from conveyor.pipeline.watch import Watcher, describe
     from conveyor.registry.config import open_registry
     from conveyor.registry.local import LocalRegistry
 
@@ -301,16 +302,17 @@ def watch(
             names = ", ".join(watcher.pipelines)
             stdout.print(f"watching for new versions for {names}: webhook {url}", highlight=False)
         stop_polling = threading.Event()
-        drift_triggers = watcher.drift_triggers()
-        for trigger in drift_triggers:
-            stdout.print(
-                f"watching {trigger.model}@{trigger.alias} for drift in {trigger.logs} every {trigger.every}",
-                highlight=False,
-            )
-        if drift_triggers:
+        polled = watcher.polled_triggers()
+        for trigger in polled:
+            stdout.print(f"watching {describe(trigger)}", highlight=False)
+        if polled:
             threading.Thread(
-                target=watcher.poll_drift,
-                args=(stop_polling, lambda text: stderr.print(f"warning: {text}")),
+                target=watcher.poll,
+                args=(
+                    stop_polling,
+                    lambda text: stdout.print(text, highlight=False),
+                    lambda text: stderr.print(f"warning: {text}", highlight=False),
+                ),
                 daemon=True,
             ).start()
     outcome = 0

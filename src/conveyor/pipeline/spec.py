@@ -60,7 +60,26 @@ class DriftTrigger(BaseModel):
     max_error: float | None = Field(default=None, ge=0)
 
 
-TRIGGER_KINDS = ("push", "manual", "model_version", "alias", "drift")
+class MlflowTrigger(BaseModel):
+    """Import each new version of a model in MLflow's registry (or each move of its alias) into
+    Conveyor's registry and run the pipeline on it: polled by ``conveyor pipeline watch`` every ``every``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="The model's name in MLflow's registry")
+    alias: str | None = Field(default=None, description="Follow this MLflow alias's moves instead of new versions")
+    tracking_uri: str | None = Field(default=None, description="MLflow's server [default: MLFLOW_TRACKING_URI]")
+    register_as: str | None = Field(default=None, description="The name in Conveyor's registry [default: model]")
+    aliases: list[str] = Field(default_factory=list, description="Conveyor aliases pointed at each imported version")
+    every: str = "30s"
+
+    @property
+    def key(self) -> str:
+        """One string per trigger: what the watch remembers and what its events carry."""
+        return f"{self.tracking_uri or '$MLFLOW_TRACKING_URI'} {self.model}{'@' + self.alias if self.alias else ''}"
+
+
+TRIGGER_KINDS = ("push", "manual", "model_version", "alias", "drift", "mlflow")
 
 
 class Trigger(BaseModel):
@@ -71,6 +90,7 @@ class Trigger(BaseModel):
     model_version: dict[str, str] | None = None
     alias: dict[str, str] | None = None
     drift: DriftTrigger | None = None
+    mlflow: MlflowTrigger | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Trigger:

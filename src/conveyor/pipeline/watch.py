@@ -1,5 +1,6 @@
 """``conveyor pipeline watch``: run pipelines when the registry announces a new version or an alias move,
-or when the served version's traffic drifts (``drift`` triggers, polled: ``drift_watch.py``).
+when the served version's traffic drifts (``drift`` triggers, polled: ``drift_watch.py``), or when
+MLflow's registry has a new version to import (``mlflow`` triggers, polled: ``mlflow_watch.py``).
 
 No polling: the watcher listens on a loopback port and registers itself as a signed webhook
 of the registry (removed again when it stops).  Each event that matches a pipeline's
@@ -21,10 +22,11 @@ from typing import Any
 
 from conveyor.errors import ConveyorError
 from conveyor.pipeline.runner import Runner, resolve_params
-from conveyor.pipeline.spec import DriftTrigger, Pipeline
+from conveyor.pipeline.spec import DriftTrigger, MlflowTrigger, Pipeline
 from conveyor.registry.events import SIGNATURE_HEADER, verify_signature
 
-WATCHED = ("model_version", "alias", "drift")
+WATCHED = ("model_version", "alias", "drift", "mlflow")
+PolledTrigger = DriftTrigger | MlflowTrigger
 
 
 def matches(pipeline: Pipeline, event: dict[str, Any]) -> bool:
@@ -32,6 +34,8 @@ def matches(pipeline: Pipeline, event: dict[str, Any]) -> bool:
         drift = trigger.drift
         drifted = drift is not None and event.get("type") == "drift"
         if drifted and (drift.model, drift.alias) == (event.get("model"), event.get("alias")):  # type: ignore[union-attr]
+            return True
+        if trigger.mlflow is not None and event.get("type") == "mlflow" and trigger.mlflow.key == event.get("trigger"):
             return True
         new_version = trigger.model_version is not None and event.get("type") == "model_version.created"
         if new_version and trigger.model_version["model"] == event.get("model"):  # type: ignore[index]
@@ -45,11 +49,17 @@ def matches(pipeline: Pipeline, event: dict[str, Any]) -> bool:
     return False
 
 
+def describe(trigger: PolledTrigger) -> str:
+    if isinstance(trigger, DriftTrigger):
+        return f"drift of {trigger.model}@{trigger.alias} in {trigger.logs} every {trigger.every}"
+    return f"mlflow {trigger.key} every {trigger.every}"
+
+
 class Watcher:
     def __init__(self, pipelines: dict[str, Pipeline], project: Path, on_run: Callable[[str, Any], None]) -> None:
         self.pipelines = {n: p for n, p in pipelines.items() if any(t.kind in WATCHED for t in p.triggers)}
         if not self.pipelines:
-            raise ConveyorError("no pipeline has a model_version, alias or drift trigger to watch for")
+            raise ConveyorError("no pipeline has a model_version, alias, drift or mlflow trigger to watch for")
         self.project = project
         self.on_run = on_run
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -79,15 +89,27 @@ class Watcher:
     def needs_webhook(self) -> bool:
         return any(t.kind in ("model_version", "alias") for p in self.pipelines.values() for t in p.triggers)
 
-    def drift_triggers(self) -> list[DriftTrigger]:
-        return [t.drift for p in self.pipelines.values() for t in p.triggers if t.drift is not None]
+    def polled_triggers(self) -> list[PolledTrigger]:
+        """The triggers the watch checks at intervals (drift and MLflow), in the file's order."""
+        found: list[PolledTrigger] = []
+        for pipeline in self.pipelines.values():
+            found += [t.drift or t.mlflow for t in pipeline.triggers if t.drift or t.mlflow]  # type: ignore[misc]
+        return found
 
-    def poll_drift(self, stop: threading.Event, on_error: Callable[[str], None]) -> None:
-        """Check every drift trigger at its interval until ``stop``; findings join the event queue."""
+    def check(self, trigger: PolledTrigger, report: Callable[[str], None]) -> dict[str, Any] | None:
+        if isinstance(trigger, DriftTrigger):
+            from conveyor.pipeline.drift_watch import check_drift
+
+            return check_drift(trigger, self.project)
+        from conveyor.pipeline.mlflow_watch import check_mlflow
+
+        return check_mlflow(trigger, self.project, report)
+
+    def poll(self, stop: threading.Event, report: Callable[[str], None], on_error: Callable[[str], None]) -> None:
+        """Check every polled trigger at its interval until ``stop``; findings join the event queue."""
         from conveyor.durations import parse_duration
-        from conveyor.pipeline.drift_watch import check_drift
 
-        triggers = self.drift_triggers()
+        triggers = self.polled_triggers()
         due = dict.fromkeys(range(len(triggers)), 0.0)
         while not stop.is_set():
             now = time.monotonic()
@@ -96,9 +118,9 @@ class Watcher:
                     continue
                 due[index] = now + parse_duration(trigger.every)
                 try:
-                    event = check_drift(trigger, self.project)
+                    event = self.check(trigger, report)
                 except ConveyorError as exc:
-                    on_error(f"drift check of {trigger.model}@{trigger.alias}: {exc}")
+                    on_error(f"{describe(trigger)}: {exc}")
                     continue
                 if event is not None:
                     self.events.put(event)

@@ -253,13 +253,18 @@ class RegistryBase(ABC):
 
     def _version_with_digest(self, name: str, digest: str) -> ModelVersion | None:
         """The newest unarchived version of ``name`` whose files have ``digest``; None when none (or no model)."""
+        return self.newest_version_where(name, lambda v: v.digest == digest)
+
+    def newest_version_where(self, name: str, wanted: Callable[[ModelVersion], bool]) -> ModelVersion | None:
+        """The newest unarchived version of ``name`` that is ``wanted``; None when none (or no such model)."""
         try:
             versions = self.list_versions(name)
         except ClientError as exc:
             if exc.status == 404:
                 return None
             raise
-        return max((v for v in versions if v.digest == digest), key=lambda v: v.version, default=None)
+        found = [v for v in versions if v.status != "archived" and wanted(v)]
+        return max(found, key=lambda v: v.version, default=None)
 
     # primitives -------------------------------------------------------------------------------
 

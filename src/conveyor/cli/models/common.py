@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -21,6 +22,26 @@ RegistryOption = Annotated[
 ]
 TokenOption = Annotated[
     str | None, typer.Option("--token", envvar="CONVEYOR_TOKEN", help="Bearer token.", show_default=False)
+]
+
+# The conversion gate's options, shared by `models register` and `models import`.
+MinAgreementOption = Annotated[
+    float, typer.Option(help="Gate: the share of rows whose label must agree (classifiers).", min=0, max=1)
+]
+ToleranceOption = Annotated[
+    float, typer.Option(help="Gate: the largest difference of a probability, or of a value (relative above 1).", min=0)
+]
+PositiveLabelOption = Annotated[
+    str | None, typer.Option(help="A binary classifier's label /predict answers as {LABEL: true|false}.")
+]
+ReferenceOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Rows the model was judged on (CSV, JSON, JSON Lines, or text lines): scored here, their "
+        "profile is kept as monitoring/profile.json, the baseline `conveyor monitor` compares traffic with.",
+        exists=True,
+        dir_okay=False,
+    ),
 ]
 
 

@@ -7,9 +7,20 @@ from typing import Annotated, Any
 
 import typer
 
-from conveyor.cli.models.common import JsonOption, RegistryOption, TokenOption, _metrics, _pairs
+from conveyor.cli.models.common import (
+    JsonOption,
+    MinAgreementOption,
+    PositiveLabelOption,
+    ReferenceOption,
+    RegistryOption,
+    TokenOption,
+    ToleranceOption,
+    _metrics,
+    _pairs,
+)
 from conveyor.cli.output import ProgressBar, handle_errors, print_json, stderr, stdout
 from conveyor.errors import InvalidInput
+from conveyor.registration import register_path
 from conveyor.registry.config import open_registry
 from conveyor.sizes import human_size
 
@@ -70,26 +81,10 @@ def register(
     std: Annotated[
         str, typer.Option(help="An image model: the normalisation's std (pixels are scaled to 0-1 first).")
     ] = "1",
-    min_agreement: Annotated[
-        float, typer.Option(help="Gate: the share of rows whose label must agree (classifiers).", min=0, max=1)
-    ] = 0.999,
-    tolerance: Annotated[
-        float,
-        typer.Option(help="Gate: the largest difference of a probability, or of a value (relative above 1).", min=0),
-    ] = 1e-4,
-    positive_label: Annotated[
-        str | None,
-        typer.Option(help="A binary classifier's label /predict answers as {LABEL: true|false}."),
-    ] = None,
-    reference: Annotated[
-        Path | None,
-        typer.Option(
-            help="Rows the model was judged on (CSV, JSON, JSON Lines, or text lines): scored here, their "
-            "profile is kept as monitoring/profile.json, the baseline `conveyor monitor` compares traffic with.",
-            exists=True,
-            dir_okay=False,
-        ),
-    ] = None,
+    min_agreement: MinAgreementOption = 0.999,
+    tolerance: ToleranceOption = 1e-4,
+    positive_label: PositiveLabelOption = None,
+    reference: ReferenceOption = None,
     registry: RegistryOption = None,
     token: TokenOption = None,
     as_json: JsonOption = False,
@@ -104,66 +99,25 @@ def register(
     only files you trust.  See docs/models.md."""
     with handle_errors():
         reg = open_registry(registry, token)
-        import tempfile
+        options = _convert_options(
+            sample, min_agreement, tolerance, positive_label, labels, input_shape, task, mean, std
+        )
+        given = [flag for flag, value in (("--sample", sample), ("--labels", labels), ("--input-shape", input_shape),
+                 ("--task", task)) if value]  # fmt: skip
+        version = register_path(
+            reg, path, name, options, conversion_flags=given, description=description,
+            model_description=model_description, tags=_pairs(tag, "--tag"), properties=_pairs(prop, "--property"),
+            aliases=alias or [], metrics=_metrics(metric), run_id=run_id, skip_unchanged=skip_unchanged,
+            check=check, reference=reference, report=_report, progress=lambda: ProgressBar(enabled=not as_json),
+        )  # fmt: skip
+    show_registered(version, as_json)
 
-        from conveyor.convert import is_framework_model
-        from conveyor.registry.records import Lineage
-        from conveyor.serving.intake import check_servable
 
-        metrics = _metrics(metric)
-        properties = _pairs(prop, "--property")
-        scratch = None
-        original_path = path
-        if is_framework_model(path):
-            from conveyor.convert import convert_model
+def _report(text: str) -> None:
+    stderr.print(text, highlight=False)
 
-            scratch = tempfile.TemporaryDirectory(prefix="conveyor-convert-")
-            options = _convert_options(
-                sample, min_agreement, tolerance, positive_label, labels, input_shape, task, mean, std
-            )
-            conversion = convert_model(path, Path(scratch.name) / "model", name, options)
-            source = conversion.spec.source
-            assert source is not None
-            stderr.print(
-                f"converted {path.name} ({source.framework} {source.framework_version}, {source.converter}) to "
-                f"ONNX: {_inputs_of(conversion.spec)}; gate passed: {conversion.report.summary()}"
-            )
-            metrics = {**conversion.report.metrics(), **metrics}
-            properties = {"converter": source.converter, **properties}
-            path = conversion.folder
-        elif sample is not None or labels or input_shape or task:
-            raise InvalidInput(
-                "--sample, --labels, --input-shape and --task are for a trained model (joblib, pickle, XGBoost, "
-                "LightGBM, PyTorch, a transformers folder) only"
-            )
-        lineage = Lineage(run_id=run_id, metrics=metrics)
-        if scratch is not None:
-            from conveyor.registry.base import git_commit
 
-            where = original_path.resolve()
-            lineage = lineage.model_copy(update={"source": str(where), "git_commit": git_commit(where.parent)})
-        extra = []
-        profile_dir = tempfile.TemporaryDirectory(prefix="conveyor-profile-") if reference is not None else None
-        if reference is not None and profile_dir is not None:
-            extra.append(_reference_profile(path, reference, Path(profile_dir.name) / "profile.json"))
-        with ProgressBar(enabled=not as_json) as bar:
-            version = reg.register(
-                path,
-                name,
-                description=description,
-                tags=_pairs(tag, "--tag"),
-                properties=properties,
-                aliases=alias or [],
-                lineage=lineage,
-                model_description=model_description,
-                progress=bar,
-                skip_unchanged=skip_unchanged,
-                check=check_servable if check else None,
-                extra_files=extra,
-            )
-        for folder in (scratch, profile_dir):
-            if folder is not None:
-                folder.cleanup()
+def show_registered(version: Any, as_json: bool) -> None:
     if as_json:
         print_json(version)
         return
@@ -174,19 +128,6 @@ def register(
     stdout.print(
         f"registered [bold]{version.ref}[/bold] {aliases} sha256:{version.digest} ({human_size(version.size)})"
     )
-
-
-def _reference_profile(model: Path, reference: Path, out: Path) -> tuple[str, Path]:
-    """The reference rows scored by the served model's code, profiled: the version's baseline."""
-    from conveyor.monitoring.observe import Observer
-    from conveyor.monitoring.profile import PROFILE_FILE, profile_of
-    from conveyor.serving.spec import resolve_model
-
-    observer = Observer(resolve_model(model))
-    profile = profile_of(observer.reference_columns(reference), source=reference.name)
-    profile.save(out)
-    stderr.print(f"reference profile: {profile.items} items of {reference.name}, {len(profile.columns)} columns")
-    return PROFILE_FILE, out
 
 
 def _numbers(text: str, flag: str) -> list[float]:
@@ -224,14 +165,3 @@ def _convert_options(
         sample=sample, agreement=agreement, tolerance=tolerance, positive_label=positive_label, labels=names,
         input_shape=shape, task=task, mean=_numbers(mean, "--mean"), std=_numbers(std, "--std"),
     )  # fmt: skip
-
-
-def _inputs_of(spec: Any) -> str:
-    if spec.tabular:
-        return f"{spec.task}, {len(spec.features)} features"
-    if spec.image is not None:
-        image = spec.image
-        return f"{spec.task}, {image.channels}x{image.height}x{image.width} images, {len(spec.labels)} labels"
-    if spec.task == "text-classification":
-        return f"{spec.task}, labels {spec.labels}"
-    return spec.task

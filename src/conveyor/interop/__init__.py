@@ -1,0 +1,1 @@
+"""Bridges to the engines a team already runs: MLflow's model registry in (``mlflow_*``)."""

@@ -1,0 +1,127 @@
+"""A model file or folder becomes a registered version: the one use-case behind ``conveyor models
+register``, ``conveyor models import`` and ``pipeline watch``'s MLflow trigger.
+
+A trained model passes its conversion gate first (``conveyor.convert``); a reference set is scored
+and profiled as the version's monitoring baseline; then the registry stores every file by sha256
+and makes the version visible in one step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import InvalidInput
+
+
+def register_path(
+    reg: Any,
+    path: Path,
+    name: str,
+    options: Any,
+    *,
+    conversion_flags: Sequence[str] = (),
+    source: str | None = None,
+    extra_files: Sequence[tuple[str, Path]] = (),
+    description: str = "",
+    model_description: str | None = None,
+    tags: dict[str, str] | None = None,
+    properties: dict[str, str] | None = None,
+    aliases: Sequence[str] = (),
+    metrics: dict[str, float] | None = None,
+    run_id: str | None = None,
+    skip_unchanged: bool = False,
+    check: bool = True,
+    reference: Path | None = None,
+    report: Callable[[str], None] = print,
+    progress: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> Any:
+    """PATH registered as the next version of NAME: a trained model through its conversion gate first.
+
+    ``source`` names where the model came from in its lineage (default: the file itself and its git
+    commit); ``extra_files`` (path in version, local file) are stored beside it.  ``report`` hears
+    what the conversion found; ``progress`` makes what shows the upload (``conveyor.progress``)."""
+    import tempfile
+
+    from conveyor.convert import is_framework_model
+    from conveyor.registry.records import Lineage
+    from conveyor.serving.intake import check_servable
+
+    metrics, properties = dict(metrics or {}), dict(properties or {})
+    scratch = None
+    original_path = path
+    if is_framework_model(path):
+        from conveyor.convert import convert_model
+
+        scratch = tempfile.TemporaryDirectory(prefix="conveyor-convert-")
+        conversion = convert_model(path, Path(scratch.name) / "model", name, options)
+        converted = conversion.spec.source
+        assert converted is not None
+        report(
+            f"converted {path.name} ({converted.framework} {converted.framework_version}, {converted.converter}) to "
+            f"ONNX: {_inputs_of(conversion.spec)}; gate passed: {conversion.report.summary()}"
+        )
+        metrics = {**conversion.report.metrics(), **metrics}
+        properties = {"converter": converted.converter, **properties}
+        path = conversion.folder
+    elif conversion_flags:
+        raise InvalidInput(
+            f"{', '.join(conversion_flags)}: for a trained model (joblib, pickle, XGBoost, LightGBM, PyTorch, a "
+            "transformers folder) only"
+        )
+    lineage = Lineage(run_id=run_id, metrics=metrics, source=source)
+    if scratch is not None and source is None:
+        from conveyor.registry.base import git_commit
+
+        where = original_path.resolve()
+        lineage = lineage.model_copy(update={"source": str(where), "git_commit": git_commit(where.parent)})
+    extra = list(extra_files)
+    profile_dir = tempfile.TemporaryDirectory(prefix="conveyor-profile-") if reference is not None else None
+    try:
+        if reference is not None and profile_dir is not None:
+            extra.append(_reference_profile(path, reference, Path(profile_dir.name) / "profile.json", report))
+        with progress() as bar:
+            return reg.register(
+                path,
+                name,
+                description=description,
+                tags=tags or {},
+                properties=properties,
+                aliases=list(aliases),
+                lineage=lineage,
+                model_description=model_description,
+                progress=bar,
+                skip_unchanged=skip_unchanged,
+                check=check_servable if check else None,
+                extra_files=extra,
+            )
+    finally:
+        for folder in (scratch, profile_dir):
+            if folder is not None:
+                folder.cleanup()
+
+
+def _reference_profile(model: Path, reference: Path, out: Path, report: Callable[[str], None]) -> tuple[str, Path]:
+    """The reference rows scored by the served model's code, profiled: the version's baseline."""
+    from conveyor.monitoring.observe import Observer
+    from conveyor.monitoring.profile import PROFILE_FILE, profile_of
+    from conveyor.serving.spec import resolve_model
+
+    observer = Observer(resolve_model(model))
+    profile = profile_of(observer.reference_columns(reference), source=reference.name)
+    profile.save(out)
+    report(f"reference profile: {profile.items} items of {reference.name}, {len(profile.columns)} columns")
+    return PROFILE_FILE, out
+
+
+def _inputs_of(spec: Any) -> str:
+    if spec.tabular:
+        return f"{spec.task}, {len(spec.features)} features"
+    if spec.image is not None:
+        image = spec.image
+        return f"{spec.task}, {image.channels}x{image.height}x{image.width} images, {len(spec.labels)} labels"
+    if spec.task == "text-classification":
+        return f"{spec.task}, labels {spec.labels}"
+    return spec.task
