@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from conveyor import tracing
 from conveyor.atomic import write_atomic
 from conveyor.errors import ClientError
 from conveyor.request_ids import HEADER as REQUEST_ID
@@ -97,6 +98,10 @@ class Router:
 
             self.payloads = RouterPayloads(self.options.payload_log, self.recent)
             self.registry.register(RECORDS)
+        if tracing.configure("conveyor-router"):  # OTEL_EXPORTER_OTLP_ENDPOINT is set
+            from conveyor.router.tracing import traced
+
+            self._proxy, self._forward = traced(self._proxy, self._forward, self.options.service)  # type: ignore[method-assign]
 
     def _describe_backends(self) -> list[tuple[str, str, float, bool]]:
         return [(b.name, b.version, b.weight, self.health.is_healthy(b.name)) for b in self.table.backends]

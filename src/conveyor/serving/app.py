@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from conveyor import tracing
 from conveyor.httputil import EXCEPTION_HANDLERS, Handler, guard
 from conveyor.request_ids import client_request_id, new_request_id
 from conveyor.serving import metrics
@@ -190,4 +191,8 @@ def create_app(
     )
     app.add_middleware(MetricsMiddleware, plane=plane, templates=templates)
     app.state.plane = plane
+    if tracing.configure("conveyor-serve"):  # OTEL_EXPORTER_OTLP_ENDPOINT is set
+        from conveyor.serving.traced_route import TracedPredictRoute
+
+        return TracedPredictRoute(app, plane)
     return PredictRoute(app, plane)

@@ -22,9 +22,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from conveyor.errors import NotReady
+from conveyor.tracing import BatchTrace, timed_phases
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -44,6 +45,7 @@ class _Job(Generic[Item, Result]):
     items: Sequence[Item]
     future: asyncio.Future[list[Result]]
     enqueued: float = field(default_factory=time.monotonic)
+    trace: BatchTrace | None = None  # filled in when the request is traced
 
 
 class Batcher(Generic[Item, Result]):
@@ -82,14 +84,14 @@ class Batcher(Generic[Item, Result]):
         """Bind to the running event loop (call once, from it)."""
         self._loop = asyncio.get_running_loop()
 
-    async def submit(self, items: Sequence[Item]) -> list[Result]:
-        """Queue ``items`` (one request's worth) and wait for their results."""
+    async def submit(self, items: Sequence[Item], trace: BatchTrace | None = None) -> list[Result]:
+        """Queue ``items`` (one request's worth) and wait for their results (``trace``: how their batch went)."""
         if self._loop is None:
             raise RuntimeError("Batcher.start() was not called")
         if self._closed:
             raise NotReady("the server is shutting down")
         future: asyncio.Future[list[Result]] = self._loop.create_future()
-        self._pending.append(_Job(items, future))
+        self._pending.append(_Job(items, future, trace=trace))
         self._pending_items += len(items)
         self._dispatch()
         return await future
@@ -167,13 +169,28 @@ class Batcher(Generic[Item, Result]):
             self._timer = None
         items = [item for job in jobs for item in job.items]
         started = time.monotonic()
-        computing = self._loop.run_in_executor(self._executor, self._handler, items)
+        if any(job.trace is not None for job in jobs):  # time the batch's phases for the traced requests
+            stamp = time.time_ns()
+            computing = self._loop.run_in_executor(self._executor, timed_phases, self._handler, items)
+            computing.add_done_callback(lambda done: self._stamp(jobs, len(items), stamp, done))
+        else:
+            computing = self._loop.run_in_executor(self._executor, self._handler, items)
         self._computing.add(computing)
         computing.add_done_callback(lambda done: self._finish(jobs, len(items), started, done))
 
-    def _finish(
-        self, jobs: list[_Job[Item, Result]], size: int, started: float, done: asyncio.Future[Sequence[Result]]
-    ) -> None:
+    @staticmethod
+    def _stamp(jobs: list[_Job[Item, Result]], size: int, started: int, done: asyncio.Future[Any]) -> None:
+        """Traced jobs learn their batch's times; the results are unwrapped for ``_finish``."""
+        finished = time.time_ns()
+        if done.exception() is not None:
+            return
+        phases = done.result()[1]
+        for job in jobs:
+            if job.trace is not None:
+                job.trace.started, job.trace.finished, job.trace.size = started, finished, size
+                job.trace.phases = phases
+
+    def _finish(self, jobs: list[_Job[Item, Result]], size: int, started: float, done: asyncio.Future[Any]) -> None:
         self._computing.discard(done)
         elapsed = time.monotonic() - started
         error = done.exception()
@@ -183,6 +200,8 @@ class Batcher(Generic[Item, Result]):
                     job.future.set_exception(error)
         else:
             results = done.result()
+            if any(job.trace is not None for job in jobs):
+                results = results[0]  # (results, phases) from timed_phases
             offset = 0
             for job in jobs:
                 count = len(job.items)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from conveyor import __version__
+from conveyor import __version__, tracing
 from conveyor.errors import Conflict, NotFound, NotReady
 from conveyor.serving import metrics
 from conveyor.serving.batching import Batcher, BatchStats
@@ -28,6 +28,7 @@ from conveyor.serving.runtime import RuntimeOptions
 from conveyor.serving.spec import ResolvedModel
 from conveyor.serving.tasks import TaskServer, server_for
 from conveyor.serving.v2 import DecodedRequest, encode_response
+from conveyor.tracing import BatchTrace
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +135,14 @@ class DataPlane:
     # ---- prediction ------------------------------------------------------------------------
 
     async def score(self, items: list[Any]) -> np.ndarray:
-        """One row of scores per item through the batcher, counted per winning label."""
+        """One row of scores per item through the batcher, counted per winning label (and traced, when on)."""
         batcher = self._require_ready()
-        scores = np.stack(await batcher.submit(items))
+        if tracing.ENABLED and tracing.current_span() is not None:  # a sampled request: time its batch
+            trace = BatchTrace()
+            scores = np.stack(await batcher.submit(items, trace))
+            tracing.draw_batch(trace)
+        else:
+            scores = np.stack(await batcher.submit(items))
         if self.task.classifier:
             self._count_predictions(scores)
         return scores

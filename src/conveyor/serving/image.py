@@ -20,6 +20,7 @@ from conveyor.errors import InvalidInput, ModelLoadError
 from conveyor.serving.model import check_classes, softmax
 from conveyor.serving.runtime import OnnxSession, RuntimeOptions, TensorInfo
 from conveyor.serving.spec import ImageInput, ResolvedModel
+from conveyor.tracing import phase
 
 MAX_PIXELS = 40_000_000  # a decompression bomb (a small file of a huge image) is refused, not decoded
 
@@ -99,7 +100,8 @@ class ImageClassifier:
         return self.score_batch(np.stack(arrays))
 
     def score_batch(self, batch: np.ndarray) -> np.ndarray:
-        out = self.session.run({self.input.name: batch}, [self.output.name])[self.output.name]
+        with phase("inference"):
+            out = self.session.run({self.input.name: batch}, [self.output.name])[self.output.name]
         scores = np.asarray(out, dtype=np.float64).reshape(len(batch), -1)
         return softmax(scores) if self.image.softmax else scores
 

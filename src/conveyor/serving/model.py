@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 from conveyor.errors import BadRequest, ModelLoadError
 from conveyor.serving.runtime import OnnxSession, RuntimeOptions, TensorInfo
 from conveyor.serving.spec import ResolvedModel
+from conveyor.tracing import phase
 
 # What one extra session.run costs, in padded tokens' worth of compute.
 # Measured on the reference model: ~1.5 ms fixed cost per run vs ~0.1 ms per token.
@@ -119,14 +120,16 @@ class TextClassifier:
             raise BadRequest(f"model {self.spec.name!r} takes raw tensors, not text")
         logits = np.empty((len(texts), len(self.spec.labels)), dtype=np.float32)
         for run, feeds in self.feeds(texts):
-            out = self.session.run(feeds, [self.output.name])[self.output.name]
+            with phase("inference"):
+                out = self.session.run(feeds, [self.output.name])[self.output.name]
             logits[run] = out.reshape(len(run), -1)
         return logits
 
     def feeds(self, texts: list[str]) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
         """The model's input tensors for ``texts``, a run of similar lengths at a time: (the run's indices, feeds)."""
         assert self.roles is not None
-        token_ids = self.tokenize(texts)
+        with phase("tokenize"):
+            token_ids = self.tokenize(texts)
         lengths = [len(ids) for ids in token_ids]
         for run in plan_runs(lengths, self.roles.attention_mask is not None, self.max_run):
             width = lengths[run[-1]]  # runs are sorted by length

@@ -27,6 +27,7 @@ from conveyor.errors import InvalidInput, ModelLoadError
 from conveyor.serving.model import check_classes
 from conveyor.serving.runtime import OnnxSession, RuntimeOptions, TensorInfo
 from conveyor.serving.spec import Feature, ModelSpec, ResolvedModel
+from conveyor.tracing import phase
 
 PROBABILITY_NAMES = ("probabilities", "output_probability", "probability", "proba")
 VALUE_NAMES = ("variable", "predictions", "value", "output", "target")
@@ -224,7 +225,10 @@ class TabularModel:
     def score_columns(self, columns: dict[str, list[Any]]) -> np.ndarray:
         """``[N, labels]`` probabilities, or ``[N, 1]`` values."""
         count = len(next(iter(columns.values())))
-        out = self.session.run(self.feeds(columns), [self.output.name])[self.output.name]
+        with phase("prepare"):
+            feeds = self.feeds(columns)
+        with phase("inference"):
+            out = self.session.run(feeds, [self.output.name])[self.output.name]
         scores = np.asarray(out, dtype=np.float64).reshape(count, -1)
         if not np.isfinite(scores).all():
             row = int(np.argwhere(~np.isfinite(scores))[0][0])

@@ -1,0 +1,122 @@
+"""What OpenTelemetry tracing costs a server, off and on, run by hand:
+
+    .venv/bin/python -m benchmarks.serving.tracing [--duration 5] [--rounds 4] [--baseline-src PATH]
+
+The worst case for a per-request cost is the fastest model: the ``risk`` scikit-learn Pipeline
+(as in ``benchmarks.serving.payload_log``), one row per request.  ``conveyor serve`` processes of it
+run side by side:
+
+- ``before tracing``: the server from ``--baseline-src`` (a checkout's ``src`` from before the
+  tracing change, e.g. a ``git worktree`` of that commit), without the tracing hooks at all;
+- ``tracing off``: this checkout, no ``OTEL_EXPORTER_OTLP_ENDPOINT`` (what every user runs);
+- ``tracing on``: this checkout, exporting every span over OTLP/HTTP to a receiver in this process
+  that only counts what arrives (a collector elsewhere would not share the 2 cores);
+- ``tracing on, 10% sampled``: the same with ``OTEL_TRACES_SAMPLER=parentbased_traceidratio`` at 0.1.
+
+wrk (closed loop, one thread, the same 2 cores) drives ``/predict`` at concurrency 1 and 32; rounds
+alternate the order and ratios are per round against the first server (median and range).  The
+targets (issue 31): tracing off within noise of the server before tracing at c=32; tracing on
+reported at c=1 and c=32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.serving.__main__ import machine, run_wrk
+from benchmarks.serving.payload_log import prepare
+from benchmarks.tabular.__main__ import levels, serving
+from conveyor.verify.targets import free_port
+
+CONCURRENCY = (1, 32)
+console = Console(width=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=5, help="seconds per load level and round")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--baseline-src", type=Path, help="a checkout's src/ from before tracing (the baseline)")
+    parser.add_argument("--off-only", action="store_true", help="only the baseline and tracing off (more rounds fit)")
+    args = parser.parse_args()
+    console.print(f"machine: {machine()}")
+    from tests.otlp_receiver import OtlpReceiver
+
+    receiver = OtlpReceiver(decode=False)  # counts what arrives: the server's cost, not a collector's
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, home = Path(tmp), Path(tmp) / "home"
+        bodies = prepare(folder, home)
+        env = {"CONVEYOR_HOME": str(home), "CONVEYOR_REGISTRY": "", "OTEL_EXPORTER_OTLP_ENDPOINT": ""}
+        serve = [sys.executable, "-m", "conveyor.cli.main", "serve", "risk:1", "--log-level", "warning"]
+        variants: dict[str, dict[str, str]] = {}
+        if args.baseline_src is not None:
+            variants["before tracing"] = {**env, "PYTHONPATH": str(args.baseline_src.resolve())}
+        variants["tracing off"] = env
+        if not args.off_only:
+            variants["tracing on"] = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}
+            variants["tracing on, 10% sampled"] = {
+                **variants["tracing on"],
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "0.1",
+            }
+        ports = {name: free_port() for name in variants}
+        runs: dict[str, list[Any]] = {name: [] for name in variants}
+        with contextlib.ExitStack() as stack:
+            urls = {
+                name: stack.enter_context(
+                    serving([*serve, "--port", str(ports[name])], ports[name], "/v2/health/ready", variant_env)
+                )
+                for name, variant_env in variants.items()
+            }
+            for url in urls.values():
+                run_wrk(url, 8, 2, bodies)  # warm
+            for number in range(args.rounds):
+                order = list(variants) if number % 2 == 0 else list(reversed(variants))
+                for name in order:
+                    runs[name].append(levels(urls[name], "/predict", bodies, args.duration, CONCURRENCY))
+    receiver.close()
+    report(runs, receiver.requests, receiver.received_bytes)
+
+
+def report(runs: dict[str, list[Any]], exports: int, received: int) -> None:
+    rounds = len(next(iter(runs.values())))
+    table = Table(title=f"risk (scikit-learn Pipeline) /predict, one row per request, median of {rounds} rounds")
+    for column in ("server", "c", "req/s", "p50 ms", "p99 ms", "errors"):
+        table.add_column(column, justify="left" if column == "server" else "right")
+    for name, per_round in runs.items():
+        for c in CONCURRENCY:
+            med = {k: float(np.median([r[c][k] for r in per_round])) for k in ("rps", "p50_ms", "p99_ms")}
+            errors = sum(r[c]["errors"] for r in per_round)
+            table.add_row(
+                name, str(c), f"{med['rps']:.0f}", f"{med['p50_ms']:.3f}", f"{med['p99_ms']:.3f}", str(errors)
+            )
+    console.print(table)
+    base, *others = list(runs)
+    ratios = Table(title=f"against {base}, per round: median (range)")
+    for column in ("server", "c=32 req/s ratio", "c=1 p50 added ms"):
+        ratios.add_column(column)
+    for name in others:
+        throughput = [r[32]["rps"] / b[32]["rps"] for r, b in zip(runs[name], runs[base], strict=True)]
+        added = [r[1]["p50_ms"] - b[1]["p50_ms"] for r, b in zip(runs[name], runs[base], strict=True)]
+        ratios.add_row(
+            name,
+            f"{np.median(throughput):.3f} ({min(throughput):.3f}-{max(throughput):.3f})",
+            f"{np.median(added):+.3f} ({min(added):+.3f} to {max(added):+.3f})",
+        )
+    console.print(ratios)
+    console.print(f"OTLP exports received from the traced servers: {exports} ({received / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    main()
