@@ -37,3 +37,59 @@ def github(
         for name in names:
             path = write_workflow(name, get_pipeline(project, name, file), out, project.ci)
             stdout.print(f"wrote {path}")
+
+
+@app.command("kfp")
+def kfp(
+    pipelines: Annotated[list[str] | None, typer.Argument(help="Pipelines to compile (default: all).")] = None,
+    file: Annotated[Path, typer.Option("--file", "-f", help="The project file.")] = Path("conveyor.yaml"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where the pipelines' YAML goes.")] = Path("kfp"),
+    image: Annotated[
+        str | None,
+        typer.Option(
+            help="Each task's image: Python with git (and Conveyor, or pip to install it) "
+            "[default: python:<ci.python>]."
+        ),
+    ] = None,
+    source: Annotated[
+        str,
+        typer.Option(
+            help="The git repository each task clones (a pipeline parameter; empty: the image holds the project)."
+        ),
+    ] = "",
+) -> None:
+    """Write kfp/conveyor-PIPELINE.yaml: the pipeline compiled for Kubeflow Pipelines (IR YAML).
+
+    \b
+    The same tasks as the GitHub workflow: each job a task (a pod) running
+    `conveyor pipeline run PIPELINE --step STEP`, the same needs, the step state passed on.
+    Needs `pip install 'conveyor-ml[kfp]'`. See docs/interop.md."""
+    from conveyor.convert.frameworks import need
+    from conveyor.pipeline.spec import get_pipeline, load_project
+
+    with handle_errors():
+        need("kfp", "kfp")
+        from conveyor.pipeline.kfp import compile_pipeline
+
+        project = load_project(file)
+        names = pipelines or list(project.pipelines)
+        if not names:
+            raise fail(f"{file} declares no pipelines, so there is nothing to compile")
+        source = source or _origin(file.resolve().parent)
+        for name in names:
+            target = out / f"conveyor-{name}.yaml"
+            compile_pipeline(name, get_pipeline(project, name, file), target, project.ci, image, source)
+            stdout.print(f"wrote {target}")
+
+
+def _origin(folder: Path) -> str:
+    """The project's ``git remote get-url origin``, or empty."""
+    import subprocess
+
+    try:
+        found = subprocess.run(
+            ["git", "-C", str(folder), "remote", "get-url", "origin"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return found.stdout.strip() if found.returncode == 0 else ""

@@ -1,0 +1,84 @@
+"""A pipeline as a Kubeflow Pipelines pipeline: the same steps, failure domains and state as the
+GitHub workflow (``conveyor.pipeline.github``), compiled to KFP's IR YAML with the ``kfp`` SDK.
+
+Each job of ``github.job_layout`` becomes one task (a pod of its own: its own failure domain) of
+the one component in ``kfp_step``, which runs ``conveyor pipeline run NAME --step STEP --state``;
+the tasks follow the jobs' ``needs``.  The ``--state`` folder (step outputs and outcomes) travels
+as each task's output into the tasks after it, which merge what they receive, as the workflow's
+artifacts do.  Models travel through the registry and images through
+the container registry, as on GitHub.  Pipeline parameters:
+
+- ``params``: the conveyor pipeline's parameters (a JSON object; its defaults are the file's);
+- ``source`` and ``revision``: the git repository the tasks clone (empty: the image holds it);
+- ``install``: the shell command that installs Conveyor pinned in each task (``ci.install``).
+
+A step with an ``if:`` runs after failed steps too (``ignore_upstream_failure``); Conveyor
+evaluates its condition, as on GitHub.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import InvalidInput
+from conveyor.pipeline.github import _arguments, job_layout
+from conveyor.pipeline.spec import CISettings, Pipeline
+
+
+def install_command(ci: CISettings) -> str:
+    """``ci.install`` as one shell command for a task's pod (pip; uv first when ``ci.installer`` says so)."""
+    if ci.installer == "uv":
+        from conveyor.pipeline.github import UV
+
+        steps = [f"python -m pip install --quiet {shlex.quote(UV)}"]
+        steps += [f"python -m uv pip install --system {_arguments(args)}" for args in ci.install]
+    else:
+        steps = [f"python -m pip install --quiet {_arguments(args)}" for args in ci.install]
+    return " && ".join(steps)
+
+
+def compile_pipeline(
+    name: str, pipeline: Pipeline, out: Path, ci: CISettings | None = None, image: str | None = None, source: str = ""
+) -> Path:
+    """Write the KFP IR YAML for pipeline NAME to OUT; returns OUT."""
+    from kfp import compiler, dsl
+
+    from conveyor.pipeline.kfp_step import MAX_UPSTREAM, conveyor_step
+
+    ci = ci or CISettings()
+    component = dsl.component(conveyor_step, base_image=image or f"python:{ci.python}")
+    layout = job_layout(pipeline)
+    job_of = {step: job for job, steps in layout.items() for step in steps}
+    defaults = {param: spec.default for param, spec in pipeline.params.items()}
+
+    def body(
+        params: dict = defaults, source: str = source, revision: str = "", install: str = install_command(ci)
+    ) -> None:  # type: ignore[type-arg]
+        tasks: dict[str, Any] = {}
+        for job, steps in layout.items():
+            upstream = sorted({job_of[n] for s in steps for n in pipeline.steps[s].needs} - {job})
+            if len(upstream) > MAX_UPSTREAM:
+                raise InvalidInput(
+                    f"step {steps[0]} follows {len(upstream)} jobs; a KFP task follows at most {MAX_UPSTREAM}"
+                )
+            inputs = {f"after_{i}": "" for i in range(1, MAX_UPSTREAM + 1)}  # all given: ignore_upstream_failure asks
+            inputs.update({f"after_{i}": tasks[u].output for i, u in enumerate(upstream, start=1)})
+            task = component(
+                pipeline=name, steps=steps, params=params, source=source, revision=revision, install=install, **inputs
+            )
+            task.set_display_name(" -> ".join(pipeline.steps[s].description or s for s in steps))
+            task.set_caching_options(False)  # a delivery step has effects: never skip it on a cache hit
+            if pipeline.steps[steps[0]].if_ is not None:
+                task.ignore_upstream_failure()
+            tasks[job] = task
+
+    body.__name__ = name.replace("-", "_")
+    body.__annotations__ = {"params": dict, "source": str, "revision": str, "install": str, "return": None}
+    compiled = dsl.pipeline(name=f"conveyor-{name}", description=pipeline.description or f"conveyor pipeline {name}")(
+        body
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(compiled, str(out))
+    return out
