@@ -112,6 +112,24 @@ def test_kserve_inference_service_carries_the_first_step_and_a_valid_pod_spec() 
     kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
 
 
+def test_the_kubernetes_format_is_a_valid_deployment_and_service_pinned_by_digest() -> None:
+    image = "127.0.0.1:5000/votes@sha256:" + "a" * 64
+    result = run_cli("rollout", "export", "--image", image, "--name", "votes", "--format", "kubernetes",
+                     "--replicas", "3", "--host-port", "18080")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "not pinned by digest" not in result.stdout
+    deployment, service = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    for doc in (deployment, service):
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    assert (deployment["kind"], deployment["spec"]["replicas"]) == ("Deployment", 3)
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == image and container["ports"][0]["hostPort"] == 18080
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"] == {"app": "votes"}
+    tagged = run_cli("rollout", "export", "--image", "votes:2", "--format", "kubernetes")
+    assert "# warning: the image is not pinned by digest" in tagged.stdout
+
+
 def test_export_rejects_an_unknown_format_with_a_usage_error() -> None:
     result = run_cli("rollout", "export", "--image", "x", "--format", "helm")
-    assert result.returncode == 2 and "argo-rollouts, gateway-api or kserve" in result.stderr
+    assert result.returncode == 2 and "argo-rollouts, gateway-api, kserve or kubernetes" in result.stderr

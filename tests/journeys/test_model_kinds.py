@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import REPO, free_port
@@ -34,6 +35,7 @@ from tests.journeys.conftest import UV, User, wait_http
 from tests.rollout_fixtures import Load
 from tests.tabular_models import Trained, risk_frame
 from tests.test_packaging import base_image, podman  # noqa: F401 (base_image: a fixture)
+from tests.waiting import wait_for
 
 DIGITS = "zero,one,two,three,four,five,six,seven,eight,nine"
 TORCH_WHEELS = (
@@ -254,6 +256,43 @@ def test_each_kinds_image_carries_onnxruntime_and_no_training_framework(
             assert report.returncode == 0, [(c["id"], c["message"]) for c in checks if c["status"] != "passed"]
         finally:
             subprocess.run(["podman", "rmi", tag], capture_output=True, timeout=120)
+
+
+def test_the_kubernetes_export_runs_under_podman_kube_play(
+    registered: Registered,
+    base_image: str,  # noqa: F811
+    shared_wheelhouse: Path,
+) -> None:
+    """The plain Deployment and Service, the image by digest, run for real by `podman kube play`."""
+    person = registered.user
+    tag = "localhost/journey-kube-risk:1"
+    person.ok(
+        "build", "risk:1", "--tag", tag, "--base-image", base_image, env={"CONVEYOR_WHEELHOUSE": str(shared_wheelhouse)}
+    )
+    port = free_port()
+    manifest = person.workdir / "risk-kube.yaml"
+    try:
+        digest = subprocess.run(["podman", "image", "inspect", tag, "--format", "{{.Digest}}"],
+                                capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        person.ok("rollout", "export", "--format", "kubernetes", "--name", "risk-kube", "--image",
+                  f"localhost/journey-kube-risk@{digest}", "--host-port", str(port), "-o", str(manifest))  # fmt: skip
+        played = subprocess.run(["podman", "kube", "play", str(manifest)], capture_output=True, text=True, timeout=120)
+        assert played.returncode == 0, played.stdout + played.stderr
+        pods = subprocess.run(["podman", "pod", "ps", "--format", "{{.Name}}"], capture_output=True, text=True)
+        assert "risk-kube-pod-0" in pods.stdout.split()
+        url = f"http://127.0.0.1:{port}"
+        # the readiness probe's request, through the published port (podman here runs no probes: no systemd)
+        wait_for(lambda: httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200, timeout=90,
+                 what="the kube play pod to be ready")  # fmt: skip
+        body, content_type = _request("scikit-learn", registered, 3)
+        status, answer = _curl(url + "/predict", body, content_type)
+        assert status == 200 and _answered("scikit-learn", answer) == _expected("scikit-learn", registered, 3)  # type: ignore[arg-type]
+    finally:
+        down = subprocess.run(["podman", "kube", "down", str(manifest)], capture_output=True, text=True, timeout=120)
+        subprocess.run(["podman", "rmi", tag], capture_output=True, timeout=120)
+    assert down.returncode == 0, down.stderr
+    left = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True)
+    assert not [name for name in left.stdout.split() if name.startswith("risk-kube")]
 
 
 FAST = ["--steps", "50,100", "--interval", "2s", "--min-requests", "10", "--min-compared", "5"]

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
     from conveyor.rollout.status import Action, RolloutStatus, StatusStore
 
+from conveyor.cli import rollout_export
 from conveyor.cli.output import EXIT_FAILURE, handle_errors, new_table, print_json, stderr, stdout
+from conveyor.cli.threshold_options import with_threshold_options
 from conveyor.cli.trust import TrustedKeyOption
 
 app = typer.Typer(
@@ -95,48 +95,6 @@ def _run(status: RolloutStatus, detach: bool, as_json: bool) -> None:
         stdout.print(f"rollout {status.id} of {status.ref} started; `conveyor rollout status {status.service} --watch`")
         return
     _finish(_follow(StatusStore(status.service), as_json))
-
-
-def _above(bound: float) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        if value is not None and value <= bound:
-            raise typer.BadParameter(f"must be greater than {bound:g}")
-        return value
-
-    return check
-
-
-def with_threshold_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Give the command one option per analysis threshold (``**thresholds``), read from the metric table.
-
-    A new metric's thresholds become options here without this file changing.  Bounds are
-    checked by the option itself; the default (None) means conveyor.yaml's value, else the metric's.
-    """
-    import inspect
-
-    from conveyor.rollout.analysis.metrics import all_thresholds
-
-    signature = inspect.signature(command, eval_str=True)
-    params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    for threshold in all_thresholds():
-        if threshold.type is bool:
-            continue  # switches have their own options (--no-contract)
-        kind: Any = threshold.type
-        default = "off" if threshold.default is None else f"{threshold.default:g}"
-        option = typer.Option(
-            f"--{threshold.name.replace('_', '-')}",
-            help=f"{threshold.help[0].upper()}{threshold.help[1:]} [default: conveyor.yaml, else {default}].",
-            min=threshold.ge,
-            max=threshold.le,
-            callback=_above(threshold.gt) if threshold.gt is not None else None,
-            rich_help_panel="Analysis thresholds",
-        )
-        annotation = Annotated[kind | None, option]  # type: ignore[valid-type]
-        params.append(
-            inspect.Parameter(threshold.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
-        )
-    command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-    return command
 
 
 @app.command()
@@ -362,36 +320,4 @@ def down(service: ServiceArg = None) -> None:
         stdout.print(f"the router was not changed: {result.router_error}")
 
 
-@app.command("export")
-@with_threshold_options
-def export_manifests(
-    image: Annotated[str, typer.Option(help="The model-server image of the new version.")],
-    fmt: Annotated[
-        str, typer.Option("--format", help="argo-rollouts, gateway-api (Argo Rollouts moving an HTTPRoute) or kserve.")
-    ] = "argo-rollouts",
-    gateway: Annotated[
-        str, typer.Option(help="With --format gateway-api: the Gateway the HTTPRoute attaches to.")
-    ] = "gateway",
-    name: Annotated[str | None, typer.Option(help="Kubernetes name [default: the rollout service].")] = None,
-    steps: Annotated[str | None, typer.Option(help="Canary steps [default: conveyor.yaml or 10,25,50,100].")] = None,
-    interval: Annotated[str | None, typer.Option(help="Pause per step [default: conveyor.yaml or 30s].")] = None,
-    contract: Annotated[Path | None, typer.Option(help="Contract run by the analysis Job.")] = None,
-    config: Annotated[Path | None, typer.Option(help="conveyor.yaml with a rollout section.")] = None,
-    output: Annotated[Path, typer.Option("-o", "--output", help="File to write; - for stdout.")] = Path("-"),
-    **thresholds: float | int | None,
-) -> None:
-    """Write Kubernetes manifests for the same strategy: Argo Rollouts (+ AnalysisTemplate), the same over a
-    Gateway API HTTPRoute (weights and mirroring by the Argo Rollouts Gateway API plugin), or KServe."""
-    from conveyor.rollout import service as rollouts
-
-    with handle_errors():
-        request = rollouts.ExportRequest(
-            image, fmt, name=name, steps=steps, interval=interval, contract=contract, config=config,
-            thresholds=thresholds, gateway=gateway,
-        )  # fmt: skip
-        text = rollouts.export(request)
-        if str(output) == "-":
-            sys.stdout.write(text)
-        else:
-            output.write_text(text)
-            stderr.print(f"wrote {output}", highlight=False)
+app.command("export")(rollout_export.export_manifests)

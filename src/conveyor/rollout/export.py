@@ -1,5 +1,6 @@
 """Kubernetes manifests for the same rollout strategy, for clusters: Argo Rollouts and KServe
-(and, in ``export_gateway.py``, Argo Rollouts moving a Gateway API HTTPRoute).
+(and, in ``export_gateway.py``, Argo Rollouts moving a Gateway API HTTPRoute), and the plain
+Deployment and Service those start from.
 
 Argo Rollouts gets the canary steps as setWeight/pause pairs and a background
 analysis made of each analysis metric's Argo counterpart (``Metric.argo``: Prometheus
@@ -139,6 +140,33 @@ def kserve_documents(name: str, image: str, steps: list[float]) -> list[dict[str
             "spec": {"predictor": predictor},
         }
     ]
+
+
+def kubernetes_documents(
+    name: str, image: str, replicas: int = 1, host_port: int | None = None
+) -> list[dict[str, Any]]:
+    """A plain Deployment and Service: the version served, without a progressive strategy."""
+    container = _container(name, image)
+    if host_port is not None:  # a local engine (podman kube play, kind) publishes it on the host
+        container["ports"][0]["hostPort"] = host_port
+    labels = {"app": name}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": dict(labels)},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": dict(labels)},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": {"containers": [container]}},
+        },
+    }
+    return [deployment, _service(name, name)]
+
+
+def export_kubernetes(name: str, image: str, replicas: int = 1, host_port: int | None = None) -> str:
+    pinned = "" if "@sha256:" in image else "# warning: the image is not pinned by digest (IMAGE@sha256:...)\n"
+    header = f"# Deployment and Service for {name}: written by `conveyor rollout export --format kubernetes`\n"
+    return dump(kubernetes_documents(name, image, replicas, host_port), header + pinned)
 
 
 def dump(documents: list[dict[str, Any]], header: str) -> str:

@@ -70,7 +70,7 @@ class ExportRequest:
     """Kubernetes manifests for the same strategy (None: conveyor.yaml's ``rollout:``, else the default)."""
 
     image: str
-    format: Literal["argo-rollouts", "gateway-api", "kserve"] | str = "argo-rollouts"
+    format: Literal["argo-rollouts", "gateway-api", "kserve", "kubernetes"] | str = "argo-rollouts"
     name: str | None = None
     steps: str | None = None
     interval: str | None = None
@@ -78,9 +78,11 @@ class ExportRequest:
     config: Path | None = None
     thresholds: dict[str, Any] = field(default_factory=dict)
     gateway: str = "gateway"  # gateway-api: the Gateway the HTTPRoute attaches to
+    replicas: int = 1  # kubernetes: the Deployment's
+    host_port: int | None = None  # kubernetes: published on the node (a local engine: podman kube play)
 
 
-EXPORT_FORMATS = ("argo-rollouts", "gateway-api", "kserve")
+EXPORT_FORMATS = ("argo-rollouts", "gateway-api", "kserve", "kubernetes")
 
 
 def _known_thresholds(given: dict[str, Any]) -> dict[str, Any]:
@@ -199,6 +201,10 @@ def export(request: ExportRequest) -> str:
     name = request.name or settings.service or "model"
     if request.format == "kserve":
         return export_kserve(name, request.image, steps)
+    if request.format == "kubernetes":
+        from conveyor.rollout.export import export_kubernetes
+
+        return export_kubernetes(name, request.image, request.replicas, request.host_port)
     seconds = parse_duration(request.interval or settings.interval)
     contract_path = request.contract or (Path(settings.contract) if settings.contract else None)
     if contract_path is not None and not contract_path.is_file():

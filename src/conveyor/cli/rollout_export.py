@@ -1,0 +1,58 @@
+"""``conveyor rollout export``: the same strategy as Kubernetes manifests (Argo Rollouts, Gateway API, KServe,
+or the plain Deployment and Service)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from conveyor.cli.output import handle_errors, stderr
+from conveyor.cli.threshold_options import with_threshold_options
+
+
+@with_threshold_options
+def export_manifests(
+    image: Annotated[str, typer.Option(help="The model-server image of the new version.")],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="argo-rollouts, gateway-api (Argo Rollouts moving an HTTPRoute), kserve, or kubernetes (a plain "
+            "Deployment and Service).",
+        ),
+    ] = "argo-rollouts",
+    gateway: Annotated[
+        str, typer.Option(help="With --format gateway-api: the Gateway the HTTPRoute attaches to.")
+    ] = "gateway",
+    name: Annotated[str | None, typer.Option(help="Kubernetes name [default: the rollout service].")] = None,
+    replicas: Annotated[int, typer.Option(help="With --format kubernetes: the Deployment's replicas.", min=1)] = 1,
+    host_port: Annotated[
+        int | None,
+        typer.Option(help="With --format kubernetes: publish the server on this node port (podman kube play).", min=1),
+    ] = None,
+    steps: Annotated[str | None, typer.Option(help="Canary steps [default: conveyor.yaml or 10,25,50,100].")] = None,
+    interval: Annotated[str | None, typer.Option(help="Pause per step [default: conveyor.yaml or 30s].")] = None,
+    contract: Annotated[Path | None, typer.Option(help="Contract run by the analysis Job.")] = None,
+    config: Annotated[Path | None, typer.Option(help="conveyor.yaml with a rollout section.")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="File to write; - for stdout.")] = Path("-"),
+    **thresholds: float | int | None,
+) -> None:
+    """Write Kubernetes manifests for the same strategy: Argo Rollouts (+ AnalysisTemplate), the same over a
+    Gateway API HTTPRoute (weights and mirroring by the Argo Rollouts Gateway API plugin), KServe, or the plain
+    Deployment and Service the image runs as (podman kube play runs it too)."""
+    from conveyor.rollout import service as rollouts
+
+    with handle_errors():
+        request = rollouts.ExportRequest(
+            image, fmt, name=name, steps=steps, interval=interval, contract=contract, config=config,
+            thresholds=thresholds, gateway=gateway, replicas=replicas, host_port=host_port,
+        )  # fmt: skip
+        text = rollouts.export(request)
+        if str(output) == "-":
+            sys.stdout.write(text)
+        else:
+            output.write_text(text)
+            stderr.print(f"wrote {output}", highlight=False)
