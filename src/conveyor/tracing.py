@@ -14,6 +14,7 @@ drawn as spans after the fact, with their real start and end, under each request
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -52,6 +53,13 @@ def configure(service: str) -> bool:
         resource = base.merge(OTELResourceDetector().detect())  # OTEL_SERVICE_NAME / _RESOURCE_ATTRIBUTES win
         if os.environ.get("OTEL_SERVICE_NAME"):
             resource = resource.merge(Resource({"service.name": os.environ["OTEL_SERVICE_NAME"]}))
+        protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        if protocol and protocol != "http/protobuf":
+            logging.getLogger("conveyor.tracing").warning(
+                "OTEL_EXPORTER_OTLP_PROTOCOL=%s: Conveyor sends OTLP over HTTP (http/protobuf); point "
+                "OTEL_EXPORTER_OTLP_ENDPOINT at the collector's HTTP receiver (port 4318)",
+                protocol,
+            )
         provider = TracerProvider(resource=resource)  # flushed and shut down at exit
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(provider)

@@ -179,15 +179,24 @@ def test_the_onnx_flavor_is_registered_as_it_is(mlflow_user: User, mlflow_server
         ("mlflow://{host}/cancer/99", "cancer/99: RESOURCE_DOES_NOT_EXIST"),
         ("mlflow://{host}/nobody@champion", "nobody@champion"),
         ("mlflow://127.0.0.1:{closed}/cancer/1", "does not answer"),
+        ("mlflow://127.0.0.1:{plain}/cancer/1", "answers HTTP 404 to MLflow's API: not an MLflow tracking server"),
         ("mlflow://{host}/cancer", "name a version or an alias"),
         ("models:/cancer/1", "needs the tracking server: set MLFLOW_TRACKING_URI"),
     ],
 )
 def test_a_bad_reference_is_one_clear_line(
-    mlflow_user: User, mlflow_server: Mlflow, cancer: dict[str, Any], reference: str, message: str
+    mlflow_user: User, mlflow_server: Mlflow, cancer: dict[str, Any], reference: str, message: str, tmp_path: Path
 ) -> None:
-    text = reference.format(host=mlflow_server.url.removeprefix("http://"), closed=free_port())
-    result = mlflow_user.run("models", "import", text, env={"MLFLOW_TRACKING_URI": ""})  # mlflow here sets it
+    plain = free_port()  # a web server that is not MLflow
+    other = subprocess.Popen([sys.executable, "-m", "http.server", str(plain), "--bind", "127.0.0.1"],
+                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{plain}/", timeout=1), timeout=20, what="a plain web server")
+        text = reference.format(host=mlflow_server.url.removeprefix("http://"), closed=free_port(), plain=plain)
+        result = mlflow_user.run("models", "import", text, env={"MLFLOW_TRACKING_URI": ""})  # mlflow here sets it
+    finally:
+        other.terminate()
+        other.wait(10)
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

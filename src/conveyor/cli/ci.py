@@ -68,7 +68,7 @@ def kfp(
     from conveyor.pipeline.spec import get_pipeline, load_project
 
     with handle_errors():
-        need("kfp", "kfp")
+        need("kfp", "kfp", "conveyor ci kfp")
         from conveyor.pipeline.kfp import compile_pipeline
 
         project = load_project(file)

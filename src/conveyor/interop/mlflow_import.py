@@ -81,7 +81,7 @@ def _client(ref: MlflowRef) -> Any:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    need("mlflow", "mlflow")
+    need("mlflow", "mlflow", "importing from MLflow")
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=ref.tracking_uri, registry_uri=ref.tracking_uri)
@@ -91,6 +91,9 @@ def _explained(exc: Exception, ref: MlflowRef) -> ConveyorError:
     """MLflow's exception as one of Conveyor's, naming the server and the model."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     code = getattr(exc, "error_code", "")
+    if "failed with error code" in text and code != "RESOURCE_DOES_NOT_EXIST":
+        status = text.split("failed with error code", 1)[1].split()[0]
+        return Unreachable(f"{ref.tracking_uri} answers HTTP {status} to MLflow's API: not an MLflow tracking server?")
     if code == "RESOURCE_DOES_NOT_EXIST" or "not found" in text.lower():
         return NotFound(f"{ref.uri}: {text}")
     if "Max retries exceeded" in text or "Connection refused" in text or "Failed to establish" in text:
@@ -187,7 +190,7 @@ def model_file(fetched: Fetched, scratch: Path) -> Path:
         folder.mkdir()
         shutil.copyfile(onnx_file, folder / "model.onnx")
         return folder
-    mlflow = need("mlflow", "mlflow")
+    mlflow = need("mlflow", "mlflow", "importing from MLflow")
     try:
         if flavor == "pytorch":
             return _exported(fetched, scratch)

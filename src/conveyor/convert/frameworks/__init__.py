@@ -71,8 +71,8 @@ def version_of(distribution: str) -> str:
     return "unknown"
 
 
-def need(module: str, extra: str) -> Any:
-    """Import a converter's module, or say which extra installs it."""
+def need(module: str, extra: str, purpose: str = "converting this model") -> Any:
+    """Import an optional module (a converter's, MLflow's, KFP's), or say which extra installs it."""
     import importlib
 
     from conveyor.errors import InvalidInput
@@ -81,6 +81,5 @@ def need(module: str, extra: str) -> Any:
         return importlib.import_module(module)
     except ImportError as exc:
         raise InvalidInput(
-            f"converting this model needs {module.split('.')[0]} ({exc.name} is not installed): "
-            f"pip install 'conveyor-ml[{extra}]'"
+            f"{purpose} needs {module.split('.')[0]} ({exc.name} is not installed): pip install 'conveyor-ml[{extra}]'"
         ) from None
