@@ -266,3 +266,36 @@ def test_the_pytorch_flavor_is_captured_at_its_signatures_shape_and_gated(
     assert "image-classification, 1x8x8 images, 3 labels; gate passed" in result.stderr, result.stderr
     version = json.loads(result.stdout)
     assert version["framework"] == "pytorch" and version["properties"]["mlflow.flavor"] == "pytorch"
+
+
+def test_watch_follows_an_mlflow_alias_when_it_moves(
+    mlflow_user: User, mlflow_server: Mlflow, cancer: dict[str, Any], tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+    from sklearn.tree import DecisionTreeClassifier
+
+    features, target = _cancer()
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(features, target)
+    _log(mlflow_server.url, tree, "cancer", features.head(30), serialization_format="cloudpickle")
+    client = MlflowClient(mlflow_server.url)
+    newest = max(int(v.version) for v in client.search_model_versions("name = 'cancer'"))
+    client.set_registered_model_alias("cancer", "champion", "1")
+
+    project = tmp_path / "follows-alias"
+    project.mkdir()
+    (project / "conveyor.yaml").write_text(
+        "pipelines:\n"
+        "  promote:\n"
+        "    params: {model: {default: cancer@production}}\n"
+        "    triggers:\n"
+        f"      - mlflow: {{model: cancer, alias: champion, tracking_uri: '{mlflow_server.url}', every: 1s}}\n"
+        "    steps:\n"
+        "      show: {run: 'conveyor models show ${{ params.model }} --json > shown.json'}\n"
+    )
+    watch = mlflow_user.spawn("pipeline", "watch", "--once", "--file", str(project / "conveyor.yaml"), name="alias")
+    wait_for(lambda: "cancer@champion: at version 1" in watch.log(), timeout=60, what="the watch's first look")
+    client.set_registered_model_alias("cancer", "champion", str(newest))
+
+    assert watch.process.wait(timeout=240) == 0, watch.log()
+    shown = json.loads((project / "shown.json").read_text())
+    assert shown["properties"]["mlflow.version"] == str(newest), watch.log()
