@@ -98,9 +98,9 @@ def _setup(ci: CISettings) -> list[dict[str, Any]]:
     if ci.installer == "uv":
         python = '"$(command -v python)"'
         commands = [f"python -m pip install {UV}"]
-        commands += [f"python -m uv pip install --python {python} {_arguments(args)}" for args in ci.install]
+        commands += [f"python -m uv pip install --python {python} {install_arguments(args)}" for args in ci.install]
     else:
-        commands = [f"python -m pip install {_arguments(args)}" for args in ci.install]
+        commands = [f"python -m pip install {install_arguments(args)}" for args in ci.install]
     return [
         {"uses": "actions/checkout@v5"},
         {"uses": "actions/setup-python@v6", "with": {"python-version": ci.python}},
@@ -108,7 +108,7 @@ def _setup(ci: CISettings) -> list[dict[str, Any]]:
     ]
 
 
-def _arguments(args: str) -> str:
+def install_arguments(args: str) -> str:
     """One ``ci.install`` entry as shell words; ``NAME @ URL`` (a PEP 508 direct reference) stays one."""
     words = shlex.split(args)
     merged: list[str] = []

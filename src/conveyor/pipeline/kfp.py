@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import InvalidInput
-from conveyor.pipeline.github import _arguments, job_layout
+from conveyor.pipeline.github import install_arguments, job_layout
 from conveyor.pipeline.spec import CISettings, Pipeline
 
 
@@ -33,9 +33,9 @@ def install_command(ci: CISettings) -> str:
         from conveyor.pipeline.github import UV
 
         steps = [f"python -m pip install --quiet {shlex.quote(UV)}"]
-        steps += [f"python -m uv pip install --system {_arguments(args)}" for args in ci.install]
+        steps += [f"python -m uv pip install --system {install_arguments(args)}" for args in ci.install]
     else:
-        steps = [f"python -m pip install --quiet {_arguments(args)}" for args in ci.install]
+        steps = [f"python -m pip install --quiet {install_arguments(args)}" for args in ci.install]
     return " && ".join(steps)
 
 
@@ -53,9 +53,12 @@ def compile_pipeline(
     job_of = {step: job for job, steps in layout.items() for step in steps}
     defaults = {param: spec.default for param, spec in pipeline.params.items()}
 
-    def body(
-        params: dict = defaults, source: str = source, revision: str = "", install: str = install_command(ci)
-    ) -> None:  # type: ignore[type-arg]
+    def body(  # the annotations KFP reads are set below (this module's are strings)
+        params: dict = defaults,  # type: ignore[type-arg]
+        source: str = source,
+        revision: str = "",
+        install: str = install_command(ci),
+    ) -> None:
         tasks: dict[str, Any] = {}
         for job, steps in layout.items():
             upstream = sorted({job_of[n] for s in steps for n in pipeline.steps[s].needs} - {job})
@@ -76,9 +79,8 @@ def compile_pipeline(
 
     body.__name__ = name.replace("-", "_")
     body.__annotations__ = {"params": dict, "source": str, "revision": str, "install": str, "return": None}
-    compiled = dsl.pipeline(name=f"conveyor-{name}", description=pipeline.description or f"conveyor pipeline {name}")(
-        body
-    )
+    description = pipeline.description or f"conveyor pipeline {name}"
+    compiled = dsl.pipeline(name=f"conveyor-{name}", description=description)(body)
     out.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(compiled, str(out))
     return out
