@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,8 +51,6 @@ def configure(service: str) -> bool:
 
         base = Resource({"service.name": service, "service.version": __version__})
         resource = base.merge(OTELResourceDetector().detect())  # OTEL_SERVICE_NAME / _RESOURCE_ATTRIBUTES win
-        if os.environ.get("OTEL_SERVICE_NAME"):
-            resource = resource.merge(Resource({"service.name": os.environ["OTEL_SERVICE_NAME"]}))
         protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
         if protocol and protocol != "http/protobuf":
             logging.getLogger("conveyor.tracing").warning(
@@ -83,6 +81,40 @@ def start_server_span(name: str, headers: Iterable[tuple[bytes, bytes]], attribu
 
     parent = propagate.extract(_carrier(headers))
     return _tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+
+
+async def serve_in_span(
+    span: Any,
+    app: Callable[[Any, Any, Any], Awaitable[None]],
+    scope: Any,
+    receive: Any,
+    send: Any,
+    on_start: Callable[[Any], None] | None = None,
+) -> None:
+    """Run the ASGI ``app`` with SPAN current; SPAN records the answer's status (an error at 5xx, 499
+    when no answer started) and ends with the call.  ``on_start`` sees the ``http.response.start``."""
+    from opentelemetry import context
+    from opentelemetry.trace import Status, StatusCode, set_span_in_context
+
+    status = 499  # nginx's "client closed request", until an answer starts
+
+    async def sending(message: Any) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            if on_start is not None:
+                on_start(message)
+        await send(message)
+
+    token = context.attach(set_span_in_context(span))
+    try:
+        await app(scope, receive, sending)
+    finally:
+        context.detach(token)
+        span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            span.set_status(Status(StatusCode.ERROR))
+        span.end()
 
 
 def _open(parent: Any, name: str, start_ns: int, attributes: dict[str, Any] | None = None) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.types import Message, Receive, Send
+from starlette.types import Receive, Send
 
 from conveyor import tracing
 
@@ -20,30 +20,13 @@ TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 def traced(proxy: Proxy, forward: Forward, service: str) -> tuple[Proxy, Forward]:
-    from opentelemetry import context
-    from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+    from opentelemetry.trace import SpanKind, Status, StatusCode
 
     async def proxy_traced(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
         attributes = {"http.request.method": method, "url.path": path, "conveyor.service": service}
         span = tracing.start_server_span(f"router {method} {path}", scope["headers"], attributes)
-        status = 499
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        token = context.attach(set_span_in_context(span))
-        try:
-            await proxy(scope, receive, sending)
-        finally:
-            context.detach(token)
-            span.set_attribute("http.response.status_code", status)
-            if status >= 500:
-                span.set_status(Status(StatusCode.ERROR))
-            span.end()
+        await tracing.serve_in_span(span, proxy, scope, receive, send)
 
     async def forward_traced(
         backend: Any, method: str, target: str, body: bytes, headers: list[tuple[str, str]], retryable: bool

@@ -26,9 +26,6 @@ class TracedPredictRoute(PredictRoute):
         if scope["type"] != "http" or scope["method"] != "POST":
             await super().__call__(scope, receive, send)
             return
-        from opentelemetry import context
-        from opentelemetry.trace import Status, StatusCode, set_span_in_context
-
         path = scope["path"]
         span = tracing.start_server_span(
             f"POST {path}",
@@ -40,26 +37,13 @@ class TracedPredictRoute(PredictRoute):
                 "conveyor.version": self.plane.spec.version,
             },
         )
-        status = 499  # nginx's "client closed request", until an answer starts
 
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                for name, value in message.get("headers", []):
-                    if name == b"x-request-id":
-                        span.set_attribute("conveyor.request_id", value.decode("latin-1"))
-            await send(message)
+        def started(message: Message) -> None:
+            for name, value in message.get("headers", []):
+                if name == b"x-request-id":
+                    span.set_attribute("conveyor.request_id", value.decode("latin-1"))
 
-        token = context.attach(set_span_in_context(span))
-        try:
-            await super().__call__(scope, receive, sending)
-        finally:
-            context.detach(token)
-            span.set_attribute("http.response.status_code", status)
-            if status >= 500:
-                span.set_status(Status(StatusCode.ERROR))
-            span.end()
+        await tracing.serve_in_span(span, super().__call__, scope, receive, send, started)
 
     async def answer(
         self, content_type: str | None, body: AsyncIterator[bytes], declared: str | None, expects_continue: bool
