@@ -169,28 +169,23 @@ class Batcher(Generic[Item, Result]):
             self._timer = None
         items = [item for job in jobs for item in job.items]
         started = time.monotonic()
+        stamp = None
         if any(job.trace is not None for job in jobs):  # time the batch's phases for the traced requests
             stamp = time.time_ns()
             computing = self._loop.run_in_executor(self._executor, timed_phases, self._handler, items)
-            computing.add_done_callback(lambda done: self._stamp(jobs, len(items), stamp, done))
         else:
             computing = self._loop.run_in_executor(self._executor, self._handler, items)
         self._computing.add(computing)
-        computing.add_done_callback(lambda done: self._finish(jobs, len(items), started, done))
+        computing.add_done_callback(lambda done: self._finish(jobs, len(items), started, done, stamp))
 
-    @staticmethod
-    def _stamp(jobs: list[_Job[Item, Result]], size: int, started: int, done: asyncio.Future[Any]) -> None:
-        """Traced jobs learn their batch's times; the results are unwrapped for ``_finish``."""
-        finished = time.time_ns()
-        if done.exception() is not None:
-            return
-        phases = done.result()[1]
-        for job in jobs:
-            if job.trace is not None:
-                job.trace.started, job.trace.finished, job.trace.size = started, finished, size
-                job.trace.phases = phases
-
-    def _finish(self, jobs: list[_Job[Item, Result]], size: int, started: float, done: asyncio.Future[Any]) -> None:
+    def _finish(
+        self,
+        jobs: list[_Job[Item, Result]],
+        size: int,
+        started: float,
+        done: asyncio.Future[Any],
+        stamp: int | None,  # when the batch started, in ns since the epoch, if a job in it is traced
+    ) -> None:
         self._computing.discard(done)
         elapsed = time.monotonic() - started
         error = done.exception()
@@ -200,8 +195,13 @@ class Batcher(Generic[Item, Result]):
                     job.future.set_exception(error)
         else:
             results = done.result()
-            if any(job.trace is not None for job in jobs):
-                results = results[0]  # (results, phases) from timed_phases
+            if stamp is not None:  # (results, phases) from timed_phases: traced jobs learn how their batch went
+                results, phases = results
+                finished = time.time_ns()
+                for job in jobs:
+                    if job.trace is not None:
+                        job.trace.started, job.trace.finished, job.trace.size = stamp, finished, size
+                        job.trace.phases = phases
             offset = 0
             for job in jobs:
                 count = len(job.items)
