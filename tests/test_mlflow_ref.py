@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conveyor.errors import InvalidInput
-from conveyor.interop.mlflow_ref import MlflowRef, is_mlflow_ref, parse_mlflow_ref
+from conveyor.interop.mlflow_ref import MlflowRef, parse_mlflow_ref
 
 
 @pytest.mark.parametrize(
@@ -19,7 +19,6 @@ from conveyor.interop.mlflow_ref import MlflowRef, is_mlflow_ref, parse_mlflow_r
 )
 def test_mlflow_urls_name_the_server_the_model_and_a_version_or_alias(text: str, expected: MlflowRef) -> None:
     assert parse_mlflow_ref(text) == expected
-    assert is_mlflow_ref(text)
 
 
 def test_models_uris_take_the_tracking_server_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

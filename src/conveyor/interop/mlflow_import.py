@@ -44,7 +44,6 @@ class Fetched:
     run_id: str | None
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
-    aliases: list[str] = field(default_factory=list)
     description: str = ""
 
     @property
@@ -157,7 +156,6 @@ def fetch(ref: MlflowRef, dest: Path) -> Fetched:
         run_id=found.run_id or None,
         metrics=dict(run.data.metrics) if run else {},
         params=dict(run.data.params) if run else {},
-        aliases=list(getattr(found, "aliases", []) or []),
         description=str(found.description or ""),
     )
 

@@ -51,23 +51,24 @@ def _name_and_version(path: str, text: str) -> tuple[str, str | None, str | None
     raise InvalidInput(f"{text!r}: name a version or an alias, as {FORMS}")
 
 
+def tracking_server(tracking_uri: str | None, what: str) -> str:
+    """TRACKING_URI, else ``MLFLOW_TRACKING_URI``: an http(s) URL, or a refusal naming WHAT needs it."""
+    server = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not server or not server.startswith(("http://", "https://")):
+        raise InvalidInput(
+            f"{what} needs the tracking server: set MLFLOW_TRACKING_URI=http://HOST:PORT (or --tracking-uri)"
+        )
+    return server.rstrip("/")
+
+
 def parse_mlflow_ref(text: str, tracking_uri: str | None = None) -> MlflowRef:
     """The reference in TEXT; ``models:/`` takes TRACKING_URI, else ``MLFLOW_TRACKING_URI``."""
     if text.startswith("models:/"):
-        server = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-        if not server or not server.startswith(("http://", "https://")):
-            raise InvalidInput(
-                f"{text!r}: a models:/ reference needs the tracking server: set MLFLOW_TRACKING_URI=http://HOST:PORT "
-                "(or --tracking-uri)"
-            )
+        server = tracking_server(tracking_uri, f"{text!r}: a models:/ reference")
         name, version, alias = _name_and_version(text[len("models:/") :], text)
-        return MlflowRef(server.rstrip("/"), name, version, alias)
+        return MlflowRef(server, name, version, alias)
     parts = urlsplit(text)
     if parts.scheme not in SCHEMES or not parts.netloc:
         raise InvalidInput(f"{text!r}: not an MLflow model reference; expected {FORMS}")
     name, version, alias = _name_and_version(parts.path, text)
     return MlflowRef(f"{SCHEMES[parts.scheme]}://{parts.netloc}", name, version, alias)
-
-
-def is_mlflow_ref(text: str) -> bool:
-    return text.startswith(("models:/", *(f"{s}://" for s in SCHEMES)))

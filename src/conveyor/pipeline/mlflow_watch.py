@@ -25,11 +25,11 @@ STATE_FILE = Path(".conveyor") / "mlflow-triggers.json"
 
 
 def trigger_ref(trigger: MlflowTrigger) -> Any:
-    from conveyor.interop.mlflow_ref import MlflowRef, parse_mlflow_ref
+    """The model (its alias, or no version: the newest) TRIGGER follows."""
+    from conveyor.interop.mlflow_ref import MlflowRef, tracking_server
 
-    which = f"@{trigger.alias}" if trigger.alias else "/1"
-    ref = parse_mlflow_ref(f"models:/{trigger.model}{which}", trigger.tracking_uri)
-    return ref if trigger.alias else MlflowRef(ref.tracking_uri, ref.name)  # no version: the newest
+    server = tracking_server(trigger.tracking_uri, f"the mlflow trigger of {trigger.model}")
+    return MlflowRef(server, trigger.model, alias=trigger.alias)
 
 
 def _state(project: Path) -> dict[str, str]:
