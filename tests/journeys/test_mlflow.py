@@ -173,6 +173,21 @@ def test_the_onnx_flavor_is_registered_as_it_is(mlflow_user: User, mlflow_server
     assert files["original/mlflow/MLmodel"] and shown["properties"]["mlflow.flavor"] == "onnx"
 
 
+@pytest.fixture(scope="module")
+def plain_web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A web server on 127.0.0.1 that is not MLflow; its port."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                              cwd=tmp_path_factory.mktemp("plain"), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/", timeout=1), timeout=20, what="a plain web server")
+        yield port
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 @pytest.mark.parametrize(
     ("reference", "message"),
     [
@@ -185,18 +200,15 @@ def test_the_onnx_flavor_is_registered_as_it_is(mlflow_user: User, mlflow_server
     ],
 )
 def test_a_bad_reference_is_one_clear_line(
-    mlflow_user: User, mlflow_server: Mlflow, cancer: dict[str, Any], reference: str, message: str, tmp_path: Path
+    mlflow_user: User,
+    mlflow_server: Mlflow,
+    cancer: dict[str, Any],
+    plain_web_server: int,
+    reference: str,
+    message: str,
 ) -> None:
-    plain = free_port()  # a web server that is not MLflow
-    other = subprocess.Popen([sys.executable, "-m", "http.server", str(plain), "--bind", "127.0.0.1"],
-                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        wait_for(lambda: httpx.get(f"http://127.0.0.1:{plain}/", timeout=1), timeout=20, what="a plain web server")
-        text = reference.format(host=mlflow_server.url.removeprefix("http://"), closed=free_port(), plain=plain)
-        result = mlflow_user.run("models", "import", text, env={"MLFLOW_TRACKING_URI": ""})  # mlflow here sets it
-    finally:
-        other.terminate()
-        other.wait(10)
+    text = reference.format(host=mlflow_server.url.removeprefix("http://"), closed=free_port(), plain=plain_web_server)
+    result = mlflow_user.run("models", "import", text, env={"MLFLOW_TRACKING_URI": ""})  # mlflow here sets it
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
