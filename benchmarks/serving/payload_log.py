@@ -83,7 +83,6 @@ def main() -> None:
             "payload log, every request": [*logs, "--log-sample", "1"],
         }
         ports = {name: free_port() for name in variants}
-        runs: dict[str, list[Any]] = {name: [] for name in variants}
         with contextlib.ExitStack() as stack:
             urls = {
                 name: stack.enter_context(
@@ -91,17 +90,25 @@ def main() -> None:
                 )
                 for name, extra in variants.items()
             }
-            for url in urls.values():
-                run_wrk(url, 8, 2, bodies)  # warm
-            for number in range(args.rounds):
-                order = list(variants) if number % 2 == 0 else list(reversed(variants))
-                for name in order:
-                    runs[name].append(levels(urls[name], "/predict", bodies, args.duration, CONCURRENCY))
+            runs = alternating_rounds(urls, bodies, args.rounds, args.duration)
         logged = sum(len(p.read_text().splitlines()) for p in (folder / "logs").rglob("*.jsonl"))
     report(runs, args.sample, logged)
 
 
-def report(runs: dict[str, list[Any]], sample: float, logged: int) -> None:
+def alternating_rounds(urls: dict[str, str], bodies: Path, rounds: int, duration: float) -> dict[str, list[Any]]:
+    """Each server's load levels per round, warmed first; rounds alternate the order (the VM drifts)."""
+    for url in urls.values():
+        run_wrk(url, 8, 2, bodies)  # warm
+    runs: dict[str, list[Any]] = {name: [] for name in urls}
+    for number in range(rounds):
+        order = list(urls) if number % 2 == 0 else list(reversed(urls))
+        for name in order:
+            runs[name].append(levels(urls[name], "/predict", bodies, duration, CONCURRENCY))
+    return runs
+
+
+def runs_table(runs: dict[str, list[Any]]) -> Table:
+    """Each server's median req/s and latencies at each concurrency."""
     rounds = len(next(iter(runs.values())))
     table = Table(title=f"risk (scikit-learn Pipeline) /predict, one row per request, median of {rounds} rounds")
     for column in ("server", "c", "req/s", "p50 ms", "p99 ms", "errors"):
@@ -113,20 +120,28 @@ def report(runs: dict[str, list[Any]], sample: float, logged: int) -> None:
             table.add_row(
                 name, str(c), f"{med['rps']:.0f}", f"{med['p50_ms']:.3f}", f"{med['p99_ms']:.3f}", str(errors)
             )
-    console.print(table)
+    return table
+
+
+def against(per_round: list[Any], base: list[Any]) -> tuple[str, str]:
+    """c=32 throughput ratio and c=1 p50 added against BASE, per round: median (range)."""
+    throughput = [r[32]["rps"] / b[32]["rps"] for r, b in zip(per_round, base, strict=True)]
+    added = [r[1]["p50_ms"] - b[1]["p50_ms"] for r, b in zip(per_round, base, strict=True)]
+    return (
+        f"{np.median(throughput):.3f} ({min(throughput):.3f}-{max(throughput):.3f})",
+        f"{np.median(added):+.3f} ({min(added):+.3f} to {max(added):+.3f})",
+    )
+
+
+def report(runs: dict[str, list[Any]], sample: float, logged: int) -> None:
+    console.print(runs_table(runs))
     base, *others = list(runs)
     ratios = Table(title="against no payload log, per round: median (range)")
     for column in ("server", "c=32 req/s ratio", "c=1 p50 added ms", "targets (sample 0.1)"):
         ratios.add_column(column)
     for name in others:
-        throughput = [r[32]["rps"] / b[32]["rps"] for r, b in zip(runs[name], runs[base], strict=True)]
-        added = [r[1]["p50_ms"] - b[1]["p50_ms"] for r, b in zip(runs[name], runs[base], strict=True)]
-        ratios.add_row(
-            name,
-            f"{np.median(throughput):.3f} ({min(throughput):.3f}-{max(throughput):.3f})",
-            f"{np.median(added):+.3f} ({min(added):+.3f} to {max(added):+.3f})",
-            ">= 0.95, < 0.2 ms" if f"{sample:g}" in name and "every" not in name else "report",
-        )
+        target = ">= 0.95, < 0.2 ms" if f"{sample:g}" in name and "every" not in name else "report"
+        ratios.add_row(name, *against(runs[name], runs[base]), target)
     console.print(ratios)
     console.print(f"records logged in all: {logged}")
 

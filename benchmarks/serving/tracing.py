@@ -30,16 +30,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.serving.__main__ import machine, run_wrk
-from benchmarks.serving.payload_log import prepare
-from benchmarks.tabular.__main__ import levels, serving
+from benchmarks.serving.__main__ import machine
+from benchmarks.serving.payload_log import against, alternating_rounds, prepare, runs_table
+from benchmarks.tabular.__main__ import serving
 from conveyor.verify.targets import free_port
 
-CONCURRENCY = (1, 32)
 console = Console(width=120)
 
 
@@ -71,7 +69,6 @@ def main() -> None:
                 "OTEL_TRACES_SAMPLER_ARG": "0.1",
             }
         ports = {name: free_port() for name in variants}
-        runs: dict[str, list[Any]] = {name: [] for name in variants}
         with contextlib.ExitStack() as stack:
             urls = {
                 name: stack.enter_context(
@@ -79,12 +76,7 @@ def main() -> None:
                 )
                 for name, variant_env in variants.items()
             }
-            for url in urls.values():
-                run_wrk(url, 8, 2, bodies)  # warm
-            for number in range(args.rounds):
-                order = list(variants) if number % 2 == 0 else list(reversed(variants))
-                for name in order:
-                    runs[name].append(levels(urls[name], "/predict", bodies, args.duration, CONCURRENCY))
+            runs = alternating_rounds(urls, bodies, args.rounds, args.duration)
     receiver.close()
     report(runs, receiver.requests, receiver.received_bytes)
 
@@ -129,30 +121,13 @@ def sdk_cost(requests: int = 5000) -> dict[bool, float]:
 
 
 def report(runs: dict[str, list[Any]], exports: int, received: int) -> None:
-    rounds = len(next(iter(runs.values())))
-    table = Table(title=f"risk (scikit-learn Pipeline) /predict, one row per request, median of {rounds} rounds")
-    for column in ("server", "c", "req/s", "p50 ms", "p99 ms", "errors"):
-        table.add_column(column, justify="left" if column == "server" else "right")
-    for name, per_round in runs.items():
-        for c in CONCURRENCY:
-            med = {k: float(np.median([r[c][k] for r in per_round])) for k in ("rps", "p50_ms", "p99_ms")}
-            errors = sum(r[c]["errors"] for r in per_round)
-            table.add_row(
-                name, str(c), f"{med['rps']:.0f}", f"{med['p50_ms']:.3f}", f"{med['p99_ms']:.3f}", str(errors)
-            )
-    console.print(table)
+    console.print(runs_table(runs))
     base, *others = list(runs)
     ratios = Table(title=f"against {base}, per round: median (range)")
     for column in ("server", "c=32 req/s ratio", "c=1 p50 added ms"):
         ratios.add_column(column)
     for name in others:
-        throughput = [r[32]["rps"] / b[32]["rps"] for r, b in zip(runs[name], runs[base], strict=True)]
-        added = [r[1]["p50_ms"] - b[1]["p50_ms"] for r, b in zip(runs[name], runs[base], strict=True)]
-        ratios.add_row(
-            name,
-            f"{np.median(throughput):.3f} ({min(throughput):.3f}-{max(throughput):.3f})",
-            f"{np.median(added):+.3f} ({min(added):+.3f} to {max(added):+.3f})",
-        )
+        ratios.add_row(name, *against(runs[name], runs[base]))
     console.print(ratios)
     console.print(f"OTLP exports received from the traced servers: {exports} ({received / 1e6:.1f} MB)")
     costs = sdk_cost()
