@@ -18,6 +18,12 @@ from tests import models
 from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Four test workers share two cores: a library that starts one thread per core and spins while it
+# waits (OpenMP under PyTorch, OpenBLAS under scikit-learn and NumPy) burns the CPU the other
+# workers' servers need. One thread each, for this process and every process the tests start.
+for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
 pytest_plugins = ["tests.registry_fixtures", "tests.rollout_fixtures"]
 
 

@@ -76,6 +76,7 @@ def activation_ranges(
         probe.graph.output.append(helper.make_tensor_value_info(group.activation, TensorProto.FLOAT, None))
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the server: no busy-waiting
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
     names = [group.activation for group in groups]
     ranges: dict[str, np.ndarray] = {}
