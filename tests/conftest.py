@@ -25,6 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_threads, "1")
 pytest_plugins = ["tests.registry_fixtures", "tests.rollout_fixtures"]
+if os.environ.get("CONVEYOR_SUITE_CPU"):  # each test's CPU, for python -m benchmarks.suite
+    pytest_plugins.append("benchmarks.suite.cpu_plugin")
 
 
 @pytest.fixture(scope="session", autouse=True)
