@@ -79,6 +79,7 @@ class Load:
     rows: list[dict] | None = None  # records of a tabular model instead: any 200 is a right answer
     seen: Counter[str] = field(default_factory=Counter)
     by_backend: Counter[str] = field(default_factory=Counter)
+    failed_by_backend: Counter[str] = field(default_factory=Counter)  # non-200 answers, by who gave them
     wrong: int = 0
 
     def __post_init__(self) -> None:
@@ -107,6 +108,8 @@ class Load:
                 with self._lock:
                     self.seen[key] += 1
                     self.by_backend[backend] += 1
+                    if key != "200":
+                        self.failed_by_backend[backend] += 1
                     self.wrong += 0 if ok else 1
                 time.sleep(self.pause)
 
