@@ -303,6 +303,16 @@ def _status(person: User, service: str) -> dict:  # type: ignore[type-arg]
     return json.loads((Path(person.env["CONVEYOR_HOME"]) / "rollouts" / service / "status.json").read_text())
 
 
+def _agreements(status: dict) -> list[float]:
+    """The agreement of every window that compared enough mirrored answers (at least one must have).
+
+    A window with too few comparisons (a busy machine slows the mirror) is inconclusive and has none.
+    """
+    judged = [a["measurements"]["agreement"] for a in status["analysis"] if "agreement" in a["measurements"]]
+    assert judged, status["analysis"]
+    return judged
+
+
 def test_canaries_compare_a_classifiers_labels_and_a_regressors_values_within_a_tolerance(
     registered: Registered, tmp_path: Path
 ) -> None:
@@ -352,7 +362,7 @@ def test_canaries_compare_a_classifiers_labels_and_a_regressors_values_within_a_
         assert result.returncode == 0, result.stdout + result.stderr
         status = _status(person, "risk")
         assert status["phase"] == "succeeded" and load.errors == 0 and load.wrong == 0, load.seen
-        assert status["analysis"][0]["measurements"]["agreement"] >= 0.9  # the labels, not the probabilities
+        assert all(a >= 0.9 for a in _agreements(status)), status["analysis"]  # the labels, not the probabilities
 
         person.ok("rollout", "start", "area:1", "--service", "area", "--router", area_router.url)
         rows = json.loads(features.head(60).to_json(orient="records"))
@@ -360,14 +370,15 @@ def test_canaries_compare_a_classifiers_labels_and_a_regressors_values_within_a_
             broken = person.run("rollout", "start", "area:2", "--service", "area", "--router", area_router.url, *FAST)
         assert broken.returncode != 0
         status = _status(person, "area")
-        assert status["phase"] == "aborted" and status["analysis"][0]["measurements"]["agreement"] < 0.5
-        assert "agree with stable" in " ".join(status["analysis"][0]["reasons"])
+        aborting = status["analysis"][-1]  # the window that stopped it: the values disagree
+        assert status["phase"] == "aborted" and aborting["measurements"].get("agreement", 1.0) < 0.5, aborting
+        assert "agree with stable" in " ".join(aborting["reasons"])
         with Load(area_router.url, rows=rows):
             result = person.run("rollout", "start", "area:3", "--service", "area", "--router", area_router.url, *FAST,
                                 "--max-value-shift", "0.3")  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
         status = _status(person, "area")
-        assert status["phase"] == "succeeded" and status["analysis"][0]["measurements"]["agreement"] == 1.0
+        assert status["phase"] == "succeeded" and all(a == 1.0 for a in _agreements(status)), status["analysis"]
         canary_windows = [a["measurements"] for a in status["analysis"] if "value_shift" in a["measurements"]]
         assert canary_windows and all(m["value_shift"] <= 0.3 for m in canary_windows), status["analysis"]
     finally:
