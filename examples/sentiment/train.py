@@ -15,6 +15,7 @@ import onnx
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from conveyor.serving.runtime import quiet_session_options
 from examples.sentiment import encoder
 from examples.sentiment.cache import cached, files_digest
 from examples.sentiment.transformer_onnx import embedding_model
@@ -71,11 +72,9 @@ def _embed(texts: list[str], threads: int | None = None) -> np.ndarray:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "embedder.onnx"
         onnx.save(embedding_model(encoder.weights(), encoder.config()), path)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
         # no busy-waiting between batches: on a shared machine (a pipeline's parallel steps, a CI
         # runner) spinning threads burn about a quarter more CPU for the same embeddings
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = quiet_session_options()
         if threads:
             options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -68,16 +68,17 @@ def activation_ranges(
     """Each group's activation: the largest absolute value per channel over all ``feeds``."""
     import onnxruntime as ort
 
+    from conveyor.serving.runtime import quiet_session_options
+
     if not groups:
         return {}
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     for group in groups:
         probe.graph.output.append(helper.make_tensor_value_info(group.activation, TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the server: no busy-waiting
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        probe.SerializeToString(), quiet_session_options(), providers=["CPUExecutionProvider"]
+    )
     names = [group.activation for group in groups]
     ranges: dict[str, np.ndarray] = {}
     for feed in feeds:

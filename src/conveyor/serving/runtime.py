@@ -75,18 +75,25 @@ def _providers(device: str) -> list[str]:
     raise ModelLoadError(f"unknown device {device!r}: use cpu or cuda")
 
 
+def quiet_session_options() -> ort.SessionOptions:
+    """Options for every session Conveyor runs: warnings off (shape-merge warnings from graph fusion
+    are noise) and no busy-waiting (spinning threads burn the cores that the event loop, the
+    tokenizer, or a pipeline's other steps need between batches)."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 class OnnxSession:
     """One onnxruntime session; ``run`` is thread-safe and releases the GIL."""
 
     def __init__(self, model_path: Path, options: RuntimeOptions) -> None:
-        so = ort.SessionOptions()
+        so = quiet_session_options()
         so.intra_op_num_threads = options.resolved_intra_op_threads()
         so.inter_op_num_threads = options.inter_op_threads
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3  # shape-merge warnings from graph fusion are noise
-        # Spinning threads burn the cores the event loop and tokenizer need between batches.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(model_path), sess_options=so, providers=_providers(options.device))
         except ModelLoadError:
