@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     before, after = load(args.before), load(args.after)
     common = set(before) & set(after)
+    added_ids = set(after) - common
+    machines = machine(args.before), machine(args.after)
 
     summary = Table(title="the suite, before and after (CPU seconds)")
     for column in ("", "before", "after", "after / before"):
@@ -60,12 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         (
             "CPU of the tests only this run holds",
             sum(before[t] for t in set(before) - common),
-            sum(after[t] for t in set(after) - common),
+            sum(after[t] for t in added_ids),
         ),
     ]
     for key, name in (("wall", "pytest wall time"), ("machine_busy_cpu", "machine busy CPU")):
-        if key in machine(args.before) and key in machine(args.after):
-            rows.append((name, machine(args.before)[key], machine(args.after)[key]))
+        if all(key in measured for measured in machines):
+            rows.append((name, machines[0][key], machines[1][key]))
     for name, old, new in rows:
         summary.add_row(name, f"{old:.0f}", f"{new:.0f}", f"{new / old:.2f}" if old else "-")
     console.print(summary)
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     added = Table(title="tests only in AFTER, by module (CPU seconds)")
     added.add_column("CPU", justify="right")
     added.add_column("module")
-    for module, seconds in by_module(after, set(after) - common).most_common(args.top):
+    for module, seconds in by_module(after, added_ids).most_common(args.top):
         added.add_row(f"{seconds:.1f}", module)
     console.print(added)
 
