@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import REPO, Server, start_server
 from tests.tabular_models import Trained, risk_frame
+from tests.waiting import wait_for
 
 WINDOW = 200
 ROWS_PER_REQUEST = 5
@@ -178,7 +179,12 @@ def test_a_full_disk_loses_no_prediction_and_counts_what_it_dropped(
         answers = [client.post("/predict", json=[row] * 4) for _ in range(600)]
     seconds = time.perf_counter() - started
     assert all(a.status_code == 200 for a in answers)
-    metrics = httpx.get(server.url + "/metrics", timeout=10).text
+
+    def every_record_accounted_for() -> str | None:  # the log is written off the request path: it lags
+        metrics = httpx.get(server.url + "/metrics", timeout=10).text
+        return metrics if _counter(metrics, "written") + _counter(metrics, "store_error") >= 600 else None
+
+    metrics = wait_for(every_record_accounted_for, timeout=15, what="600 records written or counted as dropped")
     server.stop()
     written, dropped = _counter(metrics, "written"), _counter(metrics, "store_error")
     assert written > 0 and dropped > 0 and written + dropped == 600, metrics
