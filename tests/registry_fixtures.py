@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import subprocess
@@ -15,23 +14,14 @@ import httpx
 import pytest
 
 from tests.conftest import REPO, free_port
+from tests.machine import tool
 from tests.waiting import wait_for
-
-
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on 127.0.0.1 (initdb + pg_ctl), removed afterwards."""
-    bindir = _pg_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql; .ci/run does)")
+    bindir = Path(tool("initdb")).parent
     root = Path(tempfile.mkdtemp(prefix="conveyor-pg-"))
     as_user: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root

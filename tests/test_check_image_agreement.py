@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -14,8 +13,12 @@ from conveyor.registry.config import open_local
 from conveyor.verify.checks import Context, builtin_checks, run_check
 from conveyor.verify.contract import Contract
 from tests.conftest import Server, start_server
+from tests.machine import tool
 
-pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
+
+@pytest.fixture(autouse=True)
+def _podman() -> None:
+    tool("podman")
 
 
 def _labelled_image(tmp_path: Path, labels: dict[str, str]) -> Iterator[str]:

@@ -18,6 +18,7 @@ import yaml
 from conveyor.digest import folder_digest
 from conveyor.registry.config import open_local
 from tests.conftest import free_port
+from tests.machine import tool
 from tests.registry_fixtures import run_cli
 from tests.waiting import wait_for
 
@@ -78,14 +79,9 @@ def test_package_refuses_a_non_empty_folder(home: Path, tmp_path: Path) -> None:
     assert result.returncode == 1 and "not empty" in result.stderr
 
 
-_no_podman = pytest.mark.skipif(
-    shutil.which("podman") is None, reason="podman is not installed (.ci/run installs it with scripts/ci-containers.sh)"
-)
-
-
 def podman(test):  # type: ignore[no-untyped-def]
     """A test that builds real images: slow (a minute or more), skipped without podman."""
-    return pytest.mark.slow(_no_podman(test))
+    return pytest.mark.slow(pytest.mark.usefixtures("_podman_installed")(test))
 
 
 def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -94,16 +90,21 @@ def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["podman", *args], capture_output=True, text=True, check=check)
 
 
+@pytest.fixture
+def _podman_installed() -> None:
+    tool("podman")
+
+
 @pytest.fixture(scope="session")
 def base_image() -> str:
-    if shutil.which("podman") is None:
-        pytest.skip("podman is not installed")
+    tool("podman")
     # test workers (pytest -n) share podman's storage: the first one makes the image, the others wait
     with open(Path(tempfile.gettempdir()) / "conveyor-base-image.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _podman("image", "exists", BASE_IMAGE, check=False).returncode != 0:
-            if os.geteuid() != 0 or shutil.which("debootstrap") is None:
-                pytest.skip(f"{BASE_IMAGE} is missing and cannot be made here (needs root and debootstrap)")
+            tool("debootstrap")
+            if os.geteuid() != 0:
+                pytest.skip(f"{BASE_IMAGE} is missing and cannot be made here without root")
             made = run_cli("base-image", BASE_IMAGE, timeout=900)  # the command a user without Docker Hub runs
             assert made.returncode == 0 and "Python 3.11" in made.stdout, made.stdout + made.stderr
     return BASE_IMAGE
@@ -111,8 +112,7 @@ def base_image() -> str:
 
 @pytest.fixture(scope="session")
 def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> str:
-    if shutil.which("docker-registry") is None:
-        pytest.skip("Debian's docker-registry is not installed (.ci/run installs it)")
+    tool("docker-registry")
     root = tmp_path_factory.mktemp("oci-registry")
     port = free_port()
     config = root / "config.yml"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from conveyor.registry.config import open_local
 from conveyor.registry.records import Lineage
 from tests.conftest import REPO
+from tests.machine import tool
 from tests.registry_fixtures import run_cli
 from tests.test_packaging import base_image  # noqa: F401  (the session fixture)
 
@@ -36,8 +36,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_training_then_delivery_pipelines(home: Path, monkeypatch: pytest.MonkeyPatch, request) -> None:
     """One test, so that one training serves both halves whichever test worker runs it."""
     _training_registers_and_its_gate_refuses_worse_models(home, monkeypatch)
-    if shutil.which("podman") is None:
-        pytest.skip("the delivery half needs podman (.ci/run installs it)")
+    tool("podman")  # the delivery half builds an image
     _delivery_builds_verifies_and_moves_staging(home, monkeypatch, request)
 
 

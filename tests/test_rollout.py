@@ -208,9 +208,15 @@ def test_healthy_canary_is_promoted_step_by_step_and_production_moves(
     assert result.returncode == 0, result.stdout + result.stderr
     status = status_of(rollout_home)
     assert status["phase"] == "succeeded"
-    assert [(run["weight"], run["outcome"]) for run in status["analysis"]] == [(25, "successful"), (50, "successful")]
-    assert all(run["measurements"]["contract"]["failed"] == [] for run in status["analysis"])
-    assert status["analysis"][0]["measurements"]["agreement"] == 1.0
+    # step by step: each step judged successful before the next, in order; a busy machine may leave a
+    # window inconclusive (too few requests yet), which waits and judges again, and never fails it
+    windows = [(run["weight"], run["outcome"]) for run in status["analysis"]]
+    assert {outcome for _, outcome in windows} <= {"successful", "inconclusive"}, windows
+    assert [weight for weight, outcome in windows if outcome == "successful"] == [25, 50], windows
+    assert [weight for weight, _ in windows] == sorted(weight for weight, _ in windows), windows
+    judged = [run for run in status["analysis"] if run["outcome"] == "successful"]
+    assert all(run["measurements"]["contract"]["failed"] == [] for run in judged)
+    assert judged[0]["measurements"]["agreement"] == 1.0
     shown = json.loads(run_cli("models", "show", "votes@production", "--json", check=True).stdout)
     assert shown["version"] == 2
     routes = httpx.get(router.url + "/_conveyor/routes", timeout=5).json()["backends"]

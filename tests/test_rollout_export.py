@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import kubernetes_validate
-import pytest
 import yaml
 
 from conveyor.serving import metrics
 from tests.conftest import REPO
+from tests.machine import missing, tool
 from tests.registry_fixtures import run_cli
 
 K8S = REPO / "tests" / "k8s"
@@ -25,8 +24,9 @@ def exported(*args: str) -> list[dict]:
 
 
 def validate_argo(documents: list[dict]) -> list[dict]:
-    if shutil.which("node") is None or not (K8S / "node_modules").exists():
-        pytest.skip("node and tests/k8s/node_modules (make test installs them) are needed for the Argo CRD schemas")
+    tool("node")
+    if not (K8S / "node_modules").exists():
+        missing("tests/k8s/node_modules is missing (make test installs it: npm ci --prefix tests/k8s)")
     lines = "".join(json.dumps(doc) + "\n" for doc in documents)
     result = subprocess.run(
         ["node", "validate-argo.mjs"], input=lines, capture_output=True, text=True, cwd=K8S, check=True

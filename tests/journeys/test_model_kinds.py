@@ -32,6 +32,7 @@ from tests.conftest import REPO, free_port
 from tests.deep_models import Built, digit_png
 from tests.docs_blocks import shell_block
 from tests.journeys.conftest import UV, User, wait_http
+from tests.machine import tool
 from tests.rollout_fixtures import Load
 from tests.tabular_models import Trained, risk_frame
 from tests.test_packaging import base_image, podman  # noqa: F401 (base_image: a fixture)
@@ -264,6 +265,7 @@ def test_the_kubernetes_export_runs_under_podman_kube_play(
     shared_wheelhouse: Path,
 ) -> None:
     """The plain Deployment and Service, the image by digest, run for real by `podman kube play`."""
+    tool("catatonit")  # podman kube play's pause process
     person = registered.user
     tag = "localhost/journey-kube-risk:1"
     person.ok(

@@ -27,6 +27,7 @@ import yaml
 from conveyor.pipeline.github import UV
 from tests.conftest import REPO, free_port
 from tests.journeys.conftest import Spawned, User, copy_model, wait_http
+from tests.machine import tool
 from tests.test_packaging import base_image  # noqa: F401 (the debootstrapped base, made once)
 
 ACT = Path(sys.executable).parent / "act"
@@ -41,11 +42,14 @@ USER, PASSWORD = "ci-bot", "s3cret-push-password"
 
 pytestmark = [
     pytest.mark.slow,  # a fresh repository's workflow under act: several fresh runners
-    pytest.mark.skipif(
-        shutil.which("podman") is None or shutil.which("docker-registry") is None,
-        reason="podman and Debian's docker-registry are needed (.ci/run installs them)",
-    ),
+    pytest.mark.usefixtures("_containers_installed"),
 ]
+
+
+@pytest.fixture
+def _containers_installed() -> None:
+    tool("podman")
+    tool("docker-registry")
 
 
 def _podman(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
