@@ -99,7 +99,7 @@ def test_every_command_has_help_that_shows_its_defaults(user: User) -> None:
             if written:  # a default described in words must survive rendering
                 assert written.group(0) in block, (path, flag, block)
             elif param.default not in (None, False, (), "") and param.show_default is not False and not param.is_flag:
-                assert "[default: " in block, (path, flag, block)
+                assert re.search(r"\[(env var: [^;\]]+; )?default: ", block), (path, flag, block)
 
 
 @pytest.mark.parametrize("args", [["--help"], ["version"], ["models", "--help"], ["rollout", "start", "--help"]])

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from conveyor.cli.output import handle_errors, new_table, print_json, stdout
+from conveyor.cli.settings_options import given_on_command_line, with_settings
 from conveyor.ports import check_port_free
 from conveyor.registry.config import open_local
+from conveyor.registry.server_settings import RegistryServerSettings
 from conveyor.tls import server_tls
+
+PROJECT_FILE = Path("conveyor.yaml")
 
 app = typer.Typer(rich_markup_mode=None, help="The registry server, its tokens and webhooks.", no_args_is_help=True)
 token_app = typer.Typer(
@@ -43,28 +47,14 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 
 
 @app.command("serve")
-def serve(
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
-    database: DatabaseOption = None,
-    blob_store: BlobOption = None,
-    insecure_no_auth: Annotated[
-        bool, typer.Option("--insecure-no-auth", help="Serve without tokens (only for a trusted loopback).")
-    ] = False,
-    tls_cert: Annotated[
-        Path | None, typer.Option(help="PEM certificate: serve HTTPS, so tokens never cross the network in clear.")
-    ] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
-    ui: Annotated[
-        bool,
-        typer.Option("--ui", help="Also serve the dashboard at /ui (log in with a token unless --insecure-no-auth)."),
-    ] = False,
-) -> None:
+@with_settings(RegistryServerSettings)
+def serve(context: typer.Context, **options: Any) -> None:
     """Serve the registry over HTTP(S) for CI runners and other machines (bearer tokens required).
 
     \b
-    With --tls-cert/--tls-key it speaks HTTPS; clients trust a private CA through CONVEYOR_CA_BUNDLE."""
+    With --tls-cert/--tls-key it speaks HTTPS; clients trust a private CA through CONVEYOR_CA_BUNDLE.
+    Every option is also a variable (shown) and a key of conveyor.yaml's registry_server: section
+    (the command line wins, then the variable, then conveyor.yaml)."""
     import uvicorn
     from sqlalchemy.engine import make_url
 
@@ -72,22 +62,24 @@ def serve(
     from conveyor.registry.server import create_registry_app
 
     with handle_errors():
+        settings = RegistryServerSettings.load(given_on_command_line(context, options), PROJECT_FILE)
+        host, port, log_level = settings.host, settings.port, settings.log_level
         check_port_free(host, port)
-        tls = server_tls(tls_cert, tls_key)
-        registry = open_local(database, blob_store)
+        tls = server_tls(settings.tls_cert, settings.tls_key)
+        registry = open_local(settings.database, settings.blob_store)
         check_blobs = getattr(registry.blobs, "check", None)
         if check_blobs is not None:
             check_blobs()  # a missing bucket or bad credentials: say so now, not on the first upload
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app_ = create_registry_app(registry, require_auth=not insecure_no_auth)
-    if ui:
+    app_ = create_registry_app(registry, require_auth=not settings.insecure_no_auth)
+    if settings.ui:
         from conveyor.ui.app import with_dashboard
 
-        app_ = with_dashboard(app_, registry, require_login=not insecure_no_auth)
+        app_ = with_dashboard(app_, registry, require_login=not settings.insecure_no_auth)
     shown = make_url(normalize_url(registry.store.url)).render_as_string(hide_password=True)
     scheme = "https" if tls else "http"
     stdout.print(f"registry on {scheme}://{host}:{port}  metadata {shown}  blobs {registry.blobs.url}")
-    if ui:
+    if settings.ui:
         stdout.print(f"dashboard: {scheme}://{host}:{port}/ui/")
     uvicorn.run(app_, host=host, port=port, log_level=log_level, server_header=False, **tls)  # type: ignore[arg-type]
 

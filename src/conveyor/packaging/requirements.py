@@ -38,6 +38,7 @@ SERVING_ROOTS = [
     "httptools",
     "orjson",
     "pydantic",
+    "pydantic-settings",  # the server's settings (conveyor.serving.settings)
     "prometheus-client",
     "pyyaml",
     "pillow",  # image-classification decodes PNG and JPEG

@@ -1,0 +1,85 @@
+"""A command's options from a process's settings model: one Typer option per field, typed once.
+
+``@with_settings(ServeSettings)`` gives ``conveyor serve`` an option per field (``--kebab-name``,
+its type, default, bounds and help, the ``CONVEYOR_*`` variable shown), and the command receives
+them as ``**settings`` (and its ``typer.Context``); :func:`given_on_command_line` keeps those the user typed, so
+:meth:`~conveyor.settings.ProcessSettings.load` can take the rest from the variables,
+conveyor.yaml and the defaults, in that order.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+import typer
+
+from conveyor.settings import ProcessSettings, SettingField, setting_fields
+
+Command = TypeVar("Command", bound=Callable[..., None])
+
+
+def _above(bound: float) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value is not None and value <= bound:
+            raise typer.BadParameter(f"must be greater than {bound:g}")
+        return value
+
+    return check
+
+
+def _parameter(field: SettingField, shown: dict[str, Any]) -> inspect.Parameter:
+    if field.argument:
+        annotation: Any = Annotated[field.kind, typer.Argument(help=field.help, show_default=False)]
+        return inspect.Parameter(field.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation)
+    default = shown.get(field.name, field.default)
+    declared = f"{field.option}/--no-{field.option[2:]}" if field.kind is bool else field.option
+    option = typer.Option(
+        declared,
+        help=field.help,
+        envvar=field.env,
+        show_envvar=True,
+        show_default=field.show_default,
+        min=field.ge,
+        max=field.le,
+        callback=_above(field.gt) if field.gt is not None else None,
+        case_sensitive=False,
+    )
+    kind: Any = Literal[field.choices] if field.choices else field.kind
+    if field.repeatable:
+        kind, default = list[field.kind] | None, None  # type: ignore[name-defined]
+    elif field.optional:
+        kind = kind | None
+    return inspect.Parameter(
+        field.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
+    )
+
+
+def with_settings(
+    settings: type[ProcessSettings], *, shown_defaults: dict[str, Any] | None = None
+) -> Callable[[Command], Command]:
+    """Give the decorated command one option (or argument) per field of ``settings``, as ``**settings``.
+
+    Arguments come first, then the command's own parameters, then the settings' options."""
+
+    def decorate(command: Command) -> Command:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        derived = [_parameter(f, dict(shown_defaults or {})) for f in setting_fields(settings)]
+        arguments = [p for p in derived if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+        options = [p for p in derived if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        command.__signature__ = signature.replace(parameters=[*arguments, *own, *options])  # type: ignore[attr-defined]
+        return command
+
+    return decorate
+
+
+def given_on_command_line(context: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
+    """The settings the user typed (the rest come from variables, conveyor.yaml or the defaults)."""
+    return {name: value for name, value in values.items() if _source(context, name) == "COMMANDLINE"}
+
+
+def _source(context: typer.Context, name: str) -> str | None:
+    source = context.get_parameter_source(name)
+    return None if source is None else source.name

@@ -1,0 +1,256 @@
+"""Settings as data: each long-running process reads one typed model, and its front ends derive from it.
+
+A process's settings (``conveyor serve``, ``conveyor router``, ``conveyor registry serve``,
+``conveyor ui``) are one :class:`ProcessSettings` subclass, a pydantic-settings model whose
+fields are the only list of that process's knobs (MLServer's ``settings.py`` is the model for
+this).  :func:`setting_fields` describes each field the way a front end needs it (option name,
+``CONVEYOR_*`` variable, conveyor.yaml key, help, default, bounds); the Typer options
+(``cli/settings_options.py``) and the argparse options of the image's light entry point
+(:func:`add_arguments`) are built from that description, never typed a second time.
+
+Where a value comes from, strongest first: the command line, the ``CONVEYOR_<PROCESS>_<FIELD>``
+variable, the process's section of conveyor.yaml, the field's default.  Imports only pydantic
+and pydantic-settings, so the served image can use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import types
+import typing
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self
+
+import annotated_types
+from pydantic import ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+
+from conveyor.errors import InvalidInput
+
+__all__ = ["LogLevel", "NoDecode", "ProcessSettings", "SettingField", "add_arguments", "setting_fields", "split_list"]
+
+#: a server's log level (uvicorn's names); given in any case
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+_PROJECT: ContextVar[Path | None] = ContextVar("conveyor_settings_project", default=None)
+
+
+def split_list(value: Any) -> Any:
+    """A repeatable setting given as one string (a variable): ``text,email`` -> ["text", "email"]."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class _ProjectSection(PydanticBaseSettingsSource):
+    """The process's section of conveyor.yaml (``serve:``, ``router:`` ...), when the process reads one."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # __call__ reads the whole section at once
+
+    def __call__(self) -> dict[str, Any]:
+        path = _PROJECT.get()
+        section_name = getattr(self.settings_cls, "yaml_section", None)
+        if path is None or section_name is None or not path.is_file():
+            return {}
+        import yaml  # only where a project file is read (the command's start-up stays light)
+
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InvalidInput(f"{path}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        section = data.get(section_name) if isinstance(data, dict) else None
+        if section is None:
+            return {}
+        if not isinstance(section, dict):
+            raise InvalidInput(f"{path}: {section_name}: expected a mapping of settings")
+        known = {f.name for f in setting_fields(self.settings_cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise InvalidInput(
+                f"{path}: {section_name}: unknown setting {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+        return dict(section)
+
+
+class ProcessSettings(BaseSettings):
+    """A long-running process's settings; subclasses set ``env_prefix`` and ``yaml_section``."""
+
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+
+    #: the conveyor.yaml key of this process's section (None: the process reads no conveyor.yaml)
+    yaml_section: ClassVar[str | None] = None
+
+    @field_validator("log_level", mode="before", check_fields=False)
+    @classmethod
+    def _lower_case_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _ProjectSection(settings_cls)
+
+    @classmethod
+    def load(cls, given: Mapping[str, Any] | None = None, project: Path | None = None) -> Self:
+        """The settings from ``given`` (the command line), the variables, ``project``'s section, the defaults.
+
+        A bad value raises :class:`~conveyor.errors.InvalidInput` naming the setting's option and variable.
+        """
+        token = _PROJECT.set(project)
+        try:
+            return cls(**dict(given or {}))
+        except ValidationError as exc:
+            raise InvalidInput(_explain(cls, exc)) from None
+        except SettingsError as exc:
+            raise InvalidInput(str(exc)) from None
+        finally:
+            _PROJECT.reset(token)
+
+
+def _explain(cls: type[ProcessSettings], exc: ValidationError) -> str:
+    fields = {f.name: f for f in setting_fields(cls)}
+    lines = []
+    for err in exc.errors(include_url=False):
+        name = str(err["loc"][0]) if err["loc"] else ""
+        field = fields.get(name)
+        where = f"{field.option} (${field.env}, {cls.yaml_section}.{name})" if field else name or "settings"
+        if field and cls.yaml_section is None:
+            where = f"{field.option} (${field.env})"
+        lines.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(lines)
+
+
+@dataclass(frozen=True)
+class SettingField:
+    """One setting as the front ends see it."""
+
+    name: str  # the Python name, also the conveyor.yaml key
+    option: str  # --kebab-name (an argument's metavar for a positional one)
+    env: str  # the environment variable
+    help: str
+    kind: type  # bool, int, float or str (a list's item type for a repeatable one)
+    default: Any
+    required: bool = False
+    optional: bool = False  # None is a value (unset)
+    repeatable: bool = False
+    argument: bool = False  # positional on the command line
+    choices: tuple[str, ...] = ()
+    ge: float | None = None
+    le: float | None = None
+    gt: float | None = None
+    show_default: bool = True  # False where the help says what the default is
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool, bool]:
+    """(the scalar type, optional, repeatable) of a field's annotation."""
+    optional = repeatable = False
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
+        optional = True
+        rest = [a for a in args if a is not type(None)]
+        annotation = rest[0] if len(rest) == 1 else str
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (list, tuple):
+        repeatable = True
+        annotation = typing.get_args(annotation)[0]
+    return annotation, optional, repeatable
+
+
+def setting_fields(cls: type[ProcessSettings]) -> list[SettingField]:
+    """Every field of ``cls`` with its option, variable, help, default and bounds.
+
+    In declaration order, the fields of shared groups (a mixin that is no ProcessSettings, like the
+    payload log's) after the process's own."""
+    prefix = str(cls.model_config.get("env_prefix", "")).upper()
+    described = []
+    for name, info in sorted(cls.model_fields.items(), key=lambda item: _from_a_group(cls, item[0])):
+        kind, optional, repeatable = _unwrap(info.annotation)
+        choices: tuple[str, ...] = ()
+        if typing.get_origin(kind) is Literal:
+            choices, kind = tuple(str(c) for c in typing.get_args(kind)), str
+        if kind is Path or not isinstance(kind, type):
+            kind = str
+        bounds: dict[str, float] = {}
+        for item in info.metadata:
+            for key in ("ge", "le", "gt"):
+                if isinstance(item, getattr(annotated_types, key.capitalize())):
+                    bounds[key] = getattr(item, key)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        alias = info.validation_alias if isinstance(info.validation_alias, str) else None
+        default = None if info.is_required() else info.get_default(call_default_factory=True)
+        described.append(
+            SettingField(
+                name=name,
+                option=name.upper() if extra.get("argument") else f"--{name.replace('_', '-')}",
+                env=alias or f"{prefix}{name.upper()}",
+                help=info.description or "",
+                kind=kind,
+                default=default,
+                required=info.is_required(),
+                optional=optional,
+                repeatable=repeatable,
+                argument=bool(extra.get("argument")),
+                choices=choices,
+                show_default=bool(extra.get("show_default", True)),
+                **bounds,
+            )
+        )
+    return described
+
+
+def _from_a_group(cls: type[ProcessSettings], name: str) -> bool:
+    declared_in = next(base for base in cls.__mro__ if name in inspect.get_annotations(base))
+    return not issubclass(declared_in, ProcessSettings)
+
+
+def _default_text(field: SettingField) -> str:
+    if not field.show_default or field.default in (None, [], ()):
+        return ""
+    value = field.default
+    if field.kind is bool:
+        value = field.option if value else f"--no-{field.option.removeprefix('--')}"
+    return f" [default: {value}]"
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser, cls: type[ProcessSettings], defaults: Mapping[str, Any] | None = None
+) -> None:
+    """Add one argparse option (or positional argument) per field of ``cls``.
+
+    Options left out of the command line are absent from the parsed namespace (``SUPPRESS``), so
+    :meth:`ProcessSettings.load` takes them from the variables or the defaults; ``defaults`` only
+    changes what the help shows.  Bounds are checked by the model, with the option named.
+    """
+    shown = dict(defaults or {})
+    for field in setting_fields(cls):
+        if field.name in shown:
+            field = SettingField(**{**field.__dict__, "default": shown[field.name]})
+        help_text = f"{field.help}{_default_text(field)} (${field.env})".replace("%", "%%")
+        if field.argument:
+            parser.add_argument(field.name, help=help_text, default=argparse.SUPPRESS, nargs=None)
+            continue
+        common: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS, "help": help_text}
+        if field.kind is bool:
+            parser.add_argument(field.option, action=argparse.BooleanOptionalAction, **common)
+        elif field.repeatable:
+            parser.add_argument(field.option, action="append", type=field.kind, metavar="VALUE", **common)
+        else:
+            parser.add_argument(
+                field.option,
+                type=field.kind,
+                choices=field.choices or None,
+                metavar=field.name.upper() if not field.choices else None,
+                **common,
+            )
