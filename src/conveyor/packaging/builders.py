@@ -120,12 +120,6 @@ def inspect(image: str, builder: str) -> dict:
     return data[0] if isinstance(data, list) else data
 
 
-def labels_of(image: str, builder: str) -> dict[str, str]:
-    info = inspect(image, builder)
-    config = info.get("Config") or info.get("OCIv1", {}).get("config", {})
-    return config.get("Labels") or {}
-
-
 def push(
     image: str,
     builder: str,

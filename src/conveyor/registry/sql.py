@@ -220,13 +220,6 @@ class SqlStore:
             aliases = self._aliases_by_version(conn, model.id).get(row.id, [])
             return self._version_record(conn, model.name, row, aliases)
 
-    def blob_in_use(self, digest: str) -> bool:
-        with self.engine.connect() as conn:
-            return (
-                conn.execute(select(files_table.c.id).where(files_table.c.sha256 == digest).limit(1)).first()
-                is not None
-            )
-
     # ---- writing ----------------------------------------------------------------------------
 
     def create_version(self, name: str, new: NewVersion, digest: str) -> ModelVersion:

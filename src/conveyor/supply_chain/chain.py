@@ -23,7 +23,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from conveyor.errors import ChainBroken, ConveyorError
 from conveyor.supply_chain import attestations
@@ -63,6 +63,35 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@dataclass
+class _Subject:
+    """The image as the links see it, gathered once: its id, labels, attestations and files."""
+
+    image: str
+    engine: str
+    found: str  # the image id
+    labels: dict[str, str]
+    model_ref: str
+    label_digest: str
+    have: dict[str, bytes | None] = field(default_factory=dict)  # the attestations, by file name
+    registry_version: Any = None
+    registry_problem: str | None = None
+    sbom_in_image: bytes | None = None
+    lock: bytes | None = None
+
+    @property
+    def sbom_digest(self) -> str | None:
+        return _sha256(self.sbom_in_image) if self.sbom_in_image else None
+
+
+class _Stop(Exception):
+    """A link broke so that the links after it cannot be checked."""
+
+    def __init__(self, link: Link, reason: str) -> None:
+        super().__init__(link.message)
+        self.link, self.reason = link, reason
+
+
 def verify_image(
     image: str,
     trusted: list[TrustedKey],
@@ -72,20 +101,32 @@ def verify_image(
     tls_verify: bool | None = None,
 ) -> Chain:
     """Check every link for ``image``; never raises for a broken link (the Chain says which)."""
-    from conveyor.containers import container_engine, copy_out, image_id, image_labels
-    from conveyor.containers import pull as pull_image
+    from conveyor.containers import container_engine
 
     chain = Chain(image)
-
-    def add(name: str, status: State, message: str) -> None:
-        chain.links.append(Link(name, status, message))
-
-    def skip_rest(reason: str) -> Chain:
-        for name in LINKS[len(chain.links) :]:
-            add(name, "skipped", reason)
+    try:
+        subject, link = _check_image(image, engine or container_engine(), pull, tls_verify)
+        chain.links.append(link)
+        chain.links.append(_check_attestations(subject, pull, tls_verify))
+    except _Stop as stop:
+        chain.links.append(stop.link)
+        chain.links += [Link(name, "skipped", stop.reason) for name in LINKS[len(chain.links) :]]
         return chain
+    _read_registry_and_image_files(subject, registry)
+    chain.links += [
+        _check_image_signature(subject, trusted),
+        _check_provenance(subject, trusted),
+        _check_sbom(subject),
+        _check_model_signature(subject, registry, trusted),
+    ]
+    return chain
 
-    engine = engine or container_engine()
+
+def _check_image(image: str, engine: str, pull: bool, tls_verify: bool | None) -> tuple[_Subject, Link]:
+    """1. The image exists (pulled if asked), carries Conveyor's model labels and is still what was built."""
+    from conveyor.containers import image_id, image_labels
+    from conveyor.containers import pull as pull_image
+
     found = None if pull else image_id(engine, image)  # --pull checks what the registry serves now
     why = " (pass --pull to fetch it)"
     if pull:
@@ -93,139 +134,142 @@ def verify_image(
         found = image_id(engine, image)
         why = f": {engine} pull failed: {failure}" if failure else ""
     if found is None:
-        add("image", "failed", f"{image} is not a local image{why}")
-        return skip_rest("no image")
+        raise _Stop(Link("image", "failed", f"{image} is not a local image{why}"), "no image")
     labels = image_labels(engine, image)
     model_name, model_version = labels.get("ai.conveyor.model.name"), labels.get("ai.conveyor.model.version")
     label_digest = labels.get("ai.conveyor.model.digest", "").removeprefix("sha256:")
     if not (model_name and model_version and label_digest):
-        add("image", "failed", f"{image} has no ai.conveyor.model.* labels: it was not built by conveyor build")
-        return skip_rest("not a Conveyor image")
-    model_ref = f"{model_name}:{model_version}"
+        message = f"{image} has no ai.conveyor.model.* labels: it was not built by conveyor build"
+        raise _Stop(Link("image", "failed", message), "not a Conveyor image")
+    subject = _Subject(image, engine, found, labels, f"{model_name}:{model_version}", label_digest)
     moved_from = attestations.known_refs().get(image)
     if moved_from and moved_from != found:
-        add(
-            "image",
-            "failed",
+        message = (
             f"{image} now names image sha256:{found[:12]}, but conveyor built or pushed it as "
-            f"sha256:{moved_from[:12]}: the tag was moved to another image",
+            f"sha256:{moved_from[:12]}: the tag was moved to another image"
         )
-    else:
-        add("image", "passed", f"sha256:{found[:12]} serves {model_ref} (sha256:{label_digest[:12]})")
+        return subject, Link("image", "failed", message)
+    return subject, Link(
+        "image", "passed", f"sha256:{found[:12]} serves {subject.model_ref} (sha256:{label_digest[:12]})"
+    )
 
-    # 2. attestations
-    have = {name: attestations.load(found, name) for name in attestations.FILES}
-    if not any(have.values()) and pull:
-        attestations.pull(image, found, engine, tls_verify)
-        have = {name: attestations.load(found, name) for name in attestations.FILES}
-    if not any(have.values()):
-        add(
-            "attestations",
-            "failed",
-            f"no SBOM, provenance or signature for image sha256:{found[:12]}"
-            + ("" if pull else " here (pass --pull to fetch them from the registry)"),
+
+def _check_attestations(subject: _Subject, pull: bool, tls_verify: bool | None) -> Link:
+    """2. Its SBOM, provenance and signature are found, here or pulled from beside the image."""
+    found = subject.found
+    subject.have = {name: attestations.load(found, name) for name in attestations.FILES}
+    if not any(subject.have.values()) and pull:
+        attestations.pull(subject.image, found, subject.engine, tls_verify)
+        subject.have = {name: attestations.load(found, name) for name in attestations.FILES}
+    if not any(subject.have.values()):
+        message = f"no SBOM, provenance or signature for image sha256:{found[:12]}" + (
+            "" if pull else " here (pass --pull to fetch them from the registry)"
         )
-        return skip_rest("no attestations")
-    add("attestations", "passed", "found: " + ", ".join(name for name, content in have.items() if content))
+        raise _Stop(Link("attestations", "failed", message), "no attestations")
+    return Link("attestations", "passed", "found: " + ", ".join(n for n, content in subject.have.items() if content))
 
-    # 3. image signature
-    from conveyor.supply_chain import envelopes, image_signature, provenance, sbom
 
-    if have[attestations.SIGNATURE] is None:
-        add(
-            "image-signature",
-            "failed",
-            f"{image} is not signed (conveyor build --sign KEY, or conveyor push --sign KEY)",
-        )
-    else:
-        try:
-            reference, key = image_signature.verify(json.loads(have[attestations.SIGNATURE]), found, trusted, image)
-            add("image-signature", "passed", f"signed as {reference} by key {short(key)}")
-        except (ChainBroken, ValueError) as exc:
-            add("image-signature", "failed", str(exc))
+def _read_registry_and_image_files(subject: _Subject, registry: Any) -> None:
+    """The registry's version of the image's model, and the SBOM and lock inside the image."""
+    from conveyor.containers import copy_out
+    from conveyor.supply_chain import sbom
 
-    # 4. provenance (its model digest checked against the registry as well)
-    registry_version = None
-    registry_problem = None
     if registry is not None:
         try:
-            registry_version = registry.resolve(model_ref)
+            subject.registry_version = registry.resolve(subject.model_ref)
         except ConveyorError as exc:
-            registry_problem = f"the registry cannot show {model_ref}: {exc}"
-    sbom_in_image: bytes | None = None
-    lock: bytes | None = None
+            subject.registry_problem = f"the registry cannot show {subject.model_ref}: {exc}"
     try:
-        copied = copy_out(engine, image, {"sbom": sbom.SBOM_IN_IMAGE, "lock": LockFile})
-        sbom_in_image, lock = copied[sbom.SBOM_IN_IMAGE], copied[LockFile]
+        copied = copy_out(subject.engine, subject.image, {"sbom": sbom.SBOM_IN_IMAGE, "lock": LockFile})
+        subject.sbom_in_image, subject.lock = copied[sbom.SBOM_IN_IMAGE], copied[LockFile]
     except ConveyorError as exc:
-        registry_problem = registry_problem or str(exc)
-    sbom_digest = _sha256(sbom_in_image) if sbom_in_image else None
-    if have[attestations.PROVENANCE] is None:
-        add("provenance", "failed", f"no provenance for image sha256:{found[:12]}")
-    else:
-        try:
-            payload, key = envelopes.verify(
-                json.loads(have[attestations.PROVENANCE]), envelopes.IN_TOTO, trusted, f"the provenance of {image}"
-            )
-            problems = provenance.check(payload, found, label_digest, sbom_digest)
-            if registry_version is not None and registry_version.digest != label_digest:
-                problems.append(
-                    f"the registry's {model_ref} has digest {registry_version.digest[:12]}, "
-                    f"the image was built from {label_digest[:12]}"
-                )
-            if problems:
-                add("provenance", "failed", "the provenance does not match: " + "; ".join(problems))
-            else:
-                source = provenance.dependency(payload, "source") or {}
-                commit = source.get("digest", {}).get("gitCommit")
-                add(
-                    "provenance",
-                    "passed",
-                    f"SLSA provenance signed by key {short(key)}: {model_ref}"
-                    + (f" from {source.get('uri')}@{commit[:12]}" if commit else ""),
-                )
-        except (ChainBroken, ValueError) as exc:
-            add("provenance", "failed", str(exc))
+        subject.registry_problem = subject.registry_problem or str(exc)
 
-    # 5. SBOM
-    label_sbom = labels.get(sbom.SBOM_LABEL, "").removeprefix("sha256:")
-    stored = have[attestations.SBOM]
-    if sbom_in_image is None:
-        add("sbom", "failed", f"{image} carries no SBOM at {sbom.SBOM_IN_IMAGE}")
-    elif label_sbom != sbom_digest:
-        add("sbom", "failed", f"the SBOM in {image} is not the one its label {sbom.SBOM_LABEL} names")
-    elif stored is not None and _sha256(stored) != sbom_digest:
-        add("sbom", "failed", "the SBOM kept beside the image differs from the one inside it")
-    else:
-        try:
-            facts = sbom.read_sbom(sbom_in_image)
-            problems = sbom.check_sbom(facts, sbom.parse_lock(lock.decode() if lock else ""))
-        except (ValueError, KeyError) as exc:
-            problems = [f"it does not parse: {exc}"]
-            facts = None
-        if facts is not None and facts.model_digest != label_digest:
-            problems.append("its model digest is not the image's")
-        if facts is not None and registry_version is not None:
-            files = {f.path: f.sha256 for f in registry_version.files}
-            if facts.model_files != files:
-                problems.append(f"its model files are not those of the registry's {model_ref}")
-        if problems:
-            add("sbom", "failed", "the SBOM does not hold: " + "; ".join(problems))
-        else:
-            add("sbom", "passed", f"{len(facts.packages)} packages, all pinned with hashes and in the image's lock")
 
-    # 6. model signature
-    if registry is None or registry_version is None:
-        add("model-signature", "failed", registry_problem or f"no registry to check {model_ref}'s signature in")
-    else:
-        from conveyor.supply_chain.model_signature import verify_stored
+def _check_image_signature(subject: _Subject, trusted: list[TrustedKey]) -> Link:
+    """3. A trusted key signed this image id."""
+    from conveyor.supply_chain import image_signature
 
-        try:
-            _, key = verify_stored(registry, model_ref, trusted)
-            add("model-signature", "passed", f"{model_ref} signed by key {short(key)} (OpenSSF model signing)")
-        except ChainBroken as exc:
-            add("model-signature", "failed", str(exc))
-    return chain
+    signature = subject.have[attestations.SIGNATURE]
+    if signature is None:
+        return Link("image-signature", "failed", f"{subject.image} is not signed {HOW_TO_SIGN}")
+    try:
+        reference, key = image_signature.verify(json.loads(signature), subject.found, trusted, subject.image)
+    except (ChainBroken, ValueError) as exc:
+        return Link("image-signature", "failed", str(exc))
+    return Link("image-signature", "passed", f"signed as {reference} by key {short(key)}")
+
+
+def _check_provenance(subject: _Subject, trusted: list[TrustedKey]) -> Link:
+    """4. A trusted key signed a SLSA statement about this image id, its model digest (the registry's
+    too) and its SBOM."""
+    from conveyor.supply_chain import envelopes, provenance
+
+    statement = subject.have[attestations.PROVENANCE]
+    if statement is None:
+        return Link("provenance", "failed", f"no provenance for image sha256:{subject.found[:12]}")
+    try:
+        payload, key = envelopes.verify(
+            json.loads(statement), envelopes.IN_TOTO, trusted, f"the provenance of {subject.image}"
+        )
+    except (ChainBroken, ValueError) as exc:
+        return Link("provenance", "failed", str(exc))
+    problems = provenance.check(payload, subject.found, subject.label_digest, subject.sbom_digest)
+    registered = subject.registry_version
+    if registered is not None and registered.digest != subject.label_digest:
+        problems.append(
+            f"the registry's {subject.model_ref} has digest {registered.digest[:12]}, "
+            f"the image was built from {subject.label_digest[:12]}"
+        )
+    if problems:
+        return Link("provenance", "failed", "the provenance does not match: " + "; ".join(problems))
+    source = provenance.dependency(payload, "source") or {}
+    commit = source.get("digest", {}).get("gitCommit")
+    origin = f" from {source.get('uri')}@{commit[:12]}" if commit else ""
+    return Link("provenance", "passed", f"SLSA provenance signed by key {short(key)}: {subject.model_ref}{origin}")
+
+
+def _check_sbom(subject: _Subject) -> Link:
+    """5. The SBOM inside the image is the attested and labelled one, pinned, in the lock, and lists
+    the registry version's model files."""
+    from conveyor.supply_chain import sbom
+
+    label_sbom = subject.labels.get(sbom.SBOM_LABEL, "").removeprefix("sha256:")
+    stored = subject.have[attestations.SBOM]
+    if subject.sbom_in_image is None:
+        return Link("sbom", "failed", f"{subject.image} carries no SBOM at {sbom.SBOM_IN_IMAGE}")
+    if label_sbom != subject.sbom_digest:
+        return Link("sbom", "failed", f"the SBOM in {subject.image} is not the one its label {sbom.SBOM_LABEL} names")
+    if stored is not None and _sha256(stored) != subject.sbom_digest:
+        return Link("sbom", "failed", "the SBOM kept beside the image differs from the one inside it")
+    try:
+        facts = sbom.read_sbom(subject.sbom_in_image)
+        problems = sbom.check_sbom(facts, sbom.parse_lock(subject.lock.decode() if subject.lock else ""))
+    except (ValueError, KeyError) as exc:
+        return Link("sbom", "failed", f"the SBOM does not hold: it does not parse: {exc}")
+    if facts.model_digest != subject.label_digest:
+        problems.append("its model digest is not the image's")
+    if subject.registry_version is not None:
+        files = {f.path: f.sha256 for f in subject.registry_version.files}
+        if facts.model_files != files:
+            problems.append(f"its model files are not those of the registry's {subject.model_ref}")
+    if problems:
+        return Link("sbom", "failed", "the SBOM does not hold: " + "; ".join(problems))
+    return Link("sbom", "passed", f"{len(facts.packages)} packages, all pinned with hashes and in the image's lock")
+
+
+def _check_model_signature(subject: _Subject, registry: Any, trusted: list[TrustedKey]) -> Link:
+    """6. A trusted key signed the registry version's files (OpenSSF model signing)."""
+    from conveyor.supply_chain.model_signature import verify_stored
+
+    if registry is None or subject.registry_version is None:
+        reason = subject.registry_problem or f"no registry to check {subject.model_ref}'s signature in"
+        return Link("model-signature", "failed", reason)
+    try:
+        _, key = verify_stored(registry, subject.model_ref, trusted)
+    except ChainBroken as exc:
+        return Link("model-signature", "failed", str(exc))
+    return Link("model-signature", "passed", f"{subject.model_ref} signed by key {short(key)} (OpenSSF model signing)")
 
 
 def check_results(  # type: ignore[type-arg]
