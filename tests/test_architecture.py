@@ -7,7 +7,7 @@
 * the router (the rollouts' data plane) imports nothing from ``conveyor.rollout`` (the control plane);
 * the front ends (the CLI, ``conveyor.api``, the dashboard) reach rollouts through
   ``conveyor.rollout.service`` only, never ``rollout.plan`` or the controller's commands;
-* extension modules (checks, step types, metrics, engines) are found by ``conveyor.plugins``,
+* extension modules (checks, step types, metrics, engines, converters, frameworks) are found by ``conveyor.plugins``,
   never imported by name from outside their package, and only ``conveyor.plugins`` walks packages;
 * no module is over 400 lines.
 
@@ -129,6 +129,8 @@ EXTENSION_PACKAGES = (
     "conveyor.pipeline.steps",
     "conveyor.rollout.analysis.metrics",
     "conveyor.engines",
+    "conveyor.convert.converters",
+    "conveyor.convert.frameworks",
 )
 
 

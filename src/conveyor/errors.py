@@ -100,6 +100,10 @@ class ChainBroken(ClientError):
     status = 403
 
 
+class PluginFailed(ConveyorError):
+    """An installed plugin that a command needs could not be imported (the CLI exits 1)."""
+
+
 class PortInUse(ConveyorError):
     """The address a server was asked to listen on cannot be bound (taken, absent, privileged)."""
 

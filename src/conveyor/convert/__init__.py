@@ -14,14 +14,17 @@ user named; the registry server never unpickles anything, and images never carry
 framework (the converters are the ``conveyor-ml[sklearn]``, ``[xgboost]``, ``[lightgbm]``,
 ``[torch]`` and ``[huggingface]`` extras, not dependencies of the server).
 
-One module per framework under ``frameworks/``: adding one is a new module plus its test.
+One module per kind of model under ``converters/`` and one per tabular framework under
+``frameworks/``, found through :mod:`conveyor.plugins` (plugin packages add theirs as
+``conveyor.converters`` and ``conveyor.frameworks`` entry points): adding one is a new module
+plus its test.
 """
 
 from __future__ import annotations
 
-from conveyor.convert.convert import Conversion
+from conveyor.convert.conversion import Conversion
+from conveyor.convert.in_memory import convert_module
 from conveyor.convert.kinds import convert_model, is_framework_model
 from conveyor.convert.options import ConvertOptions
-from conveyor.convert.pytorch import convert_module
 
 __all__ = ["Conversion", "ConvertOptions", "convert_model", "convert_module", "is_framework_model"]

@@ -29,7 +29,9 @@ def get_engine(name: str) -> Engine:
     """The engine called ``name`` (InvalidInput naming the known ones otherwise)."""
     engines = {e.name: e for e in all_engines()}
     if name not in engines:
-        raise InvalidInput(f"unknown builder {name!r}: use one of {', '.join(engines)}")
+        from conveyor import plugins
+
+        raise plugins.missing("engines") or InvalidInput(f"unknown builder {name!r}: use one of {', '.join(engines)}")
     return engines[name]
 
 

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from conveyor import plugins
 from conveyor.errors import NotFound
 from conveyor.pipeline.step_args import static_problems
 from conveyor.pipeline.step_types import step_types
@@ -138,7 +139,9 @@ class Step(BaseModel):
         if self.uses is not None:
             types = step_types()
             if self.uses not in types:
-                raise ValueError(f"unknown step type {self.uses!r}; step types: {', '.join(types)}")
+                raise plugins.missing("step_types") or ValueError(
+                    f"unknown step type {self.uses!r}; step types: {', '.join(types)}"
+                )
             problems = static_problems(types[self.uses].args, self.with_)
             if problems:
                 raise ValueError(f"`with:` of `uses: {self.uses}`: {'; '.join(problems)}")

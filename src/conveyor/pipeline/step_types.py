@@ -72,7 +72,9 @@ def step_types() -> dict[str, StepType]:
 
 
 def get_step_type(name: str) -> StepType:
+    from conveyor import plugins
+
     types = step_types()
     if name not in types:
-        raise KeyError(f"unknown step type {name!r}; step types: {', '.join(types)}")
+        raise plugins.missing("step_types") or KeyError(f"unknown step type {name!r}; step types: {', '.join(types)}")
     return types[name]

@@ -92,7 +92,11 @@ def _known_thresholds(given: dict[str, Any]) -> dict[str, Any]:
     known = {t.name for t in all_thresholds()}
     unknown = sorted(set(given) - known)
     if unknown:
-        raise InvalidInput(f"unknown threshold(s) {unknown}; thresholds: {', '.join(sorted(known))}")
+        from conveyor import plugins
+
+        raise plugins.missing("metrics") or InvalidInput(
+            f"unknown threshold(s) {unknown}; thresholds: {', '.join(sorted(known))}"
+        )
     return {name: value for name, value in given.items() if value is not None}
 
 

@@ -141,7 +141,9 @@ def find_check(check_id: str) -> Check:
     for item in REGISTERED:
         if item.id == check_id:
             return item
-    raise KeyError(f"no check {check_id!r}")
+    from conveyor import plugins
+
+    raise plugins.missing("checks") or KeyError(f"no check {check_id!r}")
 
 
 def builtin_checks(contract: Contract) -> list[Check]:

@@ -23,7 +23,13 @@ PROJECT_CHECKS_FILE = "conveyor_checks.py"
 
 def load_custom_checks(project: Path | None, modules: list[str]) -> list[Check]:
     """Checks from outside Conveyor: installed plugins' ('conveyor.checks' entry points), then the
-    project's conveyor_checks.py and --checks modules (those imported by an earlier call are not repeated)."""
+    project's conveyor_checks.py and --checks modules (those imported by an earlier call are not repeated).
+
+    An installed checks plugin that failed to load stops here with its line: a gate that silently
+    ran without a check the team installed would pass what it should judge."""
+    failed = plugins.missing("checks")
+    if failed is not None:
+        raise failed
     before = {id(c) for c in project_checks() if not plugins.from_plugin("checks", getattr(c.fn, "__module__", ""))}
     if project is not None and (project / PROJECT_CHECKS_FILE).is_file():
         spec = importlib.util.spec_from_file_location(

@@ -19,18 +19,20 @@ from typing import Any
 
 import numpy as np
 
+from conveyor.convert.conversion import Conversion, quiet_exporter, write_folder
 from conveyor.convert.frameworks import need, version_of
 from conveyor.convert.gate import ConversionRefused, check_conversion, refusal
 from conveyor.convert.options import ConvertOptions
-from conveyor.convert.pytorch import quiet_exporter
 from conveyor.errors import InvalidInput
 from conveyor.serving.spec import ModelSpec, ResolvedModel, Source
 
+NAME = "huggingface"
+ORDER = 10
 GENERATED_TEXTS = 64
 NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def is_transformers_folder(path: Path) -> bool:
+def accepts(path: Path) -> bool:
     config = path / "config.json"
     if not path.is_dir() or not config.is_file() or (path / "model.yaml").exists():
         return False
@@ -72,9 +74,8 @@ def _texts(options: ConvertOptions, tokenizer: Any) -> tuple[list[str], str]:
     return [" ".join(random.choice(sorted(vocabulary), n)) for n in lengths], "generated sentences"
 
 
-def convert_transformers(path: Path, out: Path, name: str, options: ConvertOptions):  # type: ignore[no-untyped-def]
+def convert(path: Path, out: Path, name: str, options: ConvertOptions) -> Conversion:
     """Convert the transformers folder PATH into the folder OUT (created), through the gate."""
-    from conveyor.convert.convert import Conversion, write_folder
     from conveyor.serving.model import TextClassifier, softmax
     from conveyor.serving.runtime import RuntimeOptions
 

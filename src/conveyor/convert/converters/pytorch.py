@@ -1,6 +1,6 @@
 """PyTorch models to ONNX: a TorchScript file (``torch.jit.save``), a ``torch.export`` program
-(``torch.export.save``, ``.pt2``), or a module with an example input (``convert_module``, the
-Python API), exported by ``torch.onnx`` with a dynamic batch axis.
+(``torch.export.save``, ``.pt2``; ``conveyor.convert.convert_module`` saves an in-memory module as
+one), exported by ``torch.onnx`` with a dynamic batch axis.
 
 An input of one image's shape (channels 1 or 3, height, width) with one score per class out
 becomes an ``image-classification`` model, served from PNG or JPEG with the normalisation the
@@ -16,33 +16,27 @@ training code, and runs it; TorchScript and torch.export files carry their graph
 from __future__ import annotations
 
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from conveyor.convert.conversion import Conversion, quiet_exporter, write_folder
 from conveyor.convert.frameworks import need, version_of
 from conveyor.convert.gate import ConversionRefused, check_conversion, refusal
 from conveyor.convert.options import ConvertOptions
 from conveyor.errors import InvalidInput
 from conveyor.serving.spec import ImageInput, ModelSpec, ResolvedModel, Source
 
+NAME = "pytorch"
+ORDER = 20
 SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".pt2")
 GENERATED_INPUTS = 64
 ZIP_MAGIC = b"PK\x03\x04"
 
 
-def quiet_exporter() -> None:
-    """torch.onnx logs a warning per missing optional package (torchvision) and prints its steps."""
-    import logging
-
-    for name in ("torch.onnx", "torch._export", "torch.export", "onnxscript"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def is_torch_file(path: Path) -> bool:
+def accepts(path: Path) -> bool:
     if path.suffix not in SUFFIXES or not path.is_file():
         return False
     with open(path, "rb") as handle:
@@ -149,9 +143,8 @@ def _original_scores(original: Any, batch: np.ndarray) -> np.ndarray:
     return out.detach().cpu().numpy().astype(np.float64).reshape(len(batch), -1)
 
 
-def convert_torch(path: Path, out: Path, name: str, options: ConvertOptions):  # type: ignore[no-untyped-def]
+def convert(path: Path, out: Path, name: str, options: ConvertOptions) -> Conversion:
     """Convert a TorchScript or torch.export file into the folder OUT (created), through the gate."""
-    from conveyor.convert.convert import Conversion, write_folder
     from conveyor.serving.image import ImageClassifier
     from conveyor.serving.model import TextClassifier, softmax
     from conveyor.serving.runtime import RuntimeOptions
@@ -208,17 +201,3 @@ def convert_torch(path: Path, out: Path, name: str, options: ConvertOptions):  #
         raise ConversionRefused(refusal(report, described, reference, converted, labels if image else []))
     write_folder(out, spec, path)
     return Conversion(spec=spec, report=report, folder=out)
-
-
-def convert_module(module: Any, example: Any, out: str | Path, name: str, **options: Any):  # type: ignore[no-untyped-def]
-    """The Python API: convert an in-memory ``torch.nn.Module`` with one example input (its batch axis
-    first) into a model folder ``conveyor models register`` takes.  ``options`` are ConvertOptions'
-    fields (labels, mean, std, task, agreement, tolerance, positive_label)."""
-    torch = need("torch", "torch")
-    module = module.eval()
-    batch = example if example.shape[0] > 1 else torch.cat([example, example])  # a batch of 1 would fix the axis
-    program = torch.export.export(module, (batch,), dynamic_shapes=({0: torch.export.Dim("batch")},))
-    with tempfile.TemporaryDirectory(prefix="conveyor-module-") as scratch:
-        saved = Path(scratch) / f"{name}.pt2"
-        torch.export.save(program, str(saved))
-        return convert_torch(saved, Path(out), name, ConvertOptions(**options))

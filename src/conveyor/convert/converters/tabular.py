@@ -1,4 +1,5 @@
-"""From a trained tabular model file to a folder ``conveyor serve`` takes, through the gate.
+"""A trained tabular model file (scikit-learn, XGBoost, LightGBM: ``frameworks/``) to a folder
+``conveyor serve`` takes, through the gate.
 
 The steps, each refusing with a clear message rather than registering something doubtful:
 load the file (the framework modules decide whose it is), find the features (the model's own
@@ -13,48 +14,41 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from conveyor.convert.conversion import Conversion, write_folder
 from conveyor.convert.frameworks import Framework, Loaded, frameworks, need
-from conveyor.convert.gate import (
-    DEFAULT_AGREEMENT,
-    DEFAULT_TOLERANCE,
-    ConversionRefused,
-    GateReport,
-    check_conversion,
-    refusal,
-)
+from conveyor.convert.gate import DEFAULT_AGREEMENT, DEFAULT_TOLERANCE, ConversionRefused, check_conversion, refusal
+from conveyor.convert.options import ConvertOptions
 from conveyor.errors import InvalidInput
-from conveyor.serving.spec import ORIGINAL_FOLDER, SPEC_FILE, Feature, ModelSpec, ResolvedModel, Source
+from conveyor.serving.spec import ORIGINAL_FOLDER, Feature, ModelSpec, ResolvedModel, Source
 
+NAME = "tabular"
+ORDER = 30
 PICKLES = (".joblib", ".pkl", ".pickle")
 GENERATED_ROWS = 500
-TEXT_ONLY = {"max_length", "description", "tokenizer_file"}
 
 
-@dataclass
-class Conversion:
-    spec: ModelSpec
-    report: GateReport
-    folder: Path
-
-
-def is_tabular_file(path: Path) -> bool:
-    """Whether PATH is a trained tabular model file this module converts (cheap: suffix and first bytes only)."""
+def accepts(path: Path) -> bool:
+    """Whether PATH is a pickle or a framework's native model file (cheap: suffix and first bytes only)."""
     path = Path(path)
     if not path.is_file():
         return False
-    if path.suffix in (*PICKLES, ".ubj"):
-        return True
-    with open(path, "rb") as handle:
-        head = handle.read(4096)
-    if path.suffix == ".json":
-        return b'"learner"' in head
-    return path.suffix in (".txt", ".lgb", ".lgbm") and head.startswith(b"tree\n")
+    return path.suffix in PICKLES or any(framework.recognises(path) for framework in frameworks())
+
+
+def convert(path: Path, out: Path, name: str, options: ConvertOptions) -> Conversion:
+    """The converter's entry: refuses the options only a PyTorch model takes, then :func:`convert_tabular`."""
+    unused = [n for n in ("input_shape", "task") if getattr(options, n)]
+    if unused:
+        flags = ", ".join("--" + n.replace("_", "-") for n in unused)
+        raise InvalidInput(f"{flags}: for a PyTorch model only; a tabular model records its inputs")
+    return convert_tabular(
+        path, out, name, options.sample, options.agreement, options.tolerance, options.positive_label, options.labels
+    )
 
 
 def load_original(path: Path) -> tuple[Framework, Loaded]:
@@ -124,15 +118,11 @@ def features_of(framework: Framework, loaded: Loaded, sample: Any | None) -> tup
                 )
             names = columns[: loaded.n_features or len(columns)]
         else:
-            missing = [n for n in names if n not in columns]
-            if missing and framework.NAME == "lightgbm":
-                from conveyor.convert.frameworks.lightgbm_models import sanitised
-
-                by_sanitised = {sanitised(c): c for c in columns}
-                if all(n in by_sanitised for n in names):
-                    names, missing = [by_sanitised[n] for n in names], []
+            found = {n: framework.sample_column(n, columns) for n in names}
+            missing = [n for n, column in found.items() if column is None]
             if missing:
                 raise InvalidInput(f"the sample lacks column(s) {missing} that the model was trained with")
+            names = [column for column in found.values() if column is not None]
         sample = sample[names]
         types = {name: _type_of(sample[name]) for name in names}
     else:
@@ -233,18 +223,3 @@ def convert_tabular(
         raise ConversionRefused(refusal(report, frame, original, converted, loaded.labels))
     write_folder(out, spec, path)
     return Conversion(spec=spec, report=report, folder=out)
-
-
-def write_folder(out: Path, spec: ModelSpec, original: Path) -> None:
-    """After the gate passed: the spec beside ``model.onnx``, the original file (or folder) under ``original/``."""
-    import yaml
-
-    (out / ORIGINAL_FOLDER).mkdir(exist_ok=True)
-    if original.is_dir():
-        shutil.copytree(original, out / ORIGINAL_FOLDER / original.name)
-    else:
-        shutil.copy2(original, out / ORIGINAL_FOLDER / original.name)
-    text_only = set() if spec.task == "text-classification" else TEXT_ONLY
-    (out / SPEC_FILE).write_text(
-        yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True, exclude=text_only), sort_keys=False)
-    )

@@ -1,8 +1,9 @@
-"""The frameworks a trained model can come from: each module turns its models into ONNX.
+"""The frameworks a trained tabular model can come from: each module turns its models into ONNX.
 
-Every module exposes the same few functions (``Framework`` below).  They are tried in order, so
-that a framework whose models are also scikit-learn estimators (XGBoost's and LightGBM's
-wrappers) is asked before scikit-learn itself."""
+Every module in this package (and a plugin's ``conveyor.frameworks`` entry points, see
+:mod:`conveyor.plugins`) exposes the same few names (``Framework`` below); nothing else lists
+them.  They are tried in ``ORDER``, so that a framework whose models are also scikit-learn
+estimators (XGBoost's and LightGBM's wrappers) is asked before scikit-learn itself."""
 
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ class Loaded:
 
 class Framework(Protocol):
     NAME: str
+    ORDER: int  # asked in this order
+
+    def recognises(self, path: Any) -> bool:
+        """Whether ``path`` is this framework's native model file (cheap: suffix and first bytes only)."""
 
     def load(self, path: Any) -> Loaded | None:
         """The model in ``path`` when it is this framework's (None: not ours)."""
@@ -38,6 +43,9 @@ class Framework(Protocol):
         """Whether an already loaded object (a pickle's content) is this framework's model."""
 
     def describe(self, model: Any) -> Loaded: ...
+
+    def sample_column(self, feature: str, columns: list[str]) -> str | None:
+        """The sample's column for the model's ``feature`` (None: the sample lacks it)."""
 
     def feature_types(self, loaded: Loaded, features: list[str]) -> dict[str, str]:
         """The type of each feature the model itself knows (e.g. categories of an encoder)."""
@@ -55,9 +63,10 @@ class Framework(Protocol):
 
 
 def frameworks() -> list[Framework]:
-    from conveyor.convert.frameworks import lightgbm_models, sklearn_models, xgboost_models
+    """Every framework, Conveyor's and plugins', in the order they are asked."""
+    from conveyor import plugins
 
-    return [xgboost_models, lightgbm_models, sklearn_models]  # type: ignore[list-item]
+    return sorted(plugins.modules("frameworks"), key=lambda m: (m.ORDER, m.NAME))
 
 
 def version_of(distribution: str) -> str:

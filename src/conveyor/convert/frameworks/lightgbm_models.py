@@ -17,7 +17,13 @@ from conveyor.convert.frameworks import Loaded, need, version_of
 from conveyor.serving.spec import Feature
 
 NAME = "lightgbm"
+ORDER = 20  # before scikit-learn: its wrappers are estimators too
 SUFFIXES = (".txt", ".lgb", ".lgbm")
+
+
+def recognises(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return path.suffix in SUFFIXES and handle.read(5) == b"tree\n"
 
 
 def load(path: Path) -> Loaded | None:
@@ -72,6 +78,13 @@ def describe(model: Any) -> Loaded:
 
 def sanitised(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name.replace(" ", "_"))
+
+
+def sample_column(feature: str, columns: list[str]) -> str | None:
+    """The column itself, or the one LightGBM renamed to ``feature`` (``petal width`` -> ``petal_width``)."""
+    if feature in columns:
+        return feature
+    return next((c for c in columns if sanitised(c) == feature), None)
 
 
 def feature_types(loaded: Loaded, features: list[str]) -> dict[str, str]:

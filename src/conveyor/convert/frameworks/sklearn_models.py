@@ -17,10 +17,19 @@ from conveyor.convert.frameworks import Loaded, need, version_of
 from conveyor.serving.spec import Feature
 
 NAME = "scikit-learn"
+ORDER = 30  # last: other frameworks' models can be estimators too
+
+
+def recognises(path: Path) -> bool:
+    return False  # scikit-learn has no file format of its own: its models come as pickles
+
+
+def sample_column(feature: str, columns: list[str]) -> str | None:
+    return feature if feature in columns else None
 
 
 def load(path: Path) -> Loaded | None:
-    return None  # pickles are loaded once, by convert.load_pickle, and offered to every framework
+    return None  # pickles are loaded once (converters/tabular.py) and offered to every framework
 
 
 def accepts(model: Any) -> bool:

@@ -19,7 +19,19 @@ from conveyor.convert.frameworks import Loaded, need, version_of
 from conveyor.serving.spec import Feature
 
 NAME = "xgboost"
+ORDER = 10  # before scikit-learn: its wrappers are estimators too
 SUFFIXES = (".json", ".ubj")
+
+
+def recognises(path: Path) -> bool:
+    if path.suffix == ".ubj":
+        return True
+    with open(path, "rb") as handle:
+        return path.suffix == ".json" and b'"learner"' in handle.read(4096)
+
+
+def sample_column(feature: str, columns: list[str]) -> str | None:
+    return feature if feature in columns else None
 
 
 def load(path: Path) -> Loaded | None:
