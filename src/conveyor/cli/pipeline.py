@@ -6,6 +6,7 @@ import os
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -128,18 +129,19 @@ def run(
     started = time.monotonic()
     with handle_errors():
         if live_view:
-            result: dict = {}
-            thread = threading.Thread(target=lambda: result.setdefault("record", runner.run(resume, step, state)))
-            thread.start()
-            with Live(_table(name, states, started), refresh_per_second=4, console=stdout.rich()) as live:
-                while thread.is_alive():
-                    with lock:
-                        live.update(_table(name, states, started))
-                    time.sleep(0.25)
-                thread.join()
-                final = result["record"].run.steps
-                live.update(_table(name, {s: v.model_dump() for s, v in final.items()}, started))
-            record = result["record"]
+            # the runner works in a thread while this one redraws; whatever it raises is raised
+            # again here by result(), so a terminal gets the same error line and exit code as a log
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                running = pool.submit(runner.run, resume, step, state)
+                with Live(_table(name, states, started), refresh_per_second=4, console=stdout.rich()) as live:
+                    while not running.done():
+                        with lock:
+                            live.update(_table(name, states, started))
+                        time.sleep(0.25)
+                    if running.exception() is None:
+                        final = running.result().run.steps
+                        live.update(_table(name, {s: v.model_dump() for s, v in final.items()}, started))
+            record = running.result()
         else:
             record = runner.run(resume, step, state)
     if as_json:
