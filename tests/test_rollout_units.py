@@ -172,3 +172,63 @@ def test_the_rollout_service_refuses_a_threshold_no_metric_declares(tmp_path, mo
         service.start(service.StartRequest("votes:2", router="http://127.0.0.1:9", thresholds=typo))
     text = service.export(service.ExportRequest("registry.example/votes:2", thresholds={"max_error_rate": 0.02}))
     assert "kind: AnalysisTemplate" in text and "0.02" in text
+
+
+# A status record as Conveyor wrote it before thresholds became a mapping (every threshold a field
+# of a model built from the metrics at import), with one threshold of a plugin metric no longer
+# installed (max_gpu_ms) and without one added since (max_input_shift).
+OLD_RECORD = """{
+  "id": "4f2a9c1d8e7b", "service": "svc", "strategy": "canary", "ref": "votes:2", "model_name": "votes",
+  "model_version": 2, "router": "http://127.0.0.1:9", "phase": "succeeded", "stage": "done",
+  "message": "promoted", "steps": [10.0, 50.0, 100.0], "step_index": 2, "interval_s": 30.0,
+  "rollback_window_s": 60.0, "weights": {"canary": 100.0},
+  "stable": {"ref": "votes:1", "version": "votes:1", "url": "http://127.0.0.1:5001", "pid": 4141,
+             "container": null, "engine": null, "log": null, "owned": true},
+  "canary": {"ref": "votes:2", "version": "votes:2", "url": "http://127.0.0.1:5002", "pid": 4242,
+             "container": null, "engine": null, "log": null, "owned": true},
+  "command": null, "contract_path": null,
+  "thresholds": {"min_requests": 50, "max_error_rate": 0.01, "max_error_rate_increase": 0.02, "max_p99_ms": 250.0,
+                 "max_p99_ratio": 2.0, "p99_floor_ms": 25.0, "min_agreement": 0.9, "min_compared": 20,
+                 "value_tolerance": 0.05, "value_tolerance_abs": 0.0, "max_prediction_shift": null,
+                 "max_value_shift": null, "contract": false, "mirror_percent": 20.0, "max_inconclusive": 3,
+                 "max_measurement_errors": 3, "max_gpu_ms": 12.5},
+  "window": null, "analysis": [], "inconclusive_in_a_row": 0, "errors_in_a_row": 0, "abort_reason": null,
+  "promoted_at": 1760000000.0, "previous_ref": "votes:1", "handled_command": 0, "commands": [],
+  "created_at": 1760000000.0, "updated_at": 1760000100.0, "finished_at": 1760000100.0, "events": []
+}"""
+
+
+def test_an_old_status_record_loads_with_its_thresholds_whatever_metrics_are_installed() -> None:
+    from conveyor.rollout.status import RolloutStatus
+
+    status = RolloutStatus.model_validate_json(OLD_RECORD)
+    limits = status.thresholds
+    assert (limits.min_requests, limits.max_error_rate, limits.max_p99_ms, limits.contract) == (50, 0.01, 250.0, False)
+    assert limits.max_input_shift is None  # not in the record: the metric's declared default
+    assert limits["max_gpu_ms"] == 12.5  # a removed plugin's threshold is kept, not refused
+    again = RolloutStatus.model_validate_json(status.model_dump_json())
+    assert again.thresholds == limits and isinstance(again.thresholds, Thresholds)
+
+
+def test_thresholds_are_checked_when_a_rollout_uses_them() -> None:
+    from conveyor.rollout.analysis.thresholds import checked_thresholds
+
+    limits = checked_thresholds({"max_error_rate": 0.1})
+    assert limits.max_error_rate == 0.1 and limits.min_requests == 20 and "max_input_shift" in limits
+    with pytest.raises(InvalidInput, match=r"rollout.thresholds.max_error_rate: Input should be less than or equal"):
+        checked_thresholds({"max_error_rate": 3}, "rollout.thresholds")
+    with pytest.raises(InvalidInput, match=r"unknown threshold\(s\) \['max_gpu_ms'\]"):
+        checked_thresholds({"max_gpu_ms": 1})
+
+
+def test_nothing_is_built_from_the_metrics_when_thresholds_are_imported() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "import conveyor.rollout.status, conveyor.rollout.config\n"
+        "print(any(m.startswith('conveyor.rollout.analysis.metrics.') for m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "False"  # no metric module (nor a plugin's) is imported to load a record

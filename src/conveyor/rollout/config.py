@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conveyor.durations import parse_duration
 from conveyor.errors import ClientError, InvalidInput
-from conveyor.rollout.analysis.thresholds import Thresholds
 from conveyor.yamlfile import load_yaml_model
 
 
@@ -49,7 +48,8 @@ class RolloutSettings(BaseModel):
     rollback_window: str | float = "60s"
     contract: str | None = None
     command: str | None = None
-    thresholds: Thresholds = Thresholds()
+    # checked against the metrics installed when a rollout uses them (rollout.analysis.thresholds)
+    thresholds: dict[str, Any] = Field(default_factory=dict)
     supply_chain: SupplyChainPolicy = SupplyChainPolicy()
 
     @field_validator("steps")

@@ -16,6 +16,7 @@ from conveyor.errors import ClientError, Conflict, InvalidInput, NotFound, NotRe
 from conveyor.registry.refs import looks_like_ref
 from conveyor.rollout import backends
 from conveyor.rollout.analysis.metric import MeasurementError
+from conveyor.rollout.analysis.thresholds import checked_thresholds
 from conveyor.rollout.config import RolloutSettings, parse_steps
 from conveyor.rollout.router_client import RouterClient
 from conveyor.rollout.status import Backend, RolloutStatus, StatusStore, list_services, router_address
@@ -118,13 +119,13 @@ def new_status(request: Request, settings: RolloutSettings) -> RolloutStatus:
     if router_url is None:
         raise NotFound(f"no router for service {service!r}: start `conveyor router --service {service}`")
     given = {k: v for k, v in request.thresholds.items() if v is not None}
-    limits = settings.thresholds.model_copy(update=given)
-    if "mirror_percent" not in given and "mirror_percent" not in settings.thresholds.model_fields_set:
-        limits.mirror_percent = DEFAULT_MIRROR[strategy]
+    chosen = {**settings.thresholds, **given}
+    chosen.setdefault("mirror_percent", DEFAULT_MIRROR[strategy])
+    chosen["contract"] = not request.no_contract
+    limits = checked_thresholds(chosen, "rollout.thresholds")
     contract_path = request.contract or (Path(settings.contract) if settings.contract else None)
     if contract_path is not None and not contract_path.exists():
         raise NotFound(f"contract {contract_path} does not exist")
-    limits.contract = not request.no_contract
     policy = settings.supply_chain
     trusted_keys = request.trusted_keys or [Path(p) for p in policy.trusted_keys]
     if request.require_signed or policy.require or registry_requires_signature(model_name):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from conveyor.errors import Conflict, ConveyorError, InvalidInput, NotFound
+from conveyor.rollout.analysis.thresholds import checked_thresholds
 from conveyor.rollout.config import RolloutSettings, load_settings, parse_steps
 from conveyor.rollout.plan import Request, TakenDown, new_status, pick_service, spawn_controller, take_down
 from conveyor.rollout.status import Action, RolloutStatus, StatusStore
@@ -213,7 +214,7 @@ def export(request: ExportRequest) -> str:
     contract_path = request.contract or (Path(settings.contract) if settings.contract else None)
     if contract_path is not None and not contract_path.is_file():
         raise NotFound(f"contract {contract_path} does not exist")
-    limits = settings.thresholds.model_copy(update=_known_thresholds(request.thresholds))
+    limits = checked_thresholds({**settings.thresholds, **_known_thresholds(request.thresholds)}, "rollout.thresholds")
     text = contract_path.read_text() if contract_path else None
     if request.format == "gateway-api":
         from conveyor.rollout.export_gateway import export_gateway_api

@@ -116,7 +116,7 @@ class RolloutStatus(BaseModel):
     command: str | None = None  # backend command template ({port}, {ref}); None: conveyor serve
     trusted_keys: list[str] = []  # the public keys the canary's `conveyor serve` checks its signature with
     contract_path: str | None = None
-    thresholds: Thresholds = Thresholds()
+    thresholds: Thresholds = Field(default_factory=Thresholds)  # a mapping: loads whatever metrics exist now
     window: Window | None = None
     analysis: list[AnalysisRun] = []
     inconclusive_in_a_row: int = 0

@@ -75,7 +75,7 @@ def rollouts_context() -> dict[str, Any]:
 
 def _metric_rows(status: RolloutStatus, run: Any) -> list[dict[str, Any]]:
     """Per metric of one analysis run: what it measured, the thresholds it applied, the reasons it gave."""
-    limits = status.thresholds.model_dump()
+    limits = status.thresholds
     rows = []
     for metric in all_metrics():
         measured = {key: run.measurements[key] for key in metric.shown if key in run.measurements}
@@ -86,7 +86,7 @@ def _metric_rows(status: RolloutStatus, run: Any) -> list[dict[str, Any]]:
                 "name": metric.name,
                 "summary": metric.summary,
                 "measured": measured,
-                "limits": {t.name: limits.get(t.name) for t in metric.thresholds},
+                "limits": {t.name: getattr(limits, t.name) for t in metric.thresholds},
             }
         )
     return rows

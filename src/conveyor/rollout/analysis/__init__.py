@@ -2,6 +2,6 @@
 
 * :mod:`.metric`: what an analysis metric is (the interface, its verdict, the traffic window);
 * :mod:`.metrics`: the metrics, one module each (and plugins' ``conveyor.metrics`` entry points);
-* :mod:`.thresholds`: every metric's settings as one validated model (conveyor.yaml, CLI options);
+* :mod:`.thresholds`: every metric's settings as one mapping, checked when a rollout uses it;
 * :mod:`.run`: one analysis run, where every applicable metric measures the window.
 """

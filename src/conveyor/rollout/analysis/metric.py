@@ -1,9 +1,9 @@
 """What an analysis metric is: a small plug-in that measures one window and gives a verdict.
 
 Compare Flagger's metric providers: one interface, one file per provider.  A metric declares
-the thresholds it reads (they become fields of :class:`~conveyor.rollout.analysis.thresholds.Thresholds`,
-``rollout:`` keys in conveyor.yaml and ``conveyor rollout start`` options), measures a
-:class:`AnalysisWindow` into a :class:`Verdict`, and may say what it becomes in an Argo Rollouts
+the thresholds it reads (keys of a rollout's :class:`~conveyor.rollout.analysis.thresholds.Thresholds`,
+checked when a rollout uses them; ``rollout:`` keys in conveyor.yaml and ``conveyor rollout start``
+options), measures a :class:`AnalysisWindow` into a :class:`Verdict`, and may say what it becomes in an Argo Rollouts
 ``AnalysisTemplate``.  The controller, the CLI, the status view and the export all read the
 same table, so a new metric is one new module in :mod:`conveyor.rollout.analysis.metrics`.
 
@@ -147,7 +147,7 @@ class AnalysisWindow:
 
 @dataclass(frozen=True)
 class Threshold:
-    """One setting a metric reads: a ``Thresholds`` field, a conveyor.yaml key and a CLI option."""
+    """One setting a metric reads: a ``Thresholds`` key, a conveyor.yaml key and a CLI option."""
 
     name: str
     type: type

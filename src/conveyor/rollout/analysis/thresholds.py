@@ -1,21 +1,49 @@
-"""The rollout's thresholds: the general limits plus every metric's own, as one pydantic model.
+"""The rollout's thresholds: a mapping of name to value, checked against the metric table when a rollout uses them.
 
-``Thresholds`` is assembled from the metric table (:mod:`conveyor.rollout.analysis.metrics`), so a
-metric's threshold is a field of the persisted status record, a key of conveyor.yaml's
-``rollout.thresholds`` and an option of ``conveyor rollout start`` without being written down
-anywhere else.
+Each metric declares its thresholds (:class:`~conveyor.rollout.analysis.metric.Threshold`);
+:func:`checked_thresholds` validates a rollout's mapping (conveyor.yaml's ``rollout.thresholds``
+merged with the command's options) against the metrics installed at that moment, with their types
+and bounds, and fills in their defaults.  Nothing is built when this module is imported, so a
+saved status record is a plain mapping that loads whatever plugins are installed now (a record
+written before a metric existed, or by one since removed, still loads), and attribute access
+(``limits.max_error_rate``) reads a value, or the declared default of a threshold the record lacks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import Field, GetCoreSchemaHandler, ValidationError, create_model
+from pydantic_core import core_schema
 
+from conveyor.errors import InvalidInput
 from conveyor.rollout.analysis.metric import Threshold
 from conveyor.rollout.analysis.metrics import all_metrics, all_thresholds
 
-__all__ = ["Thresholds", "all_metrics", "all_thresholds"]
+__all__ = ["Thresholds", "all_metrics", "all_thresholds", "checked_thresholds"]
+
+
+class Thresholds(dict[str, Any]):
+    """When an analysis is successful, failed or inconclusive (see docs/rollouts.md): name -> value."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self:
+            return self[name]
+        declared = {t.name: t for t in all_thresholds()}.get(name)
+        if declared is None:
+            raise AttributeError(f"no analysis threshold {name!r}")
+        return declared.default
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        # a record holds a plain mapping: it loads whatever metrics are installed
+        return core_schema.no_info_after_validator_function(cls, handler(dict[str, Any]))
 
 
 def _field(threshold: Threshold) -> tuple[Any, Any]:
@@ -24,8 +52,24 @@ def _field(threshold: Threshold) -> tuple[Any, Any]:
     return kind, Field(threshold.default, description=threshold.help, **bounds)
 
 
-Thresholds: type[BaseModel] = create_model(  # type: ignore[call-overload]
-    "Thresholds",
-    __doc__="When an analysis is successful, failed or inconclusive (see docs/rollouts.md).",
-    **{t.name: _field(t) for t in all_thresholds()},
-)
+def checked_thresholds(given: Mapping[str, Any], where: str = "thresholds") -> Thresholds:
+    """Every installed metric's thresholds: ``given``'s values, checked, and the defaults for the rest.
+
+    An unknown name (a typo, or a metric not installed here) or a value out of bounds raises
+    :class:`~conveyor.errors.InvalidInput` naming it."""
+    declared = all_thresholds()
+    known = {t.name for t in declared}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise InvalidInput(f"unknown threshold(s) {unknown}; thresholds: {', '.join(sorted(known))}")
+    model = create_model(  # type: ignore[call-overload]
+        "Thresholds", __config__={"extra": "forbid"}, **{t.name: _field(t) for t in declared}
+    )
+    try:
+        checked = model(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{where}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        raise InvalidInput(problems) from None
+    return Thresholds(checked.model_dump())
