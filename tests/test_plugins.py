@@ -101,6 +101,30 @@ def test_what_needs_a_broken_plugin_fails_with_its_line(monkeypatch: pytest.Monk
 
 
 @pytest.mark.usefixtures("fresh_plugins")
+def test_verify_does_not_gate_without_a_broken_check_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor.verify.runner import load_custom_checks
+
+    assert load_custom_checks(None, []) == []  # nothing broken: nothing in the way
+    installed(monkeypatch, "conveyor.checks", ("acme", MISSING))
+    monkeypatch.setattr(plugins, "_loaded", set())
+    with pytest.raises(PluginFailed, match=r"the plugin 'acme' .*\(conveyor\.checks entry point"):
+        load_custom_checks(None, [])
+
+
+@pytest.mark.usefixtures("fresh_plugins", "conveyor_home")
+def test_a_threshold_of_a_broken_metric_plugin_fails_with_its_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor.errors import InvalidInput
+    from conveyor.rollout import service
+
+    with pytest.raises(InvalidInput, match="unknown threshold"):  # a typo, with every plugin loaded
+        service.start(service.StartRequest("votes:2", thresholds={"acme_max_canary_requests": 3}))
+    installed(monkeypatch, "conveyor.metrics", ("acme", MISSING))
+    monkeypatch.setattr(plugins, "_loaded", set())
+    with pytest.raises(PluginFailed, match=r"the plugin 'acme' .*\(conveyor\.metrics entry point"):
+        service.start(service.StartRequest("votes:2", thresholds={"acme_max_canary_requests": 3}))
+
+
+@pytest.mark.usefixtures("fresh_plugins")
 def test_a_plugin_converter_is_one_module(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from conveyor.convert.kinds import convert_model, is_framework_model
 
