@@ -27,6 +27,7 @@ from conveyor.monitoring.features import Columns
 from conveyor.monitoring.observe import MONITORED_TASKS, Observer
 from conveyor.monitoring.profile import PROFILE_FILE, Profile
 from conveyor.monitoring.quality import served_answers
+from conveyor.serving.payload_record import FeedbackRecord, PayloadRecord, RequestRecord
 from conveyor.serving.spec import ResolvedModel
 
 log = logging.getLogger(__name__)
@@ -87,19 +88,19 @@ class LiveDrift:
         self.recent: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self.outcomes: deque[float] = deque(maxlen=window)  # 1/0 per labelled item, or its absolute error
 
-    def observe(self, record: dict[str, Any]) -> None:
+    def observe(self, record: PayloadRecord) -> None:
         """One record the payload log wrote (a request or a feedback line); never raises."""
         try:
-            if record.get("kind") == "feedback":
+            if isinstance(record, FeedbackRecord):
                 self._feedback(record)
             else:
                 self._request(record)
         except Exception:  # a record the watcher cannot read must not stop the log's writer
             log.exception("live drift: cannot read a payload record")
 
-    def _request(self, record: dict[str, Any]) -> None:
+    def _request(self, record: RequestRecord) -> None:
         self.observer.add_record(self.columns, record)
-        request_id = str(record.get("request_id"))
+        request_id = record.request_id
         # a tuple of strings or floats: nothing the garbage collector must walk, however many are kept
         self.recent[request_id] = tuple(served_answers(record, self.labels, self.regression, None))
         self.recent.move_to_end(request_id)
@@ -122,10 +123,10 @@ class LiveDrift:
         if drifted:
             log.warning("drift in window %d of %s:%s: %s", self.judged, *self.names.values(), ", ".join(drifted))
 
-    def _feedback(self, record: dict[str, Any]) -> None:
-        served = self.recent.get(str(record.get("request_id")))
-        truth = record.get("labels", record.get("values"))
-        if served is None or not isinstance(truth, list):
+    def _feedback(self, record: FeedbackRecord) -> None:
+        served = self.recent.get(record.request_id)
+        truth = record.truth
+        if served is None or truth is None:
             return  # its request was not logged (the sample), or is too old to remember
         pairs = [(answer, true) for answer, true in zip(served, truth, strict=False) if answer is not None]
         if not pairs:

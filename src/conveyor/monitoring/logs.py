@@ -2,20 +2,21 @@
 
 Local folders and ``s3://bucket/prefix`` alike (the layout ``serving/payloads.py`` writes:
 ``<model>/<version>/payloads-<UTC time>-<pid>-<n>.jsonl``).  Files still being written end in
-``.partial`` and are skipped; a line that is not JSON (a torn copy) is counted, not fatal.
+``.partial`` and are skipped.  Each line is read as a typed record of whichever version wrote it
+(``serving/payload_record.py``); a line that is not one (a torn copy, a foreign file) is counted,
+not fatal.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 from conveyor.errors import NotFound
+from conveyor.serving.payload_record import PayloadRecord, read_record
 
 
 @dataclass
@@ -26,16 +27,18 @@ class LogReader:
     unreadable: int = 0
     files: int = 0
 
-    def records(self) -> Iterator[dict[str, Any]]:
+    def records(self) -> Iterator[PayloadRecord]:
         for _name, text in self._files():
             self.files += 1
             for line in text.splitlines():
                 if not line.strip():
                     continue
                 try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
+                    record = read_record(line)
+                except ValueError:
                     self.unreadable += 1
+                    continue
+                yield record
 
     def _files(self) -> Iterator[tuple[str, str]]:
         if self.destination.startswith("s3://"):

@@ -19,6 +19,7 @@ import numpy as np
 from conveyor.errors import InvalidInput
 from conveyor.monitoring.features import OUTPUT, Columns, TextFeatures, add_outputs, add_records, answered_labels
 from conveyor.serving.model import softmax
+from conveyor.serving.payload_record import RequestRecord
 from conveyor.serving.spec import ResolvedModel
 
 BATCH = 64
@@ -44,11 +45,11 @@ class Observer:
         elif self.features:
             add_records(columns, items, self.features)
 
-    def add_record(self, columns: Columns, record: dict[str, Any]) -> None:
+    def add_record(self, columns: Columns, record: RequestRecord) -> None:
         """One payload log line (one request)."""
-        self.add_inputs(columns, record.get("inputs"))
-        outputs = [o if isinstance(o, dict) else {} for o in record.get("outputs") or []]
-        probabilities = record.get("probabilities")
+        self.add_inputs(columns, record.inputs)
+        outputs = [o if isinstance(o, dict) else {} for o in record.outputs]
+        probabilities = record.probabilities
         if probabilities is None and self.spec.labels and self.spec.task != "tabular-regression":
             for label in answered_labels(outputs, self.spec.labels, self.spec.boolean_label):  # a router's record
                 columns.add("output.label", "categorical", OUTPUT, label)
@@ -123,7 +124,9 @@ def _json(text: str, where: str) -> Any:
         raise InvalidInput(f"{where}: not JSON ({exc.msg})") from None
 
 
-def chunked(records: Iterable[dict[str, Any]], observer: Observer, window: int) -> Iterator[tuple[Columns, list]]:
+def chunked(
+    records: Iterable[RequestRecord], observer: Observer, window: int
+) -> Iterator[tuple[Columns, list[RequestRecord]]]:
     """Windows of at least ``window`` items, in log order: (columns, the window's records)."""
     columns, kept = Columns(), []
     for record in records:

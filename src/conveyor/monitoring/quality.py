@@ -8,24 +8,24 @@ requests can be joined: at a 10% sample, a tenth of the labelled traffic counts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from conveyor.monitoring.features import answered_labels
+from conveyor.serving.payload_record import FeedbackRecord, PayloadRecord, RequestRecord
 
 
-def feedback_of(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
+def feedback_of(records: Iterable[PayloadRecord]) -> dict[str, list[Any]]:
     """request id -> the true answers, per item (the latest feedback for an id wins)."""
     truth: dict[str, list[Any]] = {}
     for record in records:
-        if record.get("kind") == "feedback":
-            answers = record.get("labels", record.get("values"))
-            if isinstance(answers, list):
-                truth[str(record.get("request_id"))] = answers
+        if isinstance(record, FeedbackRecord) and record.truth is not None:
+            truth[record.request_id] = record.truth
     return truth
 
 
 def window_quality(
-    requests: list[dict[str, Any]],
+    requests: list[RequestRecord],
     truth: dict[str, list[Any]],
     labels: list[str],
     regression: bool,
@@ -35,7 +35,7 @@ def window_quality(
     hits = errors = 0.0
     labelled = 0
     for record in requests:
-        true = truth.get(str(record.get("request_id")))
+        true = truth.get(record.request_id)
         if not true:
             continue
         predicted = served_answers(record, labels, regression, boolean)
@@ -54,30 +54,30 @@ def window_quality(
     return {"labelled": labelled, "accuracy": round(hits / labelled, 4)}
 
 
-def served_answers(record: dict[str, Any], labels: list[str], regression: bool, boolean: str | None) -> list[Any]:
+def served_answers(record: RequestRecord, labels: list[str], regression: bool, boolean: str | None) -> list[Any]:
     """What a logged request answered, per item: the winning label, or a regressor's value."""
     if regression:
-        return [o.get("value") if isinstance(o, dict) else None for o in record.get("outputs") or []]
-    if record.get("probabilities") is None:  # a router's record: the answer is all there is
-        return answered_labels(record.get("outputs") or [], labels, boolean)
-    rows = record.get("probabilities") or []
+        return [o.get("value") if isinstance(o, dict) else None for o in record.outputs]
+    if record.probabilities is None:  # a router's record: the answer is all there is
+        return answered_labels(record.outputs, labels, boolean)
+    rows = record.probabilities
     return [labels[max(range(len(row)), key=row.__getitem__)] if row else None for row in rows]
 
 
 def labelled_rows(
-    requests: list[dict[str, Any]], truth: dict[str, list[Any]], text: bool, target: str
+    requests: list[RequestRecord], truth: dict[str, list[Any]], text: bool, target: str
 ) -> list[dict[str, Any]]:
     """The logged inputs that feedback labelled, one row per item, with the true answer as ``target``:
     the served traffic a retraining adds to its data (``conveyor monitor --export-labelled``)."""
     rows = []
     for record in requests:
-        true = truth.get(str(record.get("request_id")))
-        inputs = record.get("inputs")
+        true = truth.get(record.request_id)
+        inputs = record.inputs
         if not true or not inputs:
             continue
         for item, answer in zip(inputs, true, strict=False):
             if item is None:
                 continue  # dropped by --log-drop text
             row = {"text": item} if text else dict(item)
-            rows.append({**row, target: answer, "request_id": record.get("request_id"), "time": record.get("time")})
+            rows.append({**row, target: answer, "request_id": record.request_id, "time": record.time})
     return rows

@@ -16,6 +16,7 @@ from conveyor.monitoring.logs import LogReader
 from conveyor.monitoring.observe import Observer, chunked
 from conveyor.monitoring.profile import PROFILE_FILE, Profile, profile_of
 from conveyor.monitoring.quality import feedback_of, labelled_rows, window_quality
+from conveyor.serving.payload_record import RequestRecord
 from conveyor.serving.spec import ResolvedModel
 
 
@@ -97,7 +98,7 @@ def monitor_log(
     result = MonitorResult(resolved.spec.name, resolved.spec.version, profile, thresholds)
     everything = list(reader.records())  # feedback comes after its request: gather it first
     truth = feedback_of(everything)
-    requests = [r for r in everything if r.get("kind", "request") == "request"]
+    requests = [r for r in everything if isinstance(r, RequestRecord)]
     regression = resolved.spec.task == "tabular-regression"
     for index, (columns, records) in enumerate(chunked(requests, observer, window), 1):
         result.records += len(records)
@@ -107,8 +108,8 @@ def monitor_log(
             WindowDrift(
                 index=index,
                 items=columns.items,
-                start=str(records[0].get("time", "")),
-                end=str(records[-1].get("time", "")),
+                start=records[0].time,
+                end=records[-1].time,
                 judged=judged,
                 columns=compare(profile, columns, thresholds) if judged else [],
                 quality=quality,

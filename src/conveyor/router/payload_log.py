@@ -3,10 +3,11 @@
 A server's own log (``serve --log-payloads``) sees one version; the router sees the service, so
 a team that logs at the router gets stable's and canary's traffic side by side without touching
 the backends (containers on other hosts included).  Records go to the same layout a server
-writes (``DEST/<model>/<version>/payloads-*.jsonl``, through the same writer: sampling, dropped
-and hashed fields, the size cap, rotation, S3, drops counted), so ``conveyor monitor`` and the
-drift trigger read either.  A router record has no probabilities: the answer is what the client
-got (``{"positive": true}``, ``{"label": ...}``, ``{"value": ...}``), and the backend that gave it.
+writes (``DEST/<model>/<version>/payloads-*.jsonl``, the same record, ``serving/payload_record.py``,
+through the same writer: sampling, dropped and hashed fields, the size cap, rotation, S3, drops
+counted), so ``conveyor monitor`` and the drift trigger read either.  A router record has no
+probabilities: the answer is what the client got (``{"positive": true}``, ``{"label": ...}``,
+``{"value": ...}``), and the backend that gave it.
 
 Request ids: the router forwards the client's ``X-Request-Id`` or makes one, so the backend's log
 and the router's share it, and remembers which backend answered each recent id.  ``POST /feedback``
@@ -18,7 +19,6 @@ answered it (whose own log, if it keeps one, wants it too; its answer is not wai
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -29,6 +29,7 @@ from conveyor.router.inputs import classic_items
 from conveyor.router.requests import RecentRequests, Served
 from conveyor.router.routing import BackendSpec
 from conveyor.serving.feedback import check_entry, entry_request_id, feedback_items
+from conveyor.serving.payload_record import RequestRecord, record_time
 from conveyor.serving.payloads import PayloadLog, PayloadLogConfig
 
 log = logging.getLogger("conveyor.router")
@@ -64,18 +65,17 @@ class RouterPayloads:
         except orjson.JSONDecodeError:
             inputs, outputs = None, None  # an image body, or an answer that is not JSON
         payload.offer_record(
-            {
-                "kind": "request",
-                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                "request_id": request_id,
-                "model": model,
-                "version": version,
-                "backend": served.backend,
-                "route": path,
-                "latency_ms": round(seconds * 1000, 3),
-                "inputs": None if inputs is None else classic_items(inputs),
-                "outputs": outputs if isinstance(outputs, list) else [outputs],
-            }
+            RequestRecord(
+                time=record_time(),
+                request_id=request_id,
+                model=model,
+                version=version,
+                backend=served.backend,
+                route=path,
+                latency_ms=round(seconds * 1000, 3),
+                inputs=None if inputs is None else classic_items(inputs),
+                outputs=outputs if isinstance(outputs, list) else [outputs],
+            )
         )
 
     async def feedback(

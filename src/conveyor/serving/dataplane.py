@@ -23,6 +23,7 @@ from conveyor.errors import Conflict, NotFound, NotReady
 from conveyor.serving import metrics
 from conveyor.serving.batching import Batcher, BatchStats
 from conveyor.serving.feedback import parse_feedback
+from conveyor.serving.payload_record import PayloadRecord
 from conveyor.serving.payloads import PayloadLog, PayloadLogConfig
 from conveyor.serving.runtime import RuntimeOptions
 from conveyor.serving.spec import ResolvedModel
@@ -53,7 +54,7 @@ class DataPlane:
         self,
         resolved: ResolvedModel,
         options: ServingOptions,
-        watch: Callable[[dict[str, Any]], None] | None = None,
+        watch: Callable[[PayloadRecord], None] | None = None,
     ) -> None:
         self.resolved = resolved
         self.watch = watch  # sees each payload log record on the log's thread (the live drift gauges)

@@ -8,7 +8,8 @@ writer thread does the rest: dropping and hashing fields, the size cap, JSON, th
 rotation, the upload.  A full queue, a full disk or an unreachable store drops records and counts
 them in ``conveyor_payload_log_records_total{outcome}``; a prediction never waits for the log.
 
-Files are JSON Lines, one line per request, under ``DEST/<model>/<version>/``; a file being
+Files are JSON Lines, one record per line (``serving/payload_record.py``: a request, or the
+feedback on one), under ``DEST/<model>/<version>/``; a file being
 written ends in ``.partial`` and is renamed when it rotates (``rotate_bytes``/``rotate_seconds``)
 or the server stops, so a reader (``conveyor monitor``) only ever sees whole files.  With an
 ``s3://bucket/prefix`` destination the files are spooled locally and uploaded as they rotate.
@@ -35,8 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 from prometheus_client import Counter
+
+from conveyor.serving.payload_record import FeedbackRecord, PayloadRecord, RequestRecord, record_time
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +97,13 @@ class PayloadLog:
         *,
         logits: bool,
         classifier: bool,
-        watch: Callable[[dict[str, Any]], None] | None = None,
+        watch: Callable[[PayloadRecord], None] | None = None,
     ) -> None:
         self.config = config
         self.watch = watch  # sees each record written, on the writer thread (live drift gauges)
         self.model, self.version = model, version
         self.logits, self.classifier = logits, classifier
-        self._queue: queue.Queue[_Entry | dict[str, Any] | None] = queue.Queue(config.queue_size)
+        self._queue: queue.Queue[_Entry | PayloadRecord | None] = queue.Queue(config.queue_size)
         self._random = random.Random()
         self._sink = sink_for(config, model, version, self._count)
         self._hash_key = os.environ.get(HASH_KEY_ENV, "").encode()
@@ -131,12 +133,12 @@ class PayloadLog:
         """Draw whether this request is logged (``--log-sample``)."""
         return self._random.random() < self.config.sample
 
-    def offer_record(self, record: dict[str, Any]) -> None:
+    def offer_record(self, record: RequestRecord) -> None:
         """Log a record already drawn (``sampled``) and made by the caller (the router's); its
         ``inputs`` are scrubbed on the writer thread as a server's are."""
         self._put(record)
 
-    def _put(self, entry: _Entry | dict[str, Any]) -> None:
+    def _put(self, entry: _Entry | PayloadRecord) -> None:
         try:
             self._queue.put_nowait(entry)
         except queue.Full:
@@ -145,10 +147,13 @@ class PayloadLog:
     def offer_feedback(self, entries: list[dict[str, Any]]) -> int:
         """Queue checked ``POST /feedback`` entries (never sampled); how many the queue took."""
         taken = 0
-        stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+        stamp = record_time()
         for entry in entries:
+            record = FeedbackRecord(
+                time=stamp, request_id=entry["request_id"], labels=entry.get("labels"), values=entry.get("values")
+            )
             try:
-                self._queue.put_nowait({"kind": "feedback", "time": stamp, **entry})
+                self._queue.put_nowait(record)
                 taken += 1
             except queue.Full:
                 self._counters["queue_full"].inc()
@@ -185,7 +190,8 @@ class PayloadLog:
             self._sink.tick()  # rotate by age under steady traffic too, not only when the queue is idle
             time.sleep(GATHER_S)
 
-    def _handle(self, entry: _Entry | dict[str, Any]) -> None:
+    def _handle(self, entry: _Entry | PayloadRecord) -> None:
+        record: PayloadRecord | None = None
         try:
             record = self._record(entry) if isinstance(entry, _Entry) else self._scrubbed(entry)
             line = self._line(record)
@@ -196,42 +202,41 @@ class PayloadLog:
             self._count("too_large")
             return
         self._sink.write(line)
-        if self.watch is not None:
+        if self.watch is not None and record is not None:
             self.watch(record)
 
-    def _record(self, entry: _Entry) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "kind": "request",
-            "time": datetime.fromtimestamp(entry.at, UTC).isoformat(timespec="milliseconds"),
-            "request_id": entry.request_id,
-            "model": self.model,
-            "version": self.version,
-            "route": entry.route,
-            "latency_ms": entry.latency_ms,
-            "inputs": None if entry.items is None else [self._scrub(item) for item in entry.items],
-            "outputs": entry.answers,
-        }
-        scores = entry.scores.astype(np.float64)
+    def _record(self, entry: _Entry) -> RequestRecord:
+        probabilities = None
         if self.classifier:
+            scores = entry.scores.astype(np.float64)
             if self.logits:
                 from conveyor.serving.model import softmax  # onnxruntime's side; a router logs no scores
 
                 scores = softmax(scores)
-            record["probabilities"] = np.round(scores, 6).tolist()
+            probabilities = np.round(scores, 6).tolist()
+        return RequestRecord(
+            time=record_time(entry.at),
+            request_id=entry.request_id,
+            model=self.model,
+            version=self.version,
+            route=entry.route,
+            latency_ms=entry.latency_ms,
+            inputs=None if entry.items is None else [self._scrub(item) for item in entry.items],
+            outputs=entry.answers,
+            probabilities=probabilities,
+        )
+
+    def _scrubbed(self, record: PayloadRecord) -> PayloadRecord:
+        if isinstance(record, RequestRecord) and record.inputs is not None:
+            record.inputs = [self._scrub(item) for item in record.inputs]
         return record
 
-    def _scrubbed(self, record: dict[str, Any]) -> dict[str, Any]:
-        inputs = record.get("inputs")
-        if isinstance(inputs, list):
-            record["inputs"] = [self._scrub(item) for item in inputs]
-        return record
-
-    def _line(self, record: dict[str, Any]) -> bytes | None:
+    def _line(self, record: PayloadRecord) -> bytes | None:
         """The record as one JSON line, its inputs left out when over the cap (None: too large still)."""
-        line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
-        if len(line) > self.config.max_record_bytes and record.get("inputs") is not None:
-            record["inputs"], record["omitted"] = None, f"inputs over {self.config.max_record_bytes} bytes"
-            line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+        line = record.json_line()
+        if len(line) > self.config.max_record_bytes and isinstance(record, RequestRecord) and record.inputs is not None:
+            record.inputs, record.omitted = None, f"inputs over {self.config.max_record_bytes} bytes"
+            line = record.json_line()
         return line if len(line) <= self.config.max_record_bytes else None
 
     def _scrub(self, item: Any) -> Any:
