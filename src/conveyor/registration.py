@@ -122,6 +122,6 @@ def _inputs_of(spec: Any) -> str:
     if spec.image is not None:
         image = spec.image
         return f"{spec.task}, {image.channels}x{image.height}x{image.width} images, {len(spec.labels)} labels"
-    if spec.task == "text-classification":
+    if spec.task.takes_text:
         return f"{spec.task}, labels {spec.labels}"
-    return spec.task
+    return str(spec.task)

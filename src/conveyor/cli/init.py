@@ -9,6 +9,7 @@ import typer
 
 from conveyor.cli.output import EXIT_CONFLICT, fail, handle_errors, stdout
 from conveyor.registry.refs import check_name
+from conveyor.task_kinds import Task
 
 GITIGNORE = """\
 # Model weights and data never go into git: they live in the registry.
@@ -208,7 +209,7 @@ def _starter_contract() -> str:
 
 
 FILES = ("conveyor.yaml", ".gitignore", "contract.yaml", "README.md", "tests/test_project.py")
-TASKS = ("text-classification", "tabular-classification", "tabular-regression", "image-classification")
+TASKS = tuple(task for task in Task if task.named_inputs)  # a contract is recorded from inputs a person can read
 
 
 def _recorded_contract(model_ref: str, task: str | None, sample: Path | None) -> str:
@@ -224,11 +225,12 @@ def _recorded_contract(model_ref: str, task: str | None, sample: Path | None) ->
         ctx = Context(running.url, Contract())
         try:
             served = served_metadata(running.url, ctx.client, V2Settings(model=running.model_name or ""))
-            served_task = (served.get("parameters") or {}).get("task", "tensor")
+            served_task = (served.get("parameters") or {}).get("task", Task.TENSOR)
             if task is not None and served_task != task:
                 raise InvalidInput(f"{model_ref} is a {served_task} model, not {task}: leave out --task or fix it")
             if served_task not in TASKS:
-                raise InvalidInput(f"{model_ref} is a {served_task} model: conveyor init records contracts of {TASKS}")
+                tasks = ", ".join(TASKS)
+                raise InvalidInput(f"{model_ref} is a {served_task} model: conveyor init records contracts of {tasks}")
             recorded = record_contract(ctx, None, running.model_name, sample)
         finally:
             ctx.close()
@@ -286,7 +288,7 @@ def init(
     with handle_errors():
         model_name = check_name(name or directory.resolve().name)
     image_name = image or f"ghcr.io/{{owner}}/{model_name.lower()}"
-    model_ref = model or (model_name if task not in (None, "text-classification") or sample else None)
+    model_ref = model or (model_name if task not in (None, Task.TEXT_CLASSIFICATION) or sample else None)
     existing = [f for f in FILES if (directory / f).exists()]
     if existing and not force:
         raise fail(f"{', '.join(existing)} exist already in {directory}; use --force to overwrite", EXIT_CONFLICT)

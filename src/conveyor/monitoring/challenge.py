@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # the CLI imports the defaults below at start-up: numpy and t
 BATCH = 64
 DEFAULT_MIN_ITEMS = 50
 DEFAULT_MARGIN = 0.0
-CHALLENGED_TASKS = ("text-classification", "tabular-classification", "tabular-regression")
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ def read_labelled(path: Path, spec: ModelSpec, target: str, recent: int | None =
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
-        wanted = ["text"] if spec.task == "text-classification" else [f.name for f in spec.features]
+        wanted = ["text"] if spec.task.takes_text else [f.name for f in spec.features]
         missing = [c for c in [*wanted, target] if c not in columns]
         if missing:
             raise InvalidInput(f"{path}: no column {', '.join(map(repr, missing))} (it has {', '.join(columns)})")
@@ -80,7 +79,7 @@ def read_labelled(path: Path, spec: ModelSpec, target: str, recent: int | None =
     items: list[Any] = []
     truth: list[Any] = []
     for number, row in enumerate(rows, 2):
-        items.append(row["text"] if spec.task == "text-classification" else _record(row, spec, f"{path}:{number}"))
+        items.append(row["text"] if spec.task.takes_text else _record(row, spec, f"{path}:{number}"))
         truth.append(_answer(row[target], spec, f"{path}:{number}"))
     return Labelled(items, truth)
 
@@ -104,7 +103,7 @@ def _record(row: dict[str, str], spec: ModelSpec, where: str) -> dict[str, Any]:
 
 
 def _answer(text: str, spec: ModelSpec, where: str) -> Any:
-    if spec.task == "tabular-regression":
+    if spec.task.regression:
         try:
             return float(text)
         except ValueError:
@@ -140,11 +139,11 @@ def _ref(resolved: ResolvedModel) -> str:
 
 
 def _check_comparable(candidate: ModelSpec, champion: ModelSpec) -> None:
-    if candidate.task not in CHALLENGED_TASKS:
+    if not candidate.task.row_inputs:
         raise InvalidInput(f"{candidate.name}: a {candidate.task} model has no labelled answers to compare")
     if candidate.task != champion.task:
         raise InvalidInput(f"the candidate is a {candidate.task} model, the champion a {champion.task} one")
-    if candidate.task != "tabular-regression" and sorted(candidate.labels) != sorted(champion.labels):
+    if not candidate.task.regression and sorted(candidate.labels) != sorted(champion.labels):
         raise InvalidInput(f"the candidate's labels {candidate.labels} differ from the champion's {champion.labels}")
 
 
@@ -160,8 +159,8 @@ def challenge(
 ) -> Verdict:
     """Score both on the labelled rows; the candidate passes if it is ``margin`` better (or more)."""
     _check_comparable(candidate.spec, champion.spec)
-    regression = candidate.spec.task == "tabular-regression"
-    labelled = read_labelled(labelled_file, candidate.spec, target or ("value" if regression else "label"), recent)
+    regression = candidate.spec.task.regression
+    labelled = read_labelled(labelled_file, candidate.spec, target or candidate.spec.task.answer_field, recent)
     metric = "mae" if regression else "accuracy"
     new, live = score(candidate, labelled), score(champion, labelled)
     items = len(labelled.items)

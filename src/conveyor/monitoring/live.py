@@ -24,7 +24,7 @@ from prometheus_client import Counter, Gauge
 
 from conveyor.monitoring.drift import Thresholds, compare
 from conveyor.monitoring.features import Columns
-from conveyor.monitoring.observe import MONITORED_TASKS, Observer
+from conveyor.monitoring.observe import Observer
 from conveyor.monitoring.profile import PROFILE_FILE, Profile
 from conveyor.monitoring.quality import served_answers
 from conveyor.serving.payload_record import FeedbackRecord, PayloadRecord, RequestRecord
@@ -81,7 +81,7 @@ class LiveDrift:
         self.window = window
         self.thresholds = thresholds
         self.labels = resolved.spec.labels
-        self.regression = resolved.spec.task == "tabular-regression"
+        self.regression = resolved.spec.task.regression
         self.names = {"model": resolved.spec.name, "version": resolved.spec.version}
         self.columns = Columns()
         self.judged = 0
@@ -143,6 +143,6 @@ class LiveDrift:
 def live_drift_for(resolved: ResolvedModel, window: int) -> LiveDrift | None:
     """The watcher for a served version that carries a reference profile; None for one without."""
     stored = resolved.model_path.parent / PROFILE_FILE
-    if window <= 0 or not stored.is_file() or resolved.spec.task not in MONITORED_TASKS:
+    if window <= 0 or not stored.is_file() or not resolved.spec.task.named_inputs:
         return None
     return LiveDrift(resolved, Profile.load(stored), window, Thresholds(min_items=min(window, 100)))

@@ -21,9 +21,9 @@ from conveyor.monitoring.features import OUTPUT, Columns, TextFeatures, add_outp
 from conveyor.serving.model import softmax
 from conveyor.serving.payload_record import RequestRecord
 from conveyor.serving.spec import ResolvedModel
+from conveyor.task_kinds import Task
 
 BATCH = 64
-MONITORED_TASKS = ("text-classification", "tabular-classification", "tabular-regression", "image-classification")
 
 
 class Observer:
@@ -32,9 +32,9 @@ class Observer:
     def __init__(self, resolved: ResolvedModel) -> None:
         self.resolved = resolved
         self.spec = resolved.spec
-        if self.spec.task not in MONITORED_TASKS:
+        if not self.spec.task.named_inputs:
             raise InvalidInput(f"model {self.spec.name!r} takes raw tensors: there are no named inputs to monitor")
-        self.text = TextFeatures(resolved.tokenizer_path) if self.spec.task == "text-classification" else None
+        self.text = TextFeatures(resolved.tokenizer_path) if self.spec.task.takes_text else None
         self.features = {f.name: f.type for f in self.spec.features}
 
     def add_inputs(self, columns: Columns, items: list[Any] | None) -> None:
@@ -50,7 +50,7 @@ class Observer:
         self.add_inputs(columns, record.inputs)
         outputs = [o if isinstance(o, dict) else {} for o in record.outputs]
         probabilities = record.probabilities
-        if probabilities is None and self.spec.labels and self.spec.task != "tabular-regression":
+        if probabilities is None and self.spec.labels and not self.spec.task.regression:
             for label in answered_labels(outputs, self.spec.labels, self.spec.boolean_label):  # a router's record
                 columns.add("output.label", "categorical", OUTPUT, label)
             return
@@ -80,12 +80,12 @@ class Observer:
         return columns
 
 
-def read_items(path: Path, task: str) -> Iterator[Any]:
+def read_items(path: Path, task: Task) -> Iterator[Any]:
     """Reference items from a file: CSV (records; a text model's ``text`` column), JSON Lines or a
     JSON array (strings or records), or plain text (one text per line)."""
     if not path.is_file():
         raise InvalidInput(f"{path}: no such reference file")
-    text = task == "text-classification"
+    text = task.takes_text
     suffix = path.suffix.lower()
     if suffix == ".csv":
         with open(path, newline="") as handle:

@@ -99,11 +99,11 @@ def monitor_log(
     everything = list(reader.records())  # feedback comes after its request: gather it first
     truth = feedback_of(everything)
     requests = [r for r in everything if isinstance(r, RequestRecord)]
-    regression = resolved.spec.task == "tabular-regression"
+    task = resolved.spec.task
     for index, (columns, records) in enumerate(chunked(requests, observer, window), 1):
         result.records += len(records)
         judged = columns.items >= thresholds.min_items
-        quality = window_quality(records, truth, resolved.spec.labels, regression, resolved.spec.boolean_label)
+        quality = window_quality(records, truth, resolved.spec.labels, task.regression, resolved.spec.boolean_label)
         result.windows.append(
             WindowDrift(
                 index=index,
@@ -117,7 +117,5 @@ def monitor_log(
             )
         )
     result.files, result.unreadable, result.feedback = reader.files, reader.unreadable, len(truth)
-    target = "value" if regression else "label"
-    text = resolved.spec.task == "text-classification"
-    result.labelled = labelled_rows(requests, truth, text, target)
+    result.labelled = labelled_rows(requests, truth, task.takes_text, task.answer_field)
     return result

@@ -71,7 +71,7 @@ class TaskModel:
     def probabilities(self, items: list[Any]) -> np.ndarray:
         """Class probabilities [n, classes] (a text model's logits through softmax), or a regressor's values [n, 1]."""
         scores = self.scores(items)
-        return softmax(scores) if self.spec.task == "text-classification" else scores
+        return softmax(scores) if self.spec.task.takes_text else scores
 
 
 def probabilities(folder: Path, inputs: list[Any]) -> tuple[np.ndarray, list[str]]:

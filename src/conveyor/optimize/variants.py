@@ -179,7 +179,7 @@ def calibration_for(folder: Path, texts: list[Any], limit: int = 256) -> Calibra
     chosen = texts[:limit]
     loaded = TaskModel(folder)
     model = getattr(loaded.server, "model", None)
-    if loaded.spec.task != "text-classification" or not getattr(model, "takes_text", False):
+    if not loaded.spec.task.takes_text or not getattr(model, "takes_text", False):
         raise InvalidInput(
             f"calibration needs a text model (a tokenizer next to the ONNX file), not {loaded.spec.task}"
         )

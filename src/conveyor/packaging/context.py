@@ -255,7 +255,9 @@ def write_context(
     _world_readable(out / "app")
     if not has_spec:
         (out / "spec").mkdir()
-        (out / "spec" / SPEC_FILE).write_text(yaml.safe_dump(spec.model_dump(exclude_none=True), sort_keys=False))
+        (out / "spec" / SPEC_FILE).write_text(
+            yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False)
+        )
         _world_readable(out / "spec")
     labels = image_labels(version, title)
     sbom = write_sbom(version, pins, title or version.name)

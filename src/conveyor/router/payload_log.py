@@ -31,6 +31,7 @@ from conveyor.router.routing import BackendSpec
 from conveyor.serving.feedback import check_entry, entry_request_id, feedback_items
 from conveyor.serving.payload_record import RequestRecord, record_time
 from conveyor.serving.payloads import PayloadLog, PayloadLogConfig
+from conveyor.task_kinds import Task
 
 log = logging.getLogger("conveyor.router")
 
@@ -117,7 +118,8 @@ class RouterPayloads:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise ClientError(502, f"cannot read {key[0]}'s labels from backend {backend.name}: {exc}") from None
         parameters = metadata.get("parameters") or {} if isinstance(metadata, dict) else {}
-        found = (list(parameters.get("labels") or []), parameters.get("task") == "tabular-regression")
+        task = Task.of(parameters.get("task"))
+        found = (list(parameters.get("labels") or []), task is not None and task.regression)
         self.labels[key] = found
         return found
 

@@ -176,7 +176,7 @@ class DataPlane:
         """``POST /feedback``: checked entries into the payload log, beside the requests they answer."""
         if self.payloads is None:
             raise Conflict("this server keeps no payload log to join feedback with: serve it with --log-payloads DEST")
-        entries = parse_feedback(body, self.spec.labels, regression=self.spec.task == "tabular-regression")
+        entries = parse_feedback(body, self.spec.labels, regression=self.spec.task.regression)
         accepted = self.payloads.offer_feedback(entries)
         return {"accepted": accepted, "dropped": len(entries) - accepted}
 

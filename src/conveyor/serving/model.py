@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 from conveyor.errors import BadRequest, ModelLoadError
 from conveyor.serving.runtime import OnnxSession, RuntimeOptions, TensorInfo
 from conveyor.serving.spec import ResolvedModel
+from conveyor.task_kinds import Task
 from conveyor.tracing import phase
 
 # What one extra session.run costs, in padded tokens' worth of compute.
@@ -94,7 +95,7 @@ class TextClassifier:
 
     def _pick_output(self) -> TensorInfo:
         outputs = self.session.outputs
-        if self.spec.task == "tensor":
+        if self.spec.task is Task.TENSOR:
             return outputs[0]
         for info in outputs:
             if info.name in ("logits", "output", "scores", "probabilities"):

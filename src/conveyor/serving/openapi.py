@@ -16,6 +16,7 @@ from conveyor import __version__
 from conveyor.serving.spec import ModelSpec
 from conveyor.serving.tabular import FLOAT32_MAX
 from conveyor.serving.v2 import DATATYPES, InferenceResponse
+from conveyor.task_kinds import Task
 
 TEXT_OUTPUTS = ("logits", "label", "probabilities")
 
@@ -118,7 +119,7 @@ def _cell(kind: str) -> dict[str, Any]:
     return {"type": JSON_TYPES[kind]}
 
 
-def _tabular_predict(task: str, labels: tuple[str, ...], boolean: str | None, features: Features, max_items: int):  # type: ignore[no-untyped-def]
+def _tabular_predict(task: Task, labels: tuple[str, ...], boolean: str | None, features: Features, max_items: int):  # type: ignore[no-untyped-def]
     """The /predict request and answer of a tabular model, generated from its features."""
     properties = {name: _cell(kind) for name, kind in features}
     names = [name for name, _ in features]
@@ -154,7 +155,7 @@ def _tabular_predict(task: str, labels: tuple[str, ...], boolean: str | None, fe
         ],
         "description": "Rows of named columns. A mistyped, missing or unknown column is a 422 naming it.",
     }  # fmt: skip
-    if task == "tabular-regression":
+    if task.regression:
         answer: dict[str, Any] = {
             "type": "object",
             "properties": {"value": {"type": "number"}},
@@ -177,7 +178,7 @@ def _tabular_predict(task: str, labels: tuple[str, ...], boolean: str | None, fe
     return request, answer
 
 
-def _tabular_inference_request(task: str, features: Features, max_items: int) -> dict[str, Any]:
+def _tabular_inference_request(task: Task, features: Features, max_items: int) -> dict[str, Any]:
     """v2: one named input per column, shape [N] or [N, 1] (MLServer's pandas codec)."""
     rows = {"type": "integer", "minimum": 1, "maximum": max_items}
     shape = {"type": "array", "prefixItems": [rows, {"const": 1}], "items": False, "minItems": 1, "maxItems": 2}
@@ -209,7 +210,7 @@ def _tabular_inference_request(task: str, features: Features, max_items: int) ->
         return {"anyOf": options}
 
     tensors = [variants(name, kind) for name, kind in features]
-    outputs = ["value", "predict"] if task == "tabular-regression" else [
+    outputs = ["value", "predict"] if task.regression else [
         "label", "predict", "probabilities", "predict_proba"]  # fmt: skip
     return {
         "type": "object",
@@ -237,7 +238,7 @@ def _document(
     boolean: str | None,
     text: bool,
     max_items: int,
-    task: str = "text-classification",
+    task: Task = Task.TEXT_CLASSIFICATION,
     features: Features = (),
 ) -> dict[str, Any]:
     if boolean is not None:
@@ -386,6 +387,4 @@ def _document(
 
 def openapi_document(spec: ModelSpec, max_items: int) -> dict[str, Any]:
     features = tuple((f.name, f.type) for f in spec.features) if spec.tabular else ()
-    return _document(
-        tuple(spec.labels), spec.boolean_label, spec.task == "text-classification", max_items, spec.task, features
-    )
+    return _document(tuple(spec.labels), spec.boolean_label, spec.task.takes_text, max_items, spec.task, features)

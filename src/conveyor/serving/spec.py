@@ -23,14 +23,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from conveyor.errors import ModelLoadError
+from conveyor.task_kinds import Task
 
 SPEC_FILE = "model.yaml"
 ORIGINAL_FOLDER = "original"  # a converted version keeps the framework's own file here; never served, never in an image
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-TABULAR_TASKS = ("tabular-classification", "tabular-regression")
-Task = Literal["text-classification", "tensor", "tabular-classification", "tabular-regression", "image-classification"]
 FeatureType = Literal["number", "integer", "string", "boolean"]
 
 
@@ -92,7 +91,7 @@ class ModelSpec(BaseModel):
 
     name: str
     version: str = "1"
-    task: Task = "text-classification"
+    task: Task = Task.TEXT_CLASSIFICATION
     model_file: str = "model.onnx"
     tokenizer_file: str | None = "tokenizer.json"
     labels: list[str] = Field(default_factory=lambda: ["negative", "positive"])
@@ -121,8 +120,8 @@ class ModelSpec(BaseModel):
     @field_validator("labels")
     @classmethod
     def _enough_labels(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        task = info.data.get("task", "text-classification")
-        if task != "tabular-regression" and len(value) < 2:
+        task = info.data.get("task", Task.TEXT_CLASSIFICATION)
+        if not task.regression and len(value) < 2:
             raise ValueError(f"a {task} model needs at least 2 labels, got {value}")
         return value
 
@@ -135,9 +134,9 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check_labels(self) -> ModelSpec:
-        if self.task == "tabular-regression":
+        if self.task.regression:
             self.labels = []
-        if self.task in TABULAR_TASKS:
+        if self.task.tabular:
             self.tokenizer_file = None
             if not self.features:
                 raise ValueError(f"a {self.task} model needs its features (name and type of each input column)")
@@ -148,17 +147,17 @@ class ModelSpec(BaseModel):
             raise ValueError(f"labels must be unique, got {self.labels}")
         if self.positive_label is not None and self.positive_label not in self.labels:
             raise ValueError(f"positive_label {self.positive_label!r} is not one of the labels {self.labels}")
-        if self.task == "image-classification":
+        if self.task.takes_images:
             self.tokenizer_file = None
             if self.image is None:
                 raise ValueError("an image-classification model needs image: {width, height, channels, ...}")
-        if self.task == "text-classification" and not self.tokenizer_file:
+        if self.task.takes_text and not self.tokenizer_file:
             raise ValueError("a text-classification model needs tokenizer_file")
         return self
 
     @property
     def tabular(self) -> bool:
-        return self.task in TABULAR_TASKS
+        return self.task.tabular
 
     @property
     def boolean_label(self) -> str | None:
@@ -168,7 +167,7 @@ class ModelSpec(BaseModel):
         named: their labels are whatever the training data held."""
         if len(self.labels) != 2:
             return None
-        if self.task != "text-classification" and not self.positive_label:
+        if not self.task.takes_text and not self.positive_label:
             return None
         if self.positive_label:
             return self.positive_label
@@ -247,7 +246,7 @@ def resolve_model(
         fields: dict[str, object] = {
             "name": _name_from_stem(path.stem),
             "model_file": path.name,
-            "task": "text-classification" if tokenizer else "tensor",
+            "task": Task.TEXT_CLASSIFICATION if tokenizer else Task.TENSOR,
             "tokenizer_file": str(Path(tokenizer).resolve()) if tokenizer else None,
         }
         fields.update(overrides)
@@ -260,7 +259,7 @@ def resolve_model(
 
     if not model_path.is_file():
         raise ModelLoadError(f"{model_path}: ONNX model file not found")
-    if spec.task == "text-classification":
+    if spec.task.takes_text:
         if tokenizer_path is None or not tokenizer_path.is_file():
             raise ModelLoadError(f"{tokenizer_path}: tokenizer file not found")
     else:

@@ -188,11 +188,11 @@ class TabularModel:
 
     def _pick_output(self) -> TensorInfo:
         floats = [o for o in self.session.outputs if o.dtype.kind == "f"]
-        preferred = PROBABILITY_NAMES if self.spec.task == "tabular-classification" else VALUE_NAMES
+        preferred = VALUE_NAMES if self.spec.task.regression else PROBABILITY_NAMES
         chosen = next((o for o in floats if o.name in preferred), floats[-1] if floats else None)
         if chosen is None:
             raise ModelLoadError(f"the graph has no float output; outputs: {[o.name for o in self.session.outputs]}")
-        if self.spec.task == "tabular-classification":
+        if not self.spec.task.regression:
             check_classes(chosen, self.spec.labels)
         return chosen
 
@@ -250,7 +250,7 @@ class TabularModel:
 
 def answers(spec: ModelSpec, scores: np.ndarray) -> list[dict[str, Any]]:
     """The classic answer per row: label and probabilities (or a boolean), or the value."""
-    if spec.task == "tabular-regression":
+    if spec.task.regression:
         return [{"value": float(v)} for v in scores[:, 0]]
     labels = spec.labels
     boolean = spec.boolean_label

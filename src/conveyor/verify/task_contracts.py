@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 
+from conveyor.task_kinds import Task
 from conveyor.verify.contract import Contract, InvalidCase, V2Settings
 
-TABULAR = ("tabular-classification", "tabular-regression")
 _EXAMPLE = {"number": 0.5, "integer": 1, "string": "", "boolean": False}
 _V2_TYPE = {"number": "FP64", "integer": "INT64", "string": "BYTES", "boolean": "BOOL"}
 
@@ -36,10 +36,10 @@ def served_metadata(url: str, client: httpx.Client, settings: V2Settings) -> dic
 def for_task(contract: Contract, metadata: dict[str, Any]) -> Contract:
     """``contract`` with what it leaves unset filled for the model's task (text: unchanged)."""
     parameters = metadata.get("parameters") if isinstance(metadata.get("parameters"), dict) else {}
-    task = parameters.get("task")
-    if task in TABULAR and parameters.get("features"):
+    task = Task.of(parameters.get("task"))
+    if task is not None and task.tabular and parameters.get("features"):
         made = _tabular(task, parameters)
-    elif task == "image-classification" and isinstance(parameters.get("image"), dict):
+    elif task is not None and task.takes_images and isinstance(parameters.get("image"), dict):
         made = _image(parameters)
     else:
         return contract
@@ -55,10 +55,10 @@ def _record(features: list[dict[str, Any]]) -> dict[str, Any]:
     return {f["name"]: (f.get("values") or [_EXAMPLE[f.get("type", "number")]])[0] for f in features}
 
 
-def _tabular(task: str, parameters: dict[str, Any]) -> dict[str, Any]:
+def _tabular(task: Task, parameters: dict[str, Any]) -> dict[str, Any]:
     features = parameters["features"]
     record = _record(features)
-    if task == "tabular-regression":
+    if task.regression:
         schema = {"type": "object", "properties": {"value": {"type": "number"}}, "required": ["value"]}
     else:
         schema = {

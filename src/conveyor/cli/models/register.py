@@ -23,6 +23,7 @@ from conveyor.errors import InvalidInput
 from conveyor.registration import register_path
 from conveyor.registry.config import open_registry
 from conveyor.sizes import human_size
+from conveyor.task_kinds import Task
 
 
 def register(
@@ -150,7 +151,7 @@ def _convert_options(
 ) -> Any:
     from conveyor.convert import ConvertOptions
 
-    if task not in (None, "image-classification", "tensor"):
+    if task not in (None, Task.IMAGE_CLASSIFICATION, Task.TENSOR):
         raise InvalidInput(f"--task: image-classification or tensor, got {task!r}")
     shape = None
     if input_shape:

@@ -3,7 +3,8 @@
 The data plane owns what every task shares: loading off the event loop, the batcher,
 readiness, the prediction metrics.  A task owns what differs: the model object it loads,
 what ``/predict`` takes and answers, and the Open Inference Protocol's inputs and outputs.
-Adding a task is one module here with a ``TaskServer`` subclass, and its line in ``server_for``.
+Adding a task is its member in ``conveyor/task_kinds.py`` (what it means elsewhere), one module here
+with a ``TaskServer`` subclass, and its line in ``server_for``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from conveyor.errors import BadRequest, UnsupportedMediaType
 from conveyor.serving.body import is_json
 from conveyor.serving.spec import ResolvedModel
 from conveyor.serving.v2 import DecodedRequest
+from conveyor.task_kinds import Task
 
 if TYPE_CHECKING:
     from conveyor.serving.dataplane import ServingOptions
@@ -109,11 +111,11 @@ class TaskServer(ABC):
 def server_for(resolved: ResolvedModel, options: ServingOptions) -> TaskServer:
     from conveyor.serving.tasks import image, tabular, text
 
-    servers: dict[str, type[TaskServer]] = {
-        "text-classification": text.TextServer,
-        "tensor": text.TextServer,  # a bare ONNX file: raw tensors over v2, the same session code
-        "tabular-classification": tabular.TabularServer,
-        "tabular-regression": tabular.TabularServer,
-        "image-classification": image.ImageServer,
+    servers: dict[Task, type[TaskServer]] = {
+        Task.TEXT_CLASSIFICATION: text.TextServer,
+        Task.TENSOR: text.TextServer,  # a bare ONNX file: raw tensors over v2, the same session code
+        Task.TABULAR_CLASSIFICATION: tabular.TabularServer,
+        Task.TABULAR_REGRESSION: tabular.TabularServer,
+        Task.IMAGE_CLASSIFICATION: image.ImageServer,
     }
     return servers[resolved.spec.task](resolved, options)

@@ -24,7 +24,7 @@ class TabularServer(TaskServer):
 
     @property
     def classifier(self) -> bool:  # type: ignore[override]
-        return self.spec.task == "tabular-classification"
+        return not self.spec.task.regression
 
     def load(self) -> None:
         self.model = TabularModel(self.resolved, self.options.runtime)

@@ -16,6 +16,7 @@ from conveyor.serving.body import json_body
 from conveyor.serving.model import TextClassifier, softmax
 from conveyor.serving.tasks import RunAlone, Scores, Submit, TaskServer
 from conveyor.serving.v2 import DecodedRequest, datatype_of, texts_from_tensor
+from conveyor.task_kinds import Task
 
 WARMUP_TEXTS = ["warm up", "a somewhat longer sentence to warm up the model with more tokens in it"]
 _ITEM_KIND = {"dict": "object", "list": "array"}
@@ -42,7 +43,7 @@ class TextServer(TaskServer):
 
     @property
     def classifier(self) -> bool:  # type: ignore[override]
-        return self.spec.task == "text-classification"
+        return self.spec.task.takes_text
 
     def score(self, items: list[Any]) -> Scores:
         return self.model.classify(items)
@@ -100,7 +101,7 @@ class TextServer(TaskServer):
         )
 
     def metadata(self) -> dict[str, Any]:
-        if self.spec.task == "tensor":
+        if self.spec.task is Task.TENSOR:
             if not self.loaded:
                 return {}
             return {
