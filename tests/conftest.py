@@ -105,6 +105,14 @@ def wait_until_ready(server: Server, timeout: float = 60) -> None:
 
 
 @pytest.fixture
+def podman_installed() -> None:
+    """The test runs podman (tests.test_packaging.podman marks such tests)."""
+    from tests.machine import tool
+
+    tool("podman")
+
+
+@pytest.fixture
 def conveyor_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh CONVEYOR_HOME for the test: its own embedded registry, cache, runs and rollouts."""
     path = tmp_path / "home"

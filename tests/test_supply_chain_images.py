@@ -19,7 +19,7 @@ import pytest
 
 from conveyor.registry.config import open_local
 from tests.registry_fixtures import run_cli
-from tests.test_packaging import _podman, _podman_installed, base_image, home, oci_registry, podman  # noqa: F401
+from tests.test_packaging import _podman, base_image, home, oci_registry, podman  # noqa: F401
 
 
 def links(image: str, *args: str, env: dict[str, str] | None = None) -> dict[str, tuple[str, str]]:
