@@ -112,7 +112,9 @@ def test_verify_does_not_gate_without_a_broken_check_plugin(monkeypatch: pytest.
 
 
 @pytest.mark.usefixtures("fresh_plugins", "conveyor_home")
-def test_a_threshold_of_a_broken_metric_plugin_fails_with_its_line(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_threshold_of_a_broken_metric_plugin_fails_with_its_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from conveyor.errors import InvalidInput
     from conveyor.rollout import service
 
@@ -122,6 +124,12 @@ def test_a_threshold_of_a_broken_metric_plugin_fails_with_its_line(monkeypatch: 
     monkeypatch.setattr(plugins, "_loaded", set())
     with pytest.raises(PluginFailed, match=r"the plugin 'acme' .*\(conveyor\.metrics entry point"):
         service.start(service.StartRequest("votes:2", thresholds={"acme_max_canary_requests": 3}))
+    project = tmp_path / "conveyor.yaml"  # conveyor.yaml's rollout.thresholds name it
+    project.write_text("rollout:\n  thresholds:\n    acme_max_canary_requests: 3\n")
+    with pytest.raises(PluginFailed, match=r"the plugin 'acme' .*\(conveyor\.metrics entry point"):
+        service.start(service.StartRequest("votes:2"), project)
+    with pytest.raises(PluginFailed, match=r"the plugin 'acme' .*\(conveyor\.metrics entry point"):
+        service.export(service.ExportRequest(image="votes:2", config=project))
 
 
 @pytest.mark.usefixtures("fresh_plugins")

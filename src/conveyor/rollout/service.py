@@ -10,7 +10,7 @@ exist, what ``retry`` and ``undo`` roll out, that a controller is started when n
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -86,8 +86,9 @@ class ExportRequest:
 EXPORT_FORMATS = ("argo-rollouts", "gateway-api", "kserve", "kubernetes")
 
 
-def _known_thresholds(given: dict[str, Any]) -> dict[str, Any]:
-    """The thresholds that are set, refusing names no metric declares (a typo must not pass silently)."""
+def _known_thresholds(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The thresholds that are set, refusing names no metric declares (a typo must not pass silently;
+    a name a broken metrics plugin would have declared is refused with that plugin's line)."""
     from conveyor.rollout.analysis.thresholds import all_thresholds
 
     known = {t.name for t in all_thresholds()}
@@ -114,8 +115,10 @@ def start(request: StartRequest, config: Path | None = None, background: bool = 
     """Check the request against the router, the registry and the supply-chain policy; record it; run it."""
     from dataclasses import replace
 
+    settings = load_settings(config)
+    _known_thresholds(settings.thresholds)  # conveyor.yaml's names, before they are merged and checked
     checked = replace(request, thresholds=_known_thresholds(request.thresholds))
-    return _begin(new_status(checked, load_settings(config)), background)
+    return _begin(new_status(checked, settings), background)
 
 
 def _again(
@@ -214,6 +217,7 @@ def export(request: ExportRequest) -> str:
     contract_path = request.contract or (Path(settings.contract) if settings.contract else None)
     if contract_path is not None and not contract_path.is_file():
         raise NotFound(f"contract {contract_path} does not exist")
+    _known_thresholds(settings.thresholds)  # conveyor.yaml's names, before they are merged and checked
     limits = checked_thresholds({**settings.thresholds, **_known_thresholds(request.thresholds)}, "rollout.thresholds")
     text = contract_path.read_text() if contract_path else None
     if request.format == "gateway-api":
