@@ -10,6 +10,7 @@ a small model and sees ``--log-hash``, ``--max-items`` and ``--max-body-bytes`` 
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -249,6 +250,78 @@ def test_the_image_entry_point_refuses_a_bad_setting_in_one_line(tmp_path: Path)
     )
 
 
+# ---- the rollout spec: conveyor.yaml's rollout: section is the source of `rollout start`'s options
+
+ROLLOUT_SAMPLES = {  # option text -> the spec's value, for every scalar field of RolloutSettings
+    "service": ("shop", "shop"),
+    "router": ("http://127.0.0.1:9", "http://127.0.0.1:9"),
+    "strategy": ("blue-green", "blue-green"),
+    "steps": ("5,50,100", [5.0, 50.0, 100.0]),
+    "interval": ("45s", "45s"),
+    "rollback_window": ("2m", "2m"),
+    "contract": ("contract.yaml", "contract.yaml"),
+    "command": ("serve-it --port {port}", "serve-it --port {port}"),
+}
+
+
+def _started(monkeypatch: pytest.MonkeyPatch, *words: str) -> Any:
+    """The request `conveyor rollout start` builds from ``words`` (the service is not called)."""
+    from conveyor.rollout import service as rollouts
+
+    seen: list[Any] = []
+
+    def capture(request: Any, config: Any = None, background: bool = True) -> Any:
+        seen.append(request)
+        raise InvalidInput("captured")
+
+    monkeypatch.setattr(rollouts, "start", capture)
+    result = CliRunner().invoke(app, ["rollout", "start", "votes:2", *words])
+    assert result.exit_code == 2 and seen, result.output
+    return seen[0]
+
+
+def test_rollout_start_has_an_option_for_every_field_of_the_rollout_spec() -> None:
+    from dataclasses import fields
+
+    from conveyor import api
+    from conveyor.cli.rollout_export import EXPORTED
+    from conveyor.cli.settings_options import spec_option_names
+    from conveyor.rollout import service as rollouts
+    from conveyor.rollout.config import RolloutSettings
+
+    names = spec_option_names(RolloutSettings)
+    assert set(names) == set(ROLLOUT_SAMPLES)  # thresholds and supply_chain have options of their own
+    options = {p.name: p for p in _command(("rollout", "start")).params}
+    for name in names:
+        assert f"--{name.replace('_', '-')}" in options[name].opts
+        assert f"rollout.{name}" in (options[name].help or "")  # says conveyor.yaml's key is its default
+    assert set(names) <= {f.name for f in fields(rollouts.StartRequest)}
+    assert set(names) <= set(inspect.signature(api.start_rollout).parameters)
+    assert set(EXPORTED) == {f.name for f in fields(rollouts.ExportRequest)} & set(names)
+
+
+def test_every_rollout_setting_arrives_from_the_command_line_and_from_conveyor_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.rollout.config import RolloutSettings, load_settings
+    from conveyor.rollout.plan import Request, chosen_spec
+
+    project = tmp_path / "conveyor.yaml"
+    for name, (text, value) in ROLLOUT_SAMPLES.items():
+        request = _started(monkeypatch, f"--{name.replace('_', '-')}", text)
+        assert chosen_spec(request, RolloutSettings()).model_dump()[name] == value, name
+        project.write_text(json.dumps({"rollout": {name: value}}))
+        assert chosen_spec(Request("votes:2"), load_settings(project)).model_dump()[name] == value, name
+    project.write_text("rollout:\n  steps: [20, 100]\n  interval: 1m\n")
+    chosen = chosen_spec(_started(monkeypatch, "--steps", "30,100"), load_settings(project))
+    assert (chosen.steps, chosen.interval) == (
+        [30.0, 100.0],
+        "1m",
+    )  # the option over the file, the file over the default
+    with pytest.raises(InvalidInput, match=r"--steps: invalid steps '50,10'"):
+        chosen_spec(Request("votes:2", steps="50,10"), RolloutSettings())
+
+
 # ---- docs/settings.md: the tables are generated from the models (python -m tests.test_settings writes them)
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
@@ -278,10 +351,22 @@ def settings_tables() -> str:
         parts.append("|---|---|---|---|---|")
         for field in setting_fields(settings):
             option = field.option if not field.argument else f"{field.option} (argument)"
-            meaning = field.help.replace("|", "\\\\|")
+            meaning = field.help.replace("|", "\\|")
             default = _cell(field.default) if field.show_default else ""
             parts.append(f"| `{field.name}` | `{option}` | `{field.env}` | {default} | {meaning} |")
         parts.append("")
+    from conveyor.cli.settings_options import spec_option_names
+    from conveyor.rollout.config import RolloutSettings
+
+    parts.append("### `conveyor rollout start` (the rollout spec)\n")
+    parts.append("conveyor.yaml section `rollout:`\n")
+    parts.append("| key | option | default | meaning |")
+    parts.append("|---|---|---|---|")
+    for name in spec_option_names(RolloutSettings):
+        info = RolloutSettings.model_fields[name]
+        default = info.get_default(call_default_factory=True)
+        parts.append(f"| `{name}` | `--{name.replace('_', '-')}` | {_cell(default)} | {info.description} |")
+    parts.append("")
     return "\n".join(parts)
 
 

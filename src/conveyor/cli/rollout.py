@@ -13,8 +13,10 @@ if TYPE_CHECKING:
 
 from conveyor.cli import rollout_export
 from conveyor.cli.output import EXIT_FAILURE, handle_errors, new_table, print_json, stderr, stdout
+from conveyor.cli.settings_options import spec_option_names, with_spec_options
 from conveyor.cli.threshold_options import with_threshold_options
 from conveyor.cli.trust import TrustedKeyOption
+from conveyor.rollout.config import RolloutSettings
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -99,26 +101,12 @@ def _run(status: RolloutStatus, detach: bool, as_json: bool) -> None:
 
 @app.command()
 @with_threshold_options
+@with_spec_options(RolloutSettings, "rollout")
 def start(
     ref: Annotated[str, typer.Argument(help="The new version: name:version or name@alias from the registry.")],
-    service: Annotated[str | None, typer.Option(help="Service to roll out in [default: the model's name].")] = None,
-    router: Annotated[
-        str | None, typer.Option(help="Router URL [default: the one `conveyor router` recorded].")
-    ] = None,
-    strategy: Annotated[str | None, typer.Option(help="canary or blue-green [default: canary].")] = None,
-    steps: Annotated[str | None, typer.Option(help="Canary traffic percentages, e.g. 10,25,50,100.")] = None,
-    interval: Annotated[str | None, typer.Option(help="Time per step before its analysis, e.g. 30s, 2m.")] = None,
-    rollback_window: Annotated[
-        str | None, typer.Option(help="Blue-green: how long blue is kept after the switch.")
-    ] = None,
-    contract: Annotated[Path | None, typer.Option(help="Verification contract run against the canary.")] = None,
     no_contract: Annotated[bool, typer.Option("--no-contract", help="Skip the contract analysis.")] = False,
     image: Annotated[
         str | None, typer.Option(help="Run the new version from this image (podman/docker) instead of a process.")
-    ] = None,
-    command: Annotated[
-        str | None,
-        typer.Option(help="Backend command template instead of `conveyor serve REF` ({port}, {ref}, {version})."),
     ] = None,
     config: Annotated[Path | None, typer.Option(help="conveyor.yaml with a rollout section.")] = None,
     detach: Annotated[bool, typer.Option(help="Run the controller in the background and return.")] = False,
@@ -132,7 +120,7 @@ def start(
     ] = False,
     trusted_key: TrustedKeyOption = None,
     as_json: JsonOption = False,
-    **thresholds: float | int | None,
+    **options: str | float | int | None,
 ) -> None:
     """Start a rollout of REF: start its backend, shift traffic step by step, analyse, promote or roll back.
 
@@ -144,10 +132,10 @@ def start(
     from conveyor.rollout import service as rollouts
 
     with handle_errors():
+        spec = {key: options.pop(key) for key in spec_option_names(RolloutSettings)}  # the rest: thresholds
         request = rollouts.StartRequest(
-            ref, service=service, router=router, strategy=strategy, steps=steps, interval=interval,
-            rollback_window=rollback_window, contract=contract, no_contract=no_contract, image=image,
-            command=command, thresholds=thresholds, require_signed=require_signed, trusted_keys=trusted_key or [],
+            ref, **spec, no_contract=no_contract, image=image, thresholds=options,  # type: ignore[arg-type]
+            require_signed=require_signed, trusted_keys=trusted_key or [],
         )  # fmt: skip
         _run(rollouts.start(request, config, background=detach), detach, as_json)
 

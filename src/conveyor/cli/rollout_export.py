@@ -10,10 +10,16 @@ from typing import Annotated
 import typer
 
 from conveyor.cli.output import handle_errors, stderr
+from conveyor.cli.settings_options import with_spec_options
 from conveyor.cli.threshold_options import with_threshold_options
+from conveyor.rollout.config import RolloutSettings
+
+#: the rollout spec's settings a manifest uses (the others are the running controller's)
+EXPORTED = ("steps", "interval", "contract")
 
 
 @with_threshold_options
+@with_spec_options(RolloutSettings, "rollout", only=EXPORTED)
 def export_manifests(
     image: Annotated[str, typer.Option(help="The model-server image of the new version.")],
     fmt: Annotated[
@@ -33,12 +39,9 @@ def export_manifests(
         int | None,
         typer.Option(help="With --format kubernetes: publish the server on this node port (podman kube play).", min=1),
     ] = None,
-    steps: Annotated[str | None, typer.Option(help="Canary steps [default: conveyor.yaml or 10,25,50,100].")] = None,
-    interval: Annotated[str | None, typer.Option(help="Pause per step [default: conveyor.yaml or 30s].")] = None,
-    contract: Annotated[Path | None, typer.Option(help="Contract run by the analysis Job.")] = None,
     config: Annotated[Path | None, typer.Option(help="conveyor.yaml with a rollout section.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="File to write; - for stdout.")] = Path("-"),
-    **thresholds: float | int | None,
+    **options: str | float | int | None,
 ) -> None:
     """Write Kubernetes manifests for the same strategy: Argo Rollouts (+ AnalysisTemplate), the same over a
     Gateway API HTTPRoute (weights and mirroring by the Argo Rollouts Gateway API plugin), KServe, or the plain
@@ -46,9 +49,10 @@ def export_manifests(
     from conveyor.rollout import service as rollouts
 
     with handle_errors():
+        spec = {key: options.pop(key) for key in EXPORTED}  # the rest: thresholds
         request = rollouts.ExportRequest(
-            image, fmt, name=name, steps=steps, interval=interval, contract=contract, config=config,
-            thresholds=thresholds, gateway=gateway, replicas=replicas, host_port=host_port,
+            image, fmt, name=name, **spec, config=config,  # type: ignore[arg-type]
+            thresholds=options, gateway=gateway, replicas=replicas, host_port=host_port,
         )  # fmt: skip
         text = rollouts.export(request)
         if str(output) == "-":

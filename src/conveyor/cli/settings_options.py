@@ -5,15 +5,22 @@ its type, default, bounds and help, the ``CONVEYOR_*`` variable shown), and the 
 them as ``**settings`` (and its ``typer.Context``); :func:`given_on_command_line` keeps those the user typed, so
 :meth:`~conveyor.settings.ProcessSettings.load` can take the rest from the variables,
 conveyor.yaml and the defaults, in that order.
+
+``@with_spec_options(RolloutSettings, "rollout")`` does the same for a spec that lives in
+conveyor.yaml (``conveyor rollout start``'s): its options default to None, meaning the section's
+value, else the field's default.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
+import typing
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 import typer
+from pydantic import BaseModel
 
 from conveyor.settings import ProcessSettings, SettingField, setting_fields
 
@@ -83,3 +90,63 @@ def given_on_command_line(context: typer.Context, values: dict[str, Any]) -> dic
 def _source(context: typer.Context, name: str) -> str | None:
     source = context.get_parameter_source(name)
     return None if source is None else source.name
+
+
+def spec_option_names(spec: type[BaseModel]) -> list[str]:
+    """The fields of a conveyor.yaml section's model that are options: its scalar ones (a mapping or a
+    nested model, like a rollout's thresholds or supply-chain policy, has options of its own)."""
+    names = []
+    for name, info in spec.model_fields.items():
+        annotation = info.annotation
+        structured = typing.get_origin(annotation) is dict or (
+            isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        )
+        if not structured:
+            names.append(name)
+    return names
+
+
+def with_spec_options(
+    spec: type[BaseModel], section: str, only: tuple[str, ...] | None = None
+) -> Callable[[Command], Command]:
+    """Give the command one option per scalar field of ``spec`` (a conveyor.yaml section's model), as
+    keyword arguments that default to None: the section's value, else the field's default."""
+
+    def decorate(command: Command) -> Command:
+        signature = inspect.signature(command, eval_str=True)
+        params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        for name in spec_option_names(spec):
+            if only is not None and name not in only:
+                continue
+            info = spec.model_fields[name]
+            help_text = info.description or ""
+            default = info.get_default(call_default_factory=True)
+            if isinstance(default, list):
+                default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
+            written = re.search(r" ?\[default: ([^\]]+)\]", help_text)
+            if written:
+                help_text = help_text.replace(written.group(0), "")
+            said = written.group(1) if written else default
+            where = f"conveyor.yaml's {section}.{name}"
+            shown = f"{where}, else {said}" if said is not None else where
+            help_text = f"{help_text.rstrip('.')} [default: {shown}]."
+            choices = _literal_choices(info.annotation)
+            kind: Any = Literal[choices] if choices else str  # a step list or a duration is parsed by the spec
+            option = typer.Option(f"--{name.replace('_', '-')}", help=help_text, case_sensitive=False)
+            params.append(
+                inspect.Parameter(
+                    name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[kind | None, option]
+                )
+            )
+        var_keyword = [p for p in signature.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
+        command.__signature__ = signature.replace(parameters=[*params, *var_keyword])  # type: ignore[attr-defined]
+        return command
+
+    return decorate
+
+
+def _literal_choices(annotation: Any) -> tuple[str, ...]:
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(candidate) is Literal:
+            return tuple(str(c) for c in typing.get_args(candidate))
+    return ()

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conveyor.durations import parse_duration
 from conveyor.errors import ClientError, InvalidInput
-from conveyor.yamlfile import load_yaml_model
 
 
 def parse_steps(value: str | list[float]) -> list[float]:
@@ -38,23 +37,32 @@ class SupplyChainPolicy(BaseModel):
 
 
 class RolloutSettings(BaseModel):
+    """A rollout's spec: conveyor.yaml's ``rollout:`` section, and ``conveyor rollout start``'s options
+    (``cli/settings_options.with_spec_options``: one option per scalar field, over the section)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    service: str | None = None
-    router: str | None = None
-    strategy: Literal["canary", "blue-green"] = "canary"
-    steps: list[float] = Field(default_factory=lambda: [10.0, 25.0, 50.0, 100.0])
-    interval: str | float = "30s"
-    rollback_window: str | float = "60s"
-    contract: str | None = None
-    command: str | None = None
+    service: str | None = Field(None, description="Service to roll out in [default: the model's name].")
+    router: str | None = Field(None, description="Router URL [default: the one `conveyor router` recorded].")
+    strategy: Literal["canary", "blue-green"] = Field("canary", description="canary or blue-green.")
+    steps: list[float] = Field(
+        default_factory=lambda: [10.0, 25.0, 50.0, 100.0],
+        description="Canary traffic percentages, e.g. 10,25,50,100.",
+    )
+    interval: str | float = Field("30s", description="Time per step before its analysis, e.g. 30s, 2m.")
+    rollback_window: str | float = Field("60s", description="Blue-green: how long blue is kept after the switch.")
+    contract: str | None = Field(None, description="Verification contract run against the canary.")
+    command: str | None = Field(
+        None,
+        description="Backend command template instead of `conveyor serve REF` ({port}, {ref}, {version}).",
+    )
     # checked against the metrics installed when a rollout uses them (rollout.analysis.thresholds)
-    thresholds: dict[str, Any] = Field(default_factory=dict)
+    thresholds: dict[str, Any] = Field(default_factory=dict, description="Analysis thresholds by name.")
     supply_chain: SupplyChainPolicy = SupplyChainPolicy()
 
-    @field_validator("steps")
+    @field_validator("steps", mode="before")
     @classmethod
-    def _steps(cls, value: list[float]) -> list[float]:
+    def _steps(cls, value: str | list[float]) -> list[float]:
         try:
             return parse_steps(value)
         except ClientError as exc:
@@ -83,6 +91,8 @@ def load_settings(path: Path | None) -> RolloutSettings:
         if not default.exists():
             return RolloutSettings()
         path = default
+    from conveyor.yamlfile import load_yaml_model  # yaml: only where a project file is read
+
     settings = load_yaml_model(path, _Project, "no such file").rollout
     # trusted keys are files of the project: relative to conveyor.yaml, wherever the command runs
     settings.supply_chain.trusted_keys = [str(path.parent / key) for key in settings.supply_chain.trusted_keys]

@@ -7,9 +7,11 @@ policy lets the canary in) is decided before anything moves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from conveyor.durations import parse_duration
 from conveyor.errors import ClientError, Conflict, InvalidInput, NotFound, NotReady
@@ -17,7 +19,7 @@ from conveyor.registry.refs import looks_like_ref
 from conveyor.rollout import backends
 from conveyor.rollout.analysis.metric import MeasurementError
 from conveyor.rollout.analysis.thresholds import checked_thresholds
-from conveyor.rollout.config import RolloutSettings, parse_steps
+from conveyor.rollout.config import RolloutSettings
 from conveyor.rollout.router_client import RouterClient
 from conveyor.rollout.status import Backend, RolloutStatus, StatusStore, list_services, router_address
 
@@ -83,13 +85,33 @@ class Request:
     steps: str | list[float] | None = None
     interval: str | float | None = None
     rollback_window: str | float | None = None
-    contract: Path | None = None
+    contract: str | Path | None = None
     no_contract: bool = False
     image: str | None = None
     command: str | None = None
     thresholds: dict[str, Any] = field(default_factory=dict)
     require_signed: bool = False
     trusted_keys: list[Path] = field(default_factory=list)
+
+
+def chosen_spec(request: Any, settings: RolloutSettings) -> RolloutSettings:
+    """conveyor.yaml's ``rollout:`` section with what the request sets over it, checked as one spec.
+
+    ``request`` (a :class:`Request`, or the service's export request): its fields named like the
+    spec's are its options (``rollout start --steps`` ...);
+    the thresholds are merged apart, with the metric table (:func:`checked_thresholds`)."""
+    named = [f.name for f in fields(request) if f.name in RolloutSettings.model_fields and f.name != "thresholds"]
+    given = {name: getattr(request, name) for name in named if getattr(request, name) not in (None, "")}
+    if isinstance(given.get("contract"), Path):
+        given["contract"] = str(given["contract"])
+    try:
+        return RolloutSettings.model_validate({**settings.model_dump(), **given})
+    except ValidationError as exc:
+        problems = (
+            f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise InvalidInput("; ".join(p.replace("Value error, ", "") for p in problems)) from None
 
 
 def registry_requires_signature(model_name: str | None) -> bool:
@@ -104,18 +126,16 @@ def registry_requires_signature(model_name: str | None) -> bool:
 
 def new_status(request: Request, settings: RolloutSettings) -> RolloutStatus:
     """Validate the request against the router and the registry; the record of a rollout not started yet."""
-    command = request.command or settings.command
-    chosen_steps = parse_steps(request.steps) if request.steps else settings.steps  # validate before any work
-    interval_s = parse_duration(request.interval or settings.interval)
-    rollback_window_s = parse_duration(request.rollback_window or settings.rollback_window)
+    spec = chosen_spec(request, settings)  # validated before any work
+    command = spec.command
+    interval_s = parse_duration(spec.interval)
+    rollback_window_s = parse_duration(spec.rollback_window)
     serve_ref, version, model_name, model_version = resolve_ref(
         request.ref, allow_unregistered=bool(command or request.image)
     )
-    service = request.service or settings.service or model_name or request.ref.split(":")[0].split("@")[0]
-    strategy = request.strategy or settings.strategy
-    if strategy not in DEFAULT_MIRROR:
-        raise InvalidInput(f"--strategy must be canary or blue-green, not {strategy!r}")
-    router_url = request.router or settings.router or router_address(service)
+    service = spec.service or model_name or request.ref.split(":")[0].split("@")[0]
+    strategy = spec.strategy
+    router_url = spec.router or router_address(service)
     if router_url is None:
         raise NotFound(f"no router for service {service!r}: start `conveyor router --service {service}`")
     given = {k: v for k, v in request.thresholds.items() if v is not None}
@@ -123,7 +143,7 @@ def new_status(request: Request, settings: RolloutSettings) -> RolloutStatus:
     chosen.setdefault("mirror_percent", DEFAULT_MIRROR[strategy])
     chosen["contract"] = not request.no_contract
     limits = checked_thresholds(chosen, "rollout.thresholds")
-    contract_path = request.contract or (Path(settings.contract) if settings.contract else None)
+    contract_path = Path(spec.contract) if spec.contract else None
     if contract_path is not None and not contract_path.exists():
         raise NotFound(f"contract {contract_path} does not exist")
     policy = settings.supply_chain
@@ -151,7 +171,7 @@ def new_status(request: Request, settings: RolloutSettings) -> RolloutStatus:
         model_name=model_name,
         model_version=model_version,
         router=router_url,
-        steps=chosen_steps,
+        steps=spec.steps,
         interval_s=interval_s,
         rollback_window_s=rollback_window_s,
         stable=stable,

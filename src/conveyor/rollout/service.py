@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from conveyor.errors import Conflict, ConveyorError, InvalidInput, NotFound
 from conveyor.rollout.analysis.thresholds import checked_thresholds
-from conveyor.rollout.config import RolloutSettings, load_settings, parse_steps
-from conveyor.rollout.plan import Request, TakenDown, new_status, pick_service, spawn_controller, take_down
+from conveyor.rollout.config import RolloutSettings, load_settings
+from conveyor.rollout.plan import Request, TakenDown, chosen_spec, new_status, pick_service, spawn_controller, take_down
 from conveyor.rollout.status import Action, RolloutStatus, StatusStore
 
 __all__ = [
@@ -75,7 +75,7 @@ class ExportRequest:
     name: str | None = None
     steps: str | None = None
     interval: str | None = None
-    contract: Path | None = None
+    contract: str | Path | None = None
     config: Path | None = None
     thresholds: dict[str, Any] = field(default_factory=dict)
     gateway: str = "gateway"  # gateway-api: the Gateway the HTTPRoute attaches to
@@ -205,16 +205,17 @@ def export(request: ExportRequest) -> str:
             f"--format must be {', '.join(EXPORT_FORMATS[:-1])} or {EXPORT_FORMATS[-1]}, not {request.format!r}"
         )
     settings = load_settings(request.config)
-    steps = parse_steps(request.steps) if request.steps else settings.steps
-    name = request.name or settings.service or "model"
+    spec = chosen_spec(request, settings)
+    steps = spec.steps
+    name = request.name or spec.service or "model"
     if request.format == "kserve":
         return export_kserve(name, request.image, steps)
     if request.format == "kubernetes":
         from conveyor.rollout.export import export_kubernetes
 
         return export_kubernetes(name, request.image, request.replicas, request.host_port)
-    seconds = parse_duration(request.interval or settings.interval)
-    contract_path = request.contract or (Path(settings.contract) if settings.contract else None)
+    seconds = parse_duration(spec.interval)
+    contract_path = Path(spec.contract) if spec.contract else None
     if contract_path is not None and not contract_path.is_file():
         raise NotFound(f"contract {contract_path} does not exist")
     _known_thresholds(settings.thresholds)  # conveyor.yaml's names, before they are merged and checked
