@@ -181,7 +181,10 @@ def test_build_run_push_pull_and_labels(
         assert "POST /predict" in smoke.stdout and '{"positive":' in smoke.stdout
 
         port = free_port()
-        _podman("run", "-d", "--name", f"votes-{port}", "-p", f"127.0.0.1:{port}:5000", tag)
+        # the image takes conveyor serve's options after the image name (one settings model for both)
+        served_with = ["--log-payloads", "/tmp/payloads", "--log-sample", "1", "--log-hash", "text"]
+        served_with += ["--log-rotate-seconds", "1", "--max-items", "2"]
+        _podman("run", "-d", "--name", f"votes-{port}", "-p", f"127.0.0.1:{port}:5000", tag, *served_with)
         try:
             ready = f"http://127.0.0.1:{port}/v2/health/ready"
             wait_for(lambda: httpx.get(ready, timeout=1).status_code == 200, timeout=60, what="the container")
@@ -193,6 +196,14 @@ def test_build_run_push_pull_and_labels(
             answer = httpx.post(f"http://127.0.0.1:{port}/v2/models/votes/versions/2/infer", json=infer).json()
             assert answer["model_version"] == "2"
             assert _podman("exec", f"votes-{port}", "id", "-u").stdout.strip() == "10001"
+            too_many = httpx.post(f"http://127.0.0.1:{port}/predict", json=["good", "bad", "good"])
+            assert too_many.status_code == 413  # --max-items 2
+
+            def logged() -> str:
+                return _podman("exec", f"votes-{port}", "sh", "-c", "cat /tmp/payloads/*/*/*.jsonl", check=False).stdout
+
+            record = json.loads(wait_for(logged, timeout=30, what="the container's payload log").splitlines()[0])
+            assert record["inputs"][0].startswith("sha256:") and "great" not in json.dumps(record)  # --log-hash
         finally:
             _podman("rm", "-f", f"votes-{port}", check=False)
 

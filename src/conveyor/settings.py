@@ -119,16 +119,18 @@ class ProcessSettings(BaseSettings):
 
 
 def _explain(cls: type[ProcessSettings], exc: ValidationError) -> str:
+    """One line: each bad value with its option, its variable and (where read) its conveyor.yaml key."""
     fields = {f.name: f for f in setting_fields(cls)}
-    lines = []
+    problems = []
     for err in exc.errors(include_url=False):
-        name = str(err["loc"][0]) if err["loc"] else ""
+        name = str(err["loc"][0]) if err["loc"] else "settings"
         field = fields.get(name)
-        where = f"{field.option} (${field.env}, {cls.yaml_section}.{name})" if field else name or "settings"
-        if field and cls.yaml_section is None:
-            where = f"{field.option} (${field.env})"
-        lines.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
-    return "; ".join(lines)
+        where = name
+        if field is not None:
+            key = f", {cls.yaml_section}.{name}" if cls.yaml_section else ""
+            where = f"{field.option} (${field.env}{key})"
+        problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)
 
 
 @dataclass(frozen=True)
@@ -224,22 +226,17 @@ def _default_text(field: SettingField) -> str:
     return f" [default: {value}]"
 
 
-def add_arguments(
-    parser: argparse.ArgumentParser, cls: type[ProcessSettings], defaults: Mapping[str, Any] | None = None
-) -> None:
+def add_arguments(parser: argparse.ArgumentParser, cls: type[ProcessSettings]) -> None:
     """Add one argparse option (or positional argument) per field of ``cls``.
 
     Options left out of the command line are absent from the parsed namespace (``SUPPRESS``), so
-    :meth:`ProcessSettings.load` takes them from the variables or the defaults; ``defaults`` only
-    changes what the help shows.  Bounds are checked by the model, with the option named.
+    :meth:`ProcessSettings.load` takes them from the variables or the defaults.  Bounds are checked
+    by the model, which names the option.
     """
-    shown = dict(defaults or {})
     for field in setting_fields(cls):
-        if field.name in shown:
-            field = SettingField(**{**field.__dict__, "default": shown[field.name]})
         help_text = f"{field.help}{_default_text(field)} (${field.env})".replace("%", "%%")
         if field.argument:
-            parser.add_argument(field.name, help=help_text, default=argparse.SUPPRESS, nargs=None)
+            parser.add_argument(field.name, help=help_text, default=argparse.SUPPRESS)
             continue
         common: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS, "help": help_text}
         if field.kind is bool:

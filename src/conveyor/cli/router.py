@@ -81,7 +81,7 @@ def router(context: typer.Context, **options: Any) -> None:
                 table = RouteTable(sticky_header=sticky_header)
         except ValidationError as exc:
             raise fail("; ".join(e["msg"] for e in exc.errors(include_url=False))) from None
-        options = RouterOptions(
+        router_options = RouterOptions(
             health_path=settings.health_path,
             health_interval=settings.health_interval,
             timeout=settings.timeout,
@@ -97,4 +97,4 @@ def router(context: typer.Context, **options: Any) -> None:
         scheme = "https" if tls else "http"
         write_router_address(service, f"{scheme}://{url_host}:{port}")
         stderr.print(f"router for service {service!r} on {scheme}://{url_host}:{port}", highlight=False)
-        run_router(table, options, host, port, settings.log_level, tls)
+        run_router(table, router_options, host, port, settings.log_level, tls)

@@ -36,11 +36,11 @@ def _above(bound: float) -> Callable[[Any], Any]:
     return check
 
 
-def _parameter(field: SettingField, shown: dict[str, Any]) -> inspect.Parameter:
+def _parameter(field: SettingField) -> inspect.Parameter:
     if field.argument:
         annotation: Any = Annotated[field.kind, typer.Argument(help=field.help, show_default=False)]
         return inspect.Parameter(field.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation)
-    default = shown.get(field.name, field.default)
+    default = field.default
     declared = f"{field.option}/--no-{field.option[2:]}" if field.kind is bool else field.option
     option = typer.Option(
         declared,
@@ -63,9 +63,7 @@ def _parameter(field: SettingField, shown: dict[str, Any]) -> inspect.Parameter:
     )
 
 
-def with_settings(
-    settings: type[ProcessSettings], *, shown_defaults: dict[str, Any] | None = None
-) -> Callable[[Command], Command]:
+def with_settings(settings: type[ProcessSettings]) -> Callable[[Command], Command]:
     """Give the decorated command one option (or argument) per field of ``settings``, as ``**settings``.
 
     Arguments come first, then the command's own parameters, then the settings' options."""
@@ -73,7 +71,7 @@ def with_settings(
     def decorate(command: Command) -> Command:
         signature = inspect.signature(command, eval_str=True)
         own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-        derived = [_parameter(f, dict(shown_defaults or {})) for f in setting_fields(settings)]
+        derived = [_parameter(f) for f in setting_fields(settings)]
         arguments = [p for p in derived if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
         options = [p for p in derived if p.kind is inspect.Parameter.KEYWORD_ONLY]
         command.__signature__ = signature.replace(parameters=[*arguments, *own, *options])  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ stays ``CONVEYOR_DATABASE_URL`` and ``CONVEYOR_BLOB_STORE``, as for every regist
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -19,7 +20,7 @@ class RegistryServerSettings(ProcessSettings):
     """Everything ``conveyor registry serve`` reads."""
 
     model_config = SettingsConfigDict(env_prefix="CONVEYOR_REGISTRY_SERVER_")
-    yaml_section = "registry_server"
+    yaml_section: ClassVar[str | None] = "registry_server"
 
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(8700, description="Port to listen on.")

@@ -166,7 +166,7 @@ def new_status(request: Request, settings: RolloutSettings) -> RolloutStatus:
     canary = Backend(ref=request.image or serve_ref, version=version, kind="container" if request.image else "process")
     return RolloutStatus(
         service=service,
-        strategy=strategy,  # type: ignore[arg-type]
+        strategy=strategy,
         ref=serve_ref,
         model_name=model_name,
         model_version=model_version,

@@ -8,6 +8,7 @@ conveyor.yaml's ``router:`` keys.  The payload log's settings are the model serv
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -20,7 +21,7 @@ class RouterSettings(ProcessSettings, PayloadLogSettings):
     """Everything ``conveyor router`` reads."""
 
     model_config = SettingsConfigDict(env_prefix="CONVEYOR_ROUTER_")
-    yaml_section = "router"
+    yaml_section: ClassVar[str | None] = "router"
 
     service: str = Field(
         "default", description="Service name: the router records its address and routes under it for rollouts."

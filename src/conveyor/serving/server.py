@@ -16,6 +16,7 @@ import uvicorn
 
 from conveyor.serving.app import create_app
 from conveyor.serving.dataplane import DataPlane, ServingOptions
+from conveyor.serving.predict_route import PredictRoute
 from conveyor.serving.runtime import RuntimeOptions
 from conveyor.serving.settings import ServeSettings
 from conveyor.serving.spec import ResolvedModel, resolve_model
@@ -70,7 +71,7 @@ def _uvicorn_kwargs(config: ServeSettings) -> dict[str, object]:
     }
 
 
-def app_from_env():  # type: ignore[no-untyped-def]
+def app_from_env() -> PredictRoute:
     """App factory for worker processes: reads the config the parent put in the environment."""
     config = ServeSettings.model_validate_json(os.environ[CONFIG_ENV])
     return create_app(plane_for(config), load_before_serving=True)

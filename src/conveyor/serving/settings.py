@@ -10,7 +10,7 @@ The payload log's settings are shared with the router (``PayloadLogSettings``).
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -78,7 +78,7 @@ class ServeSettings(ProcessSettings, PayloadLogSettings):
     """Everything a model server process needs; JSON-serialisable, so worker processes receive it."""
 
     model_config = SettingsConfigDict(env_prefix="CONVEYOR_SERVE_", protected_namespaces=())
-    yaml_section = "serve"
+    yaml_section: ClassVar[str | None] = "serve"
 
     model: str = Field(
         description="A model directory (with model.yaml), an .onnx file, or (conveyor serve) a registry "
@@ -124,7 +124,7 @@ class ServeSettings(ProcessSettings, PayloadLogSettings):
 class ImageServeSettings(ServeSettings):
     """``python -m conveyor.serving``: every serve setting, bound to every interface, plus the image's digest."""
 
-    yaml_section = None  # an image reads its command line and its variables only
+    yaml_section: ClassVar[str | None] = None  # an image reads its command line and its variables only
 
     host: str = Field("0.0.0.0", description="Address to bind; 0.0.0.0 for every interface.")
     expect_digest: str | None = Field(

@@ -7,6 +7,8 @@ as for every registry command, and the payload log ``CONVEYOR_PAYLOAD_LOGS``.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -17,7 +19,7 @@ class DashboardSettings(ProcessSettings):
     """Everything ``conveyor ui`` reads."""
 
     model_config = SettingsConfigDict(env_prefix="CONVEYOR_UI_")
-    yaml_section = "ui"
+    yaml_section: ClassVar[str | None] = "ui"
 
     host: str = Field("127.0.0.1", description="Address to bind; 0.0.0.0 for every interface.")
     port: int = Field(8600, description="Port to listen on.")

@@ -48,8 +48,7 @@ class Thresholds(dict[str, Any]):
 
 def _field(threshold: Threshold) -> tuple[Any, Any]:
     kind: Any = threshold.type | None if threshold.optional else threshold.type
-    bounds = {k: v for k, v in (("ge", threshold.ge), ("le", threshold.le), ("gt", threshold.gt)) if v is not None}
-    return kind, Field(threshold.default, description=threshold.help, **bounds)
+    return kind, Field(threshold.default, description=threshold.help, ge=threshold.ge, le=threshold.le, gt=threshold.gt)
 
 
 def checked_thresholds(given: Mapping[str, Any], where: str = "thresholds") -> Thresholds:
