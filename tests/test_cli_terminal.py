@@ -108,6 +108,9 @@ CASES = {
     "registry unreachable": (["models", "list"], EXIT_FAILURE),
     "port in use": (["serve", "nosuch:1", "--port", "{taken_port}"], EXIT_PORT),
     "no rollout": (["rollout", "status", "nosuch", "--watch"], EXIT_NOT_FOUND),
+    "rollout of a missing model": (["rollout", "start", "nosuch:1"], EXIT_NOT_FOUND),  # its live view
+    "download of a missing model": (["models", "download", "nosuch:1", "--output", "out"], EXIT_NOT_FOUND),  # a bar
+    "monitor of a missing model": (["monitor", "nosuch:1", "--logs", "logs"], EXIT_NOT_FOUND),  # a bar on a terminal
     "broken plugin needed": (["pipeline", "run", "notify", "--file", "notify.yaml"], EXIT_FAILURE),
 }
 
