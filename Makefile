@@ -50,6 +50,7 @@ docs: install
 lint: install
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/mypy
 
 # The Argo Rollouts CRD validators (npm) used by tests/test_rollout_export.py.
 tests/k8s/node_modules/.installed: tests/k8s/package-lock.json

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -17,7 +17,7 @@ log = logging.getLogger("conveyor.http")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     return Response(
         orjson.dumps({"error": message}), status_code=status, media_type="application/json", headers=headers
     )

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 ENABLED = False
 _tracer: Any = None
@@ -175,11 +175,18 @@ class BatchTrace:
     phases: list[tuple[str, int, int]] = field(default_factory=list)
 
 
-def timed_phases(handler: Any, items: list[Any]) -> tuple[Any, list[tuple[str, int, int]]]:
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def timed_phases(
+    handler: Callable[[list[Item]], Result], items: list[Item]
+) -> tuple[Result, list[tuple[str, int, int]]]:
     """Run ``handler(items)`` on this thread, collecting its ``phase`` timings."""
-    _local.phases = []
+    phases: list[tuple[str, int, int]] = []
+    _local.phases = phases
     try:
-        return handler(items), _local.phases
+        return handler(items), phases
     finally:
         _local.phases = None
 

@@ -292,7 +292,7 @@ def watch(
             stdout.print(f"pipeline {name} run {record.id}: {record.status}", highlight=False)
 
         watcher = Watcher(project.pipelines, file.resolve().parent, report)
-        url = None
+        hooked: tuple[LocalRegistry, str] | None = None  # the registry the webhook was added to, and its URL
         if watcher.needs_webhook:
             if not isinstance(registry, LocalRegistry):
                 raise fail(
@@ -301,6 +301,7 @@ def watch(
                 )
             url = watcher.start(port=port)
             registry.webhooks.add(url, watcher.secret)
+            hooked = (registry, url)
             names = ", ".join(watcher.pipelines)
             stdout.print(f"watching for new versions for {names}: webhook {url}", highlight=False)
         stop_polling = threading.Event()
@@ -342,6 +343,7 @@ def watch(
     finally:
         stop_polling.set()
         watcher.stop()
-        if url is not None:
-            registry.webhooks.remove(url)  # type: ignore[union-attr]
+        if hooked is not None:
+            local, url = hooked
+            local.webhooks.remove(url)
     raise typer.Exit(outcome)

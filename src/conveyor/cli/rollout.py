@@ -277,7 +277,8 @@ def history(service: ServiceArg = None, as_json: JsonOption = False) -> None:
 
     with handle_errors():
         store = StatusStore(_pick_service(service))
-        rollouts = store.history() + ([store.find()] if store.find() else [])
+        current = store.find()
+        rollouts = store.history() + ([current] if current is not None else [])
         if as_json:
             print_json([r.model_dump(mode="json") for r in rollouts])
             return

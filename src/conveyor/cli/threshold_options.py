@@ -42,7 +42,7 @@ def with_threshold_options(command: Callable[..., None]) -> Callable[..., None]:
             callback=_above(threshold.gt) if threshold.gt is not None else None,
             rich_help_panel="Analysis thresholds",
         )
-        annotation = Annotated[kind | None, option]  # type: ignore[valid-type]
+        annotation = Annotated[kind | None, option]
         params.append(
             inspect.Parameter(threshold.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
         )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from conveyor.cli.output import EXIT_FAILURE, fail, handle_errors, print_json, stderr, stdout
 from conveyor.cli.trust import TlsVerifyOption, TrustedKeyOption
+
+if TYPE_CHECKING:
+    from conveyor.verify.checks import CheckResult
 
 
 def verify(
@@ -108,7 +111,9 @@ def verify(
     _report(results, target or "(static checks)", junit, json_report, as_json_out)
 
 
-def _report(results, target: str, junit: Path | None, json_report: Path | None, as_json_out: bool) -> None:  # type: ignore[no-untyped-def]
+def _report(
+    results: list[CheckResult], target: str, junit: Path | None, json_report: Path | None, as_json_out: bool
+) -> None:
     from conveyor.verify.reports import as_json, ok, print_table, write_json, write_junit
 
     if junit:

@@ -10,6 +10,7 @@ confidence (the top probability), or a regressor's value.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -75,7 +76,7 @@ class TextFeatures:
                     columns.add("text.unknown_token_rate", "numeric", INPUT, rate)
 
 
-def add_records(columns: Columns, records: list[Any], features: dict[str, str]) -> None:
+def add_records(columns: Columns, records: list[Any], features: Mapping[str, str]) -> None:
     """Tabular rows: each named feature (a number, or a category for strings and booleans)."""
     for record in records:
         if not isinstance(record, dict):

@@ -229,8 +229,8 @@ def optimize(
             for alias in aliases:
                 registry.set_alias(earlier.name, alias, earlier.version)
             outcome = Outcome(source, min_agreement, registered=registry.resolve(earlier.ref))
-            agreement = outcome.agreement
-            measured = f", {agreement:.2%} agreement when it was made" if agreement is not None else ""
+            rate = outcome.agreement
+            measured = f", {rate:.2%} agreement when it was made" if rate is not None else ""
             outcome.reason = (
                 f"{earlier.ref} is already the {outcome.method} variant of {source.ref}{measured}: nothing made"
             )

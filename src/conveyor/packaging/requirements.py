@@ -60,7 +60,7 @@ class Pin:
 
 
 def _environment(platform: str) -> dict[str, str]:
-    env = dict(default_environment())
+    env = {key: str(value) for key, value in default_environment().items()}
     env.update(
         {
             "sys_platform": "linux",

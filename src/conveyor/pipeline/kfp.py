@@ -54,7 +54,7 @@ def compile_pipeline(
     defaults = {param: spec.default for param, spec in pipeline.params.items()}
 
     def body(  # the annotations KFP reads are set below (this module's are strings)
-        params: dict = defaults,  # type: ignore[type-arg]
+        params: dict = defaults,
         source: str = source,
         revision: str = "",
         install: str = install_command(ci),

@@ -18,8 +18,8 @@ MAX_UPSTREAM = 6  # the tasks one task can follow directly (each passes its stat
 
 def conveyor_step(
     pipeline: str,
-    steps: list,  # type: ignore[type-arg]
-    params: dict,  # type: ignore[type-arg]
+    steps: list,
+    params: dict,
     source: str,
     revision: str,
     install: str,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
 EXPRESSION = "${{"
 
@@ -46,7 +47,7 @@ class StepArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _problem(error: dict[str, Any]) -> str:
+def _problem(error: ErrorDetails) -> str:
     where = ".".join(str(part) for part in error["loc"])
     return f"{where}: {error['msg']}"
 
@@ -68,9 +69,7 @@ def static_problems(model: type[StepArgs], given: dict[str, Any]) -> list[str]:
         if name not in fields or _has_expression(value):
             continue
         try:
-            field = fields[name]
-            annotation = Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
-            TypeAdapter(annotation).validate_python(value)
+            TypeAdapter(fields[name].rebuild_annotation()).validate_python(value)  # the type with its validators
         except ValidationError as exc:
             problems.append(f"{name}: {exc.errors()[0]['msg']} (got {value!r})")
     return problems

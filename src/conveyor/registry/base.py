@@ -133,8 +133,8 @@ def git_commit(path: Path) -> str | None:
 class RegistryBase(ABC):
     """What every backend shares: registration, download and the cache, over a few primitives.
 
-    Subclasses provide ``resolve``, ``open_blob``, ``create_version``,
-    ``blob_exists`` and ``store_blob``.
+    Subclasses provide ``resolve``, ``list_versions``, ``set_alias``, ``open_blob``,
+    ``create_version``, ``blob_exists`` and ``store_blob``.
     """
 
     cache_dir: Path | None = None
@@ -277,6 +277,10 @@ class RegistryBase(ABC):
         """The version ``ref`` names (``name:N``, ``name@alias``, ``name:latest``); NotFound otherwise."""
 
     @abstractmethod
+    def list_versions(self, name: str, include_archived: bool = False) -> list[ModelVersion]:
+        """The versions of model ``name`` (archived ones only with ``include_archived``); NotFound otherwise."""
+
+    @abstractmethod
     def open_blob(self, digest: str) -> Iterable[bytes]:
         """The bytes of the blob with ``digest``, in chunks."""
 
@@ -293,9 +297,9 @@ class RegistryBase(ABC):
         """Store the file ``local`` as the blob ``digest`` (its bytes checked on the way)."""
 
 
-def download_version(  # type: ignore[no-untyped-def]
+def download_version(
     version: ModelVersion,
-    open_blob,
+    open_blob: Callable[[str], Iterable[bytes]],
     dest: Path,
     progress: Progress | None = None,
     check: Callable[[Path], None] | None = None,
@@ -330,7 +334,7 @@ COMPLETE_MARKER = ".conveyor-complete"
 
 def cache_version(
     version: ModelVersion,
-    open_blob,  # type: ignore[no-untyped-def]
+    open_blob: Callable[[str], Iterable[bytes]],
     cache_dir: Path | None,
     progress: Progress | None = None,
     on_notice: Callable[[str], None] | None = None,

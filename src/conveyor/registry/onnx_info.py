@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from onnx import ValueInfoProto
 
 IR_VERSION, PRODUCER_NAME, PRODUCER_VERSION, OPSET_IMPORT = 1, 2, 3, 8
 GRAPH = 7
@@ -105,15 +108,15 @@ def _fields(handle: BinaryIO, end: int | None = None) -> Iterator[tuple[int, int
             raise ValueError(f"unexpected wire type {wire}")
 
 
-def _tensor_type(info: object) -> dict[str, object]:
+def _tensor_type(info: ValueInfoProto) -> dict[str, object]:
     from onnx import TensorProto
 
-    value_type = info.type  # type: ignore[attr-defined]
+    value_type = info.type
     if not value_type.HasField("tensor_type"):
-        return {"name": info.name, "type": value_type.WhichOneof("value") or "unknown", "shape": None}  # type: ignore[attr-defined]
+        return {"name": info.name, "type": value_type.WhichOneof("value") or "unknown", "shape": None}
     tensor = value_type.tensor_type
     shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in tensor.shape.dim]
-    return {"name": info.name, "type": TensorProto.DataType.Name(tensor.elem_type).lower(), "shape": shape}  # type: ignore[attr-defined]
+    return {"name": info.name, "type": TensorProto.DataType.Name(tensor.elem_type).lower(), "shape": shape}
 
 
 def read_signature(path: Path) -> dict[str, object]:
@@ -125,7 +128,9 @@ def read_signature(path: Path) -> dict[str, object]:
     from onnx import ValueInfoProto
 
     found: dict[str, object] = {"opsets": {}}
-    inputs, outputs, initializers = [], [], set()
+    inputs: list[dict[str, object]] = []
+    outputs: list[dict[str, object]] = []
+    initializers: set[str] = set()
     with open(path, "rb") as handle:  # one pass: the header fields and the graph's inputs and outputs
         for field, wire, length in _fields(handle):
             if _header_field(found, handle, field, wire, length) or wire != 2:

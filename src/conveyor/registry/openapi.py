@@ -101,8 +101,8 @@ def registry_openapi() -> dict[str, Any]:
         "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
         "NewVersion": _new_version(),
     }
-    for model in (ModelVersion, RegisteredModel, Alias):
-        schema = model.model_json_schema(ref_template=ref)
+    for record in (ModelVersion, RegisteredModel, Alias):
+        schema = record.model_json_schema(ref_template=ref)
         schemas.update(schema.pop("$defs", {}))
         schemas[schema["title"]] = schema
     version = {"$ref": "#/components/schemas/ModelVersion"}

@@ -193,7 +193,7 @@ class Api:
 
     async def put_blob(self, request: Request) -> Response:
         digest = check_digest(request.path_params["digest"])
-        stream = request.stream().__aiter__()
+        stream = request.stream()  # an async generator: its own iterator
         # The blob store pulls the body from worker threads: ours, or (S3) boto3's own transfer
         # threads, which are no AnyIO workers; the loop's token lets any thread call back in.
         loop = anyio.lowlevel.current_token()

@@ -259,7 +259,7 @@ class SqlStore:
             if new.model_description is not None:
                 values["description"] = new.model_description
             conn.execute(update(models_table).where(models_table.c.id == model.id).values(**values))
-            version_id = conn.execute(
+            inserted = conn.execute(
                 insert(versions_table).values(
                     model_id=model.id,
                     version=version,
@@ -274,7 +274,9 @@ class SqlStore:
                     lineage=new.lineage.model_dump(),
                     created_at=stamp,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert inserted is not None  # a single-row INSERT always knows its key
+            version_id = inserted[0]
             conn.execute(
                 insert(files_table),
                 [{"version_id": version_id, "path": f.path, "sha256": f.sha256, "size": f.size} for f in new.files],

@@ -86,7 +86,7 @@ def alive(backend: Backend) -> bool:
 
 
 def ready(backend: Backend, timeout: float = 2.0) -> bool:
-    return readiness(backend.url, timeout) is None
+    return backend.url is not None and readiness(backend.url, timeout) is None
 
 
 def log_tail(backend: Backend, lines: int = 15) -> str:
@@ -100,6 +100,8 @@ def log_tail(backend: Backend, lines: int = 15) -> str:
 
 def wait_ready(backend: Backend, timeout: float) -> None:
     what = f"the backend for {backend.version}"
+    if backend.url is None:
+        raise ConveyorError(f"{what} has no address to wait on")
     wait_until_ready(backend.url, lambda: alive(backend), lambda: log_tail(backend), timeout, what)
 
 

@@ -233,16 +233,24 @@ class Controller:
 
     # -- analysis ---------------------------------------------------------------------------------------
 
-    def _analyse_when_due(self, status, router, on_success, post: bool = False) -> RolloutStatus:  # type: ignore[no-untyped-def]
+    def _analyse_when_due(
+        self,
+        status: RolloutStatus,
+        router: Router,
+        on_success: Callable[[RolloutStatus], None],
+        post: bool = False,
+    ) -> RolloutStatus:
         now = self.clock.time()
         if status.window is None:
             status.window = Window(opened_at=now, baseline=router.stats(), due_at=now + status.interval_s)
             return self.store.save(status)
         if now < status.window.due_at:
             return self.store.save(status)
+        stage = status.stage
+        assert stage in ("canary", "pre-promotion", "post-promotion")  # the stages that analyse
         verdict = analyse(
             AnalysisWindow(
-                stage=status.stage,
+                stage=stage,
                 before=status.window.baseline,
                 after=router.stats(),
                 stable=(STABLE, status.stable.version),

@@ -30,13 +30,14 @@ from conveyor.router.asgi import HOP_BY_HOP, Receive, Send, TooLarge, error_body
 from conveyor.router.health import HealthTracker
 from conveyor.router.inputs import input_features
 from conveyor.router.mirror import Mirrors, answered
-from conveyor.router.predictions import Predictions, read_predictions
+from conveyor.router.predictions import read_predictions
 from conveyor.router.requests import RecentRequests
 from conveyor.router.routing import PIN_HEADER, SERVED_BY_HEADER, BackendSpec, RouteTable, pick
-from conveyor.router.stats import LIVE, RouterStats, StatsCollector
+from conveyor.router.stats import LIVE, RouterStats, StatsCollector, TrafficStats
 
 if TYPE_CHECKING:
     from conveyor.router.payload_log import RouterPayloads
+    from conveyor.router.tracing import Answer, Forward, Proxy
     from conveyor.serving.payloads import PayloadLogConfig
 
 log = logging.getLogger("conveyor.router")
@@ -85,7 +86,7 @@ class Router:
         self.health.sync(table)
         self.session: aiohttp.ClientSession | None = None
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(StatsCollector(self.stats, self._describe_backends))  # type: ignore[arg-type]
+        self.registry.register(StatsCollector(self.stats, self._describe_backends))
         self._probe: asyncio.Task[None] | None = None
         self._timeout = aiohttp.ClientTimeout(total=self.options.timeout)
         self.mirrors = Mirrors(self.stats, self.health, self.options.max_mirrors_in_flight, self._timeout)
@@ -98,10 +99,12 @@ class Router:
 
             self.payloads = RouterPayloads(self.options.payload_log, self.recent)
             self.registry.register(RECORDS)
+        self.proxy: Proxy = self._proxy  # the hop and its tries of a backend, traced when tracing is on
+        self.forward: Forward = self._forward
         if tracing.configure("conveyor-router"):  # OTEL_EXPORTER_OTLP_ENDPOINT is set
             from conveyor.router.tracing import traced
 
-            self._proxy, self._forward = traced(self._proxy, self._forward, self.options.service)  # type: ignore[method-assign]
+            self.proxy, self.forward = traced(self._proxy, self._forward, self.options.service)
 
     def _describe_backends(self) -> list[tuple[str, str, float, bool]]:
         return [(b.name, b.version, b.weight, self.health.is_healthy(b.name)) for b in self.table.backends]
@@ -125,7 +128,7 @@ class Router:
         if path.startswith(ADMIN_PREFIX) or path == "/metrics":
             await self._admin(scope, receive, send)
             return
-        await self._proxy(scope, receive, send)
+        await self.proxy(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -194,7 +197,7 @@ class Router:
             target += "?" + scope["query_string"].decode("latin-1")
         attempts = candidates[:2] if self.options.retry and not pin else candidates[:1]
         for number, backend in enumerate(attempts):
-            answer = await self._forward(backend, method, target, body, forward, retryable=number + 1 < len(attempts))
+            answer = await self.forward(backend, method, target, body, forward, retryable=number + 1 < len(attempts))
             if answer is None:
                 continue  # the connection failed before any answer: try the next backend
             status, headers, data, predictions = answer
@@ -223,7 +226,7 @@ class Router:
         body: bytes,
         headers: list[tuple[str, str]],
         retryable: bool,
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, Predictions | None] | None:
+    ) -> Answer | None:
         assert self.session is not None
         stats = self.stats.of(backend.name, backend.version, LIVE)
         started = time.perf_counter()
@@ -249,14 +252,23 @@ class Router:
         stats.observe(str(status), elapsed, *answered(predictions))
         if status in (502, 503):
             self.health.failed(backend.name, f"answered HTTP {status}")
-        headers = [(k, v) for k, v in raw_headers if k.lower() not in HOP_BY_HOP]
-        headers.append((b"content-length", str(len(data)).encode()))
-        headers.append((SERVED_BY_HEADER.encode(), backend.name.encode()))
+        answer_headers = [(k, v) for k, v in raw_headers if k.lower() not in HOP_BY_HOP]
+        answer_headers.append((b"content-length", str(len(data)).encode()))
+        answer_headers.append((SERVED_BY_HEADER.encode(), backend.name.encode()))
         if backend.version:
-            headers.append((PIN_HEADER.encode(), backend.version.encode()))
-        return status, headers, data, predictions
+            answer_headers.append((PIN_HEADER.encode(), backend.version.encode()))
+        return status, answer_headers, data, predictions
 
-    def _unreachable(self, backend, stats, started, code, exc, retryable, eject):  # type: ignore[no-untyped-def]
+    def _unreachable(
+        self,
+        backend: BackendSpec,
+        stats: TrafficStats,
+        started: float,
+        code: str,
+        exc: Exception,
+        retryable: bool,
+        eject: bool,
+    ) -> Answer | None:
         stats.observe(code, time.perf_counter() - started)
         self.health.failed(backend.name, f"{type(exc).__name__}: {exc}", eject=eject)
         if retryable:

@@ -97,7 +97,8 @@ class RouterPayloads:
         for key, found in by_version.items():
             labels, regression = await self._labels(key, backends.get(found[0][2]), session)
             checked[key] = [(backend, check_entry(i, item, labels, regression)) for i, item, backend in found]
-        accepted, passed_on = 0, {}
+        accepted = 0
+        passed_on: dict[str, list[dict[str, Any]]] = {}
         for (model, version), pairs in checked.items():  # all checked before any is written
             accepted += self._log(model, version).offer_feedback([entry for _, entry in pairs])
             for backend, entry in pairs:

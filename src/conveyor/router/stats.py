@@ -13,7 +13,7 @@ import math
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,9 +153,9 @@ def quantile(q: float, buckets: list[int]) -> float | None:
 class StatsCollector:
     """Expose RouterStats (and the routing table) to prometheus_client without double bookkeeping."""
 
-    def __init__(self, stats: RouterStats, describe_backends) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, stats: RouterStats, describe_backends: Callable[[], list[tuple[str, str, float, bool]]]) -> None:
         self.stats = stats
-        self.describe_backends = describe_backends  # () -> list[(name, version, weight, healthy)]
+        self.describe_backends = describe_backends  # (name, version, weight, healthy) of each backend
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily

@@ -8,14 +8,34 @@ one sends its own CLIENT span's instead, so the server's spans hang under the ro
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-from starlette.types import Receive, Send
+from typing import TYPE_CHECKING, Any, Protocol
 
 from conveyor import tracing
+from conveyor.router.asgi import Receive, Send
+
+if TYPE_CHECKING:
+    from conveyor.router.predictions import Predictions
+    from conveyor.router.routing import BackendSpec
 
 Proxy = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
-Forward = Callable[..., Awaitable[Any]]
+#: a backend's answer: status, headers, body and the predictions read from it
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes, "Predictions | None"]
+
+
+class Forward(Protocol):
+    """One try of one backend: its answer, or None when the connection failed and the next may be tried."""
+
+    def __call__(
+        self,
+        backend: BackendSpec,
+        method: str,
+        target: str,
+        body: bytes,
+        headers: list[tuple[str, str]],
+        retryable: bool,
+    ) -> Awaitable[Answer | None]: ...
+
+
 TRACE_HEADERS = ("traceparent", "tracestate")
 
 
@@ -29,9 +49,9 @@ def traced(proxy: Proxy, forward: Forward, service: str) -> tuple[Proxy, Forward
         await tracing.serve_in_span(span, proxy, scope, receive, send)
 
     async def forward_traced(
-        backend: Any, method: str, target: str, body: bytes, headers: list[tuple[str, str]], retryable: bool
-    ) -> Any:
-        attributes = {"server.address": backend.url, "conveyor.backend": backend.name}
+        backend: BackendSpec, method: str, target: str, body: bytes, headers: list[tuple[str, str]], retryable: bool
+    ) -> Answer | None:
+        attributes: dict[str, str] = {"server.address": backend.url, "conveyor.backend": backend.name}
         if backend.version:
             attributes["conveyor.version"] = backend.version
         span = tracing.tracer().start_span(f"{method} {backend.name}", kind=SpanKind.CLIENT, attributes=attributes)

@@ -19,16 +19,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from conveyor.errors import NotReady
 from conveyor.tracing import BatchTrace, timed_phases
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+Row = TypeVar("Row", covariant=True)
+Phases = list[tuple[str, int, int]]  # (name, start ns, end ns) of a batch's phases (conveyor.tracing)
+
+
+class Rows(Protocol[Row]):
+    """What a handler returns: one result per item, sliced per job (a list, or a numpy array's rows)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: slice, /) -> Iterable[Row]: ...
 
 
 @dataclass
@@ -57,7 +67,7 @@ class Batcher(Generic[Item, Result]):
 
     def __init__(
         self,
-        handler: Callable[[list[Item]], Sequence[Result]],
+        handler: Callable[[list[Item]], Rows[Result]],
         max_batch_size: int = 64,
         max_wait: float = 0.0,
         on_batch: Callable[[BatchStats], None] | None = None,
@@ -74,7 +84,7 @@ class Batcher(Generic[Item, Result]):
         self._on_batch = on_batch
         self._pending: deque[_Job[Item, Result]] = deque()
         self._pending_items = 0
-        self._computing: set[asyncio.Future[Sequence[Result]]] = set()
+        self._computing: set[asyncio.Future[tuple[Rows[Result], Phases]]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._executor = ThreadPoolExecutor(max_workers=parallel_batches, thread_name_prefix="inference")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -174,16 +184,19 @@ class Batcher(Generic[Item, Result]):
             stamp = time.time_ns()
             computing = self._loop.run_in_executor(self._executor, timed_phases, self._handler, items)
         else:
-            computing = self._loop.run_in_executor(self._executor, self._handler, items)
+            computing = self._loop.run_in_executor(self._executor, self._untimed, items)
         self._computing.add(computing)
         computing.add_done_callback(lambda done: self._finish(jobs, len(items), started, done, stamp))
+
+    def _untimed(self, items: list[Item]) -> tuple[Rows[Result], Phases]:
+        return self._handler(items), []
 
     def _finish(
         self,
         jobs: list[_Job[Item, Result]],
         size: int,
         started: float,
-        done: asyncio.Future[Any],
+        done: asyncio.Future[tuple[Rows[Result], Phases]],
         stamp: int | None,  # when the batch started, in ns since the epoch, if a job in it is traced
     ) -> None:
         self._computing.discard(done)
@@ -194,9 +207,8 @@ class Batcher(Generic[Item, Result]):
                 if not job.future.done():
                     job.future.set_exception(error)
         else:
-            results = done.result()
-            if stamp is not None:  # (results, phases) from timed_phases: traced jobs learn how their batch went
-                results, phases = results
+            results, phases = done.result()
+            if stamp is not None:  # timed_phases ran the batch: traced jobs learn how it went
                 finished = time.time_ns()
                 for job in jobs:
                     if job.trace is not None:

@@ -73,7 +73,7 @@ class DisconnectWatch:
         self.client_left = False
 
     def arm(self) -> None:
-        self.watcher = asyncio.get_running_loop().create_task(self.receive())
+        self.watcher = asyncio.ensure_future(self.receive())
         self.watcher.add_done_callback(self._fired)
 
     def _fired(self, watcher: asyncio.Task[Any]) -> None:

@@ -244,7 +244,7 @@ class TabularModel:
         return self.score_columns(columns)
 
     def warm_up_columns(self) -> dict[str, list[Any]]:
-        example = {"number": 0.0, "integer": 0, "string": "", "boolean": False}
+        example: dict[str, Any] = {"number": 0.0, "integer": 0, "string": "", "boolean": False}
         return {f.name: [(f.values or [example[f.type]])[0]] for f in self.spec.features}
 
 

@@ -37,7 +37,7 @@ def verify(document: dict[str, Any], payload_type: str, trusted: list[TrustedKey
     """(the payload, the signer's key id) when a trusted key signed ``document``; ChainBroken otherwise."""
     from securesystemslib.dsse import Envelope
     from securesystemslib.exceptions import VerificationError
-    from securesystemslib.signer import SSlibKey
+    from securesystemslib.signer import Key, SSlibKey
 
     try:
         envelope = Envelope.from_dict(document)
@@ -48,7 +48,7 @@ def verify(document: dict[str, Any], payload_type: str, trusted: list[TrustedKey
     signers = sorted(envelope.signatures)
     if not signers:
         raise ChainBroken(f"{what} carries no signature (build with --sign KEY)")
-    keys = [SSlibKey.from_crypto(k.public, keyid=k.key_id) for k in trusted]
+    keys: list[Key] = [SSlibKey.from_crypto(k.public, keyid=k.key_id) for k in trusted]
     if not {k.keyid for k in keys} & set(signers):
         raise ChainBroken(
             f"{what} is signed by key {', '.join(short(s) for s in signers)}, which is not trusted "

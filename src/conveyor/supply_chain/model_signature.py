@@ -20,6 +20,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from conveyor.digest import sha256_file
 from conveyor.errors import ChainBroken, InvalidInput
@@ -27,6 +28,12 @@ from conveyor.registry.base import COMPLETE_MARKER, Silent, download_version
 from conveyor.registry.blobs import BlobCorrupt
 from conveyor.registry.records import ModelVersion
 from conveyor.supply_chain.keys import SigningKey, TrustedKey, private_key_file, short
+
+if TYPE_CHECKING:
+    from model_signing.hashing import Config as HashingConfig
+
+    from conveyor.registry.base import Progress
+    from conveyor.registry.protocol import Registry
 
 SIGNATURE_FILE = ".conveyor-signature.json"
 SIGNATURE_TAG = "signature"
@@ -43,7 +50,7 @@ class Signed:
     blob: str  # sha256 of the bundle in the registry
 
 
-def _hashing():  # type: ignore[no-untyped-def]
+def _hashing() -> HashingConfig:
     from model_signing import hashing
 
     return hashing.Config().set_ignored_paths(paths=IGNORED)
@@ -60,7 +67,7 @@ def sign_folder(folder: Path, key: SigningKey, signature: Path) -> None:
         config.set_hashing_config(_hashing()).sign(folder, signature)
 
 
-def sign_version(registry, ref: str, key: SigningKey) -> Signed:  # type: ignore[no-untyped-def]
+def sign_version(registry: Registry, ref: str, key: SigningKey) -> Signed:
     """Sign the files of ``ref`` and store the signature with the version."""
     version, folder = registry.cached(ref)
     with tempfile.TemporaryDirectory(prefix="conveyor-sign-") as tmp:
@@ -72,7 +79,7 @@ def sign_version(registry, ref: str, key: SigningKey) -> Signed:  # type: ignore
     return Signed(version.ref, key.key_id, digest)
 
 
-def signature_bytes(registry, version: ModelVersion) -> bytes | None:  # type: ignore[no-untyped-def]
+def signature_bytes(registry: Registry, version: ModelVersion) -> bytes | None:
     """The version's signature bundle from the registry, checked against its digest; None if unsigned."""
     tag = version.tags.get(SIGNATURE_TAG, "")
     if not tag:
@@ -148,7 +155,7 @@ def _file_changes(folder: Path, bundle: bytes) -> str:
     return "; ".join(parts) or "the files do not match the signature"
 
 
-def verify_version(registry, version: ModelVersion, folder: Path, trusted: list[TrustedKey]) -> str:  # type: ignore[no-untyped-def]
+def verify_version(registry: Registry, version: ModelVersion, folder: Path, trusted: list[TrustedKey]) -> str:
     """Check the registry's signature of ``version`` over its files in ``folder``; the signer's key id."""
     bundle = signature_bytes(registry, version)
     if bundle is None:
@@ -156,8 +163,8 @@ def verify_version(registry, version: ModelVersion, folder: Path, trusted: list[
     return verify_folder(folder, bundle, trusted, version.ref)
 
 
-def verify_stored(  # type: ignore[no-untyped-def]
-    registry, ref: str, trusted: list[TrustedKey], progress=None
+def verify_stored(
+    registry: Registry, ref: str, trusted: list[TrustedKey], progress: Progress | None = None
 ) -> tuple[ModelVersion, str]:
     """Check a version as the registry holds it now: every stored blob read and hashed, then the signature.
 
@@ -193,8 +200,8 @@ def verify_downloaded(folder: Path, trusted: list[TrustedKey]) -> str:
     return verify_folder(folder, signature.read_bytes(), trusted, str(folder))
 
 
-def trusted_for(  # type: ignore[no-untyped-def]
-    registry, name: str, trusted: list[TrustedKey] | None, offered: list[TrustedKey] | None = None
+def trusted_for(
+    registry: Registry, name: str, trusted: list[TrustedKey] | None, offered: list[TrustedKey] | None = None
 ) -> list[TrustedKey] | None:
     """The keys a download or serve of model ``name`` must check: the caller's, else the registry's policy's.
 
@@ -217,14 +224,19 @@ def trusted_for(  # type: ignore[no-untyped-def]
     return keys
 
 
-def policy_requires_signature(registry, name: str) -> bool:  # type: ignore[no-untyped-def]
+def policy_requires_signature(registry: Registry, name: str) -> bool:
     """Whether the registry's policy (model tag ``require-signed=true``) asks for signed versions of ``name``."""
     return registry.get_model(name).tags.get(POLICY_TAG, "").lower() in ("true", "yes", "1")
 
 
-def download_signed(  # type: ignore[no-untyped-def]
-    registry, ref: str, dest: Path, trusted: list[TrustedKey] | None, progress=None, offered=None
-):
+def download_signed(
+    registry: Registry,
+    ref: str,
+    dest: Path,
+    trusted: list[TrustedKey] | None,
+    progress: Progress | None = None,
+    offered: list[TrustedKey] | None = None,
+) -> tuple[ModelVersion, bool, str | None]:
     """Download ``ref`` into ``dest`` with its signature; with ``trusted``, refuse unless it verifies.
 
     The files are checked in the download's staging folder: a refused download leaves ``dest``
@@ -232,10 +244,10 @@ def download_signed(  # type: ignore[no-untyped-def]
     version = registry.resolve(ref)
     trusted = trusted_for(registry, version.name, trusted, offered)
     bundle = signature_bytes(registry, version)
-    if trusted is not None and bundle is None:
-        raise ChainBroken(f"{version.ref} is not signed: refusing to download it (--require-signed)")
     verified: list[str] = []
     if trusted is not None:
+        if bundle is None:
+            raise ChainBroken(f"{version.ref} is not signed: refusing to download it (--require-signed)")
 
         def check(staging: Path) -> None:
             verified.append(verify_folder(staging, bundle, trusted, version.ref))

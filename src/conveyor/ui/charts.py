@@ -7,7 +7,7 @@ line rather than drawing it through zero, since "no traffic" is not "no latency"
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 from markupsafe import Markup
@@ -30,7 +30,7 @@ def _nice_max(value: float) -> float:
 
 def line_chart(
     title: str,
-    series: dict[str, Sequence[tuple[float, float | None]]],
+    series: Mapping[str, Sequence[tuple[float, float | None]]],
     unit: str = "",
     width: int = 520,
     height: int = 150,
@@ -71,9 +71,11 @@ def line_chart(
         f'<text x="{left - 4}" y="{top + inner_h}" text-anchor="end" class="tick">0</text>',
     ]
     if times:
-        first, last = x_range or (f"-{span:.0f}s", "now")
-        parts.append(f'<text x="{width - right}" y="{height - 4}" text-anchor="end" class="tick">{escape(last)}</text>')
-        parts.append(f'<text x="{left}" y="{height - 4}" class="tick">{escape(first)}</text>')
+        left_tick, right_tick = x_range or (f"-{span:.0f}s", "now")
+        parts.append(
+            f'<text x="{width - right}" y="{height - 4}" text-anchor="end" class="tick">{escape(right_tick)}</text>'
+        )
+        parts.append(f'<text x="{left}" y="{height - 4}" class="tick">{escape(left_tick)}</text>')
     for index, (name, points) in enumerate(series.items()):
         colour = COLOURS.get(name, FALLBACK[index % len(FALLBACK)])
         runs: list[list[str]] = [[]]

@@ -144,7 +144,7 @@ def _rollouts_of(version: ModelVersion) -> list[dict[str, str]]:
     """The rollouts that sent traffic to this version (as canary or as stable), newest first."""
     from conveyor.rollout.status import StatusStore, list_services
 
-    found = []
+    found: list[dict[str, Any]] = []
     for service in list_services():
         status = StatusStore(service).find()
         if status is None:

@@ -62,15 +62,11 @@ def load_status(service: str) -> RolloutStatus:
 
 
 def rollouts_context() -> dict[str, Any]:
-    rows = []
-    for service in list_services():
-        status = StatusStore(service).find()
-        if status is None:
-            continue
-        last = status.analysis[-1] if status.analysis else None
-        rows.append({"status": status, "last": last})
-    rows.sort(key=lambda row: (not row["status"].active, -row["status"].updated_at))
-    return {"rows": rows}
+    statuses = [status for service in list_services() if (status := StatusStore(service).find()) is not None]
+    statuses.sort(key=lambda status: (not status.active, -status.updated_at))
+    return {
+        "rows": [{"status": status, "last": status.analysis[-1] if status.analysis else None} for status in statuses]
+    }
 
 
 def _metric_rows(status: RolloutStatus, run: Any) -> list[dict[str, Any]]:

@@ -49,7 +49,8 @@ def load_custom_checks(project: Path | None, modules: list[str]) -> list[Check]:
 
 def select(checks: list[Check], skip: list[str]) -> tuple[list[Check], list[Check]]:
     """(to run, skipped by the contract or --skip); patterns like 'lint.*' work."""
-    run, skipped = [], []
+    run: list[Check] = []
+    skipped: list[Check] = []
     for item in checks:
         (skipped if any(fnmatch.fnmatch(item.id, pattern) for pattern in skip) else run).append(item)
     return run, skipped

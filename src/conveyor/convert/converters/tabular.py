@@ -131,7 +131,7 @@ def features_of(framework: Framework, loaded: Loaded, sample: Any | None) -> tup
             raise InvalidInput("the model does not record its features: pass --sample rows.csv")
         types = framework.feature_types(loaded, names)
     known = framework.categories(loaded)
-    features = [Feature(name=n, type=types[n], values=known.get(n) if types[n] == "string" else None) for n in names]  # type: ignore[arg-type]
+    features = [Feature(name=n, type=types[n], values=known.get(n) if types[n] == "string" else None) for n in names]
     return features, sample
 
 
@@ -199,7 +199,7 @@ def convert_tabular(
     onnx.save(proto, out / "model.onnx")
     spec = ModelSpec(
         name=name,
-        task=loaded.task,  # type: ignore[arg-type]
+        task=loaded.task,
         labels=loaded.labels,
         positive_label=positive_label,
         features=features,

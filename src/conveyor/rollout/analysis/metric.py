@@ -16,9 +16,13 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from conveyor.router.stats import LIVE, quantile
+
+if TYPE_CHECKING:
+    from conveyor.rollout.analysis.thresholds import Thresholds
+    from conveyor.verify.contract import Contract
 
 Outcome = Literal["successful", "failed", "inconclusive", "error"]
 #: the rollout stages an analysis window is measured in (see ``rollout.status.Stage``)
@@ -136,8 +140,8 @@ class AnalysisWindow:
     stable: tuple[str, str]  # (backend name, version)
     canary: tuple[str, str]
     canary_url: str
-    limits: Any  # the rollout's Thresholds
-    contract: Any = None  # the verification contract (conveyor.verify.contract.Contract) or None
+    limits: Thresholds  # the rollout's
+    contract: Contract | None = None  # the verification contract
     model_name: str | None = None
 
     def traffic(self, which: Literal["canary", "stable"], kind: str = LIVE) -> Traffic:

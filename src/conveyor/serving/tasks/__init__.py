@@ -85,7 +85,9 @@ class TaskServer(ABC):
         if content_type is not None and not is_json(content_type):
             raise UnsupportedMediaType(f"Content-Type must be application/json, got {content_type!r}")
 
-    def pick(self, wanted: list[str] | None, default: list[str], available: dict[str, Callable[[], np.ndarray]]):  # type: ignore[no-untyped-def]
+    def pick(
+        self, wanted: list[str] | None, default: list[str], available: dict[str, Callable[[], np.ndarray]]
+    ) -> dict[str, np.ndarray]:
         """The requested v2 outputs (or the default ones), each computed only if asked for."""
         names = wanted or default
         unknown = [n for n in names if n not in available]

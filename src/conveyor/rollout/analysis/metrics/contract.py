@@ -34,6 +34,7 @@ class ContractMetric(Metric):
     def measure(self, window: AnalysisWindow, verdict: Verdict) -> None:
         from conveyor.verify.runner import check_server, with_v2_model
 
+        assert window.contract is not None  # applies() measures only windows with a contract
         try:
             results = check_server(
                 window.canary_url, with_v2_model(window.contract, window.model_name), skip=["latency.p95"], parallel=4

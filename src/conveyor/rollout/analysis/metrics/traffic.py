@@ -7,13 +7,16 @@ after it all live traffic does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.rollout.analysis.metric import AnalysisWindow, ArgoContext, Metric, Threshold, Traffic, Verdict, metric
 from conveyor.router.stats import LIVE, MIRROR
 
+if TYPE_CHECKING:
+    from conveyor.rollout.analysis.thresholds import Thresholds
 
-def judge_traffic(verdict: Verdict, canary: Traffic, stable: Traffic | None, limits: Any, who: str) -> None:
+
+def judge_traffic(verdict: Verdict, canary: Traffic, stable: Traffic | None, limits: Thresholds, who: str) -> None:
     """Error rate and p99 of ``canary`` (absolute), and relative to ``stable`` when stable has data."""
     measured = verdict.measurements
     measured[f"{who}_requests"] = canary.requests
@@ -26,20 +29,20 @@ def judge_traffic(verdict: Verdict, canary: Traffic, stable: Traffic | None, lim
         return
     rate = canary.error_rate
     measured[f"{who}_error_rate"] = round(rate, 4)
-    stable_known = stable is not None and stable.requests >= limits.min_requests
-    if stable_known:
-        measured["stable_error_rate"] = round(stable.error_rate, 4)
+    known = stable if stable is not None and stable.requests >= limits.min_requests else None
+    if known is not None:
+        measured["stable_error_rate"] = round(known.error_rate, 4)
     if rate > limits.max_error_rate:
         verdict.add("failed", f"{who} error rate {rate:.1%} over the limit {limits.max_error_rate:.1%}")
-    elif stable_known and rate > stable.error_rate + limits.max_error_rate_increase and canary.errors >= 2:
+    elif known is not None and rate > known.error_rate + limits.max_error_rate_increase and canary.errors >= 2:
         verdict.add(
             "failed",
-            f"{who} error rate {rate:.1%} exceeds stable's {stable.error_rate:.1%} "
+            f"{who} error rate {rate:.1%} exceeds stable's {known.error_rate:.1%} "
             f"by more than {limits.max_error_rate_increase:.1%}",
         )
     p99 = canary.p99_ms()
     measured[f"{who}_p99_ms"] = None if p99 is None else round(p99, 2)
-    stable_p99 = stable.p99_ms() if stable_known else None
+    stable_p99 = known.p99_ms() if known is not None else None
     if stable_p99 is not None:
         measured["stable_p99_ms"] = round(stable_p99, 2)
     if p99 is not None and limits.max_p99_ms is not None and p99 > limits.max_p99_ms:
