@@ -33,7 +33,7 @@ from conveyor.router.mirror import Mirrors, answered
 from conveyor.router.predictions import read_predictions
 from conveyor.router.requests import RecentRequests
 from conveyor.router.routing import PIN_HEADER, SERVED_BY_HEADER, BackendSpec, RouteTable, pick
-from conveyor.router.stats import LIVE, RouterStats, StatsCollector, TrafficStats
+from conveyor.router.stats import LIVE, RouterStats, StatsCollector
 
 if TYPE_CHECKING:
     from conveyor.router.payload_log import RouterPayloads
@@ -238,9 +238,9 @@ class Router:
                 status = response.status
                 raw_headers = response.raw_headers
         except aiohttp.ClientConnectorError as exc:
-            return self._unreachable(backend, stats, started, "connect_error", exc, retryable, eject=True)
+            return self._unreachable(backend, started, "connect_error", exc, retryable, eject=True)
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            return self._unreachable(backend, stats, started, "connection_lost", exc, retryable, eject=False)
+            return self._unreachable(backend, started, "connection_lost", exc, retryable, eject=False)
         except TimeoutError:
             stats.observe("timeout", time.perf_counter() - started)
             return 504, _json_headers(backend), error_body(f"backend {backend.name} did not answer in time"), None
@@ -260,26 +260,15 @@ class Router:
         return status, answer_headers, data, predictions
 
     def _unreachable(
-        self,
-        backend: BackendSpec,
-        stats: TrafficStats,
-        started: float,
-        code: str,
-        exc: Exception,
-        retryable: bool,
-        eject: bool,
+        self, backend: BackendSpec, started: float, code: str, exc: Exception, retryable: bool, eject: bool
     ) -> Answer | None:
-        stats.observe(code, time.perf_counter() - started)
+        self.stats.of(backend.name, backend.version, LIVE).observe(code, time.perf_counter() - started)
         self.health.failed(backend.name, f"{type(exc).__name__}: {exc}", eject=eject)
         if retryable:
             self.stats.retries[(backend.name, backend.version)] += 1
             return None
-        return (
-            502,
-            _json_headers(backend),
-            error_body(f"backend {backend.name} unreachable: {type(exc).__name__}"),
-            None,
-        )
+        message = f"backend {backend.name} unreachable: {type(exc).__name__}"
+        return 502, _json_headers(backend), error_body(message), None
 
     async def _feedback(self, body: bytes, send: Send) -> None:
         """``POST /feedback`` at a logging router: into the log of the version each request reached."""
