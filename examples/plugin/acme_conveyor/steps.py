@@ -15,9 +15,9 @@ class NotifyArgs(StepArgs):
 
 
 @step_type("acme-notify", args=NotifyArgs)
-def notify(ctx: StepContext) -> dict[str, Any]:
+def notify(ctx: StepContext[NotifyArgs]) -> dict[str, Any]:
     """Append ``with.message`` to the channel's file in the project (notifications/CHANNEL.txt)."""
-    options: NotifyArgs = ctx.options
+    options = ctx.options
     path = ctx.project / "notifications" / f"{options.channel}.txt"
     path.parent.mkdir(exist_ok=True)
     with path.open("a") as out:

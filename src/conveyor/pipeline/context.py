@@ -2,13 +2,24 @@
 
 Kept apart from ``execute`` (which runs as ``__main__``) so that a step raising
 ``StepFailed`` raises the very class the executor catches.
+
+``StepContext`` is generic in the step's arguments: a built-in step type declares
+``def build(ctx: StepContext[BuildArgs])`` and reads ``ctx.options.tag`` typed.  A Python step
+(``python: module:function``) reads its free-form ``with:`` through ``ctx.arg``; its ``options``
+is None (``StepContext[None]``), so its process never imports pydantic for them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from conveyor.pipeline.step_args import StepArgs
+
+#: the model of a step type's ``with:`` arguments (``conveyor.pipeline.step_args``); None for a Python step
+ArgsT = TypeVar("ArgsT", bound="StepArgs | None")
 
 
 class StepFailed(Exception):
@@ -16,7 +27,7 @@ class StepFailed(Exception):
 
 
 @dataclass
-class StepContext:
+class StepContext(Generic[ArgsT]):
     params: dict[str, Any]
     args: dict[str, Any]  # the step's resolved `with:`
     run_id: str
@@ -24,7 +35,8 @@ class StepContext:
     artifacts: Path
     project: Path
     timeout: float = 3600.0  # the step's timeout: its process is killed after this many seconds
-    options: Any = None  # a built-in step type's `with:` validated into its model (pipeline.step_args)
+    #: a step type's resolved ``with:`` validated into its model (``ctx.options.<key>``); None for a Python step
+    options: ArgsT = field(kw_only=True)
 
     def arg(self, name: str, default: Any = None, required: bool = False) -> Any:
         if name in self.args and self.args[name] is not None:

@@ -13,10 +13,13 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConveyorError
 from conveyor.pipeline.context import StepContext, StepFailed
+
+if TYPE_CHECKING:
+    from conveyor.pipeline.step_args import StepArgs
 
 __all__ = ["StepContext", "StepFailed", "main"]
 
@@ -44,28 +47,34 @@ def write_outputs(outputs: dict[str, Any]) -> None:
             handle.write(f"{key}={text}\n")
 
 
+def step_options(payload: dict[str, Any]) -> StepArgs | None:
+    """A built-in step type's resolved ``with:`` validated into its model; None for a Python step."""
+    if not payload["builtin"]:
+        return None
+    from conveyor.pipeline.step_args import parse_args
+    from conveyor.pipeline.step_types import get_step_type
+
+    try:
+        return parse_args(get_step_type(payload["function"]).args, payload["with"])
+    except ValueError as exc:
+        raise StepFailed(f"`with:` of `uses: {payload['function']}`: {exc}") from None
+
+
 def main(payload_path: str) -> int:
     payload = json.loads(Path(payload_path).read_text())
     project = Path(payload["project"])
     sys.path.insert(0, str(project))
-    ctx = StepContext(
-        payload["params"],
-        payload["with"],
-        payload["run_id"],
-        payload["step"],
-        Path(payload["artifacts"]),
-        project,
-        timeout=float(payload.get("timeout", 3600)),
-    )
     try:
-        if payload["builtin"]:
-            from conveyor.pipeline.step_args import parse_args
-            from conveyor.pipeline.step_types import get_step_type
-
-            try:
-                ctx.options = parse_args(get_step_type(payload["function"]).args, payload["with"])
-            except ValueError as exc:
-                raise StepFailed(f"`with:` of `uses: {payload['function']}`: {exc}") from None
+        ctx = StepContext(
+            payload["params"],
+            payload["with"],
+            payload["run_id"],
+            payload["step"],
+            Path(payload["artifacts"]),
+            project,
+            timeout=float(payload.get("timeout", 3600)),
+            options=step_options(payload),
+        )
         function = load_function(payload["function"], payload["builtin"])
         outputs = function(ctx) or {}
         if not isinstance(outputs, dict):

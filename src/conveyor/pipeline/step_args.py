@@ -12,7 +12,7 @@ the keys it takes, their types and their defaults, in one place.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
@@ -47,6 +47,10 @@ class StepArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: a step type's own arguments: a model on StepArgs
+Args = TypeVar("Args", bound=StepArgs)
+
+
 def _problem(error: ErrorDetails) -> str:
     where = ".".join(str(part) for part in error["loc"])
     return f"{where}: {error['msg']}"
@@ -75,7 +79,7 @@ def static_problems(model: type[StepArgs], given: dict[str, Any]) -> list[str]:
     return problems
 
 
-def parse_args(model: type[StepArgs], given: dict[str, Any]) -> StepArgs:
+def parse_args(model: type[Args], given: dict[str, Any]) -> Args:
     """The resolved ``with:`` as ``model``; ValueError naming each problem."""
     try:
         return model.model_validate(given)

@@ -10,21 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, overload
 
 from conveyor.pipeline.context import StepContext
-from conveyor.pipeline.step_args import StepArgs
+from conveyor.pipeline.step_args import Args, StepArgs
 
 if TYPE_CHECKING:
     from conveyor.pipeline.spec import Step
 
-StepFunction = Callable[[StepContext], dict[str, Any] | None]
+#: a step type's function: its context (typed by its arguments' model) to its outputs
+StepFunction = Callable[[StepContext[Args]], dict[str, Any] | None]
 
 
 @dataclass(frozen=True)
-class StepType:
+class StepType(Generic[Args]):
     name: str
-    run: StepFunction
+    run: StepFunction[Args]
+    #: the model of its ``with:`` arguments (``pipeline.step_args``): keys, types, defaults
+    args: type[Args]
     summary: str
     #: its generated CI job logs in to the container registry (it builds or pushes images)
     container_login: bool = False
@@ -34,11 +37,33 @@ class StepType:
     waits_for_decision: bool = False
     #: extra keys of its job in a generated GitHub workflow (e.g. ``environment``)
     github_job: Callable[[Step], dict[str, Any]] | None = None
-    #: the model of its ``with:`` arguments (``pipeline.step_args``): keys, types, defaults
-    args: type[StepArgs] = StepArgs
 
 
-_TYPES: dict[str, StepType] = {}
+# each type has its own arguments' model: the table holds them all
+_TYPES: dict[str, StepType[Any]] = {}
+
+
+@overload
+def step_type(
+    name: str,
+    *,
+    container_login: bool = False,
+    signs: bool = False,
+    waits_for_decision: bool = False,
+    github_job: Callable[[Step], dict[str, Any]] | None = None,
+) -> Callable[[StepFunction[StepArgs]], StepFunction[StepArgs]]: ...
+
+
+@overload
+def step_type(
+    name: str,
+    *,
+    container_login: bool = False,
+    signs: bool = False,
+    waits_for_decision: bool = False,
+    github_job: Callable[[Step], dict[str, Any]] | None = None,
+    args: type[Args],
+) -> Callable[[StepFunction[Args]], StepFunction[Args]]: ...
 
 
 def step_type(
@@ -49,21 +74,21 @@ def step_type(
     waits_for_decision: bool = False,
     github_job: Callable[[Step], dict[str, Any]] | None = None,
     args: type[StepArgs] = StepArgs,
-) -> Callable[[StepFunction], StepFunction]:
+) -> Callable[[StepFunction[Any]], StepFunction[Any]]:
     """Register ``fn(ctx) -> outputs`` as the step type ``name`` (its docstring is the summary),
-    taking the ``with:`` arguments ``args`` declares (``ctx.options``)."""
+    taking the ``with:`` arguments ``args`` declares (``ctx.options``, typed by ``StepContext[Args]``)."""
 
-    def register(fn: StepFunction) -> StepFunction:
+    def register(fn: StepFunction[Any]) -> StepFunction[Any]:
         if name in _TYPES and _TYPES[name].run is not fn:
             raise ValueError(f"step type {name!r} is registered twice")
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        _TYPES[name] = StepType(name, fn, summary, container_login, signs, waits_for_decision, github_job, args)
+        _TYPES[name] = StepType(name, fn, args, summary, container_login, signs, waits_for_decision, github_job)
         return fn
 
     return register
 
 
-def step_types() -> dict[str, StepType]:
+def step_types() -> dict[str, StepType[Any]]:
     """Every step type, by name (Conveyor's and plugins', imported once, on first use)."""
     from conveyor import plugins
 
@@ -71,7 +96,7 @@ def step_types() -> dict[str, StepType]:
     return dict(sorted(_TYPES.items()))
 
 
-def get_step_type(name: str) -> StepType:
+def get_step_type(name: str) -> StepType[Any]:
     from conveyor import plugins
 
     types = step_types()

@@ -40,7 +40,7 @@ def _environment(step: Step) -> dict[str, Any]:
 
 
 @step_type("approval", waits_for_decision=True, github_job=_environment, args=ApprovalArgs)
-def approval(ctx: StepContext) -> dict[str, Any]:
+def approval(ctx: StepContext[ApprovalArgs]) -> dict[str, Any]:
     """Wait for a person: ``conveyor pipeline approve RUN STEP`` or ``reject`` (``with.timeout``)."""
     if os.environ.get("GITHUB_ACTIONS") == "true":
         environment = ctx.options.environment

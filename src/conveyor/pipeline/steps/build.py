@@ -23,7 +23,7 @@ class BuildArgs(StepArgs):
 
 
 @step_type("build", container_login=True, signs=True, args=BuildArgs)
-def build(ctx: StepContext) -> dict[str, Any]:
+def build(ctx: StepContext[BuildArgs]) -> dict[str, Any]:
     """Build ``with.ref`` into image ``with.tag`` (``with.base_image``, ``with.builder``)."""
     from datetime import UTC, datetime
 

@@ -31,7 +31,7 @@ class ChallengeArgs(StepArgs):
 
 
 @step_type("challenge", args=ChallengeArgs)
-def challenge(ctx: StepContext) -> dict[str, Any]:
+def challenge(ctx: StepContext[ChallengeArgs]) -> dict[str, Any]:
     """Pass ``with.candidate`` only if it beats the live version on recent labelled traffic."""
     from conveyor.monitoring.challenge import challenge as judge
     from conveyor.monitoring.challenge import champion_of, record_verdict

@@ -21,16 +21,19 @@ class DeployArgs(StepArgs):
 
 
 @step_type("deploy", args=DeployArgs)
-def deploy(ctx: StepContext) -> dict[str, Any]:
+def deploy(ctx: StepContext[DeployArgs]) -> dict[str, Any]:
     """Point ``with.name@with.alias`` at ``with.version`` (default: the version of ``with.ref``)."""
     from conveyor.registry.config import open_registry
 
     registry = open_registry()
     args = ctx.options
     name, alias = args.name, args.alias
-    if args.version is None and args.ref is None:
+    if args.version:
+        version = args.version
+    elif args.ref is not None:
+        version = registry.resolve(args.ref).version
+    else:
         raise StepFailed("a deploy step needs `with: {version: N}` or `with: {ref: name:N}`")
-    version = args.version or registry.resolve(args.ref).version
-    result = registry.set_alias(name, alias, int(version), force=args.force)
+    result = registry.set_alias(name, alias, version, force=args.force)
     print(f"{name}@{alias} -> {name}:{result.version}")
     return {"alias": f"{name}@{alias}", "version": result.version}

@@ -18,7 +18,7 @@ class FetchModelArgs(StepArgs):
 
 
 @step_type("fetch-model", args=FetchModelArgs)
-def fetch_model(ctx: StepContext) -> dict[str, Any]:
+def fetch_model(ctx: StepContext[FetchModelArgs]) -> dict[str, Any]:
     """Download ``with.ref`` (verified) into the run's artifacts (``with.dest``, default model/)."""
     from conveyor.registry.config import open_registry
 

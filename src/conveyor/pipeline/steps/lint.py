@@ -14,7 +14,7 @@ class LintArgs(StepArgs):
 
 
 @step_type("lint", args=LintArgs)
-def lint(ctx: StepContext) -> dict[str, Any]:
+def lint(ctx: StepContext[LintArgs]) -> dict[str, Any]:
     """ruff over ``with.path`` (default: the project)."""
     from conveyor.verify.checks import CheckFailed, Context, SkipCheck, find_check
     from conveyor.verify.contract import Contract

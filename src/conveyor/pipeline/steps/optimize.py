@@ -34,13 +34,13 @@ class OptimizeArgs(StepArgs):
     again: Switch = False
 
 
-def _paths(ctx: StepContext, value: Any) -> list[Path]:
+def _paths(ctx: StepContext[OptimizeArgs], value: str | list[str]) -> list[Path]:
     items = value if isinstance(value, list) else [value] if value else []
     return [Path(item) if Path(item).is_absolute() else ctx.project / item for item in items]
 
 
 @step_type("optimize", args=OptimizeArgs)
-def optimize(ctx: StepContext) -> dict[str, Any]:
+def optimize(ctx: StepContext[OptimizeArgs]) -> dict[str, Any]:
     """A faster variant of ``with.ref`` (see ``DEFAULT_METHODS``), gated on label agreement and registered."""
     from conveyor.optimize.run import GateRefused, evaluation_inputs, evaluation_texts
     from conveyor.optimize.run import optimize as run_optimize

@@ -22,7 +22,7 @@ class PushArgs(StepArgs):
 
 
 @step_type("push", container_login=True, signs=True, args=PushArgs)
-def push(ctx: StepContext) -> dict[str, Any]:
+def push(ctx: StepContext[PushArgs]) -> dict[str, Any]:
     """Push ``with.image`` (to ``with.to``; ``with.tls_verify``, credentials from the environment)."""
     from conveyor.packaging.builders import detect_builder
     from conveyor.packaging.builders import push as run_push

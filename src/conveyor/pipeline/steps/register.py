@@ -30,7 +30,7 @@ class RegisterArgs(StepArgs):
 
 
 @step_type("register", signs=True, args=RegisterArgs)
-def register(ctx: StepContext) -> dict[str, Any]:
+def register(ctx: StepContext[RegisterArgs]) -> dict[str, Any]:
     """Register ``with.path`` as ``with.name`` (aliases, metrics, properties; lineage run id = this run)."""
     from conveyor.pipeline.decisions import run_approvals
     from conveyor.registry.base import git_commit

@@ -16,7 +16,7 @@ class TestArgs(StepArgs):
 
 
 @step_type("test", args=TestArgs)
-def test(ctx: StepContext) -> dict[str, Any]:
+def test(ctx: StepContext[TestArgs]) -> dict[str, Any]:
     """The project's tests: ``with.command`` (default ``python -m pytest -q``)."""
     command = ctx.options.command
     result = subprocess.run(shlex.split(command), cwd=ctx.project)

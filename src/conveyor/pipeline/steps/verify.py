@@ -30,7 +30,7 @@ class VerifyArgs(StepArgs):
 
 
 @step_type("verify", args=VerifyArgs)
-def verify(ctx: StepContext) -> dict[str, Any]:
+def verify(ctx: StepContext[VerifyArgs]) -> dict[str, Any]:
     """``conveyor verify`` of ``with.target`` (URL, model path, reference or image with ``with.image: true``)."""
     import sys
 
