@@ -175,15 +175,16 @@ def make_variant(method: str, source: Path, dest: Path, calibration: Calibration
 def calibration_for(folder: Path, texts: list[Any], limit: int = 256) -> Calibration:
     """Calibration inputs from the first ``limit`` of ``texts``, tokenized as the server would."""
     from conveyor.optimize.agreement import TaskModel
+    from conveyor.serving.tasks.text import TextServer
 
     chosen = texts[:limit]
     loaded = TaskModel(folder)
-    model = getattr(loaded.server, "model", None)
-    if not loaded.spec.task.takes_text or not getattr(model, "takes_text", False):
+    server = loaded.server
+    if not loaded.spec.task.takes_text or not isinstance(server, TextServer) or not server.model.takes_text:
         raise InvalidInput(
             f"calibration needs a text model (a tokenizer next to the ONNX file), not {loaded.spec.task}"
         )
-    return Calibration([feeds for _, feeds in model.feeds(chosen)], len(chosen))
+    return Calibration([feeds for _, feeds in server.model.feeds(chosen)], len(chosen))
 
 
 @contextlib.contextmanager

@@ -119,7 +119,9 @@ def _cell(kind: str) -> dict[str, Any]:
     return {"type": JSON_TYPES[kind]}
 
 
-def _tabular_predict(task: Task, labels: tuple[str, ...], boolean: str | None, features: Features, max_items: int):  # type: ignore[no-untyped-def]
+def _tabular_predict(
+    task: Task, labels: tuple[str, ...], boolean: str | None, features: Features, max_items: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The /predict request and answer of a tabular model, generated from its features."""
     properties = {name: _cell(kind) for name, kind in features}
     names = [name for name, _ in features]

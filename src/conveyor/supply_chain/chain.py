@@ -23,11 +23,16 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from conveyor.errors import ChainBroken, ConveyorError
 from conveyor.supply_chain import attestations
 from conveyor.supply_chain.keys import TrustedKey, short
+
+if TYPE_CHECKING:
+    from conveyor.registry.protocol import Registry
+    from conveyor.registry.records import ModelVersion
+    from conveyor.verify.checks import CheckResult
 
 LockFile = "/opt/conveyor/requirements.txt"
 HOW_TO_SIGN = "(conveyor build --sign KEY, or conveyor push --sign KEY)"
@@ -74,7 +79,7 @@ class _Subject:
     model_ref: str
     label_digest: str
     have: dict[str, bytes | None] = field(default_factory=dict)  # the attestations, by file name
-    registry_version: Any = None
+    registry_version: ModelVersion | None = None
     registry_problem: str | None = None
     sbom_in_image: bytes | None = None
     lock: bytes | None = None
@@ -95,7 +100,7 @@ class _Stop(Exception):
 def verify_image(
     image: str,
     trusted: list[TrustedKey],
-    registry=None,  # type: ignore[no-untyped-def]
+    registry: Registry | None = None,
     engine: str | None = None,
     pull: bool = False,
     tls_verify: bool | None = None,
@@ -169,7 +174,7 @@ def _check_attestations(subject: _Subject, pull: bool, tls_verify: bool | None) 
     return Link("attestations", "passed", "found: " + ", ".join(n for n, content in subject.have.items() if content))
 
 
-def _read_registry_and_image_files(subject: _Subject, registry: Any) -> None:
+def _read_registry_and_image_files(subject: _Subject, registry: Registry | None) -> None:
     """The registry's version of the image's model, and the SBOM and lock inside the image."""
     from conveyor.containers import copy_out
     from conveyor.supply_chain import sbom
@@ -258,7 +263,7 @@ def _check_sbom(subject: _Subject) -> Link:
     return Link("sbom", "passed", f"{len(facts.packages)} packages, all pinned with hashes and in the image's lock")
 
 
-def _check_model_signature(subject: _Subject, registry: Any, trusted: list[TrustedKey]) -> Link:
+def _check_model_signature(subject: _Subject, registry: Registry | None, trusted: list[TrustedKey]) -> Link:
     """6. A trusted key signed the registry version's files (OpenSSF model signing)."""
     from conveyor.supply_chain.model_signature import verify_stored
 
@@ -272,9 +277,9 @@ def _check_model_signature(subject: _Subject, registry: Any, trusted: list[Trust
     return Link("model-signature", "passed", f"{subject.model_ref} signed by key {short(key)} (OpenSSF model signing)")
 
 
-def check_results(  # type: ignore[type-arg]
+def check_results(
     image: str, trusted_key: list[Path] | None, pull: bool = False, tls_verify: bool | None = None
-) -> list:
+) -> list[CheckResult]:
     """The chain's links as check results (so the table, JUnit and JSON reports are the usual ones)."""
     import time
 

@@ -35,7 +35,8 @@ def served_metadata(url: str, client: httpx.Client, settings: V2Settings) -> dic
 
 def for_task(contract: Contract, metadata: dict[str, Any]) -> Contract:
     """``contract`` with what it leaves unset filled for the model's task (text: unchanged)."""
-    parameters = metadata.get("parameters") if isinstance(metadata.get("parameters"), dict) else {}
+    given = metadata.get("parameters")
+    parameters: dict[str, Any] = given if isinstance(given, dict) else {}
     task = Task.of(parameters.get("task"))
     if task is not None and task.tabular and parameters.get("features"):
         made = _tabular(task, parameters)

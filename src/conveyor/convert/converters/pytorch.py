@@ -117,17 +117,17 @@ def _inputs(shape: tuple[int, ...], image: ImageInput | None, options: ConvertOp
         return random.normal(0, 1, (GENERATED_INPUTS, *shape)).astype(np.float32), "generated inputs"
     # random pictures, normalised as the server will: pixels 0-255, smoothed so shapes, not noise, decide
     pixels = random.uniform(0, 255, (GENERATED_INPUTS, *shape)).astype(np.float32)
-    pixels = (pixels + np.roll(pixels, 1, axis=-1) + np.roll(pixels, 1, axis=-2)) / 3
+    smoothed = (pixels + np.roll(pixels, 1, axis=-1) + np.roll(pixels, 1, axis=-2)) / 3
     mean = np.array(image.mean, np.float32).reshape(-1, 1, 1)
     std = np.array(image.std, np.float32).reshape(-1, 1, 1)
-    return ((pixels * image.scale - mean) / std).astype(np.float32), "generated images"
+    return ((smoothed * image.scale - mean) / std).astype(np.float32), "generated images"
 
 
 def _image(shape: tuple[int, ...], options: ConvertOptions) -> ImageInput:
     from pydantic import ValidationError
 
     try:
-        return ImageInput(channels=shape[0], height=shape[1], width=shape[2], mean=options.mean, std=options.std)  # type: ignore[arg-type]
+        return ImageInput(channels=shape[0], height=shape[1], width=shape[2], mean=options.mean, std=options.std)
     except ValidationError as exc:
         raise InvalidInput(
             "--mean/--std: " + "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
@@ -164,7 +164,7 @@ def convert(path: Path, out: Path, name: str, options: ConvertOptions) -> Conver
     image = _image(shape, options) if task == "image-classification" else None
     spec = ModelSpec(
         name=name,
-        task=task,  # type: ignore[arg-type]
+        task=task,
         **({"labels": labels, "positive_label": options.positive_label} if image else {}),
         tokenizer_file=None,
         image=image,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, GetCoreSchemaHandler, ValidationError, create_model
+from pydantic import ConfigDict, Field, GetCoreSchemaHandler, ValidationError, create_model
 from pydantic_core import core_schema
 
 from conveyor.errors import InvalidInput
@@ -61,9 +61,8 @@ def checked_thresholds(given: Mapping[str, Any], where: str = "thresholds") -> T
     unknown = sorted(set(given) - known)
     if unknown:
         raise InvalidInput(f"unknown threshold(s) {unknown}; thresholds: {', '.join(sorted(known))}")
-    model = create_model(  # type: ignore[call-overload]
-        "Thresholds", __config__={"extra": "forbid"}, **{t.name: _field(t) for t in declared}
-    )
+    fields: dict[str, Any] = {t.name: _field(t) for t in declared}
+    model = create_model("Thresholds", __config__=ConfigDict(extra="forbid"), **fields)
     try:
         checked = model(**given)
     except ValidationError as exc:
