@@ -187,7 +187,11 @@ def test_build_run_push_pull_and_labels(
         _podman("run", "-d", "--name", f"votes-{port}", "-p", f"127.0.0.1:{port}:5000", tag, *served_with)
         try:
             ready = f"http://127.0.0.1:{port}/v2/health/ready"
-            wait_for(lambda: httpx.get(ready, timeout=1).status_code == 200, timeout=60, what="the container")
+            try:
+                wait_for(lambda: httpx.get(ready, timeout=1).status_code == 200, timeout=60, what="the container")
+            except AssertionError as exc:
+                logs = _podman("logs", f"votes-{port}", check=False)
+                raise AssertionError(f"{exc}\n{logs.stdout}{logs.stderr}") from None
             response = httpx.post(f"http://127.0.0.1:{port}/predict", json=["good great"])
             assert response.json() == {"positive": True}
             metadata = httpx.get(f"http://127.0.0.1:{port}/v2/models/votes").json()
