@@ -20,7 +20,7 @@ A line of a newer version reads as far as this version knows it (unknown fields 
 Writing happens on the log's writer thread, beside the server's event loop: orjson serialises a
 dataclass natively, from its ``__dict__`` (which is why these have no ``__slots__``: orjson's
 slotted path is several times slower), so a record costs about what the dict built by hand did
-(``benchmarks/serving/payload_record.py``: a couple of microseconds more, for calling the
+(``benchmarks/serving/payload_record.py``: about a microsecond more, for calling the
 constructor).  Reading validates each line (pydantic, which reads these dataclasses as they are),
 so a torn or foreign line is counted, not trusted.
 """
