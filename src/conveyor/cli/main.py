@@ -2,17 +2,79 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from conveyor import __version__
-from conveyor.cli import ci, init, keys, models, monitor, package, pipeline, registry, rollout, serve, ui, verify
-from conveyor.cli import router as router_cli
+from conveyor.cli import ci, init, keys, models, monitor, package, pipeline, verify
 from conveyor.cli.output import EXIT_FAILURE
 
+#: commands whose modules read a settings model (pydantic): imported when one of them is looked up,
+#: so every other command starts without pydantic; name -> (module:attribute, a group?, no_args_is_help)
+LAZY: dict[str, tuple[str, bool, bool]] = {
+    "serve": ("conveyor.cli.serve:serve", False, True),
+    "registry": ("conveyor.cli.registry:app", True, False),
+    "router": ("conveyor.cli.router:router", False, False),
+    "rollout": ("conveyor.cli.rollout:app", True, False),
+    "ui": ("conveyor.cli.ui:ui", False, False),
+}
+
+
+def _load(name: str) -> Any:
+    """The click command of a LAZY entry, built from its module."""
+    target, group, no_args_is_help = LAZY[name]
+    module, _, attribute = target.partition(":")
+    found = getattr(importlib.import_module(module), attribute)
+    if not group:
+        single = typer.Typer(rich_markup_mode=None, add_completion=False, pretty_exceptions_enable=False)
+        single.command(name, no_args_is_help=no_args_is_help)(found)
+        found = single
+    command = typer.main.get_command(found)
+    command.name = name
+    return command
+
+
+class _Commands(dict[str, Any]):
+    """The root group's commands: LAZY ones are built on first lookup (click reads them with get,
+    [], items and values, in the order they were declared)."""
+
+    def _built(self, name: str) -> Any:
+        value = dict.__getitem__(self, name)
+        if value is None:
+            value = _load(name)
+            dict.__setitem__(self, name, value)
+        return value
+
+    def __getitem__(self, name: str) -> Any:
+        return self._built(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._built(name) if name in self else default
+
+    def items(self) -> Iterator[tuple[str, Any]]:  # type: ignore[override]
+        return iter([(name, self._built(name)) for name in self])
+
+    def values(self) -> Iterator[Any]:  # type: ignore[override]
+        return iter([self._built(name) for name in self])
+
+
+class _Root(TyperGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        order = [*self.commands, *LAZY]
+        commands = _Commands()
+        for name in sorted(order, key=_DECLARED.index):
+            dict.__setitem__(commands, name, self.commands.get(name))
+        self.commands = commands
+
+
 app = typer.Typer(
+    cls=_Root,
     rich_markup_mode=None,
     name="conveyor",
     help="Continuous delivery for machine-learning models.",
@@ -38,7 +100,6 @@ def _options(
     """Continuous delivery for machine-learning models."""
 
 
-app.command("serve", no_args_is_help=True)(serve.serve)
 app.command("verify")(verify.verify)
 app.command("init")(init.init)
 app.command("package", no_args_is_help=True)(package.package)
@@ -49,12 +110,15 @@ app.command("base-image")(package.base_image)
 app.command("monitor", no_args_is_help=True)(monitor.monitor)
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
-app.add_typer(registry.app, name="registry")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(ci.app, name="ci")
-app.command("router")(router_cli.router)
-app.add_typer(rollout.app, name="rollout")
-app.command("ui")(ui.ui)
+
+
+#: the order `conveyor --help` lists the commands in (commands, then groups, as Typer lists them)
+_DECLARED = [
+    "serve", "verify", "init", "package", "build", "smoke", "push", "base-image", "monitor", "router", "ui",
+    "version", "models", "keys", "registry", "pipeline", "ci", "rollout",
+]  # fmt: skip
 
 
 @app.command("version")
