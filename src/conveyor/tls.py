@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from conveyor.errors import InvalidInput
 
@@ -33,7 +33,14 @@ def client_verify(ca_bundle: str | Path | None = None) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=str(path))
 
 
-def server_tls(cert: Path | None, key: Path | None) -> dict[str, str]:
+class ServerTls(TypedDict, total=False):
+    """uvicorn's keyword arguments for HTTPS (none: plain HTTP)."""
+
+    ssl_certfile: str
+    ssl_keyfile: str
+
+
+def server_tls(cert: Path | None, key: Path | None) -> ServerTls:
     """uvicorn's TLS settings from ``--tls-cert``/``--tls-key``: both or neither, both readable."""
     import ssl
 

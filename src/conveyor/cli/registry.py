@@ -81,7 +81,7 @@ def serve(context: typer.Context, **options: Any) -> None:
     stdout.print(f"registry on {scheme}://{host}:{port}  metadata {shown}  blobs {registry.blobs.url}")
     if settings.ui:
         stdout.print(f"dashboard: {scheme}://{host}:{port}/ui/")
-    uvicorn.run(app_, host=host, port=port, log_level=log_level, server_header=False, **tls)  # type: ignore[arg-type]
+    uvicorn.run(app_, host=host, port=port, log_level=log_level, server_header=False, **tls)
 
 
 @token_app.command("create")

@@ -30,21 +30,16 @@ PolledTrigger = DriftTrigger | MlflowTrigger
 
 
 def matches(pipeline: Pipeline, event: dict[str, Any]) -> bool:
+    kind, model, alias = event.get("type"), event.get("model"), event.get("alias")
     for trigger in pipeline.triggers:
-        drift = trigger.drift
-        drifted = drift is not None and event.get("type") == "drift"
-        if drifted and (drift.model, drift.alias) == (event.get("model"), event.get("alias")):  # type: ignore[union-attr]
+        drift, new_version, moved = trigger.drift, trigger.model_version, trigger.alias
+        if drift is not None and kind == "drift" and (drift.model, drift.alias) == (model, alias):
             return True
-        if trigger.mlflow is not None and event.get("type") == "mlflow" and trigger.mlflow.key == event.get("trigger"):
+        if trigger.mlflow is not None and kind == "mlflow" and trigger.mlflow.key == event.get("trigger"):
             return True
-        new_version = trigger.model_version is not None and event.get("type") == "model_version.created"
-        if new_version and trigger.model_version["model"] == event.get("model"):  # type: ignore[index]
+        if new_version is not None and kind == "model_version.created" and new_version["model"] == model:
             return True
-        moved = trigger.alias is not None and event.get("type") == "alias.moved"
-        if moved and (trigger.alias["model"], trigger.alias["alias"]) == (  # type: ignore[index]
-            event.get("model"),
-            event.get("alias"),
-        ):
+        if moved is not None and kind == "alias.moved" and (moved["model"], moved["alias"]) == (model, alias):
             return True
     return False
 
@@ -93,7 +88,7 @@ class Watcher:
         """The triggers the watch checks at intervals (drift and MLflow), in the file's order."""
         found: list[PolledTrigger] = []
         for pipeline in self.pipelines.values():
-            found += [t.drift or t.mlflow for t in pipeline.triggers if t.drift or t.mlflow]  # type: ignore[misc]
+            found += [polled for t in pipeline.triggers if (polled := t.drift or t.mlflow)]
         return found
 
     def check(self, trigger: PolledTrigger, report: Callable[[str], None]) -> dict[str, Any] | None:

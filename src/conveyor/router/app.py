@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from conveyor.router.payload_log import RouterPayloads
     from conveyor.router.tracing import Answer, Forward, Proxy
     from conveyor.serving.payloads import PayloadLogConfig
+    from conveyor.tls import ServerTls
 
 log = logging.getLogger("conveyor.router")
 
@@ -371,7 +372,7 @@ def run_router(
     host: str,
     port: int,
     log_level: str = "info",
-    tls: dict[str, str] | None = None,
+    tls: ServerTls | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT; uvicorn lets in-flight requests finish first."""
     import uvicorn
@@ -393,7 +394,7 @@ def run_router(
         timeout_keep_alive=30,
         server_header=False,
         date_header=False,
-        **(tls or {}),  # type: ignore[arg-type]
+        **(tls or {}),
     )
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(config).run()

@@ -29,7 +29,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
 
 from conveyor.errors import ClientError, MethodNotAllowed
 from conveyor.request_ids import client_request_id, new_request_id
@@ -92,7 +93,7 @@ class DisconnectWatch:
 class PredictRoute:
     """ASGI app: ``/predict`` answered here from the data plane, everything else by ``app``."""
 
-    def __init__(self, app: ASGIApp, plane: DataPlane) -> None:
+    def __init__(self, app: Starlette, plane: DataPlane) -> None:
         self.app = app
         self.plane = plane
         self.recorder = metrics.RequestRecorder(plane.spec.name, plane.spec.version)
@@ -109,7 +110,7 @@ class PredictRoute:
 
     @property
     def state(self) -> Any:
-        return self.app.state  # type: ignore[attr-defined]
+        return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH:

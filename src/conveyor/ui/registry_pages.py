@@ -128,10 +128,10 @@ def _image_state(version: ModelVersion, image: str) -> dict[str, str | None]:
 
     engine = shutil.which("podman") or shutil.which("docker")
     found = containers.image_id(engine, image) if engine else None
-    if found is None:
+    if engine is None or found is None:
         return {"ref": image, "id": None, "state": "unknown", "note": "not on this machine: pull it to check it"}
     try:
-        label = containers.image_labels(engine, image).get("ai.conveyor.model.digest", "")  # type: ignore[arg-type]
+        label = containers.image_labels(engine, image).get("ai.conveyor.model.digest", "")
     except ConveyorError:
         label = ""
     if label == f"sha256:{version.digest}":

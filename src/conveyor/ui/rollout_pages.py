@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from conveyor.errors import InvalidInput, NotFound
 from conveyor.rollout.analysis.thresholds import all_metrics
 from conveyor.rollout.status import RolloutStatus, StatusStore, list_services
 from conveyor.ui.charts import line_chart
 from conveyor.ui.live import SAMPLER, Live
+
+if TYPE_CHECKING:
+    from conveyor.rollout.status import Action
 
 COMMANDS = ("promote", "promote-full", "pause", "resume", "abort")
 RESTARTS = ("retry", "undo")
@@ -135,7 +138,8 @@ def act(service: str, action: str, reason: str) -> str:
     elif action == "undo":
         started = rollouts.undo(rollouts.UndoRequest(service))
     else:
-        after = rollouts.command(rollouts.CommandRequest(action, service, reason, wait=20.0))  # type: ignore[arg-type]
+        command = cast("Action", action)  # one of COMMANDS: checked above
+        after = rollouts.command(rollouts.CommandRequest(command, service, reason, wait=20.0))
         return f"{action}: {after.ref} is {after.phase} ({after.stage}), {_weights(after)}"
     return f"{action}: rollout {started.id} of {started.ref} started"
 

@@ -10,6 +10,8 @@ import typer
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from conveyor.optimize.run import Outcome
+
 
 from conveyor.cli.models.common import JsonOption, RegistryOption, TokenOption
 from conveyor.cli.output import handle_errors, new_table, print_json, stdout
@@ -17,8 +19,8 @@ from conveyor.optimize import DEFAULT_MIN_AGREEMENT
 from conveyor.registry.config import open_registry
 
 
-def _optimize_table(outcome: object) -> Table:
-    data = outcome.as_dict()  # type: ignore[attr-defined]
+def _optimize_table(outcome: Outcome) -> Table:
+    data = outcome.as_dict()
     table = new_table(f"variants of {data['source']} (original: {data['original_texts_per_s'] or '-'} inputs/s)")
     for column in ("method", "label agreement", "max prob diff", "inputs/s", "gate"):
         table.add_column(column)
@@ -136,4 +138,4 @@ def optimize(
     stdout.print(_optimize_table(outcome))
     speedup = f", {outcome.speedup:.2f}x in-process" if outcome.speedup else ""
     what = f"registered {outcome.registered.ref}" if outcome.registered else "dry run: nothing registered"
-    stdout.print(f"{outcome.chosen.method}: {outcome.reason}{speedup}; {what}", highlight=False)  # type: ignore[union-attr]
+    stdout.print(f"{outcome.method}: {outcome.reason}{speedup}; {what}", highlight=False)

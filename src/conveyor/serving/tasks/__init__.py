@@ -32,8 +32,11 @@ RunAlone = Callable[[Callable[[], Any]], Awaitable[Any]]  # a whole call on the 
 class TaskServer(ABC):
     """One task's side of serving a model version."""
 
-    #: Whether answers are labels: the data plane counts them per label.
-    classifier: bool = True
+    @property
+    def classifier(self) -> bool:
+        """Whether answers are labels: the data plane counts them per label."""
+        return True
+
     #: Whether ``score`` answers logits (the payload log records probabilities).
     scores_are_logits: bool = False
 

@@ -23,7 +23,7 @@ class TabularServer(TaskServer):
     model: TabularModel
 
     @property
-    def classifier(self) -> bool:  # type: ignore[override]
+    def classifier(self) -> bool:
         return not self.spec.task.regression
 
     def load(self) -> None:

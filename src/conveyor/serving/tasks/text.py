@@ -42,7 +42,7 @@ class TextServer(TaskServer):
         return self.model.session
 
     @property
-    def classifier(self) -> bool:  # type: ignore[override]
+    def classifier(self) -> bool:
         return self.spec.task.takes_text
 
     def score(self, items: list[Any]) -> Scores:

@@ -179,7 +179,8 @@ def golden_check(case: GoldenCase) -> Check:
             if not any(actual == a and type(actual) is type(a) for a in case.among):
                 raise CheckFailed(f"{where}expected one of {_short(case.among)}, got {_short(actual)}")
             return f"{where}{_short(actual)} is among {_short(case.among)}"
-        low, high = case.within  # type: ignore[misc]
+        assert case.within is not None  # a golden case gives exactly one of exact, among, within
+        low, high = case.within
         if isinstance(actual, bool) or not isinstance(actual, int | float) or math.isnan(actual):
             raise CheckFailed(
                 f"{where}expected a number within [{low}, {high}], got {json_type(actual)} {_short(actual)}"
