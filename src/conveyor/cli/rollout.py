@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -132,9 +132,10 @@ def start(
     from conveyor.rollout import service as rollouts
 
     with handle_errors():
-        spec = {key: options.pop(key) for key in spec_option_names(RolloutSettings)}  # the rest: thresholds
+        # the options of conveyor.yaml's rollout: section; the rest are thresholds
+        spec: dict[str, Any] = {key: options.pop(key) for key in spec_option_names(RolloutSettings)}
         request = rollouts.StartRequest(
-            ref, **spec, no_contract=no_contract, image=image, thresholds=options,  # type: ignore[arg-type]
+            ref, **spec, no_contract=no_contract, image=image, thresholds=options,
             require_signed=require_signed, trusted_keys=trusted_key or [],
         )  # fmt: skip
         _run(rollouts.start(request, config, background=detach), detach, as_json)

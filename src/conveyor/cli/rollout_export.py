@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -49,9 +49,9 @@ def export_manifests(
     from conveyor.rollout import service as rollouts
 
     with handle_errors():
-        spec = {key: options.pop(key) for key in EXPORTED}  # the rest: thresholds
+        spec: dict[str, Any] = {key: options.pop(key) for key in EXPORTED}  # the rest: thresholds
         request = rollouts.ExportRequest(
-            image, fmt, name=name, **spec, config=config,  # type: ignore[arg-type]
+            image, fmt, name=name, **spec, config=config,
             thresholds=options, gateway=gateway, replicas=replicas, host_port=host_port,
         )  # fmt: skip
         text = rollouts.export(request)

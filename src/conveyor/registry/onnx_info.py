@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypedDict
 
 if TYPE_CHECKING:
     from onnx import ValueInfoProto
@@ -34,9 +34,25 @@ def _varint(handle: BinaryIO) -> int | None:
             raise ValueError("malformed varint")
 
 
-def read_header(path: Path) -> dict[str, object]:
+class OnnxHeader(TypedDict, total=False):
+    """The header fields of an ONNX file: those it sets (``opsets`` always, domain -> version)."""
+
+    ir_version: int
+    producer_name: str
+    producer_version: str
+    opsets: dict[str, int]
+
+
+class OnnxSignature(OnnxHeader, total=False):
+    """The header plus the graph's inputs and outputs (name, element type, shape)."""
+
+    inputs: list[dict[str, object]]
+    outputs: list[dict[str, object]]
+
+
+def read_header(path: Path) -> OnnxHeader:
     """ir_version, producer and opsets of an ONNX file, without loading its graph."""
-    found: dict[str, object] = {"opsets": {}}
+    found: OnnxHeader = {"opsets": {}}
     with open(path, "rb") as handle:
         for field, wire, value in _fields(handle):
             if not _header_field(found, handle, field, wire, value) and wire == 2:
@@ -44,7 +60,7 @@ def read_header(path: Path) -> dict[str, object]:
     return found
 
 
-def _header_field(found: dict[str, object], handle: BinaryIO, field: int, wire: int, value: int) -> bool:
+def _header_field(found: OnnxHeader, handle: BinaryIO, field: int, wire: int, value: int) -> bool:
     """Record a top-level header field into ``found`` (reading its payload); False for any other field."""
     from onnx import OperatorSetIdProto
 
@@ -54,7 +70,7 @@ def _header_field(found: dict[str, object], handle: BinaryIO, field: int, wire: 
         return True
     if field == OPSET_IMPORT:
         opset = OperatorSetIdProto.FromString(handle.read(value))
-        found["opsets"][opset.domain or "ai.onnx"] = opset.version  # type: ignore[index]
+        found["opsets"][opset.domain or "ai.onnx"] = opset.version
         return True
     if field in (PRODUCER_NAME, PRODUCER_VERSION):
         found["producer_name" if field == PRODUCER_NAME else "producer_version"] = handle.read(value).decode()
@@ -70,7 +86,7 @@ def framework_of(path: Path) -> tuple[str | None, str | None, dict[str, str]]:
         header = read_header(path)
     except (ValueError, OSError, UnicodeDecodeError):
         return "onnx", None, {}
-    opsets: dict[str, int] = header.get("opsets", {})  # type: ignore[assignment]
+    opsets = header.get("opsets", {})
     opset = opsets.get("ai.onnx")
     extra: dict[str, str] = {}
     if "ir_version" in header:
@@ -119,7 +135,7 @@ def _tensor_type(info: ValueInfoProto) -> dict[str, object]:
     return {"name": info.name, "type": TensorProto.DataType.Name(tensor.elem_type).lower(), "shape": shape}
 
 
-def read_signature(path: Path) -> dict[str, object]:
+def read_signature(path: Path) -> OnnxSignature:
     """Inputs and outputs (name, element type, shape) plus the header, without reading the weights.
 
     Walks the graph message field by field, seeking past nodes and initializers, so a model of
@@ -127,7 +143,7 @@ def read_signature(path: Path) -> dict[str, object]:
     """
     from onnx import ValueInfoProto
 
-    found: dict[str, object] = {"opsets": {}}
+    found: OnnxSignature = {"opsets": {}}
     inputs: list[dict[str, object]] = []
     outputs: list[dict[str, object]] = []
     initializers: set[str] = set()
