@@ -322,6 +322,45 @@ def test_every_rollout_setting_arrives_from_the_command_line_and_from_conveyor_y
         chosen_spec(Request("votes:2", steps="50,10"), RolloutSettings())
 
 
+# ---- every settings section a user would copy from the docs loads with its model
+
+
+def _documented_sections() -> list[tuple[str, int, str, str]]:
+    import re
+
+    import yaml
+
+    wanted = {settings.yaml_section for settings, _ in PROCESSES.values()} | {"rollout"}
+    found = []
+    for page in [DOC.parent.parent / "README.md", *sorted(DOC.parent.glob("*.md"))]:
+        text = page.read_text()
+        for match in re.finditer(r"^```ya?ml\n(.*?)^```", text, re.S | re.M):
+            parsed = yaml.safe_load(match.group(1))
+            line = text[: match.start()].count("\n") + 1
+            if isinstance(parsed, dict):
+                found += [(page.name, line, key, match.group(1)) for key in sorted(wanted & set(parsed))]
+    return found
+
+
+def test_every_documented_settings_section_loads(tmp_path: Path) -> None:
+    from conveyor.rollout.analysis.thresholds import checked_thresholds
+    from conveyor.rollout.config import load_settings
+
+    sections = _documented_sections()
+    assert {key for _, _, key, _ in sections} >= {"serve", "router", "rollout"}
+    by_section = {settings.yaml_section: settings for settings, _ in PROCESSES.values()}
+    project = tmp_path / "conveyor.yaml"
+    for page, line, key, block in sections:
+        project.write_text(block)
+        try:
+            if key == "rollout":
+                checked_thresholds(load_settings(project).thresholds)
+            else:
+                by_section[key].load(_required(by_section[key]), project)
+        except InvalidInput as exc:
+            raise AssertionError(f"{page}:{line}: {key}: {exc}") from None
+
+
 # ---- docs/settings.md: the tables are generated from the models (python -m tests.test_settings writes them)
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
