@@ -68,7 +68,8 @@ class _ProjectSection(PydanticBaseSettingsSource):
             return {}
         if not isinstance(section, dict):
             raise InvalidInput(f"{path}: {section_name}: expected a mapping of settings")
-        known = {f.name for f in setting_fields(self.settings_cls)}  # type: ignore[arg-type]
+        assert issubclass(self.settings_cls, ProcessSettings)  # the settings that install this source
+        known = {f.name for f in setting_fields(self.settings_cls)}
         unknown = sorted(set(section) - known)
         if unknown:
             raise InvalidInput(
