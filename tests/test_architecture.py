@@ -9,6 +9,9 @@
   ``conveyor.rollout.service`` only, never ``rollout.plan`` or the controller's commands;
 * extension modules (checks, step types, metrics, engines, converters, frameworks) are found by ``conveyor.plugins``,
   never imported by name from outside their package, and only ``conveyor.plugins`` walks packages;
+* what the CLI and the model server import at start-up (and every extension module, which
+  ``conveyor.plugins`` imports with its table) imports no optional dependency at module level:
+  the extras of ``pyproject.toml`` are imported where they are used, through ``conveyor.extras``;
 * no module is over 400 lines.
 
 ``docs/architecture.md`` draws the layers these rules keep apart.
@@ -17,6 +20,8 @@
 from __future__ import annotations
 
 import ast
+import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -176,3 +181,81 @@ def test_no_module_is_over_400_lines() -> None:
         if (n := len(p.read_text().splitlines())) > 400
     }
     assert long == {}
+
+
+START_UP = ("conveyor.cli.main", "conveyor.serving.__main__", "conveyor.api")
+
+
+def _module_level_imports(path: Path, module: str) -> set[str]:
+    """Every module ``path`` imports when it is imported itself: not inside functions or TYPE_CHECKING."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+
+    def walk(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+                found.add(base)
+                found.update(f"{base}.{alias.name}" for alias in node.names)
+            for block in ("body", "orelse", "finalbody", "handlers"):
+                walk(getattr(node, block, None) or [])
+
+    walk(ast.parse(path.read_text(), str(path)).body)
+    return found
+
+
+def _extras_modules() -> dict[str, str]:
+    """Top-level import name -> the extra that installs it, from pyproject.toml's declaration.
+
+    A distribution the core brings anyway (through its dependencies) is not an extra's."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from conveyor.packaging.requirements import closure, image_roots
+
+    project = tomllib.loads((SRC.parent / "pyproject.toml").read_text())["project"]
+    core = {pin.name for pin in closure(image_roots())}
+    modules_of: dict[str, set[str]] = {}
+    for module, dists in packages_distributions().items():
+        for dist in dists:
+            modules_of.setdefault(canonicalize_name(dist), set()).add(module)
+    found: dict[str, str] = {}
+    for extra, requirements in project["optional-dependencies"].items():
+        if extra in ("dev", "bench", "reference"):  # the project's own tooling, never imported by conveyor
+            continue
+        for text in requirements:
+            name = canonicalize_name(Requirement(text).name)
+            if name != PACKAGE + "-ml" and name not in core:
+                found.update({module: extra for module in modules_of.get(name, set())})
+    return found
+
+
+def test_start_up_imports_no_optional_dependency() -> None:
+    modules = {_module_name(p): p for p in (SRC / PACKAGE).rglob("*.py")}
+    imports = {name: _module_level_imports(path, name) for name, path in modules.items()}
+    extensions = [m for m in modules if m.rpartition(".")[0] in EXTENSION_PACKAGES]
+    extras = _extras_modules()
+    assert {"scipy", "boto3", "aiohttp", "onnx", "PIL", "model_signing", "ruff"} <= set(extras)
+    seen: set[str] = set()
+    pending = [*START_UP, *extensions]
+    while pending:
+        module = pending.pop()
+        if module in seen or module not in modules:
+            continue
+        seen.add(module)
+        parents = [".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)]
+        pending += parents + [t for t in imports[module] if t in modules]
+    offenders = {
+        module: sorted(f"{t} [{extras[t.split('.')[0]]}]" for t in imports[module] if t.split(".")[0] in extras)
+        for module in sorted(seen)
+    }
+    assert {m: t for m, t in offenders.items() if t} == {}

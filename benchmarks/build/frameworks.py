@@ -32,7 +32,7 @@ from rich.table import Table
 from benchmarks.build.__main__ import build
 from conveyor.packaging.builders import inspect
 from conveyor.packaging.context import default_wheelhouse, write_context
-from conveyor.packaging.requirements import SERVING_ROOTS, closure, download_wheels, requirements_text
+from conveyor.packaging.requirements import closure, download_wheels, requirements_text
 from conveyor.registry.config import open_local
 
 console = Console(width=120)
@@ -70,7 +70,8 @@ def register_models(scratch: Path) -> dict[str, str]:
 
 def with_framework(context: Path, roots: list[str], cache: Path) -> None:
     """Add the framework's pinned closure to the context's requirements and wheels."""
-    pins = download_wheels(closure(SERVING_ROOTS + roots), context / "wheels", cache=cache)
+    served = [line.split("==")[0] for line in (context / "requirements.txt").read_text().splitlines() if "==" in line]
+    pins = download_wheels(closure(served + roots), context / "wheels", cache=cache)
     (context / "requirements.txt").write_text(requirements_text(pins))
 
 

@@ -108,6 +108,11 @@ class PortInUse(ConveyorError):
     """The address a server was asked to listen on cannot be bound (taken, absent, privileged)."""
 
 
+class MissingExtra(ConveyorError):
+    """A feature needs an optional dependency that is not installed (``conveyor.extras``): the
+    message names the extra and the pip command; the CLI exits 2, as for any unusable request."""
+
+
 class Unreachable(ConveyorError):
     """A server we talk to (a registry, a router) could not be reached or went away mid-request."""
 

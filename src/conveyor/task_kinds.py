@@ -43,6 +43,11 @@ class Task(StrEnum):
         return self is Task.IMAGE_CLASSIFICATION
 
     @property
+    def extra(self) -> str | None:
+        """The conveyor-ml extra serving this task needs beyond the core; its image installs it too."""
+        return "images" if self.takes_images else None  # Pillow decodes PNG and JPEG
+
+    @property
     def regression(self) -> bool:
         """Answers a number (``{"value": ...}``), has no labels; judged by error, not accuracy."""
         return self is Task.TABULAR_REGRESSION

@@ -41,13 +41,15 @@ def configure(service: str) -> bool:
     with _lock:
         if ENABLED or not wanted():
             return ENABLED
-        from opentelemetry import trace
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import OTELResourceDetector, Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
         from conveyor import __version__
+        from conveyor.extras import needs
+
+        with needs("tracing", "tracing (OTEL_EXPORTER_OTLP_ENDPOINT is set)"):
+            from opentelemetry import trace
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         base = Resource({"service.name": service, "service.version": __version__})
         resource = base.merge(OTELResourceDetector().detect())  # OTEL_SERVICE_NAME / _RESOURCE_ATTRIBUTES win

@@ -44,13 +44,14 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def user_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtual environment with the wheel and its declared dependencies (pinned by the lock)."""
+    """A fresh virtual environment with the wheel, every feature's extra (``[all]``) and their declared
+    dependencies (pinned by the lock); the wheel alone is test_slim_install's."""
     venv = tmp_path_factory.mktemp("user") / "venv"
     subprocess.run([str(UV), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
     lock = str(REPO / "requirements.lock")
     subprocess.run(
-        [str(UV), "pip", "install", "--quiet", "--python", python, str(wheel), "--constraint", lock],
+        [str(UV), "pip", "install", "--quiet", "--python", python, f"{wheel}[all]", "--constraint", lock],
         check=True,
         timeout=600,
     )

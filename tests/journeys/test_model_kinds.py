@@ -1,4 +1,4 @@
-"""Journey: every kind of model a team has, from the installed wheel with its ``[frameworks]`` extra.
+"""Journey: every kind of model a team has, from the installed wheel with its ``[frameworks,all]`` extras.
 
 A scikit-learn Pipeline, an XGBoost and a LightGBM classifier in their native files, a PyTorch
 CNN (torch.export) and a Hugging Face folder go the same way: ``conveyor models register`` (the
@@ -47,10 +47,10 @@ FRAMEWORK_MODULES = ("sklearn", "xgboost", "lightgbm", "torch", "transformers", 
 
 @pytest.fixture(scope="module")
 def frameworks_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with ``conveyor-ml[frameworks]`` from the wheel, as the docs tell a user to install it."""
+    """A fresh venv with ``conveyor-ml[frameworks,all]`` from the wheel, as the docs tell a user to install it."""
     venv = tmp_path_factory.mktemp("user-frameworks") / "venv"
     subprocess.run([str(UV), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, timeout=120)
-    requirement = f"conveyor-ml[frameworks] @ {wheel.as_uri()}"
+    requirement = f"conveyor-ml[frameworks,all] @ {wheel.as_uri()}"  # [all]: builds, routers, image decoding
     install = [str(UV), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), requirement]
     install += ["--constraint", str(REPO / "requirements.lock"), "--find-links", TORCH_WHEELS]
     subprocess.run(install, check=True, timeout=900)

@@ -32,7 +32,18 @@ def plugin_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([str(UV), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, timeout=120)
     python, lock = str(venv / "bin" / "python"), str(REPO / "requirements.lock")
     subprocess.run(
-        [str(UV), "pip", "install", "--quiet", "--python", python, str(wheel), str(plugin), "--constraint", lock],
+        [
+            str(UV),
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            python,
+            f"{wheel}[router]",
+            str(plugin),
+            "--constraint",
+            lock,
+        ],
         check=True,
         timeout=600,
     )

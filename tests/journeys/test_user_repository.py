@@ -97,7 +97,8 @@ def stand_in_index(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     constraints = folder.parent / "constraints.txt"
     constraints.write_text("\n".join(p for p in pins if not p.startswith("#")) + "\n")
     download = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "-d", str(folder)]
-    wanted = ["conveyor-ml", "pytest>=8,<10", UV, "setuptools>=69", "wheel"]  # setuptools: a git install builds
+    # [all]: each job installs conveyor-ml with its own steps' extras; setuptools: a git install builds
+    wanted = ["conveyor-ml[all]", "pytest>=8,<10", UV, "setuptools>=69", "wheel"]
     subprocess.run([*download, "--find-links", str(folder), "-c", str(constraints), *wanted], check=True, timeout=600)
     return folder
 
@@ -313,7 +314,11 @@ def test_ci_install_takes_a_wheel_in_the_repository_and_a_git_url_on_fresh_runne
     project = yaml.safe_load((repo / "conveyor.yaml").read_text())
     project["ci"]["install"] = [install, "pytest>=8,<10"]
     project["pipelines"]["installed"] = {
-        "steps": {"report": {"run": f"python installed_as.py {form} {expected}"}},
+        "steps": {
+            "report": {"run": f"python installed_as.py {form} {expected}"},
+            # a step with an extra: the job installs the same entry with [lint] added (path.whl[lint], name[lint] @ URL)
+            "lint": {"uses": "lint", "with": {"path": "tests"}},
+        },
     }
     (repo / "conveyor.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
     (repo / "installed_as.py").write_text(INSTALLED_AS)
@@ -328,4 +333,4 @@ def test_ci_install_takes_a_wheel_in_the_repository_and_a_git_url_on_fresh_runne
     )  # the committed wheel is not swallowed by the generated .gitignore
 
     text = _act(repo, workflow, tmp_path, _index_without_conveyor(stand_in_index, tmp_path / "deps"))
-    assert text.count("🏁  Job succeeded") == 1, text[-8000:]
+    assert text.count("🏁  Job succeeded") == 2, text[-8000:]  # the lint job fails without the [lint] extra

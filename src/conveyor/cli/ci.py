@@ -64,11 +64,11 @@ def kfp(
     The same tasks as the GitHub workflow: each job a task (a pod) running
     `conveyor pipeline run PIPELINE --step STEP`, the same needs, the step state passed on.
     Needs `pip install 'conveyor-ml[kfp]'`. See docs/interop.md."""
-    from conveyor.convert.frameworks import need
+    from conveyor.extras import require
     from conveyor.pipeline.spec import get_pipeline, load_project
 
     with handle_errors():
-        need("kfp", "kfp", "conveyor ci kfp")
+        require("kfp", extra="kfp", for_="conveyor ci kfp")
         from conveyor.pipeline.kfp import compile_pipeline
 
         project = load_project(file)

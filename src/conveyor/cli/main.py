@@ -12,7 +12,8 @@ from typer.core import TyperGroup
 
 from conveyor import __version__
 from conveyor.cli import ci, init, keys, models, monitor, package, pipeline, verify
-from conveyor.cli.output import EXIT_FAILURE
+from conveyor.cli.output import EXIT_FAILURE, exit_code
+from conveyor.errors import ConveyorError
 
 #: commands whose modules read a settings model (pydantic): imported when one of them is looked up,
 #: so every other command starts without pydantic; name -> (module:attribute, a group?, no_args_is_help)
@@ -128,13 +129,15 @@ def version() -> None:
 
 
 def main() -> None:
-    """The ``conveyor`` command: the app, with a last net for lost connections.
+    """The ``conveyor`` command: the app, with a last net for lost connections and missing extras.
 
     Every command turns Conveyor's own errors into one line; a connection that drops somewhere we
     did not foresee (a server killed mid-transfer) gets one line too, never a stack.
     """
     try:
         app()
+    except ConveyorError as exc:  # one a command met before its own handler, e.g. an extra missing at an import
+        _one_line(str(exc), exit_code(exc))
     except (ConnectionError, TimeoutError) as exc:
         _one_line(f"the connection was lost: {exc}")
     except Exception as exc:
@@ -144,9 +147,9 @@ def main() -> None:
         raise
 
 
-def _one_line(message: str) -> None:
+def _one_line(message: str, code: int = EXIT_FAILURE) -> None:
     sys.stderr.write(f"error: {message}\n")
-    raise SystemExit(EXIT_FAILURE)
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,16 @@ import typer
 if TYPE_CHECKING:
     from rich.table import Table
 
-from conveyor.errors import ChainBroken, ClientError, Conflict, ConveyorError, NotFound, PortInUse, Unauthorized
+from conveyor.errors import (
+    ChainBroken,
+    ClientError,
+    Conflict,
+    ConveyorError,
+    MissingExtra,
+    NotFound,
+    PortInUse,
+    Unauthorized,
+)
 
 
 class _Console:
@@ -67,7 +76,7 @@ def exit_code(exc: ConveyorError) -> int:
         return EXIT_NOT_FOUND
     if isinstance(exc, Conflict):
         return EXIT_CONFLICT
-    if isinstance(exc, ClientError):
+    if isinstance(exc, ClientError | MissingExtra):  # a missing extra: the pip command is in the message
         return EXIT_USAGE
     return EXIT_FAILURE
 

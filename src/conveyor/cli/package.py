@@ -10,6 +10,7 @@ import typer
 
 from conveyor.cli.output import EXIT_FAILURE, ProgressBar, handle_errors, print_json, stderr, stdout
 from conveyor.cli.trust import SignOption, TlsVerifyOption
+from conveyor.extras import require
 from conveyor.packaging import DEFAULT_BASE
 from conveyor.registry.config import open_registry
 
@@ -66,6 +67,8 @@ def build(
     signed with --sign KEY; with --push the signature and attestations are pushed beside the image.
     Push credentials: CONVEYOR_REGISTRY_USERNAME / CONVEYOR_REGISTRY_PASSWORD (CI secrets), or a
     prior `podman login` / `docker login`."""
+    with handle_errors():  # the SBOM, the provenance and the image's wheels: named before anything starts
+        require("cyclonedx", extra="build", for_="conveyor build")
     from datetime import UTC, datetime
 
     from rich.status import Status

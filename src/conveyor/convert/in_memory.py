@@ -8,16 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.convert.conversion import Conversion
-from conveyor.convert.frameworks import need
 from conveyor.convert.kinds import convert_model
 from conveyor.convert.options import ConvertOptions
+from conveyor.extras import require
 
 
 def convert_module(module: Any, example: Any, out: str | Path, name: str, **options: Any) -> Conversion:
     """Convert ``module`` with one example input (its batch axis first) into a model folder
     ``conveyor models register`` takes.  ``options`` are ConvertOptions' fields (labels, mean, std,
     task, agreement, tolerance, positive_label)."""
-    torch = need("torch", "torch")
+    torch = require("torch", extra="torch", for_="converting this model")
     module = module.eval()
     batch = example if example.shape[0] > 1 else torch.cat([example, example])  # a batch of 1 would fix the axis
     program = torch.export.export(module, (batch,), dynamic_shapes=({0: torch.export.Dim("batch")},))

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from conveyor.convert.frameworks import need
 from conveyor.errors import ConveyorError, InvalidInput, NotFound, Unreachable
+from conveyor.extras import require
 from conveyor.interop.mlflow_ref import MlflowRef
 
 FLAVORS = ("onnx", "sklearn", "xgboost", "lightgbm", "pytorch")  # the first one a model has is used
@@ -80,7 +80,7 @@ def _client(ref: MlflowRef) -> Any:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    need("mlflow", "mlflow", "importing from MLflow")
+    require("mlflow", extra="mlflow", for_="importing from MLflow")
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=ref.tracking_uri, registry_uri=ref.tracking_uri)
@@ -188,7 +188,7 @@ def model_file(fetched: Fetched, scratch: Path) -> Path:
         folder.mkdir()
         shutil.copyfile(onnx_file, folder / "model.onnx")
         return folder
-    mlflow = need("mlflow", "mlflow", "importing from MLflow")
+    mlflow = require("mlflow", extra="mlflow", for_="importing from MLflow")
     try:
         if flavor == "pytorch":
             return _exported(fetched, scratch)
@@ -202,7 +202,7 @@ def model_file(fetched: Fetched, scratch: Path) -> Path:
         ) from None
     except Exception as exc:
         raise InvalidInput(f"{fetched.ref.uri}: MLflow could not load its {flavor} model ({exc})") from None
-    joblib = need("joblib", "sklearn")
+    joblib = require("joblib", extra="sklearn", for_="converting this model")
     path = scratch / "model.joblib"
     joblib.dump(model, path)
     return path
@@ -210,7 +210,7 @@ def model_file(fetched: Fetched, scratch: Path) -> Path:
 
 def _exported(fetched: Fetched, scratch: Path) -> Path:
     """The PyTorch module captured with torch.export at the signature's input shape (batch axis dynamic)."""
-    torch = need("torch", "torch")
+    torch = require("torch", extra="torch", for_="converting this model")
     import mlflow.pytorch
 
     inputs = json.loads((fetched.mlmodel.get("signature") or {}).get("inputs") or "[]")

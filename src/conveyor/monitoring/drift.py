@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.spatial.distance import jensenshannon
-from scipy.stats import chi2_contingency, ks_2samp
 
+from conveyor.extras import needs
 from conveyor.monitoring.features import Columns
 from conveyor.monitoring.profile import ColumnProfile, Profile
+
+with needs("monitor", "drift detection (conveyor monitor)"):
+    from scipy.spatial.distance import jensenshannon
+    from scipy.stats import chi2_contingency, ks_2samp
 
 EPSILON = 1e-4  # an empty bin's share, so the index stays finite
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from conveyor.errors import NotFound
+from conveyor.extras import needs
 from conveyor.serving.payload_record import PayloadRecord, read_record
 
 
@@ -51,7 +52,8 @@ class LogReader:
             yield path.name, path.read_text()
 
     def _s3_files(self) -> Iterator[tuple[str, str]]:
-        import boto3
+        with needs("s3", "payload logs on S3"):
+            import boto3
 
         parsed = urlparse(self.destination)
         prefix = "/".join(p for p in (parsed.path.strip("/"), self.model, self.version) if p) + "/"

@@ -7,9 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, select_autoescape
-
 from conveyor.atomic import write_atomic
+from conveyor.extras import needs
+
+with needs("monitor", "the drift report (conveyor monitor)"):
+    from jinja2 import Environment, select_autoescape
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import ConveyorError, InvalidInput
+from conveyor.extras import require
 from conveyor.optimize import DEFAULT_METHODS, DEFAULT_MIN_AGREEMENT
 from conveyor.optimize.agreement import Agreement, compare, probabilities
 from conveyor.optimize.variants import CALIBRATED, METHODS, Calibration, NotApplicable, calibration_for, make_variant
@@ -213,6 +214,9 @@ def optimize(
     from conveyor.optimize.speed import throughput
     from conveyor.serving.spec import locate_model, resolve_model
 
+    if variant is None:  # making variants: onnxruntime's quantizer and fusions need onnx and sympy
+        for module in ("onnx", "sympy"):
+            require(module, extra="optimize", for_="conveyor models optimize")
     say = on_step or (lambda text: None)
     if not 0 < min_agreement <= 1:
         raise InvalidInput(f"the minimum agreement must be in (0, 1], not {min_agreement:g}")

@@ -30,8 +30,9 @@ import conveyor
 from conveyor import __version__
 from conveyor.digest import digest_of_pairs, folder_pairs, write_pairs
 from conveyor.errors import ConveyorError, ModelLoadError
+from conveyor.extras import require
 from conveyor.packaging import DEFAULT_BASE
-from conveyor.packaging.requirements import SERVING_ROOTS, closure, download_wheels, requirements_text
+from conveyor.packaging.requirements import closure, download_wheels, image_roots, requirements_text
 from conveyor.registry.base import Progress
 from conveyor.registry.records import ModelVersion
 from conveyor.serving.spec import ORIGINAL_FOLDER, SPEC_FILE, inferred_spec
@@ -230,6 +231,7 @@ def write_context(
 
     A version without ``model.yaml`` (a bare ``model.onnx``, with ``tokenizer.json`` for text) is
     packaged with the spec ``conveyor serve`` infers for it, by the same rule (``locate_model``)."""
+    require("cyclonedx", extra="build", for_="conveyor package and build")  # the SBOM every build carries
     try:
         spec = inferred_spec(model_folder, version.name, str(version.version))
     except ModelLoadError as exc:
@@ -249,7 +251,8 @@ def write_context(
         raise ConveyorError(f"the files copied for {version.ref} do not match its digest")
     if progress:
         progress.start("downloading pinned wheels", 0)
-    pins = download_wheels(closure(SERVING_ROOTS, platform), out / "wheels", platform, cache=wheel_cache)
+    roots = image_roots([spec.task.extra] if spec.task.extra else [], platform)  # e.g. Pillow for images
+    pins = download_wheels(closure(roots, platform), out / "wheels", platform, cache=wheel_cache)
     (out / "requirements.txt").write_text(requirements_text(pins))
     _copy_app(out / "app")
     _world_readable(out / "app")

@@ -1,12 +1,13 @@
 """The image's Python dependencies: exactly the versions tested here, as a hashed wheelhouse.
 
-The model server needs a handful of packages (``SERVING_ROOTS``).  We walk
-their dependency closure in the installed environment (``importlib.metadata``),
-evaluating markers for the image's platform, pin each to the version installed
-here, download those wheels for the image's platform, and write
-``requirements.txt`` with every wheel's sha256.  The image then installs
-offline with ``pip install --no-index --require-hashes``: no resolver, no
-network, no surprise release.
+What the image needs is read from conveyor-ml's own declaration (``pyproject.toml``, as the
+installed distribution's ``Requires-Dist``): the core requirements, which ``conveyor serve``
+runs on, plus the model's task's extra (``[images]`` for image classification), never a list
+kept here.  We walk their dependency closure in the installed environment
+(``importlib.metadata``), evaluating markers for the image's platform, pin each to the version
+installed here, download those wheels for the image's platform, and write ``requirements.txt``
+with every wheel's sha256.  The image then installs offline with ``pip install --no-index
+--require-hashes``: no resolver, no network, no surprise release.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
@@ -25,24 +27,10 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from conveyor.errors import ConveyorError
+from conveyor.extras import require
 from conveyor.filelock import exclusive
 
-# What `python -m conveyor.serving` imports, with uvicorn's fast loop and parser.
-SERVING_ROOTS = [
-    "numpy",
-    "onnxruntime",
-    "tokenizers",
-    "starlette",
-    "uvicorn",
-    "uvloop",
-    "httptools",
-    "orjson",
-    "pydantic",
-    "pydantic-settings",  # the server's settings (conveyor.serving.settings)
-    "prometheus-client",
-    "pyyaml",
-    "pillow",  # image-classification decodes PNG and JPEG
-]
+DISTRIBUTION = "conveyor-ml"
 
 PLATFORMS = {
     "linux/amd64": ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64"],
@@ -76,11 +64,40 @@ def _environment(platform: str) -> dict[str, str]:
     return env
 
 
+def image_roots(extras: Iterable[str] = (), platform: str = "linux/amd64") -> list[str]:
+    """What an image installs on ``platform``: conveyor-ml's core requirements and those of ``extras``.
+
+    Read from the installed distribution's metadata, the one declaration of its dependencies
+    (an extra naming ``conveyor-ml[other]`` brings that extra's too)."""
+    try:
+        requires = distribution(DISTRIBUTION).requires or []
+    except PackageNotFoundError:
+        raise ConveyorError(f"{DISTRIBUTION} is not installed here: its metadata says what the image needs") from None
+    env = _environment(platform)
+    wanted, roots = set(extras), []
+    pending = ["", *sorted(wanted)]
+    while pending:
+        extra = pending.pop()
+        for text in requires:
+            requirement = Requirement(text)
+            if requirement.marker is not None and not requirement.marker.evaluate({**env, "extra": extra}):
+                continue
+            if requirement.marker is None and extra:
+                continue  # a core requirement, already taken with extra ""
+            if canonicalize_name(requirement.name) == DISTRIBUTION:
+                pending += sorted(set(requirement.extras) - wanted)
+                wanted |= set(requirement.extras)
+                continue
+            name = requirement.name + (f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else "")
+            roots.append(name)
+    return sorted(set(roots))
+
+
 def closure(roots: list[str], platform: str = "linux/amd64") -> list[Pin]:
-    """Every distribution the roots need on ``platform``, pinned to the installed version."""
+    """Every distribution the roots (``name`` or ``name[extra]``) need on ``platform``, pinned as installed here."""
     env = _environment(platform)
     pins: dict[str, Pin] = {}
-    queue: list[tuple[str, frozenset[str]]] = [(root, frozenset()) for root in roots]
+    queue = [(Requirement(root).name, frozenset(Requirement(root).extras)) for root in roots]
     seen: set[tuple[str, frozenset[str]]] = set()
     while queue:
         name, extras = queue.pop()
@@ -140,6 +157,7 @@ def download_wheels(pins: list[Pin], dest: Path, platform: str = "linux/amd64", 
 
 
 def _pip_download(pins: list[Pin], target: Path, platform: str) -> None:
+    require("pip", extra="build", for_="downloading the image's wheels (conveyor package and build)")
     command = [
         sys.executable,
         "-m",

@@ -25,20 +25,20 @@ from __future__ import annotations
 import json
 import math
 import re
-import shlex
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from conveyor.pipeline.ci_install import UV, extras_of, install_commands
 from conveyor.pipeline.spec import CISettings, Pipeline, topological_order
 from conveyor.pipeline.step_types import step_types
+
+__all__ = ["UV", "job_layout", "workflow", "write_workflow"]
 
 STATE = ".conveyor-ci"
 DISPATCH_EVENT = "conveyor-model-version"
 OWNER = "{owner}"  # in a parameter's default: the GitHub repository owner (``local`` outside CI)
-# The installer every generated job runs (ci.installer: uv), pinned like everything else.
-UV = "uv==0.13.9"
 IMAGE_OUTPUT = re.compile(r"steps(?:\.|\[')([A-Za-z][A-Za-z0-9_-]*)(?:'\])?\.outputs\.image")
 
 
@@ -88,36 +88,18 @@ def _triggers(pipeline: Pipeline) -> dict[str, Any]:
     return on
 
 
-def _setup(ci: CISettings) -> list[dict[str, Any]]:
-    """Check out, set up Python, install Conveyor pinned: the same first steps on every fresh runner.
+def _setup(ci: CISettings, extras: list[str]) -> list[dict[str, Any]]:
+    """Check out, set up Python, install Conveyor pinned with ``extras``: the same first steps on every fresh runner.
 
     No ``cache: pip`` on setup-python: it fails a repository without a requirements.txt or a
     pyproject.toml (a ``conveyor init`` repository has neither), and uv installs the whole
     dependency set in seconds without it.
     """
-    if ci.installer == "uv":
-        python = '"$(command -v python)"'
-        commands = [f"python -m pip install {UV}"]
-        commands += [f"python -m uv pip install --python {python} {install_arguments(args)}" for args in ci.install]
-    else:
-        commands = [f"python -m pip install {install_arguments(args)}" for args in ci.install]
     return [
         {"uses": "actions/checkout@v5"},
         {"uses": "actions/setup-python@v6", "with": {"python-version": ci.python}},
-        {"name": "Install Conveyor (pinned)", "run": " && ".join(commands)},
+        {"name": "Install Conveyor (pinned)", "run": " && ".join(install_commands(ci, extras))},
     ]
-
-
-def install_arguments(args: str) -> str:
-    """One ``ci.install`` entry as shell words; ``NAME @ URL`` (a PEP 508 direct reference) stays one."""
-    words = shlex.split(args)
-    merged: list[str] = []
-    for word in words:
-        if len(merged) >= 2 and merged[-1] == "@" and not merged[-2].startswith("-"):
-            merged[-2:] = [f"{merged[-2]} @ {word}"]
-        else:
-            merged.append(word)
-    return " ".join(shlex.quote(arg) for arg in merged)
 
 
 def _login() -> dict[str, Any]:
@@ -143,7 +125,7 @@ def workflow(name: str, pipeline: Pipeline, ci: CISettings | None = None) -> dic
     job_of = {step: job for job, steps in layout.items() for step in steps}
     jobs: dict[str, Any] = {}
     for job_name, step_names in layout.items():
-        steps = _setup(ci)
+        steps = _setup(ci, extras_of(pipeline.steps[s] for s in step_names))
         needs = sorted({job_of[n] for s in step_names for n in pipeline.steps[s].needs} - {job_name})
         if needs:
             steps.append(

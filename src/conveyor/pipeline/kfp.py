@@ -18,25 +18,19 @@ evaluates its condition, as on GitHub.
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Any
 
 from conveyor.errors import InvalidInput
-from conveyor.pipeline.github import install_arguments, job_layout
+from conveyor.pipeline.ci_install import extras_of, install_commands
+from conveyor.pipeline.github import job_layout
 from conveyor.pipeline.spec import CISettings, Pipeline
 
 
-def install_command(ci: CISettings) -> str:
-    """``ci.install`` as one shell command for a task's pod (pip; uv first when ``ci.installer`` says so)."""
-    if ci.installer == "uv":
-        from conveyor.pipeline.github import UV
-
-        steps = [f"python -m pip install --quiet {shlex.quote(UV)}"]
-        steps += [f"python -m uv pip install --system {install_arguments(args)}" for args in ci.install]
-    else:
-        steps = [f"python -m pip install --quiet {install_arguments(args)}" for args in ci.install]
-    return " && ".join(steps)
+def install_command(ci: CISettings, pipeline: Pipeline) -> str:
+    """``ci.install`` as one shell command for a task's pod, with the extras of all the pipeline's steps
+    (one command for every task: the ``install`` parameter)."""
+    return " && ".join(install_commands(ci, extras_of(pipeline.steps.values()), pod=True))
 
 
 def compile_pipeline(
@@ -57,7 +51,7 @@ def compile_pipeline(
         params: dict = defaults,
         source: str = source,
         revision: str = "",
-        install: str = install_command(ci),
+        install: str = install_command(ci, pipeline),
     ) -> None:
         tasks: dict[str, Any] = {}
         for job, steps in layout.items():

@@ -37,6 +37,12 @@ class StepType(Generic[Args]):
     waits_for_decision: bool = False
     #: extra keys of its job in a generated GitHub workflow (e.g. ``environment``)
     github_job: Callable[[Step], dict[str, Any]] | None = None
+    #: the conveyor-ml extras its work needs beyond the core (its CI job installs them), or a
+    #: function of the step when its ``with:`` decides (``pipeline.ci_install``)
+    extras: tuple[str, ...] | Callable[[Step], tuple[str, ...]] = ()
+
+    def extras_for(self, step: Step) -> tuple[str, ...]:
+        return self.extras(step) if callable(self.extras) else self.extras
 
 
 # each type has its own arguments' model: the table holds them all
@@ -51,6 +57,7 @@ def step_type(
     signs: bool = False,
     waits_for_decision: bool = False,
     github_job: Callable[[Step], dict[str, Any]] | None = None,
+    extras: tuple[str, ...] | Callable[[Step], tuple[str, ...]] = (),
 ) -> Callable[[StepFunction[StepArgs]], StepFunction[StepArgs]]: ...
 
 
@@ -63,6 +70,7 @@ def step_type(
     waits_for_decision: bool = False,
     github_job: Callable[[Step], dict[str, Any]] | None = None,
     args: type[Args],
+    extras: tuple[str, ...] | Callable[[Step], tuple[str, ...]] = (),
 ) -> Callable[[StepFunction[Args]], StepFunction[Args]]: ...
 
 
@@ -74,15 +82,19 @@ def step_type(
     waits_for_decision: bool = False,
     github_job: Callable[[Step], dict[str, Any]] | None = None,
     args: type[StepArgs] = StepArgs,
+    extras: tuple[str, ...] | Callable[[Step], tuple[str, ...]] = (),
 ) -> Callable[[StepFunction[Any]], StepFunction[Any]]:
     """Register ``fn(ctx) -> outputs`` as the step type ``name`` (its docstring is the summary),
-    taking the ``with:`` arguments ``args`` declares (``ctx.options``, typed by ``StepContext[Args]``)."""
+    taking the ``with:`` arguments ``args`` declares (``ctx.options``, typed by ``StepContext[Args]``) and
+    needing the conveyor-ml ``extras`` beyond the core."""
 
     def register(fn: StepFunction[Any]) -> StepFunction[Any]:
         if name in _TYPES and _TYPES[name].run is not fn:
             raise ValueError(f"step type {name!r} is registered twice")
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        _TYPES[name] = StepType(name, fn, args, summary, container_login, signs, waits_for_decision, github_job)
+        _TYPES[name] = StepType(
+            name, fn, args, summary, container_login, signs, waits_for_decision, github_job, extras=extras
+        )
         return fn
 
     return register

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 from conveyor.digest import CHUNK
 from conveyor.errors import ConveyorError, InvalidInput, NotFound
+from conveyor.extras import needs
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -160,8 +161,9 @@ class S3BlobStore:
     """
 
     def __init__(self, url: str, endpoint_url: str | None = None) -> None:
-        import boto3
-        from boto3.s3.transfer import TransferConfig
+        with needs("s3", "a registry on S3"):
+            import boto3
+            from boto3.s3.transfer import TransferConfig
 
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:

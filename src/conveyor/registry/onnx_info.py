@@ -3,21 +3,60 @@
 An ONNX file is one protobuf ``ModelProto`` whose graph (field 7) holds the
 weights.  ``onnx.load`` would read gigabytes into memory to learn a few
 header fields, so we walk the top-level fields and seek past the graph,
-parsing only the small messages we need with onnx's own classes.
+decoding only the few small messages we need (an operator set; an input's name, element
+type and shape) from their field numbers in ``onnx.proto``.  Those numbers are ONNX's file
+format, fixed since its first release; decoding them here keeps the ``onnx`` package (48 MB
+with ml_dtypes) out of the core install, which registers and serves without it.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TypedDict
-
-if TYPE_CHECKING:
-    from onnx import ValueInfoProto
+from typing import BinaryIO, TypedDict
 
 IR_VERSION, PRODUCER_NAME, PRODUCER_VERSION, OPSET_IMPORT = 1, 2, 3, 8
 GRAPH = 7
 GRAPH_INPUT, GRAPH_OUTPUT, GRAPH_INITIALIZER = 11, 12, 5
+# OperatorSetIdProto: domain, version; ValueInfoProto: name, type
+OPSET_DOMAIN, OPSET_VERSION = 1, 2
+VALUE_NAME, VALUE_TYPE = 1, 2
+# TypeProto's one-of: 1 a tensor, else these (by the names onnx's WhichOneof("value") gives)
+TYPE_KINDS = {4: "sequence_type", 5: "map_type", 7: "opaque_type", 8: "sparse_tensor_type", 9: "optional_type"}
+TENSOR_ELEM_TYPE, TENSOR_SHAPE, SHAPE_DIM, DIM_VALUE, DIM_PARAM = 1, 2, 1, 1, 2
+# TensorProto.DataType, lower-cased as onnx's DataType.Name(...).lower() gives them
+ELEM_TYPES = [
+    "undefined",
+    "float",
+    "uint8",
+    "int8",
+    "uint16",
+    "int16",
+    "int32",
+    "int64",
+    "string",
+    "bool",
+    "float16",
+    "double",
+    "uint32",
+    "uint64",
+    "complex64",
+    "complex128",
+    "bfloat16",
+    "float8e4m3fn",
+    "float8e4m3fnuz",
+    "float8e5m2",
+    "float8e5m2fnuz",
+    "uint4",
+    "int4",
+    "float4e2m1",
+    "float8e8m0",
+    "uint2",
+    "int2",
+    "float6e2m3",
+    "float6e3m2",
+]
 
 
 def _varint(handle: BinaryIO) -> int | None:
@@ -62,15 +101,13 @@ def read_header(path: Path) -> OnnxHeader:
 
 def _header_field(found: OnnxHeader, handle: BinaryIO, field: int, wire: int, value: int) -> bool:
     """Record a top-level header field into ``found`` (reading its payload); False for any other field."""
-    from onnx import OperatorSetIdProto
-
     if wire == 0:
         if field == IR_VERSION:
             found["ir_version"] = value
         return True
     if field == OPSET_IMPORT:
-        opset = OperatorSetIdProto.FromString(handle.read(value))
-        found["opsets"][opset.domain or "ai.onnx"] = opset.version
+        opset = _decoded(handle.read(value))
+        found["opsets"][_text(opset, OPSET_DOMAIN) or "ai.onnx"] = _int64(_last(opset, OPSET_VERSION, 0))
         return True
     if field in (PRODUCER_NAME, PRODUCER_VERSION):
         found["producer_name" if field == PRODUCER_NAME else "producer_version"] = handle.read(value).decode()
@@ -124,15 +161,54 @@ def _fields(handle: BinaryIO, end: int | None = None) -> Iterator[tuple[int, int
             raise ValueError(f"unexpected wire type {wire}")
 
 
-def _tensor_type(info: ValueInfoProto) -> dict[str, object]:
-    from onnx import TensorProto
+Fields = dict[int, list[int | bytes]]
 
-    value_type = info.type
-    if not value_type.HasField("tensor_type"):
-        return {"name": info.name, "type": value_type.WhichOneof("value") or "unknown", "shape": None}
-    tensor = value_type.tensor_type
-    shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in tensor.shape.dim]
-    return {"name": info.name, "type": TensorProto.DataType.Name(tensor.elem_type).lower(), "shape": shape}
+
+def _decoded(data: bytes) -> Fields:
+    """A small message's fields: number -> values (varints as ints, length-delimited as bytes)."""
+    handle = io.BytesIO(data)
+    fields: Fields = {}
+    for field, wire, value in _fields(handle, len(data)):
+        fields.setdefault(field, []).append(handle.read(value) if wire == 2 else value)
+    return fields
+
+
+def _last(fields: Fields, number: int, default: int | bytes) -> int | bytes:
+    """The field's value as protobuf reads it (the last one wins), else the default."""
+    return fields.get(number, [default])[-1]
+
+
+def _int64(value: int | bytes) -> int:
+    """A varint as protobuf's int64 reads it (a negative number is ten bytes of two's complement)."""
+    number = value if isinstance(value, int) else 0
+    return number - (1 << 64) if number >= 1 << 63 else number
+
+
+def _text(fields: Fields, number: int) -> str:
+    value = _last(fields, number, b"")
+    return value.decode() if isinstance(value, bytes) else ""
+
+
+def _message(fields: Fields, number: int) -> Fields:
+    value = _last(fields, number, b"")
+    return _decoded(value) if isinstance(value, bytes) else {}
+
+
+def _tensor_type(data: bytes) -> dict[str, object]:
+    """A ValueInfoProto as name, element type and shape (dimension names, sizes, or "?")."""
+    info = _decoded(data)
+    value_type = _message(info, VALUE_TYPE)
+    if 1 not in value_type:  # not a tensor: name the kind of value, as onnx's WhichOneof does
+        kind = next((TYPE_KINDS[f] for f in value_type if f in TYPE_KINDS), "unknown")
+        return {"name": _text(info, VALUE_NAME), "type": kind, "shape": None}
+    tensor = _message(value_type, 1)
+    shape: list[object] = []
+    for raw in _message(tensor, TENSOR_SHAPE).get(SHAPE_DIM, []):
+        dim = _decoded(raw) if isinstance(raw, bytes) else {}
+        shape.append(_text(dim, DIM_PARAM) or (_int64(_last(dim, DIM_VALUE, 0)) if DIM_VALUE in dim else "?"))
+    elem = _last(tensor, TENSOR_ELEM_TYPE, 0)
+    kind = ELEM_TYPES[elem] if isinstance(elem, int) and elem < len(ELEM_TYPES) else f"elem_type {elem!r}"
+    return {"name": _text(info, VALUE_NAME), "type": kind, "shape": shape}
 
 
 def read_signature(path: Path) -> OnnxSignature:
@@ -141,8 +217,6 @@ def read_signature(path: Path) -> OnnxSignature:
     Walks the graph message field by field, seeking past nodes and initializers, so a model of
     gigabytes is described in milliseconds.
     """
-    from onnx import ValueInfoProto
-
     found: OnnxSignature = {"opsets": {}}
     inputs: list[dict[str, object]] = []
     outputs: list[dict[str, object]] = []
@@ -159,8 +233,8 @@ def read_signature(path: Path) -> OnnxSignature:
                 if inner_wire != 2:
                     continue
                 if inner in (GRAPH_INPUT, GRAPH_OUTPUT):
-                    info = ValueInfoProto.FromString(handle.read(inner_length))
-                    (inputs if inner == GRAPH_INPUT else outputs).append(_tensor_type(info))
+                    info = _tensor_type(handle.read(inner_length))
+                    (inputs if inner == GRAPH_INPUT else outputs).append(info)
                 elif inner == GRAPH_INITIALIZER:
                     initializers.add(_initializer_name(handle, inner_length))
                 else:

@@ -28,6 +28,8 @@ from sqlalchemy import (
     event,
 )
 
+from conveyor.extras import require
+
 metadata = MetaData()
 
 models_table = Table(
@@ -141,4 +143,6 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock up front: no upgrade deadlocks
 
         return engine
+    if url.startswith("postgresql+psycopg"):
+        require("psycopg", extra="postgres", for_="a registry on PostgreSQL")
     return create_engine(url, pool_pre_ping=True)

@@ -7,9 +7,11 @@ import logging
 import time
 from dataclasses import dataclass
 
-import aiohttp
-
+from conveyor.extras import needs
 from conveyor.router.routing import RouteTable
+
+with needs("router", "conveyor router"):
+    import aiohttp
 
 log = logging.getLogger("conveyor.router")
 

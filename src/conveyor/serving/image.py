@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from conveyor.errors import InvalidInput, ModelLoadError
+from conveyor.extras import needs
 from conveyor.serving.model import check_classes, softmax
 from conveyor.serving.runtime import OnnxSession, RuntimeOptions, TensorInfo
 from conveyor.serving.spec import ImageInput, ResolvedModel
@@ -70,7 +71,8 @@ class ImageClassifier:
 
     def pixels(self, data: bytes, where: str) -> np.ndarray:
         """One image's input array (without the batch axis), or a 422 naming the item."""
-        from PIL import Image, UnidentifiedImageError
+        with needs("images", "serving an image-classification model"):
+            from PIL import Image, UnidentifiedImageError
 
         Image.MAX_IMAGE_PIXELS = MAX_PIXELS
         try:

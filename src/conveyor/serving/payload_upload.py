@@ -11,14 +11,14 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
+from conveyor.extras import needs
+
 
 class S3Uploader:
     def __init__(self, url: str, folder: str) -> None:
-        try:
+        with needs("s3", "payload logs on S3"):
             import boto3
             from botocore.config import Config
-        except ImportError:
-            raise ValueError("payload logs to s3:// need boto3 (pip install boto3)") from None
         parsed = urlparse(url)
         if not parsed.netloc:
             raise ValueError(f"invalid payload log destination {url!r}: expected s3://bucket/prefix")

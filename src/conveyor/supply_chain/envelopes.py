@@ -10,15 +10,17 @@ import json
 from typing import Any
 
 from conveyor.errors import ChainBroken
-from conveyor.supply_chain.keys import SigningKey, TrustedKey, short
+from conveyor.extras import needs
+from conveyor.supply_chain.keys import SUPPLY_CHAIN, SigningKey, TrustedKey, short
 
 IN_TOTO = "application/vnd.in-toto+json"
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 
 
 def sign(payload: dict[str, Any], payload_type: str, key: SigningKey) -> dict[str, Any]:
-    from securesystemslib.dsse import Envelope
-    from securesystemslib.signer import CryptoSigner, SSlibKey
+    with needs("supply-chain", SUPPLY_CHAIN):
+        from securesystemslib.dsse import Envelope
+        from securesystemslib.signer import CryptoSigner, SSlibKey
 
     public = SSlibKey.from_crypto(key.public, keyid=key.key_id)
     envelope = Envelope(json.dumps(payload, sort_keys=True).encode(), payload_type, {})
@@ -28,16 +30,18 @@ def sign(payload: dict[str, Any], payload_type: str, key: SigningKey) -> dict[st
 
 def unsigned(payload: dict[str, Any], payload_type: str) -> dict[str, Any]:
     """An envelope without signatures (a build without a key): readable, refused by ``verify``."""
-    from securesystemslib.dsse import Envelope
+    with needs("supply-chain", SUPPLY_CHAIN):
+        from securesystemslib.dsse import Envelope
 
     return Envelope(json.dumps(payload, sort_keys=True).encode(), payload_type, {}).to_dict()
 
 
 def verify(document: dict[str, Any], payload_type: str, trusted: list[TrustedKey], what: str) -> tuple[dict, str]:
     """(the payload, the signer's key id) when a trusted key signed ``document``; ChainBroken otherwise."""
-    from securesystemslib.dsse import Envelope
-    from securesystemslib.exceptions import VerificationError
-    from securesystemslib.signer import Key, SSlibKey
+    with needs("supply-chain", SUPPLY_CHAIN):
+        from securesystemslib.dsse import Envelope
+        from securesystemslib.exceptions import VerificationError
+        from securesystemslib.signer import Key, SSlibKey
 
     try:
         envelope = Envelope.from_dict(document)

@@ -16,12 +16,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from typing import TYPE_CHECKING
 
 from conveyor.errors import InvalidInput, NotFound
+from conveyor.extras import needs
+
+# what every module of the supply chain names when its extra is missing
+SUPPLY_CHAIN = "the supply chain (keys, signatures, SBOMs, provenance)"
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 KEY_ENV = "CONVEYOR_SIGNING_KEY"  # a private key's PEM itself (a CI secret) when no --key file is given
 TRUSTED_ENV = "CONVEYOR_TRUSTED_KEYS"  # public key files, separated like PATH
@@ -56,6 +60,9 @@ class TrustedKey:
 
 
 def public_pem(public: PublicKeyTypes) -> bytes:
+    with needs("supply-chain", SUPPLY_CHAIN):
+        from cryptography.hazmat.primitives import serialization
+
     return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -75,6 +82,10 @@ def generate(prefix: Path, key_type: str = "ecdsa-p256", force: bool = False) ->
     for path in (private_path, public_path):
         if path.exists() and not force:
             raise InvalidInput(f"{path} exists: choose another name or pass --force")
+    with needs("supply-chain", SUPPLY_CHAIN):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
     private: PrivateKeyTypes = (
         ec.generate_private_key(ec.SECP256R1()) if key_type == "ecdsa-p256" else ed25519.Ed25519PrivateKey.generate()
     )
@@ -99,6 +110,9 @@ def load_signing_key(path: Path | None) -> SigningKey:
         pem, source = os.environ[KEY_ENV].encode(), f"${KEY_ENV}"
     else:
         raise InvalidInput(f"no signing key: pass --key FILE or set {KEY_ENV} to the key's PEM")
+    with needs("supply-chain", SUPPLY_CHAIN):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, ed25519
     try:
         private = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
@@ -144,6 +158,8 @@ def load_trusted_keys(paths: list[Path] | None) -> list[TrustedKey]:
     for path in chosen:
         if not path.is_file():
             raise NotFound(f"trusted key {path} does not exist")
+        with needs("supply-chain", SUPPLY_CHAIN):
+            from cryptography.hazmat.primitives import serialization
         try:
             public = serialization.load_pem_public_key(path.read_bytes())
         except ValueError as exc:

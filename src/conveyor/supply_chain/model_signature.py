@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING
 
 from conveyor.digest import sha256_file
 from conveyor.errors import ChainBroken, InvalidInput
+from conveyor.extras import needs
 from conveyor.registry.base import COMPLETE_MARKER, Silent, download_version
 from conveyor.registry.blobs import BlobCorrupt
 from conveyor.registry.records import ModelVersion
-from conveyor.supply_chain.keys import SigningKey, TrustedKey, private_key_file, short
+from conveyor.supply_chain.keys import SUPPLY_CHAIN, SigningKey, TrustedKey, private_key_file, short
 
 if TYPE_CHECKING:
     from model_signing.hashing import Config as HashingConfig
@@ -51,14 +52,16 @@ class Signed:
 
 
 def _hashing() -> HashingConfig:
-    from model_signing import hashing
+    with needs("supply-chain", SUPPLY_CHAIN):
+        from model_signing import hashing
 
     return hashing.Config().set_ignored_paths(paths=IGNORED)
 
 
 def sign_folder(folder: Path, key: SigningKey, signature: Path) -> None:
-    import model_signing
-    from cryptography.hazmat.primitives.asymmetric import ec
+    with needs("supply-chain", SUPPLY_CHAIN):
+        import model_signing
+        from cryptography.hazmat.primitives.asymmetric import ec
 
     if not isinstance(key.private, ec.EllipticCurvePrivateKey):
         raise InvalidInput(f"{key.source}: OpenSSF model signing needs an ECDSA key (conveyor keys generate)")
@@ -113,9 +116,10 @@ def verify_folder(folder: Path, bundle: bytes, trusted: list[TrustedKey], what: 
 
     Raises ChainBroken naming the broken link: unsigned, an untrusted signer, or the files
     that were changed, added or removed since signing."""
-    import model_signing
-
     from conveyor.supply_chain.keys import public_pem
+
+    with needs("supply-chain", SUPPLY_CHAIN):
+        import model_signing
 
     hint = _signer_hint(bundle)
     candidates = [k for k in trusted if hint is None or k.key_id == hint]

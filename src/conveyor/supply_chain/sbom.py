@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor import __version__
+from conveyor.extras import needs
 from conveyor.packaging.requirements import Pin
 from conveyor.registry.records import ModelVersion
 
@@ -26,11 +27,12 @@ SBOM_LABEL = "ai.conveyor.sbom.digest"
 
 def write_sbom(version: ModelVersion, pins: list[Pin], image_name: str) -> str:
     """The SBOM as CycloneDX 1.6 JSON."""
-    from cyclonedx.model import HashAlgorithm, HashType, Property
-    from cyclonedx.model.bom import Bom
-    from cyclonedx.model.component import Component, ComponentType
-    from cyclonedx.output.json import JsonV1Dot6
-    from packageurl import PackageURL
+    with needs("supply-chain", "the image's SBOM (conveyor package and build)"):
+        from cyclonedx.model import HashAlgorithm, HashType, Property
+        from cyclonedx.model.bom import Bom
+        from cyclonedx.model.component import Component, ComponentType
+        from cyclonedx.output.json import JsonV1Dot6
+        from packageurl import PackageURL
 
     # Deterministic: the same version and wheels give the same SBOM, so its image layer is cached
     # and two builds of one version carry byte-identical SBOMs.

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from conveyor.extras import needs
 from conveyor.task_kinds import Task
 from conveyor.verify.contract import Contract, InvalidCase, V2Settings
 
@@ -96,7 +97,8 @@ def _tabular(task: Task, parameters: dict[str, Any]) -> dict[str, Any]:
 
 
 def _image(parameters: dict[str, Any]) -> dict[str, Any]:
-    from PIL import Image
+    with needs("images", "an image-classification model's contract"):
+        from PIL import Image
 
     image = parameters["image"]
     mode = "L" if image.get("channels") == 1 else "RGB"

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from conveyor.convert.conversion import Conversion, quiet_exporter, write_folder
-from conveyor.convert.frameworks import need, version_of
+from conveyor.convert.frameworks import version_of
 from conveyor.convert.gate import ConversionRefused, check_conversion, refusal
 from conveyor.convert.options import ConvertOptions
 from conveyor.errors import InvalidInput
+from conveyor.extras import require
 from conveyor.serving.spec import ModelSpec, ResolvedModel, Source
 
 NAME = "huggingface"
@@ -79,9 +80,9 @@ def convert(path: Path, out: Path, name: str, options: ConvertOptions) -> Conver
     from conveyor.serving.model import TextClassifier, softmax
     from conveyor.serving.runtime import RuntimeOptions
 
-    torch = need("torch", "huggingface")
-    transformers = need("transformers", "huggingface")
-    need("onnxscript", "huggingface")
+    torch = require("torch", extra="huggingface", for_="converting this model")
+    transformers = require("transformers", extra="huggingface", for_="converting this model")
+    require("onnxscript", extra="huggingface", for_="converting this model")
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     if not (path / "tokenizer.json").is_file():

@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from conveyor.convert.conversion import Conversion, quiet_exporter, write_folder
-from conveyor.convert.frameworks import need, version_of
+from conveyor.convert.frameworks import version_of
 from conveyor.convert.gate import ConversionRefused, check_conversion, refusal
 from conveyor.convert.options import ConvertOptions
 from conveyor.errors import InvalidInput
+from conveyor.extras import require
 from conveyor.serving.spec import ImageInput, ModelSpec, ResolvedModel, Source
 
 NAME = "pytorch"
@@ -45,7 +46,7 @@ def accepts(path: Path) -> bool:
 
 def _load(path: Path, options: ConvertOptions) -> tuple[Any, Any, tuple[int, ...], str]:
     """(the callable original, what torch.onnx exports, one input's shape, how it was saved)."""
-    torch = need("torch", "torch")
+    torch = require("torch", extra="torch", for_="converting this model")
     if path.suffix == ".pt2":
         try:
             program = torch.export.load(str(path))
@@ -81,7 +82,7 @@ def _load(path: Path, options: ConvertOptions) -> tuple[Any, Any, tuple[int, ...
 
 
 def _export(exportable: Any, shape: tuple[int, ...], saved_as: str, out: Path) -> None:
-    torch = need("torch", "torch")
+    torch = require("torch", extra="torch", for_="converting this model")
     quiet_exporter()
     example = torch.rand(2, *shape)
     with warnings.catch_warnings():
@@ -92,7 +93,7 @@ def _export(exportable: Any, shape: tuple[int, ...], saved_as: str, out: Path) -
                 dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
             )  # fmt: skip
             return
-        need("onnxscript", "torch")
+        require("onnxscript", extra="torch", for_="converting this model")
         program = exportable
         if not hasattr(exportable, "graph_signature"):  # a module: trace it with a dynamic batch first
             program = torch.export.export(exportable, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
@@ -135,7 +136,7 @@ def _image(shape: tuple[int, ...], options: ConvertOptions) -> ImageInput:
 
 
 def _original_scores(original: Any, batch: np.ndarray) -> np.ndarray:
-    torch = need("torch", "torch")
+    torch = require("torch", extra="torch", for_="converting this model")
     with torch.no_grad():
         out = original(torch.from_numpy(batch))
     if isinstance(out, tuple | list):

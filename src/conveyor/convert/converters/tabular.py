@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from conveyor.convert.conversion import Conversion, write_folder
-from conveyor.convert.frameworks import Framework, Loaded, frameworks, need
+from conveyor.convert.frameworks import Framework, Loaded, frameworks
 from conveyor.convert.gate import DEFAULT_AGREEMENT, DEFAULT_TOLERANCE, ConversionRefused, check_conversion, refusal
 from conveyor.convert.options import ConvertOptions
 from conveyor.errors import InvalidInput
+from conveyor.extras import require
 from conveyor.serving.spec import ORIGINAL_FOLDER, Feature, ModelSpec, ResolvedModel, Source
 
 NAME = "tabular"
@@ -60,7 +61,7 @@ def load_original(path: Path) -> tuple[Framework, Loaded]:
     if path.suffix not in PICKLES:
         raise InvalidInput(f"{path.name}: not a model file Conveyor converts (joblib/pickle, XGBoost, LightGBM)")
     try:
-        joblib = need("joblib", "sklearn")
+        joblib = require("joblib", extra="sklearn", for_="converting this model")
         model = joblib.load(path)
     except (pickle.UnpicklingError, EOFError, ValueError, KeyError) as exc:
         raise InvalidInput(f"{path.name}: not a joblib or pickle file ({exc})") from None
@@ -76,7 +77,7 @@ def load_original(path: Path) -> tuple[Framework, Loaded]:
 
 def read_sample(path: Path) -> Any:
     """Rows as a pandas frame: CSV with a header, or JSON records / pandas' split orientation."""
-    pandas = need("pandas", "sklearn")
+    pandas = require("pandas", extra="sklearn", for_="converting this model")
     try:
         if path.suffix == ".csv":
             frame = pandas.read_csv(path)
@@ -137,7 +138,7 @@ def features_of(framework: Framework, loaded: Loaded, sample: Any | None) -> tup
 
 def generated_rows(framework: Framework, loaded: Loaded, features: list[Feature], count: int = GENERATED_ROWS) -> Any:
     """Rows spread over what the model records about its inputs: split thresholds, scaler statistics, categories."""
-    pandas = need("pandas", "sklearn")
+    pandas = require("pandas", extra="sklearn", for_="converting this model")
     random = np.random.default_rng(20261204)
     ranges = framework.ranges(loaded)
     columns: dict[str, Any] = {}
@@ -172,13 +173,13 @@ def convert_tabular(
     """Convert PATH into the folder OUT (created), or raise ConversionRefused with the rows that disagree.
 
     ``labels`` renames a classifier's classes (a native XGBoost or LightGBM file numbers them)."""
-    import onnx
-
     from conveyor.serving.runtime import RuntimeOptions
     from conveyor.serving.tabular import TabularModel
 
     path = Path(path)
-    framework, loaded = load_original(path)
+    framework, loaded = load_original(path)  # a missing converter names its framework's extra
+    import onnx  # every framework's extra brings it (skl2onnx, onnxmltools)
+
     if labels:
         if loaded.task != "tabular-classification" or len(labels) != len(loaded.labels):
             raise InvalidInput(

@@ -78,17 +78,3 @@ def version_of(distribution: str) -> str:
         except PackageNotFoundError:
             continue
     return "unknown"
-
-
-def need(module: str, extra: str, purpose: str = "converting this model") -> Any:
-    """Import an optional module (a converter's, MLflow's, KFP's), or say which extra installs it."""
-    import importlib
-
-    from conveyor.errors import InvalidInput
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise InvalidInput(
-            f"{purpose} needs {module.split('.')[0]} ({exc.name} is not installed): pip install 'conveyor-ml[{extra}]'"
-        ) from None

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from conveyor.convert.frameworks import Loaded, need, version_of
+from conveyor.convert.frameworks import Loaded, version_of
+from conveyor.extras import require
 from conveyor.serving.spec import Feature
 
 NAME = "lightgbm"
@@ -32,7 +33,7 @@ def load(path: Path) -> Loaded | None:
     with open(path, "rb") as handle:
         if not handle.read(64).startswith(b"tree\n"):
             return None
-    lightgbm = need("lightgbm", "lightgbm")
+    lightgbm = require("lightgbm", extra="lightgbm", for_="converting this model")
     return describe(lightgbm.Booster(model_file=str(path)))
 
 
@@ -106,8 +107,8 @@ def ranges(loaded: Loaded) -> dict[str, tuple[float, float]]:
 
 
 def to_onnx(loaded: Loaded, features: list[Feature]) -> Any:
-    convert = need("onnxmltools.convert", "lightgbm")
-    types = need("onnxmltools.convert.common.data_types", "lightgbm")
+    convert = require("onnxmltools.convert", extra="lightgbm", for_="converting this model")
+    types = require("onnxmltools.convert.common.data_types", extra="lightgbm", for_="converting this model")
     initial = [("input", types.FloatTensorType([None, len(features)]))]
     return convert.convert_lightgbm(loaded.model, initial_types=initial, zipmap=False)
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from conveyor.convert.frameworks import Loaded, need, version_of
+from conveyor.convert.frameworks import Loaded, version_of
+from conveyor.extras import require
 from conveyor.serving.spec import Feature
 
 NAME = "scikit-learn"
@@ -167,8 +168,8 @@ def _register_boosters() -> None:
 
 
 def to_onnx(loaded: Loaded, features: list[Feature]) -> Any:
-    skl2onnx = need("skl2onnx", "sklearn")
-    types = need("skl2onnx.common.data_types", "sklearn")
+    skl2onnx = require("skl2onnx", extra="sklearn", for_="converting this model")
+    types = require("skl2onnx.common.data_types", extra="sklearn", for_="converting this model")
     _register_boosters()
     model = loaded.model
     if _column_transformer(model) is not None:

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from conveyor.convert.frameworks import Loaded, need, version_of
+from conveyor.convert.frameworks import Loaded, version_of
+from conveyor.extras import require
 from conveyor.serving.spec import Feature
 
 NAME = "xgboost"
@@ -44,7 +45,7 @@ def load(path: Path) -> Loaded | None:
             return None
         if not isinstance(head, dict) or "learner" not in head:
             return None
-    xgboost = need("xgboost", "xgboost")
+    xgboost = require("xgboost", extra="xgboost", for_="converting this model")
     booster = xgboost.Booster()
     booster.load_model(str(path))
     objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
@@ -104,8 +105,8 @@ def ranges(loaded: Loaded) -> dict[str, tuple[float, float]]:
 
 
 def to_onnx(loaded: Loaded, features: list[Feature]) -> Any:
-    convert = need("onnxmltools.convert", "xgboost")
-    types = need("onnxmltools.convert.common.data_types", "xgboost")
+    convert = require("onnxmltools.convert", extra="xgboost", for_="converting this model")
+    types = require("onnxmltools.convert.common.data_types", extra="xgboost", for_="converting this model")
     unnamed = copy.deepcopy(loaded.model)
     unnamed.get_booster().feature_names = None  # onnxmltools reads features as f0, f1, ...
     return convert.convert_xgboost(unnamed, initial_types=[("input", types.FloatTensorType([None, len(features)]))])

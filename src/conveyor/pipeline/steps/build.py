@@ -22,7 +22,7 @@ class BuildArgs(StepArgs):
     sign: SignWith = None
 
 
-@step_type("build", container_login=True, signs=True, args=BuildArgs)
+@step_type("build", container_login=True, signs=True, args=BuildArgs, extras=("build",))
 def build(ctx: StepContext[BuildArgs]) -> dict[str, Any]:
     """Build ``with.ref`` into image ``with.tag`` (``with.base_image``, ``with.builder``)."""
     from datetime import UTC, datetime

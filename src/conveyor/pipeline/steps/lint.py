@@ -13,7 +13,7 @@ class LintArgs(StepArgs):
     path: str = "."  # relative to the project
 
 
-@step_type("lint", args=LintArgs)
+@step_type("lint", args=LintArgs, extras=("lint",))
 def lint(ctx: StepContext[LintArgs]) -> dict[str, Any]:
     """ruff over ``with.path`` (default: the project)."""
     from conveyor.verify.checks import CheckFailed, Context, SkipCheck, find_check

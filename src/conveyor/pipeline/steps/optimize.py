@@ -39,7 +39,7 @@ def _paths(ctx: StepContext[OptimizeArgs], value: str | list[str]) -> list[Path]
     return [Path(item) if Path(item).is_absolute() else ctx.project / item for item in items]
 
 
-@step_type("optimize", args=OptimizeArgs)
+@step_type("optimize", args=OptimizeArgs, extras=("optimize",))
 def optimize(ctx: StepContext[OptimizeArgs]) -> dict[str, Any]:
     """A faster variant of ``with.ref`` (see ``DEFAULT_METHODS``), gated on label agreement and registered."""
     from conveyor.optimize.run import GateRefused, evaluation_inputs, evaluation_texts

@@ -21,7 +21,7 @@ class PushArgs(StepArgs):
     sign: SignWith = None
 
 
-@step_type("push", container_login=True, signs=True, args=PushArgs)
+@step_type("push", container_login=True, signs=True, args=PushArgs, extras=("supply-chain",))
 def push(ctx: StepContext[PushArgs]) -> dict[str, Any]:
     """Push ``with.image`` (to ``with.to``; ``with.tls_verify``, credentials from the environment)."""
     from conveyor.packaging.builders import detect_builder

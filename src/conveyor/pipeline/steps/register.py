@@ -8,13 +8,16 @@ Files that cannot be served are refused (``serving.intake``) unless ``with.check
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from conveyor.pipeline.context import StepContext
 from conveyor.pipeline.step_args import SignWith, StepArgs, Switch
 from conveyor.pipeline.step_types import step_type
+
+if TYPE_CHECKING:
+    from conveyor.pipeline.spec import Step
 
 
 class RegisterArgs(StepArgs):
@@ -29,7 +32,11 @@ class RegisterArgs(StepArgs):
     sign: SignWith = None
 
 
-@step_type("register", signs=True, args=RegisterArgs)
+def _extras(step: Step) -> tuple[str, ...]:
+    return ("supply-chain",) if step.with_.get("sign") not in (None, False) else ()
+
+
+@step_type("register", signs=True, args=RegisterArgs, extras=_extras)
 def register(ctx: StepContext[RegisterArgs]) -> dict[str, Any]:
     """Register ``with.path`` as ``with.name`` (aliases, metrics, properties; lineage run id = this run)."""
     from conveyor.pipeline.decisions import run_approvals

@@ -7,13 +7,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from conveyor.pipeline.context import StepContext, StepFailed
 from conveyor.pipeline.step_args import Flag, StepArgs, Switch
 from conveyor.pipeline.step_types import step_type
+
+if TYPE_CHECKING:
+    from conveyor.pipeline.spec import Step
 
 
 class VerifyArgs(StepArgs):
@@ -29,7 +32,11 @@ class VerifyArgs(StepArgs):
     tls_verify: Flag = None
 
 
-@step_type("verify", args=VerifyArgs)
+def _extras(step: Step) -> tuple[str, ...]:
+    return ("supply-chain",) if step.with_.get("supply_chain") else ()
+
+
+@step_type("verify", args=VerifyArgs, extras=_extras)
 def verify(ctx: StepContext[VerifyArgs]) -> dict[str, Any]:
     """``conveyor verify`` of ``with.target`` (URL, model path, reference or image with ``with.image: true``)."""
     import sys

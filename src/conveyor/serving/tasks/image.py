@@ -9,16 +9,21 @@ JSON), or the graph's own float input by name, and answers ``label`` and ``proba
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from conveyor.errors import BadRequest, InvalidInput, UnsupportedMediaType
+from conveyor.extras import require
 from conveyor.serving.body import is_json, json_body
 from conveyor.serving.image import ImageClassifier, answers, decode_base64
 from conveyor.serving.tasks import RunAlone, Scores, Submit, TaskServer
 from conveyor.serving.tasks.text import check_item_count
 from conveyor.serving.v2 import DecodedRequest
+
+if TYPE_CHECKING:
+    from conveyor.serving.dataplane import ServingOptions
+    from conveyor.serving.spec import ResolvedModel
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg", "application/octet-stream")
 MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
@@ -28,9 +33,12 @@ EXPECTED = 'a PNG or JPEG body, or JSON with base64 images, e.g. ["iVBORw0KGgo..
 class ImageServer(TaskServer):
     model: ImageClassifier
 
-    def load(self) -> None:
-        import PIL.Image  # noqa: F401  (decoding needs Pillow: missing, the server never becomes ready)
+    def __init__(self, resolved: ResolvedModel, options: ServingOptions) -> None:
+        # decoding needs Pillow (Task.extra): said before the server starts, not as a server never ready
+        require("PIL.Image", extra="images", for_="serving an image-classification model")
+        super().__init__(resolved, options)
 
+    def load(self) -> None:
         self.model = ImageClassifier(self.resolved, self.options.runtime)
         self.model.warm_up()
 

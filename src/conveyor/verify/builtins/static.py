@@ -9,6 +9,7 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from conveyor.extras import needs
 from conveyor.verify.checks import CheckFailed, Context, SkipCheck, check
 
 
@@ -103,7 +104,8 @@ def deps_pinned(ctx: Context) -> str:
 @check("lint.ruff", "static", "the project's Python code passes ruff", needs_server=False)
 def lint_ruff(ctx: Context) -> str:
     project = _project(ctx)
-    from ruff.__main__ import find_ruff_bin
+    with needs("lint", "the lint.ruff check"):
+        from ruff.__main__ import find_ruff_bin
 
     result = subprocess.run(
         [find_ruff_bin(), "check", "--output-format", "json", "--exit-zero", "--no-cache", str(project)],

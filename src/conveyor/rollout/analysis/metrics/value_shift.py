@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from statistics import median
 
+from conveyor.extras import needs
 from conveyor.rollout.analysis.metric import AnalysisWindow, Metric, Threshold, Verdict, metric
 
 SIGNIFICANCE = 0.01
@@ -45,7 +46,8 @@ class ValueShift(Metric):
         return window.stage == "canary" and window.limits.max_value_shift is not None
 
     def measure(self, window: AnalysisWindow, verdict: Verdict) -> None:
-        from scipy.stats import ks_2samp
+        with needs("monitor", "the value-shift metric"):
+            from scipy.stats import ks_2samp
 
         limit = window.limits.max_value_shift
         canary, stable = window.traffic("canary").values, window.traffic("stable").values
