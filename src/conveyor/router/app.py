@@ -1,8 +1,7 @@
 """``conveyor router``: a reverse proxy in front of model-server backends, driven by the rollout controller.
 
-A raw ASGI app on uvicorn (httptools, uvloop) with one pooled aiohttp client (the ``[router]`` extra):
-the hot path reads the body, picks a backend from the current table, forwards, counts and answers. Admin
-endpoints live under ``/_conveyor/``; ``/metrics`` is its own Prometheus exposition (``benchmarks/router``).
+Raw ASGI on uvicorn (httptools, uvloop), one pooled aiohttp client (``[router]``): the hot path reads the body,
+picks a backend, forwards, counts, answers; admin under ``/_conveyor/``, its own ``/metrics`` (``benchmarks/router``).
 """
 
 from __future__ import annotations

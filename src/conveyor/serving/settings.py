@@ -9,13 +9,13 @@ The payload log's settings are shared with the router (``PayloadLogSettings``).
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from conveyor.errors import InvalidInput
+from conveyor.extras import require
 from conveyor.settings import LogLevel, NoDecode, ProcessSettings, split_list
 
 if TYPE_CHECKING:
@@ -57,8 +57,8 @@ class PayloadLogSettings(BaseModel):
 
         if not self.log_payloads:
             return None
-        if self.log_payloads.startswith("s3://") and importlib.util.find_spec("boto3") is None:
-            raise InvalidInput("--log-payloads s3://... needs boto3 (pip install boto3)")
+        if self.log_payloads.startswith("s3://"):
+            require("boto3", extra="s3", for_="--log-payloads s3://...")
         try:
             return PayloadLogConfig(
                 self.log_payloads,

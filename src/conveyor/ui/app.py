@@ -21,19 +21,25 @@ from typing import Any, ClassVar
 import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 
 from conveyor.errors import ClientError, ConveyorError
+from conveyor.extras import needs
 from conveyor.registry.protocol import Registry
 from conveyor.sizes import human_size
 from conveyor.ui import pipeline_pages, registry_pages, rollout_pages
 from conveyor.ui.auth import Auth, csrf_token
 from conveyor.ui.traffic_pages import TrafficSettings, traffic_panel
+
+with needs("ui", "the dashboard (conveyor ui)"):
+    # Starlette imports these only when a page first uses them: checked as the dashboard is imported
+    import jinja2  # noqa: F401
+    import python_multipart  # noqa: F401
+    from starlette.middleware.sessions import SessionMiddleware
+    from starlette.templating import Jinja2Templates
 
 HERE = Path(__file__).parent
 log = logging.getLogger("conveyor.ui")

@@ -10,7 +10,11 @@ import math
 from collections.abc import Mapping, Sequence
 from html import escape
 
-from markupsafe import Markup
+from conveyor.extras import needs
+
+with needs("ui", "the dashboard (conveyor ui)"):
+    from markupsafe import Markup
+
 
 COLOURS = {"stable": "#2563eb", "canary": "#ea580c"}
 FALLBACK = ("#16a34a", "#9333ea", "#db2777", "#0891b2", "#65a30d", "#b45309")
