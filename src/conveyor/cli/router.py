@@ -12,6 +12,7 @@ import typer
 
 from conveyor.cli.output import fail, handle_errors, stderr
 from conveyor.cli.settings_options import given_on_command_line, with_settings
+from conveyor.extras import require
 from conveyor.ports import check_port_free
 from conveyor.router.settings import RouterSettings
 from conveyor.tls import server_tls
@@ -40,6 +41,8 @@ def router(context: typer.Context, **options: Any) -> None:
     """
     from pydantic import ValidationError
 
+    with handle_errors():  # the router's upstream client, before its modules import it
+        require("aiohttp", extra="router", for_="conveyor router")
     from conveyor.rollout.status import routes_file, write_router_address
     from conveyor.router.app import RouterOptions, load_table, run_router
     from conveyor.router.routing import BackendSpec, RouteTable

@@ -1,7 +1,9 @@
 """``conveyor router``: a reverse proxy in front of model-server backends, driven by the rollout controller.
 
-Raw ASGI on uvicorn (httptools, uvloop), one pooled aiohttp client (``[router]``): the hot path reads the body,
-picks a backend, forwards, counts, answers; admin under ``/_conveyor/``, its own ``/metrics`` (``benchmarks/router``).
+A raw ASGI app on uvicorn (httptools, uvloop) with one pooled aiohttp client (the ``[router]`` extra, which
+``conveyor router`` checks before importing this): the hot path reads the body, picks a backend from the current
+table, forwards, counts and answers. Admin endpoints live under ``/_conveyor/``; ``/metrics`` is the router's own
+Prometheus exposition. Measured in ``benchmarks/router``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -21,7 +24,6 @@ from pydantic import ValidationError
 from conveyor import tracing
 from conveyor.atomic import write_atomic
 from conveyor.errors import ClientError
-from conveyor.extras import needs
 from conveyor.request_ids import HEADER as REQUEST_ID
 from conveyor.request_ids import client_request_id, new_request_id
 from conveyor.router.asgi import HOP_BY_HOP, Receive, Send, TooLarge, error_body, read_body, send_json
@@ -32,9 +34,6 @@ from conveyor.router.predictions import read_predictions
 from conveyor.router.requests import RecentRequests
 from conveyor.router.routing import PIN_HEADER, SERVED_BY_HEADER, BackendSpec, RouteTable, pick
 from conveyor.router.stats import LIVE, RouterStats, StatsCollector
-
-with needs("router", "conveyor router"):
-    import aiohttp
 
 if TYPE_CHECKING:
     from conveyor.router.payload_log import RouterPayloads

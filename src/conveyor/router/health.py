@@ -7,11 +7,9 @@ import logging
 import time
 from dataclasses import dataclass
 
-from conveyor.extras import needs
-from conveyor.router.routing import RouteTable
+import aiohttp
 
-with needs("router", "conveyor router"):
-    import aiohttp
+from conveyor.router.routing import RouteTable
 
 log = logging.getLogger("conveyor.router")
 

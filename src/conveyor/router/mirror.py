@@ -11,14 +11,12 @@ import asyncio
 import random
 import time
 
-from conveyor.extras import needs
+import aiohttp
+
 from conveyor.router.health import HealthTracker
 from conveyor.router.predictions import Predictions, agree, read_predictions
 from conveyor.router.routing import BackendSpec, RouteTable
 from conveyor.router.stats import MIRROR, RouterStats
-
-with needs("router", "conveyor router"):
-    import aiohttp
 
 
 class Mirrors:

@@ -21,10 +21,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 import orjson
 
 from conveyor.errors import ClientError, Conflict
-from conveyor.extras import needs
 from conveyor.router.inputs import classic_items
 from conveyor.router.requests import RecentRequests, Served
 from conveyor.router.routing import BackendSpec
@@ -32,9 +32,6 @@ from conveyor.serving.feedback import check_entry, entry_request_id, feedback_it
 from conveyor.serving.payload_record import RequestRecord, record_time
 from conveyor.serving.payloads import PayloadLog, PayloadLogConfig
 from conveyor.task_kinds import Task
-
-with needs("router", "conveyor router"):
-    import aiohttp
 
 log = logging.getLogger("conveyor.router")
 
