@@ -27,7 +27,9 @@ from conveyor.settings import ProcessSettings, SettingField, setting_fields
 Command = TypeVar("Command", bound=Callable[..., None])
 
 
-def _above(bound: float) -> Callable[[Any], Any]:
+def greater_than(bound: float) -> Callable[[Any], Any]:
+    """A Typer callback refusing values at or below ``bound`` (click's ranges only have >=)."""
+
     def check(value: Any) -> Any:
         if value is not None and value <= bound:
             raise typer.BadParameter(f"must be greater than {bound:g}")
@@ -50,7 +52,7 @@ def _parameter(field: SettingField) -> inspect.Parameter:
         show_default=field.show_default,
         min=field.ge,
         max=field.le,
-        callback=_above(field.gt) if field.gt is not None else None,
+        callback=greater_than(field.gt) if field.gt is not None else None,
         case_sensitive=False,
     )
     kind: Any = Literal[field.choices] if field.choices else field.kind

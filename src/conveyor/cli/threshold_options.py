@@ -7,14 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-
-def _above(bound: float) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        if value is not None and value <= bound:
-            raise typer.BadParameter(f"must be greater than {bound:g}")
-        return value
-
-    return check
+from conveyor.cli.settings_options import greater_than
 
 
 def with_threshold_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -39,7 +32,7 @@ def with_threshold_options(command: Callable[..., None]) -> Callable[..., None]:
             help=f"{threshold.help[0].upper()}{threshold.help[1:]} [default: conveyor.yaml, else {default}].",
             min=threshold.ge,
             max=threshold.le,
-            callback=_above(threshold.gt) if threshold.gt is not None else None,
+            callback=greater_than(threshold.gt) if threshold.gt is not None else None,
             rich_help_panel="Analysis thresholds",
         )
         annotation = Annotated[kind | None, option]
