@@ -308,8 +308,9 @@ def watch(
         polled = watcher.polled_triggers()
         for trigger in polled:
             stdout.print(f"watching {describe(trigger)}", highlight=False)
+        poller: threading.Thread | None = None
         if polled:
-            threading.Thread(
+            poller = threading.Thread(
                 target=watcher.poll,
                 args=(
                     stop_polling,
@@ -317,7 +318,8 @@ def watch(
                     lambda text: stderr.print(f"warning: {text}", highlight=False),
                 ),
                 daemon=True,
-            ).start()
+            )
+            poller.start()
     outcome = 0
     try:
         while True:
@@ -342,6 +344,11 @@ def watch(
         pass
     finally:
         stop_polling.set()
+        if poller is not None:
+            # let a poll that is under way finish: a process that exits while a thread is inside
+            # native code (a drift statistic, a model session) can abort in its C++ teardown
+            # ("terminate called without an active exception") instead of exiting with its outcome
+            poller.join(timeout=60)
         watcher.stop()
         if hooked is not None:
             local, url = hooked
