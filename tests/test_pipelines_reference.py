@@ -15,6 +15,9 @@ from tests.machine import tool
 from tests.registry_fixtures import run_cli
 from tests.test_packaging import base_image  # noqa: F401  (the session fixture)
 
+# the optimize gate's refusals (conveyor/optimize/run.py): honest outcomes on another machine
+GATE_REFUSALS = ("no variant agrees with", "no variant that agrees is faster than")
+
 # trains the reference model, builds an image
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -44,7 +47,13 @@ def _training_registers_and_its_gate_refuses_worse_models(home: Path, monkeypatc
     env = {"CONVEYOR_HOME": str(home)}
     monkeypatch.setenv("CONVEYOR_HOME", str(home))
     code, run = pipeline("train", env=env)
-    assert code == 0, {k: v["message"] for k, v in run["steps"].items()}
+    optimize = run["steps"]["optimize"]
+    # The int8 variant is registered only if it agrees with the original on this CPU's int8 kernels
+    # and measures faster in-process on this machine: a refusal that names either reason is the
+    # gate working (a busy or VNNI-less CI machine), any other failure is a defect.
+    variant_refused = optimize["status"] == "failure" and any(r in optimize["message"] for r in GATE_REFUSALS)
+    failed = {k: f"{v['status']}: {v['message']}" for k, v in run["steps"].items() if v["status"] != "success"}
+    assert code == (1 if variant_refused else 0) and set(failed) <= ({"optimize"} if variant_refused else set()), failed
     version = open_local().resolve("sentiment@production")
     assert version.version == 1
     assert version.lineage.run_id == run["id"]
@@ -53,12 +62,13 @@ def _training_registers_and_its_gate_refuses_worse_models(home: Path, monkeypatc
     assert len(version.properties["data_digest"]) == 64
     assert version.lineage.git_commit
     # the optimize step: the int8 variant registered beside it, gated on agreement on the held-out split
-    assert run["steps"]["optimize"]["status"] == "success", run["steps"]["optimize"]["message"]
-    variant = open_local().resolve("sentiment:2")
-    assert variant.lineage.optimized_from == "sentiment:1"
-    assert variant.properties["optimization"] == "fused-int8-smooth"
-    assert variant.lineage.metrics["agreement"] >= 0.985  # conveyor.yaml's min_agreement for the reference
+    if not variant_refused:
+        variant = open_local().resolve("sentiment:2")
+        assert variant.lineage.optimized_from == "sentiment:1"
+        assert variant.properties["optimization"] == "fused-int8-smooth"
+        assert variant.lineage.metrics["agreement"] >= 0.985  # conveyor.yaml's min_agreement for the reference
     assert open_local().resolve("sentiment@production").version == 1, "the variant waits for its canary"
+    registered = [1] if variant_refused else [1, 2]
 
     code, refused = pipeline("train", "--param", "accuracy_threshold=0.99", env=env)
     assert code == 1
@@ -67,7 +77,7 @@ def _training_registers_and_its_gate_refuses_worse_models(home: Path, monkeypatc
     assert "below the threshold 0.99" in refused["steps"]["evaluate"]["message"]
     assert refused["steps"]["register"]["status"] == "skipped"
     assert refused["steps"]["optimize"]["status"] == "skipped"
-    assert [v.version for v in open_local().list_versions("sentiment")] == [1, 2]
+    assert [v.version for v in open_local().list_versions("sentiment")] == registered
 
     # a better model at @production: the same accuracy is now below it
     folder = Path(run["artifacts"]) / "model"
@@ -81,7 +91,7 @@ def _training_registers_and_its_gate_refuses_worse_models(home: Path, monkeypatc
     code, worse = pipeline("train", env=env)
     assert code == 1
     assert "below @production's 0.9900" in worse["steps"]["evaluate"]["message"]
-    assert open_local().resolve("sentiment@production").version == 3
+    assert open_local().resolve("sentiment@production").version == registered[-1] + 1
 
 
 def _delivery_builds_verifies_and_moves_staging(home: Path, monkeypatch: pytest.MonkeyPatch, request) -> None:
