@@ -1,4 +1,4 @@
-"""``conveyor registry``: run the registry server and manage its tokens and webhooks."""
+"""``conveyor registry``: run the registry server, manage its tokens and webhooks, read its audit log."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from conveyor.tls import server_tls
 
 PROJECT_FILE = Path("conveyor.yaml")
 
-app = typer.Typer(rich_markup_mode=None, help="The registry server, its tokens and webhooks.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None, help="The registry server, its tokens and webhooks, its audit log.", no_args_is_help=True
+)
 token_app = typer.Typer(
     rich_markup_mode=None, help="Bearer tokens for the registry server (stored hashed).", no_args_is_help=True
 )
@@ -75,7 +77,9 @@ def serve(context: typer.Context, **options: Any) -> None:
     if settings.ui:
         from conveyor.ui.app import with_dashboard
 
-        app_ = with_dashboard(app_, registry, require_login=not settings.insecure_no_auth)
+        app_ = with_dashboard(
+            app_, registry, require_login=not settings.insecure_no_auth, idle_minutes=settings.session_idle_minutes
+        )
     shown = make_url(normalize_url(registry.store.url)).render_as_string(hide_password=True)
     scheme = "https" if tls else "http"
     stdout.print(f"registry on {scheme}://{host}:{port}  metadata {shown}  blobs {registry.blobs.url}")
@@ -87,7 +91,13 @@ def serve(context: typer.Context, **options: Any) -> None:
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Argument(help="Who or what the token is for, e.g. ci-github.")],
-    scope: Annotated[str, typer.Option(help="read (download, list) or write (also register, alias, tag).")] = "read",
+    scope: Annotated[
+        str,
+        typer.Option(
+            help="read (download, list), write (also register, alias, tag, tighten a signing policy) "
+            "or admin (also relax a signing policy)."
+        ),
+    ] = "read",
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -155,3 +165,39 @@ def webhook_remove(url: Annotated[str, typer.Argument()], database: DatabaseOpti
     with handle_errors():
         open_local(database).webhooks.remove(url)
     stdout.print(f"webhook {url} removed")
+
+
+@app.command("audit")
+def audit(
+    model: Annotated[str | None, typer.Option("--model", help="Only the entries about this model.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only entries this recent: a duration (30m, 12h, 7d) or an ISO date or time."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many entries, the newest.")] = 100,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the audit log: who changed what, when and from where (oldest first).
+
+    \b
+    Versions created, archived and deleted; aliases moved and deleted; tags changed; signing
+    policies tightened, relaxed or refused; tokens created and revoked; webhooks added and
+    removed.  Who: a token's name, or local:<os user> for commands run on the database itself.
+    The log is append-only: nothing in Conveyor edits or deletes an entry."""
+    from conveyor.durations import parse_since
+    from conveyor.registry.audit import one_line
+
+    with handle_errors():
+        start = parse_since(since) if since else None
+        entries = open_local(database).audit.entries(model=model, since=start, limit=limit)
+    if as_json:
+        print_json([entry.model_dump(mode="json") for entry in entries])
+        return
+    table = new_table("audit log")
+    for column in ("when (UTC)", "who", "from", "action", "what", "before", "after"):
+        table.add_column(column, overflow="fold")  # an 80-column terminal folds a long action, never cuts it
+    for e in entries:
+        shown = (one_line(e.before), one_line(e.after))
+        table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.who, e.where, e.action, e.target or "", *shown)
+    stdout.print(table)

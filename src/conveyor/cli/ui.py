@@ -45,6 +45,12 @@ def ui(context: typer.Context, **options: Any) -> None:
                 "or bind 127.0.0.1 (or use conveyor registry serve --ui)"
             )
         traffic = TrafficSettings(settings.payload_logs, settings.drift_window)
-        app = create_app(store, tokens=tokens, require_login=settings.require_login, traffic=traffic)
+        app = create_app(
+            store,
+            tokens=tokens,
+            require_login=settings.require_login,
+            traffic=traffic,
+            idle_minutes=settings.session_idle_minutes,
+        )
     stdout.print(f"dashboard: http://{host}:{port}/", highlight=False)
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level, server_header=False)

@@ -1,12 +1,18 @@
-"""The embedded registry: metadata in a SQL store, files in a blob store, events to webhooks and hooks."""
+"""The embedded registry: metadata in a SQL store, files in a blob store, events to webhooks and hooks.
+
+Its changes are audited as done by its ``actor``: the local owner, or (``acting_as``) the token
+the registry server authenticated for one request.
+"""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from conveyor.errors import Conflict, InvalidInput
 from conveyor.registry.access import TokenStore, WebhookStore
+from conveyor.registry.audit import Actor, AuditLog
 from conveyor.registry.base import Progress, RegistryBase, cache_version, check_file_path, version_digest
 from conveyor.registry.blobs import BlobCorrupt, BlobStore, LocalBlobStore, file_chunks, hash_chunks
 from conveyor.registry.events import EventDispatcher, make_event
@@ -23,11 +29,24 @@ class LocalRegistry(RegistryBase):
     ) -> None:
         self.store = store
         self.blobs = blobs
-        self.tokens = TokenStore(store.engine)
-        self.webhooks = WebhookStore(store.engine)
+        self.tokens = TokenStore(store.engine, store.actor)
+        self.webhooks = WebhookStore(store.engine, store.actor)
+        self.audit = AuditLog(store.engine)
         self.events = EventDispatcher(self.webhooks.all, hooks_dir)
         self.cache_dir = cache_dir
         self.location = store.url
+
+    @property
+    def actor(self) -> Actor:
+        return self.store.actor
+
+    def acting_as(self, actor: Actor) -> LocalRegistry:
+        """This registry (the same database, blobs and webhooks) with its changes done, and audited, as ``actor``."""
+        acting = copy.copy(self)
+        acting.store = self.store.acting_as(actor)
+        acting.tokens = TokenStore(self.store.engine, actor)
+        acting.webhooks = WebhookStore(self.store.engine, actor)
+        return acting
 
     def blob_exists(self, digest: str) -> bool:
         return self.blobs.exists(digest)

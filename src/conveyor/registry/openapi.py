@@ -20,7 +20,7 @@ FILE_PATH = {"type": "string", "pattern": r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za
 ERROR = {"$ref": "#/components/schemas/Error"}
 REASONS = {
     401: "No token, or an unknown or revoked one",
-    403: "A read token asked to change something",
+    403: "A read token asked to change something, or a write token to relax a signing policy (needs admin)",
     404: "No such model, version, alias or blob",
     409: "Refused in the registry's current state (protected alias, aliased version, blob not uploaded)",
     413: "Body over the size limit",

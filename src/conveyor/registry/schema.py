@@ -1,5 +1,9 @@
 """The registry's tables, and the SQLAlchemy engine for SQLite (default) or PostgreSQL.
 
+The audit log (``audit.py``) refuses updates and deletions in the database itself: triggers made
+with its table.  A table added here reaches an existing database the next time it is opened
+(``metadata.create_all`` creates what is missing).
+
 SQLite connections run in WAL mode with foreign keys on and take the write lock when a
 transaction begins (``BEGIN IMMEDIATE``), so two processes never deadlock upgrading a read lock.
 """
@@ -27,6 +31,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy.schema import DDL
 
 from conveyor.extras import require
 
@@ -105,6 +110,35 @@ webhooks_table = Table(
     Column("secret", String(256), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+
+audit_table = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("actor", String(160), nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("action", String(48), nullable=False),
+    Column("model", String(128), index=True),
+    Column("target", String(256)),
+    Column("before", JSON),
+    Column("after", JSON),
+)
+
+_APPEND_ONLY = "the audit log is append-only"
+for _statement in (
+    f"CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END",
+    f"CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END",
+):
+    event.listen(audit_table, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
+for _statement in (
+    "CREATE OR REPLACE FUNCTION conveyor_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+    f"$$ BEGIN RAISE EXCEPTION '{_APPEND_ONLY}'; END $$",
+    "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log "
+    "FOR EACH STATEMENT EXECUTE FUNCTION conveyor_audit_append_only()",
+):
+    event.listen(audit_table, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
 
 
 def now() -> datetime:

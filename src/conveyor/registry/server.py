@@ -5,8 +5,11 @@ Uploading a version takes two steps, like an OCI registry: ``PUT`` each blob
 mismatch), then ``POST`` the version's metadata, which names those blobs.
 A version exists only once the second step succeeds.
 
-Tokens (``conveyor registry token create``) have scope ``read`` or ``write``;
-``write`` includes ``read``.  Reads need ``read``; every change needs ``write``.
+Tokens (``conveyor registry token create``) have scope ``read``, ``write`` or ``admin``, each
+including the ones before it.  Reads need ``read``; every change needs ``write``; relaxing a
+model's signing policy needs ``admin`` (``signing_policy.py``).  Each change is done as the
+request's :class:`~conveyor.registry.audit.Actor` (the token's name and scope, the client's
+address), so the audit log says who made it and from where.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from conveyor import __version__
 from conveyor.errors import InvalidInput, NotFound
 from conveyor.httputil import EXCEPTION_HANDLERS, error_response, guard
+from conveyor.registry.access import allows
+from conveyor.registry.audit import Actor
 from conveyor.registry.blobs import BlobCorrupt, check_digest
 from conveyor.registry.local import LocalRegistry
 from conveyor.registry.records import NewVersion
@@ -80,10 +85,10 @@ class TokenAuth:
             await response(scope, receive, send)
             return
         name, token_scope = found
-        if scope["method"] not in READ_METHODS and token_scope != "write":
+        if scope["method"] not in READ_METHODS and not allows(token_scope, "write"):
             await error_response(403, f"token {name!r} has read scope; this request needs write")(scope, receive, send)
             return
-        scope.setdefault("state", {})["token_name"] = name
+        scope.setdefault("state", {}).update(token_name=name, token_scope=token_scope)
         await self.app(scope, receive, send)
 
 
@@ -93,6 +98,17 @@ class Api:
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         return await anyio.to_thread.run_sync(fn, *args)
+
+    def _acting(self, request: Request) -> LocalRegistry:
+        """The registry as this request's caller: changes are checked against its scope and audited as it.
+
+        Without tokens (``--insecure-no-auth``) the caller is anonymous with write scope: it may
+        change anything but a signing policy's relaxation, which needs an admin token."""
+        client = request.client.host if request.client else "unknown"
+        name = getattr(request.state, "token_name", None)
+        scope = getattr(request.state, "token_scope", "read")
+        actor = Actor(who=name, where=client, scope=scope) if name else Actor("anonymous", client, "write")
+        return self.registry.acting_as(actor)
 
     async def _body(self, request: Request, model: type[BaseModel]) -> Any:
         raw = await request.body()
@@ -132,7 +148,7 @@ class Api:
     async def create_version(self, request: Request) -> Response:
         name = check_name(request.path_params["name"])
         new = await self._body(request, NewVersion)
-        return _json(await self._call(self.registry.create_version, name, new), 201)
+        return _json(await self._call(self._acting(request).create_version, name, new), 201)
 
     async def get_version(self, request: Request) -> Response:
         name = check_name(request.path_params["name"])
@@ -140,11 +156,11 @@ class Api:
 
     async def delete_version(self, request: Request) -> Response:
         name = check_name(request.path_params["name"])
-        return _json(await self._call(self.registry.delete_version, name, self._version(request)))
+        return _json(await self._call(self._acting(request).delete_version, name, self._version(request)))
 
     async def archive_version(self, request: Request) -> Response:
         name = check_name(request.path_params["name"])
-        return _json(await self._call(self.registry.archive_version, name, self._version(request)))
+        return _json(await self._call(self._acting(request).archive_version, name, self._version(request)))
 
     async def resolve(self, request: Request) -> Response:
         ref = request.query_params.get("ref")
@@ -156,20 +172,22 @@ class Api:
         name = check_name(request.path_params["name"])
         version = self._version(request) if "version" in request.path_params else None
         change = await self._body(request, TagChange)
-        tags = await self._call(self.registry.set_tags, name, version, change.set, change.unset)
+        tags = await self._call(self._acting(request).set_tags, name, version, change.set, change.unset)
         return _json({"tags": tags})
 
     async def set_alias(self, request: Request) -> Response:
         name = check_name(request.path_params["name"])
         alias = check_alias(request.path_params["alias"])
         move = await self._body(request, AliasMove)
-        return _json(await self._call(self.registry.set_alias, name, alias, move.version, move.force, move.protect))
+        return _json(
+            await self._call(self._acting(request).set_alias, name, alias, move.version, move.force, move.protect)
+        )
 
     async def delete_alias(self, request: Request) -> Response:
         name = check_name(request.path_params["name"])
         alias = check_alias(request.path_params["alias"])
         force = _flag(request, "force")
-        version = await self._call(self.registry.delete_alias, name, alias, force)
+        version = await self._call(self._acting(request).delete_alias, name, alias, force)
         return _json({"alias": alias, "version": version})
 
     async def head_blob(self, request: Request) -> Response:

@@ -14,9 +14,10 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from conveyor.settings import LogLevel, ProcessSettings
+from conveyor.ui.settings import DashboardSessionSettings
 
 
-class RegistryServerSettings(ProcessSettings):
+class RegistryServerSettings(ProcessSettings, DashboardSessionSettings):
     """Everything ``conveyor registry serve`` reads."""
 
     model_config = SettingsConfigDict(env_prefix="CONVEYOR_REGISTRY_SERVER_")

@@ -4,27 +4,23 @@ Version numbers come from a per-model counter updated inside the same
 transaction that inserts the version, under a write lock (``BEGIN IMMEDIATE``
 on SQLite, ``SELECT ... FOR UPDATE`` on PostgreSQL), so concurrent
 registrations from several processes get distinct numbers. The tables and the
-engine: :mod:`conveyor.registry.schema`.
+engine: :mod:`conveyor.registry.schema`.  Each change is audited in its own transaction as done by
+the store's ``actor`` (``acting_as``; the local owner by default), who may or may not relax a policy.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    delete,
-    func,
-    insert,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Connection, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from conveyor.errors import Conflict, NotFound
+from conveyor.errors import Conflict, Forbidden, NotFound
+from conveyor.registry import signing_policy
+from conveyor.registry.audit import Actor, changed_keys, local_actor, record, record_alias_move
 from conveyor.registry.records import Alias, FileEntry, Lineage, ModelVersion, NewVersion, RegisteredModel
 from conveyor.registry.refs import ModelRef, check_alias, check_name, check_tag_key
 from conveyor.registry.schema import (
@@ -45,12 +41,19 @@ class SqlStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.actor = local_actor()
         self.engine = make_engine(url)
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # several processes may open a new database at once: create the schema one at a time
                 conn.execute(text("SELECT pg_advisory_xact_lock(7274001)"))
             metadata.create_all(conn)
+
+    def acting_as(self, actor: Actor) -> SqlStore:
+        """This store (the same engine) with its changes done, and audited, as ``actor``."""
+        acting = copy.copy(self)
+        acting.actor = actor
+        return acting
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -281,17 +284,26 @@ class SqlStore:
                 insert(files_table),
                 [{"version_id": version_id, "path": f.path, "sha256": f.sha256, "size": f.size} for f in new.files],
             )
-            for alias in new.aliases:
-                self._move_alias(conn, model, alias, version_id, force=False, protect=None)
+            record(conn, self.actor, "version.created", name, f"{name}:{version}", after={"digest": digest})
             row = self._version_row(conn, model, version)
+            for alias in new.aliases:
+                self._move_alias(conn, model, alias, row, force=False, protect=None)
             return self._version_record(conn, name, row, list(new.aliases))
 
-    def _move_alias(
-        self, conn: Connection, model: Any, alias: str, version_id: int, force: bool, protect: bool | None
-    ) -> None:
-        existing = conn.execute(
-            select(aliases_table).where(aliases_table.c.model_id == model.id, aliases_table.c.name == alias)
+    @staticmethod
+    def _alias_row(conn: Connection, model: Any, alias: str) -> Any:
+        """The alias with the number of the version it points at (None: no such alias)."""
+        return conn.execute(
+            select(aliases_table, versions_table.c.version)
+            .join(versions_table, versions_table.c.id == aliases_table.c.version_id)
+            .where(aliases_table.c.model_id == model.id, aliases_table.c.name == alias)
         ).first()
+
+    def _move_alias(
+        self, conn: Connection, model: Any, alias: str, row: Any, force: bool, protect: bool | None
+    ) -> None:
+        existing, version_id = self._alias_row(conn, model, alias), row.id
+        record_alias_move(conn, self.actor, model.name, alias, existing, row.version, protect)
         if existing is None:
             conn.execute(
                 insert(aliases_table).values(
@@ -313,7 +325,7 @@ class SqlStore:
             row = self._version_row(conn, model, version)
             if row.status != "ready":
                 raise Conflict(f"version {name}:{version} is archived; an alias cannot point at it")
-            self._move_alias(conn, model, alias, row.id, force, protect)
+            self._move_alias(conn, model, alias, row, force, protect)
             stored = conn.execute(
                 select(aliases_table).where(aliases_table.c.model_id == model.id, aliases_table.c.name == alias)
             ).one()
@@ -324,16 +336,14 @@ class SqlStore:
         check_alias(alias)
         with self._tx() as conn:
             model = self._require_model(conn, name, lock=True)
-            existing = conn.execute(
-                select(aliases_table, versions_table.c.version)
-                .join(versions_table, versions_table.c.id == aliases_table.c.version_id)
-                .where(aliases_table.c.model_id == model.id, aliases_table.c.name == alias)
-            ).first()
+            existing = self._alias_row(conn, model, alias)
             if existing is None:
                 raise NotFound(f"alias {name}@{alias} not found")
             if existing.protected and not force:
                 raise Conflict(f"alias {name}@{alias} is protected: deleting it needs --force")
             conn.execute(delete(aliases_table).where(aliases_table.c.id == existing.id))
+            before = {"version": existing.version, "protected": existing.protected}
+            record(conn, self.actor, "alias.deleted", name, f"{name}@{alias}", before=before)
             return existing.version
 
     def set_tags(self, name: str, version: int | None, set_tags: dict[str, str], unset: list[str]) -> dict[str, str]:
@@ -342,20 +352,20 @@ class SqlStore:
             check_tag_key(key)
         with self._tx() as conn:
             model = self._require_model(conn, name, lock=True)
-            if version is None:
-                tags = {**(model.tags or {}), **set_tags}
-                for key in unset:
-                    tags.pop(key, None)
-                conn.execute(
-                    update(models_table).where(models_table.c.id == model.id).values(tags=tags, updated_at=now())
-                )
-                return tags
-            row = self._version_row(conn, model, version)
-            tags = {**(row.tags or {}), **set_tags}
-            for key in unset:
-                tags.pop(key, None)
-            conn.execute(update(versions_table).where(versions_table.c.id == row.id).values(tags=tags))
-            return tags
+            row = self._version_row(conn, model, version) if version is not None else None
+            before = dict((model.tags if row is None else row.tags) or {})
+            tags = {key: value for key, value in {**before, **set_tags}.items() if key not in unset}
+            action, refused = signing_policy.judge(self.actor, name, before, tags, of_version=row is not None)
+            if before != tags:
+                target = name if row is None else f"{name}:{version}"
+                record(conn, self.actor, action, name, target, *changed_keys(before, tags))
+            if refused is None:
+                table, key = (models_table, model.id) if row is None else (versions_table, row.id)
+                stamp = {"updated_at": now()} if row is None else {}
+                conn.execute(update(table).where(table.c.id == key).values(tags=tags, **stamp))
+        if refused is not None:
+            raise Forbidden(refused)  # the refusal is recorded: the transaction above committed it
+        return tags
 
     def _refuse_if_aliased(self, conn: Connection, model: Any, row: Any, action: str) -> None:
         aliases = self._aliases_by_version(conn, model.id).get(row.id, [])
@@ -369,18 +379,20 @@ class SqlStore:
             row = self._version_row(conn, model, version)
             self._refuse_if_aliased(conn, model, row, "archive")
             conn.execute(update(versions_table).where(versions_table.c.id == row.id).values(status="archived"))
+            record(conn, self.actor, "version.archived", name, f"{name}:{version}", before={"digest": row.digest})
         return self.get_version(name, version)
 
     def delete_version(self, name: str, version: int) -> ModelVersion:
         """Remove a version's metadata (its blobs stay until no version uses them)."""
-        record = self.get_version(name, version)
+        deleted = self.get_version(name, version)
         with self._tx() as conn:
             model = self._require_model(conn, name, lock=True)
             row = self._version_row(conn, model, version)
             self._refuse_if_aliased(conn, model, row, "delete")
             conn.execute(delete(files_table).where(files_table.c.version_id == row.id))
             conn.execute(delete(versions_table).where(versions_table.c.id == row.id))
-        return record
+            record(conn, self.actor, "version.deleted", name, f"{name}:{version}", before={"digest": row.digest})
+        return deleted
 
 
 __all__ = ["OperationalError", "SqlStore", "normalize_url"]

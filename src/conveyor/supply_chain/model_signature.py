@@ -6,7 +6,8 @@ lists every file's sha256).  The bundle is stored as a blob of the registry and 
 tagged ``signature=sha256:<blob>`` and ``signed-by=<key id>``, so every backend (folder, SQL,
 HTTP) keeps it without a schema change and it travels with downloads as
 ``.conveyor-signature.json``.  A model tagged ``require-signed=true`` is a registry policy:
-its versions are downloaded and served only with a valid signature.  Anyone can check a
+its versions are downloaded and served only with a valid signature (who may relax it:
+``conveyor.registry.signing_policy``).  Anyone can check a
 download with the OpenSSF tool as well::
 
     model_signing verify key DIR --signature DIR/.conveyor-signature.json --public_key KEY.pub
@@ -28,6 +29,7 @@ from conveyor.extras import needs
 from conveyor.registry.base import COMPLETE_MARKER, Silent, download_version
 from conveyor.registry.blobs import BlobCorrupt
 from conveyor.registry.records import ModelVersion
+from conveyor.registry.signing_policy import POLICY_TAG, requires_signature
 from conveyor.supply_chain.keys import SUPPLY_CHAIN, SigningKey, TrustedKey, private_key_file, short
 
 if TYPE_CHECKING:
@@ -39,7 +41,6 @@ if TYPE_CHECKING:
 SIGNATURE_FILE = ".conveyor-signature.json"
 SIGNATURE_TAG = "signature"
 SIGNED_BY_TAG = "signed-by"
-POLICY_TAG = "require-signed"  # on the model: its versions are only downloaded and served signed
 # Not part of the model: the cache's completion marker and the signature itself.
 IGNORED = [COMPLETE_MARKER, SIGNATURE_FILE]
 
@@ -230,7 +231,7 @@ def trusted_for(
 
 def policy_requires_signature(registry: Registry, name: str) -> bool:
     """Whether the registry's policy (model tag ``require-signed=true``) asks for signed versions of ``name``."""
-    return registry.get_model(name).tags.get(POLICY_TAG, "").lower() in ("true", "yes", "1")
+    return requires_signature(registry.get_model(name).tags)
 
 
 def download_signed(

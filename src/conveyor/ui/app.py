@@ -26,12 +26,13 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from conveyor.errors import ClientError, ConveyorError
+from conveyor.errors import ClientError, ConveyorError, Unauthorized
 from conveyor.extras import needs
+from conveyor.registry.audit import one_line
 from conveyor.registry.protocol import Registry
 from conveyor.sizes import human_size
-from conveyor.ui import pipeline_pages, registry_pages, rollout_pages
-from conveyor.ui.auth import Auth, csrf_token
+from conveyor.ui import audit_pages, pipeline_pages, registry_pages, rollout_pages
+from conveyor.ui.auth import Auth, SessionGuard, csrf_token
 from conveyor.ui.traffic_pages import TrafficSettings, traffic_panel
 
 with needs("ui", "the dashboard (conveyor ui)"):
@@ -62,7 +63,7 @@ def _ago(value: Any) -> str:
 
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.filters.update(ago=_ago, size=human_size)
+    templates.env.filters.update(ago=_ago, size=human_size, compact=one_line)
     templates.env.globals.update(outcome_class={"successful": "ok", "failed": "bad", "inconclusive": "warn"})
     return templates
 
@@ -78,12 +79,13 @@ class Endpoints:
         require_login: bool,
         root_path: str,
         traffic: TrafficSettings | None = None,
+        idle_minutes: float = 30.0,
     ) -> None:
         self.registry = registry
         self.traffic = traffic or TrafficSettings()
         self.root = root_path
         self.templates = make_templates()
-        self.auth = Auth(tokens, require_login)
+        self.auth = Auth(tokens, require_login, idle_minutes)
         self.signatures = registry_pages.Signatures()
 
     # ---- rendering ----------------------------------------------------------------------------
@@ -158,6 +160,8 @@ class Endpoints:
         message = str(exc) if isinstance(exc, ConveyorError) else "internal error: see the dashboard's log"
         if self.wants_json(request) or request.headers.get("hx-request"):
             return JSONResponse({"error": message}, status_code=status)
+        if isinstance(exc, Unauthorized) and request.method == "GET":  # the login page, saying why
+            return self.render(request, "login.html", {"next": request.url.path, "message": message}, status)
         return self.render(request, "error.html", {"status": status, "message": message}, status)
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
@@ -227,6 +231,9 @@ class Endpoints:
         refs = dict.fromkeys(b.version for b in (status.canary, status.stable) if ":" in b.version)
         return {**context, "traffic": [traffic_panel(self.registry, ref, self.traffic) for ref in refs]}
 
+    def audit(self, request: Request) -> dict[str, Any]:
+        return audit_pages.audit_context(self.registry, request)
+
     @staticmethod
     def runs(request: Request) -> dict[str, Any]:
         return pipeline_pages.runs_context(request.query_params.get("pipeline") or None)
@@ -248,6 +255,11 @@ class Endpoints:
             context = await anyio.to_thread.run_sync(rollout_pages.rollout_context, service)
             return self.render(request, "_rollout_live.html", {**context, "flash": message})
         return RedirectResponse(f"{self.root}/rollouts/{service}", status_code=303)
+
+    async def audit_page(self, request: Request) -> Response:
+        self.auth.check_admin(request)
+        context = await anyio.to_thread.run_sync(self.audit, request)
+        return self.render(request, "audit.html", context)
 
     async def rollout_live(self, request: Request) -> Response:
         service = request.path_params["service"]
@@ -291,6 +303,7 @@ def routes(e: Endpoints) -> list[Route | Mount]:
         Route("/rollouts/{service}/live", e.rollout_live),
         Route("/rollouts/{service}/fragment", e.page("_rollout_live.html", e.rollout_now)),
         Route("/rollouts/{service}/actions/{action}", e.rollout_action, methods=["POST"]),
+        Route("/audit", e.audit_page),
         Route("/pipelines", e.page("pipelines.html", e.runs)),
         Route("/pipelines/runs/{run_id}", e.page("run.html", e.run)),
         Route("/pipelines/runs/{run_id}/live", e.run_live),
@@ -307,10 +320,12 @@ def create_app(
     secret: str | None = None,
     root_path: str = "",
     traffic: TrafficSettings | None = None,
+    idle_minutes: float = 30.0,
 ) -> Starlette:
     """The dashboard over ``registry``; ``tokens`` is the registry's token store (None: no logins);
-    ``traffic`` says where the payload log is, for the served-traffic panels."""
-    endpoints = Endpoints(registry, tokens, require_login, root_path, traffic)
+    ``traffic`` says where the payload log is, for the served-traffic panels; a session idle for
+    ``idle_minutes`` ends."""
+    endpoints = Endpoints(registry, tokens, require_login, root_path, traffic, idle_minutes)
     session_secret = secret or os.environ.get("CONVEYOR_UI_SECRET") or secrets.token_urlsafe(32)
     session = Middleware(
         SessionMiddleware,
@@ -323,7 +338,7 @@ def create_app(
     handlers = {ConveyorError: endpoints.error, 404: endpoints.not_found, 405: endpoints.not_found}
     return Starlette(
         routes=routes(endpoints),
-        middleware=[session, Middleware(SecurityHeaders)],
+        middleware=[session, Middleware(SessionGuard, auth=endpoints.auth), Middleware(SecurityHeaders)],
         exception_handlers={**handlers, Exception: endpoints.error},
     )
 
@@ -358,7 +373,11 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def with_dashboard(app: Any, registry: Any, require_login: bool, prefix: str = "/ui") -> Starlette:
+def with_dashboard(
+    app: Any, registry: Any, require_login: bool, prefix: str = "/ui", idle_minutes: float = 30.0
+) -> Starlette:
     """``app`` (the registry server) with the dashboard mounted at ``prefix``, sharing its token store."""
-    dashboard = create_app(registry, tokens=registry.tokens, require_login=require_login, root_path=prefix)
+    dashboard = create_app(
+        registry, tokens=registry.tokens, require_login=require_login, root_path=prefix, idle_minutes=idle_minutes
+    )
     return Starlette(routes=[Mount(prefix, dashboard), Mount("", app)])

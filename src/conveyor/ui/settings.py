@@ -2,20 +2,31 @@
 
 ``DashboardSettings`` gives ``conveyor ui`` its options, the ``CONVEYOR_UI_*`` variables and
 conveyor.yaml's ``ui:`` keys; the registry it shows is ``CONVEYOR_REGISTRY``/``CONVEYOR_TOKEN``,
-as for every registry command, and the payload log ``CONVEYOR_PAYLOAD_LOGS``.
+as for every registry command, and the payload log ``CONVEYOR_PAYLOAD_LOGS``.  How long a login
+lasts (``DashboardSessionSettings``) is shared with ``conveyor registry serve --ui``.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
 from conveyor.settings import LogLevel, ProcessSettings
 
 
-class DashboardSettings(ProcessSettings):
+class DashboardSessionSettings(BaseModel):
+    """A dashboard login's lifetime, the same for ``conveyor ui`` and ``conveyor registry serve --ui``."""
+
+    session_idle_minutes: float = Field(
+        30.0,
+        gt=0,
+        description="A dashboard login unused this long ends (its token is re-checked on every request anyway).",
+    )
+
+
+class DashboardSettings(ProcessSettings, DashboardSessionSettings):
     """Everything ``conveyor ui`` reads."""
 
     model_config = SettingsConfigDict(env_prefix="CONVEYOR_UI_")
