@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from conveyor.cli.main import app as cli
+from conveyor.registry.audit import Actor
 from conveyor.registry.config import open_local
 from conveyor.registry.local import LocalRegistry
 from conveyor.registry.server import create_registry_app
@@ -225,3 +226,29 @@ def test_the_dashboard_shows_the_audit_log_to_admins(registry: LocalRegistry) ->
     assert 'data-action="policy.tightened"' in page and "require-signed=true" in page
     assert 'data-action="tags.changed"' in page and 'data-action="token.created"' not in page  # not about txt
     assert browser.get("/audit?since=nonsense").status_code == 422
+
+
+def test_on_postgresql_the_audit_log_is_append_only_too(fresh_postgres: str, tmp_path: Path) -> None:
+    registry = open_local(fresh_postgres, str(tmp_path / "blobs"))
+    registry.tokens.create("ci", "write")
+    registry.acting_as(Actor("ci", "10.1.2.3", "write")).tokens.revoke("ci")
+    assert [(e.who, e.where, e.action) for e in registry.audit.entries()][1] == ("ci", "10.1.2.3", "token.revoked")
+    for statement in ("UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log", "TRUNCATE audit_log"):
+        with pytest.raises(DBAPIError, match="append-only"), registry.store.engine.begin() as conn:
+            conn.execute(text(statement))
+    assert len(registry.audit.entries()) == 2
+
+
+def test_conveyor_yaml_pins_signatures_on_the_serving_side_whatever_the_registry_says(
+    registry: LocalRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.supply_chain.keys import generate
+
+    _, public = generate(tmp_path / "team")
+    registry.set_tags("txt", None, {}, [POLICY])  # the registry's policy lifted (by its owner, audited)
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    (project / "conveyor.yaml").write_text(f"serve:\n  require_signed: true\n  trusted_key: [{public}]\n  port: 9\n")
+    refused = CliRunner().invoke(cli, ["serve", "txt:1"])
+    assert refused.exit_code == 1 and "txt:1 is not signed" in refused.output, refused.output

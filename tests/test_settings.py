@@ -30,20 +30,20 @@ from conveyor.errors import InvalidInput
 from conveyor.registry.server_settings import RegistryServerSettings
 from conveyor.router.settings import RouterSettings
 from conveyor.serving.__main__ import parser as image_parser
-from conveyor.serving.settings import ImageServeSettings, ServeSettings
+from conveyor.serving.settings import ImageServeSettings, ServeCommandSettings, ServeSettings
 from conveyor.settings import ProcessSettings, SettingField, setting_fields
 from conveyor.ui.settings import DashboardSettings
 from tests.waiting import wait_for
 
 #: each process's settings model and the command whose options it gives
 PROCESSES: dict[str, tuple[type[ProcessSettings], tuple[str, ...]]] = {
-    "serve": (ServeSettings, ("serve",)),
+    "serve": (ServeCommandSettings, ("serve",)),
     "router": (RouterSettings, ("router",)),
     "registry server": (RegistryServerSettings, ("registry", "serve")),
     "dashboard": (DashboardSettings, ("ui",)),
 }
 #: options of a command that are not server knobs: they mean something on the CLI's side only
-CLI_SIDE = {"serve": {"require_signed", "trusted_key"}}
+CLI_SIDE: dict[str, set[str]] = {}
 
 
 def _command(path: tuple[str, ...]) -> Any:

@@ -1,8 +1,8 @@
 """``conveyor serve``: serve a model directory or an ONNX file over HTTP.
 
-Its options are the fields of :class:`~conveyor.serving.settings.ServeSettings` (also the
-``CONVEYOR_SERVE_*`` variables, conveyor.yaml's ``serve:`` keys and the image's entry point);
-only what means something on this side stays here: a registry reference and the keys trusted.
+Its options are the fields of :class:`~conveyor.serving.settings.ServeCommandSettings` (also the
+``CONVEYOR_SERVE_*`` variables, conveyor.yaml's ``serve:`` keys and, but for the signing pin, the
+image's entry point); a registry reference is resolved here, and the keys trusted.
 """
 
 from __future__ import annotations
@@ -14,22 +14,17 @@ import typer
 
 from conveyor.cli.output import EXIT_PORT, EXIT_USAGE, ProgressBar, fail, handle_errors, stderr
 from conveyor.cli.settings_options import given_on_command_line, with_settings
-from conveyor.cli.trust import RequireSignedOption, TrustedKeyOption, trust_from_options
+from conveyor.cli.trust import trust_from_options
 from conveyor.errors import ConveyorError, PortInUse
 from conveyor.ports import check_port_free
 from conveyor.registry.refs import looks_like_ref
-from conveyor.serving.settings import ServeSettings
+from conveyor.serving.settings import ServeCommandSettings
 
 PROJECT_FILE = Path("conveyor.yaml")
 
 
-@with_settings(ServeSettings)
-def serve(
-    context: typer.Context,
-    require_signed: RequireSignedOption = False,
-    trusted_key: TrustedKeyOption = None,
-    **options: Any,
-) -> None:
+@with_settings(ServeCommandSettings)
+def serve(context: typer.Context, **options: Any) -> None:
     """Serve MODEL over HTTP: POST /predict, the Open Inference Protocol v2, /metrics.
 
     \b
@@ -45,10 +40,11 @@ def serve(
     from conveyor.serving.server import serve as run_server
 
     with handle_errors():
-        settings = ServeSettings.load(given_on_command_line(context, options), PROJECT_FILE)
+        settings = ServeCommandSettings.load(given_on_command_line(context, options), PROJECT_FILE)
         settings.payload_log_config()  # a bad payload log is one line, before a download or a model load
         check_port_free(settings.host, settings.port)  # likewise a taken port
-        trusted, offered = trust_from_options(require_signed, trusted_key)
+        keys = [Path(key) for key in settings.trusted_key] or None
+        trusted, offered = trust_from_options(settings.require_signed, keys)
     model = settings.model
     if not Path(model).exists() and looks_like_ref(model):
         with handle_errors(), ProgressBar() as bar:

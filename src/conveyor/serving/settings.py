@@ -121,6 +121,28 @@ class ServeSettings(ProcessSettings, PayloadLogSettings):
     )
 
 
+class ServeCommandSettings(ServeSettings):
+    """``conveyor serve``: every serve setting, plus the signing pin of the consuming side.
+
+    The pin is this machine's (its command line, ``CONVEYOR_REQUIRE_SIGNED`` or conveyor.yaml's
+    ``serve.require_signed``), so no change of the registry's own policy relaxes it: the defence
+    against a stolen CI token (docs/supply-chain.md).  The image serves a folder checked against
+    its digest at build time, so it has no pin of its own."""
+
+    require_signed: bool = Field(
+        False,
+        validation_alias="CONVEYOR_REQUIRE_SIGNED",
+        description="Refuse a version no trusted key signed (--trusted-key), whatever the registry's policy says "
+        "(conveyor serve only).",
+    )
+    trusted_key: Fields = Field(
+        default_factory=list,
+        description="Public key to trust (repeatable; conveyor serve only) [default: files in $CONVEYOR_TRUSTED_KEYS].",
+    )
+
+    _split_keys = field_validator("trusted_key", mode="before")(split_list)
+
+
 class ImageServeSettings(ServeSettings):
     """``python -m conveyor.serving``: every serve setting, bound to every interface, plus the image's digest."""
 
