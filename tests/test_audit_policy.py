@@ -183,6 +183,20 @@ def test_a_revoked_token_ends_its_dashboard_sessions_at_once(registry: LocalRegi
     assert StatusStore("svc").load().phase == "aborted"  # nothing was retried
 
 
+@pytest.mark.timeout(30)
+def test_a_live_page_behind_a_login_stops_when_its_token_is_revoked(registry: LocalRegistry) -> None:
+    aborted_rollout()
+    token = registry.tokens.create("viewer", "read")
+    browser = _dashboard(registry, require_login=True)
+    log_in(browser, token, "/rollouts/svc")
+    with browser.stream("GET", "/rollouts/svc/live") as live:
+        lines = live.iter_lines()
+        assert next(lines) == "event: update"
+        registry.tokens.revoke("viewer")
+        rest = list(lines)  # the stream ends by itself
+    assert any("token &#x27;viewer&#x27; was revoked" in line for line in rest), rest[-3:]  # HTML-escaped
+
+
 class Clock:
     """The dashboard's wall clock, moved on by the test."""
 

@@ -15,6 +15,7 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from html import escape
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -129,12 +130,20 @@ class Endpoints:
         return build
 
     async def stream(self, request: Request, build: Callable[[], str]) -> Response:
-        """Server-sent events: the fragment each time it changes (checked every second), comments to keep alive."""
+        """Server-sent events: the fragment each time it changes (checked every second), comments to keep alive.
+
+        Where reading needs a login, the session's token is checked again each time: revoked, the
+        stream says so and ends."""
         self.auth.check_read(request)
+        watcher = dict(request.session) if self.auth.require_login else None
 
         async def events() -> AsyncIterator[bytes]:
             last, quiet_since = "", time.monotonic()
             while not await request.is_disconnected():
+                ended = await anyio.to_thread.run_sync(self.auth.token_problem, watcher) if watcher else None
+                if ended:
+                    yield f'event: update\ndata: <p class="flash bad">{escape(ended)}</p>\n\n'.encode()
+                    return
                 try:
                     html = await anyio.to_thread.run_sync(build)
                 except ConveyorError as exc:

@@ -79,6 +79,10 @@ class Auth:
         """Why a logged-in session is over (idle too long, its token revoked or changed), or None: it stands."""
         if time.time() - float(session.get("seen", 0)) > self.idle_s:
             return f"your session was idle for more than {_minutes(self.idle_s)}: log in again"
+        return self.token_problem(session)
+
+    def token_problem(self, session: dict[str, Any]) -> str | None:
+        """Why a logged-in session's token no longer stands (revoked, removed, re-scoped), or None."""
         if self.tokens is None or "tid" not in session:
             return "this session was opened by another dashboard: log in again"
         try:
