@@ -266,3 +266,16 @@ def test_conveyor_yaml_pins_signatures_on_the_serving_side_whatever_the_registry
     (project / "conveyor.yaml").write_text(f"serve:\n  require_signed: true\n  trusted_key: [{public}]\n  port: 9\n")
     refused = CliRunner().invoke(cli, ["serve", "txt:1"])
     assert refused.exit_code == 1 and "txt:1 is not signed" in refused.output, refused.output
+
+
+def test_the_machine_wide_pin_holds_for_rollouts_too(
+    registry: LocalRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.supply_chain.keys import generate
+
+    _, public = generate(tmp_path / "team")
+    registry.set_tags("txt", None, {}, [POLICY])
+    monkeypatch.chdir(tmp_path)
+    env = {"CONVEYOR_REQUIRE_SIGNED": "1", "CONVEYOR_TRUSTED_KEYS": str(public)}
+    refused = CliRunner().invoke(cli, ["rollout", "start", "txt:1", "--router", "http://127.0.0.1:9"], env=env)
+    assert refused.exit_code == 1 and "txt:1 is not signed" in refused.output, refused.output

@@ -114,8 +114,9 @@ def start(
         bool,
         typer.Option(
             "--require-signed",
-            help="Refuse a canary that no trusted key signed (the image's whole chain with --image) "
-            "[default: conveyor.yaml's rollout.supply_chain.require].",
+            envvar="CONVEYOR_REQUIRE_SIGNED",
+            help="Refuse a canary that no trusted key signed (the image's whole chain with --image), whatever "
+            "the registry's policy says [default: conveyor.yaml's rollout.supply_chain.require].",
         ),
     ] = False,
     trusted_key: TrustedKeyOption = None,
