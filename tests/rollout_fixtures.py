@@ -58,6 +58,15 @@ def start_router(tmp: Path, service: str = "svc", *extra: str) -> Proc:
     return spawn(args, tmp / f"router-{port}.log", f"http://127.0.0.1:{port}", "/_conveyor/health")
 
 
+def admin(url: str) -> dict[str, str]:
+    """The Authorization header for the router at ``url``: the token it stored for the local tools."""
+    from conveyor.rollout.router_token import token_for
+
+    token = token_for(url)
+    assert token, f"no admin token stored for the router at {url}"
+    return {"Authorization": f"Bearer {token}"}
+
+
 def start_fake(tmp: Path, mode: str) -> Proc:
     port = free_port()
     args = [sys.executable, "-m", "tests.rollout_backend", mode, str(port)]

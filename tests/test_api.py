@@ -13,7 +13,7 @@ import conveyor
 from conveyor import Lineage, ProgressBar, attach_rollout, open_registry, start_rollout
 from conveyor.errors import Conflict, InvalidInput, NotFound
 from conveyor.registry.protocol import Registry
-from tests.rollout_fixtures import Proc, fake_command, wait_for
+from tests.rollout_fixtures import Proc, admin, fake_command, wait_for
 
 
 def test_a_training_script_registers_aliases_and_downloads(
@@ -52,7 +52,10 @@ def test_a_notebook_drives_a_canary_by_hand(router: Proc, rollout_home: Path) ->
 
     def weights() -> dict[str, float]:
         return {
-            b["name"]: b["weight"] for b in httpx.get(router.url + "/_conveyor/routes", timeout=5).json()["backends"]
+            b["name"]: b["weight"]
+            for b in httpx.get(router.url + "/_conveyor/routes", headers=admin(router.url), timeout=5).json()[
+                "backends"
+            ]
         }
 
     status = rollout.set_weight(30, reason="a third of the way")

@@ -22,7 +22,7 @@ import pytest
 from tests import models
 from tests.conftest import free_port
 from tests.registry_fixtures import run_cli
-from tests.rollout_fixtures import Load, Proc, fake_command, spawn, start_router, status_of, wait_for
+from tests.rollout_fixtures import Load, Proc, admin, fake_command, spawn, start_router, status_of, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 # make screenshots points this at docs/dashboard (the pictures in docs/dashboard.md); otherwise a temp folder
@@ -157,7 +157,7 @@ def test_a_live_canary_updates_without_reload_and_abort_needs_a_write_login(  # 
             wait_for(lambda: page.locator("#phase").inner_text() == "aborted", 40, "the page to show the abort")
         status = status_of(conveyor_home)
         assert status["phase"] == "aborted" and "dashboard by ops" in json.dumps(status["commands"])
-        routes = httpx.get(router.url + "/_conveyor/routes", timeout=5).json()["backends"]
+        routes = httpx.get(router.url + "/_conveyor/routes", headers=admin(router.url), timeout=5).json()["backends"]
         assert [(b["name"], b["weight"]) for b in routes] == [("stable", 100.0)]
         assert page.locator("button[data-action=retry]").is_visible()
         shot(page, "rollout-aborted")

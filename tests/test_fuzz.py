@@ -146,5 +146,6 @@ def router(tmp_path: Path, model_server: Server) -> Iterator[Spawned]:
 
 
 def test_the_router_admin_api_holds_against_its_openapi(router: Spawned, tmp_path: Path) -> None:
-    fuzz(f"{router.url}/_conveyor/openapi.json", "", tmp_path)
+    token = (tmp_path / "home" / "rollouts" / "default" / "router.token").read_text()  # stored for local tools
+    fuzz(f"{router.url}/_conveyor/openapi.json", "", tmp_path, "--header", f"Authorization: Bearer {token}")
     assert "Traceback" not in router.log()

@@ -14,7 +14,7 @@ import httpx
 
 from tests.conftest import REPO
 from tests.registry_fixtures import run_cli
-from tests.rollout_fixtures import Load, Proc, env, fake_command, start_fake, status_of, wait_for
+from tests.rollout_fixtures import Load, Proc, admin, env, fake_command, start_fake, status_of, wait_for
 
 # Small windows; and p99 is judged only above 2 s: these tests share two cores with other test
 # workers, so a healthy canary's p99 can be several times stable's. The p99 verdicts themselves
@@ -23,7 +23,7 @@ FAST = ["--min-requests", "10", "--min-compared", "5", "--p99-floor-ms", "2000"]
 
 
 def put_routes(router: Proc, table: dict) -> httpx.Response:
-    return httpx.put(router.url + "/_conveyor/routes", json=table, timeout=5)
+    return httpx.put(router.url + "/_conveyor/routes", json=table, headers=admin(router.url), timeout=5)
 
 
 def first_version(router: Proc, mode: str = "healthy") -> None:
@@ -70,12 +70,14 @@ def test_router_splits_by_weight_pins_by_header_and_keeps_sticky_clients(router:
                 }
                 assert len(seen) == 1, (user, seen)
             metrics = client.get("/metrics").text
-            noted = _inputs_seen(client.get("/_conveyor/stats").json())
+            noted = _inputs_seen(client.get("/_conveyor/stats", headers=admin(router.url)).json())
             assert noted["stable"] > 0 and noted["canary"] > 0, noted  # "good": 4 characters, 1 word, each time
             table["backends"] = [{**table["backends"][0], "weight": 100}, {**table["backends"][1], "weight": 0}]
             assert put_routes(router, table).status_code == 200
             client.post("/predict", json=["good"])
-            assert _inputs_seen(client.get("/_conveyor/stats").json()) == noted  # no canary split: nothing noted
+            assert (
+                _inputs_seen(client.get("/_conveyor/stats", headers=admin(router.url)).json()) == noted
+            )  # no canary split: nothing noted
         assert 'conveyor_router_requests_total{backend="canary",code="200",traffic="live",version="m:2"}' in metrics
         assert "conveyor_router_request_duration_seconds_bucket" in metrics
         assert 'conveyor_router_predictions_total{backend="stable",label="positive=true"' in metrics
@@ -97,11 +99,11 @@ def _inputs_seen(snapshot: dict) -> dict[str, int]:  # type: ignore[type-arg]
 def test_router_rejects_bad_routing_tables_with_a_json_message(router: Proc) -> None:
     bad = put_routes(router, {"backends": [{"name": "a", "url": "http://127.0.0.1:1", "weight": 40}]})
     assert bad.status_code == 422 and "add up to 100" in bad.json()["error"]
-    bad = httpx.put(router.url + "/_conveyor/routes", content=b"{nope", timeout=5)
+    bad = httpx.put(router.url + "/_conveyor/routes", content=b"{nope", headers=admin(router.url), timeout=5)
     assert bad.status_code == 422 and "invalid routing table" in bad.json()["error"]
     empty = httpx.post(router.url + "/predict", json=["good"], timeout=5)
     assert empty.status_code == 503 and "no backend" in empty.json()["error"]
-    assert httpx.get(router.url + "/_conveyor/nothing", timeout=5).status_code == 404
+    assert httpx.get(router.url + "/_conveyor/nothing", headers=admin(router.url), timeout=5).status_code == 404
 
 
 def test_changing_weights_under_load_fails_no_request(router: Proc, tmp_path: Path) -> None:
@@ -142,7 +144,7 @@ def test_mirrored_answers_are_compared_and_never_returned(router: Proc, tmp_path
             load.answered(40)
 
             def compared() -> dict | None:
-                stats = httpx.get(router.url + "/_conveyor/stats", timeout=5).json()
+                stats = httpx.get(router.url + "/_conveyor/stats", headers=admin(router.url), timeout=5).json()
                 done = stats["comparisons"] and sum(c["disagreed"] + c["agreed"] for c in stats["comparisons"]) > 20
                 return stats if done else None
 
@@ -175,7 +177,7 @@ def test_failed_connections_are_retried_and_dead_backends_ejected(router: Proc, 
             at_kill = load.total
 
             def ejected() -> dict | None:
-                described = httpx.get(router.url + "/_conveyor/routes", timeout=5).json()
+                described = httpx.get(router.url + "/_conveyor/routes", headers=admin(router.url), timeout=5).json()
                 canary = next(b for b in described["backends"] if b["name"] == "canary")
                 return canary if canary["healthy"] is False else None
 
@@ -219,7 +221,7 @@ def test_healthy_canary_is_promoted_step_by_step_and_production_moves(
     assert judged[0]["measurements"]["agreement"] == 1.0
     shown = json.loads(run_cli("models", "show", "votes@production", "--json", check=True).stdout)
     assert shown["version"] == 2
-    routes = httpx.get(router.url + "/_conveyor/routes", timeout=5).json()["backends"]
+    routes = httpx.get(router.url + "/_conveyor/routes", headers=admin(router.url), timeout=5).json()["backends"]
     assert [(b["name"], b["version"], b["weight"]) for b in routes] == [("stable", "votes:2", 100.0)]
     assert load.errors == 0 and load.wrong == 0, load.seen
     assert load.by_backend["canary"] > 0
@@ -257,7 +259,7 @@ def test_canary_failing_a_fifth_of_requests_is_rolled_back_within_two_intervals(
     assert result.returncode == 1 and status["phase"] == "aborted", result.stdout
     assert "error rate" in status["abort_reason"]
     assert len(status["analysis"]) <= 2 and took < 2 * 3 + 8
-    routes = httpx.get(router.url + "/_conveyor/routes", timeout=5).json()["backends"]
+    routes = httpx.get(router.url + "/_conveyor/routes", headers=admin(router.url), timeout=5).json()["backends"]
     assert [(b["name"], b["weight"]) for b in routes] == [("stable", 100.0)]
     total = sum(load.seen.values())
     with capsys.disabled():
@@ -289,7 +291,9 @@ def test_controller_killed_at_a_step_resumes_at_that_step(router: Proc, rollout_
         controller = subprocess.Popen(args, env=env(), cwd=REPO, stdout=subprocess.DEVNULL)
 
         def weights() -> dict[str, float]:
-            routes = httpx.get(router.url + "/_conveyor/routes", timeout=5).json()["backends"]
+            routes = httpx.get(router.url + "/_conveyor/routes", headers=admin(router.url), timeout=5).json()[
+                "backends"
+            ]
             return {b["name"]: b["weight"] for b in routes}
 
         second_step = {"stable": 40.0, "canary": 60.0}
@@ -341,7 +345,7 @@ def test_a_dead_stable_is_refused_at_once_and_rollout_down_takes_it_off_the_rout
     os.killpg(stable_pid, signal.SIGKILL)
 
     def ejected() -> bool:
-        backends = httpx.get(router.url + "/_conveyor/routes", timeout=5).json()["backends"]
+        backends = httpx.get(router.url + "/_conveyor/routes", headers=admin(router.url), timeout=5).json()["backends"]
         return [b["healthy"] for b in backends] == [False]
 
     wait_for(ejected, 15, "the router to eject the dead stable")
@@ -352,9 +356,9 @@ def test_a_dead_stable_is_refused_at_once_and_rollout_down_takes_it_off_the_rout
 
     down = run_cli("rollout", "down", "svc")
     assert down.returncode == 0 and "removed from the router: stable" in down.stdout, down.stdout + down.stderr
-    assert httpx.get(router.url + "/_conveyor/routes", timeout=5).json()["backends"] == []
+    assert httpx.get(router.url + "/_conveyor/routes", headers=admin(router.url), timeout=5).json()["backends"] == []
     # the service starts again from nothing: the new version takes all traffic at once
     again = rollout("v2", "--service", "svc", "--command", fake_command("healthy"))
     assert again.returncode == 0, again.stdout + again.stderr
-    backends = httpx.get(router.url + "/_conveyor/routes", timeout=5).json()["backends"]
+    backends = httpx.get(router.url + "/_conveyor/routes", headers=admin(router.url), timeout=5).json()["backends"]
     assert [(b["version"], b["weight"]) for b in backends] == [("v2", 100.0)]

@@ -21,7 +21,7 @@ import pytest
 from conveyor.supply_chain.sbom import SbomFacts, check_sbom, parse_lock
 from tests.conftest import free_port, start_server
 from tests.registry_fixtures import run_cli
-from tests.rollout_fixtures import fake_command, kill_backends, start_router
+from tests.rollout_fixtures import admin, fake_command, kill_backends, start_router
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_a_rollout_of_an_unsigned_canary_under_a_signing_policy_is_refused_befor
         run_cli("models", "register", str(vote_model), "--name", "svc", check=True)
         run_cli("models", "register", str(vote_model), "--name", "svc", check=True)
         run_cli("rollout", "start", "v1", "--service", "svc", "--command", fake_command("healthy"), check=True)
-        before = httpx.get(router.url + "/_conveyor/routes", timeout=5).json()["backends"]
+        before = httpx.get(router.url + "/_conveyor/routes", headers=admin(router.url), timeout=5).json()["backends"]
         project = tmp_path / "project"
         project.mkdir()
         shutil.copy(f"{keys['team']}.pub", project / "team.pub")
@@ -142,7 +142,10 @@ def test_a_rollout_of_an_unsigned_canary_under_a_signing_policy_is_refused_befor
                           "--config", str(project / "conveyor.yaml"))  # fmt: skip
         assert refused.returncode == 1, refused.stderr
         assert "refused svc:2 before any traffic moved: model-signature: svc:2 is not signed" in refused.stderr
-        assert httpx.get(router.url + "/_conveyor/routes", timeout=5).json()["backends"] == before
+        assert (
+            httpx.get(router.url + "/_conveyor/routes", headers=admin(router.url), timeout=5).json()["backends"]
+            == before
+        )
         status = json.loads(run_cli("rollout", "status", "svc", "--json", check=True).stdout)
         assert status["ref"] == "v1" and status["phase"] == "succeeded", "the refused rollout left a record"
 

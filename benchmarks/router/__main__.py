@@ -117,7 +117,9 @@ def main() -> None:
                     {"name": "canary", "url": f"http://localhost:{backend_port}", "version": "2", "weight": 10},
                 ]
             }
-            httpx.put(router_url + "/_conveyor/routes", json=table, timeout=5).raise_for_status()
+            token = (tmp / "home" / "rollouts" / "bench" / "router.token").read_text()  # stored for local tools
+            admin = {"Authorization": f"Bearer {token}"}
+            httpx.put(router_url + "/_conveyor/routes", json=table, headers=admin, timeout=5).raise_for_status()
             wait_ready(router_url, router)
             results += measure("conveyor router (90/10)", router_url, args.duration, bodies)
             stop(router)

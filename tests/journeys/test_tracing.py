@@ -40,7 +40,7 @@ def _router(user: User, backend: str, env: dict[str, str] | None) -> Spawned:
     port = free_port()
     router = user.spawn("router", "--port", str(port), "--stable", backend, "--stable-version", "1", env=env)
     router.url = f"http://127.0.0.1:{port}"
-    wait_http(router, "/_conveyor/routes")
+    wait_http(router, "/_conveyor/health")
     return router
 
 

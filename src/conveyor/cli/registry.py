@@ -10,6 +10,7 @@ import typer
 
 from conveyor.cli.output import handle_errors, new_table, print_json, stdout
 from conveyor.cli.settings_options import given_on_command_line, with_settings
+from conveyor.exposure import refuse_open_exposure
 from conveyor.ports import check_port_free
 from conveyor.registry.config import open_local
 from conveyor.registry.server_settings import RegistryServerSettings
@@ -66,6 +67,9 @@ def serve(context: typer.Context, **options: Any) -> None:
     with handle_errors():
         settings = RegistryServerSettings.load(given_on_command_line(context, options), PROJECT_FILE)
         host, port, log_level = settings.host, settings.port, settings.log_level
+        refuse_open_exposure(
+            "registry server", host, not settings.insecure_no_auth, "give it tokens (drop --insecure-no-auth)"
+        )
         check_port_free(host, port)
         tls = server_tls(settings.tls_cert, settings.tls_key)
         registry = open_local(settings.database, settings.blob_store)

@@ -28,7 +28,9 @@ def router(context: typer.Context, **options: Any) -> None:
     Weighted split (any percentage), a pin header (X-Conveyor-Version: canary|stable|VERSION),
     stickiness by a client header, mirroring with answer comparison, retry on a failed connection,
     ejection of backends failing health checks, per-backend Prometheus metrics on /metrics.
-    Admin API: GET|PUT /_conveyor/routes, GET /_conveyor/stats. `conveyor rollout` drives it.
+    Admin API (Authorization: Bearer <token>): GET|PUT /_conveyor/routes, GET /_conveyor/stats.
+    `conveyor rollout` drives it. Without --admin-token, a router on 127.0.0.1 makes a token and
+    stores it for the local tools (mode 0600, under CONVEYOR_HOME); beyond loopback it needs one.
     --log-payloads logs a sample of /predict traffic per backend version, in the layout
     `conveyor monitor` reads, and takes POST /feedback for it.
 
@@ -43,6 +45,8 @@ def router(context: typer.Context, **options: Any) -> None:
 
     with handle_errors():  # the router's upstream client, before its modules import it
         require("aiohttp", extra="router", for_="conveyor router")
+    from conveyor.exposure import refuse_open_exposure
+    from conveyor.rollout.router_token import forget_local_token, local_token, token_file
     from conveyor.rollout.status import routes_file, write_router_address
     from conveyor.router.app import RouterOptions, load_table, run_router
     from conveyor.router.routing import BackendSpec, RouteTable
@@ -53,6 +57,9 @@ def router(context: typer.Context, **options: Any) -> None:
         host, port, service = settings.host, settings.port, settings.service
         stable, canary, canary_weight = settings.stable, settings.canary, settings.canary_weight
         sticky_header, mirror_percent = settings.sticky_header, settings.mirror_percent
+        refuse_open_exposure(
+            "router", host, bool(settings.admin_token), "give it a token (--admin-token or CONVEYOR_ROUTER_TOKEN)"
+        )
         check_port_free(host, port)
         tls = server_tls(settings.tls_cert, settings.tls_key)
         state = settings.state_file or routes_file(service)
@@ -91,7 +98,7 @@ def router(context: typer.Context, **options: Any) -> None:
             max_body_bytes=settings.max_body_bytes,
             max_mirrors_in_flight=settings.max_mirrors_in_flight,
             retry=settings.retry,
-            admin_token=settings.admin_token,
+            admin_token=settings.admin_token or local_token(service),
             state_file=state,
             service=service,
             payload_log=payload_log,
@@ -99,5 +106,9 @@ def router(context: typer.Context, **options: Any) -> None:
         url_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         scheme = "https" if tls else "http"
         write_router_address(service, f"{scheme}://{url_host}:{port}")
+        if settings.admin_token:
+            forget_local_token(service)
+        else:
+            stderr.print(f"admin token made for the local tools: {token_file(service)}", highlight=False)
         stderr.print(f"router for service {service!r} on {scheme}://{url_host}:{port}", highlight=False)
         run_router(table, router_options, host, port, settings.log_level, tls)

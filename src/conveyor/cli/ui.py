@@ -9,7 +9,7 @@ import typer
 
 from conveyor.cli.output import handle_errors, stdout
 from conveyor.cli.settings_options import given_on_command_line, with_settings
-from conveyor.errors import InvalidInput
+from conveyor.exposure import refuse_open_exposure
 from conveyor.ports import check_port_free
 from conveyor.ui.settings import DashboardSettings
 
@@ -35,15 +35,16 @@ def ui(context: typer.Context, **options: Any) -> None:
     with handle_errors():
         settings = DashboardSettings.load(given_on_command_line(context, options), PROJECT_FILE)
         host, port = settings.host, settings.port
-        check_port_free(host, port)
         store = open_registry(settings.registry, settings.token)
         tokens = getattr(store, "tokens", None)  # a remote registry's tokens live on its server
-        if host not in ("127.0.0.1", "localhost", "::1") and not (tokens is not None and tokens.list()):
-            raise InvalidInput(
-                f"refusing to serve the dashboard on {host}: this registry keeps no tokens here, so its buttons "
-                "would be open to the network; create one (conveyor registry token create NAME --scope write) "
-                "or bind 127.0.0.1 (or use conveyor registry serve --ui)"
-            )
+        refuse_open_exposure(
+            "dashboard",
+            host,
+            bool(tokens is not None and tokens.list()),
+            "create a token in its registry (conveyor registry token create NAME --scope write; "
+            "a remote registry's dashboard: conveyor registry serve --ui)",
+        )
+        check_port_free(host, port)
         traffic = TrafficSettings(settings.payload_logs, settings.drift_window)
         app = create_app(
             store,

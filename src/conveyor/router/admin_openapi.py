@@ -2,7 +2,8 @@
 
 The routing table's schema comes from the model the router validates with; the rules JSON Schema
 cannot state are said in words: weights add up to 100, backend names are unique, ``mirror_to``
-names a backend.  The document is fuzzed (schemathesis) as a standing test.
+names a backend.  Every operation but the liveness probe needs the admin token (``router/admin.py``).
+The document is fuzzed (schemathesis) as a standing test.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def admin_openapi() -> dict[str, Any]:
     schemas["Error"] = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
     routes_answer = _json({"type": "object", "required": ["backends", "instance"]}, "The table in force, with health")
     error = _json(ERROR, "")
+    refused = {**error, "description": "The admin token was not sent, or not this router's"}
+    guarded = {"security": [{"bearer": []}]}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Conveyor router admin API", "version": __version__},
@@ -44,25 +47,34 @@ def admin_openapi() -> dict[str, Any]:
             "/_conveyor/stats": {
                 "get": {
                     "summary": "Per-backend traffic counters (what the rollout analysis reads)",
-                    "responses": {"200": _json({"type": "object", "required": ["instance", "traffic"]}, "Counters")},
+                    **guarded,
+                    "responses": {
+                        "200": _json({"type": "object", "required": ["instance", "traffic"]}, "Counters"),
+                        "401": refused,
+                    },
                 }
             },
             "/_conveyor/routes": {
-                "get": {"summary": "The routing table", "responses": {"200": routes_answer}},
+                "get": {
+                    "summary": "The routing table (backend URLs without credentials)",
+                    **guarded,
+                    "responses": {"200": routes_answer, "401": refused},
+                },
                 "put": {
                     "summary": "Replace the routing table (atomically; in-flight requests are not disturbed)",
+                    **guarded,
                     "requestBody": {
                         "required": True,
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RouteTable"}}},
                     },
                     "responses": {
                         "200": routes_answer,
-                        "401": {**error, "description": "The router has an admin token and it was not sent"},
+                        "401": refused,
                         "413": {**error, "description": "Table over 1 MB"},
                         "422": {**error, "description": "An invalid table, with the fields named"},
                     },
                 },
             },
         },
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }

@@ -2,8 +2,8 @@
 
 A raw ASGI app on uvicorn (httptools, uvloop) with one pooled aiohttp client (the ``[router]`` extra, which
 ``conveyor router`` checks before importing this): the hot path reads the body, picks a backend from the current
-table, forwards, counts and answers. Admin endpoints live under ``/_conveyor/``; ``/metrics`` is the router's own
-Prometheus exposition. Measured in ``benchmarks/router``.
+table, forwards, counts and answers. Admin endpoints live under ``/_conveyor/`` (``router/admin.py``, a token
+required); ``/metrics`` is the router's own Prometheus exposition. Measured in ``benchmarks/router``.
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
 
 from conveyor import tracing
 from conveyor.atomic import write_atomic
 from conveyor.errors import ClientError
 from conveyor.request_ids import HEADER as REQUEST_ID
 from conveyor.request_ids import client_request_id, new_request_id
+from conveyor.router.admin import is_admin_path, serve_admin
 from conveyor.router.asgi import HOP_BY_HOP, Receive, Send, TooLarge, error_body, read_body, send_json
 from conveyor.router.health import HealthTracker
 from conveyor.router.inputs import input_features
@@ -43,15 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("conveyor.router")
 
-ADMIN_PREFIX = "/_conveyor/"
-ADMIN_METHODS = {  # what each admin path allows, for 405's Allow header (RFC 9110)
-    "/_conveyor/health": "GET",
-    "/_conveyor/stats": "GET",
-    "/_conveyor/routes": "GET, PUT",
-    "/_conveyor/openapi.json": "GET",
-    "/metrics": "GET",
-}
-
 
 @dataclass
 class RouterOptions:
@@ -61,7 +51,7 @@ class RouterOptions:
     max_body_bytes: int = 16 * 1024 * 1024
     max_mirrors_in_flight: int = 32
     retry: bool = True  # once more on another backend when the connection failed or was reset before an answer
-    admin_token: str | None = None
+    admin_token: str | None = None  # the admin API's bearer token; None: its protected calls are refused
     state_file: Path | None = None
     service: str = "default"  # the model name of backends whose version label is bare ("2", not "sentiment:2")
     payload_log: PayloadLogConfig | None = None  # log a sample of /predict traffic per backend version
@@ -126,8 +116,8 @@ class Router:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
-        if path.startswith(ADMIN_PREFIX) or path == "/metrics":
-            await self._admin(scope, receive, send)
+        if is_admin_path(path):
+            await serve_admin(self, scope, receive, send)
             return
         await self.proxy(scope, receive, send)
 
@@ -294,72 +284,6 @@ class Router:
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             async with self.session.post(url, json=entries, timeout=self._timeout) as answer:
                 await answer.read()
-
-    # -- admin ------------------------------------------------------------------------------------------
-
-    async def _admin(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        path, method = scope["path"], scope["method"]
-        if path == "/metrics" and method == "GET":
-            body = generate_latest(self.registry)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode())],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-        elif path == "/_conveyor/health" and method == "GET":
-            await send_json(send, 200, {"status": "ok", "instance": self.stats.instance})
-        elif path == "/_conveyor/stats" and method == "GET":
-            await send_json(send, 200, self.stats.snapshot())
-        elif path == "/_conveyor/routes" and method == "GET":
-            await send_json(send, 200, self.describe())
-        elif path == "/_conveyor/routes" and method == "PUT":
-            await self._put_routes(scope, receive, send)
-        elif path == "/_conveyor/openapi.json" and method == "GET":
-            from conveyor.router.admin_openapi import admin_openapi
-
-            await send_json(send, 200, admin_openapi())
-        elif path in ADMIN_METHODS:
-            allow = ADMIN_METHODS[path].encode()
-            await send_json(send, 405, {"error": f"method {method} not allowed on {path}"}, [(b"allow", allow)])
-        else:
-            await send_json(send, 404, {"error": f"no route {path}"})
-
-    def describe(self) -> dict[str, Any]:
-        table = self.table.model_dump()
-        for backend in table["backends"]:
-            health = self.health.backends.get(backend["name"])
-            backend["healthy"] = health.healthy if health else True
-            backend["last_error"] = health.last_error if health else None
-        table["instance"] = self.stats.instance
-        return table
-
-    async def _put_routes(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if self.options.admin_token:
-            expected = f"Bearer {self.options.admin_token}".encode()
-            if dict(scope["headers"]).get(b"authorization") != expected:
-                await send_json(
-                    send, 401, {"error": "the router's admin token is required (Authorization: Bearer ...)"}
-                )
-                return
-        try:
-            body = await read_body(receive, 1_000_000)
-            table = RouteTable.model_validate_json(body, strict=True)
-        except TooLarge:
-            await send_json(send, 413, {"error": "routing table over 1 MB"})
-            return
-        except ConnectionResetError:
-            return
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors(include_url=False)
-            )
-            await send_json(send, 422, {"error": f"invalid routing table: {problems}"})
-            return
-        self.set_table(table)
-        await send_json(send, 200, self.describe())
 
 
 def _json_headers(backend: BackendSpec) -> list[tuple[bytes, bytes]]:

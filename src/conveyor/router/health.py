@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from conveyor.redaction import without_credentials
 from conveyor.router.routing import RouteTable
 
 log = logging.getLogger("conveyor.router")
@@ -59,7 +60,7 @@ class HealthTracker:
         if health.healthy and (eject or health.failures >= self.unhealthy_after):
             health.healthy = False
             health.changed_at = time.time()
-            log.warning("backend %s (%s) ejected: %s", name, health.url, error)
+            log.warning("backend %s (%s) ejected: %s", name, without_credentials(health.url), error)
 
     def succeeded(self, name: str) -> None:
         health = self.backends.get(name)
@@ -71,7 +72,7 @@ class HealthTracker:
             health.healthy = True
             health.last_error = None
             health.changed_at = time.time()
-            log.warning("backend %s (%s) healthy again", name, health.url)
+            log.warning("backend %s (%s) healthy again", name, without_credentials(health.url))
 
     async def probe_forever(self, session: aiohttp.ClientSession) -> None:
         timeout = aiohttp.ClientTimeout(total=max(1.0, self.interval))

@@ -29,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from conveyor.errors import ClientError, ConveyorError, Unauthorized
 from conveyor.extras import needs
+from conveyor.redaction import without_credentials
 from conveyor.registry.audit import one_line
 from conveyor.registry.protocol import Registry
 from conveyor.sizes import human_size
@@ -64,7 +65,7 @@ def _ago(value: Any) -> str:
 
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.filters.update(ago=_ago, size=human_size, compact=one_line)
+    templates.env.filters.update(ago=_ago, size=human_size, compact=one_line, without_credentials=without_credentials)
     templates.env.globals.update(outcome_class={"successful": "ok", "failed": "bad", "inconclusive": "warn"})
     return templates
 
