@@ -36,7 +36,7 @@ def admin_openapi() -> dict[str, Any]:
     routes_answer = _json({"type": "object", "required": ["backends", "instance"]}, "The table in force, with health")
     error = _json(ERROR, "")
     refused = {**error, "description": "The admin token was not sent, or not this router's"}
-    guarded = {"security": [{"bearer": []}]}
+    guarded: dict[str, Any] = {"security": [{"bearer": []}]}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Conveyor router admin API", "version": __version__},
