@@ -151,6 +151,15 @@ def test_a_loopback_router_stores_its_token_for_the_local_tools_only(conveyor_ho
     assert not token_file("svc").exists()
 
 
+def test_a_guessable_router_token_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor.router.settings import RouterSettings
+
+    monkeypatch.setenv("CONVEYOR_ROUTER_TOKEN", "hunter2")
+    with pytest.raises(InvalidInput, match="at least 16 characters") as refused:
+        RouterSettings.load({})
+    assert "hunter2" not in str(refused.value) and "CONVEYOR_ROUTER_TOKEN" in str(refused.value)
+
+
 # -- the registry server ----------------------------------------------------------------------------
 
 BLOB = b"a model of some bytes"

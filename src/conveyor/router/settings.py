@@ -49,6 +49,7 @@ class RouterSettings(ProcessSettings, PayloadLogSettings):
     )
     admin_token: str | None = Field(
         None,
+        min_length=16,  # guessable tokens would undo the rest
         validation_alias="CONVEYOR_ROUTER_TOKEN",
         description="Bearer token the admin API requires [default: on 127.0.0.1, made and stored for local tools].",
         json_schema_extra={"show_default": False},
