@@ -1,8 +1,9 @@
 """Who may do what on each control plane: the matrix docs/security.md states, tried request by request.
 
 Each action of the router's admin API, the registry server and the dashboard is tried anonymously,
-with a read token, with a revoked token and with a write token (the router has one admin token:
-a registry token of any scope, or the router's previous token, is no credential there). In-process
+with a read token, with a revoked token, with a write token and with an admin token (the router has
+one admin token of its own: a registry token of any scope, or the router's previous token, is no
+credential there; on the dashboard, "revoked" is a session whose token was revoked after login). In-process
 (ASGI) on loopback; the refusal to start beyond loopback without tokens is tried on the real
 commands, which exit before binding. The takeover of issue 44 (an anonymous PUT of the routes to an
 attacker's server) is refused.
@@ -34,7 +35,7 @@ from conveyor.router.routing import BackendSpec, RouteTable
 from conveyor.ui.app import create_app
 from tests.registry_fixtures import run_cli
 
-WHO = ("anonymous", "read", "revoked", "write")
+WHO = ("anonymous", "read", "revoked", "write", "admin")
 
 
 @dataclass
@@ -58,7 +59,8 @@ def registry_tokens(registry: LocalRegistry) -> Credentials:
     revoked = registry.tokens.create("former-ci", "write")
     registry.tokens.revoke("former-ci")
     read, write = registry.tokens.create("viewer", "read"), registry.tokens.create("ci", "write")
-    return Credentials({"anonymous": None, "read": read, "revoked": revoked, "write": write})
+    admin = registry.tokens.create("security", "admin")
+    return Credentials({"anonymous": None, "read": read, "revoked": revoked, "write": write, "admin": admin})
 
 
 # -- the router's admin API --------------------------------------------------------------------------
@@ -80,7 +82,8 @@ def router(registry_tokens: Credentials) -> Iterator[tuple[Router, TestClient, C
             "anonymous": None,
             "read": registry_tokens.tokens["read"],
             "revoked": "router-old-token",
-            "write": "router-admin-token",
+            "write": registry_tokens.tokens["write"],
+            "admin": "router-admin-token",
         }
     )
     with TestClient(app) as client:  # raw ASGI: no lifespan needed for the admin API
@@ -95,7 +98,7 @@ def test_the_router_admin_api_needs_the_router_admin_token(
     app, client, callers = router
     method, path, body = ROUTER_ACTIONS[action]
     answer = client.request(method, path, json=body, headers=callers.headers(who))
-    if who == "write":
+    if who == "admin":
         assert answer.status_code == 200, answer.text
     else:
         assert answer.status_code == 401, answer.text
@@ -125,7 +128,7 @@ def test_backend_urls_leave_the_router_without_credentials_and_a_round_trip_keep
     router: tuple[Router, TestClient, Credentials],
 ) -> None:
     app, client, callers = router
-    admin = callers.headers("write")
+    admin = callers.headers("admin")
     shown = client.get("/_conveyor/routes", headers=admin)
     assert "s3cret" not in shown.text and shown.json()["backends"][0]["url"] == "http://127.0.0.1:9"
     table = {k: v for k, v in shown.json().items() if k != "instance"}
@@ -174,13 +177,19 @@ def _register(client: TestClient, headers: dict[str, str]) -> httpx.Response:
     return client.post("/api/v1/models/m/versions", json=files, headers=headers)
 
 
-REGISTRY_ACTIONS: dict[str, tuple[bool, Callable[[TestClient, dict[str, str]], httpx.Response]]] = {
-    "read a version": (False, lambda c, h: c.get("/api/v1/models/m/versions/1", headers=h)),
-    "register": (True, _register),
-    "delete a version": (True, lambda c, h: c.delete("/api/v1/models/m/versions/2", headers=h)),
-    "set a tag": (True, lambda c, h: c.patch("/api/v1/models/m/tags", json={"set": {"team": "x"}}, headers=h)),
-    "unset a tag": (True, lambda c, h: c.patch("/api/v1/models/m/tags", json={"unset": ["owner"]}, headers=h)),
+TAGS = "/api/v1/models/m/tags"
+POLICY = "require-signed"
+REGISTRY_ACTIONS: dict[str, tuple[str, Callable[[TestClient, dict[str, str]], httpx.Response]]] = {
+    # action: (the scope it needs, the request)
+    "read a version": ("read", lambda c, h: c.get("/api/v1/models/m/versions/1", headers=h)),
+    "register": ("write", _register),
+    "delete a version": ("write", lambda c, h: c.delete("/api/v1/models/m/versions/2", headers=h)),
+    "set a tag": ("write", lambda c, h: c.patch(TAGS, json={"set": {"team": "x"}}, headers=h)),
+    "unset a tag": ("write", lambda c, h: c.patch(TAGS, json={"unset": ["owner"]}, headers=h)),
+    "tighten the signing policy": ("write", lambda c, h: c.patch(TAGS, json={"set": {POLICY: "yes"}}, headers=h)),
+    "relax the signing policy": ("admin", lambda c, h: c.patch(TAGS, json={"unset": [POLICY]}, headers=h)),
 }
+SCOPES = ("read", "write", "admin")
 
 
 @pytest.fixture
@@ -189,7 +198,7 @@ def registry_server(registry: LocalRegistry, registry_tokens: Credentials) -> It
         write = registry_tokens.headers("write")
         for _ in range(2):  # versions 1 and 2
             assert _register(client, write).status_code == 201
-        assert client.patch("/api/v1/models/m/tags", json={"set": {"owner": "a"}}, headers=write).status_code == 200
+        assert client.patch(TAGS, json={"set": {"owner": "a", POLICY: "true"}}, headers=write).status_code == 200
         yield client
 
 
@@ -198,10 +207,15 @@ def registry_server(registry: LocalRegistry, registry_tokens: Credentials) -> It
 def test_the_registry_server_checks_token_and_scope(
     registry_server: TestClient, registry_tokens: Credentials, action: str, who: str
 ) -> None:
-    writes, call = REGISTRY_ACTIONS[action]
+    needs, call = REGISTRY_ACTIONS[action]
     answer = call(registry_server, registry_tokens.headers(who))
-    expected = {"anonymous": 401, "revoked": 401, "read": 403 if writes else 200, "write": 200}[who]
-    assert answer.status_code == (201 if expected == 200 and action == "register" else expected), answer.text
+    if who in ("anonymous", "revoked"):
+        expected = 401
+    elif SCOPES.index(who) < SCOPES.index(needs):
+        expected = 403
+    else:
+        expected = 201 if action == "register" else 200
+    assert answer.status_code == expected, answer.text
 
 
 # -- the dashboard ----------------------------------------------------------------------------------
@@ -229,25 +243,36 @@ def _csrf(client: TestClient) -> str:
 
 
 @pytest.mark.parametrize("who", WHO)
-def test_the_dashboard_needs_a_valid_login_to_read_and_a_write_login_to_act(
+def test_the_dashboard_needs_a_live_login_to_read_write_to_act_and_admin_for_the_audit_log(
     registry: LocalRegistry, registry_tokens: Credentials, who: str
 ) -> None:
     _aborted_rollout()
     client = TestClient(create_app(registry, tokens=registry.tokens, require_login=True))
-    token = registry_tokens.tokens[who]
+    token = registry.tokens.create("ops", "write") if who == "revoked" else registry_tokens.tokens[who]
     if token is not None:
         login = client.post("/login", data={"token": token, "csrf": _csrf(client)}, follow_redirects=False)
-        assert login.status_code == (401 if who == "revoked" else 303), login.text
+        assert login.status_code == 303, login.text
+    if who == "revoked":
+        registry.tokens.revoke("ops")  # after the login: the session ends at once
     page = client.get("/rollouts/svc")
-    assert page.status_code == (200 if who in ("read", "write") else 401)
+    assert page.status_code == (401 if who in ("anonymous", "revoked") else 200)
     # CSRF passes in every case: what decides is who is logged in
     pressed = client.post("/rollouts/svc/actions/abort", data={"csrf": _csrf(client)}, headers={"hx-request": "true"})
-    if who == "write":
+    audit = client.get("/audit", headers={"accept": "application/json"})
+    if who in ("write", "admin"):
         assert pressed.status_code == 409 and "aborted" in pressed.json()["error"]  # authorised: nothing to abort
     elif who == "read":
         assert pressed.status_code == 403 and "read scope" in pressed.json()["error"]
     else:
-        assert pressed.status_code == 401 and "log in" in pressed.json()["error"]
+        assert pressed.status_code == 401, pressed.text
+    assert audit.status_code == {"anonymous": 401, "revoked": 401, "read": 403, "write": 403, "admin": 200}[who]
+
+
+def test_a_revoked_token_cannot_log_in_to_the_dashboard(registry: LocalRegistry, registry_tokens: Credentials) -> None:
+    client = TestClient(create_app(registry, tokens=registry.tokens))
+    token = registry_tokens.tokens["revoked"]
+    login = client.post("/login", data={"token": token, "csrf": _csrf(client)}, follow_redirects=False)
+    assert login.status_code == 401 and "revoked" in login.text
 
 
 # -- beyond loopback without tokens: no start ------------------------------------------------------
