@@ -25,6 +25,7 @@ from conveyor.registry.server import create_registry_app
 from conveyor.registry.sql import SqlStore
 from conveyor.rollout.status import StatusStore
 from conveyor.ui.app import create_app
+from conveyor.ui.settings import DashboardSessionSettings
 from tests.test_dashboard_pages import aborted_rollout, csrf_of, log_in
 
 POLICY = "require-signed"
@@ -212,7 +213,7 @@ def test_an_idle_dashboard_session_ends(registry: LocalRegistry, monkeypatch: py
     monkeypatch.setattr("conveyor.ui.auth.time", clock)
     aborted_rollout()
     token = registry.tokens.create("ops", "write")
-    browser = _dashboard(registry, idle_minutes=30)
+    browser = _dashboard(registry, sessions=DashboardSessionSettings(session_idle_minutes=30, session_max_hours=2))
     log_in(browser, token, "/rollouts/svc")
     clock.now += 29 * 60
     page = browser.get("/rollouts/svc").text
@@ -224,6 +225,16 @@ def test_an_idle_dashboard_session_ends(registry: LocalRegistry, monkeypatch: py
     assert refused.status_code == 401
     assert refused.json()["error"] == "your session was idle for more than 30 minutes: log in again"
     assert "ops (write)" not in browser.get("/rollouts/svc").text  # logged out for good
+
+    log_in(browser, token, "/rollouts/svc")
+    for _ in range(4):  # busy, never idle (100 minutes): still in
+        clock.now += 25 * 60
+        page = browser.get("/rollouts/svc").text
+    assert "ops (write)" in page
+    clock.now += 25 * 60  # but no login outlives its longest life
+    refused = browser.post("/rollouts/svc/actions/retry", data={"csrf": csrf_of(page)}, headers={"hx-request": "true"})
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "your session began more than 2 hours ago: log in again"
 
 
 def test_the_dashboard_shows_the_audit_log_to_admins(registry: LocalRegistry) -> None:

@@ -81,9 +81,7 @@ def serve(context: typer.Context, **options: Any) -> None:
     if settings.ui:
         from conveyor.ui.app import with_dashboard
 
-        app_ = with_dashboard(
-            app_, registry, require_login=not settings.insecure_no_auth, idle_minutes=settings.session_idle_minutes
-        )
+        app_ = with_dashboard(app_, registry, require_login=not settings.insecure_no_auth, sessions=settings)
     shown = make_url(normalize_url(registry.store.url)).render_as_string(hide_password=True)
     scheme = "https" if tls else "http"
     stdout.print(f"registry on {scheme}://{host}:{port}  metadata {shown}  blobs {registry.blobs.url}")

@@ -51,7 +51,7 @@ def ui(context: typer.Context, **options: Any) -> None:
             tokens=tokens,
             require_login=settings.require_login,
             traffic=traffic,
-            idle_minutes=settings.session_idle_minutes,
+            sessions=settings,
         )
     stdout.print(f"dashboard: http://{host}:{port}/", highlight=False)
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level, server_header=False)

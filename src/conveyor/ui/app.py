@@ -35,6 +35,7 @@ from conveyor.registry.protocol import Registry
 from conveyor.sizes import human_size
 from conveyor.ui import audit_pages, pipeline_pages, registry_pages, rollout_pages
 from conveyor.ui.auth import Auth, SessionGuard, csrf_token
+from conveyor.ui.settings import DashboardSessionSettings
 from conveyor.ui.traffic_pages import TrafficSettings, traffic_panel
 
 with needs("ui", "the dashboard (conveyor ui)"):
@@ -81,13 +82,13 @@ class Endpoints:
         require_login: bool,
         root_path: str,
         traffic: TrafficSettings | None = None,
-        idle_minutes: float = 30.0,
+        sessions: DashboardSessionSettings | None = None,
     ) -> None:
         self.registry = registry
         self.traffic = traffic or TrafficSettings()
         self.root = root_path
         self.templates = make_templates()
-        self.auth = Auth(tokens, require_login, idle_minutes)
+        self.auth = Auth(tokens, require_login, sessions)
         self.signatures = registry_pages.Signatures()
 
     # ---- rendering ----------------------------------------------------------------------------
@@ -330,12 +331,13 @@ def create_app(
     secret: str | None = None,
     root_path: str = "",
     traffic: TrafficSettings | None = None,
-    idle_minutes: float = 30.0,
+    sessions: DashboardSessionSettings | None = None,
 ) -> Starlette:
     """The dashboard over ``registry``; ``tokens`` is the registry's token store (None: no logins);
-    ``traffic`` says where the payload log is, for the served-traffic panels; a session idle for
-    ``idle_minutes`` ends."""
-    endpoints = Endpoints(registry, tokens, require_login, root_path, traffic, idle_minutes)
+    ``traffic`` says where the payload log is, for the served-traffic panels; ``sessions`` how long
+    a login lasts."""
+    sessions = sessions or DashboardSessionSettings()
+    endpoints = Endpoints(registry, tokens, require_login, root_path, traffic, sessions)
     session_secret = secret or os.environ.get("CONVEYOR_UI_SECRET") or secrets.token_urlsafe(32)
     session = Middleware(
         SessionMiddleware,
@@ -343,7 +345,7 @@ def create_app(
         session_cookie="conveyor_ui",
         same_site="strict",
         https_only=False,
-        max_age=8 * 3600,
+        max_age=round(sessions.session_max_hours * 3600),
     )
     handlers = {ConveyorError: endpoints.error, 404: endpoints.not_found, 405: endpoints.not_found}
     return Starlette(
@@ -384,10 +386,10 @@ class SecurityHeaders:
 
 
 def with_dashboard(
-    app: Any, registry: Any, require_login: bool, prefix: str = "/ui", idle_minutes: float = 30.0
+    app: Any, registry: Any, require_login: bool, prefix: str = "/ui", sessions: DashboardSessionSettings | None = None
 ) -> Starlette:
     """``app`` (the registry server) with the dashboard mounted at ``prefix``, sharing its token store."""
     dashboard = create_app(
-        registry, tokens=registry.tokens, require_login=require_login, root_path=prefix, idle_minutes=idle_minutes
+        registry, tokens=registry.tokens, require_login=require_login, root_path=prefix, sessions=sessions
     )
     return Starlette(routes=[Mount(prefix, dashboard), Mount("", app)])

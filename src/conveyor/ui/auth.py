@@ -6,7 +6,8 @@ session opened with a *write* token (the audit log, an *admin* one).  The token 
 kept: the signed session cookie (HttpOnly, SameSite=Strict) holds the token's row id, name and
 scope, and no page renders a secret.  Every request that carries a session re-checks it
 (:class:`SessionGuard`): a session whose token was revoked, removed or given another scope ends
-at once, and so does one idle for longer than the idle timeout; the refusal says why.
+at once, and so does one idle for longer than the idle timeout or older than its longest life;
+the refusal says why.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conveyor.errors import Forbidden, Unauthorized
 from conveyor.registry.access import TokenIdentity, allows
+from conveyor.ui.settings import DashboardSessionSettings
 
 
 @dataclass
@@ -44,10 +46,14 @@ class Viewer:
 class Auth:
     """Login against a registry's token store (``None``: a registry without tokens, e.g. remote)."""
 
-    def __init__(self, tokens: Any | None, require_login: bool = False, idle_minutes: float = 30.0) -> None:
+    def __init__(
+        self, tokens: Any | None, require_login: bool = False, sessions: DashboardSessionSettings | None = None
+    ) -> None:
         self.tokens = tokens
         self.require_login = require_login
-        self.idle_s = idle_minutes * 60
+        sessions = sessions or DashboardSessionSettings()
+        self.idle_s = sessions.session_idle_minutes * 60
+        self.max_s = sessions.session_max_hours * 3600
 
     @property
     def tokens_exist(self) -> bool:
@@ -70,6 +76,7 @@ class Auth:
                 "name": found.name,
                 "scope": found.scope,
                 "seen": round(time.time(), 3),
+                "since": round(time.time(), 3),
                 "csrf": secrets.token_urlsafe(24),
             }
         )
@@ -77,7 +84,10 @@ class Auth:
 
     def session_problem(self, session: dict[str, Any]) -> str | None:
         """Why a logged-in session is over (idle too long, its token revoked or changed), or None: it stands."""
-        if time.time() - float(session.get("seen", 0)) > self.idle_s:
+        now = time.time()
+        if now - float(session.get("since", 0)) > self.max_s:
+            return f"your session began more than {self.max_s / 3600:g} hours ago: log in again"
+        if now - float(session.get("seen", 0)) > self.idle_s:
             return f"your session was idle for more than {_minutes(self.idle_s)}: log in again"
         return self.token_problem(session)
 

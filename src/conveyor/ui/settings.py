@@ -17,12 +17,16 @@ from conveyor.settings import LogLevel, ProcessSettings
 
 
 class DashboardSessionSettings(BaseModel):
-    """A dashboard login's lifetime, the same for ``conveyor ui`` and ``conveyor registry serve --ui``."""
+    """A dashboard login's lifetime, the same for ``conveyor ui`` and ``conveyor registry serve --ui``:
+    the session ends when idle too long, and at the latest a fixed time after the login."""
 
     session_idle_minutes: float = Field(
         30.0,
         gt=0,
         description="A dashboard login unused this long ends (its token is re-checked on every request anyway).",
+    )
+    session_max_hours: float = Field(
+        8.0, gt=0, description="A dashboard login ends this long after it began, used or not."
     )
 
 
