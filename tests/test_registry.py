@@ -19,11 +19,12 @@ import httpx
 import pytest
 
 from conveyor.errors import ClientError
-from conveyor.registry.blobs import BlobCorrupt, LocalBlobStore, S3BlobStore
+from conveyor.registry.blobs import BlobCorrupt, LocalBlobStore
 from conveyor.registry.config import open_local
 from conveyor.registry.events import verify_signature
 from conveyor.registry.local import LocalRegistry
 from conveyor.registry.records import FileEntry, NewVersion
+from conveyor.registry.s3_blobs import S3BlobStore
 from conveyor.registry.sql import SqlStore
 from tests.conftest import REPO, free_port, start_server
 from tests.registry_fixtures import run_cli

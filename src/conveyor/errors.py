@@ -117,6 +117,49 @@ class Unreachable(ConveyorError):
     """A server we talk to (a registry, a router) could not be reached or went away mid-request."""
 
 
+class StorageError(ConveyorError):
+    """The registry's storage cannot take a write: bad luck on the machine, not the request.
+
+    ``problem`` says what is wrong with which disk, folder, database or bucket; the operation that
+    met it adds its ``outcome`` ("nothing was registered") and, where known, the bytes it
+    ``needed``.  HTTP edges answer ``status`` with the whole line; the CLI exits with its own code.
+    """
+
+    status: int = 503
+
+    def __init__(self, problem: str, outcome: str | None = None, needed: int | None = None) -> None:
+        self.problem, self.outcome, self.needed = problem, outcome, needed
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        line = f"{self.problem}: {self.outcome}" if self.outcome else self.problem
+        if self.needed is not None:
+            line += f" ({max(self.needed, 1) / 1e6:.1f} MB needed)"
+        return line
+
+    def __str__(self) -> str:
+        return self.message
+
+    def after(self, outcome: str, needed: int | None = None) -> StorageError:
+        """The same error as the operation that met it tells it (an outcome already told is kept)."""
+        if self.outcome is not None:
+            return self
+        return type(self)(self.problem, outcome, self.needed if needed is None else needed)
+
+
+class StorageFull(StorageError):
+    """The disk (or quota) holding the registry's files or database is full."""
+
+    status = 507
+
+
+class StorageUnavailable(StorageError):
+    """The registry's storage is read-only, refuses permission, or cannot be reached (database, S3)."""
+
+    status = 503
+
+
 _BY_STATUS: dict[int, type[ClientError]] = {
     kind.status: kind
     for kind in (

@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from conveyor.errors import ClientError
+from conveyor.errors import ClientError, StorageError
 
 log = logging.getLogger("conveyor.http")
 
@@ -24,12 +24,12 @@ def error_response(status: int, message: str, headers: Mapping[str, str] | None 
 
 
 def guard(handler: Handler) -> Handler:
-    """Turn ClientError into its JSON answer without Starlette's exception machinery."""
+    """Turn ClientError (and storage trouble: 507, 503) into its JSON answer without Starlette's exception machinery."""
 
     async def guarded(request: Request) -> Response:
         try:
             return await handler(request)
-        except ClientError as exc:
+        except (ClientError, StorageError) as exc:
             return error_response(exc.status, exc.message)
 
     guarded.__name__ = handler.__name__
@@ -48,7 +48,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
-    """Our own faults: logged with the traceback, answered with a plain 500."""
+    """Our own faults: logged with the traceback, answered with a plain 500 (storage trouble: its status and line)."""
+    if isinstance(exc, StorageError):
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return error_response(exc.status, exc.message)
     log.exception("internal error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal server error")
 

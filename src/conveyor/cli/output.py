@@ -21,6 +21,7 @@ from conveyor.errors import (
     MissingExtra,
     NotFound,
     PortInUse,
+    StorageError,
     Unauthorized,
 )
 
@@ -54,6 +55,7 @@ EXIT_AUTH = 3  # missing, invalid or insufficient credentials
 EXIT_NOT_FOUND = 4  # the model, version, alias or file does not exist
 EXIT_CONFLICT = 5  # refused because of the current state (protected alias, alias on an archived version)
 EXIT_PORT = 6  # a server cannot listen where it was asked: the port is taken (or the address is not here)
+EXIT_STORAGE = 7  # the registry's storage cannot take a write (disk full, read-only, database or store unreachable)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -68,6 +70,8 @@ def exit_code(exc: ConveyorError) -> int:
     """The exit code for each kind of error (the one place the CLI maps them)."""
     if isinstance(exc, PortInUse):
         return EXIT_PORT
+    if isinstance(exc, StorageError):
+        return EXIT_STORAGE
     if isinstance(exc, ChainBroken):  # a supply-chain check failed, like any failed check
         return EXIT_FAILURE
     if isinstance(exc, Unauthorized) or (isinstance(exc, ClientError) and exc.status == 403):

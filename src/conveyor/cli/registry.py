@@ -14,6 +14,7 @@ from conveyor.exposure import refuse_open_exposure
 from conveyor.ports import check_port_free
 from conveyor.registry.config import open_local
 from conveyor.registry.server_settings import RegistryServerSettings
+from conveyor.registry.storage_errors import NOTHING_CHANGED, outcome
 from conveyor.tls import server_tls
 
 PROJECT_FILE = Path("conveyor.yaml")
@@ -104,7 +105,7 @@ def token_create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a token; it is printed once and stored only as a hash."""
-    with handle_errors():
+    with handle_errors(), outcome(NOTHING_CHANGED):
         token = open_local(database).tokens.create(name, scope)  # type: ignore[arg-type]
     if as_json:
         print_json({"name": name, "scope": scope, "token": token})
@@ -132,7 +133,7 @@ def token_list(database: DatabaseOption = None, as_json: JsonOption = False) -> 
 @token_app.command("revoke")
 def token_revoke(name: Annotated[str, typer.Argument()], database: DatabaseOption = None) -> None:
     """Revoke a token by name."""
-    with handle_errors():
+    with handle_errors(), outcome(NOTHING_CHANGED):
         open_local(database).tokens.revoke(name)
     stdout.print(f"revoked {name}")
 

@@ -24,7 +24,8 @@ from conveyor.home import conveyor_home
 from conveyor.registry.blobs import copy_verified
 from conveyor.registry.onnx_info import framework_of
 from conveyor.registry.records import Alias, FileEntry, Lineage, ModelVersion, NewVersion
-from conveyor.registry.refs import ModelRef, check_name
+from conveyor.registry.refs import ModelRef, check_file_name, check_name
+from conveyor.registry.storage_errors import NOTHING_REGISTERED, outcome
 
 
 class Progress(Protocol):
@@ -172,18 +173,22 @@ class RegistryBase(ABC):
         files = collect_files(Path(path))
         extra = dict(extra_files)  # replace the folder's file of the same name
         files = sorted([f for f in files if f[0] not in extra] + list(extra.items()))
+        for relative, _ in files:
+            check_file_name(relative)
         if check is not None:  # before anything is hashed or stored: a refusal leaves no trace
             check(files)
+        needed = sum(local.stat().st_size for _, local in files)
         ingest = getattr(self, "ingest_files", None)
-        if ingest is not None and not skip_unchanged:
-            entries = ingest(files, name, progress)  # stored while hashed: one read of each file
-        else:
-            entries = self._hash_files(files, name, progress)
-            if skip_unchanged and (same := self._version_with_digest(name, version_digest(entries))):
-                for alias in aliases:
-                    self.set_alias(name, alias, same.version)
-                return self.resolve(f"{name}:{same.version}").model_copy(update={"unchanged": True})
-            self._store_missing(entries, files, name, progress)
+        with outcome(NOTHING_REGISTERED, needed):  # a full disk, a lost database: said once, with the size
+            if ingest is not None and not skip_unchanged:
+                entries = ingest(files, name, progress)  # stored while hashed: one read of each file
+            else:
+                entries = self._hash_files(files, name, progress)
+                if skip_unchanged and (same := self._version_with_digest(name, version_digest(entries))):
+                    for alias in aliases:
+                        self.set_alias(name, alias, same.version)
+                    return self.resolve(f"{name}:{same.version}").model_copy(update={"unchanged": True})
+                self._store_missing(entries, files, name, progress)
         framework, framework_version, facts = model_facts(files)
         lineage = lineage or Lineage()
         if lineage.source is None:
@@ -202,7 +207,8 @@ class RegistryBase(ABC):
             model_description=model_description,
         )
         try:
-            return self.create_version(name, new)
+            with outcome(NOTHING_REGISTERED, needed):
+                return self.create_version(name, new)
         except Unreachable as exc:
             raise Unreachable(
                 f"{exc}; the files were stored but the registry did not confirm the new version of {name}: "

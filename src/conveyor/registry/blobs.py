@@ -1,31 +1,52 @@
-"""Content-addressed blob stores: a local directory, or S3-compatible object storage.
+"""Content-addressed blob stores: the interface, and a local directory (S3: ``s3_blobs.py``).
 
 A blob's key is its sha256.  Writes go to a temporary name and are hashed as
 they stream; only a blob whose bytes match its digest is moved to its final
 key, so a crash mid-upload never leaves a corrupt blob under a real digest,
-and identical files are stored once.
+and identical files are stored once.  What a crash does leave (a temporary upload, a
+blob no version came to reference) is listed and removed by ``registry/gc.py``; a full or
+read-only disk is ``StorageFull`` or ``StorageUnavailable`` naming the folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlparse
 
 from conveyor.digest import CHUNK
 from conveyor.errors import ConveyorError, InvalidInput, NotFound
-from conveyor.extras import needs
+from conveyor.registry.storage_errors import disk_errors
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 
 Progress = Callable[[int], None]
+
+
+# an upload's temporary file is locked right after it is made: one younger than this may not be yet
+UPLOAD_BIRTH = 10.0
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A stored blob (``name`` its digest) or temporary upload, as gc lists them.
+
+    ``modified``: the last time it was written or kept (epoch seconds); ``abandoned``: no process
+    writes it any more (local uploads), None where the store cannot tell (S3: age decides)."""
+
+    name: str
+    size: int
+    modified: float
+    abandoned: bool | None = None
 
 
 class BlobCorrupt(ConveyorError):
@@ -69,14 +90,36 @@ class BlobStore(Protocol):
 
     def size(self, digest: str) -> int: ...
 
+    def keep(self, digest: str) -> bool:
+        """Whether the blob is stored; marks it in use now where the store can (a client skips its upload)."""
+        ...
+
+    def blobs(self) -> Iterator[Stored]:
+        """Every stored blob."""
+        ...
+
+    def uploads(self) -> Iterator[Stored]:
+        """Every temporary upload (complete or not)."""
+        ...
+
+    def remove_upload(self, name: str) -> None: ...
+
+    def remove_blob(self, digest: str, unless_used_since: float) -> bool:
+        """Delete a blob unless it was written or kept since that time; whether it was deleted."""
+        ...
+
 
 class LocalBlobStore:
-    """Blobs as files under ``root/sha256/ab/abcdef...``."""
+    """Blobs as files under ``root/sha256/ab/abcdef...``; uploads in progress under ``root/tmp``.
+
+    Each upload holds a lock on its temporary file while it is written, so ``uploads()`` can tell
+    one a crash abandoned (no process holds it) from one still arriving, at any age."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.url = str(self.root)
-        (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+        with disk_errors(self.root):
+            (self.root / "tmp").mkdir(parents=True, exist_ok=True)
 
     def _path(self, digest: str) -> Path:
         check_digest(digest)
@@ -85,26 +128,42 @@ class LocalBlobStore:
     def exists(self, digest: str) -> bool:
         return self._path(digest).is_file()
 
+    def keep(self, digest: str) -> bool:
+        """Whether the blob is stored, marking it in use now (gc spares it for its grace period)."""
+        try:
+            os.utime(self._path(digest))
+        except FileNotFoundError:
+            return False
+        except OSError:  # a read-only store: nothing will collect it either
+            return self.exists(digest)
+        return True
+
     def size(self, digest: str) -> int:
         return self._path(digest).stat().st_size
 
     def put(self, digest: str, chunks: Iterable[bytes]) -> int:
         final = self._path(digest)
-        tmp_name, actual, size = write_hashed(chunks, self.root / "tmp", "upload-", fsync=True)
-        self._settle(tmp_name, final, None if actual == digest else f"sha256:{actual}, expected sha256:{digest}")
+        with disk_errors(self.root):
+            tmp_name, actual, size = write_hashed(chunks, self.root / "tmp", "upload-", fsync=True)
+            self._settle(tmp_name, final, None if actual == digest else f"sha256:{actual}, expected sha256:{digest}")
         return size
 
     @staticmethod
     def _settle(tmp_name: str, final: Path, mismatch: str | None) -> None:
-        """Move a complete, synced upload to its digest (or drop it: a mismatch, or the blob is there)."""
+        """Move a complete, synced upload to its digest (or drop it: a mismatch, or the blob is there).
+
+        A blob already there is kept and marked in use now; if gc took it away in between, the
+        upload takes its place."""
         try:
             if mismatch is not None:
                 raise BlobCorrupt(f"received bytes hash to {mismatch}")
             final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():
-                os.unlink(tmp_name)  # stored once: the identical blob is already there
-            else:
+            try:
+                os.utime(final)  # stored once: the identical blob is already there
+            except FileNotFoundError:
                 os.replace(tmp_name, final)
+            else:
+                os.unlink(tmp_name)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
@@ -122,144 +181,64 @@ class LocalBlobStore:
         The copy lands under a temporary name and moves to its digest only once complete and
         synced, so a crash leaves no blob under a wrong name; an identical blob already
         stored is kept and the copy dropped."""
-        tmp_name, digest, size = write_hashed(file_chunks(path), self.root / "tmp", "upload-", progress, fsync=True)
-        self._settle(tmp_name, self._path(digest), None)
+        with disk_errors(self.root):
+            tmp_name, digest, size = write_hashed(file_chunks(path), self.root / "tmp", "upload-", progress, fsync=True)
+            self._settle(tmp_name, self._path(digest), None)
         return digest, size
 
+    # ---- what gc sees (registry/gc.py) ------------------------------------------------------
 
-class _HashingReader:
-    """A file-like object over chunks that hashes what boto3 reads."""
+    def blobs(self) -> Iterator[Stored]:
+        for path in (self.root / "sha256").glob("*/*"):
+            with contextlib.suppress(FileNotFoundError):
+                if DIGEST_RE.match(path.name):
+                    yield Stored(path.name, *_size_and_time(path))
 
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._buffer = b""
-        self.hasher = hashlib.sha256()
-        self.size = 0
+    def uploads(self) -> Iterator[Stored]:
+        for path in (self.root / "tmp").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                size, modified = _size_and_time(path)
+                yield Stored(path.name, size, modified, abandoned=_abandoned(path, modified))
 
-    def read(self, amount: int = -1) -> bytes:
-        while amount < 0 or len(self._buffer) < amount:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buffer += chunk
-        if amount < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:amount], self._buffer[amount:]
-        self.hasher.update(data)
-        self.size += len(data)
-        return data
+    def remove_upload(self, name: str) -> None:
+        with disk_errors(self.root), contextlib.suppress(FileNotFoundError):
+            os.unlink(self.root / "tmp" / Path(name).name)
 
+    def remove_blob(self, digest: str, unless_used_since: float) -> bool:
+        """Delete the blob unless a writer marked it in use since ``unless_used_since``; whether it went.
 
-class S3BlobStore:
-    """Blobs as objects ``prefix/sha256/<digest>`` in an S3-compatible bucket (AWS S3, MinIO, ...).
-
-    Uploads go to ``prefix/tmp/<uuid>`` (multipart, streamed), are verified,
-    then copied to their final key: readers never see a partial blob.
-    The endpoint comes from ``CONVEYOR_S3_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL``);
-    credentials from boto3's usual chain.
-    """
-
-    def __init__(self, url: str, endpoint_url: str | None = None) -> None:
-        with needs("s3", "a registry on S3"):
-            import boto3
-            from boto3.s3.transfer import TransferConfig
-
-        parsed = urlparse(url)
-        if parsed.scheme != "s3" or not parsed.netloc:
-            raise ConveyorError(f"invalid S3 location {url!r}: expected s3://bucket/prefix")
-        self.url = url
-        self.bucket = parsed.netloc
-        self.prefix = parsed.path.strip("/")
-        endpoint = endpoint_url or os.environ.get("CONVEYOR_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
-        self.endpoint = endpoint
-        self.client = boto3.client("s3", endpoint_url=endpoint)
-        # 8 MiB parts, few threads: memory stays flat whatever the file size.
-        self.transfer = TransferConfig(multipart_chunksize=8 * CHUNK, max_concurrency=4, io_chunksize=CHUNK)
-
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        """botocore's failures as one line that names the bucket and the endpoint."""
-        from botocore.exceptions import BotoCoreError
-        from botocore.exceptions import ClientError as BotoError
-
-        where = f"s3://{self.bucket} at {self.endpoint or 'AWS S3'}"
-        try:
-            yield
-        except BotoError as exc:
-            error = exc.response.get("Error", {})
-            code, message = str(error.get("Code", "")), error.get("Message") or str(exc)
-            if code == "NoSuchBucket" or (code in ("404", "NotFound") and exc.operation_name == "HeadBucket"):
-                raise ConveyorError(
-                    f"the S3 bucket {self.bucket!r} does not exist ({where}): create it first"
-                ) from None
-            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                raise ConveyorError(f"S3 refused access to {where} ({code}): check the credentials") from None
-            raise ConveyorError(f"S3 error from {where}: {code} {message}") from None
-        except BotoCoreError as exc:
-            raise ConveyorError(f"cannot use {where}: {exc}") from None
-
-    def check(self) -> None:
-        """Fail now, with the bucket's name, if the bucket cannot be used (the registry server starts with it)."""
-        with self._errors():
-            self.client.head_bucket(Bucket=self.bucket)
-
-    def _key(self, digest: str) -> str:
-        check_digest(digest)
-        return f"{self.prefix}/sha256/{digest}" if self.prefix else f"sha256/{digest}"
-
-    def exists(self, digest: str) -> bool:
-        from botocore.exceptions import ClientError as BotoError
-
-        with self._errors():
+        It is first moved aside in one step, so a writer that looks for it now stores its own
+        copy, and its time is read only then: a writer that kept it just before gets it back."""
+        aside = self.root / "tmp" / f"gc-{digest}-{uuid.uuid4().hex[:8]}"
+        with disk_errors(self.root):
             try:
-                self.client.head_object(Bucket=self.bucket, Key=self._key(digest))
-            except BotoError as exc:
-                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                    self.check()  # a missing bucket also answers 404 to HEAD: say which it is
-                    return False
-                raise
+                os.rename(self._path(digest), aside)
+            except FileNotFoundError:
+                return False
+            if _size_and_time(aside)[1] > unless_used_since:
+                os.replace(aside, self._path(digest))
+                return False
+            os.unlink(aside)
         return True
 
-    def size(self, digest: str) -> int:
-        with self._errors():
-            return int(self.client.head_object(Bucket=self.bucket, Key=self._key(digest))["ContentLength"])
 
-    def put(self, digest: str, chunks: Iterable[bytes]) -> int:
-        final = self._key(digest)
-        tmp = f"{self.prefix}/tmp/{uuid.uuid4().hex}" if self.prefix else f"tmp/{uuid.uuid4().hex}"
-        reader = _HashingReader(chunks)
-        with self._errors():
-            # boto3 documents read() as all it needs of the file object; its stubs ask for a whole IO
-            self.client.upload_fileobj(reader, self.bucket, tmp, Config=self.transfer)  # type: ignore[arg-type]
-            try:
-                if reader.hasher.hexdigest() != digest:
-                    raise BlobCorrupt(
-                        f"received bytes hash to sha256:{reader.hasher.hexdigest()}, expected sha256:{digest}"
-                    )
-                if not self.exists(digest):
-                    self.client.copy({"Bucket": self.bucket, "Key": tmp}, self.bucket, final, Config=self.transfer)
-            finally:
-                self.client.delete_object(Bucket=self.bucket, Key=tmp)
-        return reader.size
-
-    def get(self, digest: str) -> Iterator[bytes]:
-        from botocore.exceptions import ClientError as BotoError
-
-        with self._errors():
-            try:
-                body = self.client.get_object(Bucket=self.bucket, Key=self._key(digest))["Body"]
-            except BotoError as exc:
-                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                    raise NotFound(f"blob sha256:{digest} not found in {self.url}") from None
-                raise
-        return body.iter_chunks(CHUNK)
+def _size_and_time(path: Path) -> tuple[int, float]:
+    """Size, and the last time it was written, kept or moved (mtime or ctime, the later)."""
+    stat = path.stat()
+    return stat.st_size, max(stat.st_mtime, stat.st_ctime)
 
 
-def open_blob_store(location: str) -> LocalBlobStore | S3BlobStore:
-    if location.startswith("s3://"):
-        return S3BlobStore(location)
-    return LocalBlobStore(Path(location).expanduser())
+def _abandoned(path: Path, modified: float) -> bool:
+    """No process holds the upload's lock (and it is not one being created this very moment)."""
+    if time.time() - modified < UPLOAD_BIRTH:
+        return False
+    with open(path, "rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return True
 
 
 def write_hashed(
@@ -270,6 +249,7 @@ def write_hashed(
     size = 0
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=prefix)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held while written: gc and a starting server leave it alone
         with os.fdopen(fd, "wb") as handle:
             for chunk in chunks:
                 hasher.update(chunk)
@@ -311,8 +291,7 @@ __all__ = [
     "BlobCorrupt",
     "BlobStore",
     "LocalBlobStore",
-    "S3BlobStore",
+    "Stored",
     "check_digest",
     "copy_verified",
-    "open_blob_store",
 ]

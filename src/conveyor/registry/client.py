@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from conveyor.errors import ConveyorError, Unreachable, error_for_status
+from conveyor.errors import ConveyorError, StorageFull, StorageUnavailable, Unreachable, error_for_status
 from conveyor.registry.base import Progress, RegistryBase
 from conveyor.registry.blobs import CHUNK, file_chunks
 from conveyor.registry.records import Alias, ModelVersion, NewVersion, RegisteredModel
@@ -60,6 +60,9 @@ class RemoteRegistry(RegistryBase):
             message = f"{message}{hint}"
         if response.status_code < 500:
             raise error_for_status(response.status_code, f"registry: {message}")
+        storage = {507: StorageFull, 503: StorageUnavailable}.get(response.status_code)
+        if storage is not None:  # the server's storage: its line already says what did not happen
+            raise storage(f"the registry at {self.location}: {message}", outcome="")
         raise RemoteError(response.status_code, f"registry error {response.status_code}: {message}")
 
     # ---- registration -----------------------------------------------------------------------

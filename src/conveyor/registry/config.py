@@ -17,12 +17,24 @@ from typing import TYPE_CHECKING
 from conveyor.home import conveyor_home
 
 if TYPE_CHECKING:  # the stores import SQLAlchemy, boto3 or httpx: only when a command opens one
+    from conveyor.registry.blobs import LocalBlobStore
     from conveyor.registry.local import LocalRegistry
     from conveyor.registry.protocol import Registry
+    from conveyor.registry.s3_blobs import S3BlobStore
+
+
+def open_blob_store(location: str) -> LocalBlobStore | S3BlobStore:
+    """The blob store at ``location``: ``s3://bucket/prefix``, else a folder."""
+    if location.startswith("s3://"):
+        from conveyor.registry.s3_blobs import S3BlobStore
+
+        return S3BlobStore(location)
+    from conveyor.registry.blobs import LocalBlobStore
+
+    return LocalBlobStore(Path(location).expanduser())
 
 
 def open_local(database_url: str | None = None, blob_store: str | None = None) -> LocalRegistry:
-    from conveyor.registry.blobs import open_blob_store
     from conveyor.registry.local import LocalRegistry
     from conveyor.registry.sql import SqlStore
 

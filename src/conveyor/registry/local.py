@@ -13,12 +13,13 @@ from pathlib import Path
 from conveyor.errors import Conflict, InvalidInput
 from conveyor.registry.access import TokenStore, WebhookStore
 from conveyor.registry.audit import Actor, AuditLog
-from conveyor.registry.base import Progress, RegistryBase, cache_version, check_file_path, version_digest
+from conveyor.registry.base import Progress, RegistryBase, cache_version, version_digest
 from conveyor.registry.blobs import BlobCorrupt, BlobStore, LocalBlobStore, file_chunks, hash_chunks
 from conveyor.registry.events import EventDispatcher, make_event
 from conveyor.registry.records import Alias, FileEntry, ModelVersion, NewVersion, RegisteredModel
-from conveyor.registry.refs import ModelRef, parse_ref
+from conveyor.registry.refs import ModelRef, check_file_name, parse_ref
 from conveyor.registry.sql import SqlStore
+from conveyor.registry.storage_errors import NOTHING_CHANGED, NOTHING_REGISTERED, outcome
 
 
 class LocalRegistry(RegistryBase):
@@ -70,13 +71,17 @@ class LocalRegistry(RegistryBase):
 
     def create_version(self, name: str, new: NewVersion) -> ModelVersion:
         """Make a version from blobs already stored (the HTTP server's second upload step)."""
-        paths = [check_file_path(f.path) for f in new.files]
+        paths = [check_file_name(f.path) for f in new.files]
         if len(set(paths)) != len(paths):
             raise InvalidInput("a version cannot hold the same file path twice")
-        for entry in new.files:
-            if not self.blobs.exists(entry.sha256):
-                raise Conflict(f"blob sha256:{entry.sha256} for {entry.path} has not been uploaded")
-        version = self.store.create_version(name, new, version_digest(new.files))
+
+        def blobs_stored() -> None:  # checked under the lock gc deletes under
+            for entry in new.files:
+                if not self.blobs.exists(entry.sha256):
+                    raise Conflict(f"blob sha256:{entry.sha256} for {entry.path} has not been uploaded")
+
+        with outcome(NOTHING_REGISTERED):
+            version = self.store.create_version(name, new, version_digest(new.files), blobs_stored)
         self.events.emit(make_event("model_version.created", name, version.version, digest=version.digest))
         for alias in new.aliases:
             self.events.emit(make_event("alias.moved", name, version.version, alias=alias, digest=version.digest))
@@ -126,21 +131,26 @@ class LocalRegistry(RegistryBase):
     # ---- changing ---------------------------------------------------------------------------
 
     def set_alias(self, name: str, alias: str, version: int, force: bool = False, protect: bool | None = None) -> Alias:
-        result = self.store.set_alias(name, alias, version, force, protect)
+        with outcome(NOTHING_CHANGED):
+            result = self.store.set_alias(name, alias, version, force, protect)
         digest = self.store.get_version(name, version).digest
         self.events.emit(make_event("alias.moved", name, version, alias=alias, digest=digest))
         return result
 
     def delete_alias(self, name: str, alias: str, force: bool = False) -> int:
-        version = self.store.delete_alias(name, alias, force)
+        with outcome(NOTHING_CHANGED):
+            version = self.store.delete_alias(name, alias, force)
         self.events.emit(make_event("alias.deleted", name, version, alias=alias))
         return version
 
     def set_tags(self, name: str, version: int | None, set_tags: dict[str, str], unset: list[str]) -> dict[str, str]:
-        return self.store.set_tags(name, version, set_tags, unset)
+        with outcome(NOTHING_CHANGED):
+            return self.store.set_tags(name, version, set_tags, unset)
 
     def archive_version(self, name: str, version: int) -> ModelVersion:
-        return self.store.archive_version(name, version)
+        with outcome(NOTHING_CHANGED):
+            return self.store.archive_version(name, version)
 
     def delete_version(self, name: str, version: int) -> ModelVersion:
-        return self.store.delete_version(name, version)
+        with outcome(NOTHING_CHANGED):
+            return self.store.delete_version(name, version)

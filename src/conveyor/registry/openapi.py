@@ -12,11 +12,11 @@ from typing import Any
 
 from conveyor import __version__
 from conveyor.registry.records import Alias, ModelVersion, RegisteredModel
-from conveyor.registry.refs import ALIAS_RE, NAME_RE, TAG_KEY_RE
+from conveyor.registry.refs import ALIAS_RE, FILE_PATH_RE, MAX_FILE_PATH, NAME_RE, TAG_KEY_RE
 
 DIGEST = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-# Narrower than the server (which takes any relative path that never climbs out), never wider.
-FILE_PATH = {"type": "string", "pattern": r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*$"}
+# The rule the server enforces on a new version's file paths (refs.check_file_name)
+FILE_PATH = {"type": "string", "pattern": FILE_PATH_RE.pattern, "maxLength": MAX_FILE_PATH}
 ERROR = {"$ref": "#/components/schemas/Error"}
 REASONS = {
     401: "No token, or an unknown or revoked one",

@@ -10,6 +10,16 @@ from conveyor.errors import ClientError, InvalidInput
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 TAG_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+# a file path in a new version: what every filesystem and URL takes as it is (the OpenAPI document's pattern)
+FILE_SEGMENT = r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}"
+FILE_PATH_RE = re.compile(rf"^{FILE_SEGMENT}(/{FILE_SEGMENT})*$")
+MAX_FILE_PATH = 1024
+FILE_PATH_RULE = (
+    "a file path in a version is names of letters, digits, '_', '-' and '.' joined by '/', none starting "
+    f"with '.', each at most 255 characters and {MAX_FILE_PATH} in all"
+)
+MAX_VERSION = 2**63 - 1  # what a database's BIGINT holds (SQLite's INTEGER, PostgreSQL's bigint)
+VERSION_RULE = f"versions are whole numbers from 1 to {MAX_VERSION}"
 
 
 def check_name(name: str, what: str = "model name") -> str:
@@ -29,6 +39,28 @@ def check_alias(alias: str) -> str:
             "('latest' is reserved)",
         )
     return alias
+
+
+def check_version(version: int) -> int:
+    """Version numbers are 1, 2, 3, ... up to what the database holds."""
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
+        raise InvalidInput(f"invalid version {version!r}: {VERSION_RULE}")
+    return version
+
+
+def parse_version(text: str, where: str = "") -> int:
+    """A version number written as text (a reference, a URL path, an option)."""
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_VERSION:
+        raise InvalidInput(f"invalid version {text!r}{where}: {VERSION_RULE}")
+    return int(text)
+
+
+def check_file_name(path: str) -> str:
+    """A new version's file path (older versions keep theirs: downloads check only that they stay inside)."""
+    if not isinstance(path, str) or len(path) > MAX_FILE_PATH or not FILE_PATH_RE.match(path):
+        shown = path if not isinstance(path, str) or len(path) <= 80 else path[:60] + f"... ({len(path)} characters)"
+        raise InvalidInput(f"invalid file path {shown!r}: {FILE_PATH_RULE}")
+    return path
 
 
 def check_tag_key(key: str) -> str:
@@ -62,9 +94,7 @@ def parse_ref(text: str) -> ModelRef:
         return ModelRef(check_name(name), alias=check_alias(alias))
     if ":" in text:
         name, version = text.rsplit(":", 1)
-        if not version.isdigit() or int(version) < 1:
-            raise InvalidInput(f"invalid version {version!r} in {text!r}: versions are 1, 2, 3, ...")
-        return ModelRef(check_name(name), version=int(version))
+        return ModelRef(check_name(name), version=parse_version(version, f" in {text!r}"))
     return ModelRef(check_name(text))
 
 

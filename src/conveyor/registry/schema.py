@@ -10,6 +10,7 @@ transaction begins (``BEGIN IMMEDIATE``), so two processes never deadlock upgrad
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,10 +31,12 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.schema import DDL
 
 from conveyor.extras import require
+from conveyor.registry.storage_errors import database_error
 
 metadata = MetaData()
 
@@ -141,6 +144,19 @@ for _statement in (
     event.listen(audit_table, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
 
 
+BLOB_LOCK = 7274002  # PostgreSQL advisory lock: versions are made under it shared, gc deletes under it alone
+
+
+def hold_blob_lock(conn: Connection, alone: bool = False, then: Callable[[], None] | None = None) -> None:
+    """Hold the blob lock until the transaction ends (and run ``then`` under it): shared while a version
+    is made (its blobs checked, its rows inserted), ``alone`` while gc lists references and deletes what
+    none names.  SQLite needs nothing more: each write transaction (``BEGIN IMMEDIATE``) runs alone."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"SELECT pg_advisory_xact_lock{'' if alone else '_shared'}({BLOB_LOCK})"))
+    if then is not None:
+        then()
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -159,7 +175,20 @@ def normalize_url(url: str) -> str:
 
 
 def make_engine(url: str) -> Engine:
+    """The engine for ``url``: its storage failures (full, read-only, unreachable) raise Conveyor's named errors."""
     url = normalize_url(url)
+    engine = _make_engine(url)
+
+    @event.listens_for(engine, "handle_error")
+    def _storage_trouble(context: Any) -> None:
+        mapped = database_error(context.original_exception, url, context.is_disconnect)
+        if mapped is not None:
+            raise mapped
+
+    return engine
+
+
+def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 60})
 

@@ -31,14 +31,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conveyor import __version__
-from conveyor.errors import InvalidInput, NotFound
+from conveyor.errors import InvalidInput, NotFound, StorageError
 from conveyor.httputil import EXCEPTION_HANDLERS, error_response, guard
 from conveyor.registry.access import allows
 from conveyor.registry.audit import Actor
 from conveyor.registry.blobs import BlobCorrupt, check_digest
 from conveyor.registry.local import LocalRegistry
 from conveyor.registry.records import NewVersion
-from conveyor.registry.refs import check_alias, check_name
+from conveyor.registry.refs import check_alias, check_name, parse_version
+from conveyor.registry.storage_errors import NOTHING_REGISTERED, outcome
 
 log = logging.getLogger(__name__)
 READ_METHODS = {"GET", "HEAD"}
@@ -121,10 +122,7 @@ class Api:
 
     @staticmethod
     def _version(request: Request) -> int:
-        text = request.path_params["version"]
-        if not text.isdigit() or int(text) < 1:
-            raise InvalidInput(f"invalid version {text!r}: versions are 1, 2, 3, ...")
-        return int(text)
+        return parse_version(request.path_params["version"])
 
     async def health(self, request: Request) -> Response:
         return _json({"status": "ok", "version": __version__})
@@ -192,7 +190,7 @@ class Api:
 
     async def head_blob(self, request: Request) -> Response:
         digest = check_digest(request.path_params["digest"])
-        if not await self._call(self.registry.blobs.exists, digest):
+        if not await self._call(self.registry.blobs.keep, digest):  # kept: a client skips uploading it
             return Response(status_code=404)
         size = await self._call(self.registry.blobs.size, digest)
         return Response(status_code=200, headers={"Content-Length": str(size)})
@@ -223,10 +221,16 @@ class Api:
                 except StopAsyncIteration:
                     return
 
+        length = request.headers.get("content-length", "")
         try:
-            size = await anyio.to_thread.run_sync(self.registry.blobs.put, digest, chunks())
+            with outcome(NOTHING_REGISTERED, int(length) if length.isdigit() else None):
+                size = await anyio.to_thread.run_sync(self.registry.blobs.put, digest, chunks())
         except BlobCorrupt as exc:
             raise InvalidInput(f"upload rejected: {exc}") from None
+        except StorageError:
+            async for _ in stream:  # read the rest of the body: a client still sending it then hears why
+                pass
+            raise
         return _json({"sha256": digest, "size": size}, 201)
 
 

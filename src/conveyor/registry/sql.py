@@ -11,29 +11,31 @@ the store's ``actor`` (``acting_as``; the local owner by default), who may or ma
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, text, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from conveyor.errors import Conflict, Forbidden, NotFound
 from conveyor.registry import signing_policy
 from conveyor.registry.audit import Actor, changed_keys, local_actor, record, record_alias_move
 from conveyor.registry.records import Alias, FileEntry, Lineage, ModelVersion, NewVersion, RegisteredModel
-from conveyor.registry.refs import ModelRef, check_alias, check_name, check_tag_key
+from conveyor.registry.refs import ModelRef, check_alias, check_name, check_tag_key, check_version
 from conveyor.registry.schema import (
     _utc,
     aliases_table,
     files_table,
+    hold_blob_lock,
     make_engine,
     metadata,
     models_table,
-    normalize_url,
     now,
     versions_table,
 )
+
+Check = Callable[[], None] | None
 
 
 class SqlStore:
@@ -190,6 +192,7 @@ class SqlStore:
             return self._version_record(conn, model.name, row, self._aliases_by_version(conn, model.id).get(row.id, []))
 
     def _version_row(self, conn: Connection, model: Any, version: int) -> Any:
+        check_version(version)
         row = conn.execute(
             select(versions_table).where(versions_table.c.model_id == model.id, versions_table.c.version == version)
         ).first()
@@ -225,8 +228,9 @@ class SqlStore:
 
     # ---- writing ----------------------------------------------------------------------------
 
-    def create_version(self, name: str, new: NewVersion, digest: str) -> ModelVersion:
-        """Insert a version whose blobs are already stored; allocates the next version number."""
+    def create_version(self, name: str, new: NewVersion, digest: str, blobs_stored: Check = None) -> ModelVersion:
+        """Insert a version whose blobs are stored (``blobs_stored`` checks, under the blob lock gc deletes
+        under: no version is made of a blob gc just removed); allocates the next version number."""
         check_name(name)
         for alias in new.aliases:
             check_alias(alias)
@@ -234,16 +238,17 @@ class SqlStore:
             check_tag_key(key)
         for attempt in range(5):
             try:
-                return self._create_version(name, new, digest)
+                return self._create_version(name, new, digest, blobs_stored)
             except IntegrityError:
                 # Two processes created the same new model at once on PostgreSQL: the loser retries.
                 if attempt == 4:
                     raise
         raise AssertionError("unreachable")
 
-    def _create_version(self, name: str, new: NewVersion, digest: str) -> ModelVersion:
+    def _create_version(self, name: str, new: NewVersion, digest: str, blobs_stored: Check) -> ModelVersion:
         stamp = now()
         with self._tx() as conn:
+            hold_blob_lock(conn, then=blobs_stored)
             model = self._model_row(conn, name, lock=True)
             if model is None:
                 conn.execute(
@@ -393,6 +398,3 @@ class SqlStore:
             conn.execute(delete(versions_table).where(versions_table.c.id == row.id))
             record(conn, self.actor, "version.deleted", name, f"{name}:{version}", before={"digest": row.digest})
         return deleted
-
-
-__all__ = ["OperationalError", "SqlStore", "normalize_url"]

@@ -20,6 +20,7 @@ from conveyor.cli.models.common import (
 from conveyor.cli.models.register import _convert_options, _report, show_registered
 from conveyor.cli.output import ProgressBar, handle_errors
 from conveyor.registry.config import open_registry
+from conveyor.registry.storage_errors import NOTHING_REGISTERED, outcome
 
 
 def import_model(
@@ -66,7 +67,7 @@ def import_model(
     lineage, the model converted to ONNX through the same gate as `models register` (ONNX, scikit-learn,
     XGBoost, LightGBM and PyTorch flavors).  Needs `pip install 'conveyor-ml[mlflow]'` (and the
     framework's extra).  See docs/interop.md."""
-    with handle_errors():
+    with handle_errors(), outcome(NOTHING_REGISTERED):  # the registry may fail as it opens
         from conveyor.interop.mlflow_import import import_version
         from conveyor.interop.mlflow_ref import parse_mlflow_ref
 

@@ -22,6 +22,7 @@ from conveyor.cli.output import ProgressBar, handle_errors, print_json, stderr, 
 from conveyor.errors import InvalidInput
 from conveyor.registration import register_path
 from conveyor.registry.config import open_registry
+from conveyor.registry.storage_errors import NOTHING_REGISTERED, outcome
 from conveyor.sizes import human_size
 from conveyor.task_kinds import Task
 
@@ -98,7 +99,7 @@ def register(
     model is converted to ONNX and registered only if both answer the same rows alike (the
     gate); the original file is kept in the version.  Loading a pickle runs its code: register
     only files you trust.  See docs/models.md."""
-    with handle_errors():
+    with handle_errors(), outcome(NOTHING_REGISTERED):  # the registry may fail as it opens
         reg = open_registry(registry, token)
         options = _convert_options(
             sample, min_agreement, tolerance, positive_label, labels, input_shape, task, mean, std
