@@ -15,6 +15,7 @@ from conveyor.ports import check_port_free
 from conveyor.registry.config import open_local
 from conveyor.registry.server_settings import RegistryServerSettings
 from conveyor.registry.storage_errors import NOTHING_CHANGED, outcome
+from conveyor.sizes import human_size
 from conveyor.tls import server_tls
 
 PROJECT_FILE = Path("conveyor.yaml")
@@ -62,6 +63,7 @@ def serve(context: typer.Context, **options: Any) -> None:
     import uvicorn
     from sqlalchemy.engine import make_url
 
+    from conveyor.registry.gc import remove_abandoned_uploads
     from conveyor.registry.schema import normalize_url
     from conveyor.registry.server import create_registry_app
 
@@ -77,6 +79,7 @@ def serve(context: typer.Context, **options: Any) -> None:
         check_blobs = getattr(registry.blobs, "check", None)
         if check_blobs is not None:
             check_blobs()  # a missing bucket or bad credentials: say so now, not on the first upload
+        abandoned = remove_abandoned_uploads(registry.blobs)  # left by a server killed mid-upload
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app_ = create_registry_app(registry, require_auth=not settings.insecure_no_auth)
     if settings.ui:
@@ -86,9 +89,48 @@ def serve(context: typer.Context, **options: Any) -> None:
     shown = make_url(normalize_url(registry.store.url)).render_as_string(hide_password=True)
     scheme = "https" if tls else "http"
     stdout.print(f"registry on {scheme}://{host}:{port}  metadata {shown}  blobs {registry.blobs.url}")
+    if abandoned:
+        stdout.print(f"removed {abandoned} abandoned temporary upload(s) from {registry.blobs.url}")
     if settings.ui:
         stdout.print(f"dashboard: {scheme}://{host}:{port}/ui/")
     uvicorn.run(app_, host=host, port=port, log_level=log_level, server_header=False, **tls)
+
+
+@app.command("gc")
+def gc(
+    delete: Annotated[bool, typer.Option("--delete", help="Remove what is listed (without it: a dry run).")] = False,
+    grace: Annotated[
+        str, typer.Option(help="Spare blobs written or used within this long (and S3 uploads younger than it).")
+    ] = "1h",
+    database: DatabaseOption = None,
+    blob_store: BlobOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List temporary uploads no process writes and blobs no version references; --delete removes them.
+
+    \b
+    Safe while others register: a blob stored or reused within --grace stays, and blobs are
+    removed under the registry's lock, which new versions are made under, so none loses a file."""
+    from conveyor.durations import parse_duration
+    from conveyor.registry.gc import collect_garbage
+
+    with handle_errors(), outcome("nothing more was removed"):
+        registry = open_local(database, blob_store)
+        report = collect_garbage(registry.store, registry.blobs, parse_duration(grace), delete=delete)
+    if as_json:
+        print_json(report.as_json())
+        return
+    title = "removed" if delete else "would remove (a dry run: --delete removes)"
+    table = new_table(f"{title} from {registry.blobs.url}")
+    for column in ("kind", "name", "size", "age"):
+        table.add_column(column, justify="right" if column in ("size", "age") else "left")
+    for item in report.leftovers:
+        kind = "temporary upload" if item.kind == "upload" else "unreferenced blob"
+        age = f"{item.age / 3600:.1f} h" if item.age >= 3600 else f"{item.age / 60:.0f} min"
+        table.add_row(kind, item.name, human_size(item.size), age)
+    stdout.print(table)
+    verb = "removed" if delete else "would free"
+    stdout.print(f"{len(report.leftovers)} leftovers, {verb} {human_size(report.size)}", highlight=False)
 
 
 @token_app.command("create")

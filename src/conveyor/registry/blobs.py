@@ -192,7 +192,8 @@ class LocalBlobStore:
         for path in (self.root / "sha256").glob("*/*"):
             with contextlib.suppress(FileNotFoundError):
                 if DIGEST_RE.match(path.name):
-                    yield Stored(path.name, *_size_and_time(path))
+                    stat = path.stat()
+                    yield Stored(path.name, stat.st_size, stat.st_mtime)
 
     def uploads(self) -> Iterator[Stored]:
         for path in (self.root / "tmp").iterdir():
@@ -215,7 +216,7 @@ class LocalBlobStore:
                 os.rename(self._path(digest), aside)
             except FileNotFoundError:
                 return False
-            if _size_and_time(aside)[1] > unless_used_since:
+            if aside.stat().st_mtime > unless_used_since:
                 os.replace(aside, self._path(digest))
                 return False
             os.unlink(aside)
@@ -223,7 +224,7 @@ class LocalBlobStore:
 
 
 def _size_and_time(path: Path) -> tuple[int, float]:
-    """Size, and the last time it was written, kept or moved (mtime or ctime, the later)."""
+    """An upload's size, and the last time it was written or moved there (mtime or ctime, the later)."""
     stat = path.stat()
     return stat.st_size, max(stat.st_mtime, stat.st_ctime)
 

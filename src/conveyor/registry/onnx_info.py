@@ -18,7 +18,11 @@ from typing import BinaryIO, TypedDict
 
 IR_VERSION, PRODUCER_NAME, PRODUCER_VERSION, OPSET_IMPORT = 1, 2, 3, 8
 GRAPH = 7
-GRAPH_INPUT, GRAPH_OUTPUT, GRAPH_INITIALIZER = 11, 12, 5
+GRAPH_INPUT, GRAPH_OUTPUT, GRAPH_INITIALIZER, GRAPH_NODE = 11, 12, 5, 1
+# TensorProto: name, external_data (key/value entries), data_location (1: EXTERNAL); a node's attributes,
+# and in an AttributeProto a tensor (t), tensors, a subgraph (g) and subgraphs
+TENSOR_NAME, TENSOR_EXTERNAL_DATA, TENSOR_DATA_LOCATION = 8, 13, 14
+NODE_ATTRIBUTE, ATTRIBUTE_TENSORS, ATTRIBUTE_GRAPHS = 5, (5, 10), (6, 11)
 # OperatorSetIdProto: domain, version; ValueInfoProto: name, type
 OPSET_DOMAIN, OPSET_VERSION = 1, 2
 VALUE_NAME, VALUE_TYPE = 1, 2
@@ -258,3 +262,65 @@ def _initializer_name(handle: BinaryIO, length: int) -> str:
             handle.seek(size, 1)
     handle.seek(end)
     return name
+
+
+def external_data(path: Path) -> list[tuple[str, str]]:
+    """(tensor name, location) of every tensor whose data lives in a file beside the model.
+
+    Initializers and the tensors in nodes' attributes, subgraphs included; their data is skipped."""
+    found: list[tuple[str, str]] = []
+    with open(path, "rb") as handle:
+        for field, wire, length in _fields(handle):
+            if wire != 2:
+                continue
+            end = handle.tell() + length
+            if field == GRAPH:
+                _graph_external(handle, end, found)
+            handle.seek(end)
+    return found
+
+
+def _graph_external(handle: BinaryIO, end: int, found: list[tuple[str, str]]) -> None:
+    for field, wire, length in _fields(handle, end):
+        if wire != 2:
+            continue
+        stop = handle.tell() + length
+        if field == GRAPH_INITIALIZER:
+            _tensor_external(handle, stop, found)
+        elif field == GRAPH_NODE:
+            for inner, inner_wire, inner_length in _fields(handle, stop):
+                if inner_wire == 2:
+                    attribute_end = handle.tell() + inner_length
+                    if inner == NODE_ATTRIBUTE:
+                        _attribute_external(handle, attribute_end, found)
+                    handle.seek(attribute_end)
+        handle.seek(stop)
+
+
+def _attribute_external(handle: BinaryIO, end: int, found: list[tuple[str, str]]) -> None:
+    for field, wire, length in _fields(handle, end):
+        if wire != 2:
+            continue
+        stop = handle.tell() + length
+        if field in ATTRIBUTE_TENSORS:
+            _tensor_external(handle, stop, found)
+        elif field in ATTRIBUTE_GRAPHS:
+            _graph_external(handle, stop, found)
+        handle.seek(stop)
+
+
+def _tensor_external(handle: BinaryIO, end: int, found: list[tuple[str, str]]) -> None:
+    name, location, external = "", None, False
+    for field, wire, length in _fields(handle, end):
+        if wire == 0:
+            external = external or (field == TENSOR_DATA_LOCATION and length == 1)
+        elif field == TENSOR_NAME:
+            name = handle.read(length).decode(errors="replace")
+        elif field == TENSOR_EXTERNAL_DATA:
+            entry = _decoded(handle.read(length))
+            if _text(entry, 1) == "location":
+                location = _text(entry, 2)
+        else:
+            handle.seek(length, 1)
+    if external or location is not None:
+        found.append((name, location or ""))

@@ -176,8 +176,7 @@ def normalize_url(url: str) -> str:
 
 def make_engine(url: str) -> Engine:
     """The engine for ``url``: its storage failures (full, read-only, unreachable) raise Conveyor's named errors."""
-    url = normalize_url(url)
-    engine = _make_engine(url)
+    engine = _make_engine(normalize_url(url))
 
     @event.listens_for(engine, "handle_error")
     def _storage_trouble(context: Any) -> None:

@@ -15,10 +15,11 @@ The registry itself does not import this (it builds on no serving code): callers
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 
 from conveyor.errors import InvalidInput, ModelLoadError
-from conveyor.registry.onnx_info import read_signature
+from conveyor.registry.onnx_info import external_data, read_signature
 from conveyor.serving.spec import SPEC_FILE, load_spec_file
 
 HINT = "(conveyor models register --no-check stores files that are not a servable model)"
@@ -30,6 +31,7 @@ def check_servable(files: list[tuple[str, Path]]) -> None:
     for relative, local in files:
         if relative.endswith(".onnx"):
             _check_onnx(relative, local)
+            _check_external_data(relative, local, paths)
         elif Path(relative).name == "tokenizer.json":
             _check_tokenizer(relative, local)
     specs = [relative for relative in paths if relative == SPEC_FILE]
@@ -67,6 +69,27 @@ def _check_onnx(relative: str, local: Path) -> None:
             f"{relative} is not an ONNX model: it declares no operator set, inputs or outputs ({local.stat().st_size} "
             f"bytes) {HINT}"
         )
+
+
+def _check_external_data(relative: str, local: Path, paths: dict[str, Path]) -> None:
+    """Weights kept beside the model must be among its files: onnxruntime reads no others (absolute
+    paths and ``..`` climbing out of the folder are refused when the model loads)."""
+    try:
+        tensors = external_data(local)
+    except (ValueError, OSError, UnicodeDecodeError):
+        return  # _check_onnx has said what is wrong with the file
+    for tensor, location in tensors:
+        inside = posixpath.normpath(posixpath.join(posixpath.dirname(relative), location)) if location else ""
+        if not location or location.startswith(("/", "\\")) or ":" in location or inside.split("/")[0] == "..":
+            raise InvalidInput(
+                f"{relative}: tensor {tensor!r} keeps its data at {location!r}, outside the model's folder; "
+                f"onnxruntime reads external data only from files beside the model {HINT}"
+            )
+        if inside not in paths:
+            raise InvalidInput(
+                f"{relative}: tensor {tensor!r} keeps its data in {location!r}, which is not among the files "
+                f"registered {HINT}"
+            )
 
 
 def _check_tokenizer(relative: str, local: Path) -> None:

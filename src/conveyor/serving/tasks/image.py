@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from conveyor.serving.dataplane import ServingOptions
     from conveyor.serving.spec import ResolvedModel
 
+IMAGE_INPUT = "image"  # the BYTES input v2 clients send encoded images in, as the metadata names it
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg", "application/octet-stream")
 MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 EXPECTED = 'a PNG or JPEG body, or JSON with base64 images, e.g. ["iVBORw0KGgo..."] or [{"b64": "..."}]'
@@ -80,6 +81,11 @@ class ImageServer(TaskServer):
                 f"model {self.spec.name!r} takes one input with the images, got {sorted(request.tensors)}"
             )
         ((name, tensor),) = request.tensors.items()
+        if name not in (IMAGE_INPUT, self.model.input.name):
+            raise BadRequest(
+                f"unknown input {name!r}: model {self.spec.name!r} takes the images as the BYTES input "
+                f"{IMAGE_INPUT!r} or its graph's input {self.model.input.name!r} as floats"
+            )
         if request.datatypes[name] == "BYTES":
             values = tensor.reshape(-1).tolist()
             check_item_count(len(values), self.options.max_items, "images")
@@ -100,7 +106,7 @@ class ImageServer(TaskServer):
         image = self.spec.image
         assert image is not None
         inputs: list[dict[str, Any]] = [
-            {"name": "image", "datatype": "BYTES", "shape": [-1], "parameters": {"content_type": "PNG or JPEG"}}
+            {"name": IMAGE_INPUT, "datatype": "BYTES", "shape": [-1], "parameters": {"content_type": "PNG or JPEG"}}
         ]
         if self.loaded:
             inputs.append({"name": self.model.input.name, "datatype": "FP32", "shape": [-1, *self.model.input_shape()]})

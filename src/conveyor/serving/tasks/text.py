@@ -18,6 +18,7 @@ from conveyor.serving.tasks import RunAlone, Scores, Submit, TaskServer
 from conveyor.serving.v2 import DecodedRequest, datatype_of, texts_from_tensor
 from conveyor.task_kinds import Task
 
+TEXT_INPUT = "text"  # the BYTES input v2 clients send texts in, as the model's metadata names it
 WARMUP_TEXTS = ["warm up", "a somewhat longer sentence to warm up the model with more tokens in it"]
 _ITEM_KIND = {"dict": "object", "list": "array"}
 _JSON_KIND = {"dict": "object", "list": "array", "str": "string", "int": "number", "float": "number"}
@@ -87,6 +88,12 @@ class TextServer(TaskServer):
                 f"got inputs {sorted(request.tensors)}",
             )
         name = text_inputs[0]
+        if name != TEXT_INPUT:
+            graph = sorted(info.name for info in self.model.session.inputs)
+            raise BadRequest(
+                f"unknown input {name!r}: model {self.spec.name!r} takes its texts as the BYTES input "
+                f"{TEXT_INPUT!r} (or its graph's own inputs {graph})"
+            )
         texts = texts_from_tensor(name, request.tensors[name])
         check_item_count(len(texts), self.options.max_items)
         logits = await submit(texts)
@@ -110,7 +117,7 @@ class TextServer(TaskServer):
             }
         n = len(self.spec.labels)
         return {
-            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+            "inputs": [{"name": TEXT_INPUT, "datatype": "BYTES", "shape": [-1]}],
             "outputs": [
                 {"name": "logits", "datatype": "FP32", "shape": [-1, n]},
                 {"name": "label", "datatype": "BYTES", "shape": [-1]},
