@@ -135,7 +135,8 @@ class StorageError(ConveyorError):
     def message(self) -> str:
         line = f"{self.problem}: {self.outcome}" if self.outcome else self.problem
         if self.needed is not None:
-            line += f" ({max(self.needed, 1) / 1e6:.1f} MB needed)"
+            needed = f"{self.needed / 1e6:.1f} MB" if self.needed >= 100_000 else f"{self.needed} bytes"
+            line += f" ({needed} needed)"
         return line
 
     def __str__(self) -> str:

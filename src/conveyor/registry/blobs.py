@@ -34,6 +34,7 @@ Progress = Callable[[int], None]
 
 # an upload's temporary file is locked right after it is made: one younger than this may not be yet
 UPLOAD_BIRTH = 10.0
+ASIDE = "gc-"  # the prefix of a blob gc is removing, in tmp/ for an instant
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ class LocalBlobStore:
 
         It is first moved aside in one step, so a writer that looks for it now stores its own
         copy, and its time is read only then: a writer that kept it just before gets it back."""
-        aside = self.root / "tmp" / f"gc-{digest}-{uuid.uuid4().hex[:8]}"
+        aside = self.root / "tmp" / f"{ASIDE}{digest}-{uuid.uuid4().hex[:8]}"
         with disk_errors(self.root):
             try:
                 os.rename(self._path(digest), aside)
@@ -224,9 +225,10 @@ class LocalBlobStore:
 
 
 def _size_and_time(path: Path) -> tuple[int, float]:
-    """An upload's size, and the last time it was written or moved there (mtime or ctime, the later)."""
+    """An upload's size and last write; for a blob gc is moving aside, the move (it keeps the blob's old mtime)."""
     stat = path.stat()
-    return stat.st_size, max(stat.st_mtime, stat.st_ctime)
+    moved = stat.st_ctime if path.name.startswith(ASIDE) else 0.0
+    return stat.st_size, max(stat.st_mtime, moved)
 
 
 def _abandoned(path: Path, modified: float) -> bool:

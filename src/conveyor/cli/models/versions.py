@@ -20,6 +20,7 @@ from conveyor.cli.trust import RequireSignedOption, TrustedKeyOption, trust_from
 from conveyor.errors import InvalidInput
 from conveyor.registry.config import open_registry
 from conveyor.registry.refs import parse_ref
+from conveyor.registry.storage_errors import NOTHING_CHANGED, outcome
 
 
 def list_models(registry: RegistryOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
@@ -164,7 +165,7 @@ def alias_set(
     as_json: JsonOption = False,
 ) -> None:
     """Point NAME@ALIAS at VERSION (creating the alias if needed)."""
-    with handle_errors():
+    with handle_errors(), outcome(NOTHING_CHANGED):
         name, alias = _name_alias(target)
         result = open_registry(registry, token).set_alias(name, alias, version, force=force, protect=protect)
     if as_json:
@@ -182,7 +183,7 @@ def alias_delete(
     as_json: JsonOption = False,
 ) -> None:
     """Delete an alias."""
-    with handle_errors():
+    with handle_errors(), outcome(NOTHING_CHANGED):
         name, alias = _name_alias(target)
         version = open_registry(registry, token).delete_alias(name, alias, force=force)
     if as_json:
@@ -200,7 +201,7 @@ def tag(
     as_json: JsonOption = False,
 ) -> None:
     """Set or remove tags of a model or a version."""
-    with handle_errors():
+    with handle_errors(), outcome(NOTHING_CHANGED):
         parsed = parse_ref(ref)
         if parsed.alias is not None:
             raise InvalidInput("tag a model (NAME) or a version (NAME:VERSION), not an alias")
@@ -219,7 +220,7 @@ def _exact(ref: str) -> tuple[str, int]:
 
 
 def _version_action(ref: str, action: str, registry: str | None, token: str | None, as_json: bool) -> None:
-    with handle_errors():
+    with handle_errors(), outcome(NOTHING_CHANGED):
         name, version = _exact(ref)
         reg = open_registry(registry, token)
         result = reg.archive_version(name, version) if action == "archived" else reg.delete_version(name, version)
