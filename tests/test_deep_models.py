@@ -141,6 +141,9 @@ def test_v2_takes_base64_images_or_the_graphs_own_tensor(served_digits, deep: Bu
         url, json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [3], "data": encoded}]}, timeout=10
     )
     assert by_bytes.status_code == 200, by_bytes.text
+    misnamed = {"inputs": [{"name": "images", "datatype": "BYTES", "shape": [3], "data": encoded}]}
+    refused = httpx.post(url, json=misnamed, timeout=10)  # only the inputs the metadata names
+    assert refused.status_code == 400 and "BYTES input 'image'" in refused.json()["error"]
     pixels = (np.round(images[indices] * 255) / 255).astype(np.float32)
     tensor = {"name": "input", "datatype": "FP32", "shape": list(pixels.shape), "data": pixels.reshape(-1).tolist()}
     by_tensor = httpx.post(url, json={"inputs": [tensor]}, timeout=10)
