@@ -25,6 +25,8 @@ REASONS = {
     409: "Refused in the registry's current state (protected alias, aliased version, blob not uploaded)",
     413: "Body over the size limit",
     422: "Invalid name, reference or body",
+    503: "The registry's storage is read-only or unreachable (the line says what did not happen)",
+    507: "The disk holding the registry is full: nothing was registered or changed",
 }
 
 
@@ -33,8 +35,10 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    # every operation checks its names, versions and digests first: 422 is always possible
-    return {str(code): _json(ERROR, REASONS[code]) for code in sorted({401, 422, *codes})}
+    # every operation checks its names, versions and digests first (422) and may meet its storage down (503);
+    # a change (403 for a read token) may meet a full disk (507)
+    every = {401, 422, 503, *codes} | ({507} if 403 in codes else set())
+    return {str(code): _json(ERROR, REASONS[code]) for code in sorted(every)}
 
 
 def _path(name: str, pattern: str, description: str) -> dict[str, Any]:

@@ -6,7 +6,8 @@ away (a server that exits with INVALID_PROTOBUF, an image built around a text fi
 applying the one rule every command serves a folder by (``spec.locate_model``): a
 ``model.yaml`` that validates and names files that are there, or exactly one ``.onnx`` file;
 every ``.onnx`` file must parse as an ONNX model with inputs and outputs, and a
-``tokenizer.json`` must load with the ``tokenizers`` library.  Only headers are read (the
+``tokenizer.json`` must load with the ``tokenizers`` library, and a tensor kept as external data
+must name a registered file inside the model's folder (onnxruntime refuses any other).  Only headers are read (the
 graph's weights are skipped), so a model of gigabytes is checked in milliseconds.
 
 The registry itself does not import this (it builds on no serving code): callers pass
