@@ -1,4 +1,6 @@
-"""A model-server stand-in with injectable faults, for rollout tests: python -m tests.rollout_backend MODE PORT.
+"""A model-server stand-in with injectable faults, for rollout tests: python -m tests.rollout_backend MODE PORT [MS].
+
+MS: every prediction first waits that many milliseconds (a model's compute time, without the CPU).
 
 It answers the classic contract like the word-vote test models (positive when more
 positive than negative words) and reports ready on /v2/health/ready.
@@ -11,6 +13,7 @@ invert        every prediction inverted, HTTP 200
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import Any
 
@@ -20,7 +23,7 @@ import uvicorn
 from tests.models import expected_positive
 
 
-def make_app(mode: str):  # type: ignore[no-untyped-def]
+def make_app(mode: str, delay_ms: float = 0.0):  # type: ignore[no-untyped-def]
     counter = [0]
 
     async def send_json(send: Any, status: int, payload: Any) -> None:
@@ -59,6 +62,8 @@ def make_app(mode: str):  # type: ignore[no-untyped-def]
             await send_json(send, 422, {"error": "body must be a non-empty JSON array of strings"})
             return
         counter[0] += 1
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
         if mode == "fail20" and counter[0] % 5 == 0:
             await send_json(send, 500, {"error": "injected failure"})
             return
@@ -74,4 +79,9 @@ def make_app(mode: str):  # type: ignore[no-untyped-def]
 
 
 if __name__ == "__main__":
-    uvicorn.run(make_app(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+    uvicorn.run(
+        make_app(sys.argv[1], float(sys.argv[3]) if len(sys.argv) > 3 else 0.0),
+        host="127.0.0.1",
+        port=int(sys.argv[2]),
+        log_level="warning",
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import random
 
 import pytest
@@ -69,10 +70,70 @@ def test_error_rate_fails_absolute_and_relative_to_stable() -> None:
     assert fine.outcome == "successful"
 
 
-def test_slow_canary_fails_the_latency_ratio() -> None:
+def _latencies(seconds: list[float]) -> Traffic:
+    stats = RouterStats().of("c", "v")
+    for value in seconds:
+        stats.observe("200", value)
+    return Traffic(len(seconds), 0, list(stats.buckets), {})
+
+
+def test_a_slower_canary_fails_the_rank_test_from_a_hundred_samples() -> None:
     verdict = Verdict()
     judge_traffic(verdict, _traffic(100, 0, 0.2), _traffic(100, 0, 0.01), Thresholds(), "canary")
-    assert verdict.outcome == "failed" and "p99" in verdict.reasons[0]
+    assert verdict.outcome == "failed", verdict.reasons
+    assert "median latency 175.0 ms over 2x stable's 8.8 ms (rank test p=" in verdict.reasons[0]
+    assert "from 100 and 100 samples" in verdict.reasons[0]
+
+
+def test_one_slow_request_among_58_is_not_a_p99_failure_but_inconclusive() -> None:
+    rng = random.Random(3)
+    stable = _latencies([rng.uniform(0.030, 0.048) for _ in range(174)])
+    canary = _latencies([rng.uniform(0.030, 0.048) for _ in range(57)] + [0.121])  # the window
+    verdict = Verdict()
+    judge_traffic(verdict, canary, stable, Thresholds(), "canary")
+    assert verdict.outcome == "inconclusive", verdict.reasons
+    assert verdict.reasons == [
+        f"inconclusive: canary p99 {verdict.measurements['canary_p99_ms']:.1f} ms over 2x stable's "
+        f"{verdict.measurements['stable_p99_ms']:.1f} ms, but from 58 canary and 174 stable samples; "
+        "p99 needs 500 of each"
+    ]
+    ceiling = Verdict()
+    judge_traffic(ceiling, canary, None, Thresholds(max_p99_ms=60.0), "canary")
+    assert ceiling.outcome == "inconclusive" and ceiling.reasons[0].endswith("but from 58 samples; p99 needs 500")
+
+
+def test_p99_is_judged_from_enough_samples_and_the_sample_rule_is_a_setting() -> None:
+    fast, slow = [0.010] * 590 + [0.012] * 10, [0.010] * 590 + [0.200] * 10  # the same median, a slow 1.7%
+    verdict = Verdict()
+    judge_traffic(verdict, _latencies(slow), _latencies(fast), Thresholds(), "canary")
+    assert verdict.outcome == "failed" and "over 2x stable's" in verdict.reasons[0]
+    assert verdict.reasons[0].endswith("(600 and 600 samples)")
+    ceiling = Verdict()
+    judge_traffic(ceiling, _latencies(slow), None, Thresholds(max_p99_ms=100.0), "canary")
+    assert ceiling.outcome == "failed" and "over the limit 100 ms (600 samples)" in ceiling.reasons[0]
+    stricter = Verdict()  # 10 samples beyond p99: 1,000 needed
+    judge_traffic(stricter, _latencies(slow), _latencies(fast), Thresholds(latency_tail_samples=10), "canary")
+    assert stricter.outcome == "inconclusive" and "p99 needs 1000 of each" in stricter.reasons[0]
+
+
+def test_the_rank_test_matches_scipy_on_tied_histograms_and_needs_a_large_shift() -> None:
+    from scipy.stats import mannwhitneyu
+
+    from conveyor.rollout.analysis.latency import samples_needed, slower_p_value
+
+    rng = random.Random(11)
+    canary = [rng.lognormvariate(-4.0, 0.6) * 1.2 for _ in range(80)]
+    stable = [rng.lognormvariate(-4.0, 0.6) for _ in range(240)]
+    index = (
+        [bisect.bisect_left(LATENCY_BUCKETS, x) for x in canary],
+        [bisect.bisect_left(LATENCY_BUCKETS, x) for x in stable],
+    )
+    expected = mannwhitneyu(*index, alternative="greater", method="asymptotic").pvalue
+    assert slower_p_value(_latencies(canary).buckets, _latencies(stable).buckets) == pytest.approx(expected, rel=1e-9)
+    assert (samples_needed(0.99, 5), samples_needed(0.95, 5), samples_needed(0.5, 5)) == (500, 100, 10)
+    shifted = Verdict()  # significantly slower, but by less than the ratio: not a failure
+    judge_traffic(shifted, _latencies([0.040] * 400), _latencies([0.030] * 400), Thresholds(), "canary")
+    assert shifted.outcome == "successful" and "latency_p_value" not in shifted.measurements
 
 
 def test_agreement_needs_enough_comparisons() -> None:

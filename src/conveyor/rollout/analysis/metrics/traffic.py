@@ -1,5 +1,7 @@
 """Router traffic: the canary's error rate and p99 latency, absolute and relative to stable.
 
+Latency is judged by :mod:`conveyor.rollout.analysis.latency`, which knows how many samples a p99 needs.
+
 In the canary stage both versions take live traffic and the canary is compared with stable;
 before a blue-green switch only mirrored copies reach the new version (judged on their own);
 after it all live traffic does.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from conveyor.rollout.analysis.latency import judge_latency
 from conveyor.rollout.analysis.metric import AnalysisWindow, ArgoContext, Metric, Threshold, Traffic, Verdict, metric
 from conveyor.router.stats import LIVE, MIRROR
 
@@ -40,20 +43,7 @@ def judge_traffic(verdict: Verdict, canary: Traffic, stable: Traffic | None, lim
             f"{who} error rate {rate:.1%} exceeds stable's {known.error_rate:.1%} "
             f"by more than {limits.max_error_rate_increase:.1%}",
         )
-    p99 = canary.p99_ms()
-    measured[f"{who}_p99_ms"] = None if p99 is None else round(p99, 2)
-    stable_p99 = known.p99_ms() if known is not None else None
-    if stable_p99 is not None:
-        measured["stable_p99_ms"] = round(stable_p99, 2)
-    if p99 is not None and limits.max_p99_ms is not None and p99 > limits.max_p99_ms:
-        verdict.add("failed", f"{who} p99 {p99:.1f} ms over the limit {limits.max_p99_ms:g} ms")
-    elif (
-        p99 is not None
-        and stable_p99 is not None
-        and p99 > limits.p99_floor_ms
-        and p99 > stable_p99 * limits.max_p99_ratio
-    ):
-        verdict.add("failed", f"{who} p99 {p99:.1f} ms over {limits.max_p99_ratio:g}x stable's {stable_p99:.1f} ms")
+    judge_latency(verdict, canary, known, limits, who)
 
 
 @metric
@@ -68,6 +58,12 @@ class TrafficMetric(Metric):
         Threshold("max_p99_ms", float, None, "absolute ceiling on the canary's p99 latency", gt=0, optional=True),
         Threshold("max_p99_ratio", float, 2.0, "canary p99 / stable p99 ceiling", gt=0),
         Threshold("p99_floor_ms", float, 25.0, "p99 below this never fails the ratio check", ge=0),
+        Threshold(
+            "latency_tail_samples", int, 5, "samples beyond a latency quantile needed to judge it (p99: 100x)", ge=1
+        ),
+        Threshold(
+            "latency_alpha", float, 0.001, "significance of the rank test that finds a slower canary", gt=0, le=0.5
+        ),
     )
     shown = (
         "canary_requests",
