@@ -26,13 +26,22 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 import annotated_types
-from pydantic import ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from conveyor.errors import InvalidInput
 
-__all__ = ["LogLevel", "NoDecode", "ProcessSettings", "SettingField", "add_arguments", "setting_fields", "split_list"]
+__all__ = [
+    "LogLevel",
+    "NoDecode",
+    "ProcessSettings",
+    "ReadTimeoutSettings",
+    "SettingField",
+    "add_arguments",
+    "setting_fields",
+    "split_list",
+]
 
 #: a server's log level (uvicorn's names); given in any case
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
@@ -76,6 +85,17 @@ class _ProjectSection(PydanticBaseSettingsSource):
                 f"{path}: {section_name}: unknown setting {', '.join(unknown)} (known: {', '.join(sorted(known))})"
             )
         return dict(section)
+
+
+class ReadTimeoutSettings(BaseModel):
+    """How long a server waits on a client's request: the same two settings in every server (``http_server.py``)."""
+
+    header_timeout: float = Field(
+        10.0, gt=0, description="Seconds a client may take to send a request's headers (then 408, and closed)."
+    )
+    body_timeout: float = Field(
+        30.0, gt=0, description="Seconds a request body may send nothing while awaited (then the connection closes)."
+    )
 
 
 class ProcessSettings(BaseSettings):

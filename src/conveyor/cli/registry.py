@@ -60,9 +60,9 @@ def serve(context: typer.Context, **options: Any) -> None:
     With --tls-cert/--tls-key it speaks HTTPS; clients trust a private CA through CONVEYOR_CA_BUNDLE.
     Every option is also a variable (shown) and a key of conveyor.yaml's registry_server: section
     (the command line wins, then the variable, then conveyor.yaml)."""
-    import uvicorn
     from sqlalchemy.engine import make_url
 
+    from conveyor.http_server import run, server_config
     from conveyor.registry.gc import remove_abandoned_uploads
     from conveyor.registry.schema import normalize_url
     from conveyor.registry.server import create_registry_app
@@ -93,7 +93,7 @@ def serve(context: typer.Context, **options: Any) -> None:
         stdout.print(f"removed {abandoned} abandoned temporary upload(s) from {registry.blobs.url}")
     if settings.ui:
         stdout.print(f"dashboard: {scheme}://{host}:{port}/ui/")
-    uvicorn.run(app_, host=host, port=port, log_level=log_level, server_header=False, **tls)
+    run(server_config(app_, host, port, settings, log_level=log_level, **tls))
 
 
 @app.command("gc")

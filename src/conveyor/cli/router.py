@@ -111,4 +111,4 @@ def router(context: typer.Context, **options: Any) -> None:
         else:
             stderr.print(f"admin token made for the local tools: {token_file(service)}", highlight=False)
         stderr.print(f"router for service {service!r} on {scheme}://{url_host}:{port}", highlight=False)
-        run_router(table, router_options, host, port, settings.log_level, tls)
+        run_router(table, router_options, settings, tls)

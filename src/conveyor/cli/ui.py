@@ -26,8 +26,7 @@ def ui(context: typer.Context, **options: Any) -> None:
     and a key of conveyor.yaml's ui: section (the command line wins, then the variable, then
     conveyor.yaml).
     """
-    import uvicorn
-
+    from conveyor.http_server import run, server_config
     from conveyor.registry.config import open_registry
     from conveyor.ui.app import create_app
     from conveyor.ui.traffic_pages import TrafficSettings
@@ -54,4 +53,4 @@ def ui(context: typer.Context, **options: Any) -> None:
             sessions=settings,
         )
     stdout.print(f"dashboard: http://{host}:{port}/", highlight=False)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level, server_header=False)
+    run(server_config(app, host, port, settings, log_level=settings.log_level))

@@ -13,11 +13,11 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from conveyor.settings import LogLevel, ProcessSettings
+from conveyor.settings import LogLevel, ProcessSettings, ReadTimeoutSettings
 from conveyor.ui.settings import DashboardSessionSettings
 
 
-class RegistryServerSettings(ProcessSettings, DashboardSessionSettings):
+class RegistryServerSettings(ProcessSettings, ReadTimeoutSettings, DashboardSessionSettings):
     """Everything ``conveyor registry serve`` reads."""
 
     model_config = SettingsConfigDict(env_prefix="CONVEYOR_REGISTRY_SERVER_")

@@ -36,6 +36,7 @@ from conveyor.router.stats import LIVE, RouterStats, StatsCollector
 
 if TYPE_CHECKING:
     from conveyor.router.payload_log import RouterPayloads
+    from conveyor.router.settings import RouterSettings
     from conveyor.router.tracing import Answer, Forward, Proxy
     from conveyor.serving.payloads import PayloadLogConfig
     from conveyor.tls import ServerTls
@@ -291,34 +292,29 @@ def _json_headers(backend: BackendSpec) -> list[tuple[bytes, bytes]]:
 
 
 def run_router(
-    table: RouteTable,
-    options: RouterOptions,
-    host: str,
-    port: int,
-    log_level: str = "info",
-    tls: ServerTls | None = None,
+    table: RouteTable, options: RouterOptions, settings: RouterSettings, tls: ServerTls | None = None
 ) -> None:
-    """Serve until SIGTERM/SIGINT; uvicorn lets in-flight requests finish first."""
-    import uvicorn
+    """Serve until SIGTERM/SIGINT; queued connections and in-flight requests are answered first (http_server.py)."""
+    from conveyor.http_server import run, server_config
 
+    log_level = settings.log_level
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Router(table, options)
     if options.state_file is not None:
         save_table(table, options.state_file)
-    config = uvicorn.Config(
+    config = server_config(
         app,
-        host=host,
-        port=port,
+        settings.host,
+        settings.port,
+        settings,
         loop="uvloop",
-        http="httptools",
         lifespan="on",
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=30,
         timeout_keep_alive=30,
-        server_header=False,
         date_header=False,
         **(tls or {}),
     )
     with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(config).run()
+        run(config)

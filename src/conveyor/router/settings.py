@@ -14,10 +14,10 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from conveyor.serving.settings import PayloadLogSettings
-from conveyor.settings import LogLevel, ProcessSettings
+from conveyor.settings import LogLevel, ProcessSettings, ReadTimeoutSettings
 
 
-class RouterSettings(ProcessSettings, PayloadLogSettings):
+class RouterSettings(ProcessSettings, ReadTimeoutSettings, PayloadLogSettings):
     """Everything ``conveyor router`` reads."""
 
     model_config = SettingsConfigDict(env_prefix="CONVEYOR_ROUTER_")

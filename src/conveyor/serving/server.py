@@ -1,8 +1,9 @@
 """Run the model server with uvicorn: one process, or several workers sharing the port.
 
-SIGTERM/SIGINT: uvicorn stops accepting connections, lets in-flight requests
-finish (up to ``graceful_timeout`` seconds), then the batcher and the model
-are closed.
+SIGTERM/SIGINT: the server answers the connections waiting in its listen queue,
+stops accepting, lets in-flight requests finish (up to ``graceful_timeout``
+seconds), closes the batcher and the model, and ends by the signal, with one
+worker or several (``conveyor/http_server.py``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import logging
 import os
 import shutil
 import tempfile
+from typing import Any
 
 import uvicorn
 
+from conveyor.http_server import DrainingServer, run, server_config
 from conveyor.serving.app import create_app
 from conveyor.serving.dataplane import DataPlane, ServingOptions
 from conveyor.serving.predict_route import PredictRoute
@@ -65,18 +68,19 @@ def plane_for(config: ServeSettings, resolved: ResolvedModel | None = None) -> D
     return DataPlane(resolved, options, watch=watch)
 
 
-def _uvicorn_kwargs(config: ServeSettings) -> dict[str, object]:
-    return {
-        "host": config.host,
-        "port": config.port,
-        "log_level": config.log_level,
-        "access_log": config.access_log,
-        "timeout_graceful_shutdown": config.graceful_timeout,
-        "backlog": 2048,
-        "server_header": False,
-        "http": "httptools",
-        "loop": "uvloop",
-    }
+def _uvicorn_config(app: Any, config: ServeSettings, **more: Any) -> uvicorn.Config:
+    return server_config(
+        app,
+        config.host,
+        config.port,
+        config,
+        log_level=config.log_level,
+        access_log=config.access_log,
+        timeout_graceful_shutdown=config.graceful_timeout,
+        backlog=2048,
+        loop="uvloop",
+        **more,
+    )
 
 
 def app_from_env() -> PredictRoute:
@@ -99,9 +103,9 @@ def serve(config: ServeSettings) -> int:
         holder["server"].should_exit = True
 
     app = create_app(plane, on_load_failure=stop_on_failure)
-    server = uvicorn.Server(uvicorn.Config(app, **_uvicorn_kwargs(config)))  # type: ignore[arg-type]
+    server = DrainingServer(_uvicorn_config(app, config))
     holder["server"] = server
-    server.run()
+    server.run()  # stopped by a signal, it ends the process by that signal
     if plane.state == "failed":
         log.error("exiting: the model could not be loaded: %s", plane.error)
         return 1
@@ -113,12 +117,7 @@ def _serve_workers(config: ServeSettings) -> int:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ[CONFIG_ENV] = config.model_dump_json(include=set(ServeSettings.model_fields))
     try:
-        uvicorn.run(
-            "conveyor.serving.server:app_from_env",
-            factory=True,
-            workers=config.workers,
-            **_uvicorn_kwargs(config),  # type: ignore[arg-type]
-        )
+        run(_uvicorn_config("conveyor.serving.server:app_from_env", config, factory=True, workers=config.workers))
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
-    return 0
+    return 0  # stopped by a signal, ``run`` ends the process by that signal first

@@ -16,7 +16,7 @@ from pydantic_settings import SettingsConfigDict
 
 from conveyor.errors import InvalidInput
 from conveyor.extras import require
-from conveyor.settings import LogLevel, NoDecode, ProcessSettings, split_list
+from conveyor.settings import LogLevel, NoDecode, ProcessSettings, ReadTimeoutSettings, split_list
 
 if TYPE_CHECKING:
     from conveyor.serving.payloads import PayloadLogConfig
@@ -74,7 +74,7 @@ class PayloadLogSettings(BaseModel):
             raise InvalidInput(str(exc)) from None
 
 
-class ServeSettings(ProcessSettings, PayloadLogSettings):
+class ServeSettings(ProcessSettings, ReadTimeoutSettings, PayloadLogSettings):
     """Everything a model server process needs; JSON-serialisable, so worker processes receive it."""
 
     model_config = SettingsConfigDict(env_prefix="CONVEYOR_SERVE_", protected_namespaces=())

@@ -13,7 +13,7 @@ from typing import ClassVar
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
-from conveyor.settings import LogLevel, ProcessSettings
+from conveyor.settings import LogLevel, ProcessSettings, ReadTimeoutSettings
 
 
 class DashboardSessionSettings(BaseModel):
@@ -30,7 +30,7 @@ class DashboardSessionSettings(BaseModel):
     )
 
 
-class DashboardSettings(ProcessSettings, DashboardSessionSettings):
+class DashboardSettings(ProcessSettings, ReadTimeoutSettings, DashboardSessionSettings):
     """Everything ``conveyor ui`` reads."""
 
     model_config = SettingsConfigDict(env_prefix="CONVEYOR_UI_")
