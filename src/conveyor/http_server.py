@@ -19,6 +19,8 @@ serve`` and ``conveyor ui`` all start here, so the same rules hold for all four:
   in every worker that shares it), gives each accepted connection up to ``header_timeout`` to send
   its request, and only then lets uvicorn finish: in-flight requests end within
   ``timeout_graceful_shutdown``.
+  With ``--workers N`` the socket is shared, so a worker never stops alone: uvicorn's SIGHUP
+  (restart the workers one by one) and SIGTTOU (one worker fewer) are ignored.
 * **The exit status.**  A server stopped by SIGTERM or SIGINT ends by that signal (status 143 or
   130 in a shell), with one process as with ``--workers N`` (uvicorn's worker supervisor returned 0).
 
@@ -36,6 +38,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -124,7 +127,8 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         self._timer = None
         if self.transport.is_closing() or not self._in_body:
             return
-        if self.flow.read_paused:  # the application has not read what came: not the client's stall
+        if self.flow.read_paused or (self.cycle is not None and self.cycle.waiting_for_100_continue):
+            # the application has not read what came, or not asked for the body yet: not the client's stall
             self._arm(self.body_timeout, self._body_stalled)
             return
         log.info("closing a connection from %s: its request body stalled for %g s", self.client, self.body_timeout)
@@ -182,6 +186,7 @@ class DrainingServer(uvicorn.Server):
                         conn.setblocking(False)
                         task = loop.create_task(loop.connect_accepted_socket(factory, conn, ssl=config.ssl))
                         self._drained.add(task)
+                        task.add_done_callback(_settled)
                         task.add_done_callback(self._drained.discard)
                         accepted += 1
                     with contextlib.suppress(OSError):
@@ -204,6 +209,12 @@ class DrainingServer(uvicorn.Server):
             if not waiting:
                 return
             await asyncio.sleep(0.01)
+
+
+def _settled(task: asyncio.Task[Any]) -> None:
+    """A drained connection that failed to start (the client left): nothing to answer, nothing to log."""
+    if not task.cancelled():
+        task.exception()
 
 
 class _Worker(Process):
@@ -249,7 +260,12 @@ class _Workers(Multiprocess):
         self.processes.append(self._start())
 
     def handle_hup(self) -> None:
-        logging.getLogger("uvicorn.error").info("SIGHUP: restarting the workers is not supported here; ignored")
+        # uvicorn replaces its workers one by one on SIGHUP (fewer on SIGTTOU); a draining worker that
+        # stops takes the shared socket out of listening for all, so here the whole server restarts instead
+        logging.getLogger("uvicorn.error").warning("SIGHUP ignored: to restart the workers, restart the server")
+
+    def handle_ttou(self) -> None:
+        logging.getLogger("uvicorn.error").warning("SIGTTOU ignored: the number of workers is fixed while serving")
 
     def handle_term(self) -> None:
         self.stopped_by = signal.SIGTERM
@@ -260,13 +276,20 @@ class _Workers(Multiprocess):
         super().handle_int()
 
 
-def run(config: uvicorn.Config) -> None:
-    """Serve ``config`` until SIGTERM/SIGINT, in ``config.workers`` processes; then end by that signal."""
+def run(config: uvicorn.Config, cleanup: Callable[[], None] | None = None) -> None:
+    """Serve ``config`` until SIGTERM/SIGINT, in ``config.workers`` processes; then end by that signal.
+
+    ``cleanup`` (the workers' shared folders) runs before the supervisor ends; a single process
+    cleans up in its application's lifespan, as uvicorn ends it by the signal itself."""
     if config.workers > 1:
         sock = config.bind_socket()
         workers = _Workers(config, sockets=[sock])
-        workers.run()
-        sock.close()
+        try:
+            workers.run()
+        finally:
+            sock.close()
+            if cleanup is not None:
+                cleanup()
         if workers.stopped_by is not None:
             signal.signal(workers.stopped_by, signal.SIG_DFL)
             signal.raise_signal(workers.stopped_by)

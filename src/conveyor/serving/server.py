@@ -116,8 +116,8 @@ def _serve_workers(config: ServeSettings) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="conveyor-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ[CONFIG_ENV] = config.model_dump_json(include=set(ServeSettings.model_fields))
-    try:
-        run(_uvicorn_config("conveyor.serving.server:app_from_env", config, factory=True, workers=config.workers))
-    finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+    run(
+        _uvicorn_config("conveyor.serving.server:app_from_env", config, factory=True, workers=config.workers),
+        cleanup=lambda: shutil.rmtree(metrics_dir, ignore_errors=True),
+    )
     return 0  # stopped by a signal, ``run`` ends the process by that signal first
