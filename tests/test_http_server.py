@@ -126,13 +126,14 @@ def test_every_server_cuts_a_half_sent_header(command: list[str], conveyor_home:
         server.stop()
 
 
-def _burst_then_sigterm(server: Server, connections: int = 3000) -> tuple[list[socket.socket], int]:
-    """Connect as fast as possible, each sending a whole request; SIGTERM after the first 50, and go on connecting.
+def _burst_then_sigterm(server: Server, before: int = 50, most: int = 5000) -> tuple[list[socket.socket], int]:
+    """Connect as fast as possible, each sending a whole request; SIGTERM after the first ``before``, and go on
+    connecting (a millisecond apart) until the server refuses connections.
 
     Returns the connections the kernel accepted and how many later ones were refused."""
     port, opened, refused = _port(server.url), [], 0
-    for index in range(connections):
-        if index == 50:
+    for index in range(most):
+        if index == before:
             server.process.send_signal(signal.SIGTERM)
         try:
             opened.append(_open(port, FULL))
@@ -140,6 +141,8 @@ def _burst_then_sigterm(server: Server, connections: int = 3000) -> tuple[list[s
             refused += 1
             if refused >= 20:
                 break  # the listening socket is closed: later clients are refused
+        if index >= before:
+            time.sleep(0.001)  # uvicorn's worker supervisor looks at its signals twice a second
     return opened, refused
 
 
