@@ -23,7 +23,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from conveyor.errors import InvalidInput
-from conveyor.exposure import is_loopback, refuse_open_exposure
+from conveyor.exposure import cleartext_warning, is_loopback, refuse_open_exposure
 from conveyor.redaction import without_credentials
 from conveyor.registry.config import open_local
 from conveyor.registry.local import LocalRegistry
@@ -310,3 +310,6 @@ def test_loopback_is_127_0_0_0_slash_8_and_ipv6_1_and_localhost(host: str, loopb
         with pytest.raises(InvalidInput, match=r"give it a token, or bind 127\.0\.0\.1"):
             refuse_open_exposure("router", host, False, "give it a token")
     refuse_open_exposure("router", host, True, "give it a token")  # with tokens, any address
+    # beyond loopback over plain HTTP, the start says that tokens cross the network readable
+    assert (cleartext_warning("router", host, tls=False) is None) is loopback
+    assert cleartext_warning("router", host, tls=True) is None

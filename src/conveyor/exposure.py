@@ -4,7 +4,8 @@ The router's admin API, the registry server and the dashboard can each change wh
 serves. Reachable only from this machine (127.0.0.0/8, ::1, ``localhost``), running without
 tokens is a developer's convenience; reachable from a network (``0.0.0.0``, ``::``, any other
 address or name), it would hand that power to anyone who can connect. Each command calls
-:func:`refuse_open_exposure` before it binds, so the three refuse in the same words.
+:func:`refuse_open_exposure` before it binds, so the three refuse in the same words; and
+:func:`cleartext_warning` states the risk that remains when tokens cross a network unencrypted.
 """
 
 from __future__ import annotations
@@ -35,4 +36,14 @@ def refuse_open_exposure(component: str, host: str, authenticated: bool, how_to_
     raise InvalidInput(
         f"refusing to start the {component} on {host} without authentication: anyone who can reach it "
         f"could use it; {how_to_authenticate}, or bind 127.0.0.1"
+    )
+
+
+def cleartext_warning(component: str, host: str, tls: bool) -> str | None:
+    """The line to print when ``component`` takes tokens over plain HTTP from beyond loopback."""
+    if tls or is_loopback(host):
+        return None
+    return (
+        f"warning: the {component} on {host} speaks plain HTTP: its tokens cross the network readable; "
+        "serve HTTPS (--tls-cert/--tls-key, or a TLS-terminating proxy in front)"
     )

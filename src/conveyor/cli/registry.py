@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from conveyor.cli.output import handle_errors, new_table, print_json, stdout
+from conveyor.cli.output import handle_errors, new_table, print_json, stderr, stdout
 from conveyor.cli.settings_options import given_on_command_line, with_settings
-from conveyor.exposure import refuse_open_exposure
+from conveyor.exposure import cleartext_warning, refuse_open_exposure
 from conveyor.ports import check_port_free
 from conveyor.registry.config import open_local
 from conveyor.registry.server_settings import RegistryServerSettings
@@ -93,6 +93,8 @@ def serve(context: typer.Context, **options: Any) -> None:
         stdout.print(f"removed {abandoned} abandoned temporary upload(s) from {registry.blobs.url}")
     if settings.ui:
         stdout.print(f"dashboard: {scheme}://{host}:{port}/ui/")
+    if warning := cleartext_warning("registry server", host, bool(tls)):
+        stderr.print(warning, highlight=False)
     run(server_config(app_, host, port, settings, log_level=log_level, **tls))
 
 

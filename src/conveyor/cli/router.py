@@ -45,7 +45,7 @@ def router(context: typer.Context, **options: Any) -> None:
 
     with handle_errors():  # the router's upstream client, before its modules import it
         require("aiohttp", extra="router", for_="conveyor router")
-    from conveyor.exposure import refuse_open_exposure
+    from conveyor.exposure import cleartext_warning, refuse_open_exposure
     from conveyor.rollout.router_token import forget_local_token, local_token, token_file
     from conveyor.rollout.status import routes_file, write_router_address
     from conveyor.router.app import RouterOptions, load_table, run_router
@@ -111,4 +111,6 @@ def router(context: typer.Context, **options: Any) -> None:
         else:
             stderr.print(f"admin token made for the local tools: {token_file(service)}", highlight=False)
         stderr.print(f"router for service {service!r} on {scheme}://{url_host}:{port}", highlight=False)
+        if warning := cleartext_warning("router", host, bool(tls)):
+            stderr.print(warning, highlight=False)
         run_router(table, router_options, settings, tls)

@@ -7,9 +7,9 @@ from typing import Any
 
 import typer
 
-from conveyor.cli.output import handle_errors, stdout
+from conveyor.cli.output import handle_errors, stderr, stdout
 from conveyor.cli.settings_options import given_on_command_line, with_settings
-from conveyor.exposure import refuse_open_exposure
+from conveyor.exposure import cleartext_warning, refuse_open_exposure
 from conveyor.ports import check_port_free
 from conveyor.ui.settings import DashboardSettings
 
@@ -53,4 +53,6 @@ def ui(context: typer.Context, **options: Any) -> None:
             sessions=settings,
         )
     stdout.print(f"dashboard: http://{host}:{port}/", highlight=False)
+    if warning := cleartext_warning("dashboard", host, tls=False):  # it has no TLS options: a proxy serves HTTPS
+        stderr.print(warning, highlight=False)
     run(server_config(app, host, port, settings, log_level=settings.log_level))
