@@ -91,6 +91,23 @@ def test_local_registration_refuses_file_names_the_server_refuses(
     assert "named" not in {m.name for m in registry.list_models()}
 
 
+def test_a_file_name_this_filesystem_cannot_hold_fails_its_download_in_one_line(
+    registry: LocalRegistry, tmp_path: Path
+) -> None:
+    """A version registered before the bound (straight into the store) with a 300-character name."""
+    from conveyor.errors import ConveyorError
+    from conveyor.registry.base import version_digest
+    from conveyor.registry.records import FileEntry, NewVersion
+
+    digest = hashlib.sha256(b"w").hexdigest()
+    registry.blobs.put(digest, [b"w"])
+    files = [FileEntry(path="x" * 300, sha256=digest, size=1)]
+    old = registry.store.create_version("m", NewVersion(files=files), version_digest(files))
+    with pytest.raises(ConveyorError, match=r"cannot write 'x{60}\.\.\. \(300 characters\)' under .*nothing was"):
+        registry.download(old.ref, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def _model_with_external_weights(folder: Path, location: str) -> Path:
     """A MatMul whose weight W is kept in ``weights.bin``, then its recorded location set to ``location``."""
     folder.mkdir()

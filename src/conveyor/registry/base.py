@@ -25,7 +25,7 @@ from conveyor.registry.blobs import copy_verified
 from conveyor.registry.onnx_info import framework_of
 from conveyor.registry.records import Alias, FileEntry, Lineage, ModelVersion, NewVersion
 from conveyor.registry.refs import ModelRef, check_file_name, check_name
-from conveyor.registry.storage_errors import NOTHING_REGISTERED, outcome
+from conveyor.registry.storage_errors import NOTHING_REGISTERED, outcome, writing_file
 
 
 class Progress(Protocol):
@@ -322,7 +322,8 @@ def download_version(
         progress.start(f"downloading {version.ref}", version.size)
         for entry in version.files:
             target = staging / check_file_path(entry.path)
-            copy_verified(open_blob(entry.sha256), target, entry.sha256, progress.advance)
+            with writing_file(entry.path, dest, "nothing was downloaded"):
+                copy_verified(open_blob(entry.sha256), target, entry.sha256, progress.advance)
         if check is not None:
             check(staging)
         dest.mkdir(parents=True, exist_ok=True)

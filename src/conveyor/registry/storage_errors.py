@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from conveyor.errors import StorageError, StorageFull, StorageUnavailable
+from conveyor.errors import ConveyorError, StorageError, StorageFull, StorageUnavailable
 
 FULL = {errno.ENOSPC, errno.EDQUOT}
 NOT_WRITABLE = {errno.EROFS: "read-only", errno.EACCES: "permission denied", errno.EPERM: "permission denied"}
@@ -52,6 +52,22 @@ def disk_errors(where: Path | str) -> Iterator[None]:
         if mapped is None:
             raise
         raise mapped from None
+
+
+@contextmanager
+def writing_file(name: str, folder: Path, what_did_not_happen: str) -> Iterator[None]:
+    """Writing the file ``name`` under ``folder``: a full or read-only disk is its named error, any other
+    refusal (a name too long for this filesystem) one line naming the file."""
+    try:
+        yield
+    except OSError as exc:
+        mapped = os_error(exc, folder)
+        if mapped is not None:
+            raise mapped.after(what_did_not_happen) from None
+        shown = name if len(name) <= 80 else f"{name[:60]}... ({len(name)} characters)"
+        raise ConveyorError(
+            f"cannot write {shown!r} under {folder} ({exc.strerror or exc}): {what_did_not_happen}"
+        ) from None
 
 
 def shown_url(url: str) -> str:
