@@ -33,10 +33,9 @@ def plant_blob(blobs: LocalBlobStore, content: bytes) -> str:
 
 
 def plant_upload(blobs: LocalBlobStore, name: str, size: int = 1000) -> Path:
-    """A temporary upload a killed writer left (a minute old, no process holds it)."""
+    """A temporary upload a killed writer left (no process holds it any more)."""
     path = blobs.root / "tmp" / name
     path.write_bytes(b"u" * size)
-    os.utime(path, (time.time() - 60, time.time() - 60))
     return path
 
 

@@ -136,6 +136,7 @@ def test_a_registry_server_killed_mid_upload_leaves_one_line_and_no_version(user
     restarted = _registry(user)
     result = user.run("models", "show", "big", env={**remote, "CONVEYOR_REGISTRY": restarted.url})
     assert result.returncode == 4  # no model, no half-made version
+    assert not any(uploads.glob("upload-*"))  # the restarted server removed the killed one's upload
 
 
 def test_tls_registry_and_router_verify_certificates(user: User, vote_folder: Path, tmp_path: Path) -> None:

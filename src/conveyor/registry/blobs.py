@@ -32,7 +32,7 @@ DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 Progress = Callable[[int], None]
 
 
-# an upload's temporary file is locked right after it is made: one younger than this may not be yet
+# an upload's temporary file is locked right after it is made: an empty one younger than this may not be yet
 UPLOAD_BIRTH = 10.0
 ASIDE = "gc-"  # the prefix of a blob gc is removing, in tmp/ for an instant
 
@@ -144,10 +144,13 @@ class LocalBlobStore:
 
     def put(self, digest: str, chunks: Iterable[bytes]) -> int:
         final = self._path(digest)
+
+        def settle(tmp_name: str, actual: str) -> None:
+            mismatch = None if actual == digest else f"sha256:{actual}, expected sha256:{digest}"
+            self._settle(tmp_name, final, mismatch)
+
         with disk_errors(self.root):
-            tmp_name, actual, size = write_hashed(chunks, self.root / "tmp", "upload-", fsync=True)
-            self._settle(tmp_name, final, None if actual == digest else f"sha256:{actual}, expected sha256:{digest}")
-        return size
+            return write_hashed(chunks, self.root / "tmp", "upload-", fsync=True, then=settle)[2]
 
     @staticmethod
     def _settle(tmp_name: str, final: Path, mismatch: str | None) -> None:
@@ -183,8 +186,14 @@ class LocalBlobStore:
         synced, so a crash leaves no blob under a wrong name; an identical blob already
         stored is kept and the copy dropped."""
         with disk_errors(self.root):
-            tmp_name, digest, size = write_hashed(file_chunks(path), self.root / "tmp", "upload-", progress, fsync=True)
-            self._settle(tmp_name, self._path(digest), None)
+            _, digest, size = write_hashed(
+                file_chunks(path),
+                self.root / "tmp",
+                "upload-",
+                progress,
+                fsync=True,
+                then=lambda tmp_name, digest: self._settle(tmp_name, self._path(digest), None),
+            )
         return digest, size
 
     # ---- what gc sees (registry/gc.py) ------------------------------------------------------
@@ -200,7 +209,7 @@ class LocalBlobStore:
         for path in (self.root / "tmp").iterdir():
             with contextlib.suppress(FileNotFoundError):
                 size, modified = _size_and_time(path)
-                yield Stored(path.name, size, modified, abandoned=_abandoned(path, modified))
+                yield Stored(path.name, size, modified, abandoned=_abandoned(path, size, modified))
 
     def remove_upload(self, name: str) -> None:
         with disk_errors(self.root), contextlib.suppress(FileNotFoundError):
@@ -231,9 +240,10 @@ def _size_and_time(path: Path) -> tuple[int, float]:
     return stat.st_size, max(stat.st_mtime, moved)
 
 
-def _abandoned(path: Path, modified: float) -> bool:
-    """No process holds the upload's lock (and it is not one being created this very moment)."""
-    if time.time() - modified < UPLOAD_BIRTH:
+def _abandoned(path: Path, size: int, modified: float) -> bool:
+    """No process holds the upload's lock.  Its writer locks it before the first byte, so only an empty
+    file may be one made this very moment and not locked yet: that one must be older than UPLOAD_BIRTH."""
+    if size == 0 and time.time() - modified < UPLOAD_BIRTH:
         return False
     with open(path, "rb") as handle:
         try:
@@ -245,9 +255,16 @@ def _abandoned(path: Path, modified: float) -> bool:
 
 
 def write_hashed(
-    chunks: Iterable[bytes], directory: Path, prefix: str, progress: Progress | None = None, fsync: bool = False
+    chunks: Iterable[bytes],
+    directory: Path,
+    prefix: str,
+    progress: Progress | None = None,
+    fsync: bool = False,
+    then: Callable[[str, str], None] | None = None,
 ) -> tuple[str, str, int]:
-    """Write chunks to a new temporary file in ``directory``; returns (its path, sha256, size)."""
+    """Write chunks to a new temporary file in ``directory``; returns (its path, sha256, size).
+
+    ``then(path, sha256)`` runs while the file is still locked (gc leaves it alone): moving it into place."""
     hasher = hashlib.sha256()
     size = 0
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=prefix)
@@ -263,6 +280,8 @@ def write_hashed(
             if fsync:
                 handle.flush()
                 os.fsync(handle.fileno())
+            if then is not None:
+                then(tmp_name, hasher.hexdigest())
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
