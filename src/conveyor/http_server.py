@@ -151,6 +151,10 @@ def timed_http(header_timeout: float, body_timeout: float) -> Any:
 class DrainingServer(uvicorn.Server):
     """A uvicorn server that answers the connections in its listen queue before it stops (see the module)."""
 
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._drained: set[asyncio.Task[Any]] = set()  # connections accepted from the queue, starting
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         accepted = self._drain_backlog()
         if accepted:
@@ -169,7 +173,6 @@ class DrainingServer(uvicorn.Server):
             app_state=self.lifespan.state,
         )
         accepted = 0
-        self._drained: set[asyncio.Task[Any]] = set()
         for server in self.servers:
             for listening in server.sockets or ():
                 # uvloop hands out a pseudo-socket without accept(): a duplicate descriptor of the same socket
@@ -200,6 +203,8 @@ class DrainingServer(uvicorn.Server):
         keywords = getattr(self.config.http_protocol_class, "keywords", {})
         deadline = asyncio.get_running_loop().time() + float(keywords.get("header_timeout", 5.0))
         await asyncio.sleep(0)  # the drained connections' protocols start
+        if self._drained:  # with TLS, a drained connection is one only once its handshake is done
+            await asyncio.wait(set(self._drained), timeout=deadline - asyncio.get_running_loop().time())
         while asyncio.get_running_loop().time() < deadline:
             waiting = [
                 c
