@@ -82,6 +82,8 @@ def test_two_hundred_half_sent_requests_are_cut_after_the_timeout_while_others_a
         assert all(a.startswith(b"HTTP/1.1 408 ") and b"not received within 1 s" in a for a in half_headers)
         assert all(a == b"" for a in half_bodies)  # the body stalled: closed, no answer to a request never sent
         assert 1.0 <= took < 6, took
+        huge = _open(port, b"GET /v2 HTTP/1.1\r\nX-Pad: " + b"a" * 70_000)
+        assert _read_all(huge, timeout=5).startswith(b"HTTP/1.1 431 ")  # headers over 64 KiB, without waiting
     finally:
         server.stop()
 
