@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -116,7 +117,7 @@ def gc(
     from conveyor.durations import parse_duration
     from conveyor.registry.gc import collect_garbage
 
-    with handle_errors(), outcome("nothing more was removed"):
+    with handle_errors(), outcome("nothing more was removed") if delete else nullcontext():
         registry = open_local(database, blob_store)
         report = collect_garbage(registry.store, registry.blobs, parse_duration(grace), delete=delete)
     if as_json:
