@@ -64,6 +64,7 @@ def test_pages_render_and_bad_input_gets_a_clear_status(registry) -> None:  # ty
     for path, status, words in [
         ("/models/nope", 404, "nope"),
         ("/models/bert/versions/0", 422, "invalid version"),
+        ("/models/bert/versions/9223372036854775808", 422, "from 1 to 9223372036854775807"),
         ("/models/bert/versions/7", 404, "bert:7"),
         ("/models?page=abc", 422, "invalid page"),
         ("/models?page=3", 404, "there are 1"),

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from conveyor.errors import ConveyorError, InvalidInput, NotFound
 from conveyor.registry.protocol import Registry
 from conveyor.registry.records import ModelVersion
+from conveyor.registry.refs import parse_version
 
 PAGE_SIZE = 50
 
@@ -88,9 +89,7 @@ class Signatures:
 
 
 def version_context(registry: Registry, signatures: Signatures, name: str, number: str) -> dict[str, Any]:
-    if not number.isdigit() or int(number) < 1:
-        raise InvalidInput(f"invalid version {number!r}: versions are 1, 2, 3, ...")
-    version = registry.resolve(f"{name}:{number}")
+    version = registry.resolve(f"{name}:{parse_version(number)}")
     run_link = None
     if version.lineage.run_id:
         from conveyor.pipeline.history import load_run
