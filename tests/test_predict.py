@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.conftest import Server
@@ -121,8 +122,37 @@ def test_three_label_model_answers_the_label(tmp_path, model_root) -> None:
     try:
         texts = ["spam spam", "good", "nothing"]
         answer = post(server, json.dumps(texts)).json()
-        assert answer == [{"label": "spam"}, {"label": "eggs"}, {"label": "ham"}]
-        assert post(server, '["spam"]').json() == {"label": "spam"}
+        assert [a["label"] for a in answer] == ["spam", "eggs", "ham"]
+        assert [set(a) for a in answer] == [{"label", "score"}] * 3
+        # the winning label's probability: 'spam spam' votes 4 for spam against 0.5 for ham and 0 for eggs
+        assert answer[0]["score"] == pytest.approx(np.exp(4) / (np.exp(4) + np.exp(0.5) + 1), abs=1e-5)
+        assert all(1 / 3 <= a["score"] <= 1 for a in answer)
+        single = post(server, '["spam"]').json()
+        assert single["label"] == "spam" and 0.5 < single["score"] <= 1
+
+        # verify with no contract judges the model by its own labels, not the sentiment model's schema
+        from tests.test_verify import results_by_id, verify
+
+        _, report = verify(server.url)
+        checks = results_by_id(report)
+        served = [c for c in report["checks"] if c["layer"] != "static"]  # not the repository's lint
+        assert [c for c in served if c["status"] not in ("passed", "skipped")] == [], served
+        assert checks["response.schema"]["status"] == "passed"
+
+        # ... and so does a canary's contract metric with no contract file (what `rollout start` runs)
+        from conveyor.rollout.analysis.metric import AnalysisWindow, Verdict
+        from conveyor.rollout.analysis.metrics.contract import ContractMetric
+        from conveyor.rollout.analysis.thresholds import Thresholds
+        from conveyor.verify.contract import Contract
+
+        window = AnalysisWindow(
+            stage="canary", before={}, after={}, stable=("stable", "1"), canary=("canary", "2"),
+            canary_url=server.url, limits=Thresholds(), contract=Contract(), model_name="three",
+        )  # fmt: skip
+        verdict = Verdict()
+        ContractMetric().measure(window, verdict)
+        assert verdict.outcome == "successful", verdict.reasons
+        assert verdict.measurements["contract"]["failed"] == []
     finally:
         server.stop()
 

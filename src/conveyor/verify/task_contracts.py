@@ -1,8 +1,10 @@
 """The default contract for the served model's task, from its v2 metadata.
 
 A contract written for the reference model sends ``["MLOps is critical for robustness"]`` and
-expects ``{"positive": bool}``.  A tabular or image model takes records or images and answers
-labels with probabilities, values or the best labels: where the contract file leaves the
+expects ``{"positive": bool}``; a text classifier with other labels answers ``{"label", "score"}``
+(its labels named in the schema), never the sentiment model's answer.  A tabular or image model
+takes records or images and answers labels with probabilities, values or the best labels: where
+the contract file leaves the
 sample, the answer's schema or the bad inputs unset, they are made here from what the server
 says about the model (its task, features with their types and categories, image size), so
 ``conveyor verify`` checks each task's real contract with no contract file at all.
@@ -35,7 +37,7 @@ def served_metadata(url: str, client: httpx.Client, settings: V2Settings) -> dic
 
 
 def for_task(contract: Contract, metadata: dict[str, Any]) -> Contract:
-    """``contract`` with what it leaves unset filled for the model's task (text: unchanged)."""
+    """``contract`` with what it leaves unset filled for the model's task (a tensor model: unchanged)."""
     given = metadata.get("parameters")
     parameters: dict[str, Any] = given if isinstance(given, dict) else {}
     task = Task.of(parameters.get("task"))
@@ -43,6 +45,10 @@ def for_task(contract: Contract, metadata: dict[str, Any]) -> Contract:
         made = _tabular(task, parameters)
     elif task is not None and task.takes_images and isinstance(parameters.get("image"), dict):
         made = _image(parameters)
+    elif task is not None and task.takes_text and isinstance(parameters.get("labels"), list):
+        if "response_schema" in contract.model_fields_set:
+            return contract
+        return contract.model_copy(update={"response_schema": text_schema(parameters)})
     else:
         return contract
     unset = {k: v for k, v in made.items() if k not in contract.model_fields_set}
@@ -51,6 +57,24 @@ def for_task(contract: Contract, metadata: dict[str, Any]) -> Contract:
     if "sample_input" not in contract.model_fields_set and contract.v2 is not None:
         unset["v2"] = contract.v2.model_copy(update={"inputs": made["v2"]})
     return contract.model_copy(update=unset)
+
+
+def text_schema(parameters: dict[str, Any]) -> dict[str, Any]:
+    """A text classifier's answer: ``{boolean_label: bool}`` for two labels (the seed's sentiment
+    contract, ``{"positive": bool}``), else its label among its labels with the label's probability."""
+    boolean = parameters.get("boolean_label")
+    if "boolean_label" not in parameters and len(parameters["labels"]) == 2:  # a server from before it said
+        boolean = "positive" if "positive" in parameters["labels"] else parameters["labels"][1]
+    if isinstance(boolean, str):
+        return {"type": "object", "properties": {boolean: {"type": "boolean"}}, "required": [boolean]}
+    return {
+        "type": "object",
+        "properties": {
+            "label": {"enum": parameters["labels"]},
+            "score": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+        "required": ["label", "score"],
+    }
 
 
 def _record(features: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Text classification, and a bare ONNX graph served as raw tensors (the same session code).
 
 ``/predict`` takes a JSON array of strings and answers ``{"positive": true}`` for two labels
-(the seed's contract) or ``{"label": name}``; v2 takes one BYTES input with the texts, or the
+(the seed's contract) or ``{"label": name, "score": p}`` (the winning label's probability, as the
+image task answers) for any other label set; v2 takes one BYTES input with the texts, or the
 graph's own tensors by name.
 """
 
@@ -75,7 +76,8 @@ class TextServer(TaskServer):
         if boolean is not None:
             target = self.spec.labels.index(boolean)
             return [{boolean: w == target} for w in winners]
-        return [{"label": self.spec.labels[w]} for w in winners]
+        best = softmax(scores).max(axis=1).tolist()
+        return [{"label": self.spec.labels[w], "score": round(p, 6)} for w, p in zip(winners, best, strict=True)]
 
     async def infer(self, request: DecodedRequest, submit: Submit, run_alone: RunAlone) -> dict[str, np.ndarray]:
         text_inputs = [name for name, dtype in request.datatypes.items() if dtype == "BYTES"]
@@ -123,7 +125,12 @@ class TextServer(TaskServer):
                 {"name": "label", "datatype": "BYTES", "shape": [-1]},
                 {"name": "probabilities", "datatype": "FP32", "shape": [-1, n]},
             ],
-            "parameters": {"labels": self.spec.labels, "max_length": self.spec.max_length, "task": self.spec.task},
+            "parameters": {
+                "labels": self.spec.labels,
+                "boolean_label": self.spec.boolean_label,
+                "max_length": self.spec.max_length,
+                "task": self.spec.task,
+            },
         }
 
 
