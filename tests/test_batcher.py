@@ -61,6 +61,31 @@ def test_batcher_propagates_handler_errors_to_every_job() -> None:
     assert all(isinstance(r, RuntimeError) for r in asyncio.run(main()))
 
 
+def test_a_job_that_fails_its_batch_fails_alone_and_its_batch_mates_are_answered() -> None:
+    batches: list[list[int]] = []
+
+    def handler(items: list[int]) -> list[int]:
+        batches.append(items)
+        if -1 in items:
+            raise ValueError("the model refuses -1")
+        return [i * 10 for i in items]
+
+    async def main() -> list[list[int] | BaseException]:
+        batcher: Batcher[int, int] = Batcher(handler, max_batch_size=64, max_wait=0.05)
+        batcher.start()
+        jobs = [[i, i + 100] for i in range(5)] + [[7, -1]] + [[i] for i in range(5, 9)]
+        results = await asyncio.gather(*(batcher.submit(job) for job in jobs), return_exceptions=True)
+        await batcher.close()
+        return results
+
+    results = asyncio.run(main())
+    assert isinstance(results[5], ValueError) and "refuses -1" in str(results[5])
+    good = [r for i, r in enumerate(results) if i != 5]
+    assert good == [[i * 10, (i + 100) * 10] for i in range(5)] + [[i * 10] for i in range(5, 9)]
+    assert len(batches[0]) == 16, "the jobs were not batched together first"
+    assert [7, -1] in batches[1:], "the failing job was not run by itself"
+
+
 def test_parallel_batches_compute_at_the_same_time() -> None:
     import threading
 

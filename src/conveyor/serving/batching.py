@@ -12,11 +12,18 @@ waiting for requests that may never come only adds latency.
 ``parallel_batches`` > 1 computes several batches at once on their own
 threads (useful with one onnxruntime thread per batch on machines with many
 cores).
+
+One request never fails another: when a batch of several jobs fails, each job
+is computed again by itself on the same thread, so the job that caused the
+failure gets its own error and the others their results.  (Whatever a request
+can get wrong is checked before it is queued, so this is the rare path: a value
+only the model itself refuses.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +38,8 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 Row = TypeVar("Row", covariant=True)
 Phases = list[tuple[str, int, int]]  # (name, start ns, end ns) of a batch's phases (conveyor.tracing)
+
+log = logging.getLogger(__name__)
 
 
 class Rows(Protocol[Row]):
@@ -84,7 +93,7 @@ class Batcher(Generic[Item, Result]):
         self._on_batch = on_batch
         self._pending: deque[_Job[Item, Result]] = deque()
         self._pending_items = 0
-        self._computing: set[asyncio.Future[tuple[Rows[Result], Phases]]] = set()
+        self._computing: set[asyncio.Future[tuple[list[list[Result] | Exception], Phases]]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._executor = ThreadPoolExecutor(max_workers=parallel_batches, thread_name_prefix="inference")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -177,49 +186,71 @@ class Batcher(Generic[Item, Result]):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        items = [item for job in jobs for item in job.items]
+        size = sum(len(job.items) for job in jobs)
         started = time.monotonic()
         stamp = None
-        if any(job.trace is not None for job in jobs):  # time the batch's phases for the traced requests
+        timed = any(job.trace is not None for job in jobs)  # time the batch's phases for the traced requests
+        if timed:
             stamp = time.time_ns()
-            computing = self._loop.run_in_executor(self._executor, timed_phases, self._handler, items)
-        else:
-            computing = self._loop.run_in_executor(self._executor, self._untimed, items)
+        groups = [job.items for job in jobs]
+        computing = self._loop.run_in_executor(self._executor, self._compute, groups, timed)
         self._computing.add(computing)
-        computing.add_done_callback(lambda done: self._finish(jobs, len(items), started, done, stamp))
+        computing.add_done_callback(lambda done: self._finish(jobs, size, started, done, stamp))
 
-    def _untimed(self, items: list[Item]) -> tuple[Rows[Result], Phases]:
-        return self._handler(items), []
+    def _compute(self, groups: list[Sequence[Item]], timed: bool) -> tuple[list[list[Result] | Exception], Phases]:
+        """Each job's results (or its own error), computed as one batch; job by job if the batch fails."""
+        items = [item for group in groups for item in group]
+        try:
+            rows, phases = timed_phases(self._handler, items) if timed else (self._handler(items), [])
+        except Exception as error:
+            if len(groups) == 1:
+                return [error], []
+            log.info("a batch of %d requests failed (%s): answering each by itself", len(groups), error)
+            return [self._alone(group) for group in groups], []
+        outcomes: list[list[Result] | Exception] = []
+        offset = 0
+        for group in groups:
+            outcomes.append(list(rows[offset : offset + len(group)]))
+            offset += len(group)
+        return outcomes, phases
+
+    def _alone(self, items: Sequence[Item]) -> list[Result] | Exception:
+        try:
+            rows = self._handler(list(items))
+            return list(rows[0 : len(rows)])
+        except Exception as error:
+            return error
 
     def _finish(
         self,
         jobs: list[_Job[Item, Result]],
         size: int,
         started: float,
-        done: asyncio.Future[tuple[Rows[Result], Phases]],
+        done: asyncio.Future[tuple[list[list[Result] | Exception], Phases]],
         stamp: int | None,  # when the batch started, in ns since the epoch, if a job in it is traced
     ) -> None:
         self._computing.discard(done)
         elapsed = time.monotonic() - started
         error = done.exception()
-        if error is not None:
+        if error is not None:  # not the handler's (that is an outcome): the executor's, or cancellation
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(error)
         else:
-            results, phases = done.result()
+            outcomes, phases = done.result()
             if stamp is not None:  # timed_phases ran the batch: traced jobs learn how it went
                 finished = time.time_ns()
                 for job in jobs:
                     if job.trace is not None:
                         job.trace.started, job.trace.finished, job.trace.size = stamp, finished, size
                         job.trace.phases = phases
-            offset = 0
-            for job in jobs:
-                count = len(job.items)
-                if not job.future.done():
-                    job.future.set_result(list(results[offset : offset + count]))
-                offset += count
+            for job, outcome in zip(jobs, outcomes, strict=True):
+                if job.future.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    job.future.set_exception(outcome)
+                else:
+                    job.future.set_result(outcome)
         self._dispatch()  # the next batch: everything that queued while this one computed
         if error is None and self._on_batch is not None:
             self._on_batch(BatchStats(size, [started - job.enqueued for job in jobs], elapsed))

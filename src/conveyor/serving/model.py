@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Tokenizer
 
-from conveyor.errors import BadRequest, ModelLoadError
+from conveyor.errors import BadRequest, InvalidInput, ModelLoadError
 from conveyor.serving.runtime import OnnxSession, RuntimeOptions, TensorInfo
 from conveyor.serving.spec import ResolvedModel
 from conveyor.task_kinds import Task
@@ -189,6 +189,14 @@ def _conform(name: str, array: np.ndarray, info: TensorInfo) -> np.ndarray:
     for got, want in zip(array.shape, info.shape, strict=True):
         if want is not None and got != want:
             raise BadRequest(f"input {name!r}: expected shape {_fmt(info.shape)}, got {list(array.shape)}")
+    if array.dtype.kind == "O":
+        if info.dtype.kind not in "OUS":
+            raise BadRequest(f"input {name!r}: expected {info.dtype.name}, got BYTES")
+        for index, value in enumerate(array.reshape(-1).tolist()):
+            if not isinstance(value, str):
+                got = "null" if value is None else "bytes that are not UTF-8 text"
+                raise InvalidInput(f"input {name!r} item {index}: expected a string, got {got}")
+        return array
     if array.dtype != info.dtype:
         same_kind = (array.dtype.kind in "iu" and info.dtype.kind in "iu") or (
             array.dtype.kind == "f" and info.dtype.kind == "f"

@@ -110,26 +110,32 @@ def _inference_request(text: bool, max_items: int) -> dict[str, Any]:
 
 JSON_TYPES = {"number": "number", "integer": "integer", "string": "string", "boolean": "boolean"}
 FLOATS = ["FP32", "FP64"]  # FP16 too, where its values fit: 65504 at most
-Features = tuple[tuple[str, str], ...]
+# per feature: name, type, the only categories it takes (unseen: refuse), whether it may be missing (null)
+Features = tuple[tuple[str, str, tuple[str, ...] | None, bool], ...]
 
 
-def _cell(kind: str) -> dict[str, Any]:
+def _cell(kind: str, categories: tuple[str, ...] | None = None, missing: bool = False) -> dict[str, Any]:
+    cell: dict[str, Any] = {"type": JSON_TYPES[kind]}
     if kind in ("number", "integer"):
-        return {"type": JSON_TYPES[kind], "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
-    return {"type": JSON_TYPES[kind]}
+        cell.update(minimum=-FLOAT32_MAX, maximum=FLOAT32_MAX)
+    if categories:
+        cell["enum"] = list(categories)
+    if missing:
+        return {"anyOf": [cell, {"type": "null"}]}
+    return cell
 
 
 def _tabular_predict(
     task: Task, labels: tuple[str, ...], boolean: str | None, features: Features, max_items: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The /predict request and answer of a tabular model, generated from its features."""
-    properties = {name: _cell(kind) for name, kind in features}
-    names = [name for name, _ in features]
+    properties = {name: _cell(kind, categories, missing) for name, kind, categories, missing in features}
+    names = [name for name, *_ in features]
     record = {"type": "object", "properties": properties, "required": names, "additionalProperties": False}
     records = {"type": "array", "items": record, "minItems": 1, "maxItems": max_items}
     row = {
         "type": "array",
-        "prefixItems": [_cell(kind) for _, kind in features],
+        "prefixItems": [_cell(kind, categories, missing) for _, kind, categories, missing in features],
         "items": False,
         "minItems": len(names),
     }
@@ -199,19 +205,19 @@ def _tabular_inference_request(task: Task, features: Features, max_items: int) -
             },
         }
 
-    def variants(name: str, kind: str) -> dict[str, Any]:
+    def variants(name: str, kind: str, categories: tuple[str, ...] | None, missing: bool) -> dict[str, Any]:
         """The tensors a column may come as; documented: float columns and INT64 (the server takes every
         integer width whose values fit)."""
         integer = {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
         options = {
-            "number": [tensor(name, FLOATS, _cell("number")), tensor(name, ["INT64"], integer)],
+            "number": [tensor(name, FLOATS, _cell("number", None, missing)), tensor(name, ["INT64"], integer)],
             "integer": [tensor(name, ["INT64"], integer)],
-            "string": [tensor(name, ["BYTES"], {"type": "string"})],
+            "string": [tensor(name, ["BYTES"], _cell("string", categories, missing))],
             "boolean": [tensor(name, ["BOOL"], {"type": "boolean"})],
         }[kind]
         return {"anyOf": options}
 
-    tensors = [variants(name, kind) for name, kind in features]
+    tensors = [variants(*feature) for feature in features]
     outputs = ["value", "predict"] if task.regression else [
         "label", "predict", "probabilities", "predict_proba"]  # fmt: skip
     return {
@@ -388,5 +394,12 @@ def _document(
 
 
 def openapi_document(spec: ModelSpec, max_items: int) -> dict[str, Any]:
-    features = tuple((f.name, f.type) for f in spec.features) if spec.tabular else ()
+    features = (
+        tuple(
+            (f.name, f.type, tuple(f.values) if f.unseen == "refuse" and f.values else None, f.missing)
+            for f in spec.features
+        )
+        if spec.tabular
+        else ()
+    )
     return _document(tuple(spec.labels), spec.boolean_label, spec.task.takes_text, max_items, spec.task, features)

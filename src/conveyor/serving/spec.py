@@ -40,8 +40,21 @@ class Feature(BaseModel):
 
     name: str = Field(min_length=1)
     type: FeatureType = "number"
-    values: list[str] | None = Field(
-        default=None, description="For a string feature: the categories seen in training (documentation only)."
+    values: list[str] | None = Field(default=None, description="For a string feature: the categories seen in training.")
+    unseen: Literal["accept", "refuse"] = Field(
+        default="accept",
+        description="A string feature: whether the model takes a value other than `values` (refuse: the model fails "
+        "on one, an encoder with handle_unknown='error'; a request with one is a 422 naming the column and the value).",
+    )
+    missing: bool = Field(
+        default=False,
+        description="Whether a value may be missing (null in JSON, NaN): true where the original model answered "
+        "rows with this column missing at registration (an imputer; XGBoost and LightGBM natively).",
+    )
+    missing_as: str | None = Field(
+        default=None,
+        description="A string feature that may be missing: the string the graph takes for a missing value "
+        "(the imputer's missing_values).",
     )
 
 

@@ -1,12 +1,17 @@
 """Tabular models: named, typed columns in; labels with probabilities, or values, out.
 
 A tabular model's ``model.yaml`` lists its features (name and type, in the order the model
-takes them).  Requests are checked against that schema before anything runs: a missing, extra
-or mistyped column is a 422 naming the column and the row.  Three request shapes are taken,
+takes them).  Requests are checked against that schema before anything runs (before the batcher,
+so one bad row never fails another request's): a missing, extra or mistyped column is a 422
+naming the column and the row; so is a missing value (``null``, or NaN in a binary v2 tensor)
+where the model takes none, and a category the model was not trained on where it fails on one
+(``unseen: refuse``, recorded at registration).  A missing value the model takes reaches it as
+the model expects one: NaN in a number column, the imputer's marker in a string column.  Three request shapes are taken,
 the ones data tools write: JSON records (``[{"age": 39, ...}]``, or one record), the pandas
-"split" orientation MLflow uses (``{"columns": [...], "data": [[...]]}``), and MLflow's own
+"split" orientation MLflow uses (``{"columns": [...], "data": [[...]]}``), MLflow's own
 wrappers of both (``dataframe_records`` / ``dataframe_split``), so a client written for an
-MLflow server works unchanged.
+MLflow server works unchanged, and KServe's v1 ``{"instances": [...]}`` (records, or lists of
+values in the features' order).
 
 The ONNX graph takes its inputs one of two ways, found when the model loads: one input per
 column, named after it (skl2onnx's ColumnTransformer pipelines, MLServer's pandas codec), or
@@ -32,6 +37,12 @@ from conveyor.tracing import phase
 PROBABILITY_NAMES = ("probabilities", "output_probability", "probability", "proba")
 VALUE_NAMES = ("variable", "predictions", "value", "output", "target")
 FLOAT32_MAX = 3.4028234e38  # converted models compute in float32: larger numbers are refused
+ACCEPTED = (
+    "expected JSON records ([{column: value, ...}] or one record), {'columns': [...], 'data': [[...]]}, "
+    "MLflow's {'dataframe_records': ...} or {'dataframe_split': ...}, or {'instances': [records, or lists of "
+    "values in the features' order]}"
+)
+SHOWN_CATEGORIES = 8  # a refused category's message lists this many of the known ones
 _JSON_KIND = {"dict": "object", "list": "array", "str": "string", "int": "integer", "float": "number"}
 
 
@@ -57,10 +68,36 @@ def _fits(feature: Feature, value: object) -> bool:
     return feature.type == "number" or float(value).is_integer()
 
 
+def _absent(value: object) -> bool:
+    """A missing value: JSON null, or NaN (pandas' and the binary v2 tensors' missing number)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _check_value(feature: Feature, value: object, row: int) -> None:
+    if _absent(value):
+        if feature.missing:
+            return
+        shown = "null" if value is None else "NaN"
+        raise InvalidInput(
+            f"row {row}: column {feature.name!r} has a missing value ({shown}), which the model does not take "
+            f"there: send {_article(feature.type)}"
+        )
     if not _fits(feature, value):
         shown = repr(value) if isinstance(value, str | int | float) else _kind(value)
         raise InvalidInput(f"row {row}: column {feature.name!r} must be {_article(feature.type)}, got {shown}")
+    if feature.unseen == "refuse" and feature.values and value not in feature.values:
+        raise InvalidInput(unseen_message(feature, value, row))
+
+
+def unseen_message(feature: Feature, value: object, row: int) -> str:
+    """A category the model was not trained on, where it fails on one: the value and a few it knows."""
+    known = feature.values or []
+    shown = ", ".join(repr(v) for v in known[:SHOWN_CATEGORIES])
+    more = f" and {len(known) - SHOWN_CATEGORIES} more" if len(known) > SHOWN_CATEGORIES else ""
+    return (
+        f"row {row}: column {feature.name!r} has {value!r}, a category the model was not trained on; "
+        f"it knows {shown}{more}"
+    )
 
 
 def _article(kind: str) -> str:
@@ -93,15 +130,19 @@ def parse_rows(payload: Any, spec: ModelSpec, max_items: int) -> dict[str, list[
             payload = inner if isinstance(inner, list) else payload
         elif key == "dataframe_split":
             payload = inner if isinstance(inner, dict) else payload
+        elif key == "instances" and isinstance(inner, list) and key not in _names(spec):
+            if inner and all(isinstance(instance, list) for instance in inner):  # values in the features' order
+                payload = {"columns": _names(spec), "data": inner}
+            else:
+                payload = inner
     if isinstance(payload, dict) and "columns" in payload and "data" in payload:
         return _from_split(payload, spec, max_items)
     if isinstance(payload, dict):
+        if payload and not set(payload) & set(_names(spec)):
+            raise InvalidInput(f"none of the fields {sorted(payload)[:5]} is a column of the model: {ACCEPTED}")
         payload = [payload]  # one record
     if not isinstance(payload, list):
-        raise InvalidInput(
-            f"expected JSON records ([{{column: value, ...}}]) or {{'columns': [...], 'data': [[...]]}}, "
-            f"got {_kind(payload)}"
-        )
+        raise InvalidInput(f"{ACCEPTED}; got {_kind(payload)}")
     _check_count(len(payload), max_items)
     columns: dict[str, list[Any]] = {f.name: [] for f in spec.features}
     for row, record in enumerate(payload):
@@ -113,6 +154,10 @@ def parse_rows(payload: Any, spec: ModelSpec, max_items: int) -> dict[str, list[
             _check_value(feature, value, row)
             columns[feature.name].append(value)
     return columns
+
+
+def _names(spec: ModelSpec) -> list[str]:
+    return [f.name for f in spec.features]
 
 
 def _from_split(payload: dict[str, Any], spec: ModelSpec, max_items: int) -> dict[str, list[Any]]:
@@ -200,25 +245,26 @@ class TabularModel:
         if self.matrix is not None:
             with np.errstate(over="ignore"):
                 matrix = np.array([columns[f.name] for f in self.spec.features], dtype=self.matrix.dtype).T
-            if matrix.dtype.kind == "f" and not np.isfinite(matrix).all():
-                row, column = (int(i) for i in np.argwhere(~np.isfinite(matrix))[0])
-                raise InvalidInput(
-                    f"row {row}: column {self.spec.features[column].name!r} is outside the range of "
-                    f"{matrix.dtype.name}, which the model computes in"
-                )
+            if matrix.dtype.kind == "f":
+                _check_floats(matrix, self.spec.features)
             return {self.matrix.name: np.ascontiguousarray(matrix)}
         feeds = {}
         for feature in self.spec.features:
             info = self.inputs[feature.name]
-            dtype = object if info.dtype.kind in "OUS" else info.dtype
-            with np.errstate(over="ignore"):
-                array = np.array(columns[feature.name], dtype=dtype).reshape(-1, 1)
-            if array.dtype.kind == "f" and not np.isfinite(array).all():
-                row = int(np.argwhere(~np.isfinite(array))[0][0])
-                raise InvalidInput(
-                    f"row {row}: column {feature.name!r} is outside the range of {array.dtype.name}, which the "
-                    "model computes in"
-                )
+            values = columns[feature.name]
+            if info.dtype.kind in "OUS":
+                marker = feature.missing_as
+                if feature.missing and marker is not None:
+                    values = [marker if _absent(v) else v for v in values]
+                elif any(_absent(v) for v in values):
+                    row = next(i for i, v in enumerate(values) if _absent(v))
+                    _check_value(feature.model_copy(update={"missing": False}), values[row], row)
+                array = np.array(values, dtype=object).reshape(-1, 1)
+            else:
+                with np.errstate(over="ignore"):
+                    array = np.array(values, dtype=info.dtype).reshape(-1, 1)
+                if array.dtype.kind == "f":
+                    _check_floats(array, [feature])
             feeds[feature.name] = array
         return feeds
 
@@ -246,6 +292,22 @@ class TabularModel:
     def warm_up_columns(self) -> dict[str, list[Any]]:
         example: dict[str, Any] = {"number": 0.0, "integer": 0, "string": "", "boolean": False}
         return {f.name: [(f.values or [example[f.type]])[0]] for f in self.spec.features}
+
+
+def _check_floats(array: np.ndarray, features: list[Feature]) -> None:
+    """Refuse a number the model cannot compute with: beyond the dtype's range, or missing where it takes none."""
+    nan = np.isnan(array)
+    allowed = np.array([f.missing for f in features])
+    bad = np.isinf(array) | (nan & ~allowed)
+    if not bad.any():
+        return
+    row, column = (int(i) for i in np.argwhere(bad)[0])
+    feature = features[column]
+    if nan[row, column]:
+        _check_value(feature, float("nan"), row)
+    raise InvalidInput(
+        f"row {row}: column {feature.name!r} is outside the range of {array.dtype.name}, which the model computes in"
+    )
 
 
 def answers(spec: ModelSpec, scores: np.ndarray) -> list[dict[str, Any]]:
@@ -281,12 +343,19 @@ def columns_from_tensors(spec: ModelSpec, tensors: dict[str, np.ndarray], max_it
         if count is not None and len(values) != count:
             raise InvalidInput(f"input {feature.name!r} has {len(values)} rows, the others {count}")
         count = len(values)
-        values = [v.decode() if isinstance(v, bytes) else v for v in values]
+        values = [_text(v, feature.name, row) if isinstance(v, bytes) else v for row, v in enumerate(values)]
         for row, value in enumerate(values):
             _check_value(feature, value, row)
         columns[feature.name] = values
     _check_count(count or 0, max_items)
     return columns
+
+
+def _text(value: bytes, name: str, row: int) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"input {name!r} row {row}: not UTF-8 text (send strings UTF-8 encoded)") from None
 
 
 __all__ = ["TabularModel", "answers", "columns_from_tensors", "parse_rows", "rows_of", "v2_datatype"]

@@ -3,7 +3,12 @@
 Covers JSON tensors (flat or nested, row-major) and the binary tensor data
 extension that Triton's clients use by default: a JSON header of
 ``Inference-Header-Content-Length`` bytes followed by raw tensor bytes, with
-BYTES elements as 4-byte little-endian length + content.
+BYTES elements as 4-byte little-endian length + content.  A BYTES element is
+decoded to a string where it is UTF-8 and kept as bytes where it is not (an
+image's PNG or JPEG bytes): each task decides what it takes, and answers a 422
+naming the input for bytes where it needs text.  A missing value is ``null``
+in JSON data of a FP or BYTES input (NaN in FP binary data): tabular models
+take one where they handle it; other tasks refuse it by name.
 """
 
 from __future__ import annotations
@@ -189,14 +194,17 @@ def decode_json(item: RequestInput) -> np.ndarray:
     if len(flat) != count:
         raise InvalidInput(f"input {item.name!r}: shape {item.shape} needs {count} elements, got {len(flat)}")
     if item.datatype == "BYTES":
-        if not all(isinstance(v, str) for v in flat):
-            raise InvalidInput(f"input {item.name!r}: BYTES data must be strings")
+        if not all(isinstance(v, str) or v is None for v in flat):
+            raise InvalidInput(f"input {item.name!r}: BYTES data must be strings (or null where a value is missing)")
         array = np.empty(count, dtype=object)
         array[:] = flat
         return array.reshape(item.shape)
     if item.datatype == "BOOL":
         if not all(isinstance(v, bool) for v in flat):
             raise InvalidInput(f"input {item.name!r}: BOOL data must be true or false")
+    elif dtype.kind == "f" and None in flat:  # null: a missing value, NaN as pandas has it
+        if any(isinstance(v, bool) or not isinstance(v, int | float | None) for v in flat):
+            raise InvalidInput(f"input {item.name!r}: {item.datatype} data must be numbers (or null where missing)")
     elif any(isinstance(v, bool) or not isinstance(v, int | float) for v in flat):
         raise InvalidInput(f"input {item.name!r}: {item.datatype} data must be numbers")
     elif dtype.kind in "iu" and any(isinstance(v, float) for v in flat):
@@ -212,14 +220,20 @@ def decode_binary(item: RequestInput, raw: bytes) -> np.ndarray:
     dtype = _dtype(item)
     count = _check_shape(item)
     if item.datatype == "BYTES":
-        values: list[str] = []
+        values: list[str | bytes] = []
         pos = 0
         while pos < len(raw):
             if pos + 4 > len(raw):
                 raise BadRequest(f"input {item.name!r}: truncated BYTES element")
             (length,) = struct.unpack_from("<I", raw, pos)
             pos += 4
-            values.append(raw[pos : pos + length].decode("utf-8", errors="strict"))
+            if pos + length > len(raw):
+                raise BadRequest(f"input {item.name!r}: truncated BYTES element")
+            element = raw[pos : pos + length]
+            try:
+                values.append(element.decode("utf-8"))
+            except UnicodeDecodeError:
+                values.append(element)  # not text: an image's bytes, or text in another encoding (the task decides)
             pos += length
         if len(values) != count:
             raise InvalidInput(f"input {item.name!r}: shape {item.shape} needs {count} elements, got {len(values)}")
@@ -241,12 +255,14 @@ def texts_from_tensor(name: str, array: np.ndarray) -> list[str]:
     if array.ndim != 1:
         raise InvalidInput(f"input {name!r}: text must have shape [N] or [N, 1], got {list(array.shape)}")
     texts = []
-    for value in array.tolist():
+    for index, value in enumerate(array.tolist()):
         if isinstance(value, bytes):
             try:
                 value = value.decode("utf-8")
             except UnicodeDecodeError:
-                raise BadRequest(f"input {name!r}: text is not valid UTF-8") from None
+                raise InvalidInput(f"input {name!r} item {index}: text is not valid UTF-8") from None
+        if not isinstance(value, str):
+            raise InvalidInput(f"input {name!r} item {index}: expected text, got null")
         texts.append(value)
     return texts
 

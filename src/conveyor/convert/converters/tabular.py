@@ -23,6 +23,7 @@ from conveyor.convert.conversion import Conversion, write_folder
 from conveyor.convert.frameworks import Framework, Loaded, frameworks
 from conveyor.convert.gate import DEFAULT_AGREEMENT, DEFAULT_TOLERANCE, ConversionRefused, check_conversion, refusal
 from conveyor.convert.options import ConvertOptions
+from conveyor.convert.probes import probe_features
 from conveyor.errors import InvalidInput
 from conveyor.extras import require
 from conveyor.serving.spec import ORIGINAL_FOLDER, Feature, ModelSpec, ResolvedModel, Source
@@ -215,8 +216,36 @@ def convert_tabular(
     served = TabularModel(
         ResolvedModel(spec=spec, model_path=out / "model.onnx", tokenizer_path=None), RuntimeOptions()
     )
-    columns = {f.name: frame[f.name].tolist() for f in features}
-    converted = served.score_columns(columns)
+
+    def serve(with_features: list[Feature], rows: Any) -> np.ndarray:
+        """The graph through the server's own feeding code, its schema as given."""
+        served.spec = spec.model_copy(update={"features": with_features})
+        return served.score_columns({f.name: rows[f.name].tolist() for f in with_features})
+
+    imputers = getattr(framework, "missing_markers", None)  # a framework's imputers (optional)
+    spec.features = probe_features(
+        features,
+        frame,
+        lambda rows: framework.predict(loaded, rows),
+        serve,
+        loaded.task,
+        agreement,
+        tolerance,
+        imputers(loaded) if imputers is not None else None,
+    )
+    markers = {f.name: f.missing_as for f in spec.features if f.missing_as is not None}
+    frame = frame.fillna(markers) if markers else frame  # a missing string is the marker to both models
+    try:
+        converted = serve(spec.features, frame)
+    except InvalidInput as exc:  # a value the served model refuses: a missing one where the model takes none
+        shutil.rmtree(out, ignore_errors=True)
+        tried = (
+            "; registration tried the original model with it missing: it failed, or the converted graph answered "
+            "otherwise"
+            if "missing value" in exc.message
+            else ""
+        )
+        raise InvalidInput(f"the sample ({origin}): {exc}{tried}") from None
     original = framework.predict(loaded, frame)
     report = check_conversion(loaded.task, original, converted, origin, agreement, tolerance)
     if not report.passed:

@@ -104,6 +104,19 @@ def categories(loaded: Loaded) -> dict[str, list[str]]:
     return found
 
 
+def missing_markers(loaded: Loaded) -> dict[str, list[str]]:
+    """Per string column, the string its imputer takes as missing (skl2onnx converts only string markers there)."""
+    found: dict[str, list[str]] = {}
+    transformer = _column_transformer(loaded.model)
+    for _, fitted, columns in transformer.transformers_ if transformer is not None else []:
+        steps = [step for _, step in fitted.steps] if hasattr(fitted, "steps") else [fitted]
+        marker = next((getattr(s, "missing_values", None) for s in steps if hasattr(s, "statistics_")), None)
+        if isinstance(marker, str) and isinstance(columns, list | tuple):
+            for column in columns:
+                found.setdefault(str(column), []).append(marker)
+    return found
+
+
 def feature_types(loaded: Loaded, features: list[str]) -> dict[str, str]:
     strings = categories(loaded)
     return {name: "string" if name in strings else "number" for name in features}

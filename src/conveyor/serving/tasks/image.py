@@ -131,6 +131,8 @@ def _base64_item(item: object, index: int) -> bytes:
 
 def _bytes_item(value: object, name: str, index: int) -> bytes:
     where = f"input {name!r} item {index}"
+    if value is None:
+        raise InvalidInput(f"{where}: expected an image, got null")
     if isinstance(value, bytes):
         if value.startswith(MAGIC):
             return value  # raw image bytes (the binary tensor extension)
