@@ -287,3 +287,25 @@ def test_optimize_gates_an_int8_image_variant_on_images(deep: Built, conveyor_ho
     (int8,) = outcome["candidates"]
     assert int8["method"] == "int8" and int8["compared"] == 30 and int8["agreement"] >= 0.9
     assert "text model" in outcome["skipped"]["int8-smooth"]  # calibration tokenizes texts: said, not crashed
+
+
+def test_tritonclient_sends_png_bytes_as_binary_data_and_gets_the_same_labels(served_digits) -> None:  # type: ignore[no-untyped-def]
+    """The documented way: raw PNG bytes in a BYTES input with ``binary_data=True`` (not UTF-8: no 500)."""
+    import tritonclient.http as triton
+
+    indices = [10, 11, 12]
+    client = triton.InferenceServerClient(served_digits.url.removeprefix("http://"))
+    pngs = np.array([digit_png(i) for i in indices], dtype=np.object_)
+    image = triton.InferInput("image", [len(indices)], "BYTES")
+    image.set_data_from_numpy(pngs, binary_data=True)
+    result = client.infer("digits", [image], outputs=[triton.InferRequestedOutput("label", binary_data=True)])
+    labels = [v.decode() for v in result.as_numpy("label").tolist()]
+    encoded = [base64.b64encode(digit_png(i)).decode() for i in indices]
+    by_json = httpx.post(served_digits.url + "/predict", json=encoded, timeout=10).json()
+    assert labels == [a["label"] for a in by_json]
+    junk = np.array([b"\xff\xfe not an image"], dtype=np.object_)
+    image = triton.InferInput("image", [1], "BYTES")
+    image.set_data_from_numpy(junk, binary_data=True)
+    with pytest.raises(triton.InferenceServerException) as refused:
+        client.infer("digits", [image])
+    assert refused.value.status() == "422" and "input 'image' item 0" in refused.value.message()

@@ -166,6 +166,16 @@ def test_tritonclient_http_client_can_call_the_server(served_vote: Server, binar
     assert logits[0].tolist() == [0.5, 2.0]
 
 
+def test_text_that_is_not_utf8_in_binary_data_is_a_422_naming_the_input(served_vote: Server) -> None:
+    client = triton.InferenceServerClient(served_vote.url.removeprefix("http://"))
+    text_input = triton.InferInput("text", [2], "BYTES")
+    text_input.set_data_from_numpy(np.array([b"good", "Zürich".encode("latin-1")], dtype=np.object_), binary_data=True)
+    with pytest.raises(triton.InferenceServerException) as refused:
+        client.infer("votes", [text_input])
+    assert refused.value.status() == "422"
+    assert "input 'text' item 1: text is not valid UTF-8" in refused.value.message()
+
+
 def test_tritonclient_sees_a_404_for_an_unknown_model(served_vote: Server) -> None:
     client = triton.InferenceServerClient(served_vote.url.removeprefix("http://"))
     text_input = triton.InferInput("text", [1], "BYTES")
