@@ -119,6 +119,7 @@ def test_a_read_only_registry_refuses_each_write_in_one_line_and_the_server_answ
     (tmp_path / "m" / "a.txt").write_text("a")
     registry = registry_at(home)
     registry.register(tmp_path / "m", "m")
+    (home / "blobs" / "tmp" / "upload-killed").write_bytes(b"u" * 100)  # a killed writer's leftover
     registry.store.engine.dispose()  # a disk with a file open for writing cannot turn read-only
     subprocess.run([tool("mount"), "-o", "remount,ro", str(small_disk)], check=True)
     database = home / "registry.db"
@@ -140,6 +141,21 @@ def test_a_read_only_registry_refuses_each_write_in_one_line_and_the_server_answ
         503,
         {"error": f"cannot write {home / 'blobs'} (read-only): nothing was registered (1 bytes needed)"},
     )
+    # a server on the read-only registry refuses to start in one line; one whose database is elsewhere
+    # starts, and the leftover upload it cannot remove from the read-only folder is one warning
+    blobs = ["--blob-store", str(home / "blobs"), "--insecure-no-auth"]
+    refused = run_cli("registry", "serve", "--port", str(free_port()), "--database", f"sqlite:///{database}", *blobs)
+    assert refused.returncode == EXIT_STORAGE, refused.stderr
+    assert error_lines(refused) == [f"error: cannot write {database} (read-only)"]
+    elsewhere = tmp_path / "server"
+    elsewhere.mkdir()
+    server = RegistryServer(elsewhere, blobs)
+    try:
+        assert httpx.get(f"{server.url}/api/v1/models").json() == []
+    finally:
+        server.stop()
+    assert f"warning: abandoned uploads were not removed: cannot write {home / 'blobs'}" in server.log()
+    assert "Traceback" not in server.log()
     subprocess.run([tool("mount"), "-o", "remount,rw", str(small_disk)], check=True)
     assert registry.get_model("m").tags == {} and registry.get_model("m").aliases == []
 

@@ -63,6 +63,7 @@ def serve(context: typer.Context, **options: Any) -> None:
     (the command line wins, then the variable, then conveyor.yaml)."""
     from sqlalchemy.engine import make_url
 
+    from conveyor.errors import StorageError
     from conveyor.http_server import run, server_config
     from conveyor.registry.gc import remove_abandoned_uploads
     from conveyor.registry.schema import normalize_url
@@ -80,7 +81,12 @@ def serve(context: typer.Context, **options: Any) -> None:
         check_blobs = getattr(registry.blobs, "check", None)
         if check_blobs is not None:
             check_blobs()  # a missing bucket or bad credentials: say so now, not on the first upload
-        abandoned = remove_abandoned_uploads(registry.blobs)  # left by a server killed mid-upload
+        try:
+            abandoned = remove_abandoned_uploads(registry.blobs)  # left by a server killed mid-upload
+        except (StorageError, OSError) as error:  # a read-only replica still serves downloads
+            abandoned, cleanup_failed = 0, f"warning: abandoned uploads were not removed: {error}"
+        else:
+            cleanup_failed = ""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app_ = create_registry_app(registry, require_auth=not settings.insecure_no_auth)
     if settings.ui:
@@ -92,6 +98,8 @@ def serve(context: typer.Context, **options: Any) -> None:
     stdout.print(f"registry on {scheme}://{host}:{port}  metadata {shown}  blobs {registry.blobs.url}")
     if abandoned:
         stdout.print(f"removed {abandoned} abandoned temporary upload(s) from {registry.blobs.url}")
+    if cleanup_failed:
+        stderr.print(cleanup_failed, highlight=False)
     if settings.ui:
         stdout.print(f"dashboard: {scheme}://{host}:{port}/ui/")
     if warning := cleartext_warning("registry server", host, bool(tls)):
