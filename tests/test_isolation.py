@@ -307,3 +307,24 @@ def test_a_sample_with_nan_where_the_model_takes_none_is_refused_saying_so(tmp_p
     assert "column 'income' has a missing value (NaN)" in message and "rows.csv" in message
     assert "float32" not in message
     assert not (tmp_path / "out").exists()
+
+
+def test_verify_s_contract_for_the_model_sends_an_unseen_category_and_a_missing_value_and_holds(
+    client: httpx.AsyncClient,
+) -> None:
+    from conveyor.verify.contract import Contract
+    from conveyor.verify.task_contracts import for_task
+
+    async def calls(loaded: httpx.AsyncClient) -> list[tuple[Any, httpx.Response]]:
+        metadata = (await loaded.get("/v2/models/churn")).json()
+        contract = for_task(Contract(), metadata)
+        cases = {case.name: case for case in contract.invalid}
+        assert {"unseen-category", "missing-value"} <= set(cases)
+        return [
+            (case, await loaded.post("/predict", content=case.body, headers={"content-type": case.content_type}))
+            for case in cases.values()
+        ]
+
+    for case, got in _run(client, calls):
+        assert case.status == "4xx" or got.status_code == case.status, (case.name, got.text)
+        assert case.error_contains is None or case.error_contains in got.json()["error"], (case.name, got.text)

@@ -113,6 +113,26 @@ def _tabular(task: Task, parameters: dict[str, Any]) -> dict[str, Any]:
                 error_contains=f"column {numeric!r}",
             )
         )
+    refusing = next((f for f in features if f.get("unseen") == "refuse" and f.get("values")), None)
+    if refusing is not None:  # an encoder that fails on another category: refused before it reaches the model
+        invalid.append(
+            InvalidCase(
+                name="unseen-category",
+                body=_json([{**record, refusing["name"]: "conveyor-unseen-category"}]),
+                status=422,
+                error_contains="not trained on",
+            )
+        )
+    strict = next((f for f in features if not f.get("missing")), None)
+    if strict is not None:
+        invalid.append(
+            InvalidCase(
+                name="missing-value",
+                body=_json([{**record, strict["name"]: None}]),
+                status=422,
+                error_contains="missing value",
+            )
+        )
     v2 = [
         {"name": f["name"], "datatype": _V2_TYPE[f.get("type", "number")], "shape": [1, 1], "data": [record[f["name"]]]}
         for f in features
