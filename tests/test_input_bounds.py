@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from conveyor.errors import InvalidInput
 from conveyor.registry.config import open_local
 from conveyor.registry.local import LocalRegistry
-from conveyor.registry.refs import MAX_VERSION, parse_ref
+from conveyor.registry.refs import MAX_VERSION, parse_ref, safe_file_name
 from conveyor.registry.server import create_registry_app
 from conveyor.serving.intake import check_servable
 from tests.conftest import Server
@@ -154,3 +154,26 @@ def test_v2_text_goes_in_the_input_its_metadata_names(served_vote: Server) -> No
     answer = httpx.post(f"{served_vote.url}/v2/models/votes/infer", json=body, timeout=10)
     assert answer.status_code == 400
     assert "unknown input 'texts'" in answer.json()["error"] and "BYTES input 'text'" in answer.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [("my model.joblib", "my_model.joblib"), (".hidden.pkl", "hidden.pkl"), ("caf\u00e9 v2.pkl", "caf__v2.pkl")],
+)
+def test_a_users_model_file_name_is_kept_path_safe_not_refused(given: str, kept: str) -> None:
+    assert safe_file_name(given) == kept
+    long = safe_file_name("m" * 400 + ".joblib")
+    assert len(long) == 255 and long.endswith(".joblib")
+
+
+def test_a_model_file_with_a_space_in_its_name_registers(registry: LocalRegistry, tmp_path: Path) -> None:
+    """A data scientist's `my model.joblib`: converted, and kept under original/ by a name the path rule takes."""
+    joblib = pytest.importorskip("joblib")
+    from sklearn.linear_model import LogisticRegression
+
+    rows = np.random.default_rng(0).random((60, 2))
+    model = tmp_path / "my model.joblib"
+    joblib.dump(LogisticRegression().fit(rows, rows[:, 0] > 0.5), model)
+    result = run_cli("models", "register", str(model), "--name", "spaced")
+    assert result.returncode == 0, result.stderr
+    assert "original/my_model.joblib" in {f.path for f in open_local().resolve("spaced:1").files}

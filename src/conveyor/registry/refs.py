@@ -18,6 +18,21 @@ FILE_PATH_RULE = (
     "a file path in a version is names of letters, digits, '_', '-' and '.' joined by '/', none starting "
     f"with '.', each at most 255 characters and {MAX_FILE_PATH} in all"
 )
+
+
+def safe_file_name(name: str) -> str:
+    """``name`` as a file name the path rule takes: other characters as '_', no leading '.', 255 at most.
+
+    For the names Conveyor picks itself from a user's file (a converted model keeps the framework's
+    file under ``original/``): ``my model.joblib`` is kept as ``my_model.joblib``, not refused.
+    """
+    kept = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "file"
+    if len(kept) > 255:
+        stem, dot, suffix = kept.rpartition(".")
+        kept = (stem[: 254 - len(suffix)] + dot + suffix) if dot and len(suffix) < 32 else kept[:255]
+    return kept
+
+
 MAX_VERSION = 2**63 - 1  # what a database's BIGINT holds (SQLite's INTEGER, PostgreSQL's bigint)
 VERSION_RULE = f"versions are whole numbers from 1 to {MAX_VERSION}"
 

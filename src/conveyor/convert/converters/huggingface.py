@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from conveyor.convert.conversion import Conversion, quiet_exporter, write_folder
+from conveyor.convert.conversion import Conversion, kept_original, quiet_exporter, write_folder
 from conveyor.convert.frameworks import version_of
 from conveyor.convert.gate import ConversionRefused, check_conversion, refusal
 from conveyor.convert.options import ConvertOptions
@@ -112,7 +112,7 @@ def convert(path: Path, out: Path, name: str, options: ConvertOptions) -> Conver
         positive_label=options.positive_label,
         max_length=max_length,
         source=Source(framework="transformers", framework_version=version_of("transformers"),
-                      file=f"original/{path.name}", converter=f"torch.onnx {version_of('torch')} (dynamo)"),
+                      file=kept_original(path), converter=f"torch.onnx {version_of('torch')} (dynamo)"),
     )  # fmt: skip
     texts, origin = _texts(options, tokenizer)
     # everything the user can get wrong is checked above: from here on, OUT is written and, if refused, removed

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from conveyor.convert.conversion import Conversion, quiet_exporter, write_folder
+from conveyor.convert.conversion import Conversion, kept_original, quiet_exporter, write_folder
 from conveyor.convert.frameworks import version_of
 from conveyor.convert.gate import ConversionRefused, check_conversion, refusal
 from conveyor.convert.options import ConvertOptions
@@ -169,7 +169,7 @@ def convert(path: Path, out: Path, name: str, options: ConvertOptions) -> Conver
         **({"labels": labels, "positive_label": options.positive_label} if image else {}),
         tokenizer_file=None,
         image=image,
-        source=Source(framework="pytorch", framework_version=version_of("torch"), file=f"original/{path.name}",
+        source=Source(framework="pytorch", framework_version=version_of("torch"), file=kept_original(path),
                       converter=f"torch.onnx ({saved_as})"),
     )  # fmt: skip
     batch, origin = _inputs(shape, image, options)

@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from conveyor.convert.conversion import Conversion, write_folder
+from conveyor.convert.conversion import Conversion, kept_original, write_folder
 from conveyor.convert.frameworks import Framework, Loaded, frameworks
 from conveyor.convert.gate import DEFAULT_AGREEMENT, DEFAULT_TOLERANCE, ConversionRefused, check_conversion, refusal
 from conveyor.convert.options import ConvertOptions
 from conveyor.convert.probes import probe_features
 from conveyor.errors import InvalidInput
 from conveyor.extras import require
-from conveyor.serving.spec import ORIGINAL_FOLDER, Feature, ModelSpec, ResolvedModel, Source
+from conveyor.serving.spec import Feature, ModelSpec, ResolvedModel, Source
 
 NAME = "tabular"
 ORDER = 30
@@ -209,7 +209,7 @@ def convert_tabular(
         source=Source(
             framework=loaded.framework,
             framework_version=loaded.framework_version,
-            file=f"{ORIGINAL_FOLDER}/{path.name}",
+            file=kept_original(path),
             converter=loaded.converter,
         ),
     )
