@@ -328,3 +328,37 @@ def test_verify_s_contract_for_the_model_sends_an_unseen_category_and_a_missing_
     for case, got in _run(client, calls):
         assert case.status == "4xx" or got.status_code == case.status, (case.name, got.text)
         assert case.error_contains is None or case.error_contains in got.json()["error"], (case.name, got.text)
+
+
+def test_the_openapi_document_takes_null_where_a_column_may_be_missing_and_only_known_refused_categories(
+    client: httpx.AsyncClient,
+) -> None:
+    import jsonschema
+
+    document = _run(client, lambda loaded: loaded.get("/openapi.json")).json()
+    schema = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    valid = jsonschema.Draft202012Validator(schema).is_valid
+    assert valid([{**ROW, "income": None, "plan": None}])
+    assert not valid([{**ROW, "city": None}]) and not valid([{**ROW, "city": "Mars"}])
+    assert valid([{**ROW, "plan": "platinum"}])  # handle_unknown="ignore": any string
+
+
+def test_xgboost_takes_a_sample_with_nan_and_null_as_its_own_missing_value(tabular: Any, tmp_path: Path) -> None:
+    import pandas as pd
+    import xgboost
+
+    from conveyor.convert import ConvertOptions, convert_model
+
+    frame = pd.read_csv(tabular.cancer_sample)
+    frame.loc[frame.index % 5 == 0, "mean radius"] = np.nan
+    frame.to_csv(tmp_path / "rows.csv", index=False)  # an empty cell: NaN
+    out = tmp_path / "cancer"
+    conversion = convert_model(tabular.cancer_xgb, out, "cancer", ConvertOptions(sample=tmp_path / "rows.csv"))
+    assert all(f.missing for f in conversion.spec.features)  # XGBoost's trees route a missing value themselves
+    row = frame.iloc[[3]].to_dict(orient="records")[0]
+    got = _run(next(_client(out)), lambda loaded: loaded.post("/predict", json=[{**row, "mean radius": None}]))
+    assert got.status_code == 200, got.text
+    booster = xgboost.XGBClassifier()
+    booster.load_model(tabular.cancer_xgb)
+    expected = booster.predict_proba(pd.DataFrame([{**row, "mean radius": np.nan}]))[0]
+    assert abs(got.json()["probabilities"]["1"] - expected[1]) < 1e-4

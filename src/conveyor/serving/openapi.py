@@ -120,9 +120,7 @@ def _cell(kind: str, categories: tuple[str, ...] | None = None, missing: bool = 
         cell.update(minimum=-FLOAT32_MAX, maximum=FLOAT32_MAX)
     if categories:
         cell["enum"] = list(categories)
-    if missing:
-        return {"anyOf": [cell, {"type": "null"}]}
-    return cell
+    return {"anyOf": [cell, {"type": "null"}]} if missing else cell
 
 
 def _tabular_predict(
@@ -394,12 +392,6 @@ def _document(
 
 
 def openapi_document(spec: ModelSpec, max_items: int) -> dict[str, Any]:
-    features = (
-        tuple(
-            (f.name, f.type, tuple(f.values) if f.unseen == "refuse" and f.values else None, f.missing)
-            for f in spec.features
-        )
-        if spec.tabular
-        else ()
-    )
+    refused = {f.name: tuple(f.values) for f in spec.features if f.unseen == "refuse" and f.values}
+    features = tuple((f.name, f.type, refused.get(f.name), f.missing) for f in spec.features) if spec.tabular else ()
     return _document(tuple(spec.labels), spec.boolean_label, spec.task.takes_text, max_items, spec.task, features)
