@@ -11,7 +11,7 @@ import typer
 
 from conveyor.cli.output import EXIT_USAGE, exit_code, handle_errors
 from conveyor.errors import MissingExtra
-from conveyor.extras import needs, require
+from conveyor.extras import install_command, needs, require
 from tests.conftest import REPO
 
 
@@ -27,6 +27,16 @@ def test_a_missing_module_names_the_extra_and_the_command() -> None:
         "pip install 'conveyor-ml[monitor]'"
     )
     assert exit_code(caught.value) == EXIT_USAGE
+
+
+def test_the_torch_hint_installs_the_cpu_build_not_the_multi_gb_cuda_one() -> None:
+    for extra in ("torch", "huggingface"):
+        with pytest.raises(MissingExtra) as caught:
+            require("conveyor_no_such_module", extra=extra, for_="converting this model")
+        assert str(caught.value).endswith(
+            f"pip install 'conveyor-ml[{extra}]' --extra-index-url https://download.pytorch.org/whl/cpu"
+        )
+    assert "download.pytorch.org" not in install_command("sklearn")
 
 
 def test_imports_in_a_needs_block_name_their_extra() -> None:

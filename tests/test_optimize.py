@@ -13,11 +13,13 @@ from onnx import helper
 
 from conveyor.errors import InvalidInput
 from conveyor.optimize.agreement import compare
-from conveyor.optimize.run import evaluation_texts, optimize
+from conveyor.optimize import speed
+from conveyor.optimize.run import GateRefused, evaluation_texts, optimize
 from conveyor.optimize.speed import throughput
 from conveyor.registry.config import open_local
 from tests import models
 from tests.registry_fixtures import run_cli
+from tests.tabular_models import Trained
 
 WORDS = models.VOCAB[2:]
 
@@ -218,3 +220,75 @@ def test_methods_that_do_not_apply_are_skipped_with_a_reason_and_the_rest_still_
     table = run_cli("models", "optimize", "vote:2", "--eval", str(texts), "--no-measure")
     assert "Traceback" not in table.stdout + table.stderr
     assert "skipped" in table.stdout
+
+
+def _tabular_version(model_file: Path, sample: Path, name: str, out: Path) -> list[dict[str, object]]:
+    """``model_file`` converted and registered as ``name:1``; the sample's first rows as records to compare on."""
+    import pandas as pd
+
+    from conveyor.convert.kinds import convert_model
+    from conveyor.convert.options import ConvertOptions
+
+    convert_model(model_file, out, name, ConvertOptions(sample=sample))
+    open_local().register(out, name)
+    return pd.read_csv(sample).head(40).to_dict(orient="records")  # type: ignore[no-any-return]
+
+
+def test_tree_models_get_a_one_line_reason_per_method_and_a_refusal_not_a_traceback(
+    conveyor_home: Path, tabular: Trained, tmp_path: Path
+) -> None:
+    """XGBoost: the quantizer refuses its graph ("ai.onnx domain"); a RandomForest: int8 leaves the graph as it was."""
+    import joblib
+    import pandas as pd
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    frame = pd.read_csv(tabular.cancer_sample)
+    forest = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0))
+    forest.fit(frame, frame["mean area"] > 600)
+    joblib.dump(forest, tmp_path / "forest.joblib")
+    for name, model_file in (("cancer", tabular.cancer_xgb), ("forest", tmp_path / "forest.joblib")):
+        records = _tabular_version(model_file, tabular.cancer_sample, name, tmp_path / name)
+        with pytest.raises(GateRefused, match=rf"^no method makes a variant of {name}:1") as refused:
+            optimize(open_local(), f"{name}:1", records, methods=["int8", "graph"])
+        skipped = refused.value.outcome.skipped
+        assert set(skipped) == {"int8", "graph"}
+        assert all("\n" not in why and len(why) < 300 for why in skipped.values()), skipped
+        assert [v.version for v in open_local().list_versions(name)] == [1]
+    assert skipped["graph"] == "the graph did not change (2 nodes, the same weights)"
+
+
+def test_int8_of_a_graph_without_weights_to_quantize_is_no_variant(tmp_path: Path) -> None:
+    """An Add of a constant: the quantizer writes the same graph back, which make_variant refuses to call a variant."""
+    from conveyor.optimize.variants import NotApplicable, make_variant
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "bias"], ["y"])],
+        "plain",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor("bias", onnx.TensorProto.FLOAT, [3], [1.0, 2.0, 3.0])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "plain.onnx")
+    with pytest.raises(NotApplicable, match=r"^the graph did not change \(1 nodes, the same weights\)$"):
+        make_variant("int8", tmp_path / "plain.onnx", tmp_path / "out" / "plain.onnx")
+
+
+def test_a_variant_no_faster_than_noise_is_not_registered_and_its_interval_is_shown(
+    conveyor_home: Path, tabular: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The original's own graph offered as a variant: any "speed-up" is noise, so nothing is registered."""
+    monkeypatch.setattr(speed, "ROUND_SECONDS", 0.15)
+    records = _tabular_version(tabular.cancer_xgb, tabular.cancer_sample, "cancer", tmp_path / "cancer")
+    with pytest.raises(GateRefused, match=r"^no variant that agrees is faster than cancer:1 beyond the measured noise"):
+        optimize(open_local(), "cancer:1", records, variant=tmp_path / "cancer" / "model.onnx")
+    assert [v.version for v in open_local().list_versions("cancer")] == [1]
+
+
+def test_a_speedup_counts_only_when_every_round_is_faster() -> None:
+    assert not speed.speedup([100, 100, 100], [150, 140, 99]).beyond_noise  # one round slower: noise
+    assert not speed.speedup([100, 100], [101, 101.5]).beyond_noise  # within the margin
+    found = speed.speedup([100, 200, 100], [150, 300, 120])
+    assert found.beyond_noise and (found.ratio, found.low, found.high) == (1.5, 1.2, 1.5)
+    assert str(found) == "1.50x (rounds 1.20-1.50x)"

@@ -25,8 +25,16 @@ from types import ModuleType
 from conveyor.errors import MissingExtra
 
 
+# PyPI's torch is the CUDA build (several GB); an extra that brings torch names PyTorch's CPU index, so the
+# hint a user copies installs the CPU wheel (the one this project's lock pins, torch-cpu.txt).  The extra
+# index keeps PyPI as the source of everything else.
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+BRINGS_TORCH = frozenset({"torch", "huggingface", "frameworks"})
+
+
 def install_command(extra: str) -> str:
-    return f"pip install 'conveyor-ml[{extra}]'"
+    command = f"pip install 'conveyor-ml[{extra}]'"
+    return f"{command} --extra-index-url {TORCH_CPU_INDEX}" if extra in BRINGS_TORCH else command
 
 
 def _missing(extra: str, for_: str, exc: ModuleNotFoundError) -> MissingExtra:

@@ -6,9 +6,10 @@
 3. every candidate answers the evaluation inputs (texts, records or images, as the task takes
    them) beside the original: below ``min_agreement`` label agreement (a regressor: values
    within 0.1%) it is refused, with the inputs that disagree;
-4. the original and the candidates that passed are measured in-process, interleaved; the
-   fastest passing candidate is registered as the model's next version, unless it is not faster
-   than the original (then nothing is: a slower "optimization" is no optimization);
+4. the original and the candidates that passed are measured in-process, interleaved, in rounds;
+   the fastest passing candidate is registered as the model's next version only when it is
+   faster in every round, by a margin (``speed.Speedup.beyond_noise``): otherwise nothing is, and
+   the ratio and its range are shown (noise is no optimization);
 5. its lineage says ``optimized_from`` and its metrics hold the agreement, the largest
    probability difference and the measured speed-up.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,7 +33,16 @@ from conveyor.errors import ConveyorError, InvalidInput
 from conveyor.extras import require
 from conveyor.optimize import DEFAULT_METHODS, DEFAULT_MIN_AGREEMENT
 from conveyor.optimize.agreement import Agreement, compare, probabilities
-from conveyor.optimize.variants import CALIBRATED, METHODS, Calibration, NotApplicable, calibration_for, make_variant
+from conveyor.optimize.speed import NOISE_MARGIN, Speedup
+from conveyor.optimize.variants import (
+    CALIBRATED,
+    METHODS,
+    Calibration,
+    NotApplicable,
+    calibration_for,
+    make_variant,
+    one_line,
+)
 from conveyor.registry.protocol import Registry
 from conveyor.registry.records import Lineage, ModelVersion
 
@@ -46,6 +57,7 @@ class Candidate:
     agreement: Agreement
     passed: bool
     throughput: float | None = None
+    speedup: Speedup | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +68,10 @@ class Candidate:
             "max_probability_diff": round(self.agreement.max_probability_diff, 5),
             "passed": self.passed,
             "texts_per_s": None if self.throughput is None else round(self.throughput, 1),
+            "speedup": None if self.speedup is None else round(self.speedup.ratio, 3),
+            "speedup_interval": None
+            if self.speedup is None
+            else [round(self.speedup.low, 3), round(self.speedup.high, 3)],
             "disagreements": self.agreement.disagreements,
         }
 
@@ -92,9 +108,7 @@ class Outcome:
     def speedup(self) -> float | None:
         if self.chosen is None:
             return self.registered.lineage.metrics.get("speedup_in_process") if self.registered else None
-        if self.chosen.throughput is None or not self.original_throughput:
-            return None
-        return self.chosen.throughput / self.original_throughput
+        return None if self.chosen.speedup is None else self.chosen.speedup.ratio
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -211,7 +225,8 @@ def optimize(
     ``calibration_texts`` feed the calibrated methods (int8-smooth, fused-int8-smooth); without them the evaluation
     texts are used, which is weaker evidence: the gate then compares on the texts calibrated on.
     """
-    from conveyor.optimize.speed import throughput
+    from conveyor.optimize.speed import measure as measure_speed
+    from conveyor.optimize.speed import speedup
     from conveyor.serving.spec import locate_model, resolve_model
 
     if variant is None:  # making variants: onnxruntime's quantizer and fusions need onnx and sympy
@@ -272,7 +287,12 @@ def optimize(
         reference = probabilities(folder, texts)
         for method, params, candidate in made:
             say(f"comparing {method} with {version.ref} on {len(texts)} inputs")
-            agreement = compare(folder, candidate, texts, reference=reference)
+            try:
+                agreement = compare(folder, candidate, texts, reference=reference)
+            except Exception as error:  # a variant the runtime cannot load or run is no variant
+                outcome.skipped[method] = f"the variant does not run ({one_line(error)})"
+                say(f"{method}: {outcome.skipped[method]}; skipped")
+                continue
             outcome.candidates.append(Candidate(method, params, candidate, agreement, agreement.rate >= min_agreement))
         passed = [c for c in outcome.candidates if c.passed]
         if not outcome.candidates:
@@ -285,19 +305,21 @@ def optimize(
             raise GateRefused(outcome)
         if measure:
             say(f"measuring {', '.join(c.method for c in passed)} against {version.ref} in-process")
-            speeds = throughput({"original": folder, **{c.method: c.folder for c in passed}}, texts)
-            outcome.original_throughput = speeds["original"]
+            rounds = measure_speed({"original": folder, **{c.method: c.folder for c in passed}}, texts)
+            outcome.original_throughput = statistics.median(rounds["original"])
             for c in passed:
-                c.throughput = speeds[c.method]
-            outcome.chosen = max(passed, key=lambda c: c.throughput or 0.0)
-            if (outcome.chosen.throughput or 0.0) <= outcome.original_throughput:
+                c.throughput = statistics.median(rounds[c.method])
+                c.speedup = speedup(rounds["original"], rounds[c.method])
+            faster = [c for c in passed if c.speedup is not None and c.speedup.beyond_noise]
+            if not faster:
+                measured = "; ".join(f"{c.method} {c.speedup}" for c in passed)
                 outcome.reason = (
-                    f"no variant that agrees is faster than {version.ref} here "
-                    f"({outcome.original_throughput:.0f} inputs/s; best {outcome.chosen.method} "
-                    f"{outcome.chosen.throughput:.0f})"
+                    f"no variant that agrees is faster than {version.ref} beyond the measured noise "
+                    f"({outcome.original_throughput:.0f} inputs/s; {measured}; a variant must be over "
+                    f"{1 + NOISE_MARGIN:.2f}x in every round)"
                 )
-                outcome.chosen = None
                 raise GateRefused(outcome)
+            outcome.chosen = max(faster, key=lambda c: c.speedup.ratio if c.speedup else 0.0)
         else:
             outcome.chosen = passed[0]
         chosen = outcome.chosen
@@ -307,8 +329,10 @@ def optimize(
                 "agreement": round(chosen.agreement.rate, 6),
                 chosen.agreement.difference_name: round(chosen.agreement.max_probability_diff, 6),
             }
-            if outcome.speedup is not None:
-                metrics["speedup_in_process"] = round(outcome.speedup, 4)
+            if chosen.speedup is not None:
+                metrics["speedup_in_process"] = round(chosen.speedup.ratio, 4)
+                metrics["speedup_in_process_low"] = round(chosen.speedup.low, 4)
+                metrics["speedup_in_process_high"] = round(chosen.speedup.high, 4)
             say(f"registering the {chosen.method} variant of {version.ref}")
             outcome.registered = registry.register(
                 chosen.folder,

@@ -165,11 +165,39 @@ CALIBRATED = {"int8-smooth", "fused-int8-smooth"}  # the methods that use calibr
 
 
 def make_variant(method: str, source: Path, dest: Path, calibration: Calibration | None = None) -> dict[str, Any]:
-    """Write the ``method`` variant of ``source`` to ``dest``; the method's parameters."""
+    """Write the ``method`` variant of ``source`` to ``dest``; the method's parameters.
+
+    NotApplicable, in one line, when the method fails on this graph (onnxruntime's quantizer refuses a
+    tree ensemble's graph, "Failed to find proper ai.onnx domain") or leaves it as it was (nothing to
+    quantize in a RandomForest: the same nodes and weights are no variant, whatever a timer says)."""
     if method not in METHODS:
         raise InvalidInput(f"unknown optimization {method!r}; methods: {', '.join(METHODS)}")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    return METHODS[method](source, dest, calibration or Calibration())
+    try:
+        params = METHODS[method](source, dest, calibration or Calibration())
+    except ConveyorError:
+        raise
+    except Exception as error:  # the converters' and onnxruntime's own errors: a reason, never a traceback
+        raise NotApplicable(f"{method} does not apply to this graph ({one_line(error)})") from error
+    if _shape(source) == _shape(dest):
+        raise NotApplicable(f"the graph did not change ({len(_shape(source)[0])} nodes, the same weights)")
+    return params
+
+
+def _shape(path: Path) -> tuple[list[str], int]:
+    """A graph's operators in order and the bytes of its weights: equal for a method that changed nothing."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    nodes = [f"{node.domain}:{node.op_type}" for node in model.graph.node]
+    return nodes, sum(init.ByteSize() for init in model.graph.initializer)
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """The error's first line, cut to ``limit`` characters (a converter's message can be megabytes)."""
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def calibration_for(folder: Path, texts: list[Any], limit: int = 256) -> Calibration:

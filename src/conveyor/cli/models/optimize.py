@@ -22,7 +22,7 @@ from conveyor.registry.config import open_registry
 def _optimize_table(outcome: Outcome) -> Table:
     data = outcome.as_dict()
     table = new_table(f"variants of {data['source']} (original: {data['original_texts_per_s'] or '-'} inputs/s)")
-    for column in ("method", "label agreement", "max prob diff", "inputs/s", "gate"):
+    for column in ("method", "label agreement", "max prob diff", "inputs/s", "speed-up (rounds)", "gate"):
         table.add_column(column)
     for c in data["candidates"]:
         table.add_row(
@@ -30,6 +30,7 @@ def _optimize_table(outcome: Outcome) -> Table:
             f"{c['agreement']:.2%} of {c['compared']}",
             f"{c['max_probability_diff']:.4f}",
             "-" if c["texts_per_s"] is None else f"{c['texts_per_s']:.0f}",
+            "-" if c["speedup"] is None else f"{c['speedup']:.2f}x ({c['speedup_interval'][0]:.2f}-{c['speedup_interval'][1]:.2f})",
             "[green]passed[/green]" if c["passed"] else "[red]refused[/red]",
         )
     return table
