@@ -12,8 +12,8 @@ import yaml
 from onnx import helper
 
 from conveyor.errors import InvalidInput
-from conveyor.optimize.agreement import compare
 from conveyor.optimize import speed
+from conveyor.optimize.agreement import compare
 from conveyor.optimize.run import GateRefused, evaluation_texts, optimize
 from conveyor.optimize.speed import throughput
 from conveyor.registry.config import open_local

@@ -24,7 +24,6 @@ from types import ModuleType
 
 from conveyor.errors import MissingExtra
 
-
 # PyPI's torch is the CUDA build (several GB); an extra that brings torch names PyTorch's CPU index, so the
 # hint a user copies installs the CPU wheel (the one this project's lock pins, torch-cpu.txt).  The extra
 # index keeps PyPI as the source of everything else.

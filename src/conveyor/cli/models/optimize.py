@@ -30,7 +30,7 @@ def _optimize_table(outcome: Outcome) -> Table:
             f"{c['agreement']:.2%} of {c['compared']}",
             f"{c['max_probability_diff']:.4f}",
             "-" if c["texts_per_s"] is None else f"{c['texts_per_s']:.0f}",
-            "-" if c["speedup"] is None else f"{c['speedup']:.2f}x ({c['speedup_interval'][0]:.2f}-{c['speedup_interval'][1]:.2f})",
+            "-" if c["speedup"] is None else "{:.2f}x ({:.2f}-{:.2f})".format(c["speedup"], *c["speedup_interval"]),
             "[green]passed[/green]" if c["passed"] else "[red]refused[/red]",
         )
     return table
