@@ -313,3 +313,13 @@ def test_loopback_is_127_0_0_0_slash_8_and_ipv6_1_and_localhost(host: str, loopb
     # beyond loopback over plain HTTP, the start says that tokens cross the network readable
     assert (cleartext_warning("router", host, tls=False) is None) is loopback
     assert cleartext_warning("router", host, tls=True) is None
+
+
+def test_the_dashboards_plain_http_warning_offers_only_ways_it_has(conveyor_home: Path) -> None:
+    """conveyor ui has no --tls-cert: its warning points at a proxy or at registry serve --ui, never at an option it lacks."""
+    from conveyor.cli.ui import DASHBOARD_HTTPS
+
+    line = cleartext_warning("dashboard", "0.0.0.0", tls=False, how_to_serve_https=DASHBOARD_HTTPS)
+    assert line is not None and line.startswith("warning: the dashboard on 0.0.0.0 speaks plain HTTP")
+    assert "(a TLS-terminating proxy in front, or conveyor registry serve --ui --tls-cert/--tls-key)" in line
+    assert "--tls-cert" not in run_cli("ui", "--help", check=True).stdout

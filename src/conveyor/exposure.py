@@ -39,11 +39,18 @@ def refuse_open_exposure(component: str, host: str, authenticated: bool, how_to_
     )
 
 
-def cleartext_warning(component: str, host: str, tls: bool) -> str | None:
-    """The line to print when ``component`` takes tokens over plain HTTP from beyond loopback."""
+SERVE_HTTPS = "--tls-cert/--tls-key, or a TLS-terminating proxy in front"
+
+
+def cleartext_warning(component: str, host: str, tls: bool, how_to_serve_https: str = SERVE_HTTPS) -> str | None:
+    """The line to print when ``component`` takes tokens over plain HTTP from beyond loopback.
+
+    ``how_to_serve_https`` is the component's own way to HTTPS: its TLS options, or, for one that
+    has none (the dashboard), what to put in front of it instead.
+    """
     if tls or is_loopback(host):
         return None
     return (
         f"warning: the {component} on {host} speaks plain HTTP: its tokens cross the network readable; "
-        "serve HTTPS (--tls-cert/--tls-key, or a TLS-terminating proxy in front)"
+        f"serve HTTPS ({how_to_serve_https})"
     )

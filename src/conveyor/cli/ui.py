@@ -14,6 +14,8 @@ from conveyor.ports import check_port_free
 from conveyor.ui.settings import DashboardSettings
 
 PROJECT_FILE = Path("conveyor.yaml")
+# conveyor ui has no TLS options of its own: HTTPS comes from a proxy, or from the registry server's --ui
+DASHBOARD_HTTPS = "a TLS-terminating proxy in front, or conveyor registry serve --ui --tls-cert/--tls-key"
 
 
 @with_settings(DashboardSettings)
@@ -53,6 +55,6 @@ def ui(context: typer.Context, **options: Any) -> None:
             sessions=settings,
         )
     stdout.print(f"dashboard: http://{host}:{port}/", highlight=False)
-    if warning := cleartext_warning("dashboard", host, tls=False):  # it has no TLS options: a proxy serves HTTPS
+    if warning := cleartext_warning("dashboard", host, tls=False, how_to_serve_https=DASHBOARD_HTTPS):
         stderr.print(warning, highlight=False)
     run(server_config(app, host, port, settings, log_level=settings.log_level))
