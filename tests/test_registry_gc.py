@@ -74,6 +74,10 @@ def test_gc_lists_in_a_dry_run_and_removes_only_leftovers_with_delete(conveyor_h
             b"deleted version"
         )
         assert abandoned.exists() and registry.blobs.exists(orphan)  # a dry run removes nothing
+        # the young orphan is not a leftover yet, but the dry run says it is there and why it stays
+        assert [(item["name"], item["size"]) for item in dry["spared"]] == [(fresh, len(b"being registered now"))]
+        text = run_cli("registry", "gc", check=True).stdout
+        assert "kept: 1 unreferenced blobs (20 B) younger than --grace 1h\n" in text
         report = collect_garbage(registry.store, registry.blobs, delete=True)
     assert {(item.kind, item.name) for item in report.leftovers} == expected
     assert not abandoned.exists() and held.exists()

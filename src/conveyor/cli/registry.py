@@ -142,6 +142,12 @@ def gc(
     stdout.print(table)
     verb = "removed" if delete else "would free"
     stdout.print(f"{len(report.leftovers)} leftovers, {verb} {human_size(report.size)}", highlight=False)
+    if report.spared:
+        spared = sum(item.size for item in report.spared)
+        stdout.print(
+            f"kept: {len(report.spared)} unreferenced blobs ({human_size(spared)}) younger than --grace {grace}",
+            highlight=False,
+        )
 
 
 @token_app.command("create")

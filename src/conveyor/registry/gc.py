@@ -47,11 +47,14 @@ class Leftover:
 
 @dataclass
 class GcReport:
-    """What gc found; ``deleted`` when it removed them (a blob a writer took back meanwhile is left out)."""
+    """What gc found; ``deleted`` when it removed them (a blob a writer took back meanwhile is left out).
+    ``spared``: the unreferenced blobs kept because they were written or used within the grace period
+    (a registration in progress, or one killed minutes ago), so a dry run that frees nothing says why."""
 
     grace: float
     deleted: bool
     leftovers: list[Leftover] = field(default_factory=list)
+    spared: list[Leftover] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -63,6 +66,7 @@ class GcReport:
             "grace_seconds": self.grace,
             "bytes": self.size,
             "leftovers": [item.__dict__ for item in self.leftovers],
+            "spared": [item.__dict__ for item in self.spared],
         }
 
 
@@ -79,11 +83,15 @@ def collect_garbage(
     report = GcReport(grace=grace, deleted=delete)
     report.leftovers += [_leftover("upload", item, now) for item in _stale_uploads(blobs, cutoff, delete)]
     # listed before the lock: a blob stored after this is too young to be a candidate anyway
-    candidates = [item for item in blobs.blobs() if item.modified < cutoff]
+    stored = list(blobs.blobs())
+    candidates = [item for item in stored if item.modified < cutoff]
+    referenced = _referenced(store)  # outside the lock: for the dry run and the young ones, which stay anyway
+    report.spared = [
+        _leftover("blob", item, now) for item in stored if item.modified >= cutoff and item.name not in referenced
+    ]
     if not candidates:
         return report
     if not delete:
-        referenced = _referenced(store)
         report.leftovers += [_leftover("blob", item, now) for item in candidates if item.name not in referenced]
         return report
     with store.engine.begin() as conn:  # no version is made until the block ends
