@@ -316,7 +316,7 @@ def test_loopback_is_127_0_0_0_slash_8_and_ipv6_1_and_localhost(host: str, loopb
 
 
 def test_the_dashboards_plain_http_warning_offers_only_ways_it_has(conveyor_home: Path) -> None:
-    """conveyor ui has no --tls-cert: its warning points at a proxy or at registry serve --ui, never at an option it lacks."""
+    """conveyor ui has no --tls-cert: its warning names a proxy or registry serve --ui, not an option it lacks."""
     from conveyor.cli.ui import DASHBOARD_HTTPS
 
     line = cleartext_warning("dashboard", "0.0.0.0", tls=False, how_to_serve_https=DASHBOARD_HTTPS)
