@@ -362,3 +362,15 @@ def test_xgboost_takes_a_sample_with_nan_and_null_as_its_own_missing_value(tabul
     booster.load_model(tabular.cancer_xgb)
     expected = booster.predict_proba(pd.DataFrame([{**row, "mean radius": np.nan}]))[0]
     assert abs(got.json()["probabilities"]["1"] - expected[1]) < 1e-4
+
+
+def test_a_string_feature_that_may_be_missing_names_the_string_the_graph_takes_for_it() -> None:
+    from pydantic import ValidationError
+
+    from conveyor.serving.spec import Feature
+
+    assert Feature(name="plan", type="string", missing=True, missing_as="").missing_as == ""
+    with pytest.raises(ValidationError, match="needs missing_as"):
+        Feature(name="plan", type="string", missing=True)
+    with pytest.raises(ValidationError, match="missing_as is for a string feature"):
+        Feature(name="income", type="number", missing=True, missing_as="")

@@ -57,6 +57,14 @@ class Feature(BaseModel):
         "(the imputer's missing_values).",
     )
 
+    @model_validator(mode="after")
+    def _missing_marker(self) -> Feature:
+        if self.missing_as is not None and self.type != "string":
+            raise ValueError(f"feature {self.name!r}: missing_as is for a string feature (a number is missing as NaN)")
+        if self.missing and self.type == "string" and self.missing_as is None:
+            raise ValueError(f"feature {self.name!r}: a string feature that may be missing needs missing_as")
+        return self
+
 
 class ImageInput(BaseModel):
     """How an image-classification model takes its pixels: the size it was trained on and the
