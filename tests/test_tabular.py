@@ -309,3 +309,55 @@ def test_optimize_compares_a_regressors_values_within_a_tolerance(
     assert code == 0, outcome
     (graph,) = outcome["candidates"]
     assert graph["compared"] == 40 and graph["agreement"] == 1.0 and graph["max_probability_diff"] < 1e-3
+
+
+STEPS_MODULE = '''
+from sklearn.base import BaseEstimator, TransformerMixin
+
+
+class Doubled(BaseEstimator, TransformerMixin):
+    def fit(self, x, y=None):
+        return self
+
+    def transform(self, x):
+        return x * 2
+'''
+
+
+def test_a_custom_transformer_beside_the_users_script_unpickles_from_the_working_or_model_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As ``python train.py`` found ``my_steps.py`` beside it, registration finds it in the cwd or beside the model."""
+    import importlib
+    import sys
+
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from conveyor.convert.converters.tabular import load_original
+    from conveyor.errors import InvalidInput
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "my_steps.py").write_text(STEPS_MODULE)
+    monkeypatch.syspath_prepend(str(project))  # the training script's view
+    steps = importlib.import_module("my_steps")
+    x = np.arange(40, dtype=float).reshape(20, 2)
+    joblib.dump(make_pipeline(steps.Doubled(), LogisticRegression()).fit(x, x[:, 0] > 20), project / "model.joblib")
+    monkeypatch.delitem(sys.modules, "my_steps")
+    sys.path.remove(str(project))  # a fresh `conveyor` process: only the folders registration adds
+    path_before = list(sys.path)
+
+    monkeypatch.chdir(project)  # conveyor models register model.joblib, from the project
+    assert load_original(project / "model.joblib")[0].NAME == "scikit-learn"
+    monkeypatch.delitem(sys.modules, "my_steps")
+    monkeypatch.chdir(tmp_path)  # conveyor models register project/model.joblib
+    assert load_original(project / "model.joblib")[0].NAME == "scikit-learn"
+    monkeypatch.delitem(sys.modules, "my_steps")
+    assert sys.path == path_before  # the folders were on the path only while unpickling
+
+    (tmp_path / "elsewhere").mkdir()
+    moved = (project / "model.joblib").rename(tmp_path / "elsewhere" / "model.joblib")
+    with pytest.raises(InvalidInput, match=r"needs the module my_steps to load: .* run from the folder that holds"):
+        load_original(moved)

@@ -14,6 +14,9 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +56,23 @@ def convert(path: Path, out: Path, name: str, options: ConvertOptions) -> Conver
     )
 
 
+@contextmanager
+def importable_beside(path: Path) -> Iterator[None]:
+    """The working folder and ``path``'s folder on the import path while the pickle loads.
+
+    A Pipeline with a custom transformer pickles a reference to its module (``my_steps.MyScaler``);
+    ``python train.py`` found that module beside the script, so unpickling must find it where the
+    user is (the working folder) or beside the model file.  Both are appended, so a local file never
+    shadows an installed package, and removed again afterwards."""
+    added = [folder for folder in dict.fromkeys((str(Path.cwd()), str(path.resolve().parent))) if folder not in sys.path]
+    sys.path.extend(added)
+    try:
+        yield
+    finally:
+        for folder in added:
+            sys.path.remove(folder)
+
+
 def load_original(path: Path) -> tuple[Framework, Loaded]:
     """The model in PATH and the framework it belongs to.  A pickle runs code: only the user's own file."""
     for framework in frameworks():
@@ -63,11 +83,15 @@ def load_original(path: Path) -> tuple[Framework, Loaded]:
         raise InvalidInput(f"{path.name}: not a model file Conveyor converts (joblib/pickle, XGBoost, LightGBM)")
     try:
         joblib = require("joblib", extra="sklearn", for_="converting this model")
-        model = joblib.load(path)
+        with importable_beside(path):
+            model = joblib.load(path)
     except (pickle.UnpicklingError, EOFError, ValueError, KeyError) as exc:
         raise InvalidInput(f"{path.name}: not a joblib or pickle file ({exc})") from None
     except ModuleNotFoundError as exc:
-        raise InvalidInput(f"{path.name} needs {exc.name} to load: install the package it was saved with") from None
+        raise InvalidInput(
+            f"{path.name} needs the module {exc.name} to load: install the package it was saved with, or run "
+            f"from the folder that holds {exc.name}.py (the working folder and the model's folder are searched)"
+        ) from None
     for framework in frameworks():
         if framework.accepts(model):
             return framework, framework.describe(model)
