@@ -311,7 +311,7 @@ def test_optimize_compares_a_regressors_values_within_a_tolerance(
     assert graph["compared"] == 40 and graph["agreement"] == 1.0 and graph["max_probability_diff"] < 1e-3
 
 
-STEPS_MODULE = '''
+STEPS_MODULE = """
 from sklearn.base import BaseEstimator, TransformerMixin
 
 
@@ -321,7 +321,7 @@ class Doubled(BaseEstimator, TransformerMixin):
 
     def transform(self, x):
         return x * 2
-'''
+"""
 
 
 def test_a_custom_transformer_beside_the_users_script_unpickles_from_the_working_or_model_folder(

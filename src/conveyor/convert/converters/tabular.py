@@ -64,7 +64,8 @@ def importable_beside(path: Path) -> Iterator[None]:
     ``python train.py`` found that module beside the script, so unpickling must find it where the
     user is (the working folder) or beside the model file.  Both are appended, so a local file never
     shadows an installed package, and removed again afterwards."""
-    added = [folder for folder in dict.fromkeys((str(Path.cwd()), str(path.resolve().parent))) if folder not in sys.path]
+    searched = dict.fromkeys((str(Path.cwd()), str(path.resolve().parent)))
+    added = [folder for folder in searched if folder not in sys.path]
     sys.path.extend(added)
     try:
         yield
