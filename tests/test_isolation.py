@@ -167,7 +167,8 @@ def test_a_batch_the_model_fails_is_answered_request_by_request(registered: Path
 
     answers = _run(client, calls)
     statuses = [r.status_code for r in answers]
-    assert statuses.count(200) == 59 and statuses[5] >= 400, statuses
+    assert statuses.count(200) == 59 and statuses[5] == 422, statuses
+    assert "the model failed on these values: Unknown Category" in answers[5].json()["error"]
     assert max(batches) > 1, "the requests were never batched: nothing was isolated"
 
 

@@ -136,6 +136,14 @@ def _info(node: ort.NodeArg) -> TensorInfo:
     return TensorInfo(node.name, dtype, shape)
 
 
+GraphFailed = ort.capi.onnxruntime_pybind11_state.Fail  # a node failed on the values given (not their shapes)
+
+
+def short_reason(exc: Exception) -> str:
+    """onnxruntime's reason, without its prefix of status codes and node names."""
+    return _short(exc)
+
+
 def _short(exc: Exception) -> str:
     text = str(exc)
     return text.split("Status Message: ")[-1][:300]

@@ -30,7 +30,7 @@ import numpy as np
 
 from conveyor.errors import InvalidInput, ModelLoadError
 from conveyor.serving.model import check_classes
-from conveyor.serving.runtime import OnnxSession, RuntimeOptions, TensorInfo
+from conveyor.serving.runtime import GraphFailed, OnnxSession, RuntimeOptions, TensorInfo, short_reason
 from conveyor.serving.spec import Feature, ModelSpec, ResolvedModel
 from conveyor.tracing import phase
 
@@ -274,7 +274,10 @@ class TabularModel:
         with phase("prepare"):
             feeds = self.feeds(columns)
         with phase("inference"):
-            out = self.session.run(feeds, [self.output.name])[self.output.name]
+            try:
+                out = self.session.run(feeds, [self.output.name])[self.output.name]
+            except GraphFailed as exc:  # it warmed up: the values failed it (a category an encoder refuses)
+                raise InvalidInput(f"the model failed on these values: {short_reason(exc)}") from None
         scores = np.asarray(out, dtype=np.float64).reshape(count, -1)
         if not np.isfinite(scores).all():
             row = int(np.argwhere(~np.isfinite(scores))[0][0])
