@@ -290,3 +290,17 @@ def test_the_machine_wide_pin_holds_for_rollouts_too(
     env = {"CONVEYOR_REQUIRE_SIGNED": "1", "CONVEYOR_TRUSTED_KEYS": str(public)}
     refused = CliRunner().invoke(cli, ["rollout", "start", "txt:1", "--router", "http://127.0.0.1:9"], env=env)
     assert refused.exit_code == 1 and "txt:1 is not signed" in refused.output, refused.output
+
+
+def test_a_policy_is_on_for_true_yes_or_1_in_any_case_and_anything_else_is_a_relaxation(
+    registry: LocalRegistry,
+) -> None:
+    """docs/security.md: relaxing is unsetting, or setting anything but true, yes or 1 (any case)."""
+    write = registry.tokens.create("ci", "write")
+    client = TestClient(create_registry_app(registry))
+    tags = "/api/v1/models/txt/tags"
+    for on in ("TRUE", "yes", "1", "True"):  # still on: a write token may write it
+        assert client.patch(tags, json={"set": {POLICY: on}}, headers=_bearer(write)).status_code == 200
+    for off in ("true ", "on", "false", "y"):
+        assert client.patch(tags, json={"set": {POLICY: off}}, headers=_bearer(write)).status_code == 403
+    assert registry.get_model("txt").tags[POLICY] == "True"
