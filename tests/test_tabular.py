@@ -361,3 +361,28 @@ def test_a_custom_transformer_beside_the_users_script_unpickles_from_the_working
     moved = (project / "model.joblib").rename(tmp_path / "elsewhere" / "model.joblib")
     with pytest.raises(InvalidInput, match=r"needs the module my_steps to load: .* run from the folder that holds"):
         load_original(moved)
+
+
+def test_a_lightgbm_model_with_a_pandas_category_column_is_refused_naming_the_categorical_columns(
+    tmp_path: Path,
+) -> None:
+    import joblib
+    import lightgbm
+    import pandas as pd
+
+    from conveyor.convert.converters.tabular import load_original
+    from conveyor.errors import InvalidInput
+
+    rng = np.random.default_rng(0)
+    colors = pd.Categorical(rng.choice(["red", "green", "blue"], 300))
+    frame = pd.DataFrame({"x": rng.normal(size=300), "color": colors})
+    labels = ((frame.x > 0) | (frame.color == "red")).astype(int)
+    model = lightgbm.LGBMClassifier(n_estimators=5, verbose=-1).fit(frame, labels)
+    joblib.dump(model, tmp_path / "wrapper.joblib")
+    model.booster_.save_model(tmp_path / "native.txt")
+    for path in (tmp_path / "wrapper.joblib", tmp_path / "native.txt"):
+        with pytest.raises(InvalidInput, match=r"splits \['color'\] as categorical features \(pandas category"):
+            load_original(path)
+    codes = lightgbm.LGBMClassifier(n_estimators=5, verbose=-1).fit(frame.assign(color=colors.codes), labels)
+    codes.booster_.save_model(tmp_path / "codes.txt")
+    assert load_original(tmp_path / "codes.txt")[0].NAME == "lightgbm"  # the advice works

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from conveyor.convert.frameworks import Loaded, version_of
+from conveyor.errors import InvalidInput
 from conveyor.extras import require
 from conveyor.serving.spec import Feature
 
@@ -53,8 +54,22 @@ def _objective(booster: Any) -> str:
     return str(booster.dump_model(num_iteration=0).get("objective", "regression")).split()[0]
 
 
+def categorical_features(booster: Any) -> list[str]:
+    """The features LightGBM split as categories (a pandas ``category`` column, or ``categorical_feature=``)."""
+    infos = booster.dump_model(num_iteration=0).get("feature_infos", {})
+    return [name for name, info in infos.items() if isinstance(info, dict) and info.get("values")]
+
+
 def describe(model: Any) -> Loaded:
     booster = _booster(model)
+    categorical = categorical_features(booster)
+    if categorical:  # onnxmltools' graph takes one float matrix: no place for the category -> code mapping
+        source = " (pandas category columns)" if getattr(booster, "pandas_categorical", None) else ""
+        raise InvalidInput(
+            f"this LightGBM model splits {categorical} as categorical features{source}, which Conveyor cannot "
+            "convert to ONNX: train on numeric codes instead (an OrdinalEncoder in a scikit-learn Pipeline "
+            "before the LGBM estimator, or frame[column].cat.codes) and register that model"
+        )
     objective = _objective(booster)
     classifier = objective in ("binary", "multiclass", "multiclassova", "cross_entropy")
     if hasattr(model, "classes_"):
