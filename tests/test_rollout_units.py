@@ -293,3 +293,32 @@ def test_nothing_is_built_from_the_metrics_when_thresholds_are_imported() -> Non
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "False"  # no metric module (nor a plugin's) is imported to load a record
+
+
+def test_agreement_is_judged_against_the_measured_expectation_with_a_wilson_interval() -> None:
+    from conveyor.rollout.analysis.expectation import ExpectedAgreement, wilson_interval
+    from conveyor.rollout.analysis.metric import Verdict
+    from conveyor.rollout.analysis.metrics.agreement import judge_agreement
+    from conveyor.rollout.analysis.thresholds import checked_thresholds
+
+    low, high = wilson_interval(17, 20)
+    assert (round(low, 3), round(high, 3)) == (0.640, 0.948)  # the textbook Wilson interval of 17/20
+    limits = checked_thresholds({"min_compared": 20})
+    retrain = ExpectedAgreement(share=0.877, chance=0.34, items=300, source="m:2")
+
+    def judged(agreed: int, compared: int, expected: ExpectedAgreement | None = retrain, **given: float) -> str:
+        verdict = Verdict()
+        judge_agreement(verdict, agreed, compared - agreed, checked_thresholds({"min_compared": 20, **given}), expected)
+        return verdict.outcome
+
+    assert retrain.bar(limits.agreement_tolerance, limits.min_agreement_over_chance) == pytest.approx(0.827)
+    assert judged(83, 100) == "successful"  # 83% live: below the old fixed 0.9, as an honest retrain is
+    assert judged(16, 20) == "inconclusive"  # 80% of 20: below the bar, but its interval reaches it
+    assert judged(60, 100) == "failed"  # the whole interval (50% to 69%) is below the bar
+    assert judged(10, 19) == "inconclusive"  # too few compared
+    shuffled = ExpectedAgreement(share=0.35, chance=0.34, items=300, source="m:3")
+    assert shuffled.bar(0.05, 0.5) == pytest.approx(0.67)  # chance is no expectation: the floor above it holds
+    assert judged(35, 100, shuffled) == "failed"
+    assert judged(83, 100, None) == "failed"  # nothing measured: the fixed 0.9
+    assert judged(83, 100, retrain, min_agreement=0.8) == "successful"  # an explicit bar replaces the measured one
+    assert judged(83, 100, retrain, min_agreement=0.85) == "failed"

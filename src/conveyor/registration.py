@@ -82,6 +82,7 @@ def register_path(
     try:
         if reference is not None and profile_dir is not None:
             extra.append(_reference_profile(path, reference, Path(profile_dir.name) / "profile.json", report))
+            extra.append(_reference_sample(path, reference, Path(profile_dir.name) / "reference-sample.json"))
         with progress() as bar:
             return reg.register(
                 path,
@@ -114,6 +115,23 @@ def _reference_profile(model: Path, reference: Path, out: Path, report: Callable
     profile.save(out)
     report(f"reference profile: {profile.items} items of {reference.name}, {len(profile.columns)} columns")
     return PROFILE_FILE, out
+
+
+def _reference_sample(model: Path, reference: Path, out: Path) -> tuple[str, Path]:
+    """Some reference items themselves (a seeded random choice): what a canary's expected agreement with
+    another version is measured on at ``rollout start``."""
+    import json
+    import random
+
+    from conveyor.monitoring.observe import read_items
+    from conveyor.monitoring.profile import REFERENCE_SAMPLE_FILE, REFERENCE_SAMPLE_SIZE
+    from conveyor.serving.spec import resolve_model
+
+    items = list(read_items(reference, resolve_model(model).spec.task))
+    if len(items) > REFERENCE_SAMPLE_SIZE:
+        items = random.Random(0).sample(items, REFERENCE_SAMPLE_SIZE)
+    out.write_text(json.dumps(items))
+    return REFERENCE_SAMPLE_FILE, out
 
 
 def _inputs_of(spec: Any) -> str:

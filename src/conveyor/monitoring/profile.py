@@ -21,6 +21,9 @@ from pydantic import BaseModel, Field
 from conveyor.monitoring.features import Column, Columns
 
 PROFILE_FILE = "monitoring/profile.json"
+#: up to ``REFERENCE_SAMPLE_SIZE`` reference items themselves (JSON): a canary's expected agreement is measured on them
+REFERENCE_SAMPLE_FILE = "monitoring/reference-sample.json"
+REFERENCE_SAMPLE_SIZE = 500
 BINS = 10
 SAMPLE_SIZE = 2000
 MAX_CATEGORIES = 50

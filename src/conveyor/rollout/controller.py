@@ -259,6 +259,7 @@ class Controller:
                 limits=status.thresholds,
                 contract=self._load_contract(status.contract_path),
                 model_name=status.model_name,
+                expected_agreement=status.expected_agreement,
             )
         )
         status.analysis.append(

@@ -14,9 +14,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from conveyor.durations import parse_duration
-from conveyor.errors import ClientError, Conflict, InvalidInput, NotFound, NotReady
+from conveyor.errors import ClientError, Conflict, ConveyorError, InvalidInput, NotFound, NotReady
 from conveyor.registry.refs import looks_like_ref
 from conveyor.rollout import backends
+from conveyor.rollout.analysis.expectation import ExpectedAgreement
 from conveyor.rollout.analysis.metric import MeasurementError
 from conveyor.rollout.analysis.thresholds import checked_thresholds
 from conveyor.rollout.config import RolloutSettings
@@ -164,6 +165,11 @@ def new_status(request: Request, settings: RolloutSettings) -> RolloutStatus:
     if stable.url is not None and stable.version == version:
         raise Conflict(f"{version} is already the stable version of service {service!r}")
     canary = Backend(ref=request.image or serve_ref, version=version, kind="container" if request.image else "process")
+    measured = model_name is not None and not request.image and stable.url is not None
+    measured = measured and looks_like_ref(stable.version)
+    expected = None
+    if measured and limits.mirror_percent > 0 and limits.min_agreement is None:
+        expected = expected_agreement(stable.version, serve_ref)
     return RolloutStatus(
         service=service,
         strategy=strategy,
@@ -180,8 +186,19 @@ def new_status(request: Request, settings: RolloutSettings) -> RolloutStatus:
         trusted_keys=[str(key.resolve()) for key in trusted_keys],
         contract_path=str(contract_path.resolve()) if contract_path else None,
         thresholds=limits,
+        expected_agreement=expected,
         previous_ref=stable.ref or None,
     )
+
+
+def expected_agreement(stable_ref: str, canary_ref: str) -> ExpectedAgreement | None:
+    """The two versions' agreement on the reference sample; None (the fixed fallback) where it cannot be measured."""
+    from conveyor.rollout.offline_agreement import measure_expected_agreement
+
+    try:
+        return measure_expected_agreement(stable_ref, canary_ref)
+    except (ConveyorError, ValueError):  # a version gone, a sample the stable version cannot read
+        return None
 
 
 @dataclass

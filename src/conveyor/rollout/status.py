@@ -25,6 +25,7 @@ from conveyor.atomic import write_atomic
 from conveyor.errors import Conflict, InvalidInput, NotFound
 from conveyor.filelock import exclusive
 from conveyor.home import conveyor_home
+from conveyor.rollout.analysis.expectation import ExpectedAgreement
 from conveyor.rollout.analysis.metric import AnalysedStage, Outcome
 from conveyor.rollout.analysis.thresholds import Thresholds
 
@@ -117,6 +118,8 @@ class RolloutStatus(BaseModel):
     trusted_keys: list[str] = []  # the public keys the canary's `conveyor serve` checks its signature with
     contract_path: str | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)  # a mapping: loads whatever metrics exist now
+    #: the two versions' agreement on the reference sample, measured at start (None: nothing to measure)
+    expected_agreement: ExpectedAgreement | None = None
     window: Window | None = None
     analysis: list[AnalysisRun] = []
     inconclusive_in_a_row: int = 0

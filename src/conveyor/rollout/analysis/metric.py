@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from conveyor.router.stats import LIVE, quantile
 
 if TYPE_CHECKING:
+    from conveyor.rollout.analysis.expectation import ExpectedAgreement
     from conveyor.rollout.analysis.thresholds import Thresholds
     from conveyor.verify.contract import Contract
 
@@ -143,6 +144,7 @@ class AnalysisWindow:
     limits: Thresholds  # the rollout's
     contract: Contract | None = None  # the verification contract
     model_name: str | None = None
+    expected_agreement: ExpectedAgreement | None = None  # measured at start on the reference sample
 
     def traffic(self, which: Literal["canary", "stable"], kind: str = LIVE) -> Traffic:
         backend = self.canary if which == "canary" else self.stable

@@ -1,0 +1,49 @@
+"""The agreement two versions are expected to reach, and the bar a canary's live agreement is held to.
+
+A fixed minimum (0.9) cannot fit every model: two honest retrains of a 3-class model agree on
+about 87% of inputs, two of a binary model on 95%, and a byte-identical version on 100%.  What
+the two versions do agree on is measurable before the canary sees a request: at ``rollout start``
+both are run on the new version's reference sample (:mod:`conveyor.rollout.offline_agreement`),
+and the share they agree on is stored in the rollout's status.  Live, the canary is then held to
+that expectation, less a tolerance, but never to less than a floor above chance: a model whose
+labels are no better than shuffled agrees with stable only as often as chance does (one in three
+for three balanced classes), and that is what it would "expect".  The floor is
+``chance + min_agreement_over_chance * (1 - chance)``: Cohen's kappa, asked of the live agreement.
+
+The live share is a sample, so it is judged with its Wilson score interval: the canary fails only
+when even the interval's upper end is below the bar, and a share below the bar whose interval
+still reaches it is inconclusive (more mirrored answers decide it).
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, Field
+
+Z_95 = 1.959964  # two-sided 95%
+
+
+class ExpectedAgreement(BaseModel):
+    """Measured at rollout start: how often the two versions answer alike on the reference sample."""
+
+    share: float = Field(ge=0, le=1, description="share of reference items both versions label alike")
+    chance: float = Field(ge=0, le=1, description="the share two unrelated models with these label shares agree on")
+    items: int = Field(ge=1, description="reference items both versions answered")
+    source: str = Field(description="where the reference sample came from")
+
+    def bar(self, tolerance: float, over_chance: float) -> float:
+        """The live agreement the canary is held to: expected less ``tolerance``, at least the chance floor."""
+        floor = self.chance + over_chance * (1 - self.chance)
+        return min(1.0, max(self.share - tolerance, floor))
+
+
+def wilson_interval(agreed: int, compared: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of ``agreed / compared`` (sound near 0 and 1, where the normal one is not)."""
+    if compared <= 0:
+        return 0.0, 1.0
+    share = agreed / compared
+    denominator = 1 + z * z / compared
+    centre = (share + z * z / (2 * compared)) / denominator
+    half = z * math.sqrt(share * (1 - share) / compared + z * z / (4 * compared * compared)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
