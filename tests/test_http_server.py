@@ -84,6 +84,9 @@ def test_two_hundred_half_sent_requests_are_cut_after_the_timeout_while_others_a
         assert 1.0 <= took < 6, took
         huge = _open(port, b"GET /v2 HTTP/1.1\r\nX-Pad: " + b"a" * 70_000)
         assert _read_all(huge, timeout=5).startswith(b"HTTP/1.1 431 ")  # headers over 64 KiB, without waiting
+        whole = _open(port, b"GET /v2 HTTP/1.1\r\nX-Pad: " + b"a" * 100_000 + b"\r\n\r\n")
+        assert _read_all(whole, timeout=5).startswith(b"HTTP/1.1 431 ")  # complete, in one read: refused too
+        assert httpx.get(f"{server.url}/v2", headers={"X-Pad": "a" * 60_000}, timeout=5).status_code == 200
     finally:
         server.stop()
 

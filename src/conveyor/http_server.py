@@ -81,9 +81,18 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
             self._arm(self.body_timeout, self._body_stalled)  # bytes arrived: the stall starts again
         if not self._in_body:
             self._header_bytes += len(data)
+            if self._header_bytes > MAX_HEADER_BYTES and self._head_in(data) > MAX_HEADER_BYTES:
+                # a whole head too big in one read: refused before the parser would complete (and accept) it
+                self._refuse(431, f"request headers over {MAX_HEADER_BYTES // 1024} KiB")
+                return
         super().data_received(data)
         if self._in_headers and self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
             self._refuse(431, f"request headers over {MAX_HEADER_BYTES // 1024} KiB")
+
+    def _head_in(self, data: bytes) -> int:
+        """The bytes of the request's head so far, counting ``data`` only up to the blank line that ends it."""
+        end = data.find(b"\r\n\r\n")
+        return self._header_bytes if end < 0 else self._header_bytes - len(data) + end
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
