@@ -221,7 +221,7 @@ def _recorded_contract(model_ref: str, task: str | None, sample: Path | None) ->
     from conveyor.verify.targets import serve_model
     from conveyor.verify.task_contracts import served_metadata
 
-    with serve_model(model_ref, timeout=120) as running:
+    with serve_model(model_ref, timeout=120, on_notice=lambda text: stdout.print(f"note: {text}")) as running:
         ctx = Context(running.url, Contract())
         try:
             served = served_metadata(running.url, ctx.client, V2Settings(model=running.model_name or ""))

@@ -17,7 +17,6 @@ from conveyor.cli.settings_options import given_on_command_line, with_settings
 from conveyor.cli.trust import trust_from_options
 from conveyor.errors import ConveyorError, PortInUse
 from conveyor.ports import check_port_free
-from conveyor.registry.refs import looks_like_ref
 from conveyor.serving.settings import ServeCommandSettings
 
 PROJECT_FILE = Path("conveyor.yaml")
@@ -37,6 +36,7 @@ def serve(context: typer.Context, **options: Any) -> None:
     {"positive":true}
     """
     from conveyor.serving.fetch import fetch_for_serving
+    from conveyor.serving.model_choice import choose
     from conveyor.serving.server import serve as run_server
 
     with handle_errors():
@@ -45,8 +45,11 @@ def serve(context: typer.Context, **options: Any) -> None:
         check_port_free(settings.host, settings.port)  # likewise a taken port
         keys = [Path(key) for key in settings.trusted_key] or None
         trusted, offered = trust_from_options(settings.require_signed, keys)
-    model = settings.model
-    if not Path(model).exists() and looks_like_ref(model):
+    choice = choose(settings.model)
+    if choice.notice:
+        stderr.print(f"note: {choice.notice}", highlight=False)
+    model = choice.target
+    if choice.from_registry:
         with handle_errors(), ProgressBar() as bar:
             served = fetch_for_serving(
                 model, bar, on_notice=lambda text: stderr.print(f"warning: {text}"), trusted=trusted, offered=offered

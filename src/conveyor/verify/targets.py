@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,16 +39,24 @@ def looks_like_image(target: str) -> bool:
 
 
 @contextmanager
-def serve_model(target: str, timeout: float) -> Iterator[Running]:
-    """Serve a model folder, ONNX file or registry reference with ``conveyor serve`` for the checks."""
+def serve_model(target: str, timeout: float, on_notice: Callable[[str], None] | None = None) -> Iterator[Running]:
+    """Serve a model folder, ONNX file or registry reference with ``conveyor serve`` for the checks.
+
+    A bare name that is both a folder and a registered model is decided once here (``model_choice``),
+    ``on_notice`` told which, and the server given the unambiguous form (the absolute path or NAME:N)."""
+    from conveyor.serving.model_choice import choose
     from conveyor.serving.spec import resolve_model
 
-    if Path(target).exists():
+    choice = choose(target)
+    if choice.notice and on_notice is not None:
+        on_notice(choice.notice)
+    if not choice.from_registry:
         name: str | None = resolve_model(target).spec.name if Path(target).is_dir() else Path(target).stem
         model_ref = None
+        target = str(Path(target).absolute())
     else:
-        name = parse_ref(target).name
-        model_ref = target
+        name = parse_ref(choice.target).name
+        model_ref = target = choice.target
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="conveyor-verify-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
