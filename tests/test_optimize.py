@@ -257,6 +257,10 @@ def test_tree_models_get_a_one_line_reason_per_method_and_a_refusal_not_a_traceb
         assert all("\n" not in why and len(why) < 300 for why in skipped.values()), skipped
         assert [v.version for v in open_local().list_versions(name)] == [1]
     assert skipped["graph"] == "the graph did not change (2 nodes, the same weights)"
+    shown = run_cli("models", "optimize", "cancer:1", "--eval", str(tabular.cancer_sample), "--method", "int8")
+    assert shown.returncode == 1 and "Traceback" not in shown.stdout + shown.stderr
+    assert "refused: no method makes a variant of cancer:1 (int8: int8 does not apply" in shown.stdout
+    assert "variants of cancer:1" not in shown.stdout  # no empty table of candidates
 
 
 def test_int8_of_a_graph_without_weights_to_quantize_is_no_variant(tmp_path: Path) -> None:

@@ -86,7 +86,9 @@ def verify(
         if write_contract is not None:
             if target is None:
                 raise fail("--write-contract records from a running TARGET")
-            with open_target(target, image=image, timeout=startup_timeout) as running:
+            with open_target(
+                target, image=image, timeout=startup_timeout, on_notice=lambda text: stderr.print(f"note: {text}")
+            ) as running:
                 ctx = Context(running.url, with_v2_model(contract, running.model_name))
                 recorded = record_contract(ctx, example, running.model_name, sample)
                 ctx.close()
@@ -107,6 +109,7 @@ def verify(
             custom=custom,
             skip=skip or [],
             parallel=parallel,
+            on_notice=lambda text: stderr.print(f"note: {text}"),
         )
     _report(results, target or "(static checks)", junit, json_report, as_json_out)
 

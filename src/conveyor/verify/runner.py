@@ -6,6 +6,7 @@ import fnmatch
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -153,6 +154,7 @@ def verify_target(
     custom: list[Check] | None = None,
     skip: list[str] | None = None,
     parallel: int = 8,
+    on_notice: Callable[[str], None] | None = None,
 ) -> list[CheckResult]:
     """``conveyor verify TARGET``: start or reach the target, run the checks, clean up."""
     if target is None:
@@ -166,7 +168,7 @@ def verify_target(
             skip=skip,
             parallel=parallel,
         )
-    with open_target(target, image=image, timeout=timeout) as running:
+    with open_target(target, image=image, timeout=timeout, on_notice=on_notice) as running:
         return check_server(
             running.url,
             with_v2_model(contract, running.model_name),

@@ -99,14 +99,16 @@ def run_image(image: str, timeout: float, container_port: int = 5000) -> Iterato
 
 
 @contextmanager
-def open_target(target: str, image: bool = False, timeout: float = 120) -> Iterator[Running]:
+def open_target(
+    target: str, image: bool = False, timeout: float = 120, on_notice: Callable[[str], None] | None = None
+) -> Iterator[Running]:
     if target.startswith(("http://", "https://")):
         yield Running(target.rstrip("/"), None)
     elif image or (not Path(target).exists() and looks_like_image(target)):
         with run_image(target, timeout) as running:
             yield running
     elif Path(target).exists() or looks_like_ref(target):
-        with serve_model(target, timeout) as running:
+        with serve_model(target, timeout, on_notice) as running:
             yield running
     else:
         raise InvalidInput(f"{target!r} is not a URL, a model path, a registry reference or an image")

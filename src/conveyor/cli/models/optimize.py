@@ -122,7 +122,8 @@ def optimize(
             if as_json:
                 print_json(refused.outcome.as_dict())
             else:
-                stdout.print(_optimize_table(refused.outcome))
+                if refused.outcome.candidates:  # no method made a variant: the one line says why for each
+                    stdout.print(_optimize_table(refused.outcome))
                 for c in refused.outcome.candidates:
                     for d in c.agreement.disagreements[:5]:
                         stdout.print(
