@@ -290,6 +290,24 @@ def test_a_variant_no_faster_than_noise_is_not_registered_and_its_interval_is_sh
     assert [v.version for v in open_local().list_versions("cancer")] == [1]
 
 
+def test_a_variant_faster_in_every_round_is_registered_with_its_speedup_and_range(
+    conveyor_home: Path, bert_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decision on measured rounds (the timer replaced by fixed rounds: this machine's load is no test input)."""
+    rounds = {"original": [100.0, 120.0, 100.0], "int8": [150.0, 168.0, 160.0]}
+    monkeypatch.setattr(speed, "measure", lambda folders, inputs: {name: rounds[name] for name in folders})
+    open_local().register(bert_folder, "bert")
+    outcome = optimize(open_local(), "bert:1", sentences(40), methods=["int8"], min_agreement=0.9)
+    assert outcome.registered is not None and outcome.speedup == 1.5
+    metrics = outcome.registered.lineage.metrics
+    assert (metrics["speedup_in_process"], metrics["speedup_in_process_low"], metrics["speedup_in_process_high"]) == (
+        1.5,
+        1.4,
+        1.6,
+    )
+    assert outcome.as_dict()["candidates"][0]["speedup_interval"] == [1.4, 1.6]
+
+
 def test_a_speedup_counts_only_when_every_round_is_faster() -> None:
     assert not speed.speedup([100, 100, 100], [150, 140, 99]).beyond_noise  # one round slower: noise
     assert not speed.speedup([100, 100], [101, 101.5]).beyond_noise  # within the margin
