@@ -33,6 +33,7 @@ class GateReport:
     max_difference: float = 0.0
     bad_rows: list[int] = field(default_factory=list)
     passed: bool = True
+    precision: str = "float32"  # what the graph computes numbers in (and why, where not float32)
 
     def metrics(self) -> dict[str, float]:
         found = {"conversion_rows": float(self.rows), "conversion_max_difference": self.max_difference}
@@ -40,11 +41,13 @@ class GateReport:
             found["conversion_label_agreement"] = self.agreement
         return found
 
-    def summary(self) -> str:
-        parts = [f"{self.rows} rows ({self.sample})"]
+    def summary(self, with_sample: bool = True) -> str:
+        parts = [f"{self.rows} rows ({self.sample})"] if with_sample else []
         if self.agreement is not None:
             parts.append(f"labels agree on {self.agreement:.2%}")
         parts.append(f"largest difference {self.max_difference:.2g}")
+        if self.precision != "float32":
+            parts.append(f"computed in {self.precision}")
         return ", ".join(parts)
 
 

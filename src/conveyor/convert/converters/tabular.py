@@ -24,7 +24,14 @@ import numpy as np
 
 from conveyor.convert.conversion import Conversion, kept_original, write_folder
 from conveyor.convert.frameworks import Framework, Loaded, frameworks
-from conveyor.convert.gate import DEFAULT_AGREEMENT, DEFAULT_TOLERANCE, ConversionRefused, check_conversion, refusal
+from conveyor.convert.gate import (
+    DEFAULT_AGREEMENT,
+    DEFAULT_TOLERANCE,
+    ConversionRefused,
+    GateReport,
+    check_conversion,
+    refusal,
+)
 from conveyor.convert.options import ConvertOptions
 from conveyor.convert.probes import probe_features
 from conveyor.errors import InvalidInput
@@ -198,14 +205,11 @@ def convert_tabular(
 ) -> Conversion:
     """Convert PATH into the folder OUT (created), or raise ConversionRefused with the rows that disagree.
 
-    ``labels`` renames a classifier's classes (a native XGBoost or LightGBM file numbers them)."""
-    from conveyor.serving.runtime import RuntimeOptions
-    from conveyor.serving.tabular import TabularModel
-
+    ``labels`` renames a classifier's classes (a native XGBoost or LightGBM file numbers them).
+    Each of the framework's ``PRECISIONS`` is tried in order (float32 first, as before): a model
+    whose answers float32 changes converts in double where the framework offers it."""
     path = Path(path)
     framework, loaded = load_original(path)  # a missing converter names its framework's extra
-    import onnx  # every framework's extra brings it (skl2onnx, onnxmltools)
-
     if labels:
         if loaded.task != "tabular-classification" or len(labels) != len(loaded.labels):
             raise InvalidInput(
@@ -216,12 +220,69 @@ def convert_tabular(
     features, sample = features_of(framework, loaded, sample)
     frame = sample if sample is not None else generated_rows(framework, loaded, features)
     origin = sample_path.name if sample_path else "generated from the model's own records"
+    refusals: list[tuple[str, GateReport, str]] = []  # each precision the gate refused: its report, its message
+    for precision in getattr(framework, "PRECISIONS", ("float32",)):
+        try:
+            spec, report, refused = _convert_and_gate(
+                framework, loaded, path, out, name, features, frame, origin, precision, (agreement, tolerance),
+                positive_label,
+            )  # fmt: skip
+        except InvalidInput:
+            if not refusals:
+                raise
+            break  # float32 answered otherwise, and the next precision does not convert: float32's refusal stands
+        if refused:
+            refusals.append((precision, report, refused))
+            continue
+        if refusals:
+            report.precision = f"{precision} (in float32: {refusals[0][1].summary(with_sample=False)})"
+        write_folder(out, spec, path)
+        return Conversion(spec=spec, report=report, folder=out)
+    raise ConversionRefused(_refused_in_every_precision(refusals))
+
+
+def _refused_in_every_precision(refusals: list[tuple[str, GateReport, str]]) -> str:
+    """float32's refusal with its rows, and what each other precision tried gave (or that none was offered)."""
+    first = refusals[0][2]
+    if len(refusals) == 1:
+        return first + "\n  (the graph computes in float32; this framework's converter offers no double precision)"
+    others = "; ".join(f"in {p}: {report.summary(with_sample=False)}" for p, report, _ in refusals[1:])
+    return f"{first}\n  (that was in float32; also tried {others})"
+
+
+def _convert_and_gate(
+    framework: Framework,
+    loaded: Loaded,
+    path: Path,
+    out: Path,
+    name: str,
+    features: list[Feature],
+    frame: Any,
+    origin: str,
+    precision: str,
+    thresholds: tuple[float, float],
+    positive_label: str | None,
+) -> tuple[ModelSpec, GateReport, str | None]:
+    """One conversion in ``precision``, probed and gated, with the refusal's message where the gate refused
+    it; ``model.onnx`` stays in OUT only when the gate passed."""
+    import onnx  # every framework's extra brings it (skl2onnx, onnxmltools)
+
+    from conveyor.serving.runtime import RuntimeOptions
+    from conveyor.serving.tabular import TabularModel
+
+    agreement, tolerance = thresholds
     try:
-        proto = framework.to_onnx(loaded, features)
+        if precision == "float32":
+            proto = framework.to_onnx(loaded, features)
+        else:
+            proto = framework.to_onnx(loaded, features, precision=precision)  # type: ignore[call-arg]
     except InvalidInput:
         raise
     except Exception as exc:  # converters raise RuntimeError, NotImplementedError, their own errors
-        raise InvalidInput(f"{path.name}: {loaded.converter or 'the converter'} could not convert it: {exc}") from None
+        raise InvalidInput(
+            f"{path.name}: {loaded.converter or 'the converter'} could not convert {model_name(loaded.model)}: "
+            f"{root_cause(exc)}"
+        ) from None
     out.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, out / "model.onnx")
     spec = ModelSpec(
@@ -275,6 +336,30 @@ def convert_tabular(
     report = check_conversion(loaded.task, original, converted, origin, agreement, tolerance)
     if not report.passed:
         shutil.rmtree(out, ignore_errors=True)
-        raise ConversionRefused(refusal(report, frame, original, converted, loaded.labels))
-    write_folder(out, spec, path)
-    return Conversion(spec=spec, report=report, folder=out)
+        return spec, report, refusal(report, frame, original, converted, loaded.labels)
+    report.precision = precision
+    return spec, report, None
+
+
+def model_name(model: Any) -> str:
+    """The estimator's class, or a Pipeline's steps' classes: ``Pipeline(ColumnTransformer, SVC)``."""
+    steps = getattr(model, "steps", None)
+    if isinstance(steps, list):
+        return f"{type(model).__name__}({', '.join(type(step).__name__ for _, step in steps)})"
+    return type(model).__name__
+
+
+def root_cause(exc: BaseException, limit: int = 300) -> str:
+    """The innermost exception's first line (a converter wraps it in a message that can dump megabytes
+    of node attributes: skl2onnx's "Unable to create node ... attributes=..."), at most LIMIT characters."""
+    seen = {id(exc)}
+    while True:
+        inner = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        if inner is None or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        exc = inner
+    text = (str(exc).strip().splitlines() or [""])[0]
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -4,7 +4,12 @@ A Pipeline that starts with a ColumnTransformer selects its columns by name, so 
 one input per column, named after it, strings as strings (one-hot encoders included).  Other
 estimators take one float matrix.  A Pipeline ending in an XGBoost or LightGBM model converts
 too: their onnxmltools converters are registered with skl2onnx, as skl2onnx documents.
-Classifiers convert without ZipMap, so probabilities come out as one tensor."""
+Classifiers convert without ZipMap, so probabilities come out as one tensor.
+
+Numbers convert in float32 first (``PRECISIONS``), as they always did; the gate asks for double
+only where float32 changes the answers (a StandardScaler over large values such as timestamps
+rounds them away).  In double, skl2onnx gives tree ensembles double outputs that onnxruntime's
+TreeEnsemble kernels do not produce: they keep float32 outputs, cast to double after them."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from conveyor.serving.spec import Feature
 
 NAME = "scikit-learn"
 ORDER = 30  # last: other frameworks' models can be estimators too
+PRECISIONS = ("float32", "double")  # tried in this order; the first the gate passes is kept
 
 
 def recognises(path: Path) -> bool:
@@ -180,18 +186,46 @@ def _register_boosters() -> None:
         pass  # fmt: skip
 
 
-def to_onnx(loaded: Loaded, features: list[Feature]) -> Any:
+def to_onnx(loaded: Loaded, features: list[Feature], precision: str = "float32") -> Any:
     skl2onnx = require("skl2onnx", extra="sklearn", for_="converting this model")
     types = require("skl2onnx.common.data_types", extra="sklearn", for_="converting this model")
     _register_boosters()
     model = loaded.model
+    number = types.DoubleTensorType if precision == "double" else types.FloatTensorType
     if _column_transformer(model) is not None:
         tensor = {"string": types.StringTensorType, "integer": types.Int64TensorType}
-        initial = [(f.name, tensor.get(f.type, types.FloatTensorType)([None, 1])) for f in features]
+        initial = [(f.name, tensor.get(f.type, number)([None, 1])) for f in features]
     else:
-        initial = [("input", types.FloatTensorType([None, len(features)]))]
+        initial = [("input", number([None, len(features)]))]
     options = {id(model): {"zipmap": False}} if loaded.task == "tabular-classification" else None
-    return skl2onnx.convert_sklearn(model, initial_types=initial, options=options)
+    proto = skl2onnx.convert_sklearn(model, initial_types=initial, options=options)
+    return _float_tree_outputs(proto) if precision == "double" else proto
+
+
+def _float_tree_outputs(proto: Any) -> Any:
+    """A TreeEnsemble node's double outputs made float32, each cast back to double for the nodes after it.
+
+    onnxruntime's TreeEnsembleClassifier and TreeEnsembleRegressor take double inputs but only
+    produce float32; skl2onnx declares double outputs for them when the graph computes in double."""
+    from onnx import TensorProto, helper
+
+    graph = proto.graph
+    declared = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.output]}
+    nodes = []
+    for node in graph.node:
+        nodes.append(node)
+        if node.domain != "ai.onnx.ml" or not node.op_type.startswith("TreeEnsemble"):
+            continue
+        for index, name in enumerate(list(node.output)):
+            if declared.get(name) != TensorProto.DOUBLE:
+                continue
+            node.output[index] = f"{name}_float32"
+            nodes.append(
+                helper.make_node("Cast", [f"{name}_float32"], [name], to=TensorProto.DOUBLE, name=f"{name}_cast")
+            )
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return proto
 
 
 def predict(loaded: Loaded, frame: Any) -> np.ndarray:
