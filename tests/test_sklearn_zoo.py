@@ -46,6 +46,7 @@ class Entry:
 
 
 def _sk() -> Any:
+    import sklearn.calibration as calibration
     import sklearn.compose as compose
     import sklearn.ensemble as ensemble
     import sklearn.impute as impute
@@ -63,7 +64,7 @@ def _sk() -> Any:
         pass
 
     found = Modules()
-    for module in (compose, ensemble, impute, kernel_ridge, linear, bayes, neighbors, neural, pipeline,
+    for module in (calibration, compose, ensemble, impute, kernel_ridge, linear, bayes, neighbors, neural, pipeline,
                    preprocessing, svm, tree):  # fmt: skip
         for name in dir(module):
             if name[0].isupper():
@@ -198,7 +199,17 @@ ZOO = [
         R,
         "double",
     ),
+    _e("LinearSVR", lambda sk: sk.LinearSVR(random_state=0), "numbers", R),
+    _e("BernoulliNB", lambda sk: sk.BernoulliNB(), "numbers", C),
+    _e(
+        "CalibratedClassifierCV(SVC(), ensemble=False)",
+        lambda sk: sk.CalibratedClassifierCV(sk.SVC(), ensemble=False),
+        "numbers",
+        C,
+    ),
     _e("KernelRidge", lambda sk: sk.KernelRidge(), "numbers", R, "refused", "MissingShapeCalculator"),
+    _e("SVC (probability=False, the default)", lambda sk: sk.SVC(), "numbers", C, "refused", "no predict_proba"),
+    _e("RidgeClassifier", lambda sk: sk.RidgeClassifier(), "numbers", C, "refused", "no predict_proba"),
     _e(
         "SplineTransformer + LogisticRegression",
         lambda sk: sk.Pipeline([("splines", sk.SplineTransformer()), ("model", sk.LogisticRegression())]),
@@ -356,7 +367,9 @@ def matrix() -> str:
     """ZOO as the docs' markdown table."""
     lines = ["| model | data | registered |", "|---|---|---|"]
     for entry in ZOO:
-        if entry.outcome == "refused":
+        if entry.outcome == "refused" and entry.cause == "no predict_proba":
+            shown = "refused in one line: it has no `predict_proba` (train it with `probability=True`, or calibrate it)"
+        elif entry.outcome == "refused":
             shown = f"refused in one line: skl2onnx has no converter for it (`{entry.cause}`)"
         elif entry.outcome == "double":
             shown = "yes, computed in double (float32 changes its answers)"

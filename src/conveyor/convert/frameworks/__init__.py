@@ -56,7 +56,9 @@ class Framework(Protocol):
         """Numeric ranges the model records (split thresholds, scaler statistics), for generated rows."""
 
     def to_onnx(self, loaded: Loaded, features: list[Feature]) -> Any:
-        """The ONNX ModelProto."""
+        """The ONNX ModelProto, computing in float32.  A framework that can also convert in double
+        lists ``PRECISIONS = ("float32", "double")`` and takes ``precision=`` here: the gate asks for
+        double only where float32 changes the answers."""
 
     def predict(self, loaded: Loaded, frame: Any) -> np.ndarray:
         """The original model's scores on a pandas frame: probabilities [N, labels] or values [N, 1]."""

@@ -52,6 +52,12 @@ def describe(model: Any) -> Loaded:
 
     from conveyor.errors import InvalidInput
 
+    if is_classifier(model) and not hasattr(model, "predict_proba"):  # the gate and the server answer probabilities
+        raise InvalidInput(
+            f"{type(model).__name__} ({type(_final(model)).__name__}) has no predict_proba, which the gate compares "
+            "and the server answers: train it with probability=True where it takes that (SVC), or wrap it in "
+            "sklearn.calibration.CalibratedClassifierCV(..., ensemble=False)"
+        )
     if is_classifier(model):
         task, labels = "tabular-classification", [str(c) for c in model.classes_]
     elif is_regressor(model):
@@ -72,6 +78,12 @@ def describe(model: Any) -> Loaded:
         n_features=int(getattr(model, "n_features_in_", 0)),
         converter=f"skl2onnx {version_of('skl2onnx')}",
     )
+
+
+def _final(model: Any) -> Any:
+    """A Pipeline's last estimator (the model itself otherwise)."""
+    steps = getattr(model, "steps", None)
+    return _final(steps[-1][1]) if isinstance(steps, list) and steps else model
 
 
 def _column_transformer(model: Any) -> Any:
