@@ -131,17 +131,27 @@ def test_every_server_cuts_a_half_sent_header(command: list[str], conveyor_home:
         server.stop()
 
 
+# A connection whose handshake the kernel completes in the instant between the server's last accept()
+# and its shutdown of the listening socket is reset: the race the drain narrows to microseconds (the
+# code before the drain reset 112 to 1,116 of such a burst). A loaded machine can stretch the instant.
+RACE_RESETS_ALLOWED = 2
+
+
 def _burst_then_sigterm(server: Server, before: int = 50, most: int = 5000) -> tuple[list[socket.socket], int]:
     """Connect as fast as possible, each sending a whole request; SIGTERM after the first ``before``, and go on
     connecting (a millisecond apart) until the server refuses connections.
 
     Returns the connections the kernel accepted and how many later ones were refused."""
-    port, opened, refused = _port(server.url), [], 0
+    port, opened, refused, raced = _port(server.url), [], 0, 0
     for index in range(most):
         if index == before:
             server.process.send_signal(signal.SIGTERM)
         try:
             opened.append(_open(port, FULL))
+        except ConnectionResetError:  # reset while sending its request: the race above, only after SIGTERM
+            assert index >= before, "a connection was reset before the server was asked to stop"
+            raced += 1
+            assert raced <= RACE_RESETS_ALLOWED, f"{raced} connections reset as they connected during the drain"
         except ConnectionRefusedError:
             refused += 1
             if refused >= 20:

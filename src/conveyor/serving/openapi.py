@@ -15,6 +15,7 @@ from typing import Any
 from conveyor import __version__
 from conveyor.serving.spec import ModelSpec
 from conveyor.serving.tabular import FLOAT32_MAX
+from conveyor.serving.tasks.text import TEXT_INPUT
 from conveyor.serving.v2 import DATATYPES, InferenceResponse
 from conveyor.task_kinds import Task
 
@@ -54,12 +55,13 @@ def _parameters() -> dict[str, Any]:
     }
 
 
-def _tensor(shape: dict[str, Any], datatype: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+def _tensor(shape: dict[str, Any], datatype: dict[str, Any], data: dict[str, Any], name: Any = None) -> dict[str, Any]:
+    named = {"type": "string", "minLength": 1} if name is None else {"const": name}  # the server checks names
     return {
         "type": "object",
         "required": ["name", "shape", "datatype", "data"],
         "additionalProperties": False,
-        "properties": {"name": {"type": "string", "minLength": 1}, "shape": shape, "datatype": datatype, "data": data},
+        "properties": {"name": named, "shape": shape, "datatype": datatype, "data": data},
     }
 
 
@@ -84,6 +86,7 @@ def _inference_request(text: bool, max_items: int) -> dict[str, Any]:
             {"type": "array", "items": count, "minItems": 1, "maxItems": 1},
             {"type": "string", "enum": ["BYTES"]},
             {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": max_items},
+            TEXT_INPUT,
         )
         inputs: dict[str, Any] = {"type": "array", "items": tensor, "minItems": 1, "maxItems": 1}
         output_name: dict[str, Any] = {"type": "string", "enum": list(TEXT_OUTPUTS)}
