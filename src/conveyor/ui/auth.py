@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conveyor.errors import Forbidden, Unauthorized
+from conveyor.registry.access import Scope as TokenScope
 from conveyor.registry.access import TokenIdentity, allows
 from conveyor.ui.settings import DashboardSessionSettings
 
@@ -120,13 +121,9 @@ class Auth:
 
     def check_admin(self, request: Request) -> Viewer:
         """The audit log: an admin login where the registry keeps tokens (or logins are required)."""
-        viewer = self.viewer(request)
-        if self.login_needed(self.tokens_exist):
-            if viewer.name is None:
-                raise Unauthorized(self._ended(request, "log in with a registry token with admin scope to see this"))
-            if not viewer.can_admin:
-                raise Forbidden(f"token {viewer.name!r} has {viewer.scope} scope; the audit log needs admin")
-        return viewer
+        return self._scoped(
+            request, "admin", "log in with a registry token with admin scope to see this", "the audit log needs admin"
+        )
 
     def check_write(self, request: Request, form: dict[str, Any]) -> Viewer:
         """A session that just ended says why (it did nothing); else CSRF first (a forged request learns
@@ -136,12 +133,18 @@ class Auth:
             raise Unauthorized(str(ended))
         if not self.csrf_ok(request, form.get("csrf") or request.headers.get("x-csrf-token")):
             raise Forbidden("missing or stale CSRF token: reload the page and try again")
+        return self._scoped(
+            request, "write", "log in with a registry token with write scope to do this", "this action needs write"
+        )
+
+    def _scoped(self, request: Request, needed: TokenScope, log_in: str, refused: str) -> Viewer:
+        """The viewer, where the registry keeps tokens (or logins are required) logged in with ``needed`` scope."""
         viewer = self.viewer(request)
         if self.login_needed(self.tokens_exist):
             if viewer.name is None:
-                raise Unauthorized(self._ended(request, "log in with a registry token with write scope to do this"))
-            if not viewer.can_write:
-                raise Forbidden(f"token {viewer.name!r} has read scope; this action needs write")
+                raise Unauthorized(self._ended(request, log_in))
+            if not allows(viewer.scope, needed):
+                raise Forbidden(f"token {viewer.name!r} has {viewer.scope} scope; {refused}")
         return viewer
 
 
