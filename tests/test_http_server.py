@@ -137,11 +137,12 @@ def test_every_server_cuts_a_half_sent_header(command: list[str], conveyor_home:
 RACE_RESETS_ALLOWED = 2
 
 
-def _burst_then_sigterm(server: Server, before: int = 50, most: int = 5000) -> tuple[list[socket.socket], int]:
+def _burst_then_sigterm(server: Server, before: int = 50, most: int = 5000) -> tuple[list[socket.socket], int, int]:
     """Connect as fast as possible, each sending a whole request; SIGTERM after the first ``before``, and go on
     connecting (a millisecond apart) until the server refuses connections.
 
-    Returns the connections the kernel accepted and how many later ones were refused."""
+    Returns the connections the kernel accepted, how many later ones were refused, and how many were reset
+    as they sent their request (the race)."""
     port, opened, refused, raced = _port(server.url), [], 0, 0
     for index in range(most):
         if index == before:
@@ -151,14 +152,13 @@ def _burst_then_sigterm(server: Server, before: int = 50, most: int = 5000) -> t
         except ConnectionResetError:  # reset while sending its request: the race above, only after SIGTERM
             assert index >= before, "a connection was reset before the server was asked to stop"
             raced += 1
-            assert raced <= RACE_RESETS_ALLOWED, f"{raced} connections reset as they connected during the drain"
         except ConnectionRefusedError:
             refused += 1
             if refused >= 20:
                 break  # the listening socket is closed: later clients are refused
         if index >= before:
             time.sleep(0.001)  # uvicorn's worker supervisor looks at its signals twice a second
-    return opened, refused
+    return opened, refused, raced
 
 
 @pytest.mark.parametrize("server_kind", ["serve", "serve --workers 2", "router"])
@@ -171,7 +171,7 @@ def test_sigterm_answers_every_accepted_connection_then_exits_by_the_signal(
         server = start_server(vote_model, *server_kind.split()[1:], tmp_path=tmp_path)
         expected = b"HTTP/1.1 200 "
     try:
-        opened, refused = _burst_then_sigterm(server)
+        opened, refused, raced = _burst_then_sigterm(server)
         outcomes: dict[str, int] = {}
         for sock in opened:
             try:
@@ -182,7 +182,11 @@ def test_sigterm_answers_every_accepted_connection_then_exits_by_the_signal(
             finally:
                 sock.close()
             outcomes[kind] = outcomes.get(kind, 0) + 1
-        assert outcomes == {"answered": len(opened)}, (outcomes, refused)
+        # the race above shows as a reset on the send or, if the request fitted in the buffer, on the read
+        reset_on_read = outcomes.pop("reset", 0)
+        assert outcomes == {"answered": len(opened) - reset_on_read}, (outcomes, refused)  # none cut mid-answer
+        raced += reset_on_read
+        assert raced <= RACE_RESETS_ALLOWED, f"{raced} connections reset during the drain ({outcomes})"
         assert refused, "the burst never saw the server stop listening"
         assert server.process.wait(30) == -signal.SIGTERM  # docs/serving.md: the status says SIGTERM
     finally:

@@ -124,7 +124,7 @@ def test_a_registry_server_killed_mid_upload_leaves_one_line_and_no_version(user
     )
     uploads = Path(user.env["CONVEYOR_HOME"]) / "blobs" / "tmp"
     deadline = time.monotonic() + 60
-    while not any(uploads.glob("upload-*")):
+    while not any(upload.stat().st_size for upload in uploads.glob("upload-*")):  # bytes written: mid-upload
         assert time.monotonic() < deadline and client.poll() is None, "the upload never started"
         time.sleep(0.02)
     server.process.send_signal(signal.SIGKILL)
