@@ -25,6 +25,7 @@ from typing import Protocol
 
 from conveyor.digest import CHUNK
 from conveyor.errors import ConveyorError, InvalidInput, NotFound
+from conveyor.filelock import held_elsewhere
 from conveyor.registry.storage_errors import disk_errors
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -246,12 +247,7 @@ def _abandoned(path: Path, size: int, modified: float) -> bool:
     if size == 0 and time.time() - modified < UPLOAD_BIRTH:
         return False
     with open(path, "rb") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return True
+        return not held_elsewhere(handle)
 
 
 def write_hashed(

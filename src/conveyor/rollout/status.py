@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from conveyor.atomic import write_atomic
 from conveyor.errors import Conflict, InvalidInput, NotFound
-from conveyor.filelock import exclusive
+from conveyor.filelock import exclusive, held_elsewhere
 from conveyor.home import conveyor_home
 from conveyor.rollout.analysis.expectation import ExpectedAgreement
 from conveyor.rollout.analysis.metric import AnalysedStage, Outcome
@@ -257,12 +257,7 @@ class StatusStore:
 
     def controller_running(self) -> bool:
         with open(self.dir / "controller.lock", "a+") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            return False
+            return held_elsewhere(lock)
 
 
 def list_services() -> list[str]:
