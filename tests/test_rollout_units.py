@@ -319,6 +319,9 @@ def test_agreement_is_judged_against_the_measured_expectation_with_a_wilson_inte
     shuffled = ExpectedAgreement(share=0.35, chance=0.34, items=300, source="m:3")
     assert shuffled.bar(0.05, 0.5) == pytest.approx(0.67)  # chance is no expectation: the floor above it holds
     assert judged(35, 100, shuffled) == "failed"
+    # the measurement at start is itself below the bar: a lucky 27 of 38 (71%) does not outvote 300 items
+    assert judged(27, 38, shuffled) == "inconclusive"
+    assert judged(95, 100, shuffled) == "successful"  # the live interval (89% to 98%) clears the bar
     assert judged(83, 100, None) == "failed"  # nothing measured: the fixed 0.9
     assert judged(83, 100, retrain, min_agreement=0.8) == "successful"  # an explicit bar replaces the measured one
     assert judged(83, 100, retrain, min_agreement=0.85) == "failed"

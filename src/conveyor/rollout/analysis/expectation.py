@@ -12,7 +12,10 @@ for three balanced classes), and that is what it would "expect".  The floor is
 
 The live share is a sample, so it is judged with its Wilson score interval: the canary fails only
 when even the interval's upper end is below the bar, and a share below the bar whose interval
-still reaches it is inconclusive (more mirrored answers decide it).
+still reaches it is inconclusive (more mirrored answers decide it).  Where the measurement at
+start already lies wholly below the bar (a model no better than shuffled labels), a few lucky
+mirrored answers must not outvote it: the canary then passes only when the live interval's lower
+end reaches the bar.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ class ExpectedAgreement(BaseModel):
         """The live agreement the canary is held to: expected less ``tolerance``, at least the chance floor."""
         floor = self.chance + over_chance * (1 - self.chance)
         return min(1.0, max(self.share - tolerance, floor))
+
+    def known_below(self, bar: float) -> bool:
+        """Whether the measurement at start is itself evidence of a share below ``bar`` (95% interval)."""
+        return wilson_interval(round(self.share * self.items), self.items)[1] < bar
 
 
 def wilson_interval(agreed: int, compared: int, z: float = Z_95) -> tuple[float, float]:

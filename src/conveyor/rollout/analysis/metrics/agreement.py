@@ -9,7 +9,8 @@ reference sample at ``rollout start`` (:mod:`conveyor.rollout.analysis.expectati
 ``agreement_tolerance``, at least ``min_agreement_over_chance`` of the way from chance to full
 agreement; the analysis fails when the live share's 95% Wilson interval lies wholly below it, is
 inconclusive (the window grows) while the share is below it but the interval reaches it, and
-passes when the share reaches it.  A ``min_agreement`` given explicitly replaces the bar with
+passes when the share reaches it; where the measurement at start lies wholly below the bar, it
+passes only when the live interval's lower end reaches the bar.  A ``min_agreement`` given explicitly replaces the bar with
 that fixed share, and without a reference sample the bar is :data:`FALLBACK_MIN_AGREEMENT`.  It
 has no Argo Rollouts counterpart (a cluster would need a mirroring mesh).
 """
@@ -62,6 +63,13 @@ def judge_agreement(
             "inconclusive",
             f"predictions agree with stable on {agreement:.1%} of {compared} mirrored requests, below the "
             f"{bar:.1%} expected, but its 95% interval reaches {high:.1%}: waiting for more mirrored answers",
+        )
+    elif low < bar and expected.known_below(bar):
+        verdict.add(
+            "inconclusive",
+            f"predictions agree with stable on {agreement:.1%} of {compared} mirrored requests (95% interval "
+            f"{low:.1%} to {high:.1%}), but the two versions agreed on only {expected.share:.1%} of "
+            f"{expected.items} reference items, below the {bar:.1%} bar: waiting until the live interval clears it",
         )
 
 
