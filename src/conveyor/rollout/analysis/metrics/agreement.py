@@ -10,9 +10,9 @@ reference sample at ``rollout start`` (:mod:`conveyor.rollout.analysis.expectati
 agreement; the analysis fails when the live share's 95% Wilson interval lies wholly below it, is
 inconclusive (the window grows) while the share is below it but the interval reaches it, and
 passes when the share reaches it; where the measurement at start lies wholly below the bar, it
-passes only when the live interval's lower end reaches the bar.  A ``min_agreement`` given explicitly replaces the bar with
-that fixed share, and without a reference sample the bar is :data:`FALLBACK_MIN_AGREEMENT`.  It
-has no Argo Rollouts counterpart (a cluster would need a mirroring mesh).
+passes only when the live interval's lower end reaches the bar.  A ``min_agreement`` given
+explicitly replaces the bar with that fixed share, and without a reference sample the bar is
+:data:`FALLBACK_MIN_AGREEMENT`.  It has no Argo Rollouts counterpart (a cluster would need a mirroring mesh).
 """
 
 from __future__ import annotations
