@@ -32,6 +32,7 @@ DATA = {
     "numbers": "4 float columns",
     "mixed": "numbers with missing values, string categories",
     "stamped": "a timestamp-sized number (1.7e9 + seconds), a string category",
+    "binned": "numbers with missing values, string categories; 400 rows, more distinct numbers than 255 bins",
 }
 
 
@@ -166,6 +167,20 @@ ZOO = [
         "mixed",
         R,
     ),
+    _e(  # its thresholds are training values: a training row sits one float64 step from one
+        "ColumnTransformer + HistGradientBoostingClassifier (on its own training rows)",
+        lambda sk: _mixed(sk.HistGradientBoostingClassifier(max_iter=30)),
+        "binned",
+        C,
+        "double",
+    ),
+    _e(
+        "ColumnTransformer + HistGradientBoostingRegressor (on its own training rows)",
+        lambda sk: _mixed(sk.HistGradientBoostingRegressor(max_iter=30)),
+        "binned",
+        R,
+        "double",
+    ),
     _e(
         "ColumnTransformer + GradientBoostingRegressor",
         lambda sk: _mixed(sk.GradientBoostingRegressor(n_estimators=10, random_state=0)),
@@ -222,19 +237,20 @@ ZOO = [
 
 
 def frame_of(data: str) -> tuple[Any, np.ndarray, np.ndarray]:
-    """200 rows of DATA[data], a binary label and a regression target that both depend on every column."""
+    """200 rows of DATA[data] (binned: 400), a binary label and a regression target that both depend on every column."""
     import pandas as pd
 
     random = np.random.default_rng(45)
+    rows = ROWS * 2 if data == "binned" else ROWS
     if data == "numbers":
         frame = pd.DataFrame(random.normal(0, 1, (ROWS, 4)), columns=["a", "b", "c", "d"])
         signal = frame.a + 0.5 * frame.b - 0.3 * frame.c + random.normal(0, 0.3, ROWS)
-    elif data == "mixed":
+    elif data in ("mixed", "binned"):
         frame = pd.DataFrame(
             {
-                "income": random.normal(50, 15, ROWS),
-                "age": random.uniform(20, 70, ROWS),
-                "city": random.choice(CITIES, ROWS),
+                "income": random.normal(50, 15, rows),
+                "age": random.uniform(20, 70, rows),
+                "city": random.choice(CITIES, rows),
             }
         )
         signal = (frame.income - 50) / 15 + (frame.city == "Oslo") - (frame.age - 45) / 30
@@ -309,7 +325,7 @@ def test_each_estimator_converts_in_the_precision_the_matrix_names_or_is_refused
 
     conversion = convert_model(tmp_path / "model.joblib", out, "zoo", options)
     report = conversion.report
-    assert report.passed and report.rows == ROWS
+    assert report.passed and report.rows == len(frame)
     assert report.precision.split()[0] == entry.outcome, report.summary()
     if entry.outcome == "double":  # float32 was tried first and refused: the summary says so
         assert "in float32:" in report.summary()

@@ -221,23 +221,33 @@ def convert_tabular(
     frame = sample if sample is not None else generated_rows(framework, loaded, features)
     origin = sample_path.name if sample_path else "generated from the model's own records"
     refusals: list[tuple[str, GateReport, str]] = []  # each precision the gate refused: its report, its message
+    first_error: InvalidInput | None = None  # float32 could not take the sample (its graph differs where it is NaN)
     for precision in getattr(framework, "PRECISIONS", ("float32",)):
         try:
             spec, report, refused = _convert_and_gate(
                 framework, loaded, path, out, name, features, frame, origin, precision, (agreement, tolerance),
                 positive_label,
             )  # fmt: skip
-        except InvalidInput:
-            if not refusals:
-                raise
-            break  # float32 answered otherwise, and the next precision does not convert: float32's refusal stands
+        except InvalidInput as exc:
+            if refusals:
+                break  # float32 answered otherwise, and the next precision does not convert: float32's refusal stands
+            if first_error is None:
+                first_error = exc  # tried again in the next precision; where that fails too, this is the answer
+                continue
+            raise first_error from None
         if refused:
+            if first_error is not None:
+                raise first_error from None
             refusals.append((precision, report, refused))
             continue
         if refusals:
             report.precision = f"{precision} (in float32: {refusals[0][1].summary(with_sample=False)})"
+        elif first_error is not None:
+            report.precision = f"{precision} (in float32: {first_error})"
         write_folder(out, spec, path)
         return Conversion(spec=spec, report=report, folder=out)
+    if first_error is not None:
+        raise first_error
     raise ConversionRefused(_refused_in_every_precision(refusals))
 
 

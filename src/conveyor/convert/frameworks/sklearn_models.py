@@ -8,8 +8,9 @@ Classifiers convert without ZipMap, so probabilities come out as one tensor.
 
 Numbers convert in float32 first (``PRECISIONS``), as they always did; the gate asks for double
 only where float32 changes the answers (a StandardScaler over large values such as timestamps
-rounds them away).  In double, skl2onnx gives tree ensembles double outputs that onnxruntime's
-TreeEnsemble kernels do not produce: they keep float32 outputs, cast to double after them."""
+rounds them away, or a training row sits on a tree's split threshold).  skl2onnx's double graph
+is repaired to run on onnxruntime and keep scikit-learn's thresholds
+(:mod:`conveyor.convert.double_graph`)."""
 
 from __future__ import annotations
 
@@ -211,33 +212,11 @@ def to_onnx(loaded: Loaded, features: list[Feature], precision: str = "float32")
         initial = [("input", number([None, len(features)]))]
     options = {id(model): {"zipmap": False}} if loaded.task == "tabular-classification" else None
     proto = skl2onnx.convert_sklearn(model, initial_types=initial, options=options)
-    return _float_tree_outputs(proto) if precision == "double" else proto
+    if precision != "double":
+        return proto
+    from conveyor.convert.double_graph import to_double
 
-
-def _float_tree_outputs(proto: Any) -> Any:
-    """A TreeEnsemble node's double outputs made float32, each cast back to double for the nodes after it.
-
-    onnxruntime's TreeEnsembleClassifier and TreeEnsembleRegressor take double inputs but only
-    produce float32; skl2onnx declares double outputs for them when the graph computes in double."""
-    from onnx import TensorProto, helper
-
-    graph = proto.graph
-    declared = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.output]}
-    nodes = []
-    for node in graph.node:
-        nodes.append(node)
-        if node.domain != "ai.onnx.ml" or not node.op_type.startswith("TreeEnsemble"):
-            continue
-        for index, name in enumerate(list(node.output)):
-            if declared.get(name) != TensorProto.DOUBLE:
-                continue
-            node.output[index] = f"{name}_float32"
-            nodes.append(
-                helper.make_node("Cast", [f"{name}_float32"], [name], to=TensorProto.DOUBLE, name=f"{name}_cast")
-            )
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return proto
+    return to_double(proto, model)
 
 
 def predict(loaded: Loaded, frame: Any) -> np.ndarray:
