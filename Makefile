@@ -57,9 +57,10 @@ tests/k8s/node_modules/.installed: tests/k8s/package-lock.json
 	@if command -v npm >/dev/null; then npm ci --prefix tests/k8s --no-audit --no-fund --silent && touch $@; \
 	else echo "npm not found: the Argo Rollouts schema tests will be skipped"; fi
 
+# --durations: the slowest tests named in every run's output (CI's included), to keep the suite's time.
 test: lint tests/k8s/node_modules/.installed
 	$(COMPILE) src examples tests
-	$(BIN)/pytest -q -n $(WORKERS)
+	$(BIN)/pytest -q -n $(WORKERS) --durations=20
 
 # The same without the slow tests (the reference model, its pipelines, the act journey).
 test-quick: lint tests/k8s/node_modules/.installed
