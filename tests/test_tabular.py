@@ -397,3 +397,35 @@ def test_a_lightgbm_model_with_a_pandas_category_column_is_refused_naming_the_ca
     codes = lightgbm.LGBMClassifier(n_estimators=5, verbose=-1).fit(frame.assign(color=colors.codes), labels)
     codes.booster_.save_model(tmp_path / "codes.txt")
     assert load_original(tmp_path / "codes.txt")[0].NAME == "lightgbm"  # the advice works
+
+
+def test_a_lightgbm_classifier_on_bool_labels_converts_and_answers_them_as_scikit_learn_names_them(
+    tmp_path: Path,
+) -> None:
+    import joblib
+    import lightgbm
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from conveyor.convert.converters.tabular import convert_tabular
+    from conveyor.serving.runtime import RuntimeOptions
+    from conveyor.serving.spec import resolve_model
+    from conveyor.serving.tabular import TabularModel, answers
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    churned = pd.Series(frame.a + 0.3 * rng.normal(size=300) > 0)  # a pandas bool Series
+    trained = {
+        "series": lightgbm.LGBMClassifier(n_estimators=10, verbose=-1).fit(frame, churned),
+        "array": lightgbm.LGBMClassifier(n_estimators=10, verbose=-1).fit(frame, churned.to_numpy()),
+        "sklearn": LogisticRegression().fit(frame, churned),
+    }
+    served = {}
+    for kind, model in trained.items():
+        joblib.dump(model, tmp_path / f"{kind}.joblib")
+        conversion = convert_tabular(tmp_path / f"{kind}.joblib", tmp_path / kind, kind)
+        assert conversion.report.passed and conversion.spec.labels == ["False", "True"]
+        model_answers = TabularModel(resolve_model(tmp_path / kind), RuntimeOptions())
+        scores = model_answers.score_columns({"a": [2.0, -2.0], "b": [0.0, 0.0]})
+        served[kind] = [answer["label"] for answer in answers(conversion.spec, scores)]
+    assert served == {kind: ["True", "False"] for kind in trained}  # LightGBM answers as scikit-learn does

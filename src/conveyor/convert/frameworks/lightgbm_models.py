@@ -125,7 +125,19 @@ def to_onnx(loaded: Loaded, features: list[Feature]) -> Any:
     convert = require("onnxmltools.convert", extra="lightgbm", for_="converting this model")
     types = require("onnxmltools.convert.common.data_types", extra="lightgbm", for_="converting this model")
     initial = [("input", types.FloatTensorType([None, len(features)]))]
-    return convert.convert_lightgbm(loaded.model, initial_types=initial, zipmap=False)
+    return convert.convert_lightgbm(_convertible(loaded.model), initial_types=initial, zipmap=False)
+
+
+def _convertible(model: Any) -> Any:
+    """The model onnxmltools can convert: a classifier whose classes are neither signed numbers nor
+    strings (bool labels, ``fit(X, y_bool)``: onnxmltools takes them for strings and fails) as its
+    booster, which numbers them 0..K-1 in the same order.  The graph's probabilities are all Conveyor
+    serves; the labels stay the model's own (``Loaded.labels``: "False", "True", as scikit-learn's
+    ``classes_`` name them and a scikit-learn classifier on bool labels is served)."""
+    classes = getattr(model, "classes_", None)
+    if classes is not None and np.asarray(classes).dtype.kind not in "ifUSO":
+        return _booster(model)
+    return model
 
 
 def predict(loaded: Loaded, frame: Any) -> np.ndarray:
