@@ -64,7 +64,7 @@ def register_path(
             f"ONNX: {_inputs_of(conversion.spec)}; gate passed: {conversion.report.summary()}"
         )
         metrics = {**conversion.report.metrics(), **metrics}
-        properties = {"converter": converted.converter, **properties}
+        properties = {"converter": converted.converter, "precision": conversion.report.precision, **properties}
         path = conversion.folder
     elif conversion_flags:
         raise InvalidInput(

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.convert.gate import DEFAULT_AGREEMENT, DEFAULT_TOLERANCE
+from conveyor.errors import InvalidInput
+from conveyor.precision import Precision
 
 
 @dataclass(frozen=True)
@@ -19,3 +21,10 @@ class ConvertOptions:
     task: str | None = None  # image-classification or tensor, for a PyTorch model
     mean: list[float] = field(default_factory=lambda: [0.0])
     std: list[float] = field(default_factory=lambda: [1.0])
+    precision: Precision = Precision.AUTO
+
+
+def computes_in_float32(options: ConvertOptions, kind: str) -> None:
+    """A converter whose graphs compute in float32 only refuses ``--precision double`` in one line."""
+    if options.precision == Precision.DOUBLE:
+        raise InvalidInput(f"--precision double: {kind} converts in float32 only; double is for tabular models")

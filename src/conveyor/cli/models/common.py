@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from conveyor.registry.records import ModelVersion
 
 from conveyor.cli.output import fail, new_table, stdout
+from conveyor.precision import Precision
 from conveyor.sizes import human_size
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -30,6 +31,13 @@ MinAgreementOption = Annotated[
 ]
 ToleranceOption = Annotated[
     float, typer.Option(help="Gate: the largest difference of a probability, or of a value (relative above 1).", min=0)
+]
+PrecisionOption = Annotated[
+    Precision,
+    typer.Option(
+        help="A tabular model: what the graph computes numbers in; auto tries float32, then double where float32 "
+        "changes the answers beyond the gate (scikit-learn offers double; XGBoost and LightGBM float32 only)."
+    ),
 ]
 PositiveLabelOption = Annotated[
     str | None, typer.Option(help="A binary classifier's label /predict answers as {LABEL: true|false}.")

@@ -11,6 +11,7 @@ from conveyor.cli.models.common import (
     JsonOption,
     MinAgreementOption,
     PositiveLabelOption,
+    PrecisionOption,
     ReferenceOption,
     RegistryOption,
     TokenOption,
@@ -20,6 +21,7 @@ from conveyor.cli.models.common import (
 )
 from conveyor.cli.output import ProgressBar, handle_errors, print_json, stderr, stdout
 from conveyor.errors import InvalidInput
+from conveyor.precision import Precision
 from conveyor.registration import register_path
 from conveyor.registry.config import open_registry
 from conveyor.registry.storage_errors import NOTHING_REGISTERED, outcome
@@ -85,6 +87,7 @@ def register(
     ] = "1",
     min_agreement: MinAgreementOption = 0.999,
     tolerance: ToleranceOption = 1e-4,
+    precision: PrecisionOption = Precision.AUTO,
     positive_label: PositiveLabelOption = None,
     reference: ReferenceOption = None,
     registry: RegistryOption = None,
@@ -102,10 +105,10 @@ def register(
     with handle_errors(), outcome(NOTHING_REGISTERED):  # the registry may fail as it opens
         reg = open_registry(registry, token)
         options = _convert_options(
-            sample, min_agreement, tolerance, positive_label, labels, input_shape, task, mean, std
+            sample, min_agreement, tolerance, positive_label, labels, input_shape, task, mean, std, precision
         )
         given = [flag for flag, value in (("--sample", sample), ("--labels", labels), ("--input-shape", input_shape),
-                 ("--task", task)) if value]  # fmt: skip
+                 ("--task", task), ("--precision", precision != Precision.AUTO)) if value]  # fmt: skip
         version = register_path(
             reg, path, name, options, conversion_flags=given, description=description,
             model_description=model_description, tags=_pairs(tag, "--tag"), properties=_pairs(prop, "--property"),
@@ -149,6 +152,7 @@ def _convert_options(
     task: str | None,
     mean: str,
     std: str,
+    precision: Precision = Precision.AUTO,
 ) -> Any:
     from conveyor.convert import ConvertOptions
 
@@ -165,5 +169,5 @@ def _convert_options(
         raise InvalidInput(f"--labels: at least 2 different names, comma-separated, got {labels!r}")
     return ConvertOptions(
         sample=sample, agreement=agreement, tolerance=tolerance, positive_label=positive_label, labels=names,
-        input_shape=shape, task=task, mean=_numbers(mean, "--mean"), std=_numbers(std, "--std"),
+        input_shape=shape, task=task, mean=_numbers(mean, "--mean"), std=_numbers(std, "--std"), precision=precision,
     )  # fmt: skip

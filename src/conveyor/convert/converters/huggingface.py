@@ -22,7 +22,7 @@ import numpy as np
 from conveyor.convert.conversion import Conversion, kept_original, quiet_exporter, write_folder
 from conveyor.convert.frameworks import version_of
 from conveyor.convert.gate import ConversionRefused, check_conversion, refusal
-from conveyor.convert.options import ConvertOptions
+from conveyor.convert.options import ConvertOptions, computes_in_float32
 from conveyor.errors import InvalidInput
 from conveyor.extras import require
 from conveyor.serving.spec import ModelSpec, ResolvedModel, Source
@@ -80,6 +80,7 @@ def convert(path: Path, out: Path, name: str, options: ConvertOptions) -> Conver
     from conveyor.serving.model import TextClassifier, softmax
     from conveyor.serving.runtime import RuntimeOptions
 
+    computes_in_float32(options, "a transformers model")
     torch = require("torch", extra="huggingface", for_="converting this model")
     transformers = require("transformers", extra="huggingface", for_="converting this model")
     require("onnxscript", extra="huggingface", for_="converting this model")

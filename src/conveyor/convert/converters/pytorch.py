@@ -25,7 +25,7 @@ import numpy as np
 from conveyor.convert.conversion import Conversion, kept_original, quiet_exporter, write_folder
 from conveyor.convert.frameworks import version_of
 from conveyor.convert.gate import ConversionRefused, check_conversion, refusal
-from conveyor.convert.options import ConvertOptions
+from conveyor.convert.options import ConvertOptions, computes_in_float32
 from conveyor.errors import InvalidInput
 from conveyor.extras import require
 from conveyor.serving.spec import ImageInput, ModelSpec, ResolvedModel, Source
@@ -150,6 +150,7 @@ def convert(path: Path, out: Path, name: str, options: ConvertOptions) -> Conver
     from conveyor.serving.model import TextClassifier, softmax
     from conveyor.serving.runtime import RuntimeOptions
 
+    computes_in_float32(options, "a PyTorch model")
     original, exportable, shape, saved_as = _load(path, options)
     probe = _original_scores(original, np.zeros((1, *shape), np.float32))
     classes = probe.shape[1]

@@ -30,12 +30,14 @@ from conveyor.convert.gate import (
     ConversionRefused,
     GateReport,
     check_conversion,
-    refusal,
+    headline,
+    rows_shown,
 )
 from conveyor.convert.options import ConvertOptions
 from conveyor.convert.probes import probe_features
 from conveyor.errors import InvalidInput
 from conveyor.extras import require
+from conveyor.precision import Precision
 from conveyor.serving.spec import Feature, ModelSpec, ResolvedModel, Source
 
 NAME = "tabular"
@@ -59,8 +61,9 @@ def convert(path: Path, out: Path, name: str, options: ConvertOptions) -> Conver
         flags = ", ".join("--" + n.replace("_", "-") for n in unused)
         raise InvalidInput(f"{flags}: for a PyTorch model only; a tabular model records its inputs")
     return convert_tabular(
-        path, out, name, options.sample, options.agreement, options.tolerance, options.positive_label, options.labels
-    )
+        path, out, name, options.sample, options.agreement, options.tolerance, options.positive_label, options.labels,
+        options.precision,
+    )  # fmt: skip
 
 
 @contextmanager
@@ -202,14 +205,26 @@ def convert_tabular(
     tolerance: float = DEFAULT_TOLERANCE,
     positive_label: str | None = None,
     labels: list[str] | None = None,
+    precision: Precision = Precision.AUTO,
 ) -> Conversion:
     """Convert PATH into the folder OUT (created), or raise ConversionRefused with the rows that disagree.
 
     ``labels`` renames a classifier's classes (a native XGBoost or LightGBM file numbers them).
-    Each of the framework's ``PRECISIONS`` is tried in order (float32 first, as before): a model
-    whose answers float32 changes converts in double where the framework offers it."""
+    With ``precision`` auto, each of the framework's ``PRECISIONS`` is tried in order (float32
+    first, as before): a model whose answers float32 changes converts in double where the
+    framework offers it.  Another ``precision`` is the only one tried."""
     path = Path(path)
     framework, loaded = load_original(path)  # a missing converter names its framework's extra
+    offered: tuple[str, ...] = getattr(framework, "PRECISIONS", ("float32",))
+    if precision == Precision.AUTO:
+        tried = offered
+    elif precision in offered:
+        tried = (str(precision),)
+    else:
+        raise InvalidInput(
+            f"--precision {precision}: {loaded.converter or 'the converter'} converts {loaded.framework} models in "
+            f"{' or '.join(offered)} only"
+        )
     if labels:
         if loaded.task != "tabular-classification" or len(labels) != len(loaded.labels):
             raise InvalidInput(
@@ -220,12 +235,12 @@ def convert_tabular(
     features, sample = features_of(framework, loaded, sample)
     frame = sample if sample is not None else generated_rows(framework, loaded, features)
     origin = sample_path.name if sample_path else "generated from the model's own records"
-    refusals: list[tuple[str, GateReport, str]] = []  # each precision the gate refused: its report, its message
+    refusals: list[tuple[str, GateReport, list[str]]] = []  # each precision the gate refused: its report, its rows
     first_error: InvalidInput | None = None  # float32 could not take the sample (its graph differs where it is NaN)
-    for precision in getattr(framework, "PRECISIONS", ("float32",)):
+    for each in tried:
         try:
             spec, report, refused = _convert_and_gate(
-                framework, loaded, path, out, name, features, frame, origin, precision, (agreement, tolerance),
+                framework, loaded, path, out, name, features, frame, origin, each, (agreement, tolerance),
                 positive_label,
             )  # fmt: skip
         except InvalidInput as exc:
@@ -235,29 +250,42 @@ def convert_tabular(
                 first_error = exc  # tried again in the next precision; where that fails too, this is the answer
                 continue
             raise first_error from None
-        if refused:
+        if refused is not None:
             if first_error is not None:
                 raise first_error from None
-            refusals.append((precision, report, refused))
+            refusals.append((each, report, refused))
             continue
         if refusals:
-            report.precision = f"{precision} (in float32: {refusals[0][1].summary(with_sample=False)})"
+            report.in_float32 = refusals[0][1].summary(with_sample=False)
         elif first_error is not None:
-            report.precision = f"{precision} (in float32: {first_error})"
+            report.in_float32 = str(first_error)
         write_folder(out, spec, path)
         return Conversion(spec=spec, report=report, folder=out)
     if first_error is not None:
         raise first_error
-    raise ConversionRefused(_refused_in_every_precision(refusals))
+    raise ConversionRefused(_refused_in_every_precision(refusals, offered, precision))
 
 
-def _refused_in_every_precision(refusals: list[tuple[str, GateReport, str]]) -> str:
-    """float32's refusal with its rows, and what each other precision tried gave (or that none was offered)."""
-    first = refusals[0][2]
-    if len(refusals) == 1:
-        return first + "\n  (the graph computes in float32; this framework's converter offers no double precision)"
-    others = "; ".join(f"in {p}: {report.summary(with_sample=False)}" for p, report, _ in refusals[1:])
-    return f"{first}\n  (that was in float32; also tried {others})"
+def _refused_in_every_precision(
+    refusals: list[tuple[str, GateReport, list[str]]], offered: tuple[str, ...], asked: Precision
+) -> str:
+    """The first precision's refusal in one line (what crossed the gate, and the options that change it),
+    its rows, and what each other precision tried gave (or that none was offered)."""
+    first_precision, first, rows = refusals[0]
+    closest = min((report for _, report, _ in refusals), key=lambda report: report.max_difference)
+    remedies = [closest.accepted_by()]
+    if "double" in offered and all(p != "double" for p, _, _ in refusals):
+        remedies.insert(0, "--precision double")  # --precision float32 was asked: double was never tried
+    crossed = "; ".join(f"in {p}: {report.over_the_gate()}" for p, report, _ in refusals)
+    lines = [headline(first, remedies, crossed), *rows]
+    if len(refusals) > 1:
+        others = "; ".join(f"in {p}: {report.summary(with_sample=False)}" for p, report, _ in refusals[1:])
+        lines.append(f"  (that was in {first_precision}; also tried {others})")
+    elif asked != Precision.AUTO:
+        lines.append(f"  (the graph computes in {first_precision}, as --precision {asked} asked)")
+    else:
+        lines.append("  (the graph computes in float32; this framework's converter offers no double precision)")
+    return "\n".join(lines)
 
 
 def _convert_and_gate(
@@ -272,8 +300,8 @@ def _convert_and_gate(
     precision: str,
     thresholds: tuple[float, float],
     positive_label: str | None,
-) -> tuple[ModelSpec, GateReport, str | None]:
-    """One conversion in ``precision``, probed and gated, with the refusal's message where the gate refused
+) -> tuple[ModelSpec, GateReport, list[str] | None]:
+    """One conversion in ``precision``, probed and gated, with the rows that disagree where the gate refused
     it; ``model.onnx`` stays in OUT only when the gate passed."""
     import onnx  # every framework's extra brings it (skl2onnx, onnxmltools)
 
@@ -346,7 +374,7 @@ def _convert_and_gate(
     report = check_conversion(loaded.task, original, converted, origin, agreement, tolerance)
     if not report.passed:
         shutil.rmtree(out, ignore_errors=True)
-        return spec, report, refusal(report, frame, original, converted, loaded.labels)
+        return spec, report, rows_shown(report, frame, original, converted, loaded.labels)
     report.precision = precision
     return spec, report, None
 
