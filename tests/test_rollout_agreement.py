@@ -75,6 +75,8 @@ def test_an_honest_multiclass_retrain_is_promoted_and_a_shuffled_one_rolled_back
     assert promoted.returncode == 0 and status["phase"] == "succeeded", promoted.stdout + promoted.stderr
     expected = status["expected_agreement"]
     assert 0.8 < expected["share"] < 0.9 and expected["items"] == 300  # the old fixed 0.9 would roll it back
+    said = f"agreement: expected {expected['share']:.1%}, measured at start on 300 items of triage:2 "
+    assert said in promoted.stdout  # rollout start's one line on what the canary is held to
     judged = [run for run in status["analysis"] if "agreement" in run["measurements"]]
     assert judged and all(run["measurements"]["expected_agreement"] == expected["share"] for run in judged)
     assert load.errors == 0, load.seen

@@ -46,7 +46,10 @@ def test_each_kind_is_converted_gated_and_registered_beside_its_original(
     assert version["lineage"]["metrics"]["conversion_max_difference"] <= 1e-4
     if task == "tabular-classification":
         assert version["lineage"]["metrics"]["conversion_label_agreement"] >= 0.999
-    assert {f["path"] for f in version["files"]} == {"model.onnx", "model.yaml", f"original/{model_file.name}"}
+    kept = {"model.onnx", "model.yaml", f"original/{model_file.name}"}
+    if sample:  # the gate's rows, kept to measure a canary's expected agreement on
+        kept.add("monitoring/reference-sample.json")
+    assert {f["path"] for f in version["files"]} == kept
 
     run_cli("models", "download", f"{name}:1", "-o", str(tmp_path / "dl"), check=True)
     spec = yaml.safe_load((tmp_path / "dl" / "model.yaml").read_text())

@@ -2,12 +2,14 @@
 register``, ``conveyor models import`` and ``pipeline watch``'s MLflow trigger.
 
 A trained model passes its conversion gate first (``conveyor.convert``); a reference set is scored
-and profiled as the version's monitoring baseline; then the registry stores every file by sha256
-and makes the version visible in one step.
+and profiled as the version's monitoring baseline (some of its items, or else the gate's sample,
+are kept to measure a canary's expected agreement on); then the registry stores every file by
+sha256 and makes the version visible in one step.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -78,11 +80,20 @@ def register_path(
         where = original_path.resolve()
         lineage = lineage.model_copy(update={"source": str(where), "git_commit": git_commit(where.parent)})
     extra = list(extra_files)
-    profile_dir = tempfile.TemporaryDirectory(prefix="conveyor-profile-") if reference is not None else None
+    gate_sample = getattr(options, "sample", None) if scratch is not None else None
+    agreement_items = reference or gate_sample
+    profile_dir = tempfile.TemporaryDirectory(prefix="conveyor-profile-") if agreement_items is not None else None
     try:
         if reference is not None and profile_dir is not None:
             extra.append(_reference_profile(path, reference, Path(profile_dir.name) / "profile.json", report))
             extra.append(_reference_sample(path, reference, Path(profile_dir.name) / "reference-sample.json"))
+        elif gate_sample is not None and profile_dir is not None and _takes_items(path):
+            kept = _reference_sample(path, gate_sample, Path(profile_dir.name) / "reference-sample.json")
+            extra.append(kept)
+            report(
+                f"reference sample: {len(json.loads(kept[1].read_text()))} items of {gate_sample.name} (the gate's "
+                "--sample), what a canary's expected agreement is measured on; no drift profile without --reference"
+            )
         with progress() as bar:
             return reg.register(
                 path,
@@ -119,8 +130,9 @@ def _reference_profile(model: Path, reference: Path, out: Path, report: Callable
 
 def _reference_sample(model: Path, reference: Path, out: Path) -> tuple[str, Path]:
     """Some reference items themselves (a seeded random choice): what a canary's expected agreement with
-    another version is measured on at ``rollout start``."""
-    import json
+    another version is measured on at ``rollout start``.  REFERENCE is ``--reference``, else the gate's
+    ``--sample``: rows the model answers are fit to compare two versions on, while only a reference set
+    the model was judged on is a baseline for drift."""
     import random
 
     from conveyor.monitoring.observe import read_items
@@ -132,6 +144,13 @@ def _reference_sample(model: Path, reference: Path, out: Path) -> tuple[str, Pat
         items = random.Random(0).sample(items, REFERENCE_SAMPLE_SIZE)
     out.write_text(json.dumps(items))
     return REFERENCE_SAMPLE_FILE, out
+
+
+def _takes_items(model: Path) -> bool:
+    """Whether the model's inputs are items a sample file holds as the server takes them (rows, texts)."""
+    from conveyor.serving.spec import resolve_model
+
+    return resolve_model(model).spec.task.row_inputs
 
 
 def _inputs_of(spec: Any) -> str:

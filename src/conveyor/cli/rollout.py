@@ -93,6 +93,8 @@ def _run(status: RolloutStatus, detach: bool, as_json: bool) -> None:
     """A rollout the service recorded: its controller is in the background (--detach) or runs here."""
     from conveyor.rollout.status import StatusStore
 
+    if status.agreement_basis and not as_json:
+        stdout.print(status.agreement_basis, highlight=False)
     if detach:
         stdout.print(f"rollout {status.id} of {status.ref} started; `conveyor rollout status {status.service} --watch`")
         return

@@ -107,9 +107,13 @@ def read_items(path: Path, task: Task) -> Iterator[Any]:
 
 
 def _typed(row: dict[str, str]) -> dict[str, Any]:
-    """CSV cells as the JSON a client would send: numbers where they parse."""
+    """CSV cells as the JSON a client would send: numbers where they parse, an empty cell as null (pandas'
+    ``to_csv`` writes NaN as one)."""
     out: dict[str, Any] = {}
     for key, value in row.items():
+        if value == "":
+            out[key] = None
+            continue
         try:
             out[key] = float(value) if any(c in value for c in ".eE") else int(value)
         except ValueError:

@@ -2,11 +2,11 @@
 
 Both versions are loaded from the registry and run, by the same task code ``conveyor serve``
 runs, on the new version's reference sample (``monitoring/reference-sample.json``, kept by
-``conveyor models register --reference``; else stable's).  The share of items they label alike
-is what the canary's mirrored agreement is judged against
+``conveyor models register --reference``, or from its gate's ``--sample``; else stable's).  The
+share of items they label alike is what the canary's mirrored agreement is judged against
 (:mod:`conveyor.rollout.analysis.expectation`).  Where there is nothing to measure (no reference
-sample, a regressor or a bare tensor model, versions with other label sets, a version served
-from an image or a URL) the answer is None and the agreement metric keeps its fixed fallback.
+sample, a regressor or a bare tensor model) :class:`NothingToMeasure` says why, and the agreement
+metric keeps its fixed fallback.
 """
 
 from __future__ import annotations
@@ -24,8 +24,12 @@ from conveyor.rollout.analysis.expectation import ExpectedAgreement
 BATCH = 64
 
 
-def measure_expected_agreement(stable_ref: str, canary_ref: str) -> ExpectedAgreement | None:
-    """The two registered versions' agreement on the reference sample; None where nothing can be measured."""
+class NothingToMeasure(Exception):
+    """The two versions' agreement cannot be measured offline; the message says why, in a few words."""
+
+
+def measure_expected_agreement(stable_ref: str, canary_ref: str) -> ExpectedAgreement:
+    """The two registered versions' agreement on the reference sample, or NothingToMeasure saying why not."""
     from conveyor.registry.config import open_registry
 
     registry = open_registry()
@@ -35,13 +39,15 @@ def measure_expected_agreement(stable_ref: str, canary_ref: str) -> ExpectedAgre
     found = [(ref, path / REFERENCE_SAMPLE_FILE) for ref, path in versions]
     sample = next(((ref, file) for ref, file in found if file.is_file()), None)
     if sample is None:
-        return None
+        raise NothingToMeasure(
+            f"neither {canary_ref} nor {stable_ref} keeps a reference sample (models register --reference or --sample)"
+        )
     items = json.loads(sample[1].read_text())
     if not isinstance(items, list) or not items:
-        return None
+        raise NothingToMeasure(f"{sample[0]}'s {REFERENCE_SAMPLE_FILE} holds no items")
     stable, canary = _labels(stable_path, items), _labels(canary_path, items)
     if stable is None or canary is None:
-        return None
+        raise NothingToMeasure("a model without labels (a regressor or a tensor model) has no labels to agree on")
     agreed = sum(a == b for a, b in zip(stable, canary, strict=True))
     shares = [Counter(stable), Counter(canary)]
     chance = sum(shares[0][label] * shares[1][label] for label in shares[0]) / (len(items) ** 2)

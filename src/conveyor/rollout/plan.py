@@ -19,6 +19,7 @@ from conveyor.registry.refs import looks_like_ref
 from conveyor.rollout import backends
 from conveyor.rollout.analysis.expectation import ExpectedAgreement
 from conveyor.rollout.analysis.metric import MeasurementError
+from conveyor.rollout.analysis.metrics.agreement import expectation_line
 from conveyor.rollout.analysis.thresholds import checked_thresholds
 from conveyor.rollout.config import RolloutSettings
 from conveyor.rollout.router_client import RouterClient
@@ -165,11 +166,9 @@ def new_status(request: Request, settings: RolloutSettings) -> RolloutStatus:
     if stable.url is not None and stable.version == version:
         raise Conflict(f"{version} is already the stable version of service {service!r}")
     canary = Backend(ref=request.image or serve_ref, version=version, kind="container" if request.image else "process")
-    measured = model_name is not None and not request.image and stable.url is not None
-    measured = measured and looks_like_ref(stable.version)
-    expected = None
-    if measured and limits.mirror_percent > 0 and limits.min_agreement is None:
-        expected = expected_agreement(stable.version, serve_ref)
+    expected, why_not = None, _not_measured(request.image is not None, model_name is not None, stable)
+    if not why_not and limits.mirror_percent > 0 and limits.min_agreement is None:
+        expected, why_not = expected_agreement(stable.version, serve_ref)
     return RolloutStatus(
         service=service,
         strategy=strategy,
@@ -187,18 +186,34 @@ def new_status(request: Request, settings: RolloutSettings) -> RolloutStatus:
         contract_path=str(contract_path.resolve()) if contract_path else None,
         thresholds=limits,
         expected_agreement=expected,
+        agreement_basis=expectation_line(limits, expected, why_not),
         previous_ref=stable.ref or None,
     )
 
 
-def expected_agreement(stable_ref: str, canary_ref: str) -> ExpectedAgreement | None:
-    """The two versions' agreement on the reference sample; None (the fixed fallback) where it cannot be measured."""
-    from conveyor.rollout.offline_agreement import measure_expected_agreement
+def _not_measured(from_image: bool, registered: bool, stable: Backend) -> str:
+    """Why the two versions' agreement cannot be measured offline at all ("" where it can be tried)."""
+    if from_image:
+        return "the new version runs from an image"
+    if not registered:
+        return "the new version is not a registered one"
+    if stable.url is None:
+        return "there is no stable version to compare with"
+    if not looks_like_ref(stable.version):
+        return f"the stable version ({stable.version}) is not a registered one"
+    return ""
+
+
+def expected_agreement(stable_ref: str, canary_ref: str) -> tuple[ExpectedAgreement | None, str]:
+    """The two versions' agreement on the reference sample; else None (the fixed fallback) and why."""
+    from conveyor.rollout.offline_agreement import NothingToMeasure, measure_expected_agreement
 
     try:
-        return measure_expected_agreement(stable_ref, canary_ref)
-    except (ConveyorError, ValueError):  # a version gone, a sample the stable version cannot read
-        return None
+        return measure_expected_agreement(stable_ref, canary_ref), ""
+    except NothingToMeasure as exc:
+        return None, str(exc)
+    except (ConveyorError, ValueError) as exc:  # a version gone, a sample the stable version cannot read
+        return None, f"measuring failed: {exc}"
 
 
 @dataclass

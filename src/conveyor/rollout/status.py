@@ -120,6 +120,8 @@ class RolloutStatus(BaseModel):
     thresholds: Thresholds = Field(default_factory=Thresholds)  # a mapping: loads whatever metrics exist now
     #: the two versions' agreement on the reference sample, measured at start (None: nothing to measure)
     expected_agreement: ExpectedAgreement | None = None
+    #: one line: what the canary's agreement is held to, measured or the fixed bar and why (shown at start)
+    agreement_basis: str | None = None
     window: Window | None = None
     analysis: list[AnalysisRun] = []
     inconclusive_in_a_row: int = 0

@@ -60,7 +60,8 @@ def register(
             help="A trained model only: what both models answer in the conversion gate. Tabular: rows (.csv "
             "with a header, or .json records) whose columns also name and type the features; PyTorch: a .npy "
             "array of inputs; transformers: texts (.txt, one per line, or a .json list) [default: inputs "
-            "generated from what the model records].",
+            "generated from what the model records].  Without --reference, its rows or texts are also kept as the "
+            "sample a canary's expected agreement is measured on.",
             exists=True,
             dir_okay=False,
         ),

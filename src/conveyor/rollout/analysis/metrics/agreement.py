@@ -26,6 +26,22 @@ from conveyor.rollout.analysis.metric import AnalysisWindow, Metric, Threshold, 
 FALLBACK_MIN_AGREEMENT = 0.9
 
 
+def expectation_line(limits: Any, expected: ExpectedAgreement | None, why_not: str) -> str:
+    """One line for ``rollout start``: what the canary's mirrored agreement will be held to, and on what
+    evidence (the agreement measured at start) or why the fixed bar is used instead (``why_not``)."""
+    if limits.mirror_percent <= 0:
+        return "agreement: not checked (no stable traffic is mirrored: --mirror-percent 0)"
+    if limits.min_agreement is not None:
+        return f"agreement: held to --min-agreement {limits.min_agreement:.1%}, as set (nothing measured at start)"
+    if expected is None:
+        return f"agreement: held to the fixed {FALLBACK_MIN_AGREEMENT:.0%} bar; nothing measured at start: {why_not}"
+    bar = expected.bar(limits.agreement_tolerance, limits.min_agreement_over_chance)
+    return (
+        f"agreement: expected {expected.share:.1%}, measured at start on {expected.items} items of {expected.source} "
+        f"({expected.chance:.1%} by chance); the canary is held to {bar:.1%}"
+    )
+
+
 def judge_agreement(
     verdict: Verdict, agreed: int, disagreed: int, limits: Any, expected: ExpectedAgreement | None = None
 ) -> None:
