@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli.output import EXIT_CONFLICT, fail, handle_errors, stdout
+from conveyor.cli.output import EXIT_CONFLICT, EXIT_NOT_FOUND, fail, handle_errors, stdout
 from conveyor.registry.refs import check_name
 from conveyor.task_kinds import Task
 
@@ -242,6 +242,29 @@ def _recorded_contract(model_ref: str, task: str | None, sample: Path | None) ->
     return header + dump_contract(recorded)
 
 
+def _registered_version(name: str) -> tuple[str | None, str]:
+    """NAME's version to record the contract from (its @production, else its latest) and one line saying
+    which; (None, why) where nothing is registered under NAME or the registry cannot say."""
+    from conveyor.errors import ConveyorError, NotFound
+    from conveyor.registry.config import open_registry
+
+    try:
+        registry = open_registry()
+        try:
+            version = registry.resolve(f"{name}@production")
+            return version.ref, f"recording contract.yaml from {version.ref} ({name}@production)"
+        except NotFound:
+            version = registry.resolve(name)
+            return (
+                version.ref,
+                f"recording contract.yaml from {version.ref} (the latest version of {name}; no @production)",
+            )
+    except NotFound:
+        return None, f"nothing is registered under {name}"
+    except ConveyorError as exc:
+        return None, f"the registry could not say whether {name} is registered ({exc})"
+
+
 def init(
     directory: Annotated[Path, typer.Argument(help="Project folder (created if needed).")] = Path("."),
     name: Annotated[str | None, typer.Option(help="Model name [default: the folder's name].")] = None,
@@ -256,13 +279,15 @@ def init(
         str | None,
         typer.Option(
             help="The model's task: text-classification, tabular-classification, tabular-regression, "
-            "image-classification. Other than text, the contract is recorded from the registered model "
-            "(--model, default NAME)."
+            "image-classification; checked against the registered version the contract is recorded from."
         ),
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option(help="A registered version (adult:1, adult@staging) to record contract.yaml from."),
+        typer.Option(
+            help="A registered version (adult:1, adult@staging) to record contract.yaml from [default: "
+            "NAME@production, else NAME's latest version]."
+        ),
     ] = None,
     sample: Annotated[
         Path | None,
@@ -278,9 +303,11 @@ def init(
     naming the repository secrets to set, and with --ci github the workflow.
 
     \b
-    The contract fits the model's task: with --task other than text-classification, --model or
-    --sample, it is recorded from the registered version's own answers (served here for a moment):
-    the task's answer schema and bad inputs, and a golden case per --sample input."""
+    The contract fits the model's task: it is recorded from the registered version's own answers
+    (--model, else NAME@production, else NAME's latest version; served here for a moment): the
+    task's answer schema and bad inputs, and a golden case per --sample input.  Only where nothing
+    is registered under NAME (and no --task other than text, no --sample) is it the text
+    classifier's starter contract."""
     if ci not in (None, "github"):
         raise fail(f"--ci {ci}: the CI systems Conveyor writes workflows for: github")
     if task is not None and task not in TASKS:
@@ -288,12 +315,22 @@ def init(
     with handle_errors():
         model_name = check_name(name or directory.resolve().name)
     image_name = image or f"ghcr.io/{{owner}}/{model_name.lower()}"
-    model_ref = model or (model_name if task not in (None, Task.TEXT_CLASSIFICATION) or sample else None)
     existing = [f for f in FILES if (directory / f).exists()]
     if existing and not force:
         raise fail(f"{', '.join(existing)} exist already in {directory}; use --force to overwrite", EXIT_CONFLICT)
+    if model is not None:
+        model_ref: str | None = model
+        said = f"recording contract.yaml from {model}'s answers"
+    else:
+        model_ref, said = _registered_version(model_name)
+    if model_ref is None and (task not in (None, Task.TEXT_CLASSIFICATION) or sample):
+        raise fail(f"{said}: register the model first (`conveyor models register PATH --name {model_name}`), or name "
+                   "a registered version with --model", EXIT_NOT_FOUND)  # fmt: skip
+    if model_ref is None:
+        said += ': contract.yaml is the text-classification starter ({"positive": bool}); once the model is '
+        said += "registered, `conveyor init --force` records its own"
+    stdout.print(said, highlight=False)
     if model_ref is not None:
-        stdout.print(f"recording contract.yaml from {model_ref}'s answers")
         with handle_errors():
             contract = _recorded_contract(model_ref, task, sample)
     else:
