@@ -222,27 +222,62 @@ def test_payloads_logged_to_s3_are_read_back_by_monitor(
     assert all(o["Key"].startswith("prod/risk/1/payloads-") and o["Key"].endswith(".jsonl") for o in listed)
 
 
-def test_a_dead_s3_endpoint_loses_no_prediction_and_counts_what_it_dropped(
-    risk_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_an_s3_outage_loses_no_prediction_and_no_record_once_s3_is_back(
+    risk_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conveyor_home: Path
 ) -> None:
+    """S3 is down when the files rotate: they wait in the spool (counted as spooled, not dropped) and
+    are uploaded when it answers again, every record of them."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
     from tests.conftest import free_port
 
-    monkeypatch.setenv("CONVEYOR_S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nobody listens
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("CONVEYOR_S3_ENDPOINT_URL", endpoint)  # nobody listens, yet
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    server = _serve_logged(risk_folder, "s3://payloads/prod", tmp_path, "--log-rotate-mib", "1")
+    server = _serve_logged(risk_folder, "s3://outage/prod", tmp_path, "--log-rotate-mib", "1")
     row = {"age": 61, "bmi": 31.5, "bp": 104, "sex": "male", "region": "north"}
-    with httpx.Client(base_url=server.url, timeout=10) as client:
-        answers = [client.post("/predict", json=[row]) for _ in range(300)]
-        for _ in range(100):  # the 1 s rotation hands the file to the uploader, which fails
-            metrics = client.get("/metrics").text
-            if _counter(metrics, "store_error") == 300:
-                break
-            time.sleep(0.1)
-    server.stop()
-    assert all(a.status_code == 200 for a in answers)
-    assert _counter(metrics, "store_error") == 300 and _counter(metrics, "written") == 0, metrics
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    back = False
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            answers = [client.post("/predict", json=[row]) for _ in range(300)]
+
+            def spooled() -> str | None:  # the 1 s rotation hands the file to the uploader, which fails
+                metrics = client.get("/metrics").text
+                return metrics if _gauge(metrics, "conveyor_payload_log_spooled_records") == 300 else None
+
+            metrics = wait_for(spooled, timeout=60, what="300 records waiting in the spool")
+            assert _counter(metrics, "store_error") == 0 and _counter(metrics, "written") == 0, metrics
+            s3.start()  # S3 is back
+            back = True
+            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="outage")
+
+            def uploaded() -> str | None:  # the next try (its wait doubles: 1 s, 2 s, 4 s ...) succeeds
+                metrics = client.get("/metrics").text
+                return metrics if _counter(metrics, "written") == 300 else None
+
+            metrics = wait_for(uploaded, timeout=120, what="the spooled records uploaded once S3 answers")
+        server.stop()
+        assert all(a.status_code == 200 for a in answers)
+        assert _gauge(metrics, "conveyor_payload_log_spooled_records") == 0 and _counter(metrics, "store_error") == 0
+        bucket = boto3.client("s3", endpoint_url=endpoint)
+        keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="outage")["Contents"]]
+        lines = [
+            line for key in keys for line in bucket.get_object(Bucket="outage", Key=key)["Body"].read().splitlines()
+        ]
+        assert len(lines) == 300 and {json.loads(line)["outputs"][0]["label"] for line in lines} <= {"high", "low"}
+    finally:
+        server.stop()
+        if back:
+            s3.stop()
+
+
+def _gauge(metrics: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith(name + "{"))
 
 
 def test_feedback_by_request_id_gives_live_accuracy_and_a_bad_label_is_refused(

@@ -1,8 +1,10 @@
 """The payload log's S3 side: one finished file, one ``put_object``, with short timeouts.
 
 Imported only when a server logs to ``s3://``: boto3 is not in a served image unless asked for.
-A dead endpoint costs the writer thread a few seconds per file (connect 2 s, read 10 s, two tries),
-never a request: the records queued meanwhile are dropped and counted when the queue is full.
+botocore's own retry (``standard`` mode, two tries, backoff with jitter) rides out a blip; a file
+that still fails stays in the spool and is tried again later (``serving/payload_sinks.py``).  A
+dead endpoint costs the writer thread a few seconds per try (connect 2 s, read 10 s), never a
+request: the records queued meanwhile are dropped and counted only when the queue is full.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ Files are JSON Lines, one record per line (``serving/payload_record.py``: a requ
 feedback on one), under ``DEST/<model>/<version>/``; a file being
 written ends in ``.partial`` and is renamed when it rotates (``rotate_bytes``/``rotate_seconds``)
 or the server stops, so a reader (``conveyor monitor``) only ever sees whole files.  With an
-``s3://bucket/prefix`` destination the files are spooled locally and uploaded as they rotate.
+``s3://bucket/prefix`` destination the files are spooled locally and uploaded as they rotate,
+each kept until it is uploaded; a server that starts adopts what a killed one left
+(``serving/payload_sinks.py``).
 What is never logged: request headers (tokens, cookies), client addresses, the raw body of a
 request that failed, image pixels (their label answers are logged).
 """
@@ -26,19 +28,17 @@ import logging
 import os
 import queue
 import random
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from prometheus_client import Counter
 
 from conveyor.serving.payload_record import FeedbackRecord, PayloadRecord, RequestRecord, record_time
+from conveyor.serving.payload_sinks import sink_for
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,8 @@ class PayloadLog:
         self.logits, self.classifier = logits, classifier
         self._queue: queue.Queue[_Entry | PayloadRecord | None] = queue.Queue(config.queue_size)
         self._random = random.Random()
-        self._sink = sink_for(config, model, version, self._count)
+        self._sink = sink_for(config.destination, model, version, self._count)
+        self._sink.rotate_bytes, self._sink.rotate_seconds = config.rotate_bytes, config.rotate_seconds
         self._hash_key = os.environ.get(HASH_KEY_ENV, "").encode()
         self._thread = threading.Thread(target=self._run, name="payload-log", daemon=True)
         self._counters = {
@@ -172,7 +173,12 @@ class PayloadLog:
 
     def _run(self) -> None:
         """Wake at most every ``GATHER_S``, take what gathered: one thread wake-up (and GIL hand-over)
-        per batch of records instead of per record, which a busy server's event loop feels."""
+        per batch of records instead of per record, which a busy server's event loop feels.  First,
+        finish what a killed server left (``payload_sinks``: its ``.partial`` files, its uploads)."""
+        try:
+            self._sink.adopt()
+        except Exception:  # a folder it cannot read must not stop the log
+            log.exception("payload log: cannot adopt the files a stopped server left")
         while True:
             try:
                 batch = [self._queue.get(timeout=1.0)]
@@ -256,128 +262,3 @@ class PayloadLog:
         data = str(value).encode()
         digest = hmac.new(self._hash_key, data, hashlib.sha256) if self._hash_key else hashlib.sha256(data)
         return "sha256:" + digest.hexdigest()[:32]
-
-
-# ---- sinks: where the lines go ---------------------------------------------------------------
-
-
-class _Files:
-    """JSON Lines files in a folder, rotated by size and age; a failed write drops and counts."""
-
-    RETRY_AFTER_S = 5.0
-
-    def __init__(
-        self, folder: Path, count: Callable[..., None], on_finished: Callable[[Path, int], None] | None = None
-    ) -> None:
-        self.folder, self.count, self.on_finished = folder, count, on_finished
-        self.rotate_bytes, self.rotate_seconds = 16 * 1024 * 1024, 300.0
-        self._file: Any = None
-        self._path: Path | None = None
-        self._opened = 0.0
-        self._written = self._records = self._sequence = 0
-        self._failed_at = 0.0
-
-    def write(self, line: bytes) -> None:
-        if self._failed_at and time.monotonic() - self._failed_at < self.RETRY_AFTER_S:
-            self.count("store_error")
-            return
-        try:
-            if self._file is None:
-                self._open()
-            self._file.write(line)
-            self._file.flush()
-        except OSError as exc:
-            self._fail(exc)
-            return
-        self._written += len(line)
-        self._records += 1
-        if self.on_finished is None:  # an uploaded file's records count once they are uploaded
-            self.count("written")
-        if self._written >= self.rotate_bytes:
-            self.finish()
-
-    def tick(self) -> None:
-        if self._file is not None and time.monotonic() - self._opened >= self.rotate_seconds:
-            self.finish()
-
-    def finish(self) -> None:
-        """Close the open file and give it its final name (a reader sees whole files only)."""
-        if self._file is None or self._path is None:
-            return
-        path, records = self._path, self._records
-        try:
-            self._file.close()
-            final = path.with_suffix("")  # drop .partial
-            path.rename(final)
-        except OSError as exc:
-            self._fail(exc)
-            return
-        finally:
-            self._file, self._path, self._written, self._records = None, None, 0, 0
-        if self.on_finished is not None:
-            self.on_finished(final, records)
-
-    def _open(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._sequence += 1
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        self._path = self.folder / f"payloads-{stamp}-{os.getpid()}-{self._sequence:04d}.jsonl.partial"
-        self._file = open(self._path, "ab")  # noqa: SIM115 (held open across writes)
-        self._opened = time.monotonic()
-        self._failed_at = 0.0
-
-    def _fail(self, exc: OSError) -> None:
-        """Count the record that failed, keep the file's whole lines (cut back to the last good
-        byte), and pause writes for a while: a full disk is not retried on every request."""
-        if not self._failed_at:
-            log.warning("payload log: cannot write to %s (%s); records are dropped and counted", self.folder, exc)
-        self.count("store_error")
-        path, records, good = self._path, self._records, self._written
-        with contextlib.suppress(OSError):
-            if self._file is not None:
-                self._file.close()  # its buffer may fail to flush again: the file is closed all the same
-        self._file, self._path, self._written, self._records = None, None, 0, 0
-        self._failed_at = time.monotonic()
-        if path is None:
-            return
-        try:
-            if not records:
-                path.unlink()
-                return
-            os.truncate(path, good)
-            final = path.with_suffix("")
-            path.rename(final)
-        except OSError:
-            return
-        if self.on_finished is not None:
-            self.on_finished(final, records)
-
-
-class _S3(_Files):
-    """Spooled files uploaded to ``s3://bucket/prefix/<model>/<version>/`` as they rotate."""
-
-    def __init__(self, url: str, model: str, version: str, count: Callable[..., None]) -> None:
-        from conveyor.serving.payload_upload import S3Uploader  # boto3 only where S3 is asked for
-
-        self.uploader = S3Uploader(url, f"{model}/{version}")
-        super().__init__(Path(tempfile.mkdtemp(prefix="conveyor-payloads-")), count, self._upload)
-
-    def _upload(self, path: Path, records: int) -> None:
-        try:
-            self.uploader.upload(path)
-            self.count("written", records)
-        except Exception as exc:  # botocore raises many kinds; each means this file is lost
-            log.warning("payload log: upload of %s failed (%s); %d records dropped", path.name, exc, records)
-            self.count("store_error", records)
-        finally:
-            with contextlib.suppress(OSError):
-                path.unlink()
-
-
-def sink_for(config: PayloadLogConfig, model: str, version: str, count: Callable[..., None]) -> _Files:
-    if config.destination.startswith("s3://"):
-        sink: _Files = _S3(config.destination, model, version, count)
-    else:
-        sink = _Files(Path(config.destination).expanduser() / model / version, count)
-    sink.rotate_bytes, sink.rotate_seconds = config.rotate_bytes, config.rotate_seconds
-    return sink
