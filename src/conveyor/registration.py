@@ -122,9 +122,11 @@ def _reference_profile(model: Path, reference: Path, out: Path, report: Callable
     from conveyor.serving.spec import resolve_model
 
     observer = Observer(resolve_model(model))
-    profile = profile_of(observer.reference_columns(reference), source=reference.name)
+    columns, quality = observer.score_reference(reference)
+    profile = profile_of(columns, source=reference.name, quality=quality)
     profile.save(out)
-    report(f"reference profile: {profile.items} items of {reference.name}, {len(profile.columns)} columns")
+    labelled = f", {quality.labelled} labelled (quality estimates)" if quality else ""
+    report(f"reference profile: {profile.items} items of {reference.name}, {len(profile.columns)} columns{labelled}")
     return PROFILE_FILE, out
 
 
@@ -135,11 +137,11 @@ def _reference_sample(model: Path, reference: Path, out: Path) -> tuple[str, Pat
     the model was judged on is a baseline for drift."""
     import random
 
-    from conveyor.monitoring.observe import read_items
+    from conveyor.monitoring.observe import reference_items
     from conveyor.monitoring.profile import REFERENCE_SAMPLE_FILE, REFERENCE_SAMPLE_SIZE
     from conveyor.serving.spec import resolve_model
 
-    items = list(read_items(reference, resolve_model(model).spec.task))
+    items = reference_items(reference, resolve_model(model).spec)
     if len(items) > REFERENCE_SAMPLE_SIZE:
         items = random.Random(0).sample(items, REFERENCE_SAMPLE_SIZE)
     out.write_text(json.dumps(items))

@@ -191,7 +191,7 @@ def _unwrap(annotation: Any) -> tuple[Any, bool, bool]:
     return annotation, optional, repeatable
 
 
-def setting_fields(cls: type[ProcessSettings]) -> list[SettingField]:
+def setting_fields(cls: type[BaseModel]) -> list[SettingField]:
     """Every field of ``cls`` with its option, variable, help, default and bounds.
 
     In declaration order, the fields of shared groups (a mixin that is no ProcessSettings, like the
@@ -233,7 +233,7 @@ def setting_fields(cls: type[ProcessSettings]) -> list[SettingField]:
     return described
 
 
-def _from_a_group(cls: type[ProcessSettings], name: str) -> bool:
+def _from_a_group(cls: type[BaseModel], name: str) -> bool:
     declared_in = next(base for base in cls.__mro__ if name in inspect.get_annotations(base))
     return not issubclass(declared_in, ProcessSettings)
 

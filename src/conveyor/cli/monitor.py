@@ -12,8 +12,11 @@ from typing import Annotated, Any
 import typer
 
 from conveyor.cli.output import EXIT_FAILURE, ProgressBar, handle_errors, new_table, print_json, stderr, stdout
+from conveyor.cli.settings_options import with_model_options
+from conveyor.monitoring.thresholds import Thresholds
 
 
+@with_model_options(Thresholds)
 def monitor(
     model: Annotated[str, typer.Argument(help="A registered version (name:N, name@alias) or a model folder.")],
     logs: Annotated[
@@ -24,18 +27,6 @@ def monitor(
         typer.Option(help="Reference rows (CSV, JSON, JSON Lines, text) [default: the version's stored profile]."),
     ] = None,
     window: Annotated[int, typer.Option(min=10, help="Items (texts, rows) per window.")] = 500,
-    psi: Annotated[float, typer.Option(min=0.0, help="A column drifts at this population stability index.")] = 0.2,
-    alpha: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="... and its test (KS or chi-square) has a p-value below this.")
-    ] = 0.01,
-    min_items: Annotated[int, typer.Option(min=1, help="A smaller window is shown, not judged.")] = 100,
-    min_accuracy: Annotated[
-        float | None,
-        typer.Option(min=0.0, max=1.0, help="Alarm when live accuracy (from POST /feedback) falls below this."),
-    ] = None,
-    max_error: Annotated[
-        float | None, typer.Option(min=0.0, help="A regressor: alarm when the live mean absolute error exceeds this.")
-    ] = None,
     html: Annotated[Path | None, typer.Option(help="Also write an HTML report with charts here.")] = None,
     export_labelled: Annotated[
         Path | None,
@@ -55,16 +46,14 @@ def monitor(
         float, typer.Option(min=0.01, max=0.99, help="The share of labelled items --export-holdout keeps.")
     ] = 0.3,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    **thresholds: Any,
 ) -> None:
     """Compare windows of logged traffic with MODEL's reference profile: drift per input and output."""
-    from conveyor.monitoring.drift import Thresholds
     from conveyor.monitoring.run import monitor_log
 
     with handle_errors():
         resolved = resolve_served(model)
-        result = monitor_log(
-            resolved, logs, reference, window, Thresholds(psi, alpha, min_items, min_accuracy, max_error)
-        )
+        result = monitor_log(resolved, logs, reference, window, Thresholds(**thresholds))
         if html is not None:
             from conveyor.monitoring.report import write_html
 
@@ -104,12 +93,72 @@ def resolve_served(model: str) -> Any:
         return resolve(model, bar)
 
 
+def _interval(ci: list[float] | None, percent: bool) -> str:
+    if not ci:
+        return ""
+    return f" [{ci[0]:.1%}, {ci[1]:.1%}]" if percent else f" [{ci[0]:.4g}, {ci[1]:.4g}]"
+
+
 def _quality(quality: dict[str, Any] | None) -> str:
+    """A window's realised quality with its interval and the count of labels behind it."""
     if quality is None:
         return "-"
+    labelled, needed = quality["labelled"], quality.get("min_labels", 0)
+    if not quality.get("enough_labels", True):
+        return f"not enough labels ({labelled} of {needed})"
     if "accuracy" in quality:
-        return f"accuracy {quality['accuracy']:.1%} of {quality['labelled']}"
-    return f"MAE {quality['mae']:.4g} of {quality['labelled']}"
+        return f"accuracy {quality['accuracy']:.1%}{_interval(quality.get('accuracy_ci'), True)} of {labelled}"
+    return f"MAE {quality['mae']:.4g}{_interval(quality.get('mae_ci'), False)} of {labelled}"
+
+
+def _estimated(estimated: dict[str, Any] | None) -> str:
+    """A window's label-free estimate (CBPE or DLE)."""
+    if estimated is None:
+        return "-"
+    if "accuracy" in estimated:
+        low, high = estimated["accuracy_range"]
+        return f"{estimated['method']} accuracy {estimated['accuracy']:.1%} [{low:.1%}, {high:.1%}]"
+    return f"{estimated['method']} MAE {estimated['mae']:.4g}, RMSE {estimated['rmse']:.4g}"
+
+
+def _render_quality(quality: dict[str, Any], index: int) -> None:
+    """The latest labelled window's evidence: per class counts, precision, recall and F1, or RMSE."""
+    if "classes" not in quality:
+        rmse = quality["rmse"]
+        stdout.print(
+            f"window {index}: RMSE {rmse:.4g}{_interval(quality.get('rmse_ci'), False)} of {quality['labelled']}"
+        )
+        return
+    table = new_table(
+        f"window {index}: live quality of {quality['labelled']} labelled items (95% intervals: Wilson, F1 bootstrap)"
+    )
+    for column in ("class", "true", "predicted", "correct", "precision", "recall", "F1"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+
+    def rate(value: float | None, ci: list[float] | None) -> str:
+        return "-" if value is None else f"{value:.1%}{_interval(ci, True)}"
+
+    for label, c in quality["classes"].items():
+        table.add_row(
+            label,
+            str(c["true"]),
+            str(c["predicted"]),
+            str(c["correct"]),
+            rate(c["precision"], c["precision_ci"]),
+            rate(c["recall"], c["recall_ci"]),
+            rate(c["f1"], c["f1_ci"]),
+        )
+    macro = quality["macro"]
+    table.add_row(
+        "macro",
+        "",
+        "",
+        "",
+        rate(macro["precision"], None),
+        rate(macro["recall"], None),
+        rate(macro["f1"], macro["f1_ci"]),
+    )
+    stdout.print(table)
 
 
 def _render(result: Any) -> None:
@@ -117,7 +166,7 @@ def _render(result: Any) -> None:
         f"{result.model}:{result.version} traffic against its reference ({result.profile.source}, "
         f"{result.profile.items} items): {result.records} requests in {result.files} files"
     )
-    for column in ("window", "items", "from", "to", "drifted", "live quality"):
+    for column in ("window", "items", "from", "to", "drifted", "live quality", "estimated"):
         windows.add_column(column, justify="right" if column in ("window", "items") else "left")
     for w in result.windows:
         verdict = ", ".join(w.drifted) if w.drifted else ("none" if w.judged else "too few items to judge")
@@ -129,8 +178,12 @@ def _render(result: Any) -> None:
             w.end,
             f"[red]{verdict}[/red]" if w.drifted else verdict,
             f"[red]{quality}[/red]" if w.quality_failed else quality,
+            _estimated(w.estimated),
         )
     stdout.print(windows)
+    evidenced = [w for w in result.windows if w.quality and w.quality.get("enough_labels")]
+    if evidenced:
+        _render_quality(evidenced[-1].quality, evidenced[-1].index)
     latest = result.latest
     if latest is None:
         stdout.print("no window has enough items to judge yet")

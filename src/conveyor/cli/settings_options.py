@@ -38,7 +38,7 @@ def greater_than(bound: float) -> Callable[[Any], Any]:
     return check
 
 
-def _parameter(field: SettingField) -> inspect.Parameter:
+def _parameter(field: SettingField, variables: bool = True) -> inspect.Parameter:
     if field.argument:
         annotation: Any = Annotated[field.kind, typer.Argument(help=field.help, show_default=False)]
         return inspect.Parameter(field.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation)
@@ -47,8 +47,8 @@ def _parameter(field: SettingField) -> inspect.Parameter:
     option = typer.Option(
         declared,
         help=field.help,
-        envvar=field.env,
-        show_envvar=True,
+        envvar=field.env if variables else None,
+        show_envvar=variables,
         show_default=field.show_default,
         min=field.ge,
         max=field.le,
@@ -77,6 +77,20 @@ def with_settings(settings: type[ProcessSettings]) -> Callable[[Command], Comman
         arguments = [p for p in derived if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
         options = [p for p in derived if p.kind is inspect.Parameter.KEYWORD_ONLY]
         command.__signature__ = signature.replace(parameters=[*arguments, *own, *options])  # type: ignore[attr-defined]
+        return command
+
+    return decorate
+
+
+def with_model_options(model: type[BaseModel]) -> Callable[[Command], Command]:
+    """Give the decorated command one option per field of a plain model (no variables, no conveyor.yaml
+    section: ``conveyor monitor``'s thresholds), as ``**options`` after its own parameters."""
+
+    def decorate(command: Command) -> Command:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        derived = [_parameter(f, variables=False) for f in setting_fields(model)]
+        command.__signature__ = signature.replace(parameters=[*own, *derived])  # type: ignore[attr-defined]
         return command
 
     return decorate

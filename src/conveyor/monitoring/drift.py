@@ -23,30 +23,13 @@ import numpy as np
 from conveyor.extras import needs
 from conveyor.monitoring.features import Columns
 from conveyor.monitoring.profile import ColumnProfile, Profile
+from conveyor.monitoring.thresholds import Thresholds
 
 with needs("monitor", "drift detection (conveyor monitor)"):
     from scipy.spatial.distance import jensenshannon
     from scipy.stats import chi2_contingency, ks_2samp
 
 EPSILON = 1e-4  # an empty bin's share, so the index stays finite
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    psi: float = 0.2
-    alpha: float = 0.01
-    min_items: int = 100
-    min_accuracy: float | None = None  # live quality, where feedback arrived
-    max_error: float | None = None  # a regressor's mean absolute error
-
-    def quality_failed(self, quality: dict[str, Any] | None) -> bool:
-        if quality is None:
-            return False
-        if "accuracy" in quality and self.min_accuracy is not None:
-            return bool(quality["accuracy"] < self.min_accuracy)
-        if "mae" in quality and self.max_error is not None:
-            return bool(quality["mae"] > self.max_error)
-        return False
 
 
 @dataclass
@@ -72,8 +55,9 @@ class WindowDrift:
     end: str
     judged: bool
     columns: list[ColumnDrift]
-    quality: dict[str, Any] | None = None  # {"labelled": n, "accuracy": a} or {"labelled": n, "mae": e}
+    quality: dict[str, Any] | None = None  # monitoring.quality.window_quality: live quality, with its evidence
     quality_failed: bool = False
+    estimated: dict[str, Any] | None = None  # monitoring.estimate: CBPE or DLE, from the answers alone
 
     @property
     def drifted(self) -> list[str]:

@@ -10,7 +10,8 @@ Gauges, per model and version: ``conveyor_drift_psi`` and ``conveyor_drift_pvalu
 the latest judged window, ``conveyor_drift_detected`` (1 for a drifted column), the windows judged
 (``conveyor_drift_windows_total{outcome}``), and, as ``POST /feedback`` labels logged requests,
 ``conveyor_live_accuracy`` or ``conveyor_live_mean_absolute_error`` over the latest ``window``
-labelled items (``conveyor_live_labelled_total`` counts them).  With several workers each gauge
+labelled items, once at least ``min_labels`` (30) have come (``conveyor_live_labelled_total``
+counts them).  With several workers each gauge
 shows the most recent worker's window (prometheus-client's ``mostrecent`` mode).
 """
 
@@ -22,11 +23,12 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from conveyor.monitoring.drift import Thresholds, compare
+from conveyor.monitoring.drift import compare
 from conveyor.monitoring.features import Columns
 from conveyor.monitoring.observe import Observer
 from conveyor.monitoring.profile import PROFILE_FILE, Profile
 from conveyor.monitoring.quality import served_answers
+from conveyor.monitoring.thresholds import Thresholds
 from conveyor.serving.payload_record import FeedbackRecord, PayloadRecord, RequestRecord
 from conveyor.serving.spec import ResolvedModel
 
@@ -136,6 +138,8 @@ class LiveDrift:
         else:
             self.outcomes.extend(1.0 if answer == true else 0.0 for answer, true in pairs)
         LABELLED.labels(**self.names).inc(len(pairs))
+        if len(self.outcomes) < self.thresholds.min_labels:
+            return  # not enough labels: no gauge rather than "accuracy 100%" on two items
         mean = sum(self.outcomes) / len(self.outcomes)
         (MAE if self.regression else ACCURACY).labels(**self.names).set(round(mean, 6))
 
@@ -145,4 +149,5 @@ def live_drift_for(resolved: ResolvedModel, window: int) -> LiveDrift | None:
     stored = resolved.model_path.parent / PROFILE_FILE
     if window <= 0 or not stored.is_file() or not resolved.spec.task.named_inputs:
         return None
-    return LiveDrift(resolved, Profile.load(stored), window, Thresholds(min_items=min(window, 100)))
+    limits = Thresholds(min_items=min(window, 100), min_labels=min(window, Thresholds().min_labels))
+    return LiveDrift(resolved, Profile.load(stored), window, limits)

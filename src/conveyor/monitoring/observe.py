@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from conveyor.errors import InvalidInput
+from conveyor.monitoring.estimate import QualityReference, quality_reference
 from conveyor.monitoring.features import OUTPUT, Columns, TextFeatures, add_outputs, add_records, answered_labels
 from conveyor.serving.model import softmax
 from conveyor.serving.payload_record import RequestRecord
-from conveyor.serving.spec import ResolvedModel
+from conveyor.serving.spec import ModelSpec, ResolvedModel
 from conveyor.task_kinds import Task
 
 BATCH = 64
@@ -58,15 +59,23 @@ class Observer:
 
     def reference_columns(self, path: Path) -> Columns:
         """The reference file's items, scored by the served model's code, as columns."""
+        return self.score_reference(path)[0]
+
+    def score_reference(self, path: Path) -> tuple[Columns, QualityReference | None]:
+        """The reference file's items, scored by the served model's code, as columns; and, where its
+        rows carry the true answer (``label`` or ``value``), those rows scored (label-free estimates)."""
         from conveyor.serving.dataplane import ServingOptions
         from conveyor.serving.tasks import server_for
 
-        items = list(read_items(path, self.spec.task))
+        items = reference_items(path, self.spec)
         if not items:
             raise InvalidInput(f"{path}: no reference rows")
+        truth = read_truth(path, self.spec.task)
         task = server_for(self.resolved, ServingOptions())
         task.load()
         columns = Columns()
+        probabilities: list[list[float]] = []
+        values: list[float] = []
         for start in range(0, len(items), BATCH):
             batch = items[start : start + BATCH]
             scores = np.asarray(task.score(batch), dtype=np.float64)
@@ -75,9 +84,18 @@ class Observer:
                 if task.scores_are_logits:
                     scores = softmax(scores)
                 add_outputs(columns, scores.tolist(), self.spec.labels, [])
+                probabilities += scores.tolist()
             else:
                 add_outputs(columns, None, [], scores[:, 0].tolist())
-        return columns
+                values += scores[:, 0].tolist()
+        if truth is None or len(truth) != len(items):
+            return columns, None
+        if task.classifier:
+            return columns, quality_reference(self.spec.labels, probabilities, [], [], truth)
+        features = [
+            {k: v for k, v in item.items() if k in self.features} if isinstance(item, dict) else {} for item in items
+        ]
+        return columns, quality_reference([], None, features, values, truth)
 
 
 def read_items(path: Path, task: Task) -> Iterator[Any]:
@@ -104,6 +122,36 @@ def read_items(path: Path, task: Task) -> Iterator[Any]:
         yield from (line for line in path.read_text().splitlines() if line.strip())
     else:
         raise InvalidInput(f"{path}: a tabular reference is a .csv, .json or .jsonl file")
+
+
+def reference_items(path: Path, spec: ModelSpec) -> list[Any]:
+    """The reference's items as the model takes them: a record's true answer (``label`` or ``value``,
+    unless the model has a feature of that name) is not an input."""
+    answer = spec.task.answer_field
+    keep_answer = any(f.name == answer for f in spec.features)
+    return [
+        {k: v for k, v in item.items() if k != answer} if isinstance(item, dict) and not keep_answer else item
+        for item in read_items(path, spec.task)
+    ]
+
+
+def read_truth(path: Path, task: Task) -> list[Any] | None:
+    """The true answer of each reference item (``label``, or ``value`` for a regressor), where the
+    file has that column or key (CSV, JSON or JSON Lines records); None where it has none."""
+    target = task.answer_field
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            if target not in (reader.fieldnames or []):
+                return None
+            return [row[target] or None for row in reader]
+    if suffix in (".json", ".jsonl", ".ndjson"):
+        items = list(read_items(path, task))
+        if not any(isinstance(item, dict) and target in item for item in items):
+            return None
+        return [item.get(target) if isinstance(item, dict) else None for item in items]
+    return None
 
 
 def _typed(row: dict[str, str]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from conveyor.monitoring.estimate import QualityReference
 from conveyor.monitoring.features import Column, Columns
 
 PROFILE_FILE = "monitoring/profile.json"
@@ -59,6 +60,9 @@ class Profile(BaseModel):
     items: int
     source: str = Field(description="Where the reference came from (a file, a pipeline's split).")
     columns: dict[str, ColumnProfile]
+    quality: QualityReference | None = Field(
+        default=None, description="Labelled reference rows, scored: what label-free quality estimates learn from."
+    )
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,11 +74,12 @@ class Profile(BaseModel):
         return cls.model_validate(json.loads(path.read_text()))
 
 
-def profile_of(columns: Columns, source: str, seed: int = 0) -> Profile:
+def profile_of(columns: Columns, source: str, seed: int = 0, quality: QualityReference | None = None) -> Profile:
     return Profile(
         items=columns.items,
         source=source,
         columns={name: _column(column, seed) for name, column in columns.by_name.items() if column.values},
+        quality=quality,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from conveyor.monitoring.evidence import classifier_quality, regressor_quality
 from conveyor.monitoring.features import answered_labels
 from conveyor.serving.payload_record import FeedbackRecord, PayloadRecord, RequestRecord
 
@@ -31,27 +32,25 @@ def window_quality(
     regression: bool,
     boolean: str | None = None,
 ) -> dict[str, Any] | None:
-    """``{"labelled": n, "accuracy": a}`` (or ``"mae"``) over the window's items with feedback."""
-    hits = errors = 0.0
-    labelled = 0
+    """The window's items with feedback, judged (``monitoring.evidence``): ``labelled`` and
+    ``accuracy`` with per class counts, precision, recall and F1, or ``mae`` and ``rmse``, each with
+    its interval; None when no item has feedback."""
+    served_all: list[Any] = []
+    truth_all: list[Any] = []
     for record in requests:
         true = truth.get(record.request_id)
         if not true:
             continue
         predicted = served_answers(record, labels, regression, boolean)
         for served, actual in zip(predicted, true, strict=False):
-            if served is None:
-                continue
-            labelled += 1
-            if regression:
-                errors += abs(float(served) - float(actual))
-            else:
-                hits += served == actual
-    if not labelled:
+            if served is not None:
+                served_all.append(served)
+                truth_all.append(actual)
+    if not served_all:
         return None
     if regression:
-        return {"labelled": labelled, "mae": round(errors / labelled, 6)}
-    return {"labelled": labelled, "accuracy": round(hits / labelled, 4)}
+        return regressor_quality([float(v) for v in served_all], [float(v) for v in truth_all])
+    return classifier_quality([str(v) for v in served_all], [str(v) for v in truth_all], labels)
 
 
 def served_answers(record: RequestRecord, labels: list[str], regression: bool, boolean: str | None) -> list[Any]:

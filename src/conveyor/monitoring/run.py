@@ -11,11 +11,13 @@ from typing import Any
 
 from conveyor.atomic import write_atomic
 from conveyor.errors import InvalidInput
-from conveyor.monitoring.drift import Thresholds, WindowDrift, compare
+from conveyor.monitoring.drift import WindowDrift, compare
+from conveyor.monitoring.estimate import estimate_window, estimator_for
 from conveyor.monitoring.logs import LogReader
 from conveyor.monitoring.observe import Observer, chunked
 from conveyor.monitoring.profile import PROFILE_FILE, Profile, profile_of
 from conveyor.monitoring.quality import feedback_of, labelled_rows, window_quality
+from conveyor.monitoring.thresholds import Thresholds
 from conveyor.serving.payload_record import RequestRecord
 from conveyor.serving.spec import ResolvedModel
 
@@ -48,8 +50,13 @@ class MonitorResult:
         return {
             "model": self.model,
             "version": self.version,
-            "reference": {"source": self.profile.source, "items": self.profile.items},
-            "thresholds": asdict(self.thresholds),
+            "reference": {
+                "source": self.profile.source,
+                "items": self.profile.items,
+                "labelled": self.profile.quality.labelled if self.profile.quality else 0,
+                "quality": self.profile.quality.realised if self.profile.quality else None,
+            },
+            "thresholds": self.thresholds.model_dump(),
             "records": self.records,
             "files": self.files,
             "unreadable_lines": self.unreadable,
@@ -79,7 +86,8 @@ def reference_profile(resolved: ResolvedModel, reference: Path | None) -> Profil
     """``reference`` scored now, else the profile stored with the version."""
     observer = Observer(resolved)
     if reference is not None:
-        return profile_of(observer.reference_columns(reference), source=str(reference))
+        columns, quality = observer.score_reference(reference)
+        return profile_of(columns, source=str(reference), quality=quality)
     stored = resolved.model_path.parent / PROFILE_FILE
     if not stored.is_file():
         raise InvalidInput(
@@ -100,10 +108,13 @@ def monitor_log(
     truth = feedback_of(everything)
     requests = [r for r in everything if isinstance(r, RequestRecord)]
     task = resolved.spec.task
+    estimator = estimator_for(profile.quality)
     for index, (columns, records) in enumerate(chunked(requests, observer, window), 1):
         result.records += len(records)
         judged = columns.items >= thresholds.min_items
         quality = window_quality(records, truth, resolved.spec.labels, task.regression, resolved.spec.boolean_label)
+        if quality is not None:
+            quality.update(min_labels=thresholds.min_labels, enough_labels=thresholds.enough_labels(quality))
         result.windows.append(
             WindowDrift(
                 index=index,
@@ -114,6 +125,7 @@ def monitor_log(
                 columns=compare(profile, columns, thresholds) if judged else [],
                 quality=quality,
                 quality_failed=judged and thresholds.quality_failed(quality),
+                estimated=estimate_window(estimator, records),
             )
         )
     result.files, result.unreadable, result.feedback = reader.files, reader.unreadable, len(truth)

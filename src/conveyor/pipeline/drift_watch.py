@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.atomic import write_atomic
+from conveyor.monitoring.thresholds import Thresholds
 from conveyor.pipeline.spec import DriftTrigger
 
 STATE_FILE = Path(".conveyor") / "drift-triggers.json"
@@ -26,13 +27,12 @@ REPORTS = Path(".conveyor") / "drift-reports"
 
 def check_drift(trigger: DriftTrigger, project: Path) -> dict[str, Any] | None:
     """The event for a new finding on ``trigger``'s served version, or None."""
-    from conveyor.monitoring.drift import Thresholds
     from conveyor.monitoring.run import monitor_log
     from conveyor.serving.fetch import resolve_served
 
     resolved = resolve_served(f"{trigger.model}@{trigger.alias}")
     ref = f"{resolved.spec.name}:{resolved.spec.version}"
-    limits = Thresholds(trigger.psi, trigger.alpha, trigger.min_items, trigger.min_accuracy, trigger.max_error)
+    limits = Thresholds(**trigger.limits())
     result = monitor_log(resolved, trigger.logs, None, trigger.window, limits)
     latest = result.latest
     if latest is None or not result.latest_drifted:

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from conveyor import plugins
 from conveyor.errors import NotFound
+from conveyor.monitoring.thresholds import Thresholds
 from conveyor.pipeline.step_args import static_problems
 from conveyor.pipeline.step_types import step_types
 from conveyor.yamlfile import load_yaml_model
@@ -43,7 +44,7 @@ class Param(BaseModel):
     description: str = ""
 
 
-class DriftTrigger(BaseModel):
+class DriftTrigger(Thresholds):
     """Run when ``conveyor monitor`` finds the served version's latest window drifted (or its live
     quality below the bound): checked by ``conveyor pipeline watch`` every ``every``."""
 
@@ -54,11 +55,7 @@ class DriftTrigger(BaseModel):
     logs: str = Field(description="The payload log the server writes (serve --log-payloads DEST)")
     every: str = "5m"
     window: int = Field(default=500, ge=10)
-    psi: float = Field(default=0.2, ge=0)
-    alpha: float = Field(default=0.01, ge=0, le=1)
-    min_items: int = Field(default=100, ge=1)
-    min_accuracy: float | None = Field(default=None, ge=0, le=1)
-    max_error: float | None = Field(default=None, ge=0)
+    # and every threshold of `conveyor monitor` (psi, alpha, min_items, min_labels, min_accuracy, max_error)
 
 
 class MlflowTrigger(BaseModel):

@@ -1,7 +1,8 @@
 """The dashboard's "served traffic" panel: a version's payload log against its reference profile.
 
 The same judgement as ``conveyor monitor`` (``monitoring.run.monitor_log``: windows, PSI and a
-test per column, live accuracy or error from ``POST /feedback``), drawn as charts on the version
+test per column, live accuracy or error from ``POST /feedback`` where a window has enough labels,
+and its label-free estimate), drawn as charts on the version
 page and on a rollout's page (for its stable and canary versions).  The dashboard reads the log
 where ``conveyor ui --payload-logs DEST`` says the servers (or the router) write it; without it,
 or for a version registered without ``--reference``, the panel says how to get one.
@@ -35,9 +36,9 @@ def traffic_panel(registry: Registry, ref: str, settings: TrafficSettings) -> di
         version = registry.resolve(ref)
     except NotFound:
         return {"ref": ref, "state": "unregistered"}
-    from conveyor.monitoring.drift import Thresholds  # scipy, numpy: only where a log is read
-    from conveyor.monitoring.profile import PROFILE_FILE
+    from conveyor.monitoring.profile import PROFILE_FILE  # scipy, numpy: only where a log is read
     from conveyor.monitoring.run import monitor_log
+    from conveyor.monitoring.thresholds import Thresholds
     from conveyor.serving.spec import locate_model, resolve_model
 
     if not any(f.path == PROFILE_FILE for f in version.files):
@@ -59,8 +60,29 @@ def traffic_panel(registry: Registry, ref: str, settings: TrafficSettings) -> di
         "result": result,
         "windows": list(reversed(result.windows[-MAX_WINDOWS_LISTED:])),
         "latest": result.latest,
+        "quality": _headline(result.windows),
         "charts": _charts(judged),
     }
+
+
+def _headline(windows: list[Any]) -> str | None:
+    """The latest labelled window's live quality in words, with the labels behind it: never a rate
+    from fewer labels than the threshold."""
+    labelled = [w for w in windows if w.quality]
+    if not labelled:
+        return None
+    window = labelled[-1]
+    quality = window.quality
+    count = quality["labelled"]
+    if not quality.get("enough_labels"):
+        return f"live quality in window {window.index}: not enough labels ({count} of {quality['min_labels']})"
+    if "accuracy" in quality:
+        low, high = quality["accuracy_ci"]
+        said = f"accuracy {quality['accuracy']:.1%} (95%: {low:.1%} to {high:.1%})"
+    else:
+        low, high = quality["mae_ci"]
+        said = f"MAE {quality['mae']:.4g} (95%: {low:.4g} to {high:.4g})"
+    return f"live {said} on {count} labels in window {window.index}"
 
 
 def _charts(judged: list[Any]) -> list[Any]:
@@ -79,9 +101,12 @@ def _charts(judged: list[Any]) -> list[Any]:
     title = f"PSI per window (drift at 0.2 with p < 0.01; shown up to {PSI_SHOWN:g})"
     charts = [line_chart(title, psi, x_range=x_range, width=760)]
     quality = [(float(w.index), _quality(w.quality)) for w in judged]
-    if any(value is not None for _, value in quality):
-        unit = "%" if any(w.quality and "accuracy" in w.quality for w in judged) else ""
-        charts.append(line_chart("live quality (POST /feedback)", {"live": quality}, unit, x_range=x_range))
+    estimated = [(float(w.index), _quality(w.estimated)) for w in judged]
+    if any(value is not None for _, value in quality + estimated):
+        classifier = any("accuracy" in (w.quality or w.estimated or {}) for w in judged)
+        series = {"live": quality, "estimated": estimated}
+        title = "live quality (windows with enough labels) and its estimate"
+        charts.append(line_chart(title, series, "%" if classifier else "", x_range=x_range))
     return charts
 
 
@@ -92,6 +117,7 @@ def _capped(psi: float | None) -> float | None:
 
 
 def _quality(quality: dict[str, Any] | None) -> float | None:
-    if not quality:
+    """A window's accuracy in percent, or its MAE; None without one, or with too few labels."""
+    if not quality or quality.get("enough_labels") is False:
         return None
     return quality["accuracy"] * 100 if "accuracy" in quality else quality.get("mae")

@@ -1,0 +1,225 @@
+"""Quality before the labels arrive: estimated from the answers alone, learnt on the labelled reference.
+
+Labels come weeks late or never; what a model answers comes at once.  Where the reference rows
+carry their true answers (a ``label`` or ``value`` column), the profile keeps up to
+``KEPT`` of them scored (``QualityReference``), and each window of served traffic gets an estimate
+beside its realised quality (NannyML's two methods, described in its documentation; written here
+with scikit-learn, not copied):
+
+* **CBPE** (confidence-based performance estimation), for classifiers: each class's served
+  probability is calibrated one-vs-rest on the reference (isotonic regression; each item's
+  calibrated probabilities are then scaled to sum to 1).  A calibrated probability is the chance
+  the answer is right, so a window's expected accuracy is the mean calibrated probability of the
+  answered class, and expected true/false positives per class give precision, recall and F1.
+  ``accuracy_range`` is where the realised accuracy should fall (95%) if the estimate holds: the
+  spread of a sum of independent Bernoulli outcomes.  The assumption: calibration learnt on the
+  reference still holds, i.e. the inputs shift (covariate shift) but the truth given an input does
+  not (no concept drift).  When the world itself changes, only labels show it.  It needs the
+  served probabilities: a server's log has them, a router's does not.
+* **DLE** (direct loss estimation), for regressors: two gradient-boosted tree models trained on the
+  reference (Poisson loss: a log link for a non-negative target whose scale differs from one
+  region to another by orders of magnitude, which squared loss smears across them) predict, from an item's inputs and the served value, the absolute error and the
+  squared error; a window's estimated MAE is the mean of the first, its RMSE the root of the
+  mean of the second.  The same assumption: errors depend on the inputs as they did on the reference.
+
+The estimators are fitted when a log is judged (milliseconds to a second on ``KEPT`` rows), with
+fixed seeds, so the same profile and log give the same estimate.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from conveyor.serving.payload_record import RequestRecord
+
+KEPT = 2000  # labelled reference rows kept in the profile
+MAX_CATEGORIES = 250  # per categorical input of DLE's trees (their limit is 255 bins)
+Z95 = 1.959964
+
+
+class QualityReference(BaseModel):
+    """The labelled reference rows as the served model scored them: what estimates are learnt from."""
+
+    labelled: int = Field(description="Reference items with a true answer.")
+    labels: list[str] = Field(default_factory=list, description="A classifier's labels, in score order.")
+    scores: list[list[float]] = Field(default_factory=list, description="A classifier's probabilities per kept row.")
+    inputs: list[dict[str, Any]] = Field(default_factory=list, description="A regressor's features per kept row.")
+    predictions: list[float] = Field(default_factory=list, description="A regressor's served value per kept row.")
+    truth: list[Any] = Field(default_factory=list, description="The true label or value per kept row.")
+    realised: dict[str, Any] = Field(default_factory=dict, description="The reference's own quality.")
+
+
+def quality_reference(
+    labels: list[str], scores: list[list[float]] | None, inputs: list[Any], predictions: list[float], truth: list[Any]
+) -> QualityReference | None:
+    """The kept labelled rows (a seeded sample of ``KEPT``) and the reference's realised quality;
+    None where no row has a true answer."""
+    from conveyor.monitoring.evidence import classifier_quality, regressor_quality
+
+    rows = [i for i, answer in enumerate(truth) if answer is not None and answer != ""]
+    if not rows:
+        return None
+    labelled = len(rows)
+    if len(rows) > KEPT:
+        rows = sorted(random.Random(0).sample(rows, KEPT))
+    if scores is not None:
+        kept = [[round(float(p), 6) for p in scores[i]] for i in rows]
+        answers = [labels[int(np.argmax(row))] for row in kept]
+        true = [str(truth[i]) for i in rows]
+        realised = classifier_quality(answers, true, labels)
+        return QualityReference(labelled=labelled, labels=labels, scores=kept, truth=true, realised=realised)
+    true_values = [float(truth[i]) for i in rows]
+    served = [float(predictions[i]) for i in rows]
+    return QualityReference(
+        labelled=labelled,
+        inputs=[dict(inputs[i]) if isinstance(inputs[i], dict) else {} for i in rows],
+        predictions=served,
+        truth=true_values,
+        realised=regressor_quality(served, true_values),
+    )
+
+
+class Cbpe:
+    """Expected classifier quality from served probabilities, calibrated on the reference."""
+
+    def __init__(self, reference: QualityReference) -> None:
+        from conveyor.extras import needs
+
+        with needs("monitor", "quality estimates (conveyor monitor)"):
+            from sklearn.isotonic import IsotonicRegression
+
+        self.labels = reference.labels
+        scores = np.asarray(reference.scores, dtype=np.float64)
+        truth = np.asarray(reference.truth, dtype=object)
+        self.calibrators = [
+            IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores[:, k], truth == label)
+            for k, label in enumerate(self.labels)
+        ]
+
+    def calibrated(self, scores: np.ndarray) -> np.ndarray:
+        calibrated = np.column_stack([c.predict(scores[:, k]) for k, c in enumerate(self.calibrators)])
+        sums = calibrated.sum(axis=1, keepdims=True)
+        return np.where(sums > 0, calibrated / np.where(sums > 0, sums, 1), 1 / len(self.labels))
+
+    def estimate(self, probabilities: list[list[float]]) -> dict[str, Any] | None:
+        if not probabilities:
+            return None
+        scores = np.asarray(probabilities, dtype=np.float64)
+        answered = scores.argmax(axis=1)
+        p = self.calibrated(scores)
+        right = p[np.arange(len(p)), answered]
+        n = len(right)
+        accuracy = float(right.mean())
+        spread = Z95 * float(np.sqrt(np.sum(right * (1 - right)))) / n
+        classes, precisions, recalls, f1s = {}, [], [], []
+        for k, label in enumerate(self.labels):
+            tp = float(p[answered == k, k].sum())
+            fp = float((1 - p[answered == k, k]).sum())
+            fn = float(p[answered != k, k].sum())
+            precision = tp / (tp + fp) if tp + fp else None
+            recall = tp / (tp + fn) if tp + fn else None
+            f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+            classes[label] = {"precision": _round(precision), "recall": _round(recall), "f1": round(f1, 4)}
+            precisions += [precision] if precision is not None else []
+            recalls += [recall] if recall is not None else []
+            f1s.append(f1)
+        return {
+            "method": "CBPE",
+            "items": n,
+            "accuracy": round(accuracy, 4),
+            "accuracy_range": [round(max(0.0, accuracy - spread), 4), round(min(1.0, accuracy + spread), 4)],
+            "classes": classes,
+            "macro": {
+                "precision": _round(float(np.mean(precisions)) if precisions else None),
+                "recall": _round(float(np.mean(recalls)) if recalls else None),
+                "f1": round(float(np.mean(f1s)), 4),
+            },
+        }
+
+
+class Dle:
+    """Expected regressor error from the inputs and the served value, learnt on the reference."""
+
+    def __init__(self, reference: QualityReference) -> None:
+        from conveyor.extras import needs
+
+        with needs("monitor", "quality estimates (conveyor monitor)"):
+            from sklearn.ensemble import HistGradientBoostingRegressor
+
+        names = sorted({key for row in reference.inputs for key in row})
+        self.numeric = [n for n in names if all(_number(r.get(n)) for r in reference.inputs if r.get(n) is not None)]
+        categorical = [n for n in names if n not in self.numeric]
+        seen = {n: sorted({str(r[n]) for r in reference.inputs if r.get(n) is not None}) for n in categorical}
+        # the trees take at most MAX_CATEGORIES categories per feature; a column with more (an id) is left out
+        self.codes = {
+            n: {v: i for i, v in enumerate(values)} for n, values in seen.items() if len(values) <= MAX_CATEGORIES
+        }
+        x = self.matrix(reference.inputs, reference.predictions)
+        errors = np.asarray(reference.predictions) - np.asarray(reference.truth, dtype=np.float64)
+        mask = [False] * len(self.numeric) + [True] * len(self.codes) + [False]
+
+        def trees() -> Any:
+            return HistGradientBoostingRegressor(
+                loss="poisson",
+                max_iter=100,
+                min_samples_leaf=20,
+                categorical_features=mask if self.codes else None,
+                random_state=0,
+            )
+
+        self.absolute = trees().fit(x, np.abs(errors))
+        self.squared = trees().fit(x, errors**2)
+
+    def matrix(self, inputs: list[Any], predictions: list[float]) -> np.ndarray:
+        rows = []
+        for item, value in zip(inputs, predictions, strict=True):
+            item = item if isinstance(item, dict) else {}
+            numbers = [float(item[n]) if _number(item.get(n)) else np.nan for n in self.numeric]
+            codes = [float(c.get(str(item.get(n)), np.nan)) for n, c in self.codes.items()]
+            rows.append([*numbers, *codes, float(value)])
+        return np.asarray(rows, dtype=np.float64)
+
+    def estimate(self, inputs: list[Any], predictions: list[float]) -> dict[str, Any] | None:
+        if not predictions:
+            return None
+        x = self.matrix(inputs, predictions)
+        mae = float(np.clip(self.absolute.predict(x), 0, None).mean())
+        rmse = float(np.sqrt(np.clip(self.squared.predict(x), 0, None).mean()))
+        return {"method": "DLE", "items": len(predictions), "mae": round(mae, 6), "rmse": round(rmse, 6)}
+
+
+def estimate_window(estimator: Cbpe | Dle | None, records: list[RequestRecord]) -> dict[str, Any] | None:
+    """The estimate for one window's logged requests (every item, labelled or not)."""
+    if isinstance(estimator, Cbpe):
+        return estimator.estimate([row for r in records if r.probabilities for row in r.probabilities])
+    if isinstance(estimator, Dle):
+        inputs: list[Any] = []
+        values: list[float] = []
+        for record in records:
+            items = record.inputs or [None] * len(record.outputs)
+            for item, answer in zip(items, record.outputs, strict=False):
+                value = answer.get("value") if isinstance(answer, dict) else None
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    inputs.append(item)
+                    values.append(float(value))
+        return estimator.estimate(inputs, values)
+    return None
+
+
+def estimator_for(reference: QualityReference | None) -> Cbpe | Dle | None:
+    """The estimator a profile's labelled reference supports (None without one)."""
+    if reference is None or not reference.truth:
+        return None
+    return Cbpe(reference) if reference.scores else Dle(reference)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
