@@ -16,11 +16,12 @@ with scikit-learn, not copied):
   reference still holds, i.e. the inputs shift (covariate shift) but the truth given an input does
   not (no concept drift).  When the world itself changes, only labels show it.  It needs the
   served probabilities: a server's log has them, a router's does not.
-* **DLE** (direct loss estimation), for regressors: two gradient-boosted tree models trained on the
-  reference (Poisson loss: a log link for a non-negative target whose scale differs from one
-  region to another by orders of magnitude, which squared loss smears across them) predict,
-  from an item's inputs and the served value, the absolute error and the squared error; a window's estimated MAE is the mean of the first, its RMSE the root of the
-  mean of the second.  The same assumption: errors depend on the inputs as they did on the reference.
+* **DLE** (direct loss estimation), for regressors: two gradient-boosted tree models trained on
+  the reference predict, from an item's inputs and the served value, its absolute error and its
+  squared error (Poisson loss: a log link for a non-negative target whose scale differs by
+  orders of magnitude from one region to another, which squared loss smears across them).  A
+  window's estimated MAE is the mean of the first, its RMSE the root of the mean of the second.
+  The same assumption: errors depend on the inputs as they did on the reference.
 
 The estimators are fitted when a log is judged (milliseconds to a second on ``KEPT`` rows), with
 fixed seeds, so the same profile and log give the same estimate.
