@@ -36,24 +36,26 @@ def wilson(successes: int, trials: int) -> list[float] | None:
     return [round(float(ci.low), 4), round(float(ci.high), 4)]
 
 
-def bootstrapped(statistic: Callable[..., Any], *samples: np.ndarray) -> list[float] | None:
-    """A seeded 95% percentile bootstrap interval of ``statistic`` (vectorised: it takes ``axis``)
-    over paired samples."""
+def bootstrapped(statistic: Callable[..., Any], *samples: np.ndarray) -> list[Any]:
+    """Seeded 95% percentile bootstrap intervals of ``statistic`` (vectorised: it takes ``axis``, and
+    may return several statistics at once, one interval each) over paired samples."""
+    value = np.asarray(statistic(*samples, axis=-1), dtype=np.float64)
     if len(samples[0]) < 2 or all(np.all(s == s[0]) for s in samples):
-        value = float(statistic(*samples, axis=-1))
-        return [round(value, 6), round(value, 6)]  # nothing varies: the interval is the point
-    result = bootstrap(
-        samples,
-        statistic,
-        paired=True,
-        vectorized=True,
-        n_resamples=RESAMPLES,
-        confidence_level=CONFIDENCE,
-        method="percentile",
-        rng=np.random.default_rng(SEED),
-    )
-    interval = result.confidence_interval
-    return [round(float(interval.low), 6), round(float(interval.high), 6)]
+        low = high = value  # nothing varies: the interval is the point
+    else:
+        interval = bootstrap(
+            samples,
+            statistic,
+            paired=True,
+            vectorized=True,
+            n_resamples=RESAMPLES,
+            confidence_level=CONFIDENCE,
+            method="percentile",
+            rng=np.random.default_rng(SEED),
+        ).confidence_interval
+        low, high = np.asarray(interval.low), np.asarray(interval.high)
+    pairs = [[round(float(a), 6), round(float(b), 6)] for a, b in zip(np.ravel(low), np.ravel(high), strict=True)]
+    return pairs if value.ndim else pairs[0]
 
 
 def _f1(tp: int, predicted: int, actual: int) -> float:
@@ -95,11 +97,14 @@ def classifier_quality(served: Sequence[str], truth: Sequence[str], labels: Sequ
     y_served = np.array([codes.get(a, -1) for a in answers])
     y_true = np.array([codes.get(t, -1) for t in actual])
 
-    def macro_f1(served: np.ndarray, true: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.mean([_f1_of(code)(served, true, axis) for code in codes.values()], axis=0)
+    def f1s(served: np.ndarray, true: np.ndarray, axis: int = -1) -> np.ndarray:
+        """Each class's F1, then their mean (macro F1): one bootstrap for all of them."""
+        each = np.stack([_f1_of(code)(served, true, axis) for code in codes.values()])
+        return np.concatenate([each, each.mean(axis=0, keepdims=True)])
 
-    for label, code in codes.items():
-        classes[label]["f1_ci"] = bootstrapped(_f1_of(code), y_served, y_true)
+    *per_class, macro_ci = bootstrapped(f1s, y_served, y_true)
+    for label, interval in zip(codes, per_class, strict=True):
+        classes[label]["f1_ci"] = interval
     precisions = [c["precision"] for c in classes.values() if c["precision"] is not None]
     recalls = [c["recall"] for c in classes.values() if c["recall"] is not None]
     return {
@@ -111,8 +116,8 @@ def classifier_quality(served: Sequence[str], truth: Sequence[str], labels: Sequ
         "macro": {
             "precision": round(float(np.mean(precisions)), 4) if precisions else None,
             "recall": round(float(np.mean(recalls)), 4) if recalls else None,
-            "f1": round(float(macro_f1(y_served, y_true)), 4),
-            "f1_ci": bootstrapped(macro_f1, y_served, y_true),
+            "f1": round(float(f1s(y_served, y_true)[-1]), 4),
+            "f1_ci": macro_ci,
         },
     }
 
@@ -127,10 +132,14 @@ def regressor_quality(served: Sequence[float], truth: Sequence[float]) -> dict[s
     def rmse(e: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.sqrt(np.mean(e**2, axis=axis))
 
+    def both(e: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.stack([mae(e, axis), rmse(e, axis)])
+
+    mae_ci, rmse_ci = bootstrapped(both, errors)
     return {
         "labelled": len(errors),
         "mae": round(float(mae(errors)), 6),
-        "mae_ci": bootstrapped(mae, errors),
+        "mae_ci": mae_ci,
         "rmse": round(float(rmse(errors)), 6),
-        "rmse_ci": bootstrapped(rmse, errors),
+        "rmse_ci": rmse_ci,
     }
