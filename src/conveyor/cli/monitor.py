@@ -1,7 +1,8 @@
 """``conveyor monitor MODEL --logs DEST``: served traffic, window by window, against the reference.
 
 Exit 0 when the latest judged window holds no drift, 1 when it does (a CI job or a pipeline
-trigger can act on it), 2 for a bad option, 4 when the model or its log is not there.
+trigger can act on it; ``--no-fail-on-drift``: 0 either way), 2 for a bad option, 4 when the model or
+its log is not there, or an export would hold no labelled rows.
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ def monitor(
     holdout: Annotated[
         float, typer.Option(min=0.01, max=0.99, help="The share of labelled items --export-holdout keeps.")
     ] = 0.3,
+    fail_on_drift: Annotated[
+        bool,
+        typer.Option(
+            help="Exit 1 when the latest judged window drifted (--no-fail-on-drift: exit 0 whatever the verdict, "
+            "for a step that exports the traffic a drift started it for)."
+        ),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
     **thresholds: Any,
 ) -> None:
@@ -67,22 +75,29 @@ def monitor(
             stderr.print(f"report: {html}")
     for path, count in exported:
         stderr.print(f"labelled traffic: {count} rows in {path}")
-    if result.latest_drifted:
+    if result.latest_drifted and fail_on_drift:
         raise typer.Exit(EXIT_FAILURE)
 
 
 def _export(
     rows: list[dict[str, Any]], training: Path | None, held_out: Path | None, share: float
 ) -> list[tuple[Path, int]]:
-    """The labelled rows to ``training``, the most recent ``share`` of them to ``held_out`` instead."""
+    """The labelled rows to ``training``, the most recent ``share`` of them to ``held_out`` instead.
+
+    A file that would be empty is refused before anything is written: a step after it must never
+    go on with no rows, or with an older run's file of the same name."""
+    from conveyor.errors import NotFound
     from conveyor.monitoring.run import export_labelled
 
     cut = len(rows) - round(len(rows) * share) if held_out is not None else len(rows)
-    written = []
-    for path, part in ((training, rows[:cut]), (held_out, rows[cut:])):
-        if path is not None:
-            written.append((path, export_labelled(part, path)))
-    return written
+    parts = [(path, part) for path, part in ((training, rows[:cut]), (held_out, rows[cut:])) if path is not None]
+    for path, part in parts:
+        if not part:
+            raise NotFound(
+                f"no labelled traffic for {path}: {len(rows)} logged items have feedback (POST /feedback), "
+                "nothing was exported"
+            )
+    return [(path, export_labelled(part, path)) for path, part in parts]
 
 
 def resolve_served(model: str) -> Any:
@@ -184,6 +199,8 @@ def _render(result: Any) -> None:
     evidenced = [w for w in result.windows if w.quality and w.quality.get("enough_labels")]
     if evidenced:
         _render_quality(evidenced[-1].quality, evidenced[-1].index)
+    for note in result.notes:
+        stderr.print(f"note: {note}", highlight=False)
     latest = result.latest
     if latest is None:
         stdout.print("no window has enough items to judge yet")

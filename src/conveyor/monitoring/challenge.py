@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from conveyor.digest import sha256_file
 from conveyor.errors import InvalidInput
 
 if TYPE_CHECKING:  # the CLI imports the defaults below at start-up: numpy and the spec load when judging
@@ -40,6 +41,7 @@ class Verdict:
     margin: float
     passed: bool
     reason: str
+    labelled: str = ""  # the labelled file's content digest (sha256:...): which rows judged it
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,6 +54,7 @@ class Verdict:
             f"challenge.{self.candidate.metric}": f"{self.candidate.value:.4f}",
             f"challenge.champion_{self.champion.metric}": f"{self.champion.value:.4f}",
             "challenge.items": str(self.items),
+            **({"challenge.labelled": self.labelled} if self.labelled else {}),
         }
 
 
@@ -173,7 +176,7 @@ def challenge(
         passed = new >= live + margin
         reason = f"accuracy {new:.1%} against the champion's {live:.1%} on {items} rows (needs >= {live + margin:.1%})"
     scores = Score(_ref(candidate), metric, new), Score(_ref(champion), metric, live)
-    return Verdict(*scores, items, margin, passed, reason)
+    return Verdict(*scores, items, margin, passed, reason, f"sha256:{sha256_file(labelled_file)[0]}")
 
 
 def champion_of(candidate: str, champion: str | None) -> str:

@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
 from conveyor.monitoring.drift import compare
 from conveyor.monitoring.features import Columns
+from conveyor.monitoring.hashed import as_logged
 from conveyor.monitoring.observe import Observer
 from conveyor.monitoring.profile import PROFILE_FILE, Profile
 from conveyor.monitoring.quality import served_answers
 from conveyor.monitoring.thresholds import Thresholds
+from conveyor.serving.payload_hash import hash_key
 from conveyor.serving.payload_record import FeedbackRecord, PayloadRecord, RequestRecord
 from conveyor.serving.spec import ResolvedModel
 
@@ -144,10 +147,17 @@ class LiveDrift:
         (MAE if self.regression else ACCURACY).labels(**self.names).set(round(mean, 6))
 
 
-def live_drift_for(resolved: ResolvedModel, window: int) -> LiveDrift | None:
-    """The watcher for a served version that carries a reference profile; None for one without."""
+def live_drift_for(resolved: ResolvedModel, window: int, hashed: Iterable[str] = ()) -> LiveDrift | None:
+    """The watcher for a served version that carries a reference profile; None for one without.
+
+    ``hashed``: the input fields the log writes as hashes (``--log-hash``), judged as hashes."""
     stored = resolved.model_path.parent / PROFILE_FILE
     if window <= 0 or not stored.is_file() or not resolved.spec.task.named_inputs:
         return None
+    profile = Profile.load(stored)
+    if hashed:
+        profile, notes = as_logged(profile, dict.fromkeys(hashed), hash_key())
+        for note in notes:
+            log.info("live drift: %s", note)
     limits = Thresholds(min_items=min(window, 100), min_labels=min(window, Thresholds().min_labels))
-    return LiveDrift(resolved, Profile.load(stored), window, limits)
+    return LiveDrift(resolved, profile, window, limits)

@@ -13,11 +13,13 @@ from conveyor.atomic import write_atomic
 from conveyor.errors import InvalidInput
 from conveyor.monitoring.drift import WindowDrift, compare
 from conveyor.monitoring.estimate import estimate_window, estimator_for
+from conveyor.monitoring.hashed import as_logged, hashed_fields
 from conveyor.monitoring.logs import LogReader
 from conveyor.monitoring.observe import Observer, chunked
 from conveyor.monitoring.profile import PROFILE_FILE, Profile, profile_of
 from conveyor.monitoring.quality import feedback_of, labelled_rows, window_quality
 from conveyor.monitoring.thresholds import Thresholds
+from conveyor.serving.payload_hash import hash_key
 from conveyor.serving.payload_record import RequestRecord
 from conveyor.serving.spec import ResolvedModel
 
@@ -34,6 +36,7 @@ class MonitorResult:
     unreadable: int = 0
     feedback: int = 0  # feedback entries in the log
     labelled: list[dict[str, Any]] = field(default_factory=list)  # logged items with their true answers
+    notes: list[str] = field(default_factory=list)  # what the judgement left out or changed, and why
 
     @property
     def latest(self) -> WindowDrift | None:
@@ -64,6 +67,7 @@ class MonitorResult:
             "windows": [{**asdict(w), "drifted": w.drifted} for w in self.windows],
             "feedback": self.feedback,
             "labelled_items": len(self.labelled),
+            "notes": self.notes,
         }
 
 
@@ -107,6 +111,9 @@ def monitor_log(
     everything = list(reader.records())  # feedback comes after its request: gather it first
     truth = feedback_of(everything)
     requests = [r for r in everything if isinstance(r, RequestRecord)]
+    hashed = hashed_fields(requests)
+    if hashed:  # served with --log-hash: judge those fields as the log keeps them
+        profile, result.notes = as_logged(profile, hashed, hash_key())
     task = resolved.spec.task
     estimator = estimator_for(profile.quality)
     for index, (columns, records) in enumerate(chunked(requests, observer, window), 1):

@@ -5,13 +5,17 @@ Each check resolves ``model@alias`` in the registry (the version serving now), r
 log and judges it as ``conveyor monitor`` does.  A finding becomes one event, once: the drift
 report is kept as ``.conveyor/drift-reports/<model>-<version>-<time>.json`` in the project and the
 window it judged is remembered (``.conveyor/drift-triggers.json``), so the same drifted window
-never starts a second run.  The run gets ``model`` (the live ``name:version``) and
-``drift_report`` (the report's path) as parameters where the pipeline declares them: pass the
-report to the ``register`` step's properties and the new version's lineage names what started it.
+never starts a second run.  The run gets ``model`` (the live ``name:version``), ``drift_report``
+(the report's content digest, ``sha256:...``) and ``drift_report_file`` (its absolute path) as
+parameters where the pipeline declares them: pass the digest to the ``register`` step's
+properties and the new version's lineage names what started it by its content, beside the run id
+(a path can be overwritten or mean another file in another folder; a digest cannot).  The file's
+name ends with the digest's first 12 digits, so a digest finds its report.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,16 +47,19 @@ def check_drift(trigger: DriftTrigger, project: Path) -> dict[str, Any] | None:
     if key in seen:
         return None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    report = project / REPORTS / f"{resolved.spec.name}-{resolved.spec.version}-{stamp}.json"
+    content = json.dumps(result.as_dict(), indent=1).encode()
+    digest = hashlib.sha256(content).hexdigest()
+    report = (project / REPORTS / f"{resolved.spec.name}-{resolved.spec.version}-{stamp}-{digest[:12]}.json").resolve()
     report.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(report, json.dumps(result.as_dict(), indent=1))
+    write_atomic(report, content)
     write_atomic(state_path, json.dumps([*seen, key][-1000:]))
     return {
         "type": "drift",
         "model": resolved.spec.name,
         "version": int(resolved.spec.version),
         "alias": trigger.alias,
-        "report": str(report.relative_to(project)),
+        "report": f"sha256:{digest}",
+        "report_file": str(report),
         "drifted": latest.drifted,
         "quality": latest.quality,
     }

@@ -139,8 +139,9 @@ class Watcher:
             overrides = {}
             if "model" in pipeline.params and event.get("version") is not None:
                 overrides["model"] = f"{event['model']}:{event['version']}"
-            if "drift_report" in pipeline.params and event.get("report"):
-                overrides["drift_report"] = event["report"]
+            for param, key in (("drift_report", "report"), ("drift_report_file", "report_file")):
+                if param in pipeline.params and event.get(key):
+                    overrides[param] = event[key]
             record = Runner(name, pipeline, self.project, resolve_params(pipeline, overrides)).run()
             self.on_run(name, record)
             ran.append((name, record))

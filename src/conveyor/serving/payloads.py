@@ -22,10 +22,7 @@ request that failed, image pixels (their label answers are logged).
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
-import os
 import queue
 import random
 import threading
@@ -37,6 +34,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter
 
+from conveyor.serving.payload_hash import hash_key, hash_value
 from conveyor.serving.payload_record import FeedbackRecord, PayloadRecord, RequestRecord, record_time
 from conveyor.serving.payload_sinks import sink_for
 
@@ -44,7 +42,6 @@ log = logging.getLogger(__name__)
 
 GATHER_S = 0.05  # the writer's pause between batches: records wait at most this long to be written
 MAX_BATCH = 1000
-HASH_KEY_ENV = "CONVEYOR_PAYLOAD_HASH_KEY"  # an HMAC key for --log-hash (else plain sha256)
 RECORDS = Counter(
     "conveyor_payload_log_records_total",
     "Payload log records by outcome: written, or dropped (queue_full, store_error, too_large).",
@@ -107,7 +104,7 @@ class PayloadLog:
         self._random = random.Random()
         self._sink = sink_for(config.destination, model, version, self._count)
         self._sink.rotate_bytes, self._sink.rotate_seconds = config.rotate_bytes, config.rotate_seconds
-        self._hash_key = os.environ.get(HASH_KEY_ENV, "").encode()
+        self._hash_key = hash_key()
         self._thread = threading.Thread(target=self._run, name="payload-log", daemon=True)
         self._counters = {
             outcome: RECORDS.labels(model=model, version=version, outcome=outcome)
@@ -259,6 +256,4 @@ class PayloadLog:
         return item
 
     def _hashed(self, value: Any) -> str:
-        data = str(value).encode()
-        digest = hmac.new(self._hash_key, data, hashlib.sha256) if self._hash_key else hashlib.sha256(data)
-        return "sha256:" + digest.hexdigest()[:32]
+        return hash_value(value, self._hash_key)

@@ -63,7 +63,7 @@ def plane_for(config: ServeSettings, resolved: ResolvedModel | None = None) -> D
             return DataPlane(resolved, options)
         from conveyor.monitoring.live import live_drift_for  # scipy only where a log is kept
 
-        drift = live_drift_for(resolved, options.payload_log.drift_window)
+        drift = live_drift_for(resolved, options.payload_log.drift_window, options.payload_log.hash)
         watch = drift.observe if drift is not None else None
     return DataPlane(resolved, options, watch=watch)
 

@@ -40,7 +40,13 @@ def register(
     ] = None,
     alias: Annotated[list[str] | None, typer.Option(help="Point this alias at the new version (repeatable).")] = None,
     metric: Annotated[list[str] | None, typer.Option(help="Lineage metric key=number (repeatable).")] = None,
-    run_id: Annotated[str | None, typer.Option(help="The pipeline run that produced it.")] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CONVEYOR_RUN_ID",
+            help="The pipeline run that produced it [default: the run a pipeline step runs in].",
+        ),
+    ] = None,
     skip_unchanged: Annotated[
         bool,
         typer.Option(

@@ -55,6 +55,7 @@ def challenge(ctx: StepContext[ChallengeArgs]) -> dict[str, Any]:
         raise StepFailed(f"{verdict.candidate.ref} refused: {verdict.reason}")
     return {
         "ref": verdict.candidate.ref,
+        "version": int(verdict.candidate.ref.rpartition(":")[2]),
         "champion": verdict.champion.ref,
         "metric": verdict.candidate.metric,
         "candidate_score": verdict.candidate.value,
