@@ -73,7 +73,8 @@ def _pipeline(logs: Path) -> dict:  # type: ignore[type-arg]
             "register": {
                 "needs": ["retrain"],
                 "run": f"{conveyor} models register {files}/churn.joblib --name churn --alias candidate --sample "
-                f"{files}/training.csv --positive-label churn --property drift_report=${{{{ params.drift_report }}}}",
+                f"{files}/training.csv --reference {files}/training.csv --positive-label churn "
+                "--property drift_report=${{ params.drift_report }}",
             },
             "challenge": {
                 "needs": ["register"],
@@ -147,7 +148,8 @@ def test_the_loop_runs_three_cycles_in_a_row_each_on_its_own_fresh_rows(project:
     from conveyor.cli.main import app
 
     first_version = [str(first / "churn.joblib"), "--name", "churn", "--alias", "production"]
-    first_version += ["--sample", str(first / "training.csv"), "--positive-label", "churn"]
+    first_version += ["--sample", str(first / "training.csv"), "--reference", str(first / "training.csv")]
+    first_version += ["--positive-label", "churn"]
     registered = CliRunner().invoke(app, ["models", "register", *first_version])
     assert registered.exit_code == 0, registered.output
     (project / "conveyor.yaml").write_text(yaml.safe_dump({"pipelines": {"retrain": _pipeline(logs)}}))
@@ -188,3 +190,12 @@ def test_the_loop_runs_three_cycles_in_a_row_each_on_its_own_fresh_rows(project:
     _serve(logs, _world(3, WINDOW), 4)  # what churn:4 was trained for: calm
     code, report = _monitor_production(logs)
     assert (code, report["version"], report["drift"]) == (0, "4", False), report
+
+    # a loop that forgets the reference is stopped at the challenge, before anything moves
+    files = record.artifacts
+    forgetful = [str(files / "churn.joblib"), "--name", "churn", "--sample", str(files / "training.csv")]
+    unwatched = CliRunner().invoke(app, ["models", "register", *forgetful, "--positive-label", "churn"])
+    assert unwatched.exit_code == 0, unwatched.output
+    refused = CliRunner().invoke(app, ["models", "challenge", "churn:5", "--labelled", str(files / "holdout.csv")])
+    assert refused.exit_code == 1 and "churn:5 keeps no reference profile" in refused.output, refused.output
+    assert registry.resolve("churn@production").version == 4

@@ -5,7 +5,9 @@ question before a canary is whether it does better *on what production sends now
 versions score the same labelled rows (the traffic ``conveyor monitor --export-holdout`` wrote,
 which the retraining did not train on) with the code ``conveyor serve`` runs, and the candidate
 passes only if it is at least ``margin`` better: accuracy for a classifier, mean absolute error
-for a regressor.  Too few labelled rows is a refusal, not a pass: the gate fails closed.
+for a regressor.  Too few labelled rows is a refusal, not a pass: the gate fails closed.  So is a
+candidate that keeps no reference profile where the champion keeps one: promoted, it could not
+be watched (the loop's second cycle would find nothing to judge its traffic against).
 """
 
 from __future__ import annotations
@@ -150,6 +152,20 @@ def _check_comparable(candidate: ModelSpec, champion: ModelSpec) -> None:
         raise InvalidInput(f"the candidate's labels {candidate.labels} differ from the champion's {champion.labels}")
 
 
+def _unwatched(candidate: ResolvedModel, champion: ResolvedModel) -> str:
+    """Why the candidate could not be watched once it replaced the champion ("" when it could)."""
+    from conveyor.monitoring.profile import PROFILE_FILE
+
+    if (champion.model_path.parent / PROFILE_FILE).is_file() and not (
+        candidate.model_path.parent / PROFILE_FILE
+    ).is_file():
+        return (
+            f"{_ref(candidate)} keeps no reference profile ({PROFILE_FILE}) while {_ref(champion)} does: once live, "
+            "its traffic could not be judged for drift; register it with --reference FILE (the rows it was trained on)"
+        )
+    return ""
+
+
 def challenge(
     candidate: ResolvedModel,
     champion: ResolvedModel,
@@ -167,7 +183,10 @@ def challenge(
     metric = "mae" if regression else "accuracy"
     new, live = score(candidate, labelled), score(champion, labelled)
     items = len(labelled.items)
-    if items < min_items:
+    unwatched = _unwatched(candidate, champion)
+    if unwatched:
+        passed, reason = False, unwatched
+    elif items < min_items:
         passed, reason = False, f"only {items} labelled rows; at least {min_items} are needed to judge"
     elif regression:
         passed = new <= live - margin
