@@ -216,6 +216,25 @@ def test_pandas_records_with_nan_are_answered_as_the_original(client: httpx.Asyn
     assert np.abs(served - expected).max() < 1e-4
 
 
+def test_a_reference_csv_written_by_pandas_is_scored_with_its_empty_cells_as_missing(
+    registered: Path, tmp_path: Path
+) -> None:
+    """pandas writes NaN as an empty cell; `models register --reference rows.csv` fed it to the model as ''
+    (a traceback: could not convert string to float). It is a missing value, as in the sample."""
+    import joblib
+
+    from conveyor.monitoring.observe import Observer
+    from conveyor.serving.spec import resolve_model
+
+    frame, _ = _frame(30)
+    frame.to_csv(tmp_path / "reference.csv", index=False)
+    assert "\n," in (tmp_path / "reference.csv").read_text()  # a row whose income (the first column) is NaN
+    columns = Observer(resolve_model(registered)).reference_columns(tmp_path / "reference.csv")
+    original = joblib.load(registered / "original" / "churn.joblib")
+    assert sorted(columns.by_name["output.label"].values) == sorted(original.predict(frame))
+    assert len(columns.by_name["feature.income"].values) == 30 - frame.income.isna().sum()
+
+
 def test_v2_takes_null_and_nan_as_missing_and_refuses_non_utf8_strings_by_name(client: httpx.AsyncClient) -> None:
     def column(name: str, values: list[Any]) -> dict[str, Any]:
         datatype = "BYTES" if any(isinstance(v, str) for v in values) else "FP64"
