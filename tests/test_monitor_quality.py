@@ -257,3 +257,40 @@ def test_the_dashboard_headline_says_not_enough_labels_rather_than_a_rate_from_t
     enough = {**two, "labelled": 120, "accuracy": 0.8, "accuracy_ci": [0.72, 0.86], "enough_labels": True}
     window.quality = enough
     assert _headline([window]) == "live accuracy 80.0% (95%: 72.0% to 86.0%) on 120 labels in window 1"
+
+
+def test_a_servers_live_accuracy_gauge_waits_for_enough_labels(classifier: tuple[Any, Path]) -> None:
+    from prometheus_client import REGISTRY
+
+    from conveyor.monitoring.live import live_drift_for
+    from conveyor.monitoring.observe import Observer
+    from conveyor.monitoring.profile import PROFILE_FILE, profile_of
+
+    resolved, folder = classifier
+    columns, quality = Observer(resolved).score_reference(folder / "reference.csv")
+    profile_of(columns, "reference.csv", quality=quality).save(resolved.model_path.parent / PROFILE_FILE)
+    live = live_drift_for(resolved, window=100)
+    assert live is not None
+
+    def gauge() -> float | None:
+        return REGISTRY.get_sample_value("conveyor_live_accuracy", {"model": "churn", "version": "1"})
+
+    for i in range(30):
+        request_id = f"live-{i}"
+        live.observe(
+            RequestRecord(
+                time=record_time(),
+                request_id=request_id,
+                model="churn",
+                version="1",
+                route="/predict",
+                latency_ms=1.0,
+                inputs=[{"x1": 3.0, "x2": 0.0}],
+                outputs=[{"label": "yes"}],
+                probabilities=[[0.01, 0.99]] if resolved.spec.labels[1] == "yes" else [[0.99, 0.01]],
+            )
+        )
+        live.observe(FeedbackRecord(time=record_time(), request_id=request_id, labels=["yes"]))
+        if i == 1:
+            assert gauge() is None  # two labels: no "live 100%"
+    assert gauge() == 1.0  # thirty: enough
