@@ -15,8 +15,7 @@ import pytest
 from conveyor.convert.options import ConvertOptions
 from conveyor.monitoring.profile import PROFILE_FILE, REFERENCE_SAMPLE_FILE
 from conveyor.registration import register_path
-from conveyor.rollout.analysis.expectation import ExpectedAgreement
-from conveyor.rollout.analysis.metrics.agreement import expectation_line
+from conveyor.rollout.analysis.expectation import ExpectedAgreement, expectation_line
 
 
 @pytest.fixture

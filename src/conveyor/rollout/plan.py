@@ -17,9 +17,8 @@ from conveyor.durations import parse_duration
 from conveyor.errors import ClientError, Conflict, ConveyorError, InvalidInput, NotFound, NotReady
 from conveyor.registry.refs import looks_like_ref
 from conveyor.rollout import backends
-from conveyor.rollout.analysis.expectation import ExpectedAgreement
+from conveyor.rollout.analysis.expectation import ExpectedAgreement, expectation_line
 from conveyor.rollout.analysis.metric import MeasurementError
-from conveyor.rollout.analysis.metrics.agreement import expectation_line
 from conveyor.rollout.analysis.thresholds import checked_thresholds
 from conveyor.rollout.config import RolloutSettings
 from conveyor.rollout.router_client import RouterClient

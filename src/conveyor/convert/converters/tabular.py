@@ -244,21 +244,17 @@ def convert_tabular(
                 positive_label,
             )  # fmt: skip
         except InvalidInput as exc:
-            if refusals:
-                break  # float32 answered otherwise, and the next precision does not convert: float32's refusal stands
-            if first_error is None:
-                first_error = exc  # tried again in the next precision; where that fails too, this is the answer
-                continue
-            raise first_error from None
+            if refusals or first_error is not None:
+                break  # the next precision does not convert either: float32's refusal (or error) stands
+            first_error = exc  # tried again in the next precision; where that fails too, this is the answer
+            continue
         if refused is not None:
             if first_error is not None:
-                raise first_error from None
+                break
             refusals.append((each, report, refused))
             continue
-        if refusals:
-            report.in_float32 = refusals[0][1].summary(with_sample=False)
-        elif first_error is not None:
-            report.in_float32 = str(first_error)
+        if refusals or first_error is not None:
+            report.in_float32 = refusals[0][1].summary(with_sample=False) if refusals else str(first_error)
         write_folder(out, spec, path)
         return Conversion(spec=spec, report=report, folder=out)
     if first_error is not None:

@@ -21,10 +21,13 @@ end reaches the bar.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 Z_95 = 1.959964  # two-sided 95%
+#: the fixed minimum where nothing was measured before the canary (no reference sample, a regressor)
+FALLBACK_MIN_AGREEMENT = 0.9
 
 
 class ExpectedAgreement(BaseModel):
@@ -54,3 +57,19 @@ def wilson_interval(agreed: int, compared: int, z: float = Z_95) -> tuple[float,
     centre = (share + z * z / (2 * compared)) / denominator
     half = z * math.sqrt(share * (1 - share) / compared + z * z / (4 * compared * compared)) / denominator
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def expectation_line(limits: Any, expected: ExpectedAgreement | None, why_not: str) -> str:
+    """One line for ``rollout start``: what the canary's mirrored agreement will be held to, and on what
+    evidence (the agreement measured at start) or why the fixed bar is used instead (``why_not``)."""
+    if limits.mirror_percent <= 0:
+        return "agreement: not checked (no stable traffic is mirrored: --mirror-percent 0)"
+    if limits.min_agreement is not None:
+        return f"agreement: held to --min-agreement {limits.min_agreement:.1%}, as set (nothing measured at start)"
+    if expected is None:
+        return f"agreement: held to the fixed {FALLBACK_MIN_AGREEMENT:.0%} bar; nothing measured at start: {why_not}"
+    bar = expected.bar(limits.agreement_tolerance, limits.min_agreement_over_chance)
+    return (
+        f"agreement: expected {expected.share:.1%}, measured at start on {expected.items} items of {expected.source} "
+        f"({expected.chance:.1%} by chance); the canary is held to {bar:.1%}"
+    )

@@ -19,27 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.rollout.analysis.expectation import ExpectedAgreement, wilson_interval
+from conveyor.rollout.analysis.expectation import FALLBACK_MIN_AGREEMENT, ExpectedAgreement, wilson_interval
 from conveyor.rollout.analysis.metric import AnalysisWindow, Metric, Threshold, Verdict, metric, window_comparisons
-
-#: the fixed minimum where nothing was measured before the canary (no reference sample, a regressor)
-FALLBACK_MIN_AGREEMENT = 0.9
-
-
-def expectation_line(limits: Any, expected: ExpectedAgreement | None, why_not: str) -> str:
-    """One line for ``rollout start``: what the canary's mirrored agreement will be held to, and on what
-    evidence (the agreement measured at start) or why the fixed bar is used instead (``why_not``)."""
-    if limits.mirror_percent <= 0:
-        return "agreement: not checked (no stable traffic is mirrored: --mirror-percent 0)"
-    if limits.min_agreement is not None:
-        return f"agreement: held to --min-agreement {limits.min_agreement:.1%}, as set (nothing measured at start)"
-    if expected is None:
-        return f"agreement: held to the fixed {FALLBACK_MIN_AGREEMENT:.0%} bar; nothing measured at start: {why_not}"
-    bar = expected.bar(limits.agreement_tolerance, limits.min_agreement_over_chance)
-    return (
-        f"agreement: expected {expected.share:.1%}, measured at start on {expected.items} items of {expected.source} "
-        f"({expected.chance:.1%} by chance); the canary is held to {bar:.1%}"
-    )
 
 
 def judge_agreement(
