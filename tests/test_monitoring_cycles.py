@@ -89,7 +89,7 @@ def _pipeline(logs: Path) -> dict:  # type: ignore[type-arg]
     }
 
 
-def _serve(logs: Path, frame: pd.DataFrame, cycle: int) -> None:
+def _serve(logs: Path, frame: pd.DataFrame, cycle: int, feedback: bool = True) -> None:
     """``frame``'s rows through churn@production's own server app, logged; then the true labels as feedback."""
     from conveyor.serving.app import create_app
     from conveyor.serving.fetch import resolve_served
@@ -107,7 +107,10 @@ def _serve(logs: Path, frame: pd.DataFrame, cycle: int) -> None:
             )
             assert answer.status_code == 200, answer.text
             truth = list(frame["label"][start : start + PER_REQUEST])
-            assert client.post("/feedback", json=[{"request_id": request_id, "labels": truth}]).status_code == 202
+            assert (
+                not feedback
+                or client.post("/feedback", json=[{"request_id": request_id, "labels": truth}]).status_code == 202
+            )
 
 
 def _monitor_production(logs: Path) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -190,6 +193,13 @@ def test_the_loop_runs_three_cycles_in_a_row_each_on_its_own_fresh_rows(project:
     _serve(logs, _world(3, WINDOW), 4)  # what churn:4 was trained for: calm
     code, report = _monitor_production(logs)
     assert (code, report["version"], report["drift"]) == (0, "4", False), report
+
+    # no feedback yet: an export fails, naming what is missing, and writes nothing a later step could take
+    _serve(tmp_path / "unlabelled", _world(3, 20), 5, feedback=False)
+    export = ["--logs", str(tmp_path / "unlabelled"), "--export-labelled", str(tmp_path / "live.csv")]
+    nothing = CliRunner().invoke(app, ["monitor", "churn@production", *export])
+    assert nothing.exit_code == 4 and "no labelled traffic for" in nothing.output, nothing.output
+    assert not (tmp_path / "live.csv").exists()
 
     # a loop that forgets the reference is stopped at the challenge, before anything moves
     files = record.artifacts
