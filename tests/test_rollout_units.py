@@ -306,14 +306,18 @@ def test_agreement_is_judged_against_the_measured_expectation_with_a_wilson_inte
     limits = checked_thresholds({"min_compared": 20})
     retrain = ExpectedAgreement(share=0.877, chance=0.34, items=300, source="m:2")
 
+    reasons: list[str] = []
+
     def judged(agreed: int, compared: int, expected: ExpectedAgreement | None = retrain, **given: float) -> str:
         verdict = Verdict()
         judge_agreement(verdict, agreed, compared - agreed, checked_thresholds({"min_compared": 20, **given}), expected)
+        reasons[:] = verdict.reasons
         return verdict.outcome
 
     assert retrain.bar(limits.agreement_tolerance, limits.min_agreement_over_chance) == pytest.approx(0.827)
     assert judged(83, 100) == "successful"  # 83% live: below the old fixed 0.9, as an honest retrain is
     assert judged(16, 20) == "inconclusive"  # 80% of 20: below the bar, but its interval reaches it
+    assert "below the 82.7% bar (87.7% measured at start)" in reasons[0]  # the bar, never called "expected"
     assert judged(60, 100) == "failed"  # the whole interval (50% to 69%) is below the bar
     assert judged(10, 19) == "inconclusive"  # too few compared
     shuffled = ExpectedAgreement(share=0.35, chance=0.34, items=300, source="m:3")

@@ -51,7 +51,7 @@ def judge_agreement(
         verdict.add(
             "failed",
             f"predictions agree with stable on {agreement:.1%} of {compared} mirrored requests "
-            f"(95% interval {low:.1%} to {high:.1%}), below the {bar:.1%} expected: the two versions agreed "
+            f"(95% interval {low:.1%} to {high:.1%}), below the {bar:.1%} bar: the two versions agreed "
             f"on {expected.share:.1%} of {expected.items} reference items ({expected.source}; "
             f"{expected.chance:.1%} by chance)",
         )
@@ -59,7 +59,8 @@ def judge_agreement(
         verdict.add(
             "inconclusive",
             f"predictions agree with stable on {agreement:.1%} of {compared} mirrored requests, below the "
-            f"{bar:.1%} expected, but its 95% interval reaches {high:.1%}: waiting for more mirrored answers",
+            f"{bar:.1%} bar ({expected.share:.1%} measured at start), but its 95% interval reaches {high:.1%}: "
+            "waiting for more mirrored answers",
         )
     elif low < bar and expected.known_below(bar):
         verdict.add(
