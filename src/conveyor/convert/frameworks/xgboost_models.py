@@ -2,9 +2,11 @@
 
 A native file does not say whether it classifies: its objective does (``binary:``, ``multi:``
 are classifiers), so it is loaded into the matching sklearn wrapper with ``load_model``, the
-way XGBoost documents.  onnxmltools wants features named ``f0, f1, ...``; a copy of the model
-loses its names before conversion, and the served schema keeps them.  The graph takes one
-float matrix, in the model's feature order."""
+way XGBoost documents.  onnxmltools wants features named ``f0, f1, ...`` and a split threshold
+on every node; a copy of the model loses its names and feature types before conversion (a
+pandas bool column is an indicator feature, whose nodes XGBoost dumps without a threshold;
+the tree compares it with one all the same), and the served schema keeps them.  The graph
+takes one float matrix, in the model's feature order."""
 
 from __future__ import annotations
 
@@ -80,7 +82,8 @@ def describe(model: Any) -> Loaded:
 
 
 def feature_types(loaded: Loaded, features: list[str]) -> dict[str, str]:
-    return {name: "number" for name in features}
+    kinds = loaded.model.get_booster().feature_types or ["float"] * len(features)
+    return {name: "boolean" if kind == "i" else "number" for name, kind in zip(features, kinds, strict=True)}
 
 
 def categories(loaded: Loaded) -> dict[str, list[str]]:
@@ -92,7 +95,7 @@ def ranges(loaded: Loaded) -> dict[str, tuple[float, float]]:
     booster = loaded.model.get_booster()
     names = booster.feature_names or [f"f{i}" for i in range(booster.num_features())]
     found: dict[str, list[float]] = {}
-    for tree in booster.get_dump(dump_format="json"):
+    for tree in _plain(loaded.model).get_booster().get_dump(dump_format="json"):
         stack = [json.loads(tree)]
         while stack:
             node = stack.pop()
@@ -107,9 +110,17 @@ def ranges(loaded: Loaded) -> dict[str, tuple[float, float]]:
 def to_onnx(loaded: Loaded, features: list[Feature]) -> Any:
     convert = require("onnxmltools.convert", extra="xgboost", for_="converting this model")
     types = require("onnxmltools.convert.common.data_types", extra="xgboost", for_="converting this model")
-    unnamed = copy.deepcopy(loaded.model)
-    unnamed.get_booster().feature_names = None  # onnxmltools reads features as f0, f1, ...
-    return convert.convert_xgboost(unnamed, initial_types=[("input", types.FloatTensorType([None, len(features)]))])
+    plain = _plain(loaded.model)
+    return convert.convert_xgboost(plain, initial_types=[("input", types.FloatTensorType([None, len(features)]))])
+
+
+def _plain(model: Any) -> Any:
+    """A copy without feature names (onnxmltools reads features as f0, f1, ...) or types (every
+    node dumped with its threshold, an indicator's included)."""
+    plain = copy.deepcopy(model)
+    plain.get_booster().feature_names = None
+    plain.get_booster().feature_types = None
+    return plain
 
 
 def predict(loaded: Loaded, frame: Any) -> np.ndarray:
