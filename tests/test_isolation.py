@@ -11,6 +11,7 @@ at once.
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -394,3 +395,103 @@ def test_a_string_feature_that_may_be_missing_names_the_string_the_graph_takes_f
         Feature(name="plan", type="string", missing=True)
     with pytest.raises(ValidationError, match="missing_as is for a string feature"):
         Feature(name="income", type="number", missing=True, missing_as="")
+
+
+def test_a_csv_pandas_wrote_with_nan_is_a_reference_and_an_agreement_sample(
+    registered: Path, conveyor_home: Path, tmp_path: Path
+) -> None:
+    """``to_csv`` writes NaN (and the imputer's "" marker) as an empty cell: a missing value, as the
+    server takes it, wherever Conveyor reads rows from a CSV (--reference, --sample, --eval)."""
+    from conveyor.convert.options import ConvertOptions
+    from conveyor.registration import register_path
+    from conveyor.registry.config import open_local
+    from conveyor.rollout.offline_agreement import measure_expected_agreement
+    from conveyor.verify.examples import read_examples
+
+    frame, target = _frame(40)
+    frame.assign(truth=target).to_csv(tmp_path / "rows.csv", index=False)  # an evaluation split, with its truth
+    registry = open_local()
+    for _ in range(2):
+        register_path(
+            registry, registered, "churn", ConvertOptions(), reference=tmp_path / "rows.csv", report=lambda _: None
+        )
+    kept = json.loads((registry.cached("churn:1")[1] / "monitoring" / "reference-sample.json").read_text())
+    assert kept[0]["income"] is None and kept[0]["plan"] is None and kept[1]["city"] in CITIES
+    assert "truth" not in kept[0]  # the model's inputs only
+    expected = measure_expected_agreement("churn:1", "churn:2")  # both versions answer every row, null included
+    assert expected is not None and expected.share == 1.0 and expected.items == 40
+    features = [f.model_dump(exclude_none=True) for f in _spec(registered).features]
+    golden = read_examples(tmp_path / "rows.csv", features, limit=None)  # init --sample, optimize --eval
+    assert [{k: v for k, v in row.items() if k != "truth"} for row in golden] == kept
+
+
+def test_a_boolean_column_as_pandas_writes_it_is_read_typed_and_may_be_null_in_v2_json(tmp_path: Path) -> None:
+    import joblib
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+
+    from conveyor.convert import ConvertOptions, convert_model
+    from conveyor.monitoring.observe import read_items
+
+    frame, target = _frame(200)
+    frame = frame.assign(paperless=frame.index % 3 == 0)[["income", "paperless"]]
+    prep = ColumnTransformer([("num", "passthrough", ["income", "paperless"])])
+    model = Pipeline([("prep", prep), ("clf", HistGradientBoostingClassifier(max_iter=10))]).fit(frame, target)
+    joblib.dump(model, tmp_path / "flags.joblib")
+    frame.to_csv(tmp_path / "rows.csv", index=False)  # True / False, NaN as an empty cell
+    out = tmp_path / "flags"
+    conversion = convert_model(tmp_path / "flags.joblib", out, "flags", ConvertOptions(sample=tmp_path / "rows.csv"))
+    paperless = next(f for f in conversion.spec.features if f.name == "paperless")
+    assert paperless.type == "boolean" and paperless.missing  # the trees route a missing value themselves
+    items = list(read_items(tmp_path / "rows.csv", conversion.spec))
+    assert items[0] == {"income": None, "paperless": True} and items[1]["paperless"] is False  # not the string
+
+    def column(name: str, datatype: str, values: list[Any]) -> dict[str, Any]:
+        return {"name": name, "datatype": datatype, "shape": [len(values), 1], "data": values}
+
+    body = {"inputs": [column("income", "FP64", [40.0, 40.0]), column("paperless", "BOOL", [None, True])]}
+    got = _run(next(_client(out)), lambda loaded: loaded.post("/v2/models/flags/infer", json=body))
+    assert got.status_code == 200, got.text
+    expected = model.predict(pd.DataFrame({"income": [40.0, 40.0], "paperless": [np.nan, 1.0]}))
+    assert got.json()["outputs"][0]["data"] == expected.tolist()
+
+
+def test_nan_in_a_json_body_is_a_400_saying_to_send_null(client: httpx.AsyncClient) -> None:
+    nan = b'[{"income": NaN, "age": 41.0, "city": "Lyon", "plan": "gold"}]'
+    v2 = b'{"inputs": [{"name": "income", "datatype": "FP64", "shape": [1], "data": [Infinity]}]}'
+    json_type = {"content-type": "application/json"}
+
+    async def calls(loaded: httpx.AsyncClient) -> list[httpx.Response]:
+        return [
+            await loaded.post("/predict", content=nan, headers=json_type),
+            await loaded.post("/v2/models/churn/infer", content=v2, headers=json_type),
+        ]
+
+    for got in _run(client, calls):
+        assert got.status_code == 400 and "send a missing value as null" in got.json()["error"], got.text
+
+
+def test_xgboost_trained_on_a_pandas_bool_column_converts_and_takes_booleans_and_null(tmp_path: Path) -> None:
+    """XGBoost makes a bool column an indicator feature, whose nodes it dumps without a threshold
+    (onnxmltools failed: KeyError 'split_condition')."""
+    import pandas as pd
+    import xgboost
+
+    from conveyor.convert import ConvertOptions, convert_model
+
+    frame, target = _frame(200)
+    frame = frame.assign(paperless=frame.index % 3 == 0)[["income", "age", "paperless"]]
+    model = xgboost.XGBClassifier(n_estimators=10, max_depth=3, n_jobs=1).fit(frame, target == "yes")
+    model.save_model(tmp_path / "flags.json")
+    frame.to_json(tmp_path / "rows.json", orient="records")
+    for sample in (tmp_path / "rows.json", None):  # typed by the sample, or by the model's own feature types
+        out = tmp_path / ("sampled" if sample else "generated")
+        conversion = convert_model(tmp_path / "flags.json", out, "flags", ConvertOptions(sample=sample))
+        assert {f.name: f.type for f in conversion.spec.features}["paperless"] == "boolean"
+    rows = [{"income": 40.0, "age": 30.0, "paperless": True}, {"income": None, "age": 50.0, "paperless": False}]
+    got = _run(next(_client(tmp_path / "sampled")), lambda loaded: loaded.post("/predict", json=rows))
+    assert got.status_code == 200, got.text
+    expected = model.predict_proba(pd.DataFrame(rows).astype({"income": float}))[:, 1]
+    assert np.abs(np.array([a["probabilities"]["1"] for a in got.json()]) - expected).max() < 1e-4

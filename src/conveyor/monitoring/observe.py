@@ -1,9 +1,10 @@
 """From a model and data to watched columns: the reference (run through the model here) and the
 payload log's records (as the server answered them), described by the same feature code.
 
-The reference is scored by the same task server ``conveyor serve`` runs (onnxruntime, the same
-tokenizer and preprocessing), so a profile's output shares are the served model's, not the
-training framework's.
+The reference is parsed and scored by the same task server ``conveyor serve`` runs (the same
+checks, onnxruntime, the same tokenizer and preprocessing), so a profile's output shares are the
+served model's, not the training framework's; a CSV's cells are typed by the model's features
+(as ``conveyor verify --sample`` types them: ``False`` is a boolean, an empty cell a missing value).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from conveyor.errors import InvalidInput
+from conveyor.errors import ConveyorError, InvalidInput
 from conveyor.monitoring.estimate import QualityReference, quality_reference
 from conveyor.monitoring.features import OUTPUT, Columns, TextFeatures, add_outputs, add_records, answered_labels
 from conveyor.serving.model import softmax
 from conveyor.serving.payload_record import RequestRecord
 from conveyor.serving.spec import ModelSpec, ResolvedModel
-from conveyor.task_kinds import Task
+from conveyor.verify.examples import csv_records
 
 BATCH = 64
 
@@ -70,14 +71,17 @@ class Observer:
         items = reference_items(path, self.spec)
         if not items:
             raise InvalidInput(f"{path}: no reference rows")
-        truth = read_truth(path, self.spec.task)
+        truth = read_truth(path, self.spec)
         task = server_for(self.resolved, ServingOptions())
         task.load()
         columns = Columns()
         probabilities: list[list[float]] = []
         values: list[float] = []
         for start in range(0, len(items), BATCH):
-            batch = items[start : start + BATCH]
+            try:
+                batch = task.parse_items(items[start : start + BATCH])
+            except ConveyorError as exc:
+                raise InvalidInput(f"{path}: {exc} (counting from item {start})") from None
             scores = np.asarray(task.score(batch), dtype=np.float64)
             self.add_inputs(columns, task.logged_inputs(batch))
             if task.classifier:
@@ -98,17 +102,20 @@ class Observer:
         return columns, quality_reference([], None, features, values, truth)
 
 
-def read_items(path: Path, task: Task) -> Iterator[Any]:
-    """Reference items from a file: CSV (records; a text model's ``text`` column), JSON Lines or a
-    JSON array (strings or records), or plain text (one text per line)."""
+def read_items(path: Path, spec: ModelSpec) -> Iterator[Any]:
+    """Reference items from a file: CSV (records typed by the model's features as pandas writes
+    them; a text model's ``text`` column), JSON Lines or a JSON array (strings or records), or plain
+    text (one text per line)."""
     if not path.is_file():
         raise InvalidInput(f"{path}: no such reference file")
-    text = task.takes_text
+    text = spec.task.takes_text
     suffix = path.suffix.lower()
-    if suffix == ".csv":
+    if suffix == ".csv" and not text:
+        yield from csv_records(path, [feature.model_dump(exclude_none=True) for feature in spec.features])
+    elif suffix == ".csv":
         with open(path, newline="") as handle:
             for row in csv.DictReader(handle):
-                yield row.get("text", "") if text else _typed(row)
+                yield row.get("text", "")
     elif suffix in (".jsonl", ".ndjson"):
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if line.strip():
@@ -125,20 +132,19 @@ def read_items(path: Path, task: Task) -> Iterator[Any]:
 
 
 def reference_items(path: Path, spec: ModelSpec) -> list[Any]:
-    """The reference's items as the model takes them: a record's true answer (``label`` or ``value``,
-    unless the model has a feature of that name) is not an input."""
-    answer = spec.task.answer_field
-    keep_answer = any(f.name == answer for f in spec.features)
+    """The reference's items as the model takes them: a record keeps the model's features only (its
+    true answer, ``label`` or ``value``, and an evaluation split's other columns are not inputs)."""
+    names = {feature.name for feature in spec.features}
     return [
-        {k: v for k, v in item.items() if k != answer} if isinstance(item, dict) and not keep_answer else item
-        for item in read_items(path, spec.task)
+        {k: v for k, v in item.items() if k in names} if names and isinstance(item, dict) else item
+        for item in read_items(path, spec)
     ]
 
 
-def read_truth(path: Path, task: Task) -> list[Any] | None:
+def read_truth(path: Path, spec: ModelSpec) -> list[Any] | None:
     """The true answer of each reference item (``label``, or ``value`` for a regressor), where the
     file has that column or key (CSV, JSON or JSON Lines records); None where it has none."""
-    target = task.answer_field
+    target = spec.task.answer_field
     suffix = path.suffix.lower()
     if suffix == ".csv":
         with open(path, newline="") as handle:
@@ -147,26 +153,11 @@ def read_truth(path: Path, task: Task) -> list[Any] | None:
                 return None
             return [row[target] or None for row in reader]
     if suffix in (".json", ".jsonl", ".ndjson"):
-        items = list(read_items(path, task))
+        items = list(read_items(path, spec))
         if not any(isinstance(item, dict) and target in item for item in items):
             return None
         return [item.get(target) if isinstance(item, dict) else None for item in items]
     return None
-
-
-def _typed(row: dict[str, str]) -> dict[str, Any]:
-    """CSV cells as the JSON a client would send: numbers where they parse, an empty cell as null (pandas'
-    ``to_csv`` writes NaN as one)."""
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if value == "":
-            out[key] = None
-            continue
-        try:
-            out[key] = float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            out[key] = value
-    return out
 
 
 def _json(text: str, where: str) -> Any:

@@ -74,6 +74,6 @@ def _labels(folder: Path, items: list[Any]) -> list[str] | None:
         return None
     labels: list[str] = []
     for start in range(0, len(items), BATCH):
-        scores = np.asarray(task.score(items[start : start + BATCH]))
+        scores = np.asarray(task.score(task.parse_items(items[start : start + BATCH])))
         labels += [resolved.spec.labels[i] for i in scores.argmax(axis=1).tolist()]
     return labels

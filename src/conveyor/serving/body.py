@@ -71,4 +71,16 @@ def json_body(body: bytes, expected: str) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+        raise not_json(exc) from None
+
+
+def not_json(exc: orjson.JSONDecodeError) -> BadRequest:
+    """The 400 for a body that is not JSON.  A NaN or Infinity is named with its fix: Python's
+    ``json.dumps`` writes a missing float as ``NaN``, which JSON has no word for."""
+    hint = ""
+    if exc.doc[exc.pos : exc.pos + 8].startswith(("NaN", "Infinity")):
+        hint = (
+            "; NaN and Infinity are not JSON: send a missing value as null (as pandas' "
+            'to_json(orient="records") writes it)'
+        )
+    return BadRequest(f"request body is not valid JSON: {exc}{hint}")

@@ -191,6 +191,8 @@ def _conform(name: str, array: np.ndarray, info: TensorInfo) -> np.ndarray:
             raise BadRequest(f"input {name!r}: expected shape {_fmt(info.shape)}, got {list(array.shape)}")
     if array.dtype.kind == "O":
         if info.dtype.kind not in "OUS":
+            if None in array.reshape(-1).tolist():  # BOOL data with a null
+                raise InvalidInput(f"input {name!r}: has a missing value (null), which {info.dtype.name} cannot hold")
             raise BadRequest(f"input {name!r}: expected {info.dtype.name}, got BYTES")
         for index, value in enumerate(array.reshape(-1).tolist()):
             if not isinstance(value, str):

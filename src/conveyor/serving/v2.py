@@ -22,6 +22,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conveyor.errors import BadRequest, InvalidInput
+from conveyor.serving.body import not_json
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -128,7 +129,7 @@ def decode_request(body: bytes, header_length: str | None) -> DecodedRequest:
     try:
         raw = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+        raise not_json(exc) from None
     if not isinstance(raw, dict):
         raise InvalidInput("invalid inference request: expected a JSON object with 'inputs'")
     try:
@@ -200,8 +201,12 @@ def decode_json(item: RequestInput) -> np.ndarray:
         array[:] = flat
         return array.reshape(item.shape)
     if item.datatype == "BOOL":
-        if not all(isinstance(v, bool) for v in flat):
-            raise InvalidInput(f"input {item.name!r}: BOOL data must be true or false")
+        if not all(isinstance(v, bool) or v is None for v in flat):
+            raise InvalidInput(f"input {item.name!r}: BOOL data must be true or false (or null where missing)")
+        if None in flat:  # a missing value: the task decides whether the model takes one there
+            array = np.empty(count, dtype=object)
+            array[:] = flat
+            return array.reshape(item.shape)
     elif dtype.kind == "f" and None in flat:  # null: a missing value, NaN as pandas has it
         if any(isinstance(v, bool) or not isinstance(v, int | float | None) for v in flat):
             raise InvalidInput(f"input {item.name!r}: {item.datatype} data must be numbers (or null where missing)")

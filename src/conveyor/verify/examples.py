@@ -2,7 +2,8 @@
 
 ``conveyor init --sample`` and ``conveyor verify --write-contract --sample`` take the cases a
 team already trusts: texts (a ``.txt`` file, one per line, or a JSON list), rows (CSV with a
-header, typed by the served model's features, or JSON records / pandas' split shape) or
+header, typed by the served model's features, an empty cell a missing value as pandas writes NaN,
+or JSON records / pandas' split shape) or
 images (a PNG/JPEG file, or a folder of them, sent base64-encoded as ``/predict`` takes them).
 """
 
@@ -37,7 +38,7 @@ def read_examples(
     if suffix == ".txt":
         examples: list[Any] = [line for line in path.read_text().splitlines() if line.strip()]
     elif suffix == ".csv":
-        examples = _csv_rows(path, features or [])
+        examples = csv_records(path, features or [])
     elif suffix == ".json":
         examples = _json_examples(path)
     else:
@@ -63,7 +64,9 @@ def _json_examples(path: Path) -> list[Any]:
     raise InvalidInput(f"{path.name}: expected a JSON list (texts or records) or {{'columns': [...], 'data': [...]}}")
 
 
-def _csv_rows(path: Path, features: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def csv_records(path: Path, features: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A CSV's rows as the JSON records a client sends: cells typed by ``features`` (their v2
+    metadata or model.yaml form), an empty cell null (pandas' ``to_csv`` writes NaN as one)."""
     types = {f["name"]: f.get("type", "number") for f in features}
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -71,6 +74,8 @@ def _csv_rows(path: Path, features: list[dict[str, Any]]) -> list[dict[str, Any]
 
 
 def _typed(column: str, cell: str, kind: str | None, path: Path) -> Any:
+    if cell == "":
+        return None  # a missing value: the server takes it where the model does, else names the column
     try:
         if kind == "number":
             return float(cell)

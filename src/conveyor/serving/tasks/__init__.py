@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
 from conveyor.errors import BadRequest, UnsupportedMediaType
 from conveyor.serving.body import is_json
@@ -57,6 +58,11 @@ class TaskServer(ABC):
     @abstractmethod
     def parse_predict(self, body: bytes, content_type: str | None) -> list[Any]:
         """The classic ``/predict`` body as items, checked (a 4xx naming the problem)."""
+
+    def parse_items(self, items: list[Any]) -> list[Any]:
+        """Items already read from JSON or CSV (a reference file's, a stored sample's) checked and
+        converted exactly as a ``/predict`` body holding them is, so ``score`` sees what it is served."""
+        return self.parse_predict(orjson.dumps(items), "application/json")
 
     def logged_inputs(self, items: list[Any]) -> list[Any] | None:
         """What the payload log may keep of the items (JSON-able), or None to keep none."""
