@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import yaml
-from examples.sentiment.transformer_onnx import EncoderConfig, random_weights, sentence_classifier
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+from conveyor.transformer_onnx import EncoderConfig, random_weights, sentence_classifier
 
 VOCAB = ["[PAD]", "[UNK]", "good", "great", "bad", "awful", "spam", "ham", "eggs"] + [f"w{i}" for i in range(40)]
 POSITIVE_WORDS = {"good", "great"}

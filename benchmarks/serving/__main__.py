@@ -30,15 +30,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime
-from examples.sentiment import encoder
-from examples.sentiment.transformer_onnx import ROBERTA_BASE, random_cls_classifier
 from rich.console import Console
 from rich.table import Table
 
 from benchmarks.serving.sentences import SENTENCES
+from conveyor import minilm as encoder
 from conveyor.serving.model import TextClassifier
 from conveyor.serving.runtime import RuntimeOptions
 from conveyor.serving.spec import resolve_model
+from conveyor.transformer_onnx import ROBERTA_BASE, random_cls_classifier
 from conveyor.verify.targets import free_port
 
 REPO = Path(__file__).resolve().parents[2]

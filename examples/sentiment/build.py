@@ -23,7 +23,7 @@ from examples.sentiment.cache import locked
 from examples.sentiment.data import prepare
 from examples.sentiment.evaluate import evaluate
 from examples.sentiment.export import export
-from examples.sentiment.train import train
+from examples.sentiment.train import ENCODER_CODE, train
 
 STAMP = "build.json"
 MIN_ACCURACY = 0.75
@@ -31,7 +31,7 @@ MIN_ACCURACY = 0.75
 
 def code_digest() -> str:
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in sorted([*Path(__file__).parent.glob("*.py"), *ENCODER_CODE]):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -9,9 +9,9 @@ from pathlib import Path
 import onnx
 import yaml
 
-from examples.sentiment import encoder
+from conveyor import minilm as encoder
+from conveyor.transformer_onnx import sentence_classifier
 from examples.sentiment.train import MAX_LENGTH, Head
-from examples.sentiment.transformer_onnx import sentence_classifier
 
 LABELS = ["negative", "positive"]
 

@@ -5,23 +5,18 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
-from tokenizers import Tokenizer
 
-from conveyor.serving.runtime import quiet_session_options
-from examples.sentiment import encoder
+from conveyor import minilm as encoder
 from examples.sentiment.cache import cached, files_digest
-from examples.sentiment.transformer_onnx import embedding_model
 
-MAX_LENGTH = 128
-BATCH = 64
+MAX_LENGTH = encoder.MAX_LENGTH
+#: the library code that computes the embeddings: a change to it is a change to them
+ENCODER_CODE = [Path(encoder.__file__), Path(encoder.__file__).with_name("transformer_onnx.py")]
 
 
 @dataclass(frozen=True)
@@ -34,17 +29,11 @@ class Head:
     seconds: float
 
 
-def _tokenizer() -> Tokenizer:
-    tokenizer = Tokenizer.from_file(str(encoder.tokenizer_path()))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(MAX_LENGTH)
-    return tokenizer
-
-
 def _cache_key(texts: list[str]) -> str:
     """What the embeddings depend on: the texts, the encoder's files and the code that runs them."""
     digest = hashlib.sha256(json.dumps(texts).encode())
-    return files_digest(digest, [*Path(__file__).parent.glob("*.py"), *encoder.model_dir().glob("*")]).hexdigest()
+    code = [*Path(__file__).parent.glob("*.py"), *ENCODER_CODE]
+    return files_digest(digest, [*code, *encoder.model_dir().glob("*")]).hexdigest()
 
 
 def _npy_bytes(features: np.ndarray) -> bytes:
@@ -68,30 +57,8 @@ def embed(texts: list[str], threads: int | None = None) -> np.ndarray:
 
 
 def _embed(texts: list[str], threads: int | None = None) -> np.ndarray:
-    """Sentence embeddings (mean-pooled, L2-normalised), batched by length."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "embedder.onnx"
-        onnx.save(embedding_model(encoder.weights(), encoder.config()), path)
-        # no busy-waiting between batches: on a shared machine (a pipeline's parallel steps, a CI
-        # runner) spinning threads burn about a quarter more CPU for the same embeddings
-        options = quiet_session_options()
-        if threads:
-            options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    encodings = _tokenizer().encode_batch(texts)
-    order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-    out = np.zeros((len(texts), encoder.config().hidden_size), dtype=np.float32)
-    for start in range(0, len(order), BATCH):
-        rows = order[start : start + BATCH]
-        width = max(len(encodings[i].ids) for i in rows)
-        ids = np.zeros((len(rows), width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for r, i in enumerate(rows):
-            n = len(encodings[i].ids)
-            ids[r, :n] = encodings[i].ids
-            mask[r, :n] = 1
-        out[rows] = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-    return out
+    """Sentence embeddings (mean-pooled, L2-normalised), batched by length (conveyor/minilm.py)."""
+    return encoder.SentenceEncoder(threads).embed(texts)
 
 
 def train(texts: list[str], labels: list[int], c: float = 1.0, seed: int = 42) -> Head:

@@ -117,16 +117,18 @@ def register_path(
 
 def _reference_profile(model: Path, reference: Path, out: Path, report: Callable[[str], None]) -> tuple[str, Path]:
     """The reference rows scored by the served model's code, profiled: the version's baseline."""
-    from conveyor.monitoring.observe import Observer
-    from conveyor.monitoring.profile import PROFILE_FILE, profile_of
+    from conveyor.monitoring.profile import PROFILE_FILE
+    from conveyor.monitoring.run import new_reference_profile
     from conveyor.serving.spec import resolve_model
 
-    observer = Observer(resolve_model(model))
-    columns, quality = observer.score_reference(reference)
-    profile = profile_of(columns, source=reference.name, quality=quality)
+    profile = new_reference_profile(resolve_model(model), reference, reference.name, report)
     profile.save(out)
+    quality, check = profile.quality, profile.self_check
     labelled = f", {quality.labelled} labelled (quality estimates)" if quality else ""
-    report(f"reference profile: {profile.items} items of {reference.name}, {len(profile.columns)} columns{labelled}")
+    alarms = f"; {check.false_alarms} false alarms in {check.splits} half-splits" if check else ""
+    report(
+        f"reference profile: {profile.items} items of {reference.name}, {len(profile.columns)} columns{labelled}{alarms}"
+    )
     return PROFILE_FILE, out
 
 

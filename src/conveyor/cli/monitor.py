@@ -176,21 +176,40 @@ def _render_quality(quality: dict[str, Any], index: int) -> None:
     stdout.print(table)
 
 
+def _number(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _render_self_check(check: Any) -> None:
+    """The profile's own false-alarm rate: how far the thresholds can be trusted on this data."""
+    if check is None:
+        stdout.print("reference self-check: none (the profile predates it: profile the reference again)")
+        return
+    columns = ", ".join(f"{name} {count}" for name, count in sorted(check.columns.items()))
+    stdout.print(
+        f"reference self-check: {check.false_alarms} of {check.splits} splits of the reference into halves "
+        f"({check.half} items each) raised drift at PSI >= {check.psi}, p < {check.alpha}: "
+        f"a false-alarm rate of {check.rate:.0%}" + (f" ({columns})" if columns else "")
+    )
+
+
 def _render(result: Any) -> None:
     windows = new_table(
         f"{result.model}:{result.version} traffic against its reference ({result.profile.source}, "
         f"{result.profile.items} items): {result.records} requests in {result.files} files"
     )
-    for column in ("window", "items", "from", "to", "drifted", "live quality", "estimated"):
-        windows.add_column(column, justify="right" if column in ("window", "items") else "left")
+    for column in ("window", "items", "from", "to", "drift share", "drifted", "live quality", "estimated"):
+        windows.add_column(column, justify="right" if column in ("window", "items", "drift share") else "left")
     for w in result.windows:
         verdict = ", ".join(w.drifted) if w.drifted else ("none" if w.judged else "too few items to judge")
         quality = _quality(w.quality)
+        share = "" if w.drift_share is None else f"{len(w.drifted)}/{len(w.columns)}"
         windows.add_row(
             str(w.index),
             str(w.items),
             w.start,
             w.end,
+            share,
             f"[red]{verdict}[/red]" if w.drifted else verdict,
             f"[red]{quality}[/red]" if w.quality_failed else quality,
             _estimated(w.estimated),
@@ -199,6 +218,7 @@ def _render(result: Any) -> None:
     evidenced = [w for w in result.windows if w.quality and w.quality.get("enough_labels")]
     if evidenced:
         _render_quality(evidenced[-1].quality, evidenced[-1].index)
+    _render_self_check(result.profile.self_check)
     for note in result.notes:
         stderr.print(f"note: {note}", highlight=False)
     latest = result.latest
@@ -206,16 +226,29 @@ def _render(result: Any) -> None:
         stdout.print("no window has enough items to judge yet")
         return
     limits = result.thresholds
-    detail = new_table(f"window {latest.index}: drift at PSI >= {limits.psi} and p < {limits.alpha}")
-    for column in ("column", "side", "PSI", "p", "KS", "JS", "reference", "window", "drift"):
+    detail = new_table(
+        f"window {latest.index}: drift at PSI >= {limits.psi} (embeddings: any MMD) and p < {limits.alpha} "
+        f"after Benjamini-Hochberg across its {len(latest.columns)} columns"
+    )
+    for column in ("column", "side", "PSI", "MMD", "p", "p (BH)", "KS", "JS", "reference", "window", "drift"):
         detail.add_column(column)
     for c in latest.columns:
-        ks = "" if c.ks_statistic is None else f"{c.ks_statistic:.3f}"
-        js = "" if c.js_distance is None else f"{c.js_distance:.3f}"
         ref = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{v}" for k, v in c.reference.items())
         win = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{v}" for k, v in c.window.items())
         flag = "[red]yes[/red]" if c.drifted else "no"
-        detail.add_row(c.name, c.side, f"{c.psi:.3f}", f"{c.pvalue:.2g}", ks, js, ref, win, flag)
+        detail.add_row(
+            c.name,
+            c.side,
+            _number(c.psi, ".3f"),
+            _number(c.mmd, ".4f"),
+            f"{c.pvalue:.2g}",
+            _number(c.adjusted_pvalue, ".2g"),
+            _number(c.ks_statistic, ".3f"),
+            _number(c.js_distance, ".3f"),
+            ref,
+            win,
+            flag,
+        )
     stdout.print(detail)
     if result.unreadable:
         stderr.print(f"warning: {result.unreadable} log lines were not JSON and were skipped")

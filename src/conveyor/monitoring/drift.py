@@ -9,8 +9,20 @@ A column drifts when the shift is both large and real:
   ``alpha``): scipy's two-sample Kolmogorov-Smirnov test (numeric, against the reference's
   sample) or chi-square test of homogeneity (categorical, on the counts).  On large windows every
   trivial shift is significant, which the PSI guards against.
-The Jensen-Shannon distance of categorical shares is reported beside them.  A window smaller
-than ``min_items`` is not judged.
+The Jensen-Shannon distance of categorical shares is reported beside them.  A text model's
+texts (an ``embedding`` column, where the profile has one) are judged by their meaning: the
+maximum mean discrepancy between the window's and the reference's sentence embeddings, with a
+permutation p-value (``monitoring/embedding_drift.py``); a window of another subject drifts there
+when its lengths do not.
+
+Many columns tested at once raise more false alarms than one: at ``alpha`` 0.01 and ten
+independent columns, about one window in ten of unchanged traffic would flag some column.  So
+the p-values of one window are adjusted together with the Benjamini-Hochberg procedure (scipy's
+``false_discovery_control``), and a column is "real" when its adjusted p-value is below
+``alpha``: on unchanged traffic the chance that any column of a window drifts stays at about
+``alpha``, while a column whose shift is strong keeps a tiny p-value.  The window's drift share
+is the share of its tested columns that drifted (Evidently's dataset drift share).  A window
+smaller than ``min_items`` is not judged.
 """
 
 from __future__ import annotations
@@ -21,13 +33,14 @@ from typing import Any
 import numpy as np
 
 from conveyor.extras import needs
+from conveyor.monitoring.embedding_drift import embed, mmd_test, sample_texts
 from conveyor.monitoring.features import Columns
 from conveyor.monitoring.profile import ColumnProfile, Profile
 from conveyor.monitoring.thresholds import Thresholds
 
 with needs("monitor", "drift detection (conveyor monitor)"):
     from scipy.spatial.distance import jensenshannon
-    from scipy.stats import chi2_contingency, ks_2samp
+    from scipy.stats import chi2_contingency, false_discovery_control, ks_2samp
 
 EPSILON = 1e-4  # an empty bin's share, so the index stays finite
 
@@ -38,11 +51,13 @@ class ColumnDrift:
     side: str
     kind: str
     items: int
-    psi: float
+    psi: float | None  # none for an embedding column (its statistic is ``mmd``)
     drifted: bool
-    pvalue: float  # the test's: Kolmogorov-Smirnov (numeric) or chi-square (categorical)
+    pvalue: float  # the test's: Kolmogorov-Smirnov (numeric), chi-square (categorical) or MMD permutation
+    adjusted_pvalue: float | None = None  # Benjamini-Hochberg over the window's columns: what is judged
     ks_statistic: float | None = None
     js_distance: float | None = None
+    mmd: float | None = None  # an embedding column's squared maximum mean discrepancy
     reference: dict[str, Any] = field(default_factory=dict)  # p50 or the top category, for the table
     window: dict[str, Any] = field(default_factory=dict)
 
@@ -63,28 +78,40 @@ class WindowDrift:
     def drifted(self) -> list[str]:
         return [c.name for c in self.columns if c.drifted]
 
+    @property
+    def drift_share(self) -> float | None:
+        """The share of the tested columns that drifted (none when nothing was tested)."""
+        return round(len(self.drifted) / len(self.columns), 4) if self.columns else None
+
 
 def psi(reference: np.ndarray, window: np.ndarray) -> float:
     ref, win = np.clip(reference, EPSILON, None), np.clip(window, EPSILON, None)
     return float(np.sum((win - ref) * np.log(win / ref)))
 
 
-def compare(profile: Profile, columns: Columns, thresholds: Thresholds) -> list[ColumnDrift]:
-    """Each profiled column that the window has values for, judged."""
+def compare(profile: Profile, columns: Columns, thresholds: Thresholds, seed: int = 0) -> list[ColumnDrift]:
+    """Each profiled column that the window has values for, judged; p-values adjusted together."""
     results = []
     for name, reference in profile.columns.items():
         column = columns.by_name.get(name)
         if column is None or not column.values:
             continue
-        results.append(
-            _numeric(reference, column.values, thresholds)
-            if reference.kind == "numeric"
-            else _categorical(reference, column.values, thresholds)
-        )
+        if reference.kind == "numeric":
+            results.append(_numeric(reference, column.values))
+        elif reference.kind == "embedding":
+            results.append(_embedding(reference, column.values, seed))
+        else:
+            results.append(_categorical(reference, column.values))
+    if results:
+        adjusted = false_discovery_control([min(max(r.pvalue, 0.0), 1.0) for r in results], method="bh")
+        for result, pvalue in zip(results, adjusted, strict=True):
+            result.adjusted_pvalue = float(pvalue)
+            large = result.psi is None or result.psi >= thresholds.psi  # an embedding's sample bounds its test
+            result.drifted = large and result.adjusted_pvalue < thresholds.alpha
     return results
 
 
-def _numeric(reference: ColumnProfile, raw: list[Any], thresholds: Thresholds) -> ColumnDrift:
+def _numeric(reference: ColumnProfile, raw: list[Any]) -> ColumnDrift:
     values = np.asarray(raw, dtype=np.float64)
     index = psi(np.asarray(reference.shares), reference.bin_shares(values))
     test = ks_2samp(np.asarray(reference.sample), values)
@@ -94,7 +121,7 @@ def _numeric(reference: ColumnProfile, raw: list[Any], thresholds: Thresholds) -
         kind="numeric",
         items=len(values),
         psi=round(index, 4),
-        drifted=index >= thresholds.psi and float(test.pvalue) < thresholds.alpha,
+        drifted=False,  # judged in compare, with the window's other columns
         pvalue=float(test.pvalue),
         ks_statistic=round(float(test.statistic), 4),
         reference={"p50": reference.quantiles.get("p50")},
@@ -102,7 +129,7 @@ def _numeric(reference: ColumnProfile, raw: list[Any], thresholds: Thresholds) -
     )
 
 
-def _categorical(reference: ColumnProfile, raw: list[Any], thresholds: Thresholds) -> ColumnDrift:
+def _categorical(reference: ColumnProfile, raw: list[Any]) -> ColumnDrift:
     window = reference.category_shares(raw)
     names = sorted(set(reference.categories) | set(window))
     ref = np.array([reference.categories.get(n, 0.0) for n in names])
@@ -119,9 +146,27 @@ def _categorical(reference: ColumnProfile, raw: list[Any], thresholds: Threshold
         kind="categorical",
         items=len(raw),
         psi=round(index, 4),
-        drifted=index >= thresholds.psi and pvalue < thresholds.alpha,
+        drifted=False,
         pvalue=pvalue,
         js_distance=round(float(jensenshannon(ref, win, base=2)), 4),
         reference={"top": f"{top_ref} {reference.categories[top_ref]:.0%}"},
         window={"top": f"{top_win} {window[top_win]:.0%}"},
+    )
+
+
+def _embedding(reference: ColumnProfile, raw: list[Any], seed: int) -> ColumnDrift:
+    texts = sample_texts(raw, seed)
+    window = reference.projection().apply(embed(texts))
+    test = mmd_test(np.asarray(reference.vectors), window, seed)
+    return ColumnDrift(
+        name=reference.name,
+        side=reference.side,
+        kind="embedding",
+        items=len(raw),
+        psi=None,
+        drifted=False,
+        pvalue=test.pvalue,
+        mmd=round(test.mmd2, 5),
+        reference={"texts": len(reference.vectors)},
+        window={"texts": len(texts)},
     )

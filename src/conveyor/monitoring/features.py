@@ -4,7 +4,9 @@ One function turns items (texts, tabular records) and their probabilities into t
 profile summarises and a drift test compares, so the reference at registration and the logged
 traffic in production are described by the same code.  Text: characters, words, tokens and the
 unknown-token rate (the tokenizer's own ``[UNK]``), the signals that a new client sends another
-kind of text.  Tabular: each feature as it is.  Outputs: the predicted label's share, the
+kind of text, and, where asked, the texts themselves as ``text.embedding`` (an ``embedding``
+column: judged by their meaning, ``monitoring/embedding_drift.py``).
+Tabular: each feature as it is.  Outputs: the predicted label's share, the
 confidence (the top probability), or a regressor's value.
 """
 
@@ -17,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-Kind = Literal["numeric", "categorical"]
+Kind = Literal["numeric", "categorical", "embedding"]
 INPUT, OUTPUT = "input", "output"
 
 
@@ -47,10 +49,15 @@ class Columns:
         return max((len(c.values) for c in self.by_name.values()), default=0)
 
 
-class TextFeatures:
-    """Length, words, tokens and unknown-token rate of each text (the model's own tokenizer)."""
+EMBEDDING = "text.embedding"
 
-    def __init__(self, tokenizer_path: Path | None) -> None:
+
+class TextFeatures:
+    """Length, words, tokens and unknown-token rate of each text (the model's own tokenizer), and
+    the text itself for embedding drift when ``embeddings`` is set (embedded when judged)."""
+
+    def __init__(self, tokenizer_path: Path | None, embeddings: bool = False) -> None:
+        self.embeddings = embeddings
         self.tokenizer: Any = None
         self.unknown_id: int | None = None
         if tokenizer_path is not None and tokenizer_path.is_file():
@@ -68,6 +75,8 @@ class TextFeatures:
         for index, text in enumerate(strings):
             columns.add("text.characters", "numeric", INPUT, len(text))
             columns.add("text.words", "numeric", INPUT, len(text.split()))
+            if self.embeddings:
+                columns.add(EMBEDDING, "embedding", INPUT, text)
             if encoded:
                 ids = encoded[index].ids
                 columns.add("text.tokens", "numeric", INPUT, len(ids))

@@ -119,7 +119,8 @@ class LiveDrift:
         results = compare(self.profile, columns, self.thresholds)
         for column in results:
             names = {**self.names, "column": column.name}
-            PSI.labels(**names).set(column.psi)
+            if column.psi is not None:  # (the server keeps no embeddings: Observer's default)
+                PSI.labels(**names).set(column.psi)
             PVALUE.labels(**names).set(column.pvalue)
             DETECTED.labels(**names).set(1 if column.drifted else 0)
         drifted = [c.name for c in results if c.drifted]

@@ -29,14 +29,16 @@ BATCH = 64
 
 
 class Observer:
-    """Turns items and answers of one model version into columns."""
+    """Turns items and answers of one model version into columns; ``embeddings``: a text model's
+    texts are kept for embedding drift too (``conveyor monitor`` and reference profiles; a server's
+    own gauges leave them out: the encoder's time is not the serving process's to spend)."""
 
-    def __init__(self, resolved: ResolvedModel) -> None:
+    def __init__(self, resolved: ResolvedModel, embeddings: bool = False) -> None:
         self.resolved = resolved
         self.spec = resolved.spec
         if not self.spec.task.named_inputs:
             raise InvalidInput(f"model {self.spec.name!r} takes raw tensors: there are no named inputs to monitor")
-        self.text = TextFeatures(resolved.tokenizer_path) if self.spec.task.takes_text else None
+        self.text = TextFeatures(resolved.tokenizer_path, embeddings) if self.spec.task.takes_text else None
         self.features = {f.name: f.type for f in self.spec.features}
 
     def add_inputs(self, columns: Columns, items: list[Any] | None) -> None:

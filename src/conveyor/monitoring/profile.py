@@ -3,7 +3,11 @@
 Compare SageMaker Model Monitor's baseline (statistics + constraints from a baseline job) and
 Evidently's reference dataset.  Per numeric column: decile edges with each bin's share (what the
 population stability index compares) and a fixed-size sample (what Kolmogorov-Smirnov compares);
-per categorical column: the category shares (top ``MAX_CATEGORIES``, the rest as ``(other)``).
+per categorical column: the category shares (top ``MAX_CATEGORIES``, the rest as ``(other)``);
+per embedding column (a text model's texts): a sample of their sentence embeddings, projected on
+their principal components (``monitoring/embedding_drift.py``).  ``self_check``: how often the
+drift test raised a false alarm between two halves of the reference itself
+(``monitoring/self_check.py``).
 Kept with the version as ``monitoring/profile.json``, so anyone who can download the version can
 judge its traffic, and the served image carries it too.
 """
@@ -18,6 +22,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from conveyor.monitoring.embedding_drift import DECIMALS, Projection, embed, fit_projection, sample_texts
 from conveyor.monitoring.estimate import QualityReference
 from conveyor.monitoring.features import Column, Columns
 
@@ -41,6 +46,12 @@ class ColumnProfile(BaseModel):
     sample: list[float] = Field(default_factory=list, description="A fixed random sample of the values (numeric).")
     quantiles: dict[str, float] = Field(default_factory=dict, description="min, p5, p25, p50, p75, p95, max.")
     categories: dict[str, float] = Field(default_factory=dict, description="Share per category (categorical).")
+    center: list[float] = Field(default_factory=list, description="The embeddings' mean (embedding).")
+    components: list[list[float]] = Field(default_factory=list, description="Principal directions (embedding).")
+    vectors: list[list[float]] = Field(default_factory=list, description="Sampled texts, projected (embedding).")
+
+    def projection(self) -> Projection:
+        return Projection(np.asarray(self.center), np.asarray(self.components))
 
     def bin_shares(self, values: np.ndarray) -> np.ndarray:
         """Share of ``values`` in each bin (-inf, e1], (e1, e2], ..., (ek, inf): a value equal to an edge
@@ -54,6 +65,22 @@ class ColumnProfile(BaseModel):
         return {k: n / max(len(values), 1) for k, n in counted.items()}
 
 
+class SelfCheck(BaseModel):
+    """The drift test run between two random halves of the reference, ``splits`` times: each
+    alarm is a false one, as both halves come from one distribution."""
+
+    splits: int
+    half: int = Field(description="Items in each half: the window size the rate holds for.")
+    false_alarms: int
+    psi: float
+    alpha: float
+    columns: dict[str, int] = Field(default_factory=dict, description="False alarms per column.")
+
+    @property
+    def rate(self) -> float:
+        return self.false_alarms / self.splits if self.splits else 0.0
+
+
 class Profile(BaseModel):
     """Every watched column of one version, from ``items`` reference rows."""
 
@@ -62,6 +89,9 @@ class Profile(BaseModel):
     columns: dict[str, ColumnProfile]
     quality: QualityReference | None = Field(
         default=None, description="Labelled reference rows, scored: what label-free quality estimates learn from."
+    )
+    self_check: SelfCheck | None = Field(
+        default=None, description="False alarms of the drift test between halves of the reference."
     )
 
     def save(self, path: Path) -> Path:
@@ -84,6 +114,8 @@ def profile_of(columns: Columns, source: str, seed: int = 0, quality: QualityRef
 
 
 def _column(column: Column, seed: int) -> ColumnProfile:
+    if column.kind == "embedding":
+        return _embedding(column, seed)
     if column.kind == "categorical":
         counted = Counter(map(str, column.values))
         top = dict(counted.most_common(MAX_CATEGORIES))
@@ -104,3 +136,24 @@ def _column(column: Column, seed: int) -> ColumnProfile:
     points = np.quantile(values, [0, 0.05, 0.25, 0.5, 0.75, 0.95, 1])
     profile.quantiles = dict(zip(["min", "p5", "p25", "p50", "p75", "p95", "max"], map(float, points), strict=True))
     return profile
+
+
+def _embedding(column: Column, seed: int) -> ColumnProfile:
+    """A seeded sample of the texts, embedded; kept as their coordinates on the sample's own
+    principal directions, with the centre and directions a window is projected by."""
+    texts = sample_texts(column.values, seed)
+    embeddings = embed(texts)
+    projection = fit_projection(embeddings)
+    return ColumnProfile(
+        name=column.name,
+        kind="embedding",
+        side=column.side,
+        count=len(column.values),
+        center=_rounded(projection.center),
+        components=[_rounded(row) for row in projection.components],
+        vectors=[_rounded(row) for row in projection.apply(embeddings)],
+    )
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    return [round(float(v), DECIMALS) for v in values]

@@ -45,7 +45,7 @@ Latest judged window: <span class="{{ 'drift' if r.latest_drifted else '' }}">
 <table><tr><th>column</th><th>side</th><th>PSI</th><th>p</th><th>KS statistic</th><th>JS distance</th>
 <th>reference</th><th>window</th><th>drift</th></tr>
 {% for c in r.latest.columns %}
-<tr><td>{{ c.name }}</td><td>{{ c.side }}</td><td>{{ '%.3f'|format(c.psi) }}</td>
+<tr><td>{{ c.name }}</td><td>{{ c.side }}</td><td>{{ '' if c.psi is none else '%.3f'|format(c.psi) }}</td>
 <td>{{ '%.2g'|format(c.pvalue) }}</td>
 <td>{{ '' if c.ks_statistic is none else '%.3f'|format(c.ks_statistic) }}</td>
 <td>{{ '' if c.js_distance is none else '%.3f'|format(c.js_distance) }}</td>
@@ -61,7 +61,8 @@ def write_html(result: Any, path: Path) -> Path:
     series: dict[str, list[tuple[int, float]]] = {}
     for i, window in enumerate(result.windows):
         for column in window.columns:
-            series.setdefault(column.name, []).append((i, column.psi))
+            if column.psi is not None:
+                series.setdefault(column.name, []).append((i, column.psi))
     width, height, bar = 320, 80, max(4, 320 // max(len(result.windows), 1))
     top = max([result.thresholds.psi * 2] + [v for points in series.values() for _, v in points])
 

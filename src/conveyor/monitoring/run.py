@@ -5,6 +5,7 @@ Shared by ``conveyor monitor`` (table, JSON, HTML) and anything that acts on dri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,12 @@ from conveyor.errors import InvalidInput
 from conveyor.monitoring.drift import WindowDrift, compare
 from conveyor.monitoring.estimate import estimate_window, estimator_for
 from conveyor.monitoring.hashed import as_logged, hashed_fields
+from conveyor.monitoring.features import EMBEDDING
 from conveyor.monitoring.logs import LogReader
 from conveyor.monitoring.observe import Observer, chunked
-from conveyor.monitoring.profile import PROFILE_FILE, Profile, profile_of
+from conveyor.monitoring.profile import PROFILE_FILE, Profile
 from conveyor.monitoring.quality import feedback_of, labelled_rows, window_quality
+from conveyor.monitoring.self_check import checked_profile
 from conveyor.monitoring.thresholds import Thresholds
 from conveyor.serving.payload_hash import hash_key
 from conveyor.serving.payload_record import RequestRecord
@@ -58,17 +61,23 @@ class MonitorResult:
                 "items": self.profile.items,
                 "labelled": self.profile.quality.labelled if self.profile.quality else 0,
                 "quality": self.profile.quality.realised if self.profile.quality else None,
+                "self_check": self_check_dict(self.profile),
             },
             "thresholds": self.thresholds.model_dump(),
             "records": self.records,
             "files": self.files,
             "unreadable_lines": self.unreadable,
             "drift": self.latest_drifted,
-            "windows": [{**asdict(w), "drifted": w.drifted} for w in self.windows],
+            "windows": [{**asdict(w), "drifted": w.drifted, "drift_share": w.drift_share} for w in self.windows],
             "feedback": self.feedback,
             "labelled_items": len(self.labelled),
             "notes": self.notes,
         }
+
+
+def self_check_dict(profile: Profile) -> dict[str, Any] | None:
+    check = profile.self_check
+    return None if check is None else {**check.model_dump(), "false_alarm_rate": round(check.rate, 4)}
 
 
 def export_labelled(rows: list[dict[str, Any]], path: Path) -> int:
@@ -86,12 +95,25 @@ def export_labelled(rows: list[dict[str, Any]], path: Path) -> int:
     return len(rows)
 
 
+def new_reference_profile(
+    resolved: ResolvedModel, reference: Path, source: str, report: Callable[[str], None] | None = None
+) -> Profile:
+    """``reference`` scored by the served model's code and profiled, its false-alarm rate measured;
+    a text model's texts embedded too where the MiniLM encoder is installed (else ``report`` says so)."""
+    from conveyor import minilm
+
+    missing = minilm.missing_reason() if resolved.spec.task.takes_text else ""
+    if missing and report is not None:
+        report(f"reference profile: no embedding drift ({missing})")
+    observer = Observer(resolved, embeddings=resolved.spec.task.takes_text and not missing)
+    columns, quality = observer.score_reference(reference)
+    return checked_profile(columns, source=source, quality=quality)
+
+
 def reference_profile(resolved: ResolvedModel, reference: Path | None) -> Profile:
     """``reference`` scored now, else the profile stored with the version."""
-    observer = Observer(resolved)
     if reference is not None:
-        columns, quality = observer.score_reference(reference)
-        return profile_of(columns, source=str(reference), quality=quality)
+        return new_reference_profile(resolved, reference, str(reference))
     stored = resolved.model_path.parent / PROFILE_FILE
     if not stored.is_file():
         raise InvalidInput(
@@ -102,10 +124,17 @@ def reference_profile(resolved: ResolvedModel, reference: Path | None) -> Profil
 
 
 def monitor_log(
-    resolved: ResolvedModel, destination: str, reference: Path | None, window: int, thresholds: Thresholds
+    resolved: ResolvedModel,
+    destination: str,
+    reference: Path | None,
+    window: int,
+    thresholds: Thresholds,
+    embeddings: bool = True,
 ) -> MonitorResult:
+    """Every window of the log judged; ``embeddings``: a text model's texts by meaning too, where its
+    profile holds their embeddings (up to ``embedding_drift.SAMPLE`` texts embedded per window)."""
     profile = reference_profile(resolved, reference)
-    observer = Observer(resolved)
+    observer = Observer(resolved, embeddings=embeddings and EMBEDDING in profile.columns)
     reader = LogReader(destination, resolved.spec.name, resolved.spec.version)
     result = MonitorResult(resolved.spec.name, resolved.spec.version, profile, thresholds)
     everything = list(reader.records())  # feedback comes after its request: gather it first

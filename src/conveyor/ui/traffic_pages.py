@@ -47,7 +47,8 @@ def traffic_panel(registry: Registry, ref: str, settings: TrafficSettings) -> di
     model, tokenizer = locate_model(folder)
     resolved = resolve_model(str(model), str(tokenizer) if tokenizer else None, version.name, str(version.version))
     try:
-        result = monitor_log(resolved, settings.logs, None, settings.window, Thresholds())
+        # no embedding drift on a page view: embedding each window's texts takes seconds (conveyor monitor has it)
+        result = monitor_log(resolved, settings.logs, None, settings.window, Thresholds(), embeddings=False)
     except NotFound:
         return {"ref": version.ref, "state": "no-log", "logs": settings.logs}
     except ConveyorError as exc:
@@ -91,7 +92,8 @@ def _charts(judged: list[Any]) -> list[Any]:
     peaks: dict[str, float] = {}
     for window in judged:
         for column in window.columns:
-            peaks[column.name] = max(peaks.get(column.name, 0.0), column.psi)
+            if column.psi is not None:
+                peaks[column.name] = max(peaks.get(column.name, 0.0), column.psi)
     charted = sorted(peaks, key=peaks.__getitem__, reverse=True)[:MAX_COLUMNS_CHARTED]
     psi = {
         name: [(float(w.index), _capped(next((c.psi for c in w.columns if c.name == name), None))) for w in judged]
