@@ -126,9 +126,8 @@ def _reference_profile(model: Path, reference: Path, out: Path, report: Callable
     quality, check = profile.quality, profile.self_check
     labelled = f", {quality.labelled} labelled (quality estimates)" if quality else ""
     alarms = f"; {check.false_alarms} false alarms in {check.splits} half-splits" if check else ""
-    report(
-        f"reference profile: {profile.items} items of {reference.name}, {len(profile.columns)} columns{labelled}{alarms}"
-    )
+    columns = f"{len(profile.columns)} columns{labelled}{alarms}"
+    report(f"reference profile: {profile.items} items of {reference.name}, {columns}")
     return PROFILE_FILE, out
 
 

@@ -19,8 +19,8 @@ from collections import Counter
 import numpy as np
 
 from conveyor.monitoring.drift import compare
-from conveyor.monitoring.estimate import QualityReference
 from conveyor.monitoring.embedding_drift import sample_texts
+from conveyor.monitoring.estimate import QualityReference
 from conveyor.monitoring.features import Column, Columns
 from conveyor.monitoring.profile import Profile, SelfCheck, profile_of
 from conveyor.monitoring.thresholds import Thresholds
