@@ -14,8 +14,8 @@ from conveyor.atomic import write_atomic
 from conveyor.errors import InvalidInput
 from conveyor.monitoring.drift import WindowDrift, compare
 from conveyor.monitoring.estimate import estimate_window, estimator_for
-from conveyor.monitoring.hashed import as_logged, hashed_fields
 from conveyor.monitoring.features import EMBEDDING
+from conveyor.monitoring.hashed import as_logged, hashed_fields
 from conveyor.monitoring.logs import LogReader
 from conveyor.monitoring.observe import Observer, chunked
 from conveyor.monitoring.profile import PROFILE_FILE, Profile
