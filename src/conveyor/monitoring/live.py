@@ -32,12 +32,12 @@ from conveyor.monitoring.profile import PROFILE_FILE, Profile
 from conveyor.monitoring.quality import served_answers
 from conveyor.monitoring.thresholds import Thresholds
 from conveyor.serving.payload_hash import hash_key
-from conveyor.serving.payload_record import FeedbackRecord, PayloadRecord, RequestRecord
+from conveyor.serving.payload_record import AnswerRecord, FeedbackRecord, PayloadRecord, RequestRecord
 from conveyor.serving.spec import ResolvedModel
 
 log = logging.getLogger(__name__)
 
-REMEMBERED_REQUESTS = 50_000  # logged requests kept to join late feedback with (their answers only)
+REMEMBERED_REQUESTS = 50_000  # answered requests kept to join late feedback with (their answers only)
 LABELS = ["model", "version", "column"]
 PSI = Gauge(
     "conveyor_drift_psi",
@@ -87,6 +87,7 @@ class LiveDrift:
         self.thresholds = thresholds
         self.labels = resolved.spec.labels
         self.regression = resolved.spec.task.regression
+        self.boolean = resolved.spec.boolean_label  # how an answer without probabilities names its label
         self.names = {"model": resolved.spec.name, "version": resolved.spec.version}
         self.columns = Columns()
         self.judged = 0
@@ -98,6 +99,8 @@ class LiveDrift:
         try:
             if isinstance(record, FeedbackRecord):
                 self._feedback(record)
+            elif isinstance(record, AnswerRecord):  # a request the sample left out: its answers only
+                self._remember(record)
             else:
                 self._request(record)
         except Exception:  # a record the watcher cannot read must not stop the log's writer
@@ -105,15 +108,18 @@ class LiveDrift:
 
     def _request(self, record: RequestRecord) -> None:
         self.observer.add_record(self.columns, record)
-        request_id = record.request_id
-        # a tuple of strings or floats: nothing the garbage collector must walk, however many are kept
-        self.recent[request_id] = tuple(served_answers(record, self.labels, self.regression, None))
-        self.recent.move_to_end(request_id)
-        while len(self.recent) > REMEMBERED_REQUESTS:
-            self.recent.popitem(last=False)
+        self._remember(record)
         if self.columns.items >= self.window:
             self._judge(self.columns)
             self.columns = Columns()
+
+    def _remember(self, record: RequestRecord | AnswerRecord) -> None:
+        request_id = record.request_id
+        # a tuple of strings or floats: nothing the garbage collector must walk, however many are kept
+        self.recent[request_id] = tuple(served_answers(record, self.labels, self.regression, self.boolean))
+        self.recent.move_to_end(request_id)
+        while len(self.recent) > REMEMBERED_REQUESTS:
+            self.recent.popitem(last=False)
 
     def _judge(self, columns: Columns) -> None:
         results = compare(self.profile, columns, self.thresholds)

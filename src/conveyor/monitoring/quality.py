@@ -2,31 +2,33 @@
 
 Feedback arrives after its request (minutes or weeks later), so all of it is gathered first and
 each window's requests are joined by request id: accuracy for a classifier (the label with the
-highest probability against the true label), mean absolute error for a regressor.  Only logged
-requests can be joined: at a 10% sample, a tenth of the labelled traffic counts.
+highest probability against the true label, or the label it answered), mean absolute error for a
+regressor.  Every answered request can be joined: the sampled ones by their request line, the
+others by the compact ``answer`` line the log writes for each (``serving/answered.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from conveyor.monitoring.evidence import classifier_quality, regressor_quality
 from conveyor.monitoring.features import answered_labels
-from conveyor.serving.payload_record import FeedbackRecord, PayloadRecord, RequestRecord
+from conveyor.serving.payload_record import Answered, FeedbackRecord, PayloadRecord, RequestRecord
 
 
 def feedback_of(records: Iterable[PayloadRecord]) -> dict[str, list[Any]]:
-    """request id -> the true answers, per item (the latest feedback for an id wins)."""
+    """request id -> the true answers, per item (the first feedback for an id wins, as the server
+    that took it answered: a later one is a duplicate)."""
     truth: dict[str, list[Any]] = {}
     for record in records:
         if isinstance(record, FeedbackRecord) and record.truth is not None:
-            truth[record.request_id] = record.truth
+            truth.setdefault(record.request_id, record.truth)
     return truth
 
 
 def window_quality(
-    requests: list[RequestRecord],
+    requests: Sequence[Answered],
     truth: dict[str, list[Any]],
     labels: list[str],
     regression: bool,
@@ -53,7 +55,7 @@ def window_quality(
     return classifier_quality([str(v) for v in served_all], [str(v) for v in truth_all], labels)
 
 
-def served_answers(record: RequestRecord, labels: list[str], regression: bool, boolean: str | None) -> list[Any]:
+def served_answers(record: Answered, labels: list[str], regression: bool, boolean: str | None) -> list[Any]:
     """What a logged request answered, per item: the winning label, or a regressor's value."""
     if regression:
         return [o.get("value") if isinstance(o, dict) else None for o in record.outputs]

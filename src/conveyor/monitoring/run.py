@@ -23,7 +23,7 @@ from conveyor.monitoring.quality import feedback_of, labelled_rows, window_quali
 from conveyor.monitoring.self_check import checked_profile
 from conveyor.monitoring.thresholds import Thresholds
 from conveyor.serving.payload_hash import hash_key
-from conveyor.serving.payload_record import RequestRecord
+from conveyor.serving.payload_record import AnswerRecord, RequestRecord
 from conveyor.serving.spec import ResolvedModel
 
 
@@ -145,10 +145,13 @@ def monitor_log(
         profile, result.notes = as_logged(profile, hashed, hash_key())
     task = resolved.spec.task
     estimator = estimator_for(profile.quality)
-    for index, (columns, records) in enumerate(chunked(requests, observer, window), 1):
+    windows = list(chunked(requests, observer, window))
+    unsampled = answers_by_window([r for r in everything if isinstance(r, AnswerRecord)], windows)
+    for index, ((columns, records), answers) in enumerate(zip(windows, unsampled, strict=True), 1):
         result.records += len(records)
         judged = columns.items >= thresholds.min_items
-        quality = window_quality(records, truth, resolved.spec.labels, task.regression, resolved.spec.boolean_label)
+        joined = [*records, *answers]  # feedback joins every answered request, sampled or not
+        quality = window_quality(joined, truth, resolved.spec.labels, task.regression, resolved.spec.boolean_label)
         if quality is not None:
             quality.update(min_labels=thresholds.min_labels, enough_labels=thresholds.enough_labels(quality))
         result.windows.append(
@@ -167,3 +170,17 @@ def monitor_log(
     result.files, result.unreadable, result.feedback = reader.files, reader.unreadable, len(truth)
     result.labelled = labelled_rows(requests, truth, task.takes_text, task.answer_field)
     return result
+
+
+def answers_by_window(answers: list[AnswerRecord], windows: list[tuple[Any, list[RequestRecord]]]) -> list[list[Any]]:
+    """The unsampled requests' ``answer`` lines placed in the window whose time they fall in: up to
+    its last logged request's time (the last window takes the rest).  Times are ISO 8601 in UTC
+    with milliseconds, so they compare as strings."""
+    import bisect
+
+    ends = [records[-1].time for _, records in windows]
+    placed: list[list[Any]] = [[] for _ in windows]
+    for answer in answers:
+        if placed:
+            placed[min(bisect.bisect_left(ends, answer.time), len(placed) - 1)].append(answer)
+    return placed

@@ -10,10 +10,12 @@ probabilities: the answer is what the client got (``{"positive": true}``, ``{"la
 ``{"value": ...}``), and the backend that gave it.
 
 Request ids: the router forwards the client's ``X-Request-Id`` or makes one, so the backend's log
-and the router's share it, and remembers which backend answered each recent id.  ``POST /feedback``
-sent to the router is checked against that version's labels (read once from the backend's v2
-metadata), written beside its request in that version's log, and passed on to the backend that
-answered it (whose own log, if it keeps one, wants it too; its answer is not waited for).
+and the router's share it, and remembers which backend answered each recent id.  Each version's
+log indexes every answered ``/predict`` (``serving/answered.py``), sampled or not.  ``POST
+/feedback`` sent to the router means what it means at a server (accepted, duplicate, unknown),
+is checked against that version's labels (read once from the backend's v2 metadata), written
+beside its request in that version's log, and the accepted entries are passed on to the backend
+that answered (whose own log, if it keeps one, wants them too; its answer is not waited for).
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ import orjson
 
 from conveyor.errors import ClientError, Conflict
 from conveyor.router.inputs import classic_items
-from conveyor.router.requests import RecentRequests, Served
+from conveyor.router.requests import RecentRequests, Served, model_and_version
 from conveyor.router.routing import BackendSpec
-from conveyor.serving.feedback import check_entry, entry_request_id, feedback_items
+from conveyor.serving.feedback import Checked, check_entry, entry_request_id, feedback_items, given_field, judge, locate
 from conveyor.serving.payload_record import RequestRecord, record_time
 from conveyor.serving.payloads import PayloadLog, PayloadLogConfig
 from conveyor.task_kinds import Task
@@ -60,6 +62,11 @@ class RouterPayloads:
             return
         payload = self._log(model, version)
         if not payload.sampled():
+            try:
+                answers = orjson.loads(answer)
+            except orjson.JSONDecodeError:
+                answers = None
+            payload.offer_unsampled(request_id, answers if isinstance(answers, list) else [answers])
             return
         try:
             inputs, outputs = orjson.loads(body), orjson.loads(answer)
@@ -81,30 +88,54 @@ class RouterPayloads:
 
     async def feedback(
         self, body: bytes, backends: dict[str, BackendSpec], session: aiohttp.ClientSession
-    ) -> tuple[dict[str, int], dict[str, list[dict[str, Any]]]]:
-        """``POST /feedback`` at a logging router: each entry checked against the labels of the version
-        that answered it and written to that version's log; ids the router never saw are dropped.
-        Also returns the checked entries by the backend that answered them, to pass on to it."""
-        by_version: dict[tuple[str, str], list[tuple[int, Any, str]]] = {}
-        dropped = 0
-        for index, item in enumerate(feedback_items(body)):
-            served = self.recent.get(entry_request_id(index, item))
-            if served is None:
-                dropped += 1
+    ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+        """``POST /feedback`` at a logging router, with a server's meaning (``serving/feedback.py``):
+        each entry checked against the labels of the version that answered it and written to that
+        version's log; accepted, duplicate or unknown per entry.  Also returns the accepted entries
+        by the backend that answered them, to pass on to it."""
+        items = feedback_items(body)
+        request_ids = [entry_request_id(index, item) for index, item in enumerate(items)]
+        await locate(request_ids, self._find, self._refresh)
+        checked: Checked = []
+        for index, (item, request_id) in enumerate(zip(items, request_ids, strict=True)):
+            log = self._find(request_id)
+            if log is None:  # unknown: no version to check its labels against
+                checked.append((index, {"request_id": request_id}, "labels"))
                 continue
-            by_version.setdefault((served.model, served.version), []).append((index, item, served.backend))
-        checked: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
-        for key, found in by_version.items():
-            labels, regression = await self._labels(key, backends.get(found[0][2]), session)
-            checked[key] = [(backend, check_entry(i, item, labels, regression)) for i, item, backend in found]
-        accepted = 0
+            key = (log.model, log.version)
+            labels, regression = await self._labels(key, self._backend_of(request_id, key, backends), session)
+            checked.append((index, check_entry(index, item, labels, regression), given_field(item)))
+        answer = judge(checked, self._find)
         passed_on: dict[str, list[dict[str, Any]]] = {}
-        for (model, version), pairs in checked.items():  # all checked before any is written
-            accepted += self._log(model, version).offer_feedback([entry for _, entry in pairs])
-            for backend, entry in pairs:
-                passed_on.setdefault(backend, []).append(entry)
-        total = sum(len(p) for p in checked.values())
-        return {"accepted": accepted, "dropped": dropped + total - accepted}, passed_on
+        for (_, entry, _), result in zip(checked, answer["results"], strict=True):
+            log = self._find(entry["request_id"])
+            backend = self._backend_of(entry["request_id"], (log.model, log.version), backends) if log else None
+            if result["result"] == "accepted" and backend is not None:
+                passed_on.setdefault(backend.name, []).append(entry)
+        return answer, passed_on
+
+    def _find(self, request_id: str) -> PayloadLog | None:
+        """The version log that knows ``request_id``: the version the router remembers, else any."""
+        served = self.recent.get(request_id)
+        if served is not None:
+            log = self.logs.get((served.model, served.version))
+            if log is not None and log.index.items(request_id) is not None:
+                return log
+        return next((log for log in self.logs.values() if log.index.items(request_id) is not None), None)
+
+    def _refresh(self) -> None:
+        for log in list(self.logs.values()):
+            log.index.refresh()
+
+    def _backend_of(
+        self, request_id: str, key: tuple[str, str], backends: dict[str, BackendSpec]
+    ) -> BackendSpec | None:
+        """The backend that answered (remembered), else one routed to that version now."""
+        served = self.recent.get(request_id)
+        if served is not None and served.backend in backends:
+            return backends[served.backend]
+        service = self.recent.service
+        return next((b for b in backends.values() if model_and_version(b, service) == key), None)
 
     async def _labels(
         self, key: tuple[str, str], backend: BackendSpec | None, session: aiohttp.ClientSession

@@ -85,7 +85,7 @@ class Endpoints:
 
     async def feedback(self, request: Request) -> Response:
         body = await read_body(request, self.plane.options.max_body_bytes)
-        return json_response(self.plane.feedback(body), 202)
+        return json_response(await self.plane.feedback(body), 202)
 
     async def repository_index(self, request: Request) -> Response:
         """The model repository extension's index (Triton, MLServer): which models this server has."""

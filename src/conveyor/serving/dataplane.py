@@ -22,7 +22,7 @@ from conveyor import __version__, tracing
 from conveyor.errors import Conflict, NotFound, NotReady
 from conveyor.serving import metrics
 from conveyor.serving.batching import Batcher, BatchStats
-from conveyor.serving.feedback import parse_feedback
+from conveyor.serving.feedback import checked_entries, feedback_items, judge, locate
 from conveyor.serving.payload_record import PayloadRecord
 from conveyor.serving.payloads import PayloadLog, PayloadLogConfig
 from conveyor.serving.runtime import RuntimeOptions
@@ -172,13 +172,19 @@ class DataPlane:
         if self.payloads is not None:
             self.payloads.offer(request_id, route, seconds, self.task.logged_inputs(items), scores, answers)
 
-    def feedback(self, body: bytes) -> dict[str, int]:
-        """``POST /feedback``: checked entries into the payload log, beside the requests they answer."""
-        if self.payloads is None:
+    async def feedback(self, body: bytes) -> dict[str, Any]:
+        """``POST /feedback``: checked entries into the payload log, beside the requests they answer
+        (``serving/feedback.py``: accepted, duplicate or unknown, per entry)."""
+        payloads = self.payloads
+        if payloads is None:
             raise Conflict("this server keeps no payload log to join feedback with: serve it with --log-payloads DEST")
-        entries = parse_feedback(body, self.spec.labels, regression=self.spec.task.regression)
-        accepted = self.payloads.offer_feedback(entries)
-        return {"accepted": accepted, "dropped": len(entries) - accepted}
+        checked = checked_entries(feedback_items(body), self.spec.labels, self.spec.task.regression)
+
+        def find(request_id: str) -> PayloadLog | None:
+            return payloads if payloads.index.items(request_id) is not None else None
+
+        await locate([entry["request_id"] for _, entry, _ in checked], find, payloads.index.refresh)
+        return judge(checked, find)
 
     async def infer(
         self, request: DecodedRequest, request_id: str = "", route: str = "", started: float | None = None

@@ -14,6 +14,9 @@ Versions (the ``schema`` field):
 * 2: ``schema`` added, and every request line carries every field, null where its writer has
   nothing to say (a server's ``backend``, a router's ``probabilities``).  A feedback line keeps
   only the answers it has (``labels`` or ``values``), as before.
+* 3: the ``answer`` line: a request the sample left out, as the request-id index keeps it
+  (``serving/answered.py``: its id, time and answers, no inputs), so feedback joins every
+  answered request.  A version-2 reader counts these lines as unreadable and reads the rest.
 
 A line of a newer version reads as far as this version knows it (unknown fields are ignored).
 
@@ -35,7 +38,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import Field, TypeAdapter
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 UNVERSIONED = 1  # the lines written before the version field
 
 
@@ -67,6 +70,22 @@ class RequestRecord:
 
 
 @dataclass(kw_only=True)
+class AnswerRecord:
+    """An answered request the sample did not log: what feedback needs to join it (no inputs, no scores)."""
+
+    schema: int = SCHEMA_VERSION
+    kind: Literal["answer"] = "answer"
+    time: str
+    request_id: str
+    outputs: list[Any]  # per item, the classic answer
+
+    probabilities = None  # read like a router's request record: the answer is all there is
+
+    def json_line(self) -> bytes:
+        return orjson.dumps(self) + b"\n"
+
+
+@dataclass(kw_only=True)
 class FeedbackRecord:
     """The true answers of a logged request, per item (``POST /feedback``): labels, or a regressor's values."""
 
@@ -87,7 +106,8 @@ class FeedbackRecord:
         return orjson.dumps({**line, **answers}) + b"\n"
 
 
-PayloadRecord = RequestRecord | FeedbackRecord
+PayloadRecord = RequestRecord | AnswerRecord | FeedbackRecord
+Answered = RequestRecord | AnswerRecord  # a line that says a request was answered
 _READER: TypeAdapter[PayloadRecord] = TypeAdapter(Annotated[PayloadRecord, Field(discriminator="kind")])
 
 

@@ -21,6 +21,7 @@ request that failed, image pixels (their label answers are logged).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import queue
@@ -34,8 +35,9 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter
 
+from conveyor.serving.answered import AnsweredIndex
 from conveyor.serving.payload_hash import hash_key, hash_value
-from conveyor.serving.payload_record import FeedbackRecord, PayloadRecord, RequestRecord, record_time
+from conveyor.serving.payload_record import AnswerRecord, FeedbackRecord, PayloadRecord, RequestRecord, record_time
 from conveyor.serving.payload_sinks import sink_for
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,8 @@ class PayloadLog:
         self._sink = sink_for(config.destination, model, version, self._count)
         self._sink.rotate_bytes, self._sink.rotate_seconds = config.rotate_bytes, config.rotate_seconds
         self._hash_key = hash_key()
+        self.index = AnsweredIndex(self._sink.folder)  # every answered request: what feedback joins
+        self._unsampled: collections.deque[tuple[str, float, list[Any]]] = collections.deque()
         self._thread = threading.Thread(target=self._run, name="payload-log", daemon=True)
         self._counters = {
             outcome: RECORDS.labels(model=model, version=version, outcome=outcome)
@@ -123,9 +127,20 @@ class PayloadLog:
         scores: np.ndarray,
         answers: list[dict[str, Any]],
     ) -> None:
-        """Maybe log one answered request; never blocks, never raises."""
+        """Log one answered request, whole if sampled, else as its index entry; never blocks, never raises."""
         if self.sampled():
+            self.index.add(request_id, len(answers))
             self._put(_Entry(request_id, route, round(latency_s * 1000, 3), items, scores, answers))
+        else:
+            self.offer_unsampled(request_id, answers)
+
+    def offer_unsampled(self, request_id: str, answers: list[Any]) -> None:
+        """A request the sample left out: into the index, and its ``answer`` line to the log."""
+        self.index.add(request_id, len(answers))
+        if len(self._unsampled) < self.config.queue_size:
+            self._unsampled.append((request_id, time.time(), answers))  # an append: no lock, no wake-up
+        else:
+            self._counters["queue_full"].inc()
 
     def sampled(self) -> bool:
         """Draw whether this request is logged (``--log-sample``)."""
@@ -134,6 +149,7 @@ class PayloadLog:
     def offer_record(self, record: RequestRecord) -> None:
         """Log a record already drawn (``sampled``) and made by the caller (the router's); its
         ``inputs`` are scrubbed on the writer thread as a server's are."""
+        self.index.add(record.request_id, len(record.outputs))
         self._put(record)
 
     def _put(self, entry: _Entry | PayloadRecord) -> None:
@@ -152,6 +168,7 @@ class PayloadLog:
             )
             try:
                 self._queue.put_nowait(record)
+                self.index.label(record.request_id)
                 taken += 1
             except queue.Full:
                 self._counters["queue_full"].inc()
@@ -174,19 +191,23 @@ class PayloadLog:
         finish what a killed server left (``payload_sinks``: its ``.partial`` files, its uploads)."""
         try:
             self._sink.adopt()
+            self.index.refresh()  # the ids a stopped server (or another worker) answered
         except Exception:  # a folder it cannot read must not stop the log
-            log.exception("payload log: cannot adopt the files a stopped server left")
+            log.exception("payload log: cannot adopt or read the files a stopped server left")
         while True:
             try:
-                batch = [self._queue.get(timeout=1.0)]
+                batch = [self._queue.get(timeout=GATHER_S if self._unsampled else 1.0)]
             except queue.Empty:
+                self._write_unsampled()
                 self._sink.tick()
                 continue
             with contextlib.suppress(queue.Empty):
                 while len(batch) < MAX_BATCH:
                     batch.append(self._queue.get_nowait())
+            self._write_unsampled()
             for entry in batch:
                 if entry is None:
+                    self._write_unsampled()
                     self._sink.finish()
                     return
                 self._handle(entry)
@@ -207,6 +228,15 @@ class PayloadLog:
         self._sink.write(line)
         if self.watch is not None and record is not None:
             self.watch(record)
+
+    def _write_unsampled(self) -> None:
+        """The index entries of the requests the sample left out, as compact ``answer`` lines."""
+        while self._unsampled:
+            request_id, at, answers = self._unsampled.popleft()
+            record = AnswerRecord(time=record_time(at), request_id=request_id, outputs=answers)
+            self._sink.write(record.json_line())
+            if self.watch is not None:
+                self.watch(record)
 
     def _record(self, entry: _Entry) -> RequestRecord:
         probabilities = None
