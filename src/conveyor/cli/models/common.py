@@ -46,7 +46,9 @@ ReferenceOption = Annotated[
     Path | None,
     typer.Option(
         help="Rows the model was judged on (CSV, JSON, JSON Lines, or text lines): scored here, their "
-        "profile is kept as monitoring/profile.json, the baseline `conveyor monitor` compares traffic with.",
+        "profile is kept as monitoring/profile.json, the baseline `conveyor monitor` compares traffic with, "
+        "and a seeded sample of them as the one a canary's expected agreement is measured on (held-out rows "
+        "measure it best: a model agrees with itself more on the rows it was trained on).",
         exists=True,
         dir_okay=False,
     ),
