@@ -127,7 +127,8 @@ def test_labelled_traffic_is_exported_and_a_retrained_version_must_beat_the_live
     assert "120 rows in train.csv" in exported.stderr and "80 rows in holdout.csv" in exported.stderr
     assert (user.workdir / "holdout.csv").read_text().splitlines()[0].startswith("text,label,request_id")
 
-    user.ok("models", "register", "models/votes", "--name", "votes")  # the "retrained" version: as good
+    # the "retrained" version: as good, profiled on its rows (a challenger without a profile is refused)
+    user.ok("models", "register", "models/votes", "--name", "votes", "--reference", "reference.txt")
     passed = user.run("models", "challenge", "votes:2", "--labelled", "holdout.csv")
     assert passed.returncode == 0 and "passed" in passed.stdout and "100.0%" in passed.stdout, passed.stdout
     refused = user.run("models", "challenge", "votes:2", "--labelled", "holdout.csv", "--margin", "0.01", "--json")
