@@ -172,3 +172,16 @@ def deep(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
     from tests.deep_models import build
 
     return build(tmp_path_factory.mktemp("deep"))
+
+
+@pytest.fixture
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's consoles made again, 250 columns wide, for a test that reads a whole table.
+
+    The consoles are made on first use and keep the width they found then: a console an earlier test
+    in the same worker made where COLUMNS was set would otherwise decide this test's wrapping."""
+    from conveyor.cli import output
+
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setattr(output.stdout, "_console", None)
+    monkeypatch.setattr(output.stderr, "_console", None)

@@ -85,7 +85,7 @@ def test_news_against_a_reviews_reference_drifts_by_meaning_and_other_reviews_do
 
 
 def test_the_table_shows_the_drift_share_the_adjusted_p_values_and_the_self_check(
-    traffic: tuple[Path, Path],
+    traffic: tuple[Path, Path], wide_console: None
 ) -> None:
     model, logs = traffic
     code, output = _monitor(model, logs)

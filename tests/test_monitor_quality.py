@@ -194,7 +194,9 @@ def test_dle_estimated_error_rises_with_the_noisy_region_and_the_labels_agree(
     assert after["quality"]["mae"] >= 3 * before["quality"]["mae"]
 
 
-def test_three_wrong_labels_are_not_enough_to_fail_a_window(classifier: tuple[Any, Path], tmp_path: Path) -> None:
+def test_three_wrong_labels_are_not_enough_to_fail_a_window(
+    classifier: tuple[Any, Path], tmp_path: Path, wide_console: None
+) -> None:
     resolved, folder = classifier
     rows = [{"x1": 3.0 + i / 100, "x2": 0.0} for i in range(100)]  # all answered "yes", and rightly
     truth = ["no"] * 3 + [None] * 97  # three labels came, all saying the model was wrong

@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from conveyor.errors import InvalidInput
+from conveyor.errors import ConveyorError, InvalidInput
 
 
 def register_path(
@@ -88,12 +88,17 @@ def register_path(
             extra.append(_reference_profile(path, reference, Path(profile_dir.name) / "profile.json", report))
             extra.append(_reference_sample(path, reference, Path(profile_dir.name) / "reference-sample.json"))
         elif gate_sample is not None and profile_dir is not None and _takes_items(path):
-            kept = _reference_sample(path, gate_sample, Path(profile_dir.name) / "reference-sample.json")
-            extra.append(kept)
-            report(
-                f"reference sample: {len(json.loads(kept[1].read_text()))} items of {gate_sample.name} (the gate's "
-                "--sample), what a canary's expected agreement is measured on; no drift profile without --reference"
-            )
+            try:
+                kept = _reference_sample(path, gate_sample, Path(profile_dir.name) / "reference-sample.json")
+            except ConveyorError as exc:  # a sample only the gate reads (MLflow's input_example split form)
+                report(f"no reference sample kept from {gate_sample.name}: {exc}; pass --reference for one")
+            else:
+                extra.append(kept)
+                report(
+                    f"reference sample: {len(json.loads(kept[1].read_text()))} items of {gate_sample.name} (the "
+                    "gate's --sample), what a canary's expected agreement is measured on; no drift profile "
+                    "without --reference"
+                )
         with progress() as bar:
             return reg.register(
                 path,
