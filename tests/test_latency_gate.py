@@ -1,4 +1,6 @@
-"""The latency gate on measured latencies: 20 canaries of an identical model pass, a 3x slower one is rolled back.
+"""The latency gate on measured latencies: 20 canaries of an identical model are none rolled back (a
+stall that only a few samples show pauses a rollout for a person, which is no rollback), a 3x slower
+one is rolled back.
 
 What is measured: two real model-server stand-ins (``tests/rollout_backend.py``, 20 ms of compute
 each, the same code) take interleaved load from 16 concurrent clients on this machine, and every
@@ -112,7 +114,8 @@ def _summary(answers: list[tuple[str, float]]) -> str:
 
 def _rollout(tmp: Path, monkeypatch: pytest.MonkeyPatch, replay: Replay) -> tuple[str, str]:
     rig = make_rig(tmp, monkeypatch, mirror_percent=0.0, min_requests=20)
-    final = rig.until(lambda s: not s.active, lambda: replay.window(rig))
+    # paused: waiting for a person (too few samples for a tail seen only in a stall), which is no rollback
+    final = rig.until(lambda s: not s.active or s.phase == "paused", lambda: replay.window(rig))
     reasons = [f"{run.outcome}: {'; '.join(run.reasons)}" for run in final.analysis if run.reasons]
     return final.phase, final.abort_reason or " | ".join(reasons)
 
@@ -121,8 +124,10 @@ def test_twenty_canaries_of_an_identical_model_under_load_are_none_rolled_back(
     measured: list[tuple[str, float]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     outcomes = [_rollout(tmp_path / f"run{run}", monkeypatch, Replay(measured, start=run * 137)) for run in range(RUNS)]
-    rolled_back = [(run, why) for run, (phase, why) in enumerate(outcomes) if phase != "succeeded"]
-    assert rolled_back == [], f"{len(rolled_back)} of {RUNS} did not succeed ({_summary(measured)}): {rolled_back}"
+    rolled_back = [(run, why) for run, (phase, why) in enumerate(outcomes) if phase not in ("succeeded", "paused")]
+    assert rolled_back == [], f"{len(rolled_back)} of {RUNS} were rolled back ({_summary(measured)}): {rolled_back}"
+    paused = [why for phase, why in outcomes if phase == "paused"]  # a stall on a busy machine: never a failure
+    assert all("inconclusive" in why for why in paused), paused
 
 
 def test_a_canary_three_times_slower_is_rolled_back(
