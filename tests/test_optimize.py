@@ -282,10 +282,19 @@ def test_int8_of_a_graph_without_weights_to_quantize_is_no_variant(tmp_path: Pat
 def test_a_variant_no_faster_than_noise_is_not_registered_and_its_interval_is_shown(
     conveyor_home: Path, tabular: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The original's own graph offered as a variant: any "speed-up" is noise, so nothing is registered."""
-    monkeypatch.setattr(speed, "ROUND_SECONDS", 0.15)
+    """The original's own graph offered as a variant, faster in most rounds but not in every one: noise, not registered.
+
+    The rounds are fixed (a busy machine can make an identical graph look faster in every short round;
+    the machine's load is no test input): the decision and the interval it prints are what is tested.
+    """
+    rounds = {"original": [100.0, 100.0, 100.0, 100.0, 100.0], "given": [108.0, 104.0, 97.0, 110.0, 106.0]}
+    monkeypatch.setattr(speed, "measure", lambda folders, inputs: {name: rounds[name] for name in folders})
     records = _tabular_version(tabular.cancer_xgb, tabular.cancer_sample, "cancer", tmp_path / "cancer")
-    with pytest.raises(GateRefused, match=r"^no variant that agrees is faster than cancer:1 beyond the measured noise"):
+    with pytest.raises(
+        GateRefused,
+        match=r"^no variant that agrees is faster than cancer:1 beyond the measured noise "
+        r"\(100 inputs/s; given 1\.06x \(rounds 0\.97-1\.10x\);",
+    ):
         optimize(open_local(), "cancer:1", records, variant=tmp_path / "cancer" / "model.onnx")
     assert [v.version for v in open_local().list_versions("cancer")] == [1]
 

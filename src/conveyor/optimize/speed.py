@@ -53,8 +53,10 @@ def measure(
     for name, model in models.items():
         model.scores(batches[name])  # warm-up
     measured: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
+    order = list(models.items())
+    for round_number in range(rounds):
+        # alternate the order (A B, B A, ...): a load that rises or falls through the run favours no model
+        for name, model in order if round_number % 2 == 0 else order[::-1]:
             done, started = 0, time.perf_counter()
             while time.perf_counter() - started < seconds:
                 model.scores(batches[name])
