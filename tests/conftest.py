@@ -29,6 +29,22 @@ if os.environ.get("CONVEYOR_SUITE_CPU"):  # each test's CPU, for python -m bench
     pytest_plugins.append("benchmarks.suite.cpu_plugin")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first, the longest first (``slow(seconds=N)``, a minute unless said).
+
+    pytest-xdist deals the first quarter of the tests round robin, then the rest on demand: a
+    ten-minute test collected half-way through started when half the suite had run, and the whole
+    run waited for it alone at the end.  Longest first, each long pole starts at once on its own
+    worker and the short tests fill in around them (the order within a weight stays as collected).
+    """
+
+    def seconds(item: pytest.Item) -> float:
+        slow = item.get_closest_marker("slow")
+        return 0.0 if slow is None else float(slow.kwargs.get("seconds", 60))
+
+    items.sort(key=seconds, reverse=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def shared_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One wheelhouse for every image build of the run (all workers), as one user's machine has.

@@ -19,7 +19,7 @@ from tests.test_packaging import base_image  # noqa: F401  (the session fixture)
 GATE_REFUSALS = ("no variant agrees with", "no variant that agrees is faster than")
 
 # trains the reference model, builds an image
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.slow(seconds=660), pytest.mark.timeout(1200)]
 
 
 def pipeline(*args: str, env: dict[str, str]) -> tuple[int, dict]:

@@ -12,7 +12,7 @@ from examples.sentiment.build import build
 from tests.conftest import REPO, Server, start_server
 
 # builds (or reuses) the reference MiniLM model
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow(seconds=300), pytest.mark.timeout(900)]
 
 CLASSIC = [
     "MLOps is critical for robustness",

@@ -275,6 +275,7 @@ def _canary(person: FreshUser, name: str, rows: list[dict[str, Any]]) -> None:
 
 
 @podman
+@pytest.mark.slow(seconds=290)
 @pytest.mark.timeout(600)  # about 100 s alone; a loaded CI machine's four workers on two cores stretch it
 def test_hist_gradient_boosting_goes_the_whole_way_on_the_newest_versions_the_ranges_allow(
     fresh_venv: Path,

@@ -170,6 +170,7 @@ def _commit_all(repo: Path) -> None:
     )
 
 
+@pytest.mark.slow(seconds=400)
 @pytest.mark.timeout(1800)
 def test_init_register_and_the_generated_workflow_delivers_on_fresh_runners(
     user: User,
