@@ -91,13 +91,14 @@ def test_the_extras_join_a_wheel_a_git_url_and_extras_of_the_users_own() -> None
     ]
 
 
-def test_a_kfp_task_installs_the_extras_of_the_whole_pipeline() -> None:
+def test_the_kfp_tasks_image_installs_the_extras_of_its_pipelines_and_the_compilers_kfp() -> None:
     from conveyor.pipeline.kfp import install_command
 
-    command = install_command(CISettings(install=["conveyor-ml==1.2.3"]), DELIVER)
+    command = install_command(CISettings(install=["conveyor-ml==1.2.3"]), [DELIVER, PIPELINE], "2.16.1")
     assert command == (
         f"python -m pip install --quiet {UV}"
         " && python -m uv pip install --system 'conveyor-ml[build,lint,supply-chain]==1.2.3'"
+        " && python -m uv pip install --system kfp==2.16.1"
     )
 
 

@@ -43,13 +43,23 @@ def github(
 def kfp(
     pipelines: Annotated[list[str] | None, typer.Argument(help="Pipelines to compile (default: all).")] = None,
     file: Annotated[Path, typer.Option("--file", "-f", help="The project file.")] = Path("conveyor.yaml"),
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where the pipelines' YAML goes.")] = Path("kfp"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Where the pipelines' YAML and the Containerfile go.")
+    ] = Path("kfp"),
     image: Annotated[
         str | None,
         typer.Option(
-            help="Each task's image: Python with git (and Conveyor, or pip to install it) "
-            "[default: python:<ci.python>]."
+            help="Each task's image: Conveyor's, built from the Containerfile written beside the YAML "
+            "and pushed where the cluster pulls from [default: conveyor-kfp:<conveyor version>]."
         ),
+    ] = None,
+    builder_image: Annotated[
+        str | None,
+        typer.Option(help="The image of the tasks that build or push images [default: --image]."),
+    ] = None,
+    base_image: Annotated[
+        str | None,
+        typer.Option(help="The Containerfile's base: a Python image [default: python:<ci.python>-slim]."),
     ] = None,
     source: Annotated[
         str,
@@ -58,28 +68,33 @@ def kfp(
         ),
     ] = "",
 ) -> None:
-    """Write kfp/conveyor-PIPELINE.yaml: the pipeline compiled for Kubeflow Pipelines (IR YAML).
+    """Write kfp/conveyor-PIPELINE.yaml (the pipeline compiled for Kubeflow Pipelines) and kfp/Containerfile.
 
     \b
     The same tasks as the GitHub workflow: each job a task (a pod) running
-    `conveyor pipeline run PIPELINE --step STEP`, the same needs, the step state passed on.
+    `conveyor pipeline run PIPELINE --step STEP`, the same needs; the step records pass on, models
+    travel through the model registry (Secret conveyor-registry), never as files. The tasks run in
+    the image kfp/Containerfile builds (Conveyor installed once).
     Needs `pip install 'conveyor-ml[kfp]'`. See docs/interop.md."""
     from conveyor.extras import require
     from conveyor.pipeline.spec import get_pipeline, load_project
 
     with handle_errors():
         require("kfp", extra="kfp", for_="conveyor ci kfp")
-        from conveyor.pipeline.kfp import compile_pipeline
+        from conveyor.pipeline.kfp import compile_pipeline, write_containerfile
 
         project = load_project(file)
         names = pipelines or list(project.pipelines)
         if not names:
             raise fail(f"{file} declares no pipelines, so there is nothing to compile")
         source = source or _origin(file.resolve().parent)
-        for name in names:
+        compiled = {name: get_pipeline(project, name, file) for name in names}
+        for name, pipeline in compiled.items():
             target = out / f"conveyor-{name}.yaml"
-            compile_pipeline(name, get_pipeline(project, name, file), target, project.ci, image, source)
+            compile_pipeline(name, pipeline, target, project.ci, image, source, builder_image)
             stdout.print(f"wrote {target}")
+        containerfile = write_containerfile(compiled.values(), out, project.ci, base_image)
+        stdout.print(f"wrote {containerfile} (the tasks' image: see its first lines)")
 
 
 def _origin(folder: Path) -> str:

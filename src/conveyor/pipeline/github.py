@@ -34,7 +34,7 @@ from conveyor.pipeline.ci_install import UV, extras_of, install_commands
 from conveyor.pipeline.spec import CISettings, Pipeline, topological_order
 from conveyor.pipeline.step_types import step_types
 
-__all__ = ["UV", "job_layout", "workflow", "write_workflow"]
+__all__ = ["UV", "job_layout", "job_seconds", "workflow", "write_workflow"]
 
 STATE = ".conveyor-ci"
 DISPATCH_EVENT = "conveyor-model-version"
@@ -53,6 +53,11 @@ def job_layout(pipeline: Pipeline) -> dict[str, list[str]]:
     for name in topological_order(pipeline.steps):
         jobs.setdefault(job_of[name], []).append(name)
     return jobs
+
+
+def job_seconds(pipeline: Pipeline, steps: list[str]) -> float:
+    """The longest a job of ``steps`` may take: each step's timeout times its attempts."""
+    return sum(pipeline.steps[s].timeout * (pipeline.steps[s].retries + 1) for s in steps)
 
 
 def _literal(value: Any) -> str:
@@ -157,7 +162,7 @@ def workflow(name: str, pipeline: Pipeline, ci: CISettings | None = None) -> dic
                 },
             }
         )
-        seconds = sum(pipeline.steps[s].timeout * (pipeline.steps[s].retries + 1) for s in step_names)
+        seconds = job_seconds(pipeline, step_names)
         descriptions = [pipeline.steps[s].description or s for s in step_names]
         job: dict[str, Any] = {
             "name": " -> ".join(descriptions),
