@@ -91,6 +91,37 @@ def word_vote_model(path: Path, labels: int = 2) -> Path:
     return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
+def failing_vote_model(path: Path, word: str = "spam") -> Path:
+    """The word-vote model whose graph fails (a Reshape onnxruntime refuses) on any batch holding ``word``:
+    it loads, warms up and answers other texts as :func:`word_vote_model` does, and these with HTTP 500."""
+    word_vote_model(path)
+    model = onnx.load(str(path))
+    graph = model.graph
+    graph.node[-1].output[0] = "votes_logits"
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array(VOCAB.index(word), np.int64), "fail_word"),
+            numpy_helper.from_array(np.array(1000, np.int64), "fail_columns"),
+            numpy_helper.from_array(np.array(2, np.int64), "label_columns"),
+            numpy_helper.from_array(np.array([-1], np.int64), "any_rows"),
+            numpy_helper.from_array(np.array([0], np.int64), "first_axis"),
+        ]
+    )
+    graph.node.extend(
+        [
+            helper.make_node("Equal", ["input_ids", "fail_word"], ["is_word"]),
+            helper.make_node("Cast", ["is_word"], ["is_word_i"], to=TensorProto.INT64),
+            helper.make_node("ReduceMax", ["is_word_i"], ["has_word"], keepdims=0),
+            helper.make_node("Mul", ["has_word", "fail_columns"], ["extra_columns"]),
+            helper.make_node("Add", ["extra_columns", "label_columns"], ["columns"]),
+            helper.make_node("Unsqueeze", ["columns", "first_axis"], ["columns_1d"]),
+            helper.make_node("Concat", ["any_rows", "columns_1d"], ["shape"], axis=0),
+            helper.make_node("Reshape", ["votes_logits", "shape"], ["logits"]),
+        ]
+    )
+    return _save(model, path)
+
+
 def no_mask_model(path: Path) -> Path:
     """Like roberta-sequence-classification-9: one ``input`` int64 [batch, seq], no mask.
 

@@ -39,13 +39,43 @@ def export_manifests(
         int | None,
         typer.Option(help="With --format kubernetes: publish the server on this node port (podman kube play).", min=1),
     ] = None,
+    prometheus: Annotated[
+        str | None,
+        typer.Option(
+            help="With argo-rollouts and gateway-api: the Prometheus address the AnalysisTemplate queries "
+            "[default: http://prometheus-operated.monitoring:9090, kube-prometheus-stack's].",
+            show_default=False,
+        ),
+    ] = None,
+    router_job: Annotated[
+        str | None,
+        typer.Option(
+            help="With argo-rollouts and gateway-api: the Prometheus job that scrapes Conveyor's router mirroring "
+            "in front of the pods; the analysis then judges mirrored agreement from its counters.",
+        ),
+    ] = None,
+    storage_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="With --format kserve: where KServe fetches the model folder (s3://, gs://, pvc://, oci://, "
+            "https://...tar.gz).",
+        ),
+    ] = None,
+    model_digest: Annotated[
+        str | None,
+        typer.Option(
+            help="With --format kserve: the version digest (sha256:...) the server checks the fetched files "
+            "against before it serves them.",
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="conveyor.yaml with a rollout section.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="File to write; - for stdout.")] = Path("-"),
     **options: str | float | int | None,
 ) -> None:
-    """Write Kubernetes manifests for the same strategy: Argo Rollouts (+ AnalysisTemplate), the same over a
-    Gateway API HTTPRoute (weights and mirroring by the Argo Rollouts Gateway API plugin), KServe, or the plain
-    Deployment and Service the image runs as (podman kube play runs it too)."""
+    """Write Kubernetes manifests for the same strategy: Argo Rollouts (+ AnalysisTemplate and PodMonitor), the same
+    over a Gateway API HTTPRoute (weights and mirroring by the Argo Rollouts Gateway API plugin), KServe (a
+    ServingRuntime and an InferenceService), or the plain Deployment and Service the image runs as (podman kube
+    play runs it too)."""
     from conveyor.rollout import service as rollouts
 
     with handle_errors():
@@ -53,6 +83,7 @@ def export_manifests(
         request = rollouts.ExportRequest(
             image, fmt, name=name, **spec, config=config,
             thresholds=options, gateway=gateway, replicas=replicas, host_port=host_port,
+            prometheus=prometheus, router_job=router_job, storage_uri=storage_uri, model_digest=model_digest,
         )  # fmt: skip
         text = rollouts.export(request)
         if str(output) == "-":

@@ -4,10 +4,13 @@ Deployment and Service those start from.
 
 Argo Rollouts gets the canary steps as setWeight/pause pairs and a background
 analysis made of each analysis metric's Argo counterpart (``Metric.argo``: Prometheus
-queries on the model server's own metric names, a Job running ``conveyor verify``
-against the canary Service). KServe gets an InferenceService per step
-with ``canaryTrafficPercent``; KServe itself promotes or rolls back a percentage,
-so the export is the first step and the commands for the next ones.
+queries on the model server's own counters of prediction requests, ``rollout/promql.py``;
+a Job running ``conveyor verify`` against the canary Service), and a prometheus-operator
+``PodMonitor`` that scrapes the pods with the label the queries select them by.  KServe gets a
+``ServingRuntime`` running Conveyor's server and an ``InferenceService`` whose ``storageUri`` holds
+the model files (checked against the version digest when the server starts) with
+``canaryTrafficPercent``; KServe itself promotes or rolls back a percentage, so the export is the
+first step and the commands for the next ones.
 """
 
 from __future__ import annotations
@@ -20,8 +23,12 @@ from conveyor.rollout.analysis.metric import ArgoContext
 from conveyor.rollout.analysis.thresholds import Thresholds, all_metrics
 
 PORT = 5000
-# Prometheus sees the server's metrics with the pod's labels; the canary is selected by its template hash,
-# which Argo Rollouts passes to the analysis (scrape config must keep the pod label, see docs/rollouts.md).
+#: where Argo Rollouts asks Prometheus by default (``--prometheus``): kube-prometheus-stack's service in ``monitoring``
+PROMETHEUS = "http://prometheus-operated.monitoring:9090"
+#: the pod label Argo Rollouts gives each ReplicaSet's pods, and the Prometheus label the PodMonitor turns it into
+HASH_LABEL = "rollouts-pod-template-hash"
+# Prometheus sees the server's metrics with the pod's template hash (the PodMonitor's podTargetLabels, or a
+# scrape config that keeps pod labels); Argo Rollouts passes the canary's and stable's to the analysis.
 CANARY = 'rollouts_pod_template_hash="{{args.canary-hash}}"'
 STABLE = 'rollouts_pod_template_hash="{{args.stable-hash}}"'
 
@@ -51,8 +58,29 @@ def _service(name: str, app: str) -> dict[str, Any]:
     }
 
 
+def pod_monitor(name: str, selector: dict[str, str], target_labels: list[str], interval: str) -> dict[str, Any]:
+    """A prometheus-operator PodMonitor for the model server's ``/metrics`` on the pods ``selector`` picks."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "podTargetLabels": target_labels,
+            "podMetricsEndpoints": [{"port": "http", "path": "/metrics", "interval": interval}],
+        },
+    }
+
+
 def argo_documents(
-    name: str, image: str, steps: list[float], interval_s: float, limits: Thresholds, contract: str | None
+    name: str,
+    image: str,
+    steps: list[float],
+    interval_s: float,
+    limits: Thresholds,
+    contract: str | None,
+    prometheus: str = PROMETHEUS,
+    router_job: str | None = None,
 ) -> list[dict[str, Any]]:
     pause = f"{max(1, round(interval_s))}s"
     canary_steps: list[dict[str, Any]] = []
@@ -68,8 +96,9 @@ def argo_documents(
         window=window,
         canary=CANARY,
         stable=STABLE,
-        prometheus="http://prometheus.monitoring:9090",
+        prometheus=prometheus,
         contract=contract is not None,
+        router_job=router_job,
     )
     metrics = [doc for item in all_metrics() for doc in item.argo(limits, ctx)]
     documents: list[dict[str, Any]] = []
@@ -85,6 +114,7 @@ def argo_documents(
     documents += [
         _service(f"{name}-stable", name),
         _service(f"{name}-canary", name),
+        pod_monitor(name, {"app": name}, [HASH_LABEL], "15s"),
         {
             "apiVersion": "argoproj.io/v1alpha1",
             "kind": "AnalysisTemplate",
@@ -127,18 +157,55 @@ def argo_documents(
     return documents
 
 
-def kserve_documents(name: str, image: str, steps: list[float]) -> list[dict[str, Any]]:
-    """The InferenceService at the first step; the header says how to move it through the others."""
-    predictor: dict[str, Any] = {"containers": [_container("kserve-container", image)]}
+KSERVE_PORT = 8080  # the port KServe (and Knative) expect the predictor container to serve on
+KSERVE_FORMAT = "conveyor"  # a Conveyor model folder: model.yaml with its ONNX graph (and tokenizer)
+
+
+def serving_runtime(name: str, image: str) -> dict[str, Any]:
+    """Conveyor's server as a KServe ServingRuntime: the model folder KServe fetched into /mnt/models."""
+    container = _container("kserve-container", image)
+    container["command"] = ["python3", "-m", "conveyor.serving"]
+    container["args"] = ["/mnt/models", "--port", str(KSERVE_PORT), "--name", "{{.Name}}"]
+    container["ports"] = [{"containerPort": KSERVE_PORT, "protocol": "TCP"}]
+    for probe in ("readinessProbe", "livenessProbe"):
+        container[probe]["httpGet"]["port"] = KSERVE_PORT
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": {"name": name},
+        "spec": {
+            "annotations": {"prometheus.kserve.io/port": str(KSERVE_PORT), "prometheus.kserve.io/path": "/metrics"},
+            "supportedModelFormats": [{"name": KSERVE_FORMAT, "version": "1", "autoSelect": True}],
+            "protocolVersions": ["v2"],
+            "containers": [container],
+        },
+    }
+
+
+def kserve_documents(
+    name: str, image: str, steps: list[float], storage_uri: str, digest: str | None
+) -> list[dict[str, Any]]:
+    """The ServingRuntime and the InferenceService at the first step; the header says how to move it on."""
+    runtime = f"{name}-conveyor"
+    model: dict[str, Any] = {
+        "modelFormat": {"name": KSERVE_FORMAT},
+        "runtime": runtime,
+        "protocolVersion": "v2",
+        "storageUri": storage_uri,
+    }
+    if digest is not None:  # the server refuses files that are not the registered version
+        model["env"] = [{"name": "CONVEYOR_SERVE_EXPECT_DIGEST", "value": digest.removeprefix("sha256:")}]
+    predictor: dict[str, Any] = {"model": model}
     if steps[0] < 100:
         predictor["canaryTrafficPercent"] = round(steps[0])
     return [
+        serving_runtime(runtime, image),
         {
             "apiVersion": "serving.kserve.io/v1beta1",
             "kind": "InferenceService",
             "metadata": {"name": name, "annotations": {"serving.kserve.io/deploymentMode": "Serverless"}},
             "spec": {"predictor": predictor},
-        }
+        },
     ]
 
 
@@ -174,21 +241,31 @@ def dump(documents: list[dict[str, Any]], header: str) -> str:
 
 
 def export_argo_rollouts(
-    name: str, image: str, steps: list[float], interval_s: float, limits: Thresholds, contract: str | None
+    name: str,
+    image: str,
+    steps: list[float],
+    interval_s: float,
+    limits: Thresholds,
+    contract: str | None,
+    prometheus: str = PROMETHEUS,
+    router_job: str | None = None,
 ) -> str:
     header = f"# Argo Rollouts canary for {name}: written by `conveyor rollout export --format argo-rollouts`\n"
-    return dump(argo_documents(name, image, steps, interval_s, limits, contract), header)
+    return dump(argo_documents(name, image, steps, interval_s, limits, contract, prometheus, router_job), header)
 
 
-def export_kserve(name: str, image: str, steps: list[float]) -> str:
+def export_kserve(name: str, image: str, steps: list[float], storage_uri: str, digest: str | None) -> str:
     patches = "".join(
         f"#   kubectl patch isvc {name} --type merge -p "
         f'\'{{"spec":{{"predictor":{{"canaryTrafficPercent":{round(weight)}}}}}}}\'\n'
         for weight in steps[1:]
     )
+    pinned = "" if digest else "# warning: no --model-digest: the server cannot check the files it is given\n"
     header = (
         f"# KServe canary for {name}: written by `conveyor rollout export --format kserve`.\n"
         f"# Applying this sends {steps[0]:g}% to the new revision (KServe keeps the last ready one as stable);\n"
-        "# after each step looks healthy (conveyor_requests_total, conveyor verify), move on:\n" + patches
+        "# after each step looks healthy (the prediction queries of docs/rollouts.md, conveyor verify), move on:\n"
+        + patches
+        + pinned
     )
-    return dump(kserve_documents(name, image, steps), header)
+    return dump(kserve_documents(name, image, steps, storage_uri, digest), header)

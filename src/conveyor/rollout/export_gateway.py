@@ -7,9 +7,9 @@ so a 10% step is 10% of requests whatever the number of pods.  When the rollout 
 (``mirror_percent``), the first step is a ``setMirrorRoute``: that share of the prediction
 requests is copied to the canary for the whole canary, as Conveyor's router does (the plugin adds
 a rule with the Gateway API ``RequestMirror`` filter to the route, and removes it when the
-rollout ends).  The analysis metrics that need the
-mirrored answers compared (agreement) have no Prometheus counterpart and stay with Conveyor's
-controller (docs/rollouts.md says which do).
+rollout ends).  The Gateway copies the requests but compares nothing: mirrored agreement is judged
+in the cluster only where Conveyor's router mirrors in front of the pods (``--router-job``;
+docs/rollouts.md says which metrics travel).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from conveyor.rollout.analysis.thresholds import Thresholds
-from conveyor.rollout.export import argo_documents, dump
+from conveyor.rollout.export import PROMETHEUS, argo_documents, dump
 
 PLUGIN = "argoproj-labs/gatewayAPI"
 MIRROR_ROUTE = "conveyor-mirror"
@@ -53,8 +53,10 @@ def gateway_documents(
     limits: Thresholds,
     contract: str | None,
     gateway: str,
+    prometheus: str = PROMETHEUS,
+    router_job: str | None = None,
 ) -> list[dict[str, Any]]:
-    documents = argo_documents(name, image, steps, interval_s, limits, contract)
+    documents = argo_documents(name, image, steps, interval_s, limits, contract, prometheus, router_job)
     rollout = next(doc for doc in documents if doc["kind"] == "Rollout")
     canary = rollout["spec"]["strategy"]["canary"]
     canary["trafficRouting"] = {"plugins": {PLUGIN: {"httpRoute": f"{name}-route"}}}
@@ -73,10 +75,13 @@ def export_gateway_api(
     limits: Thresholds,
     contract: str | None,
     gateway: str,
+    prometheus: str = PROMETHEUS,
+    router_job: str | None = None,
 ) -> str:
     header = (
         f"# Argo Rollouts canary for {name} over the Gateway API (HTTPRoute {name}-route on Gateway {gateway}):\n"
         "# written by `conveyor rollout export --format gateway-api`. Needs Argo Rollouts with the\n"
         f"# {PLUGIN} traffic router plugin, and a Gateway API implementation (RequestMirror for mirroring).\n"
     )
-    return dump(gateway_documents(name, image, steps, interval_s, limits, contract, gateway), header)
+    documents = gateway_documents(name, image, steps, interval_s, limits, contract, gateway, prometheus, router_job)
+    return dump(documents, header)

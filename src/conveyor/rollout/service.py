@@ -81,6 +81,10 @@ class ExportRequest:
     gateway: str = "gateway"  # gateway-api: the Gateway the HTTPRoute attaches to
     replicas: int = 1  # kubernetes: the Deployment's
     host_port: int | None = None  # kubernetes: published on the node (a local engine: podman kube play)
+    prometheus: str | None = None  # argo-rollouts, gateway-api: the address the analysis queries [default: PROMETHEUS]
+    router_job: str | None = None  # ... the Prometheus job scraping Conveyor's router in front of the pods
+    storage_uri: str | None = None  # kserve: where KServe's storage initializer fetches the model files
+    model_digest: str | None = None  # kserve: the version digest the server checks those files against
 
 
 EXPORT_FORMATS = ("argo-rollouts", "gateway-api", "kserve", "kubernetes")
@@ -198,7 +202,7 @@ def down(service: str | None = None) -> TakenDown:
 def export(request: ExportRequest) -> str:
     """The manifests' text: conveyor.yaml's ``rollout:`` section merged with the request, as ``start`` merges it."""
     from conveyor.durations import parse_duration
-    from conveyor.rollout.export import export_argo_rollouts, export_kserve
+    from conveyor.rollout.export import PROMETHEUS, export_argo_rollouts, export_kserve
 
     if request.format not in EXPORT_FORMATS:
         raise InvalidInput(
@@ -209,7 +213,12 @@ def export(request: ExportRequest) -> str:
     steps = spec.steps
     name = request.name or spec.service or "model"
     if request.format == "kserve":
-        return export_kserve(name, request.image, steps)
+        if not request.storage_uri:
+            raise InvalidInput(
+                "--format kserve needs --storage-uri: where KServe fetches the model folder "
+                "(s3://, gs://, pvc://, oci://, or https://... of a .tar.gz)"
+            )
+        return export_kserve(name, request.image, steps, request.storage_uri, request.model_digest)
     if request.format == "kubernetes":
         from conveyor.rollout.export import export_kubernetes
 
@@ -221,8 +230,11 @@ def export(request: ExportRequest) -> str:
     _known_thresholds(settings.thresholds)  # conveyor.yaml's names, before they are merged and checked
     limits = checked_thresholds({**settings.thresholds, **_known_thresholds(request.thresholds)}, "rollout.thresholds")
     text = contract_path.read_text() if contract_path else None
+    prometheus, router_job = request.prometheus or PROMETHEUS, request.router_job
     if request.format == "gateway-api":
         from conveyor.rollout.export_gateway import export_gateway_api
 
-        return export_gateway_api(name, request.image, steps, seconds, limits, text, request.gateway)
-    return export_argo_rollouts(name, request.image, steps, seconds, limits, text)
+        return export_gateway_api(
+            name, request.image, steps, seconds, limits, text, request.gateway, prometheus, router_job
+        )
+    return export_argo_rollouts(name, request.image, steps, seconds, limits, text, prometheus, router_job)

@@ -177,6 +177,7 @@ class ArgoContext:
     stable: str  # ... and of the stable pods
     prometheus: str  # the Prometheus address
     contract: bool  # a contract ConfigMap is part of the export
+    router_job: str | None = None  # the Prometheus job scraping Conveyor's router in front of the pods, if any
 
 
 class Metric(ABC):

@@ -12,7 +12,9 @@ inconclusive (the window grows) while the share is below it but the interval rea
 passes when the share reaches it; where the measurement at start lies wholly below the bar, it
 passes only when the live interval's lower end reaches the bar.  A ``min_agreement`` given
 explicitly replaces the bar with that fixed share, and without a reference sample the bar is
-:data:`FALLBACK_MIN_AGREEMENT`.  It has no Argo Rollouts counterpart (a cluster would need a mirroring mesh).
+:data:`FALLBACK_MIN_AGREEMENT`.  In a cluster, only Conveyor's router compares mirrored answers: where
+Prometheus scrapes one in front of the pods (``rollout export --router-job``), the ``AnalysisTemplate`` judges
+its counters against the fixed bar; a Gateway's ``RequestMirror`` copies requests but compares nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,17 @@ from __future__ import annotations
 from typing import Any
 
 from conveyor.rollout.analysis.expectation import FALLBACK_MIN_AGREEMENT, ExpectedAgreement, wilson_interval
-from conveyor.rollout.analysis.metric import AnalysisWindow, Metric, Threshold, Verdict, metric, window_comparisons
+from conveyor.rollout.analysis.metric import (
+    AnalysisWindow,
+    ArgoContext,
+    Metric,
+    Threshold,
+    Verdict,
+    metric,
+    window_comparisons,
+)
+from conveyor.rollout.edges import CANARY
+from conveyor.rollout.promql import NAN, at_least
 
 
 def judge_agreement(
@@ -111,3 +123,32 @@ class AgreementMetric(Metric):
     def measure(self, window: AnalysisWindow, verdict: Verdict) -> None:
         agreed, disagreed = window_comparisons(window.before, window.after, *window.canary)
         judge_agreement(verdict, agreed, disagreed, window.limits, window.expected_agreement)
+
+    def argo(self, limits: Any, ctx: ArgoContext) -> list[dict[str, Any]]:
+        """The router's mirrored comparisons, where Prometheus scrapes Conveyor's router (``--router-job``).
+
+        A fixed bar (``min_agreement``, else the fallback): the agreement measured at start lives in
+        Conveyor's rollout record, which a cluster's analysis does not read."""
+        if ctx.router_job is None or limits.mirror_percent <= 0:
+            return []
+        series = f'conveyor_router_mirror_comparisons_total{{job="{ctx.router_job}",backend="{CANARY}"'
+
+        def compared(results: str) -> str:
+            return f"sum(increase({series},{results}}}[{ctx.window}]))"
+
+        agreed, answered = compared('result="agree"'), compared('result=~"agree|disagree"')
+        query = f"(({agreed} or vector(0)) / ({answered} >= {limits.min_compared})) or {NAN}"
+        bar = FALLBACK_MIN_AGREEMENT if limits.min_agreement is None else limits.min_agreement
+        success, failure = at_least(bar)
+        return [
+            {
+                "name": "mirrored-agreement",
+                "interval": ctx.interval,
+                "failureLimit": 0,
+                "inconclusiveLimit": limits.max_inconclusive,
+                "consecutiveErrorLimit": limits.max_measurement_errors,
+                "successCondition": success,
+                "failureCondition": failure,
+                "provider": {"prometheus": {"address": ctx.prometheus, "query": query}},
+            }
+        ]

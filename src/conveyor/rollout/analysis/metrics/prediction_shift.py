@@ -9,7 +9,8 @@ real inputs.  Off by default (a retrained model may shift on purpose); needs
 ``min_requests`` answers on both sides, else the window is inconclusive.
 
 In a cluster the same comparison is a Prometheus query over ``conveyor_predictions_total``
-of the canary pods against the stable pods.
+of the canary pods against the stable pods, NaN (inconclusive) with fewer than ``min_requests``
+labelled answers on either side.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from conveyor.rollout.analysis.metric import AnalysisWindow, ArgoContext, Metric, Threshold, Verdict, metric
+from conveyor.rollout.promql import NAN, Pods, at_most, only_if
 
 
 def largest_shift(canary: dict[str, float], stable: dict[str, float]) -> tuple[str, float]:
@@ -71,21 +73,20 @@ class PredictionShift(Metric):
     def argo(self, limits: Any, ctx: ArgoContext) -> list[dict[str, Any]]:
         if limits.max_prediction_shift is None:
             return []
-
-        def shares(pods: str) -> str:
-            rate = f"rate(conveyor_predictions_total{{{pods}}}[{ctx.window}])"
-            return f"sum by (label) ({rate}) / scalar(sum({rate}))"
-
-        query = f"max(abs({shares(ctx.canary)} - {shares(ctx.stable)}))"
+        canary, stable = Pods(ctx.canary, ctx.window), Pods(ctx.stable, ctx.window)
+        shift = f"max(abs({canary.label_shares()} - {stable.label_shares()}))"
+        least = limits.min_requests  # labelled answers on each side, else NaN: inconclusive
+        query = f"({only_if(shift, f'{canary.labelled()} >= {least}', f'{stable.labelled()} >= {least}')}) or {NAN}"
+        success, failure = at_most(limits.max_prediction_shift)
         return [
             {
                 "name": "prediction-shift",
                 "interval": ctx.interval,
                 "failureLimit": 0,
                 "inconclusiveLimit": limits.max_inconclusive,
-                # no answers on one side: an empty result meets neither condition, inconclusive
-                "successCondition": f"result[0] <= {limits.max_prediction_shift}",
-                "failureCondition": f"result[0] > {limits.max_prediction_shift}",
+                "consecutiveErrorLimit": limits.max_measurement_errors,
+                "successCondition": success,
+                "failureCondition": failure,
                 "provider": {"prometheus": {"address": ctx.prometheus, "query": query}},
             }
         ]

@@ -5,14 +5,20 @@ Latency is judged by :mod:`conveyor.rollout.analysis.latency`, which knows how m
 In the canary stage both versions take live traffic and the canary is compared with stable;
 before a blue-green switch only mirrored copies reach the new version (judged on their own);
 after it all live traffic does.
+
+In a cluster (``argo()``) the same rules are Prometheus queries over the model server's own counters of
+prediction requests (``rollout/promql.py``): too few requests is inconclusive, the comparisons with stable
+apply where stable has enough, and a p99 over its limit from too few samples is inconclusive.  The rank test
+on the median has no PromQL form and stays with Conveyor's controller.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from conveyor.rollout.analysis.latency import judge_latency
+from conveyor.rollout.analysis.latency import TAIL_QUANTILE, judge_latency, samples_needed
 from conveyor.rollout.analysis.metric import AnalysisWindow, ArgoContext, Metric, Threshold, Traffic, Verdict, metric
+from conveyor.rollout.promql import NAN, Pods, at_most, judged_or_nan, only_if
 from conveyor.router.stats import LIVE, MIRROR
 
 if TYPE_CHECKING:
@@ -87,35 +93,42 @@ class TrafficMetric(Metric):
             judge_traffic(verdict, window.traffic("canary"), window.traffic("stable"), limits, "canary")
 
     def argo(self, limits: Any, ctx: ArgoContext) -> list[dict[str, Any]]:
-        requests = f"sum(rate(conveyor_requests_total{{{ctx.canary}}}[{ctx.window}]))"
-        errors = f'sum(rate(conveyor_requests_total{{{ctx.canary},status=~"5.."}}[{ctx.window}]))'
-        p99 = (
-            "histogram_quantile(0.99, sum by (le) "
-            f"(rate(conveyor_request_duration_seconds_bucket{{{ctx.canary}}}[{ctx.window}])))"
+        """Error rate and p99 of the canary's prediction requests, absolute and against stable (rollout/promql.py)."""
+        canary, stable = Pods(ctx.canary, ctx.window), Pods(ctx.stable, ctx.window)
+        least = limits.min_requests
+        needed = samples_needed(TAIL_QUANTILE, limits.latency_tail_samples)
+        queries: list[tuple[str, str, tuple[str, str]]] = [
+            # too few prediction requests (probes and scrapes never count): NaN, inconclusive
+            ("error-rate", f"{canary.error_rate(least)} or {NAN}", at_most(limits.max_error_rate)),
+            # against stable's, where stable has enough requests and the canary at least two errors
+            (
+                "error-rate-increase",
+                only_if(f"{canary.error_rate(least)} - {stable.error_rate(least)}", f"{canary.errors()} >= 2"),
+                at_most(limits.max_error_rate_increase),
+            ),
+        ]
+        canary_samples = f"{canary.samples()} >= {needed}"
+        if limits.max_p99_ms is not None:
+            seconds = limits.max_p99_ms / 1000
+            queries.append(("p99-latency", judged_or_nan(canary.p99(), seconds, [canary_samples]), at_most(seconds)))
+        # failed when the canary's p99 is over both the floor and ratio x stable's: ratio x max(stable's, floor/ratio)
+        ratio = limits.max_p99_ratio
+        over_stable = only_if(
+            f"{canary.p99()} / clamp_min({stable.p99()}, {limits.p99_floor_ms / 1000 / ratio:.6g})",
+            f"{stable.requests()} >= {least}",
         )
-        metrics: list[dict[str, Any]] = [
+        enough = [canary_samples, f"{stable.samples()} >= {needed}"]
+        queries.append(("p99-ratio", judged_or_nan(over_stable, ratio, enough), at_most(ratio)))
+        return [
             {
-                "name": "error-rate",
+                "name": name,
                 "interval": ctx.interval,
                 "failureLimit": 0,
                 "inconclusiveLimit": limits.max_inconclusive,
                 "consecutiveErrorLimit": limits.max_measurement_errors,
-                # NaN (no traffic) meets neither condition: inconclusive, never a failure
-                "successCondition": f"result[0] <= {limits.max_error_rate}",
-                "failureCondition": f"result[0] > {limits.max_error_rate}",
-                "provider": {"prometheus": {"address": ctx.prometheus, "query": f"{errors} / {requests}"}},
+                "successCondition": success,
+                "failureCondition": failure,
+                "provider": {"prometheus": {"address": ctx.prometheus, "query": query}},
             }
+            for name, query, (success, failure) in queries
         ]
-        if limits.max_p99_ms is not None:
-            metrics.append(
-                {
-                    "name": "p99-latency",
-                    "interval": ctx.interval,
-                    "failureLimit": 0,
-                    "inconclusiveLimit": limits.max_inconclusive,
-                    "successCondition": f"result[0] <= {limits.max_p99_ms / 1000}",
-                    "failureCondition": f"result[0] > {limits.max_p99_ms / 1000}",
-                    "provider": {"prometheus": {"address": ctx.prometheus, "query": p99}},
-                }
-            )
-        return metrics
