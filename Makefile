@@ -75,9 +75,11 @@ bench-serving: install
 bench-optimize: install
 	$(BIN)/python -m benchmarks.optimize
 
-# The dashboard's pictures in docs/dashboard.md, taken by its browser tests (needs /usr/bin/chromium).
+# The dashboard's pictures in docs/dashboard.md and the monitoring report's in docs/monitoring.md, taken by
+# their browser tests (needs /usr/bin/chromium).
 screenshots: install
 	CONVEYOR_SCREENSHOTS=$(CURDIR)/docs/dashboard $(BIN)/pytest -q -p no:xdist tests/test_dashboard_browser.py
+	CONVEYOR_SCREENSHOTS=$(CURDIR)/docs/images $(BIN)/pytest -q -p no:xdist tests/test_monitor_report.py
 
 bench-dashboard: install
 	$(BIN)/python -m benchmarks.dashboard

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from conveyor.charts import line_chart
 from conveyor.registry.config import open_local
 from conveyor.registry.onnx_info import read_signature
 from conveyor.rollout.status import Backend, RolloutStatus, StatusStore
 from conveyor.ui.app import create_app
-from conveyor.ui.charts import line_chart
 from conveyor.ui.pipeline_pages import columns
 from tests import models
 

@@ -60,6 +60,8 @@ class ColumnDrift:
     mmd: float | None = None  # an embedding column's squared maximum mean discrepancy
     reference: dict[str, Any] = field(default_factory=dict)  # p50 or the top category, for the table
     window: dict[str, Any] = field(default_factory=dict)
+    window_shares: list[float] = field(default_factory=list)  # numeric: the window's share in each reference bin
+    window_categories: dict[str, float] = field(default_factory=dict)  # categorical: the window's share of each
 
 
 @dataclass
@@ -113,7 +115,8 @@ def compare(profile: Profile, columns: Columns, thresholds: Thresholds, seed: in
 
 def _numeric(reference: ColumnProfile, raw: list[Any]) -> ColumnDrift:
     values = np.asarray(raw, dtype=np.float64)
-    index = psi(np.asarray(reference.shares), reference.bin_shares(values))
+    shares = reference.bin_shares(values)
+    index = psi(np.asarray(reference.shares), shares)
     test = ks_2samp(np.asarray(reference.sample), values)
     return ColumnDrift(
         name=reference.name,
@@ -126,6 +129,7 @@ def _numeric(reference: ColumnProfile, raw: list[Any]) -> ColumnDrift:
         ks_statistic=round(float(test.statistic), 4),
         reference={"p50": reference.quantiles.get("p50")},
         window={"p50": float(np.median(values))},
+        window_shares=[round(float(share), 4) for share in shares],
     )
 
 
@@ -151,6 +155,7 @@ def _categorical(reference: ColumnProfile, raw: list[Any]) -> ColumnDrift:
         js_distance=round(float(jensenshannon(ref, win, base=2)), 4),
         reference={"top": f"{top_ref} {reference.categories[top_ref]:.0%}"},
         window={"top": f"{top_win} {window[top_win]:.0%}"},
+        window_categories={name: round(share, 4) for name, share in window.items()},
     )
 
 

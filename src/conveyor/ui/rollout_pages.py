@@ -12,11 +12,15 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from conveyor.charts import line_chart
 from conveyor.errors import InvalidInput, NotFound
+from conveyor.extras import needs
 from conveyor.rollout.analysis.thresholds import all_metrics
 from conveyor.rollout.status import RolloutStatus, StatusStore, list_services
-from conveyor.ui.charts import line_chart
 from conveyor.ui.live import SAMPLER, Live
+
+with needs("ui", "the dashboard (conveyor ui)"):
+    from markupsafe import Markup
 
 if TYPE_CHECKING:
     from conveyor.rollout.status import Action
@@ -99,10 +103,10 @@ def _charts(live: Live) -> list[Any]:
         }
 
     return [
-        line_chart("requests per second", series("requests_per_s"), "/s"),
-        line_chart("error rate", series("error_rate", 100.0), "%"),
-        line_chart("p50 latency", series("p50_ms"), " ms"),
-        line_chart("p99 latency", series("p99_ms"), " ms"),
+        Markup(line_chart("requests per second", series("requests_per_s"), "/s")),
+        Markup(line_chart("error rate", series("error_rate", 100.0), "%")),
+        Markup(line_chart("p50 latency", series("p50_ms"), " ms")),
+        Markup(line_chart("p99 latency", series("p99_ms"), " ms")),
     ]
 
 

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.errors import ConveyorError, NotFound
+from conveyor.extras import needs
 from conveyor.registry.protocol import Registry
-from conveyor.ui.charts import line_chart
+
+with needs("ui", "the dashboard (conveyor ui)"):
+    from markupsafe import Markup
 
 MAX_COLUMNS_CHARTED = 6  # the columns that moved most; every column is in the table
 MAX_WINDOWS_LISTED = 20
-PSI_SHOWN = 1.0
 
 
 @dataclass(frozen=True)
@@ -53,16 +55,20 @@ def traffic_panel(registry: Registry, ref: str, settings: TrafficSettings) -> di
         return {"ref": version.ref, "state": "no-log", "logs": settings.logs}
     except ConveyorError as exc:
         return {"ref": version.ref, "state": "error", "error": str(exc)}
-    judged = [w for w in result.windows if w.judged]
+    return shown_panel(version.ref, result, settings.window)
+
+
+def shown_panel(ref: str, result: Any, window: int) -> dict[str, Any]:
+    """The panel's context for a monitoring pass over ``ref``'s log (``monitoring.run.MonitorResult``)."""
     return {
-        "ref": version.ref,
+        "ref": ref,
         "state": "shown",
-        "window": settings.window,
+        "window": window,
         "result": result,
         "windows": list(reversed(result.windows[-MAX_WINDOWS_LISTED:])),
         "latest": result.latest,
         "quality": _headline(result.windows),
-        "charts": _charts(judged),
+        "charts": _charts(result),
     }
 
 
@@ -86,40 +92,14 @@ def _headline(windows: list[Any]) -> str | None:
     return f"live {said} on {count} labels in window {window.index}"
 
 
-def _charts(judged: list[Any]) -> list[Any]:
-    if not judged:
-        return []
-    peaks: dict[str, float] = {}
-    for window in judged:
-        for column in window.columns:
-            if column.psi is not None:
-                peaks[column.name] = max(peaks.get(column.name, 0.0), column.psi)
-    charted = sorted(peaks, key=peaks.__getitem__, reverse=True)[:MAX_COLUMNS_CHARTED]
-    psi = {
-        name: [(float(w.index), _capped(next((c.psi for c in w.columns if c.name == name), None))) for w in judged]
-        for name in charted
-    }
-    x_range = (f"window {judged[0].index}", f"window {judged[-1].index}")
-    title = f"PSI per window (drift at 0.2 with p < 0.01; shown up to {PSI_SHOWN:g})"
-    charts = [line_chart(title, psi, x_range=x_range, width=760)]
-    quality = [(float(w.index), _quality(w.quality)) for w in judged]
-    estimated = [(float(w.index), _quality(w.estimated)) for w in judged]
-    if any(value is not None for _, value in quality + estimated):
-        classifier = any("accuracy" in (w.quality or w.estimated or {}) for w in judged)
-        series = {"live": quality, "estimated": estimated}
-        title = "live quality (windows with enough labels) and its estimate"
-        charts.append(line_chart(title, series, "%" if classifier else "", x_range=x_range))
-    return charts
+def _charts(result: Any) -> list[Any]:
+    """The PSI of the columns that moved most (log scale, the threshold drawn) and live quality
+    beside its estimate: the report's charts (``monitoring/window_charts.py``)."""
+    from conveyor.monitoring import window_charts
 
-
-def _capped(psi: float | None) -> float | None:
-    """A PSI of 16 (a feature moved wholesale) would flatten every other line: past ``PSI_SHOWN``
-    a shift is off any scale worth reading, and the table keeps the real number."""
-    return None if psi is None else min(psi, PSI_SHOWN)
-
-
-def _quality(quality: dict[str, Any] | None) -> float | None:
-    """A window's accuracy in percent, or its MAE; None without one, or with too few labels."""
-    if not quality or quality.get("enough_labels") is False:
-        return None
-    return quality["accuracy"] * 100 if "accuracy" in quality else quality.get("mae")
+    charted = window_charts.peak_columns(result.windows, MAX_COLUMNS_CHARTED)
+    drawn = [
+        window_charts.psi_chart(result.windows, result.thresholds, charted),
+        window_charts.quality_chart(result.windows, result.thresholds),
+    ]
+    return [Markup(chart) for chart in drawn if chart]
