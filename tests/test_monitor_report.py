@@ -182,3 +182,18 @@ def test_the_dashboards_traffic_charts_draw_the_threshold_uncapped_with_legends_
     page.set_viewport_size({"width": 1180, "height": 900})
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.locator("section.traffic").screenshot(path=str(SHOTS / "dashboard-traffic.png"))
+
+
+def test_numbers_are_rounded_for_reading_and_bins_named_by_their_rounded_edges() -> None:
+    from conveyor.charts import number
+    from conveyor.monitoring.window_charts import bin_labels
+
+    assert [number(v) for v in (87.53999999999999, 0.06971234, 8.2834, 1200.0, 0.0, None)] == [
+        "87.5",
+        "0.0697",
+        "8.28",
+        "1200",
+        "0",
+        "-",
+    ]
+    assert bin_labels([1.00004, 1.00006, 2.5]) == ["≤ 1", "1 to 1.0001", "1.0001 to 2.5", "> 2.5"]  # just distinct

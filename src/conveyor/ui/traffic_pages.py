@@ -68,7 +68,7 @@ def shown_panel(ref: str, result: Any, window: int) -> dict[str, Any]:
         "windows": list(reversed(result.windows[-MAX_WINDOWS_LISTED:])),
         "latest": result.latest,
         "quality": _headline(result.windows),
-        "charts": _charts(result),
+        "charts": _charts(result.windows, result.thresholds),
     }
 
 
@@ -92,14 +92,13 @@ def _headline(windows: list[Any]) -> str | None:
     return f"live {said} on {count} labels in window {window.index}"
 
 
-def _charts(result: Any) -> list[Any]:
+def _charts(windows: list[Any], thresholds: Any = None) -> list[Any]:
     """The PSI of the columns that moved most (log scale, the threshold drawn) and live quality
     beside its estimate: the report's charts (``monitoring/window_charts.py``)."""
     from conveyor.monitoring import window_charts
+    from conveyor.monitoring.thresholds import Thresholds
 
-    charted = window_charts.peak_columns(result.windows, MAX_COLUMNS_CHARTED)
-    drawn = [
-        window_charts.psi_chart(result.windows, result.thresholds, charted),
-        window_charts.quality_chart(result.windows, result.thresholds),
-    ]
+    limits = thresholds or Thresholds()
+    charted = window_charts.peak_columns(windows, MAX_COLUMNS_CHARTED)
+    drawn = [window_charts.psi_chart(windows, limits, charted), window_charts.quality_chart(windows, limits)]
     return [Markup(chart) for chart in drawn if chart]
