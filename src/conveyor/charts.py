@@ -199,9 +199,9 @@ def line_chart(
         )
     for index, (name, rows) in enumerate((bands or {}).items()):
         colour = colour_of(name, list(series).index(name) if name in series else index)
-        for run in _runs(rows):
-            outline = [f"{x(t)},{scale(high)}" for t, _, high in run]
-            outline += [f"{x(t)},{scale(low)}" for t, low, _ in reversed(run)]
+        for stretch in _runs(rows):
+            outline = [f"{x(t)},{scale(high)}" for t, _, high in stretch]
+            outline += [f"{x(t)},{scale(low)}" for t, low, _ in reversed(stretch)]
             parts.append(
                 f'<polygon class="band" data-series="{escape(name)}" points="{" ".join(outline)}" '
                 f'fill="{colour}" fill-opacity="0.12" stroke="none"/>'
