@@ -14,10 +14,12 @@ import typer
 
 from conveyor.cli.output import EXIT_FAILURE, ProgressBar, handle_errors, new_table, print_json, stderr, stdout
 from conveyor.cli.settings_options import with_model_options
+from conveyor.monitoring.retention import Retention
 from conveyor.monitoring.thresholds import Thresholds
 
 
 @with_model_options(Thresholds)
+@with_model_options(Retention)
 def monitor(
     model: Annotated[str, typer.Argument(help="A registered version (name:N, name@alias) or a model folder.")],
     logs: Annotated[
@@ -28,6 +30,24 @@ def monitor(
         typer.Option(help="Reference rows (CSV, JSON, JSON Lines, text) [default: the version's stored profile]."),
     ] = None,
     window: Annotated[int, typer.Option(min=10, help="Items (texts, rows) per window.")] = 500,
+    window_time: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="Windows of this much time each instead (30m, 1h, 1d), aligned to the clock: one window per hour.",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            metavar="WHEN",
+            help="Judge the traffic logged since then: a duration back from now (30m, 12h, 7d) or an ISO date or "
+            "time (UTC unless it says) [default: all of the log].",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(metavar="WHEN", help="... and until then (the same forms) [default: now].")
+    ] = None,
     html: Annotated[Path | None, typer.Option(help="Also write an HTML report with charts here.")] = None,
     export_labelled: Annotated[
         Path | None,
@@ -54,14 +74,30 @@ def monitor(
         ),
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
-    **thresholds: Any,
+    **limits: Any,
 ) -> None:
-    """Compare windows of logged traffic with MODEL's reference profile: drift per input and output."""
+    """Compare windows of logged traffic with MODEL's reference profile: drift per input and output.
+
+    Each finished log file is read once and kept as a summary beside the log (.summaries/), so a
+    later call reads only the files that rotated since. --keep-days/--keep-mib remove older log
+    files (and their summaries) first."""
+    from conveyor.monitoring.retention import apply_retention
     from conveyor.monitoring.run import monitor_log
+    from conveyor.monitoring.summaries import SummaryStore
+    from conveyor.monitoring.windows import span_of
 
     with handle_errors():
+        thresholds = Thresholds(**{k: v for k, v in limits.items() if k in Thresholds.model_fields})
+        retention = Retention(**{k: v for k, v in limits.items() if k in Retention.model_fields})
+        span = span_of(since, until, window_time)
         resolved = resolve_served(model)
-        result = monitor_log(resolved, logs, reference, window, Thresholds(**thresholds))
+        if retention.bounded:
+            store = SummaryStore(logs, resolved.spec.name, resolved.spec.version)
+            removed = apply_retention(store, retention)
+            if removed:
+                stderr.print(f"retention: removed {len(removed)} log files and their summaries")
+        wanted = export_labelled is not None or export_holdout is not None
+        result = monitor_log(resolved, logs, reference, window, thresholds, span=span, labelled=wanted)
         if html is not None:
             from conveyor.monitoring.report import write_html
 

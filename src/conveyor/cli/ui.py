@@ -46,7 +46,9 @@ def ui(context: typer.Context, **options: Any) -> None:
             "a remote registry's dashboard: conveyor registry serve --ui)",
         )
         check_port_free(host, port)
-        traffic = TrafficSettings(settings.payload_logs, settings.drift_window)
+        traffic = TrafficSettings(
+            settings.payload_logs, settings.drift_window, settings.drift_since, settings.drift_window_time
+        )
         app = create_app(
             store,
             tokens=tokens,

@@ -195,19 +195,29 @@ class Dle:
 
 def estimate_window(estimator: Cbpe | Dle | None, records: list[RequestRecord]) -> dict[str, Any] | None:
     """The estimate for one window's logged requests (every item, labelled or not)."""
+    served = [[o.get("value") if isinstance(o, dict) else None for o in r.outputs] for r in records]
+    return estimate_served(estimator, [r.probabilities for r in records], [r.inputs for r in records], served)
+
+
+def estimate_served(
+    estimator: Cbpe | Dle | None,
+    probabilities: list[list[list[float]] | None],
+    inputs: list[list[Any] | None],
+    served: list[list[Any]],
+) -> dict[str, Any] | None:
+    """``estimate_window`` from each logged request's probabilities, inputs and served answers
+    (a regressor's values): what a stored summary keeps."""
     if isinstance(estimator, Cbpe):
-        return estimator.estimate([row for r in records if r.probabilities for row in r.probabilities])
+        return estimator.estimate([row for rows in probabilities if rows for row in rows])
     if isinstance(estimator, Dle):
-        inputs: list[Any] = []
+        items_all: list[Any] = []
         values: list[float] = []
-        for record in records:
-            items = record.inputs or [None] * len(record.outputs)
-            for item, answer in zip(items, record.outputs, strict=False):
-                value = answer.get("value") if isinstance(answer, dict) else None
+        for items, answers in zip(inputs, served, strict=True):
+            for item, value in zip(items or [None] * len(answers), answers, strict=False):
                 if isinstance(value, int | float) and not isinstance(value, bool):
-                    inputs.append(item)
+                    items_all.append(item)
                     values.append(float(value))
-        return estimator.estimate(inputs, values)
+        return estimator.estimate(items_all, values)
     return None
 
 

@@ -31,15 +31,19 @@ class LogReader:
     def records(self) -> Iterator[PayloadRecord]:
         for _name, text in self._files():
             self.files += 1
-            for line in text.splitlines():
-                if not line.strip():
-                    continue
-                try:
-                    record = read_record(line)
-                except ValueError:
-                    self.unreadable += 1
-                    continue
-                yield record
+            yield from self.parse(text)
+
+    def parse(self, text: str | bytes) -> Iterator[PayloadRecord]:
+        """One file's lines as records (a line that is not one is counted in ``unreadable``)."""
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                record = read_record(line)
+            except ValueError:
+                self.unreadable += 1
+                continue
+            yield record
 
     def _files(self) -> Iterator[tuple[str, str]]:
         if self.destination.startswith("s3://"):

@@ -37,16 +37,23 @@ def window_quality(
     """The window's items with feedback, judged (``monitoring.evidence``): ``labelled`` and
     ``accuracy`` with per class counts, precision, recall and F1, or ``mae`` and ``rmse``, each with
     its interval; None when no item has feedback."""
+    pairs = ((r.request_id, served_answers(r, labels, regression, boolean)) for r in requests if r.request_id in truth)
+    return served_quality(pairs, truth, labels, regression)
+
+
+def served_quality(
+    served: Iterable[tuple[str, list[Any]]], truth: dict[str, list[Any]], labels: list[str], regression: bool
+) -> dict[str, Any] | None:
+    """``window_quality`` of (request id, its served answers per item) pairs: what a stored summary keeps."""
     served_all: list[Any] = []
     truth_all: list[Any] = []
-    for record in requests:
-        true = truth.get(record.request_id)
+    for request_id, predicted in served:
+        true = truth.get(request_id)
         if not true:
             continue
-        predicted = served_answers(record, labels, regression, boolean)
-        for served, actual in zip(predicted, true, strict=False):
-            if served is not None:
-                served_all.append(served)
+        for served_one, actual in zip(predicted, true, strict=False):
+            if served_one is not None:
+                served_all.append(served_one)
                 truth_all.append(actual)
     if not served_all:
         return None

@@ -13,17 +13,19 @@ from typing import Any
 from conveyor.atomic import write_atomic
 from conveyor.errors import InvalidInput
 from conveyor.monitoring.drift import WindowDrift, compare
-from conveyor.monitoring.estimate import estimate_window, estimator_for
+from conveyor.monitoring.estimate import estimate_served, estimator_for
 from conveyor.monitoring.features import EMBEDDING
-from conveyor.monitoring.hashed import as_logged, hashed_fields
+from conveyor.monitoring.hashed import as_logged
 from conveyor.monitoring.logs import LogReader
-from conveyor.monitoring.observe import Observer, chunked
+from conveyor.monitoring.observe import Observer
 from conveyor.monitoring.profile import PROFILE_FILE, Profile
-from conveyor.monitoring.quality import feedback_of, labelled_rows, window_quality
+from conveyor.monitoring.quality import labelled_rows, served_quality
 from conveyor.monitoring.self_check import checked_profile
+from conveyor.monitoring.summaries import SummaryStore
 from conveyor.monitoring.thresholds import Thresholds
+from conveyor.monitoring.windows import Logged, Span
 from conveyor.serving.payload_hash import hash_key
-from conveyor.serving.payload_record import AnswerRecord, RequestRecord
+from conveyor.serving.payload_record import RequestRecord
 from conveyor.serving.spec import ResolvedModel
 
 
@@ -38,7 +40,10 @@ class MonitorResult:
     files: int = 0
     unreadable: int = 0
     feedback: int = 0  # feedback entries in the log
-    labelled: list[dict[str, Any]] = field(default_factory=list)  # logged items with their true answers
+    labelled: list[dict[str, Any]] = field(default_factory=list)  # logged items with their true answers, if asked
+    labelled_items: int = 0  # logged items that feedback labelled
+    span: Span = field(default_factory=Span)  # the times judged and the windows' length
+    summaries: dict[str, Any] = field(default_factory=dict)  # the store read: its folder, summaries built
     notes: list[str] = field(default_factory=list)  # what the judgement left out or changed, and why
 
     @property
@@ -70,7 +75,9 @@ class MonitorResult:
             "drift": self.latest_drifted,
             "windows": [{**asdict(w), "drifted": w.drifted, "drift_share": w.drift_share} for w in self.windows],
             "feedback": self.feedback,
-            "labelled_items": len(self.labelled),
+            "labelled_items": self.labelled_items,
+            "span": self.span.as_dict(),
+            "summaries": self.summaries,
             "notes": self.notes,
         }
 
@@ -130,57 +137,65 @@ def monitor_log(
     window: int,
     thresholds: Thresholds,
     embeddings: bool = True,
+    span: Span | None = None,
+    labelled: bool = False,
 ) -> MonitorResult:
-    """Every window of the log judged; ``embeddings``: a text model's texts by meaning too, where its
-    profile holds their embeddings (up to ``embedding_drift.SAMPLE`` texts embedded per window)."""
+    """Every window of the log (within ``span``: times and window length) judged, from the summary
+    store (``monitoring/summaries.py``: each finished file read once); ``embeddings``: a text model's
+    texts by meaning too, where its profile holds their embeddings (up to ``embedding_drift.SAMPLE``
+    texts embedded per window); ``labelled``: the labelled items themselves too (read from the log
+    files in range), for ``--export-labelled``."""
+    span = span or Span()
     profile = reference_profile(resolved, reference)
-    observer = Observer(resolved, embeddings=embeddings and EMBEDDING in profile.columns)
-    reader = LogReader(destination, resolved.spec.name, resolved.spec.version)
-    result = MonitorResult(resolved.spec.name, resolved.spec.version, profile, thresholds)
-    everything = list(reader.records())  # feedback comes after its request: gather it first
-    truth = feedback_of(everything)
-    requests = [r for r in everything if isinstance(r, RequestRecord)]
-    hashed = hashed_fields(requests)
+    observer = Observer(resolved, embeddings=resolved.spec.task.takes_text)  # a summary keeps the texts
+    store = SummaryStore(destination, resolved.spec.name, resolved.spec.version)
+    result = MonitorResult(resolved.spec.name, resolved.spec.version, profile, thresholds, span=span)
+    since, until = span.bounds()
+    summaries = list(store.summaries(observer, since, until))
+    logged = Logged.of(summaries, since, until)
+    result.files, result.unreadable = len(summaries), sum(s.unreadable for s in summaries)
+    result.summaries = {"folder": str(store.folder), "built": store.built, "removed": store.removed}
+    truth = logged.truth
+    hashed = logged.hashed_fields()
     if hashed:  # served with --log-hash: judge those fields as the log keeps them
         profile, result.notes = as_logged(profile, hashed, hash_key())
+    if not (embeddings and EMBEDDING in profile.columns):
+        profile = profile.model_copy(update={"columns": {k: c for k, c in profile.columns.items() if k != EMBEDDING}})
     task = resolved.spec.task
     estimator = estimator_for(profile.quality)
-    windows = list(chunked(requests, observer, window))
-    unsampled = answers_by_window([r for r in everything if isinstance(r, AnswerRecord)], windows)
-    for index, ((columns, records), answers) in enumerate(zip(windows, unsampled, strict=True), 1):
-        result.records += len(records)
+    cuts = logged.by_time(span.window_seconds) if span.window_seconds else logged.by_count(window)
+    windows = [logged.window(lo, hi) for lo, hi in cuts]
+    answers = logged.answers_by_window([hi for _, hi in cuts])
+    for index, ((columns, rows), unsampled) in enumerate(zip(windows, answers, strict=True), 1):
+        result.records += len(rows.request_id)
         judged = columns.items >= thresholds.min_items
-        joined = [*records, *answers]  # feedback joins every answered request, sampled or not
-        quality = window_quality(joined, truth, resolved.spec.labels, task.regression, resolved.spec.boolean_label)
+        joined = [*zip(rows.request_id, rows.served, strict=True), *unsampled]  # sampled or not
+        quality = served_quality(joined, truth, resolved.spec.labels, task.regression)
         if quality is not None:
             quality.update(min_labels=thresholds.min_labels, enough_labels=thresholds.enough_labels(quality))
         result.windows.append(
             WindowDrift(
                 index=index,
                 items=columns.items,
-                start=records[0].time,
-                end=records[-1].time,
+                start=rows.time[0],
+                end=rows.time[-1],
                 judged=judged,
                 columns=compare(profile, columns, thresholds) if judged else [],
                 quality=quality,
                 quality_failed=judged and thresholds.quality_failed(quality),
-                estimated=estimate_window(estimator, records),
+                estimated=estimate_served(estimator, rows.probabilities, rows.inputs, rows.served),
             )
         )
-    result.files, result.unreadable, result.feedback = reader.files, reader.unreadable, len(truth)
-    result.labelled = labelled_rows(requests, truth, task.takes_text, task.answer_field)
+    result.feedback, result.labelled_items = len(truth), logged.labelled_items()
+    if labelled:
+        names = {s.name for s in summaries}
+        reader = LogReader(destination, resolved.spec.name, resolved.spec.version)
+        requests = [
+            record
+            for log in store.files()
+            if log.name in names
+            for record in reader.parse(store.read(log))
+            if isinstance(record, RequestRecord) and record.request_id in truth and span.holds(record.time)
+        ]
+        result.labelled = labelled_rows(requests, truth, task.takes_text, task.answer_field)
     return result
-
-
-def answers_by_window(answers: list[AnswerRecord], windows: list[tuple[Any, list[RequestRecord]]]) -> list[list[Any]]:
-    """The unsampled requests' ``answer`` lines placed in the window whose time they fall in: up to
-    its last logged request's time (the last window takes the rest).  Times are ISO 8601 in UTC
-    with milliseconds, so they compare as strings."""
-    import bisect
-
-    ends = [records[-1].time for _, records in windows]
-    placed: list[list[Any]] = [[] for _ in windows]
-    for answer in answers:
-        if placed:
-            placed[min(bisect.bisect_left(ends, answer.time), len(placed) - 1)].append(answer)
-    return placed

@@ -32,12 +32,14 @@ REPORTS = Path(".conveyor") / "drift-reports"
 def check_drift(trigger: DriftTrigger, project: Path) -> dict[str, Any] | None:
     """The event for a new finding on ``trigger``'s served version, or None."""
     from conveyor.monitoring.run import monitor_log
+    from conveyor.monitoring.windows import span_of
     from conveyor.serving.fetch import resolve_served
 
     resolved = resolve_served(f"{trigger.model}@{trigger.alias}")
     ref = f"{resolved.spec.name}:{resolved.spec.version}"
     limits = Thresholds(**trigger.limits())
-    result = monitor_log(resolved, trigger.logs, None, trigger.window, limits)
+    span = span_of(trigger.since, None, trigger.window_time)
+    result = monitor_log(resolved, trigger.logs, None, trigger.window, limits, span=span)
     latest = result.latest
     if latest is None or not result.latest_drifted:
         return None

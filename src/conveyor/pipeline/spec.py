@@ -55,6 +55,8 @@ class DriftTrigger(Thresholds):
     logs: str = Field(description="The payload log the server writes (serve --log-payloads DEST)")
     every: str = "5m"
     window: int = Field(default=500, ge=10)
+    since: str | None = Field(default=None, description="Judge the traffic since then (1d, 7d), as monitor --since")
+    window_time: str | None = Field(default=None, description="Windows of this much time (1h), as --window-time")
     # and every threshold of `conveyor monitor` (psi, alpha, min_items, min_labels, min_accuracy, max_error)
 
 

@@ -61,3 +61,13 @@ class DashboardSettings(ProcessSettings, ReadTimeoutSettings, DashboardSessionSe
     drift_window: int = Field(
         500, ge=10, description="With --payload-logs: logged items per window, as `conveyor monitor`."
     )
+    drift_since: str | None = Field(
+        "7d",
+        description="With --payload-logs: judge the traffic logged since then (a duration back, 7d, or an ISO "
+        "time), as `conveyor monitor --since`; none: all of the log.",
+    )
+    drift_window_time: str | None = Field(
+        None,
+        description="With --payload-logs: windows of this much time (1h, 1d) instead of --drift-window items, "
+        "as `conveyor monitor --window-time`.",
+    )

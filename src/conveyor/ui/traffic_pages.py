@@ -28,6 +28,8 @@ MAX_WINDOWS_LISTED = 20
 class TrafficSettings:
     logs: str | None = None  # the payload log's DEST (a folder or s3://bucket/prefix)
     window: int = 500  # logged items per window, as `conveyor monitor --window`
+    since: str | None = None  # as `conveyor monitor --since`
+    window_time: str | None = None  # as `conveyor monitor --window-time`
 
 
 def traffic_panel(registry: Registry, ref: str, settings: TrafficSettings) -> dict[str, Any]:
@@ -41,6 +43,7 @@ def traffic_panel(registry: Registry, ref: str, settings: TrafficSettings) -> di
     from conveyor.monitoring.profile import PROFILE_FILE  # scipy, numpy: only where a log is read
     from conveyor.monitoring.run import monitor_log
     from conveyor.monitoring.thresholds import Thresholds
+    from conveyor.monitoring.windows import span_of
     from conveyor.serving.spec import locate_model, resolve_model
 
     if not any(f.path == PROFILE_FILE for f in version.files):
@@ -50,7 +53,8 @@ def traffic_panel(registry: Registry, ref: str, settings: TrafficSettings) -> di
     resolved = resolve_model(str(model), str(tokenizer) if tokenizer else None, version.name, str(version.version))
     try:
         # no embedding drift on a page view: embedding each window's texts takes seconds (conveyor monitor has it)
-        result = monitor_log(resolved, settings.logs, None, settings.window, Thresholds(), embeddings=False)
+        span = span_of(settings.since, None, settings.window_time)
+        result = monitor_log(resolved, settings.logs, None, settings.window, Thresholds(), embeddings=False, span=span)
     except NotFound:
         return {"ref": version.ref, "state": "no-log", "logs": settings.logs}
     except ConveyorError as exc:

@@ -1,0 +1,237 @@
+"""The summary store behind ``conveyor monitor``: incremental, bounded, and never half-written.
+
+Log files in the payload log's own format (``RequestRecord``/``AnswerRecord``/``FeedbackRecord``
+lines, as a server writes them) are judged for the risk model against its stored profile: a
+re-run after a new rotation reads only the new file and gives the same judgement as a run from
+scratch; a deleted file, or one retention expires, drops out with its summary; a crash
+mid-summary leaves nothing half-written; windows by time and ``--since``/``--until`` cut the
+traffic by its logged times.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.test_monitoring import halves, risk_folder  # noqa: F401  (fixtures)
+
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+PER_FILE = 60  # requests per file, one item each
+WINDOW = 50
+
+
+@pytest.fixture(scope="module")
+def profiled(risk_folder: Path, halves, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811  # type: ignore[no-untyped-def]
+    """The risk model with a stored reference profile (one half of its data)."""
+    from conveyor.monitoring.observe import Observer
+    from conveyor.monitoring.profile import PROFILE_FILE, profile_of
+    from conveyor.serving.spec import resolve_model
+
+    from tests.tabular_models import risk_frame
+
+    _, reference, _ = halves
+    model = tmp_path_factory.mktemp("summaries") / "risk"
+    shutil.copytree(risk_folder, model)
+    labelled = model.parent / "reference.csv"  # with the true labels: CBPE learns from them
+    reference.assign(label=risk_frame()[1][reference.index]).to_csv(labelled, index=False)
+    columns, quality = Observer(resolve_model(str(model))).score_reference(labelled)
+    profile_of(columns, source="reference.csv", quality=quality).save(model / PROFILE_FILE)
+    return model
+
+
+def _write_file(logs: Path, number: int, rows: list[dict[str, Any]], labels: list[str]) -> list[str]:
+    """Log file ``number``: ``PER_FILE`` requests a minute apart (every fifth unsampled: an ``answer``
+    line), and feedback for the previous file's requests; the request ids."""
+    from conveyor.serving.payload_record import AnswerRecord, FeedbackRecord, RequestRecord, record_time
+
+    folder = logs / "risk" / "1"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines, ids = [], []
+    for index in range(PER_FILE):
+        at = START + timedelta(minutes=number * PER_FILE + index)
+        request_id = f"r{number}-{index}"
+        row = rows[(number * PER_FILE + index) % len(rows)]
+        high = min(0.95, max(0.05, (row["bmi"] - 15) / 25))
+        label = labels[0] if high >= 0.5 else labels[1]
+        if index % 5 == 4:
+            record: Any = AnswerRecord(
+                time=record_time(at.timestamp()), request_id=request_id, outputs=[{"label": label}]
+            )
+        else:
+            record = RequestRecord(
+                time=record_time(at.timestamp()),
+                request_id=request_id,
+                model="risk",
+                version="1",
+                route="/predict",
+                latency_ms=1.0,
+                inputs=[row],
+                outputs=[{"label": label}],
+                probabilities=[[high, 1 - high]],
+            )
+        lines.append(record.json_line())
+        ids.append(request_id)
+    if number:  # feedback comes later than its request: this file labels the previous one's
+        at = START + timedelta(minutes=(number + 1) * PER_FILE - 1)
+        for index in range(0, PER_FILE, 2):
+            truth = labels[index % 3 == 0]
+            feedback = FeedbackRecord(
+                time=record_time(at.timestamp()), request_id=f"r{number - 1}-{index}", labels=[truth]
+            )
+            lines.append(feedback.json_line())
+    stamp = (START + timedelta(minutes=number * PER_FILE)).strftime("%Y%m%dT%H%M%S")
+    (folder / f"payloads-{stamp}-1-{number}.jsonl").write_bytes(b"".join(lines))
+    return ids
+
+
+def _judged(model: Path, logs: Path, **span: Any) -> Any:
+    from conveyor.monitoring.run import monitor_log
+    from conveyor.monitoring.thresholds import Thresholds
+    from conveyor.monitoring.windows import span_of
+    from conveyor.serving.spec import resolve_model
+
+    given = span_of(span.get("since"), span.get("until"), span.get("window_time"))
+    return monitor_log(resolve_model(str(model)), str(logs), None, WINDOW, Thresholds(min_items=20), span=given)
+
+
+def _verdict(result: Any) -> dict[str, Any]:
+    """What the judgement says (the store's own bookkeeping aside)."""
+    report = result.as_dict()
+    report.pop("summaries")
+    return report
+
+
+@pytest.fixture
+def rows(halves) -> list[dict[str, Any]]:  # noqa: F811  # type: ignore[no-untyped-def]
+    import json
+
+    return json.loads(halves[2].to_json(orient="records"))
+
+
+@pytest.fixture
+def labels(profiled: Path) -> list[str]:
+    from conveyor.serving.spec import resolve_model
+
+    return resolve_model(str(profiled)).spec.labels
+
+
+def test_a_rerun_after_a_new_rotation_reads_only_the_new_file_and_equals_a_run_from_scratch(
+    profiled: Path, rows: list[dict[str, Any]], labels: list[str], tmp_path: Path
+) -> None:
+    logs = tmp_path / "logs"
+    for number in range(3):
+        _write_file(logs, number, rows, labels)
+    first = _judged(profiled, logs)
+    assert first.summaries["built"] == 3 and Path(first.summaries["folder"]) == logs / "risk" / "1" / ".summaries"
+    again = _judged(profiled, logs)
+    assert again.summaries["built"] == 0 and _verdict(again) == _verdict(first)
+
+    _write_file(logs, 3, rows, labels)  # a new rotation, with feedback for file 2's requests
+    incremental = _judged(profiled, logs)
+    assert incremental.summaries["built"] == 1
+    scratch_logs = tmp_path / "scratch"
+    shutil.copytree(logs, scratch_logs, ignore=shutil.ignore_patterns(".summaries"))
+    scratch = _judged(profiled, scratch_logs)
+    assert scratch.summaries["built"] == 4
+    assert _verdict(incremental) == _verdict(scratch)
+    assert incremental.records == 4 * PER_FILE * 4 // 5  # sampled requests; the rest are answer lines
+    assert incremental.feedback == 3 * PER_FILE // 2
+    labelled = [w.quality["labelled"] for w in incremental.windows if w.quality]
+    assert sum(labelled) == 3 * PER_FILE // 2  # sampled or not, every labelled request joins its window
+    assert any(w.judged and w.estimated for w in incremental.windows)  # CBPE from the stored probabilities
+
+
+def test_a_deleted_or_expired_file_drops_out_with_its_summary(
+    profiled: Path, rows: list[dict[str, Any]], labels: list[str], tmp_path: Path
+) -> None:
+    from conveyor.monitoring.retention import Retention, apply_retention
+    from conveyor.monitoring.summaries import SummaryStore
+
+    logs = tmp_path / "logs"
+    for number in range(4):
+        _write_file(logs, number, rows, labels)
+    folder = logs / "risk" / "1"
+    assert _judged(profiled, logs).records == 4 * 48
+    files = sorted(folder.glob("payloads-*.jsonl"))
+    files[1].unlink()  # deleted by a person
+    after = _judged(profiled, logs)
+    assert after.records == 3 * 48 and after.summaries["removed"] == 1
+    assert sorted(p.name for p in (folder / ".summaries").iterdir()) == [
+        f"{p.name}.json" for p in files if p != files[1]
+    ]
+
+    old = datetime.now(UTC).timestamp() - 40 * 86400
+    os.utime(files[0], (old, old))  # finished 40 days ago
+    store = SummaryStore(str(logs), "risk", "1")
+    assert apply_retention(store, Retention(keep_days=30)) == [files[0].name]
+    size = files[3].stat().st_size
+    assert apply_retention(store, Retention(keep_mib=size * 1.5 / 2**20)) == [files[2].name]  # the oldest goes
+    assert [p.name for p in (folder / ".summaries").iterdir()] == [f"{files[3].name}.json"]
+    assert _judged(profiled, logs).records == 48
+
+
+def test_a_crash_mid_summary_leaves_no_half_state(
+    profiled: Path, rows: list[dict[str, Any]], labels: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.monitoring import summaries
+
+    logs = tmp_path / "logs"
+    for number in range(3):
+        _write_file(logs, number, rows, labels)
+    real = summaries.summarise
+    calls = []
+
+    def crashing(*args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process dies while summarising the second file
+        return real(*args)
+
+    monkeypatch.setattr(summaries, "summarise", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        _judged(profiled, logs)
+    monkeypatch.setattr(summaries, "summarise", real)
+    store = logs / "risk" / "1" / ".summaries"
+    assert len(list(store.glob("*.json"))) == 1  # the first file's, whole; none for the others
+    (store / ".payloads-left-by-a-kill.json-x").write_text('{"format": 1, "na')  # a write cut short
+    stale = store / f"{sorted(p.name for p in (logs / 'risk' / '1').glob('*.jsonl'))[2]}.json"
+    stale.write_text('{"format": 1, "name": "torn')  # a torn summary (copied by hand, a full disk)
+    resumed = _judged(profiled, logs)
+    assert resumed.summaries["built"] == 2
+    scratch_logs = tmp_path / "scratch"
+    shutil.copytree(logs, scratch_logs, ignore=shutil.ignore_patterns(".summaries"))
+    assert _verdict(resumed) == _verdict(_judged(profiled, scratch_logs))
+
+
+def test_windows_by_time_and_since_until_cut_the_traffic_by_its_logged_times(
+    profiled: Path, rows: list[dict[str, Any]], labels: list[str], tmp_path: Path
+) -> None:
+    logs = tmp_path / "logs"
+    for number in range(3):  # 09:00 to 11:59, a request a minute
+        _write_file(logs, number, rows, labels)
+    hourly = _judged(profiled, logs, window_time="1h")
+    assert [(w.start[11:16], w.end[11:16], w.items) for w in hourly.windows] == [
+        ("09:00", "09:58", 48),
+        ("10:00", "10:58", 48),
+        ("11:00", "11:58", 48),
+    ]
+    late = _judged(profiled, logs, since="2026-11-02T10:30", until="2026-11-02T11:29:59", window_time="30m")
+    assert [(w.start[11:16], w.end[11:16]) for w in late.windows] == [("10:30", "10:58"), ("11:00", "11:28")]
+    assert late.files == 2  # the 09:00 file ended before --since: its summary is not even loaded
+
+    from conveyor.cli.main import app
+
+    result = CliRunner().invoke(
+        app,
+        ["monitor", str(profiled), "--logs", str(logs), "--json", "--window-time", "1h", "--since", "2026-11-02T10:00"],
+    )
+    assert result.exit_code in (0, 1), result.output
+    assert '"window_seconds": 3600.0' in result.output and '"items": 48' in result.output
+    refused = CliRunner().invoke(app, ["monitor", str(profiled), "--logs", str(logs), "--window-time", "soon"])
+    assert refused.exit_code == 2 and "invalid duration" in refused.output
