@@ -32,7 +32,6 @@ def profiled(risk_folder: Path, halves, tmp_path_factory: pytest.TempPathFactory
     from conveyor.monitoring.observe import Observer
     from conveyor.monitoring.profile import PROFILE_FILE, profile_of
     from conveyor.serving.spec import resolve_model
-
     from tests.tabular_models import risk_frame
 
     _, reference, _ = halves
@@ -169,9 +168,9 @@ def test_a_deleted_or_expired_file_drops_out_with_its_summary(
     old = datetime.now(UTC).timestamp() - 40 * 86400
     os.utime(files[0], (old, old))  # finished 40 days ago
     store = SummaryStore(str(logs), "risk", "1")
-    assert apply_retention(store, Retention(keep_days=30)) == [files[0].name]
+    assert apply_retention(store, Retention(log_keep_days=30)) == [files[0].name]
     size = files[3].stat().st_size
-    assert apply_retention(store, Retention(keep_mib=size * 1.5 / 2**20)) == [files[2].name]  # the oldest goes
+    assert apply_retention(store, Retention(log_keep_mib=size * 1.5 / 2**20)) == [files[2].name]  # the oldest goes
     assert [p.name for p in (folder / ".summaries").iterdir()] == [f"{files[3].name}.json"]
     assert _judged(profiled, logs).records == 48
 
@@ -235,3 +234,27 @@ def test_windows_by_time_and_since_until_cut_the_traffic_by_its_logged_times(
     assert '"window_seconds": 3600.0' in result.output and '"items": 48' in result.output
     refused = CliRunner().invoke(app, ["monitor", str(profiled), "--logs", str(logs), "--window-time", "soon"])
     assert refused.exit_code == 2 and "invalid duration" in refused.output
+
+
+def test_a_server_log_keeps_to_its_size_as_files_rotate(tmp_path: Path) -> None:
+    """``serve --log-keep-mib``: the writer removes the oldest finished files (and their summaries)
+    each time a file rotates; the file being written is never touched."""
+    import functools
+
+    from conveyor.monitoring.retention import Retention, expire
+    from conveyor.serving.payload_sinks import FileSink
+
+    folder = tmp_path / "m" / "1"
+    sink = FileSink(folder, lambda *_: None)
+    sink.rotated = functools.partial(expire, folder, Retention(log_keep_mib=2.5 / 1024))  # 2.5 KiB
+    (folder / ".summaries").mkdir(parents=True)
+    for _ in range(5):
+        sink.write(b"x" * 1023 + b"\n")  # 1 KiB per file
+        sink.finish()
+        newest = sorted(folder.glob("payloads-*.jsonl"))[-1]
+        (folder / ".summaries" / f"{newest.name}.json").write_text("{}")  # as monitor would summarise it
+    sink.write(b"y" * 10 + b"\n")  # the open file
+    kept = sorted(p.name for p in folder.glob("payloads-*.jsonl"))
+    assert [name[-10:] for name in kept] == ["0004.jsonl", "0005.jsonl"]
+    assert len(list(folder.glob("*.partial"))) == 1
+    assert {p.name for p in (folder / ".summaries").iterdir()} <= {f"{name}.json" for name in kept}

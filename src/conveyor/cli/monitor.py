@@ -79,7 +79,7 @@ def monitor(
     """Compare windows of logged traffic with MODEL's reference profile: drift per input and output.
 
     Each finished log file is read once and kept as a summary beside the log (.summaries/), so a
-    later call reads only the files that rotated since. --keep-days/--keep-mib remove older log
+    later call reads only the files that rotated since. --log-keep-days/--log-keep-mib remove older log
     files (and their summaries) first."""
     from conveyor.monitoring.retention import apply_retention
     from conveyor.monitoring.run import monitor_log

@@ -65,6 +65,7 @@ class FileSink:
         self._opened = 0.0
         self._written = self._records = self._sequence = 0
         self._failed_at = 0.0
+        self.rotated: Callable[[], object] | None = None  # after each file is finished: retention
 
     def adopt(self) -> int:
         """Finish the ``.partial`` files killed writers left here (nobody holds their lock); how many."""
@@ -116,6 +117,9 @@ class FileSink:
             self._fail(exc)
             return
         self._file, self._path, self._written, self._records = None, None, 0, 0
+        if self.rotated is not None:
+            with contextlib.suppress(OSError):
+                self.rotated()
         if self.on_finished is not None:
             self.on_finished(final, records, handle)  # its lock goes on to the uploader
         else:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import queue
 import random
@@ -64,6 +65,8 @@ class PayloadLogConfig:
     rotate_seconds: float = 300.0
     queue_size: int = 10_000
     drift_window: int = 500  # logged items per live drift window (gauges on /metrics); 0: none
+    keep_days: float | None = None  # retention (monitoring/retention.py), applied as each file rotates
+    keep_mib: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample <= 1.0:
@@ -106,6 +109,11 @@ class PayloadLog:
         self._random = random.Random()
         self._sink = sink_for(config.destination, model, version, self._count)
         self._sink.rotate_bytes, self._sink.rotate_seconds = config.rotate_bytes, config.rotate_seconds
+        if not config.destination.startswith("s3://") and (config.keep_days or config.keep_mib):
+            from conveyor.monitoring.retention import Retention, expire  # S3: the bucket's lifecycle rule
+
+            limits = Retention(log_keep_days=config.keep_days, log_keep_mib=config.keep_mib)
+            self._sink.rotated = functools.partial(expire, self._sink.folder, limits)
         self._hash_key = hash_key()
         self.index = AnsweredIndex(self._sink.folder)  # every answered request: what feedback joins
         self._unsampled: collections.deque[tuple[str, float, list[Any]]] = collections.deque()

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from conveyor.errors import InvalidInput
 from conveyor.extras import require
+from conveyor.monitoring.retention import Retention
 from conveyor.settings import LogLevel, NoDecode, ProcessSettings, ReadTimeoutSettings, split_list
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 Fields = Annotated[list[str], NoDecode]  # a variable lists them with commas: text,email
 
 
-class PayloadLogSettings(BaseModel):
+class PayloadLogSettings(Retention):
     """The payload log's settings, the same for ``conveyor serve`` and ``conveyor router``.
 
     Both log the same records to the same layout (``DEST/<model>/<version>/payloads-*.jsonl``),
@@ -68,6 +69,8 @@ class PayloadLogSettings(BaseModel):
                 max_record_bytes=self.log_max_record_kib * 1024,
                 rotate_bytes=self.log_rotate_mib * 1024 * 1024,
                 rotate_seconds=self.log_rotate_seconds,
+                keep_days=self.log_keep_days,
+                keep_mib=self.log_keep_mib,
                 **more,
             )
         except ValueError as exc:
