@@ -214,15 +214,17 @@ def test_windows_by_time_and_since_until_cut_the_traffic_by_its_logged_times(
     logs = tmp_path / "logs"
     for number in range(3):  # 09:00 to 11:59, a request a minute
         _write_file(logs, number, rows, labels)
+        last = (START + timedelta(minutes=(number + 1) * PER_FILE - 1)).timestamp()
+        os.utime(sorted((logs / "risk" / "1").glob("*.jsonl"))[-1], (last, last))  # as its writer left it
+    late = _judged(profiled, logs, since="2026-11-02T10:30", until="2026-11-02T11:29:59", window_time="30m")
+    assert [(w.start[11:16], w.end[11:16]) for w in late.windows] == [("10:30", "10:58"), ("11:00", "11:28")]
+    assert late.files == 2 and late.summaries["built"] == 2  # the 09:00 file, written before --since: not read
     hourly = _judged(profiled, logs, window_time="1h")
     assert [(w.start[11:16], w.end[11:16], w.items) for w in hourly.windows] == [
         ("09:00", "09:58", 48),
         ("10:00", "10:58", 48),
         ("11:00", "11:58", 48),
     ]
-    late = _judged(profiled, logs, since="2026-11-02T10:30", until="2026-11-02T11:29:59", window_time="30m")
-    assert [(w.start[11:16], w.end[11:16]) for w in late.windows] == [("10:30", "10:58"), ("11:00", "11:28")]
-    assert late.files == 2  # the 09:00 file ended before --since: its summary is not even loaded
 
     from conveyor.cli.main import app
 

@@ -59,6 +59,7 @@ class LogFile:
     size: int
     stamp: str  # modification time in ns (a local file) or ETag (an S3 object)
     location: str  # the path or s3 key
+    modified: str = ""  # when it was last written (ISO, UTC): none of its lines is later
 
     @property
     def key(self) -> list[Any]:
@@ -204,7 +205,8 @@ class SummaryStore:
         for path in self.log_folder.glob("payloads-*.jsonl"):
             with contextlib.suppress(FileNotFoundError):  # removed by retention meanwhile
                 stat = path.stat()
-                found.append(LogFile(path.name, stat.st_size, str(stat.st_mtime_ns), str(path)))
+                written = _iso(stat.st_mtime)
+                found.append(LogFile(path.name, stat.st_size, str(stat.st_mtime_ns), str(path), written))
         return sorted(found, key=lambda f: _order(f.name))
 
     def _s3(self) -> tuple[Any, str, str]:
@@ -224,7 +226,8 @@ class SummaryStore:
                 key = item["Key"]
                 if key.endswith(".jsonl") and "/" not in key[len(prefix) :]:
                     name = key.rsplit("/", 1)[-1]
-                    found.append(LogFile(name, int(item["Size"]), str(item.get("ETag", "")).strip('"'), key))
+                    etag, written = str(item.get("ETag", "")).strip('"'), _iso(item["LastModified"].timestamp())
+                    found.append(LogFile(name, int(item["Size"]), etag, key, written))
         if not found:
             raise NotFound(f"no payload log for {self.model}:{self.version} under {self.destination}")
         return sorted(found, key=lambda f: _order(f.name))
@@ -244,11 +247,14 @@ class SummaryStore:
     ) -> Iterator[FileSummary]:
         """The summary of every finished file that may hold a line from ``since`` to ``until``
         (ISO times; None: no bound), built where missing or stale; summaries of files that are
-        gone are removed.  A file named for a moment after ``until`` is not read at all."""
+        gone are removed.  A file last written before ``since``, or named for a moment after
+        ``until``, is not read at all: a first ``--since 1d`` reads a day of a month's log."""
         files = self.files()
         self.prune({f.name for f in files})
         for log in files:
             if until is not None and log.started and log.started > until:
+                continue
+            if since is not None and log.modified and log.modified < since:
                 continue
             summary = self._load(log)
             if summary is None:
@@ -292,3 +298,10 @@ def _older(path: Path, seconds: float) -> bool:
         return time.time() - path.stat().st_mtime > seconds
     except FileNotFoundError:
         return False
+
+
+def _iso(seconds: float) -> str:
+    """A moment as the log writes times (UTC, ISO 8601, milliseconds): the two compare as strings."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")

@@ -62,8 +62,8 @@ class DashboardSettings(ProcessSettings, ReadTimeoutSettings, DashboardSessionSe
         500, ge=10, description="With --payload-logs: logged items per window, as `conveyor monitor`."
     )
     drift_since: str | None = Field(
-        "7d",
-        description="With --payload-logs: judge the traffic logged since then (a duration back, 7d, or an ISO "
+        "1d",
+        description="With --payload-logs: judge the traffic logged since then (a duration back, 1d, 7d, or an ISO "
         "time), as `conveyor monitor --since`; none: all of the log.",
     )
     drift_window_time: str | None = Field(
