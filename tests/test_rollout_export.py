@@ -165,9 +165,13 @@ def test_kserve_serving_runtime_and_inference_service_fetch_the_model_by_digest_
                      "kserve", "--steps", "20,60,100", "--storage-uri", "s3://models/sentiment/2",
                      "--model-digest", digest)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    runtime, service = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-    assert (runtime["kind"], service["kind"]) == ("ServingRuntime", "InferenceService")
+    runtime, monitor, service = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert (runtime["kind"], monitor["kind"], service["kind"]) == ("ServingRuntime", "PodMonitor", "InferenceService")
     assert kserve_problems(runtime) == [] and kserve_problems(service) == []
+    assert validate_argo([monitor]) == [{"kind": "PodMonitor", "ok": True}]
+    # it scrapes the predictor's serving port, and keeps the revision a canary query selects
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == runtime["spec"]["containers"][0]["ports"][0]["name"]
+    assert "serving.knative.dev/revision" in monitor["spec"]["podTargetLabels"]
     [container] = runtime["spec"]["containers"]
     assert container["args"][0] == "/mnt/models" and "{{.Name}}" in container["args"]  # KServe fills the name
     assert runtime["spec"]["protocolVersions"] == ["v2"]

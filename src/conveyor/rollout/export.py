@@ -58,7 +58,9 @@ def _service(name: str, app: str) -> dict[str, Any]:
     }
 
 
-def pod_monitor(name: str, selector: dict[str, str], target_labels: list[str], interval: str) -> dict[str, Any]:
+def pod_monitor(
+    name: str, selector: dict[str, str], target_labels: list[str], interval: str, port: str = "http"
+) -> dict[str, Any]:
     """A prometheus-operator PodMonitor for the model server's ``/metrics`` on the pods ``selector`` picks."""
     return {
         "apiVersion": "monitoring.coreos.com/v1",
@@ -67,7 +69,7 @@ def pod_monitor(name: str, selector: dict[str, str], target_labels: list[str], i
         "spec": {
             "selector": {"matchLabels": selector},
             "podTargetLabels": target_labels,
-            "podMetricsEndpoints": [{"port": "http", "path": "/metrics", "interval": interval}],
+            "podMetricsEndpoints": [{"port": port, "path": "/metrics", "interval": interval}],
         },
     }
 
@@ -158,6 +160,9 @@ def argo_documents(
 
 
 KSERVE_PORT = 8080  # the port KServe (and Knative) expect the predictor container to serve on
+KSERVE_PORT_NAME = "http1"  # Knative accepts http1 or h2c as the serving port's name
+#: the pod labels KServe (Serverless: Knative) gives predictor pods: the service, and each revision (canary or stable)
+KSERVE_LABELS = ("serving.kserve.io/inferenceservice", "serving.knative.dev/revision")
 KSERVE_FORMAT = "conveyor"  # a Conveyor model folder: model.yaml with its ONNX graph (and tokenizer)
 
 
@@ -166,7 +171,7 @@ def serving_runtime(name: str, image: str) -> dict[str, Any]:
     container = _container("kserve-container", image)
     container["command"] = ["python3", "-m", "conveyor.serving"]
     container["args"] = ["/mnt/models", "--port", str(KSERVE_PORT), "--name", "{{.Name}}"]
-    container["ports"] = [{"containerPort": KSERVE_PORT, "protocol": "TCP"}]
+    container["ports"] = [{"name": KSERVE_PORT_NAME, "containerPort": KSERVE_PORT, "protocol": "TCP"}]
     for probe in ("readinessProbe", "livenessProbe"):
         container[probe]["httpGet"]["port"] = KSERVE_PORT
     return {
@@ -198,8 +203,10 @@ def kserve_documents(
     predictor: dict[str, Any] = {"model": model}
     if steps[0] < 100:
         predictor["canaryTrafficPercent"] = round(steps[0])
+    monitor = pod_monitor(name, {KSERVE_LABELS[0]: name}, list(KSERVE_LABELS), "15s", KSERVE_PORT_NAME)
     return [
         serving_runtime(runtime, image),
+        monitor,
         {
             "apiVersion": "serving.kserve.io/v1beta1",
             "kind": "InferenceService",
@@ -264,8 +271,8 @@ def export_kserve(name: str, image: str, steps: list[float], storage_uri: str, d
     header = (
         f"# KServe canary for {name}: written by `conveyor rollout export --format kserve`.\n"
         f"# Applying this sends {steps[0]:g}% to the new revision (KServe keeps the last ready one as stable);\n"
-        "# after each step looks healthy (the prediction queries of docs/rollouts.md, conveyor verify), move on:\n"
-        + patches
-        + pinned
+        "# after each step looks healthy, move on: the PodMonitor keeps each pod's revision as\n"
+        "# serving_knative_dev_revision, so docs/rollouts.md's prediction queries judge the new revision with\n"
+        "# that label in place of rollouts_pod_template_hash (and conveyor verify its address):\n" + patches + pinned
     )
     return dump(kserve_documents(name, image, steps, storage_uri, digest), header)
