@@ -44,7 +44,9 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
     from conveyor.pipeline.kfp import compile_pipeline
 
     out = tmp_path_factory.mktemp("kfp") / "deliver.yaml"
-    compile_pipeline("deliver", DELIVER, out, CISettings(), image="tasks:1", builder_image="builder:1")
+    compile_pipeline(
+        "deliver", DELIVER, out, CISettings(), image="tasks:1", builder_image="builder:1", pull_secrets=["pull"]
+    )
     ir, platform = yaml.safe_load_all(out.read_text())
     kubernetes = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     tasks = {}
@@ -63,10 +65,13 @@ def _secrets(config: dict[str, Any]) -> dict[str, tuple[dict[str, str], bool]]:
     }
 
 
-def test_every_task_reaches_the_model_registry_through_its_secret(compiled: dict[str, dict[str, Any]]) -> None:
+def test_every_task_reaches_the_model_registry_through_its_secret_and_pulls_with_the_pull_secret(
+    compiled: dict[str, dict[str, Any]],
+) -> None:
     assert set(compiled) == {"fetch", "build verify", "stage"}
     registry = ({"url": "CONVEYOR_REGISTRY", "token": "CONVEYOR_TOKEN"}, False)
     assert all(_secrets(config)["conveyor-registry"] == registry for config in compiled.values())
+    assert all([s["secretName"] for s in config["imagePullSecret"]] == ["pull"] for config in compiled.values())
 
 
 def test_only_the_building_task_gets_the_container_registry_and_the_signing_key(

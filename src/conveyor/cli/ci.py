@@ -57,6 +57,10 @@ def kfp(
         str | None,
         typer.Option(help="The image of the tasks that build or push images [default: --image]."),
     ] = None,
+    image_pull_secret: Annotated[
+        list[str] | None,
+        typer.Option(help="A Secret the pods pull the images with, from a private registry (repeatable)."),
+    ] = None,
     base_image: Annotated[
         str | None,
         typer.Option(help="The Containerfile's base: a Python image [default: python:<ci.python>-slim]."),
@@ -91,7 +95,7 @@ def kfp(
         compiled = {name: get_pipeline(project, name, file) for name in names}
         for name, pipeline in compiled.items():
             target = out / f"conveyor-{name}.yaml"
-            compile_pipeline(name, pipeline, target, project.ci, image, source, builder_image)
+            compile_pipeline(name, pipeline, target, project.ci, image, source, builder_image, image_pull_secret or ())
             stdout.print(f"wrote {target}")
         containerfile = write_containerfile(compiled.values(), out, project.ci, base_image)
         stdout.print(f"wrote {containerfile} (the tasks' image: see its first lines)")

@@ -22,6 +22,7 @@ side is declared with ``kfp.kubernetes`` in the pipeline's platform spec:
   says what they need (a rootless builder in the image, or an external build);
 - tasks whose steps sign read ``CONVEYOR_SIGNING_KEY`` from ``conveyor-signing-key`` (optional: unset,
   they build unsigned), and no other task sees it;
+- with ``--image-pull-secret``, the pods pull the images from a private registry with that Secret;
 - each task gets a timeout: its steps' timeouts times their attempts, plus the clone's allowance.
 
 A step with an ``if:`` runs after failed steps too (``ignore_upstream_failure``); Conveyor
@@ -143,13 +144,17 @@ def compile_pipeline(
     image: str | None = None,
     source: str = "",
     builder_image: str | None = None,
+    pull_secrets: Iterable[str] = (),
 ) -> Path:
-    """Write the KFP IR YAML for pipeline NAME to OUT; returns OUT."""
+    """Write the KFP IR YAML for pipeline NAME to OUT; returns OUT.
+
+    ``pull_secrets``: the Secrets (``kubernetes.io/dockerconfigjson``) the pods pull the images with."""
     from kfp import compiler, dsl, kubernetes
 
     from conveyor.pipeline.kfp_step import MAX_UPSTREAM, conveyor_step
 
     ci = ci or CISettings()
+    pull_secrets = list(pull_secrets)
     component = dsl.component(conveyor_step, base_image=image or DEFAULT_IMAGE)
     builder = dsl.component(conveyor_step, base_image=builder_image or image or DEFAULT_IMAGE)
     layout = job_layout(pipeline)
@@ -189,6 +194,8 @@ def compile_pipeline(
                 kubernetes.use_secret_as_env(
                     task, secret_name=secret.name, secret_key_to_env=secret.env, optional=secret.optional
                 )
+            if pull_secrets:
+                kubernetes.set_image_pull_secrets(task, pull_secrets)
             kubernetes.set_timeout(task, math.ceil(job_seconds(pipeline, steps)) + START_ALLOWANCE)
             tasks[job] = task
 
