@@ -197,3 +197,17 @@ def test_numbers_are_rounded_for_reading_and_bins_named_by_their_rounded_edges()
         "-",
     ]
     assert bin_labels([1.00004, 1.00006, 2.5]) == ["≤ 1", "1 to 1.0001", "1.0001 to 2.5", "> 2.5"]  # just distinct
+
+
+def test_an_embedding_column_is_charted_by_its_mmd_without_a_psi_threshold() -> None:
+    from conveyor.monitoring.drift import ColumnDrift, WindowDrift
+    from conveyor.monitoring.thresholds import Thresholds
+    from conveyor.monitoring.window_charts import column_psi_chart
+
+    def window(index: int, mmd: float) -> WindowDrift:
+        column = ColumnDrift("text.embedding", "input", "embedding", 200, None, mmd > 0.01, 0.001, mmd=mmd)
+        return WindowDrift(index=index, items=200, start="t", end="t", judged=True, columns=[column])
+
+    chart = column_psi_chart([window(1, 0.0012), window(2, 0.0421)], Thresholds(), "text.embedding")
+    assert chart is not None and "MMD²" in chart and 'class="threshold"' not in chart
+    assert "text.embedding 0.0421" in chart  # the legend's last value, rounded

@@ -60,10 +60,17 @@ def psi_chart(
 
 
 def column_psi_chart(windows: Sequence[WindowDrift], thresholds: Thresholds, name: str) -> str | None:
-    """One column's PSI over the judged windows (the report's small chart beside its histogram)."""
-    judged = [w for w in windows if w.judged and _psi(w, name) is not None]
+    """One column's PSI over the judged windows (the report's small chart beside its histogram);
+    an embedding column's squared MMD instead, whose p-value alone decides (no threshold line)."""
+    judged = [w for w in windows if w.judged and _column(w, name) is not None]
     if not judged:
         return None
+    if all(_psi(w, name) is None for w in judged):
+        mmd = [(float(w.index), getattr(_column(w, name), "mmd", None)) for w in judged]
+        return line_chart(
+            "squared MMD per window", {name: mmd}, width=380, height=180, x_ticks=window_ticks(judged),
+            x_label="window", y_label="MMD²",
+        )  # fmt: skip
     return line_chart(
         "PSI per window",
         {name: [(float(w.index), _psi(w, name)) for w in judged]},
@@ -160,8 +167,13 @@ def _psi_columns(windows: Sequence[WindowDrift]) -> list[str]:
     return list(dict.fromkeys(c.name for w in windows for c in w.columns if c.psi is not None))
 
 
+def _column(window: WindowDrift, name: str) -> ColumnDrift | None:
+    return next((c for c in window.columns if c.name == name), None)
+
+
 def _psi(window: WindowDrift, name: str) -> float | None:
-    return next((c.psi for c in window.columns if c.name == name), None)
+    column = _column(window, name)
+    return None if column is None else column.psi
 
 
 def _value(quality: dict[str, Any] | None, classifier: bool) -> float | None:
