@@ -23,9 +23,10 @@ def _value(any_value: Any) -> Any:
 
 
 class OtlpReceiver:
-    """``decode=False`` only counts what arrives (a benchmark's receiver: little CPU of its own)."""
+    """``decode=False`` only counts what arrives (a benchmark's receiver: little CPU of its own); ``port``
+    0 takes a free one."""
 
-    def __init__(self, decode: bool = True) -> None:
+    def __init__(self, decode: bool = True, port: int = 0) -> None:
         self.spans: list[dict[str, Any]] = []
         self.requests = 0
         self.received_bytes = 0
@@ -52,7 +53,7 @@ class OtlpReceiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

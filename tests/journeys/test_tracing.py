@@ -45,13 +45,13 @@ def _router(user: User, backend: str, env: dict[str, str] | None) -> Spawned:
 
 
 def _spans(receiver: OtlpReceiver, trace: str, count: int) -> dict[str, dict[str, Any]]:
-    """The trace's spans by name, once ``count`` have arrived."""
+    """The trace's spans by name (the router's prefixed ``router ``), once ``count`` have arrived."""
     spans = wait_for(
         lambda: (found := receiver.trace(trace)) and len(found) >= count and found,
         timeout=30,
         what=f"{count} spans of trace {trace}",
     )
-    return {span["name"]: span for span in spans}
+    return {("router " if span["service"] == "conveyor-router" else "") + span["name"]: span for span in spans}
 
 
 def test_one_trace_runs_from_the_client_through_the_router_to_the_batch(
@@ -70,10 +70,13 @@ def test_one_trace_runs_from_the_client_through_the_router_to_the_batch(
     assert answer.json() == [{"positive": True}, {"positive": False}]
 
     spans = _spans(receiver, TRACE, 9)
-    hop, forward = spans["router POST /predict"], spans["POST stable"]
+    hop, forward = spans["router POST /predict"], spans["router POST"]
     request = spans["POST /predict"]
     assert (hop["service"], hop["parent_span_id"]) == ("conveyor-router", CLIENT_SPAN)
     assert (forward["kind"], forward["parent_span_id"]) == (3, hop["span_id"])  # SpanKind CLIENT
+    assert forward["attributes"]["server.address"] == "127.0.0.1"
+    assert forward["attributes"]["url.full"] == server.url + "/predict"
+    assert forward["attributes"]["conveyor.backend"] == "stable"
     assert (request["service"], request["kind"]) == ("conveyor-serve", 2)  # SpanKind SERVER
     assert request["parent_span_id"] == forward["span_id"]
     assert request["attributes"]["conveyor.model"] == "votes"
@@ -112,7 +115,8 @@ def test_an_untraced_router_passes_the_traceparent_on_and_v2_infer_is_traced(
     assert answer.status_code == 200, answer.text
 
     spans = _spans(receiver, TRACE, 5)
-    request = spans["POST /v2/models/votes/infer"]
+    request = spans["POST /v2/models/{name}/infer"]
+    assert request["attributes"]["url.path"] == "/v2/models/votes/infer"
     assert request["parent_span_id"] == CLIENT_SPAN  # the router added no span of its own
     assert {s["service"] for s in spans.values()} == {"conveyor-serve"}
     assert spans["batch"]["parent_span_id"] == request["span_id"]

@@ -25,6 +25,7 @@ from conveyor.errors import ClientError
 from conveyor.request_ids import HEADER as REQUEST_ID
 from conveyor.request_ids import client_request_id, new_request_id
 from conveyor.router.admin import is_admin_path, serve_admin
+from conveyor.router.answer import Answer, Unanswered
 from conveyor.router.asgi import HOP_BY_HOP, Receive, Send, TooLarge, error_body, read_body, send_json
 from conveyor.router.health import HealthTracker
 from conveyor.router.inputs import input_features
@@ -37,7 +38,7 @@ from conveyor.router.stats import LIVE, RouterStats, StatsCollector
 if TYPE_CHECKING:
     from conveyor.router.payload_log import RouterPayloads
     from conveyor.router.settings import RouterSettings
-    from conveyor.router.tracing import Answer, Forward, Proxy
+    from conveyor.router.tracing import Forward, Proxy
     from conveyor.serving.payloads import PayloadLogConfig
     from conveyor.tls import ServerTls
 
@@ -190,9 +191,9 @@ class Router:
         attempts = candidates[:2] if self.options.retry and not pin else candidates[:1]
         for number, backend in enumerate(attempts):
             answer = await self.forward(backend, method, target, body, forward, retryable=number + 1 < len(attempts))
-            if answer is None:
+            if isinstance(answer, Unanswered):
                 continue  # the connection failed before any answer: try the next backend
-            status, headers, data, predictions = answer
+            status, headers, data, predictions = answer.status, answer.headers, answer.body, answer.predictions
             if request_id and not any(key.lower() == REQUEST_ID for key, _ in headers):
                 headers.append((REQUEST_ID, request_id.encode()))  # a backend that does not echo it
             await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -218,7 +219,7 @@ class Router:
         body: bytes,
         headers: list[tuple[str, str]],
         retryable: bool,
-    ) -> Answer | None:
+    ) -> Answer | Unanswered:
         assert self.session is not None
         stats = self.stats.of(backend.name, backend.version, LIVE)
         started = time.perf_counter()
@@ -235,10 +236,12 @@ class Router:
             return self._unreachable(backend, started, "connection_lost", exc, retryable, eject=False)
         except TimeoutError:
             stats.observe("timeout", time.perf_counter() - started)
-            return 504, _json_headers(backend), error_body(f"backend {backend.name} did not answer in time"), None
+            message = f"backend {backend.name} did not answer in time"
+            return Answer(504, _json_headers(backend), error_body(message), None, error="timeout")
         except aiohttp.ClientError as exc:
             stats.observe("backend_error", time.perf_counter() - started)
-            return 502, _json_headers(backend), error_body(f"backend {backend.name} failed: {type(exc).__name__}"), None
+            message = f"backend {backend.name} failed: {type(exc).__name__}"
+            return Answer(502, _json_headers(backend), error_body(message), None, error="backend_error")
         elapsed = time.perf_counter() - started
         predictions = read_predictions(target.split("?", 1)[0], data) if status == 200 and method == "POST" else None
         stats.observe(str(status), elapsed, *answered(predictions))
@@ -249,18 +252,18 @@ class Router:
         answer_headers.append((SERVED_BY_HEADER.encode(), backend.name.encode()))
         if backend.version:
             answer_headers.append((PIN_HEADER.encode(), backend.version.encode()))
-        return status, answer_headers, data, predictions
+        return Answer(status, answer_headers, data, predictions)
 
     def _unreachable(
         self, backend: BackendSpec, started: float, code: str, exc: Exception, retryable: bool, eject: bool
-    ) -> Answer | None:
+    ) -> Answer | Unanswered:
         self.stats.of(backend.name, backend.version, LIVE).observe(code, time.perf_counter() - started)
         self.health.failed(backend.name, f"{type(exc).__name__}: {exc}", eject=eject)
         if retryable:
             self.stats.retries[(backend.name, backend.version)] += 1
-            return None
+            return Unanswered(code)
         message = f"backend {backend.name} unreachable: {type(exc).__name__}"
-        return 502, _json_headers(backend), error_body(message), None
+        return Answer(502, _json_headers(backend), error_body(message), None, error=code)
 
     async def _feedback(self, body: bytes, send: Send) -> None:
         """``POST /feedback`` at a logging router: into the log of the version each request reached."""

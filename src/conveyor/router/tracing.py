@@ -2,28 +2,36 @@
 
 Wrapped around ``Router._proxy`` and ``Router._forward`` only when tracing is on
 (``conveyor.tracing``): an untraced router passes the client's ``traceparent`` on unchanged, a traced
-one sends its own CLIENT span's instead, so the server's spans hang under the router's hop.
+one sends its own CLIENT span's instead, so the server's spans hang under the router's hop.  Names
+and attributes follow OpenTelemetry's stable HTTP semantic conventions: the hop is ``METHOD route``
+(the model server's route template, which the router knows: it is that API's proxy), a try is
+``METHOD`` with ``server.address`` (the host), ``server.port``, ``url.full``, and
+``http.response.status_code`` when the backend answered, ``error.type`` when it did not.
+
+The sampler decides before anything of a span is made.  A request it does not sample costs a
+header scan and the decision: without a ``traceparent`` of its own it is sent on with one that
+names its new trace and says "not sampled", so the server behind decides the same.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from conveyor import tracing
+from conveyor.router.answer import Answer, Unanswered
 from conveyor.router.asgi import Receive, Send
 
 if TYPE_CHECKING:
-    from conveyor.router.predictions import Predictions
     from conveyor.router.routing import BackendSpec
 
 Proxy = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
-#: a backend's answer: status, headers, body and the predictions read from it
-Answer = tuple[int, list[tuple[bytes, bytes]], bytes, "Predictions | None"]
 
 
 class Forward(Protocol):
-    """One try of one backend: its answer, or None when the connection failed and the next may be tried."""
+    """One try of one backend: its answer, or ``Unanswered`` when the next may be tried."""
 
     def __call__(
         self,
@@ -33,39 +41,84 @@ class Forward(Protocol):
         body: bytes,
         headers: list[tuple[str, str]],
         retryable: bool,
-    ) -> Awaitable[Answer | None]: ...
+    ) -> Awaitable[Answer | Unanswered]: ...
 
 
 TRACE_HEADERS = ("traceparent", "tracestate")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def route_of(path: str) -> str | None:
+    """The model server's route template for PATH, for the prediction routes the router carries."""
+    if path in ("/predict", "/feedback"):
+        return path
+    parts = path.split("/")
+    if len(parts) == 5 and parts[1:3] == ["v2", "models"] and parts[4] == "infer":
+        return "/v2/models/{name}/infer"
+    if len(parts) == 7 and parts[1:3] == ["v2", "models"] and parts[4] == "versions" and parts[6] == "infer":
+        return "/v2/models/{name}/versions/{version}/infer"
+    return None
+
+
+def client_attributes(backend: BackendSpec, method: str, target: str) -> dict[str, Any]:
+    """The stable HTTP client span attributes of one try, before it is sent."""
+    attributes: dict[str, Any] = {}
+    tracing.known_method(method, attributes)
+    url = urlsplit(backend.url)
+    attributes["server.address"] = url.hostname or ""
+    attributes["server.port"] = url.port or DEFAULT_PORTS.get(url.scheme, 80)
+    attributes["url.full"] = backend.url.rstrip("/") + target
+    attributes["conveyor.backend"] = backend.name
+    if backend.version:
+        attributes["conveyor.version"] = backend.version
+    return attributes
 
 
 def traced(proxy: Proxy, forward: Forward, service: str) -> tuple[Proxy, Forward]:
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
     async def proxy_traced(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        method, path = scope["method"], scope["path"]
-        attributes = {"http.request.method": method, "url.path": path, "conveyor.service": service}
-        span = tracing.start_server_span(f"router {method} {path}", scope["headers"], attributes)
+        method, route = scope["method"], route_of(scope["path"])
+        name = tracing.span_name(method, route)
+        decision = tracing.sampled(scope["headers"], name, SpanKind.SERVER)
+        if not decision.sampled:
+            if decision.trace_id and decision.parent is None:  # a new trace, not sampled: say so onward
+                flags = f"00-{decision.trace_id:032x}-{random.getrandbits(64) or 1:016x}-00"
+                scope = {**scope, "headers": [*scope["headers"], (b"traceparent", flags.encode())]}
+            await proxy(scope, receive, send)
+            return
+        attributes = tracing.server_attributes(scope)
+        if route:
+            attributes["http.route"] = route
+        attributes["conveyor.service"] = service
+        span = tracing.start_server_span(decision, name, attributes)
         await tracing.serve_in_span(span, proxy, scope, receive, send)
 
     async def forward_traced(
         backend: BackendSpec, method: str, target: str, body: bytes, headers: list[tuple[str, str]], retryable: bool
-    ) -> Answer | None:
-        attributes: dict[str, str] = {"server.address": backend.url, "conveyor.backend": backend.name}
-        if backend.version:
-            attributes["conveyor.version"] = backend.version
-        span = tracing.tracer().start_span(f"{method} {backend.name}", kind=SpanKind.CLIENT, attributes=attributes)
+    ) -> Answer | Unanswered:
+        hop = tracing.current_span()
+        if hop is None:  # the request is not sampled
+            return await forward(backend, method, target, body, headers, retryable)
+        attributes = client_attributes(backend, method, target)
+        span = tracing.tracer().start_span(tracing.span_name(method, None), kind=SpanKind.CLIENT, attributes=attributes)
         try:
             onward = [(k, v) for k, v in headers if k.lower() not in TRACE_HEADERS]
             onward += list(tracing.headers_for(span).items())
             answer = await forward(backend, method, target, body, onward, retryable)
-            if answer is None:  # the connection failed: the next backend is tried
-                span.set_status(Status(StatusCode.ERROR, "connection failed"))
-            else:
-                span.set_attribute("http.response.status_code", answer[0])
-                if answer[0] >= 500:
-                    span.set_status(Status(StatusCode.ERROR))
+            error = answer.error
+            if isinstance(answer, Answer) and error is None:  # the backend's own answer
+                span.set_attribute("http.response.status_code", answer.status)
+                if answer.status >= 400:
+                    error = str(answer.status)
+            if error is not None:
+                span.set_attribute("error.type", error)
+                span.set_status(Status(StatusCode.ERROR))
             return answer
+        except BaseException as exc:
+            span.set_attribute("error.type", f"{type(exc).__module__}.{type(exc).__qualname__}")
+            span.set_status(Status(StatusCode.ERROR))
+            raise
         finally:
             span.end()
 

@@ -194,5 +194,5 @@ def create_app(
     if tracing.configure("conveyor-serve"):  # OTEL_EXPORTER_OTLP_ENDPOINT is set
         from conveyor.serving.traced_route import TracedPredictRoute
 
-        return TracedPredictRoute(app, plane)
+        return TracedPredictRoute(app, plane, templates)
     return PredictRoute(app, plane)

@@ -1,10 +1,13 @@
 """The server's routes, traced: ``PredictRoute``'s answers with OpenTelemetry spans around them.
 
 Used instead of ``PredictRoute`` only when tracing is on (``conveyor.tracing``), so a server without
-an OTLP endpoint runs the untraced code.  Every POST (``/predict``, v2 ``infer``, ``/feedback``) gets
-a SERVER span whose parent is the client's ``traceparent``; ``/predict`` adds its reading and
-parsing and its serialising, and the data plane draws the batch (its wait, tokenizing and inference)
-under whichever request span is current.  Health probes and scrapes are not traced.
+an OTLP endpoint runs the untraced code.  Every sampled POST (``/predict``, v2 ``infer``,
+``/feedback``) gets a SERVER span whose parent is the client's ``traceparent``, named and described
+by OpenTelemetry's stable HTTP semantic conventions (``POST /v2/models/{name}/infer``: the route
+template, known once routed); ``/predict`` adds its reading and parsing and its serialising, and
+the data plane draws the batch (its wait, tokenizing and inference) under whichever request span is
+current.  A request the sampler does not take runs the untraced code: no span, no attribute is made
+for it.  Health probes and scrapes are not traced.
 """
 
 from __future__ import annotations
@@ -14,41 +17,59 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
 
 from conveyor import tracing
 from conveyor.serving.body import read_limited
-from conveyor.serving.predict_route import Answered, PredictRoute
+from conveyor.serving.dataplane import DataPlane
+from conveyor.serving.predict_route import PATH, Answered, PredictRoute
 
 
 class TracedPredictRoute(PredictRoute):
+    def __init__(self, app: Starlette, plane: DataPlane, templates: dict[Any, str]) -> None:
+        super().__init__(app, plane)
+        self.templates = templates  # (endpoint, versioned) -> route template, as the metrics label them
+
+    def route(self, scope: Scope) -> str | None:
+        """The request's route template, once routed (``/predict`` is routed here, the rest by Starlette)."""
+        if scope["path"] == PATH:
+            return PATH
+        versioned = "version" in scope.get("path_params", {})
+        return self.templates.get((scope.get("endpoint"), versioned))
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
             await super().__call__(scope, receive, send)
             return
+        from opentelemetry.trace import SpanKind
+
         path = scope["path"]
-        span = tracing.start_server_span(
-            f"POST {path}",
-            scope["headers"],
-            {
-                "http.request.method": "POST",
-                "url.path": path,
-                "conveyor.model": self.plane.spec.name,
-                "conveyor.version": self.plane.spec.version,
-            },
-        )
+        name = tracing.span_name("POST", PATH if path == PATH else None)
+        decision = tracing.sampled(scope["headers"], name, SpanKind.SERVER)
+        if not decision.sampled:
+            await super().__call__(scope, receive, send)
+            return
+        attributes = tracing.server_attributes(scope)
+        if path == PATH:
+            attributes["http.route"] = PATH
+        attributes["conveyor.model"] = self.plane.spec.name
+        attributes["conveyor.version"] = self.plane.spec.version
+        span = tracing.start_server_span(decision, name, attributes)
 
         def started(message: Message) -> None:
-            for name, value in message.get("headers", []):
-                if name == b"x-request-id":
+            for key, value in message.get("headers", []):
+                if key == b"x-request-id":
                     span.set_attribute("conveyor.request_id", value.decode("latin-1"))
 
-        await tracing.serve_in_span(span, super().__call__, scope, receive, send, started)
+        await tracing.serve_in_span(span, super().__call__, scope, receive, send, started, lambda: self.route(scope))
 
     async def answer(
         self, content_type: str | None, body: AsyncIterator[bytes], declared: str | None, expects_continue: bool
     ) -> tuple[bytes, Answered]:
         span: Any = tracing.current_span()
+        if span is None:  # not sampled: the untraced answer
+            return await super().answer(content_type, body, declared, expects_continue)
         self.plane.task.check_content_type(content_type)
         started = time.time_ns()
         raw = await read_limited(declared, body, self.plane.options.max_body_bytes, expects_continue)
