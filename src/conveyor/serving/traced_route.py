@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
 
@@ -24,6 +25,8 @@ from conveyor import tracing
 from conveyor.serving.body import read_limited
 from conveyor.serving.dataplane import DataPlane
 from conveyor.serving.predict_route import PATH, Answered, PredictRoute
+
+PREDICT_NAME = tracing.span_name("POST", PATH)
 
 
 class TracedPredictRoute(PredictRoute):
@@ -42,10 +45,8 @@ class TracedPredictRoute(PredictRoute):
         if scope["type"] != "http" or scope["method"] != "POST":
             await super().__call__(scope, receive, send)
             return
-        from opentelemetry.trace import SpanKind
-
         path = scope["path"]
-        name = tracing.span_name("POST", PATH if path == PATH else None)
+        name = PREDICT_NAME if path == PATH else "POST"  # renamed once routed: ``POST`` and the route
         decision = tracing.sampled(scope["headers"], name, SpanKind.SERVER)
         if not decision.sampled:
             await super().__call__(scope, receive, send)
