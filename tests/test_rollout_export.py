@@ -6,6 +6,7 @@ import gzip
 import json
 import re
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -16,6 +17,9 @@ import yaml
 from conveyor.errors import InvalidInput
 from conveyor.rollout.service import ExportRequest, export
 from conveyor.serving import metrics
+from conveyor.serving.app import create_app
+from conveyor.serving.dataplane import DataPlane, ServingOptions
+from conveyor.serving.spec import resolve_model
 from tests.conftest import REPO
 from tests.machine import missing, tool
 from tests.registry_fixtures import run_cli
@@ -72,6 +76,15 @@ def test_argo_rollout_and_analysis_template_validate_and_keep_the_strategy() -> 
     monitor = docs[3]["spec"]
     assert monitor["selector"]["matchLabels"] == rollout["spec"]["selector"]["matchLabels"]
     assert monitor["podTargetLabels"] == ["rollouts-pod-template-hash"] and "rollouts_pod_template_hash=" in queries
+
+
+def test_every_route_that_takes_a_body_is_a_counted_prediction_route_or_named_here(vote_model: Path) -> None:
+    """A new prediction route (MLflow's ``/invocations``, say) must join ``PREDICTION_ROUTES``, or the exported
+    analysis would not count its requests and would find a canary answering only there idle."""
+    server = create_app(DataPlane(resolve_model(vote_model), ServingOptions()))
+    posts = {route.path for route in server.app.routes if "POST" in (getattr(route, "methods", None) or ())}
+    not_predictions = {"/feedback", "/v2/repository/index"}
+    assert posts | {"/predict"} == set(metrics.PREDICTION_ROUTES) | not_predictions  # /predict: raw ASGI
 
 
 def test_the_analysis_counts_prediction_requests_only_and_never_indexes_an_empty_result() -> None:
