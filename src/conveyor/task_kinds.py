@@ -22,6 +22,7 @@ class Task(StrEnum):
     TABULAR_REGRESSION = "tabular-regression"
     IMAGE_CLASSIFICATION = "image-classification"
     TENSOR = "tensor"  # a bare ONNX graph: raw tensors over v2, nothing decoded or named
+    TEXT_GENERATION = "text-generation"  # a GGUF model answering the OpenAI API (conveyor/generative)
 
     @classmethod
     def of(cls, value: object) -> Task | None:
@@ -39,12 +40,20 @@ class Task(StrEnum):
         return self in (Task.TABULAR_CLASSIFICATION, Task.TABULAR_REGRESSION)
 
     @property
+    def generates(self) -> bool:
+        """Answers are generated text (a GGUF model and its generation config), served OpenAI-compatible by
+        ``conveyor.generative``, not ``/predict`` and v2."""
+        return self is Task.TEXT_GENERATION
+
+    @property
     def takes_images(self) -> bool:
         return self is Task.IMAGE_CLASSIFICATION
 
     @property
     def extra(self) -> str | None:
         """The conveyor-ml extra serving this task needs beyond the core; its image installs it too."""
+        if self.generates:
+            return "generative"  # llama.cpp's engine
         return "images" if self.takes_images else None  # Pillow decodes PNG and JPEG
 
     @property
@@ -55,7 +64,7 @@ class Task(StrEnum):
     @property
     def named_inputs(self) -> bool:
         """Inputs a person can read and a profile can describe: monitored for drift, recorded into contracts."""
-        return self is not Task.TENSOR
+        return self not in (Task.TENSOR, Task.TEXT_GENERATION)  # prompts: not yet profiled
 
     @property
     def row_inputs(self) -> bool:

@@ -121,6 +121,10 @@ def _header_field(found: OnnxHeader, handle: BinaryIO, field: int, wire: int, va
 
 def framework_of(path: Path) -> tuple[str | None, str | None, dict[str, str]]:
     """(framework, framework version, extra properties) of a model file; Nones if unknown."""
+    if path.suffix == ".gguf":  # llama.cpp's format: its magic, then the format's version
+        with path.open("rb") as handle:
+            head = handle.read(8)
+        return ("gguf", f"v{int.from_bytes(head[4:8], 'little')}", {}) if head[:4] == b"GGUF" else (None, None, {})
     if path.suffix != ".onnx":
         return None, None, {}
     try:

@@ -85,6 +85,7 @@ def _new_version() -> dict[str, Any]:
                     "git_commit": {"type": ["string", "null"]},
                     "run_id": {"type": ["string", "null"]},
                     "optimized_from": {"type": ["string", "null"]},
+                    "derived_from": {"type": ["string", "null"]},
                     "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
                     "approvals": {
                         "type": "array",

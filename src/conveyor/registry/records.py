@@ -24,6 +24,9 @@ class Lineage(BaseModel):
     run_id: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     optimized_from: str | None = Field(default=None, description="the version this one is a faster variant of")
+    derived_from: str | None = Field(
+        default=None, description="the version whose files this one reuses by digest, but those it replaced"
+    )
     approvals: list[dict[str, str | bool]] = Field(
         default_factory=list, description="Decisions people made in the run that registered it: step, by, reason, at"
     )

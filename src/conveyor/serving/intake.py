@@ -45,7 +45,9 @@ def check_servable(files: list[tuple[str, Path]]) -> None:
         for name in needed:
             if name not in paths:
                 raise InvalidInput(f"{SPEC_FILE} names {name}, which is not among the files registered {HINT}")
-        if not spec.model_file.endswith(".onnx"):
+        if spec.task.generates:
+            _check_gguf(spec.model_file, paths[spec.model_file])
+        elif not spec.model_file.endswith(".onnx"):
             _check_onnx(spec.model_file, paths[spec.model_file])
         return
     onnx = [relative for relative in paths if relative.endswith(".onnx")]
@@ -70,6 +72,14 @@ def _check_onnx(relative: str, local: Path) -> None:
             f"{relative} is not an ONNX model: it declares no operator set, inputs or outputs ({local.stat().st_size} "
             f"bytes) {HINT}"
         )
+
+
+def _check_gguf(relative: str, local: Path) -> None:
+    """A GGUF file starts with its magic and a format version llama.cpp reads (2 or 3)."""
+    with local.open("rb") as handle:
+        head = handle.read(8)
+    if head[:4] != b"GGUF" or int.from_bytes(head[4:8], "little") not in (2, 3):
+        raise InvalidInput(f"{relative} is not a GGUF model file (version 2 or 3) {HINT}")
 
 
 def _check_external_data(relative: str, local: Path, paths: dict[str, Path]) -> None:

@@ -26,6 +26,7 @@ from conveyor.errors import ModelLoadError
 from conveyor.task_kinds import Task
 
 SPEC_FILE = "model.yaml"
+GGUF_SUFFIX = ".gguf"  # llama.cpp's single-file format: a text-generation model, weights and tokenizer
 ORIGINAL_FOLDER = "original"  # a converted version keeps the framework's own file here; never served, never in an image
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -105,6 +106,18 @@ class Source(BaseModel):
     converter: str = ""
 
 
+class GgufFacts(BaseModel):
+    """What a GGUF file says of itself, read at registration (``conveyor.generative.gguf_facts``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    architecture: str
+    context_length: int | None = None
+    quantisation: str | None = None
+    chat_template: str | None = Field(default=None, description="The Jinja chat template the file carries.")
+    model_name: str | None = None
+
+
 class ModelSpec(BaseModel):
     """How to serve one model version."""
 
@@ -121,6 +134,7 @@ class ModelSpec(BaseModel):
     )
     image: ImageInput | None = Field(default=None, description="image-classification: the pixels the model takes.")
     source: Source | None = None
+    gguf: GgufFacts | None = Field(default=None, description="text-generation: the GGUF file's own metadata.")
     positive_label: str | None = Field(
         default=None,
         description="For two labels: the label answered as a boolean by /predict, "
@@ -142,7 +156,7 @@ class ModelSpec(BaseModel):
     @classmethod
     def _enough_labels(cls, value: list[str], info: ValidationInfo) -> list[str]:
         task = info.data.get("task", Task.TEXT_CLASSIFICATION)
-        if not task.regression and len(value) < 2:
+        if not (task.regression or task.generates) and len(value) < 2:
             raise ValueError(f"a {task} model needs at least 2 labels, got {value}")
         return value
 
@@ -155,8 +169,10 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check_labels(self) -> ModelSpec:
-        if self.task.regression:
+        if self.task.regression or self.task.generates:
             self.labels = []
+        if self.task.generates:
+            self.tokenizer_file = None  # the GGUF file carries its tokenizer
         if self.task.tabular:
             self.tokenizer_file = None
             if not self.features:
@@ -262,12 +278,13 @@ def resolve_model(
         model_path = path / spec.model_file
         tokenizer_path = path / spec.tokenizer_file if spec.tokenizer_file else None
     else:
-        if path.suffix != ".onnx":
-            raise ModelLoadError(f"{path}: expected a model directory or an .onnx file")
+        if path.suffix not in (".onnx", GGUF_SUFFIX):
+            raise ModelLoadError(f"{path}: expected a model directory, an .onnx file or a .gguf file")
+        task = Task.TEXT_CLASSIFICATION if tokenizer else Task.TENSOR
         fields: dict[str, object] = {
             "name": _name_from_stem(path.stem),
             "model_file": path.name,
-            "task": Task.TEXT_CLASSIFICATION if tokenizer else Task.TENSOR,
+            "task": Task.TEXT_GENERATION if path.suffix == GGUF_SUFFIX else task,
             "tokenizer_file": str(Path(tokenizer).resolve()) if tokenizer else None,
         }
         fields.update(overrides)
@@ -279,7 +296,7 @@ def resolve_model(
         tokenizer_path = Path(tokenizer) if tokenizer else None
 
     if not model_path.is_file():
-        raise ModelLoadError(f"{model_path}: ONNX model file not found")
+        raise ModelLoadError(f"{model_path}: {'GGUF' if spec.task.generates else 'ONNX'} model file not found")
     if spec.task.takes_text:
         if tokenizer_path is None or not tokenizer_path.is_file():
             raise ModelLoadError(f"{tokenizer_path}: tokenizer file not found")

@@ -1,4 +1,4 @@
-"""``conveyor models``: register, import, show, download, alias, tag, archive, delete, optimize and challenge versions.
+"""``conveyor models``: register, import, show, diff, download, alias, tag, archive, delete, optimize, challenge.
 
 The commands live one concern per module (``register``, ``versions``, ``optimize``); this table
 names them once, in the order ``conveyor models --help`` lists them.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from conveyor.cli.models import challenge, importing, optimize, register, versions
+from conveyor.cli.models import challenge, diff, importing, optimize, register, versions
 from conveyor.cli.models.common import JsonOption, RegistryOption, TokenOption
 
 __all__ = ["JsonOption", "RegistryOption", "TokenOption", "app"]
@@ -26,6 +26,7 @@ app.command("register")(register.register)
 app.command("import", no_args_is_help=True)(importing.import_model)
 app.command("list")(versions.list_models)
 app.command("show")(versions.show)
+app.command("diff", no_args_is_help=True)(diff.diff)
 app.command("download")(versions.download)
 app.command("sign")(versions.sign)
 app.command("verify-signature")(versions.verify_signature)

@@ -121,6 +121,7 @@ def _show_version(v: ModelVersion) -> None:
         ("run", v.lineage.run_id or "-"),
         ("metrics", ", ".join(f"{k}={val:g}" for k, val in v.lineage.metrics.items()) or "-"),
         ("optimized", v.lineage.optimized_from and f"from {v.lineage.optimized_from}"),
+        ("derived", v.lineage.derived_from and f"from {v.lineage.derived_from}"),
         *(("approved", _approval(a)) for a in v.lineage.approvals),
     ]
     for key, value in rows:

@@ -19,7 +19,7 @@ from conveyor.cli.models.common import (
     _metrics,
     _pairs,
 )
-from conveyor.cli.output import ProgressBar, handle_errors, print_json, stderr, stdout
+from conveyor.cli.output import EXIT_USAGE, ProgressBar, fail, handle_errors, print_json, stderr, stdout
 from conveyor.errors import InvalidInput
 from conveyor.precision import Precision
 from conveyor.registration import register_path
@@ -30,8 +30,27 @@ from conveyor.task_kinds import Task
 
 
 def register(
-    path: Annotated[Path, typer.Argument(help="A model folder or file.", exists=True)],
-    name: Annotated[str, typer.Option("--name", "-n", help="Registered model name.")],
+    path: Annotated[Path | None, typer.Argument(help="A model folder or file (none with --from).", exists=True)] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Registered model name [default with --from: its model's].")
+    ] = None,
+    from_version: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="A generative version (name:N, name@alias) whose weights the new version reuses by digest, with "
+            "--generation-config as its new prompt and sampling (nothing is copied or downloaded).",
+        ),
+    ] = None,
+    generation_config: Annotated[
+        Path | None,
+        typer.Option(
+            help="A .gguf model's generation config (YAML: system_prompt, chat_template, temperature, top_p, top_k, "
+            "repeat_penalty, max_tokens, stop, seed) [default: the engine's defaults].",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     description: Annotated[str, typer.Option(help="What this version is.")] = "",
     model_description: Annotated[str | None, typer.Option(help="Set the model's own description.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Mutable tag key=value (repeatable).")] = None,
@@ -108,7 +127,15 @@ def register(
     TorchScript (.pt) or torch.export (.pt2) file, or a Hugging Face transformers folder.  A trained
     model is converted to ONNX and registered only if both answer the same rows alike (the
     gate); the original file is kept in the version.  Loading a pickle runs its code: register
-    only files you trust.  See docs/models.md."""
+    only files you trust.  A .gguf file is a generative model (task text-generation), served
+    OpenAI-compatible; --from with --generation-config makes a new prompt of one a new version.  See
+    docs/models.md and docs/generative.md."""
+    if from_version is not None:
+        _register_generation_config(from_version, path, name, generation_config, description, alias, run_id,
+                                    registry, token, as_json)  # fmt: skip
+        return
+    if path is None or name is None:
+        raise fail("a model file or folder and --name (or --from REF --generation-config FILE)", EXIT_USAGE)
     with handle_errors(), outcome(NOTHING_REGISTERED):  # the registry may fail as it opens
         reg = open_registry(registry, token)
         options = _convert_options(
@@ -120,7 +147,26 @@ def register(
             reg, path, name, options, conversion_flags=given, description=description,
             model_description=model_description, tags=_pairs(tag, "--tag"), properties=_pairs(prop, "--property"),
             aliases=alias or [], metrics=_metrics(metric), run_id=run_id, skip_unchanged=skip_unchanged,
-            check=check, reference=reference, report=_report, progress=lambda: ProgressBar(enabled=not as_json),
+            check=check, reference=reference, generation_config=generation_config, report=_report,
+            progress=lambda: ProgressBar(enabled=not as_json),
+        )  # fmt: skip
+    show_registered(version, as_json)
+
+
+def _register_generation_config(
+    base: str, path: Path | None, name: str | None, config: Path | None, description: str,
+    alias: list[str] | None, run_id: str | None, registry: str | None, token: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    import tempfile
+
+    from conveyor.generative.registration import register_generation_config
+
+    if path is not None or config is None:
+        raise fail("--from REF takes --generation-config FILE and no model file", EXIT_USAGE)
+    with handle_errors(), outcome(NOTHING_REGISTERED), tempfile.TemporaryDirectory(prefix="conveyor-gen-") as scratch:
+        version = register_generation_config(
+            open_registry(registry, token), base, config, Path(scratch), name=name, description=description,
+            aliases=alias or [], run_id=run_id,
         )  # fmt: skip
     show_registered(version, as_json)
 
