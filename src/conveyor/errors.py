@@ -81,6 +81,18 @@ class InvalidInput(ClientError):
     status = 422
 
 
+class InvalidParameter(ClientError):
+    """One named parameter of a request is wrong: missing, unknown, of the wrong type or out of range, or a
+    prompt longer than the model's context.  The OpenAI-compatible API answers ``param`` and ``code``."""
+
+    status = 400
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
 class NotReady(ClientError):
     status = 503
 

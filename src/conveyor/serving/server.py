@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 
+from conveyor.errors import InvalidInput
 from conveyor.http_server import DrainingServer, run, server_config
 from conveyor.serving.app import create_app
 from conveyor.serving.dataplane import DataPlane, ServingOptions
@@ -93,6 +94,8 @@ def serve(config: ServeSettings) -> int:
     """Serve until stopped; returns the process exit code (1 when the model failed to load)."""
     resolved = resolve(config)  # fail fast, before binding the port or forking workers
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if resolved.spec.task.generates:
+        return _serve_generation(config, resolved)
     if config.workers > 1:
         return _serve_workers(config)
 
@@ -110,6 +113,26 @@ def serve(config: ServeSettings) -> int:
         log.error("exiting: the model could not be loaded: %s", plane.error)
         return 1
     return 0
+
+
+def _serve_generation(config: ServeSettings, resolved: ResolvedModel) -> int:
+    """A GGUF version answering the OpenAI API: one process, its slots generating in parallel."""
+    from conveyor.generative.app import app_for
+
+    if config.workers > 1:
+        raise InvalidInput("--workers: a generative model is served by one process; --slots generate in parallel")
+    holder: dict[str, uvicorn.Server] = {}
+    failed: list[bool] = []
+
+    def stop_on_failure() -> None:
+        failed.append(True)
+        holder["server"].should_exit = True
+
+    app = app_for(resolved, config.slots, config.context_size, config.threads, stop_on_failure)
+    server = DrainingServer(_uvicorn_config(app, config))
+    holder["server"] = server
+    server.run()
+    return 1 if failed else 0
 
 
 def _serve_workers(config: ServeSettings) -> int:

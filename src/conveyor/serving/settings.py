@@ -111,6 +111,16 @@ class ServeSettings(ProcessSettings, ReadTimeoutSettings, PayloadLogSettings):
     parallel_batches: int = Field(
         1, ge=1, description="Batches computed at once, each on its own thread (pair with --threads)."
     )
+    slots: int = Field(
+        1, ge=1, description="A generative (GGUF) model: answers generated at once, each in its own context."
+    )
+    context_size: int | None = Field(
+        None,
+        ge=64,
+        description="A generative (GGUF) model: tokens of context per slot, prompt and answer [default: the "
+        "model's, at most 4096].",
+        json_schema_extra={"show_default": False},
+    )
     max_body_bytes: int = Field(1_000_000, ge=1, description="Largest request body accepted.")
     max_items: int = Field(256, ge=1, description="Most texts in one request.")
     graceful_timeout: float = Field(30.0, ge=0, description="Seconds to let in-flight requests finish on SIGTERM.")

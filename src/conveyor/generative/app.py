@@ -1,0 +1,259 @@
+"""The OpenAI-compatible routes of a served generative version, with the model server's health and metrics.
+
+``POST /v1/chat/completions`` and ``/v1/completions`` (streamed as server-sent events with
+``"stream": true``), ``GET /v1/models``; ``/v2/health/live`` and ``/v2/health/ready`` as every
+Conveyor server answers them (ready: every slot loaded and warmed up), ``/metrics``.  A refused request
+is OpenAI's error shape (``protocol.error_body``); each answer is counted and timed per version
+(``generative/metrics.py``): time to first token, time between tokens, queue time, tokens in and out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any
+
+import anyio
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from conveyor.errors import ClientError, NotFound, NotReady
+from conveyor.generative import protocol
+from conveyor.generative.engine import Engine, Generation, Piece, Slots
+from conveyor.generative.metrics import GenerationRecorder
+from conveyor.generative.protocol import ChatRequest, CompletionRequest, Sampling
+from conveyor.serving import metrics
+from conveyor.serving.body import JSON
+from conveyor.serving.spec import ResolvedModel
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 4_000_000
+
+
+def _json(content: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type=JSON)
+
+
+class GenerationEndpoints:
+    """The routes of one served version over its engine."""
+
+    def __init__(self, engine: Engine, name: str, version: str) -> None:
+        self.engine = engine
+        self.name = name
+        self.version = version
+        self.state = "loading"
+        self.slots: Slots | None = None
+        self.created = int(time.time())
+        self.recorder = GenerationRecorder(name, version)
+        self.requests = metrics.RequestRecorder(name, version)
+
+    # health and models --------------------------------------------------------------------------
+
+    async def live(self, request: Request) -> Response:
+        return _json({"live": True})
+
+    async def ready(self, request: Request) -> Response:
+        ready = self.state == "ready"
+        return _json({"ready": ready} if ready else {"ready": False, "state": self.state}, 200 if ready else 503)
+
+    async def metrics(self, request: Request) -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    def _model(self) -> dict[str, Any]:
+        return {"id": self.name, "object": "model", "created": self.created, "owned_by": "conveyor",
+                "version": self.version}  # fmt: skip
+
+    async def models(self, request: Request) -> Response:
+        return _json({"object": "list", "data": [self._model()]})
+
+    async def model(self, request: Request) -> Response:
+        self._check_model(request.path_params["model"])
+        return _json(self._model())
+
+    def _check_model(self, model: str) -> None:
+        """The served model answers to its name, ``name:version`` and ``name@alias``."""
+        if model not in (self.name, f"{self.name}:{self.version}") and not model.startswith(f"{self.name}@"):
+            raise protocol.UnknownModel(f"The model '{model}' does not exist: this server serves '{self.name}'")
+
+    # generation ---------------------------------------------------------------------------------
+
+    async def chat(self, request: Request) -> Response:
+        return await self._answer(request, ChatRequest, "chat.completion")
+
+    async def completions(self, request: Request) -> Response:
+        return await self._answer(request, CompletionRequest, "text_completion")
+
+    async def _answer(self, request: Request, kind: type[Sampling], object_kind: str) -> Response:
+        started = time.perf_counter()
+        route = request.url.path
+        try:
+            if self.state != "ready":
+                raise NotReady(f"the model is {self.state}")
+            body = await request.body()
+            if len(body) > MAX_BODY_BYTES:
+                raise ClientError(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+            parsed = protocol.parse(kind, body)
+            self._check_model(parsed.model)
+            generation = self._generation(parsed)
+        except ClientError as exc:
+            self.requests.record(route, "POST", exc.status, time.perf_counter() - started)
+            return Response(protocol.error_body(exc), status_code=exc.status, media_type=JSON)
+        answer_id = protocol.new_id("chatcmpl" if isinstance(parsed, ChatRequest) else "cmpl")
+        pieces = self._pieces(generation, started)
+        if parsed.stream:
+            events = self._events(pieces, answer_id, object_kind, parsed.include_usage, len(generation.tokens))
+            self.requests.record(route, "POST", 200, time.perf_counter() - started)
+            return StreamingResponse(events, media_type="text/event-stream", headers={"cache-control": "no-cache"})
+        text, finish = "", "stop"
+        try:
+            async with contextlib.aclosing(pieces) as stream:
+                async for piece in stream:
+                    text += piece.text
+                    finish = piece.finish or finish
+        except ClientError as exc:  # a schema the grammar converter refuses is found as generation starts
+            self.requests.record(route, "POST", exc.status, time.perf_counter() - started)
+            return Response(protocol.error_body(exc), status_code=exc.status, media_type=JSON)
+        build = protocol.chat_answer if isinstance(parsed, ChatRequest) else protocol.completion_answer
+        out = self.engine.count_tokens(text)
+        self.requests.record(route, "POST", 200, time.perf_counter() - started)
+        return _json(build(answer_id, self.name, text, finish, len(generation.tokens), out))
+
+    def _generation(self, request: Sampling) -> Generation:
+        config = self.engine.config
+        if isinstance(request, ChatRequest):
+            messages = [{"role": m.role, "content": m.text} for m in request.messages]
+            tokens, template_stops = self.engine.chat_tokens(messages)
+            wanted, schema = request.token_limit or config.max_tokens, request.answer_schema
+        else:
+            assert isinstance(request, CompletionRequest)
+            tokens, template_stops = self.engine.text_tokens(request.text), []
+            wanted, schema = request.max_tokens or config.max_tokens, None
+        if schema is not None:
+            self.engine.grammar(schema)  # refused before a slot is taken: a 400 naming the schema
+        return Generation(
+            tokens=tokens,
+            max_tokens=self.engine.check_fits(tokens, wanted),
+            temperature=config.temperature if request.temperature is None else request.temperature,
+            top_p=request.top_p or config.top_p,
+            top_k=config.top_k,
+            repeat_penalty=config.repeat_penalty,
+            presence_penalty=request.presence_penalty or 0.0,
+            frequency_penalty=request.frequency_penalty or 0.0,
+            seed=config.seed if request.seed is None else request.seed,
+            stop=[*(config.stop if request.stop is None else request.stops), *template_stops],
+            schema=schema,
+        )
+
+    async def _pieces(self, generation: Generation, started: float) -> AsyncGenerator[Piece, None]:
+        """The answer's pieces on a slot, with its metrics: queue time, first token, between tokens, tokens."""
+        finish, text, last = "cancelled", "", None
+        try:
+            assert self.slots is not None  # ready: the lifespan started them
+            async with self.slots.take() as (llama, waited):
+                self.recorder.queue.observe(waited)
+                async with contextlib.aclosing(self.engine.generate(llama, generation)) as pieces:
+                    async for piece in pieces:
+                        now = time.perf_counter()
+                        if piece.text:
+                            if last is None:
+                                self.recorder.ttft.observe(now - started)
+                            else:
+                                self.recorder.inter_token.observe(now - last)
+                            last = now
+                        text += piece.text
+                        if piece.finish:
+                            finish = piece.finish
+                        yield piece
+        finally:
+            self.recorder.finished(finish, len(generation.tokens), self.engine.count_tokens(text))
+
+    async def _events(
+        self, pieces: AsyncGenerator[Piece, None], answer_id: str, kind: str, include_usage: bool, prompt_tokens: int
+    ) -> AsyncIterator[bytes]:
+        """The stream's server-sent events: a role first (chat), a chunk per piece, usage if asked, ``[DONE]``."""
+        chat = kind == "chat.completion"
+        chunk_kind = "chat.completion.chunk" if chat else "text_completion"
+        if chat:
+            yield protocol.sse(protocol.chat_chunk(answer_id, self.name, {"role": "assistant", "content": ""}, None))
+        text = ""
+        try:
+            async with contextlib.aclosing(pieces) as stream:
+                async for piece in stream:
+                    text += piece.text
+                    if chat:
+                        delta = {"content": piece.text} if piece.text else {}
+                        yield protocol.sse(protocol.chat_chunk(answer_id, self.name, delta, piece.finish))
+                    else:
+                        yield protocol.sse(protocol.completion_chunk(answer_id, self.name, piece.text, piece.finish))
+        except ClientError as exc:  # after the 200 was sent: the error is the stream's last event
+            yield protocol.sse(orjson.loads(protocol.error_body(exc)))
+        if include_usage:
+            counted = self.engine.count_tokens(text)
+            yield protocol.sse(protocol.usage_chunk(answer_id, self.name, chunk_kind, prompt_tokens, counted))
+        yield protocol.sse("[DONE]")
+
+
+def create_app(engine: Engine, name: str, version: str, on_load_failure: Callable[[], None] | None = None) -> Starlette:
+    """The ASGI app of one served generative version; its engine loads (off the event loop) as it starts."""
+    endpoints = GenerationEndpoints(engine, name, version)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = not engine.loaded  # a test's engine, loaded once for many apps, stays loaded
+        try:
+            if owned:
+                await anyio.to_thread.run_sync(engine.load)
+        except Exception as exc:  # a model that cannot load: not ready, said once, the server stopped
+            endpoints.state = "failed"
+            log.error("the model could not be loaded: %s", exc)
+            if on_load_failure is not None:
+                on_load_failure()
+        else:
+            endpoints.slots = engine.start()
+            endpoints.state = "ready"
+        yield
+        if owned:
+            engine.close()
+
+    routes = [
+        Route("/v1/chat/completions", endpoints.chat, methods=["POST"]),
+        Route("/v1/completions", endpoints.completions, methods=["POST"]),
+        Route("/v1/models", endpoints.models, methods=["GET"]),
+        Route("/v1/models/{model:path}", endpoints.model, methods=["GET"]),
+        Route("/v2/health/live", endpoints.live, methods=["GET"]),
+        Route("/v2/health/ready", endpoints.ready, methods=["GET"]),
+        Route("/metrics", endpoints.metrics, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={NotFound: _refused, ClientError: _refused})
+    app.state.endpoints = endpoints
+    return app
+
+
+async def _refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ClientError)
+    return Response(protocol.error_body(exc), status_code=exc.status, media_type=JSON)
+
+
+def app_for(
+    resolved: ResolvedModel, slots: int, context_size: int | None, threads: int | None,
+    on_load_failure: Callable[[], None] | None = None,
+) -> Starlette:  # fmt: skip
+    """The app serving a resolved GGUF version: its generation config is the ``generation.yaml`` beside it."""
+    from conveyor.generative.config import config_in
+
+    spec = resolved.spec
+    engine = Engine(
+        resolved.model_path,
+        config_in(resolved.model_path.parent),
+        slots=slots,
+        context_size=context_size,
+        trained_context=spec.gguf.context_length if spec.gguf else None,
+        threads=threads,
+    )
+    return create_app(engine, spec.name, spec.version, on_load_failure)
