@@ -94,6 +94,22 @@ def test_the_table_shows_the_drift_share_the_adjusted_p_values_and_the_self_chec
     assert "reference self-check:" in output and "splits of the reference into halves" in output
 
 
+def test_on_an_80_column_terminal_the_tables_fold_their_cells_and_cut_none(
+    traffic: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column's name wraps onto the next line instead of ending in an ellipsis."""
+    from conveyor.cli import output
+
+    monkeypatch.setattr(output.stdout, "_console", None)
+    monkeypatch.setattr(output.stderr, "_console", None)
+    model, logs = traffic
+    result = CliRunner().invoke(cli, ["monitor", str(model), "--logs", str(logs), "--window", str(WINDOW)],
+                                env={"COLUMNS": "80"})  # fmt: skip
+    assert result.exit_code == 1
+    assert "drift share" in result.output or "drift" in result.output
+    assert "…" not in result.output
+
+
 def test_a_missing_encoder_is_one_line_naming_what_to_install(
     traffic: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -235,7 +235,9 @@ def _render(result: Any) -> None:
         f"{result.profile.items} items): {result.records} requests in {result.files} files"
     )
     for column in ("window", "items", "from", "to", "drift share", "drifted", "live quality", "estimated"):
-        windows.add_column(column, justify="right" if column in ("window", "items", "drift share") else "left")
+        windows.add_column(
+            column, justify="right" if column in ("window", "items", "drift share") else "left", overflow="fold"
+        )
     for w in result.windows:
         verdict = ", ".join(w.drifted) if w.drifted else ("none" if w.judged else "too few items to judge")
         quality = _quality(w.quality)
@@ -266,8 +268,9 @@ def _render(result: Any) -> None:
         f"window {latest.index}: drift at PSI >= {limits.psi} (embeddings: any MMD) and p < {limits.alpha} "
         f"after Benjamini-Hochberg across its {len(latest.columns)} columns"
     )
+    # fold, never cut: on a narrow terminal a column's name wraps whole instead of ending in "…"
     for column in ("column", "side", "PSI", "MMD", "p", "p (BH)", "KS", "JS", "reference", "window", "drift"):
-        detail.add_column(column)
+        detail.add_column(column, overflow="fold")
     for c in latest.columns:
         ref = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{v}" for k, v in c.reference.items())
         win = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{v}" for k, v in c.window.items())
