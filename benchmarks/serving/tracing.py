@@ -28,7 +28,6 @@ model: on a shared machine the ranges, not the medians alone, say what was shown
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
@@ -37,12 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.serving.__main__ import REPO, machine, write_bodies
-from benchmarks.serving.payload_log import CONCURRENCY, against, alternating_rounds, prepare
-from benchmarks.tabular.__main__ import serving
+from benchmarks.serving.__main__ import REPO, machine, run_wrk, start, stop, write_bodies
+from benchmarks.serving.payload_log import CONCURRENCY, against, prepare
+from benchmarks.tabular.__main__ import wait_ready
 from conveyor.verify.targets import free_port
 
 console = Console(width=120)
@@ -118,20 +118,46 @@ def servers(env: dict[str, str], collector: str, baseline: Path | None, every: b
     return variants
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    """The CPU time the server has used, its threads (the span exporter's included) and any children."""
+    times = [process.cpu_times(), *(child.cpu_times() for child in process.children(recursive=True))]
+    return sum(t.user + t.system for t in times)
+
+
 def measure(
     served: str, bodies: Path, variants: dict[str, dict[str, str]], rounds: int, duration: float
 ) -> dict[str, list[Any]]:
+    """Each server's load levels per round (rounds alternate the order), with the server's own CPU time
+    per request: what it costs, whatever else the shared machine runs meanwhile."""
     serve = [sys.executable, "-m", "conveyor.cli.main", "serve", served, "--log-level", "warning"]
     ports = {name: free_port() for name in variants}
-    with contextlib.ExitStack() as stack:
-        urls = {
-            name: stack.enter_context(
-                serving([*serve, "--port", str(ports[name])], ports[name], "/v2/health/ready", variant_env)
-            )
-            for name, variant_env in variants.items()
-        }
-        time.sleep(1)  # the collector-down server's first probe has failed: its tracing is off
-        return alternating_rounds(urls, bodies, rounds, duration)
+    processes = {name: start([*serve, "--port", str(ports[name])], env) for name, env in variants.items()}
+    try:
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        for name, url in urls.items():
+            wait_ready(url, processes[name], "/v2/health/ready")
+            run_wrk(url, 8, 2, bodies)  # warm; the collector-down server's first probe has failed by now
+        runs: dict[str, list[Any]] = {name: [] for name in urls}
+        for number in range(rounds):
+            for name in list(urls) if number % 2 == 0 else list(reversed(urls)):
+                server = psutil.Process(processes[name].pid)
+                per_level = {}
+                for concurrency in CONCURRENCY:
+                    before = cpu_seconds(server)
+                    raw = run_wrk(urls[name], concurrency, duration, bodies)
+                    used = cpu_seconds(server) - before
+                    per_level[concurrency] = {
+                        "rps": raw["requests"] / (raw["duration_us"] / 1e6),
+                        "p50_ms": raw["p50_us"] / 1000,
+                        "p99_ms": raw["p99_us"] / 1000,
+                        "errors": raw["errors"],
+                        "cpu_us": used / max(raw["requests"], 1) * 1e6,
+                    }
+                runs[name].append(per_level)
+        return runs
+    finally:
+        for process in processes.values():
+            stop(process)
 
 
 def sdk_cost(requests: int = 5000) -> dict[bool, float]:
@@ -176,18 +202,26 @@ def sdk_cost(requests: int = 5000) -> dict[bool, float]:
 def report(model: str, runs: dict[str, list[Any]], before: str, after: str) -> None:
     rounds = len(runs[OFF])
     table = Table(title=f"{model} /predict, one item per request, median of {rounds} rounds ({before}; after: {after})")
-    for column in ("server", "c", "req/s", "p50 ms", "p99 ms", "errors"):
+    for column in ("server", "c", "req/s", "p50 ms", "p99 ms", "server CPU us/request", "errors"):
         table.add_column(column, justify="left" if column == "server" else "right")
     for name, per_round in runs.items():
         for c in CONCURRENCY:
-            med = {k: float(np.median([r[c][k] for r in per_round])) for k in ("rps", "p50_ms", "p99_ms")}
+            keys = ("rps", "p50_ms", "p99_ms", "cpu_us")
+            med = {k: float(np.median([r[c][k] for r in per_round])) for k in keys}
             errors = sum(r[c]["errors"] for r in per_round)
             table.add_row(
-                name, str(c), f"{med['rps']:.0f}", f"{med['p50_ms']:.3f}", f"{med['p99_ms']:.3f}", str(errors)
+                name,
+                str(c),
+                f"{med['rps']:.0f}",
+                f"{med['p50_ms']:.3f}",
+                f"{med['p99_ms']:.3f}",
+                f"{med['cpu_us']:.0f}",
+                str(errors),
             )
     console.print(table)
     ratios = Table(title=f"{model}: against {OFF}, per round: median (range)")
-    for column in ("server", "c=32 req/s ratio", "c=1 p50 added ms", "target (c=32, median)"):
+    columns = ("server", "c=32 req/s ratio", "c=32 CPU/request ratio", "c=1 p50 added ms", "target (c=32 req/s)")
+    for column in columns:
         ratios.add_column(column)
     for name, per_round in runs.items():
         if name == OFF:
@@ -198,7 +232,9 @@ def report(model: str, runs: dict[str, list[Any]], before: str, after: str) -> N
         if target is not None:
             median = float(np.median([r[32]["rps"] / b[32]["rps"] for r, b in zip(per_round, runs[OFF], strict=True)]))
             verdict = f">= {target:.2f}: {'met' if median >= target else 'MISSED'}"
-        ratios.add_row(name, throughput, added, verdict)
+        cpu = [b[32]["cpu_us"] / r[32]["cpu_us"] for r, b in zip(per_round, runs[OFF], strict=True)]
+        cost = f"{np.median(cpu):.3f} ({min(cpu):.3f}-{max(cpu):.3f})"
+        ratios.add_row(name, throughput, cost, added, verdict)
     console.print(ratios)
 
 
