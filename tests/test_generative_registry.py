@@ -1,5 +1,6 @@
 """Generative versions in the registry: a GGUF file registered with what it says of itself, a prompt-only
-change as a new version that reuses the weights' blob by digest, and ``models diff`` showing it."""
+change as a new version that reuses the weights' blob by digest, and ``models diff`` showing it.  A GGUF
+file of a few hundred bytes stands in for the weights (the journey registers SmolLM2 itself)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from typer.testing import CliRunner
 
 from conveyor.cli.main import app
 from conveyor.registry.config import open_local
-from tests.smollm import GGUF_NAME, smollm_gguf
+from tests.smollm import tiny_gguf
+
+GGUF_NAME = "tiny.gguf"
 
 runner = CliRunner()
 
@@ -24,15 +27,16 @@ def conveyor(*args: str) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One registry with chat:1, the SmolLM2 GGUF registered as a user does (hashing 98 MB once)."""
+    """One registry with chat:1, a GGUF file registered as a user does."""
     path = tmp_path_factory.mktemp("home")
+    model = tiny_gguf(tmp_path_factory.mktemp("weights") / GGUF_NAME)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CONVEYOR_HOME", str(path))
         for name in ("CONVEYOR_REGISTRY", "CONVEYOR_TOKEN", "CONVEYOR_BLOB_STORE"):
             patch.delenv(name, raising=False)
-        code, output = conveyor("models", "register", str(smollm_gguf()), "--name", "chat")
+        code, output = conveyor("models", "register", str(model), "--name", "chat")
     assert code == 0, output
-    assert "architecture llama, context_length 8192, quantisation Q4_1, chat_template yes" in output
+    assert "architecture llama, context_length 2048, quantisation Q4_1, chat_template yes" in output
     return path
 
 
@@ -49,11 +53,11 @@ def test_a_gguf_file_is_a_text_generation_version_with_its_metadata(registry_hom
     assert (version.framework, version.framework_version) == ("gguf", "v3")
     assert version.properties == {
         "gguf.architecture": "llama",
-        "gguf.context_length": "8192",
+        "gguf.context_length": "2048",
         "gguf.quantisation": "Q4_1",
         "gguf.chat_template": "yes",
     }
-    assert sorted(f.path for f in version.files) == [GGUF_NAME, "generation.yaml", "model.yaml"]
+    assert {f.path for f in version.files} == {GGUF_NAME, "generation.yaml", "model.yaml"}
     spec = yaml.safe_load(b"".join(open_local().open_blob(_file(version, "model.yaml"))))
     assert spec["task"] == "text-generation" and spec["model_file"] == GGUF_NAME
     assert spec["gguf"]["architecture"] == "llama" and "<|im_start|>" in spec["gguf"]["chat_template"]

@@ -46,20 +46,20 @@ def client(http: TestClient) -> openai.OpenAI:
 
 
 def test_the_openai_client_chats_and_counts_tokens(client: openai.OpenAI) -> None:
-    answer = client.chat.completions.create(model="chat", messages=HELLO, temperature=0, max_tokens=12)  # type: ignore[arg-type]
+    answer = client.chat.completions.create(model="chat", messages=HELLO, temperature=0, max_tokens=6)  # type: ignore[arg-type]
     text = answer.choices[0].message.content
     assert text  # a 135M model's words are its own: what is asserted is the protocol and determinism
     assert answer.choices[0].finish_reason in ("stop", "length") and answer.model == "chat"
-    assert answer.usage is not None and answer.usage.prompt_tokens > 10 and 0 < answer.usage.completion_tokens <= 12
-    again = client.chat.completions.create(model="chat@production", messages=HELLO, temperature=0, max_tokens=12)  # type: ignore[arg-type]
+    assert answer.usage is not None and answer.usage.prompt_tokens > 10 and 0 < answer.usage.completion_tokens <= 6
+    again = client.chat.completions.create(model="chat@production", messages=HELLO, temperature=0, max_tokens=6)  # type: ignore[arg-type]
     assert again.choices[0].message.content == text  # greedy: the same answer
 
 
 def test_a_stream_is_the_same_answer_in_pieces_with_usage_last(client: openai.OpenAI) -> None:
-    whole = client.chat.completions.create(model="chat", messages=HELLO, temperature=0, max_tokens=12)  # type: ignore[arg-type]
+    whole = client.chat.completions.create(model="chat", messages=HELLO, temperature=0, max_tokens=8)  # type: ignore[arg-type]
     chunks = list(
         client.chat.completions.create(
-            model="chat", messages=HELLO, temperature=0, max_tokens=12, stream=True,  # type: ignore[arg-type]
+            model="chat", messages=HELLO, temperature=0, max_tokens=8, stream=True,  # type: ignore[arg-type]
             stream_options={"include_usage": True},
         )
     )  # fmt: skip
@@ -72,14 +72,14 @@ def test_a_stream_is_the_same_answer_in_pieces_with_usage_last(client: openai.Op
 def test_completions_take_seed_and_stop(client: openai.OpenAI) -> None:
     def sample(seed: int) -> str:
         done = client.completions.create(
-            model="chat", prompt="Once upon a time", temperature=1.0, seed=seed, max_tokens=10
+            model="chat", prompt="Once upon a time", temperature=1.0, seed=seed, max_tokens=5
         )
         return done.choices[0].text
 
     assert sample(7) == sample(7)  # seeded sampling repeats itself
-    greedy = client.completions.create(model="chat", prompt="1, 2, 3, 4,", temperature=0, max_tokens=12)
+    greedy = client.completions.create(model="chat", prompt="1, 2, 3, 4,", temperature=0, max_tokens=8)
     assert " 5" in greedy.choices[0].text
-    stopped = client.completions.create(model="chat", prompt="1, 2, 3, 4,", temperature=0, max_tokens=12, stop=[" 6"])
+    stopped = client.completions.create(model="chat", prompt="1, 2, 3, 4,", temperature=0, max_tokens=8, stop=[" 6"])
     assert stopped.choices[0].text == greedy.choices[0].text.split(" 6")[0]
     assert stopped.choices[0].finish_reason == "stop"
 
@@ -87,7 +87,7 @@ def test_completions_take_seed_and_stop(client: openai.OpenAI) -> None:
 def test_a_json_schema_answer_is_decoded_under_its_grammar(client: openai.OpenAI) -> None:
     schema = {
         "type": "object",
-        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "properties": {"city": {"type": "string", "maxLength": 12}, "population": {"type": "integer"}},
         "required": ["city", "population"],
         "additionalProperties": False,
     }
@@ -143,7 +143,7 @@ def test_the_async_client_is_answered_by_slots_shared_between_requests(engine: E
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as raw:
                 client = openai.AsyncOpenAI(base_url="http://testserver/v1", api_key="unused", http_client=raw)
                 asks = [
-                    client.chat.completions.create(model="chat", messages=HELLO, temperature=0, max_tokens=8)  # type: ignore[arg-type]
+                    client.chat.completions.create(model="chat", messages=HELLO, temperature=0, max_tokens=4)  # type: ignore[arg-type]
                     for _ in range(3)  # one more than the slots: it waits for one
                 ]
                 answers = await asyncio.gather(*asks)

@@ -60,19 +60,19 @@ def test_a_gguf_model_registered_served_and_chatted_with_by_the_openai_client(
 
         answer = client.chat.completions.create(
             model="chat", messages=[{"role": "user", "content": "What is the capital of France?"}], temperature=0,
-            max_tokens=12,
+            max_tokens=6,
         )  # fmt: skip
         assert answer.choices[0].message.content and answer.usage is not None and answer.usage.completion_tokens > 0
         streamed = client.chat.completions.create(
             model="chat", messages=[{"role": "user", "content": "What is the capital of France?"}], temperature=0,
-            max_tokens=12, stream=True,
+            max_tokens=6, stream=True,
         )  # fmt: skip
         assert "".join(c.choices[0].delta.content or "" for c in streamed) == answer.choices[0].message.content
 
-        schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+        schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}}, "required": ["city"]}
         structured = client.chat.completions.create(
             model="chat", messages=[{"role": "user", "content": "Name a city, as JSON."}], temperature=0,
-            max_tokens=40, response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}},
+            max_tokens=24, response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}},
         )  # fmt: skip
         jsonschema.validate(json.loads(structured.choices[0].message.content or ""), schema)
 
