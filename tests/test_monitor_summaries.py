@@ -130,10 +130,12 @@ def test_a_rerun_after_a_new_rotation_reads_only_the_new_file_and_equals_a_run_f
     assert first.summaries["built"] == 3 and Path(first.summaries["folder"]) == logs / "risk" / "1" / ".summaries"
     again = _judged(profiled, logs)
     assert again.summaries["built"] == 0 and _verdict(again) == _verdict(first)
+    assert again.summaries["windows_judged"] == 0  # every window kept: no test, no bootstrap run again
 
     _write_file(logs, 3, rows, labels)  # a new rotation, with feedback for file 2's requests
     incremental = _judged(profiled, logs)
     assert incremental.summaries["built"] == 1
+    assert 0 < incremental.summaries["windows_judged"] < len(incremental.windows)  # the ones the rotation changed
     scratch_logs = tmp_path / "scratch"
     shutil.copytree(logs, scratch_logs, ignore=shutil.ignore_patterns(".summaries"))
     scratch = _judged(profiled, scratch_logs)
@@ -161,7 +163,7 @@ def test_a_deleted_or_expired_file_drops_out_with_its_summary(
     files[1].unlink()  # deleted by a person
     after = _judged(profiled, logs)
     assert after.records == 3 * 48 and after.summaries["removed"] == 1
-    assert sorted(p.name for p in (folder / ".summaries").iterdir()) == [
+    assert sorted(p.name for p in (folder / ".summaries").glob("*.json")) == [
         f"{p.name}.json" for p in files if p != files[1]
     ]
 
@@ -171,7 +173,7 @@ def test_a_deleted_or_expired_file_drops_out_with_its_summary(
     assert apply_retention(store, Retention(log_keep_days=30)) == [files[0].name]
     size = files[3].stat().st_size
     assert apply_retention(store, Retention(log_keep_mib=size * 1.5 / 2**20)) == [files[2].name]  # the oldest goes
-    assert [p.name for p in (folder / ".summaries").iterdir()] == [f"{files[3].name}.json"]
+    assert [p.name for p in (folder / ".summaries").glob("*.json")] == [f"{files[3].name}.json"]
     assert _judged(profiled, logs).records == 48
 
 

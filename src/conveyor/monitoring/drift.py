@@ -38,10 +38,7 @@ from conveyor.monitoring.features import Columns
 from conveyor.monitoring.profile import ColumnProfile, Profile
 from conveyor.monitoring.thresholds import Thresholds
 
-with needs("monitor", "drift detection (conveyor monitor)"):
-    from scipy.spatial.distance import jensenshannon
-    from scipy.stats import chi2_contingency, false_discovery_control, ks_2samp
-
+DRIFT_EXTRA = ("monitor", "drift detection (conveyor monitor)")  # scipy: imported when a window is judged
 EPSILON = 1e-4  # an empty bin's share, so the index stays finite
 
 
@@ -105,6 +102,9 @@ def compare(profile: Profile, columns: Columns, thresholds: Thresholds, seed: in
         else:
             results.append(_categorical(reference, column.values))
     if results:
+        with needs(*DRIFT_EXTRA):
+            from scipy.stats import false_discovery_control
+
         adjusted = false_discovery_control([min(max(r.pvalue, 0.0), 1.0) for r in results], method="bh")
         for result, pvalue in zip(results, adjusted, strict=True):
             result.adjusted_pvalue = float(pvalue)
@@ -114,6 +114,9 @@ def compare(profile: Profile, columns: Columns, thresholds: Thresholds, seed: in
 
 
 def _numeric(reference: ColumnProfile, raw: list[Any]) -> ColumnDrift:
+    with needs(*DRIFT_EXTRA):
+        from scipy.stats import ks_2samp
+
     values = np.asarray(raw, dtype=np.float64)
     shares = reference.bin_shares(values)
     index = psi(np.asarray(reference.shares), shares)
@@ -134,6 +137,10 @@ def _numeric(reference: ColumnProfile, raw: list[Any]) -> ColumnDrift:
 
 
 def _categorical(reference: ColumnProfile, raw: list[Any]) -> ColumnDrift:
+    with needs(*DRIFT_EXTRA):
+        from scipy.spatial.distance import jensenshannon
+        from scipy.stats import chi2_contingency
+
     window = reference.category_shares(raw)
     names = sorted(set(reference.categories) | set(window))
     ref = np.array([reference.categories.get(n, 0.0) for n in names])

@@ -20,9 +20,7 @@ import numpy as np
 
 from conveyor.extras import needs
 
-with needs("monitor", "live quality (conveyor monitor)"):
-    from scipy.stats import binomtest, bootstrap
-
+QUALITY_EXTRA = ("monitor", "live quality (conveyor monitor)")  # scipy: imported when quality is judged
 CONFIDENCE = 0.95
 RESAMPLES = 1000
 SEED = 0
@@ -32,6 +30,9 @@ def wilson(successes: int, trials: int) -> list[float] | None:
     """The 95% Wilson score interval of successes/trials, rounded; None for no trials."""
     if trials <= 0:
         return None
+    with needs(*QUALITY_EXTRA):
+        from scipy.stats import binomtest
+
     ci = binomtest(successes, trials).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
     return [round(float(ci.low), 4), round(float(ci.high), 4)]
 
@@ -43,6 +44,9 @@ def bootstrapped(statistic: Callable[..., Any], *samples: np.ndarray) -> list[An
     if len(samples[0]) < 2 or all(np.all(s == s[0]) for s in samples):
         low = high = value  # nothing varies: the interval is the point
     else:
+        with needs(*QUALITY_EXTRA):
+            from scipy.stats import bootstrap
+
         interval = bootstrap(
             samples,
             statistic,

@@ -5,6 +5,7 @@ Shared by ``conveyor monitor`` (table, JSON, HTML) and anything that acts on dri
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,8 +22,9 @@ from conveyor.monitoring.observe import Observer
 from conveyor.monitoring.profile import PROFILE_FILE, Profile
 from conveyor.monitoring.quality import labelled_rows, served_quality
 from conveyor.monitoring.self_check import checked_profile
-from conveyor.monitoring.summaries import SummaryStore
+from conveyor.monitoring.summaries import FORMAT, SummaryStore
 from conveyor.monitoring.thresholds import Thresholds
+from conveyor.monitoring.window_cache import WindowCache, window_key
 from conveyor.monitoring.windows import Logged, Span
 from conveyor.serving.payload_hash import hash_key
 from conveyor.serving.payload_record import RequestRecord
@@ -162,30 +164,43 @@ def monitor_log(
     if not (embeddings and EMBEDDING in profile.columns):
         profile = profile.model_copy(update={"columns": {k: c for k, c in profile.columns.items() if k != EMBEDDING}})
     task = resolved.spec.task
-    estimator = estimator_for(profile.quality)
+    estimator: list[Any] = []  # fitted when a window is first judged (a kept one needs none)
     cuts = logged.by_time(span.window_seconds) if span.window_seconds else logged.by_count(window)
-    windows = [logged.window(lo, hi) for lo, hi in cuts]
     answers = logged.answers_by_window([hi for _, hi in cuts])
-    for index, ((columns, rows), unsampled) in enumerate(zip(windows, answers, strict=True), 1):
+    cache = WindowCache(store.folder)
+    judged_by = [hashlib.sha256(profile.model_dump_json().encode()).hexdigest(), thresholds.model_dump(), FORMAT]
+    for index, ((lo, hi), unsampled) in enumerate(zip(cuts, answers, strict=True), 1):
+        evidence = logged.evidence(lo, hi, unsampled)
+        key = window_key(judged_by, evidence)
+        kept = cache.get(key, index)
+        if kept is not None:
+            result.windows.append(kept)
+            result.records += hi - lo
+            continue
+        columns, rows = logged.window(lo, hi)
         result.records += len(rows.request_id)
         judged = columns.items >= thresholds.min_items
         joined = [*zip(rows.request_id, rows.served, strict=True), *unsampled]  # sampled or not
         quality = served_quality(joined, truth, resolved.spec.labels, task.regression)
         if quality is not None:
             quality.update(min_labels=thresholds.min_labels, enough_labels=thresholds.enough_labels(quality))
-        result.windows.append(
-            WindowDrift(
-                index=index,
-                items=columns.items,
-                start=rows.time[0],
-                end=rows.time[-1],
-                judged=judged,
-                columns=compare(profile, columns, thresholds) if judged else [],
-                quality=quality,
-                quality_failed=judged and thresholds.quality_failed(quality),
-                estimated=estimate_served(estimator, rows.probabilities, rows.inputs, rows.served),
-            )
+        if not estimator:
+            estimator.append(estimator_for(profile.quality))
+        judgement = WindowDrift(
+            index=index,
+            items=columns.items,
+            start=rows.time[0],
+            end=rows.time[-1],
+            judged=judged,
+            columns=compare(profile, columns, thresholds) if judged else [],
+            quality=quality,
+            quality_failed=judged and thresholds.quality_failed(quality),
+            estimated=estimate_served(estimator[0], rows.probabilities, rows.inputs, rows.served),
         )
+        cache.put(key, judgement)
+        result.windows.append(judgement)
+    cache.prune()
+    result.summaries.update(windows_kept=cache.hits, windows_judged=cache.misses)
     result.feedback, result.labelled_items = len(truth), logged.labelled_items()
     if labelled:
         names = {s.name for s in summaries}

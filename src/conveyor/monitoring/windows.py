@@ -1,9 +1,10 @@
 """Windows of logged traffic, cut from the summary store: by count of items, or by time.
 
 ``Span`` is what a caller asks for: the records from ``since`` to ``until`` (``--since 1d``,
-``--until 2026-12-07T12:00``) and, optionally, windows of a fixed length of time
-(``--window-time 1h``: each window holds the requests of one clock hour, aligned to the epoch, so
-the same hour is the same window in every call); without it, windows of at least ``window`` items
+``--until 2026-12-07T12:00``; ``since`` counts from the start of the window, or the hour, that
+holds it) and, optionally, windows of a fixed length of time (``--window-time 1h``: each window
+holds the requests of one clock hour, aligned to the epoch, so the same hour is the same window in
+every call); without it, windows of at least ``window`` items
 in log order, as ever.  ``Logged`` holds the requests in range from the summaries
 (``monitoring/summaries.py``), the feedback that came for them, and cuts and assembles windows:
 a window's columns are slices of each file's stored columns, not the log's lines parsed again.
@@ -59,7 +60,15 @@ class Span:
     window_seconds: float | None = None  # windows by time; None: by count of items
 
     def bounds(self) -> tuple[str | None, str | None]:
-        return (None if self.since is None else iso(self.since), None if self.until is None else iso(self.until))
+        """``since`` from the start of its window (of its hour, for windows by count), and ``until``,
+        as the log writes times: so a call judges the windows the previous one judged, and finds
+        them kept (``monitoring/window_cache.py``), until the moment moves past a window."""
+        if self.since is None:
+            start = None
+        else:
+            step = self.window_seconds or 3600.0
+            start = iso(datetime.fromtimestamp(self.since.timestamp() // step * step, UTC))
+        return (start, None if self.until is None else iso(self.until))
 
     def holds(self, time: str) -> bool:
         since, until = self.bounds()
@@ -212,6 +221,20 @@ class Logged:
             r.time[lo:hi], r.request_id[lo:hi], r.served[lo:hi], r.probabilities[lo:hi], r.inputs[lo:hi], r.kept[lo:hi]
         )
         return columns, rows
+
+    def evidence(self, lo: int, hi: int, unsampled: list[tuple[str, list[Any]]]) -> list[Any]:
+        """What the judgement of requests ``lo`` to ``hi`` depends on, besides the profile and the
+        thresholds: each file's identity with the range of its requests, the unsampled answers, and
+        the feedback for all of them (``monitoring/window_cache.py`` keys on it)."""
+        parts: list[Any] = []
+        for segment in self.segments:
+            first, last = max(lo, segment.start), min(hi, segment.start + segment.hi - segment.lo)
+            if first < last:
+                parts.append(
+                    [segment.summary.key, segment.lo + first - segment.start, segment.lo + last - segment.start]
+                )
+        ids = [*self.rows.request_id[lo:hi], *(request_id for request_id, _ in unsampled)]
+        return [parts, unsampled, [[i, self.truth[i]] for i in ids if i in self.truth]]
 
     def answers_by_window(self, ends: list[int]) -> list[list[tuple[str, list[Any]]]]:
         """The unsampled requests' ``answer`` lines placed in the window whose time they fall in: up
