@@ -23,7 +23,7 @@ ENGINE_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF
 # Test workers: most tests wait on servers, routers and containers rather than compute.
 WORKERS ?= 4
 
-.PHONY: install engine model demo docs test test-quick lint bench-serving bench-optimize bench-dashboard bench-registry bench-build bench-router bench-tabular bench-payload-log bench-images bench-install screenshots lock clean
+.PHONY: install engine model demo docs test test-quick lint bench-serving bench-optimize bench-dashboard bench-monitoring bench-registry bench-build bench-router bench-tabular bench-payload-log bench-images bench-install screenshots lock clean
 
 # uv installs the lock: about 25 s on a fresh machine where pip takes about 70 (same pins, same
 # hashes). Bytecode is compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set (this
@@ -107,6 +107,9 @@ screenshots: install
 
 bench-dashboard: install
 	$(BIN)/python -m benchmarks.dashboard
+
+bench-monitoring: install
+	$(BIN)/python -m benchmarks.monitoring
 
 bench-registry: install
 	$(BIN)/python -m benchmarks.registry

@@ -39,6 +39,9 @@ from conveyor.monitoring.profile import ColumnProfile, Profile
 from conveyor.monitoring.thresholds import Thresholds
 
 DRIFT_EXTRA = ("monitor", "drift detection (conveyor monitor)")  # scipy: imported when a window is judged
+with needs(*DRIFT_EXTRA):
+    import scipy  # noqa: F401  (a missing extra said at import; scipy.stats, heavy, when used)
+
 EPSILON = 1e-4  # an empty bin's share, so the index stays finite
 
 

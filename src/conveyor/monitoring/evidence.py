@@ -21,6 +21,8 @@ import numpy as np
 from conveyor.extras import needs
 
 QUALITY_EXTRA = ("monitor", "live quality (conveyor monitor)")  # scipy: imported when quality is judged
+with needs(*QUALITY_EXTRA):
+    import scipy  # noqa: F401  (a missing extra said at import; scipy.stats, heavy, when used)
 CONFIDENCE = 0.95
 RESAMPLES = 1000
 SEED = 0

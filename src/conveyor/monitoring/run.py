@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conveyor import __version__
 from conveyor.atomic import write_atomic
 from conveyor.errors import InvalidInput
 from conveyor.monitoring.drift import WindowDrift, compare
@@ -168,7 +169,8 @@ def monitor_log(
     cuts = logged.by_time(span.window_seconds) if span.window_seconds else logged.by_count(window)
     answers = logged.answers_by_window([hi for _, hi in cuts])
     cache = WindowCache(store.folder)
-    judged_by = [hashlib.sha256(profile.model_dump_json().encode()).hexdigest(), thresholds.model_dump(), FORMAT]
+    profiled = hashlib.sha256(profile.model_dump_json().encode()).hexdigest()
+    judged_by = [profiled, thresholds.model_dump(), FORMAT, __version__]  # another release judges anew
     for index, ((lo, hi), unsampled) in enumerate(zip(cuts, answers, strict=True), 1):
         evidence = logged.evidence(lo, hi, unsampled)
         key = window_key(judged_by, evidence)
