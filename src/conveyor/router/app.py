@@ -32,8 +32,9 @@ from conveyor.router.inputs import input_features
 from conveyor.router.mirror import Mirrors, answered
 from conveyor.router.predictions import read_predictions
 from conveyor.router.requests import RecentRequests
+from conveyor.router.routes import is_prediction
 from conveyor.router.routing import PIN_HEADER, SERVED_BY_HEADER, BackendSpec, RouteTable, pick
-from conveyor.router.stats import LIVE, RouterStats, StatsCollector
+from conveyor.router.stats import LIVE, RouterStats, StatsCollector, TrafficStats
 
 if TYPE_CHECKING:
     from conveyor.router.payload_log import RouterPayloads
@@ -221,7 +222,10 @@ class Router:
         retryable: bool,
     ) -> Answer | Unanswered:
         assert self.session is not None
-        stats = self.stats.of(backend.name, backend.version, LIVE)
+        path = target.split("?", 1)[0]
+        # only predictions judge a version: a metadata or health GET sent through the router would make
+        # an idle canary look busy and healthy (as the exported Argo analysis counts, rollout/promql.py)
+        stats = self.stats.of(backend.name, backend.version, LIVE) if is_prediction(method, path) else None
         started = time.perf_counter()
         try:
             async with self.session.request(
@@ -231,20 +235,23 @@ class Router:
                 status = response.status
                 raw_headers = response.raw_headers
         except aiohttp.ClientConnectorError as exc:
-            return self._unreachable(backend, started, "connect_error", exc, retryable, eject=True)
+            return self._unreachable(backend, stats, started, "connect_error", exc, retryable, eject=True)
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            return self._unreachable(backend, started, "connection_lost", exc, retryable, eject=False)
+            return self._unreachable(backend, stats, started, "connection_lost", exc, retryable, eject=False)
         except TimeoutError:
-            stats.observe("timeout", time.perf_counter() - started)
+            if stats is not None:
+                stats.observe("timeout", time.perf_counter() - started)
             message = f"backend {backend.name} did not answer in time"
             return Answer(504, _json_headers(backend), error_body(message), None, error="timeout")
         except aiohttp.ClientError as exc:
-            stats.observe("backend_error", time.perf_counter() - started)
+            if stats is not None:
+                stats.observe("backend_error", time.perf_counter() - started)
             message = f"backend {backend.name} failed: {type(exc).__name__}"
             return Answer(502, _json_headers(backend), error_body(message), None, error="backend_error")
         elapsed = time.perf_counter() - started
-        predictions = read_predictions(target.split("?", 1)[0], data) if status == 200 and method == "POST" else None
-        stats.observe(str(status), elapsed, *answered(predictions))
+        predictions = read_predictions(path, data) if status == 200 and method == "POST" else None
+        if stats is not None:
+            stats.observe(str(status), elapsed, *answered(predictions))
         if status in (502, 503):
             self.health.failed(backend.name, f"answered HTTP {status}")
         answer_headers = [(k, v) for k, v in raw_headers if k.lower() not in HOP_BY_HOP]
@@ -255,9 +262,17 @@ class Router:
         return Answer(status, answer_headers, data, predictions)
 
     def _unreachable(
-        self, backend: BackendSpec, started: float, code: str, exc: Exception, retryable: bool, eject: bool
+        self,
+        backend: BackendSpec,
+        stats: TrafficStats | None,
+        started: float,
+        code: str,
+        exc: Exception,
+        retryable: bool,
+        eject: bool,
     ) -> Answer | Unanswered:
-        self.stats.of(backend.name, backend.version, LIVE).observe(code, time.perf_counter() - started)
+        if stats is not None:  # a prediction's failure counts against the version; a GET's ejects it all the same
+            stats.observe(code, time.perf_counter() - started)
         self.health.failed(backend.name, f"{type(exc).__name__}: {exc}", eject=eject)
         if retryable:
             self.stats.retries[(backend.name, backend.version)] += 1

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from conveyor import tracing
 from conveyor.router.answer import Answer, Unanswered
 from conveyor.router.asgi import Receive, Send
+from conveyor.router.routes import route_of
 
 if TYPE_CHECKING:
     from conveyor.router.routing import BackendSpec
@@ -46,18 +47,6 @@ class Forward(Protocol):
 
 TRACE_HEADERS = ("traceparent", "tracestate")
 DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def route_of(path: str) -> str | None:
-    """The model server's route template for PATH, for the prediction routes the router carries."""
-    if path in ("/predict", "/feedback"):
-        return path
-    parts = path.split("/")
-    if len(parts) == 5 and parts[1:3] == ["v2", "models"] and parts[4] == "infer":
-        return "/v2/models/{name}/infer"
-    if len(parts) == 7 and parts[1:3] == ["v2", "models"] and parts[4] == "versions" and parts[6] == "infer":
-        return "/v2/models/{name}/versions/{version}/infer"
-    return None
 
 
 def client_attributes(backend: BackendSpec, method: str, target: str) -> dict[str, Any]:
