@@ -24,13 +24,18 @@ def error_response(status: int, message: str, headers: Mapping[str, str] | None 
 
 
 def guard(handler: Handler) -> Handler:
-    """Turn ClientError (and storage trouble: 507, 503) into its JSON answer without Starlette's exception machinery."""
+    """Turn ClientError (and storage trouble: 507, 503) into its JSON answer, and our own faults into a 500, without
+    Starlette's exception machinery."""
 
     async def guarded(request: Request) -> Response:
         try:
             return await handler(request)
         except (ClientError, StorageError) as exc:
             return error_response(exc.status, exc.message)
+        except Exception as exc:
+            # Answered here, not by Starlette's ServerErrorMiddleware: that one re-raises after its 500,
+            # and uvicorn then drops the connection, so a keep-alive client's next request is reset.
+            return await server_error(request, exc)
 
     guarded.__name__ = handler.__name__
     return guarded
