@@ -354,6 +354,7 @@ def test_webhooks_are_signed_and_retried_and_local_hooks_run(
         hook.chmod(0o755)
         registry.register(vote_model, "votes", aliases=["staging"])
         registry.set_alias("votes", "production", 1)
+        assert registry.events.flush(timeout=30)  # delivered off the caller's path: wait for the queues
     finally:
         server.shutdown()
     kinds = [headers["X-Conveyor-Event"] for headers, _ in _Receiver.received]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from conveyor.cli.output import handle_errors, new_table, print_json, stderr, stdout
+from conveyor.cli.output import fail, handle_errors, new_table, print_json, stderr, stdout
 from conveyor.cli.settings_options import given_on_command_line, with_settings
 from conveyor.exposure import cleartext_warning, refuse_open_exposure
 from conveyor.ports import check_port_free
@@ -18,6 +19,9 @@ from conveyor.registry.server_settings import RegistryServerSettings
 from conveyor.registry.storage_errors import NOTHING_CHANGED, outcome
 from conveyor.sizes import human_size
 from conveyor.tls import server_tls
+
+if TYPE_CHECKING:
+    from conveyor.registry.access import WebhookStore
 
 PROJECT_FILE = Path("conveyor.yaml")
 
@@ -38,7 +42,8 @@ DatabaseOption = Annotated[
     typer.Option(
         "--database",
         envvar="CONVEYOR_DATABASE_URL",
-        help="sqlite:///path or postgresql://... [default: $CONVEYOR_HOME/registry.db]",
+        help="sqlite:///path or postgresql://... [default: $CONVEYOR_HOME/registry.db; "
+        "webhook commands: the registry CONVEYOR_REGISTRY names]",
     ),
 ]
 BlobOption = Annotated[
@@ -197,6 +202,23 @@ def token_revoke(name: Annotated[str, typer.Argument()], database: DatabaseOptio
     stdout.print(f"revoked {name}")
 
 
+def _webhooks_of(database: str | None) -> WebhookStore:
+    """The webhooks of the registry the other commands find (``CONVEYOR_REGISTRY``: a database or a folder),
+    or of --database; a registry server's are managed where its database is."""
+    from conveyor.registry.config import open_registry
+    from conveyor.registry.local import LocalRegistry
+
+    if database:
+        return open_local(database).webhooks
+    registry = open_registry()
+    if not isinstance(registry, LocalRegistry):
+        raise fail(
+            f"CONVEYOR_REGISTRY is a registry server ({os.environ.get('CONVEYOR_REGISTRY')}): its webhooks are kept "
+            "in its database; run this where the server runs, with --database or CONVEYOR_REGISTRY set to it"
+        )
+    return registry.webhooks
+
+
 @webhook_app.command("add")
 def webhook_add(
     url: Annotated[str, typer.Argument(help="Receiver URL.")],
@@ -205,7 +227,7 @@ def webhook_add(
 ) -> None:
     """Call URL on every new version and alias move, signed with X-Conveyor-Signature."""
     with handle_errors():
-        open_local(database).webhooks.add(url, secret)
+        _webhooks_of(database).add(url, secret)
     stdout.print(f"webhook {url} added")
 
 
@@ -213,7 +235,7 @@ def webhook_add(
 def webhook_list(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """List webhook URLs."""
     with handle_errors():
-        urls = [url for url, _ in open_local(database).webhooks.all()]
+        urls = [url for url, _ in _webhooks_of(database).all()]
     if as_json:
         print_json(urls)
     else:
@@ -225,7 +247,7 @@ def webhook_list(database: DatabaseOption = None, as_json: JsonOption = False) -
 def webhook_remove(url: Annotated[str, typer.Argument()], database: DatabaseOption = None) -> None:
     """Stop calling URL."""
     with handle_errors():
-        open_local(database).webhooks.remove(url)
+        _webhooks_of(database).remove(url)
     stdout.print(f"webhook {url} removed")
 
 

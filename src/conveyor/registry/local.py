@@ -7,7 +7,7 @@ the registry server authenticated for one request.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from conveyor.errors import Conflict, InvalidInput
@@ -15,7 +15,7 @@ from conveyor.registry.access import TokenStore, WebhookStore
 from conveyor.registry.audit import Actor, AuditLog
 from conveyor.registry.base import Progress, RegistryBase, cache_version, version_digest
 from conveyor.registry.blobs import BlobCorrupt, BlobStore, LocalBlobStore, file_chunks, hash_chunks
-from conveyor.registry.events import EventDispatcher, make_event
+from conveyor.registry.events import EventDispatcher, Follower, make_event
 from conveyor.registry.records import Alias, FileEntry, ModelVersion, NewVersion, RegisteredModel
 from conveyor.registry.refs import ModelRef, check_file_name, parse_ref
 from conveyor.registry.sql import SqlStore
@@ -26,14 +26,19 @@ class LocalRegistry(RegistryBase):
     """Registry operations over a SQL store and a blob store (the embedded default, and the server's core)."""
 
     def __init__(
-        self, store: SqlStore, blobs: BlobStore, hooks_dir: Path | None = None, cache_dir: Path | None = None
+        self,
+        store: SqlStore,
+        blobs: BlobStore,
+        hooks_dir: Path | None = None,
+        cache_dir: Path | None = None,
+        followers: Sequence[tuple[str, Follower]] = (),
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.tokens = TokenStore(store.engine, store.actor)
         self.webhooks = WebhookStore(store.engine, store.actor)
         self.audit = AuditLog(store.engine)
-        self.events = EventDispatcher(self.webhooks.all, hooks_dir)
+        self.events = EventDispatcher(self.webhooks.all, hooks_dir, followers=followers)
         self.cache_dir = cache_dir
         self.location = store.url
 
@@ -82,9 +87,10 @@ class LocalRegistry(RegistryBase):
 
         with outcome(NOTHING_REGISTERED):
             version = self.store.create_version(name, new, version_digest(new.files), blobs_stored)
-        self.events.emit(make_event("model_version.created", name, version.version, digest=version.digest))
+        self.events.emit(make_event("model_version.created", name, version.version, digest=version.digest), version)
         for alias in new.aliases:
-            self.events.emit(make_event("alias.moved", name, version.version, alias=alias, digest=version.digest))
+            moved = make_event("alias.moved", name, version.version, alias=alias, digest=version.digest)
+            self.events.emit(moved, version)
         return version
 
     # ---- reading ----------------------------------------------------------------------------
@@ -133,8 +139,8 @@ class LocalRegistry(RegistryBase):
     def set_alias(self, name: str, alias: str, version: int, force: bool = False, protect: bool | None = None) -> Alias:
         with outcome(NOTHING_CHANGED):
             result = self.store.set_alias(name, alias, version, force, protect)
-        digest = self.store.get_version(name, version).digest
-        self.events.emit(make_event("alias.moved", name, version, alias=alias, digest=digest))
+        moved = self.store.get_version(name, version)
+        self.events.emit(make_event("alias.moved", name, version, alias=alias, digest=moved.digest), moved)
         return result
 
     def delete_alias(self, name: str, alias: str, force: bool = False) -> int:
@@ -145,7 +151,11 @@ class LocalRegistry(RegistryBase):
 
     def set_tags(self, name: str, version: int | None, set_tags: dict[str, str], unset: list[str]) -> dict[str, str]:
         with outcome(NOTHING_CHANGED):
-            return self.store.set_tags(name, version, set_tags, unset)
+            tags = self.store.set_tags(name, version, set_tags, unset)
+        if version is not None and set_tags:
+            tagged = self.store.get_version(name, version)
+            self.events.emit(make_event("version.tagged", name, version, digest=tagged.digest, tags=set_tags), tagged)
+        return tags
 
     def archive_version(self, name: str, version: int) -> ModelVersion:
         with outcome(NOTHING_CHANGED):

@@ -90,9 +90,10 @@ class Event(BaseModel):
     """Sent to webhooks and local hooks."""
 
     id: str
-    type: Literal["model_version.created", "alias.moved", "alias.deleted"]
+    type: Literal["model_version.created", "alias.moved", "alias.deleted", "version.tagged"]
     model: str
     version: int | None = None
     alias: str | None = None
     digest: str | None = None
+    tags: dict[str, str] | None = Field(default=None, description="version.tagged: the tags set")
     at: datetime
