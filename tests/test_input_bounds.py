@@ -149,6 +149,17 @@ def test_intake_takes_external_data_beside_the_model(tmp_path: Path) -> None:
     check_servable([("model.onnx", folder / "model.onnx"), ("weights.bin", folder / "weights.bin")])
 
 
+def test_invocations_takes_texts_in_mlflows_shapes(served_vote: Server) -> None:
+    texts = ["good great", "bad awful"]
+    expected = [next(iter(a.values())) for a in httpx.post(f"{served_vote.url}/predict", json=texts).json()]
+    split = {"columns": ["text"], "data": [[t] for t in texts]}
+    records = [{"text": t} for t in texts]
+    for body in ({"inputs": texts}, {"instances": texts}, {"dataframe_split": split}, {"dataframe_records": records}):
+        got = httpx.post(f"{served_vote.url}/invocations", json=body, timeout=10)
+        assert got.status_code == 200, (body, got.text)
+        assert got.json() == {"predictions": expected}, body
+
+
 def test_v2_text_goes_in_the_input_its_metadata_names(served_vote: Server) -> None:
     body = {"inputs": [{"name": "texts", "shape": [1], "datatype": "BYTES", "data": ["good"]}]}
     answer = httpx.post(f"{served_vote.url}/v2/models/votes/infer", json=body, timeout=10)

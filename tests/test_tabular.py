@@ -155,6 +155,23 @@ def test_records_one_record_split_and_mlflow_shapes_answer_alike(served_risk, ta
         assert (got.json() if isinstance(got.json(), list) else [got.json()])[0] == answer
 
 
+def test_invocations_answers_each_of_mlflows_request_shapes_as_mlflow_models_serve_does(served_risk) -> None:  # type: ignore[no-untyped-def]
+    rows = [ROW, {**ROW, "age": 23, "bmi": 21.0}]
+    labels = [answer["label"] for answer in httpx.post(served_risk.url + "/predict", json=rows, timeout=10).json()]
+    columns = list(ROW)
+    for body in (
+        {"dataframe_split": {"columns": columns, "data": [[row[c] for c in columns] for row in rows]}},
+        {"dataframe_records": rows},
+        {"instances": rows},
+        {"inputs": {c: [row[c] for row in rows] for c in columns}},
+    ):
+        got = httpx.post(served_risk.url + "/invocations", json=body, timeout=10)
+        assert got.status_code == 200, (body, got.text)
+        assert got.json() == {"predictions": labels}, body
+    bad = httpx.post(served_risk.url + "/invocations", json={"rows": rows}, timeout=10)
+    assert bad.status_code == 422 and "dataframe_split, dataframe_records, instances, inputs" in bad.json()["error"]
+
+
 @pytest.mark.parametrize(
     ("body", "named"),
     [

@@ -9,17 +9,22 @@ team's MLflow, in the developer's environment, as the models are trained there w
   with the same answers as the scikit-learn model; importing again registers nothing;
 - the ONNX flavor, registered as it is;
 - bad references, an unknown version and a server that is down: one line each, no traceback;
-- ``conveyor pipeline watch`` with an ``mlflow`` trigger: a version logged later is imported and
-  the pipeline runs on it.
+- ``conveyor pipeline watch`` with an ``mlflow`` trigger: MLflow's own webhook announces a version
+  logged later (the trigger polls only every hour), it is imported and the pipeline runs on it; verified
+  (``--record``) and promoted in Conveyor, the MLflow version shows Conveyor's tags and the MLflow alias
+  asked for moves; a watch restarted after two versions were logged imports both;
+- a client of ``mlflow models serve`` gets MLflow's answers from ``/invocations``; a pyfunc model is refused.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,11 +53,18 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlflow]:
     port = free_port()
     log = open(root / "server.log", "wb")  # noqa: SIM115 (closed at teardown)
     store = ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "art")]
+    webhooks = {  # MLflow calls only https and public addresses by default; the watch here is on loopback
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        "MLFLOW_WEBHOOK_CACHE_TTL": "1",  # a new webhook is seen within a second, not a minute
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    }
     process = subprocess.Popen(
         [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1", *store],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=root,
+        env={**os.environ, **webhooks},
     )
     url = f"http://127.0.0.1:{port}"
 
@@ -60,7 +72,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlflow]:
         assert process.poll() is None, (root / "server.log").read_text()[-3000:]
         return httpx.get(url + "/health", timeout=2).status_code == 200
 
-    wait_for(healthy, timeout=120, what="mlflow server")
+    wait_for(healthy, timeout=300, what="mlflow server")  # its first start imports a lot: minutes on a busy machine
     yield Mlflow(url, root / "art", process)
     process.terminate()
     process.wait(timeout=30)
@@ -131,13 +143,17 @@ def test_an_mlflow_version_is_imported_with_its_files_and_lineage_and_served_ali
     assert version["lineage"]["source"] == f"mlflow://{host}/cancer/1"
     assert version["lineage"]["metrics"]["accuracy"] == pytest.approx(0.9578)
     properties = version["properties"]
-    assert properties["mlflow.run_id"] == cancer["run_id"]
+    assert properties["mlflow.run_id"] == cancer["run_id"] == version["lineage"]["run_id"]
     assert (properties["mlflow.param.C"], properties["mlflow.flavor"]) == ("0.5", "sklearn")
     # MLflow's own files are kept, each with the checksum of the file in MLflow's artifact store
     stored = {p.name: p for p in mlflow_server.artifacts.rglob("*") if p.is_file()}
     kept = {f["path"].removeprefix("original/mlflow/"): f["sha256"] for f in version["files"]}
     for name in ("MLmodel", "model.skops", "input_example.json"):
         assert kept[name] == _sha256(stored[name]), name
+    # the model the gate converted is MLflow's skops file as it was logged, not a pickle made from it
+    originals = {f["path"]: f["sha256"] for f in version["files"] if not f["path"].startswith("original/mlflow/")}
+    assert originals["original/model.skops"] == _sha256(stored["model.skops"])
+    assert not [path for path in originals if path.endswith((".joblib", ".pkl"))], originals
 
     server = mlflow_user.serve("cancer@production")
     rows = cancer["features"].tail(60)
@@ -145,6 +161,10 @@ def test_an_mlflow_version_is_imported_with_its_files_and_lineage_and_served_ali
     assert answer.status_code == 200, answer.text
     expected = [str(label) for label in cancer["model"].predict(rows)]
     assert [item["label"] for item in answer.json()] == expected
+    # a client written against `mlflow models serve` sends MLflow's shape to /invocations, gets MLflow's answer
+    split = json.loads(rows.to_json(orient="split", index=False))
+    invoked = httpx.post(server.url + "/invocations", json={"dataframe_split": split}, timeout=30)
+    assert invoked.json() == {"predictions": [int(label) for label in cancer["model"].predict(rows)]}, invoked.text
 
     again = mlflow_user.ok(
         "models", "import", "models:/cancer/1", "--alias", "staging", env={"MLFLOW_TRACKING_URI": mlflow_server.url}
@@ -214,9 +234,10 @@ def test_a_bad_reference_is_one_clear_line(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-def test_watch_imports_each_new_mlflow_version_and_runs_the_pipeline(
+def test_watch_imports_by_mlflows_webhook_and_mlflow_shows_conveyors_verdicts(
     mlflow_user: User, mlflow_server: Mlflow, cancer: dict[str, Any]
 ) -> None:
+    from mlflow import MlflowClient
     from sklearn.ensemble import RandomForestClassifier
 
     (mlflow_user.workdir / "conveyor.yaml").write_text(
@@ -224,23 +245,98 @@ def test_watch_imports_each_new_mlflow_version_and_runs_the_pipeline(
         "  deliver:\n"
         "    params: {model: {default: cancer@production}}\n"
         "    triggers:\n"
-        "      - mlflow: {model: cancer, every: 1s, aliases: [candidate]}\n"
+        "      - mlflow: {model: cancer, every: 1h, aliases: [candidate],\n"
+        "                 mlflow_aliases: {production: conveyor-production}}\n"
         "    steps:\n"
         "      show: {run: 'conveyor models show ${{ params.model }} --json > shown.json'}\n"
     )
     env = {"MLFLOW_TRACKING_URI": mlflow_server.url}
     watch = mlflow_user.spawn("pipeline", "watch", "--once", env=env, name="watch")
     wait_for(lambda: "cancer: at version" in watch.log(), timeout=60, what="the watch's first look at MLflow")
+    assert f"MLflow at {mlflow_server.url} calls http://127.0.0.1:" in watch.log(), watch.log()
+    client = MlflowClient(mlflow_server.url)
+    assert [h.url for h in client.list_webhooks()] == [f"{watch.log().split(' calls ')[1].split()[0]}"]
 
     features, target = _cancer()
     forest = RandomForestClassifier(n_estimators=15, max_depth=4, random_state=0).fit(features, target)
     run_id = _log(mlflow_server.url, forest, "cancer", features.head(50), serialization_format="cloudpickle")
 
-    assert watch.process.wait(timeout=240) == 0, watch.log()
+    assert watch.process.wait(timeout=240) == 0, watch.log()  # polled every hour: MLflow's webhook told it
     assert "event mlflow cancer:" in watch.log(), watch.log()
+    assert list(client.list_webhooks()) == [], "the watch removes its webhook from MLflow when it stops"
     shown = json.loads((mlflow_user.workdir / "shown.json").read_text())
     assert shown["properties"]["mlflow.run_id"] == run_id
     assert shown["properties"]["mlflow.version"] == "2" and "candidate" in shown["aliases"]
+
+    # verified and promoted in Conveyor: MLflow's version 2 shows both, and its alias follows production
+    mlflow_user.ok("verify", "cancer:2", "--record")
+    mlflow_user.ok("models", "alias", "set", "cancer@production", str(shown["version"]))
+    tags = client.get_model_version("cancer", "2").tags
+    assert tags["conveyor.version"] == f"cancer:{shown['version']}"
+    assert tags["conveyor.verify"] == "passed" and tags["conveyor.verify.checks"].split("/")[0] != "0"
+    assert tags["conveyor.alias.production"] == tags["conveyor.alias.candidate"] == f"cancer:{shown['version']}"
+    assert client.get_model_version_by_alias("cancer", "conveyor-production").version == "2"
+
+
+def test_a_watch_that_was_down_imports_every_version_logged_meanwhile(
+    mlflow_user: User, mlflow_server: Mlflow, cancer: dict[str, Any]
+) -> None:
+    from sklearn.tree import DecisionTreeClassifier
+
+    features, target = _cancer()
+    logged = []
+    for depth in (2, 3):  # while no watch runs; skops, MLflow's default format
+        tree = DecisionTreeClassifier(max_depth=depth, random_state=0).fit(features, target)
+        logged.append(_log(mlflow_server.url, tree, "cancer", features.head(30)))
+    watch = mlflow_user.spawn(
+        "pipeline", "watch", "--once", env={"MLFLOW_TRACKING_URI": mlflow_server.url}, name="restarted"
+    )
+    assert watch.process.wait(timeout=240) == 0, watch.log()
+    imported = {}
+    for version in json.loads(mlflow_user.ok("models", "list", "cancer", "--json").stdout):
+        imported[version["properties"].get("mlflow.version")] = version
+    assert [imported[v]["lineage"]["run_id"] for v in ("3", "4")] == logged, watch.log()
+    assert "original/model.skops" in {f["path"] for f in imported["4"]["files"]}
+
+
+def test_mlflows_own_webhook_signature_is_accepted_and_a_forged_or_stale_one_refused() -> None:
+    from mlflow.webhooks.delivery import _generate_hmac_signature
+
+    from conveyor.pipeline.mlflow_watch import mlflow_signed
+
+    body = json.dumps({"entity": "model_version", "action": "created", "data": {"name": "cancer", "version": "4"}})
+    now, old = str(int(time.time())), str(int(time.time()) - 3600)
+    signed = {"X-MLflow-Delivery-Id": "d1", "X-MLflow-Timestamp": now,
+              "X-MLflow-Signature": _generate_hmac_signature("s3cret", "d1", now, body)}  # fmt: skip
+    assert mlflow_signed("s3cret", body.encode(), signed) == "cancer"
+    assert mlflow_signed("other", body.encode(), signed) is None
+    assert mlflow_signed("s3cret", body.replace("cancer", "cancer2").encode(), signed) is None
+    stale = {
+        **signed,
+        "X-MLflow-Timestamp": old,
+        "X-MLflow-Signature": _generate_hmac_signature("s3cret", "d1", old, body),
+    }
+    assert mlflow_signed("s3cret", body.encode(), stale) is None
+
+
+def test_a_pyfunc_model_is_refused_with_the_way_to_log_it(mlflow_server: Mlflow, tmp_path: Path) -> None:
+    import mlflow
+    import mlflow.pyfunc
+
+    from conveyor.errors import InvalidInput
+    from conveyor.interop.mlflow_import import fetch
+    from conveyor.interop.mlflow_ref import MlflowRef
+
+    class Doubles(mlflow.pyfunc.PythonModel):
+        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+            return model_input * 2
+
+    mlflow.set_tracking_uri(mlflow_server.url)
+    with mlflow.start_run():
+        mlflow.pyfunc.log_model(name="model", python_model=Doubles(), registered_model_name="doubles")
+    with pytest.raises(InvalidInput) as refused:
+        fetch(MlflowRef(mlflow_server.url, "doubles", version="1"), tmp_path / "artifacts")
+    assert "is a pyfunc model" in str(refused.value) and "mlflow.onnx.log_model" in str(refused.value)
 
 
 def test_the_pytorch_flavor_is_captured_at_its_signatures_shape_and_gated(
@@ -311,3 +407,34 @@ def test_watch_follows_an_mlflow_alias_when_it_moves(
     assert watch.process.wait(timeout=240) == 0, watch.log()
     shown = json.loads((project / "shown.json").read_text())
     assert shown["properties"]["mlflow.version"] == str(newest), watch.log()
+
+
+def test_a_refused_credential_is_one_line_naming_it_not_a_server_that_is_not_mlflow(tmp_path: Path) -> None:
+    """A server answering 401 as MLflow's basic-auth app does (plain text), read by MLflow's own client."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    from conveyor.errors import Unauthorized
+    from conveyor.interop.mlflow_import import latest_version
+    from conveyor.interop.mlflow_ref import MlflowRef
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="mlflow"')
+            self.end_headers()
+            self.wfile.write(b"You are not authenticated. Please see the documentation on how to authenticate.")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Refusing)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(Unauthorized) as refused:
+            latest_version(MlflowRef(f"http://127.0.0.1:{server.server_port}", "cancer"))
+    finally:
+        server.shutdown()
+    message = str(refused.value)
+    assert "HTTP 401" in message and "MLFLOW_TRACKING_TOKEN" in message and "not an MLflow" not in message
+    assert "\n" not in message

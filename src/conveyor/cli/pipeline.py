@@ -276,14 +276,24 @@ def watch(
     """Run pipelines with model_version / alias triggers whenever the registry announces one (a webhook,
     no polling), pipelines with drift triggers when the served version's traffic drifts, and pipelines
     with mlflow triggers on each new MLflow model version, imported first (both checked every
-    trigger's `every`)."""
+    trigger's `every`; MLflow at once too, by its own webhook where the server has them).  SIGTERM
+    and Ctrl-C remove the watch's webhooks."""
     import queue as queue_module
+    import signal
 
+    from conveyor.pipeline.mlflow_watch import MLFLOW_EVENTS_PATH, register_webhooks, unregister_webhooks
     from conveyor.pipeline.spec import load_project
     from conveyor.pipeline.watch import Watcher, describe
     from conveyor.registry.config import open_registry
     from conveyor.registry.local import LocalRegistry
 
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM ends the watch as Ctrl-C does: its webhooks are removed
+
+    signal.signal(signal.SIGTERM, interrupted)
+    hooked: tuple[LocalRegistry, str] | None = None  # the registry the webhook was added to, and its URL
+    mlflow_hooks: list[tuple[str, str]] = []  # (tracking server, webhook id)
+    warn = lambda text: stderr.print(f"warning: {text}", highlight=False)  # noqa: E731
     with handle_errors():
         project = load_project(file)
         registry = open_registry()
@@ -292,7 +302,6 @@ def watch(
             stdout.print(f"pipeline {name} run {record.id}: {record.status}", highlight=False)
 
         watcher = Watcher(project.pipelines, file.resolve().parent, report)
-        hooked: tuple[LocalRegistry, str] | None = None  # the registry the webhook was added to, and its URL
         if watcher.needs_webhook:
             if not isinstance(registry, LocalRegistry):
                 raise fail(
@@ -304,6 +313,12 @@ def watch(
             hooked = (registry, url)
             names = ", ".join(watcher.pipelines)
             stdout.print(f"watching for new versions for {names}: webhook {url}", highlight=False)
+        if watcher.mlflow_triggers():
+            url = watcher.url() if watcher.server is not None else watcher.start(port=port)
+            base = url.rsplit("/", 1)[0]
+            mlflow_hooks = register_webhooks(watcher.mlflow_triggers(), base + MLFLOW_EVENTS_PATH, watcher.secret, warn)
+            for server, _ in mlflow_hooks:
+                stdout.print(f"MLflow at {server} calls {base + MLFLOW_EVENTS_PATH} on new versions", highlight=False)
         stop_polling = threading.Event()
         polled = watcher.polled_triggers()
         for trigger in polled:
@@ -312,11 +327,7 @@ def watch(
         if polled:
             poller = threading.Thread(
                 target=watcher.poll,
-                args=(
-                    stop_polling,
-                    lambda text: stdout.print(text, highlight=False),
-                    lambda text: stderr.print(f"warning: {text}", highlight=False),
-                ),
+                args=(stop_polling, lambda text: stdout.print(text, highlight=False), warn),
                 daemon=True,
             )
             poller.start()
@@ -353,4 +364,6 @@ def watch(
         if hooked is not None:
             local, url = hooked
             local.webhooks.remove(url)
+        unregister_webhooks(mlflow_hooks, warn)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     raise typer.Exit(outcome)

@@ -56,6 +56,14 @@ def verify(
         bool, typer.Option("--pull", help="--supply-chain: pull the image and its attestations if not here.")
     ] = False,
     tls_verify: TlsVerifyOption = None,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record",
+            help="TARGET is a registered version: tag it with the outcome (verify=passed|failed), written back to "
+            "MLflow for a version imported from there.",
+        ),
+    ] = False,
     parallel: Annotated[int, typer.Option(min=1, help="Checks run at once.")] = 8,
     startup_timeout: Annotated[float, typer.Option(help="Seconds to wait for a served model or image.")] = 120,
 ) -> None:
@@ -111,6 +119,12 @@ def verify(
             parallel=parallel,
             on_notice=lambda text: stderr.print(f"note: {text}"),
         )
+    if record:
+        from conveyor.verify.recorded import record_outcome
+
+        with handle_errors():
+            kept_on = record_outcome(target or "", results)
+        stderr.print(f"recorded the outcome on {kept_on}", highlight=False)
     _report(results, target or "(static checks)", junit, json_report, as_json_out)
 
 

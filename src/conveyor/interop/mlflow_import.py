@@ -5,13 +5,18 @@ the run that logged it (its metrics become the version's lineage metrics, its pa
 properties) and downloads the version's artifacts.  The flavor decides what is registered:
 
 - ``onnx``: the ONNX file itself, served as it is;
-- ``sklearn``, ``xgboost``, ``lightgbm``: the model loaded by MLflow's own flavor loader (it knows
-  skops, cloudpickle and each framework's native format) and handed to the same conversion gate
+- ``sklearn`` saved with skops (MLflow 3's default): the ``model.skops`` file itself goes to the
+  conversion gate, which reads skops (skops stays skops: no pickle is made of it);
+- other ``sklearn`` formats, ``xgboost``, ``lightgbm``: the model loaded by MLflow's own flavor
+  loader (cloudpickle, each framework's native format) and handed to the same conversion gate
   as a file a user registers, with the logged input example as the gate's rows;
+- a pyfunc model (Python code only) is refused, with the way to log it as a framework or ONNX.
 - ``pytorch``: the module loaded by MLflow and captured with ``torch.export`` at the input shape
   the logged signature declares, then the same gate.
 
-MLflow's own files are kept in the version under ``original/mlflow/``, each with its checksum.
+MLflow's own files are kept in the version under ``original/mlflow/``, each with its checksum; the
+run id is the lineage's.  Failures are one line each: a refused credential (401/403) names the
+variables MLflow's client reads, a download cut mid-way names the file and the reason.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from conveyor.errors import ConveyorError, InvalidInput, NotFound, Unreachable
+from conveyor.errors import ConveyorError, Forbidden, InvalidInput, NotFound, Unauthorized, Unreachable
 from conveyor.extras import require
+from conveyor.interop.mlflow_mirror import ALIAS_PROPERTY
 from conveyor.interop.mlflow_ref import MlflowRef
 
 FLAVORS = ("onnx", "sklearn", "xgboost", "lightgbm", "pytorch")  # the first one a model has is used
@@ -75,7 +81,7 @@ class Fetched:
         ]
 
 
-def _client(ref: MlflowRef) -> Any:
+def mlflow_client(ref: MlflowRef) -> Any:
     # MLflow retries a refused connection for minutes by default; a user at a terminal wants one line.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
@@ -86,13 +92,26 @@ def _client(ref: MlflowRef) -> Any:
     return MlflowClient(tracking_uri=ref.tracking_uri, registry_uri=ref.tracking_uri)
 
 
-def _explained(exc: Exception, ref: MlflowRef) -> ConveyorError:
-    """MLflow's exception as one of Conveyor's, naming the server and the model."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+CREDENTIAL = "set MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+
+
+def explained(exc: Exception, ref: MlflowRef) -> ConveyorError:
+    """MLflow's exception as one of Conveyor's, in one line naming the server and the model."""
+    full = str(exc)
+    text = full.splitlines()[0] if full else type(exc).__name__
     code = getattr(exc, "error_code", "")
+    if "while downloading one or more artifacts" in text:
+        return Unreachable(f"downloading {ref.uri} from {ref.tracking_uri} was cut: {_first_failure(full)}")
     if "failed with error code" in text and code != "RESOURCE_DOES_NOT_EXIST":
         status = text.split("failed with error code", 1)[1].split()[0]
+        if status in ("401", "403"):
+            which = "a missing or wrong credential" if status == "401" else "a credential without access to it"
+            error = Unauthorized if status == "401" else Forbidden
+            return error(f"{ref.tracking_uri} answers HTTP {status} to MLflow's API: {which} ({CREDENTIAL})")
         return Unreachable(f"{ref.tracking_uri} answers HTTP {status} to MLflow's API: not an MLflow tracking server?")
+    if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        status, error = ("401", Unauthorized) if code == "UNAUTHENTICATED" else ("403", Forbidden)
+        return error(f"{ref.tracking_uri} answers HTTP {status} ({code}) to MLflow's API: {text[:200]} ({CREDENTIAL})")
     if code == "RESOURCE_DOES_NOT_EXIST" or "not found" in text.lower():
         return NotFound(f"{ref.uri}: {text}")
     if "Max retries exceeded" in text or "Connection refused" in text or "Failed to establish" in text:
@@ -102,9 +121,17 @@ def _explained(exc: Exception, ref: MlflowRef) -> ConveyorError:
     return ConveyorError(f"MLflow at {ref.tracking_uri}: {text[:300]}")
 
 
+def _first_failure(message: str) -> str:
+    """The first file and its reason from MLflow's "failures occurred while downloading" message."""
+    lines = [line.strip() for line in message.splitlines()[1:] if line.strip()]
+    path = next((line.strip("# ").removeprefix("File ") for line in lines if line.startswith("#####")), "")
+    reason = next((line for line in lines if not line.startswith("#####")), "no reason given")
+    return f"{path + ': ' if path else ''}{reason[:300]}"
+
+
 def latest_version(ref: MlflowRef) -> str | None:
     """The version REF names now: its alias's target, or the newest version of the model (None: none yet)."""
-    client = _client(ref)
+    client = mlflow_client(ref)
     try:
         if ref.alias is not None:
             return str(client.get_model_version_by_alias(ref.name, ref.alias).version)
@@ -112,16 +139,26 @@ def latest_version(ref: MlflowRef) -> str | None:
             return ref.version
         found = client.search_model_versions(f"name = '{ref.name}'", max_results=1, order_by=["version_number DESC"])
     except Exception as exc:  # MLflow raises its own and requests' exceptions
-        error = _explained(exc, ref)
+        error = explained(exc, ref)
         if isinstance(error, NotFound):
             return None
         raise error from None
     return str(found[0].version) if found else None
 
 
+def versions_after(ref: MlflowRef, seen: int) -> list[str]:
+    """The versions of REF's model newer than SEEN, oldest first (a watch that was down imports them all)."""
+    client = mlflow_client(ref)
+    try:
+        found = client.search_model_versions(f"name = '{ref.name}'")
+    except Exception as exc:
+        raise explained(exc, ref) from None
+    return [str(n) for n in sorted(int(v.version) for v in found) if n > seen]
+
+
 def fetch(ref: MlflowRef, dest: Path) -> Fetched:
     """Resolve REF, read its run, download its artifacts into DEST (a new folder)."""
-    client = _client(ref)
+    client = mlflow_client(ref)
     try:
         if ref.alias is not None:
             found = client.get_model_version_by_alias(ref.name, ref.alias)
@@ -136,7 +173,7 @@ def fetch(ref: MlflowRef, dest: Path) -> Fetched:
     except ConveyorError:
         raise
     except Exception as exc:
-        raise _explained(exc, ref) from None
+        raise explained(exc, ref) from None
     if not (folder / "MLmodel").is_file():
         nested = [p.parent for p in folder.rglob("MLmodel")]
         if len(nested) != 1:
@@ -144,6 +181,13 @@ def fetch(ref: MlflowRef, dest: Path) -> Fetched:
         folder = nested[0]
     flavors = list((_yaml(folder / "MLmodel").get("flavors") or {}).keys())
     flavor = next((f for f in FLAVORS if f in flavors), None)
+    if flavor is None and set(flavors) <= {"python_function"}:
+        raise InvalidInput(
+            f"{resolved.uri} is a pyfunc model (Python code, mlflow.pyfunc.log_model): Conveyor serves ONNX through "
+            "its conversion gate and does not run a model's Python code; log the model itself with its framework's "
+            "flavor (mlflow.sklearn, mlflow.xgboost, mlflow.lightgbm, mlflow.pytorch) or export it to ONNX and log "
+            'it with mlflow.onnx.log_model(onnx_model, name="model", registered_model_name=...)'
+        )
     if flavor is None:
         raise InvalidInput(
             f"{resolved.uri}: flavors {sorted(flavors)}; Conveyor imports {', '.join(FLAVORS)} (log the model with one "
@@ -188,6 +232,11 @@ def model_file(fetched: Fetched, scratch: Path) -> Path:
         folder.mkdir()
         shutil.copyfile(onnx_file, folder / "model.onnx")
         return folder
+    native = _native_file(fetched)
+    if native is not None:  # kept in its own format (model.skops stays skops): the gate loads it as it is
+        kept = scratch / native.name
+        shutil.copyfile(native, kept)
+        return kept
     mlflow = require("mlflow", extra="mlflow", for_="importing from MLflow")
     try:
         if flavor == "pytorch":
@@ -206,6 +255,15 @@ def model_file(fetched: Fetched, scratch: Path) -> Path:
     path = scratch / "model.joblib"
     joblib.dump(model, path)
     return path
+
+
+def _native_file(fetched: Fetched) -> Path | None:
+    """A scikit-learn model MLflow saved with skops: that file, which the conversion gate reads itself."""
+    config = fetched.mlmodel["flavors"].get("sklearn") or {}
+    if fetched.flavor != "sklearn" or config.get("serialization_format") != "skops":
+        return None
+    found = fetched.folder / str(config.get("pickled_model", "model.skops"))
+    return found if found.is_file() and found.suffix == ".skops" else None
 
 
 def _exported(fetched: Fetched, scratch: Path) -> Path:
@@ -247,10 +305,14 @@ def import_version(
     name: str | None = None,
     report: Callable[[str], None] = print,
     progress: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    mlflow_aliases: dict[str, str] | None = None,
     **registration: Any,
 ) -> Any:
     """REF registered in REG (``conveyor.registration.register_path``'s keywords pass through):
-    the version's lineage names the MLflow version, its metrics are the run's."""
+    the version's lineage names the MLflow version and run, its metrics are the run's.
+
+    ``mlflow_aliases`` (Conveyor alias: MLflow alias) are kept as properties: when the Conveyor alias
+    reaches this version, the MLflow alias moves to the MLflow version (``interop/mlflow_mirror.py``)."""
     from conveyor.convert import ConvertOptions
     from conveyor.registration import register_path
 
@@ -275,8 +337,10 @@ def import_version(
             registration["description"] = fetched.description
         if options.sample is None and fetched.flavor != "pytorch":
             options = replace(options, sample=input_example(fetched, Path(scratch)))
+        properties = fetched.properties()
+        properties.update({ALIAS_PROPERTY + ours: theirs for ours, theirs in (mlflow_aliases or {}).items()})
         return register_path(
             reg, path, name or fetched.ref.name, options, source=fetched.ref.uri, extra_files=fetched.kept_files(),
-            properties=fetched.properties(), metrics=fetched.metrics, report=report, progress=progress,
-            **registration,
+            properties=properties, metrics=fetched.metrics, run_id=fetched.run_id, report=report,
+            progress=progress, **registration,
         )  # fmt: skip

@@ -71,7 +71,12 @@ class MlflowTrigger(BaseModel):
     tracking_uri: str | None = Field(default=None, description="MLflow's server [default: MLFLOW_TRACKING_URI]")
     register_as: str | None = Field(default=None, description="The name in Conveyor's registry [default: model]")
     aliases: list[str] = Field(default_factory=list, description="Conveyor aliases pointed at each imported version")
-    every: str = "30s"
+    mlflow_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Conveyor alias: MLflow alias moved to the MLflow version when the Conveyor alias reaches "
+        "its import (production: champion)",
+    )
+    every: str = Field(default="30s", description="How often MLflow is checked (at once too, by its webhook)")
 
     @property
     def key(self) -> str:

@@ -35,6 +35,7 @@ def open_blob_store(location: str) -> LocalBlobStore | S3BlobStore:
 
 
 def open_local(database_url: str | None = None, blob_store: str | None = None) -> LocalRegistry:
+    from conveyor.interop.mlflow_mirror import follow_mlflow
     from conveyor.registry.local import LocalRegistry
     from conveyor.registry.sql import SqlStore
 
@@ -46,6 +47,7 @@ def open_local(database_url: str | None = None, blob_store: str | None = None) -
         open_blob_store(blob_store),
         hooks_dir=home / "hooks",
         cache_dir=home / "cache",
+        followers=[("mlflow write-back", follow_mlflow)],  # versions imported from MLflow: interop/mlflow_mirror.py
     )
 
 

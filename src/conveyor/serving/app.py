@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from conveyor import tracing
 from conveyor.httputil import EXCEPTION_HANDLERS, Handler, guard
 from conveyor.request_ids import client_request_id, new_request_id
-from conveyor.serving import metrics
+from conveyor.serving import metrics, mlflow_scoring
 from conveyor.serving.body import JSON, read_body
 from conveyor.serving.dataplane import DataPlane
 from conveyor.serving.openapi import openapi_document
@@ -82,6 +82,19 @@ class Endpoints:
         payload, headers = await self.plane.infer(decoded, request_id, request.url.path, started)
         media = "application/octet-stream" if headers else JSON
         return Response(payload, media_type=media, headers={**headers, "x-request-id": request_id})
+
+    async def invocations(self, request: Request) -> Response:
+        """MLflow's scoring protocol (``mlflow_scoring.py``), scored as ``/predict`` is and logged alike."""
+        started = time.perf_counter()
+        self.plane.task.check_content_type(request.headers.get("content-type"))
+        body = await read_body(request, self.plane.options.max_body_bytes)
+        items = self.plane.parse_predict(mlflow_scoring.predict_body(body, self.plane.spec), "application/json")
+        request_id = client_request_id(request.headers.get("x-request-id", "").encode("latin-1")) or new_request_id()
+        scores = await self.plane.score(items)
+        answers = self.plane.task.answers(scores)
+        self.plane.log_payload(request_id, mlflow_scoring.PATH, time.perf_counter() - started, items, scores, answers)
+        payload = mlflow_scoring.predictions(answers, self.plane.spec)
+        return Response(payload, media_type=JSON, headers={"x-request-id": request_id})
 
     async def feedback(self, request: Request) -> Response:
         body = await read_body(request, self.plane.options.max_body_bytes)
@@ -158,6 +171,7 @@ def create_app(
         ("/v2/models/{name}/versions/{version}/infer", ep.infer, ["POST"]),
         ("/v2/repository/index", ep.repository_index, ["POST"]),
         ("/feedback", ep.feedback, ["POST"]),
+        (mlflow_scoring.PATH, ep.invocations, ["POST"]),
         ("/metrics", ep.metrics, ["GET"]),
         ("/openapi.json", ep.openapi, ["GET"]),
     ]

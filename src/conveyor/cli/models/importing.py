@@ -38,6 +38,13 @@ def import_model(
         typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow's tracking server, for a models:/ reference."),
     ] = None,
     alias: Annotated[list[str] | None, typer.Option(help="Point this alias at the new version (repeatable).")] = None,
+    mlflow_alias: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="ALIAS=MLFLOW_ALIAS: when Conveyor's ALIAS reaches this version (a promotion), MLflow's MLFLOW_ALIAS "
+            "moves to the MLflow version too; ALIAS alone: the same name (repeatable).",
+        ),
+    ] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Mutable tag key=value (repeatable).")] = None,
     description: Annotated[str, typer.Option(help="What this version is [default: MLflow's description].")] = "",
     sample: Annotated[
@@ -65,8 +72,9 @@ def import_model(
 ) -> None:
     """Import an MLflow model version: its files with checksums, its run's metrics and parameters as
     lineage, the model converted to ONNX through the same gate as `models register` (ONNX, scikit-learn,
-    XGBoost, LightGBM and PyTorch flavors).  Needs `pip install 'conveyor-ml[mlflow]'` (and the
-    framework's extra).  See docs/interop.md."""
+    XGBoost, LightGBM and PyTorch flavors).  What Conveyor decides later (verify, challenge, an alias)
+    is written back to the MLflow version as conveyor.* tags.  Needs `pip install 'conveyor-ml[mlflow]'`
+    (and the framework's extra).  See docs/interop.md."""
     with handle_errors(), outcome(NOTHING_REGISTERED):  # the registry may fail as it opens
         from conveyor.interop.mlflow_import import import_version
         from conveyor.interop.mlflow_ref import parse_mlflow_ref
@@ -77,5 +85,17 @@ def import_model(
             open_registry(registry, token), ref, options, name=name, report=_report,
             progress=lambda: ProgressBar(enabled=not as_json), description=description, tags=_pairs(tag, "--tag"),
             aliases=alias or [], skip_unchanged=skip_unchanged, reference=reference,
+            mlflow_aliases=_alias_pairs(mlflow_alias or []),
         )  # fmt: skip
     show_registered(version, as_json)
+
+
+def _alias_pairs(given: list[str]) -> dict[str, str]:
+    """``production=champion`` and ``production`` (the same name in MLflow) as {Conveyor alias: MLflow alias}."""
+    from conveyor.registry.refs import check_alias
+
+    pairs = {}
+    for item in given:
+        ours, _, theirs = item.partition("=")
+        pairs[check_alias(ours.strip())] = theirs.strip() or ours.strip()
+    return pairs

@@ -35,6 +35,7 @@ from conveyor.convert.gate import (
 )
 from conveyor.convert.options import ConvertOptions
 from conveyor.convert.probes import probe_features
+from conveyor.convert.skops_files import SKOPS, load_skops
 from conveyor.errors import InvalidInput
 from conveyor.extras import require
 from conveyor.precision import Precision
@@ -51,7 +52,7 @@ def accepts(path: Path) -> bool:
     path = Path(path)
     if not path.is_file():
         return False
-    return path.suffix in PICKLES or any(framework.recognises(path) for framework in frameworks())
+    return path.suffix in (*PICKLES, SKOPS) or any(framework.recognises(path) for framework in frameworks())
 
 
 def convert(path: Path, out: Path, name: str, options: ConvertOptions) -> Conversion:
@@ -90,12 +91,12 @@ def load_original(path: Path) -> tuple[Framework, Loaded]:
         loaded = framework.load(path)
         if loaded is not None:
             return framework, loaded
-    if path.suffix not in PICKLES:
-        raise InvalidInput(f"{path.name}: not a model file Conveyor converts (joblib/pickle, XGBoost, LightGBM)")
+    if path.suffix not in (*PICKLES, SKOPS):
+        raise InvalidInput(f"{path.name}: not a model file Conveyor converts (joblib/pickle, skops, XGBoost, LightGBM)")
     try:
         joblib = require("joblib", extra="sklearn", for_="converting this model")
         with importable_beside(path):
-            model = joblib.load(path)
+            model = load_skops(path) if path.suffix == SKOPS else joblib.load(path)
     except (pickle.UnpicklingError, EOFError, ValueError, KeyError) as exc:
         raise InvalidInput(f"{path.name}: not a joblib or pickle file ({exc})") from None
     except ModuleNotFoundError as exc:

@@ -1,0 +1,109 @@
+"""Webhooks that cannot slow the registry: delivery off the request path, retried with backoff; a watch
+removes its webhook on SIGTERM and SIGINT; ``registry webhook`` finds the registry the other commands find."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from typer.testing import CliRunner
+
+from conveyor.cli.main import app
+from conveyor.registry.config import open_local, open_registry
+from conveyor.registry.local import LocalRegistry
+from tests.conftest import free_port
+from tests.waiting import wait_for
+
+
+class _Counting(BaseHTTPRequestHandler):
+    kinds: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        _Counting.kinds.append(self.headers["X-Conveyor-Event"])
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_receiver_that_is_down_costs_the_registry_nothing_and_the_live_one_still_hears(
+    conveyor_home: Path, vote_model: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = open_local()
+    live = ThreadingHTTPServer(("127.0.0.1", free_port()), _Counting)
+    threading.Thread(target=live.serve_forever, daemon=True).start()
+    _Counting.kinds = []
+    try:
+        registry.webhooks.add(f"http://127.0.0.1:{free_port()}/gone", "s")  # a watch killed long ago
+        registry.webhooks.add(f"http://127.0.0.1:{live.server_port}/hook", "s")
+        registry.register(vote_model, "votes")
+        started = time.monotonic()
+        for alias in ("a", "b", "c"):
+            registry.set_alias("votes", alias, 1)
+        took = time.monotonic() - started
+        assert took < 1.5, f"three alias moves took {took:.1f}s: they waited for a receiver"
+        wait_for(lambda: len(_Counting.kinds) == 4, timeout=20, what="the live receiver's four events")
+        assert _Counting.kinds == ["model_version.created", "alias.moved", "alias.moved", "alias.moved"]
+    finally:
+        live.shutdown()
+    # the dead one is still backing off (0.5 s, 1 s, 2 s ...); an exiting process stops retrying at once
+    with caplog.at_level(logging.WARNING, logger="conveyor.registry.events"):
+        started = time.monotonic()
+        registry.events.close(grace=5)
+        assert time.monotonic() - started < 4
+    assert any("/gone" in r.getMessage() and "not delivered" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_webhook_commands_find_the_folder_registry_the_other_commands_find(
+    conveyor_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "team-registry"
+    monkeypatch.setenv("CONVEYOR_REGISTRY", str(folder))
+    runner = CliRunner()
+    added = runner.invoke(app, ["registry", "webhook", "add", "http://127.0.0.1:9/hook", "--secret", "s"])
+    assert added.exit_code == 0, added.output
+    listed = runner.invoke(app, ["registry", "webhook", "list", "--json"])
+    assert json.loads(listed.stdout) == ["http://127.0.0.1:9/hook"]
+    assert [url for url, _ in open_registry(str(folder)).webhooks.all()] == ["http://127.0.0.1:9/hook"]  # type: ignore[union-attr]
+    assert open_local().webhooks.all() == []  # not the home registry's
+    monkeypatch.setenv("CONVEYOR_REGISTRY", "http://127.0.0.1:9")
+    remote = runner.invoke(app, ["registry", "webhook", "list"])
+    assert remote.exit_code != 0 and "its webhooks are kept in its database" in remote.output, remote.output
+
+
+def test_a_watch_stopped_by_sigterm_or_sigint_removes_its_webhook(tmp_path: Path) -> None:
+    folder = tmp_path / "registry"
+    (tmp_path / "conveyor.yaml").write_text(
+        "pipelines:\n  deliver:\n    triggers: [{model_version: {model: votes}}]\n    steps: {show: {run: 'echo hi'}}\n"
+    )
+    env = {**os.environ, "CONVEYOR_REGISTRY": str(folder), "CONVEYOR_HOME": str(tmp_path / "home")}
+    command = [sys.executable, "-m", "conveyor.cli.main", "pipeline", "watch"]
+    output = {"cwd": tmp_path, "env": env, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    watches = {signum: subprocess.Popen(command, **output) for signum in (signal.SIGTERM, signal.SIGINT)}  # type: ignore[call-overload]
+    registry = open_registry(str(folder))
+    assert isinstance(registry, LocalRegistry)
+    try:
+        wait_for(lambda: len(registry.webhooks.all()) == 2, timeout=60, what="both watches' webhooks")
+        for signum, watch in watches.items():
+            watch.send_signal(signum)
+        for watch in watches.values():
+            watch.wait(timeout=30)
+    finally:
+        for watch in watches.values():
+            if watch.poll() is None:
+                watch.kill()
+    outputs = [watch.stdout.read() if watch.stdout else "" for watch in watches.values()]
+    assert registry.webhooks.all() == [], outputs
+    assert all(watch.returncode == 0 for watch in watches.values()), outputs
