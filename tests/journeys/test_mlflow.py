@@ -269,12 +269,13 @@ def test_watch_imports_by_mlflows_webhook_and_mlflow_shows_conveyors_verdicts(
     assert shown["properties"]["mlflow.version"] == "2" and "candidate" in shown["aliases"]
 
     # verified and promoted in Conveyor: MLflow's version 2 shows both, and its alias follows production
-    mlflow_user.ok("verify", "cancer:2", "--record", "--skip", "lint.*")  # the project has no code to lint
+    imported = f"cancer:{shown['version']}"
+    mlflow_user.ok("verify", imported, "--record", "--skip", "lint.*")  # the project has no code to lint
     mlflow_user.ok("models", "alias", "set", "cancer@production", str(shown["version"]))
     tags = client.get_model_version("cancer", "2").tags
-    assert tags["conveyor.version"] == f"cancer:{shown['version']}"
+    assert tags["conveyor.version"] == imported
     assert tags["conveyor.verify"] == "passed" and tags["conveyor.verify.checks"].split("/")[0] != "0"
-    assert tags["conveyor.alias.production"] == tags["conveyor.alias.candidate"] == f"cancer:{shown['version']}"
+    assert tags["conveyor.alias.production"] == tags["conveyor.alias.candidate"] == imported
     assert client.get_model_version_by_alias("cancer", "conveyor-production").version == "2"
 
 

@@ -23,7 +23,12 @@ from prometheus_client import (
 #: the route templates (the ``route`` label) whose requests carry predictions: what a canary is judged on.
 #: Readiness probes, ``/metrics`` scrapes and metadata calls reach the same counters under their own
 #: templates; an analysis that counted them would find an idle canary healthy (``rollout/promql.py``).
-PREDICTION_ROUTES = ("/predict", "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer")
+PREDICTION_ROUTES = (
+    "/predict",
+    "/invocations",  # MLflow's scoring protocol (mlflow_scoring.py)
+    "/v2/models/{name}/infer",
+    "/v2/models/{name}/versions/{version}/infer",
+)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
