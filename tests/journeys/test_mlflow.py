@@ -286,18 +286,17 @@ def test_a_watch_that_was_down_imports_every_version_logged_meanwhile(
 
     features, target = _cancer()
     logged = []
-    for depth in (2, 3):  # while no watch runs; skops, MLflow's default format
+    for depth in (2, 3):  # while no watch runs (cloudpickle: MLflow's skops does not trust a tree's nodes)
         tree = DecisionTreeClassifier(max_depth=depth, random_state=0).fit(features, target)
-        logged.append(_log(mlflow_server.url, tree, "cancer", features.head(30)))
+        logged.append(_log(mlflow_server.url, tree, "cancer", features.head(30), serialization_format="cloudpickle"))
     watch = mlflow_user.spawn(
         "pipeline", "watch", "--once", env={"MLFLOW_TRACKING_URI": mlflow_server.url}, name="restarted"
     )
     assert watch.process.wait(timeout=240) == 0, watch.log()
     imported = {}
-    for version in json.loads(mlflow_user.ok("models", "list", "cancer", "--json").stdout):
+    for version in json.loads(mlflow_user.ok("models", "show", "cancer", "--json").stdout)["versions"]:
         imported[version["properties"].get("mlflow.version")] = version
     assert [imported[v]["lineage"]["run_id"] for v in ("3", "4")] == logged, watch.log()
-    assert "original/model.skops" in {f["path"] for f in imported["4"]["files"]}
 
 
 def test_mlflows_own_webhook_signature_is_accepted_and_a_forged_or_stale_one_refused() -> None:
