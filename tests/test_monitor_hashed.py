@@ -97,3 +97,12 @@ def test_a_hashed_category_is_judged_as_hashes_calm_when_alike_and_drifted_when_
     )
     assert all(c.name != "feature.region" for w in other.windows for c in w.columns)
     assert "the log was hashed with another key" in " ".join(other.notes)
+
+
+def test_the_table_names_a_hashed_category_by_its_first_12_digits() -> None:
+    """64 hex digits filled the reference column at 80 columns (one digit a line); 12 tell categories apart."""
+    from conveyor.cli.monitor import _short
+
+    digest = "sha256:" + "fdff48143aeb" + "0" * 52
+    assert _short(digest) == "sha256:fdff48143aeb"
+    assert _short("north") == "north" and _short("sha256:short") == "sha256:short"

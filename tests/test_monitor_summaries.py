@@ -262,3 +262,26 @@ def test_a_server_log_keeps_to_its_size_as_files_rotate(tmp_path: Path) -> None:
     assert [name[-10:] for name in kept] == ["0004.jsonl", "0005.jsonl"]
     assert len(list(folder.glob("*.partial"))) == 1
     assert {p.name for p in (folder / ".summaries").iterdir()} <= {f"{name}.json" for name in kept}
+
+
+def test_the_table_at_80_columns_shows_times_to_the_second_in_utc_and_no_empty_mmd_column(
+    profiled: Path, rows: list[dict[str, Any]], labels: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window's times read as ``2026-11-02 09:00:00`` (the HTML report's form; at 80 columns the
+    time under its date), not a folded ISO string
+    with milliseconds and an offset; a tabular model has no embedding, so no MMD column takes the width."""
+    from conveyor.cli import output
+    from conveyor.cli.main import app
+
+    monkeypatch.setattr(output.stdout, "_console", None)
+    monkeypatch.setattr(output.stderr, "_console", None)
+    logs = tmp_path / "logs"
+    _write_file(logs, 0, rows, labels)
+    result = CliRunner().invoke(app, ["monitor", str(profiled), "--logs", str(logs), "--window", str(WINDOW),
+                                      "--min-items", "20"], env={"COLUMNS": "80"})  # fmt: skip
+    assert result.exit_code in (0, 1), result.output
+    assert "(UTC)" in result.output
+    start = next(line for line in result.output.splitlines() if "2026-11-02" in line)  # the first window's row
+    after = result.output.splitlines()[result.output.splitlines().index(start) + 1]
+    assert "09:00:00" in after  # its time whole on the next line (80 columns: the date wraps at the space)
+    assert "+00:00" not in result.output and "MMD" not in result.output.split("after Benjamini-Hochberg")[-1]

@@ -7,6 +7,7 @@ its log is not there, or an export would hold no labelled rows.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ import typer
 
 from conveyor.cli.output import EXIT_FAILURE, ProgressBar, handle_errors, new_table, print_json, stderr, stdout
 from conveyor.cli.settings_options import with_model_options
+from conveyor.monitoring.report import when
 from conveyor.monitoring.retention import Retention
 from conveyor.monitoring.thresholds import Thresholds
 
@@ -216,6 +218,14 @@ def _number(value: float | None, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
+def _short(category: str) -> str:
+    """A hashed category (``--log-hash``) by its first 12 digits, as git names a commit: 64 would fill the column."""
+    return _HASHED.sub(r"\1", category)
+
+
+_HASHED = re.compile(r"^(sha256:[0-9a-f]{12})[0-9a-f]{52}$")
+
+
 def _render_self_check(check: Any) -> None:
     """The profile's own false-alarm rate: how far the thresholds can be trusted on this data."""
     if check is None:
@@ -234,9 +244,12 @@ def _render(result: Any) -> None:
         f"{result.model}:{result.version} traffic against its reference ({result.profile.source}, "
         f"{result.profile.items} items): {result.records} requests in {result.files} files"
     )
-    for column in ("window", "items", "from", "to", "drift share", "drifted", "live quality", "estimated"):
+    for column in ("window", "items", "from (UTC)", "to (UTC)", "drift share", "drifted", "live quality", "estimated"):
         windows.add_column(
-            column, justify="right" if column in ("window", "items", "drift share") else "left", overflow="fold"
+            column,
+            justify="right" if column in ("window", "items", "drift share") else "left",
+            overflow="fold",
+            min_width=10 if column.endswith("(UTC)") else None,  # a date, then its time, each on one line
         )
     for w in result.windows:
         verdict = ", ".join(w.drifted) if w.drifted else ("none" if w.judged else "too few items to judge")
@@ -245,8 +258,8 @@ def _render(result: Any) -> None:
         windows.add_row(
             str(w.index),
             str(w.items),
-            w.start,
-            w.end,
+            when(w.start),
+            when(w.end),
             share,
             f"[red]{verdict}[/red]" if w.drifted else verdict,
             f"[red]{quality}[/red]" if w.quality_failed else quality,
@@ -268,18 +281,21 @@ def _render(result: Any) -> None:
         f"window {latest.index}: drift at PSI >= {limits.psi} (embeddings: any MMD) and p < {limits.alpha} "
         f"after Benjamini-Hochberg across its {len(latest.columns)} columns"
     )
-    # fold, never cut: on a narrow terminal a column's name wraps whole instead of ending in "…"
+    # fold, never cut: on a narrow terminal a column's name wraps whole instead of ending in "…";
+    # MMD only where a column has one (a text model's embedding): an empty column costs a tabular table its width
+    with_mmd = any(c.mmd is not None for c in latest.columns)
     for column in ("column", "side", "PSI", "MMD", "p", "p (BH)", "KS", "JS", "reference", "window", "drift"):
-        detail.add_column(column, overflow="fold")
+        if column != "MMD" or with_mmd:
+            detail.add_column(column, overflow="fold")
     for c in latest.columns:
-        ref = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{v}" for k, v in c.reference.items())
-        win = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{v}" for k, v in c.window.items())
+        ref = ", ".join(f"{_short(k)} {v:.3g}" if isinstance(v, float) else f"{v}" for k, v in c.reference.items())
+        win = ", ".join(f"{_short(k)} {v:.3g}" if isinstance(v, float) else f"{v}" for k, v in c.window.items())
         flag = "[red]yes[/red]" if c.drifted else "no"
         detail.add_row(
             c.name,
             c.side,
             _number(c.psi, ".3f"),
-            _number(c.mmd, ".4f"),
+            *([_number(c.mmd, ".4f")] if with_mmd else []),
             f"{c.pvalue:.2g}",
             _number(c.adjusted_pvalue, ".2g"),
             _number(c.ks_statistic, ".3f"),
