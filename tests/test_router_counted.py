@@ -63,6 +63,7 @@ def test_only_prediction_posts_count_in_the_versions_traffic() -> None:
 def test_every_prediction_route_of_the_server_is_one_the_router_counts() -> None:
     examples = {
         "/predict": "/predict",
+        "/invocations": "/invocations",
         "/v2/models/{name}/infer": "/v2/models/churn/infer",
         "/v2/models/{name}/versions/{version}/infer": "/v2/models/churn/versions/3/infer",
     }

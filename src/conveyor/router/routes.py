@@ -13,7 +13,7 @@ NOT_PREDICTIONS = frozenset({"/feedback"})
 
 def route_of(path: str) -> str | None:
     """The model server's route template for PATH, for the prediction and feedback routes the router carries."""
-    if path in ("/predict", "/feedback"):
+    if path in ("/predict", "/invocations", "/feedback"):
         return path
     parts = path.split("/")
     if len(parts) == 5 and parts[1:3] == ["v2", "models"] and parts[4] == "infer":
