@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -107,8 +108,19 @@ def test_drift_starts_a_retraining_that_beats_the_live_version_and_goes_out_by_c
     logs = tmp_path / "logs"
 
     def conveyor(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """The CLI in its own process group: a timeout kills the steps it started too (a rollout left running)."""
         command = [PYTHON, "-m", "conveyor.cli.main", *args]
-        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=folder, timeout=timeout)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=folder,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
     def ok(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         result = conveyor(*args, timeout=timeout)
