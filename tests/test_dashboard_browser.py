@@ -213,9 +213,9 @@ def test_a_pipeline_run_shows_its_dag_steps_and_logs(browser, conveyor_home: Pat
         shot(page, "pipeline-run")
 
         # a run still going: its page follows it without a reload
-        (project / "conveyor.yaml").write_text(
-            'pipelines:\n  slow:\n    steps:\n      wait: {run: "sleep 4; echo waited"}\n'
-        )
+        release = project / "release"  # the step runs until the test lets it end: no race with a busy machine
+        wait = f"while [ ! -e {release} ]; do sleep 0.1; done; echo waited"
+        (project / "conveyor.yaml").write_text(f'pipelines:\n  slow:\n    steps:\n      wait: {{run: "{wait}"}}\n')
         slow = subprocess.Popen(
             [sys.executable, "-m", "conveyor", "pipeline", "run", "slow", "--file", str(project / "conveyor.yaml")],
             stdout=subprocess.DEVNULL,
@@ -230,6 +230,7 @@ def test_a_pipeline_run_shows_its_dag_steps_and_logs(browser, conveyor_home: Pat
         page.goto(f"{ui.url}/pipelines/runs/{running}")
         assert page.locator("#run-status").inner_text() == "running"
         page.evaluate("window.__notReloaded = true")
+        release.touch()
         wait_for(lambda: page.locator("#run-status").inner_text() == "success", 30, "the page to show the end")
         assert page.evaluate("window.__notReloaded === true")
         assert slow.wait(30) == 0
