@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import ConveyorError, InvalidInput
-from conveyor.serving.spec import GGUF_SUFFIX
 
 
 def register_path(
@@ -73,7 +72,7 @@ def register_path(
         metrics = {**conversion.report.metrics(), **metrics}
         properties = {"converter": converted.converter, "precision": conversion.report.precision, **properties}
         path = conversion.folder
-    elif path.suffix == GGUF_SUFFIX and path.is_file():
+    elif path.suffix == ".gguf" and path.is_file():  # serving.spec.GGUF_SUFFIX (spec imports yaml: not at start-up)
         from conveyor.generative.registration import gguf_version_files
 
         if reference is not None:

@@ -18,7 +18,8 @@ from tests.docs_blocks import shell_block
 from tests.journeys.conftest import User, copy_model
 
 # (pydantic is not on the list: typer itself imports it to convert a command's arguments)
-HEAVY = ("onnxruntime", "sqlalchemy", "aiohttp", "uvicorn", "httpx", "numpy", "boto3", "rich", "yaml", "onnx")
+HEAVY = ("onnxruntime", "sqlalchemy", "aiohttp", "uvicorn", "httpx", "numpy", "boto3", "rich", "yaml", "onnx",
+         "scipy", "sklearn", "pandas", "llama_cpp")  # fmt: skip
 
 
 def _commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:

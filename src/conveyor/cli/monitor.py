@@ -15,7 +15,6 @@ import typer
 
 from conveyor.cli.output import EXIT_FAILURE, ProgressBar, handle_errors, new_table, print_json, stderr, stdout
 from conveyor.cli.settings_options import with_model_options
-from conveyor.monitoring.report import when
 from conveyor.monitoring.retention import Retention
 from conveyor.monitoring.thresholds import Thresholds
 
@@ -240,6 +239,8 @@ def _render_self_check(check: Any) -> None:
 
 
 def _render(result: Any) -> None:
+    from conveyor.monitoring.report import when  # the report's charts need the monitor extra: not at start-up
+
     windows = new_table(
         f"{result.model}:{result.version} traffic against its reference ({result.profile.source}, "
         f"{result.profile.items} items): {result.records} requests in {result.files} files"

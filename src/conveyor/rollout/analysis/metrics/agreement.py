@@ -31,7 +31,6 @@ from conveyor.rollout.analysis.metric import (
     metric,
     window_comparisons,
 )
-from conveyor.rollout.edges import CANARY
 from conveyor.rollout.promql import NAN, at_least
 
 
@@ -131,6 +130,8 @@ class AgreementMetric(Metric):
         Conveyor's rollout record, which a cluster's analysis does not read."""
         if ctx.router_job is None or limits.mirror_percent <= 0:
             return []
+        from conveyor.rollout.edges import CANARY  # edges starts processes: not imported at the CLI's start
+
         series = f'conveyor_router_mirror_comparisons_total{{job="{ctx.router_job}",backend="{CANARY}"'
 
         def compared(results: str) -> str:
