@@ -293,46 +293,49 @@ def watch(
     signal.signal(signal.SIGTERM, interrupted)
     hooked: tuple[LocalRegistry, str] | None = None  # the registry the webhook was added to, and its URL
     mlflow_hooks: list[tuple[str, str]] = []  # (tracking server, webhook id)
+    watcher: Watcher | None = None
+    stop_polling = threading.Event()
+    poller: threading.Thread | None = None
     warn = lambda text: stderr.print(f"warning: {text}", highlight=False)  # noqa: E731
-    with handle_errors():
-        project = load_project(file)
-        registry = open_registry()
-
-        def report(name: str, record: RunRecord) -> None:
-            stdout.print(f"pipeline {name} run {record.id}: {record.status}", highlight=False)
-
-        watcher = Watcher(project.pipelines, file.resolve().parent, report)
-        if watcher.needs_webhook:
-            if not isinstance(registry, LocalRegistry):
-                raise fail(
-                    "watch registers a webhook in the registry's database: run it where CONVEYOR_REGISTRY is the "
-                    "database or folder (for a registry server, add a webhook with `conveyor registry webhook add`)"
-                )
-            url = watcher.start(port=port)
-            registry.webhooks.add(url, watcher.secret)
-            hooked = (registry, url)
-            names = ", ".join(watcher.pipelines)
-            stdout.print(f"watching for new versions for {names}: webhook {url}", highlight=False)
-        if watcher.mlflow_triggers():
-            url = watcher.url() if watcher.server is not None else watcher.start(port=port)
-            base = url.rsplit("/", 1)[0]
-            mlflow_hooks = register_webhooks(watcher.mlflow_triggers(), base + MLFLOW_EVENTS_PATH, watcher.secret, warn)
-            for server, _ in mlflow_hooks:
-                stdout.print(f"MLflow at {server} calls {base + MLFLOW_EVENTS_PATH} on new versions", highlight=False)
-        stop_polling = threading.Event()
-        polled = watcher.polled_triggers()
-        for trigger in polled:
-            stdout.print(f"watching {describe(trigger)}", highlight=False)
-        poller: threading.Thread | None = None
-        if polled:
-            poller = threading.Thread(
-                target=watcher.poll,
-                args=(stop_polling, lambda text: stdout.print(text, highlight=False), warn),
-                daemon=True,
-            )
-            poller.start()
     outcome = 0
-    try:
+    try:  # from the first webhook on: a signal at any point removes what was registered
+        with handle_errors():
+            project = load_project(file)
+            registry = open_registry()
+
+            def report(name: str, record: RunRecord) -> None:
+                stdout.print(f"pipeline {name} run {record.id}: {record.status}", highlight=False)
+
+            watcher = Watcher(project.pipelines, file.resolve().parent, report)
+            if watcher.needs_webhook:
+                if not isinstance(registry, LocalRegistry):
+                    raise fail(
+                        "watch registers a webhook in the registry's database: run it where CONVEYOR_REGISTRY is the "
+                        "database or folder (for a registry server, add a webhook with `conveyor registry webhook add`)"
+                    )
+                url = watcher.start(port=port)
+                registry.webhooks.add(url, watcher.secret)
+                hooked = (registry, url)
+                names = ", ".join(watcher.pipelines)
+                stdout.print(f"watching for new versions for {names}: webhook {url}", highlight=False)
+            if watcher.mlflow_triggers():
+                url = watcher.url() if watcher.server is not None else watcher.start(port=port)
+                base = url.rsplit("/", 1)[0]
+                events_url = base + MLFLOW_EVENTS_PATH
+                mlflow_hooks = register_webhooks(watcher.mlflow_triggers(), events_url, watcher.secret, warn)
+                for server, _ in mlflow_hooks:
+                    stdout.print(f"MLflow at {server} calls {events_url} on new versions", highlight=False)
+            polled = watcher.polled_triggers()
+            for trigger in polled:
+                stdout.print(f"watching {describe(trigger)}", highlight=False)
+            if polled:
+                poller = threading.Thread(
+                    target=watcher.poll,
+                    args=(stop_polling, lambda text: stdout.print(text, highlight=False), warn),
+                    daemon=True,
+                )
+                poller.start()
+        assert watcher is not None
         while True:
             try:
                 event = watcher.events.get(timeout=0.5)
@@ -360,7 +363,8 @@ def watch(
             # native code (a drift statistic, a model session) can abort in its C++ teardown
             # ("terminate called without an active exception") instead of exiting with its outcome
             poller.join(timeout=60)
-        watcher.stop()
+        if watcher is not None:
+            watcher.stop()
         if hooked is not None:
             local, url = hooked
             local.webhooks.remove(url)
