@@ -46,7 +46,9 @@ async def _measure(stable_url: str, canary_url: str) -> list[tuple[str, float]]:
     """(server, latency in seconds) of every answer, in the order they completed."""
     answers: list[tuple[str, float]] = []
     queue = [(which, url) for _ in range(REQUESTS) for which, url in (("stable", stable_url), ("canary", canary_url))]
-    limits = httpx.Limits(max_connections=CLIENTS * 2)
+    # idle connections expire before uvicorn's 5 s keep-alive closes them from its side: a stalled worker
+    # reusing one the server was closing got a ReadError on a loaded machine
+    limits = httpx.Limits(max_connections=CLIENTS * 2, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=10.0, limits=limits) as client:
 
         async def worker() -> None:
