@@ -45,6 +45,11 @@ TORCH_WHEELS = (
 FRAMEWORK_MODULES = ("sklearn", "xgboost", "lightgbm", "torch", "transformers", "skl2onnx", "onnxmltools")
 
 
+# each worker that runs one of these registers every kind first (the module's fixture): minutes on a loaded
+# machine before the test itself starts
+pytestmark = pytest.mark.timeout(900)
+
+
 @pytest.fixture(scope="module")
 def frameworks_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with ``conveyor-ml[frameworks,all]`` from the wheel, as the docs tell a user to install it."""
@@ -232,6 +237,7 @@ def test_init_records_the_tasks_contract_and_verify_holds_it(registered: Registe
 
 
 @podman
+@pytest.mark.slow(seconds=220)
 def test_each_kinds_image_carries_onnxruntime_and_no_training_framework(
     registered: Registered,
     base_image: str,  # noqa: F811
