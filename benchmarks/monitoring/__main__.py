@@ -44,29 +44,18 @@ console = Console(width=180)
 def build_model(folder: Path) -> tuple[Path, object]:
     """A churn-like classifier (numbers and categories) converted to ONNX, with a stored profile."""
     import joblib
-    import pandas as pd
     from sklearn.compose import ColumnTransformer
-    from sklearn.datasets import load_diabetes
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from tests.tabular_models import risk_frame
 
     from conveyor.convert import ConvertOptions, convert_model
     from conveyor.monitoring.observe import Observer
     from conveyor.monitoring.profile import PROFILE_FILE, profile_of
     from conveyor.serving.spec import resolve_model
 
-    data = load_diabetes(as_frame=True).frame
-    frame = pd.DataFrame(
-        {
-            "age": (data.age * 100 + 50).round(0),
-            "bmi": data.bmi * 100 + 25,
-            "bp": data.bp * 100 + 90,
-            "sex": np.where(data.sex > 0, "male", "female"),
-            "region": np.array(["north", "south", "east", "west"])[np.arange(len(data)) % 4],
-        }
-    )
-    labels = np.where(data.target > data.target.median(), "high", "low")
+    frame, labels = risk_frame()  # the tests' and the other benchmarks' risk table
     prep = ColumnTransformer(
         [
             ("num", StandardScaler(), ["age", "bmi", "bp"]),
