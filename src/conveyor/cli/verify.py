@@ -64,13 +64,21 @@ def verify(
             "MLflow for a version imported from there.",
         ),
     ] = False,
+    incumbent: Annotated[
+        str | None,
+        typer.Option(
+            help="A generation contract's incumbent (URL, model or registry reference, served for the run): "
+            "its answers are what `incumbent: true` expectations compare with."
+        ),
+    ] = None,
     parallel: Annotated[int, typer.Option(min=1, help="Checks run at once.")] = 8,
     startup_timeout: Annotated[float, typer.Option(help="Seconds to wait for a served model or image.")] = 120,
 ) -> None:
     """Verify a model server layer by layer, and a project's dependencies, lint and model digest.
 
     Checks HTTP, route, JSON parsing, prediction, typed response, bad input, golden examples,
-    latency and the v2 protocol, in parallel. Exit code 0 only when every check passed."""
+    latency and the v2 protocol, in parallel; a generative version's golden prompts with their
+    measured spread (a contract's `generation:`). Exit code 0 only when every check passed."""
     from conveyor.verify.checks import Context
     from conveyor.verify.contract import dump_contract, load_contract
     from conveyor.verify.record import record_contract
@@ -118,6 +126,7 @@ def verify(
             skip=skip or [],
             parallel=parallel,
             on_notice=lambda text: stderr.print(f"note: {text}"),
+            incumbent=incumbent,
         )
     if record:
         from conveyor.verify.recorded import record_outcome

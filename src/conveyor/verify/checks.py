@@ -13,7 +13,7 @@ import httpx
 from conveyor.verify.contract import Contract
 
 Status = Literal["passed", "failed", "error", "skipped"]
-LAYERS = ("http", "route", "parse", "predict", "response", "errors", "latency", "v2", "static")
+LAYERS = ("http", "route", "parse", "predict", "response", "errors", "latency", "v2", "generation", "static")
 
 
 class CheckFailed(Exception):
@@ -34,6 +34,7 @@ class Context:
     model_ref: str | None = None
     model_path: Path | None = None
     image: str | None = None  # the image the server under test runs, when verifying an image
+    incumbent_url: str | None = None  # a generative version's incumbent, for the gate's pairwise comparison
     timeout: float = 30.0
     client: httpx.Client = field(init=False)
 

@@ -32,6 +32,8 @@ latency:
 v2:
   model: sentiment
 skip: [lint.ruff]
+
+A generative version's contract has a ``generation:`` section instead (``verify/generation_contract.py``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from conveyor.verify.generation_contract import GenerationGate
 from conveyor.yamlfile import load_yaml_model
 
 CLASSIC_SCHEMA: dict[str, Any] = {
@@ -130,6 +133,9 @@ class Contract(BaseModel):
     invalid: list[InvalidCase] = Field(default_factory=lambda: list(DEFAULT_INVALID))
     latency: Latency | None = None
     v2: V2Settings | None = None
+    generation: GenerationGate | None = Field(
+        default=None, description="A generative version's evaluation gate: golden prompts with scorers"
+    )
     skip: list[str] = Field(default_factory=list)
 
 

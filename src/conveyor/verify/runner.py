@@ -8,6 +8,7 @@ import importlib.util
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,7 @@ from conveyor.verify.targets import open_target
 from conveyor.verify.task_contracts import for_task, served_metadata
 
 PROJECT_CHECKS_FILE = "conveyor_checks.py"
+GENERATION_TIMEOUT_S = 120.0  # an answer waits for a free slot of the engine behind the other prompts' runs
 
 
 def load_custom_checks(project: Path | None, modules: list[str]) -> list[Check]:
@@ -62,6 +64,8 @@ def plan(ctx: Context, custom: list[Check], skip: list[str]) -> tuple[list[Check
     checks = [
         c for c in builtin_checks(ctx.contract) if (ctx.base_url is not None if c.needs_server else static_applies)
     ]
+    if ctx.contract.generation is not None:  # a generative server answers the OpenAI API, not /predict or v2
+        checks = [c for c in checks if c.layer == "generation" or not c.needs_server]
     checks += [c for c in custom if ctx.base_url is not None or not c.needs_server]
     ids = [c.id for c in checks]
     duplicates = {i for i in ids if ids.count(i) > 1}
@@ -119,8 +123,10 @@ def check_server(
     custom: list[Check] | None = None,
     skip: list[str] | None = None,
     parallel: int = 8,
+    incumbent_url: str | None = None,
 ) -> list[CheckResult]:
-    """Plan and run every applicable check against a server at ``url`` (None: static checks only)."""
+    """Plan and run every applicable check against a server at ``url`` (None: static checks only);
+    ``incumbent_url``: the version a generation contract's ``incumbent`` expectations compare with."""
     ctx = Context(
         url,
         contract,
@@ -128,8 +134,10 @@ def check_server(
         model_ref=model_ref,
         model_path=model_path,
         image=image,
+        incumbent_url=incumbent_url,
+        timeout=GENERATION_TIMEOUT_S if contract.generation is not None else 30.0,
     )
-    if url is not None and contract.v2 is None:
+    if url is not None and contract.v2 is None and contract.generation is None:
         discovered = discover_v2_model(url, ctx.client)
         if discovered is not None:
             ctx.contract = contract.model_copy(update={"v2": discovered})
@@ -155,8 +163,9 @@ def verify_target(
     skip: list[str] | None = None,
     parallel: int = 8,
     on_notice: Callable[[str], None] | None = None,
+    incumbent: str | None = None,
 ) -> list[CheckResult]:
-    """``conveyor verify TARGET``: start or reach the target, run the checks, clean up."""
+    """``conveyor verify TARGET``: start or reach the target (and ``incumbent``), run the checks, clean up."""
     if target is None:
         return check_server(
             None,
@@ -168,7 +177,11 @@ def verify_target(
             skip=skip,
             parallel=parallel,
         )
-    with open_target(target, image=image, timeout=timeout, on_notice=on_notice) as running:
+    with ExitStack() as stack:
+        running = stack.enter_context(open_target(target, image=image, timeout=timeout, on_notice=on_notice))
+        incumbent_url = None
+        if incumbent is not None:
+            incumbent_url = stack.enter_context(open_target(incumbent, timeout=timeout, on_notice=on_notice)).url
         return check_server(
             running.url,
             with_v2_model(contract, running.model_name),
@@ -179,4 +192,5 @@ def verify_target(
             custom=custom,
             skip=skip,
             parallel=parallel,
+            incumbent_url=incumbent_url,
         )
