@@ -79,10 +79,17 @@ def test_argo_rollout_and_analysis_template_validate_and_keep_the_strategy() -> 
 
 
 def test_every_route_that_takes_a_body_is_a_counted_prediction_route_or_named_here(vote_model: Path) -> None:
-    """A new prediction route (MLflow's ``/invocations``, say) must join ``PREDICTION_ROUTES``, or the exported
-    analysis would not count its requests and would find a canary answering only there idle."""
+    """A new prediction route (MLflow's ``/invocations``, say, or a generative version's OpenAI routes) must join
+    ``PREDICTION_ROUTES``, or the exported analysis would not count its requests and would find a canary
+    answering only there idle."""
+    from conveyor.generative import app as generative
+    from conveyor.generative.config import GenerationConfig
+    from conveyor.generative.engine import Engine
+
     server = create_app(DataPlane(resolve_model(vote_model), ServingOptions()))
-    posts = {route.path for route in server.app.routes if "POST" in (getattr(route, "methods", None) or ())}
+    chat = generative.create_app(Engine(vote_model / "model.gguf", GenerationConfig()), "chat", "1")  # not loaded
+    routes = [*server.app.routes, *chat.routes]
+    posts = {route.path for route in routes if "POST" in (getattr(route, "methods", None) or ())}
     not_predictions = {"/feedback", "/v2/repository/index"}
     assert posts | {"/predict"} == set(metrics.PREDICTION_ROUTES) | not_predictions  # /predict: raw ASGI
 

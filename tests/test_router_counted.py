@@ -66,6 +66,8 @@ def test_every_prediction_route_of_the_server_is_one_the_router_counts() -> None
         "/invocations": "/invocations",
         "/v2/models/{name}/infer": "/v2/models/churn/infer",
         "/v2/models/{name}/versions/{version}/infer": "/v2/models/churn/versions/3/infer",
+        "/v1/chat/completions": "/v1/chat/completions",
+        "/v1/completions": "/v1/completions",
     }
     assert set(examples) == set(metrics.PREDICTION_ROUTES)
     for template, path in examples.items():

@@ -256,6 +256,7 @@ class Controller:
                 stable=(STABLE, status.stable.version),
                 canary=(CANARY, status.canary.version),
                 canary_url=status.canary.url or "",
+                stable_url=status.stable.url or "",
                 limits=status.thresholds,
                 contract=self._load_contract(status.contract_path),
                 model_name=status.model_name,

@@ -27,6 +27,7 @@ from conveyor.request_ids import client_request_id, new_request_id
 from conveyor.router.admin import is_admin_path, serve_admin
 from conveyor.router.answer import Answer, Unanswered
 from conveyor.router.asgi import HOP_BY_HOP, Receive, Send, TooLarge, error_body, read_body, send_json
+from conveyor.router.generations import answer_text, is_generation
 from conveyor.router.health import HealthTracker
 from conveyor.router.inputs import input_features
 from conveyor.router.mirror import Mirrors, answered
@@ -251,7 +252,8 @@ class Router:
         elapsed = time.perf_counter() - started
         predictions = read_predictions(path, data) if status == 200 and method == "POST" else None
         if stats is not None:
-            stats.observe(str(status), elapsed, *answered(predictions))
+            text = answer_text(data) if status == 200 and is_generation(path) else None
+            stats.observe(str(status), elapsed, *answered(predictions), answer=text)
         if status in (502, 503):
             self.health.failed(backend.name, f"answered HTTP {status}")
         answer_headers = [(k, v) for k, v in raw_headers if k.lower() not in HOP_BY_HOP]

@@ -2,7 +2,8 @@
 
 The copy runs as its own task after the client has its answer, bounded in number
 (``max_in_flight``: beyond it a copy is dropped and counted), so a slow canary never slows
-stable's clients.  Agreement is the same labels, or values within the table's tolerance.
+stable's clients.  Agreement is the same labels, or values within the table's tolerance; a generative
+version's answers are kept in pairs (stable's, the canary's) for the analysis to compare by meaning.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 
 import aiohttp
 
+from conveyor.router.generations import answer_text, is_generation
 from conveyor.router.health import HealthTracker
 from conveyor.router.predictions import Predictions, agree, read_predictions
 from conveyor.router.routing import BackendSpec, RouteTable
@@ -77,11 +79,15 @@ class Mirrors:
             stats.observe("connect_error" if isinstance(exc, aiohttp.ClientConnectorError) else "backend_error", 0.0)
             return
         mirrored = read_predictions(path, data) if status == 200 else None
-        stats.observe(str(status), time.perf_counter() - started, *answered(mirrored))
+        text = answer_text(data) if status == 200 and is_generation(path) else None
+        stats.observe(str(status), time.perf_counter() - started, *answered(mirrored), answer=text)
         if status != 200:
             return
         comparison = self.stats.comparison(mirror.name, mirror.version)
-        if predictions is None:
+        if text is not None:  # a generation: the two answers are kept, compared by meaning in the analysis
+            comparison.pairs.append((answer_text(primary) or "", text))
+            comparison.pairs_seen += 1
+        elif predictions is None:
             same = data == primary
         else:
             tolerance = (table.value_tolerance, table.value_tolerance_abs)

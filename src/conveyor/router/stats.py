@@ -27,6 +27,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 #: for a two-sample test per analysis window
 VALUES_KEPT = 1000
 
+#: a generative backend's latest answers (texts), and mirrored pairs, kept: enough for one analysis window
+ANSWERS_KEPT = 200
+
 LIVE = "live"
 MIRROR = "mirror"
 
@@ -44,9 +47,16 @@ class TrafficStats:
     values_seen: int = 0  # every value ever answered: two snapshots tell which of ``values`` are new
     inputs: dict[str, deque[float]] = field(default_factory=dict)  # the latest input numbers per feature
     inputs_seen: dict[str, int] = field(default_factory=dict)  # likewise, per feature
+    answers: deque[str] = field(default_factory=lambda: deque(maxlen=ANSWERS_KEPT))  # a generative version's
+    answers_seen: int = 0
 
     def observe(
-        self, code: str, seconds: float, labels: list[str] | None = None, values: list[float] | None = None
+        self,
+        code: str,
+        seconds: float,
+        labels: list[str] | None = None,
+        values: list[float] | None = None,
+        answer: str | None = None,
     ) -> None:
         self.requests += 1
         self.codes[code] += 1
@@ -57,6 +67,9 @@ class TrafficStats:
         if values:
             self.values.extend(values)
             self.values_seen += len(values)
+        if answer is not None:
+            self.answers.append(answer)
+            self.answers_seen += 1
 
     def observe_inputs(self, features: dict[str, list[float]]) -> None:
         """A request's input numbers (``router/inputs.py``), kept while a canary splits traffic."""
@@ -79,6 +92,8 @@ class TrafficStats:
             document.update(values_seen=self.values_seen, values=list(self.values))
         if self.inputs_seen:
             document.update(inputs_seen=dict(self.inputs_seen), inputs={k: list(v) for k, v in self.inputs.items()})
+        if self.answers_seen:
+            document.update(answers_seen=self.answers_seen, answers=list(self.answers))
         return document
 
 
@@ -89,9 +104,15 @@ class Comparison:
     agreed: int = 0
     disagreed: int = 0
     dropped: int = 0  # mirrors skipped because too many were in flight
+    #: a generative version's answers are not agreed or not: (stable's answer, the mirror's) to the same prompt
+    pairs: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=ANSWERS_KEPT))
+    pairs_seen: int = 0
 
-    def to_json(self) -> dict[str, int]:
-        return {"agreed": self.agreed, "disagreed": self.disagreed, "dropped": self.dropped}
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"agreed": self.agreed, "disagreed": self.disagreed, "dropped": self.dropped}
+        if self.pairs_seen:
+            document.update(pairs_seen=self.pairs_seen, pairs=[list(pair) for pair in self.pairs])
+        return document
 
 
 class RouterStats:

@@ -28,6 +28,8 @@ PREDICTION_ROUTES = (
     "/invocations",  # MLflow's scoring protocol (mlflow_scoring.py)
     "/v2/models/{name}/infer",
     "/v2/models/{name}/versions/{version}/infer",
+    "/v1/chat/completions",  # a generative version's OpenAI API (generative/app.py)
+    "/v1/completions",
 )
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -57,6 +57,7 @@ class Traffic:
     labels: dict[str, int] = field(default_factory=dict)
     values: list[float] = field(default_factory=list)  # a regressor's answers in the window (the latest kept)
     inputs: dict[str, list[float]] = field(default_factory=dict)  # input numbers per feature, likewise
+    answers: list[str] = field(default_factory=list)  # a generative version's answers (texts), likewise
 
     @property
     def error_rate(self) -> float:
@@ -106,10 +107,11 @@ def window_traffic(before: dict[str, Any], after: dict[str, Any], backend: str, 
             for name, kept in (now.get("inputs") or {}).items()
             if (fresh := _fresh(kept, now["inputs_seen"].get(name, 0), (then.get("inputs_seen") or {}).get(name, 0)))
         },
+        answers=_fresh(now.get("answers", []), now.get("answers_seen", 0), then.get("answers_seen", 0)),
     )
 
 
-def _fresh(kept: list[float], seen_now: int, seen_then: int) -> list[float]:
+def _fresh(kept: list[Any], seen_now: int, seen_then: int) -> list[Any]:
     """The numbers noted inside the window: the newest ``seen`` difference of the kept ones."""
     fresh = seen_now - seen_then
     return list(kept[-fresh:]) if fresh > 0 else []
@@ -126,6 +128,19 @@ def window_comparisons(before: dict[str, Any], after: dict[str, Any], backend: s
 
     now, then = find(after), find(before)
     return now["agreed"] - then["agreed"], now["disagreed"] - then["disagreed"]
+
+
+def window_pairs(before: dict[str, Any], after: dict[str, Any], backend: str, version: str) -> list[tuple[str, str]]:
+    """A generative version's mirrored answers inside the window: (stable's answer, the mirror's), same prompt."""
+
+    def find(snapshot: dict[str, Any]) -> dict[str, Any]:
+        return next(
+            (c for c in snapshot.get("comparisons", []) if c["backend"] == backend and c["version"] == version), {}
+        )
+
+    now, then = find(after), find(before)
+    fresh = _fresh(now.get("pairs", []), now.get("pairs_seen", 0), then.get("pairs_seen", 0))
+    return [(str(stable), str(mirror)) for stable, mirror in fresh]
 
 
 @dataclass
@@ -145,6 +160,16 @@ class AnalysisWindow:
     contract: Contract | None = None  # the verification contract
     model_name: str | None = None
     expected_agreement: ExpectedAgreement | None = None  # measured at start on the reference sample
+    stable_url: str = ""
+
+    @property
+    def generative(self) -> bool:
+        """The canary answered generations (texts, compared by meaning, not labels) in this router's life."""
+        name, version = self.canary
+        traffic = [t for t in self.after.get("traffic", []) if t["backend"] == name and t["version"] == version]
+        return any(t.get("answers_seen") for t in traffic) or any(
+            c.get("pairs_seen") for c in self.after.get("comparisons", []) if c["backend"] == name
+        )
 
     def traffic(self, which: Literal["canary", "stable"], kind: str = LIVE) -> Traffic:
         backend = self.canary if which == "canary" else self.stable

@@ -117,7 +117,8 @@ class AgreementMetric(Metric):
     shown = ("mirrored_compared", "agreement", "expected_agreement", "agreement_bar")
 
     def applies(self, window: AnalysisWindow) -> bool:
-        return window.stage != "post-promotion" and window.limits.mirror_percent > 0
+        # a generative version's mirrored answers are compared by meaning instead (metrics/generation.py)
+        return window.stage != "post-promotion" and window.limits.mirror_percent > 0 and not window.generative
 
     def measure(self, window: AnalysisWindow, verdict: Verdict) -> None:
         agreed, disagreed = window_comparisons(window.before, window.after, *window.canary)
