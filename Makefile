@@ -23,7 +23,7 @@ ENGINE_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF
 # Test workers: most tests wait on servers, routers and containers rather than compute.
 WORKERS ?= 4
 
-.PHONY: install engine model demo docs test test-quick lint bench-serving bench-optimize bench-dashboard bench-monitoring bench-registry bench-build bench-router bench-tabular bench-payload-log bench-images bench-install screenshots lock clean
+.PHONY: install engine model demo docs test test-quick lint bench-serving bench-optimize bench-dashboard bench-monitoring bench-registry bench-build bench-router bench-tabular bench-tracing bench-payload-log bench-images bench-install screenshots lock clean
 
 # uv installs the lock: about 25 s on a fresh machine where pip takes about 70 (same pins, same
 # hashes). Bytecode is compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set (this
@@ -91,6 +91,8 @@ test-quick: lint tests/k8s/node_modules/.installed
 	$(COMPILE) src examples tests
 	$(BIN)/pytest -q -n $(WORKERS) -m "not slow"
 
+# The text models against the classic Flask app and the peers (MLServer, BentoML, a raw-ASGI micro-batcher),
+# each peer in its own venv made on first use under ~/.cache/conveyor/bench-peers (make model first).
 bench-serving: install
 	$(UV_INSTALL) -r benchmarks/requirements.lock
 	$(BIN)/python -m benchmarks.serving
@@ -125,6 +127,11 @@ bench-build: install
 # MLServer goes into its own venv, .venv-mlserver, on first use).
 bench-tabular: install
 	$(BIN)/python -m benchmarks.tabular
+
+# What tracing costs: off, the sampled-out path, a 10% sampler, the collector down (risk and MiniLM; make model first).
+bench-tracing: install
+	$(UV_INSTALL) -r benchmarks/requirements.lock
+	$(BIN)/python -m benchmarks.serving.tracing
 
 # What the payload log costs (serve --log-payloads): no log, a 10% sample, every request (wrk).
 bench-payload-log: install

@@ -1,11 +1,15 @@
 """Serving benchmark, run by hand:
 
     .venv/bin/python -m benchmarks.serving [--duration 6] [--rounds 3] [--models minilm,roberta]
+        [--peers mlserver,bentoml,reference]
 
 For each model, in each of ``--rounds`` rounds, back to back:
   (a) the limit: in-process onnxruntime throughput at the best batch size, tokenization included;
   (b) the classic Flask app (slow tokenizer, dev server), the baseline;
-  (c) ``conveyor serve`` under closed-loop load from wrk (a separate process) at concurrency 1, 8, 32.
+  (c) ``conveyor serve`` under closed-loop load from wrk (a separate process) at concurrency 1, 8, 32;
+  (d) on the MiniLM model, the peers (``peers.py``: MLServer, BentoML, a raw-ASGI micro-batcher), each
+      in its own virtual environment, at the same levels; every server must first agree with raw
+      onnxruntime on each sentence.
 Prints the medians over rounds and the ratios (taken per round, then the median, with their
 range) against the targets.  The load generator shares the machine's cores with the server.
 """
@@ -23,8 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +37,7 @@ import onnxruntime
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.serving import peers
 from benchmarks.serving.sentences import SENTENCES
 from conveyor import minilm as encoder
 from conveyor.serving.model import TextClassifier
@@ -114,7 +119,7 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120)
     raise RuntimeError("server not ready")
 
 
-def settle(url: str) -> None:
+def settle(url: str, path: str = "/predict", body: object = None) -> None:
     """Wait until the server has drained the requests the last wrk run abandoned.
 
     wrk stops by closing its connections; the requests they had in flight are
@@ -124,7 +129,7 @@ def settle(url: str) -> None:
     """
     import httpx
 
-    httpx.post(f"{url}/predict", json=[SENTENCES[0]], timeout=60)
+    httpx.post(f"{url}{path}", json=[SENTENCES[0]] if body is None else body, timeout=60)
 
 
 def run_wrk(url: str, concurrency: int, duration: float, bodies: Path, path: str = "/predict") -> dict:
@@ -180,12 +185,14 @@ def running(command: list[str], port: int) -> Iterator[str]:
         stop(process)
 
 
-def load_levels(name: str, url: str, duration: float, bodies: Path) -> list[LoadResult]:
+def load_levels(
+    name: str, url: str, duration: float, bodies: Path, path: str = "/predict", settle_body: object = None
+) -> list[LoadResult]:
     """One closed-loop wrk run per concurrency level."""
     results = []
     for concurrency in CONCURRENCY:
-        settle(url)
-        raw = run_wrk(url, concurrency, duration, bodies)
+        settle(url, path, settle_body)
+        raw = run_wrk(url, concurrency, duration, bodies, path)
         seconds = raw["duration_us"] / 1e6
         results.append(
             LoadResult(
@@ -198,6 +205,64 @@ def load_levels(name: str, url: str, duration: float, bodies: Path) -> list[Load
             )
         )
     return results
+
+
+def load() -> str:
+    """The machine's load average, printed beside every number: the cores are shared."""
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min)"
+
+
+def conveyor_label(answer: object, labels: Sequence[str]) -> str:
+    """The label of ``conveyor serve``'s answer to one sentence: ``{"label": ...}``, or, for a model with a
+    ``positive_label``, ``{"<that label>": true|false}`` (two labels)."""
+    first = answer[0] if isinstance(answer, list) else answer
+    assert isinstance(first, dict)
+    if "label" in first:
+        return str(first["label"])
+    ((boolean, value),) = first.items()
+    return str(boolean) if value else next(label for label in labels if label != boolean)
+
+
+def agreement(model_dir: Path, conveyor_url: str, peer_urls: dict[str, str]) -> None:
+    """Every server's label for each sentence alone, against raw onnxruntime's; exits on one disagreement."""
+    expected = peers.onnxruntime_labels(model_dir, SENTENCES)
+    labels = resolve_model(model_dir).spec.labels
+    servers = {"conveyor serve": (conveyor_url, "/predict", lambda text: [text], lambda a: conveyor_label(a, labels))}
+    for name, url in peer_urls.items():
+        peer = peers.PEERS[name]
+        servers[peer.name] = (url, peer.path, peer.body, peer.label)
+    agreed = peers.check_agreement(servers, expected, SENTENCES)
+    console.print(
+        "agreement with raw onnxruntime, sentence by sentence: "
+        + ", ".join(f"{name} {n}/{len(SENTENCES)}" for name, n in agreed.items())
+    )
+
+
+def peer_report(label: str, done: list[Round], peer_names: Sequence[str]) -> None:
+    """Conveyor over each peer per concurrency (requests/s, and p99 at c=32), taken within each round."""
+    table = Table(title=f"{label}: conveyor serve / each peer, per round: median (range)")
+    table.add_column("peer")
+    for c in CONCURRENCY:
+        table.add_column(f"c={c} req/s ratio", justify="right")
+    table.add_column("c=32 p99 peer/conveyor", justify="right")
+    table.add_column("target (c=8, c=32)", justify="right")
+    for name in peer_names:
+        ours = [{r.concurrency: r.requests_per_s for r in x.conveyor} for x in done]
+        theirs = [{r.concurrency: r.requests_per_s for r in x.peers[name]} for x in done]
+        rows = peers.ratio_rows(ours, theirs, CONCURRENCY)
+        tails = peers.ratio_rows(
+            [{32: x.at(x.peers[name], 32).p99_ms} for x in done],
+            [{32: x.at(x.conveyor, 32).p99_ms} for x in done],
+            (32,),
+        )
+        verdict = ""
+        if name == "reference":  # issue 46: at least the hand-written batcher's throughput at c=8 and c=32
+            met = rows[8][0] >= 1 and rows[32][0] >= 1
+            verdict = f">= 1.00: {'PASS' if met else 'MISS'}"
+        cells = [f"{m:.2f} ({lo:.2f}-{hi:.2f})" for m, lo, hi in (rows[c] for c in CONCURRENCY)]
+        table.add_row(peers.PEERS[name].name, *cells, "{:.2f} ({:.2f}-{:.2f})".format(*tails[32]), verdict)
+    console.print(table)
 
 
 def machine() -> str:
@@ -224,6 +289,7 @@ class Round:
     batch1_ms: float
     flask: list[LoadResult]
     conveyor: list[LoadResult]
+    peers: dict[str, list[LoadResult]] = field(default_factory=dict)  # by peer name (benchmarks/serving/peers.py)
 
     def at(self, results: list[LoadResult], concurrency: int) -> LoadResult:
         return next(r for r in results if r.concurrency == concurrency)
@@ -241,8 +307,11 @@ class Round:
         return ratios
 
 
-def median_load(rounds: list[Round], server: str, concurrency: int) -> LoadResult:
-    runs = [r.at(r.flask if server.startswith("flask") else r.conveyor, concurrency) for r in rounds]
+def median_load(rounds: list[Round], server: str, concurrency: int, peer: str | None = None) -> LoadResult:
+    if peer is not None:
+        runs = [r.at(r.peers[peer], concurrency) for r in rounds]
+    else:
+        runs = [r.at(r.flask if server.startswith("flask") else r.conveyor, concurrency) for r in rounds]
     return LoadResult(
         server,
         concurrency,
@@ -253,8 +322,10 @@ def median_load(rounds: list[Round], server: str, concurrency: int) -> LoadResul
     )
 
 
-def bench_model(label: str, model_dir: Path, duration: float, rounds: int, bodies: Path) -> dict:
-    """``rounds`` rounds of (in-process, Flask, conveyor); medians and per-round ratios.
+def bench_model(
+    label: str, model_dir: Path, duration: float, rounds: int, bodies: Path, peer_names: Sequence[str] = ()
+) -> dict:
+    """``rounds`` rounds of (in-process, Flask, conveyor, the peers); medians and per-round ratios.
 
     The machine is shared and drifts by 10-30% within minutes, so each round
     measures the baselines and conveyor back to back (in alternating order),
@@ -287,23 +358,39 @@ def bench_model(label: str, model_dir: Path, duration: float, rounds: int, bodie
         "warning",
     ]
     done: list[Round] = []
-    with running(flask_command, flask_port) as flask_url, running(conveyor_command, conveyor_port) as conveyor_url:
-        run_wrk(flask_url, 8, 2, bodies)  # warm both sides
+    with (
+        running(flask_command, flask_port) as flask_url,
+        running(conveyor_command, conveyor_port) as conveyor_url,
+        peers.running_peers(peer_names, model_dir, start, stop) as peer_urls,
+    ):
+        if peer_names:
+            agreement(model_dir, conveyor_url, peer_urls)
+        peer_bodies = {name: peers.write_bodies(peers.PEERS[name], SENTENCES, bodies.parent) for name in peer_urls}
+        run_wrk(flask_url, 8, 2, bodies)  # warm every side
         run_wrk(conveyor_url, 8, 2, bodies)
+        for name, url in peer_urls.items():
+            run_wrk(url, 8, 2, peer_bodies[name], peers.PEERS[name].path)
+
+        def peer_levels(name: str) -> list[LoadResult]:
+            peer = peers.PEERS[name]
+            settle_body = peer.body(SENTENCES[0])
+            return load_levels(peer.name, peer_urls[name], duration, peer_bodies[name], peer.path, settle_body)
+
         for number in range(1, rounds + 1):
-            # Odd rounds run in-process, Flask, conveyor; even rounds the reverse, so a
+            # Odd rounds run in-process, Flask, conveyor, the peers; even rounds the reverse, so a
             # drift of the machine within a round does not favour one side.
-            if number % 2:
-                throughput, batch1_ms = in_process(classifier, duration / 2)
-                flask = load_levels("flask (classic)", flask_url, duration, bodies)
-                conveyor = load_levels("conveyor serve", conveyor_url, duration, bodies)
-            else:
-                conveyor = load_levels("conveyor serve", conveyor_url, duration, bodies)
-                flask = load_levels("flask (classic)", flask_url, duration, bodies)
-                throughput, batch1_ms = in_process(classifier, duration / 2)
-            done.append(Round(throughput, batch1_ms, flask, conveyor))
+            steps: list[tuple[str, Callable[[], object]]] = [
+                ("in-process", lambda: in_process(classifier, duration / 2)),
+                ("flask", lambda: load_levels("flask (classic)", flask_url, duration, bodies)),
+                ("conveyor", lambda: load_levels("conveyor serve", conveyor_url, duration, bodies)),
+                *((name, lambda name=name: peer_levels(name)) for name in peer_urls),
+            ]
+            measured = {name: step() for name, step in (steps if number % 2 else reversed(steps))}
+            throughput, batch1_ms = measured.pop("in-process")
+            flask, conveyor = measured.pop("flask"), measured.pop("conveyor")
+            done.append(Round(throughput, batch1_ms, flask, conveyor, measured))
             summary = "; ".join(f"{name} {v:.2f}" for name, (v, _) in done[-1].ratios().items())
-            console.print(f"round {number}/{rounds}: limit {max(throughput.values()):.0f}/s; {summary}")
+            console.print(f"round {number}/{rounds}: limit {max(throughput.values()):.0f}/s; {summary} ({load()})")
 
     throughput = {b: float(np.median([r.throughput[b] for r in done])) for b in BATCH_SIZES}
     batch1_ms = float(np.median([r.batch1_ms for r in done]))
@@ -314,6 +401,7 @@ def bench_model(label: str, model_dir: Path, duration: float, rounds: int, bodie
         + f"; batch-1 p50 {batch1_ms:.2f} ms"
     )
     loads = [median_load(done, server, c) for server in ("flask (classic)", "conveyor serve") for c in CONCURRENCY]
+    loads += [median_load(done, peers.PEERS[p].name, c, p) for p in peer_names for c in CONCURRENCY]
     table = Table(title=f"{label}: closed-loop load, wrk -t1 on the same 2 cores, median of {rounds} rounds")
     for column in ("server", "concurrency", "requests/s", "p50 ms", "p99 ms", "p99/p50", "errors"):
         table.add_column(column, justify="right" if column != "server" else "left")
@@ -344,13 +432,15 @@ def bench_model(label: str, model_dir: Path, duration: float, rounds: int, bodie
             name, f"{ratios[name]:.2f}", f"{min(values):.2f}-{max(values):.2f}", target, "yes" if met else "NO"
         )
     console.print(ratio_table)
+    if peer_names:
+        peer_report(label, done, peer_names)
     return {
         "model": label,
         "rounds": [
             {
                 "in_process": {str(k): v for k, v in r.throughput.items()},
                 "batch1_p50_ms": r.batch1_ms,
-                "load": [x.__dict__ for x in r.flask + r.conveyor],
+                "load": [x.__dict__ for x in r.flask + r.conveyor + [y for p in r.peers.values() for y in p]],
             }
             for r in done
         ],
@@ -368,7 +458,7 @@ def preflight() -> Path:
     reference = REPO / "models" / "sentiment"
     if not (reference / "model.yaml").is_file():
         sys.exit("build the reference model first: make model")
-    console.print(f"machine: {machine()}")
+    console.print(f"machine: {machine()}; {load()}")
     return reference
 
 
@@ -385,14 +475,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (in-process, Flask, conveyor)")
     parser.add_argument("--models", default="minilm,roberta", help="minilm, roberta or both")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--peers",
+        default="mlserver,bentoml,reference",
+        help="peer servers beside conveyor on the MiniLM model, each in its own venv (comma-separated; '' for none)",
+    )
     args = parser.parse_args()
+    peer_names = [p for p in args.peers.split(",") if p]
+    unknown = sorted(set(peer_names) - set(peers.PEERS))
+    if unknown:
+        sys.exit(f"unknown peer(s) {unknown}: choose from {sorted(peers.PEERS)}")
+    if "reference" in peer_names and not peers.REFERENCE_BATCHER.is_file():
+        console.print(f"{peers.REFERENCE_BATCHER.relative_to(REPO)} is not in this checkout: no reference peer")
+        peer_names.remove("reference")
     reference = preflight()
     with tempfile.TemporaryDirectory() as tmp:
         bodies = write_bodies(Path(tmp))
         results = []
         wanted = set(args.models.split(","))
         if "minilm" in wanted:
-            results.append(bench_model("MiniLM reference model", reference, args.duration, args.rounds, bodies))
+            results.append(
+                bench_model("MiniLM reference model", reference, args.duration, args.rounds, bodies, peer_names)
+            )
         if "roberta" in wanted:
             label = "RoBERTa-base shape (random weights)"
             results.append(bench_model(label, roberta_model_dir(), args.duration, args.rounds, bodies))

@@ -21,7 +21,11 @@ Load: wrk (closed loop, one thread, on the same 2 cores) at concurrency 1, 8 and
 request, over the v2 protocol for both servers (MLServer's pandas codec body for the pipeline,
 which Conveyor takes unchanged; its numpy tensor for XGBoost, where Conveyor takes one named
 input per column), and Conveyor's ``/predict`` records. Rounds alternate the order; ratios are
-taken per round, then the median and range reported.
+taken per round, then the median and range reported, each target with PASS or MISS.
+
+The c=1 goal (issue 46): ``/predict``'s c=1 p50 within 1.5x of (the HTTP floor's c=1 p50 + the
+in-process one-row onnxruntime call), the floor measured in the same round.  No HTTP server can come
+within 1.5x of a 6-12 us call alone: the bare uvicorn stack costs about 0.1 ms per request.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.serving.__main__ import REPO, machine, run_wrk, start, stop
+from benchmarks.serving.__main__ import REPO, load, machine, run_wrk, start, stop
 from conveyor.verify.targets import free_port
 
 MLSERVER_VENV = REPO / ".venv-mlserver"
@@ -244,7 +248,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (in-process, MLServer, Conveyor)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    console.print(f"machine: {machine()}")
+    console.print(f"machine: {machine()}; {load()}")
     mlserver = mlserver_venv()
     with tempfile.TemporaryDirectory() as tmp:
         folder, home = Path(tmp), Path(tmp) / "home"
@@ -282,9 +286,19 @@ def main() -> None:
                             url, path, bodies = sides[side]
                             runs[side].append(levels(url, path, bodies, args.duration))
                     results[label] = runs
+                    console.print(load())
                     report(label, runs)
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
+
+
+def verdict(median: float, target: str) -> str:
+    """PASS or MISS for a target written ``>= X`` or ``<= X`` (its first number), nothing for the others."""
+    words = target.split()
+    if len(words) < 2 or words[0] not in (">=", "<="):
+        return ""
+    bound = float(words[1])
+    return "PASS" if (median >= bound if words[0] == ">=" else median <= bound) else "MISS"
 
 
 def report(label: str, runs: dict[str, list[Any]]) -> None:
@@ -308,11 +322,12 @@ def report(label: str, runs: dict[str, list[Any]]) -> None:
     ort = float(np.median([x["onnxruntime"] for x in limits]))
     console.print(f"in-process one-row p50: framework {framework:.3f} ms, onnxruntime {ort:.3f} ms")
     ratios = Table(title=f"{label}: ratios per round (median, range)")
-    for column in ("ratio", "median", "range", "target"):
+    for column in ("ratio", "median", "range", "target", "met"):
         ratios.add_column(column)
 
     def ratio(name: str, values: list[float], target: str) -> None:
-        ratios.add_row(name, f"{np.median(values):.2f}", f"{min(values):.2f}-{max(values):.2f}", target)
+        median = float(np.median(values))
+        ratios.add_row(name, f"{median:.2f}", f"{min(values):.2f}-{max(values):.2f}", target, verdict(median, target))
 
     for side in ("Conveyor v2", "Conveyor /predict"):
         ratio(
@@ -331,7 +346,7 @@ def report(label: str, runs: dict[str, list[Any]]) -> None:
             a[1]["p50_ms"] / (f[1]["p50_ms"] + x["onnxruntime"])
             for a, f, x in zip(runs["Conveyor /predict"], runs["HTTP floor"], limits, strict=True)
         ],
-        "<= 1.5",
+        "<= 1.5",  # issue 46: within 1.5x of what any Python HTTP server pays plus the model's own call
     )
     ratio(
         "Conveyor /predict c1 p50 / in-process framework p50",
