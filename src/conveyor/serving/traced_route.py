@@ -6,8 +6,8 @@ an OTLP endpoint runs the untraced code.  Every sampled POST (``/predict``, v2 `
 by OpenTelemetry's stable HTTP semantic conventions (``POST /v2/models/{name}/infer``: the route
 template, known once routed); ``/predict`` adds its reading and parsing and its serialising, and
 the data plane draws the batch (its wait, tokenizing and inference) under whichever request span is
-current.  A request the sampler does not take runs the untraced code: no span, no attribute is made
-for it.  Health probes and scrapes are not traced.
+current.  A request the sampler does not take runs the untraced route (``PredictRoute`` itself): no
+span, no attribute, no context is made for it.  Health probes and scrapes are not traced.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ class TracedPredictRoute(PredictRoute):
     def __init__(self, app: Starlette, plane: DataPlane, templates: dict[Any, str]) -> None:
         super().__init__(app, plane)
         self.templates = templates  # (endpoint, versioned) -> route template, as the metrics label them
+        # What a request the sampler does not take runs: the untraced route itself, not this class
+        # with its span checks (its ``answer`` is PredictRoute's own).
+        self.untraced = PredictRoute(app, plane)
 
     def route(self, scope: Scope) -> str | None:
         """The request's route template, once routed (``/predict`` is routed here, the rest by Starlette)."""
@@ -43,13 +46,13 @@ class TracedPredictRoute(PredictRoute):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
-            await super().__call__(scope, receive, send)
+            await self.untraced(scope, receive, send)
             return
         path = scope["path"]
         name = PREDICT_NAME if path == PATH else "POST"  # renamed once routed: ``POST`` and the route
         decision = tracing.sampled(scope["headers"], name, SpanKind.SERVER)
         if not decision.sampled:
-            await super().__call__(scope, receive, send)
+            await self.untraced(scope, receive, send)
             return
         attributes = tracing.server_attributes(scope)
         if path == PATH:
@@ -69,7 +72,7 @@ class TracedPredictRoute(PredictRoute):
         self, content_type: str | None, body: AsyncIterator[bytes], declared: str | None, expects_continue: bool
     ) -> tuple[bytes, Answered]:
         span: Any = tracing.current_span()
-        if span is None:  # not sampled: the untraced answer
+        if span is None:  # unreachable by a request (unsampled ones go to ``self.untraced``): untraced answer
             return await super().answer(content_type, body, declared, expects_continue)
         self.plane.task.check_content_type(content_type)
         started = time.time_ns()
