@@ -6,9 +6,10 @@ A column drifts when the shift is both large and real:
   and over a shift to act on).  Its scale does not grow with the window, but on small samples it
   is noisy: two halves of one 442-row dataset differ by 0.1-0.25 by chance alone;
 - real: a test says the window and the reference are unlikely to be one distribution (p below
-  ``alpha``): scipy's two-sample Kolmogorov-Smirnov test (numeric, against the reference's
-  sample) or chi-square test of homogeneity (categorical, on the counts).  On large windows every
-  trivial shift is significant, which the PSI guards against.
+  ``alpha``): the two-sample Kolmogorov-Smirnov test (numeric, against the reference's
+  sample; its exact p-value) or the chi-square test of homogeneity (categorical, on the counts),
+  computed in numpy (``monitoring/statistics.py``: a judging process never imports scipy).
+  On large windows every trivial shift is significant, which the PSI guards against.
 The Jensen-Shannon distance of categorical shares is reported beside them.  A text model's
 texts (an ``embedding`` column, where the profile has one) are judged by their meaning: the
 maximum mean discrepancy between the window's and the reference's sentence embeddings, with a
@@ -17,12 +18,11 @@ when its lengths do not.
 
 Many columns tested at once raise more false alarms than one: at ``alpha`` 0.01 and ten
 independent columns, about one window in ten of unchanged traffic would flag some column.  So
-the p-values of one window are adjusted together with the Benjamini-Hochberg procedure (scipy's
-``false_discovery_control``), and a column is "real" when its adjusted p-value is below
-``alpha``: on unchanged traffic the chance that any column of a window drifts stays at about
-``alpha``, while a column whose shift is strong keeps a tiny p-value.  The window's drift share
-is the share of its tested columns that drifted (Evidently's dataset drift share).  A window
-smaller than ``min_items`` is not judged.
+the p-values of one window are adjusted together with the Benjamini-Hochberg procedure, and a
+column is "real" when its adjusted p-value is below ``alpha``: on unchanged traffic the chance
+that any column of a window drifts stays at about ``alpha``, while a column whose shift is strong
+keeps a tiny p-value. The window's drift share is the share of its tested columns that drifted
+(Evidently's dataset drift share). A window smaller than ``min_items`` is not judged.
 """
 
 from __future__ import annotations
@@ -32,15 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from conveyor.extras import needs
 from conveyor.monitoring.embedding_drift import embed, mmd_test, sample_texts
 from conveyor.monitoring.features import Columns
 from conveyor.monitoring.profile import ColumnProfile, Profile
+from conveyor.monitoring.statistics import benjamini_hochberg, chi2_contingency_pvalue, jensen_shannon, ks_2samp
 from conveyor.monitoring.thresholds import Thresholds
-
-DRIFT_EXTRA = ("monitor", "drift detection (conveyor monitor)")  # scipy: imported when a window is judged
-with needs(*DRIFT_EXTRA):
-    import scipy  # noqa: F401  (a missing extra said at import; scipy.stats, heavy, when used)
 
 EPSILON = 1e-4  # an empty bin's share, so the index stays finite
 
@@ -105,10 +101,7 @@ def compare(profile: Profile, columns: Columns, thresholds: Thresholds, seed: in
         else:
             results.append(_categorical(reference, column.values))
     if results:
-        with needs(*DRIFT_EXTRA):
-            from scipy.stats import false_discovery_control
-
-        adjusted = false_discovery_control([min(max(r.pvalue, 0.0), 1.0) for r in results], method="bh")
+        adjusted = benjamini_hochberg([r.pvalue for r in results])
         for result, pvalue in zip(results, adjusted, strict=True):
             result.adjusted_pvalue = float(pvalue)
             large = result.psi is None or result.psi >= thresholds.psi  # an embedding's sample bounds its test
@@ -117,13 +110,10 @@ def compare(profile: Profile, columns: Columns, thresholds: Thresholds, seed: in
 
 
 def _numeric(reference: ColumnProfile, raw: list[Any]) -> ColumnDrift:
-    with needs(*DRIFT_EXTRA):
-        from scipy.stats import ks_2samp
-
     values = np.asarray(raw, dtype=np.float64)
     shares = reference.bin_shares(values)
     index = psi(np.asarray(reference.shares), shares)
-    test = ks_2samp(np.asarray(reference.sample), values)
+    statistic, pvalue = ks_2samp(np.asarray(reference.sample), values)
     return ColumnDrift(
         name=reference.name,
         side=reference.side,
@@ -131,8 +121,8 @@ def _numeric(reference: ColumnProfile, raw: list[Any]) -> ColumnDrift:
         items=len(values),
         psi=round(index, 4),
         drifted=False,  # judged in compare, with the window's other columns
-        pvalue=float(test.pvalue),
-        ks_statistic=round(float(test.statistic), 4),
+        pvalue=pvalue,
+        ks_statistic=round(statistic, 4),
         reference={"p50": reference.quantiles.get("p50")},
         window={"p50": float(np.median(values))},
         window_shares=[round(float(share), 4) for share in shares],
@@ -140,10 +130,6 @@ def _numeric(reference: ColumnProfile, raw: list[Any]) -> ColumnDrift:
 
 
 def _categorical(reference: ColumnProfile, raw: list[Any]) -> ColumnDrift:
-    with needs(*DRIFT_EXTRA):
-        from scipy.spatial.distance import jensenshannon
-        from scipy.stats import chi2_contingency
-
     window = reference.category_shares(raw)
     names = sorted(set(reference.categories) | set(window))
     ref = np.array([reference.categories.get(n, 0.0) for n in names])
@@ -151,7 +137,7 @@ def _categorical(reference: ColumnProfile, raw: list[Any]) -> ColumnDrift:
     index = psi(ref, win)
     counts = np.array([ref * reference.count, win * len(raw)])
     counts = counts[:, counts.sum(axis=0) > 0]
-    pvalue = float(chi2_contingency(counts).pvalue) if counts.shape[1] > 1 else 1.0
+    pvalue = chi2_contingency_pvalue(counts) if counts.shape[1] > 1 else 1.0
     top_ref = max(reference.categories, key=reference.categories.__getitem__)
     top_win = max(window, key=window.__getitem__)
     return ColumnDrift(
@@ -162,7 +148,7 @@ def _categorical(reference: ColumnProfile, raw: list[Any]) -> ColumnDrift:
         psi=round(index, 4),
         drifted=False,
         pvalue=pvalue,
-        js_distance=round(float(jensenshannon(ref, win, base=2)), 4),
+        js_distance=round(jensen_shannon(ref, win), 4),
         reference={"top": f"{top_ref} {reference.categories[top_ref]:.0%}"},
         window={"top": f"{top_win} {window[top_win]:.0%}"},
         window_categories={name: round(share, 4) for name, share in window.items()},

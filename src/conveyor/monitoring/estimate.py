@@ -4,11 +4,12 @@ Labels come weeks late or never; what a model answers comes at once.  Where the 
 carry their true answers (a ``label`` or ``value`` column), the profile keeps up to
 ``KEPT`` of them scored (``QualityReference``), and each window of served traffic gets an estimate
 beside its realised quality (NannyML's two methods, described in its documentation; written here
-with scikit-learn, not copied):
+in numpy and scikit-learn, not copied):
 
 * **CBPE** (confidence-based performance estimation), for classifiers: each class's served
-  probability is calibrated one-vs-rest on the reference (isotonic regression; each item's
-  calibrated probabilities are then scaled to sum to 1).  A calibrated probability is the chance
+  probability is calibrated one-vs-rest on the reference (isotonic regression, fitted once when
+  the profile is made and kept in it as plain numbers: knots and values; each item's calibrated
+  probabilities are then scaled to sum to 1).  A calibrated probability is the chance
   the answer is right, so a window's expected accuracy is the mean calibrated probability of the
   answered class, and expected true/false positives per class give precision, recall and F1.
   ``accuracy_range`` is where the realised accuracy should fall (95%) if the estimate holds: the
@@ -23,8 +24,10 @@ with scikit-learn, not copied):
   window's estimated MAE is the mean of the first, its RMSE the root of the mean of the second.
   The same assumption: errors depend on the inputs as they did on the reference.
 
-The estimators are fitted when a log is judged (milliseconds to a second on ``KEPT`` rows), with
-fixed seeds, so the same profile and log give the same estimate.
+CBPE's calibration is part of the profile (a profile that predates it has it fitted once when
+judged and kept beside it, ``profile.stored_profile``), so judging a classifier's window needs
+neither scikit-learn nor scipy.  DLE's trees are fitted when a log is judged (about a second on
+``KEPT`` rows), with fixed seeds, so the same profile and log give the same estimate.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from conveyor.monitoring.statistics import isotonic_fit, isotonic_predict
 from conveyor.serving.payload_record import RequestRecord
 
 KEPT = 2000  # labelled reference rows kept in the profile
@@ -52,6 +56,18 @@ class QualityReference(BaseModel):
     predictions: list[float] = Field(default_factory=list, description="A regressor's served value per kept row.")
     truth: list[Any] = Field(default_factory=list, description="The true label or value per kept row.")
     realised: dict[str, Any] = Field(default_factory=dict, description="The reference's own quality.")
+    calibration: list[list[list[float]]] = Field(
+        default_factory=list,
+        description="CBPE's isotonic calibration of a classifier, per label: [knots, values], read by linear "
+        "interpolation (empty in a profile that predates it: fitted when judged, kept beside the profile).",
+    )
+
+
+def calibration_of(reference: QualityReference) -> list[list[list[float]]]:
+    """Each label's served probability calibrated one-vs-rest on the kept reference rows."""
+    scores = np.asarray(reference.scores, dtype=np.float64)
+    truth = np.asarray(reference.truth, dtype=object)
+    return [list(isotonic_fit(scores[:, k], truth == label)) for k, label in enumerate(reference.labels)]
 
 
 def quality_reference(
@@ -72,7 +88,9 @@ def quality_reference(
         answers = [labels[int(np.argmax(row))] for row in kept]
         true = [str(truth[i]) for i in rows]
         realised = classifier_quality(answers, true, labels)
-        return QualityReference(labelled=labelled, labels=labels, scores=kept, truth=true, realised=realised)
+        reference = QualityReference(labelled=labelled, labels=labels, scores=kept, truth=true, realised=realised)
+        reference.calibration = calibration_of(reference)  # kept with the profile: never refitted when judged
+        return reference
     true_values = [float(truth[i]) for i in rows]
     served = [float(predictions[i]) for i in rows]
     return QualityReference(
@@ -88,21 +106,13 @@ class Cbpe:
     """Expected classifier quality from served probabilities, calibrated on the reference."""
 
     def __init__(self, reference: QualityReference) -> None:
-        from conveyor.extras import needs
-
-        with needs("monitor", "quality estimates (conveyor monitor)"):
-            from sklearn.isotonic import IsotonicRegression
-
         self.labels = reference.labels
-        scores = np.asarray(reference.scores, dtype=np.float64)
-        truth = np.asarray(reference.truth, dtype=object)
-        self.calibrators = [
-            IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores[:, k], truth == label)
-            for k, label in enumerate(self.labels)
-        ]
+        self.calibration = reference.calibration or calibration_of(reference)
 
     def calibrated(self, scores: np.ndarray) -> np.ndarray:
-        calibrated = np.column_stack([c.predict(scores[:, k]) for k, c in enumerate(self.calibrators)])
+        calibrated = np.column_stack(
+            [isotonic_predict(knots, values, scores[:, k]) for k, (knots, values) in enumerate(self.calibration)]
+        )
         sums = calibrated.sum(axis=1, keepdims=True)
         return np.where(sums > 0, calibrated / np.where(sums > 0, sums, 1), 1 / len(self.labels))
 

@@ -4,11 +4,13 @@ A window's live quality is a sample (the items feedback labelled), so a number a
 what is known: 3 of 3 correct is "accuracy between 44% and 100%".  Each metric comes with a 95%
 interval, by a stated method:
 
-* a proportion (accuracy, and per class precision and recall): the Wilson score interval
-  (scipy's ``binomtest(...).proportion_ci(method="wilson")``), which stays inside [0, 1] and
-  honest at 0 of n and n of n, where the normal approximation collapses;
+* a proportion (accuracy, and per class precision and recall): the Wilson score interval, which
+  stays inside [0, 1] and honest at 0 of n and n of n, where the normal approximation collapses;
 * F1 (per class and macro), MAE and RMSE: a percentile bootstrap over the labelled items
-  (scipy's ``bootstrap``, 1,000 resamples, a fixed seed, so the same window gives the same interval).
+  (1,000 resamples, a fixed seed, so the same window gives the same interval).
+
+Both in numpy (``monitoring/statistics.py``, the same numbers as scipy's ``binomtest`` and
+``bootstrap``): a window is judged without importing scipy.
 """
 
 from __future__ import annotations
@@ -18,11 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from conveyor.extras import needs
+from conveyor.monitoring import statistics
 
-QUALITY_EXTRA = ("monitor", "live quality (conveyor monitor)")  # scipy: imported when quality is judged
-with needs(*QUALITY_EXTRA):
-    import scipy  # noqa: F401  (a missing extra said at import; scipy.stats, heavy, when used)
 CONFIDENCE = 0.95
 RESAMPLES = 1000
 SEED = 0
@@ -32,11 +31,8 @@ def wilson(successes: int, trials: int) -> list[float] | None:
     """The 95% Wilson score interval of successes/trials, rounded; None for no trials."""
     if trials <= 0:
         return None
-    with needs(*QUALITY_EXTRA):
-        from scipy.stats import binomtest
-
-    ci = binomtest(successes, trials).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
-    return [round(float(ci.low), 4), round(float(ci.high), 4)]
+    low, high = statistics.wilson(successes, trials)
+    return [round(low, 4), round(high, 4)]
 
 
 def bootstrapped(statistic: Callable[..., Any], *samples: np.ndarray) -> list[Any]:
@@ -46,20 +42,7 @@ def bootstrapped(statistic: Callable[..., Any], *samples: np.ndarray) -> list[An
     if len(samples[0]) < 2 or all(np.all(s == s[0]) for s in samples):
         low = high = value  # nothing varies: the interval is the point
     else:
-        with needs(*QUALITY_EXTRA):
-            from scipy.stats import bootstrap
-
-        interval = bootstrap(
-            samples,
-            statistic,
-            paired=True,
-            vectorized=True,
-            n_resamples=RESAMPLES,
-            confidence_level=CONFIDENCE,
-            method="percentile",
-            rng=np.random.default_rng(SEED),
-        ).confidence_interval
-        low, high = np.asarray(interval.low), np.asarray(interval.high)
+        low, high = statistics.percentile_bootstrap(statistic, samples, RESAMPLES, CONFIDENCE, SEED)
     pairs = [[round(float(a), 6), round(float(b), 6)] for a, b in zip(np.ravel(low), np.ravel(high), strict=True)]
     return pairs if value.ndim else pairs[0]
 

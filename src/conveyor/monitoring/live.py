@@ -24,8 +24,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from conveyor.extras import needs
-from conveyor.monitoring.drift import DRIFT_EXTRA, compare
+from conveyor.monitoring.drift import compare
 from conveyor.monitoring.features import Columns
 from conveyor.monitoring.hashed import as_logged
 from conveyor.monitoring.observe import Observer
@@ -35,9 +34,6 @@ from conveyor.monitoring.thresholds import Thresholds
 from conveyor.serving.payload_hash import hash_key
 from conveyor.serving.payload_record import AnswerRecord, FeedbackRecord, PayloadRecord, RequestRecord
 from conveyor.serving.spec import ResolvedModel
-
-with needs(*DRIFT_EXTRA):
-    import scipy.stats  # noqa: F401  (loaded with the server: its first window must not wait for the import)
 
 log = logging.getLogger(__name__)
 

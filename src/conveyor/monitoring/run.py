@@ -20,7 +20,7 @@ from conveyor.monitoring.features import EMBEDDING
 from conveyor.monitoring.hashed import as_logged
 from conveyor.monitoring.logs import LogReader
 from conveyor.monitoring.observe import Observer
-from conveyor.monitoring.profile import PROFILE_FILE, Profile
+from conveyor.monitoring.profile import PROFILE_FILE, Profile, stored_profile
 from conveyor.monitoring.quality import labelled_rows, served_quality
 from conveyor.monitoring.self_check import checked_profile
 from conveyor.monitoring.summaries import FORMAT, SummaryStore
@@ -130,7 +130,7 @@ def reference_profile(resolved: ResolvedModel, reference: Path | None) -> Profil
             f"{resolved.spec.name}:{resolved.spec.version} has no reference profile ({PROFILE_FILE}): "
             "register it with --reference FILE, or pass --reference FILE here"
         )
-    return Profile.load(stored)
+    return stored_profile(stored)
 
 
 def monitor_log(
