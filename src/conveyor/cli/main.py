@@ -11,7 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from conveyor import __version__
-from conveyor.cli import ci, init, keys, models, monitor, package, pipeline, verify
+from conveyor.cli import ci, init, keys, package, pipeline, verify
 from conveyor.cli.output import EXIT_FAILURE, exit_code
 from conveyor.errors import ConveyorError
 
@@ -23,6 +23,9 @@ LAZY: dict[str, tuple[str, bool, bool]] = {
     "router": ("conveyor.cli.router:router", False, False),
     "rollout": ("conveyor.cli.rollout:app", True, False),
     "ui": ("conveyor.cli.ui:ui", False, False),
+    # the monitoring commands: `conveyor monitor` is run on a schedule, its start-up counts
+    "monitor": ("conveyor.cli.monitor:monitor", False, True),
+    "models": ("conveyor.cli.models:app", True, False),
 }
 
 
@@ -108,8 +111,6 @@ app.command("build", no_args_is_help=True)(package.build)
 app.command("smoke", no_args_is_help=True)(package.smoke)
 app.command("push", no_args_is_help=True)(package.push_image)
 app.command("base-image")(package.base_image)
-app.command("monitor", no_args_is_help=True)(monitor.monitor)
-app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(ci.app, name="ci")

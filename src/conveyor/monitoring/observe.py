@@ -20,10 +20,8 @@ import numpy as np
 from conveyor.errors import ConveyorError, InvalidInput
 from conveyor.monitoring.estimate import QualityReference, quality_reference
 from conveyor.monitoring.features import OUTPUT, Columns, TextFeatures, add_outputs, add_records, answered_labels
-from conveyor.serving.model import softmax
 from conveyor.serving.payload_record import RequestRecord
 from conveyor.serving.spec import ModelSpec, ResolvedModel
-from conveyor.verify.examples import csv_records
 
 BATCH = 64
 
@@ -68,6 +66,7 @@ class Observer:
         """The reference file's items, scored by the served model's code, as columns; and, where its
         rows carry the true answer (``label`` or ``value``), those rows scored (label-free estimates)."""
         from conveyor.serving.dataplane import ServingOptions
+        from conveyor.serving.model import softmax
         from conveyor.serving.tasks import server_for
 
         items = reference_items(path, self.spec)
@@ -113,6 +112,8 @@ def read_items(path: Path, spec: ModelSpec) -> Iterator[Any]:
     text = spec.task.takes_text
     suffix = path.suffix.lower()
     if suffix == ".csv" and not text:
+        from conveyor.verify.examples import csv_records  # httpx, rich: only where a reference is read
+
         yield from csv_records(path, [feature.model_dump(exclude_none=True) for feature in spec.features])
     elif suffix == ".csv":
         with open(path, newline="") as handle:

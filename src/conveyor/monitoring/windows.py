@@ -191,12 +191,16 @@ class Logged:
         logged out of order stays in the window it came in."""
         cuts: list[tuple[int, int]] = []
         current, start = None, 0
+        end = ""  # the current window's end as the log writes times: a time before it needs no parsing
         for index, time in enumerate(self.rows.time):
+            if time < end and len(time) == len(end) and time.endswith("+00:00"):
+                continue  # in the current window (or logged out of order: it stays there too)
             bucket = int(datetime.fromisoformat(time).timestamp() // seconds)
             if current is None or bucket > current:
                 if current is not None:
                     cuts.append((start, index))
                 current, start = bucket, index
+                end = iso(datetime.fromtimestamp((bucket + 1) * seconds, UTC))
         if self.rows.time:
             cuts.append((start, len(self.rows.time)))
         return cuts
