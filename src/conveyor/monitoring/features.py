@@ -38,11 +38,16 @@ class Columns:
     by_name: dict[str, Column] = field(default_factory=dict)
 
     def add(self, name: str, kind: Kind, side: str, value: Any) -> None:
+        column = self.column(name, kind, side)
+        if value is not None:
+            column.values.append(value)
+
+    def column(self, name: str, kind: Kind, side: str) -> Column:
+        """The column ``name``, made (empty) where it is new."""
         column = self.by_name.get(name)
         if column is None:
             column = self.by_name[name] = Column(name, kind, side)
-        if value is not None:
-            column.values.append(value)
+        return column
 
     @property
     def items(self) -> int:
@@ -50,6 +55,7 @@ class Columns:
 
 
 EMBEDDING = "text.embedding"
+SMALL = 8  # rows of probabilities below which plain Python reads them faster than numpy
 
 
 class TextFeatures:
@@ -87,16 +93,23 @@ class TextFeatures:
 
 def add_records(columns: Columns, records: list[Any], features: Mapping[str, str]) -> None:
     """Tabular rows: each named feature (a number, or a category for strings and booleans)."""
+    described: list[tuple[Any, str, bool]] | None = None  # per feature: its column's append, name, numeric
     for record in records:
         if not isinstance(record, dict):
             continue
-        for name, type_ in features.items():
+        if described is None:
+            described = []
+            for name, type_ in features.items():
+                numeric = type_ in ("number", "integer")
+                column = columns.column(f"feature.{name}", "numeric" if numeric else "categorical", INPUT)
+                described.append((column.values.append, name, numeric))
+        for append, name, numeric in described:
             value = record.get(name)
-            if type_ in ("number", "integer"):
-                number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
-                columns.add(f"feature.{name}", "numeric", INPUT, number)
-            else:
-                columns.add(f"feature.{name}", "categorical", INPUT, None if value is None else str(value))
+            if numeric:
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    append(value)
+            elif value is not None:
+                append(str(value))
 
 
 def add_outputs(
@@ -104,10 +117,15 @@ def add_outputs(
 ) -> None:
     """The answer side: label shares and confidence for a classifier, the value for a regressor."""
     if probabilities:
-        rows = np.asarray(probabilities, dtype=np.float64)
-        for row in rows:
-            columns.add("output.label", "categorical", OUTPUT, labels[int(row.argmax())] if labels else None)
-            columns.add("output.confidence", "numeric", OUTPUT, float(row.max()))
+        if len(probabilities) < SMALL:  # a request's few rows: numpy's per-call cost exceeds the work
+            rows: Any = [[float(p) for p in row] for row in probabilities]
+            tops = [(max(range(len(row)), key=row.__getitem__), max(row)) for row in rows]
+        else:
+            array = np.asarray(probabilities, dtype=np.float64)
+            tops = zip(array.argmax(axis=1).tolist(), array.max(axis=1).tolist(), strict=True)
+        for top, confidence in tops:
+            columns.add("output.label", "categorical", OUTPUT, labels[top] if labels else None)
+            columns.add("output.confidence", "numeric", OUTPUT, confidence)
         return
     for value in values:
         if isinstance(value, int | float) and not isinstance(value, bool):

@@ -147,7 +147,9 @@ def summarise(log: LogFile, data: bytes, observer: Observer) -> FileSummary:
         observer.add_record(columns, record)
         count = len(requests["time"])
         for name, column in columns.by_name.items():
-            column_ends = ends.setdefault(name, [0] * (count - 1))
+            column_ends = ends.get(name)
+            if column_ends is None:  # a column first seen in this request: none of its values before
+                column_ends = ends[name] = [0] * (count - 1)
             column_ends.append(len(column.values))
     summary.first, summary.last = (min(times), max(times)) if times else ("", "")
     summary.requests, summary.answers = requests, answers
