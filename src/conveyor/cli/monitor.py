@@ -13,7 +13,15 @@ from typing import Annotated, Any
 
 import typer
 
-from conveyor.cli.output import EXIT_FAILURE, ProgressBar, handle_errors, new_table, print_json, stderr, stdout
+from conveyor.cli.output import (
+    EXIT_FAILURE,
+    ProgressBar,
+    handle_errors,
+    new_table,
+    print_json_document,
+    stderr,
+    stdout,
+)
 from conveyor.cli.settings_options import with_model_options
 from conveyor.monitoring.retention import Retention
 from conveyor.monitoring.thresholds import Thresholds
@@ -105,7 +113,7 @@ def monitor(
             write_html(result, html)
         exported = _export(result.labelled, export_labelled, export_holdout, holdout)
     if as_json:
-        print_json(result.as_dict())
+        print_json_document(result.as_dict())
     else:
         _render(result)
         if html is not None:

@@ -115,6 +115,15 @@ def print_json(data: Any) -> None:
     sys.stdout.write(text + "\n")
 
 
+def print_json_document(data: Any) -> None:
+    """A large plain document (a monitoring pass's windows) as indented JSON, written by orjson:
+    ten times faster than ``json`` on hundreds of windows; numpy numbers as numbers."""
+    import orjson
+
+    options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    sys.stdout.write(orjson.dumps(data, default=str, option=options).decode() + "\n")
+
+
 def ProgressBar(enabled: bool = True) -> Any:
     """The registry transfer bar (``conveyor.progress``) on the CLI's stderr console."""
     from conveyor.progress import ProgressBar as Bar

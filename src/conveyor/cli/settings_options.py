@@ -17,12 +17,15 @@ import inspect
 import re
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 from pydantic import BaseModel
 
-from conveyor.settings import ProcessSettings, SettingField, setting_fields
+from conveyor.setting_fields import SettingField, setting_fields
+
+if TYPE_CHECKING:
+    from conveyor.settings import ProcessSettings
 
 Command = TypeVar("Command", bound=Callable[..., None])
 

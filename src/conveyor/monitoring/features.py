@@ -12,7 +12,7 @@ confidence (the top probability), or a regressor's value.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -117,6 +117,7 @@ def add_outputs(
 ) -> None:
     """The answer side: label shares and confidence for a classifier, the value for a regressor."""
     if probabilities:
+        tops: Iterable[tuple[int, float]]
         if len(probabilities) < SMALL:  # a request's few rows: numpy's per-call cost exceeds the work
             rows: Any = [[float(p) for p in row] for row in probabilities]
             tops = [(max(range(len(row)), key=row.__getitem__), max(row)) for row in rows]

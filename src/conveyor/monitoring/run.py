@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +76,20 @@ class MonitorResult:
             "files": self.files,
             "unreadable_lines": self.unreadable,
             "drift": self.latest_drifted,
-            "windows": [{**asdict(w), "drifted": w.drifted, "drift_share": w.drift_share} for w in self.windows],
+            "windows": [window_dict(w) for w in self.windows],
             "feedback": self.feedback,
             "labelled_items": self.labelled_items,
             "span": self.span.as_dict(),
             "summaries": self.summaries,
             "notes": self.notes,
         }
+
+
+def window_dict(window: WindowDrift) -> dict[str, Any]:
+    """A judged window as JSON-ready data (``dataclasses.asdict`` without its deep copies: a month of
+    windows printed per call)."""
+    columns = [dict(vars(column)) for column in window.columns]
+    return {**vars(window), "columns": columns, "drifted": window.drifted, "drift_share": window.drift_share}
 
 
 def self_check_dict(profile: Profile) -> dict[str, Any] | None:

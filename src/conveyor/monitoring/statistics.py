@@ -177,7 +177,7 @@ def isotonic_fit(x: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]
             before = blocks[-1]
             total = before[1] + last[1]
             blocks[-1] = [(before[0] * before[1] + last[0] * last[1]) / total, total, before[2] + last[2]]
-    fitted = np.repeat([b[0] for b in blocks], [b[2] for b in blocks])
+    fitted = np.repeat([b[0] for b in blocks], [int(b[2]) for b in blocks])
     return xs.tolist(), np.clip(fitted, 0.0, 1.0).tolist()
 
 
