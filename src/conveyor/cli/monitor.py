@@ -8,6 +8,7 @@ its log is not there, or an export would hold no labelled rows.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -149,7 +150,9 @@ def resolve_served(model: str) -> Any:
     """MODEL (a folder or a registry reference) as the server would load it, with a progress bar."""
     from conveyor.serving.fetch import resolve_served as resolve
 
-    with ProgressBar(enabled=stderr.rich().is_terminal) as bar:  # a bar only where someone watches
+    if not sys.stderr.isatty():  # a bar only where someone watches (rich stays unimported in a scheduled job)
+        return resolve(model)
+    with ProgressBar(enabled=stderr.rich().is_terminal) as bar:
         return resolve(model, bar)
 
 

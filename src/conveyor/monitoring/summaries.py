@@ -196,6 +196,10 @@ class SummaryStore:
 
     def files(self) -> list[LogFile]:
         """The finished files, in time order (``.partial`` files are still being written)."""
+        return sorted(self._listed(), key=lambda f: _order(f.name))
+
+    def _listed(self) -> list[LogFile]:
+        """The finished files, in no order."""
         if self.s3:
             return self._s3_files()
         assert self.log_folder is not None
@@ -209,10 +213,12 @@ class SummaryStore:
                 name = entry.name
                 if not (name.startswith("payloads-") and name.endswith(".jsonl")):
                     continue
-                with contextlib.suppress(FileNotFoundError):  # removed by retention meanwhile
+                try:
                     stat = entry.stat()
-                    found.append(LogFile(name, stat.st_size, str(stat.st_mtime_ns), entry.path, stat.st_mtime))
-        return sorted(found, key=lambda f: _order(f.name))
+                except FileNotFoundError:  # removed by retention meanwhile
+                    continue
+                found.append(LogFile(name, stat.st_size, str(stat.st_mtime_ns), entry.path, stat.st_mtime))
+        return found
 
     def _s3(self) -> tuple[Any, str, str]:
         with needs("s3", "payload logs on S3"):
@@ -254,15 +260,17 @@ class SummaryStore:
         (ISO times; None: no bound), built where missing or stale; summaries of files that are
         gone are removed.  A file last written before ``since``, or named for a moment after
         ``until``, is not read at all: a first ``--since 1d`` reads a day of a month's log."""
-        files = self.files()
+        files = self._listed()
         self.prune({f.name for f in files})
         # a file last written a millisecond or more before ``since`` holds no line from then on
         before = None if since is None else _seconds(since) - 0.001
-        for log in files:
-            if until is not None and log.started and log.started > until:
-                continue
-            if before is not None and log.modified and log.modified < before:
-                continue
+        wanted = [
+            log
+            for log in files
+            if not (until is not None and log.started and log.started > until)
+            and not (before is not None and log.modified and log.modified < before)
+        ]
+        for log in sorted(wanted, key=lambda f: _order(f.name)):  # only those in range are put in order
             summary = self._load(log)
             if summary is None:
                 summary = summarise(log, self.read(log), observer)
