@@ -66,16 +66,20 @@ def _ks_pvalue(n: int, m: int, statistic: float) -> float:
     low, high = band(0)
     paths[low : high + 1] = 1.0
     log_scale = 0.0
+    cumsum = np.cumsum
     for x in range(1, n + 1):
-        new_low, new_high = band(x)
-        paths[low:new_low] = 0.0  # below the band from this row on
-        np.cumsum(paths[new_low : new_high + 1], out=paths[new_low : new_high + 1])
+        new_low = max((x * m - bound) // n + 1, 0)
+        new_high = min(-((-(x * m + bound)) // n) - 1, m)
+        if new_low > low:
+            paths[low:new_low] = 0.0  # below the band from this row on
+        row = paths[new_low : new_high + 1]
+        cumsum(row, out=row)
         low, high = new_low, new_high
         if x % RESCALE_EVERY == 0 or x == n:
-            top = float(paths[low : high + 1].max())
+            top = float(row.max())
             if top <= 0:
                 return 1.0
-            paths[low : high + 1] /= top
+            row /= top
             log_scale += math.log(top)
     inside = paths[m]
     if inside <= 0:

@@ -8,8 +8,8 @@ reads only the files that rotated since.  A summary is valid while its file has 
 size and modification time (an S3 object: the same key, size and ETag); it records the file's
 sha256 too.  A summary whose file is gone (deleted by a person, or by retention,
 ``monitoring/retention.py``) is removed with it, so that file drops out of every judgement.  A
-summary is written whole or not at all (``atomic.write_atomic``): a crash mid-summary leaves the
-file unsummarised, and the next call summarises it.
+summary is written whole or not at all (``atomic.write_atomic``, not flushed to disk: it can be
+rebuilt): a crash mid-summary leaves the file unsummarised, and the next call summarises it.
 
 A summary keeps, per logged request, what the judgement reads, already parsed and described
 (``monitoring/observe.py``): its time and request id, each watched column's values (numbers,
@@ -289,7 +289,7 @@ class SummaryStore:
 
     def _write(self, log: LogFile, summary: FileSummary) -> None:
         try:
-            write_atomic(self._path(log), summary.to_json())
+            write_atomic(self._path(log), summary.to_json(), durable=False)
         except OSError:
             return  # a store that cannot be written costs a re-read next time, never the judgement
         self.built += 1

@@ -61,7 +61,8 @@ class WindowCache:
 
     def put(self, key: str, window: WindowDrift) -> None:
         with contextlib.suppress(OSError, TypeError):  # not kept: judged again next time
-            write_atomic(self.folder / f"{key}.json", orjson.dumps(asdict(window), option=orjson.OPT_SERIALIZE_NUMPY))
+            data = orjson.dumps(asdict(window), option=orjson.OPT_SERIALIZE_NUMPY)
+            write_atomic(self.folder / f"{key}.json", data, durable=False)  # a cache: judged again if lost
 
     def prune(self, now: float | None = None) -> None:
         """Remove the windows not used for ``UNUSED_DAYS``."""
