@@ -8,7 +8,8 @@ from typing import Any
 
 import orjson
 
-from conveyor.rollout.analysis.metric import AnalysisWindow
+from conveyor.rollout.analysis.metric import AnalysisWindow, Verdict
+from conveyor.rollout.analysis.metrics.generation import judge_speed
 from conveyor.rollout.analysis.run import analyse
 from conveyor.rollout.analysis.thresholds import checked_thresholds
 from conveyor.router.generations import answer_text
@@ -67,6 +68,23 @@ def test_answers_that_mean_something_else_fail_on_their_similarity() -> None:
     verdict = _judge(["La réponse est non.", "Je ne sais pas.", "Le chat mange.", "Quatre."])
     assert verdict.outcome == "failed"
     assert any("similarity of the canary's answers to stable's on 8 mirrored prompts" in r for r in verdict.reasons)
+
+
+def test_a_slow_canary_fails_on_its_time_to_first_token_or_its_tokens_per_second() -> None:
+    limits = checked_thresholds({})
+
+    def judged(canary: dict[str, float]) -> Verdict:
+        verdict = Verdict()
+        judge_speed({"ttft_ms": 200.0, "tokens_per_s": 30.0}, canary, limits, verdict)
+        return verdict
+
+    assert judged({"ttft_ms": 400.0, "tokens_per_s": 25.0}).outcome == "successful"
+    slow_start = judged({"ttft_ms": 900.0, "tokens_per_s": 30.0})
+    assert slow_start.outcome == "failed" and "time to first token 900 ms is 4.5x" in slow_start.reasons[0]
+    assert judged({"ttft_ms": 200.0, "tokens_per_s": 6.0}).outcome == "failed"
+    fast = Verdict()  # three times a quick start is still quick: under the floor nothing fails
+    judge_speed({"ttft_ms": 20.0}, {"ttft_ms": 80.0}, limits, fast)
+    assert fast.outcome == "successful" and fast.measurements["canary_ttft_ms"] == 80.0
 
 
 def test_the_router_reads_an_answers_text_whole_or_streamed() -> None:

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from tests.registry_fixtures import run_cli
@@ -64,6 +65,7 @@ def _config(tmp_path: Path, name: str, system_prompt: str) -> str:
     return str(path)
 
 
+@pytest.mark.slow(seconds=90)  # two rollouts of a real model: 100 s measured on a loaded 2-core machine
 def test_a_prompt_tweak_is_promoted_and_a_language_switch_rolled_back(
     router: Proc, rollout_home: Path, tmp_path: Path
 ) -> None:

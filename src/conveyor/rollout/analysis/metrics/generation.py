@@ -77,6 +77,31 @@ def _words(answers: list[str]) -> float:
     return fmean(len(a.split()) for a in answers)
 
 
+def judge_speed(stable: dict[str, float], canary: dict[str, float], limits: Any, verdict: Verdict) -> None:
+    """The canary's mean TTFT and tokens/s against stable's (``server_speed``), with the limits' rules."""
+    measured = verdict.measurements
+    if "ttft_ms" in stable and "ttft_ms" in canary:
+        measured["canary_ttft_ms"] = round(canary["ttft_ms"], 1)
+        measured["stable_ttft_ms"] = round(stable["ttft_ms"], 1)
+        ratio = canary["ttft_ms"] / max(stable["ttft_ms"], 1e-9)
+        if ratio > limits.max_ttft_ratio and canary["ttft_ms"] > limits.ttft_floor_ms:
+            verdict.add(
+                "failed",
+                f"the canary's mean time to first token {canary['ttft_ms']:.0f} ms is {ratio:.1f}x stable's "
+                f"{stable['ttft_ms']:.0f} ms (limit {limits.max_ttft_ratio:g}x)",
+            )
+    if "tokens_per_s" in stable and "tokens_per_s" in canary:
+        measured["canary_tokens_per_s"] = round(canary["tokens_per_s"], 1)
+        measured["stable_tokens_per_s"] = round(stable["tokens_per_s"], 1)
+        ratio = canary["tokens_per_s"] / max(stable["tokens_per_s"], 1e-9)
+        if ratio < limits.min_tokens_per_second_ratio:
+            verdict.add(
+                "failed",
+                f"the canary generates {canary['tokens_per_s']:.1f} tokens/s, {ratio:.2f}x stable's "
+                f"{stable['tokens_per_s']:.1f} (floor {limits.min_tokens_per_second_ratio:g}x)",
+            )
+
+
 @metric
 class GenerationMetric(Metric):
     name = "generation"
@@ -117,7 +142,7 @@ class GenerationMetric(Metric):
             if pairs:
                 self._similarity(pairs, limits, verdict)
         if window.stable_url and window.canary_url:
-            self._speed(server_speed(window.stable_url), server_speed(window.canary_url), limits, verdict)
+            judge_speed(server_speed(window.stable_url), server_speed(window.canary_url), limits, verdict)
 
     def _refusals(self, stable: list[str], canary: list[str], limits: Any, verdict: Verdict) -> None:
         from conveyor.generative.refusal import is_refusal
@@ -157,28 +182,3 @@ class GenerationMetric(Metric):
             verdict.add("failed", f"{described} (e.g. {canary_answer[:80]!r})")
         elif judged.outcome == "too noisy":
             verdict.add("inconclusive", described)
-
-    def _speed(self, stable: dict[str, float], canary: dict[str, float], limits: Any, verdict: Verdict) -> None:
-        measured = verdict.measurements
-        if "ttft_ms" in stable and "ttft_ms" in canary:
-            measured["canary_ttft_ms"], measured["stable_ttft_ms"] = (
-                round(canary["ttft_ms"], 1),
-                round(stable["ttft_ms"], 1),
-            )
-            ratio = canary["ttft_ms"] / max(stable["ttft_ms"], 1e-9)
-            if ratio > limits.max_ttft_ratio and canary["ttft_ms"] > limits.ttft_floor_ms:
-                verdict.add(
-                    "failed",
-                    f"the canary's mean time to first token {canary['ttft_ms']:.0f} ms is {ratio:.1f}x stable's "
-                    f"{stable['ttft_ms']:.0f} ms (limit {limits.max_ttft_ratio:g}x)",
-                )
-        if "tokens_per_s" in stable and "tokens_per_s" in canary:
-            measured["canary_tokens_per_s"] = round(canary["tokens_per_s"], 1)
-            measured["stable_tokens_per_s"] = round(stable["tokens_per_s"], 1)
-            ratio = canary["tokens_per_s"] / max(stable["tokens_per_s"], 1e-9)
-            if ratio < limits.min_tokens_per_second_ratio:
-                verdict.add(
-                    "failed",
-                    f"the canary generates {canary['tokens_per_s']:.1f} tokens/s, {ratio:.2f}x stable's "
-                    f"{stable['tokens_per_s']:.1f} (floor {limits.min_tokens_per_second_ratio:g}x)",
-                )
