@@ -25,7 +25,10 @@ PROMPTS = ["How do I boil an egg?", "Name a colour.", "Write a haiku about rain.
            "Give me a tip for sleeping well.", "What do cats eat?"]  # fmt: skip
 # small windows on a shared machine: latency is judged only beyond a minute (both backends share two cores)
 FAST = ["--interval", "2s", "--mirror-percent", "100", "--min-requests", "4", "--min-compared", "4",
-        "--max-inconclusive", "20", "--p99-floor-ms", "60000", "--no-contract"]  # fmt: skip
+        "--max-inconclusive", "20", "--p99-floor-ms", "60000"]  # fmt: skip
+# the evaluation gate runs against the canary each window, stable its incumbent
+COLOUR = {"name": "colour", "prompt": "Name a colour.", "expect": [{"refusal": False}, {"incumbent": True, "min": 0.6}]}
+GATE = {"generation": {"runs": 2, "max_tokens": 12, "prompts": [COLOUR]}}
 
 
 class Chats:
@@ -76,9 +79,12 @@ def test_a_prompt_tweak_is_promoted_and_a_language_switch_rolled_back(
     french = _config(tmp_path, "french", "Answer every question in French.")
     run_cli("models", "register", "--from", "chat:1", "--generation-config", french, check=True)
     run_cli("rollout", "start", "chat:1", "--service", "svc", check=True)
+    contract = tmp_path / "contract.yaml"
+    contract.write_text(yaml.safe_dump(GATE))
+    gated = [*FAST, "--contract", str(contract)]
 
     with Chats(router.url) as chats:
-        promoted = run_cli("rollout", "start", "chat:2", "--service", "svc", "--steps", "50,100", *FAST)
+        promoted = run_cli("rollout", "start", "chat:2", "--service", "svc", "--steps", "50,100", *gated)
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert set(chats.seen) == {"200"}, chats.seen
     status = status_of(rollout_home)
@@ -89,9 +95,13 @@ def test_a_prompt_tweak_is_promoted_and_a_language_switch_rolled_back(
     assert measured["canary_ttft_ms"] > 0 and measured["stable_tokens_per_s"] > 0, measured
     assert "agreement" not in measured  # texts are compared by meaning, not as labels
     assert measured["canary_requests"] >= 4 and measured["canary_error_rate"] == 0.0
+    assert measured["contract"] == {"passed": 2, "failed": []}  # the gate, stable as the incumbent
 
+    # without the gate, so that the canary's answers to mirrored traffic alone must catch it (the gate
+    # refuses it too, in its first window: verify's own test shows that)
     with Chats(router.url):
-        rolled_back = run_cli("rollout", "start", "chat:3", "--service", "svc", "--steps", "50,100", *FAST)
+        rolled_back = run_cli("rollout", "start", "chat:3", "--service", "svc", "--steps", "50,100", *FAST,
+                              "--no-contract")  # fmt: skip
     status = status_of(rollout_home)
     assert rolled_back.returncode == 1 and status["phase"] == "aborted", rolled_back.stdout
     assert "similarity of the canary's answers to stable's" in status["abort_reason"], status["abort_reason"]

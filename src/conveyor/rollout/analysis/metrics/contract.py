@@ -1,7 +1,8 @@
 """The verification contract, run against the new version's own address each analysis.
 
 The same checks as ``conveyor verify`` (golden examples, bad input, v2), less latency, which
-the traffic metric judges under real load.  In a cluster it is an Argo Rollouts Job metric
+the traffic metric judges under real load; a generation contract's golden prompts, with stable as the
+incumbent its ``incumbent: true`` expectations compare with.  In a cluster it is an Argo Rollouts Job metric
 running ``conveyor verify`` against the canary Service.
 """
 
@@ -37,7 +38,11 @@ class ContractMetric(Metric):
         assert window.contract is not None  # applies() measures only windows with a contract
         try:
             results = check_server(
-                window.canary_url, with_v2_model(window.contract, window.model_name), skip=["latency.p95"], parallel=4
+                window.canary_url,
+                with_v2_model(window.contract, window.model_name),
+                skip=["latency.p95"],
+                parallel=4,
+                incumbent_url=window.stable_url or None,
             )
         except Exception as exc:  # the checks themselves could not run: a measurement problem, not a verdict
             raise MeasurementError(f"the contract checks could not run: {exc}") from exc
