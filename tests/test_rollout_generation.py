@@ -23,9 +23,12 @@ from tests.smollm import smollm_gguf
 
 PROMPTS = ["How do I boil an egg?", "Name a colour.", "Write a haiku about rain.", "What is 2 plus 2?",
            "Give me a tip for sleeping well.", "What do cats eat?"]  # fmt: skip
-# small windows on a shared machine: latency is judged only beyond a minute (both backends share two cores)
+# small windows on a shared machine: latency is judged only beyond a minute, and the speed rules loosely
+# (both backends share two cores with the suite, and the canary answers every mirrored copy besides its
+# share: its queue, part of its time to first token, is longer than stable's); judge_speed is tested alone
 FAST = ["--interval", "2s", "--mirror-percent", "100", "--min-requests", "4", "--min-compared", "4",
-        "--max-inconclusive", "20", "--p99-floor-ms", "60000"]  # fmt: skip
+        "--max-inconclusive", "20", "--p99-floor-ms", "60000", "--max-ttft-ratio", "20",
+        "--min-tokens-per-second-ratio", "0.05"]  # fmt: skip
 # the evaluation gate runs against the canary each window, stable its incumbent
 COLOUR = {"name": "colour", "prompt": "Name a colour.", "expect": [{"refusal": False}, {"incumbent": True, "min": 0.6}]}
 GATE = {"generation": {"runs": 2, "max_tokens": 12, "prompts": [COLOUR]}}

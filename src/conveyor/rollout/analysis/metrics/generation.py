@@ -14,8 +14,9 @@ the router keeps of the window's generations (``router/generations.py``) is judg
 * **output-length shift**: mean answer length in words, canary against stable, beyond
   ``max_answer_length_ratio`` either way fails;
 * **time to first token and tokens/s**, read from each server's own ``/metrics`` (the generation
-  histograms since each started): a canary's mean TTFT over ``max_ttft_ratio`` x stable's (and over
-  ``ttft_floor_ms``), or its tokens/s under ``min_tokens_per_second_ratio`` x stable's, fails.
+  histograms since each started; TTFT less the queue, which mirrored copies lengthen on the canary): a
+  canary's mean TTFT over ``max_ttft_ratio`` x stable's (and over ``ttft_floor_ms``), or its tokens/s
+  under ``min_tokens_per_second_ratio`` x stable's, fails.
 
 The answers are mirrored pairs where mirroring is on (the same prompts), else each version's live
 answers; fewer than ``min_compared`` is inconclusive.  No Argo Rollouts counterpart: the answers never
@@ -40,11 +41,16 @@ from conveyor.rollout.analysis.metric import (
 )
 
 TTFT = "conveyor_generation_time_to_first_token_seconds"
+QUEUE = "conveyor_generation_queue_seconds"
 INTER_TOKEN = "conveyor_generation_inter_token_seconds"
 
 
 def server_speed(url: str) -> dict[str, float]:
-    """A generative server's mean TTFT (s) and tokens/s since it started, from its Prometheus histograms."""
+    """A generative server's mean time to first token once a slot was free (ms: its TTFT less its queue time)
+    and its tokens/s, since it started, from its Prometheus histograms.
+
+    The queue is left out because mirroring loads the canary beyond its share of live traffic: every copy
+    of stable's requests queues there too, and a canary would look slow for the analysis' own copies."""
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
@@ -53,13 +59,14 @@ def server_speed(url: str) -> dict[str, float]:
         raise MeasurementError(f"could not read {url}/metrics: {type(exc).__name__}") from exc
     sums: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
-        if family.name in (TTFT, INTER_TOKEN):
+        if family.name in (TTFT, QUEUE, INTER_TOKEN):
             for sample in family.samples:
                 if sample.name.endswith(("_sum", "_count")):
                     sums[sample.name] = sums.get(sample.name, 0.0) + sample.value
     speed: dict[str, float] = {}
     if sums.get(f"{TTFT}_count"):
-        speed["ttft_ms"] = 1000 * sums[f"{TTFT}_sum"] / sums[f"{TTFT}_count"]
+        queued = sums.get(f"{QUEUE}_sum", 0.0) / max(sums.get(f"{QUEUE}_count", 0.0), 1.0)
+        speed["ttft_ms"] = 1000 * max(sums[f"{TTFT}_sum"] / sums[f"{TTFT}_count"] - queued, 0.0)
     if sums.get(f"{INTER_TOKEN}_sum"):
         speed["tokens_per_s"] = sums[f"{INTER_TOKEN}_count"] / sums[f"{INTER_TOKEN}_sum"]
     return speed
