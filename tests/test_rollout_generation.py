@@ -35,12 +35,12 @@ GATE = {"generation": {"runs": 2, "max_tokens": 12, "prompts": [COLOUR]}}
 
 
 class Chats:
-    """Two clients asking the router for short greedy chats all along; counts the answers by status."""
+    """Three clients asking the router for short greedy chats all along; counts the answers by status."""
 
     def __init__(self, url: str) -> None:
         self.url, self.seen = url, Counter[str]()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(2)]
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(3)]
 
     def _run(self, index: int) -> None:
         with httpx.Client(timeout=60) as client:
@@ -67,7 +67,7 @@ class Chats:
 
 def _config(tmp_path: Path, name: str, system_prompt: str) -> str:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"system_prompt": system_prompt, "temperature": 0, "max_tokens": 12}))
+    path.write_text(yaml.safe_dump({"system_prompt": system_prompt, "temperature": 0, "max_tokens": 8}))
     return str(path)
 
 
