@@ -43,10 +43,13 @@ def test_a_made_environment_is_reused_without_installing(tmp_path: Path, monkeyp
 def test_every_peer_has_its_pins_and_reads_its_own_answer() -> None:
     for name, peer in PEERS.items():
         assert (venv.PINS / f"{peer.venv}.txt").is_file(), name
+    labels = ["negative", "positive"]
     mlserver = {"outputs": [{"name": "label", "datatype": "BYTES", "shape": [1, 1], "data": ["positive"]}]}
-    assert PEERS["mlserver"].label(mlserver) == "positive"
-    assert PEERS["bentoml"].label(["negative"]) == "negative"
-    assert PEERS["reference"].label([{"label": "positive"}]) == "positive"
+    assert PEERS["mlserver"].label(mlserver, labels) == "positive"
+    assert PEERS["bentoml"].label(["negative"], labels) == "negative"
+    assert PEERS["reference"].label({"positive": False}, labels) == "negative"
+    assert PEERS["reference"].label([{"positive": True}], labels) == "positive"
+    assert PEERS["reference"].label([{"label": "negative", "score": 0.9}], labels) == "negative"
 
 
 def test_ratios_are_taken_within_each_round_then_the_median_and_range() -> None:

@@ -213,26 +213,15 @@ def load() -> str:
     return f"load average {one:.1f} (1 min), {five:.1f} (5 min)"
 
 
-def conveyor_label(answer: object, labels: Sequence[str]) -> str:
-    """The label of ``conveyor serve``'s answer to one sentence: ``{"label": ...}``, or, for a model with a
-    ``positive_label``, ``{"<that label>": true|false}`` (two labels)."""
-    first = answer[0] if isinstance(answer, list) else answer
-    assert isinstance(first, dict)
-    if "label" in first:
-        return str(first["label"])
-    ((boolean, value),) = first.items()
-    return str(boolean) if value else next(label for label in labels if label != boolean)
-
-
 def agreement(model_dir: Path, conveyor_url: str, peer_urls: dict[str, str]) -> None:
     """Every server's label for each sentence alone, against raw onnxruntime's; exits on one disagreement."""
     expected = peers.onnxruntime_labels(model_dir, SENTENCES)
     labels = resolve_model(model_dir).spec.labels
-    servers = {"conveyor serve": (conveyor_url, "/predict", lambda text: [text], lambda a: conveyor_label(a, labels))}
+    servers = {"conveyor serve": (conveyor_url, "/predict", lambda text: [text], peers.classic_label)}
     for name, url in peer_urls.items():
         peer = peers.PEERS[name]
         servers[peer.name] = (url, peer.path, peer.body, peer.label)
-    agreed = peers.check_agreement(servers, expected, SENTENCES)
+    agreed = peers.check_agreement(servers, expected, SENTENCES, labels)
     console.print(
         "agreement with raw onnxruntime, sentence by sentence: "
         + ", ".join(f"{name} {n}/{len(SENTENCES)}" for name, n in agreed.items())

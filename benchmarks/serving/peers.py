@@ -44,7 +44,7 @@ class Peer:
     venv: str  # its pins: benchmarks/peers/<venv>.txt
     path: str  # the prediction route
     body: Callable[[str], Any]  # one sentence's request body (JSON)
-    label: Callable[[Any], str]  # the label in the answer (JSON) to that body
+    label: Callable[[Any, Sequence[str]], str]  # the label in the answer (JSON) to that body, given the labels
     command: Callable[[Path, Path, int, Path], list[str]]  # (python, model, port, scratch folder) -> argv
     env: Callable[[Path], dict[str, str]] = field(default=lambda scratch: {})
 
@@ -80,13 +80,24 @@ def _first(answer: Any) -> Any:
     return answer[0] if isinstance(answer, list) else answer
 
 
+def classic_label(answer: Any, labels: Sequence[str]) -> str:
+    """The label of the classic answer to one text: ``{"label": ...}``, or ``{"<label>": true|false}``
+    for a two-label model answered as a boolean (``conveyor serve`` with a ``positive_label``, the
+    reference batcher)."""
+    first = _first(answer)
+    if "label" in first:
+        return str(first["label"])
+    ((boolean, value),) = first.items()
+    return str(boolean) if value else next(label for label in labels if label != boolean)
+
+
 PEERS = {
     "mlserver": Peer(
         "MLServer, batch 16/5 ms",
         "mlserver",
         f"/v2/models/{MLSERVER_MODEL}/infer",
         lambda text: {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]},
-        lambda answer: answer["outputs"][0]["data"][0],
+        lambda answer, labels: answer["outputs"][0]["data"][0],
         _mlserver_command,
     ),
     "bentoml": Peer(
@@ -94,7 +105,7 @@ PEERS = {
         "bentoml",
         "/classify",
         lambda text: {"texts": [text]},
-        _first,
+        lambda answer, labels: _first(answer),
         _bentoml_command,
         lambda scratch: {"BENTOML_HOME": str(scratch / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"},
     ),
@@ -103,7 +114,7 @@ PEERS = {
         "reference",
         "/predict",
         lambda text: [text],
-        lambda answer: _first(answer)["label"],
+        classic_label,
         _reference_command,
     ),
 }
@@ -192,9 +203,10 @@ def onnxruntime_labels(model: Path, sentences: Sequence[str]) -> list[str]:
 
 
 def check_agreement(
-    servers: dict[str, tuple[str, str, Callable[[str], Any], Callable[[Any], str]]],
+    servers: dict[str, tuple[str, str, Callable[[str], Any], Callable[[Any, Sequence[str]], str]]],
     expected: Sequence[str],
     sentences: Sequence[str],
+    labels: Sequence[str],
 ) -> dict[str, int]:
     """Each server's agreement with raw onnxruntime, sentence by sentence; exits when one disagrees.
 
@@ -202,7 +214,7 @@ def check_agreement(
     agreed = {}
     with httpx.Client(timeout=30) as client:
         for name, (url, path, body, label) in servers.items():
-            got = [label(client.post(url + path, json=body(s)).raise_for_status().json()) for s in sentences]
+            got = [label(client.post(url + path, json=body(s)).raise_for_status().json(), labels) for s in sentences]
             agreed[name] = sum(a == b for a, b in zip(got, expected, strict=True))
             if agreed[name] != len(sentences):
                 wrong = next(s for s, a, b in zip(sentences, got, expected, strict=True) if a != b)
