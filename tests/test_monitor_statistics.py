@@ -8,8 +8,10 @@ libraries they replaced, and check that judging a window imports neither.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +102,45 @@ print(sorted({m.split(".")[0] for m in sys.modules if m.startswith(("scipy", "sk
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_dles_stored_trees_predict_as_scikit_learns_and_judge_without_it(tmp_path: Path) -> None:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from conveyor.monitoring import loss_trees
+    from conveyor.monitoring.estimate import Dle, quality_reference
+
+    n = 1200
+    x = np.column_stack([RNG.normal(size=n), RNG.choice([3.0, 10.0, 50.0, 7.0], n), RNG.normal(size=n) * 100])
+    x[::17, 0] = np.nan
+    x[::23, 1] = np.nan
+    y = np.abs(x[:, 2]) / 50 + 3 * (x[:, 1] == 10) + RNG.uniform(size=n)
+    at = np.column_stack([RNG.normal(size=400), RNG.choice([3.0, 10.0, 99.0], 400), RNG.normal(size=400) * 100])
+    at[::5, 0] = np.nan  # missing, and 99: a category the trees never saw
+    for categorical in ([False, True, False], None):
+        model = HistGradientBoostingRegressor(
+            loss="poisson", max_iter=30, min_samples_leaf=20, categorical_features=categorical, random_state=0
+        ).fit(x, y)
+        stored = json.loads(json.dumps(loss_trees.trees_of(model)))  # plain numbers, as a profile keeps them
+        assert np.allclose(loss_trees.predict(stored, at), model.predict(at), rtol=1e-12)
+
+    inputs = [{"size": float(RNG.normal()), "kind": str(RNG.choice(["a", "b"]))} for _ in range(300)]
+    served = [float(RNG.normal()) for _ in range(300)]
+    spread = [2.0 if item["kind"] == "a" else 0.5 for item in inputs]
+    truth = [value + RNG.normal() * width for value, width in zip(served, spread, strict=True)]
+    reference = quality_reference([], None, inputs, served, truth)
+    assert reference is not None and reference.loss_models  # fitted once, with the profile
+    (tmp_path / "reference.json").write_text(reference.model_dump_json())
+    probe = f"""
+import sys
+from pathlib import Path
+from conveyor.monitoring.estimate import Dle, QualityReference
+reference = QualityReference.model_validate_json(Path({str(tmp_path / "reference.json")!r}).read_text())
+estimate = Dle(reference).estimate(reference.inputs, reference.predictions)
+print(estimate["mae"] > 0, sorted({{m.split(".")[0] for m in sys.modules if m.startswith(("scipy", "sklearn"))}}))
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True []"
+    fitted_now = Dle(reference.model_copy(update={"loss_models": {}}))  # a profile that predates them
+    assert fitted_now.estimate(inputs, served) == Dle(reference).estimate(inputs, served)

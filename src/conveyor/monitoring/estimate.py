@@ -26,18 +26,22 @@ in numpy and scikit-learn, not copied):
 
 CBPE's calibration is part of the profile (a profile that predates it has it fitted once when
 judged and kept beside it, ``profile.stored_profile``), so judging a classifier's window needs
-neither scikit-learn nor scipy.  DLE's trees are fitted when a log is judged (about a second on
-``KEPT`` rows), with fixed seeds, so the same profile and log give the same estimate.
+neither scikit-learn nor scipy.  DLE's trees are fitted once too, with fixed seeds, and kept in
+the profile as numbers that numpy walks (``monitoring/loss_trees.py``): judging a regressor's
+window needs no scikit-learn either.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from conveyor.errors import MissingExtra
+from conveyor.monitoring import loss_trees
 from conveyor.monitoring.statistics import isotonic_fit, isotonic_predict
 from conveyor.serving.payload_record import RequestRecord
 
@@ -56,11 +60,51 @@ class QualityReference(BaseModel):
     predictions: list[float] = Field(default_factory=list, description="A regressor's served value per kept row.")
     truth: list[Any] = Field(default_factory=list, description="The true label or value per kept row.")
     realised: dict[str, Any] = Field(default_factory=dict, description="The reference's own quality.")
+    loss_models: dict[str, Any] = Field(
+        default_factory=dict,
+        description="DLE's error models of a regressor, fitted on the kept rows: the features' encoding and "
+        "each model's trees as numbers (empty in a profile that predates them: fitted when judged, kept beside it).",
+    )
     calibration: list[list[list[float]]] = Field(
         default_factory=list,
         description="CBPE's isotonic calibration of a classifier, per label: [knots, values], read by linear "
         "interpolation (empty in a profile that predates it: fitted when judged, kept beside the profile).",
     )
+
+
+def loss_models_of(reference: QualityReference) -> dict[str, Any]:
+    """DLE's two error models fitted on the kept reference rows (scikit-learn), as plain numbers:
+    the features' encoding (numeric columns, category codes) and each model's trees."""
+    from conveyor.extras import needs
+
+    with needs("monitor", "quality estimates (conveyor monitor)"):
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+    names = sorted({key for row in reference.inputs for key in row})
+    numeric = [n for n in names if all(_number(r.get(n)) for r in reference.inputs if r.get(n) is not None)]
+    categorical = [n for n in names if n not in numeric]
+    seen = {n: sorted({str(r[n]) for r in reference.inputs if r.get(n) is not None}) for n in categorical}
+    # the trees take at most MAX_CATEGORIES categories per feature; a column with more (an id) is left out
+    codes = {n: {v: i for i, v in enumerate(values)} for n, values in seen.items() if len(values) <= MAX_CATEGORIES}
+    x = _matrix(numeric, codes, reference.inputs, reference.predictions)
+    errors = np.asarray(reference.predictions) - np.asarray(reference.truth, dtype=np.float64)
+    mask = [False] * len(numeric) + [True] * len(codes) + [False]
+
+    def trees() -> Any:
+        return HistGradientBoostingRegressor(
+            loss="poisson",
+            max_iter=100,
+            min_samples_leaf=20,
+            categorical_features=mask if codes else None,
+            random_state=0,
+        )
+
+    return {
+        "numeric": numeric,
+        "codes": codes,
+        "absolute": loss_trees.trees_of(trees().fit(x, np.abs(errors))),
+        "squared": loss_trees.trees_of(trees().fit(x, errors**2)),
+    }
 
 
 def calibration_of(reference: QualityReference) -> list[list[list[float]]]:
@@ -93,13 +137,16 @@ def quality_reference(
         return reference
     true_values = [float(truth[i]) for i in rows]
     served = [float(predictions[i]) for i in rows]
-    return QualityReference(
+    reference = QualityReference(
         labelled=labelled,
         inputs=[dict(inputs[i]) if isinstance(inputs[i], dict) else {} for i in rows],
         predictions=served,
         truth=true_values,
         realised=regressor_quality(served, true_values),
     )
+    with contextlib.suppress(MissingExtra):  # no scikit-learn here: fitted when judged, where it is
+        reference.loss_models = loss_models_of(reference)  # kept with the profile: never refitted
+    return reference
 
 
 class Cbpe:
@@ -156,50 +203,20 @@ class Dle:
     """Expected regressor error from the inputs and the served value, learnt on the reference."""
 
     def __init__(self, reference: QualityReference) -> None:
-        from conveyor.extras import needs
-
-        with needs("monitor", "quality estimates (conveyor monitor)"):
-            from sklearn.ensemble import HistGradientBoostingRegressor
-
-        names = sorted({key for row in reference.inputs for key in row})
-        self.numeric = [n for n in names if all(_number(r.get(n)) for r in reference.inputs if r.get(n) is not None)]
-        categorical = [n for n in names if n not in self.numeric]
-        seen = {n: sorted({str(r[n]) for r in reference.inputs if r.get(n) is not None}) for n in categorical}
-        # the trees take at most MAX_CATEGORIES categories per feature; a column with more (an id) is left out
-        self.codes = {
-            n: {v: i for i, v in enumerate(values)} for n, values in seen.items() if len(values) <= MAX_CATEGORIES
-        }
-        x = self.matrix(reference.inputs, reference.predictions)
-        errors = np.asarray(reference.predictions) - np.asarray(reference.truth, dtype=np.float64)
-        mask = [False] * len(self.numeric) + [True] * len(self.codes) + [False]
-
-        def trees() -> Any:
-            return HistGradientBoostingRegressor(
-                loss="poisson",
-                max_iter=100,
-                min_samples_leaf=20,
-                categorical_features=mask if self.codes else None,
-                random_state=0,
-            )
-
-        self.absolute = trees().fit(x, np.abs(errors))
-        self.squared = trees().fit(x, errors**2)
+        fitted = reference.loss_models or loss_models_of(reference)
+        self.numeric: list[str] = fitted["numeric"]
+        self.codes: dict[str, dict[str, int]] = fitted["codes"]
+        self.absolute, self.squared = fitted["absolute"], fitted["squared"]
 
     def matrix(self, inputs: list[Any], predictions: list[float]) -> np.ndarray:
-        rows = []
-        for item, value in zip(inputs, predictions, strict=True):
-            item = item if isinstance(item, dict) else {}
-            numbers = [float(item[n]) if _number(item.get(n)) else np.nan for n in self.numeric]
-            codes = [float(c.get(str(item.get(n)), np.nan)) for n, c in self.codes.items()]
-            rows.append([*numbers, *codes, float(value)])
-        return np.asarray(rows, dtype=np.float64)
+        return _matrix(self.numeric, self.codes, inputs, predictions)
 
     def estimate(self, inputs: list[Any], predictions: list[float]) -> dict[str, Any] | None:
         if not predictions:
             return None
         x = self.matrix(inputs, predictions)
-        mae = float(np.clip(self.absolute.predict(x), 0, None).mean())
-        rmse = float(np.sqrt(np.clip(self.squared.predict(x), 0, None).mean()))
+        mae = float(np.clip(loss_trees.predict(self.absolute, x), 0, None).mean())
+        rmse = float(np.sqrt(np.clip(loss_trees.predict(self.squared, x), 0, None).mean()))
         return {"method": "DLE", "items": len(predictions), "mae": round(mae, 6), "rmse": round(rmse, 6)}
 
 
@@ -236,6 +253,19 @@ def estimator_for(reference: QualityReference | None) -> Cbpe | Dle | None:
     if reference is None or not reference.truth:
         return None
     return Cbpe(reference) if reference.scores else Dle(reference)
+
+
+def _matrix(
+    numeric: list[str], codes: dict[str, dict[str, int]], inputs: list[Any], predictions: list[float]
+) -> np.ndarray:
+    """DLE's features: the numeric inputs, the categories' codes (NaN where unseen), the served value."""
+    rows = []
+    for item, value in zip(inputs, predictions, strict=True):
+        item = item if isinstance(item, dict) else {}
+        numbers = [float(item[n]) if _number(item.get(n)) else np.nan for n in numeric]
+        coded = [float(c.get(str(item.get(n)), np.nan)) for n, c in codes.items()]
+        rows.append([*numbers, *coded, float(value)])
+    return np.asarray(rows, dtype=np.float64)
 
 
 def _number(value: Any) -> bool:

@@ -23,13 +23,14 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from conveyor.monitoring.embedding_drift import DECIMALS, Projection, embed, fit_projection, sample_texts
-from conveyor.monitoring.estimate import QualityReference, calibration_of
+from conveyor.monitoring.estimate import QualityReference, calibration_of, loss_models_of
 from conveyor.monitoring.features import Column, Columns
 
 PROFILE_FILE = "monitoring/profile.json"
-#: for a profile that predates CBPE's stored calibration: the calibration, fitted once (``stored_profile``),
-#: under $CONVEYOR_HOME by the profile's digest (a version's own folder is verified file by file: nothing is added)
-CALIBRATIONS = "calibrations"
+#: for a profile that predates the stored estimators (CBPE's calibration, DLE's trees): them, fitted once
+#: (``stored_profile``), under $CONVEYOR_HOME by the profile's digest (a version's own folder is verified
+#: file by file: nothing is added to it)
+ESTIMATORS = "estimators"
 #: up to ``REFERENCE_SAMPLE_SIZE`` reference items themselves (JSON): a canary's expected agreement is measured on them
 REFERENCE_SAMPLE_FILE = "monitoring/reference-sample.json"
 REFERENCE_SAMPLE_SIZE = 500
@@ -108,9 +109,10 @@ class Profile(BaseModel):
 
 
 def stored_profile(path: Path) -> Profile:
-    """The profile kept at ``path``, with CBPE's calibration: one that predates it has it fitted
-    once and kept by the profile's digest (``$CONVEYOR_HOME/calibrations/``, written whole or not
-    at all), so no later call fits it again; where that cannot be written it is fitted each time."""
+    """The profile kept at ``path``, with its label-free estimators fitted (CBPE's calibration,
+    DLE's trees): one that predates them has them fitted once and kept by the profile's digest
+    (``$CONVEYOR_HOME/estimators/``, written whole or not at all), so no later call fits them
+    again; where that cannot be written they are fitted each time."""
     import contextlib
     import hashlib
 
@@ -120,20 +122,21 @@ def stored_profile(path: Path) -> Profile:
     data = path.read_bytes()
     profile = Profile.model_validate(json.loads(data))
     quality = profile.quality
-    if quality is None or not quality.scores or quality.calibration:
+    if quality is None or not quality.truth or quality.calibration or quality.loss_models:
         return profile
+    field = "calibration" if quality.scores else "loss_models"
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    kept = conveyor_home() / CALIBRATIONS / f"{digest.removeprefix('sha256:')}.json"
+    kept = conveyor_home() / ESTIMATORS / f"{digest.removeprefix('sha256:')}.json"
     try:
         cached = json.loads(kept.read_bytes())
-        calibration = cached["calibration"] if cached.get("profile") == digest else None
+        fitted = cached[field] if cached.get("profile") == digest else None
     except (OSError, ValueError, TypeError, KeyError):
-        calibration = None
-    if calibration is None:
-        calibration = calibration_of(quality)
-        with contextlib.suppress(OSError):  # else fitted again next time: milliseconds
-            write_atomic(kept, json.dumps({"profile": digest, "calibration": calibration}))
-    return profile.model_copy(update={"quality": quality.model_copy(update={"calibration": calibration})})
+        fitted = None
+    if fitted is None:
+        fitted = calibration_of(quality) if quality.scores else loss_models_of(quality)
+        with contextlib.suppress(OSError):  # else fitted again next time
+            write_atomic(kept, json.dumps({"profile": digest, field: fitted}))
+    return profile.model_copy(update={"quality": quality.model_copy(update={field: fitted})})
 
 
 def profile_of(columns: Columns, source: str, seed: int = 0, quality: QualityReference | None = None) -> Profile:
