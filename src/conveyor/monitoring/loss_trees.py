@@ -6,8 +6,9 @@ squared error.  Fitting them takes about a second and importing scikit-learn abo
 call that judged a regressor's window.  So the fitted trees are kept with the profile, node by
 node (feature, threshold, which side a missing value takes, children, leaf values, the bitsets of
 categorical splits), and a window is estimated by walking them with numpy: every row descends
-one level per step, all trees in turn, and the sum of the leaves plus the baseline goes through
-the Poisson link (``exp``), as scikit-learn's ``predict`` does.  The model's own preprocessing is
+every tree at once, a level per step (arrays padded to the largest tree), and the sum of the
+leaves plus the baseline goes through the Poisson link (``exp``), as scikit-learn's ``predict``
+does.  The model's own preprocessing is
 kept too (categorical columns first, each category coded by its place among those it saw); a
 category it did not see goes the missing side.  ``tests/test_monitor_statistics.py`` holds the
 prediction to scikit-learn's.
@@ -76,32 +77,56 @@ def predict(stored: dict[str, Any], x: np.ndarray) -> np.ndarray:
             place = np.clip(np.searchsorted(known_values, values), 0, max(len(known_values) - 1, 0))
             seen = (known_values[place] == values) if len(known_values) else np.zeros(len(values), dtype=bool)
             x[:, column] = np.where(seen, place, np.nan)
-    rows = np.arange(len(x))
+    forest = {name: array.reshape(-1) if name != "bitsets" else array for name, array in _forest(stored).items()}
+    count = len(stored["trees"])
+    width = len(forest["value"]) // count
+    base = (np.arange(count) * width)[None, :]  # each tree's first node in the flattened arrays
+    cells = (np.arange(len(x)) * x.shape[1])[:, None]  # each row's first value in x, flattened
+    flat_x = np.ascontiguousarray(x).reshape(-1)
+    at = np.broadcast_to(base, (len(x), count)).copy()  # every row in every tree, one level per step
+    while True:
+        inner = ~forest["is_leaf"].take(at)
+        if not inner.any():
+            break
+        value = flat_x.take(cells + forest["feature_idx"].take(at))
+        missing = np.isnan(value)
+        with np.errstate(invalid="ignore"):
+            go_left = np.where(
+                missing, forest["missing_go_to_left"].take(at), value <= forest["num_threshold"].take(at)
+            )
+        split = forest["is_categorical"].take(at) & ~missing
+        if split.any():
+            which = np.broadcast_to(np.arange(count)[None, :], at.shape)[split]
+            codes = value[split].astype(np.int64)
+            words = forest["bitsets"][which, forest["bitset_idx"].take(at)[split], codes >> 5]
+            go_left[split] = ((words >> (codes & 31).astype(np.uint32)) & 1).astype(bool)
+        following = base + np.where(go_left, forest["left"].take(at), forest["right"].take(at))
+        at = np.where(inner, following, at)
+    leaves = forest["value"].take(at)
     raw = np.full(len(x), stored["baseline"], dtype=np.float64)
-    for tree in stored["trees"]:
-        leaf = np.asarray(tree["is_leaf"], dtype=bool)
-        feature = np.asarray(tree["feature_idx"], dtype=np.int64)
-        threshold = np.asarray(tree["num_threshold"], dtype=np.float64)
-        missing_left = np.asarray(tree["missing_go_to_left"], dtype=bool)
-        categorical = np.asarray(tree["is_categorical"], dtype=bool)
-        bitset = np.asarray(tree["bitset_idx"], dtype=np.int64)
-        bitsets = np.asarray(tree["bitsets"], dtype=np.uint32).reshape(-1, 8)
-        left, right = np.asarray(tree["left"], dtype=np.int64), np.asarray(tree["right"], dtype=np.int64)
-        node = np.zeros(len(x), dtype=np.int64)
-        while True:
-            inner = ~leaf[node]
-            if not inner.any():
-                break
-            at = node[inner]
-            value = x[rows[inner], feature[at]]
-            missing = np.isnan(value)
-            with np.errstate(invalid="ignore"):
-                go_left = np.where(missing, missing_left[at], value <= threshold[at])
-            split = categorical[at] & ~missing
-            if split.any():
-                codes = value[split].astype(np.int64)
-                words = bitsets[bitset[at[split]], codes >> 5]
-                go_left[split] = ((words >> (codes & 31).astype(np.uint32)) & 1).astype(bool)
-            node[inner] = np.where(go_left, left[at], right[at])
-        raw += np.asarray(tree["value"], dtype=np.float64)[node]
+    for tree in range(count):  # summed tree by tree, as scikit-learn sums them
+        raw += leaves[:, tree]
     return np.exp(raw)
+
+
+def _forest(stored: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The stored trees as arrays [tree, node] (shorter trees padded with leaves), and their
+    categorical bitsets as [tree, bitset, word]."""
+    trees = stored["trees"]
+    width = max(len(tree["value"]) for tree in trees)
+    kinds = {"value": np.float64, "num_threshold": np.float64, "missing_go_to_left": bool, "is_leaf": bool}
+    kinds |= {"is_categorical": bool}
+    forest: dict[str, np.ndarray] = {}
+    for name in FIELDS:
+        kind = kinds.get(name, np.int64)
+        array = np.ones((len(trees), width), dtype=kind) if name == "is_leaf" else np.zeros((len(trees), width), kind)
+        for index, tree in enumerate(trees):
+            array[index, : len(tree[name])] = tree[name]
+        forest[name] = array
+    sets = max(max((len(tree["bitsets"]) for tree in trees), default=0), 1)
+    bitsets = np.zeros((len(trees), sets, 8), dtype=np.uint32)
+    for index, tree in enumerate(trees):
+        if tree["bitsets"]:
+            bitsets[index, : len(tree["bitsets"])] = np.asarray(tree["bitsets"], dtype=np.uint32).reshape(-1, 8)
+    forest["bitsets"] = bitsets
+    return forest
