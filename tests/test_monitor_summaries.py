@@ -240,6 +240,29 @@ def test_windows_by_time_and_since_until_cut_the_traffic_by_its_logged_times(
     assert refused.exit_code == 2 and "invalid duration" in refused.output
 
 
+def test_a_call_with_since_passes_over_the_older_files_by_name_alone(
+    profiled: Path, rows: list[dict[str, Any]], labels: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logs = tmp_path / "logs"
+    for number in range(3):  # 09:00 to 11:59, a request a minute
+        _write_file(logs, number, rows, labels)
+        last = (START + timedelta(minutes=(number + 1) * PER_FILE - 1)).timestamp()
+        os.utime(sorted((logs / "risk" / "1").glob("*.jsonl"))[-1], (last, last))
+    oldest = sorted((logs / "risk" / "1").glob("*.jsonl"))[0].name
+    first = _judged(profiled, logs, since="2026-11-02T10:30", window_time="30m")
+    looked: list[str] = []
+    stat = os.stat
+
+    def counted(path: Any, *args: Any, **kwargs: Any) -> Any:
+        looked.append(os.path.basename(str(path)))
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counted)
+    again = _judged(profiled, logs, since="2026-11-02T10:30", window_time="30m")
+    assert _verdict(again) == _verdict(first)  # the same judgement
+    assert oldest not in looked and any(name.startswith("payloads-") for name in looked)  # the others are looked at
+
+
 def test_a_server_log_keeps_to_its_size_as_files_rotate(tmp_path: Path) -> None:
     """``serve --log-keep-mib``: the writer removes the oldest finished files (and their summaries)
     each time a file rotates; the file being written is never touched."""

@@ -10,6 +10,10 @@ sha256 too.  A summary whose file is gone (deleted by a person, or by retention,
 ``monitoring/retention.py``) is removed with it, so that file drops out of every judgement.  A
 summary is written whole or not at all (``atomic.write_atomic``, not flushed to disk: it can be
 rebuilt): a crash mid-summary leaves the file unsummarised, and the next call summarises it.
+``files.index`` keeps, per file, a time no line of it is later than (its summary's latest line,
+or its modification time), so a call with ``--since`` passes over the month's older files by
+name alone, without a look at each (a rotated file never changes); without ``--since`` every file
+is looked at.
 
 A summary keeps, per logged request, what the judgement reads, already parsed and described
 (``monitoring/observe.py``): its time and request id, each watched column's values (numbers,
@@ -48,6 +52,7 @@ from conveyor.serving.payload_record import AnswerRecord, FeedbackRecord, Reques
 FORMAT = 1  # a summary of another format is rebuilt
 FOLDER = ".summaries"
 STALE_SECONDS = 3600  # a temporary file this old was left by a crash, not being written
+INDEX = "files.index"  # each summarised file's latest line time: old files are passed over unread, unlooked-at
 MAX_HASHES = 1000  # distinct hashes kept per hashed field and file: enough to match a reference's categories
 
 
@@ -260,24 +265,71 @@ class SummaryStore:
         (ISO times; None: no bound), built where missing or stale; summaries of files that are
         gone are removed.  A file last written before ``since``, or named for a moment after
         ``until``, is not read at all: a first ``--since 1d`` reads a day of a month's log."""
-        files = self._listed()
-        self.prune({f.name for f in files})
+        if self.s3 or since is None:
+            files = self._listed()
+            self.prune({f.name for f in files})
+            index: dict[str, str] = {}
+        else:  # a file whose summary ended before ``since`` is not even looked at (finished files do not change)
+            names = self._names()
+            self.prune(set(names))
+            index = self._index(set(names))
+            files = self._stat([n for n in names if not (index.get(n) and index[n] < since)])
         # a file last written a millisecond or more before ``since`` holds no line from then on
         before = None if since is None else _seconds(since) - 0.001
-        wanted = [
-            log
-            for log in files
-            if not (until is not None and log.started and log.started > until)
-            and not (before is not None and log.modified and log.modified < before)
-        ]
+        known = len(index)
+        wanted = []
+        for log in files:
+            if until is not None and log.started and log.started > until:
+                continue
+            if before is not None and log.modified and log.modified < before:
+                index[log.name] = _iso(log.modified)  # none of its lines is later: passed over unlooked-at next time
+                continue
+            wanted.append(log)
         for log in sorted(wanted, key=lambda f: _order(f.name)):  # only those in range are put in order
             summary = self._load(log)
             if summary is None:
                 summary = summarise(log, self.read(log), observer)
                 self._write(log, summary)
+            if summary.last:
+                index[log.name] = summary.last
             if since is not None and summary.last and summary.last < since:
                 continue
             yield summary
+        if len(index) != known:
+            with contextlib.suppress(OSError):  # a lost index costs a look at each file next time
+                write_atomic(self.folder / INDEX, orjson.dumps(index), durable=False)
+
+    def _names(self) -> list[str]:
+        """The finished files' names (a local log), without a look at each file."""
+        assert self.log_folder is not None
+        if not self.log_folder.is_dir():
+            raise NotFound(
+                f"no payload log for {self.model}:{self.version} under {self.destination} ({self.log_folder})"
+            )
+        with os.scandir(self.log_folder) as entries:
+            return [e.name for e in entries if e.name.startswith("payloads-") and e.name.endswith(".jsonl")]
+
+    def _stat(self, names: list[str]) -> list[LogFile]:
+        assert self.log_folder is not None
+        found = []
+        for name in names:
+            path = os.path.join(self.log_folder, name)
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:  # removed by retention meanwhile
+                continue
+            found.append(LogFile(name, stat.st_size, str(stat.st_mtime_ns), path, stat.st_mtime))
+        return found
+
+    def _index(self, present: set[str]) -> dict[str, str]:
+        """Each summarised file's latest line time (``INDEX``), for the files still present."""
+        try:
+            index = orjson.loads((self.folder / INDEX).read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return {}
+        if not isinstance(index, dict):
+            return {}
+        return {name: last for name, last in index.items() if name in present and isinstance(last, str)}
 
     def _load(self, log: LogFile) -> FileSummary | None:
         path = self._path(log)
@@ -313,6 +365,13 @@ def _older(path: Path, seconds: float) -> bool:
         return time.time() - path.stat().st_mtime > seconds
     except FileNotFoundError:
         return False
+
+
+def _iso(seconds: float) -> str:
+    """A moment as the log writes times (UTC, ISO 8601, milliseconds): the two compare as strings."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
 
 
 def _seconds(moment: str) -> float:
