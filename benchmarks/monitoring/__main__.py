@@ -10,7 +10,9 @@ writer left it); the last two days drift (``bmi`` +4).  Then, each in a child pr
 time and peak RSS (``wait4``) are measured:
 
 * ``conveyor monitor MODEL --logs DEST --since 1d --window-time 1h --json``: the first run (no
-  summaries: it summarises the last day's files) and the second (it reads their summaries);
+  summaries: it summarises the last day's files) and the second (it reads their summaries), with
+  the model's folder and, second, with its registry reference (``churn:1``: the registry is
+  opened too);
 * the dashboard's version page of the same version (``conveyor ui``'s app in process, Starlette's
   TestClient; its default ``--drift-since 1d``, windows of 500 items): the first request with
   no summaries and, in a fresh process, with them; the request's own time is printed too;
@@ -265,6 +267,8 @@ def main() -> None:
 
         row("monitor --since 1d --window-time 1h", "first (summarises a day)", day, first=True)
         row("monitor --since 1d --window-time 1h", "second (summaries)", day, first=False)
+        by_ref = [*day[:3], "monitor", "churn:1", *day[5:]]  # as a team runs it: the registry opened too
+        row("monitor churn:1 (registry) --since 1d --window-time 1h", "second (summaries)", by_ref, first=False)
         row("dashboard version page (since 1d)", "first (summarises a day)", dashboard, first=True)
         row("dashboard version page (since 1d)", "second (summaries)", dashboard, first=False)
         if args.whole_log:
