@@ -34,6 +34,7 @@ INSTALLED_BY_CI = {
     "debootstrap": "debootstrap",
     "docker-registry": "docker-registry",
     "prometheus": "prometheus",  # the exported analysis queries run against it (tests/test_prometheus_analysis.py)
+    "nginx": "nginx-light",  # the router's nginx data plane (tests/test_router_nginx.py)
 }
 # Programs of Debian's essential and base packages: on every Debian machine, CI's included.
 ON_EVERY_DEBIAN = {"git", "make", "tar", "mount", "umount", "runuser", "cp", "sleep", "sh", "bash"}

@@ -33,6 +33,7 @@ def router(context: typer.Context, **options: Any) -> None:
     stores it for the local tools (mode 0600, under CONVEYOR_HOME); beyond loopback it needs one.
     --log-payloads logs a sample of /predict traffic per backend version, in the layout
     `conveyor monitor` reads, and takes POST /feedback for it.
+    --data-plane nginx: nginx carries the traffic (a proxy's cost), this process drives it.
 
     \b
     Every option is also a CONVEYOR_ROUTER_* variable and a key of conveyor.yaml's router:
@@ -60,9 +61,15 @@ def router(context: typer.Context, **options: Any) -> None:
         refuse_open_exposure(
             "router", host, bool(settings.admin_token), "give it a token (--admin-token or CONVEYOR_ROUTER_TOKEN)"
         )
+        state = settings.state_file or routes_file(service)
+        if settings.data_plane == "nginx":
+            from conveyor.router.nginx import nginx_binary, stop_leftover
+
+            nginx_binary()  # installed, or one line saying how to get it
+            if (pid := stop_leftover(state.parent / "nginx")) is not None:
+                stderr.print(f"stopped the nginx (pid {pid}) a previous router left serving", highlight=False)
         check_port_free(host, port)
         tls = server_tls(settings.tls_cert, settings.tls_key)
-        state = settings.state_file or routes_file(service)
         try:
             if stable is not None:
                 backends = [

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from conveyor.errors import InvalidInput
 from conveyor.redaction import has_credentials, without_credentials
 from conveyor.router.asgi import Receive, Send, TooLarge, read_body, send_json
 from conveyor.router.routing import RouteTable
@@ -119,5 +120,9 @@ async def _put_routes(router: Router, receive: Receive, send: Send) -> None:
         )
         await send_json(send, 422, {"error": f"invalid routing table: {problems}"})
         return
-    router.set_table(keeping_credentials(table, router.table))
+    try:
+        await router.replace_table(keeping_credentials(table, router.table))
+    except InvalidInput as exc:  # the external data plane refused it: the table in force stays
+        await send_json(send, 422, {"error": exc.message})
+        return
     await send_json(send, 200, describe(router))

@@ -38,6 +38,7 @@ from conveyor.router.routing import PIN_HEADER, SERVED_BY_HEADER, BackendSpec, R
 from conveyor.router.stats import LIVE, RouterStats, StatsCollector, TrafficStats
 
 if TYPE_CHECKING:
+    from conveyor.router.nginx import NginxDataPlane
     from conveyor.router.payload_log import RouterPayloads
     from conveyor.router.settings import RouterSettings
     from conveyor.router.tracing import Forward, Proxy
@@ -73,8 +74,11 @@ def save_table(table: RouteTable, path: Path) -> None:
 class Router:
     """The ASGI application. ``table`` may be replaced at any time through :meth:`set_table`."""
 
-    def __init__(self, table: RouteTable, options: RouterOptions | None = None) -> None:
+    def __init__(
+        self, table: RouteTable, options: RouterOptions | None = None, data_plane: NginxDataPlane | None = None
+    ) -> None:
         self.options = options or RouterOptions()
+        self.data_plane = data_plane  # nginx carries the traffic (``--data-plane nginx``); None: this app does
         self.table = table
         self.stats = RouterStats()
         self.health = HealthTracker(self.options.health_path, self.options.health_interval)
@@ -100,6 +104,9 @@ class Router:
             from conveyor.router.tracing import traced
 
             self.proxy, self.forward = traced(self._proxy, self._forward, self.options.service)
+        self._reloads: set[asyncio.Task[None]] = set()
+        if data_plane is not None:
+            self.health.on_change = self._health_changed
 
     def _describe_backends(self) -> list[tuple[str, str, float, bool]]:
         return [(b.name, b.version, b.weight, self.health.is_healthy(b.name)) for b in self.table.backends]
@@ -110,6 +117,32 @@ class Router:
         if self.options.state_file is not None:
             save_table(table, self.options.state_file)
         log.info("routes: %s", ", ".join(f"{b.name}={b.weight:g}%" for b in table.backends) or "none")
+
+    async def replace_table(self, table: RouteTable) -> None:
+        """The admin API's change: applied to the external data plane first (it may refuse), then kept."""
+        if self.data_plane is not None:
+            previous = self.table
+            self.health.sync(table)  # the new table's backends, for the split nginx renders
+            try:
+                await self.data_plane.apply(table)
+            except Exception:
+                self.health.sync(previous)
+                raise
+        self.set_table(table)
+
+    def _health_changed(self) -> None:
+        """A backend was ejected or readmitted: nginx's split follows (a reload, off the caller's path)."""
+        assert self.data_plane is not None
+        task = asyncio.create_task(self._reapply(), name="nginx-reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reapply(self) -> None:
+        assert self.data_plane is not None
+        try:
+            await self.data_plane.apply(self.table)
+        except Exception:
+            log.exception("nginx kept its last config: the health change could not be applied")
 
     # -- ASGI -------------------------------------------------------------------------------------------
 
@@ -132,8 +165,16 @@ class Router:
                 connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
                 self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
                 self._probe = asyncio.create_task(self.health.probe_forever(self.session), name="health-checks")
+                if self.data_plane is not None:
+                    try:
+                        await self.data_plane.start(self.table, self.stats, self.health)
+                    except Exception as exc:
+                        await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                        return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.data_plane is not None:
+                    await self.data_plane.stop()
                 if self._probe is not None:
                     self._probe.cancel()
                 await self.mirrors.drain(timeout=5)
@@ -315,17 +356,25 @@ def run_router(
     table: RouteTable, options: RouterOptions, settings: RouterSettings, tls: ServerTls | None = None
 ) -> None:
     """Serve until SIGTERM/SIGINT; queued connections and in-flight requests are answered first (http_server.py)."""
+    from conveyor.containers import free_port
     from conveyor.http_server import run, server_config
 
     log_level = settings.log_level
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = Router(table, options)
+    host, port, plane = settings.host, settings.port, None
+    if settings.data_plane == "nginx":  # nginx takes the clients' port; this process listens on loopback
+        from conveyor.router.nginx import nginx_plane
+
+        host, port = "127.0.0.1", free_port()
+        plane = nginx_plane(settings, options, port, tls)
+        tls = None  # nginx terminates TLS
+    app = Router(table, options, plane)
     if options.state_file is not None:
         save_table(table, options.state_file)
     config = server_config(
         app,
-        settings.host,
-        settings.port,
+        host,
+        port,
         settings,
         loop="uvloop",
         lifespan="on",

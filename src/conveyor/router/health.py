@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -34,6 +35,7 @@ class HealthTracker:
         self.unhealthy_after = unhealthy_after
         self.healthy_after = healthy_after
         self.backends: dict[str, BackendHealth] = {}
+        self.on_change: Callable[[], None] | None = None  # a backend was ejected or readmitted
 
     def sync(self, table: RouteTable) -> None:
         """Track the table's backends; a backend whose URL changed starts healthy again."""
@@ -61,6 +63,8 @@ class HealthTracker:
             health.healthy = False
             health.changed_at = time.time()
             log.warning("backend %s (%s) ejected: %s", name, without_credentials(health.url), error)
+            if self.on_change is not None:
+                self.on_change()
 
     def succeeded(self, name: str) -> None:
         health = self.backends.get(name)
@@ -73,6 +77,8 @@ class HealthTracker:
             health.last_error = None
             health.changed_at = time.time()
             log.warning("backend %s (%s) healthy again", name, without_credentials(health.url))
+            if self.on_change is not None:
+                self.on_change()
 
     async def probe_forever(self, session: aiohttp.ClientSession) -> None:
         timeout = aiohttp.ClientTimeout(total=max(1.0, self.interval))

@@ -8,7 +8,7 @@ conveyor.yaml's ``router:`` keys.  The payload log's settings are the model serv
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -25,6 +25,11 @@ class RouterSettings(ProcessSettings, ReadTimeoutSettings, PayloadLogSettings):
 
     service: str = Field(
         "default", description="Service name: the router records its address and routes under it for rollouts."
+    )
+    data_plane: Literal["embedded", "nginx"] = Field(
+        "embedded",
+        description="What carries the traffic: this process (every feature, nothing to install) or nginx, "
+        "driven by this process (a proxy's cost; answers read only while mirroring or logging payloads).",
     )
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(8080, description="Port clients call.")
