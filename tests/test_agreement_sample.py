@@ -86,3 +86,20 @@ def test_rollout_start_says_in_one_line_what_the_agreement_is_held_to() -> None:
         expectation_line(limits, None, "")
         == "agreement: held to --min-agreement 80.0%, as set (nothing measured at start)"
     )
+
+
+def test_a_sample_in_pandas_split_form_as_mlflow_logs_it_is_kept_as_the_reference_sample(
+    retrains: tuple[Path, Path, Path], conveyor_home: Path
+) -> None:
+    import pandas as pd
+
+    from conveyor.registry.config import open_registry
+
+    first, _, rows = retrains
+    example = rows.with_name("input_example.json")  # MLflow's input_example.json: pandas' split form
+    example.write_text(pd.read_csv(rows).head(5).to_json(orient="split"))
+    heard: list[str] = []
+    version = register_path(open_registry(), first, "triage", ConvertOptions(sample=example), report=heard.append)
+    assert REFERENCE_SAMPLE_FILE in {f.path for f in version.files}
+    assert any(line.startswith("reference sample: 5 items of input_example.json") for line in heard), heard
+    assert not any(line.startswith("no reference sample kept") for line in heard)

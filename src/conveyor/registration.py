@@ -107,7 +107,7 @@ def register_path(
         elif gate_sample is not None and profile_dir is not None and _takes_items(path):
             try:
                 kept = _reference_sample(path, gate_sample, Path(profile_dir.name) / "reference-sample.json")
-            except ConveyorError as exc:  # a sample only the gate reads (MLflow's input_example split form)
+            except ConveyorError as exc:  # a sample only the gate reads
                 report(f"no reference sample kept from {gate_sample.name}: {exc}; pass --reference for one")
             else:
                 extra.append(kept)

@@ -105,8 +105,9 @@ class Observer:
 
 def read_items(path: Path, spec: ModelSpec) -> Iterator[Any]:
     """Reference items from a file: CSV (records typed by the model's features as pandas writes
-    them; a text model's ``text`` column), JSON Lines or a JSON array (strings or records), or plain
-    text (one text per line)."""
+    them; a text model's ``text`` column), JSON Lines or a JSON array (strings or records), a table in
+    pandas' split form (``{"columns", "data"}``, as MLflow logs an input example), or plain text (one
+    text per line)."""
     if not path.is_file():
         raise InvalidInput(f"{path}: no such reference file")
     text = spec.task.takes_text
@@ -125,8 +126,11 @@ def read_items(path: Path, spec: ModelSpec) -> Iterator[Any]:
                 yield _json(line, f"{path}:{number}")
     elif suffix == ".json":
         data = _json(path.read_text(), str(path))
+        if isinstance(data, dict) and {"columns", "data"} <= set(data) and not text:
+            yield from _split_records(data, path)  # pandas' split form: MLflow's input_example.json
+            return
         if not isinstance(data, list):
-            raise InvalidInput(f"{path}: expected a JSON array of items")
+            raise InvalidInput(f"{path}: expected a JSON array of items or pandas' split form")
         yield from data
     elif text:
         yield from (line for line in path.read_text().splitlines() if line.strip())
@@ -161,6 +165,17 @@ def read_truth(path: Path, spec: ModelSpec) -> list[Any] | None:
             return None
         return [item.get(target) if isinstance(item, dict) else None for item in items]
     return None
+
+
+def _split_records(data: dict[str, Any], path: Path) -> Iterator[dict[str, Any]]:
+    """The rows of pandas' split form as records (its ``index``, if any, is not an input)."""
+    columns, rows = data["columns"], data["data"]
+    if not isinstance(columns, list) or not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+        raise InvalidInput(f'{path}: pandas\' split form is {{"columns": [...], "data": [[...], ...]}}')
+    for number, row in enumerate(rows):
+        if len(row) != len(columns):
+            raise InvalidInput(f"{path}: row {number} has {len(row)} values for {len(columns)} columns")
+        yield dict(zip(columns, row, strict=True))
 
 
 def _json(text: str, where: str) -> Any:
