@@ -21,7 +21,7 @@ import pytest
 
 from conveyor.router.health import HealthTracker
 from conveyor.router.nginx import NginxDataPlane
-from conveyor.router.nginx_config import Limits, Listen, check_for_nginx, live_weights, model_aware, render
+from conveyor.router.nginx_config import Limits, Listen, check_for_nginx, group, live_weights, model_aware, render
 from conveyor.router.routing import BackendSpec, RouteTable
 from conveyor.router.stats import LIVE, RouterStats
 from tests.machine import tool
@@ -74,6 +74,7 @@ def test_what_nginx_cannot_carry_is_refused_by_name() -> None:
 def test_access_log_lines_fill_the_same_counters_as_the_embedded_router() -> None:
     plane = NginxDataPlane("nginx", "127.0.0.1", 8080, 9001, Path("/nonexistent"), Limits())
     plane.table = _table()
+    plane.groups = {group(b, kind): b for b in plane.table.backends for kind in "bp"}
     plane.stats, plane.health = RouterStats(), HealthTracker("/", 1.0)
     plane.health.sync(plane.table)
     plane.count("conveyor_b_stable|127.0.0.1:5000|200|0.000|0.004|0.004|/predict")

@@ -121,6 +121,7 @@ class NginxDataPlane:
         self.config = runtime / "nginx.conf"
         self.generation = 0
         self.table: RouteTable | None = None
+        self.groups: dict[str, BackendSpec] = {}  # nginx's upstream names -> the backends, for the access log
         self.stats = RouterStats()
         self.health = HealthTracker("/", 1.0)
         self.listen: Listen | None = None
@@ -228,6 +229,7 @@ class NginxDataPlane:
             raise InvalidInput(f"nginx refused the routing table: {problem[0] if problem else 'nginx -t failed'}")
         candidate.replace(self.config)
         self.generation, self.table = generation, table
+        self.groups = {group(b, kind): b for b in table.backends for kind in "bp"}
 
     async def _live(self, timeout: float) -> bool:
         """Whether nginx answers with the current generation (a reload's new workers are taking connections)."""
@@ -254,8 +256,7 @@ class NginxDataPlane:
         table = self.table
         if table is None or not is_prediction("POST", uri.split("?", 1)[0]):
             return
-        groups = {group(b, kind): b for b in table.backends for kind in "bp"}
-        first = groups.get(route)
+        first = self.groups.get(route)
         if first is None:
             return
         tries = list(
