@@ -8,7 +8,6 @@ worker or several (``conveyor/http_server.py``).
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import shutil
@@ -52,17 +51,13 @@ def plane_for(config: ServeSettings, resolved: ResolvedModel | None = None) -> D
     """The data plane of one server process; with a payload log and a stored reference profile it
     also judges its own logged traffic for drift (``monitoring/live.py``'s gauges on ``/metrics``).
 
-    The served image has no scipy: there the log is written and ``conveyor monitor`` judges it."""
+    The gauges are computed in numpy (``monitoring/statistics.py``), so the served image, which leaves
+    scipy and scikit-learn out, keeps them too."""
     resolved = resolved or resolve(config)
     options = serving_options(config)
     watch = None
     if options.payload_log is not None and options.payload_log.drift_window:
-        if importlib.util.find_spec("scipy") is None:
-            log.warning(
-                "no live drift gauges: they need scipy, which this image leaves out (conveyor monitor judges the log)"
-            )
-            return DataPlane(resolved, options)
-        from conveyor.monitoring.live import live_drift_for  # scipy only where a log is kept
+        from conveyor.monitoring.live import live_drift_for  # loaded only where a log is kept
 
         drift = live_drift_for(resolved, options.payload_log.drift_window, options.payload_log.hash)
         watch = drift.observe if drift is not None else None
