@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from conveyor.errors import InvalidInput
+from conveyor.generative.app import create_app as create_generation_app
 from conveyor.rollout.service import ExportRequest, export
 from conveyor.serving import metrics
 from conveyor.serving.app import create_app
@@ -91,7 +92,10 @@ def test_every_route_that_takes_a_body_is_a_counted_prediction_route_or_named_he
     routes = [*server.app.routes, *chat.routes]
     posts = {route.path for route in routes if "POST" in (getattr(route, "methods", None) or ())}
     not_predictions = {"/feedback", "/v2/repository/index"}
-    assert posts | {"/predict"} == set(metrics.PREDICTION_ROUTES) | not_predictions  # /predict: raw ASGI
+    generative = create_generation_app(None, "chat", "1")  # type: ignore[arg-type]  # its routes only
+    generations = {route.path for route in generative.routes if "POST" in (getattr(route, "methods", None) or ())}
+    # /predict: raw ASGI
+    assert posts | {"/predict"} | generations == set(metrics.PREDICTION_ROUTES) | not_predictions
 
 
 def test_the_analysis_counts_prediction_requests_only_and_never_indexes_an_empty_result() -> None:

@@ -36,6 +36,7 @@ from conveyor.router.requests import RecentRequests
 from conveyor.router.routes import is_prediction
 from conveyor.router.routing import PIN_HEADER, SERVED_BY_HEADER, BackendSpec, RouteTable, pick
 from conveyor.router.stats import LIVE, RouterStats, StatsCollector, TrafficStats
+from conveyor.router.stream import is_event_stream, relay
 
 if TYPE_CHECKING:
     from conveyor.router.nginx import NginxDataPlane
@@ -88,6 +89,8 @@ class Router:
         self.registry.register(StatsCollector(self.stats, self._describe_backends))
         self._probe: asyncio.Task[None] | None = None
         self._timeout = aiohttp.ClientTimeout(total=self.options.timeout)
+        # a generation may stream for longer than any answer takes: its bound is the wait for each next chunk
+        self._stream_timeout = aiohttp.ClientTimeout(sock_connect=self.options.timeout, sock_read=self.options.timeout)
         self.mirrors = Mirrors(self.stats, self.health, self.options.max_mirrors_in_flight, self._timeout)
         self.recent = RecentRequests(self.options.service)
         self.passing_on: set[asyncio.Task[None]] = set()  # feedback on its way to backends
@@ -240,7 +243,18 @@ class Router:
             if request_id and not any(key.lower() == REQUEST_ID for key, _ in headers):
                 headers.append((REQUEST_ID, request_id.encode()))  # a backend that does not echo it
             await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": data})
+            if answer.stream is None:
+                await send({"type": "http.response.body", "body": data})
+            else:  # server-sent events: each as it comes; what was relayed is what is logged and compared
+                relayed = await relay(answer.stream, receive, send)
+                if relayed is None:
+                    return  # the client left, or the stream broke off or ran long: nothing whole to log
+                data = relayed
+                text = answer_text(data) if is_prediction(method, scope["path"]) else None
+                if text is not None:  # the streamed answer's text, for the canary analysis as a whole one's
+                    traffic = self.stats.of(backend.name, backend.version, LIVE)
+                    traffic.answers.append(text)
+                    traffic.answers_seen += 1
             if status == 200 and table.splits and scope["path"] == "/predict" and method == "POST":
                 self.stats.of(backend.name, backend.version, LIVE).observe_inputs(input_features(body))
             if status == 200 and request_id:
@@ -269,13 +283,21 @@ class Router:
         # an idle canary look busy and healthy (as the exported Argo analysis counts, rollout/promql.py)
         stats = self.stats.of(backend.name, backend.version, LIVE) if is_prediction(method, path) else None
         started = time.perf_counter()
+        stream: aiohttp.ClientResponse | None = None
+        timeout = self._stream_timeout if is_generation(path) else self._timeout
         try:
-            async with self.session.request(
-                method, backend.url + target, data=body, headers=headers, allow_redirects=False, timeout=self._timeout
-            ) as response:
-                data = await response.read()
-                status = response.status
-                raw_headers = response.raw_headers
+            response = await self.session.request(
+                method, backend.url + target, data=body, headers=headers, allow_redirects=False, timeout=timeout
+            )
+            try:
+                status, raw_headers = response.status, response.raw_headers
+                if is_event_stream(response):
+                    stream, data = response, b""  # relayed as it comes (router/stream.py)
+                else:
+                    data = await response.read()
+            finally:
+                if stream is None:
+                    response.release()
         except aiohttp.ClientConnectorError as exc:
             return self._unreachable(backend, stats, started, "connect_error", exc, retryable, eject=True)
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
@@ -293,16 +315,18 @@ class Router:
         elapsed = time.perf_counter() - started
         predictions = read_predictions(path, data) if status == 200 and method == "POST" else None
         if stats is not None:
-            text = answer_text(data) if status == 200 and is_generation(path) else None
+            streamed = stream is not None  # a stream's text is kept once it has been relayed (_proxy)
+            text = answer_text(data) if status == 200 and is_generation(path) and not streamed else None
             stats.observe(str(status), elapsed, *answered(predictions), answer=text)
         if status in (502, 503):
             self.health.failed(backend.name, f"answered HTTP {status}")
         answer_headers = [(k, v) for k, v in raw_headers if k.lower() not in HOP_BY_HOP]
-        answer_headers.append((b"content-length", str(len(data)).encode()))
+        if stream is None:
+            answer_headers.append((b"content-length", str(len(data)).encode()))
         answer_headers.append((SERVED_BY_HEADER.encode(), backend.name.encode()))
         if backend.version:
             answer_headers.append((PIN_HEADER.encode(), backend.version.encode()))
-        return Answer(status, answer_headers, data, predictions)
+        return Answer(status, answer_headers, data, predictions, stream=stream)
 
     def _unreachable(
         self,

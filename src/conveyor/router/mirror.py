@@ -69,9 +69,10 @@ class Mirrors:
         method, target, path, body, headers = request
         stats = self.stats.of(mirror.name, mirror.version, MIRROR)
         started = time.perf_counter()
+        timeout = aiohttp.ClientTimeout(sock_read=self.timeout.total) if is_generation(path) else self.timeout
         try:
             async with session.request(
-                method, mirror.url + target, data=body, headers=headers, timeout=self.timeout
+                method, mirror.url + target, data=body, headers=headers, timeout=timeout
             ) as response:
                 data = await response.read()
                 status = response.status

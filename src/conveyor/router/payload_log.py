@@ -7,7 +7,8 @@ writes (``DEST/<model>/<version>/payloads-*.jsonl``, the same record, ``serving/
 through the same writer: sampling, dropped and hashed fields, the size cap, rotation, S3, drops
 counted), so ``conveyor monitor`` and the drift trigger read either.  A router record has no
 probabilities: the answer is what the client got (``{"positive": true}``, ``{"label": ...}``,
-``{"value": ...}``), and the backend that gave it.
+``{"value": ...}``), and the backend that gave it.  A generation (``/v1/chat/completions``,
+``/v1/completions``, streamed or not) is logged as its prompt and answer (``generative/payloads.py``).
 
 Request ids: the router forwards the client's ``X-Request-Id`` or makes one, so the backend's log
 and the router's share it, and remembers which backend answered each recent id.  Each version's
@@ -27,6 +28,7 @@ import aiohttp
 import orjson
 
 from conveyor.errors import ClientError, Conflict
+from conveyor.generative.payloads import GENERATION_ROUTES, generation_items
 from conveyor.router.inputs import classic_items
 from conveyor.router.requests import RecentRequests, Served, model_and_version
 from conveyor.router.routing import BackendSpec
@@ -37,7 +39,7 @@ from conveyor.task_kinds import Task
 
 log = logging.getLogger("conveyor.router")
 
-LOGGED_PATHS = ("/predict",)  # v2 answers are tensors: a backend's own log keeps those
+LOGGED_PATHS = ("/predict", *GENERATION_ROUTES)  # v2 answers are tensors: a backend's own log keeps those
 
 
 class RouterPayloads:
@@ -61,17 +63,29 @@ class RouterPayloads:
         if path not in LOGGED_PATHS:
             return
         payload = self._log(model, version)
+        generated = generation_items(body, answer) if path in GENERATION_ROUTES else None
         if not payload.sampled():
+            if generated is not None:
+                payload.offer_unsampled(request_id, generated[1])
+                return
             try:
                 answers = orjson.loads(answer)
             except orjson.JSONDecodeError:
                 answers = None
             payload.offer_unsampled(request_id, answers if isinstance(answers, list) else [answers])
             return
-        try:
-            inputs, outputs = orjson.loads(body), orjson.loads(answer)
-        except orjson.JSONDecodeError:
-            inputs, outputs = None, None  # an image body, or an answer that is not JSON
+        inputs: list[Any] | None
+        outputs: Any
+        if path in GENERATION_ROUTES:  # a chat or completion, whole or streamed: its prompt and answer
+            if generated is None:
+                return
+            inputs, outputs = generated
+        else:
+            try:
+                request, outputs = orjson.loads(body), orjson.loads(answer)
+            except orjson.JSONDecodeError:
+                request, outputs = None, None  # an image body, or an answer that is not JSON
+            inputs = None if request is None else classic_items(request)
         payload.offer_record(
             RequestRecord(
                 time=record_time(),
@@ -81,7 +95,7 @@ class RouterPayloads:
                 backend=served.backend,
                 route=path,
                 latency_ms=round(seconds * 1000, 3),
-                inputs=None if inputs is None else classic_items(inputs),
+                inputs=inputs,
                 outputs=outputs if isinstance(outputs, list) else [outputs],
             )
         )
