@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import jsonschema
@@ -18,6 +19,8 @@ from starlette.testclient import TestClient
 from conveyor.generative.app import create_app
 from conveyor.generative.config import GenerationConfig
 from conveyor.generative.engine import Engine
+from conveyor.serving.payload_hash import is_hashed
+from conveyor.serving.payloads import PayloadLogConfig
 from tests.smollm import smollm_gguf
 
 HELLO = [{"role": "user", "content": "What is the capital of France?"}]
@@ -167,3 +170,37 @@ def test_generation_is_measured_per_version(http: TestClient) -> None:
     assert f"conveyor_generation_completion_tokens_total{{{labels}}}" in metrics
     assert f'conveyor_generations_total{{finish="length",{labels}}}' in metrics
     assert http.get("/v2/health/ready").json() == {"ready": True}
+
+
+def test_the_payload_log_keeps_prompts_hashed_and_answers_with_their_tokens(engine: Engine, tmp_path: Path) -> None:
+    """``serve --log-payloads --log-hash prompt``: a chat and a streamed completion logged as prompt and answer,
+    the prompt only as its hash (never in clear anywhere in the log)."""
+    secret = "My account number is 12345"
+    config = PayloadLogConfig(str(tmp_path), sample=1.0, hash=("prompt",))
+    with TestClient(create_app(engine, "chat", "3", payload_log=config)) as logged:
+        chat = logged.post(
+            "/v1/chat/completions",
+            json={
+                "model": "chat",
+                "messages": [{"role": "user", "content": secret}],
+                "max_tokens": 4,
+                "temperature": 0,
+            },
+            headers={"x-request-id": "chat-1"},
+        ).json()
+        streamed = logged.post(
+            "/v1/completions", json={"model": "chat", "prompt": secret, "max_tokens": 4, "stream": True}
+        )
+        assert streamed.status_code == 200 and streamed.text.endswith("data: [DONE]\n\n")
+    files = list((tmp_path / "chat" / "3").glob("payloads-*.jsonl"))
+    text = "".join(f.read_text() for f in files)
+    assert secret not in text and "12345" not in text
+    records = {r["route"]: r for r in map(json.loads, text.splitlines()) if r["kind"] == "request"}
+    asked = records["/v1/chat/completions"]
+    assert asked["request_id"] == "chat-1" and is_hashed(asked["inputs"][0]["prompt"])
+    assert asked["inputs"][0]["prompt_tokens"] == chat["usage"]["prompt_tokens"]
+    assert asked["outputs"][0]["answer"] == chat["choices"][0]["message"]["content"]
+    assert asked["outputs"][0]["answer_tokens"] == chat["usage"]["completion_tokens"]
+    completion = records["/v1/completions"]["outputs"][0]
+    assert completion["finish_reason"] == "length" and completion["answer_tokens"] == 4
+    assert records["/v1/completions"]["inputs"][0]["prompt"] == asked["inputs"][0]["prompt"]  # equal prompts hash alike

@@ -5,6 +5,7 @@
 Conveyor server answers them (ready: every slot loaded and warmed up), ``/metrics``.  A refused request
 is OpenAI's error shape (``protocol.error_body``); each answer is counted and timed per version
 (``generative/metrics.py``): time to first token, time between tokens, queue time, tokens in and out.
+With a payload log, a sample of prompts and answers is logged (``generative/payloads.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
@@ -26,13 +27,20 @@ from conveyor.errors import ClientError, NotFound, NotReady
 from conveyor.generative import protocol
 from conveyor.generative.engine import Engine, Generation, Piece, Slots
 from conveyor.generative.metrics import GenerationRecorder
+from conveyor.generative.payloads import answer_item, prompt_item, prompt_of, unsampled
 from conveyor.generative.protocol import ChatRequest, CompletionRequest, Sampling
+from conveyor.request_ids import client_request_id, new_request_id
 from conveyor.serving import metrics
 from conveyor.serving.body import JSON
+from conveyor.serving.payload_record import RequestRecord, record_time
 from conveyor.serving.spec import ResolvedModel
+
+if TYPE_CHECKING:
+    from conveyor.serving.payloads import PayloadLog, PayloadLogConfig
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4_000_000
+Asked = tuple[str, str, float, str | None, int]  # request id, route, when it came, its prompt, the prompt's tokens
 
 
 def _json(content: Any, status: int = 200) -> Response:
@@ -42,8 +50,10 @@ def _json(content: Any, status: int = 200) -> Response:
 class GenerationEndpoints:
     """The routes of one served version over its engine."""
 
-    def __init__(self, engine: Engine, name: str, version: str) -> None:
+    def __init__(self, engine: Engine, name: str, version: str, payload_log: PayloadLogConfig | None = None) -> None:
         self.engine = engine
+        self.payload_config = payload_log
+        self.payloads: PayloadLog | None = None  # opened as the app starts (its writer is a thread)
         self.name = name
         self.version = version
         self.state = "loading"
@@ -105,9 +115,17 @@ class GenerationEndpoints:
             self.requests.record(route, "POST", exc.status, time.perf_counter() - started)
             return Response(protocol.error_body(exc), status_code=exc.status, media_type=JSON)
         answer_id = protocol.new_id("chatcmpl" if isinstance(parsed, ChatRequest) else "cmpl")
+        request_id = client_request_id(request.headers.get("x-request-id", "").encode("latin-1")) or new_request_id()
         pieces = self._pieces(generation, started)
         if parsed.stream:
-            events = self._events(pieces, answer_id, object_kind, parsed.include_usage, len(generation.tokens))
+            asked = (
+                request_id,
+                route,
+                started,
+                prompt_of(orjson.loads(body)) if self.payloads else None,
+                len(generation.tokens),
+            )
+            events = self._events(pieces, answer_id, object_kind, parsed.include_usage, asked)
             self.requests.record(route, "POST", 200, time.perf_counter() - started)
             return StreamingResponse(events, media_type="text/event-stream", headers={"cache-control": "no-cache"})
         text, finish = "", "stop"
@@ -122,7 +140,31 @@ class GenerationEndpoints:
         build = protocol.chat_answer if isinstance(parsed, ChatRequest) else protocol.completion_answer
         out = self.engine.count_tokens(text)
         self.requests.record(route, "POST", 200, time.perf_counter() - started)
+        asked = (
+            request_id,
+            route,
+            started,
+            prompt_of(orjson.loads(body)) if self.payloads else None,
+            len(generation.tokens),
+        )
+        self._log(asked, text, out, finish)
         return _json(build(answer_id, self.name, text, finish, len(generation.tokens), out))
+
+    def _log(self, asked: Asked, text: str, answer_tokens: int, finish: str) -> None:
+        """A whole answer into the payload log (sampled), as the router logs one (generative/payloads.py)."""
+        if self.payloads is None:
+            return
+        request_id, route, started, prompt, prompt_tokens = asked
+        answer = answer_item(text, answer_tokens, finish)
+        if not self.payloads.sampled():
+            self.payloads.offer_unsampled(request_id, [unsampled(answer)])
+            return
+        record = RequestRecord(
+            time=record_time(), request_id=request_id, model=self.name, version=self.version, route=route,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            inputs=[prompt_item(prompt, prompt_tokens)], outputs=[answer],
+        )  # fmt: skip
+        self.payloads.offer_record(record)
 
     def _generation(self, request: Sampling) -> Generation:
         config = self.engine.config
@@ -174,9 +216,12 @@ class GenerationEndpoints:
             self.recorder.finished(finish, len(generation.tokens), self.engine.count_tokens(text))
 
     async def _events(
-        self, pieces: AsyncGenerator[Piece, None], answer_id: str, kind: str, include_usage: bool, prompt_tokens: int
+        self, pieces: AsyncGenerator[Piece, None], answer_id: str, kind: str, include_usage: bool, asked: Asked
     ) -> AsyncIterator[bytes]:
-        """The stream's server-sent events: a role first (chat), a chunk per piece, usage if asked, ``[DONE]``."""
+        """The stream's server-sent events: a role first (chat), a chunk per piece, usage if asked, ``[DONE]``;
+        a stream sent whole is logged (one the client left is not: it has no answer)."""
+        prompt_tokens = asked[4]
+        finish = "stop"
         chat = kind == "chat.completion"
         chunk_kind = "chat.completion.chunk" if chat else "text_completion"
         if chat:
@@ -186,6 +231,7 @@ class GenerationEndpoints:
             async with contextlib.aclosing(pieces) as stream:
                 async for piece in stream:
                     text += piece.text
+                    finish = piece.finish or finish
                     if chat:
                         delta = {"content": piece.text} if piece.text else {}
                         yield protocol.sse(protocol.chat_chunk(answer_id, self.name, delta, piece.finish))
@@ -193,15 +239,20 @@ class GenerationEndpoints:
                         yield protocol.sse(protocol.completion_chunk(answer_id, self.name, piece.text, piece.finish))
         except ClientError as exc:  # after the 200 was sent: the error is the stream's last event
             yield protocol.sse(orjson.loads(protocol.error_body(exc)))
+        counted = self.engine.count_tokens(text)
         if include_usage:
-            counted = self.engine.count_tokens(text)
             yield protocol.sse(protocol.usage_chunk(answer_id, self.name, chunk_kind, prompt_tokens, counted))
         yield protocol.sse("[DONE]")
+        self._log(asked, text, counted, finish)
 
 
-def create_app(engine: Engine, name: str, version: str, on_load_failure: Callable[[], None] | None = None) -> Starlette:
-    """The ASGI app of one served generative version; its engine loads (off the event loop) as it starts."""
-    endpoints = GenerationEndpoints(engine, name, version)
+def create_app(
+    engine: Engine, name: str, version: str, on_load_failure: Callable[[], None] | None = None,
+    payload_log: PayloadLogConfig | None = None,
+) -> Starlette:  # fmt: skip
+    """The ASGI app of one served generative version; its engine loads (off the event loop) as it starts;
+    ``payload_log``: prompts and answers logged (``serve --log-payloads``, ``generative/payloads.py``)."""
+    endpoints = GenerationEndpoints(engine, name, version, payload_log)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -217,7 +268,13 @@ def create_app(engine: Engine, name: str, version: str, on_load_failure: Callabl
         else:
             endpoints.slots = engine.start()
             endpoints.state = "ready"
+        if payload_log is not None:
+            from conveyor.serving.payloads import PayloadLog
+
+            endpoints.payloads = PayloadLog(payload_log, name, version, logits=False, classifier=False)
         yield
+        if endpoints.payloads is not None:
+            await anyio.to_thread.run_sync(endpoints.payloads.close)  # finish (and upload) the open file
         if owned:
             engine.close()
 
@@ -242,7 +299,7 @@ async def _refused(request: Request, exc: Exception) -> Response:
 
 def app_for(
     resolved: ResolvedModel, slots: int, context_size: int | None, threads: int | None,
-    on_load_failure: Callable[[], None] | None = None,
+    on_load_failure: Callable[[], None] | None = None, payload_log: PayloadLogConfig | None = None,
 ) -> Starlette:  # fmt: skip
     """The app serving a resolved GGUF version: its generation config is the ``generation.yaml`` beside it."""
     from conveyor.generative.config import config_in
@@ -256,4 +313,4 @@ def app_for(
         trained_context=spec.gguf.context_length if spec.gguf else None,
         threads=threads,
     )
-    return create_app(engine, spec.name, spec.version, on_load_failure)
+    return create_app(engine, spec.name, spec.version, on_load_failure, payload_log)

@@ -10,6 +10,7 @@ The generative server (``serve --log-payloads``) and the router write the same r
 - ``outputs``: ``[{"answer": ..., "answer_tokens": N, "finish_reason": ..., "refusal": bool}]``.  A
   streamed answer is read back from its events.  ``refusal`` is judged as it is logged
   (``generative/refusal.py``), so a log whose answers are dropped or hashed still has its refusal rate.
+  A request the sample leaves out keeps its ``answer`` line without the answer's text.
 
 ``--log-drop prompt`` / ``--log-hash prompt`` (and ``answer``) scrub them as a column of a table is
 scrubbed: a hashed prompt is written only as its keyed hash, never in clear.
@@ -61,6 +62,11 @@ def answer_item(answer: str, answer_tokens: int | None, finish_reason: str | Non
         "finish_reason": finish_reason,
         "refusal": is_refusal(answer),
     }
+
+
+def unsampled(answer: dict[str, Any]) -> dict[str, Any]:
+    """What a request the sample left out keeps of its answer (its ``answer`` line): the counts, not the text."""
+    return {key: value for key, value in answer.items() if key != ANSWER}
 
 
 def _choice_text(choice: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ import aiohttp
 import orjson
 
 from conveyor.errors import ClientError, Conflict
-from conveyor.generative.payloads import GENERATION_ROUTES, generation_items
+from conveyor.generative.payloads import GENERATION_ROUTES, generation_items, unsampled
 from conveyor.router.inputs import classic_items
 from conveyor.router.requests import RecentRequests, Served, model_and_version
 from conveyor.router.routing import BackendSpec
@@ -66,7 +66,7 @@ class RouterPayloads:
         generated = generation_items(body, answer) if path in GENERATION_ROUTES else None
         if not payload.sampled():
             if generated is not None:
-                payload.offer_unsampled(request_id, generated[1])
+                payload.offer_unsampled(request_id, [unsampled(answer) for answer in generated[1]])
                 return
             try:
                 answers = orjson.loads(answer)

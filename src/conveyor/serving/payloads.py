@@ -15,6 +15,7 @@ or the server stops, so a reader (``conveyor monitor``) only ever sees whole fil
 ``s3://bucket/prefix`` destination the files are spooled locally and uploaded as they rotate,
 each kept until it is uploaded; a server that starts adopts what a killed one left
 (``serving/payload_sinks.py``).
+A generation's answer is scrubbed as its prompt is (``--log-drop answer``, ``--log-hash answer``).
 What is never logged: request headers (tokens, cookies), client addresses, the raw body of a
 request that failed, image pixels (their label answers are logged).
 """
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter
 
+from conveyor.generative.payloads import GENERATION_ROUTES
 from conveyor.serving.answered import AnsweredIndex
 from conveyor.serving.payload_hash import hash_key, hash_value
 from conveyor.serving.payload_record import AnswerRecord, FeedbackRecord, PayloadRecord, RequestRecord, record_time
@@ -270,6 +272,8 @@ class PayloadLog:
     def _scrubbed(self, record: PayloadRecord) -> PayloadRecord:
         if isinstance(record, RequestRecord) and record.inputs is not None:
             record.inputs = [self._scrub(item) for item in record.inputs]
+        if isinstance(record, RequestRecord) and record.route in GENERATION_ROUTES:  # a generation's answer too
+            record.outputs = [self._scrub(item) for item in record.outputs]
         return record
 
     def _line(self, record: PayloadRecord) -> bytes | None:

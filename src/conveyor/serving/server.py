@@ -123,7 +123,8 @@ def _serve_generation(config: ServeSettings, resolved: ResolvedModel) -> int:
         failed.append(True)
         holder["server"].should_exit = True
 
-    app = app_for(resolved, config.slots, config.context_size, config.threads, stop_on_failure)
+    payload_log = config.payload_log_config(drift_window=0)  # no live gauges: prompts are judged by the monitor
+    app = app_for(resolved, config.slots, config.context_size, config.threads, stop_on_failure, payload_log)
     server = DrainingServer(_uvicorn_config(app, config))
     holder["server"] = server
     server.run()
