@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4_000_000
+# no-cache; x-accel-buffering: nginx in front (conveyor router --data-plane nginx, an ingress) passes each event on
+STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 Asked = tuple[str, str, float, str | None, int]  # request id, route, when it came, its prompt, the prompt's tokens
 
 
@@ -127,7 +129,7 @@ class GenerationEndpoints:
             )
             events = self._events(pieces, answer_id, object_kind, parsed.include_usage, asked)
             self.requests.record(route, "POST", 200, time.perf_counter() - started)
-            return StreamingResponse(events, media_type="text/event-stream", headers={"cache-control": "no-cache"})
+            return StreamingResponse(events, media_type="text/event-stream", headers=STREAM_HEADERS)
         text, finish = "", "stop"
         try:
             async with contextlib.aclosing(pieces) as stream:
