@@ -91,7 +91,12 @@ def test_a_watch_stopped_by_sigterm_or_sigint_removes_its_webhook(tmp_path: Path
     env = {**os.environ, "CONVEYOR_REGISTRY": str(folder), "CONVEYOR_HOME": str(tmp_path / "home")}
     command = [sys.executable, "-m", "conveyor.cli.main", "pipeline", "watch"]
     output = {"cwd": tmp_path, "env": env, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
-    watches = {signum: subprocess.Popen(command, **output) for signum in (signal.SIGTERM, signal.SIGINT)}  # type: ignore[call-overload]
+    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+    watches = {
+        signal.SIGTERM: subprocess.Popen(command, **output),  # type: ignore[call-overload]
+        # started as a shell's `watch &` (or nohup) starts it: SIGINT inherited as ignored; the watch still ends on it
+        signal.SIGINT: subprocess.Popen(command, preexec_fn=ignore_sigint, **output),  # type: ignore[call-overload]
+    }
     registry = open_registry(str(folder))
     assert isinstance(registry, LocalRegistry)
     try:

@@ -277,7 +277,7 @@ def watch(
     no polling), pipelines with drift triggers when the served version's traffic drifts, and pipelines
     with mlflow triggers on each new MLflow model version, imported first (both checked every
     trigger's `every`; MLflow at once too, by its own webhook where the server has them).  SIGTERM
-    and Ctrl-C remove the watch's webhooks."""
+    and SIGINT (Ctrl-C) remove the watch's webhooks."""
     import queue as queue_module
     import signal
 
@@ -290,7 +290,9 @@ def watch(
     def interrupted(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # SIGTERM ends the watch as Ctrl-C does: its webhooks are removed
 
-    signal.signal(signal.SIGTERM, interrupted)
+    # SIGINT too: a watch started in the background by a script (`watch &`, nohup) inherits it ignored,
+    # and Python then installs no Ctrl-C handler of its own
+    before = {signum: signal.signal(signum, interrupted) for signum in (signal.SIGTERM, signal.SIGINT)}
     hooked: tuple[LocalRegistry, str] | None = None  # the registry the webhook was added to, and its URL
     mlflow_hooks: list[tuple[str, str]] = []  # (tracking server, webhook id)
     watcher: Watcher | None = None
@@ -369,5 +371,6 @@ def watch(
             local, url = hooked
             local.webhooks.remove(url)
         unregister_webhooks(mlflow_hooks, warn)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
     raise typer.Exit(outcome)
