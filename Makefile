@@ -23,7 +23,7 @@ ENGINE_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF
 # Test workers: most tests wait on servers, routers and containers rather than compute.
 WORKERS ?= 4
 
-.PHONY: install engine model demo docs test test-quick lint bench-serving bench-optimize bench-dashboard bench-monitoring bench-registry bench-build bench-router bench-tabular bench-tracing bench-payload-log bench-images bench-install screenshots lock clean
+.PHONY: install engine model demo docs test test-quick lint bench-serving bench-optimize bench-dashboard bench-monitoring bench-registry bench-build bench-router bench-tabular bench-tracing bench-payload-log bench-images bench-install bench-generative screenshots lock clean
 
 # uv installs the lock: about 25 s on a fresh machine where pip takes about 70 (same pins, same
 # hashes). Bytecode is compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set (this
@@ -144,6 +144,11 @@ bench-install: install
 # Each kind's image size, conveyor build against the same image carrying the training framework (podman).
 bench-images: install
 	$(BIN)/python -m benchmarks.build.frameworks
+
+# Tokens/s and time to first token at concurrency 1, 4, 8: conveyor serve against llama.cpp's own OpenAI server
+# (python -m llama_cpp.server, in .venv-llama-server: the cached engine wheel plus its [server] extras).
+bench-generative: install
+	$(BIN)/python -m benchmarks.generative
 
 # Regenerate the lock from pyproject.toml (needs network access to PyPI).
 lock: | $(BIN)/python

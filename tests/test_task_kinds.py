@@ -20,6 +20,7 @@ PERSISTED = {
     "image-classification",
     "tensor",
     "text-generation",
+    "text-embedding",
 }
 
 
@@ -53,8 +54,11 @@ def test_each_property_names_the_tasks_it_held_for_before() -> None:
     assert having("tabular") == {"tabular-classification", "tabular-regression"}
     assert having("takes_images") == {"image-classification"}
     assert having("regression") == {"tabular-regression"}
-    assert having("named_inputs") == PERSISTED - {"tensor", "text-generation"}  # monitored, in contracts by init
+    assert having("named_inputs") == PERSISTED - {"tensor", "text-generation", "text-embedding"}  # monitored
     assert having("generates") == {"text-generation"}
+    assert having("embeds") == {"text-embedding"}
+    assert having("openai_api") == {"text-generation", "text-embedding"}
+    assert having("tokenized") == {"text-classification", "text-embedding"}
     assert having("row_inputs") == {"text-classification", "tabular-classification", "tabular-regression"}
     assert {task.value: task.answer_field for task in Task if task.row_inputs} == {
         "text-classification": "label",
@@ -64,10 +68,11 @@ def test_each_property_names_the_tasks_it_held_for_before() -> None:
 
 
 def test_every_task_is_served() -> None:
-    """Each task has its TaskServer (/predict, v2) but a generative one: conveyor.generative answers the OpenAI API."""
+    """Each task has its TaskServer (/predict, v2) but generation and embeddings: conveyor.generative answers them
+    with the OpenAI API."""
     tasks = (SRC / "serving" / "tasks" / "__init__.py").read_text()
-    assert {task.name for task in Task if not task.generates} == set(re.findall(r"Task\.([A-Z_]+): ", tasks))
-    assert "task.generates" in (SRC / "serving" / "server.py").read_text()
+    assert {task.name for task in Task if not task.openai_api} == set(re.findall(r"Task\.([A-Z_]+): ", tasks))
+    assert "task.openai_api" in (SRC / "serving" / "server.py").read_text()
 
 
 def test_no_module_compares_a_task_by_its_string() -> None:

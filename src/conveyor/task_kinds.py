@@ -23,6 +23,7 @@ class Task(StrEnum):
     IMAGE_CLASSIFICATION = "image-classification"
     TENSOR = "tensor"  # a bare ONNX graph: raw tensors over v2, nothing decoded or named
     TEXT_GENERATION = "text-generation"  # a GGUF model answering the OpenAI API (conveyor/generative)
+    TEXT_EMBEDDING = "text-embedding"  # an ONNX sentence encoder answering OpenAI's /v1/embeddings
 
     @classmethod
     def of(cls, value: object) -> Task | None:
@@ -46,6 +47,22 @@ class Task(StrEnum):
         return self is Task.TEXT_GENERATION
 
     @property
+    def embeds(self) -> bool:
+        """Answers are embeddings of texts (an ONNX encoder and its tokenizer), served as OpenAI's
+        ``/v1/embeddings`` by ``conveyor.generative.embedding_app``, not ``/predict`` and v2."""
+        return self is Task.TEXT_EMBEDDING
+
+    @property
+    def openai_api(self) -> bool:
+        """Served with the OpenAI API (generation or embeddings) instead of ``/predict`` and v2."""
+        return self.generates or self.embeds
+
+    @property
+    def tokenized(self) -> bool:
+        """Inputs are texts the version's own ``tokenizer.json`` turns into token ids."""
+        return self.takes_text or self.embeds
+
+    @property
     def takes_images(self) -> bool:
         return self is Task.IMAGE_CLASSIFICATION
 
@@ -64,7 +81,7 @@ class Task(StrEnum):
     @property
     def named_inputs(self) -> bool:
         """Inputs a person can read and a profile can describe: monitored for drift, recorded into contracts."""
-        return self not in (Task.TENSOR, Task.TEXT_GENERATION)  # prompts: not yet profiled
+        return self not in (Task.TENSOR, Task.TEXT_GENERATION, Task.TEXT_EMBEDDING)  # prompts: not yet profiled
 
     @property
     def row_inputs(self) -> bool:

@@ -120,6 +120,20 @@ class CompletionRequest(Sampling):
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
+class EmbeddingRequest(Strict):
+    """``POST /v1/embeddings``: one text or a list of texts (token-id arrays are refused: the server tokenizes)."""
+
+    model: str
+    input: str | Annotated[list[str], Field(min_length=1, max_length=2048)]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
+
+    @property
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
 _CODES = {"extra_forbidden": "unknown_parameter", "missing": "missing_required_parameter"}
 
 
@@ -240,3 +254,13 @@ def sse(event: dict[str, Any] | str) -> bytes:
     """One server-sent event: a JSON object, or the stream's closing ``[DONE]``."""
     data = event.encode() if isinstance(event, str) else orjson.dumps(event)
     return b"data: " + data + b"\n\n"
+
+
+def embedding_answer(model: str, vectors: list[list[float]] | list[str], prompt_tokens: int) -> dict[str, Any]:
+    """The embeddings list: one entry per input, in order (floats, or base64 of little-endian float32)."""
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": vector} for i, vector in enumerate(vectors)],
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }

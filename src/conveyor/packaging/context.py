@@ -31,7 +31,8 @@ from conveyor import __version__
 from conveyor.digest import digest_of_pairs, folder_pairs, write_pairs
 from conveyor.errors import ConveyorError, ModelLoadError
 from conveyor.extras import require
-from conveyor.packaging import DEFAULT_BASE
+from conveyor.packaging import DEFAULT_BASE, TASK_LABEL
+from conveyor.packaging.engine_wheel import engine_wheel, is_engine
 from conveyor.packaging.requirements import closure, download_wheels, image_roots, requirements_text
 from conveyor.registry.base import Progress
 from conveyor.registry.records import ModelVersion
@@ -131,6 +132,7 @@ def dockerfile(
     labels: dict[str, str],
     inferred_spec: bool = False,
     omitted: bool = False,
+    generates: bool = False,
 ) -> str:
     healthcheck = json.dumps(
         [
@@ -174,13 +176,22 @@ def dockerfile(
             "# files' sha256 are listed, so the server still checks the whole version digest.\n"
             f"COPY {OMITTED_LISTING} {OMITTED_IN_IMAGE}\n"
         )
+    system_layer = (
+        "\n# 0. llama.cpp's OpenMP runtime, Debian's libgomp1: the generative engine's one system library\n"
+        "#    (its wheel, built once by `make engine`, is installed below like every other).\n"
+        "RUN apt-get update -qq \\\n"
+        " && apt-get install -y -qq --no-install-recommends libgomp1 \\\n"
+        " && rm -rf /var/lib/apt/lists/*\n"
+        if generates
+        else ""
+    )
     label_lines = " \\\n      ".join(f"{key}={json.dumps(value)}" for key, value in labels.items())
     return f"""\
 # Built by conveyor {__version__} for {version.ref} (sha256:{version.digest}).
 FROM {base_image}
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH
-
+{system_layer}
 # 1. Dependencies: exact versions with hashes, installed offline from the wheelhouse.
 #    Changes only when requirements.txt changes, so code and model changes reuse it.
 COPY requirements.txt /opt/conveyor/requirements.txt
@@ -252,7 +263,10 @@ def write_context(
     if progress:
         progress.start("downloading pinned wheels", 0)
     roots = image_roots([spec.task.extra] if spec.task.extra else [], platform)  # e.g. Pillow for images
-    pins = download_wheels(closure(roots, platform), out / "wheels", platform, cache=wheel_cache)
+    needed = closure(roots, platform)
+    engine = [engine_wheel(pin, out / "wheels", platform) for pin in needed if is_engine(pin)]  # first: fail early
+    downloaded = download_wheels([p for p in needed if not is_engine(p)], out / "wheels", platform, cache=wheel_cache)
+    pins = sorted([*downloaded, *engine], key=lambda pin: pin.name)
     (out / "requirements.txt").write_text(requirements_text(pins))
     _copy_app(out / "app")
     _world_readable(out / "app")
@@ -263,6 +277,7 @@ def write_context(
         )
         _world_readable(out / "spec")
     labels = image_labels(version, title)
+    labels[TASK_LABEL] = spec.task.value  # what `conveyor smoke` asks the image: /predict, or the OpenAI API
     sbom = write_sbom(version, pins, title or version.name)
     (out / "sbom").mkdir()
     (out / "sbom" / SBOM_FILE).write_text(sbom)
@@ -270,7 +285,14 @@ def write_context(
     sbom_digest = hashlib.sha256(sbom.encode()).hexdigest()
     labels[SBOM_LABEL] = f"sha256:{sbom_digest}"
     (out / "Dockerfile").write_text(
-        dockerfile(version, base_image, labels, inferred_spec=not has_spec, omitted=bool(omitted))
+        dockerfile(
+            version,
+            base_image,
+            labels,
+            inferred_spec=not has_spec,
+            omitted=bool(omitted),
+            generates=spec.task.generates,
+        )
     )
     (out / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n")
     return BuildContext(out, version, base_image, labels, sbom_digest, platform)

@@ -120,7 +120,7 @@ def closure(roots: list[str], platform: str = "linux/amd64") -> list[Pin]:
     return sorted(pins.values(), key=lambda p: p.name)
 
 
-def _image_tags(platform: str) -> frozenset[Tag]:
+def image_tags(platform: str) -> frozenset[Tag]:
     """The wheel tags pip accepts in the image: CPython 3.11 on ``platform``."""
     platforms = PLATFORMS[platform]
     cpython = cpython_tags((3, 11), abis=["cp311", "abi3", "none"], platforms=platforms)
@@ -136,7 +136,7 @@ def download_wheels(pins: list[Pin], dest: Path, platform: str = "linux/amd64", 
     target = cache or dest
     target.mkdir(parents=True, exist_ok=True)
     dest.mkdir(parents=True, exist_ok=True)
-    tags = _image_tags(platform)
+    tags = image_tags(platform)
     # two builds sharing a wheelhouse: one downloads, the other waits, neither reads half a wheel
     with exclusive(target / ".lock"):
         wheels = _wheels(target, tags)

@@ -41,7 +41,7 @@ def check_servable(files: list[tuple[str, Path]]) -> None:
             spec = load_spec_file(paths[SPEC_FILE])
         except ModelLoadError as exc:
             raise InvalidInput(f"{SPEC_FILE} does not hold: {_after_path(exc)} {HINT}") from None
-        needed = [spec.model_file] + ([spec.tokenizer_file] if spec.task.takes_text else [])
+        needed = [spec.model_file] + ([spec.tokenizer_file] if spec.task.tokenized and spec.tokenizer_file else [])
         for name in needed:
             if name not in paths:
                 raise InvalidInput(f"{SPEC_FILE} names {name}, which is not among the files registered {HINT}")

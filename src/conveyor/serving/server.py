@@ -89,7 +89,7 @@ def serve(config: ServeSettings) -> int:
     """Serve until stopped; returns the process exit code (1 when the model failed to load)."""
     resolved = resolve(config)  # fail fast, before binding the port or forking workers
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if resolved.spec.task.generates:
+    if resolved.spec.task.openai_api:
         return _serve_generation(config, resolved)
     if config.workers > 1:
         return _serve_workers(config)
@@ -111,9 +111,8 @@ def serve(config: ServeSettings) -> int:
 
 
 def _serve_generation(config: ServeSettings, resolved: ResolvedModel) -> int:
-    """A GGUF version answering the OpenAI API: one process, its slots generating in parallel."""
-    from conveyor.generative.app import app_for
-
+    """A GGUF version (its slots generating in parallel) or an embedding model answering the OpenAI API: one
+    process."""
     if config.workers > 1:
         raise InvalidInput("--workers: a generative model is served by one process; --slots generate in parallel")
     holder: dict[str, uvicorn.Server] = {}
@@ -123,8 +122,15 @@ def _serve_generation(config: ServeSettings, resolved: ResolvedModel) -> int:
         failed.append(True)
         holder["server"].should_exit = True
 
-    payload_log = config.payload_log_config(drift_window=0)  # no live gauges: prompts are judged by the monitor
-    app = app_for(resolved, config.slots, config.context_size, config.threads, stop_on_failure, payload_log)
+    if resolved.spec.task.embeds:
+        from conveyor.generative.embedding_app import app_for as embedding_app
+
+        app = embedding_app(resolved, config.threads, stop_on_failure)
+    else:
+        from conveyor.generative.app import app_for
+
+        payload_log = config.payload_log_config(drift_window=0)  # no live gauges: prompts are judged by the monitor
+        app = app_for(resolved, config.slots, config.context_size, config.threads, stop_on_failure, payload_log)
     server = DrainingServer(_uvicorn_config(app, config))
     holder["server"] = server
     server.run()

@@ -156,7 +156,7 @@ class ModelSpec(BaseModel):
     @classmethod
     def _enough_labels(cls, value: list[str], info: ValidationInfo) -> list[str]:
         task = info.data.get("task", Task.TEXT_CLASSIFICATION)
-        if not (task.regression or task.generates) and len(value) < 2:
+        if not (task.regression or task.openai_api) and len(value) < 2:
             raise ValueError(f"a {task} model needs at least 2 labels, got {value}")
         return value
 
@@ -169,7 +169,7 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check_labels(self) -> ModelSpec:
-        if self.task.regression or self.task.generates:
+        if self.task.regression or self.task.openai_api:
             self.labels = []
         if self.task.generates:
             self.tokenizer_file = None  # the GGUF file carries its tokenizer
@@ -188,8 +188,8 @@ class ModelSpec(BaseModel):
             self.tokenizer_file = None
             if self.image is None:
                 raise ValueError("an image-classification model needs image: {width, height, channels, ...}")
-        if self.task.takes_text and not self.tokenizer_file:
-            raise ValueError("a text-classification model needs tokenizer_file")
+        if self.task.tokenized and not self.tokenizer_file:
+            raise ValueError(f"a {self.task} model needs tokenizer_file")
         return self
 
     @property
@@ -297,7 +297,7 @@ def resolve_model(
 
     if not model_path.is_file():
         raise ModelLoadError(f"{model_path}: {'GGUF' if spec.task.generates else 'ONNX'} model file not found")
-    if spec.task.takes_text:
+    if spec.task.tokenized:
         if tokenizer_path is None or not tokenizer_path.is_file():
             raise ModelLoadError(f"{tokenizer_path}: tokenizer file not found")
     else:
