@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from starlette.testclient import TestClient
 
 from conveyor.serving.app import create_app
 from conveyor.serving.dataplane import DataPlane, ServingOptions
+from conveyor.serving.heap import freeze_loaded_heap
 from conveyor.serving.spec import resolve_model
 from tests.conftest import REPO, Server, start_server, wait_until_ready
 from tests.waiting import wait_for
@@ -36,6 +38,28 @@ def test_not_ready_until_the_model_is_loaded_and_warmed_up(vote_model) -> None:
         wait_for(lambda: started.get("/v2/health/ready").status_code == 200, timeout=10, what="readiness")
         assert started.app.state.plane.task.loaded  # loaded, warm-up ran before ready
         assert started.post("/predict", json=["good"]).json() == {"positive": True}
+
+
+
+@pytest.mark.parametrize("load_before_serving", [False, True])
+def test_on_ready_runs_once_the_model_is_loaded_and_warm(vote_model, load_before_serving: bool) -> None:
+    plane = DataPlane(resolve_model(vote_model), ServingOptions())
+    seen: list[bool] = []
+    app = create_app(plane, load_before_serving=load_before_serving, on_ready=lambda: seen.append(plane.ready))
+    with TestClient(app) as client:
+        wait_for(lambda: bool(seen), timeout=10, what="on_ready")
+        assert client.post("/predict", json=["good"]).json() == {"positive": True}
+    assert seen == [True]  # once, and only when the model answers
+
+
+def test_freezing_the_loaded_heap_exempts_what_is_alive_from_collections() -> None:
+    assert gc.get_freeze_count() == 0
+    try:
+        freeze_loaded_heap()
+        assert gc.get_freeze_count() > 1000  # the interpreter's and the test's modules, at least
+        assert gc.get_count()[0] < 100  # the collection ran first: nothing left for the young generation
+    finally:
+        gc.unfreeze()  # the test process's heap is not a server's
 
 
 def test_sigterm_finishes_in_flight_requests_then_exits(vote_model, tmp_path) -> None:

@@ -335,6 +335,8 @@ def report(label: str, runs: dict[str, list[Any]]) -> None:
             [a[32]["rps"] / b[32]["rps"] for a, b in zip(runs[side], runs["MLServer v2"], strict=True)],
             ">= 2 (aim 3)",
         )
+    for side in ("Conveyor v2", "Conveyor /predict"):  # issue 46 item 2: no v2 tail
+        ratio(f"{side} c32 p99 / p50", [r[32]["p99_ms"] / r[32]["p50_ms"] for r in runs[side]], "<= 2")
     ratio(
         "Conveyor /predict c1 p50 / in-process onnxruntime p50",
         [a[1]["p50_ms"] / x["onnxruntime"] for a, x in zip(runs["Conveyor /predict"], limits, strict=True)],

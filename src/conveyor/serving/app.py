@@ -148,7 +148,10 @@ class MetricsMiddleware:
 
 
 def create_app(
-    plane: DataPlane, on_load_failure: Callable[[], None] | None = None, load_before_serving: bool = False
+    plane: DataPlane,
+    on_load_failure: Callable[[], None] | None = None,
+    load_before_serving: bool = False,
+    on_ready: Callable[[], None] | None = None,
 ) -> PredictRoute:
     """The ASGI app for one data plane: ``POST /predict`` on raw ASGI, the rest on Starlette.
 
@@ -156,7 +159,8 @@ def create_app(
     live=200 and ready=503 until it is warm.  With several workers sharing one
     port (``load_before_serving``), each worker loads before it accepts
     connections: otherwise a request could reach a worker that is still loading
-    while another one already reports ready.
+    while another one already reports ready.  ``on_ready`` runs once the model is loaded and warm
+    (the server freezes its heap there: ``heap.py``).
     """
     ep = Endpoints(plane)
     table: list[tuple[str, Handler, list[str]]] = [
@@ -187,9 +191,14 @@ def create_app(
             except Exception:
                 if on_load_failure is not None:
                     on_load_failure()
+                return
+            if on_ready is not None:
+                on_ready()
 
         if load_before_serving:
             await plane.load()
+            if on_ready is not None:
+                on_ready()
         task = asyncio.create_task(load(), name="model-load") if not load_before_serving else None
         try:
             yield

@@ -20,6 +20,7 @@ from conveyor.errors import InvalidInput
 from conveyor.http_server import DrainingServer, run, server_config
 from conveyor.serving.app import create_app
 from conveyor.serving.dataplane import DataPlane, ServingOptions
+from conveyor.serving.heap import freeze_loaded_heap
 from conveyor.serving.predict_route import PredictRoute
 from conveyor.serving.runtime import RuntimeOptions
 from conveyor.serving.settings import ServeSettings
@@ -82,7 +83,7 @@ def _uvicorn_config(app: Any, config: ServeSettings, **more: Any) -> uvicorn.Con
 def app_from_env() -> PredictRoute:
     """App factory for worker processes: reads the config the parent put in the environment."""
     config = ServeSettings.model_validate_json(os.environ[CONFIG_ENV])
-    return create_app(plane_for(config), load_before_serving=True)
+    return create_app(plane_for(config), load_before_serving=True, on_ready=freeze_loaded_heap)
 
 
 def serve(config: ServeSettings) -> int:
@@ -100,7 +101,7 @@ def serve(config: ServeSettings) -> int:
     def stop_on_failure() -> None:
         holder["server"].should_exit = True
 
-    app = create_app(plane, on_load_failure=stop_on_failure)
+    app = create_app(plane, on_load_failure=stop_on_failure, on_ready=freeze_loaded_heap)
     server = DrainingServer(_uvicorn_config(app, config))
     holder["server"] = server
     server.run()  # stopped by a signal, it ends the process by that signal
