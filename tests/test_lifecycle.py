@@ -40,7 +40,6 @@ def test_not_ready_until_the_model_is_loaded_and_warmed_up(vote_model) -> None:
         assert started.post("/predict", json=["good"]).json() == {"positive": True}
 
 
-
 @pytest.mark.parametrize("load_before_serving", [False, True])
 def test_on_ready_runs_once_the_model_is_loaded_and_warm(vote_model, load_before_serving: bool) -> None:
     plane = DataPlane(resolve_model(vote_model), ServingOptions())
