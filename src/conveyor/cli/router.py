@@ -49,7 +49,8 @@ def router(context: typer.Context, **options: Any) -> None:
     from conveyor.exposure import cleartext_warning, refuse_open_exposure
     from conveyor.rollout.router_token import forget_local_token, local_token, token_file
     from conveyor.rollout.status import routes_file, write_router_address
-    from conveyor.router.app import RouterOptions, load_table, run_router
+    from conveyor.router.app import RouterOptions, load_table
+    from conveyor.router.process import run_router
     from conveyor.router.routing import BackendSpec, RouteTable
 
     with handle_errors():
