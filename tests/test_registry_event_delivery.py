@@ -112,3 +112,31 @@ def test_a_watch_stopped_by_sigterm_or_sigint_removes_its_webhook(tmp_path: Path
     outputs = [watch.stdout.read() if watch.stdout else "" for watch in watches.values()]
     assert registry.webhooks.all() == [], outputs
     assert all(watch.returncode == 0 for watch in watches.values()), outputs
+
+
+def test_a_receiver_that_stays_down_is_warned_about_once_until_it_answers_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from conveyor.registry import events
+
+    monkeypatch.setattr(events, "RETRY_DELAYS", (0.0, 0.0))
+    down = True
+    delivered: list[str] = []
+
+    def deliver(event: object, payload: object) -> None:
+        if down:
+            raise events.DeliveryFailed("[Errno 111] Connection refused")
+        delivered.append(str(payload))
+
+    receiver = events._Receiver("webhook http://127.0.0.1:9/dead", deliver, threading.Event(), lambda: False)
+    with caplog.at_level(logging.WARNING, logger="conveyor.registry.events"):
+        for number in range(3):  # three events, three attempts each: nine failures
+            receiver.pending.put((events.make_event("alias.moved", "votes", 1), number))
+        receiver.pending.join()
+        down = False
+        receiver.pending.put((events.make_event("alias.moved", "votes", 1), "back"))
+        receiver.pending.join()
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("attempt" in line and "failed" in line for line in lines) == 1, lines
+    assert sum("giving up on event" in line for line in lines) == 3, lines  # each lost event is still named
+    assert any("answers again" in line for line in lines) and delivered == ["back"], lines

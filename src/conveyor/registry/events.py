@@ -93,6 +93,7 @@ class _Receiver:
         self.exiting = exiting
         self.retire = retire  # under the dispatcher's lock: forget this receiver if its queue is empty
         self.pending: queue.Queue[tuple[Event, Any]] = queue.Queue()
+        self.failing = False  # warned once until it answers again: a receiver down for an hour is one line
         self.thread = threading.Thread(target=self._work, name=f"conveyor-events {name}", daemon=True)
         self.thread.start()
 
@@ -118,14 +119,32 @@ class _Receiver:
                 self.exiting.wait(delay)
             try:
                 self.deliver(event, payload)
-                return
             except DeliveryFailed as exc:
-                log.warning("%s: attempt %d failed: %s", self.name, attempt, exc)
+                self._failed(attempt, exc)
                 if exc.final:
                     return
             except Exception as exc:  # a follower's own failure must not end its thread
-                log.warning("%s: attempt %d failed: %s", self.name, attempt, exc)
+                self._failed(attempt, exc)
+            else:
+                if self.failing:
+                    self.failing = False
+                    log.warning("%s: answers again (event %s delivered)", self.name, event.id)
+                return
         log.error("%s: giving up on event %s after %d attempts", self.name, event.id, len(RETRY_DELAYS) + 1)
+
+    def _failed(self, attempt: int, exc: Exception) -> None:
+        if self.failing:
+            log.debug("%s: attempt %d failed: %s", self.name, attempt, exc)
+            return
+        self.failing = True
+        log.warning(
+            "%s: attempt %d failed: %s; retried with backoff (%s s), further failures logged at debug level "
+            "until it answers",
+            self.name,
+            attempt,
+            exc,
+            ", ".join(f"{delay:g}" for delay in RETRY_DELAYS),
+        )
 
 
 class EventDispatcher:
