@@ -140,3 +140,16 @@ def test_a_receiver_that_stays_down_is_warned_about_once_until_it_answers_again(
     assert sum("attempt" in line and "failed" in line for line in lines) == 1, lines
     assert sum("giving up on event" in line for line in lines) == 3, lines  # each lost event is still named
     assert any("answers again" in line for line in lines) and delivered == ["back"], lines
+
+
+def test_opening_a_registry_to_read_it_loads_no_http_client(tmp_path: Path) -> None:
+    """`conveyor monitor churn@production` opens the registry only to read a version: the webhook and
+    MLflow write-back clients (httpx) load when an event is delivered, not with the registry."""
+    probe = (
+        "import sys\nfrom conveyor.registry.config import open_registry\n"
+        f"open_registry({str(tmp_path / 'reg')!r}).list_models()\n"
+        "print('httpx' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

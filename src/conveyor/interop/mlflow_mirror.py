@@ -21,12 +21,13 @@ for TLS.  A refusal (a wrong credential, a version deleted in MLflow) is logged 
 from __future__ import annotations
 
 import os
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from conveyor.registry.events import DeliveryFailed
 from conveyor.registry.records import Event, ModelVersion
+
+if TYPE_CHECKING:  # every registry opened loads this module; httpx only where a version goes back to MLflow
+    import httpx
 
 ALIAS_PROPERTY = "mlflow.alias."  # + Conveyor's alias: the MLflow alias moved with it
 TAG_PREFIX = "conveyor."
@@ -37,6 +38,8 @@ def mlflow_auth() -> tuple[dict[str, str], httpx.BasicAuth | None, Any]:
     token = os.environ.get("MLFLOW_TRACKING_TOKEN")
     user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    import httpx
+
     auth = httpx.BasicAuth(user, password or "") if user and not token else None
     insecure = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() in ("1", "true")
     verify: Any = False if insecure else os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True
@@ -64,6 +67,8 @@ def follow_mlflow(event: Event, version: ModelVersion | None) -> None:
     tags, alias = what_to_write(event, version)
     if not tags and alias is None:
         return
+    import httpx
+
     headers, auth, verify = mlflow_auth()
     api = f"{ref.tracking_uri}/api/2.0/mlflow"
     with httpx.Client(headers=headers, auth=auth, verify=verify, timeout=10) as client:

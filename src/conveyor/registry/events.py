@@ -37,8 +37,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from conveyor.registry.records import Event, ModelVersion
 from conveyor.registry.schema import now
 
@@ -224,6 +222,8 @@ class EventDispatcher:
             "X-Conveyor-Delivery": event.id,
             SIGNATURE_HEADER: sign(secret, body),
         }
+        import httpx  # here, not at import: opening a registry to read it (conveyor monitor) sends nothing
+
         try:
             response = httpx.post(url, content=body, headers=headers, timeout=self.timeout)
         except httpx.HTTPError as exc:
