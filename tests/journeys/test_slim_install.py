@@ -118,7 +118,7 @@ def _image_model(folder: Path) -> Path:
 
 
 EXTRAS = {
-    "monitor": (["monitor", "votes:1", "--logs", "payloads"], {}),
+    "monitor": (["monitor", "votes:1", "--logs", "payloads", "--html", "report.html"], {}),
     "router": (["router", "--service", "votes", "--port", "{port}", "--stable", "http://127.0.0.1:9"], {}),
     "ui": (["ui", "--port", "{port}"], {}),
     "supply-chain": (["keys", "generate", "team"], {}),

@@ -100,6 +100,8 @@ def monitor(
         thresholds = Thresholds(**{k: v for k, v in limits.items() if k in Thresholds.model_fields})
         retention = Retention(**{k: v for k, v in limits.items() if k in Retention.model_fields})
         span = span_of(since, until, window_time)
+        if html is not None:  # a missing extra is named before the log is read, not after
+            from conveyor.monitoring.report import write_html
         resolved = resolve_served(model)
         if retention.bounded:
             store = SummaryStore(logs, resolved.spec.name, resolved.spec.version)
@@ -109,8 +111,6 @@ def monitor(
         wanted = export_labelled is not None or export_holdout is not None
         result = monitor_log(resolved, logs, reference, window, thresholds, span=span, labelled=wanted)
         if html is not None:
-            from conveyor.monitoring.report import write_html
-
             write_html(result, html)
         exported = _export(result.labelled, export_labelled, export_holdout, holdout)
     if as_json:

@@ -28,8 +28,6 @@ from __future__ import annotations
 from statistics import fmean
 from typing import Any
 
-import httpx
-
 from conveyor.rollout.analysis.metric import (
     AnalysisWindow,
     MeasurementError,
@@ -51,6 +49,7 @@ def server_speed(url: str) -> dict[str, float]:
 
     The queue is left out because mirroring loads the canary beyond its share of live traffic: every copy
     of stable's requests queues there too, and a canary would look slow for the analysis' own copies."""
+    import httpx  # here: every metric module loads with the CLI's options, and the command starts without httpx
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
