@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import orjson
@@ -27,10 +27,10 @@ from conveyor.errors import ClientError, NotFound, NotReady
 from conveyor.generative import protocol
 from conveyor.generative.engine import Engine, Generation, Piece, Slots
 from conveyor.generative.metrics import GenerationRecorder
+from conveyor.generative.model_routes import ModelRoutes, json_response
 from conveyor.generative.payloads import answer_item, prompt_item, prompt_of, unsampled
 from conveyor.generative.protocol import ChatRequest, CompletionRequest, Sampling
 from conveyor.request_ids import client_request_id, new_request_id
-from conveyor.serving import metrics
 from conveyor.serving.body import JSON
 from conveyor.serving.payload_record import RequestRecord, record_time
 from conveyor.serving.spec import ResolvedModel
@@ -45,53 +45,19 @@ STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 Asked = tuple[str, str, float, str | None, int]  # request id, route, when it came, its prompt, the prompt's tokens
 
 
-def _json(content: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status, media_type=JSON)
+_json = json_response
 
 
-class GenerationEndpoints:
+class GenerationEndpoints(ModelRoutes):
     """The routes of one served version over its engine."""
 
     def __init__(self, engine: Engine, name: str, version: str, payload_log: PayloadLogConfig | None = None) -> None:
         self.engine = engine
         self.payload_config = payload_log
         self.payloads: PayloadLog | None = None  # opened as the app starts (its writer is a thread)
-        self.name = name
-        self.version = version
-        self.state = "loading"
+        super().__init__(name, version)  # health, /metrics and /v1/models: generative/model_routes.py
         self.slots: Slots | None = None
-        self.created = int(time.time())
         self.recorder = GenerationRecorder(name, version)
-        self.requests = metrics.RequestRecorder(name, version)
-
-    # health and models --------------------------------------------------------------------------
-
-    async def live(self, request: Request) -> Response:
-        return _json({"live": True})
-
-    async def ready(self, request: Request) -> Response:
-        ready = self.state == "ready"
-        return _json({"ready": ready} if ready else {"ready": False, "state": self.state}, 200 if ready else 503)
-
-    async def metrics(self, request: Request) -> Response:
-        body, content_type = metrics.render()
-        return Response(body, media_type=content_type)
-
-    def _model(self) -> dict[str, Any]:
-        return {"id": self.name, "object": "model", "created": self.created, "owned_by": "conveyor",
-                "version": self.version}  # fmt: skip
-
-    async def models(self, request: Request) -> Response:
-        return _json({"object": "list", "data": [self._model()]})
-
-    async def model(self, request: Request) -> Response:
-        self._check_model(request.path_params["model"])
-        return _json(self._model())
-
-    def _check_model(self, model: str) -> None:
-        """The served model answers to its name, ``name:version`` and ``name@alias``."""
-        if model not in (self.name, f"{self.name}:{self.version}") and not model.startswith(f"{self.name}@"):
-            raise protocol.UnknownModel(f"The model '{model}' does not exist: this server serves '{self.name}'")
 
     # generation ---------------------------------------------------------------------------------
 

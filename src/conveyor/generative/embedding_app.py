@@ -19,7 +19,6 @@ from typing import Any
 
 import anyio
 import numpy as np
-import orjson
 from prometheus_client import Counter
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,8 +27,8 @@ from starlette.routing import Route
 
 from conveyor.errors import ClientError, InvalidParameter, NotFound, NotReady
 from conveyor.generative import protocol
+from conveyor.generative.model_routes import ModelRoutes, json_response
 from conveyor.generative.protocol import EmbeddingRequest
-from conveyor.serving import metrics
 from conveyor.serving.body import JSON
 from conveyor.serving.spec import ResolvedModel
 
@@ -42,8 +41,7 @@ EMBEDDED_TOKENS = Counter(
 EMBEDDED_TEXTS = Counter("conveyor_embedded_texts_total", "Texts embedded.", ["model", "version"])
 
 
-def _json(content: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status, media_type=JSON)
+_json = json_response
 
 
 def encoded(vectors: np.ndarray, encoding_format: str) -> list[list[float]] | list[str]:
@@ -53,46 +51,15 @@ def encoded(vectors: np.ndarray, encoding_format: str) -> list[list[float]] | li
     return [row.tolist() for row in vectors.astype(np.float32)]
 
 
-class EmbeddingEndpoints:
+class EmbeddingEndpoints(ModelRoutes):
     """The routes of one served embedding version over its encoder (loaded as the app starts)."""
 
     def __init__(self, load: Callable[[], Any], name: str, version: str) -> None:
         self.load = load
         self.encoder: Any = None
-        self.name = name
-        self.version = version
-        self.state = "loading"
-        self.created = int(time.time())
-        self.requests = metrics.RequestRecorder(name, version)
+        super().__init__(name, version)  # health, /metrics and /v1/models: generative/model_routes.py
         self.tokens = EMBEDDED_TOKENS.labels(model=name, version=version)
         self.texts = EMBEDDED_TEXTS.labels(model=name, version=version)
-
-    async def live(self, request: Request) -> Response:
-        return _json({"live": True})
-
-    async def ready(self, request: Request) -> Response:
-        ready = self.state == "ready"
-        return _json({"ready": ready} if ready else {"ready": False, "state": self.state}, 200 if ready else 503)
-
-    async def metrics(self, request: Request) -> Response:
-        body, content_type = metrics.render()
-        return Response(body, media_type=content_type)
-
-    def _model(self) -> dict[str, Any]:
-        return {"id": self.name, "object": "model", "created": self.created, "owned_by": "conveyor",
-                "version": self.version}  # fmt: skip
-
-    async def models(self, request: Request) -> Response:
-        return _json({"object": "list", "data": [self._model()]})
-
-    async def model(self, request: Request) -> Response:
-        self._check_model(request.path_params["model"])
-        return _json(self._model())
-
-    def _check_model(self, model: str) -> None:
-        """The served model answers to its name, ``name:version`` and ``name@alias``."""
-        if model not in (self.name, f"{self.name}:{self.version}") and not model.startswith(f"{self.name}@"):
-            raise protocol.UnknownModel(f"The model '{model}' does not exist: this server serves '{self.name}'")
 
     async def embeddings(self, request: Request) -> Response:
         started = time.perf_counter()

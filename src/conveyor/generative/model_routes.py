@@ -1,0 +1,62 @@
+"""The routes every OpenAI-compatible version answers besides its own work: health, /metrics, /v1/models.
+
+The generation app (``generative/app.py``) and the embedding app (``generative/embedding_app.py``) serve
+different endpoints over different engines, but a client, a probe and Prometheus see the same model listing,
+the same ``name``/``name:version``/``name@alias`` answering and the same readiness: one class holds them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from conveyor.generative import protocol
+from conveyor.serving import metrics
+from conveyor.serving.body import JSON
+
+
+def json_response(content: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type=JSON)
+
+
+class ModelRoutes:
+    """Health, metrics and the OpenAI model listing of one served version."""
+
+    def __init__(self, name: str, version: str) -> None:
+        self.name = name
+        self.version = version
+        self.state = "loading"
+        self.created = int(time.time())
+        self.requests = metrics.RequestRecorder(name, version)
+
+    async def live(self, request: Request) -> Response:
+        return json_response({"live": True})
+
+    async def ready(self, request: Request) -> Response:
+        ready = self.state == "ready"
+        body = {"ready": ready} if ready else {"ready": False, "state": self.state}
+        return json_response(body, 200 if ready else 503)
+
+    async def metrics(self, request: Request) -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    def _model(self) -> dict[str, Any]:
+        return {"id": self.name, "object": "model", "created": self.created, "owned_by": "conveyor",
+                "version": self.version}  # fmt: skip
+
+    async def models(self, request: Request) -> Response:
+        return json_response({"object": "list", "data": [self._model()]})
+
+    async def model(self, request: Request) -> Response:
+        self._check_model(request.path_params["model"])
+        return json_response(self._model())
+
+    def _check_model(self, model: str) -> None:
+        """The served model answers to its name, ``name:version`` and ``name@alias``."""
+        if model not in (self.name, f"{self.name}:{self.version}") and not model.startswith(f"{self.name}@"):
+            raise protocol.UnknownModel(f"The model '{model}' does not exist: this server serves '{self.name}'")
