@@ -90,6 +90,7 @@ class Load:
     by_backend: Counter[str] = field(default_factory=Counter)
     failed_by_backend: Counter[str] = field(default_factory=Counter)  # non-200 answers, by who gave them
     wrong: int = 0
+    join_timeout: float = 15  # seconds each client may take to finish its last request
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -130,7 +131,7 @@ class Load:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join(15)
+            thread.join(self.join_timeout)
 
     @property
     def total(self) -> int:

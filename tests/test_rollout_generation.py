@@ -9,8 +9,7 @@ length shifts are judged on recorded answers in tests/test_generation_analysis.p
 from __future__ import annotations
 
 import json
-import threading
-from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,7 @@ import pytest
 import yaml
 
 from tests.registry_fixtures import run_cli
-from tests.rollout_fixtures import Proc, status_of
+from tests.rollout_fixtures import Load, Proc, status_of
 from tests.smollm import smollm_gguf
 
 PROMPTS = ["How do I boil an egg?", "Name a colour.", "Write a haiku about rain.", "What is 2 plus 2?",
@@ -34,13 +33,12 @@ COLOUR = {"name": "colour", "prompt": "Name a colour.", "expect": [{"refusal": F
 GATE = {"generation": {"runs": 2, "max_tokens": 12, "prompts": [COLOUR]}}
 
 
-class Chats:
+@dataclass
+class Chats(Load):
     """Three clients asking the router for short greedy chats all along; counts the answers by status."""
 
-    def __init__(self, url: str) -> None:
-        self.url, self.seen = url, Counter[str]()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(3)]
+    clients: int = 3
+    join_timeout: float = 60
 
     def _run(self, index: int) -> None:
         with httpx.Client(timeout=60) as client:
@@ -52,17 +50,8 @@ class Chats:
                     key = str(client.post(self.url + "/v1/chat/completions", json=body).status_code)
                 except httpx.HTTPError as exc:
                     key = type(exc).__name__
-                self.seen[key] += 1
-
-    def __enter__(self) -> Chats:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(60)
+                with self._lock:
+                    self.seen[key] += 1
 
 
 def _config(tmp_path: Path, name: str, system_prompt: str) -> str:

@@ -23,11 +23,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from conveyor.errors import ClientError, NotFound, NotReady
+from conveyor.errors import ClientError, NotReady
 from conveyor.generative import protocol
 from conveyor.generative.engine import Engine, Generation, Piece, Slots
 from conveyor.generative.metrics import GenerationRecorder
-from conveyor.generative.model_routes import ModelRoutes, json_response
+from conveyor.generative.model_routes import ModelRoutes, json_response, openai_app
 from conveyor.generative.payloads import answer_item, prompt_item, prompt_of, unsampled
 from conveyor.generative.protocol import ChatRequest, CompletionRequest, Sampling
 from conveyor.request_ids import client_request_id, new_request_id
@@ -85,14 +85,9 @@ class GenerationEndpoints(ModelRoutes):
         answer_id = protocol.new_id("chatcmpl" if isinstance(parsed, ChatRequest) else "cmpl")
         request_id = client_request_id(request.headers.get("x-request-id", "").encode("latin-1")) or new_request_id()
         pieces = self._pieces(generation, started)
+        prompt = prompt_of(orjson.loads(body)) if self.payloads else None
+        asked = (request_id, route, started, prompt, len(generation.tokens))
         if parsed.stream:
-            asked = (
-                request_id,
-                route,
-                started,
-                prompt_of(orjson.loads(body)) if self.payloads else None,
-                len(generation.tokens),
-            )
             events = self._events(pieces, answer_id, object_kind, parsed.include_usage, asked)
             self.requests.record(route, "POST", 200, time.perf_counter() - started)
             return StreamingResponse(events, media_type="text/event-stream", headers=STREAM_HEADERS)
@@ -108,13 +103,6 @@ class GenerationEndpoints(ModelRoutes):
         build = protocol.chat_answer if isinstance(parsed, ChatRequest) else protocol.completion_answer
         out = self.engine.count_tokens(text)
         self.requests.record(route, "POST", 200, time.perf_counter() - started)
-        asked = (
-            request_id,
-            route,
-            started,
-            prompt_of(orjson.loads(body)) if self.payloads else None,
-            len(generation.tokens),
-        )
         self._log(asked, text, out, finish)
         return _json(build(answer_id, self.name, text, finish, len(generation.tokens), out))
 
@@ -249,20 +237,8 @@ def create_app(
     routes = [
         Route("/v1/chat/completions", endpoints.chat, methods=["POST"]),
         Route("/v1/completions", endpoints.completions, methods=["POST"]),
-        Route("/v1/models", endpoints.models, methods=["GET"]),
-        Route("/v1/models/{model:path}", endpoints.model, methods=["GET"]),
-        Route("/v2/health/live", endpoints.live, methods=["GET"]),
-        Route("/v2/health/ready", endpoints.ready, methods=["GET"]),
-        Route("/metrics", endpoints.metrics, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={NotFound: _refused, ClientError: _refused})
-    app.state.endpoints = endpoints
-    return app
-
-
-async def _refused(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ClientError)
-    return Response(protocol.error_body(exc), status_code=exc.status, media_type=JSON)
+    return openai_app(endpoints, routes, lifespan)
 
 
 def app_for(

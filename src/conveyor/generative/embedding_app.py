@@ -25,9 +25,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from conveyor.errors import ClientError, InvalidParameter, NotFound, NotReady
+from conveyor.errors import ClientError, InvalidParameter, NotReady
 from conveyor.generative import protocol
-from conveyor.generative.model_routes import ModelRoutes, json_response
+from conveyor.generative.model_routes import ModelRoutes, json_response, openai_app
 from conveyor.generative.protocol import EmbeddingRequest
 from conveyor.serving.body import JSON
 from conveyor.serving.spec import ResolvedModel
@@ -116,20 +116,8 @@ def create_app(
 
     routes = [
         Route("/v1/embeddings", endpoints.embeddings, methods=["POST"]),
-        Route("/v1/models", endpoints.models, methods=["GET"]),
-        Route("/v1/models/{model:path}", endpoints.model, methods=["GET"]),
-        Route("/v2/health/live", endpoints.live, methods=["GET"]),
-        Route("/v2/health/ready", endpoints.ready, methods=["GET"]),
-        Route("/metrics", endpoints.metrics, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={NotFound: _refused, ClientError: _refused})
-    app.state.endpoints = endpoints
-    return app
-
-
-async def _refused(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ClientError)
-    return Response(protocol.error_body(exc), status_code=exc.status, media_type=JSON)
+    return openai_app(endpoints, routes, lifespan)
 
 
 def app_for(

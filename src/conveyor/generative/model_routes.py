@@ -8,12 +8,17 @@ the same ``name``/``name:version``/``name@alias`` answering and the same readine
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import orjson
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
+from conveyor.errors import ClientError, NotFound
 from conveyor.generative import protocol
 from conveyor.serving import metrics
 from conveyor.serving.body import JSON
@@ -60,3 +65,26 @@ class ModelRoutes:
         """The served model answers to its name, ``name:version`` and ``name@alias``."""
         if model not in (self.name, f"{self.name}:{self.version}") and not model.startswith(f"{self.name}@"):
             raise protocol.UnknownModel(f"The model '{model}' does not exist: this server serves '{self.name}'")
+
+
+def openai_app(
+    endpoints: ModelRoutes, own: list[Route], lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]]
+) -> Starlette:
+    """The app of one version: its OWN routes, then the model listing, health and metrics every version has;
+    a refused request answers in OpenAI's error shape."""
+    routes = [
+        *own,
+        Route("/v1/models", endpoints.models, methods=["GET"]),
+        Route("/v1/models/{model:path}", endpoints.model, methods=["GET"]),
+        Route("/v2/health/live", endpoints.live, methods=["GET"]),
+        Route("/v2/health/ready", endpoints.ready, methods=["GET"]),
+        Route("/metrics", endpoints.metrics, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={NotFound: _refused, ClientError: _refused})
+    app.state.endpoints = endpoints
+    return app
+
+
+async def _refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ClientError)
+    return Response(protocol.error_body(exc), status_code=exc.status, media_type=JSON)
