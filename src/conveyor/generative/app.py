@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from conveyor.errors import ClientError, NotReady
+from conveyor.errors import ClientError
 from conveyor.generative import protocol
 from conveyor.generative.engine import Engine, Generation, Piece, Slots
 from conveyor.generative.metrics import GenerationRecorder
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from conveyor.serving.payloads import PayloadLog, PayloadLogConfig
 
 log = logging.getLogger(__name__)
-MAX_BODY_BYTES = 4_000_000
 # no-cache; x-accel-buffering: nginx in front (conveyor router --data-plane nginx, an ingress) passes each event on
 STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 Asked = tuple[str, str, float, str | None, int]  # request id, route, when it came, its prompt, the prompt's tokens
@@ -71,13 +70,7 @@ class GenerationEndpoints(ModelRoutes):
         started = time.perf_counter()
         route = request.url.path
         try:
-            if self.state != "ready":
-                raise NotReady(f"the model is {self.state}")
-            body = await request.body()
-            if len(body) > MAX_BODY_BYTES:
-                raise ClientError(413, f"the request body is over {MAX_BODY_BYTES} bytes")
-            parsed = protocol.parse(kind, body)
-            self._check_model(parsed.model)
+            parsed, body = await self._read(request, kind)
             generation = self._generation(parsed)
         except ClientError as exc:
             self.requests.record(route, "POST", exc.status, time.perf_counter() - started)

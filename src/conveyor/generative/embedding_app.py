@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from conveyor.errors import ClientError, InvalidParameter, NotReady
+from conveyor.errors import ClientError, InvalidParameter
 from conveyor.generative import protocol
 from conveyor.generative.model_routes import ModelRoutes, json_response, openai_app
 from conveyor.generative.protocol import EmbeddingRequest
@@ -33,7 +33,6 @@ from conveyor.serving.body import JSON
 from conveyor.serving.spec import ResolvedModel
 
 log = logging.getLogger(__name__)
-MAX_BODY_BYTES = 4_000_000
 
 EMBEDDED_TOKENS = Counter(
     "conveyor_embedding_tokens_total", "Tokens of the texts embedded (after truncation).", ["model", "version"]
@@ -64,13 +63,7 @@ class EmbeddingEndpoints(ModelRoutes):
     async def embeddings(self, request: Request) -> Response:
         started = time.perf_counter()
         try:
-            if self.state != "ready":
-                raise NotReady(f"the model is {self.state}")
-            body = await request.body()
-            if len(body) > MAX_BODY_BYTES:
-                raise ClientError(413, f"the request body is over {MAX_BODY_BYTES} bytes")
-            parsed = protocol.parse(EmbeddingRequest, body)
-            self._check_model(parsed.model)
+            parsed, _ = await self._read(request, EmbeddingRequest)
             width = self.encoder.hidden_size
             if parsed.dimensions is not None and parsed.dimensions != width:
                 raise InvalidParameter(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from starlette.applications import Starlette
@@ -18,10 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from conveyor.errors import ClientError, NotFound
+from conveyor.errors import ClientError, NotFound, NotReady
 from conveyor.generative import protocol
 from conveyor.serving import metrics
 from conveyor.serving.body import JSON
+
+MAX_BODY_BYTES = 4_000_000
+Parsed = TypeVar("Parsed", bound=Any)
 
 
 def json_response(content: Any, status: int = 200) -> Response:
@@ -60,6 +63,17 @@ class ModelRoutes:
     async def model(self, request: Request) -> Response:
         self._check_model(request.path_params["model"])
         return json_response(self._model())
+
+    async def _read(self, request: Request, kind: type[Parsed]) -> tuple[Parsed, bytes]:
+        """The request's body parsed as KIND, for this model, while it is ready (else a ClientError)."""
+        if self.state != "ready":
+            raise NotReady(f"the model is {self.state}")
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            raise ClientError(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+        parsed = protocol.parse(kind, body)
+        self._check_model(parsed.model)
+        return parsed, body
 
     def _check_model(self, model: str) -> None:
         """The served model answers to its name, ``name:version`` and ``name@alias``."""
