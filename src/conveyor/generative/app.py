@@ -209,11 +209,8 @@ def create_app(
         try:
             if owned:
                 await anyio.to_thread.run_sync(engine.load)
-        except Exception as exc:  # a model that cannot load: not ready, said once, the server stopped
-            endpoints.state = "failed"
-            log.error("the model could not be loaded: %s", exc)
-            if on_load_failure is not None:
-                on_load_failure()
+        except Exception as exc:
+            endpoints.load_failed(exc, on_load_failure)
         else:
             endpoints.slots = engine.start()
             endpoints.state = "ready"

@@ -98,11 +98,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             endpoints.encoder = await anyio.to_thread.run_sync(load)
-        except Exception as exc:  # a model that cannot load: not ready, said once, the server stopped
-            endpoints.state = "failed"
-            log.error("the model could not be loaded: %s", exc)
-            if on_load_failure is not None:
-                on_load_failure()
+        except Exception as exc:
+            endpoints.load_failed(exc, on_load_failure)
         else:
             endpoints.state = "ready"
         yield

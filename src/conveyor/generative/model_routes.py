@@ -7,6 +7,7 @@ the same ``name``/``name:version``/``name@alias`` answering and the same readine
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -23,6 +24,7 @@ from conveyor.generative import protocol
 from conveyor.serving import metrics
 from conveyor.serving.body import JSON
 
+log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4_000_000
 Parsed = TypeVar("Parsed", bound=Any)
 
@@ -40,6 +42,13 @@ class ModelRoutes:
         self.state = "loading"
         self.created = int(time.time())
         self.requests = metrics.RequestRecorder(name, version)
+
+    def load_failed(self, exc: Exception, on_load_failure: Callable[[], None] | None) -> None:
+        """A model that cannot load: not ready, said once, and the server stopped (ON_LOAD_FAILURE)."""
+        self.state = "failed"
+        log.error("the model could not be loaded: %s", exc)
+        if on_load_failure is not None:
+            on_load_failure()
 
     async def live(self, request: Request) -> Response:
         return json_response({"live": True})
