@@ -20,12 +20,10 @@ end reaches the bar.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-Z_95 = 1.959964  # two-sided 95%
 #: the fixed minimum where nothing was measured before the canary (no reference sample, a regressor)
 FALLBACK_MIN_AGREEMENT = 0.9
 
@@ -48,15 +46,14 @@ class ExpectedAgreement(BaseModel):
         return wilson_interval(round(self.share * self.items), self.items)[1] < bar
 
 
-def wilson_interval(agreed: int, compared: int, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval of ``agreed / compared`` (sound near 0 and 1, where the normal one is not)."""
+def wilson_interval(agreed: int, compared: int) -> tuple[float, float]:
+    """The 95% Wilson score interval of ``agreed / compared`` (sound near 0 and 1, where the normal one is
+    not; ``monitoring/statistics.wilson``); with nothing compared, anything from 0 to 1."""
+    from conveyor.monitoring.statistics import wilson  # numpy: not at the CLI's start-up, which loads this module
+
     if compared <= 0:
         return 0.0, 1.0
-    share = agreed / compared
-    denominator = 1 + z * z / compared
-    centre = (share + z * z / (2 * compared)) / denominator
-    half = z * math.sqrt(share * (1 - share) / compared + z * z / (4 * compared * compared)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return wilson(agreed, compared)
 
 
 def expectation_line(limits: Any, expected: ExpectedAgreement | None, why_not: str) -> str:
